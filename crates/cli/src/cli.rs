@@ -1,0 +1,590 @@
+//! Argument parsing and the commands.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use futures::StreamExt;
+use tverr_core::{Classification, ColumnCategory, DatasetRef, SubjectKind};
+use tverr_query::{Engine, ExportFormat, ExportOptions, GeometryColumn, QueryError};
+use tverr_store::tverr_ingest::{ColumnType, Format, IngestError, IngestOptions};
+use tverr_store::{IngestRequest, NewDataset, Store, StoreConfig, StoreError, WriteMode};
+
+/// Tverr: a data platform for Norwegian municipalities — data across departments, lawfully.
+#[derive(Debug, Parser)]
+#[command(name = "tverr", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Data directory (catalogue and lake by default).
+    #[arg(long, global = true, env = "TVERR_DATA", default_value = "./tverr-data")]
+    data: PathBuf,
+    /// Catalogue database URL: sqlite://PATH or postgres://… (default: DATA/catalog.db).
+    #[arg(long, global = true, env = "TVERR_CATALOG")]
+    catalog: Option<String>,
+    /// Object storage URL for the lake: a path, file://… or s3://bucket/prefix (default: DATA/lake).
+    #[arg(long, global = true, env = "TVERR_STORAGE")]
+    storage: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Organisations.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Departments of organisations.
+    #[command(subcommand)]
+    Department(DepartmentCommand),
+    /// Read a file into a dataset as one new version.
+    Ingest(IngestArgs),
+    /// List datasets.
+    Datasets(JsonFlag),
+    /// Datasets.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// Versions of a dataset: time, actor, mode, rows, source file and its SHA-256.
+    History(DatasetArg),
+    /// Write a dataset's rows to a file or stdout.
+    Export(ExportArgs),
+    /// Run a read-only SQL query over tables named org.dataset.
+    Sql(SqlArgs),
+    /// Fill an empty data directory with the demo municipality (Hamar kommune, Hias IKS).
+    Demo(DemoArgs),
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum OrgCommand {
+    /// Create an organisation.
+    Create {
+        /// Slug, e.g. hamar.
+        slug: String,
+        /// Name, e.g. "Hamar kommune".
+        #[arg(long)]
+        name: String,
+        /// Organisasjonsnummer (9 digits, checked).
+        #[arg(long)]
+        orgnr: String,
+        /// Kommunenummer (4 digits, with its leading zero).
+        #[arg(long)]
+        kommunenummer: Option<String>,
+    },
+    /// List organisations.
+    List(JsonFlag),
+}
+
+#[derive(Debug, Subcommand)]
+enum DepartmentCommand {
+    /// Create a department: ORG/SLUG.
+    Create {
+        /// ORG/SLUG, e.g. hamar/oppvekst.
+        path: String,
+        /// Name, e.g. "Oppvekst og utdanning".
+        #[arg(long)]
+        name: String,
+    },
+    /// List departments (of one organisation, or all).
+    List {
+        /// Organisation slug.
+        org: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DatasetCommand {
+    /// Show a dataset's metadata, schema and versions.
+    Show(DatasetArg),
+}
+
+#[derive(Debug, Args)]
+struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct DatasetArg {
+    /// ORG/DATASET.
+    dataset: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct IngestArgs {
+    /// ORG/DATASET.
+    dataset: String,
+    /// The source file.
+    file: PathBuf,
+    /// Create the dataset (it must not exist).
+    #[arg(long)]
+    create: bool,
+    /// Owning department (with --create).
+    #[arg(long, requires = "create")]
+    department: Option<String>,
+    /// Title (with --create).
+    #[arg(long, requires = "create")]
+    title: Option<String>,
+    /// Description (with --create).
+    #[arg(long, requires = "create", default_value = "")]
+    description: String,
+    /// open | internal | confidential | strictly-confidential (with --create).
+    #[arg(long, requires = "create")]
+    classification: Option<String>,
+    /// EU data-theme code, e.g. EDUC, ENVI, GOVE (with --create).
+    #[arg(long, requires = "create")]
+    theme: Option<String>,
+    /// Keyword (repeatable, with --create).
+    #[arg(long = "keyword", requires = "create")]
+    keywords: Vec<String>,
+    /// Licence (with --create).
+    #[arg(long, requires = "create")]
+    licence: Option<String>,
+    /// Update frequency, e.g. daily, monthly (with --create).
+    #[arg(long, requires = "create")]
+    frequency: Option<String>,
+    /// COL=person|property|organization: validate and canonicalise a subject key (repeatable).
+    #[arg(long = "subject", value_name = "COL=KIND")]
+    subjects: Vec<String>,
+    /// COL=none|person-id|personal|special-category|protected-address (repeatable).
+    #[arg(long = "category", value_name = "COL=CATEGORY")]
+    categories: Vec<String>,
+    /// append | replace | upsert.
+    #[arg(long, default_value = "append")]
+    mode: String,
+    /// Key column for --mode upsert.
+    #[arg(long)]
+    key: Option<String>,
+    /// csv | json | ndjson | geojson | xlsx | parquet (default: detected).
+    #[arg(long)]
+    format: Option<String>,
+    /// XLSX sheet (default: the first).
+    #[arg(long)]
+    sheet: Option<String>,
+    /// COL=boolean|integer|float|date|timestamp|text: override an inferred type (repeatable).
+    #[arg(long = "type", value_name = "COL=TYPE")]
+    types: Vec<String>,
+    /// Add columns the dataset does not have yet (as nullable columns).
+    #[arg(long)]
+    evolve: bool,
+    /// CRS of GeoJSON without a crs member: EPSG:4326 (default), EPSG:25832, EPSG:25833.
+    #[arg(long)]
+    crs: Option<String>,
+    /// Who ingests (recorded with the version; default: $USER).
+    #[arg(long, env = "TVERR_ACTOR")]
+    actor: Option<String>,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// ORG/DATASET.
+    dataset: String,
+    /// csv | json | ndjson | geojson | xlsx | parquet.
+    #[arg(long)]
+    format: String,
+    /// A version (time travel); default the latest.
+    #[arg(long)]
+    version: Option<i64>,
+    /// A SQL boolean expression over the dataset's columns.
+    #[arg(long = "where")]
+    filter: Option<String>,
+    /// Output file (default: stdout).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct SqlArgs {
+    /// The query, e.g. "SELECT bydel, sum(ledige_plasser) FROM hamar.barnehager GROUP BY bydel".
+    query: String,
+    /// table | csv | json | ndjson.
+    #[arg(long, default_value = "table")]
+    format: String,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Persons in the population copy.
+    #[arg(long, default_value_t = 32_000)]
+    persons: usize,
+    /// Generator seed.
+    #[arg(long, default_value_t = 3403)]
+    seed: u64,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TVERR_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Fill the data directory with the demo municipality when it is empty.
+    #[arg(long)]
+    demo: bool,
+    /// Persons in the demo population (with --demo).
+    #[arg(long, default_value_t = 32_000)]
+    persons: usize,
+}
+
+/// Input problems exit with 65 (EX_DATAERR), other failures with 1.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<StoreError>() {
+        Some(StoreError::Ingest(IngestError::Invalid(_))) => 65,
+        Some(StoreError::Invalid { .. }) => 65,
+        _ => 1,
+    }
+}
+
+fn pairs<T>(values: &[String], what: &str, parse: impl Fn(&str) -> Result<T>) -> Result<BTreeMap<String, T>> {
+    let mut out = BTreeMap::new();
+    for v in values {
+        let (col, val) = v
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--{what} {v:?}: expected COLUMN=VALUE"))?;
+        let parsed = parse(val.trim()).with_context(|| format!("--{what} {v:?}"))?;
+        out.insert(col.trim().to_string(), parsed);
+    }
+    Ok(out)
+}
+
+fn dataset_ref(s: &str) -> Result<DatasetRef> {
+    Ok(DatasetRef::from_str(s)?)
+}
+
+async fn open(cli: &Cli) -> Result<Store> {
+    let config = StoreConfig { data_dir: cli.data.clone(), catalog_url: cli.catalog.clone(), storage_url: cli.storage.clone() };
+    Store::open(&config).await.context("cannot open the store")
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> Result<()> {
+    let store = open(&cli).await?;
+    match cli.command {
+        Command::Org(OrgCommand::Create { slug, name, orgnr, kommunenummer }) => {
+            let org = store.catalog.create_org(&slug, &name, &orgnr, kommunenummer.as_deref()).await?;
+            println!("created organisation {} ({}, orgnr {})", org.slug, org.name, org.orgnr);
+        }
+        Command::Org(OrgCommand::List(f)) => {
+            let orgs = store.catalog.orgs().await?;
+            if f.json {
+                println!("{}", serde_json::to_string_pretty(&orgs)?);
+            } else {
+                for o in orgs {
+                    println!("{:<16} {:<32} {} {}", o.slug, o.name, o.orgnr, o.kommunenummer.unwrap_or_default());
+                }
+            }
+        }
+        Command::Department(DepartmentCommand::Create { path, name }) => {
+            let (org, slug) = path.split_once('/').ok_or_else(|| anyhow!("expected ORG/SLUG, e.g. hamar/oppvekst"))?;
+            let d = store.catalog.create_department(org, slug, &name).await?;
+            println!("created department {}/{} ({})", d.org, d.slug, d.name);
+        }
+        Command::Department(DepartmentCommand::List { org, json }) => {
+            let deps = store.catalog.departments(org.as_deref()).await?;
+            if json.json {
+                println!("{}", serde_json::to_string_pretty(&deps)?);
+            } else {
+                for d in deps {
+                    println!("{:<32} {}", format!("{}/{}", d.org, d.slug), d.name);
+                }
+            }
+        }
+        Command::Ingest(args) => ingest(&store, args).await?,
+        Command::Datasets(f) => {
+            let datasets = store.catalog.datasets().await?;
+            if f.json {
+                println!("{}", serde_json::to_string_pretty(&datasets)?);
+            } else {
+                println!("{:<36} {:<22} {:<16} TITLE", "DATASET", "CLASSIFICATION", "DEPARTMENT");
+                for d in datasets {
+                    println!("{:<36} {:<22} {:<16} {}", d.reference(), d.classification, d.department, d.title);
+                }
+            }
+        }
+        Command::Dataset(DatasetCommand::Show(a)) => show(&store, &a).await?,
+        Command::History(a) => history(&store, &a).await?,
+        Command::Export(a) => export(store, a).await?,
+        Command::Sql(a) => sql(store, a).await?,
+        Command::Demo(a) => {
+            let config = tverr_demo::DemoConfig { persons: a.persons, seed: a.seed };
+            let rows = tverr_demo::create(&store, &config).await?;
+            println!("created the demo municipality: {} datasets, {rows} rows", store.catalog.datasets().await?.len());
+        }
+        Command::Serve(a) => {
+            if a.demo && store.catalog.orgs().await?.is_empty() {
+                eprintln!("creating the demo municipality ({} persons)…", a.persons);
+                let config = tverr_demo::DemoConfig { persons: a.persons, ..Default::default() };
+                tverr_demo::create(&store, &config).await?;
+            }
+            let listener = tokio::net::TcpListener::bind(&a.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", a.listen))?;
+            eprintln!("tverr listening on http://{}", listener.local_addr()?);
+            tverr_server::serve(listener, tverr_server::AppState { store }).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn ingest(store: &Store, a: IngestArgs) -> Result<()> {
+    let dataset = dataset_ref(&a.dataset)?;
+    let format = a
+        .format
+        .as_deref()
+        .map(|f| Format::parse(f).ok_or_else(|| anyhow!("--format {f:?}: expected csv, json, ndjson, geojson, xlsx or parquet")))
+        .transpose()?;
+    let subjects = pairs(&a.subjects, "subject", |v| Ok(SubjectKind::from_str(v)?))?;
+    let categories = pairs(&a.categories, "category", |v| Ok(ColumnCategory::from_str(v)?))?;
+    let types = pairs(&a.types, "type", |v| {
+        ColumnType::parse(v).ok_or_else(|| anyhow!("unknown type {v:?}; expected one of: {}", ColumnType::NAMES))
+    })?;
+    let mode = match (a.mode.as_str(), a.key) {
+        ("append", None) => WriteMode::Append,
+        ("replace", None) => WriteMode::Replace,
+        ("upsert", Some(key)) => WriteMode::Upsert { key },
+        ("upsert", None) => bail!("--mode upsert needs --key COLUMN"),
+        ("append" | "replace", Some(_)) => bail!("--key is only for --mode upsert"),
+        (other, _) => bail!("--mode {other:?}: expected append, replace or upsert"),
+    };
+    let create = if a.create {
+        let classification = a.classification.as_deref().ok_or_else(|| anyhow!("--create needs --classification"))?;
+        Some(NewDataset {
+            department: a.department.ok_or_else(|| anyhow!("--create needs --department"))?,
+            title: a.title.ok_or_else(|| anyhow!("--create needs --title"))?,
+            description: a.description,
+            classification: Classification::from_str(classification)?,
+            theme: a.theme,
+            keywords: a.keywords,
+            licence: a.licence,
+            update_frequency: a.frequency,
+        })
+    } else {
+        None
+    };
+    let crs = a
+        .crs
+        .as_deref()
+        .map(|c| {
+            tverr_store::tverr_ingest::normalise_crs(c)
+                .ok_or_else(|| anyhow!("--crs {c:?}: expected EPSG:4326, EPSG:25832 or EPSG:25833"))
+        })
+        .transpose()?;
+    let size = std::fs::metadata(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?.len();
+    let bar = progress_bar(size);
+    let progress = bar.clone().map(|b| Arc::new(move |n: u64| b.set_position(n)) as tverr_store::tverr_ingest::Progress);
+    let options = IngestOptions {
+        format,
+        sheet: a.sheet,
+        types,
+        subjects,
+        crs,
+        evolve: a.evolve,
+        progress,
+        ..IngestOptions::default()
+    };
+    let actor = a.actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "operator".into());
+    let req = IngestRequest { dataset: dataset.clone(), path: a.file, options, mode, create, categories, actor };
+    let result = store.ingest(req).await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let outcome = result?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+        return Ok(());
+    }
+    let r = &outcome.report;
+    let mut detail = vec![r.format.clone()];
+    detail.extend(r.encoding.clone());
+    if let Some(d) = &r.delimiter {
+        detail.push(format!("delimiter {d}"));
+    }
+    detail.extend(r.sheet.clone().map(|s| format!("sheet {s}")));
+    detail.extend(r.crs.clone());
+    println!(
+        "{dataset}: version {} ({}), {} rows from {} ({}){}",
+        outcome.version,
+        if outcome.created { "created".to_string() } else { format!("{} rows removed", outcome.rows_removed) },
+        r.rows,
+        r.file_name,
+        detail.join(", "),
+        if r.added_columns.is_empty() { String::new() } else { format!(", new columns: {}", r.added_columns.join(", ")) }
+    );
+    println!("sha256 {}", r.sha256);
+    Ok(())
+}
+
+fn progress_bar(size: u64) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if size < 16 << 20 || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(size);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
+async fn show(store: &Store, a: &DatasetArg) -> Result<()> {
+    let r = dataset_ref(&a.dataset)?;
+    let meta = store.catalog.dataset(&r).await?;
+    let columns = store.catalog.columns(&r).await?;
+    let versions = store.catalog.versions(&r).await?;
+    if a.json {
+        let v = serde_json::json!({ "dataset": meta, "columns": columns, "versions": versions });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("{}  {}", meta.reference(), meta.title);
+    println!("  department      {}", meta.department);
+    println!("  classification  {}", meta.classification);
+    if !meta.description.is_empty() {
+        println!("  description     {}", meta.description);
+    }
+    println!("  theme           {}", meta.theme.clone().unwrap_or_default());
+    println!("  keywords        {}", meta.keywords.join(", "));
+    println!("  licence         {}", meta.licence.clone().unwrap_or_default());
+    println!("  frequency       {}", meta.update_frequency.clone().unwrap_or_default());
+    println!("  created         {}", meta.created_at);
+    println!("schema:");
+    for c in &columns {
+        let mut extra = Vec::new();
+        if c.category != ColumnCategory::None {
+            extra.push(format!("category {}", c.category));
+        }
+        if let Some(s) = c.subject_key {
+            extra.push(format!("subject {s}"));
+        }
+        if let Some(crs) = &c.crs {
+            extra.push(crs.clone());
+        }
+        println!("  {:<28} {:<10} {}", c.name, c.column_type, extra.join(", "));
+    }
+    println!("versions:");
+    for v in &versions {
+        println!("  {:>4}  {}  {:<8} {} rows  {}", v.version, v.committed_at, v.mode, v.rows_written, v.source_name.clone().unwrap_or_default());
+    }
+    Ok(())
+}
+
+async fn history(store: &Store, a: &DatasetArg) -> Result<()> {
+    let r = dataset_ref(&a.dataset)?;
+    store.catalog.dataset(&r).await?;
+    let versions = store.catalog.versions(&r).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&versions)?);
+        return Ok(());
+    }
+    println!("{:>7}  {:<24}  {:<12} {:<8} {:>10} {:>10}  SOURCE  SHA-256", "VERSION", "TIME", "ACTOR", "MODE", "ROWS", "REMOVED");
+    for v in versions {
+        println!(
+            "{:>7}  {:<24}  {:<12} {:<8} {:>10} {:>10}  {}  {}",
+            v.version,
+            v.committed_at,
+            v.actor,
+            v.mode,
+            v.rows_written,
+            v.rows_removed,
+            v.source_name.unwrap_or_default(),
+            v.source_sha256.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+async fn geometry_columns(store: &Store, r: &DatasetRef) -> Result<Vec<GeometryColumn>> {
+    Ok(store
+        .catalog
+        .columns(r)
+        .await?
+        .into_iter()
+        .filter(|c| c.column_type == "geometry")
+        .map(|c| GeometryColumn { name: c.name, crs: c.crs.unwrap_or_else(|| "EPSG:4326".into()) })
+        .collect())
+}
+
+async fn export(store: Store, a: ExportArgs) -> Result<()> {
+    let r = dataset_ref(&a.dataset)?;
+    let format = ExportFormat::parse(&a.format)
+        .ok_or_else(|| anyhow!("--format {:?}: expected csv, json, ndjson, geojson, xlsx or parquet", a.format))?;
+    let geometry = geometry_columns(&store, &r).await?;
+    let engine = Engine::new(store);
+    let stream = engine.scan(&r, a.version, a.filter.as_deref()).await?;
+    let options = ExportOptions { format, geometry };
+    let rows = match &a.out {
+        Some(path) => {
+            let tmp = path.with_extension("partial");
+            let mut file = std::io::BufWriter::new(
+                std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
+            );
+            let result = tverr_query::write_export(stream, &options, &mut file).await;
+            drop(file);
+            match result {
+                Ok(n) => {
+                    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+                    n
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e.into());
+                }
+            }
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = std::io::BufWriter::new(stdout.lock());
+            tverr_query::write_export(stream, &options, &mut lock).await?
+        }
+    };
+    if let Some(path) = &a.out {
+        eprintln!("{rows} rows written to {}", path.display());
+    }
+    Ok(())
+}
+
+async fn sql(store: Store, a: SqlArgs) -> Result<()> {
+    let engine = Engine::new(store);
+    let mut stream = engine.sql(&a.query).await?;
+    match a.format.as_str() {
+        "table" => {
+            let mut batches = Vec::new();
+            let mut rows = 0usize;
+            while let Some(b) = stream.next().await {
+                let b = b.map_err(QueryError::from)?;
+                rows += b.num_rows();
+                if rows > 10_000 {
+                    bail!("more than 10,000 rows; use --format csv or add LIMIT");
+                }
+                batches.push(b);
+            }
+            println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+            eprintln!("{rows} rows");
+        }
+        f => {
+            let format = match f {
+                "csv" => ExportFormat::Csv,
+                "json" => ExportFormat::Json,
+                "ndjson" => ExportFormat::Ndjson,
+                other => bail!("--format {other:?}: expected table, csv, json or ndjson"),
+            };
+            let stdout = std::io::stdout();
+            let mut lock = std::io::BufWriter::new(stdout.lock());
+            tverr_query::write_export(stream, &ExportOptions { format, geometry: Vec::new() }, &mut lock).await?;
+            lock.flush()?;
+        }
+    }
+    Ok(())
+}

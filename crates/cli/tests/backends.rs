@@ -1,0 +1,77 @@
+//! The same operations on the real services: a PostgreSQL catalogue and S3 storage (moto).
+//! `scripts/test` starts both and sets TVERR_TEST_POSTGRES_URL and TVERR_TEST_S3_ENDPOINT.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Tverr, data_dir};
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests with scripts/test, which starts the services"))
+}
+
+/// A fresh database on the test cluster, made with the real psql client.
+fn fresh_database() -> String {
+    let admin = env("TVERR_TEST_POSTGRES_URL");
+    let name = format!("tverr_{}", std::process::id()) + &format!("_{}", rand_suffix());
+    let status = Command::new("psql").arg(&admin).arg("-qc").arg(format!("CREATE DATABASE {name}")).status().expect("psql");
+    assert!(status.success(), "psql could not create {name}");
+    let base = admin.rsplit_once('/').expect("URL with a database").0;
+    format!("{base}/{name}")
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000
+}
+
+fn exercise(t: &Tverr) {
+    t.org();
+    let people = data_dir().join("ingest/people.csv");
+    t.create("test/people", &people, &["--subject", "fodselsnummer=person", "--category", "navn=personal"]);
+    let more = t.dir.path().join("more.csv");
+    std::fs::write(&more, "fodselsnummer;navn;fodt;belop;aktiv\n03891256786;Kari;03.09.2012;5;ja\n").unwrap();
+    t.ok(&["ingest", "test/people", more.to_str().unwrap()]);
+    let (code, _) = t.fail(&["ingest", "test/people", data_dir().join("ingest/bad/bad_date.csv").to_str().unwrap()]);
+    assert_eq!(code, 65);
+    assert_eq!(t.sql_csv("SELECT count(*) AS n FROM test.people"), "n\n3\n");
+    assert_eq!(t.ok(&["export", "test/people", "--format", "csv", "--version", "0"]).lines().count(), 3);
+    let history: serde_json::Value = serde_json::from_str(&t.ok(&["history", "test/people", "--json"])).unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 2);
+    let show: serde_json::Value = serde_json::from_str(&t.ok(&["dataset", "show", "test/people", "--json"])).unwrap();
+    assert_eq!(show["dataset"]["classification"], "internal");
+    assert_eq!(show["columns"][1]["category"], "personal");
+    let (_, err) = t.fail(&["org", "create", "test", "--name", "X", "--orgnr", "970540008"]);
+    assert!(err.contains("already exists"), "{err}");
+}
+
+#[test]
+fn postgresql_catalogue() {
+    let url = fresh_database();
+    let t = Tverr::with_env(&[("TVERR_CATALOG", &url)]);
+    exercise(&t);
+    assert!(!t.data().join("catalog.db").exists(), "the SQLite file must not be used");
+    let out = Command::new("psql")
+        .arg(&url)
+        .args(["-tAc", "SELECT version, mode, rows_written FROM dataset_versions ORDER BY version"])
+        .output()
+        .expect("psql");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0|create|2\n1|append|1\n");
+}
+
+#[test]
+fn s3_storage() {
+    let endpoint = env("TVERR_TEST_S3_ENDPOINT");
+    let bucket = env("TVERR_TEST_S3_BUCKET");
+    let storage = format!("s3://{bucket}/run-{}-{}", std::process::id(), rand_suffix());
+    let t = Tverr::with_env(&[
+        ("TVERR_STORAGE", &storage),
+        ("AWS_ENDPOINT_URL", &endpoint),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ALLOW_HTTP", "true"),
+    ]);
+    exercise(&t);
+    assert!(!t.lake().join("test").exists(), "the local lake must not be used");
+}

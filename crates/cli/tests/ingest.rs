@@ -1,0 +1,409 @@
+//! Ingest end to end through the `tverr` binary: every format and CSV dialect, every class of bad
+//! input (as data files in tests/data/ingest/bad), atomicity, write modes, evolution, history,
+//! exports and the SQL guard.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Tverr, data_dir, visible_snapshot};
+
+const EXPECTED_PEOPLE: &str = "fodselsnummer,navn,fodt,belop,aktiv\n\
+01817545781,Bjørn Ærø,1975-01-01,-12.25,false\n\
+17858012392,Åse Ødegård,1980-05-17,1234.5,true\n";
+
+const PEOPLE_QUERY: &str = "SELECT fodselsnummer, navn, fodt, belop, aktiv FROM test.{} ORDER BY fodselsnummer";
+
+fn people(t: &Tverr) {
+    t.org();
+    t.create("test/people", &data_dir().join("ingest/people.csv"), &["--subject", "fodselsnummer=person"]);
+}
+
+#[test]
+fn every_dialect_and_format_gives_the_same_rows() {
+    let t = Tverr::new();
+    t.org();
+    let good = data_dir().join("ingest/good");
+    let mut names: Vec<_> = std::fs::read_dir(&good).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    assert!(names.len() >= 7);
+    for (i, file) in names.iter().enumerate() {
+        let slug = format!("d{i}");
+        t.create(&format!("test/{slug}"), file, &["--subject", "fodselsnummer=person"]);
+        let got = t.sql_csv(&PEOPLE_QUERY.replace("{}", &slug));
+        assert_eq!(got, EXPECTED_PEOPLE, "{}", file.display());
+    }
+}
+
+#[test]
+fn detection_is_reported() {
+    let t = Tverr::new();
+    t.org();
+    let out = t.create("test/w", &data_dir().join("ingest/good/windows1252_semicolon.csv"), &["--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["report"]["encoding"], "windows-1252");
+    assert_eq!(v["report"]["delimiter"], ";");
+    assert_eq!(v["report"]["rows"], 2);
+    assert_eq!(v["version"], 0);
+    let out = t.create("test/b", &data_dir().join("ingest/good/utf8_bom_semicolon.csv"), &["--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["report"]["encoding"], "UTF-8 with BOM");
+    let out = t.create("test/t", &data_dir().join("ingest/good/latin1_tab.tsv"), &["--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["report"]["delimiter"], "tab");
+}
+
+#[test]
+fn quoted_fields_with_newlines_and_delimiters() {
+    let t = Tverr::new();
+    t.org();
+    let f = t.dir.path().join("q.csv");
+    std::fs::write(&f, "id;tekst\n1;\"første linje\nandre; linje\"\n2;\"sa \"\"hei\"\"\"\n").unwrap();
+    t.create("test/q", &f, &[]);
+    let got = t.sql_csv("SELECT id, tekst FROM test.q ORDER BY id");
+    assert_eq!(got, "id,tekst\n1,\"første linje\nandre; linje\"\n2,\"sa \"\"hei\"\"\"\n");
+}
+
+#[test]
+fn leading_zeros_and_overrides() {
+    let t = Tverr::new();
+    t.org();
+    let f = t.dir.path().join("p.csv");
+    std::fs::write(&f, "postnummer;kommunenr;antall\n0150;0301;7\n2317;3403;8\n").unwrap();
+    t.create("test/p", &f, &["--type", "antall=float"]);
+    let show = t.ok(&["dataset", "show", "test/p", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&show).unwrap();
+    let types: Vec<&str> = v["columns"].as_array().unwrap().iter().map(|c| c["column_type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["text", "text", "float"]);
+    assert_eq!(t.sql_csv("SELECT postnummer FROM test.p ORDER BY postnummer"), "postnummer\n0150\n2317\n");
+}
+
+#[test]
+fn xlsx_with_dates_and_named_sheet() {
+    let t = Tverr::new();
+    people(&t);
+    let x = t.dir.path().join("people.xlsx");
+    t.ok(&["export", "test/people", "--format", "xlsx", "--out", x.to_str().unwrap()]);
+    t.create("test/fromxlsx", &x, &["--sheet", "Data", "--subject", "fodselsnummer=person"]);
+    assert_eq!(t.sql_csv(&PEOPLE_QUERY.replace("{}", "fromxlsx")), EXPECTED_PEOPLE);
+    let (code, err) = t.fail(&["ingest", "test/fromxlsx", x.to_str().unwrap(), "--sheet", "Ark1"]);
+    assert_eq!(code, 65);
+    assert!(err.contains("no sheet named \"Ark1\"; the workbook has: Data"), "{err}");
+}
+
+#[test]
+fn parquet_round_trip() {
+    let t = Tverr::new();
+    people(&t);
+    let p = t.dir.path().join("people.parquet");
+    t.ok(&["export", "test/people", "--format", "parquet", "--out", p.to_str().unwrap()]);
+    t.create("test/frompq", &p, &["--subject", "fodselsnummer=person"]);
+    assert_eq!(t.sql_csv(&PEOPLE_QUERY.replace("{}", "frompq")), EXPECTED_PEOPLE);
+}
+
+#[test]
+fn geojson_keeps_geometry_and_crs() {
+    let t = Tverr::new();
+    t.org();
+    let f = t.dir.path().join("b.geojson");
+    std::fs::write(
+        &f,
+        r#"{"type":"FeatureCollection","crs":{"type":"name","properties":{"name":"urn:ogc:def:crs:EPSG::25833"}},
+        "features":[{"type":"Feature","geometry":{"type":"Point","coordinates":[287000,6744500]},"properties":{"navn":"Solsikken","plasser":3}},
+        {"type":"Feature","geometry":null,"properties":{"navn":"Uten sted","plasser":0}}]}"#,
+    )
+    .unwrap();
+    t.create("test/geo", &f, &[]);
+    let show: serde_json::Value = serde_json::from_str(&t.ok(&["dataset", "show", "test/geo", "--json"])).unwrap();
+    let geom = show["columns"].as_array().unwrap().iter().find(|c| c["name"] == "geometry").unwrap();
+    assert_eq!(geom["column_type"], "geometry");
+    assert_eq!(geom["crs"], "EPSG:25833");
+    let out = t.dir.path().join("out.geojson");
+    t.ok(&["export", "test/geo", "--format", "geojson", "--out", out.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(v["crs"]["properties"]["name"], "urn:ogc:def:crs:EPSG::25833");
+    let features = v["features"].as_array().unwrap();
+    assert_eq!(features.len(), 2);
+    let solsikken = features.iter().find(|f| f["properties"]["navn"] == "Solsikken").unwrap();
+    assert_eq!(solsikken["geometry"]["type"], "Point");
+    assert_eq!(solsikken["geometry"]["coordinates"][0].as_f64(), Some(287000.0));
+    assert!(features.iter().any(|f| f["geometry"].is_null()));
+    let csv = t.ok(&["export", "test/geo", "--format", "csv", "--where", "plasser > 0"]);
+    assert!(csv.contains("POINT(287000 6744500)"), "{csv}");
+    assert!(!csv.contains("Uten sted"));
+}
+
+/// One case from tests/data/ingest/bad/*.case.
+struct Case {
+    name: String,
+    file: String,
+    existing: bool,
+    args: Vec<String>,
+    expect: Vec<String>,
+    reject: Vec<String>,
+}
+
+fn cases() -> Vec<Case> {
+    let dir = data_dir().join("ingest/bad");
+    let mut out = Vec::new();
+    let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    paths.sort();
+    for p in paths.into_iter().filter(|p| p.extension().is_some_and(|e| e == "case")) {
+        let text = std::fs::read_to_string(&p).unwrap();
+        let mut c = Case {
+            name: p.file_stem().unwrap().to_string_lossy().into_owned(),
+            file: String::new(),
+            existing: false,
+            args: Vec::new(),
+            expect: Vec::new(),
+            reject: Vec::new(),
+        };
+        for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+            let (k, v) = line.split_once(": ").unwrap_or_else(|| panic!("{}: bad line {line:?}", p.display()));
+            match k {
+                "file" => c.file = v.to_string(),
+                "target" => c.existing = v == "existing",
+                "args" => c.args = v.split_whitespace().map(str::to_string).collect(),
+                "expect" => c.expect.push(v.to_string()),
+                "reject" => c.reject.push(v.to_string()),
+                other => panic!("{}: unknown key {other}", p.display()),
+            }
+        }
+        assert!(!c.file.is_empty() && !c.expect.is_empty(), "{}: needs file and expect", p.display());
+        out.push(c);
+    }
+    out
+}
+
+#[test]
+fn bad_input_is_refused_with_its_location_and_changes_nothing() {
+    let t = Tverr::new();
+    people(&t);
+    let table = t.lake().join("test/people");
+    let history_before = t.ok(&["history", "test/people", "--json"]);
+    let storage_before = visible_snapshot(&table);
+    let all = cases();
+    assert!(all.len() >= 15, "the bad-input corpus shrank");
+    for c in all {
+        let file = data_dir().join("ingest/bad").join(&c.file);
+        let target = if c.existing { "test/people".to_string() } else { format!("test/{}", c.name.replace('_', "-")) };
+        let mut args: Vec<String> = vec!["ingest".into(), target.clone(), file.to_string_lossy().into_owned()];
+        if !c.existing {
+            args.extend(["--create", "--department", "data", "--title", "T", "--classification", "open"].map(String::from));
+        }
+        args.extend(c.args.clone());
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, err) = t.fail(&argv);
+        assert_eq!(code, 65, "{}: exit code; stderr:\n{err}", c.name);
+        for e in &c.expect {
+            assert!(err.contains(e), "{}: expected {e:?} in:\n{err}", c.name);
+        }
+        for r in &c.reject {
+            assert!(!err.contains(r), "{}: the message echoes {r:?}:\n{err}", c.name);
+        }
+        if !c.existing {
+            let (_, show) = t.fail(&["dataset", "show", &target]);
+            assert!(show.contains("does not exist"), "{}: a failed create left a dataset: {show}", c.name);
+        }
+    }
+    assert_eq!(visible_snapshot(&table), storage_before, "a refused ingest changed storage");
+    assert_eq!(t.ok(&["history", "test/people", "--json"]), history_before);
+    assert_eq!(t.sql_csv(&PEOPLE_QUERY.replace("{}", "people")), EXPECTED_PEOPLE);
+}
+
+#[test]
+fn invalid_utf8_after_the_sample_is_located() {
+    let t = Tverr::new();
+    t.org();
+    let f = t.dir.path().join("mixed.csv");
+    let mut bytes = b"id;navn\n".to_vec();
+    let mut line = 1;
+    while bytes.len() < 1_200_000 {
+        line += 1;
+        bytes.extend_from_slice(format!("{line};Ærlig Åse\n").as_bytes());
+    }
+    bytes.extend_from_slice(b"999999;Bj\xF8rn\n");
+    std::fs::write(&f, bytes).unwrap();
+    let (code, err) = t.fail(&["ingest", "test/mixed", f.to_str().unwrap(), "--create", "--department", "data", "--title", "T", "--classification", "open"]);
+    assert_eq!(code, 65);
+    assert!(err.contains(&format!("mixed.csv: line {}, column \"navn\": not valid UTF-8", line + 1)), "{err}");
+}
+
+#[test]
+fn truncated_xlsx_is_refused() {
+    let t = Tverr::new();
+    people(&t);
+    let x = t.dir.path().join("full.xlsx");
+    t.ok(&["export", "test/people", "--format", "xlsx", "--out", x.to_str().unwrap()]);
+    let bytes = std::fs::read(&x).unwrap();
+    let cut = t.dir.path().join("cut.xlsx");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let (code, err) = t.fail(&["ingest", "test/people", cut.to_str().unwrap()]);
+    assert_eq!(code, 65);
+    assert!(err.contains("cut.xlsx: not a readable XLSX workbook"), "{err}");
+}
+
+#[test]
+fn a_bad_row_at_line_one_million_leaves_the_previous_version_intact() {
+    let t = Tverr::new();
+    t.org();
+    let good = t.dir.path().join("v0.csv");
+    std::fs::write(&good, "id;verdi\n1;1,5\n2;2,5\n").unwrap();
+    t.create("test/big", &good, &[]);
+    let table = t.lake().join("test/big");
+    let before = visible_snapshot(&table);
+    let f = t.dir.path().join("big.csv");
+    let mut text = String::with_capacity(16_000_000);
+    text.push_str("id;verdi\n");
+    for i in 2..1_000_000u32 {
+        text.push_str(&format!("{i};{i},25\n"));
+    }
+    text.push_str("1000000;ikke et tall\n");
+    std::fs::write(&f, text).unwrap();
+    let (code, err) = t.fail(&["ingest", "test/big", f.to_str().unwrap()]);
+    assert_eq!(code, 65);
+    assert!(err.contains("big.csv: line 1000000, column \"verdi\": expected a number"), "{err}");
+    assert_eq!(visible_snapshot(&table), before);
+    assert_eq!(t.sql_csv("SELECT count(*) AS n, sum(verdi) AS s FROM test.big"), "n,s\n2,4.0\n");
+}
+
+#[test]
+fn append_replace_upsert_and_time_travel() {
+    let t = Tverr::new();
+    people(&t);
+    let more = t.dir.path().join("more.csv");
+    std::fs::write(&more, "fodselsnummer;navn;fodt;belop;aktiv\n03891256786;Kari;03.09.2012;5;ja\n").unwrap();
+    t.ok(&["ingest", "test/people", more.to_str().unwrap()]);
+    assert_eq!(t.sql_csv("SELECT count(*) AS n FROM test.people"), "n\n3\n");
+
+    let up = t.dir.path().join("up.csv");
+    std::fs::write(&up, "fodselsnummer;navn;fodt;belop;aktiv\n178580-12392;Åse Ny;17.05.1980;99;nei\n24929923681;Per;24.12.1999;1;ja\n").unwrap();
+    let out = t.ok(&["ingest", "test/people", up.to_str().unwrap(), "--mode", "upsert", "--key", "fodselsnummer"]);
+    assert!(out.contains("version 2 (1 rows removed)"), "{out}");
+    assert_eq!(
+        t.sql_csv("SELECT fodselsnummer, navn, belop FROM test.people ORDER BY fodselsnummer"),
+        "fodselsnummer,navn,belop\n01817545781,Bjørn Ærø,-12.25\n03891256786,Kari,5.0\n17858012392,Åse Ny,99.0\n24929923681,Per,1.0\n"
+    );
+
+    let only = t.dir.path().join("only.csv");
+    std::fs::write(&only, "fodselsnummer;navn;fodt;belop;aktiv\n29828411118;Eva;29.02.1984;0;ja\n").unwrap();
+    let out = t.ok(&["ingest", "test/people", only.to_str().unwrap(), "--mode", "replace"]);
+    assert!(out.contains("version 3 (4 rows removed)"), "{out}");
+    assert_eq!(t.sql_csv("SELECT navn FROM test.people"), "navn\nEva\n");
+
+    // Time travel: every version is still readable.
+    let v0 = t.ok(&["export", "test/people", "--format", "csv", "--version", "0"]);
+    assert_eq!(v0.lines().count(), 3, "{v0}");
+    let v2 = t.ok(&["export", "test/people", "--format", "ndjson", "--version", "2", "--where", "belop > 50"]);
+    assert_eq!(v2.lines().count(), 1);
+    assert!(v2.contains("\"navn\":\"Åse Ny\""));
+    let (_, err) = t.fail(&["export", "test/people", "--format", "csv", "--version", "9"]);
+    assert!(err.contains("version"), "{err}");
+
+    let history: serde_json::Value = serde_json::from_str(&t.ok(&["history", "test/people", "--json"])).unwrap();
+    let modes: Vec<&str> = history.as_array().unwrap().iter().map(|v| v["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["create", "append", "upsert", "replace"]);
+    let last = &history[3];
+    assert_eq!(last["actor"], "tester");
+    assert_eq!(last["source_name"], "only.csv");
+    let sha = last["source_sha256"].as_str().unwrap();
+    assert_eq!(sha.len(), 64);
+    let text = t.ok(&["history", "test/people"]);
+    assert!(text.contains(sha) && text.contains("only.csv"), "{text}");
+}
+
+#[test]
+fn evolve_adds_nullable_columns() {
+    let t = Tverr::new();
+    people(&t);
+    let f = t.dir.path().join("wider.csv");
+    std::fs::write(&f, "fodselsnummer;navn;fodt;belop;aktiv;kommune\n03891256786;Kari;03.09.2012;5;ja;Hamar\n").unwrap();
+    let (_, err) = t.fail(&["ingest", "test/people", f.to_str().unwrap()]);
+    assert!(err.contains("kommune"), "{err}");
+    let out = t.ok(&["ingest", "test/people", f.to_str().unwrap(), "--evolve"]);
+    assert!(out.contains("new columns: kommune"), "{out}");
+    assert_eq!(
+        t.sql_csv("SELECT navn, kommune FROM test.people ORDER BY navn"),
+        "navn,kommune\nBjørn Ærø,\nKari,Hamar\nÅse Ødegård,\n"
+    );
+    let show = t.ok(&["dataset", "show", "test/people"]);
+    assert!(show.contains("kommune"), "{show}");
+}
+
+#[test]
+fn catalogue_validation() {
+    let t = Tverr::new();
+    let (code, err) = t.fail(&["org", "create", "x", "--name", "X", "--orgnr", "970540009"]);
+    assert_eq!(code, 65);
+    assert!(err.contains("invalid orgnr: the check digits do not match"), "{err}");
+    let (_, err) = t.fail(&["org", "create", "Bad Slug", "--name", "X", "--orgnr", "970540008"]);
+    assert!(err.contains("invalid slug"), "{err}");
+    let (_, err) = t.fail(&["org", "create", "x", "--name", "X", "--orgnr", "970540008", "--kommunenummer", "403"]);
+    assert!(err.contains("kommunenummer"), "{err}");
+    t.org();
+    let (_, err) = t.fail(&["org", "create", "test2", "--name", "X", "--orgnr", "970540008"]);
+    assert!(err.contains("already exists"), "{err}");
+    let (_, err) = t.fail(&["department", "create", "nope/x", "--name", "X"]);
+    assert!(err.contains("organisation nope does not exist"), "{err}");
+    let f = data_dir().join("ingest/people.csv");
+    let (_, err) = t.fail(&["ingest", "test/p", f.to_str().unwrap(), "--create", "--department", "nope", "--title", "T", "--classification", "open"]);
+    assert!(err.contains("department test/nope does not exist"), "{err}");
+    let (_, err) = t.fail(&["ingest", "test/p", f.to_str().unwrap(), "--create", "--department", "data", "--title", "T", "--classification", "hemmelig"]);
+    assert!(err.contains("unknown classification \"hemmelig\""), "{err}");
+    let (_, err) = t.fail(&["ingest", "test/p", f.to_str().unwrap()]);
+    assert!(err.contains("dataset test/p (give --create to create it) does not exist"), "{err}");
+    let (_, err) = t.fail(&["ingest", "test/p", f.to_str().unwrap(), "--create", "--department", "data", "--title", "T", "--classification", "open", "--category", "nope=personal"]);
+    assert!(err.contains("invalid category: column \"nope\" is not in the dataset"), "{err}");
+    assert!(t.fail(&["dataset", "show", "test/p"]).1.contains("does not exist"));
+    t.create("test/p", &f, &["--category", "navn=personal", "--subject", "fodselsnummer=person"]);
+    let (_, err) = t.fail(&["ingest", "test/p", f.to_str().unwrap(), "--create", "--department", "data", "--title", "T", "--classification", "open"]);
+    assert!(err.contains("dataset test/p already exists"), "{err}");
+    let listed = t.ok(&["datasets"]);
+    assert!(listed.contains("test/p") && listed.contains("internal"), "{listed}");
+    let show: serde_json::Value = serde_json::from_str(&t.ok(&["dataset", "show", "test/p", "--json"])).unwrap();
+    let cats: Vec<(&str, &str)> = show["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["category"].as_str().unwrap()))
+        .collect();
+    assert!(cats.contains(&("fodselsnummer", "person-id")) && cats.contains(&("navn", "personal")), "{cats:?}");
+}
+
+#[test]
+fn sql_is_read_only() {
+    let t = Tverr::new();
+    people(&t);
+    for q in [
+        "DROP TABLE test.people",
+        "CREATE TABLE x AS SELECT 1",
+        "INSERT INTO test.people SELECT * FROM test.people",
+        "DELETE FROM test.people",
+        "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
+        "SELECT 1; DROP TABLE test.people",
+        "SET datafusion.execution.batch_size = 1",
+        "COPY test.people TO '/tmp/x.csv'",
+        "EXPLAIN SELECT * FROM test.people",
+    ] {
+        let (code, err) = t.fail(&["sql", q]);
+        assert_eq!(code, 1, "{q}");
+        assert!(err.contains("not allowed") || err.contains("invalid query"), "{q}: {err}");
+    }
+    let (_, err) = t.fail(&["sql", "SELECT * FROM '/etc/passwd'"]);
+    assert!(!err.contains("root:"), "{err}");
+    assert_eq!(t.sql_csv(&PEOPLE_QUERY.replace("{}", "people")), EXPECTED_PEOPLE);
+}
+
+#[test]
+fn help_everywhere() {
+    let t = Tverr::new();
+    for cmd in [
+        vec!["--help"], vec!["org", "--help"], vec!["org", "create", "--help"], vec!["department", "create", "--help"],
+        vec!["ingest", "--help"], vec!["datasets", "--help"], vec!["dataset", "show", "--help"], vec!["history", "--help"],
+        vec!["export", "--help"], vec!["sql", "--help"], vec!["demo", "--help"], vec!["serve", "--help"],
+    ] {
+        let out = t.ok(&cmd);
+        assert!(out.contains("Usage:"), "{cmd:?}");
+    }
+    assert!(Path::new(env!("CARGO_BIN_EXE_tverr")).exists());
+}

@@ -1,0 +1,199 @@
+//! The demo municipality: Hamar kommune (3403) and Hias IKS, with a deterministic synthetic
+//! population and the datasets of DESIGN.md.
+//!
+//! The generator writes the source files a municipality's systems would export — a Windows-1252
+//! `;` CSV from the population register, GeoJSON in EPSG:25833 from the map systems, an XLSX from
+//! the case system, NDJSON from sensors — and ingests them through the ordinary ingest path, so
+//! the demo exercises the same code as real data. The same seed and size give the same data.
+
+mod data;
+mod names;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use tverr_core::{Classification, ColumnCategory, DatasetRef, SubjectKind};
+use tverr_store::tverr_ingest::IngestOptions;
+use tverr_store::{IngestRequest, NewDataset, Store, StoreError, WriteMode};
+
+pub use data::Population;
+
+/// Why the demo could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DemoError {
+    /// The data directory already holds organisations.
+    #[error("the data directory already has data; the demo needs an empty one")]
+    NotEmpty,
+    /// Writing a source file failed.
+    #[error("cannot write a demo file: {0}")]
+    Io(#[from] std::io::Error),
+    /// Writing an XLSX file failed.
+    #[error("cannot write a demo workbook: {0}")]
+    Xlsx(#[from] rust_xlsxwriter::XlsxError),
+    /// The store refused something.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Demo settings.
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    /// Number of persons in the population copy (default 32,000).
+    pub persons: usize,
+    /// Seed of the generator.
+    pub seed: u64,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self { persons: 32_000, seed: 3403 }
+    }
+}
+
+/// What one dataset of the demo is.
+struct Spec {
+    org: &'static str,
+    slug: &'static str,
+    department: &'static str,
+    title: &'static str,
+    description: &'static str,
+    classification: Classification,
+    theme: &'static str,
+    keywords: &'static [&'static str],
+    licence: Option<&'static str>,
+    frequency: &'static str,
+    file: &'static str,
+    subjects: &'static [(&'static str, SubjectKind)],
+    categories: &'static [(&'static str, ColumnCategory)],
+}
+
+const NLOD: Option<&str> = Some("https://data.norge.no/nlod/no/2.0");
+
+fn specs() -> Vec<Spec> {
+    use Classification::*;
+    use ColumnCategory::*;
+    use SubjectKind::*;
+    vec![
+        Spec {
+            org: "hamar", slug: "barnehager", department: "oppvekst",
+            title: "Barnehager i Hamar", description: "Kommunale og private barnehager med kapasitet, ledige plasser og plassering.",
+            classification: Open, theme: "EDUC", keywords: &["barnehage", "ledige plasser", "oppvekst"], licence: NLOD,
+            frequency: "daily", file: "barnehager.geojson", subjects: &[], categories: &[],
+        },
+        Spec {
+            org: "hamar", slug: "innbyggere", department: "folkeregister",
+            title: "Innbyggere (befolkningskopi)", description: "Kopi av Folkeregisteret for Hamar: personer med navn, adresse og adressebeskyttelse.",
+            classification: Confidential, theme: "GOVE", keywords: &["folkeregister", "innbyggere", "adresse"], licence: None,
+            frequency: "daily", file: "innbyggere.csv", subjects: &[("fodselsnummer", Person)],
+            categories: &[("fornavn", Personal), ("etternavn", Personal), ("fodselsdato", Personal), ("adresse", ProtectedAddress), ("postnummer", ProtectedAddress), ("poststed", ProtectedAddress), ("bydel", ProtectedAddress), ("adressebeskyttelse", Personal)],
+        },
+        Spec {
+            org: "hamar", slug: "barnehageplasser", department: "oppvekst",
+            title: "Barnehageplasser", description: "Tildelte barnehageplasser med barn og foresatte.",
+            classification: Confidential, theme: "EDUC", keywords: &["barnehage", "opptak", "plass"], licence: None,
+            frequency: "daily", file: "barnehageplasser.csv", subjects: &[("barn_fnr", Person), ("foresatt_fnr", Person)],
+            categories: &[],
+        },
+        Spec {
+            org: "hamar", slug: "byggesaker", department: "byggesak",
+            title: "Byggesaker", description: "Byggesaker etter plan- og bygningsloven, per matrikkelenhet.",
+            classification: Internal, theme: "GOVE", keywords: &["byggesak", "søknad", "matrikkel"], licence: None,
+            frequency: "daily", file: "byggesaker.xlsx", subjects: &[("matrikkel", Property), ("soker_fnr", Person)],
+            categories: &[("soker_navn", Personal)],
+        },
+        Spec {
+            org: "hamar", slug: "eiendommer", department: "eiendomsskatt",
+            title: "Eiendommer", description: "Matrikkelenheter med adresse, areal, eier og teig.",
+            classification: Internal, theme: "GOVE", keywords: &["eiendom", "matrikkel", "eiendomsskatt"], licence: None,
+            frequency: "monthly", file: "eiendommer.geojson", subjects: &[("matrikkel", Property), ("eier_fnr", Person), ("eier_orgnr", Organization)],
+            categories: &[],
+        },
+        Spec {
+            org: "hamar", slug: "reguleringsplaner", department: "byggesak",
+            title: "Reguleringsplaner", description: "Vedtatte og foreslåtte reguleringsplaner med planområde.",
+            classification: Open, theme: "REGI", keywords: &["reguleringsplan", "arealplan", "kart"], licence: NLOD,
+            frequency: "monthly", file: "reguleringsplaner.geojson", subjects: &[], categories: &[],
+        },
+        Spec {
+            org: "hamar", slug: "hjemmetjenester", department: "helse",
+            title: "Hjemmetjenester", description: "Vedtak om helsetjenester i hjemmet (særlige kategorier, GDPR art. 9).",
+            classification: StrictlyConfidential, theme: "HEAL", keywords: &["hjemmetjenester", "helse", "omsorg"], licence: None,
+            frequency: "daily", file: "hjemmetjenester.csv", subjects: &[("fodselsnummer", Person)],
+            categories: &[("tjeneste", SpecialCategory), ("timer_per_uke", SpecialCategory)],
+        },
+        Spec {
+            org: "hias", slug: "vannmalere", department: "vann",
+            title: "Vannmålere", description: "Vannmålere per matrikkelenhet.",
+            classification: Internal, theme: "ENVI", keywords: &["vann", "vannmåler", "matrikkel"], licence: None,
+            frequency: "monthly", file: "vannmalere.csv", subjects: &[("matrikkel", Property)], categories: &[],
+        },
+        Spec {
+            org: "hias", slug: "vannmaler_avlesninger", department: "vann",
+            title: "Vannmåleravlesninger", description: "Månedlige avlesninger av vannmålere 2020–2025.",
+            classification: Internal, theme: "ENVI", keywords: &["vann", "avlesning", "forbruk", "tidsserie"], licence: None,
+            frequency: "monthly", file: "vannmaler_avlesninger.csv", subjects: &[], categories: &[],
+        },
+        Spec {
+            org: "hias", slug: "vannkvalitet", department: "vann",
+            title: "Vannkvalitet", description: "Målinger fra vannkvalitetssensorer i Mjøsa og nettet (tidsserie).",
+            classification: Open, theme: "ENVI", keywords: &["vannkvalitet", "sensor", "Mjøsa", "tidsserie"], licence: NLOD,
+            frequency: "continuous", file: "vannkvalitet.ndjson", subjects: &[], categories: &[],
+        },
+    ]
+}
+
+/// Fills an empty store with the demo municipality. Returns the number of rows ingested.
+pub async fn create(store: &Store, config: &DemoConfig) -> Result<u64, DemoError> {
+    if !store.catalog.orgs().await?.is_empty() {
+        return Err(DemoError::NotEmpty);
+    }
+    let c = &store.catalog;
+    c.create_org("hamar", "Hamar kommune", "970540008", Some("3403")).await?;
+    c.create_org("hias", "Hias IKS", data::HIAS_ORGNR, None).await?;
+    for (slug, name) in [
+        ("oppvekst", "Oppvekst og utdanning"),
+        ("helse", "Helse og omsorg"),
+        ("byggesak", "Plan og byggesak"),
+        ("eiendomsskatt", "Eiendomsskatt"),
+        ("folkeregister", "Folkeregister (befolkningskopi)"),
+    ] {
+        c.create_department("hamar", slug, name).await?;
+    }
+    c.create_department("hias", "vann", "Vann og avløp").await?;
+
+    let dir = tempfile::tempdir()?;
+    let population = Population::generate(config);
+    population.write_files(dir.path())?;
+    let mut rows = 0;
+    for spec in specs() {
+        rows += ingest(store, dir.path(), &spec).await?;
+    }
+    Ok(rows)
+}
+
+async fn ingest(store: &Store, dir: &Path, spec: &Spec) -> Result<u64, DemoError> {
+    let options = IngestOptions {
+        subjects: spec.subjects.iter().map(|(c, k)| (c.to_string(), *k)).collect(),
+        ..IngestOptions::default()
+    };
+    let req = IngestRequest {
+        dataset: format!("{}/{}", spec.org, spec.slug).parse::<DatasetRef>().expect("demo slugs are valid"),
+        path: dir.join(spec.file),
+        options,
+        mode: WriteMode::Append,
+        create: Some(NewDataset {
+            department: spec.department.to_string(),
+            title: spec.title.to_string(),
+            description: spec.description.to_string(),
+            classification: spec.classification,
+            theme: Some(spec.theme.to_string()),
+            keywords: spec.keywords.iter().map(|k| k.to_string()).collect(),
+            licence: spec.licence.map(str::to_string),
+            update_frequency: Some(spec.frequency.to_string()),
+        }),
+        categories: spec.categories.iter().map(|(c, k)| (c.to_string(), *k)).collect::<BTreeMap<_, _>>(),
+        actor: "demo".to_string(),
+    };
+    Ok(store.ingest(req).await?.report.rows)
+}

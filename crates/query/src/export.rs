@@ -1,0 +1,351 @@
+//! Streaming exports: CSV, JSON, NDJSON, GeoJSON, XLSX and Parquet, written batch by batch so
+//! that no result is ever held whole in memory.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, StringBuilder};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use datafusion::execution::SendableRecordBatchStream;
+use futures::StreamExt;
+use geozero::ToJson;
+use geozero::ToWkt;
+use geozero::wkb::Wkb;
+
+use crate::QueryError;
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// Comma-separated values with a header.
+    Csv,
+    /// One JSON array of objects.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+    /// A GeoJSON FeatureCollection (needs a geometry column).
+    GeoJson,
+    /// An Excel workbook.
+    Xlsx,
+    /// Apache Parquet.
+    Parquet,
+}
+
+impl ExportFormat {
+    /// Parses a `--format` value.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "csv" => Self::Csv,
+            "json" => Self::Json,
+            "ndjson" | "jsonl" => Self::Ndjson,
+            "geojson" => Self::GeoJson,
+            "xlsx" => Self::Xlsx,
+            "parquet" => Self::Parquet,
+            _ => return None,
+        })
+    }
+
+    /// The MIME type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Csv => "text/csv; charset=utf-8",
+            Self::Json => "application/json",
+            Self::Ndjson => "application/x-ndjson",
+            Self::GeoJson => "application/geo+json",
+            Self::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            Self::Parquet => "application/vnd.apache.parquet",
+        }
+    }
+
+    /// The file extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Json => "json",
+            Self::Ndjson => "ndjson",
+            Self::GeoJson => "geojson",
+            Self::Xlsx => "xlsx",
+            Self::Parquet => "parquet",
+        }
+    }
+}
+
+/// A geometry column (WKB) and its CRS.
+#[derive(Debug, Clone)]
+pub struct GeometryColumn {
+    /// Column name.
+    pub name: String,
+    /// CRS, e.g. `EPSG:25833`.
+    pub crs: String,
+}
+
+/// Export settings.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// The format.
+    pub format: ExportFormat,
+    /// Geometry columns of the source, so they are written as WKT or GeoJSON geometries.
+    pub geometry: Vec<GeometryColumn>,
+}
+
+/// The most rows one Excel sheet holds (including the header).
+const XLSX_MAX_ROWS: u64 = 1_048_576;
+
+/// Writes a result stream in the chosen format; returns the number of rows written.
+pub async fn write_export(
+    mut stream: SendableRecordBatchStream,
+    options: &ExportOptions,
+    out: &mut (dyn Write + Send),
+) -> Result<u64, QueryError> {
+    let out_err = |e: &dyn std::fmt::Display| QueryError::Output(e.to_string());
+    let mut rows = 0u64;
+    match options.format {
+        ExportFormat::Csv => {
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .with_timestamp_tz_format("%Y-%m-%dT%H:%M:%S%.fZ".to_string())
+                .build(out);
+            while let Some(batch) = stream.next().await {
+                let batch = tabular(batch?, &options.geometry)?;
+                rows += batch.num_rows() as u64;
+                w.write(&batch).map_err(|e| out_err(&e))?;
+            }
+            if rows == 0 {
+                let schema = tabular_schema(&stream.schema(), &options.geometry);
+                w.write(&RecordBatch::new_empty(schema)).map_err(|e| out_err(&e))?;
+            }
+        }
+        ExportFormat::Json | ExportFormat::Ndjson => {
+            if options.format == ExportFormat::Json {
+                let mut w = arrow::json::ArrayWriter::new(&mut *out);
+                while let Some(batch) = stream.next().await {
+                    let batch = tabular(batch?, &options.geometry)?;
+                    rows += batch.num_rows() as u64;
+                    w.write(&batch).map_err(|e| out_err(&e))?;
+                }
+                w.finish().map_err(|e| out_err(&e))?;
+                if rows == 0 {
+                    out.write_all(b"[]").map_err(|e| out_err(&e))?;
+                }
+            } else {
+                let mut w = arrow::json::LineDelimitedWriter::new(&mut *out);
+                while let Some(batch) = stream.next().await {
+                    let batch = tabular(batch?, &options.geometry)?;
+                    rows += batch.num_rows() as u64;
+                    w.write(&batch).map_err(|e| out_err(&e))?;
+                }
+                w.finish().map_err(|e| out_err(&e))?;
+            }
+        }
+        ExportFormat::GeoJson => {
+            let geom = options.geometry.first().ok_or_else(|| {
+                QueryError::Invalid("GeoJSON needs a geometry column; this dataset has none".into())
+            })?;
+            write!(out, "{{\"type\":\"FeatureCollection\"").map_err(|e| out_err(&e))?;
+            if geom.crs != "EPSG:4326" {
+                let code = geom.crs.trim_start_matches("EPSG:");
+                write!(out, ",\"crs\":{{\"type\":\"name\",\"properties\":{{\"name\":\"urn:ogc:def:crs:EPSG::{code}\"}}}}")
+                    .map_err(|e| out_err(&e))?;
+            }
+            write!(out, ",\"features\":[").map_err(|e| out_err(&e))?;
+            let rest: Vec<GeometryColumn> = options.geometry[1..].to_vec();
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                let idx = batch.schema().index_of(&geom.name).map_err(|e| out_err(&e))?;
+                let geometry = cast(batch.column(idx), &DataType::Binary).map_err(|e| out_err(&e))?;
+                let geometry = geometry.as_binary::<i32>();
+                let mut props = batch.clone();
+                props.remove_column(idx);
+                let props = tabular(props, &rest)?;
+                let mut buf = Vec::new();
+                {
+                    let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
+                    w.write(&props).map_err(|e| out_err(&e))?;
+                    w.finish().map_err(|e| out_err(&e))?;
+                }
+                for (i, line) in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+                    if rows > 0 {
+                        out.write_all(b",").map_err(|e| out_err(&e))?;
+                    }
+                    let g = if geometry.is_null(i) {
+                        "null".to_string()
+                    } else {
+                        Wkb(geometry.value(i)).to_json().map_err(|e| out_err(&e))?
+                    };
+                    write!(out, "\n{{\"type\":\"Feature\",\"geometry\":{g},\"properties\":").map_err(|e| out_err(&e))?;
+                    out.write_all(line).map_err(|e| out_err(&e))?;
+                    out.write_all(b"}").map_err(|e| out_err(&e))?;
+                    rows += 1;
+                }
+            }
+            out.write_all(b"\n]}\n").map_err(|e| out_err(&e))?;
+        }
+        ExportFormat::Parquet => {
+            let schema = plain_schema(&stream.schema());
+            let props = parquet::file::properties::WriterProperties::builder()
+                .set_compression(parquet::basic::Compression::SNAPPY)
+                .build();
+            let mut w = parquet::arrow::ArrowWriter::try_new(&mut *out, schema.clone(), Some(props)).map_err(|e| out_err(&e))?;
+            while let Some(batch) = stream.next().await {
+                let batch = plain(batch?, &schema)?;
+                rows += batch.num_rows() as u64;
+                w.write(&batch).map_err(|e| out_err(&e))?;
+            }
+            w.close().map_err(|e| out_err(&e))?;
+        }
+        ExportFormat::Xlsx => {
+            rows = write_xlsx(stream, &options.geometry, out).await?;
+        }
+    }
+    out.flush().map_err(|e| out_err(&e))?;
+    Ok(rows)
+}
+
+/// View types become plain types, so every writer and reader understands them.
+fn plain_type(dt: &DataType) -> DataType {
+    match dt {
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
+        DataType::Dictionary(_, v) => plain_type(v),
+        other => other.clone(),
+    }
+}
+
+fn plain_schema(schema: &Schema) -> Arc<Schema> {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), plain_type(f.data_type()), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn plain(batch: RecordBatch, schema: &Arc<Schema>) -> Result<RecordBatch, QueryError> {
+    let cols = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { cast(c, f.data_type()) })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| QueryError::Output(e.to_string()))?;
+    RecordBatch::try_new(schema.clone(), cols).map_err(|e| QueryError::Output(e.to_string()))
+}
+
+fn tabular_schema(schema: &Schema, geometry: &[GeometryColumn]) -> Arc<Schema> {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let dt = if geometry.iter().any(|g| &g.name == f.name()) { DataType::Utf8 } else { plain_type(f.data_type()) };
+                Field::new(f.name(), dt, true)
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Plain types, with geometry columns as WKT text.
+fn tabular(batch: RecordBatch, geometry: &[GeometryColumn]) -> Result<RecordBatch, QueryError> {
+    let schema = tabular_schema(&batch.schema(), geometry);
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (c, f) in batch.columns().iter().zip(schema.fields()) {
+        if geometry.iter().any(|g| &g.name == f.name()) {
+            let bin = cast(c, &DataType::Binary).map_err(|e| QueryError::Output(e.to_string()))?;
+            let bin: &BinaryArray = bin.as_binary::<i32>();
+            let mut b = StringBuilder::with_capacity(bin.len(), bin.len() * 32);
+            for i in 0..bin.len() {
+                if bin.is_null(i) {
+                    b.append_null();
+                } else {
+                    b.append_value(Wkb(bin.value(i)).to_wkt().map_err(|e| QueryError::Output(e.to_string()))?);
+                }
+            }
+            cols.push(Arc::new(b.finish()));
+        } else if c.data_type() != f.data_type() {
+            cols.push(cast(c, f.data_type()).map_err(|e| QueryError::Output(e.to_string()))?);
+        } else {
+            cols.push(c.clone());
+        }
+    }
+    RecordBatch::try_new(schema, cols).map_err(|e| QueryError::Output(e.to_string()))
+}
+
+async fn write_xlsx(
+    mut stream: SendableRecordBatchStream,
+    geometry: &[GeometryColumn],
+    out: &mut (dyn Write + Send),
+) -> Result<u64, QueryError> {
+    use rust_xlsxwriter::{Format, Workbook};
+    let xerr = |e: rust_xlsxwriter::XlsxError| QueryError::Output(e.to_string());
+    let mut workbook = Workbook::new();
+    let date_format = Format::new().set_num_format("dd.mm.yyyy");
+    let ts_format = Format::new().set_num_format("dd.mm.yyyy hh:mm:ss");
+    let header_format = Format::new().set_bold();
+    let sheet = workbook.add_worksheet_with_constant_memory();
+    sheet.set_name("Data").map_err(xerr)?;
+    let schema = tabular_schema(&stream.schema(), geometry);
+    for (c, f) in schema.fields().iter().enumerate() {
+        sheet.write_string_with_format(0, c as u16, f.name(), &header_format).map_err(xerr)?;
+    }
+    let mut row: u32 = 1;
+    while let Some(batch) = stream.next().await {
+        let batch = tabular(batch?, geometry)?;
+        if u64::from(row) + batch.num_rows() as u64 > XLSX_MAX_ROWS {
+            return Err(QueryError::Output(format!(
+                "the result has more rows than an Excel sheet holds ({}); use csv or parquet",
+                XLSX_MAX_ROWS - 1
+            )));
+        }
+        for i in 0..batch.num_rows() {
+            for (c, col) in batch.columns().iter().enumerate() {
+                if col.is_null(i) {
+                    continue;
+                }
+                let c = c as u16;
+                match col.data_type() {
+                    DataType::Utf8 => {
+                        sheet.write_string(row, c, col.as_string::<i32>().value(i)).map_err(xerr)?;
+                    }
+                    DataType::Boolean => {
+                        sheet.write_boolean(row, c, col.as_boolean().value(i)).map_err(xerr)?;
+                    }
+                    DataType::Int64 | DataType::Int32 | DataType::Int16 | DataType::Int8 | DataType::UInt8
+                    | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 | DataType::Float32 | DataType::Float64
+                    | DataType::Decimal128(_, _) => {
+                        let f = cast(&col.slice(i, 1), &DataType::Float64).map_err(|e| QueryError::Output(e.to_string()))?;
+                        let v = f.as_primitive::<arrow::datatypes::Float64Type>().value(0);
+                        sheet.write_number(row, c, v).map_err(xerr)?;
+                    }
+                    DataType::Date32 => {
+                        let days = col.as_primitive::<arrow::datatypes::Date32Type>().value(i);
+                        let d = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch") + chrono::Duration::days(i64::from(days));
+                        sheet.write_datetime_with_format(row, c, d, &date_format).map_err(xerr)?;
+                    }
+                    DataType::Timestamp(unit, _) => {
+                        let t = cast(&col.slice(i, 1), &DataType::Timestamp(TimeUnit::Microsecond, None))
+                            .map_err(|e| QueryError::Output(e.to_string()))?;
+                        let micros = t.as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(0);
+                        let _ = unit;
+                        let utc = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
+                        let local = utc.with_timezone(&chrono_tz::Europe::Oslo).naive_local();
+                        sheet.write_datetime_with_format(row, c, local, &ts_format).map_err(xerr)?;
+                    }
+                    _ => {
+                        let s = cast(&col.slice(i, 1), &DataType::Utf8).map_err(|e| QueryError::Output(e.to_string()))?;
+                        sheet.write_string(row, c, s.as_string::<i32>().value(0)).map_err(xerr)?;
+                    }
+                }
+            }
+            row += 1;
+        }
+    }
+    let mut tmp = tempfile::tempfile().map_err(|e| QueryError::Output(e.to_string()))?;
+    workbook.save_to_writer(&mut tmp).map_err(xerr)?;
+    use std::io::Seek;
+    tmp.rewind().map_err(|e| QueryError::Output(e.to_string()))?;
+    std::io::copy(&mut tmp, out).map_err(|e| QueryError::Output(e.to_string()))?;
+    Ok(u64::from(row) - 1)
+}

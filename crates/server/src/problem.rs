@@ -1,0 +1,63 @@
+//! RFC 9457 problem details: the one table from errors to `type`, title and status.
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tverr_store::StoreError;
+
+/// A problem response (`application/problem+json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// A stable URI reference naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short, human title.
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// What happened in this case.
+    pub detail: String,
+}
+
+impl Problem {
+    /// A problem of the given kind (`/problems/{kind}`).
+    pub fn new(status: StatusCode, kind: &str, title: &str, detail: impl Into<String>) -> Self {
+        Self { kind: format!("/problems/{kind}"), title: title.to_string(), status: status.as_u16(), detail: detail.into() }
+    }
+
+    /// The response for a dataset that does not exist *or* that the caller may not see.
+    pub fn dataset_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "dataset-not-found", "Datasettet finnes ikke / Dataset not found", "no such dataset")
+    }
+
+    /// Maps store errors; internals are logged, not returned.
+    pub fn from_store(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { what: "dataset" | "table", .. } => Self::dataset_not_found(),
+            StoreError::NotFound { what, name } => {
+                Self::new(StatusCode::NOT_FOUND, "not-found", "Ikke funnet / Not found", format!("{what} {name} does not exist"))
+            }
+            StoreError::Invalid { .. } | StoreError::Ingest(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid-input", "Ugyldig forespørsel / Invalid request", e.to_string())
+            }
+            StoreError::Exists { .. } => Self::new(StatusCode::CONFLICT, "exists", "Finnes allerede / Already exists", e.to_string()),
+            other => {
+                tracing::error!(error = %other, "internal error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Intern feil / Internal error",
+                    "the server could not complete the request",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
+    }
+}

@@ -1,0 +1,498 @@
+//! The catalogue database: one code path for SQLite and PostgreSQL through sqlx's `Any` driver.
+//!
+//! Queries use `$1, $2, …` placeholders in order of appearance, which both backends accept, and
+//! portable types only (text, bigint); times are RFC 3339 text.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use tverr_core::{Classification, ColumnCategory, DatasetRef, Orgnr, Slug, SubjectKind};
+
+use crate::StoreError;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// An organisation (virksomhet).
+#[derive(Debug, Clone, Serialize)]
+pub struct Organization {
+    /// Slug, e.g. `hamar`.
+    pub slug: String,
+    /// Name, e.g. "Hamar kommune".
+    pub name: String,
+    /// Organisasjonsnummer (validated).
+    pub orgnr: String,
+    /// Kommunenummer, 4 digits, if a municipality.
+    pub kommunenummer: Option<String>,
+}
+
+/// A department (fagavdeling) of an organisation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Department {
+    /// Owning organisation's slug.
+    pub org: String,
+    /// Slug within the organisation.
+    pub slug: String,
+    /// Name.
+    pub name: String,
+}
+
+/// Metadata for a new dataset.
+#[derive(Debug, Clone)]
+pub struct NewDataset {
+    /// Owning department's slug.
+    pub department: String,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Classification.
+    pub classification: Classification,
+    /// EU data-theme code (e.g. `EDUC`, `ENVI`, `GOVE`).
+    pub theme: Option<String>,
+    /// Keywords.
+    pub keywords: Vec<String>,
+    /// Licence (URI or name).
+    pub licence: Option<String>,
+    /// Update frequency (e.g. `daily`, `monthly`).
+    pub update_frequency: Option<String>,
+}
+
+/// A dataset as the catalogue knows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetMeta {
+    /// Owning organisation.
+    pub org: String,
+    /// Slug.
+    pub slug: String,
+    /// Owning department.
+    pub department: String,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Classification.
+    pub classification: Classification,
+    /// EU data-theme code.
+    pub theme: Option<String>,
+    /// Keywords.
+    pub keywords: Vec<String>,
+    /// Licence.
+    pub licence: Option<String>,
+    /// Update frequency.
+    pub update_frequency: Option<String>,
+    /// When the dataset was created (RFC 3339).
+    pub created_at: String,
+}
+
+impl DatasetMeta {
+    /// `ORG/DATASET`.
+    pub fn reference(&self) -> String {
+        format!("{}/{}", self.org, self.slug)
+    }
+}
+
+/// A column's metadata.
+#[derive(Debug, Clone, Serialize)]
+pub struct ColumnMeta {
+    /// Name.
+    pub name: String,
+    /// Tverr column type (`text`, `integer`, …).
+    pub column_type: String,
+    /// Description.
+    pub description: String,
+    /// Privacy category.
+    pub category: ColumnCategory,
+    /// Subject key, if the column identifies a subject.
+    pub subject_key: Option<SubjectKind>,
+    /// CRS of a geometry column.
+    pub crs: Option<String>,
+}
+
+/// One version of a dataset.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionMeta {
+    /// Delta version number.
+    pub version: i64,
+    /// Commit time (RFC 3339).
+    pub committed_at: String,
+    /// Who wrote it.
+    pub actor: String,
+    /// `create`, `append`, `replace` or `upsert`.
+    pub mode: String,
+    /// Rows written.
+    pub rows_written: i64,
+    /// Rows removed (replace, upsert).
+    pub rows_removed: i64,
+    /// Source file name.
+    pub source_name: Option<String>,
+    /// SHA-256 of the source file.
+    pub source_sha256: Option<String>,
+    /// Source format.
+    pub source_format: Option<String>,
+}
+
+/// The catalogue database.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pool: AnyPool,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+impl Catalog {
+    /// Connects to `sqlite://…` or `postgres://…` and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        if !sqlite && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            return Err(StoreError::Config {
+                message: format!("unsupported catalogue URL {url:?}: use sqlite://PATH or postgres://…"),
+            });
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 4 } else { 16 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        use sqlx::Executor;
+                        conn.execute("PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool, for crates that keep their own tables in the catalogue.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Creates an organisation; the orgnr is validated (mod 11) and the kommunenummer must have
+    /// four digits.
+    pub async fn create_org(
+        &self,
+        slug: &str,
+        name: &str,
+        orgnr: &str,
+        kommunenummer: Option<&str>,
+    ) -> Result<Organization, StoreError> {
+        let slug = Slug::parse(slug, "organisation").map_err(|e| StoreError::invalid("slug", e.to_string()))?;
+        if name.trim().is_empty() {
+            return Err(StoreError::invalid("name", "must not be empty"));
+        }
+        let orgnr = Orgnr::parse(orgnr).map_err(|e| StoreError::invalid("orgnr", e.to_string()))?;
+        if let Some(k) = kommunenummer {
+            if k.len() != 4 || !k.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(StoreError::invalid("kommunenummer", "expected four digits, e.g. 3403 or 0301"));
+            }
+        }
+        let org = Organization {
+            slug: slug.to_string(),
+            name: name.trim().to_string(),
+            orgnr: orgnr.to_string(),
+            kommunenummer: kommunenummer.map(str::to_string),
+        };
+        sqlx::query("INSERT INTO organizations (slug, name, orgnr, kommunenummer, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&org.slug)
+            .bind(&org.name)
+            .bind(&org.orgnr)
+            .bind(org.kommunenummer.clone())
+            .bind(now())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Exists { what: "organisation (slug or orgnr)", name: org.slug.clone() }
+                } else {
+                    e.into()
+                }
+            })?;
+        Ok(org)
+    }
+
+    /// All organisations.
+    pub async fn orgs(&self) -> Result<Vec<Organization>, StoreError> {
+        let rows = sqlx::query("SELECT slug, name, orgnr, kommunenummer FROM organizations ORDER BY slug")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(org_from_row).collect()
+    }
+
+    /// One organisation.
+    pub async fn org(&self, slug: &str) -> Result<Organization, StoreError> {
+        let row = sqlx::query("SELECT slug, name, orgnr, kommunenummer FROM organizations WHERE slug = $1")
+            .bind(slug)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound { what: "organisation", name: slug.to_string() })?;
+        org_from_row(&row)
+    }
+
+    /// Creates a department.
+    pub async fn create_department(&self, org: &str, slug: &str, name: &str) -> Result<Department, StoreError> {
+        self.org(org).await?;
+        let slug = Slug::parse(slug, "department").map_err(|e| StoreError::invalid("slug", e.to_string()))?;
+        if name.trim().is_empty() {
+            return Err(StoreError::invalid("name", "must not be empty"));
+        }
+        sqlx::query("INSERT INTO departments (org, slug, name, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(org)
+            .bind(slug.as_str())
+            .bind(name.trim())
+            .bind(now())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Exists { what: "department", name: format!("{org}/{slug}") }
+                } else {
+                    e.into()
+                }
+            })?;
+        Ok(Department { org: org.into(), slug: slug.to_string(), name: name.trim().into() })
+    }
+
+    /// Departments of an organisation (all organisations when `org` is `None`).
+    pub async fn departments(&self, org: Option<&str>) -> Result<Vec<Department>, StoreError> {
+        let rows = match org {
+            Some(o) => sqlx::query("SELECT org, slug, name FROM departments WHERE org = $1 ORDER BY org, slug")
+                .bind(o)
+                .fetch_all(&self.pool)
+                .await?,
+            None => sqlx::query("SELECT org, slug, name FROM departments ORDER BY org, slug").fetch_all(&self.pool).await?,
+        };
+        rows.iter()
+            .map(|r| Ok(Department { org: r.try_get("org")?, slug: r.try_get("slug")?, name: r.try_get("name")? }))
+            .collect()
+    }
+
+    /// Checks that a department exists.
+    pub async fn department(&self, org: &str, slug: &str) -> Result<Department, StoreError> {
+        let row = sqlx::query("SELECT org, slug, name FROM departments WHERE org = $1 AND slug = $2")
+            .bind(org)
+            .bind(slug)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound { what: "department", name: format!("{org}/{slug}") })?;
+        Ok(Department { org: row.try_get("org")?, slug: row.try_get("slug")?, name: row.try_get("name")? })
+    }
+
+    /// All datasets, ordered by organisation and slug.
+    pub async fn datasets(&self) -> Result<Vec<DatasetMeta>, StoreError> {
+        let rows = sqlx::query(&format!("{DATASET_SELECT} ORDER BY org, slug")).fetch_all(&self.pool).await?;
+        rows.iter().map(dataset_from_row).collect()
+    }
+
+    /// One dataset.
+    pub async fn dataset(&self, r: &DatasetRef) -> Result<DatasetMeta, StoreError> {
+        let row = sqlx::query(&format!("{DATASET_SELECT} WHERE org = $1 AND slug = $2"))
+            .bind(r.org.as_str())
+            .bind(r.dataset.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound { what: "dataset", name: r.to_string() })?;
+        dataset_from_row(&row)
+    }
+
+    /// Whether a dataset exists.
+    pub async fn dataset_exists(&self, r: &DatasetRef) -> Result<bool, StoreError> {
+        match self.dataset(r).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A dataset's columns, in order.
+    pub async fn columns(&self, r: &DatasetRef) -> Result<Vec<ColumnMeta>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, column_type, description, category, subject_key, crs FROM dataset_columns \
+             WHERE org = $1 AND dataset = $2 ORDER BY position",
+        )
+        .bind(r.org.as_str())
+        .bind(r.dataset.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(column_from_row).collect()
+    }
+
+    /// A dataset's versions, oldest first.
+    pub async fn versions(&self, r: &DatasetRef) -> Result<Vec<VersionMeta>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT version, committed_at, actor, mode, rows_written, rows_removed, source_name, source_sha256, source_format \
+             FROM dataset_versions WHERE org = $1 AND dataset = $2 ORDER BY version",
+        )
+        .bind(r.org.as_str())
+        .bind(r.dataset.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(VersionMeta {
+                    version: row.try_get("version")?,
+                    committed_at: row.try_get("committed_at")?,
+                    actor: row.try_get("actor")?,
+                    mode: row.try_get("mode")?,
+                    rows_written: row.try_get("rows_written")?,
+                    rows_removed: row.try_get("rows_removed")?,
+                    source_name: row.try_get("source_name")?,
+                    source_sha256: row.try_get("source_sha256")?,
+                    source_format: row.try_get("source_format")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a committed version, creating the dataset and its columns when `new` is given
+    /// and adding columns that are not yet known — all in one transaction.
+    pub(crate) async fn record_version(
+        &self,
+        r: &DatasetRef,
+        new: Option<&NewDataset>,
+        columns: &[ColumnMeta],
+        version: &VersionMeta,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(d) = new {
+            sqlx::query(
+                "INSERT INTO datasets (org, slug, department, title, description, classification, theme, keywords, licence, update_frequency, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(r.org.as_str())
+            .bind(r.dataset.as_str())
+            .bind(&d.department)
+            .bind(&d.title)
+            .bind(&d.description)
+            .bind(d.classification.as_str())
+            .bind(d.theme.clone())
+            .bind(serde_json::to_string(&d.keywords).expect("strings serialise"))
+            .bind(d.licence.clone())
+            .bind(d.update_frequency.clone())
+            .bind(&version.committed_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let existing: i64 = sqlx::query("SELECT COUNT(*) AS n FROM dataset_columns WHERE org = $1 AND dataset = $2")
+            .bind(r.org.as_str())
+            .bind(r.dataset.as_str())
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+        for (i, c) in columns.iter().enumerate().skip(existing as usize) {
+            sqlx::query(
+                "INSERT INTO dataset_columns (org, dataset, position, name, column_type, description, category, subject_key, crs) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(r.org.as_str())
+            .bind(r.dataset.as_str())
+            .bind(i as i64)
+            .bind(&c.name)
+            .bind(&c.column_type)
+            .bind(&c.description)
+            .bind(c.category.as_str())
+            .bind(c.subject_key.map(|s| s.as_str().to_string()))
+            .bind(c.crs.clone())
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO dataset_versions (org, dataset, version, committed_at, actor, mode, rows_written, rows_removed, source_name, source_sha256, source_format) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(r.org.as_str())
+        .bind(r.dataset.as_str())
+        .bind(version.version)
+        .bind(&version.committed_at)
+        .bind(&version.actor)
+        .bind(&version.mode)
+        .bind(version.rows_written)
+        .bind(version.rows_removed)
+        .bind(version.source_name.clone())
+        .bind(version.source_sha256.clone())
+        .bind(version.source_format.clone())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Updates column categories (e.g. `--category COL=personal` on a later ingest).
+    pub(crate) async fn set_categories(
+        &self,
+        r: &DatasetRef,
+        categories: &BTreeMap<String, ColumnCategory>,
+    ) -> Result<(), StoreError> {
+        for (name, cat) in categories {
+            sqlx::query("UPDATE dataset_columns SET category = $1 WHERE org = $2 AND dataset = $3 AND name = $4")
+                .bind(cat.as_str())
+                .bind(r.org.as_str())
+                .bind(r.dataset.as_str())
+                .bind(name)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+const DATASET_SELECT: &str = "SELECT org, slug, department, title, description, classification, theme, keywords, licence, update_frequency, created_at FROM datasets";
+
+fn org_from_row(r: &AnyRow) -> Result<Organization, StoreError> {
+    Ok(Organization {
+        slug: r.try_get("slug")?,
+        name: r.try_get("name")?,
+        orgnr: r.try_get("orgnr")?,
+        kommunenummer: r.try_get("kommunenummer")?,
+    })
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Read(format!("catalogue holds an invalid {what}: {e}"))
+}
+
+fn dataset_from_row(r: &AnyRow) -> Result<DatasetMeta, StoreError> {
+    let classification: String = r.try_get("classification")?;
+    let keywords: String = r.try_get("keywords")?;
+    Ok(DatasetMeta {
+        org: r.try_get("org")?,
+        slug: r.try_get("slug")?,
+        department: r.try_get("department")?,
+        title: r.try_get("title")?,
+        description: r.try_get("description")?,
+        classification: Classification::from_str(&classification).map_err(|e| corrupt("classification", e))?,
+        theme: r.try_get("theme")?,
+        keywords: serde_json::from_str(&keywords).map_err(|e| corrupt("keyword list", e))?,
+        licence: r.try_get("licence")?,
+        update_frequency: r.try_get("update_frequency")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn column_from_row(r: &AnyRow) -> Result<ColumnMeta, StoreError> {
+    let category: String = r.try_get("category")?;
+    let subject: Option<String> = r.try_get("subject_key")?;
+    Ok(ColumnMeta {
+        name: r.try_get("name")?,
+        column_type: r.try_get("column_type")?,
+        description: r.try_get("description")?,
+        category: ColumnCategory::from_str(&category).map_err(|e| corrupt("category", e))?,
+        subject_key: subject
+            .map(|s| SubjectKind::from_str(&s))
+            .transpose()
+            .map_err(|e| corrupt("subject key", e))?,
+        crs: r.try_get("crs")?,
+    })
+}

@@ -1,0 +1,439 @@
+//! The only writer of table data: a source file becomes exactly one new Delta version, or
+//! nothing.
+//!
+//! The reader (blocking, in `tverr-ingest`) and the writer (async, Delta) run side by side,
+//! joined by a channel of two batches, so memory stays bounded whatever the file's size. Data
+//! files are streamed to storage as they fill; they become visible only through the single
+//! commit at the end. On any problem the commit never happens and the previous version stays
+//! exactly as it was.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::{Array, BooleanArray, StringArray};
+use arrow::compute::{cast, filter_record_batch};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use deltalake::DeltaTable;
+use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, MetadataExt, StructType};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode as DeltaWriteMode};
+use futures::TryStreamExt;
+use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+use parquet::file::properties::WriterProperties;
+use tokio::sync::mpsc;
+use tverr_core::{ColumnCategory, DatasetRef, SubjectKind};
+use tverr_ingest::{BatchSink, IngestError, IngestOptions, Problem, SourceReport, TargetSchema};
+
+use crate::catalog::{ColumnMeta, NewDataset, VersionMeta};
+use crate::{Store, StoreError};
+
+/// How a new version relates to the previous one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Add the file's rows.
+    Append,
+    /// The file's rows replace all rows.
+    Replace,
+    /// Rows whose key matches a file row are replaced; others are kept; new keys are added.
+    Upsert {
+        /// The key column.
+        key: String,
+    },
+}
+
+impl WriteMode {
+    fn label(&self) -> &'static str {
+        match self {
+            WriteMode::Append => "append",
+            WriteMode::Replace => "replace",
+            WriteMode::Upsert { .. } => "upsert",
+        }
+    }
+}
+
+/// One ingest.
+#[derive(Debug, Clone)]
+pub struct IngestRequest {
+    /// The target dataset.
+    pub dataset: DatasetRef,
+    /// The source file.
+    pub path: PathBuf,
+    /// How to read it.
+    pub options: IngestOptions,
+    /// Append, replace or upsert.
+    pub mode: WriteMode,
+    /// Create the dataset with this metadata (it must not exist yet).
+    pub create: Option<NewDataset>,
+    /// Column categories to record.
+    pub categories: BTreeMap<String, ColumnCategory>,
+    /// Who ingests (recorded with the version).
+    pub actor: String,
+}
+
+/// What an ingest produced.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IngestOutcome {
+    /// The new version.
+    pub version: i64,
+    /// What was read.
+    pub report: SourceReport,
+    /// Rows removed (replace, upsert).
+    pub rows_removed: u64,
+    /// Whether the dataset was created.
+    pub created: bool,
+}
+
+enum Message {
+    Schema(SchemaRef),
+    Batch(RecordBatch),
+}
+
+/// Hands batches from the blocking reader to the async writer.
+struct ChannelSink(mpsc::Sender<Message>);
+
+impl BatchSink for ChannelSink {
+    fn schema(&mut self, schema: &SchemaRef) -> Result<(), IngestError> {
+        self.0
+            .blocking_send(Message::Schema(schema.clone()))
+            .map_err(|_| IngestError::Sink("the writer stopped".into()))
+    }
+    fn batch(&mut self, batch: RecordBatch) -> Result<(), IngestError> {
+        self.0
+            .blocking_send(Message::Batch(batch))
+            .map_err(|_| IngestError::Sink("the writer stopped".into()))
+    }
+}
+
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .build()
+}
+
+const TARGET_FILE_SIZE: u64 = 128 << 20;
+
+fn new_writer(store: &Store, r: &DatasetRef, table: Option<&DeltaTable>, schema: &SchemaRef) -> Result<RecordBatchWriter, StoreError> {
+    let writer = match table {
+        Some(t) => RecordBatchWriter::for_table(t)?,
+        None => RecordBatchWriter::try_new(
+            store.lake.table_url(r).as_str(),
+            schema.clone(),
+            None,
+            Some(store.lake.storage_options().clone()),
+        )?,
+    };
+    Ok(writer.with_writer_properties(writer_properties()).with_target_file_size(TARGET_FILE_SIZE))
+}
+
+fn key_strings(batch: &RecordBatch, key: &str) -> Result<StringArray, StoreError> {
+    let col = batch
+        .column_by_name(key)
+        .ok_or_else(|| StoreError::invalid("key", format!("column {key:?} is not in the data")))?;
+    let as_text = cast(col, &DataType::Utf8).map_err(|e| StoreError::Read(e.to_string()))?;
+    Ok(as_text.as_any().downcast_ref::<StringArray>().expect("cast to Utf8").clone())
+}
+
+impl Store {
+    /// Reads a file and commits it as one new version of a dataset.
+    pub async fn ingest(&self, mut req: IngestRequest) -> Result<IngestOutcome, StoreError> {
+        let r = req.dataset.clone();
+        self.catalog.org(r.org.as_str()).await?;
+        let exists = self.catalog.dataset_exists(&r).await?;
+        match (&req.create, exists) {
+            (Some(_), true) => return Err(StoreError::Exists { what: "dataset", name: r.to_string() }),
+            (None, false) => {
+                return Err(StoreError::NotFound { what: "dataset", name: format!("{r} (give --create to create it)") });
+            }
+            (Some(new), false) => {
+                self.catalog.department(r.org.as_str(), &new.department).await?;
+                if new.title.trim().is_empty() {
+                    return Err(StoreError::invalid("title", "must not be empty"));
+                }
+                if self.lake.exists(&r).await? {
+                    return Err(StoreError::Config {
+                        message: format!(
+                            "storage already holds a table for {r} that the catalogue does not know; \
+                             move {} away before creating the dataset",
+                            self.lake.table_url(&r)
+                        ),
+                    });
+                }
+                self.lake.prepare(&r)?;
+            }
+            (None, true) => {}
+        }
+        let table = if exists { Some(self.lake.open(&r, None).await?) } else { None };
+        let known_columns = if exists { self.catalog.columns(&r).await? } else { Vec::new() };
+        if let Some(t) = &table {
+            let schema: arrow::datatypes::Schema = t.snapshot()?.schema().as_ref().try_into_arrow()?;
+            let subjects: BTreeMap<String, SubjectKind> = known_columns
+                .iter()
+                .filter_map(|c| c.subject_key.map(|s| (c.name.clone(), s)))
+                .collect();
+            for (col, kind) in &req.options.subjects {
+                if let Some(existing) = subjects.get(col) {
+                    if existing != kind {
+                        return Err(StoreError::invalid("subject", format!("column {col:?} is already a {existing} key")));
+                    }
+                }
+            }
+            req.options.target = Some(TargetSchema { schema: Arc::new(schema), subjects });
+        }
+        let key = match &req.mode {
+            WriteMode::Upsert { key } => Some(key.clone()),
+            _ => None,
+        };
+        if let (Some(k), Some(target)) = (&key, &req.options.target) {
+            if target.schema.field_with_name(k).is_err() {
+                return Err(StoreError::invalid("key", format!("the dataset has no column {k:?}")));
+            }
+        }
+
+        // Reader and writer, joined by a small channel.
+        let (tx, mut rx) = mpsc::channel::<Message>(2);
+        let path = req.path.clone();
+        let options = req.options.clone();
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut sink = ChannelSink(tx);
+            tverr_ingest::read_file(&path, &options, &mut sink)
+        });
+        let evolve = req.options.evolve;
+        let mut writer: Option<RecordBatchWriter> = None;
+        let mut keys: HashMap<String, u64> = HashMap::new();
+        let mut key_problems = Vec::new();
+        let mut data_row = 0u64;
+        let mut write_error: Option<StoreError> = None;
+        let file_name = req.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        while let Some(msg) = rx.recv().await {
+            let step = async {
+                match msg {
+                    Message::Schema(schema) => {
+                        if let Some(k) = &key {
+                            if schema.field_with_name(k).is_err() {
+                                return Err(StoreError::invalid("key", format!("the file has no column {k:?}")));
+                            }
+                        }
+                        writer = Some(new_writer(self, &r, table.as_ref(), &schema)?);
+                    }
+                    Message::Batch(batch) => {
+                        if let Some(k) = &key {
+                            let values = key_strings(&batch, k)?;
+                            for i in 0..values.len() {
+                                let row = data_row + i as u64 + 1;
+                                if values.is_null(i) {
+                                    key_problems.push(Problem::at_row(&file_name, row, Some(k), "the upsert key is empty"));
+                                } else if let Some(first) = keys.insert(values.value(i).to_string(), row) {
+                                    key_problems.push(Problem::at_row(
+                                        &file_name,
+                                        row,
+                                        Some(k),
+                                        format!("the key appears more than once in the file (also at data row {first})"),
+                                    ));
+                                }
+                            }
+                        }
+                        data_row += batch.num_rows() as u64;
+                        let w = writer.as_mut().expect("schema comes first");
+                        let mode = if evolve { DeltaWriteMode::MergeSchema } else { DeltaWriteMode::Default };
+                        w.write_with_mode(batch, mode).await?;
+                    }
+                }
+                Ok::<(), StoreError>(())
+            };
+            if let Err(e) = step.await {
+                write_error = Some(e);
+                break;
+            }
+        }
+        drop(rx);
+        let read_result = reader.await.map_err(|e| StoreError::Read(format!("the reader failed: {e}")))?;
+        let abort = |writer: Option<RecordBatchWriter>| {
+            if let Some(mut w) = writer {
+                w.reset();
+            }
+        };
+        if let Some(e) = write_error {
+            abort(writer);
+            return Err(e);
+        }
+        let report = match read_result {
+            Ok(report) => report,
+            Err(e) => {
+                abort(writer);
+                return Err(e.into());
+            }
+        };
+        if !key_problems.is_empty() {
+            abort(writer);
+            key_problems.truncate(tverr_ingest::MAX_PROBLEMS);
+            return Err(IngestError::Invalid(key_problems).into());
+        }
+        let column_names: Vec<&str> = report.columns.iter().map(|c| c.name.as_str()).collect();
+        for col in req.categories.keys() {
+            if !column_names.contains(&col.as_str()) {
+                abort(writer);
+                return Err(StoreError::invalid("category", format!("column {col:?} is not in the dataset")));
+            }
+        }
+        let mut writer = writer.expect("a successful read sends a schema");
+        let evolved_schema = writer.arrow_schema();
+        let adds = writer.flush().await?;
+        let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
+        let mut rows_removed = 0u64;
+
+        let app_metadata = vec![
+            ("tverr.actor".to_string(), serde_json::json!(req.actor)),
+            ("tverr.mode".to_string(), serde_json::json!(if exists { req.mode.label() } else { "create" })),
+            ("tverr.rows".to_string(), serde_json::json!(report.rows)),
+            ("tverr.source".to_string(), serde_json::json!(report.file_name)),
+            ("tverr.sha256".to_string(), serde_json::json!(report.sha256)),
+        ];
+        let props = CommitProperties::default().with_metadata(app_metadata);
+        let version: i64 = match &table {
+            None => {
+                let schema: StructType = evolved_schema.as_ref().try_into_kernel()?;
+                let created = deltalake::operations::create::CreateBuilder::new()
+                    .with_location(self.lake.table_url(&r).as_str())
+                    .with_storage_options(self.lake.storage_options().clone())
+                    .with_table_name(r.dataset.as_str())
+                    .with_columns(schema.fields().cloned())
+                    .with_actions(actions)
+                    .with_commit_properties(props)
+                    .await?;
+                created.version().unwrap_or(0) as i64
+            }
+            Some(t) => {
+                let snapshot = t.snapshot()?;
+                match &req.mode {
+                    WriteMode::Append => {}
+                    WriteMode::Replace => {
+                        let views: Vec<_> = snapshot.file_views(t.log_store().as_ref(), None).try_collect().await?;
+                        for v in views {
+                            rows_removed += v.num_records().unwrap_or(0) as u64;
+                            actions.push(Action::Remove(v.remove_action(true)));
+                        }
+                    }
+                    WriteMode::Upsert { key } => {
+                        let (more, removed) = rewrite_without_keys(self, &r, t, key, &keys).await?;
+                        actions.extend(more);
+                        rows_removed = removed;
+                    }
+                }
+                let base: StructType = snapshot.schema().as_ref().clone();
+                let new_schema: StructType = evolved_schema.as_ref().try_into_kernel()?;
+                if new_schema != base {
+                    let meta = snapshot.metadata().clone().with_schema(&new_schema)?;
+                    actions.push(Action::Metadata(meta));
+                }
+                let operation = DeltaOperation::Write {
+                    mode: if req.mode == WriteMode::Replace { SaveMode::Overwrite } else { SaveMode::Append },
+                    partition_by: None,
+                    predicate: None,
+                };
+                let finalized = CommitBuilder::from(props)
+                    .with_actions(actions)
+                    .build(Some(snapshot), t.log_store(), operation)
+                    .await?;
+                finalized.version() as i64
+            }
+        };
+
+        let columns: Vec<ColumnMeta> = report
+            .columns
+            .iter()
+            .map(|c| ColumnMeta {
+                name: c.name.clone(),
+                column_type: c.column_type.to_string(),
+                description: String::new(),
+                category: req.categories.get(&c.name).copied().unwrap_or(match c.subject {
+                    Some(SubjectKind::Person) => ColumnCategory::PersonId,
+                    _ => ColumnCategory::None,
+                }),
+                subject_key: c.subject,
+                crs: (c.column_type == tverr_ingest::ColumnType::Geometry)
+                    .then(|| report.crs.clone().unwrap_or_else(|| "EPSG:4326".into())),
+            })
+            .collect();
+        let meta = VersionMeta {
+            version,
+            committed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            actor: req.actor.clone(),
+            mode: if exists { req.mode.label().to_string() } else { "create".to_string() },
+            rows_written: report.rows as i64,
+            rows_removed: rows_removed as i64,
+            source_name: Some(report.file_name.clone()),
+            source_sha256: Some(report.sha256.clone()),
+            source_format: Some(report.format.clone()),
+        };
+        self.catalog
+            .record_version(&r, req.create.as_ref(), &columns, &meta)
+            .await
+            .map_err(|e| StoreError::Config {
+                message: format!("version {version} of {r} is committed to storage, but the catalogue could not record it: {e}"),
+            })?;
+        if exists && !req.categories.is_empty() {
+            self.catalog.set_categories(&r, &req.categories).await?;
+        }
+        Ok(IngestOutcome { version, report, rows_removed, created: !exists })
+    }
+}
+
+/// For an upsert: every existing file holding one of the new keys is rewritten without those
+/// rows. Returns the remove and add actions and the number of rows removed.
+async fn rewrite_without_keys(
+    store: &Store,
+    r: &DatasetRef,
+    table: &DeltaTable,
+    key: &str,
+    keys: &HashMap<String, u64>,
+) -> Result<(Vec<Action>, u64), StoreError> {
+    let snapshot = table.snapshot()?;
+    let views: Vec<_> = snapshot.file_views(table.log_store().as_ref(), None).try_collect().await?;
+    let object_store = table.object_store();
+    let mut actions = Vec::new();
+    let mut removed = 0u64;
+    let mut rewriter: Option<RecordBatchWriter> = None;
+    for view in views {
+        let path = deltalake::Path::from(view.path().as_ref());
+        let reader = ParquetObjectReader::new(object_store.clone(), path);
+        let stream = ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(|e| StoreError::Read(e.to_string()))?
+            .build()
+            .map_err(|e| StoreError::Read(e.to_string()))?;
+        let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| StoreError::Read(e.to_string()))?;
+        let mut kept = Vec::with_capacity(batches.len());
+        let mut hit = 0u64;
+        for batch in batches {
+            let values = key_strings(&batch, key)?;
+            let keep: BooleanArray = (0..values.len())
+                .map(|i| Some(values.is_null(i) || !keys.contains_key(values.value(i))))
+                .collect();
+            hit += keep.iter().filter(|k| *k == Some(false)).count() as u64;
+            kept.push(filter_record_batch(&batch, &keep).map_err(|e| StoreError::Read(e.to_string()))?);
+        }
+        if hit == 0 {
+            continue;
+        }
+        removed += hit;
+        actions.push(Action::Remove(view.remove_action(true)));
+        let w = match &mut rewriter {
+            Some(w) => w,
+            None => rewriter.insert(new_writer(store, r, Some(table), &kept[0].schema())?),
+        };
+        for batch in kept {
+            if batch.num_rows() > 0 {
+                w.write(batch).await?;
+            }
+        }
+    }
+    if let Some(mut w) = rewriter {
+        actions.extend(w.flush().await?.into_iter().map(Action::Add));
+    }
+    Ok((actions, removed))
+}

@@ -1,0 +1,73 @@
+//! Where Tverr keeps things: the catalogue (organisations, departments, datasets, columns,
+//! versions) in a SQL database, and each dataset's rows as a Delta Lake table on object storage.
+//!
+//! The same code runs embedded (SQLite file + local directory) and at scale (PostgreSQL + S3).
+//! A dataset's versions are Delta versions; [`Store::ingest`] is the only writer and produces one
+//! new version or nothing.
+
+mod catalog;
+mod error;
+mod ingest;
+mod lake;
+
+use std::path::{Path, PathBuf};
+
+pub use catalog::{Catalog, ColumnMeta, DatasetMeta, Department, NewDataset, Organization, VersionMeta};
+pub use error::StoreError;
+pub use ingest::{IngestOutcome, IngestRequest, WriteMode};
+pub use lake::{Lake, TableHandle};
+pub use tverr_ingest;
+
+/// Where the catalogue and the lake live.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The data directory (default catalogue and lake live here).
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; default: `catalog.db` in the data directory.
+    pub catalog_url: Option<String>,
+    /// An object-store URL (`file:///…`, `s3://bucket/prefix`); default: `lake/` in the data
+    /// directory.
+    pub storage_url: Option<String>,
+}
+
+/// The catalogue and the lake together.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// Metadata.
+    pub catalog: Catalog,
+    /// Table data.
+    pub lake: Lake,
+}
+
+impl Store {
+    /// Opens (creating if needed) the catalogue and the lake, and runs migrations.
+    pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| StoreError::Config {
+            message: format!("cannot create the data directory {}: {e}", config.data_dir.display()),
+        })?;
+        let data_dir = absolute(&config.data_dir)?;
+        let catalog_url = match &config.catalog_url {
+            Some(u) => u.clone(),
+            None => format!("sqlite://{}?mode=rwc", data_dir.join("catalog.db").display()),
+        };
+        let catalog = Catalog::connect(&catalog_url).await?;
+        let storage_url = match &config.storage_url {
+            Some(u) => u.clone(),
+            None => {
+                let lake = data_dir.join("lake");
+                std::fs::create_dir_all(&lake).map_err(|e| StoreError::Config {
+                    message: format!("cannot create {}: {e}", lake.display()),
+                })?;
+                url::Url::from_directory_path(&lake)
+                    .map_err(|()| StoreError::Config { message: format!("bad lake path {}", lake.display()) })?
+                    .to_string()
+            }
+        };
+        let lake = Lake::new(&storage_url)?;
+        Ok(Self { catalog, lake })
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf, StoreError> {
+    std::fs::canonicalize(p).map_err(|e| StoreError::Config { message: format!("{}: {e}", p.display()) })
+}
