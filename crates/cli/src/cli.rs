@@ -16,7 +16,7 @@ use tverr_store::{IngestRequest, NewDataset, Store, StoreConfig, StoreError, Wri
 
 /// Tverr: a data platform for Norwegian municipalities — data across departments, lawfully.
 #[derive(Debug, Parser)]
-#[command(name = "tverr", version, about, long_about = None, propagate_version = true)]
+#[command(name = "tverr", version, about, long_about = None)]
 pub struct Cli {
     /// Data directory (catalogue and lake by default).
     #[arg(long, global = true, env = "TVERR_DATA", default_value = "./tverr-data")]
@@ -544,9 +544,8 @@ async fn export(store: Store, a: ExportArgs) -> Result<()> {
             }
         }
         None => {
-            let stdout = std::io::stdout();
-            let mut lock = std::io::BufWriter::new(stdout.lock());
-            tverr_query::write_export(stream, &options, &mut lock).await?
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
+            tverr_query::write_export(stream, &options, &mut out).await?
         }
     };
     if let Some(path) = &a.out {
@@ -580,10 +579,9 @@ async fn sql(store: Store, a: SqlArgs) -> Result<()> {
                 "ndjson" => ExportFormat::Ndjson,
                 other => bail!("--format {other:?}: expected table, csv, json or ndjson"),
             };
-            let stdout = std::io::stdout();
-            let mut lock = std::io::BufWriter::new(stdout.lock());
-            tverr_query::write_export(stream, &ExportOptions { format, geometry: Vec::new() }, &mut lock).await?;
-            lock.flush()?;
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
+            tverr_query::write_export(stream, &ExportOptions { format, geometry: Vec::new() }, &mut out).await?;
+            out.flush()?;
         }
     }
     Ok(())

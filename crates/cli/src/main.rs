@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TVERR_LOG").unwrap_or_else(|_| "warn,tverr=info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("TVERR_LOG").unwrap_or_else(|_| "warn,deltalake_core::writer::stats=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -201,7 +201,7 @@ impl Population {
     fn write_innbyggere(&self, dir: &Path) -> Result<(), DemoError> {
         let mut w = BufWriter::new(File::create(dir.join("innbyggere.csv"))?);
         let mut line = String::new();
-        let mut put = |w: &mut BufWriter<File>, s: &str| -> std::io::Result<()> {
+        let put = |w: &mut BufWriter<File>, s: &str| -> std::io::Result<()> {
             let (bytes, _, _) = encoding_rs::WINDOWS_1252.encode(s);
             w.write_all(&bytes)
         };
@@ -302,7 +302,7 @@ impl Population {
         let mut rng = self.rng(3);
         let mut book = rust_xlsxwriter::Workbook::new();
         let date_format = rust_xlsxwriter::Format::new().set_num_format("dd.mm.yyyy");
-        let sheet = book.add_worksheet_with_constant_memory();
+        let sheet = book.add_worksheet_with_constant_memory()?;
         sheet.set_name("Byggesaker")?;
         for (c, h) in ["saksnr", "matrikkel", "soker_navn", "soker_fnr", "sakstype", "status", "mottatt", "vedtatt"]
             .iter()

@@ -72,7 +72,7 @@ const NLOD: Option<&str> = Some("https://data.norge.no/nlod/no/2.0");
 
 fn specs() -> Vec<Spec> {
     use Classification::*;
-    use ColumnCategory::*;
+    use ColumnCategory::{Personal, ProtectedAddress, SpecialCategory};
     use SubjectKind::*;
     vec![
         Spec {

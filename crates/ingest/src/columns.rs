@@ -100,7 +100,7 @@ impl ColumnType {
 
 impl std::fmt::Display for ColumnType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             ColumnType::Boolean => "boolean",
             ColumnType::Integer => "integer",
             ColumnType::Float => "float",

@@ -94,7 +94,11 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
 
     // Rows arrive in order; gather each row's cells, then hand the row on.
     let mut current: Option<(u32, Vec<Cell>)> = None;
+    let mut finished = false;
     let mut next_row = || -> Result<Option<(u32, Vec<Cell>)>, IngestError> {
+        if finished {
+            return Ok(None);
+        }
         loop {
             match cells.next_cell().map_err(bad)? {
                 Some(cell) => {
@@ -116,7 +120,10 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
                         }
                     }
                 }
-                None => return Ok(current.take()),
+                None => {
+                    finished = true;
+                    return Ok(current.take());
+                }
             }
         }
     };

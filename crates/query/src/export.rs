@@ -106,7 +106,7 @@ pub async fn write_export(
             let mut w = arrow::csv::WriterBuilder::new()
                 .with_header(true)
                 .with_timestamp_tz_format("%Y-%m-%dT%H:%M:%S%.fZ".to_string())
-                .build(out);
+                .build(&mut *out);
             while let Some(batch) = stream.next().await {
                 let batch = tabular(batch?, &options.geometry)?;
                 rows += batch.num_rows() as u64;
@@ -284,7 +284,7 @@ async fn write_xlsx(
     let date_format = Format::new().set_num_format("dd.mm.yyyy");
     let ts_format = Format::new().set_num_format("dd.mm.yyyy hh:mm:ss");
     let header_format = Format::new().set_bold();
-    let sheet = workbook.add_worksheet_with_constant_memory();
+    let sheet = workbook.add_worksheet_with_constant_memory().map_err(xerr)?;
     sheet.set_name("Data").map_err(xerr)?;
     let schema = tabular_schema(&stream.schema(), geometry);
     for (c, f) in schema.fields().iter().enumerate() {

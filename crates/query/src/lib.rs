@@ -13,7 +13,7 @@ use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement;
-use datafusion::sql::TableReference;
+use datafusion::common::TableReference;
 use tverr_core::DatasetRef;
 use tverr_store::{Store, StoreError};
 
@@ -91,7 +91,7 @@ impl Engine {
     pub async fn sql(&self, sql: &str) -> Result<SendableRecordBatchStream, QueryError> {
         let ctx = Self::context();
         let state = ctx.state();
-        let statement = state.sql_to_statement(sql, "PostgreSQL").map_err(|e| {
+        let statement = state.sql_to_statement(sql, &datafusion::config::Dialect::PostgreSQL).map_err(|e| {
             let text = e.strip_backtrace().to_string();
             if text.contains("single SQL statement") {
                 QueryError::NotAllowed("only one statement per request".into())

@@ -46,9 +46,18 @@ pub enum StoreError {
     /// The lake (Delta / object store) failed.
     #[error("storage: {0}")]
     Lake(#[from] deltalake::DeltaTableError),
+    /// Converting between Arrow and Delta schemas or data failed.
+    #[error("storage: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
     /// Reading stored data failed.
     #[error("storage: {0}")]
     Read(String),
+}
+
+impl From<deltalake::kernel::Error> for StoreError {
+    fn from(e: deltalake::kernel::Error) -> Self {
+        StoreError::Read(e.to_string())
+    }
 }
 
 impl StoreError {

@@ -22,7 +22,8 @@ use deltalake::kernel::{Action, MetadataExt, StructType};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode as DeltaWriteMode};
 use futures::TryStreamExt;
-use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+use object_store::ObjectStoreExt;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::properties::WriterProperties;
 use tokio::sync::mpsc;
 use tverr_core::{ColumnCategory, DatasetRef, SubjectKind};
@@ -312,7 +313,7 @@ impl Store {
                 match &req.mode {
                     WriteMode::Append => {}
                     WriteMode::Replace => {
-                        let views: Vec<_> = snapshot.file_views(t.log_store().as_ref(), None).try_collect().await?;
+                        let views: Vec<_> = snapshot.snapshot().file_views(t.log_store().as_ref(), None).try_collect().await?;
                         for v in views {
                             rows_removed += v.num_records().unwrap_or(0) as u64;
                             actions.push(Action::Remove(v.remove_action(true)));
@@ -393,20 +394,25 @@ async fn rewrite_without_keys(
     keys: &HashMap<String, u64>,
 ) -> Result<(Vec<Action>, u64), StoreError> {
     let snapshot = table.snapshot()?;
-    let views: Vec<_> = snapshot.file_views(table.log_store().as_ref(), None).try_collect().await?;
+    let views: Vec<_> = snapshot.snapshot().file_views(table.log_store().as_ref(), None).try_collect().await?;
     let object_store = table.object_store();
     let mut actions = Vec::new();
     let mut removed = 0u64;
     let mut rewriter: Option<RecordBatchWriter> = None;
     for view in views {
         let path = deltalake::Path::from(view.path().as_ref());
-        let reader = ParquetObjectReader::new(object_store.clone(), path);
-        let stream = ParquetRecordBatchStreamBuilder::new(reader)
+        let bytes = object_store
+            .get(&path)
             .await
             .map_err(|e| StoreError::Read(e.to_string()))?
-            .build()
+            .bytes()
+            .await
             .map_err(|e| StoreError::Read(e.to_string()))?;
-        let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| StoreError::Read(e.to_string()))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.build())
+            .map_err(|e| StoreError::Read(e.to_string()))?;
+        let batches: Vec<RecordBatch> =
+            reader.collect::<Result<_, _>>().map_err(|e| StoreError::Read(e.to_string()))?;
         let mut kept = Vec::with_capacity(batches.len());
         let mut hit = 0u64;
         for batch in batches {
