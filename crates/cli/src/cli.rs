@@ -415,7 +415,11 @@ async fn ingest(store: &Store, a: IngestArgs) -> Result<()> {
     println!(
         "{dataset}: version {} ({}), {} rows from {} ({}){}",
         outcome.version,
-        if outcome.created { "created".to_string() } else { format!("{} rows removed", outcome.rows_removed) },
+        match (outcome.created, outcome.rows_removed) {
+            (true, _) => "created".to_string(),
+            (false, 0) => "appended".to_string(),
+            (false, n) => format!("{n} rows removed"),
+        },
         r.rows,
         r.file_name,
         detail.join(", "),

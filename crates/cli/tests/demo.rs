@@ -43,6 +43,7 @@ fn demo_municipality() {
     let show: serde_json::Value = serde_json::from_str(&t.ok(&["dataset", "show", "hamar/barnehager", "--json"])).unwrap();
     let geom = show["columns"].as_array().unwrap().iter().find(|c| c["name"] == "geometry").unwrap();
     assert_eq!(geom["crs"], "EPSG:25833");
+    assert_eq!(t.sql_csv("SELECT count(*) AS n FROM hamar.innbyggere WHERE length(postnummer) <> 4"), "n\n0\n");
     let show: serde_json::Value = serde_json::from_str(&t.ok(&["dataset", "show", "hamar/hjemmetjenester", "--json"])).unwrap();
     let cats: Vec<&str> = show["columns"].as_array().unwrap().iter().map(|c| c["category"].as_str().unwrap()).collect();
     assert_eq!(cats, ["person-id", "special-category", "none", "special-category"]);

@@ -273,7 +273,8 @@ fn append_replace_upsert_and_time_travel() {
     people(&t);
     let more = t.dir.path().join("more.csv");
     std::fs::write(&more, "fodselsnummer;navn;fodt;belop;aktiv\n03891256786;Kari;03.09.2012;5;ja\n").unwrap();
-    t.ok(&["ingest", "test/people", more.to_str().unwrap()]);
+    let out = t.ok(&["ingest", "test/people", more.to_str().unwrap()]);
+    assert!(out.contains("version 1 (appended)"), "{out}");
     assert_eq!(t.sql_csv("SELECT count(*) AS n FROM test.people"), "n\n3\n");
 
     let up = t.dir.path().join("up.csv");

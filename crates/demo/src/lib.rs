@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use tverr_core::{Classification, ColumnCategory, DatasetRef, SubjectKind};
-use tverr_store::tverr_ingest::IngestOptions;
+use tverr_store::tverr_ingest::{ColumnType, IngestOptions};
 use tverr_store::{IngestRequest, NewDataset, Store, StoreError, WriteMode};
 
 pub use data::Population;
@@ -173,7 +173,14 @@ pub async fn create(store: &Store, config: &DemoConfig) -> Result<u64, DemoError
 }
 
 async fn ingest(store: &Store, dir: &Path, spec: &Spec) -> Result<u64, DemoError> {
+    // Postal codes are codes, not numbers (0150 Oslo keeps its zero), whatever the sample shows.
+    let types = if spec.file == "innbyggere.csv" {
+        BTreeMap::from([("postnummer".to_string(), ColumnType::Text)])
+    } else {
+        BTreeMap::new()
+    };
     let options = IngestOptions {
+        types,
         subjects: spec.subjects.iter().map(|(c, k)| (c.to_string(), *k)).collect(),
         ..IngestOptions::default()
     };
