@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use tverr_core::SubjectKind;
 
@@ -259,9 +259,4 @@ pub(crate) fn arrow_schema(columns: &[columns::ColumnPlan]) -> SchemaRef {
             })
             .collect::<Vec<_>>(),
     ))
-}
-
-/// The Tverr column type of a stored Arrow type, if Tverr can write it.
-pub fn column_type_of(data_type: &DataType) -> Option<ColumnType> {
-    ColumnType::from_arrow(data_type)
 }

@@ -46,10 +46,6 @@ pub fn parse_float(s: &str) -> Option<f64> {
         (1, _) if body.rfind(',') > body.rfind('.') => s.replace('.', "").replace(',', "."),
         _ => return None,
     };
-    let (int_part, _) = normalised.split_once('.').unwrap_or((&normalised, ""));
-    if int_part.trim_start_matches(['-', '+']).is_empty() && !normalised.contains(char::is_numeric) {
-        return None;
-    }
     normalised.parse().ok()
 }
 

@@ -9,9 +9,6 @@ use url::Url;
 
 use crate::StoreError;
 
-/// Opened Delta table of a dataset.
-pub type TableHandle = DeltaTable;
-
 /// The storage root and the options used to reach it.
 #[derive(Debug, Clone)]
 pub struct Lake {

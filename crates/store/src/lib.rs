@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 pub use catalog::{Catalog, ColumnMeta, DatasetMeta, Department, NewDataset, Organization, VersionMeta};
 pub use error::StoreError;
 pub use ingest::{IngestOutcome, IngestRequest, WriteMode};
-pub use lake::{Lake, TableHandle};
+pub use lake::Lake;
 pub use tverr_ingest;
 
 /// Where the catalogue and the lake live.
