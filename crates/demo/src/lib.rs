@@ -65,6 +65,8 @@ struct Spec {
     frequency: &'static str,
     file: &'static str,
     subjects: &'static [(&'static str, SubjectKind)],
+    /// Type overrides, for columns a sample could misjudge.
+    types: &'static [(&'static str, ColumnType)],
     categories: &'static [(&'static str, ColumnCategory)],
 }
 
@@ -79,66 +81,68 @@ fn specs() -> Vec<Spec> {
             org: "hamar", slug: "barnehager", department: "oppvekst",
             title: "Barnehager i Hamar", description: "Kommunale og private barnehager med kapasitet, ledige plasser og plassering.",
             classification: Open, theme: "EDUC", keywords: &["barnehage", "ledige plasser", "oppvekst"], licence: NLOD,
-            frequency: "daily", file: "barnehager.geojson", subjects: &[], categories: &[],
+            frequency: "daily", file: "barnehager.geojson", subjects: &[], types: &[], categories: &[],
         },
         Spec {
             org: "hamar", slug: "innbyggere", department: "folkeregister",
             title: "Innbyggere (befolkningskopi)", description: "Kopi av Folkeregisteret for Hamar: personer med navn, adresse og adressebeskyttelse.",
             classification: Confidential, theme: "GOVE", keywords: &["folkeregister", "innbyggere", "adresse"], licence: None,
             frequency: "daily", file: "innbyggere.csv", subjects: &[("fodselsnummer", Person)],
+            // Postal codes are codes, not numbers (0150 Oslo keeps its zero), whatever the sample shows.
+            types: &[("postnummer", ColumnType::Text)],
             categories: &[("fornavn", Personal), ("etternavn", Personal), ("fodselsdato", Personal), ("adresse", ProtectedAddress), ("postnummer", ProtectedAddress), ("poststed", ProtectedAddress), ("bydel", ProtectedAddress), ("adressebeskyttelse", Personal)],
         },
         Spec {
             org: "hamar", slug: "barnehageplasser", department: "oppvekst",
             title: "Barnehageplasser", description: "Tildelte barnehageplasser med barn og foresatte.",
             classification: Confidential, theme: "EDUC", keywords: &["barnehage", "opptak", "plass"], licence: None,
-            frequency: "daily", file: "barnehageplasser.csv", subjects: &[("barn_fnr", Person), ("foresatt_fnr", Person)],
+            frequency: "daily", file: "barnehageplasser.csv", subjects: &[("barn_fnr", Person), ("foresatt_fnr", Person)], types: &[],
             categories: &[],
         },
         Spec {
             org: "hamar", slug: "byggesaker", department: "byggesak",
             title: "Byggesaker", description: "Byggesaker etter plan- og bygningsloven, per matrikkelenhet.",
             classification: Internal, theme: "GOVE", keywords: &["byggesak", "søknad", "matrikkel"], licence: None,
-            frequency: "daily", file: "byggesaker.xlsx", subjects: &[("matrikkel", Property), ("soker_fnr", Person)],
+            frequency: "daily", file: "byggesaker.xlsx", subjects: &[("matrikkel", Property), ("soker_fnr", Person)], types: &[],
             categories: &[("soker_navn", Personal)],
         },
         Spec {
             org: "hamar", slug: "eiendommer", department: "eiendomsskatt",
             title: "Eiendommer", description: "Matrikkelenheter med adresse, areal, eier og teig.",
             classification: Internal, theme: "GOVE", keywords: &["eiendom", "matrikkel", "eiendomsskatt"], licence: None,
-            frequency: "monthly", file: "eiendommer.geojson", subjects: &[("matrikkel", Property), ("eier_fnr", Person), ("eier_orgnr", Organization)],
+            frequency: "monthly", file: "eiendommer.geojson", subjects: &[("matrikkel", Property), ("eier_fnr", Person), ("eier_orgnr", Organization)], types: &[],
             categories: &[],
         },
         Spec {
             org: "hamar", slug: "reguleringsplaner", department: "byggesak",
             title: "Reguleringsplaner", description: "Vedtatte og foreslåtte reguleringsplaner med planområde.",
             classification: Open, theme: "REGI", keywords: &["reguleringsplan", "arealplan", "kart"], licence: NLOD,
-            frequency: "monthly", file: "reguleringsplaner.geojson", subjects: &[], categories: &[],
+            frequency: "monthly", file: "reguleringsplaner.geojson", subjects: &[], types: &[], categories: &[],
         },
         Spec {
             org: "hamar", slug: "hjemmetjenester", department: "helse",
             title: "Hjemmetjenester", description: "Vedtak om helsetjenester i hjemmet (særlige kategorier, GDPR art. 9).",
             classification: StrictlyConfidential, theme: "HEAL", keywords: &["hjemmetjenester", "helse", "omsorg"], licence: None,
-            frequency: "daily", file: "hjemmetjenester.csv", subjects: &[("fodselsnummer", Person)],
+            frequency: "daily", file: "hjemmetjenester.csv", subjects: &[("fodselsnummer", Person)], types: &[],
             categories: &[("tjeneste", SpecialCategory), ("timer_per_uke", SpecialCategory)],
         },
         Spec {
             org: "hias", slug: "vannmalere", department: "vann",
             title: "Vannmålere", description: "Vannmålere per matrikkelenhet.",
             classification: Internal, theme: "ENVI", keywords: &["vann", "vannmåler", "matrikkel"], licence: None,
-            frequency: "monthly", file: "vannmalere.csv", subjects: &[("matrikkel", Property)], categories: &[],
+            frequency: "monthly", file: "vannmalere.csv", subjects: &[("matrikkel", Property)], types: &[], categories: &[],
         },
         Spec {
             org: "hias", slug: "vannmaler_avlesninger", department: "vann",
             title: "Vannmåleravlesninger", description: "Månedlige avlesninger av vannmålere 2020–2025.",
             classification: Internal, theme: "ENVI", keywords: &["vann", "avlesning", "forbruk", "tidsserie"], licence: None,
-            frequency: "monthly", file: "vannmaler_avlesninger.csv", subjects: &[], categories: &[],
+            frequency: "monthly", file: "vannmaler_avlesninger.csv", subjects: &[], types: &[], categories: &[],
         },
         Spec {
             org: "hias", slug: "vannkvalitet", department: "vann",
             title: "Vannkvalitet", description: "Målinger fra vannkvalitetssensorer i Mjøsa og nettet (tidsserie).",
             classification: Open, theme: "ENVI", keywords: &["vannkvalitet", "sensor", "Mjøsa", "tidsserie"], licence: NLOD,
-            frequency: "continuous", file: "vannkvalitet.ndjson", subjects: &[], categories: &[],
+            frequency: "continuous", file: "vannkvalitet.ndjson", subjects: &[], types: &[], categories: &[],
         },
     ]
 }
@@ -173,14 +177,8 @@ pub async fn create(store: &Store, config: &DemoConfig) -> Result<u64, DemoError
 }
 
 async fn ingest(store: &Store, dir: &Path, spec: &Spec) -> Result<u64, DemoError> {
-    // Postal codes are codes, not numbers (0150 Oslo keeps its zero), whatever the sample shows.
-    let types = if spec.file == "innbyggere.csv" {
-        BTreeMap::from([("postnummer".to_string(), ColumnType::Text)])
-    } else {
-        BTreeMap::new()
-    };
     let options = IngestOptions {
-        types,
+        types: spec.types.iter().map(|(c, t)| (c.to_string(), *t)).collect(),
         subjects: spec.subjects.iter().map(|(c, k)| (c.to_string(), *k)).collect(),
         ..IngestOptions::default()
     };
