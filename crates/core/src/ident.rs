@@ -32,6 +32,9 @@ pub enum IdentError {
 /// Replaces full-width digits with ASCII digits and removes spaces, non-breaking spaces, dashes
 /// and dots, the separators people type into identifiers.
 pub fn canonical_digits(input: &str) -> String {
+    if input.bytes().all(|b| b.is_ascii_digit()) {
+        return input.to_string();
+    }
     input
         .chars()
         .filter_map(|c| match c {
@@ -77,6 +80,12 @@ pub enum PersonNumberKind {
 /// held in its canonical 11-digit form.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Fodselsnummer(String);
+
+impl From<Fodselsnummer> for String {
+    fn from(f: Fodselsnummer) -> String {
+        f.0
+    }
+}
 
 impl Fodselsnummer {
     /// Canonicalises (spaces, dashes, full-width digits) and validates a person number.
@@ -183,6 +192,12 @@ impl fmt::Display for Fodselsnummer {
 /// A valid organisasjonsnummer (9 digits, mod 11 with weights 3,2,7,6,5,4,3,2).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Orgnr(String);
+
+impl From<Orgnr> for String {
+    fn from(o: Orgnr) -> String {
+        o.0
+    }
+}
 
 impl Orgnr {
     /// Canonicalises and validates an organisasjonsnummer; accepts an `NO`/`0192:` prefix.

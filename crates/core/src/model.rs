@@ -179,9 +179,9 @@ impl SubjectKind {
     /// Validates and canonicalises one key of this kind, or says why it is invalid.
     pub fn canonicalise(self, value: &str) -> Result<String, crate::IdentError> {
         match self {
-            SubjectKind::Person => crate::Fodselsnummer::parse(value).map(|f| f.as_str().to_string()),
+            SubjectKind::Person => crate::Fodselsnummer::parse(value).map(String::from),
             SubjectKind::Property => crate::Matrikkel::parse(value).map(|m| m.to_string()),
-            SubjectKind::Organization => crate::Orgnr::parse(value).map(|o| o.as_str().to_string()),
+            SubjectKind::Organization => crate::Orgnr::parse(value).map(String::from),
         }
     }
 

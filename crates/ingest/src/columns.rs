@@ -207,7 +207,7 @@ pub(crate) struct ColumnPlan {
 }
 
 /// The file's columns mapped onto the table's, in the table's order.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Plan {
     /// Output columns, in output order.
     pub columns: Vec<ColumnPlan>,
@@ -367,7 +367,7 @@ impl Builder {
     /// Parses and appends a text value; an empty value is null. On error appends null and
     /// returns the message.
     pub fn push_text(&mut self, value: &str, subject: Option<SubjectKind>) -> Result<(), String> {
-        if value.trim().is_empty() {
+        if values::trim(value).is_empty() {
             self.push_null();
             return Ok(());
         }

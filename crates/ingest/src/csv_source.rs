@@ -1,8 +1,11 @@
 //! Delimited text: delimiter, encoding and BOM detection; Norwegian values; located errors.
 
-use std::io::{BufReader, Read};
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
-use crate::columns::{self, ColumnType, Inference};
+use crate::chunker::{self, Chunk, ChunkError, Chunker};
+use crate::columns::{self, Builder, ColumnType, Inference};
 use crate::reader::{Batcher, Context};
 use crate::{BatchSink, IngestError, Problem, SourceReport};
 
@@ -65,14 +68,24 @@ fn count_outside_quotes(line: &str, d: u8) -> usize {
     n
 }
 
-fn decode<'a>(
+/// Chunks handed to the parsers: about this many bytes each (and at most `batch_rows` rows).
+const CHUNK_BYTES: usize = 4 << 20;
+
+/// What every parser thread needs to know about the file.
+struct Shape<'a> {
+    file: &'a str,
     encoding: Encoding,
-    bytes: &'a [u8],
-) -> Result<std::borrow::Cow<'a, str>, ()> {
-    match encoding {
-        Encoding::Utf8 | Encoding::Utf8Bom => std::str::from_utf8(bytes).map(Into::into).map_err(|_| ()),
-        Encoding::Windows1252 => Ok(encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes).0),
-    }
+    delimiter: u8,
+    width: usize,
+    plan: &'a columns::Plan,
+}
+
+/// One chunk, parsed: its batch's arrays, its rows and the problems found in it.
+struct Parsed {
+    seq: u64,
+    arrays: Vec<arrow::array::ArrayRef>,
+    rows: usize,
+    problems: Vec<Problem>,
 }
 
 pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceReport, IngestError> {
@@ -87,145 +100,145 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
         let mut bom = [0u8; 3];
         hashing.read_exact(&mut bom).map_err(|e| ctx.io(e))?;
     }
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .has_headers(false)
-        .flexible(true)
-        .buffer_capacity(1 << 20)
-        .from_reader(BufReader::with_capacity(1 << 20, &mut hashing));
+    let mut chunker = Chunker::new(hashing, delimiter);
+    let chunk_error = |e: ChunkError| match e {
+        ChunkError::Io(e) => ctx.io(e),
+        ChunkError::RecordTooLong { line } => IngestError::Invalid(vec![Problem::at_line(
+            file,
+            line,
+            None,
+            format!(
+                "a record starting here is longer than {} MiB; is a quote not closed?",
+                chunker::MAX_RECORD_BYTES >> 20
+            ),
+        )]),
+    };
 
-    let mut record = csv::ByteRecord::new();
-    let csv_error = |e: csv::Error| -> IngestError {
-        let line = e.position().map(|p| p.line()).unwrap_or(0);
-        match e.kind() {
-            csv::ErrorKind::Io(_) => IngestError::Io { file: file.to_string(), source: std::io::Error::other(e.to_string()) },
-            _ => IngestError::Invalid(vec![Problem::at_line(file, line, None, format!("cannot parse CSV: {e}"))]),
+    // The header: the first record that is not blank.
+    let names = loop {
+        let Some(chunk) = chunker.next_chunk(1, CHUNK_BYTES).map_err(chunk_error)? else {
+            return Err(IngestError::Invalid(vec![Problem::file(file, "the file is empty")]));
+        };
+        let mut found = None;
+        for_each_record(encoding, delimiter, &chunk, |_, r| {
+            found = Some(r.iter().map(<[u8]>::to_vec).collect::<Vec<_>>());
+        });
+        if let Some(fields) = found {
+            let mut names = Vec::with_capacity(fields.len());
+            for (i, field) in fields.iter().enumerate() {
+                match std::str::from_utf8(field) {
+                    Ok(name) => names.push(name.trim().to_string()),
+                    Err(_) => {
+                        return Err(IngestError::Invalid(vec![Problem::at_line(
+                            file,
+                            chunk.first_line,
+                            None,
+                            format!("header field {} is not valid {}", i + 1, encoding.label()),
+                        )]));
+                    }
+                }
+            }
+            break names;
         }
     };
-    if !reader.read_byte_record(&mut record).map_err(csv_error)? {
-        return Err(IngestError::Invalid(vec![Problem::file(file, "the file is empty")]));
-    }
-    let mut names = Vec::with_capacity(record.len());
-    for (i, field) in record.iter().enumerate() {
-        match decode(encoding, field) {
-            Ok(name) => names.push(name.trim().to_string()),
-            Err(()) => {
-                return Err(IngestError::Invalid(vec![Problem::at_line(
-                    file,
-                    1,
-                    None,
-                    format!("header field {} is not valid {}", i + 1, encoding.label()),
-                )]));
-            }
-        }
-    }
     let width = names.len();
+    let batch_rows = ctx.batch_rows();
 
-    // Sample: buffer the first rows, infer types, then replay them and stream the rest.
-    let mut sample: Vec<csv::ByteRecord> = Vec::new();
+    // Sample: read chunks until they hold enough rows, infer the types from them, then parse
+    // them again with everything else.
+    let first_seq = chunker.next_seq();
+    let mut sample: Vec<Chunk> = Vec::new();
     let mut inference = vec![Inference::default(); width];
-    let mut eof = false;
-    while sample.len() < ctx.sample_rows() {
-        let mut r = csv::ByteRecord::new();
-        if !reader.read_byte_record(&mut r).map_err(csv_error)? {
-            eof = true;
+    let mut sampled = 0;
+    while sampled < ctx.sample_rows() {
+        let Some(chunk) = chunker.next_chunk(batch_rows, CHUNK_BYTES).map_err(chunk_error)? else {
             break;
-        }
-        if is_blank(&r) {
-            continue;
-        }
-        for (inf, field) in inference.iter_mut().zip(r.iter()) {
-            if let Ok(v) = decode(encoding, field) {
-                inf.observe_text(&v);
+        };
+        for_each_record(encoding, delimiter, &chunk, |_, r| {
+            if sampled >= ctx.sample_rows() || is_blank(r) {
+                return;
             }
-        }
-        sample.push(r);
+            sampled += 1;
+            for (inf, field) in inference.iter_mut().zip(r.iter()) {
+                if let Ok(v) = std::str::from_utf8(field) {
+                    inf.observe_text(v);
+                }
+            }
+        });
+        sample.push(chunk);
     }
     let inferred: Vec<ColumnType> = inference.iter().map(Inference::decide).collect();
     let plan = columns::plan(file, &names, &inferred, &ctx.options).map_err(IngestError::Invalid)?;
     let mut batcher = Batcher::new(ctx, plan, sink)?;
+    let plan = batcher.plan.clone();
+    let shape = Shape { file, encoding, delimiter, width, plan: &plan };
 
-    let process = |r: &csv::ByteRecord, batcher: &mut Batcher| -> Result<bool, IngestError> {
-        let line = r.position().map(|p| p.line()).unwrap_or(0);
-        if r.len() != width {
-            let stop = batcher.problem(Problem::at_line(
-                file,
-                line,
-                None,
-                format!("expected {width} fields as in the header, found {}", r.len()),
-            ));
-            return Ok(stop);
-        }
-        let mut stop = false;
-        let mut row_problems = Vec::new();
-        {
-            let (cols, idx, builders) = batcher.columns();
-            for ((col, src), builder) in cols.iter().zip(idx).zip(builders.iter_mut()) {
-                let Some(src) = src else {
-                    builder.push_null();
-                    continue;
-                };
-                let raw = &r[*src];
-                match decode(encoding, raw) {
-                    Ok(text) => {
-                        if let Err(msg) = builder.push_text(&text, col.subject) {
-                            row_problems.push(Problem::at_line(file, line, Some(&col.name), msg));
-                        }
-                    }
-                    Err(()) => {
-                        builder.push_null();
-                        row_problems.push(Problem::at_line(
-                            file,
-                            line,
-                            Some(&col.name),
-                            "not valid UTF-8 (the start of the file is UTF-8; is the rest in another encoding?)",
-                        ));
-                    }
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
+    let stop = AtomicBool::new(false);
+    let (chunker, sink_result) = std::thread::scope(|scope| {
+        let (work_tx, work_rx) = mpsc::sync_channel::<Chunk>(workers);
+        let (done_tx, done_rx) = mpsc::sync_channel::<Parsed>(workers);
+        let work_rx = Arc::new(Mutex::new(work_rx));
+        let stop = &stop;
+        let producer = scope.spawn(move || -> Result<Chunker<_>, ChunkError> {
+            for chunk in sample {
+                if work_tx.send(chunk).is_err() {
+                    return Ok(chunker);
                 }
             }
-        }
-        for p in row_problems {
-            stop |= batcher.problem(p);
-        }
-        batcher.end_row()?;
-        Ok(stop)
-    };
-
-    let mut stopped = false;
-    for r in &sample {
-        if process(r, &mut batcher)? {
-            stopped = true;
-            break;
-        }
-    }
-    drop(sample);
-    if !eof && !stopped {
-        loop {
-            match reader.read_byte_record(&mut record) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => {
-                    let err = csv_error(e);
-                    match err {
-                        IngestError::Invalid(ps) => {
-                            for p in ps {
-                                batcher.problem(p);
-                            }
+            while !stop.load(Ordering::Relaxed) {
+                match chunker.next_chunk(batch_rows, CHUNK_BYTES)? {
+                    Some(chunk) => {
+                        if work_tx.send(chunk).is_err() {
                             break;
                         }
-                        other => return Err(other),
                     }
+                    None => break,
                 }
             }
-            if is_blank(&record) {
-                continue;
-            }
-            if process(&record, &mut batcher)? {
-                break;
+            Ok(chunker)
+        });
+        for _ in 0..workers {
+            let work_rx = Arc::clone(&work_rx);
+            let done_tx = done_tx.clone();
+            let shape = &shape;
+            scope.spawn(move || loop {
+                let next = work_rx.lock().map_err(|_| ()).and_then(|rx| rx.recv().map_err(|_| ()));
+                let Ok(chunk) = next else { break };
+                if stop.load(Ordering::Relaxed) || done_tx.send(parse_chunk(shape, &chunk)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(done_tx);
+        drop(work_rx);
+
+        // Hand the batches on in file order, so rows keep their order and problems their lines.
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next = first_seq;
+        let mut sink_result = Ok(());
+        'receive: for parsed in done_rx.iter() {
+            waiting.insert(parsed.seq, parsed);
+            while let Some(p) = waiting.remove(&next) {
+                next += 1;
+                let mut full = false;
+                for problem in p.problems {
+                    full |= batcher.problem(problem);
+                }
+                if let Err(e) = batcher.push_arrays(p.arrays, p.rows) {
+                    sink_result = Err(e);
+                }
+                if full || sink_result.is_err() {
+                    stop.store(true, Ordering::Relaxed);
+                    break 'receive;
+                }
             }
         }
-    }
-    drop(reader);
+        drop(done_rx);
+        (producer.join().expect("the chunker thread panicked"), sink_result)
+    });
+    sink_result?;
+    let mut hashing = chunker.map_err(chunk_error)?.into_inner();
     hashing.drain().map_err(|e| ctx.io(e))?;
     let (sha256, bytes) = hashing.finish();
     let mut report = batcher.finish(sha256, bytes)?;
@@ -235,6 +248,84 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
         d => (d as char).to_string(),
     });
     Ok(report)
+}
+
+/// Calls `f` with the line number and fields of every record in the chunk, decoded to UTF-8
+/// when the file is in Windows-1252 (UTF-8 files are checked field by field, to locate errors).
+fn for_each_record(encoding: Encoding, delimiter: u8, chunk: &Chunk, mut f: impl FnMut(u64, &csv::ByteRecord)) {
+    let text: std::borrow::Cow<'_, [u8]> = match encoding {
+        Encoding::Windows1252 => match encoding_rs::WINDOWS_1252.decode_without_bom_handling(&chunk.bytes).0 {
+            std::borrow::Cow::Borrowed(s) => std::borrow::Cow::Borrowed(s.as_bytes()),
+            std::borrow::Cow::Owned(s) => std::borrow::Cow::Owned(s.into_bytes()),
+        },
+        Encoding::Utf8 | Encoding::Utf8Bom => std::borrow::Cow::Borrowed(&chunk.bytes),
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(&text[..]);
+    let mut record = csv::ByteRecord::new();
+    // Reading from memory cannot fail, and `flexible` accepts every record length.
+    while reader.read_byte_record(&mut record).unwrap_or(false) {
+        let line = chunk.first_line + record.position().map_or(1, |p| p.line()) - 1;
+        f(line, &record);
+    }
+}
+
+/// Parses one chunk into a batch's worth of arrays.
+fn parse_chunk(shape: &Shape<'_>, chunk: &Chunk) -> Parsed {
+    let plan = shape.plan;
+    let mut builders: Vec<Builder> =
+        plan.columns.iter().map(|c| Builder::new(c.column_type, 1024)).collect();
+    let mut problems = Vec::new();
+    let mut rows = 0;
+    for_each_record(shape.encoding, shape.delimiter, chunk, |line, r| {
+        if is_blank(r) || problems.len() >= crate::MAX_PROBLEMS {
+            return;
+        }
+        rows += 1;
+        if r.len() != shape.width {
+            problems.push(Problem::at_line(
+                shape.file,
+                line,
+                None,
+                format!("expected {} fields as in the header, found {}", shape.width, r.len()),
+            ));
+            builders.iter_mut().for_each(Builder::push_null);
+            return;
+        }
+        // One UTF-8 check per record; only a record that fails is checked field by field.
+        let text = std::str::from_utf8(r.as_slice()).ok();
+        for ((col, src), builder) in plan.columns.iter().zip(&plan.source_index).zip(builders.iter_mut()) {
+            let Some(src) = *src else {
+                builder.push_null();
+                continue;
+            };
+            let field = match text {
+                Some(text) => r.range(src).and_then(|range| text.get(range)),
+                None => std::str::from_utf8(&r[src]).ok(),
+            };
+            match field {
+                Some(field) => {
+                    if let Err(msg) = builder.push_text(field, col.subject) {
+                        problems.push(Problem::at_line(shape.file, line, Some(&col.name), msg));
+                    }
+                }
+                None => {
+                    builder.push_null();
+                    problems.push(Problem::at_line(
+                        shape.file,
+                        line,
+                        Some(&col.name),
+                        "not valid UTF-8 (the start of the file is UTF-8; is the rest in another encoding?)",
+                    ));
+                }
+            }
+        }
+    });
+    let arrays = builders.iter_mut().map(Builder::finish).collect();
+    Parsed { seq: chunk.seq, arrays, rows, problems }
 }
 
 /// An empty line (one empty field) is skipped, as spreadsheets often leave one at the end.

@@ -9,6 +9,7 @@
 //! This crate knows nothing of storage: the sink decides where batches go.
 
 mod columns;
+mod chunker;
 mod csv_source;
 mod json_source;
 mod parquet_source;

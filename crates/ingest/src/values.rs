@@ -5,15 +5,28 @@ use chrono::{NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
 
 /// `ja`/`nei`, `true`/`false`, `yes`/`no` (any case).
 pub fn parse_bool(s: &str) -> Option<bool> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "ja" | "true" | "yes" | "sann" => Some(true),
-        "nei" | "false" | "no" | "usann" => Some(false),
-        _ => None,
+    let s = trim(s);
+    let is = |word: &str| s.eq_ignore_ascii_case(word);
+    if is("ja") || is("true") || is("yes") || is("sann") {
+        Some(true)
+    } else if is("nei") || is("false") || is("no") || is("usann") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// `str::trim`, with a fast path for the common value that has nothing to trim.
+pub fn trim(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(a), Some(b)) if a.is_ascii_graphic() && b.is_ascii_graphic() => s,
+        _ => s.trim(),
     }
 }
 
 fn strip_grouping(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains([' ', '\u{A0}', '\u{202F}']) {
+    // Grouping characters are a space or non-ASCII spaces; plain ASCII without spaces has none.
+    if s.bytes().any(|b| b == b' ' || b >= 0x80) && s.contains([' ', '\u{A0}', '\u{202F}']) {
         std::borrow::Cow::Owned(s.chars().filter(|c| !matches!(c, ' ' | '\u{A0}' | '\u{202F}')).collect())
     } else {
         std::borrow::Cow::Borrowed(s)
@@ -22,7 +35,7 @@ fn strip_grouping(s: &str) -> std::borrow::Cow<'_, str> {
 
 /// An integer, optionally signed, optionally grouped with spaces (`1 234`).
 pub fn parse_int(s: &str) -> Option<i64> {
-    let s = strip_grouping(s.trim());
+    let s = strip_grouping(trim(s));
     let digits = s.strip_prefix(['-', '+']).unwrap_or(&s);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -32,21 +45,35 @@ pub fn parse_int(s: &str) -> Option<i64> {
 
 /// A decimal number with `,` or `.` as decimal separator (`12,5`, `1 234,50`, `1.234,50`, `3.5`).
 pub fn parse_float(s: &str) -> Option<f64> {
-    let s = strip_grouping(s.trim());
+    let s = strip_grouping(trim(s));
     let body = s.strip_prefix(['-', '+']).unwrap_or(&s);
-    if body.is_empty() || !body.bytes().all(|b| b.is_ascii_digit() || b == b',' || b == b'.') {
+    let (mut commas, mut dots, mut last_comma, mut last_dot) = (0, 0, 0, 0);
+    for (i, b) in body.bytes().enumerate() {
+        match b {
+            b'0'..=b'9' => {}
+            b',' => (commas, last_comma) = (commas + 1, i),
+            b'.' => (dots, last_dot) = (dots + 1, i),
+            _ => return None,
+        }
+    }
+    if !body.ends_with(|c: char| c.is_ascii_digit()) {
         return None;
     }
-    let commas = body.matches(',').count();
-    let dots = body.matches('.').count();
-    let normalised = match (commas, dots) {
-        (0, 0) | (0, 1) => s.into_owned(),
-        (1, 0) => s.replace(',', "."),
-        // `1.234,50`: dots group thousands, the comma is the decimal separator.
-        (1, _) if body.rfind(',') > body.rfind('.') => s.replace('.', "").replace(',', "."),
-        _ => return None,
-    };
-    normalised.parse().ok()
+    // `1.234,50`: dots group thousands and the comma is the decimal separator.
+    let grouped_dots = commas == 1 && dots > 0 && last_comma > last_dot;
+    if commas > 1 || (commas == 1 && dots > 0 && !grouped_dots) || (commas == 0 && dots > 1) {
+        return None;
+    }
+    if commas == 0 {
+        return s.parse().ok();
+    }
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    for b in s.bytes().filter(|b| !(grouped_dots && *b == b'.')) {
+        *buf.get_mut(n)? = if b == b',' { b'.' } else { b };
+        n += 1;
+    }
+    std::str::from_utf8(&buf[..n]).ok()?.parse().ok()
 }
 
 fn num(s: &str, len: std::ops::RangeInclusive<usize>) -> Option<u32> {
@@ -55,7 +82,7 @@ fn num(s: &str, len: std::ops::RangeInclusive<usize>) -> Option<u32> {
 
 /// `dd.mm.yyyy` (also `d.m.yyyy`) or ISO `yyyy-mm-dd`.
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
-    let s = s.trim();
+    let s = trim(s);
     if let Some((d, rest)) = s.split_once('.') {
         let (m, y) = rest.split_once('.')?;
         return NaiveDate::from_ymd_opt(num(y, 4..=4)? as i32, num(m, 1..=2)?, num(d, 1..=2)?);
@@ -93,7 +120,7 @@ fn parse_time(s: &str) -> Option<NaiveTime> {
 /// ISO 8601 with `T` or a space, with `Z` or an offset; or `dd.mm.yyyy hh:mm[:ss]`. Times without
 /// an offset are Norwegian local time (Europe/Oslo), as Norwegian systems export them.
 pub fn parse_timestamp(s: &str) -> Option<i64> {
-    let s = s.trim();
+    let s = trim(s);
     let (date_part, time_part) = s.split_once(['T', ' '])?;
     let date = parse_date(date_part)?;
     let time_part = time_part.trim();
@@ -148,7 +175,9 @@ mod tests {
         assert_eq!(parse_float("1.234,50"), Some(1234.5));
         assert_eq!(parse_float("3.25"), Some(3.25));
         assert_eq!(parse_float("-0,5"), Some(-0.5));
-        for bad in ["", "inf", "NaN", "1,2,3", "abc", "1e5", ",", "-"] {
+        assert_eq!(parse_float("1.234.567,5"), Some(1234567.5));
+        assert_eq!(parse_float("+7"), Some(7.0));
+        for bad in ["", "inf", "NaN", "1,2,3", "abc", "1e5", ",", "-", "1,5.0", "1.2.3", "1.5,"] {
             assert_eq!(parse_float(bad), None, "{bad}");
         }
     }

@@ -113,6 +113,9 @@ fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(parquet::basic::Compression::SNAPPY)
         .set_max_row_group_row_count(Some(128 * 1024))
+        // Columns of near-unique values (person numbers, ids) give up dictionary encoding early
+        // instead of interning most of a row group first.
+        .set_dictionary_page_size_limit(256 << 10)
         .build()
 }
 
