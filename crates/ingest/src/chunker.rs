@@ -51,11 +51,12 @@ pub(crate) struct Chunker<R> {
     eof: bool,
     line: u64,
     seq: u64,
+    max_record: usize,
 }
 
 impl<R: Read> Chunker<R> {
     pub fn new(reader: R, delimiter: u8) -> Self {
-        Self { reader, delimiter, buf: Vec::new(), eof: false, line: 1, seq: 0 }
+        Self { reader, delimiter, buf: Vec::new(), eof: false, line: 1, seq: 0, max_record: MAX_RECORD_BYTES }
     }
 
     /// The sequence number the next chunk will get.
@@ -151,7 +152,7 @@ impl<R: Read> Chunker<R> {
                 cut = self.buf.len();
                 break;
             }
-            if i - cut > MAX_RECORD_BYTES {
+            if i - cut > self.max_record {
                 let line = self.line + count_newlines(&self.buf[..cut]);
                 return Err(ChunkError::RecordTooLong { line });
             }
@@ -232,6 +233,19 @@ mod tests {
         assert_eq!(chunks(input, 100, usize::MAX), vec![(1, input.to_string())]);
         // A byte budget cuts after the record that reaches it.
         assert_eq!(chunks(input, 100, 5).len(), 3);
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_refused_not_buffered() {
+        let input = format!("a;b\n1;2\n3;\"{}\n4;5\n", "x\n".repeat(3 << 20));
+        let mut c = Chunker::new(input.as_bytes(), b';');
+        c.max_record = 1 << 20;
+        assert!(c.next_chunk(1, usize::MAX).is_ok());
+        assert!(c.next_chunk(1, usize::MAX).is_ok());
+        match c.next_chunk(1, usize::MAX) {
+            Err(ChunkError::RecordTooLong { line }) => assert_eq!(line, 3),
+            _ => panic!("a record that never ends must be refused"),
+        }
     }
 
     #[test]

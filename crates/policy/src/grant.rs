@@ -1,0 +1,238 @@
+//! What a principal may read of one dataset for one purpose: the [`Grant`] the secure scan
+//! enforces.
+
+use serde::Serialize;
+use tverr_core::{Classification, ColumnCategory, DatasetRef, SubjectKind};
+use tverr_store::{ColumnMeta, DatasetMeta};
+
+use crate::{Agreement, Mask, Principal, Purpose, Role};
+
+/// The column that holds a person's address protection (`ugradert`, `fortrolig`,
+/// `strengt_fortrolig`), as the Folkeregister names it.
+pub const PROTECTION_COLUMN: &str = "adressebeskyttelse";
+
+/// Why a read is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Basis {
+    /// The dataset is open.
+    Open,
+    /// The built-in operator, for a declared purpose.
+    Operator {
+        /// Declared purpose.
+        purpose: String,
+    },
+    /// The caller's own department owns the dataset and the purpose is the department's.
+    OwnDepartment {
+        /// Declared purpose.
+        purpose: String,
+    },
+    /// An agreement in force for the declared purpose.
+    Agreement {
+        /// Agreement number.
+        id: i64,
+        /// Declared purpose.
+        purpose: String,
+    },
+}
+
+/// One permitted column and how it is released.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ColumnGrant {
+    /// Column name.
+    pub name: String,
+    /// Mask applied in the scan, if any.
+    pub mask: Option<Mask>,
+    /// Category (decides the mandatory rules).
+    pub category: ColumnCategory,
+    /// Subject key kind, if a key column.
+    pub subject: Option<SubjectKind>,
+}
+
+/// How the address-protection rule applies to the protected-address columns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Protection {
+    /// The dataset has no protected-address columns among those granted.
+    NotApplicable,
+    /// Null the protected-address columns in rows whose [`PROTECTION_COLUMN`] is
+    /// `strengt_fortrolig`, and also `fortrolig` unless `release_fortrolig`.
+    ByRow {
+        /// Whether `fortrolig` rows keep their address.
+        release_fortrolig: bool,
+    },
+    /// The dataset cannot tell who is protected: every protected-address value is withheld.
+    WithholdAll,
+}
+
+/// What a principal may read of one dataset, for one purpose.
+#[derive(Debug, Clone, Serialize)]
+pub struct Grant {
+    /// The dataset.
+    pub dataset: DatasetRef,
+    /// Its classification.
+    pub classification: Classification,
+    /// Permitted columns, in the dataset's order.
+    pub columns: Vec<ColumnGrant>,
+    /// Rows to share: a SQL boolean expression over the dataset's columns.
+    pub row_filter: Option<String>,
+    /// The address-protection rule.
+    pub protection: Protection,
+    /// Why it is allowed.
+    pub basis: Basis,
+    /// Key for `hmac` masks (the agreement's own).
+    #[serde(skip)]
+    pub hmac_key: Vec<u8>,
+}
+
+impl Grant {
+    /// Whether the grant restricts anything (columns, masks, rows or protection).
+    pub fn is_restricted(&self, all_columns: usize) -> bool {
+        self.columns.len() != all_columns
+            || self.columns.iter().any(|c| c.mask.is_some())
+            || self.row_filter.is_some()
+            || self.protection != Protection::NotApplicable
+    }
+}
+
+/// Why a principal may not read a dataset. The server turns every variant except
+/// `PurposeRequired` and `PurposeNotAllowed` into the same 404 as a missing dataset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// Not entitled, or it does not exist: the caller cannot tell which.
+    NotFound,
+    /// Entitled for some purpose, but none was declared.
+    PurposeRequired,
+    /// Entitled for other purposes, not the declared one.
+    PurposeNotAllowed,
+}
+
+/// Everything the decision needs, loaded by [`crate::Policy::entitle`].
+pub(crate) struct Facts<'a> {
+    pub principal: &'a Principal,
+    pub purpose: Option<&'a str>,
+    pub dataset: &'a DatasetMeta,
+    pub columns: &'a [ColumnMeta],
+    /// The caller's organisation's purposes.
+    pub purposes: &'a [Purpose],
+    /// Approved agreements of the caller's department that cover this dataset.
+    pub agreements: &'a [Agreement],
+    pub today: chrono::NaiveDate,
+}
+
+/// The decision itself: pure, so every branch is tested without a database.
+pub(crate) fn decide(f: &Facts<'_>) -> Result<Grant, Denial> {
+    let r: DatasetRef = f
+        .dataset
+        .reference()
+        .parse()
+        .map_err(|_| Denial::NotFound)?;
+    let all = || f.columns.iter().map(|c| column_grant(c, None)).collect::<Vec<_>>();
+    let grant = |columns: Vec<ColumnGrant>, row_filter, release_fortrolig, basis, hmac_key| {
+        let protection = protection(f.columns, &columns, release_fortrolig);
+        Grant {
+            dataset: r.clone(),
+            classification: f.dataset.classification,
+            columns,
+            row_filter,
+            protection,
+            basis,
+            hmac_key,
+        }
+    };
+    if f.dataset.classification == Classification::Open {
+        return Ok(grant(all(), None, true, Basis::Open, Vec::new()));
+    }
+    let user = match f.principal {
+        Principal::Anonymous => return Err(Denial::NotFound),
+        Principal::Operator => {
+            let purpose = f.purpose.ok_or(Denial::PurposeRequired)?;
+            return Ok(grant(all(), None, true, Basis::Operator { purpose: purpose.into() }, Vec::new()));
+        }
+        Principal::User(u) => u,
+    };
+    // Admins and auditors read no data by their role; departmental users read through their
+    // department.
+    let Some(department) = user.department.as_deref().filter(|_| user.role.is_departmental()) else {
+        return Err(Denial::NotFound);
+    };
+    let own = user.org == f.dataset.org && department == f.dataset.department;
+    let mut entitled_somehow = false;
+    if own {
+        entitled_somehow = true;
+        if let Some(p) = f.purpose {
+            let allowed = f.purposes.iter().any(|x| {
+                x.slug == p && x.org == user.org && x.department.as_deref() == Some(department)
+            });
+            if allowed {
+                return Ok(grant(all(), None, true, Basis::OwnDepartment { purpose: p.into() }, Vec::new()));
+            }
+        }
+    }
+    for a in f.agreements {
+        if !a.in_force(f.today)
+            || a.consumer.org != user.org
+            || a.consumer.department != department
+            || a.consumer.role.is_some_and(|r| r != user.role)
+        {
+            continue;
+        }
+        let Some(terms) = a.terms.datasets.iter().find(|d| d.dataset == f.dataset.reference()) else {
+            continue;
+        };
+        entitled_somehow = true;
+        let Some(p) = f.purpose else { continue };
+        if !a.terms.purposes.iter().any(|x| x == p) {
+            continue;
+        }
+        let columns = f
+            .columns
+            .iter()
+            .filter(|c| {
+                if terms.columns.is_empty() {
+                    c.category != ColumnCategory::SpecialCategory
+                } else {
+                    terms.columns.iter().any(|n| n == &c.name)
+                }
+            })
+            .map(|c| column_grant(c, terms.masks.get(&c.name).copied()))
+            .collect();
+        return Ok(grant(
+            columns,
+            terms.row_filter.clone(),
+            a.terms.release_fortrolig,
+            Basis::Agreement { id: a.id, purpose: p.into() },
+            a.hmac_key.clone(),
+        ));
+    }
+    match (entitled_somehow, f.purpose) {
+        (false, _) => Err(Denial::NotFound),
+        (true, None) => Err(Denial::PurposeRequired),
+        (true, Some(_)) => Err(Denial::PurposeNotAllowed),
+    }
+}
+
+fn column_grant(c: &ColumnMeta, mask: Option<Mask>) -> ColumnGrant {
+    ColumnGrant { name: c.name.clone(), mask, category: c.category, subject: c.subject_key }
+}
+
+fn protection(all: &[ColumnMeta], granted: &[ColumnGrant], release_fortrolig: bool) -> Protection {
+    if !granted.iter().any(|c| c.category == ColumnCategory::ProtectedAddress) {
+        return Protection::NotApplicable;
+    }
+    if all.iter().any(|c| c.name == PROTECTION_COLUMN) {
+        Protection::ByRow { release_fortrolig }
+    } else {
+        Protection::WithholdAll
+    }
+}
+
+/// Whether a role may act for a department in agreement matters.
+pub(crate) fn is_steward_of(principal: &Principal, org: &str, department: &str) -> bool {
+    match principal {
+        Principal::User(u) => {
+            u.role == Role::Steward && u.org == org && u.department.as_deref() == Some(department)
+        }
+        _ => false,
+    }
+}

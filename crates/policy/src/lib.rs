@@ -1,0 +1,755 @@
+//! The policy layer's data and decisions: local users and API tokens, purposes, legal bases,
+//! sharing agreements and their lifecycle, and [`Policy::entitle`], which turns a principal, a
+//! declared purpose and a dataset into the [`Grant`] the secure scan enforces.
+//!
+//! Its tables live in the catalogue database (migration `0002_policy.sql` in `tverr-store`).
+
+mod grant;
+mod model;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+use tverr_core::{DatasetRef, Slug};
+use tverr_store::{Catalog, StoreError};
+
+pub use grant::{Basis, ColumnGrant, Denial, Grant, PROTECTION_COLUMN, Protection};
+pub use model::{
+    Agreement, AgreementEvent, AgreementState, DatasetTerms, LegalBasis, Mask, Party, Principal, Purpose, Role, Terms,
+    User,
+};
+
+/// What can go wrong in the policy layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// A value is not allowed.
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        /// The field or option.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The caller may not do this.
+    #[error("not allowed: {0}")]
+    Forbidden(String),
+    /// The credential is missing, wrong, expired or revoked.
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
+    /// A catalogue error (not found, exists, database).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Stored policy data is unreadable.
+    #[error("stored policy data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl PolicyError {
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        PolicyError::Invalid { field: field.into(), message: message.into() }
+    }
+}
+
+impl From<sqlx::Error> for PolicyError {
+    fn from(e: sqlx::Error) -> Self {
+        PolicyError::Store(StoreError::from(e))
+    }
+}
+
+fn exists_or(e: sqlx::Error, what: &'static str, name: &str) -> PolicyError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            PolicyError::Store(StoreError::Exists { what, name: name.to_string() })
+        }
+        _ => e.into(),
+    }
+}
+
+fn not_found(what: &'static str, name: impl Into<String>) -> PolicyError {
+    PolicyError::Store(StoreError::NotFound { what, name: name.into() })
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Prefix of every API token, so leaked tokens are recognisable by secret scanners.
+pub const TOKEN_PREFIX: &str = "tverr_";
+
+/// A new API token: shown once; only its hash is stored.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// Token id, for revoking.
+    pub id: String,
+    /// The secret to send as `Authorization: Bearer …`.
+    pub secret: String,
+    /// Expiry (RFC 3339), if any.
+    pub expires_at: Option<String>,
+}
+
+/// A request for an agreement.
+#[derive(Debug, Clone)]
+pub struct AgreementRequest {
+    /// Who shares.
+    pub provider: Party,
+    /// Who receives.
+    pub consumer: Party,
+    /// Datasets and, per dataset, columns, masks and row filter.
+    pub datasets: Vec<DatasetTerms>,
+    /// Purposes (slugs of the consumer organisation).
+    pub purposes: Vec<String>,
+    /// Legal basis slug in the consumer organisation; default: the first purpose's.
+    pub legal_basis: Option<String>,
+    /// First day in force; default today.
+    pub valid_from: Option<chrono::NaiveDate>,
+    /// Last day in force.
+    pub valid_to: Option<chrono::NaiveDate>,
+    /// Whether `fortrolig` addresses may be released.
+    pub release_fortrolig: bool,
+}
+
+/// The policy layer over a catalogue.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    catalog: Catalog,
+}
+
+impl Policy {
+    /// The policy layer over a catalogue (whose migrations created its tables).
+    pub fn new(catalog: Catalog) -> Self {
+        Self { catalog }
+    }
+
+    fn pool(&self) -> &AnyPool {
+        self.catalog.pool()
+    }
+
+    /// The catalogue underneath.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    // ---- users and credentials ----
+
+    /// Creates a local user. Departmental roles (steward, employee) need a department; admin and
+    /// auditor belong to the organisation. The password, if given, is stored as an argon2id hash.
+    pub async fn create_user(
+        &self,
+        org: &str,
+        department: Option<&str>,
+        username: &str,
+        role: Role,
+        password: Option<&str>,
+    ) -> Result<User, PolicyError> {
+        let name = Slug::parse(username, "user").map_err(|e| PolicyError::invalid("username", e.to_string()))?;
+        self.catalog.org(org).await?;
+        match (role.is_departmental(), department) {
+            (true, None) => {
+                return Err(PolicyError::invalid("role", format!("a {role} belongs to a department: use ORG/DEPARTMENT/USERNAME")));
+            }
+            (_, Some(d)) => {
+                self.catalog.department(org, d).await?;
+            }
+            (false, None) => {}
+        }
+        let hash = match password {
+            Some(p) if p.chars().count() < 12 => {
+                return Err(PolicyError::invalid("password", "must have at least 12 characters"));
+            }
+            Some(p) => Some(hash_password(p)?),
+            None => None,
+        };
+        sqlx::query("INSERT INTO users (username, org, department, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(name.as_str())
+            .bind(org)
+            .bind(department.map(str::to_string))
+            .bind(role.as_str())
+            .bind(hash)
+            .bind(now())
+            .execute(self.pool())
+            .await
+            .map_err(|e| exists_or(e, "user", name.as_str()))?;
+        Ok(User { username: name.to_string(), org: org.into(), department: department.map(Into::into), role })
+    }
+
+    /// One user.
+    pub async fn user(&self, username: &str) -> Result<User, PolicyError> {
+        let row = sqlx::query("SELECT username, org, department, role FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| not_found("user", username))?;
+        user_from_row(&row)
+    }
+
+    /// All users, optionally of one organisation.
+    pub async fn users(&self, org: Option<&str>) -> Result<Vec<User>, PolicyError> {
+        let rows = sqlx::query("SELECT username, org, department, role FROM users ORDER BY org, username")
+            .fetch_all(self.pool())
+            .await?;
+        let users = rows.iter().map(user_from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(users.into_iter().filter(|u| org.is_none_or(|o| u.org == o)).collect())
+    }
+
+    /// Checks a user's password. Unknown users and wrong passwords give the same error.
+    pub async fn login(&self, username: &str, password: &str) -> Result<User, PolicyError> {
+        let refused = || PolicyError::Unauthenticated("wrong user name or password".into());
+        let row = sqlx::query("SELECT username, org, department, role, password_hash FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(self.pool())
+            .await?;
+        let Some(row) = row else {
+            // Spend the same time as a real check, so timing does not tell which users exist.
+            let _ = verify_password(password, &DUMMY_HASH);
+            return Err(refused());
+        };
+        let hash: Option<String> = row.try_get("password_hash")?;
+        match hash {
+            Some(h) if verify_password(password, &h) => user_from_row(&row),
+            _ => Err(refused()),
+        }
+    }
+
+    /// Creates an API token for a user; the secret is returned once and only its hash is kept.
+    pub async fn create_token(&self, username: &str, expires_days: Option<u32>) -> Result<NewToken, PolicyError> {
+        self.user(username).await?;
+        let mut id = [0u8; 6];
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut id);
+        rand::rng().fill_bytes(&mut secret);
+        let id = hex::encode(id);
+        let secret = format!("{TOKEN_PREFIX}{id}_{}", hex::encode(secret));
+        let expires_at = expires_days.map(|d| {
+            (chrono::Utc::now() + chrono::Duration::days(i64::from(d))).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        });
+        sqlx::query("INSERT INTO api_tokens (id, username, hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&id)
+            .bind(username)
+            .bind(token_hash(&secret))
+            .bind(now())
+            .bind(expires_at.clone())
+            .execute(self.pool())
+            .await?;
+        Ok(NewToken { id, secret, expires_at })
+    }
+
+    /// Revokes a token by its id (or by the token itself); it stops working at once.
+    pub async fn revoke_token(&self, id_or_secret: &str) -> Result<(), PolicyError> {
+        let id = match id_or_secret.strip_prefix(TOKEN_PREFIX) {
+            Some(rest) => rest.split('_').next().unwrap_or_default().to_string(),
+            None => id_or_secret.to_string(),
+        };
+        let done = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now())
+            .bind(&id)
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(not_found("active token", id));
+        }
+        Ok(())
+    }
+
+    /// The user an API token belongs to, if it is valid, unexpired and not revoked.
+    pub async fn authenticate_token(&self, secret: &str) -> Result<User, PolicyError> {
+        let refused = |why: &str| PolicyError::Unauthenticated(why.to_string());
+        if !secret.starts_with(TOKEN_PREFIX) {
+            return Err(refused("not a Tverr API token"));
+        }
+        let row = sqlx::query(
+            "SELECT u.username, u.org, u.department, u.role, t.expires_at, t.revoked_at \
+             FROM api_tokens t JOIN users u ON u.username = t.username WHERE t.hash = $1",
+        )
+        .bind(token_hash(secret))
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| refused("unknown token"))?;
+        let revoked: Option<String> = row.try_get("revoked_at")?;
+        if revoked.is_some() {
+            return Err(refused("the token has been revoked"));
+        }
+        let expires: Option<String> = row.try_get("expires_at")?;
+        if let Some(e) = expires {
+            let at = chrono::DateTime::parse_from_rfc3339(&e).map_err(|e| PolicyError::Corrupt(e.to_string()))?;
+            if at <= chrono::Utc::now() {
+                return Err(refused("the token has expired"));
+            }
+        }
+        user_from_row(&row)
+    }
+
+    // ---- legal bases and purposes ----
+
+    /// Registers a legal basis for an organisation.
+    pub async fn create_legal_basis(&self, basis: &LegalBasis) -> Result<(), PolicyError> {
+        Slug::parse(&basis.slug, "legal basis").map_err(|e| PolicyError::invalid("slug", e.to_string()))?;
+        self.catalog.org(&basis.org).await?;
+        if !is_gdpr_article(&basis.gdpr_article) {
+            return Err(PolicyError::invalid(
+                "gdpr-article",
+                format!("{:?}: expected an article of GDPR art. 6 or 9, e.g. 6(1)(e) or 9(2)(h)", basis.gdpr_article),
+            ));
+        }
+        if basis.hjemmel.trim().is_empty() {
+            return Err(PolicyError::invalid("hjemmel", "must name the Norwegian law, e.g. \"barnehageloven § 18\""));
+        }
+        if let Some(u) = &basis.lovdata_url {
+            if !u.starts_with("https://lovdata.no/") {
+                return Err(PolicyError::invalid("lovdata-url", "must start with https://lovdata.no/"));
+            }
+        }
+        sqlx::query("INSERT INTO legal_bases (org, slug, gdpr_article, hjemmel, lovdata_url, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&basis.org)
+            .bind(&basis.slug)
+            .bind(basis.gdpr_article.trim())
+            .bind(basis.hjemmel.trim())
+            .bind(basis.lovdata_url.clone())
+            .bind(now())
+            .execute(self.pool())
+            .await
+            .map_err(|e| exists_or(e, "legal basis", &basis.slug))?;
+        Ok(())
+    }
+
+    /// One legal basis.
+    pub async fn legal_basis(&self, org: &str, slug: &str) -> Result<LegalBasis, PolicyError> {
+        let row = sqlx::query("SELECT org, slug, gdpr_article, hjemmel, lovdata_url FROM legal_bases WHERE org = $1 AND slug = $2")
+            .bind(org)
+            .bind(slug)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| not_found("legal basis", format!("{org}/{slug}")))?;
+        legal_basis_from_row(&row)
+    }
+
+    /// An organisation's legal bases.
+    pub async fn legal_bases(&self, org: &str) -> Result<Vec<LegalBasis>, PolicyError> {
+        let rows = sqlx::query("SELECT org, slug, gdpr_article, hjemmel, lovdata_url FROM legal_bases WHERE org = $1 ORDER BY slug")
+            .bind(org)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(legal_basis_from_row).collect()
+    }
+
+    /// Registers a purpose; its legal basis must be registered in the same organisation.
+    pub async fn create_purpose(&self, p: &Purpose) -> Result<(), PolicyError> {
+        Slug::parse(&p.slug, "purpose").map_err(|e| PolicyError::invalid("slug", e.to_string()))?;
+        if let Some(d) = &p.department {
+            self.catalog.department(&p.org, d).await?;
+        }
+        self.legal_basis(&p.org, &p.legal_basis).await?;
+        if p.name.trim().is_empty() {
+            return Err(PolicyError::invalid("name", "must not be empty"));
+        }
+        sqlx::query("INSERT INTO purposes (org, slug, department, name, description, legal_basis, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(&p.org)
+            .bind(&p.slug)
+            .bind(p.department.clone())
+            .bind(p.name.trim())
+            .bind(p.description.trim())
+            .bind(&p.legal_basis)
+            .bind(now())
+            .execute(self.pool())
+            .await
+            .map_err(|e| exists_or(e, "purpose", &p.slug))?;
+        Ok(())
+    }
+
+    /// An organisation's purposes.
+    pub async fn purposes(&self, org: &str) -> Result<Vec<Purpose>, PolicyError> {
+        let rows = sqlx::query("SELECT org, slug, department, name, description, legal_basis FROM purposes WHERE org = $1 ORDER BY slug")
+            .bind(org)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Purpose {
+                    org: r.try_get("org")?,
+                    slug: r.try_get("slug")?,
+                    department: r.try_get("department")?,
+                    name: r.try_get("name")?,
+                    description: r.try_get("description")?,
+                    legal_basis: r.try_get("legal_basis")?,
+                })
+            })
+            .collect()
+    }
+
+    // ---- agreements ----
+
+    /// Requests an agreement. Only the consumer department's steward (or its organisation's
+    /// admin) may ask; every dataset must belong to the provider department, every named column
+    /// and mask must exist, and every purpose must be the consumer's.
+    pub async fn request_agreement(&self, actor: &Principal, req: AgreementRequest) -> Result<Agreement, PolicyError> {
+        let may = grant::is_steward_of(actor, &req.consumer.org, &req.consumer.department)
+            || matches!(actor, Principal::User(u) if u.role == Role::Admin && u.org == req.consumer.org);
+        if !may {
+            return Err(PolicyError::Forbidden(format!(
+                "only a steward of {}/{} or an admin of {} may request an agreement for it",
+                req.consumer.org, req.consumer.department, req.consumer.org
+            )));
+        }
+        self.catalog.department(&req.provider.org, &req.provider.department).await?;
+        self.catalog.department(&req.consumer.org, &req.consumer.department).await?;
+        if req.provider.role.is_some() {
+            return Err(PolicyError::invalid("provider", "a provider is a department, without a role"));
+        }
+        if req.provider.org == req.consumer.org && req.provider.department == req.consumer.department {
+            return Err(PolicyError::invalid("consumer", "a department reads its own datasets without an agreement"));
+        }
+        if req.datasets.is_empty() {
+            return Err(PolicyError::invalid("dataset", "name at least one dataset"));
+        }
+        for d in &req.datasets {
+            self.check_dataset_terms(&req.provider, d).await?;
+        }
+        if req.purposes.is_empty() {
+            return Err(PolicyError::invalid("purpose", "name at least one purpose"));
+        }
+        let purposes = self.purposes(&req.consumer.org).await?;
+        for p in &req.purposes {
+            if !purposes.iter().any(|x| &x.slug == p) {
+                return Err(PolicyError::invalid("purpose", format!("{p:?} is not a purpose of {}", req.consumer.org)));
+            }
+        }
+        let basis_slug = match &req.legal_basis {
+            Some(b) => b.clone(),
+            None => purposes.iter().find(|x| x.slug == req.purposes[0]).map(|x| x.legal_basis.clone()).unwrap_or_default(),
+        };
+        let legal_basis = self.legal_basis(&req.consumer.org, &basis_slug).await?;
+        let today = chrono::Utc::now().date_naive();
+        let valid_from = req.valid_from.unwrap_or(today);
+        if let Some(to) = req.valid_to {
+            if to < valid_from {
+                return Err(PolicyError::invalid("valid-to", "is before valid-from"));
+            }
+        }
+        let terms = Terms {
+            datasets: req.datasets,
+            purposes: req.purposes,
+            legal_basis,
+            valid_from,
+            valid_to: req.valid_to,
+            release_fortrolig: req.release_fortrolig,
+        };
+        let terms_json = serde_json::to_string(&terms).map_err(|e| PolicyError::Corrupt(e.to_string()))?;
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        let mut tx = self.pool().begin().await?;
+        let next: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) + 1 AS next FROM agreements")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("next")?;
+        let at = now();
+        sqlx::query(
+            "INSERT INTO agreements (id, provider_org, provider_department, consumer_org, consumer_department, consumer_role, \
+             state, terms, hmac_key, revision, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'requested', $7, $8, 1, $9, $9)",
+        )
+        .bind(next)
+        .bind(&req.provider.org)
+        .bind(&req.provider.department)
+        .bind(&req.consumer.org)
+        .bind(&req.consumer.department)
+        .bind(req.consumer.role.map(|r| r.as_str().to_string()))
+        .bind(&terms_json)
+        .bind(hex::encode(key))
+        .bind(&at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| exists_or(e, "agreement", &next.to_string()))?;
+        sqlx::query("INSERT INTO agreement_events (agreement, revision, state, terms, actor, note, at) VALUES ($1, 1, 'requested', $2, $3, NULL, $4)")
+            .bind(next)
+            .bind(&terms_json)
+            .bind(actor.name())
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.agreement(next).await
+    }
+
+    async fn check_dataset_terms(&self, provider: &Party, d: &DatasetTerms) -> Result<(), PolicyError> {
+        let r: DatasetRef = d.dataset.parse().map_err(|e: tverr_core::ModelError| PolicyError::invalid("dataset", e.to_string()))?;
+        let meta = self.catalog.dataset(&r).await?;
+        if meta.org != provider.org || meta.department != provider.department {
+            return Err(PolicyError::invalid(
+                "dataset",
+                format!("{} belongs to {}/{}, not to the provider {provider}", d.dataset, meta.org, meta.department),
+            ));
+        }
+        let columns = self.catalog.columns(&r).await?;
+        let find = |name: &str, field: &str| {
+            columns.iter().find(|c| c.name == name).ok_or_else(|| {
+                PolicyError::invalid(field, format!("{} has no column {name:?}", d.dataset))
+            })
+        };
+        for c in &d.columns {
+            find(c, "column")?;
+        }
+        for (c, mask) in &d.masks {
+            let col = find(c, "mask")?;
+            if !d.columns.is_empty() && !d.columns.contains(c) {
+                return Err(PolicyError::invalid("mask", format!("{c:?} is masked but not among the permitted columns")));
+            }
+            let ok = match mask {
+                Mask::Redact | Mask::Hmac => true,
+                Mask::Partial => col.column_type == "text",
+                Mask::YearOnly => matches!(col.column_type.as_str(), "date" | "timestamp"),
+                Mask::Round(_) => matches!(col.column_type.as_str(), "integer" | "float"),
+            };
+            if !ok {
+                return Err(PolicyError::invalid("mask", format!("{mask} does not apply to {c:?}, a {} column", col.column_type)));
+            }
+        }
+        if let Some(f) = &d.row_filter {
+            if f.trim().is_empty() || f.contains(';') {
+                return Err(PolicyError::invalid("row-filter", "must be one SQL boolean expression"));
+            }
+        }
+        Ok(())
+    }
+
+    /// One agreement.
+    pub async fn agreement(&self, id: i64) -> Result<Agreement, PolicyError> {
+        let row = sqlx::query(&format!("{AGREEMENT_SELECT} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| not_found("agreement", id.to_string()))?;
+        agreement_from_row(&row, chrono::Utc::now().date_naive())
+    }
+
+    /// Every agreement, newest last.
+    pub async fn agreements(&self) -> Result<Vec<Agreement>, PolicyError> {
+        let today = chrono::Utc::now().date_naive();
+        let rows = sqlx::query(&format!("{AGREEMENT_SELECT} ORDER BY id")).fetch_all(self.pool()).await?;
+        rows.iter().map(|r| agreement_from_row(r, today)).collect()
+    }
+
+    /// An agreement's history, oldest first.
+    pub async fn agreement_events(&self, id: i64) -> Result<Vec<AgreementEvent>, PolicyError> {
+        let rows = sqlx::query("SELECT revision, state, actor, note, at FROM agreement_events WHERE agreement = $1 ORDER BY revision")
+            .bind(id)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AgreementEvent {
+                    revision: r.try_get("revision")?,
+                    state: r.try_get("state")?,
+                    actor: r.try_get("actor")?,
+                    note: r.try_get("note")?,
+                    at: r.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Approves a requested agreement: only a steward of the provider department may.
+    pub async fn approve(&self, actor: &Principal, id: i64, note: Option<&str>) -> Result<Agreement, PolicyError> {
+        self.transition(actor, id, note, AgreementState::Approved).await
+    }
+
+    /// Denies a requested agreement: only a steward of the provider department may.
+    pub async fn deny(&self, actor: &Principal, id: i64, note: Option<&str>) -> Result<Agreement, PolicyError> {
+        self.transition(actor, id, note, AgreementState::Denied).await
+    }
+
+    /// Revokes an agreement: a steward of either side may. It stops applying at once.
+    pub async fn revoke(&self, actor: &Principal, id: i64, note: Option<&str>) -> Result<Agreement, PolicyError> {
+        self.transition(actor, id, note, AgreementState::Revoked).await
+    }
+
+    async fn transition(
+        &self,
+        actor: &Principal,
+        id: i64,
+        note: Option<&str>,
+        to: AgreementState,
+    ) -> Result<Agreement, PolicyError> {
+        let a = self.agreement(id).await?;
+        let provider_steward = grant::is_steward_of(actor, &a.provider.org, &a.provider.department);
+        let consumer_steward = grant::is_steward_of(actor, &a.consumer.org, &a.consumer.department);
+        let (allowed_from, may): (&[AgreementState], bool) = match to {
+            AgreementState::Approved | AgreementState::Denied => (&[AgreementState::Requested], provider_steward),
+            AgreementState::Revoked => (
+                &[AgreementState::Requested, AgreementState::Approved, AgreementState::Expired],
+                provider_steward || consumer_steward,
+            ),
+            AgreementState::Requested | AgreementState::Expired => (&[], false),
+        };
+        if !may {
+            let who = if to == AgreementState::Revoked {
+                format!("a steward of {} or {}", a.provider, a.consumer)
+            } else {
+                format!("a steward of the provider {}", a.provider)
+            };
+            return Err(PolicyError::Forbidden(format!("only {who} may set agreement {id} to {to}")));
+        }
+        if !allowed_from.contains(&a.state) {
+            return Err(PolicyError::invalid("state", format!("agreement {id} is {}; it cannot become {to}", a.state)));
+        }
+        let terms_json = serde_json::to_string(&a.terms).map_err(|e| PolicyError::Corrupt(e.to_string()))?;
+        let at = now();
+        let mut tx = self.pool().begin().await?;
+        // Guarded by the revision, so two concurrent changes cannot both apply.
+        let done = sqlx::query("UPDATE agreements SET state = $1, revision = revision + 1, updated_at = $2 WHERE id = $3 AND revision = $4")
+            .bind(to.as_str())
+            .bind(&at)
+            .bind(id)
+            .bind(a.revision)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Err(PolicyError::invalid("state", format!("agreement {id} changed meanwhile; try again")));
+        }
+        sqlx::query("INSERT INTO agreement_events (agreement, revision, state, terms, actor, note, at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(id)
+            .bind(a.revision + 1)
+            .bind(to.as_str())
+            .bind(&terms_json)
+            .bind(actor.name())
+            .bind(note.map(str::to_string))
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.agreement(id).await
+    }
+
+    // ---- the decision ----
+
+    /// What `principal` may read of a dataset for `purpose`. A missing dataset and one the
+    /// caller is not entitled to give the same [`Denial::NotFound`].
+    pub async fn entitle(&self, principal: &Principal, purpose: Option<&str>, r: &DatasetRef) -> Result<Result<Grant, Denial>, PolicyError> {
+        let dataset = match self.catalog.dataset(r).await {
+            Ok(d) => d,
+            Err(StoreError::NotFound { .. }) => return Ok(Err(Denial::NotFound)),
+            Err(e) => return Err(e.into()),
+        };
+        let columns = self.catalog.columns(r).await?;
+        let (purposes, agreements) = match principal {
+            Principal::User(u) => {
+                let purposes = self.purposes(&u.org).await?;
+                let agreements = self.agreements_covering(u, &r.to_string()).await?;
+                (purposes, agreements)
+            }
+            _ => (Vec::new(), Vec::new()),
+        };
+        Ok(grant::decide(&grant::Facts {
+            principal,
+            purpose,
+            dataset: &dataset,
+            columns: &columns,
+            purposes: &purposes,
+            agreements: &agreements,
+            today: chrono::Utc::now().date_naive(),
+        }))
+    }
+
+    async fn agreements_covering(&self, u: &User, dataset: &str) -> Result<Vec<Agreement>, PolicyError> {
+        let Some(dept) = &u.department else { return Ok(Vec::new()) };
+        let today = chrono::Utc::now().date_naive();
+        let rows = sqlx::query(&format!(
+            "{AGREEMENT_SELECT} WHERE consumer_org = $1 AND consumer_department = $2 AND state = 'approved' ORDER BY id"
+        ))
+        .bind(&u.org)
+        .bind(dept)
+        .fetch_all(self.pool())
+        .await?;
+        let all = rows.iter().map(|r| agreement_from_row(r, today)).collect::<Result<Vec<_>, _>>()?;
+        Ok(all.into_iter().filter(|a| a.terms.datasets.iter().any(|d| d.dataset == dataset)).collect())
+    }
+}
+
+const AGREEMENT_SELECT: &str = "SELECT id, provider_org, provider_department, consumer_org, consumer_department, consumer_role, \
+     state, terms, hmac_key, revision, created_at, updated_at FROM agreements";
+
+fn agreement_from_row(r: &AnyRow, today: chrono::NaiveDate) -> Result<Agreement, PolicyError> {
+    let terms: String = r.try_get("terms")?;
+    let terms: Terms = serde_json::from_str(&terms).map_err(|e| PolicyError::Corrupt(e.to_string()))?;
+    let role: Option<String> = r.try_get("consumer_role")?;
+    let mut state = AgreementState::parse_stored(&r.try_get::<String, _>("state")?)?;
+    if state == AgreementState::Approved && terms.valid_to.is_some_and(|to| today > to) {
+        state = AgreementState::Expired;
+    }
+    let key: String = r.try_get("hmac_key")?;
+    Ok(Agreement {
+        id: r.try_get("id")?,
+        provider: Party { org: r.try_get("provider_org")?, department: r.try_get("provider_department")?, role: None },
+        consumer: Party {
+            org: r.try_get("consumer_org")?,
+            department: r.try_get("consumer_department")?,
+            role: role.map(|x| x.parse()).transpose()?,
+        },
+        state,
+        terms,
+        revision: r.try_get("revision")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        hmac_key: hex::decode(key).map_err(|e| PolicyError::Corrupt(e.to_string()))?,
+    })
+}
+
+fn user_from_row(r: &AnyRow) -> Result<User, PolicyError> {
+    Ok(User {
+        username: r.try_get("username")?,
+        org: r.try_get("org")?,
+        department: r.try_get("department")?,
+        role: r.try_get::<String, _>("role")?.parse()?,
+    })
+}
+
+fn legal_basis_from_row(r: &AnyRow) -> Result<LegalBasis, PolicyError> {
+    Ok(LegalBasis {
+        org: r.try_get("org")?,
+        slug: r.try_get("slug")?,
+        gdpr_article: r.try_get("gdpr_article")?,
+        hjemmel: r.try_get("hjemmel")?,
+        lovdata_url: r.try_get("lovdata_url")?,
+    })
+}
+
+/// `6(1)(a)`–`6(1)(f)` or `9(2)(a)`–`9(2)(j)`.
+fn is_gdpr_article(s: &str) -> bool {
+    let s = s.trim();
+    let letter = |l: &str, last: char| l.len() == 1 && l.chars().all(|c| ('a'..=last).contains(&c));
+    if let Some(l) = s.strip_prefix("6(1)(").and_then(|x| x.strip_suffix(')')) {
+        return letter(l, 'f');
+    }
+    if let Some(l) = s.strip_prefix("9(2)(").and_then(|x| x.strip_suffix(')')) {
+        return letter(l, 'j');
+    }
+    false
+}
+
+fn token_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// A hash of a random password, checked when the user does not exist.
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let mut p = [0u8; 24];
+    rand::rng().fill_bytes(&mut p);
+    hash_password(&hex::encode(p)).unwrap_or_default()
+});
+
+fn hash_password(p: &str) -> Result<String, PolicyError> {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| PolicyError::Corrupt(e.to_string()))?;
+    argon2::Argon2::default()
+        .hash_password(p.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| PolicyError::Corrupt(e.to_string()))
+}
+
+fn verify_password(p: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| argon2::Argon2::default().verify_password(p.as_bytes(), &h).is_ok())
+}
+
+#[cfg(test)]
+mod tests;

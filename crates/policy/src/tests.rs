@@ -1,0 +1,292 @@
+//! The lifecycle against a real SQLite catalogue, and the decision's branches.
+
+use std::collections::BTreeMap;
+
+use tverr_core::{Classification, ColumnCategory, DatasetRef, SubjectKind};
+use tverr_store::tverr_ingest::IngestOptions;
+use tverr_store::{IngestRequest, NewDataset, Store, StoreConfig, WriteMode};
+
+use super::*;
+
+struct World {
+    _dir: tempfile::TempDir,
+    policy: Policy,
+    kari: Principal,
+    siri: Principal,
+    ola: Principal,
+}
+
+fn principal(u: User) -> Principal {
+    Principal::User(u)
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreConfig { data_dir: dir.path().join("data"), catalog_url: None, storage_url: None })
+        .await
+        .unwrap();
+    let c = &store.catalog;
+    c.create_org("hamar", "Hamar kommune", "970540008", Some("3403")).await.unwrap();
+    for d in ["folkeregister", "byggesak", "helse"] {
+        c.create_department("hamar", d, d).await.unwrap();
+    }
+    let csv = dir.path().join("innbyggere.csv");
+    std::fs::write(
+        &csv,
+        "fodselsnummer;navn;adresse;adressebeskyttelse;diagnose\n\
+         01010012356;Kari;Storgata 1;ugradert;x\n",
+    )
+    .unwrap();
+    store
+        .ingest(IngestRequest {
+            dataset: "hamar/innbyggere".parse().unwrap(),
+            path: csv,
+            options: IngestOptions { subjects: [("fodselsnummer".to_string(), SubjectKind::Person)].into(), ..Default::default() },
+            mode: WriteMode::Append,
+            create: Some(NewDataset {
+                department: "folkeregister".into(),
+                title: "Innbyggere".into(),
+                description: String::new(),
+                classification: Classification::Confidential,
+                theme: None,
+                keywords: Vec::new(),
+                licence: None,
+                update_frequency: None,
+            }),
+            categories: BTreeMap::from([
+                ("adresse".to_string(), ColumnCategory::ProtectedAddress),
+                ("diagnose".to_string(), ColumnCategory::SpecialCategory),
+            ]),
+            actor: "test".into(),
+        })
+        .await
+        .unwrap();
+    let policy = Policy::new(store.catalog.clone());
+    policy
+        .create_legal_basis(&LegalBasis {
+            org: "hamar".into(),
+            slug: "pbl".into(),
+            gdpr_article: "6(1)(e)".into(),
+            hjemmel: "plan- og bygningsloven § 21-4".into(),
+            lovdata_url: Some("https://lovdata.no/lov/2008-06-27-71/§21-4".into()),
+        })
+        .await
+        .unwrap();
+    for (slug, dept) in [("byggesaksbehandling", "byggesak"), ("folkeregisterforvaltning", "folkeregister")] {
+        policy
+            .create_purpose(&Purpose {
+                org: "hamar".into(),
+                slug: slug.into(),
+                department: Some(dept.into()),
+                name: slug.into(),
+                description: String::new(),
+                legal_basis: "pbl".into(),
+            })
+            .await
+            .unwrap();
+    }
+    let kari = policy.create_user("hamar", Some("folkeregister"), "kari", Role::Steward, Some("et langt passord")).await.unwrap();
+    let siri = policy.create_user("hamar", Some("byggesak"), "siri", Role::Steward, None).await.unwrap();
+    let ola = policy.create_user("hamar", Some("byggesak"), "ola", Role::Employee, None).await.unwrap();
+    World { _dir: dir, policy, kari: principal(kari), siri: principal(siri), ola: principal(ola) }
+}
+
+fn request(valid_to: Option<chrono::NaiveDate>) -> AgreementRequest {
+    AgreementRequest {
+        provider: "hamar/folkeregister".parse().unwrap(),
+        consumer: "hamar/byggesak".parse().unwrap(),
+        datasets: vec![DatasetTerms {
+            dataset: "hamar/innbyggere".into(),
+            columns: vec!["fodselsnummer".into(), "navn".into(), "adresse".into()],
+            masks: BTreeMap::from([("fodselsnummer".to_string(), Mask::Hmac)]),
+            row_filter: Some("navn <> 'Ola'".into()),
+        }],
+        purposes: vec!["byggesaksbehandling".into()],
+        legal_basis: None,
+        valid_from: None,
+        valid_to,
+        release_fortrolig: false,
+    }
+}
+
+fn innbyggere() -> DatasetRef {
+    "hamar/innbyggere".parse().unwrap()
+}
+
+#[tokio::test]
+async fn agreement_lifecycle_and_who_may_do_what() {
+    let w = world().await;
+    let p = &w.policy;
+    let r = innbyggere();
+    // Before any agreement, byggesak cannot see the dataset at all.
+    assert_eq!(p.entitle(&w.ola, Some("byggesaksbehandling"), &r).await.unwrap().unwrap_err(), Denial::NotFound);
+
+    // The provider's steward cannot request on the consumer's behalf; an employee cannot either.
+    for actor in [&w.kari, &w.ola, &Principal::Anonymous] {
+        assert!(matches!(p.request_agreement(actor, request(None)).await, Err(PolicyError::Forbidden(_))));
+    }
+    let a = p.request_agreement(&w.siri, request(None)).await.unwrap();
+    assert_eq!(a.state, AgreementState::Requested);
+    // Requested is not in force.
+    assert_eq!(p.entitle(&w.ola, Some("byggesaksbehandling"), &r).await.unwrap().unwrap_err(), Denial::NotFound);
+    // The consumer cannot approve its own request.
+    assert!(matches!(p.approve(&w.siri, a.id, None).await, Err(PolicyError::Forbidden(_))));
+    let a = p.approve(&w.kari, a.id, Some("ok")).await.unwrap();
+    assert_eq!(a.state, AgreementState::Approved);
+    // Approving twice is a state error.
+    assert!(matches!(p.approve(&w.kari, a.id, None).await, Err(PolicyError::Invalid { .. })));
+
+    let g = p.entitle(&w.ola, Some("byggesaksbehandling"), &r).await.unwrap().unwrap();
+    let names: Vec<&str> = g.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["fodselsnummer", "navn", "adresse"]);
+    assert_eq!(g.columns[0].mask, Some(Mask::Hmac));
+    assert_eq!(g.row_filter.as_deref(), Some("navn <> 'Ola'"));
+    assert_eq!(g.protection, Protection::ByRow { release_fortrolig: false });
+    assert_eq!(g.basis, Basis::Agreement { id: a.id, purpose: "byggesaksbehandling".into() });
+    assert_eq!(g.hmac_key.len(), 32);
+    // No purpose, and the wrong purpose, are refused with what is wrong.
+    assert_eq!(p.entitle(&w.ola, None, &r).await.unwrap().unwrap_err(), Denial::PurposeRequired);
+    assert_eq!(
+        p.entitle(&w.ola, Some("folkeregisterforvaltning"), &r).await.unwrap().unwrap_err(),
+        Denial::PurposeNotAllowed
+    );
+
+    // Revocation applies to the very next decision.
+    p.revoke(&w.siri, a.id, Some("no longer needed")).await.unwrap();
+    assert_eq!(p.entitle(&w.ola, Some("byggesaksbehandling"), &r).await.unwrap().unwrap_err(), Denial::NotFound);
+    assert!(matches!(p.approve(&w.kari, a.id, None).await, Err(PolicyError::Invalid { .. })));
+    let events = p.agreement_events(a.id).await.unwrap();
+    let states: Vec<&str> = events.iter().map(|e| e.state.as_str()).collect();
+    assert_eq!(states, ["requested", "approved", "revoked"]);
+    assert_eq!(events[1].actor, "kari");
+    assert_eq!(events[2].note.as_deref(), Some("no longer needed"));
+
+    // A denied request never applies.
+    let b = p.request_agreement(&w.siri, request(None)).await.unwrap();
+    p.deny(&w.kari, b.id, Some("too wide")).await.unwrap();
+    assert_eq!(p.entitle(&w.ola, Some("byggesaksbehandling"), &r).await.unwrap().unwrap_err(), Denial::NotFound);
+}
+
+#[tokio::test]
+async fn expiry_is_at_the_end_of_the_last_day() {
+    let w = world().await;
+    let p = &w.policy;
+    let today = chrono::Utc::now().date_naive();
+    let mut req = request(Some(today));
+    req.valid_from = Some(today - chrono::Duration::days(30));
+    let a = p.request_agreement(&w.siri, req).await.unwrap();
+    p.approve(&w.kari, a.id, None).await.unwrap();
+    assert!(p.entitle(&w.ola, Some("byggesaksbehandling"), &innbyggere()).await.unwrap().is_ok());
+
+    let mut req = request(Some(today - chrono::Duration::days(1)));
+    req.valid_from = Some(today - chrono::Duration::days(30));
+    let b = p.request_agreement(&w.siri, req).await.unwrap();
+    let b = p.approve(&w.kari, b.id, None).await.unwrap();
+    assert_eq!(b.state, AgreementState::Expired);
+    p.revoke(&w.siri, a.id, None).await.unwrap();
+    assert_eq!(p.entitle(&w.ola, Some("byggesaksbehandling"), &innbyggere()).await.unwrap().unwrap_err(), Denial::NotFound);
+
+    // Not yet valid.
+    let mut req = request(None);
+    req.valid_from = Some(today + chrono::Duration::days(1));
+    let c = p.request_agreement(&w.siri, req).await.unwrap();
+    p.approve(&w.kari, c.id, None).await.unwrap();
+    assert_eq!(p.entitle(&w.ola, Some("byggesaksbehandling"), &innbyggere()).await.unwrap().unwrap_err(), Denial::NotFound);
+}
+
+#[tokio::test]
+async fn requests_are_checked() {
+    let w = world().await;
+    let p = &w.policy;
+    let bad = |f: fn(&mut AgreementRequest)| {
+        let mut r = request(None);
+        f(&mut r);
+        r
+    };
+    let cases: Vec<(AgreementRequest, &str)> = vec![
+        (bad(|r| r.datasets[0].columns.push("nope".into())), "no column \"nope\""),
+        (bad(|r| {
+            r.datasets[0].masks.insert("navn".into(), Mask::YearOnly);
+        }), "year_only does not apply"),
+        (bad(|r| r.purposes = vec!["spionasje".into()]), "not a purpose"),
+        (bad(|r| r.provider = "hamar/helse".parse().unwrap()), "not to the provider"),
+        (bad(|r| r.consumer = "hamar/folkeregister".parse().unwrap()), "own datasets"),
+        (bad(|r| r.datasets[0].dataset = "hamar/finnes-ikke".into()), "does not exist"),
+        (bad(|r| r.datasets[0].row_filter = Some("1=1; DROP TABLE x".into())), "one SQL boolean"),
+    ];
+    for (req, expected) in cases {
+        let actor = if req.consumer.department == "folkeregister" { &w.kari } else { &w.siri };
+        let err = p.request_agreement(actor, req).await.unwrap_err().to_string();
+        assert!(err.contains(expected), "{err} should contain {expected}");
+    }
+    assert!(p.agreements().await.unwrap().is_empty(), "a refused request stores nothing");
+}
+
+#[tokio::test]
+async fn own_department_operator_and_special_categories() {
+    let w = world().await;
+    let p = &w.policy;
+    let r = innbyggere();
+    let kari_grant = p.entitle(&w.kari, Some("folkeregisterforvaltning"), &r).await.unwrap().unwrap();
+    assert_eq!(kari_grant.columns.len(), 5, "the owner sees every column, special category included");
+    assert_eq!(kari_grant.protection, Protection::ByRow { release_fortrolig: true });
+    // Her own department, but another department's purpose.
+    assert_eq!(p.entitle(&w.kari, Some("byggesaksbehandling"), &r).await.unwrap().unwrap_err(), Denial::PurposeNotAllowed);
+    assert_eq!(p.entitle(&Principal::Operator, None, &r).await.unwrap().unwrap_err(), Denial::PurposeRequired);
+    assert!(p.entitle(&Principal::Operator, Some("tilsyn"), &r).await.unwrap().is_ok());
+    assert_eq!(p.entitle(&Principal::Anonymous, None, &r).await.unwrap().unwrap_err(), Denial::NotFound);
+    let missing: DatasetRef = "hamar/finnes-ikke".parse().unwrap();
+    assert_eq!(p.entitle(&w.kari, Some("folkeregisterforvaltning"), &missing).await.unwrap().unwrap_err(), Denial::NotFound);
+
+    // An agreement without a column list leaves special-category columns out.
+    let mut req = request(None);
+    req.datasets[0].columns.clear();
+    req.datasets[0].masks.clear();
+    let a = p.request_agreement(&w.siri, req).await.unwrap();
+    p.approve(&w.kari, a.id, None).await.unwrap();
+    let g = p.entitle(&w.ola, Some("byggesaksbehandling"), &r).await.unwrap().unwrap();
+    assert!(g.columns.iter().all(|c| c.name != "diagnose"));
+    assert_eq!(g.columns.len(), 4);
+}
+
+#[tokio::test]
+async fn passwords_and_tokens() {
+    let w = world().await;
+    let p = &w.policy;
+    assert_eq!(p.login("kari", "et langt passord").await.unwrap().username, "kari");
+    let wrong = p.login("kari", "feil passord!!").await.unwrap_err().to_string();
+    let unknown = p.login("ingen", "et langt passord").await.unwrap_err().to_string();
+    assert_eq!(wrong, unknown, "unknown users and wrong passwords look the same");
+    // A user without a password cannot log in with any.
+    assert!(p.login("siri", "").await.is_err());
+    assert!(p.create_user("hamar", None, "kort", Role::Admin, Some("kort")).await.is_err());
+    assert!(p.create_user("hamar", None, "emp", Role::Employee, None).await.is_err(), "employees need a department");
+
+    let t = p.create_token("ola", Some(30)).await.unwrap();
+    assert!(t.secret.starts_with(TOKEN_PREFIX));
+    assert_eq!(p.authenticate_token(&t.secret).await.unwrap().username, "ola");
+    // A token that differs in one character, and a token of another shape, are refused.
+    let mut forged = t.secret.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == '0' { '1' } else { '0' });
+    assert!(p.authenticate_token(&forged).await.is_err());
+    assert!(p.authenticate_token("Bearer ola").await.is_err());
+    p.revoke_token(&t.id).await.unwrap();
+    let err = p.authenticate_token(&t.secret).await.unwrap_err().to_string();
+    assert!(err.contains("revoked"), "{err}");
+    assert!(p.revoke_token(&t.id).await.is_err(), "revoking twice says so");
+    // Only a hash is stored.
+    let stored: Vec<String> = sqlx::query_scalar("SELECT hash FROM api_tokens").fetch_all(p.pool()).await.unwrap();
+    assert!(stored.iter().all(|h| !h.contains(&t.secret) && h.len() == 64));
+}
+
+#[test]
+fn masks_parse() {
+    assert_eq!("round:5".parse::<Mask>().unwrap(), Mask::Round(5.0));
+    assert_eq!("YEAR_ONLY".parse::<Mask>().unwrap(), Mask::YearOnly);
+    for bad in ["round:0", "round:-1", "round:x", "hash", ""] {
+        assert!(bad.parse::<Mask>().is_err(), "{bad}");
+    }
+    assert!(is_gdpr_article("6(1)(e)") && is_gdpr_article("9(2)(h)"));
+    assert!(!is_gdpr_article("6(1)(g)") && !is_gdpr_article("9(2)") && !is_gdpr_article("art. 6"));
+}
