@@ -10,6 +10,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
 use tverr_core::{Classification, ColumnCategory, DatasetRef, SubjectKind};
+use crate::access;
+use tverr_policy::{Policy, PolicyError};
 use tverr_query::{Engine, ExportFormat, ExportOptions, GeometryColumn, QueryError};
 use tverr_store::tverr_ingest::{ColumnType, Format, IngestError, IngestOptions};
 use tverr_store::{IngestRequest, NewDataset, Store, StoreConfig, StoreError, WriteMode};
@@ -52,6 +54,21 @@ enum Command {
     Export(ExportArgs),
     /// Run a read-only SQL query over tables named org.dataset.
     Sql(SqlArgs),
+    /// Local users (admins, stewards, employees, auditors).
+    #[command(subcommand)]
+    User(access::UserCommand),
+    /// API tokens for local users.
+    #[command(subcommand)]
+    Token(access::TokenCommand),
+    /// Legal bases (behandlingsgrunnlag): GDPR article and Norwegian hjemmel.
+    #[command(subcommand, name = "legal-basis")]
+    LegalBasis(access::LegalBasisCommand),
+    /// Purposes (formål) data may be read for.
+    #[command(subcommand)]
+    Purpose(access::PurposeCommand),
+    /// Sharing agreements (delingsavtaler).
+    #[command(subcommand)]
+    Agreement(access::AgreementCommand),
     /// Fill an empty data directory with the demo municipality (Hamar kommune, Hias IKS).
     Demo(DemoArgs),
     /// Run the HTTP server.
@@ -203,6 +220,11 @@ struct ExportArgs {
     /// Output file (default: stdout).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// The purpose of the read (required for non-open data).
+    #[arg(long, env = "TVERR_PURPOSE")]
+    purpose: Option<String>,
+    #[command(flatten)]
+    actor: access::Actor,
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +234,11 @@ struct SqlArgs {
     /// table | csv | json | ndjson.
     #[arg(long, default_value = "table")]
     format: String,
+    /// The purpose of the read (required for non-open data).
+    #[arg(long, env = "TVERR_PURPOSE")]
+    purpose: Option<String>,
+    #[command(flatten)]
+    actor: access::Actor,
 }
 
 #[derive(Debug, Args)]
@@ -237,8 +264,24 @@ struct ServeArgs {
     persons: usize,
 }
 
-/// Input problems exit with 65 (EX_DATAERR), other failures with 1.
+/// Input problems exit with 65 (EX_DATAERR), refusals of the policy layer with 77 (EX_NOPERM),
+/// other failures with 1.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(q) = e.downcast_ref::<QueryError>() {
+        return match q {
+            QueryError::NotAllowed(_) | QueryError::Invalid(_) => 65,
+            QueryError::PurposeRequired(_) | QueryError::PurposeNotAllowed { .. } => 77,
+            _ => 1,
+        };
+    }
+    if let Some(p) = e.downcast_ref::<PolicyError>() {
+        return match p {
+            PolicyError::Invalid { .. } => 65,
+            PolicyError::Forbidden(_) | PolicyError::Unauthenticated(_) => 77,
+            PolicyError::Store(StoreError::Invalid { .. }) => 65,
+            _ => 1,
+        };
+    }
     match e.downcast_ref::<StoreError>() {
         Some(StoreError::Ingest(IngestError::Invalid(_))) => 65,
         Some(StoreError::Invalid { .. }) => 65,
@@ -316,6 +359,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::History(a) => history(&store, &a).await?,
         Command::Export(a) => export(store, a).await?,
         Command::Sql(a) => sql(store, a).await?,
+        Command::User(c) => access::user(&Policy::new(store.catalog.clone()), c).await?,
+        Command::Token(c) => access::token(&Policy::new(store.catalog.clone()), c).await?,
+        Command::LegalBasis(c) => access::legal_basis(&Policy::new(store.catalog.clone()), c).await?,
+        Command::Purpose(c) => access::purpose(&Policy::new(store.catalog.clone()), c).await?,
+        Command::Agreement(c) => access::agreement(&Policy::new(store.catalog.clone()), c).await?,
         Command::Demo(a) => {
             let config = tverr_demo::DemoConfig { persons: a.persons, seed: a.seed };
             let rows = tverr_demo::create(&store, &config).await?;
@@ -509,13 +557,13 @@ async fn history(store: &Store, a: &DatasetArg) -> Result<()> {
     Ok(())
 }
 
-async fn geometry_columns(store: &Store, r: &DatasetRef) -> Result<Vec<GeometryColumn>> {
+async fn geometry_columns(store: &Store, r: &DatasetRef, granted: &[String]) -> Result<Vec<GeometryColumn>> {
     Ok(store
         .catalog
         .columns(r)
         .await?
         .into_iter()
-        .filter(|c| c.column_type == "geometry")
+        .filter(|c| c.column_type == "geometry" && granted.contains(&c.name))
         .map(|c| GeometryColumn { name: c.name, crs: c.crs.unwrap_or_else(|| "EPSG:4326".into()) })
         .collect())
 }
@@ -524,9 +572,11 @@ async fn export(store: Store, a: ExportArgs) -> Result<()> {
     let r = dataset_ref(&a.dataset)?;
     let format = ExportFormat::parse(&a.format)
         .ok_or_else(|| anyhow!("--format {:?}: expected csv, json, ndjson, geojson, xlsx or parquet", a.format))?;
-    let geometry = geometry_columns(&store, &r).await?;
-    let engine = Engine::new(store);
-    let stream = engine.scan(&r, a.version, a.filter.as_deref()).await?;
+    let engine = Engine::new(store.clone());
+    let who = a.actor.principal(engine.policy()).await?;
+    let (stream, grant) = engine.scan(&who, a.purpose.as_deref(), &r, a.version, a.filter.as_deref()).await?;
+    let granted: Vec<String> = grant.columns.iter().map(|c| c.name.clone()).collect();
+    let geometry = geometry_columns(&store, &r, &granted).await?;
     let options = ExportOptions { format, geometry };
     let rows = match &a.out {
         Some(path) => {
@@ -560,7 +610,8 @@ async fn export(store: Store, a: ExportArgs) -> Result<()> {
 
 async fn sql(store: Store, a: SqlArgs) -> Result<()> {
     let engine = Engine::new(store);
-    let mut stream = engine.sql(&a.query).await?;
+    let who = a.actor.principal(engine.policy()).await?;
+    let (mut stream, _grants) = engine.sql(&who, a.purpose.as_deref(), &a.query).await?;
     match a.format.as_str() {
         "table" => {
             let mut batches = Vec::new();

@@ -1,6 +1,7 @@
 //! `tverr`: the command line. Parses arguments, opens the store and calls the library crates;
 //! nothing here knows how data is stored or queried.
 
+mod access;
 mod cli;
 
 use std::process::ExitCode;

@@ -6,6 +6,7 @@
 //! the case system, NDJSON from sensors — and ingests them through the ordinary ingest path, so
 //! the demo exercises the same code as real data. The same seed and size give the same data.
 
+mod access;
 mod data;
 mod names;
 
@@ -16,6 +17,7 @@ use tverr_core::{Classification, ColumnCategory, DatasetRef, SubjectKind};
 use tverr_store::tverr_ingest::{ColumnType, IngestOptions};
 use tverr_store::{IngestRequest, NewDataset, Store, StoreError, WriteMode};
 
+pub use access::{DEMO_PASSWORD, USERS};
 pub use data::Population;
 
 /// Why the demo could not be created.
@@ -34,6 +36,9 @@ pub enum DemoError {
     /// The store refused something.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The policy layer refused something.
+    #[error(transparent)]
+    Policy(#[from] tverr_policy::PolicyError),
 }
 
 /// Demo settings.
@@ -173,6 +178,7 @@ pub async fn create(store: &Store, config: &DemoConfig) -> Result<u64, DemoError
     for spec in specs() {
         rows += ingest(store, dir.path(), &spec).await?;
     }
+    access::create(&tverr_policy::Policy::new(store.catalog.clone())).await?;
     Ok(rows)
 }
 

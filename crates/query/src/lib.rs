@@ -1,37 +1,55 @@
-//! Queries over the lake: a DataFusion session per request that holds only the tables the
-//! request names, a guard that refuses everything but read-only queries, and streaming exports.
-//!
-//! For now every table is readable by the operator; the policy layer (the one door) will hand this
-//! crate only the entitled, masked tables.
+//! Queries over the lake through the one door: a DataFusion session per request whose catalogue
+//! holds only the caller's entitled tables, each a [`secure::SecureTable`]; a guard that refuses
+//! everything but single read-only queries with allowed functions; and streaming exports.
 
 mod export;
+mod guard;
+mod secure;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
+use datafusion::common::TableReference;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
-use datafusion::sql::parser::Statement;
-use datafusion::common::TableReference;
 use tverr_core::DatasetRef;
+use tverr_policy::{Denial, Grant, Policy, PolicyError, Principal};
 use tverr_store::{Store, StoreError};
 
 pub use export::{ExportFormat, ExportOptions, GeometryColumn, write_export};
+pub use guard::ALLOWED_FUNCTIONS;
 
-/// Why a query failed.
+/// Why a query failed. Texts never contain values from data.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueryError {
-    /// The SQL is not allowed (DDL, DML, statements, several statements).
+    /// The SQL is not allowed (DDL, DML, statements, several statements, functions).
     #[error("not allowed: {0}")]
     NotAllowed(String),
     /// The SQL or expression is invalid.
     #[error("invalid query: {0}")]
     Invalid(String),
-    /// A dataset or version does not exist.
+    /// The table does not exist or the caller may not read it; the two look the same.
+    #[error("no dataset {0} exists that you may read")]
+    NotFound(String),
+    /// Reading this dataset needs a declared purpose.
+    #[error("a purpose is required to read {0}: declare one (Tverr-Purpose header, purpose= or --purpose)")]
+    PurposeRequired(String),
+    /// The declared purpose does not cover this dataset.
+    #[error("the purpose {purpose} does not allow reading {dataset}")]
+    PurposeNotAllowed {
+        /// The dataset.
+        dataset: String,
+        /// The declared purpose.
+        purpose: String,
+    },
+    /// A dataset or version does not exist (admin paths), or the catalogue failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The policy layer failed.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
     /// Execution failed.
     #[error("query failed: {0}")]
     Execution(String),
@@ -43,24 +61,46 @@ pub enum QueryError {
 impl From<datafusion::error::DataFusionError> for QueryError {
     fn from(e: datafusion::error::DataFusionError) -> Self {
         use datafusion::error::DataFusionError as E;
-        match e {
+        // Planning errors arrive wrapped (in diagnostics or context); decide by the root.
+        match e.find_root() {
             E::SQL(..) | E::Plan(_) | E::SchemaError(..) => QueryError::Invalid(e.strip_backtrace().to_string()),
-            E::NotImplemented(m) => QueryError::NotAllowed(m),
-            other => QueryError::Execution(other.strip_backtrace().to_string()),
+            E::NotImplemented(m) => QueryError::NotAllowed(m.clone()),
+            other => QueryError::Execution(execution_message(other)),
         }
     }
 }
 
-/// The query engine over one store.
+/// A message for an execution error that says what kind of thing failed but never echoes a
+/// value (DataFusion's own texts quote the value that failed to cast, for example).
+fn execution_message(e: &datafusion::error::DataFusionError) -> String {
+    let text = e.to_string().to_ascii_lowercase();
+    if text.contains("divide by zero") || text.contains("division by zero") {
+        "division by zero".into()
+    } else if text.contains("cast") || text.contains("parse") {
+        "a value could not be converted to the requested type".into()
+    } else if text.contains("regex") {
+        "a regular expression is invalid".into()
+    } else if text.contains("resources exhausted") || text.contains("memory") {
+        "the query needs more memory than it may use".into()
+    } else if text.contains("overflow") {
+        "a number overflowed".into()
+    } else {
+        "the query could not be computed".into()
+    }
+}
+
+/// The query engine over one store, behind the policy layer.
 #[derive(Debug, Clone)]
 pub struct Engine {
     store: Store,
+    policy: Policy,
 }
 
 impl Engine {
     /// An engine over a store.
     pub fn new(store: Store) -> Self {
-        Self { store }
+        let policy = Policy::new(store.catalog.clone());
+        Self { store, policy }
     }
 
     fn context() -> SessionContext {
@@ -70,10 +110,26 @@ impl Engine {
         SessionContext::new_with_config(config)
     }
 
-    async fn register(&self, ctx: &SessionContext, r: &DatasetRef, version: Option<i64>) -> Result<(), QueryError> {
+    /// The grant for one dataset, or the error the caller may see.
+    async fn grant(&self, who: &Principal, purpose: Option<&str>, r: &DatasetRef, shown: &str) -> Result<Grant, QueryError> {
+        match self.policy.entitle(who, purpose, r).await? {
+            Ok(g) => Ok(g),
+            Err(Denial::NotFound) => Err(QueryError::NotFound(shown.to_string())),
+            Err(Denial::PurposeRequired) => Err(QueryError::PurposeRequired(shown.to_string())),
+            Err(Denial::PurposeNotAllowed) => Err(QueryError::PurposeNotAllowed {
+                dataset: shown.to_string(),
+                purpose: purpose.unwrap_or_default().to_string(),
+            }),
+        }
+    }
+
+    /// Registers a dataset, as `grant` lets the caller see it, as `org.dataset`.
+    async fn register(&self, ctx: &SessionContext, grant: &Grant, version: Option<i64>) -> Result<(), QueryError> {
+        let r = &grant.dataset;
         let table = self.store.lake.open(r, version).await?;
         table.update_datafusion_session(&ctx.state()).map_err(StoreError::from)?;
-        let provider = table.table_provider().await.map_err(QueryError::from)?;
+        let inner = table.table_provider().await.map_err(QueryError::from)?;
+        let secure: Arc<dyn TableProvider> = Arc::new(secure::SecureTable::new(ctx, inner, grant)?);
         let catalog = ctx.catalog("datafusion").expect("default catalog");
         let schema = match catalog.schema(r.org.as_str()) {
             Some(s) => s,
@@ -83,12 +139,18 @@ impl Engine {
                 s
             }
         };
-        schema.register_table(r.dataset.to_string(), provider)?;
+        schema.register_table(r.dataset.to_string(), secure)?;
         Ok(())
     }
 
-    /// Plans a read-only SQL query over `org.dataset` tables and returns its result stream.
-    pub async fn sql(&self, sql: &str) -> Result<SendableRecordBatchStream, QueryError> {
+    /// Plans a read-only SQL query over the `org.dataset` tables `who` may read for `purpose`,
+    /// and returns its result stream with the grants it used.
+    pub async fn sql(
+        &self,
+        who: &Principal,
+        purpose: Option<&str>,
+        sql: &str,
+    ) -> Result<(SendableRecordBatchStream, Vec<Grant>), QueryError> {
         let ctx = Self::context();
         let state = ctx.state();
         let statement = state.sql_to_statement(sql, &datafusion::config::Dialect::PostgreSQL).map_err(|e| {
@@ -99,22 +161,31 @@ impl Engine {
                 QueryError::Invalid(text)
             }
         })?;
-        match &statement {
-            Statement::Statement(s) if matches!(**s, datafusion::sql::sqlparser::ast::Statement::Query(_)) => {}
-            _ => return Err(QueryError::NotAllowed("only SELECT queries are allowed".into())),
-        }
-        let refs = state.resolve_table_references(&statement)?;
-        let mut seen = HashMap::new();
-        for t in refs {
-            if let TableReference::Partial { schema, table } = &t {
-                if let Ok(r) = format!("{schema}/{table}").parse::<DatasetRef>() {
-                    if seen.insert(r.clone(), ()).is_none() && self.store.catalog.dataset_exists(&r).await? {
-                        self.register(&ctx, &r, None).await?;
-                    }
-                }
+        guard::check(&statement)?;
+        let mut grants: BTreeMap<DatasetRef, Grant> = BTreeMap::new();
+        for t in state.resolve_table_references(&statement)? {
+            let shown = t.to_string();
+            let r = match &t {
+                TableReference::Partial { schema, table } => format!("{schema}/{table}").parse::<DatasetRef>().ok(),
+                _ => None,
+            };
+            let Some(r) = r else { return Err(QueryError::NotFound(shown)) };
+            if grants.contains_key(&r) {
+                continue;
             }
+            let grant = self.grant(who, purpose, &r, &shown).await?;
+            self.register(&ctx, &grant, None).await?;
+            grants.insert(r, grant);
         }
-        let plan = state.statement_to_plan(statement).await?;
+        let plan = state.statement_to_plan(statement).await.map_err(|e| {
+            let text = e.strip_backtrace().to_string();
+            // A name the resolver did not see (e.g. a CTE shadowing trick) is still a 404.
+            if text.contains("table") && text.contains("not found") {
+                QueryError::NotFound("the table".into())
+            } else {
+                QueryError::from(e)
+            }
+        })?;
         datafusion::execution::context::SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -122,29 +193,40 @@ impl Engine {
             .verify_plan(&plan)
             .map_err(|e| QueryError::NotAllowed(e.strip_backtrace().to_string()))?;
         let df = ctx.execute_logical_plan(plan).await?;
-        Ok(df.execute_stream().await?)
+        Ok((df.execute_stream().await?, grants.into_values().collect()))
     }
 
-    /// A dataset's rows (optionally at a version, optionally filtered by a SQL boolean expression).
+    /// A dataset's rows as `who` may see them (optionally at a version, optionally filtered by a
+    /// SQL boolean expression evaluated above the secure scan).
     pub async fn scan(
         &self,
+        who: &Principal,
+        purpose: Option<&str>,
         r: &DatasetRef,
         version: Option<i64>,
         filter: Option<&str>,
-    ) -> Result<SendableRecordBatchStream, QueryError> {
-        self.store.catalog.dataset(r).await?;
+    ) -> Result<(SendableRecordBatchStream, Grant), QueryError> {
+        let grant = self.grant(who, purpose, r, &r.to_string()).await?;
         let ctx = Self::context();
-        self.register(&ctx, r, version).await?;
+        self.register(&ctx, &grant, version).await?;
         let mut df: DataFrame = ctx.table(format!("{}.{}", r.org, r.dataset)).await?;
         if let Some(f) = filter {
+            let statement = format!("SELECT 1 WHERE {f}");
+            let parsed = ctx.state().sql_to_statement(&statement, &datafusion::config::Dialect::PostgreSQL)?;
+            guard::check(&parsed)?;
             let expr = df.parse_sql_expr(f)?;
             df = df.filter(expr)?;
         }
-        Ok(df.execute_stream().await?)
+        Ok((df.execute_stream().await?, grant))
     }
 
     /// The store behind the engine.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The policy layer.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 }

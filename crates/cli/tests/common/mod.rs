@@ -39,7 +39,7 @@ impl Tverr {
 
     pub fn command(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_tverr"));
-        c.env("TVERR_DATA", self.data()).env("TVERR_ACTOR", "tester").env_remove("TVERR_CATALOG").env_remove("TVERR_STORAGE");
+        c.env("TVERR_DATA", self.data()).env("TVERR_ACTOR", "tester").env("TVERR_PURPOSE", "test").env_remove("TVERR_CATALOG").env_remove("TVERR_STORAGE");
         for (k, v) in &self.env {
             c.env(k, v);
         }

@@ -1,0 +1,234 @@
+//! The adversarial suite: every case in `tests/security/*.case` runs against one demo
+//! municipality through the real `tverr` binary. A case names a principal, a purpose and SQL, and
+//! what must happen: an error (with a text and exit code), exact rows, the same rows as the
+//! unrestricted operator gets for another query, or output that never contains a secret value.
+//!
+//! Secret values (`{any_fnr}`, `{soker_fnr}`, …) are looked up by the operator before the cases run, so
+//! the cases do not depend on the generator's choices. See `tests/security/README.md`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use common::Tverr;
+
+struct Demo {
+    tverr: Tverr,
+    fixtures: BTreeMap<String, String>,
+}
+
+/// Operator queries whose first value becomes a fixture.
+const FIXTURES: &[(&str, &str)] = &[
+    ("any_fnr", "SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert' ORDER BY fodselsnummer LIMIT 1"),
+    ("strengt_fnr", "SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'strengt_fortrolig' ORDER BY fodselsnummer LIMIT 1"),
+    ("hjemme_fnr", "SELECT fodselsnummer FROM hamar.hjemmetjenester ORDER BY fodselsnummer LIMIT 1"),
+    ("hjemme_tjeneste", "SELECT tjeneste FROM hamar.hjemmetjenester ORDER BY fodselsnummer LIMIT 1"),
+    ("soker_fnr", "SELECT soker_fnr FROM hamar.byggesaker WHERE soker_fnr IS NOT NULL ORDER BY saksnr LIMIT 1"),
+    ("soker_navn", "SELECT soker_navn FROM hamar.byggesaker WHERE soker_navn IS NOT NULL ORDER BY saksnr LIMIT 1"),
+];
+
+fn demo() -> &'static Demo {
+    static DEMO: OnceLock<Demo> = OnceLock::new();
+    DEMO.get_or_init(|| {
+        let tverr = Tverr::new();
+        tverr.ok(&["demo", "--persons", "2000"]);
+        let mut fixtures = BTreeMap::new();
+        for (name, sql) in FIXTURES {
+            let out = tverr.ok(&["sql", sql, "--format", "csv", "--purpose", "tilsyn"]);
+            let value = out.lines().nth(1).unwrap_or_else(|| panic!("fixture {name} found nothing")).to_string();
+            fixtures.insert(name.to_string(), value);
+        }
+        Demo { tverr, fixtures }
+    })
+}
+
+#[derive(Debug, Default)]
+struct Case {
+    file: PathBuf,
+    fields: BTreeMap<String, String>,
+    body: Vec<String>,
+}
+
+impl Case {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.fields.get(key).map(String::as_str)
+    }
+
+    fn need(&self, key: &str) -> &str {
+        self.get(key).unwrap_or_else(|| panic!("{}: missing `{key}:`", self.file.display()))
+    }
+}
+
+fn parse(file: PathBuf) -> Case {
+    let text = std::fs::read_to_string(&file).expect("read case");
+    let mut case = Case { file, ..Case::default() };
+    let mut in_body = false;
+    for line in text.lines() {
+        if in_body {
+            case.body.push(line.to_string());
+        } else if line.trim() == "---" {
+            in_body = true;
+        } else if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        } else {
+            let (k, v) = line
+                .split_once(':')
+                .unwrap_or_else(|| panic!("{}: expected `key: value`, got {line:?}", case.file.display()));
+            case.fields.insert(k.trim().to_string(), v.trim().to_string());
+        }
+    }
+    case
+}
+
+fn fill(text: &str, fixtures: &BTreeMap<String, String>) -> String {
+    let mut out = text.to_string();
+    for (k, v) in fixtures {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    out
+}
+
+fn run_case(demo: &Demo, case: &Case) -> Result<(), String> {
+    let sql = fill(case.need("sql"), &demo.fixtures);
+    let mut args = vec!["sql".to_string(), sql.clone(), "--format".into(), "csv".into()];
+    if let Some(who) = case.get("as").filter(|w| *w != "operator") {
+        args.extend(["--as".into(), who.to_string()]);
+    }
+    let mut cmd = demo.tverr.command();
+    cmd.env_remove("TVERR_PURPOSE");
+    if let Some(p) = case.get("purpose") {
+        args.extend(["--purpose".into(), p.to_string()]);
+    }
+    let out = cmd.args(&args).output().expect("run tverr");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let code = out.status.code().unwrap_or(-1);
+    let expect = case.need("expect");
+    match expect {
+        "error" => {
+            if out.status.success() {
+                return Err(format!("expected an error, got rows:\n{stdout}"));
+            }
+            let want = fill(case.need("contains"), &demo.fixtures);
+            if !stderr.contains(&want) {
+                return Err(format!("error should contain {want:?}: {stderr}"));
+            }
+            if let Some(exit) = case.get("exit") {
+                if exit != code.to_string() {
+                    return Err(format!("exit code {code}, expected {exit}: {stderr}"));
+                }
+            }
+        }
+        "rows" => {
+            if !out.status.success() {
+                return Err(format!("failed: {stderr}"));
+            }
+            let want: Vec<String> = case.body.iter().map(|l| fill(l, &demo.fixtures)).collect();
+            let got: Vec<&str> = stdout.lines().collect();
+            if got != want {
+                return Err(format!("rows differ\n got: {got:?}\nwant: {want:?}"));
+            }
+        }
+        "same-as-operator" => {
+            if !out.status.success() {
+                return Err(format!("failed: {stderr}"));
+            }
+            let reference = fill(case.need("operator-sql"), &demo.fixtures);
+            let reference_out = demo.tverr.run(&["sql", &reference, "--format", "csv", "--purpose", "tilsyn"]);
+            if !reference_out.status.success() {
+                return Err(format!("the operator query failed: {}", String::from_utf8_lossy(&reference_out.stderr)));
+            }
+            let want = String::from_utf8_lossy(&reference_out.stdout).into_owned();
+            let body = |s: &str| s.lines().skip(1).map(str::to_string).collect::<Vec<_>>();
+            if body(&stdout) != body(&want) {
+                return Err(format!("rows differ from the operator's {reference:?}\n got: {stdout}\nwant: {want}"));
+            }
+        }
+        "without" => {
+            let secret = fill(case.need("secret"), &demo.fixtures);
+            assert!(secret.len() >= 4, "{}: a secret must be specific", case.file.display());
+            if stdout.contains(&secret) || stderr.contains(&secret) {
+                return Err(format!("the output reveals {secret:?}:\n{stdout}{stderr}"));
+            }
+            if case.get("must-succeed") == Some("yes") && !out.status.success() {
+                return Err(format!("failed: {stderr}"));
+            }
+        }
+        other => return Err(format!("unknown expect: {other}")),
+    }
+    // Whatever else happens, error texts never echo a secret fixture.
+    for (name, value) in &demo.fixtures {
+        if name != "any_fnr" && stderr.contains(value.as_str()) && !sql.contains(value.as_str()) {
+            return Err(format!("the error text reveals {name}: {stderr}"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn adversarial_cases() {
+    let dir = common::data_dir().join("../security");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/security")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "case"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 50, "the suite has only {} cases", files.len());
+    let demo = demo();
+    let mut failures = Vec::new();
+    let mut classes = std::collections::BTreeSet::new();
+    for f in files {
+        let case = parse(f);
+        classes.insert(case.need("class").to_string());
+        if let Err(e) = run_case(demo, &case) {
+            failures.push(format!("{}: {e}", case.file.file_name().unwrap_or_default().to_string_lossy()));
+        }
+    }
+    assert!(failures.is_empty(), "{} failing cases:\n{}", failures.len(), failures.join("\n\n"));
+    for class in ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "12", "13", "15", "16", "17"] {
+        assert!(classes.contains(class), "no case for SECURITY.md §{class}");
+    }
+}
+
+#[test]
+fn agreements_change_what_the_next_request_sees() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "300"]);
+    let ola = |purpose: &str| {
+        let mut c = t.command();
+        c.env_remove("TVERR_PURPOSE");
+        c.args(["sql", "SELECT count(*) AS n FROM hamar.innbyggere", "--format", "csv", "--as", "ola", "--purpose", purpose]);
+        c.output().expect("run tverr")
+    };
+    assert!(ola("byggesaksbehandling").status.success());
+    // Only a steward of either side may revoke; the consumer's employee may not.
+    let (code, err) = t.fail(&["agreement", "revoke", "1", "--as", "ola"]);
+    assert_eq!(code, 77, "{err}");
+    let (code, _) = t.fail(&["agreement", "approve", "6", "--as", "kari"]);
+    assert_eq!(code, 77, "the consumer's steward cannot approve its own request");
+    t.ok(&["agreement", "revoke", "1", "--as", "frode", "--note", "test"]);
+    let after = ola("byggesaksbehandling");
+    assert_eq!(after.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&after.stderr).contains("no dataset hamar.innbyggere exists that you may read"));
+    let show = t.ok(&["agreement", "show", "1", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&show).expect("JSON");
+    assert_eq!(v["state"], "revoked");
+    let events: Vec<&str> = v["events"].as_array().expect("events").iter().map(|e| e["state"].as_str().unwrap_or("")).collect();
+    assert_eq!(events, ["requested", "approved", "revoked"]);
+
+    // Approving the pending request opens the dataset to oppvekst for its purpose, at once.
+    let kari = || {
+        let mut c = t.command();
+        c.args(["sql", "SELECT count(*) AS n FROM hamar.innbyggere", "--format", "csv", "--as", "kari", "--purpose", "barnehageopptak"]);
+        c.output().expect("run tverr")
+    };
+    assert_eq!(kari().status.code(), Some(1));
+    t.ok(&["agreement", "approve", "6", "--as", "frode"]);
+    let out = kari();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "n\n300\n");
+}

@@ -1,0 +1,193 @@
+//! The demo's people and paperwork: users, legal bases, purposes and sharing agreements with
+//! real Norwegian legal bases.
+
+use std::collections::BTreeMap;
+
+use tverr_policy::{AgreementRequest, DatasetTerms, LegalBasis, Mask, Policy, PolicyError, Principal, Purpose, Role};
+
+/// The password of every demo user (documented in the README; for the demo only).
+pub const DEMO_PASSWORD: &str = "hamar-demo-2026";
+
+/// Demo users: (org, department, username, role).
+pub const USERS: &[(&str, Option<&str>, &str, Role)] = &[
+    ("hamar", None, "admin", Role::Admin),
+    ("hamar", Some("oppvekst"), "kari", Role::Steward),
+    ("hamar", Some("byggesak"), "ola", Role::Employee),
+    ("hamar", Some("helse"), "nina", Role::Employee),
+    ("hamar", Some("eiendomsskatt"), "per", Role::Employee),
+    ("hamar", Some("folkeregister"), "siri", Role::Employee),
+    ("hamar", None, "revisor", Role::Auditor),
+    ("hias", Some("vann"), "lise", Role::Steward),
+    // Stewards of the other providing departments, who approve their agreements.
+    ("hamar", Some("folkeregister"), "frode", Role::Steward),
+    ("hamar", Some("byggesak"), "bjorn", Role::Steward),
+    ("hamar", Some("helse"), "hanne", Role::Steward),
+    ("hamar", Some("eiendomsskatt"), "eva", Role::Steward),
+    ("hias", None, "hias-admin", Role::Admin),
+];
+
+/// (org, slug, GDPR article, hjemmel, lovdata URL).
+const LEGAL_BASES: &[(&str, &str, &str, &str, &str)] = &[
+    ("hamar", "barnehageloven-18", "6(1)(e)", "barnehageloven § 18 (opptak)", "https://lovdata.no/lov/2005-06-17-64/§18"),
+    ("hamar", "hol-3-2-helsestasjon", "9(2)(h)", "helse- og omsorgstjenesteloven § 3-2 første ledd nr. 1 (helsestasjon)", "https://lovdata.no/lov/2011-06-24-30/§3-2"),
+    ("hamar", "hol-3-2-hjemmetjenester", "9(2)(h)", "helse- og omsorgstjenesteloven § 3-2 første ledd nr. 6 bokstav a (helsetjenester i hjemmet)", "https://lovdata.no/lov/2011-06-24-30/§3-2"),
+    ("hamar", "pbl-21-4", "6(1)(e)", "plan- og bygningsloven § 21-4 (behandling av søknad)", "https://lovdata.no/lov/2008-06-27-71/§21-4"),
+    ("hamar", "eigedomsskattelova-8a", "6(1)(e)", "eigedomsskattelova §§ 3 og 8 A-2 (utskriving og verdsetting)", "https://lovdata.no/lov/1975-06-06-29"),
+    ("hamar", "vass-og-avlopsanleggslova-3", "6(1)(e)", "vass- og avløpsanleggslova § 3 (kommunale gebyr)", "https://lovdata.no/lov/2012-03-16-12/§3"),
+    ("hamar", "folkeregisterloven-10-2", "6(1)(e)", "folkeregisterloven § 10-2 (utlevering til offentlige myndigheter)", "https://lovdata.no/lov/2016-12-09-88/§10-2"),
+    ("hias", "vass-og-avlopsanleggslova-3", "6(1)(e)", "vass- og avløpsanleggslova § 3 (vassforsyning og gebyr)", "https://lovdata.no/lov/2012-03-16-12/§3"),
+];
+
+/// (org, slug, department, name, legal basis).
+const PURPOSES: &[(&str, &str, &str, &str, &str)] = &[
+    ("hamar", "barnehageopptak", "oppvekst", "Barnehageopptak", "barnehageloven-18"),
+    ("hamar", "helsestasjon", "helse", "Helsestasjons- og skolehelsetjeneste", "hol-3-2-helsestasjon"),
+    ("hamar", "hjemmetjenester", "helse", "Helsetjenester i hjemmet", "hol-3-2-hjemmetjenester"),
+    ("hamar", "byggesaksbehandling", "byggesak", "Behandling av byggesøknader", "pbl-21-4"),
+    ("hamar", "eiendomsskatt", "eiendomsskatt", "Utskriving av eiendomsskatt", "eigedomsskattelova-8a"),
+    ("hamar", "vanngebyr", "eiendomsskatt", "Fakturering av vann- og avløpsgebyr", "vass-og-avlopsanleggslova-3"),
+    ("hamar", "folkeregisterforvaltning", "folkeregister", "Forvaltning av befolkningskopien", "folkeregisterloven-10-2"),
+    ("hias", "vannforsyning", "vann", "Drift av vannforsyningen", "vass-og-avlopsanleggslova-3"),
+];
+
+fn dataset(name: &str, columns: &[&str], masks: &[(&str, Mask)], row_filter: Option<&str>) -> DatasetTerms {
+    DatasetTerms {
+        dataset: name.into(),
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        masks: masks.iter().map(|(c, m)| (c.to_string(), *m)).collect::<BTreeMap<_, _>>(),
+        row_filter: row_filter.map(str::to_string),
+    }
+}
+
+/// Creates the demo's users, legal bases, purposes and agreements.
+pub async fn create(policy: &Policy) -> Result<(), PolicyError> {
+    for (org, dept, name, role) in USERS {
+        policy.create_user(org, *dept, name, *role, Some(DEMO_PASSWORD)).await?;
+    }
+    for (org, slug, article, hjemmel, url) in LEGAL_BASES {
+        policy
+            .create_legal_basis(&LegalBasis {
+                org: org.to_string(),
+                slug: slug.to_string(),
+                gdpr_article: article.to_string(),
+                hjemmel: hjemmel.to_string(),
+                lovdata_url: Some(url.to_string()),
+            })
+            .await?;
+    }
+    for (org, slug, dept, name, basis) in PURPOSES {
+        policy
+            .create_purpose(&Purpose {
+                org: org.to_string(),
+                slug: slug.to_string(),
+                department: Some(dept.to_string()),
+                name: name.to_string(),
+                description: String::new(),
+                legal_basis: basis.to_string(),
+            })
+            .await?;
+    }
+    let user = |name: &'static str| async move { policy.user(name).await.map(Principal::User) };
+    let admin = user("admin").await?;
+    let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("a valid demo date");
+    let request = |provider: &str, consumer: &str, datasets: Vec<DatasetTerms>, purpose: &str| AgreementRequest {
+        provider: provider.parse().expect("demo party"),
+        consumer: consumer.parse().expect("demo party"),
+        datasets,
+        purposes: vec![purpose.to_string()],
+        legal_basis: None,
+        valid_from: Some(day("2025-01-01")),
+        valid_to: None,
+        release_fortrolig: false,
+    };
+
+    // 1. Folkeregister → byggesak: who lives where, with the person number as a pseudonym.
+    let a = policy
+        .request_agreement(
+            &admin,
+            request(
+                "hamar/folkeregister",
+                "hamar/byggesak",
+                vec![dataset(
+                    "hamar/innbyggere",
+                    &["fodselsnummer", "fornavn", "etternavn", "adresse", "postnummer", "poststed"],
+                    &[("fodselsnummer", Mask::Hmac)],
+                    None,
+                )],
+                "byggesaksbehandling",
+            ),
+        )
+        .await?;
+    policy.approve(&user("frode").await?, a.id, Some("Nødvendig for nabovarsling og saksbehandling")).await?;
+
+    // 2. Oppvekst → helse: kindergarten places for the health centre.
+    let b = policy
+        .request_agreement(
+            &admin,
+            request("hamar/oppvekst", "hamar/helse", vec![dataset("hamar/barnehageplasser", &[], &[], None)], "helsestasjon"),
+        )
+        .await?;
+    policy.approve(&user("kari").await?, b.id, None).await?;
+
+    // 3. Hias IKS vann → Hamar eiendomsskatt: water meters and readings, across organisations.
+    let c = policy
+        .request_agreement(
+            &admin,
+            request(
+                "hias/vann",
+                "hamar/eiendomsskatt",
+                vec![
+                    dataset("hias/vannmalere", &[], &[], None),
+                    dataset("hias/vannmaler_avlesninger", &[], &[("forbruk_m3", Mask::Round(1.0))], None),
+                ],
+                "vanngebyr",
+            ),
+        )
+        .await?;
+    policy.approve(&user("lise").await?, c.id, Some("Gebyrgrunnlag for Hamar kommune")).await?;
+
+    // 4. Byggesak → eiendomsskatt: cases without the applicant.
+    let d = policy
+        .request_agreement(
+            &admin,
+            request(
+                "hamar/byggesak",
+                "hamar/eiendomsskatt",
+                vec![dataset(
+                    "hamar/byggesaker",
+                    &["saksnr", "matrikkel", "sakstype", "status", "mottatt", "vedtatt"],
+                    &[],
+                    Some("status IN ('Innvilget', 'Avslått')"),
+                )],
+                "eiendomsskatt",
+            ),
+        )
+        .await?;
+    policy.approve(&user("bjorn").await?, d.id, None).await?;
+
+    // 5. An agreement that has expired: folkeregister → eiendomsskatt for 2024.
+    let mut expired = request(
+        "hamar/folkeregister",
+        "hamar/eiendomsskatt",
+        vec![dataset("hamar/innbyggere", &["fodselsnummer", "adresse"], &[], None)],
+        "eiendomsskatt",
+    );
+    expired.valid_from = Some(day("2024-01-01"));
+    expired.valid_to = Some(day("2024-12-31"));
+    let e = policy.request_agreement(&admin, expired).await?;
+    policy.approve(&user("frode").await?, e.id, None).await?;
+
+    // 6. A request not yet approved: oppvekst asks the population register for admissions.
+    policy
+        .request_agreement(
+            &user("kari").await?,
+            request(
+                "hamar/folkeregister",
+                "hamar/oppvekst",
+                vec![dataset("hamar/innbyggere", &["fodselsnummer", "fornavn", "etternavn", "fodselsdato", "adresse"], &[], None)],
+                "barnehageopptak",
+            ),
+        )
+        .await?;
+    Ok(())
+}
