@@ -19,7 +19,7 @@ def tverr_bin() -> str:
 class Tverr:
     def __init__(self, data: pathlib.Path, env: dict | None = None):
         self.data = data
-        self.env = dict(os.environ, TVERR_DATA=str(data), TVERR_ACTOR="pytest", **(env or {}))
+        self.env = dict(os.environ, TVERR_DATA=str(data), TVERR_ACTOR="pytest", TVERR_PURPOSE="test", **(env or {}))
         self.env.pop("TVERR_CATALOG", None)
         if not env or "TVERR_STORAGE" not in env:
             self.env.pop("TVERR_STORAGE", None)

@@ -60,6 +60,29 @@ fn postgresql_catalogue() {
 }
 
 #[test]
+fn policy_layer_on_postgresql() {
+    let url = fresh_database();
+    let t = Tverr::with_env(&[("TVERR_CATALOG", &url)]);
+    t.ok(&["demo", "--persons", "300"]);
+    let n = t.ok(&["sql", "--as", "ola", "--purpose", "byggesaksbehandling", "--format", "csv",
+        "SELECT count(DISTINCT fodselsnummer) AS n FROM hamar.innbyggere"]);
+    assert_eq!(n, "n\n300\n");
+    let (code, _) = t.fail(&["sql", "--as", "lise", "--purpose", "vannforsyning", "SELECT 1 FROM hamar.innbyggere"]);
+    assert_eq!(code, 1);
+    t.ok(&["agreement", "revoke", "1", "--as", "frode"]);
+    let (code, _) = t.fail(&["sql", "--as", "ola", "--purpose", "byggesaksbehandling", "SELECT 1 FROM hamar.innbyggere"]);
+    assert_eq!(code, 1);
+    let token = t.ok(&["token", "create", "--user", "ola"]);
+    assert!(token.trim().starts_with("tverr_") && token.lines().count() == 1, "{token}");
+    let out = Command::new("psql")
+        .arg(&url)
+        .args(["-tAc", "SELECT state, count(*) FROM agreement_events WHERE agreement = 1 GROUP BY state ORDER BY state"])
+        .output()
+        .expect("psql");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "approved|1\nrequested|1\nrevoked|1\n");
+}
+
+#[test]
 fn s3_storage() {
     let endpoint = env("TVERR_TEST_S3_ENDPOINT");
     let bucket = env("TVERR_TEST_S3_BUCKET");
