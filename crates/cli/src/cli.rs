@@ -379,7 +379,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {}", a.listen))?;
             eprintln!("tverr listening on http://{}", listener.local_addr()?);
-            tverr_server::serve(listener, tverr_server::AppState { store }).await?;
+            tverr_server::serve(listener, tverr_server::AppState::new(store)).await?;
         }
     }
     Ok(())

@@ -39,8 +39,20 @@ fn start(t: &Tverr) -> Server {
 
 /// A minimal HTTP/1.1 GET; returns (status, content type, body).
 fn get(port: u16, path: &str) -> (u16, String, String) {
+    request(port, "GET", path, &[], None)
+}
+
+/// A minimal HTTP/1.1 request with extra headers and an optional JSON body.
+fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> (u16, String, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n").unwrap();
+    for (k, v) in headers {
+        write!(s, "{k}: {v}\r\n").unwrap();
+    }
+    match body {
+        Some(b) => write!(s, "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}", b.len()).unwrap(),
+        None => write!(s, "\r\n").unwrap(),
+    }
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap();
@@ -108,4 +120,121 @@ fn open_catalogue_and_hidden_datasets() {
     let (status, ctype, _) = get(server.1, "/api/v1/nothing-here");
     assert_eq!(status, 404);
     assert_eq!(ctype, "application/problem+json");
+}
+
+fn sql(port: u16, token: Option<&str>, purpose: Option<&str>, query: &str, accept: &str) -> (u16, String, String) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Accept", accept)];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a));
+    }
+    if let Some(p) = purpose {
+        headers.push(("Tverr-Purpose", p));
+    }
+    let body = serde_json::json!({ "sql": query }).to_string();
+    request(port, "POST", "/api/v1/sql", &headers, Some(&body))
+}
+
+#[test]
+fn sql_and_agreements_over_http() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "300"]);
+    let ola = t.ok(&["token", "create", "--user", "ola"]).trim().to_string();
+    let frode = t.ok(&["token", "create", "--user", "frode", "--expires", "1"]).trim().to_string();
+    let server = start(&t);
+    let port = server.1;
+
+    // JSON: columns with types, rows as objects keyed by column name.
+    let (status, ctype, body) = sql(port, Some(&ola), Some("byggesaksbehandling"),
+        "SELECT fornavn, length(fodselsnummer) AS l FROM hamar.innbyggere ORDER BY fornavn LIMIT 2", "application/json");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ctype, "application/json");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["columns"], serde_json::json!([{"name": "fornavn", "type": "text"}, {"name": "l", "type": "integer"}]));
+    assert_eq!(v["rows"].as_array().unwrap().len(), 2);
+    assert_eq!(v["rows"][0]["l"], 32, "the person number arrives as its pseudonym");
+
+    // CSV by Accept; the purpose may also come as purpose=.
+    let (status, ctype, body) = request(port, "POST", "/api/v1/sql?purpose=byggesaksbehandling",
+        &[("Authorization", &format!("Bearer {ola}")), ("Accept", "text/csv")],
+        Some(r#"{"sql": "SELECT count(*) AS n FROM hamar.innbyggere"}"#));
+    assert_eq!((status, ctype.as_str(), body.as_str()), (200, "text/csv; charset=utf-8", "n\n300\n"));
+
+    // Empty results are still well-formed.
+    let (_, _, body) = sql(port, Some(&ola), Some("byggesaksbehandling"), "SELECT fornavn FROM hamar.innbyggere WHERE false", "application/json");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["rows"], serde_json::json!([]));
+
+    // Problems: purpose required, not entitled = not existing, refused SQL, forged and missing tokens.
+    let problem = |r: (u16, String, String)| -> (u16, serde_json::Value) {
+        assert_eq!(r.1, "application/problem+json", "{}", r.2);
+        (r.0, serde_json::from_str(&r.2).unwrap())
+    };
+    let (status, p) = problem(sql(port, Some(&ola), None, "SELECT 1 FROM hamar.innbyggere", "application/json"));
+    assert_eq!((status, p["type"].as_str().unwrap()), (403, "/problems/purpose-required"));
+    assert!(p["detail"].as_str().unwrap().contains("purpose"));
+    let hidden = sql(port, Some(&ola), Some("byggesaksbehandling"), "SELECT * FROM hamar.hjemmetjenester", "application/json");
+    let missing = sql(port, Some(&ola), Some("byggesaksbehandling"), "SELECT * FROM hamar.hjemmetjenestr", "application/json");
+    assert_eq!(hidden.0, 404);
+    assert_eq!(hidden, missing, "not entitled and not existing must be identical");
+    let (status, p) = problem(sql(port, Some(&ola), Some("byggesaksbehandling"), "DROP TABLE hamar.innbyggere", "application/json"));
+    assert_eq!((status, p["type"].as_str().unwrap()), (400, "/problems/sql-not-allowed"));
+    assert!(p["title"].as_str().is_some() && p["status"] == 400);
+    let forged = format!("{}0", &ola[..ola.len() - 1]);
+    let (status, _) = problem(sql(port, Some(&forged), Some("byggesaksbehandling"), "SELECT 1", "application/json"));
+    assert_eq!(status, 401);
+    let (status, _) = problem(sql(port, Some("eyJhbGciOiJub25lIn0.eyJzdWIiOiJvbGEifQ."), None, "SELECT 1", "application/json"));
+    assert_eq!(status, 401, "an unsigned JWT is refused");
+    // Identity headers from the client are ignored: anonymous stays anonymous.
+    let spoofed = request(port, "POST", "/api/v1/sql", &[("X-User", "ola"), ("X-Remote-User", "ola"), ("Tverr-Purpose", "byggesaksbehandling")],
+        Some(r#"{"sql": "SELECT 1 FROM hamar.innbyggere"}"#));
+    assert_eq!(spoofed.0, 404);
+    // Anonymous reads open data without a purpose.
+    let (status, _, body) = sql(port, None, None, "SELECT count(*) AS n FROM hamar.barnehager", "text/csv");
+    assert_eq!(status, 200, "{body}");
+
+    // The catalogue shows what the caller may read.
+    let (_, _, body) = request(port, "GET", "/api/v1/datasets", &[("Authorization", &format!("Bearer {ola}"))], None);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let names: Vec<String> = v["datasets"].as_array().unwrap().iter().map(|d| format!("{}/{}", d["org"].as_str().unwrap(), d["slug"].as_str().unwrap())).collect();
+    assert!(names.contains(&"hamar/innbyggere".to_string()) && !names.contains(&"hamar/hjemmetjenester".to_string()), "{names:?}");
+    let (status, _, body) = request(port, "GET", "/api/v1/datasets/hamar/innbyggere?purpose=byggesaksbehandling", &[("Authorization", &format!("Bearer {ola}"))], None);
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let cols: Vec<&str> = v["columns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(cols, ["fodselsnummer", "fornavn", "etternavn", "adresse", "postnummer", "poststed"]);
+    assert_eq!(v["columns"][0]["mask"], "hmac");
+
+    // Agreements: parties see them; only the provider's steward approves; revocation is immediate.
+    let auth = |tok: &str| format!("Bearer {tok}");
+    let (status, _, body) = request(port, "GET", "/api/v1/agreements", &[("Authorization", &auth(&ola))], None);
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["agreements"].as_array().unwrap().len(), 6);
+    assert_eq!(request(port, "GET", "/api/v1/agreements", &[], None).0, 401);
+    let (status, _, body) = request(port, "GET", "/api/v1/agreements/1", &[("Authorization", &auth(&ola))], None);
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["events"].as_array().unwrap().len(), 2);
+    let (status, _, body) = request(port, "POST", "/api/v1/agreements/1/revoke", &[("Authorization", &auth(&ola))], Some("{}"));
+    assert_eq!(status, 403, "{body}");
+    let (status, _, body) = request(port, "POST", "/api/v1/agreements/1/revoke", &[("Authorization", &auth(&frode))], Some(r#"{"note": "slutt"}"#));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["state"], "revoked");
+    assert_eq!(sql(port, Some(&ola), Some("byggesaksbehandling"), "SELECT 1 FROM hamar.innbyggere", "text/csv").0, 404);
+
+    // A request through HTTP, with bad input refused first.
+    let admin = t.ok(&["token", "create", "--user", "admin"]).trim().to_string();
+    let (status, _, body) = request(port, "POST", "/api/v1/agreements", &[("Authorization", &auth(&admin))], Some(r#"{"provider": "hamar/folkeregister"}"#));
+    assert_eq!(status, 400, "{body}");
+    let good = r#"{"provider": "hamar/folkeregister", "consumer": "hamar/byggesak", "purposes": ["byggesaksbehandling"],
+        "datasets": [{"dataset": "hamar/innbyggere", "columns": ["fornavn"], "masks": {"fornavn": "partial"}}]}"#;
+    let (status, _, body) = request(port, "POST", "/api/v1/agreements", &[("Authorization", &auth(&admin))], Some(good));
+    assert_eq!(status, 201, "{body}");
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_i64().unwrap();
+    let (status, _, _) = request(port, "POST", &format!("/api/v1/agreements/{id}/approve"), &[("Authorization", &auth(&frode))], None);
+    assert_eq!(status, 200);
+    let (_, _, body) = sql(port, Some(&ola), Some("byggesaksbehandling"), "SELECT DISTINCT length(fornavn) AS l FROM hamar.innbyggere WHERE fornavn NOT LIKE '%***'", "text/csv");
+    assert_eq!(body, "l\n", "every first name arrives masked");
+
+    // A revoked token stops working at once.
+    t.ok(&["token", "revoke", &ola]);
+    assert_eq!(sql(port, Some(&ola), None, "SELECT 1", "text/csv").0, 401);
 }

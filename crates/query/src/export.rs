@@ -349,3 +349,62 @@ async fn write_xlsx(
     std::io::copy(&mut tmp, out).map_err(|e| QueryError::Output(e.to_string()))?;
     Ok(u64::from(row) - 1)
 }
+
+/// One result column for API clients: its name and Tverr type (`text`, `integer`, `float`,
+/// `boolean`, `date`, `timestamp`, `binary`, or Arrow's name for anything else).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ResultColumn {
+    /// Name.
+    pub name: String,
+    /// Type.
+    #[serde(rename = "type")]
+    pub column_type: String,
+}
+
+/// The columns of a result schema.
+pub fn result_columns(schema: &Schema) -> Vec<ResultColumn> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let t = match plain_type(f.data_type()) {
+                DataType::Utf8 => "text".to_string(),
+                DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => "integer".into(),
+                DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => "integer".into(),
+                DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(..) => "float".into(),
+                DataType::Boolean => "boolean".into(),
+                DataType::Date32 | DataType::Date64 => "date".into(),
+                DataType::Timestamp(..) => "timestamp".into(),
+                DataType::Binary => "binary".into(),
+                other => other.to_string(),
+            };
+            ResultColumn { name: f.name().clone(), column_type: t }
+        })
+        .collect()
+}
+
+/// A batch as JSON objects keyed by column name, comma-separated, without the enclosing array
+/// brackets (so a stream of batches can be joined into one array).
+pub fn json_objects(batch: &RecordBatch) -> Result<Vec<u8>, QueryError> {
+    let batch = plain(batch.clone(), &plain_schema(&batch.schema()))?;
+    let mut buf = Vec::new();
+    let mut w = arrow::json::WriterBuilder::new().with_explicit_nulls(true).build::<_, arrow::json::writer::JsonArray>(&mut buf);
+    w.write(&batch).map_err(|e| QueryError::Output(e.to_string()))?;
+    w.finish().map_err(|e| QueryError::Output(e.to_string()))?;
+    drop(w);
+    let text = buf.strip_prefix(b"[").and_then(|b| b.strip_suffix(b"]")).unwrap_or(&buf);
+    Ok(text.to_vec())
+}
+
+/// A batch as CSV rows, with the header line when `header` is set.
+pub fn csv_rows(batch: &RecordBatch, header: bool) -> Result<Vec<u8>, QueryError> {
+    let batch = plain(batch.clone(), &plain_schema(&batch.schema()))?;
+    let mut buf = Vec::new();
+    let mut w = arrow::csv::WriterBuilder::new()
+        .with_header(header)
+        .with_timestamp_tz_format("%Y-%m-%dT%H:%M:%S%.fZ".to_string())
+        .build(&mut buf);
+    w.write(&batch).map_err(|e| QueryError::Output(e.to_string()))?;
+    drop(w);
+    Ok(buf)
+}

@@ -11,13 +11,13 @@ use std::sync::Arc;
 
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
 use datafusion::common::TableReference;
-use datafusion::execution::SendableRecordBatchStream;
+pub use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use tverr_core::DatasetRef;
 use tverr_policy::{Denial, Grant, Policy, PolicyError, Principal};
 use tverr_store::{Store, StoreError};
 
-pub use export::{ExportFormat, ExportOptions, GeometryColumn, write_export};
+pub use export::{ExportFormat, ExportOptions, GeometryColumn, ResultColumn, csv_rows, json_objects, result_columns, write_export};
 pub use guard::ALLOWED_FUNCTIONS;
 
 /// Why a query failed. Texts never contain values from data.

@@ -1,23 +1,30 @@
 //! The HTTP API. Only this crate knows HTTP and JSON; handlers are plain async functions over a
 //! shared [`AppState`], and errors leave as RFC 9457 problems (`application/problem+json`).
 //!
-//! Until the policy layer exists, only open datasets are visible here: a non-open dataset looks
-//! exactly like one that does not exist (invariant 3).
+//! Every handler learns who calls from the [`auth::Caller`] extractor; every read of table data
+//! goes through the query engine's secure scan; a dataset the caller may not read looks exactly
+//! like one that does not exist (invariant 3).
 
+mod agreements;
+mod auth;
 mod problem;
+mod sql;
 
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
-use tverr_core::{Classification, DatasetRef};
-use tverr_store::{ColumnMeta, DatasetMeta, Store, StoreError, VersionMeta};
+use tverr_core::DatasetRef;
+use tverr_policy::{ColumnGrant, Denial, Mask};
+use tverr_query::Engine;
+use tverr_store::{ColumnMeta, DatasetMeta, Store, VersionMeta};
 
+pub use auth::{Caller, PURPOSE_HEADER};
 pub use problem::Problem;
 
 /// Shared services of every handler.
@@ -25,6 +32,16 @@ pub use problem::Problem;
 pub struct AppState {
     /// Catalogue and lake.
     pub store: Store,
+    /// The query engine and policy layer over the store.
+    pub engine: Engine,
+}
+
+impl AppState {
+    /// The services over one store.
+    pub fn new(store: Store) -> Self {
+        let engine = Engine::new(store.clone());
+        Self { store, engine }
+    }
 }
 
 /// The router with all routes and layers; tests call it without a socket.
@@ -33,6 +50,10 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/api/v1/datasets", get(list_datasets))
         .route("/api/v1/datasets/{org}/{dataset}", get(show_dataset))
+        .route("/api/v1/sql", post(sql::query))
+        .route("/api/v1/agreements", get(agreements::list).post(agreements::request))
+        .route("/api/v1/agreements/{id}", get(agreements::show))
+        .route("/api/v1/agreements/{id}/{action}", post(agreements::transition))
         .fallback(not_found)
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(60)))
         .layer(RequestBodyLimitLayer::new(1 << 20))
@@ -56,38 +77,68 @@ struct DatasetList {
     datasets: Vec<DatasetMeta>,
 }
 
-async fn list_datasets(State(state): State<AppState>) -> Result<Json<DatasetList>, Problem> {
-    let datasets = state
-        .store
-        .catalog
-        .datasets()
-        .await
-        .map_err(Problem::from_store)?
-        .into_iter()
-        .filter(|d| d.classification == Classification::Open)
-        .collect();
+/// The datasets the caller may read: open ones, and those the caller is entitled to for some
+/// purpose (whether or not the declared one).
+async fn list_datasets(State(state): State<AppState>, caller: Caller) -> Result<Json<DatasetList>, Problem> {
+    let mut datasets = Vec::new();
+    for d in state.store.catalog.datasets().await.map_err(Problem::from_store)? {
+        let Ok(r) = d.reference().parse::<DatasetRef>() else { continue };
+        let decision = state
+            .engine
+            .policy()
+            .entitle(&caller.principal, caller.purpose.as_deref(), &r)
+            .await
+            .map_err(Problem::from_policy)?;
+        if !matches!(decision, Err(Denial::NotFound)) {
+            datasets.push(d);
+        }
+    }
     Ok(Json(DatasetList { datasets }))
+}
+
+#[derive(Serialize)]
+struct VisibleColumn {
+    #[serde(flatten)]
+    meta: ColumnMeta,
+    /// The mask the caller sees the column through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mask: Option<Mask>,
 }
 
 #[derive(Serialize)]
 struct DatasetDetail {
     #[serde(flatten)]
     meta: DatasetMeta,
-    columns: Vec<ColumnMeta>,
+    columns: Vec<VisibleColumn>,
     versions: Vec<VersionMeta>,
 }
 
+/// A dataset's metadata, with the columns the caller may see and their masks. Reading it needs
+/// what reading the data needs (a purpose for non-open datasets).
 async fn show_dataset(
     State(state): State<AppState>,
+    caller: Caller,
     Path((org, dataset)): Path<(String, String)>,
 ) -> Result<Json<DatasetDetail>, Problem> {
     let r: DatasetRef = format!("{org}/{dataset}").parse().map_err(|_| Problem::dataset_not_found())?;
-    let meta = match state.store.catalog.dataset(&r).await {
-        Ok(m) if m.classification == Classification::Open => m,
-        Ok(_) | Err(StoreError::NotFound { .. }) => return Err(Problem::dataset_not_found()),
-        Err(e) => return Err(Problem::from_store(e)),
+    let grant = match state.engine.policy().entitle(&caller.principal, caller.purpose.as_deref(), &r).await {
+        Ok(Ok(g)) => g,
+        Ok(Err(denial)) => return Err(Problem::from_denial(denial, &r.to_string(), caller.purpose.as_deref())),
+        Err(e) => return Err(Problem::from_policy(e)),
     };
-    let columns = state.store.catalog.columns(&r).await.map_err(Problem::from_store)?;
+    let meta = state.store.catalog.dataset(&r).await.map_err(Problem::from_store)?;
+    let columns = state
+        .store
+        .catalog
+        .columns(&r)
+        .await
+        .map_err(Problem::from_store)?
+        .into_iter()
+        .filter_map(|c| {
+            let g: &ColumnGrant = grant.columns.iter().find(|g| g.name == c.name)?;
+            Some(VisibleColumn { mask: g.mask, meta: c })
+        })
+        .collect();
     let versions = state.store.catalog.versions(&r).await.map_err(Problem::from_store)?;
     Ok(Json(DatasetDetail { meta, columns, versions }))
 }

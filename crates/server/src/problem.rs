@@ -43,14 +43,66 @@ impl Problem {
             StoreError::Exists { .. } => Self::new(StatusCode::CONFLICT, "exists", "Finnes allerede / Already exists", e.to_string()),
             other => {
                 tracing::error!(error = %other, "internal error");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "Intern feil / Internal error",
-                    "the server could not complete the request",
-                )
+                Self::internal()
             }
         }
+    }
+}
+
+impl Problem {
+    /// Maps query errors. Not entitled and not existing are the same 404.
+    pub fn from_query(e: tverr_query::QueryError) -> Self {
+        use tverr_query::QueryError as Q;
+        match e {
+            Q::NotFound(_) => Self::dataset_not_found(),
+            Q::PurposeRequired(_) => Self::new(StatusCode::FORBIDDEN, "purpose-required", "Formål mangler / Purpose required", e.to_string()),
+            Q::PurposeNotAllowed { .. } => {
+                Self::new(StatusCode::FORBIDDEN, "purpose-not-allowed", "Formålet gir ikke tilgang / Purpose not allowed", e.to_string())
+            }
+            Q::NotAllowed(_) => Self::new(StatusCode::BAD_REQUEST, "sql-not-allowed", "Ikke tillatt / Not allowed", e.to_string()),
+            Q::Invalid(_) => Self::new(StatusCode::BAD_REQUEST, "invalid-sql", "Ugyldig spørring / Invalid query", e.to_string()),
+            Q::Execution(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "query-failed", "Spørringen feilet / Query failed", e.to_string()),
+            Q::Store(s) => Self::from_store(s),
+            Q::Policy(p) => Self::from_policy(p),
+            other => {
+                tracing::error!(error = %other, "query error");
+                Self::internal()
+            }
+        }
+    }
+
+    /// Maps policy errors.
+    pub fn from_policy(e: tverr_policy::PolicyError) -> Self {
+        use tverr_policy::PolicyError as P;
+        match e {
+            P::Invalid { .. } => Self::new(StatusCode::BAD_REQUEST, "invalid-input", "Ugyldig forespørsel / Invalid request", e.to_string()),
+            P::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", "Ikke tillatt / Forbidden", e.to_string()),
+            P::Unauthenticated(_) => {
+                Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Ikke autentisert / Not authenticated", e.to_string())
+            }
+            P::Store(s) => Self::from_store(s),
+            other => {
+                tracing::error!(error = %other, "policy error");
+                Self::internal()
+            }
+        }
+    }
+
+    /// Maps a denial for a dataset.
+    pub fn from_denial(d: tverr_policy::Denial, dataset: &str, purpose: Option<&str>) -> Self {
+        use tverr_query::QueryError as Q;
+        match d {
+            tverr_policy::Denial::NotFound => Self::dataset_not_found(),
+            tverr_policy::Denial::PurposeRequired => Self::from_query(Q::PurposeRequired(dataset.to_string())),
+            tverr_policy::Denial::PurposeNotAllowed => Self::from_query(Q::PurposeNotAllowed {
+                dataset: dataset.to_string(),
+                purpose: purpose.unwrap_or_default().to_string(),
+            }),
+        }
+    }
+
+    fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Intern feil / Internal error", "the server could not complete the request")
     }
 }
 

@@ -1,0 +1,138 @@
+//! `/api/v1/agreements`: list, show, request, approve, deny and revoke, with the same rules as
+//! the command line (they are the policy layer's).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use tverr_policy::{Agreement, AgreementEvent, AgreementRequest, DatasetTerms, Principal, User};
+
+use crate::{AppState, Caller, Problem};
+
+fn signed_in(caller: &Caller) -> Result<&User, Problem> {
+    match &caller.principal {
+        Principal::User(u) => Ok(u),
+        _ => Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Ikke autentisert / Not authenticated",
+            "agreements are for signed-in users: send Authorization: Bearer <token>",
+        )),
+    }
+}
+
+/// Whether a user's organisation is a party (only parties see an agreement).
+fn party(u: &User, a: &Agreement) -> bool {
+    a.provider.org == u.org || a.consumer.org == u.org
+}
+
+fn agreement_not_found() -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "agreement-not-found", "Avtalen finnes ikke / Agreement not found", "no such agreement")
+}
+
+#[derive(Serialize)]
+pub struct AgreementList {
+    agreements: Vec<Agreement>,
+}
+
+/// Agreements the caller's organisation is a party to.
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<AgreementList>, Problem> {
+    let u = signed_in(&caller)?;
+    let agreements = state.engine.policy().agreements().await.map_err(Problem::from_policy)?;
+    Ok(Json(AgreementList { agreements: agreements.into_iter().filter(|a| party(u, a)).collect() }))
+}
+
+#[derive(Serialize)]
+pub struct AgreementDetail {
+    #[serde(flatten)]
+    agreement: Agreement,
+    events: Vec<AgreementEvent>,
+}
+
+async fn visible(state: &AppState, u: &User, id: i64) -> Result<Agreement, Problem> {
+    match state.engine.policy().agreement(id).await {
+        Ok(a) if party(u, &a) => Ok(a),
+        Ok(_) | Err(tverr_policy::PolicyError::Store(tverr_store::StoreError::NotFound { .. })) => Err(agreement_not_found()),
+        Err(e) => Err(Problem::from_policy(e)),
+    }
+}
+
+/// One agreement with its history.
+pub async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> Result<Json<AgreementDetail>, Problem> {
+    let u = signed_in(&caller)?;
+    let agreement = visible(&state, u, id).await?;
+    let events = state.engine.policy().agreement_events(id).await.map_err(Problem::from_policy)?;
+    Ok(Json(AgreementDetail { agreement, events }))
+}
+
+/// The body of a request for an agreement.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestBody {
+    provider: String,
+    consumer: String,
+    datasets: Vec<DatasetTerms>,
+    purposes: Vec<String>,
+    #[serde(default)]
+    legal_basis: Option<String>,
+    #[serde(default)]
+    valid_from: Option<chrono::NaiveDate>,
+    #[serde(default)]
+    valid_to: Option<chrono::NaiveDate>,
+    #[serde(default)]
+    release_fortrolig: bool,
+}
+
+fn invalid_body(e: impl std::fmt::Display) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Ugyldig forespørsel / Invalid request", e.to_string())
+}
+
+/// Requests an agreement (the consumer's steward or admin).
+pub async fn request(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<RequestBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Agreement>), Problem> {
+    signed_in(&caller)?;
+    let Json(b) = body.map_err(invalid_body)?;
+    let req = AgreementRequest {
+        provider: b.provider.parse().map_err(Problem::from_policy)?,
+        consumer: b.consumer.parse().map_err(Problem::from_policy)?,
+        datasets: b.datasets,
+        purposes: b.purposes,
+        legal_basis: b.legal_basis,
+        valid_from: b.valid_from,
+        valid_to: b.valid_to,
+        release_fortrolig: b.release_fortrolig,
+    };
+    let a = state.engine.policy().request_agreement(&caller.principal, req).await.map_err(Problem::from_policy)?;
+    Ok((StatusCode::CREATED, Json(a)))
+}
+
+/// The body of approve, deny and revoke.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionBody {
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// `approve`, `deny` or `revoke`.
+pub async fn transition(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, action)): Path<(i64, String)>,
+    body: Option<Json<TransitionBody>>,
+) -> Result<Json<Agreement>, Problem> {
+    let u = signed_in(&caller)?;
+    visible(&state, u, id).await?;
+    let note = body.and_then(|Json(b)| b.note);
+    let policy = state.engine.policy();
+    let result = match action.as_str() {
+        "approve" => policy.approve(&caller.principal, id, note.as_deref()).await,
+        "deny" => policy.deny(&caller.principal, id, note.as_deref()).await,
+        "revoke" => policy.revoke(&caller.principal, id, note.as_deref()).await,
+        _ => return Err(Problem::new(StatusCode::NOT_FOUND, "not-found", "Ikke funnet / Not found", "expected approve, deny or revoke")),
+    };
+    result.map(Json).map_err(Problem::from_policy)
+}

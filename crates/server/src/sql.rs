@@ -1,0 +1,104 @@
+//! `POST /api/v1/sql`: a read-only query through the secure scan, streamed as JSON (an object
+//! with `columns` and `rows`) or CSV, chosen by `Accept`.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use serde::Deserialize;
+use tverr_query::QueryError;
+
+use crate::{AppState, Caller, Problem};
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlRequest {
+    /// One SELECT query over `org.dataset` tables.
+    pub sql: String,
+}
+
+fn wants_csv(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.split(',').any(|t| t.trim().starts_with("text/csv")))
+}
+
+struct Rows {
+    stream: tverr_query::SendableRecordBatchStream,
+    pending: Option<arrow::record_batch::RecordBatch>,
+    csv: bool,
+    wrote_any: bool,
+    finished: bool,
+}
+
+/// Runs the query. The first batch is computed before the response starts, so errors in
+/// planning and in most executions arrive as problems; a later failure ends the body early.
+pub async fn query(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Json<SqlRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, Problem> {
+    let Json(req) = body.map_err(|e| {
+        Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Ugyldig forespørsel / Invalid request", format!("expected {{\"sql\": \"SELECT …\"}}: {e}"))
+    })?;
+    let (mut stream, _grants) =
+        state.engine.sql(&caller.principal, caller.purpose.as_deref(), &req.sql).await.map_err(Problem::from_query)?;
+    let first = stream.next().await.transpose().map_err(|e| Problem::from_query(QueryError::from(e)))?;
+    let schema = stream.schema();
+    let csv = wants_csv(&headers);
+    let head = if csv {
+        tverr_query::csv_rows(&arrow::record_batch::RecordBatch::new_empty(schema.clone()), true).map_err(Problem::from_query)?
+    } else {
+        let columns = serde_json::to_string(&tverr_query::result_columns(&schema)).unwrap_or_else(|_| "[]".into());
+        format!("{{\"columns\":{columns},\"rows\":[").into_bytes()
+    };
+    let rows = Rows { stream, pending: first, csv, wrote_any: false, finished: false };
+    let body = futures::stream::once(async move { Ok::<Bytes, std::io::Error>(Bytes::from(head)) }).chain(futures::stream::unfold(
+        rows,
+        |mut st| async move {
+            if st.finished {
+                return None;
+            }
+            let next = match st.pending.take() {
+                Some(b) => Some(Ok(b)),
+                None => st.stream.next().await,
+            };
+            match next {
+                Some(Ok(batch)) => {
+                    let chunk = if st.csv { tverr_query::csv_rows(&batch, false) } else { tverr_query::json_objects(&batch) };
+                    match chunk {
+                        Ok(mut bytes) => {
+                            if !st.csv && !bytes.is_empty() {
+                                if st.wrote_any {
+                                    bytes.insert(0, b',');
+                                }
+                                st.wrote_any = true;
+                            }
+                            Some((Ok(Bytes::from(bytes)), st))
+                        }
+                        Err(e) => {
+                            st.finished = true;
+                            Some((Err(std::io::Error::other(e.to_string())), st))
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    st.finished = true;
+                    Some((Err(std::io::Error::other(QueryError::from(e).to_string())), st))
+                }
+                None => {
+                    st.finished = true;
+                    let tail: &'static [u8] = if st.csv { b"" } else { b"]}" };
+                    Some((Ok(Bytes::from_static(tail)), st))
+                }
+            }
+        },
+    ));
+    let content_type = if csv { "text/csv; charset=utf-8" } else { "application/json" };
+    Ok(([(header::CONTENT_TYPE, content_type)], Body::from_stream(body)).into_response())
+}
