@@ -166,7 +166,7 @@ fn sql_and_agreements_over_http() {
 
     // Problems: purpose required, not entitled = not existing, refused SQL, forged and missing tokens.
     let problem = |r: (u16, String, String)| -> (u16, serde_json::Value) {
-        assert_eq!(r.1, "application/problem+json", "{}", r.2);
+        assert_eq!(r.1, "application/problem+json", "status {}: {}", r.0, r.2);
         (r.0, serde_json::from_str(&r.2).unwrap())
     };
     let (status, p) = problem(sql(port, Some(&ola), None, "SELECT 1 FROM hamar.innbyggere", "application/json"));

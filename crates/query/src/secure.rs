@@ -1,12 +1,15 @@
 //! The secure scan: a table provider that exposes only a grant's columns, with masks, the row
 //! filter and the address-protection rule applied inside the scan, below every user expression.
 //!
-//! * The restricted plan (scan → row filter → masking projection) is built once from the grant;
-//!   the user's query only ever sees its output.
-//! * User filters are never taken below it ([`TableProviderFilterPushDown::Unsupported`]), and
-//!   the physical node [`SecureScanExec`] accepts no filter, limit or projection pushdown from
-//!   above and reports unknown statistics, so COUNT/MIN/MAX are computed over permitted rows.
+//! The physical plan of one scan is: the dataset's scan → the row filter → a barrier → user
+//! filters that read only unmasked, unprotected columns → the masking projection → a barrier.
+//! * User filters run only on permitted rows: the barrier ([`SecureScanExec`]) stops DataFusion
+//!   from merging them into, or pushing them below, the row filter; filters that touch a masked
+//!   or protected column stay above the scan and see only released values.
+//! * The outer barrier accepts no filter, limit or projection pushdown from above and reports
+//!   unknown statistics, so COUNT/MIN/MAX are computed over permitted rows.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -14,16 +17,19 @@ use arrow::array::{Array, ArrayRef, StringBuilder};
 use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::catalog::default_table_source::provider_as_source;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, Result as DfResult, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    ColumnarValue, Expr, ExprSchemable, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     TableProviderFilterPushDown, Volatility, cast, lit, when,
 };
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, ReplaceChildrenOptions, PhysicalExpr,
+    DisplayAs, DisplayFormatType, ExecutionPlan, PhysicalExpr, PlanProperties, ReplaceChildrenOptions,
 };
 use datafusion::prelude::{DataFrame, SessionContext};
 use hmac::{Hmac, Mac};
@@ -34,20 +40,33 @@ use tverr_policy::{Grant, Mask, PROTECTION_COLUMN, Protection};
 /// A dataset as one grant lets a caller see it.
 #[derive(Debug)]
 pub(crate) struct SecureTable {
-    plan: LogicalPlan,
+    /// The dataset's full table.
+    inner: Arc<dyn TableProvider>,
+    /// The agreement's row filter, over the inner columns.
+    row_filter: Option<Expr>,
+    /// Per permitted column: the released expression (masks and protection) over the inner
+    /// columns.
+    released: Vec<Expr>,
+    /// Permitted columns released as they are stored (no mask, not protected): user filters
+    /// over only these may run before the masks.
+    plain: HashSet<String>,
     schema: SchemaRef,
 }
 
 impl SecureTable {
-    /// Builds the restricted plan over `inner` (the dataset's full table) for `grant`.
+    /// Builds the restricted view over `inner` (the dataset's full table) for `grant`.
     pub(crate) fn new(ctx: &SessionContext, inner: Arc<dyn TableProvider>, grant: &Grant) -> DfResult<Self> {
-        let mut df: DataFrame = ctx.read_table(inner)?;
-        if let Some(f) = &grant.row_filter {
-            let expr = df.parse_sql_expr(f)?;
-            df = df.filter(expr)?;
+        let mut df: DataFrame = ctx.read_table(inner.clone())?;
+        let row_filter = match &grant.row_filter {
+            Some(f) => Some(df.parse_sql_expr(f)?),
+            None => None,
+        };
+        if let Some(f) = &row_filter {
+            df = df.filter(f.clone())?;
         }
         let source = df.schema().clone();
-        let exprs = grant
+        let mut plain = HashSet::new();
+        let released = grant
             .columns
             .iter()
             .map(|c| {
@@ -57,18 +76,36 @@ impl SecureTable {
                     None => column.clone(),
                     Some(m) => mask(m, column.clone(), &data_type, c.category, &grant.hmac_key)?,
                 };
-                let released = if c.category == ColumnCategory::ProtectedAddress {
-                    protect(&grant.protection, masked, &source)?
+                if c.category == ColumnCategory::ProtectedAddress {
+                    protect(&grant.protection, masked, &source)
                 } else {
-                    masked
-                };
-                Ok(released.alias(&c.name))
+                    if c.mask.is_none() {
+                        plain.insert(c.name.clone());
+                    }
+                    Ok(masked)
+                }
             })
             .collect::<DfResult<Vec<_>>>()?;
-        let df = df.select(exprs)?;
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        Ok(Self { plan: df.into_unoptimized_plan(), schema })
+        let aliased = grant.columns.iter().zip(&released).map(|(c, e)| e.clone().alias(&c.name)).collect::<Vec<_>>();
+        let schema = Arc::new(df.select(aliased)?.schema().as_arrow().clone());
+        Ok(Self { inner, row_filter, released, plain, schema })
     }
+
+    /// Whether a user filter uses only plain columns, so it may run on permitted rows before the
+    /// masks without changing what it sees.
+    fn is_plain(&self, e: &Expr) -> bool {
+        let refs = e.column_refs();
+        !refs.is_empty() && refs.iter().all(|c| self.plain.contains(&c.name))
+    }
+}
+
+/// The same expression with every column reference unqualified (the scan's own names).
+fn unqualified(e: Expr) -> DfResult<Expr> {
+    e.transform(|e| match e {
+        Expr::Column(c) if c.relation.is_some() => Ok(Transformed::yes(ident(&c.name))),
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
 }
 
 fn ident(name: &str) -> Expr {
@@ -132,26 +169,55 @@ impl TableProvider for SecureTable {
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Unsupported; filters.len()])
+        Ok(filters
+            .iter()
+            .map(|f| if self.is_plain(f) { TableProviderFilterPushDown::Exact } else { TableProviderFilterPushDown::Unsupported })
+            .collect())
     }
 
+    /// Builds: scan → row filter → [barrier] → user filters on plain columns → masks → [barrier].
+    /// The first barrier keeps user filters from being merged into or pushed below the row filter,
+    /// so they never run on rows the caller may not see.
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        limit: Option<usize>,
+        filters: &[Expr],
+        _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let mut builder = LogicalPlanBuilder::from(self.plan.clone());
-        if let Some(p) = projection {
-            builder = builder.project(p.iter().map(|i| ident(self.schema.field(*i).name())))?;
+        let wanted: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.released.len()).collect(),
+        };
+        let filters = filters.iter().filter(|f| self.is_plain(f)).cloned().map(unqualified).collect::<DfResult<Vec<_>>>()?;
+        // The inner columns the released expressions and the filters need.
+        let mut needed: Vec<String> = Vec::new();
+        for e in wanted.iter().map(|i| &self.released[*i]).chain(filters.iter()) {
+            for c in e.column_refs() {
+                if !needed.contains(&c.name) {
+                    needed.push(c.name.clone());
+                }
+            }
         }
-        if let Some(n) = limit {
-            // Above the row filter, so it counts permitted rows only.
-            builder = builder.limit(0, Some(n))?;
+        let mut builder = LogicalPlanBuilder::scan("secure", provider_as_source(self.inner.clone()), None)?;
+        if let Some(f) = &self.row_filter {
+            builder = builder.filter(f.clone())?;
         }
-        let input = state.create_physical_plan(&builder.build()?).await?;
-        Ok(Arc::new(SecureScanExec { input }))
+        let permitted = builder.project(needed.iter().map(|n| ident(n)))?.build()?;
+        let mut plan: Arc<dyn ExecutionPlan> = Arc::new(SecureScanExec { input: state.create_physical_plan(&permitted).await? });
+        let inner_schema = DFSchema::try_from(plan.schema().as_ref().clone())?;
+        if let Some(predicate) = filters.into_iter().reduce(Expr::and) {
+            plan = Arc::new(FilterExec::try_new(state.create_physical_expr(predicate, &inner_schema)?, plan)?);
+        }
+        let exprs = wanted
+            .iter()
+            .map(|i| {
+                let e = state.create_physical_expr(self.released[*i].clone(), &inner_schema)?;
+                Ok((e, self.schema.field(*i).name().clone()))
+            })
+            .collect::<DfResult<Vec<_>>>()?;
+        plan = Arc::new(ProjectionExec::try_new(exprs, plan)?);
+        Ok(Arc::new(SecureScanExec { input: plan }))
     }
 }
 
