@@ -259,6 +259,9 @@ struct ServeArgs {
     /// Fill the data directory with the demo municipality when it is empty.
     #[arg(long)]
     demo: bool,
+    /// OIDC issuers to accept tokens from: a JSON file (see the README).
+    #[arg(long, env = "TVERR_OIDC")]
+    oidc: Option<PathBuf>,
     /// Persons in the demo population (with --demo).
     #[arg(long, default_value_t = 32_000)]
     persons: usize,
@@ -379,7 +382,13 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {}", a.listen))?;
             eprintln!("tverr listening on http://{}", listener.local_addr()?);
-            tverr_server::serve(listener, tverr_server::AppState::new(store)).await?;
+            let mut state = tverr_server::AppState::new(store);
+            if let Some(path) = &a.oidc {
+                let config = tverr_server::OidcConfig::load(path).map_err(|e| anyhow!("--oidc: {e}"))?;
+                eprintln!("accepting OIDC tokens from {} issuers", config.issuers.len());
+                state = state.with_oidc(config);
+            }
+            tverr_server::serve(listener, state).await?;
         }
     }
     Ok(())

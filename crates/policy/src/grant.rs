@@ -144,7 +144,8 @@ pub(crate) fn decide(f: &Facts<'_>) -> Result<Grant, Denial> {
         return Ok(grant(all(), None, true, Basis::Open, Vec::new()));
     }
     let user = match f.principal {
-        Principal::Anonymous => return Err(Denial::NotFound),
+        // Citizens and systems read open data only, until look-ups and system agreements exist.
+        Principal::Anonymous | Principal::Citizen { .. } | Principal::System { .. } => return Err(Denial::NotFound),
         Principal::Operator => {
             let purpose = f.purpose.ok_or(Denial::PurposeRequired)?;
             return Ok(grant(all(), None, true, Basis::Operator { purpose: purpose.into() }, Vec::new()));

@@ -77,8 +77,21 @@ pub enum Principal {
     /// The built-in operator of the command line: may read everything, but must give a purpose
     /// for non-open data and is logged like anyone else.
     Operator,
-    /// A local user (password or API token).
+    /// An employee: a local user (password or API token), or one whose verified OIDC token
+    /// (Entra ID, Ansattporten) names the organisation, department and role.
     User(User),
+    /// A citizen signed in with ID-porten at level substantial or high.
+    Citizen {
+        /// Fødselsnummer or D-number (the `pid` claim).
+        pid: String,
+    },
+    /// A system with a Maskinporten token.
+    System {
+        /// The organisation the token was issued to (by orgnr).
+        org: String,
+        /// Its scopes.
+        scopes: Vec<String>,
+    },
 }
 
 impl Principal {
@@ -88,6 +101,8 @@ impl Principal {
             Principal::Anonymous => "anonymous".into(),
             Principal::Operator => "operator".into(),
             Principal::User(u) => u.username.clone(),
+            Principal::Citizen { pid } => format!("citizen:{pid}"),
+            Principal::System { org, .. } => format!("system:{org}"),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Who is calling, and for what: the principal comes only from the `Authorization` header's
-//! bearer credential (a Tverr API token); the purpose from `Tverr-Purpose` or `?purpose=`. No
+//! bearer credential (a Tverr API token, or an OIDC token from a configured issuer); the purpose from `Tverr-Purpose` or `?purpose=`. No
 //! other header is ever read for identity or attributes.
 
 use axum::extract::FromRequestParts;
@@ -44,7 +44,11 @@ impl FromRequestParts<AppState> for Caller {
         }
         let credential = credential.trim();
         if !credential.starts_with(TOKEN_PREFIX) {
-            return Err(unauthorized("not a Tverr API token"));
+            let Some(verifier) = &state.oidc else {
+                return Err(unauthorized("not a Tverr API token (no OIDC issuers are configured)"));
+            };
+            let principal = verifier.verify(credential, &state.store.catalog).await.map_err(|why| unauthorized(&why))?;
+            return Ok(Caller { principal, purpose });
         }
         let user = state.engine.policy().authenticate_token(credential).await.map_err(|e| match e {
             tverr_policy::PolicyError::Unauthenticated(why) => unauthorized(&why),

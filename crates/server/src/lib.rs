@@ -7,6 +7,7 @@
 
 mod agreements;
 mod auth;
+mod oidc;
 mod problem;
 mod sql;
 
@@ -25,6 +26,7 @@ use tverr_query::Engine;
 use tverr_store::{ColumnMeta, DatasetMeta, Store, VersionMeta};
 
 pub use auth::{Caller, PURPOSE_HEADER};
+pub use oidc::{OidcConfig, Verifier};
 pub use problem::Problem;
 
 /// Shared services of every handler.
@@ -34,13 +36,21 @@ pub struct AppState {
     pub store: Store,
     /// The query engine and policy layer over the store.
     pub engine: Engine,
+    /// Verifier of OIDC tokens, when issuers are configured.
+    pub oidc: Option<std::sync::Arc<Verifier>>,
 }
 
 impl AppState {
-    /// The services over one store.
+    /// The services over one store, with API tokens only.
     pub fn new(store: Store) -> Self {
         let engine = Engine::new(store.clone());
-        Self { store, engine }
+        Self { store, engine, oidc: None }
+    }
+
+    /// Also accepts OIDC tokens from the configured issuers.
+    pub fn with_oidc(mut self, config: OidcConfig) -> Self {
+        self.oidc = Some(Verifier::new(config));
+        self
     }
 }
 

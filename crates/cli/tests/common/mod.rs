@@ -2,8 +2,11 @@
 //! directory, and find the repository's test data.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// A private Tverr installation: a data directory and the environment to reach it.
 pub struct Tverr {
@@ -124,3 +127,80 @@ pub fn visible_snapshot(table_dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         .filter(|(p, _)| p.starts_with("_delta_log") || text.contains(&*p.to_string_lossy()))
         .collect()
 }
+
+/// Starts `tverr serve` on a free loopback port.
+pub fn start(t: &Tverr) -> Server {
+    start_with(t, &[])
+}
+
+/// A running `tverr serve`, killed when dropped; `.1` is its port.
+pub struct Server(pub Child, pub u16);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `tverr serve` on a free loopback port with extra arguments, and waits until it listens.
+pub fn start_with(t: &Tverr, extra: &[&str]) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = t
+        .command()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(child, port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+/// A minimal HTTP/1.1 GET; returns (status, content type, body).
+pub fn get(port: u16, path: &str) -> (u16, String, String) {
+    request(port, "GET", path, &[], None)
+}
+
+/// A minimal HTTP/1.1 request with extra headers and an optional JSON body.
+pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> (u16, String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n").unwrap();
+    for (k, v) in headers {
+        write!(s, "{k}: {v}\r\n").unwrap();
+    }
+    match body {
+        Some(b) => write!(s, "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}", b.len()).unwrap(),
+        None => write!(s, "\r\n").unwrap(),
+    }
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let ctype = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_string))
+        .unwrap_or_default();
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    (status, ctype, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").unwrap();
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+}
+
