@@ -98,23 +98,29 @@ def duckdb_once(csv: pathlib.Path, work: pathlib.Path):
     return run_measured([sys.executable, "-c", DUCKDB_SCRIPT, str(csv), str(out)])
 
 
+def prepare(tverr_arg, rows):
+    """The release binary (built unless given) and the cached benchmark CSV of `rows` rows."""
+    target = os.environ.get("CARGO_TARGET_DIR", str(pathlib.Path.home() / ".cache" / "tverr-target"))
+    tverr = tverr_arg or str(pathlib.Path(target) / "release" / "tverr")
+    if not tverr_arg:
+        subprocess.run(["cargo", "build", "--release", "-p", "tverr-cli"], cwd=ROOT, check=True,
+                       env=dict(os.environ, CARGO_TARGET_DIR=target))
+    cache = pathlib.Path(target) / "bench-data"
+    cache.mkdir(parents=True, exist_ok=True)
+    csv = cache / f"innbyggere-{rows}.csv"
+    if not csv.exists():
+        print(f"generating {csv} …", file=sys.stderr)
+        generate(csv, rows)
+    return tverr, csv
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--tverr", default=None)
     args = ap.parse_args()
-    target = os.environ.get("CARGO_TARGET_DIR", str(pathlib.Path.home() / ".cache" / "tverr-target"))
-    tverr = args.tverr or str(pathlib.Path(target) / "release" / "tverr")
-    if not args.tverr:
-        subprocess.run(["cargo", "build", "--release", "-p", "tverr-cli"], cwd=ROOT, check=True,
-                       env=dict(os.environ, CARGO_TARGET_DIR=target))
-    cache = pathlib.Path(target) / "bench-data"
-    cache.mkdir(parents=True, exist_ok=True)
-    csv = cache / f"innbyggere-{args.rows}.csv"
-    if not csv.exists():
-        print(f"generating {csv} …", file=sys.stderr)
-        generate(csv, args.rows)
+    tverr, csv = prepare(args.tverr, args.rows)
     size_mb = csv.stat().st_size / 1e6
     work = pathlib.Path(tempfile.mkdtemp(prefix="tverr-bench-"))
     try:

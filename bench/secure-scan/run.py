@@ -24,7 +24,7 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench" / "ingest"))
-import run as ingest_bench  # noqa: E402  (the CSV generator)
+import run as ingest_bench  # noqa: E402  (the binary and the CSV generator)
 
 QUERIES = {
     "aggregate": "SELECT postnummer, count(*) AS n, avg(belop) AS snitt, max(fodselsdato) AS yngst "
@@ -75,17 +75,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--tverr", default=None)
     args = ap.parse_args()
-    target = os.environ.get("CARGO_TARGET_DIR", str(pathlib.Path.home() / ".cache" / "tverr-target"))
-    binary = args.tverr or str(pathlib.Path(target) / "release" / "tverr")
-    if not args.tverr:
-        subprocess.run(["cargo", "build", "--release", "-p", "tverr-cli"], cwd=ROOT, check=True,
-                       env=dict(os.environ, CARGO_TARGET_DIR=target))
-    cache = pathlib.Path(target) / "bench-data"
-    cache.mkdir(parents=True, exist_ok=True)
-    csv = cache / f"innbyggere-{args.rows}.csv"
-    if not csv.exists():
-        print(f"generating {csv} …", file=sys.stderr)
-        ingest_bench.generate(csv, args.rows)
+    binary, csv = ingest_bench.prepare(args.tverr, args.rows)
     work = pathlib.Path(tempfile.mkdtemp(prefix="tverr-secure-bench-"))
     env = dict(os.environ, TVERR_DATA=str(work / "data"), TVERR_LOG="error")
     env.pop("TVERR_PURPOSE", None)
