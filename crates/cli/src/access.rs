@@ -185,6 +185,9 @@ pub struct RequestArgs {
     /// Release addresses of persons with `fortrolig` address protection.
     #[arg(long)]
     release_fortrolig: bool,
+    /// Statistics only: grouped counts, sums and averages, groups smaller than this suppressed.
+    #[arg(long)]
+    min_group_size: Option<u32>,
     #[command(flatten)]
     actor: Actor,
     /// Print JSON.
@@ -327,7 +330,13 @@ pub async fn agreement(policy: &Policy, cmd: AgreementCommand) -> Result<()> {
                 } else {
                     masks.iter().filter(|(c, _)| have.contains(c)).map(|(c, m)| (c.clone(), *m)).collect()
                 };
-                datasets.push(DatasetTerms { dataset: d.clone(), columns, masks, row_filter: a.filter.clone() });
+                datasets.push(DatasetTerms {
+                    dataset: d.clone(),
+                    columns,
+                    masks,
+                    row_filter: a.filter.clone(),
+                    min_group_size: a.min_group_size,
+                });
             }
             let req = AgreementRequest {
                 provider: a.provider.parse::<Party>()?,
@@ -409,6 +418,9 @@ pub async fn agreement(policy: &Policy, cmd: AgreementCommand) -> Result<()> {
                     }
                     if let Some(f) = &d.row_filter {
                         println!("  rows:       {f}");
+                    }
+                    if let Some(k) = d.min_group_size {
+                        println!("  statistics: only, groups of at least {k}");
                     }
                 }
                 println!("history:");

@@ -189,8 +189,8 @@ fn adversarial_cases() {
         }
     }
     assert!(failures.is_empty(), "{} failing cases:\n{}", failures.len(), failures.join("\n\n"));
-    // §14 (tokens) is tests/security/tokens, run by oidc.rs; §11 (k-thresholds) is not built yet.
-    for class in ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "12", "13", "15", "16", "17"] {
+    // §14 (tokens) is tests/security/tokens, run by oidc.rs.
+    for class in ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "15", "16", "17"] {
         assert!(classes.contains(class), "no case for SECURITY.md §{class}");
     }
 }
@@ -209,7 +209,7 @@ fn agreements_change_what_the_next_request_sees() {
     // Only a steward of either side may revoke; the consumer's employee may not.
     let (code, err) = t.fail(&["agreement", "revoke", "1", "--as", "ola"]);
     assert_eq!(code, 77, "{err}");
-    let (code, _) = t.fail(&["agreement", "approve", "6", "--as", "kari"]);
+    let (code, _) = t.fail(&["agreement", "approve", "7", "--as", "kari"]);
     assert_eq!(code, 77, "the consumer's steward cannot approve its own request");
     t.ok(&["agreement", "revoke", "1", "--as", "frode", "--note", "test"]);
     let after = ola("byggesaksbehandling");
@@ -228,7 +228,7 @@ fn agreements_change_what_the_next_request_sees() {
         c.output().expect("run tverr")
     };
     assert_eq!(kari().status.code(), Some(1));
-    t.ok(&["agreement", "approve", "6", "--as", "frode"]);
+    t.ok(&["agreement", "approve", "7", "--as", "frode"]);
     let out = kari();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "n\n300\n");

@@ -56,6 +56,7 @@ fn dataset(name: &str, columns: &[&str], masks: &[(&str, Mask)], row_filter: Opt
         columns: columns.iter().map(|c| c.to_string()).collect(),
         masks: masks.iter().map(|(c, m)| (c.to_string(), *m)).collect::<BTreeMap<_, _>>(),
         row_filter: row_filter.map(str::to_string),
+        min_group_size: None,
     }
 }
 
@@ -177,7 +178,15 @@ pub async fn create(policy: &Policy) -> Result<(), PolicyError> {
     let e = policy.request_agreement(&admin, expired).await?;
     policy.approve(&user("frode").await?, e.id, None).await?;
 
-    // 6. A request not yet approved: oppvekst asks the population register for admissions.
+    // 6. Statistics only: the population per district and birth year for the health centre.
+    let mut stats = dataset("hamar/innbyggere", &["bydel", "postnummer", "fodselsdato"], &[("fodselsdato", Mask::YearOnly)], None);
+    stats.min_group_size = Some(5);
+    let f = policy
+        .request_agreement(&admin, request("hamar/folkeregister", "hamar/helse", vec![stats], "helsestasjon"))
+        .await?;
+    policy.approve(&user("frode").await?, f.id, Some("Kun statistikk, grupper under 5 skjules")).await?;
+
+    // 7. A request not yet approved: oppvekst asks the population register for admissions.
     policy
         .request_agreement(
             &user("kari").await?,

@@ -80,6 +80,8 @@ pub struct Grant {
     pub protection: Protection,
     /// Why it is allowed.
     pub basis: Basis,
+    /// Statistics only, with groups smaller than this suppressed.
+    pub min_group_size: Option<u32>,
     /// Key for `hmac` masks (the agreement's own).
     #[serde(skip)]
     pub hmac_key: Vec<u8>,
@@ -137,6 +139,7 @@ pub(crate) fn decide(f: &Facts<'_>) -> Result<Grant, Denial> {
             row_filter,
             protection,
             basis,
+            min_group_size: None,
             hmac_key,
         }
     };
@@ -198,13 +201,15 @@ pub(crate) fn decide(f: &Facts<'_>) -> Result<Grant, Denial> {
             })
             .map(|c| column_grant(c, terms.masks.get(&c.name).copied()))
             .collect();
-        return Ok(grant(
+        let mut g = grant(
             columns,
             terms.row_filter.clone(),
             a.terms.release_fortrolig,
             Basis::Agreement { id: a.id, purpose: p.into() },
             a.hmac_key.clone(),
-        ));
+        );
+        g.min_group_size = terms.min_group_size;
+        return Ok(g);
     }
     match (entitled_somehow, f.purpose) {
         (false, _) => Err(Denial::NotFound),

@@ -504,6 +504,9 @@ impl Policy {
                 return Err(PolicyError::invalid("mask", format!("{mask} does not apply to {c:?}, a {} column", col.column_type)));
             }
         }
+        if d.min_group_size.is_some_and(|k| k < 3) {
+            return Err(PolicyError::invalid("min-group-size", "must be at least 3"));
+        }
         if let Some(f) = &d.row_filter {
             if f.trim().is_empty() || f.contains(';') {
                 return Err(PolicyError::invalid("row-filter", "must be one SQL boolean expression"));

@@ -219,6 +219,10 @@ pub struct DatasetTerms {
     /// A SQL boolean expression over the dataset's columns; only rows where it is true are shared.
     #[serde(default)]
     pub row_filter: Option<String>,
+    /// Statistics only: the consumer may run only grouped counts, sums and averages over the
+    /// dataset alone, and groups with fewer rows than this are suppressed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_group_size: Option<u32>,
 }
 
 /// The terms of an agreement: fixed once requested. Changing them is a new request.

@@ -100,6 +100,7 @@ fn request(valid_to: Option<chrono::NaiveDate>) -> AgreementRequest {
             columns: vec!["fodselsnummer".into(), "navn".into(), "adresse".into()],
             masks: BTreeMap::from([("fodselsnummer".to_string(), Mask::Hmac)]),
             row_filter: Some("navn <> 'Ola'".into()),
+            min_group_size: None,
         }],
         purposes: vec!["byggesaksbehandling".into()],
         legal_basis: None,
@@ -213,6 +214,7 @@ async fn requests_are_checked() {
         (bad(|r| r.consumer = "hamar/folkeregister".parse().unwrap()), "own datasets"),
         (bad(|r| r.datasets[0].dataset = "hamar/finnes-ikke".into()), "does not exist"),
         (bad(|r| r.datasets[0].row_filter = Some("1=1; DROP TABLE x".into())), "one SQL boolean"),
+        (bad(|r| r.datasets[0].min_group_size = Some(1)), "at least 3"),
     ];
     for (req, expected) in cases {
         let actor = if req.consumer.department == "folkeregister" { &w.kari } else { &w.siri };

@@ -5,7 +5,12 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::{Expr, Statement, TableFactor, Visit, Visitor};
+use datafusion::sql::sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, SelectItem, SetExpr, Statement, TableFactor, Visit,
+    Visitor,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::QueryError;
 
@@ -96,5 +101,98 @@ impl Visitor for Guard {
             }
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// Aggregates a statistics-only grant allows: none of them returns one person's value.
+const STATISTICS_AGGREGATES: &[&str] = &["count", "sum", "avg", "mean"];
+
+/// Checks that a query over a statistics-only dataset is a plain grouped aggregate over that
+/// table alone, and adds `HAVING count(*) >= k` so that smaller groups are suppressed.
+///
+/// The shape is strict so that one person cannot be isolated: no `WHERE` (so "all" and "all but
+/// one" cannot be compared), no joins, subqueries, CTEs or set operations, group keys that are
+/// plain columns, and only `count`, `sum` and `avg` over plain columns.
+pub fn statistics(statement: &mut DfStatement, k: u32) -> Result<(), QueryError> {
+    let refuse = |why: &str| {
+        Err(QueryError::NotAllowed(format!(
+            "this dataset is shared as statistics only: {why}; write SELECT <columns>, count(*) | sum(col) | avg(col) FROM <table> GROUP BY <columns>"
+        )))
+    };
+    let DfStatement::Statement(s) = statement else { return refuse("not a SELECT") };
+    let Statement::Query(query) = s.as_mut() else { return refuse("not a SELECT") };
+    if query.with.is_some() {
+        return refuse("WITH is not allowed");
+    }
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return refuse("UNION, INTERSECT, EXCEPT and VALUES are not allowed");
+    };
+    if select.from.len() != 1 || !select.from[0].joins.is_empty() {
+        return refuse("the query must read the one table alone, without joins");
+    }
+    if !matches!(select.from[0].relation, TableFactor::Table { args: None, .. }) {
+        return refuse("the query must read the table itself, not a subquery");
+    }
+    if select.selection.is_some() || select.prewhere.is_some() {
+        return refuse("WHERE is not allowed");
+    }
+    if select.having.is_some() || select.qualify.is_some() {
+        return refuse("HAVING is not allowed (Tverr adds its own)");
+    }
+    let keys: Vec<String> = match &select.group_by {
+        GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => {
+            let mut keys = Vec::new();
+            for e in exprs {
+                match column_name(e) {
+                    Some(name) => keys.push(name),
+                    None => return refuse("GROUP BY may name columns only"),
+                }
+            }
+            keys
+        }
+        _ => return refuse("GROUP BY ALL, ROLLUP and CUBE are not allowed"),
+    };
+    for item in &select.projection {
+        let expr = match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+            _ => return refuse("* is not allowed"),
+        };
+        if let Some(name) = column_name(expr) {
+            if !keys.contains(&name) {
+                return refuse("every plain column must be a GROUP BY column");
+            }
+            continue;
+        }
+        let Expr::Function(f) = expr else { return refuse("select group columns and aggregates only") };
+        let name = f.name.to_string().to_ascii_lowercase();
+        if !STATISTICS_AGGREGATES.contains(&name.as_str()) || f.over.is_some() || f.filter.is_some() {
+            return refuse("only count, sum and avg are allowed");
+        }
+        let FunctionArguments::List(list) = &f.args else { return refuse("only count, sum and avg are allowed") };
+        let plain = list.clauses.is_empty()
+            && list.args.len() == 1
+            && match &list.args[0] {
+                FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => name == "count",
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => column_name(e).is_some(),
+                _ => false,
+            };
+        if !plain {
+            return refuse("aggregates must take one column (or * for count)");
+        }
+    }
+    let having = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&format!("count(*) >= {k}"))
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| QueryError::Invalid(e.to_string()))?;
+    select.having = Some(having);
+    Ok(())
+}
+
+fn column_name(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Identifier(i) => Some(i.value.to_ascii_lowercase()),
+        Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.to_ascii_lowercase()),
+        Expr::Nested(inner) => column_name(inner),
+        _ => None,
     }
 }

@@ -177,6 +177,15 @@ impl Engine {
             self.register(&ctx, &grant, None).await?;
             grants.insert(r, grant);
         }
+        let mut statement = statement;
+        if let Some(k) = grants.values().filter_map(|g| g.min_group_size).min() {
+            if grants.len() != 1 {
+                return Err(QueryError::NotAllowed(
+                    "a dataset shared as statistics only cannot be combined with other tables".into(),
+                ));
+            }
+            guard::statistics(&mut statement, k)?;
+        }
         let plan = state.statement_to_plan(statement).await.map_err(|e| {
             let text = e.strip_backtrace().to_string();
             // A name the resolver did not see (e.g. a CTE shadowing trick) is still a 404.
@@ -207,6 +216,9 @@ impl Engine {
         filter: Option<&str>,
     ) -> Result<(SendableRecordBatchStream, Grant), QueryError> {
         let grant = self.grant(who, purpose, r, &r.to_string()).await?;
+        if grant.min_group_size.is_some() {
+            return Err(QueryError::NotAllowed(format!("{r} is shared as statistics only: use SQL with GROUP BY")));
+        }
         let ctx = Self::context();
         self.register(&ctx, &grant, version).await?;
         let mut df: DataFrame = ctx.table(format!("{}.{}", r.org, r.dataset)).await?;
