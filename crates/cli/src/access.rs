@@ -308,7 +308,8 @@ pub async fn purpose(policy: &Policy, cmd: PurposeCommand) -> Result<()> {
     Ok(())
 }
 
-pub async fn agreement(policy: &Policy, cmd: AgreementCommand) -> Result<()> {
+pub async fn agreement(engine: &tverr_query::Engine, cmd: AgreementCommand) -> Result<()> {
+    let policy = engine.policy();
     match cmd {
         AgreementCommand::Request(a) => {
             let actor = a.actor.principal(policy).await?;
@@ -348,6 +349,8 @@ pub async fn agreement(policy: &Policy, cmd: AgreementCommand) -> Result<()> {
                 valid_to: a.valid_to,
                 release_fortrolig: a.release_fortrolig,
             };
+            Policy::may_request(&actor, &req.consumer)?;
+            engine.check_terms(&req.datasets).await?;
             let ag = policy.request_agreement(&actor, req).await?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&ag)?);

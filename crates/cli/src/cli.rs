@@ -366,7 +366,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Token(c) => access::token(&Policy::new(store.catalog.clone()), c).await?,
         Command::LegalBasis(c) => access::legal_basis(&Policy::new(store.catalog.clone()), c).await?,
         Command::Purpose(c) => access::purpose(&Policy::new(store.catalog.clone()), c).await?,
-        Command::Agreement(c) => access::agreement(&Policy::new(store.catalog.clone()), c).await?,
+        Command::Agreement(c) => access::agreement(&Engine::new(store.clone()), c).await?,
         Command::Demo(a) => {
             let config = tverr_demo::DemoConfig { persons: a.persons, seed: a.seed };
             let rows = tverr_demo::create(&store, &config).await?;

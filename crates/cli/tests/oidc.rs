@@ -61,6 +61,7 @@ fn now() -> i64 {
 
 const ENTRA: &str = "https://login.microsoftonline.com/hamar-test/v2.0";
 const IDPORTEN: &str = "https://test.idporten.no";
+const ANSATTPORTEN: &str = "https://test.ansattporten.no";
 const MASKINPORTEN: &str = "https://test.maskinporten.no/";
 
 struct Keys<'a> {
@@ -85,7 +86,7 @@ fn parse_case(path: &std::path::Path) -> std::collections::BTreeMap<String, Stri
 /// Fills the placeholders of a case's claims: issuers, the citizen's number, and times
 /// (`"{now+600}"` becomes a number of seconds).
 fn fill(claims: &str, citizen_fnr: &str) -> serde_json::Value {
-    let mut text = claims.replace("{entra}", ENTRA).replace("{idporten}", IDPORTEN).replace("{maskinporten}", MASKINPORTEN);
+    let mut text = claims.replace("{entra}", ENTRA).replace("{idporten}", IDPORTEN).replace("{ansattporten}", ANSATTPORTEN).replace("{maskinporten}", MASKINPORTEN);
     text = text.replace("{citizen_fnr}", citizen_fnr);
     while let Some(start) = text.find("\"{now") {
         let end = start + text[start..].find("}\"").expect("closed placeholder") + 2;
@@ -151,6 +152,8 @@ fn oidc_tokens_are_verified_and_forgeries_refused() {
     let config = json!({"issuers": [
         {"kind": "employee", "issuer": ENTRA, "jwks_uri": jwks_uri, "audience": "api://tverr", "org": "hamar",
          "claims": {"username": "preferred_username", "department": "department", "role": "roles"}},
+        {"kind": "employee", "issuer": ANSATTPORTEN, "jwks_uri": jwks_uri, "audience": "tverr",
+         "claims": {"username": "sub", "department": "department", "role": "role", "org": "orgnr"}},
         {"kind": "citizen", "issuer": IDPORTEN, "jwks_uri": jwks_uri, "audience": "tverr"},
         {"kind": "system", "issuer": MASKINPORTEN, "jwks_uri": jwks_uri, "audience": "tverr"},
     ]});
@@ -170,7 +173,11 @@ fn oidc_tokens_are_verified_and_forgeries_refused() {
         let case = parse_case(file);
         let claims = fill(&case["claims"], &citizen_fnr);
         let token = sign(&keys, &case["alg"], &case["key"], &case["kid"], &claims);
-        let table = if case["table"] == "innbyggere" { "hamar.innbyggere" } else { "hamar.barnehager" };
+        let table = match case["table"].as_str() {
+            "innbyggere" => "hamar.innbyggere",
+            "vannmalere" => "hias.vannmalere",
+            _ => "hamar.barnehager",
+        };
         let auth = format!("Bearer {token}");
         let body = json!({"sql": format!("SELECT count(*) AS n FROM {table}")}).to_string();
         let mut headers = vec![("Authorization", auth.as_str()), ("Accept", "text/csv")];

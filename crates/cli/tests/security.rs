@@ -233,3 +233,31 @@ fn agreements_change_what_the_next_request_sees() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "n\n300\n");
 }
+
+#[test]
+fn row_filters_are_checked_when_requested() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "200"]);
+    let before = t.ok(&["agreement", "list", "--json"]);
+    for (filter, expected) in [
+        ("finnes_ikke = 1", "row filter for hamar/innbyggere"),
+        ("length(fornavn)", "expected a true/false expression"),
+        ("repeat(fornavn, 3) = 'x'", "the function repeat is not allowed"),
+        ("fodselsnummer IN (SELECT fodselsnummer FROM hamar.hjemmetjenester)", "row filter for hamar/innbyggere"),
+        ("1 = 1; DROP TABLE x", "row filter for hamar/innbyggere"),
+    ] {
+        let (code, err) = t.fail(&[
+            "agreement", "request", "--as", "admin", "--provider", "hamar/folkeregister", "--consumer", "hamar/byggesak",
+            "--dataset", "hamar/innbyggere", "--columns", "fornavn", "--filter", filter, "--purpose", "byggesaksbehandling",
+        ]);
+        assert_eq!(code, 65, "{filter}: {err}");
+        assert!(err.contains(expected), "{filter}: {err}");
+    }
+    // Someone who may not request learns nothing about the datasets from the filter check.
+    let (code, err) = t.fail(&[
+        "agreement", "request", "--as", "ola", "--provider", "hamar/folkeregister", "--consumer", "hamar/byggesak",
+        "--dataset", "hamar/innbyggere", "--filter", "finnes_ikke = 1", "--purpose", "byggesaksbehandling",
+    ]);
+    assert_eq!(code, 77, "{err}");
+    assert_eq!(t.ok(&["agreement", "list", "--json"]), before, "refused requests store nothing");
+}

@@ -384,14 +384,7 @@ impl Policy {
     /// admin) may ask; every dataset must belong to the provider department, every named column
     /// and mask must exist, and every purpose must be the consumer's.
     pub async fn request_agreement(&self, actor: &Principal, req: AgreementRequest) -> Result<Agreement, PolicyError> {
-        let may = grant::is_steward_of(actor, &req.consumer.org, &req.consumer.department)
-            || matches!(actor, Principal::User(u) if u.role == Role::Admin && u.org == req.consumer.org);
-        if !may {
-            return Err(PolicyError::Forbidden(format!(
-                "only a steward of {}/{} or an admin of {} may request an agreement for it",
-                req.consumer.org, req.consumer.department, req.consumer.org
-            )));
-        }
+        Self::may_request(actor, &req.consumer)?;
         self.catalog.department(&req.provider.org, &req.provider.department).await?;
         self.catalog.department(&req.consumer.org, &req.consumer.department).await?;
         if req.provider.role.is_some() {
@@ -469,6 +462,20 @@ impl Policy {
             .await?;
         tx.commit().await?;
         self.agreement(next).await
+    }
+
+    /// Whether `actor` may request agreements for `consumer`: its steward, or its organisation's
+    /// admin. Checked before anything else about a request is looked at.
+    pub fn may_request(actor: &Principal, consumer: &Party) -> Result<(), PolicyError> {
+        let may = grant::is_steward_of(actor, &consumer.org, &consumer.department)
+            || matches!(actor, Principal::User(u) if u.role == Role::Admin && u.org == consumer.org);
+        if !may {
+            return Err(PolicyError::Forbidden(format!(
+                "only a steward of {}/{} or an admin of {} may request an agreement for it",
+                consumer.org, consumer.department, consumer.org
+            )));
+        }
+        Ok(())
     }
 
     async fn check_dataset_terms(&self, provider: &Party, d: &DatasetTerms) -> Result<(), PolicyError> {

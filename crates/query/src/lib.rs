@@ -232,6 +232,32 @@ impl Engine {
         Ok((df.execute_stream().await?, grant))
     }
 
+    /// Checks the row filters of agreement terms against their datasets: each must be one SQL
+    /// boolean expression over the dataset's columns, using allowed functions only.
+    pub async fn check_terms(&self, terms: &[tverr_policy::DatasetTerms]) -> Result<(), QueryError> {
+        use datafusion::logical_expr::ExprSchemable;
+        for t in terms {
+            let Some(f) = &t.row_filter else { continue };
+            let r: DatasetRef = t.dataset.parse().map_err(|e: tverr_core::ModelError| QueryError::Invalid(e.to_string()))?;
+            let bad = |why: String| QueryError::Invalid(format!("row filter for {r}: {why}"));
+            let parsed = Self::context()
+                .state()
+                .sql_to_statement(&format!("SELECT 1 WHERE {f}"), &datafusion::config::Dialect::PostgreSQL)
+                .map_err(|e| bad(e.strip_backtrace().to_string()))?;
+            guard::check(&parsed).map_err(|e| bad(e.to_string()))?;
+            let ctx = Self::context();
+            let table = self.store.lake.open(&r, None).await?;
+            table.update_datafusion_session(&ctx.state()).map_err(StoreError::from)?;
+            let df = ctx.read_table(table.table_provider().await.map_err(QueryError::from)?)?;
+            let expr = df.parse_sql_expr(f).map_err(|e| bad(e.strip_backtrace().to_string()))?;
+            let data_type = expr.get_type(df.schema()).map_err(|e| bad(e.strip_backtrace().to_string()))?;
+            if data_type != arrow::datatypes::DataType::Boolean {
+                return Err(bad(format!("expected a true/false expression, found {data_type}")));
+            }
+        }
+        Ok(())
+    }
+
     /// The store behind the engine.
     pub fn store(&self) -> &Store {
         &self.store

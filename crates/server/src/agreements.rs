@@ -105,6 +105,8 @@ pub async fn request(
         valid_to: b.valid_to,
         release_fortrolig: b.release_fortrolig,
     };
+    tverr_policy::Policy::may_request(&caller.principal, &req.consumer).map_err(Problem::from_policy)?;
+    state.engine.check_terms(&req.datasets).await.map_err(Problem::from_query)?;
     let a = state.engine.policy().request_agreement(&caller.principal, req).await.map_err(Problem::from_policy)?;
     Ok((StatusCode::CREATED, Json(a)))
 }

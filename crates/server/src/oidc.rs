@@ -38,6 +38,10 @@ pub struct ClaimMapping {
     /// The role (a string or a list; the first that is a Tverr role counts).
     #[serde(default = "default_role")]
     pub role: String,
+    /// A claim naming the organisation (its slug or orgnr), for issuers that sign in the
+    /// employees of several organisations; without it the issuer's `org` is used.
+    #[serde(default)]
+    pub org: Option<String>,
 }
 
 fn default_username() -> String {
@@ -85,8 +89,13 @@ impl OidcConfig {
         let config: OidcConfig = serde_json::from_str(&text)
             .map_err(|e| format!("{}: line {}, column {}: {e}", path.display(), e.line(), e.column()))?;
         for (i, iss) in config.issuers.iter().enumerate() {
-            if iss.kind == IssuerKind::Employee && iss.org.is_none() {
-                return Err(format!("{}: issuers[{i}] ({}): an employee issuer needs \"org\"", path.display(), iss.issuer));
+            let org_claim = iss.claims.as_ref().is_some_and(|c| c.org.is_some());
+            if iss.kind == IssuerKind::Employee && iss.org.is_none() && !org_claim {
+                return Err(format!(
+                    "{}: issuers[{i}] ({}): an employee issuer needs \"org\" or an \"org\" claim mapping",
+                    path.display(),
+                    iss.issuer
+                ));
             }
         }
         Ok(config)
@@ -223,8 +232,22 @@ async fn employee(issuer: &Issuer, claims: &serde_json::Value, catalog: &Catalog
         username: default_username(),
         department: default_department(),
         role: default_role(),
+        org: None,
     });
-    let org = issuer.org.clone().ok_or("the issuer has no organisation")?;
+    let org = match &mapping.org {
+        Some(claim) => {
+            let named = text(claims, claim).ok_or_else(|| format!("the token lacks the claim {claim}"))?;
+            catalog
+                .orgs()
+                .await
+                .map_err(|_| "the catalogue is unavailable".to_string())?
+                .into_iter()
+                .find(|o| o.slug == named || o.orgnr == named)
+                .map(|o| o.slug)
+                .ok_or_else(|| format!("the organisation {named} is not known to Tverr"))?
+        }
+        None => issuer.org.clone().ok_or("the issuer has no organisation")?,
+    };
     let username = text(claims, &mapping.username).ok_or_else(|| format!("the token lacks the claim {}", mapping.username))?;
     let roles: Vec<&str> = match claims.get(&mapping.role) {
         Some(serde_json::Value::String(s)) => vec![s.as_str()],
