@@ -149,6 +149,12 @@ fn sql_and_agreements_over_http() {
     assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["state"], "revoked");
     assert_eq!(sql(port, Some(&ola), Some("byggesaksbehandling"), "SELECT 1 FROM hamar.innbyggere", "text/csv").0, 404);
 
+    // Terms cannot be changed once requested: there is no route to amend an agreement.
+    for method in ["PUT", "PATCH", "DELETE"] {
+        let (status, _, _) = request(port, method, "/api/v1/agreements/1", &[("Authorization", &auth(&frode))], Some("{}"));
+        assert_eq!(status, 405, "{method}");
+    }
+
     // A request through HTTP, with bad input refused first.
     let admin = t.ok(&["token", "create", "--user", "admin"]).trim().to_string();
     let (status, _, body) = request(port, "POST", "/api/v1/agreements", &[("Authorization", &auth(&admin))], Some(r#"{"provider": "hamar/folkeregister"}"#));
