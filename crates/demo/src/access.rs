@@ -102,69 +102,72 @@ pub async fn create(policy: &Policy) -> Result<(), PolicyError> {
         release_fortrolig: false,
     };
 
+    // The admin asks; the provider's steward approves.
+    let admin = &admin;
+    let agree = |req: AgreementRequest, approver: &'static str, note: Option<&'static str>| async move {
+        let a = policy.request_agreement(admin, req).await?;
+        policy.approve(&user(approver).await?, a.id, note).await
+    };
+
     // 1. Folkeregister → byggesak: who lives where, with the person number as a pseudonym.
-    let a = policy
-        .request_agreement(
-            &admin,
-            request(
-                "hamar/folkeregister",
-                "hamar/byggesak",
-                vec![dataset(
-                    "hamar/innbyggere",
-                    &["fodselsnummer", "fornavn", "etternavn", "adresse", "postnummer", "poststed"],
-                    &[("fodselsnummer", Mask::Hmac)],
-                    None,
-                )],
-                "byggesaksbehandling",
-            ),
-        )
-        .await?;
-    policy.approve(&user("frode").await?, a.id, Some("Nødvendig for nabovarsling og saksbehandling")).await?;
+    agree(
+        request(
+            "hamar/folkeregister",
+            "hamar/byggesak",
+            vec![dataset(
+                "hamar/innbyggere",
+                &["fodselsnummer", "fornavn", "etternavn", "adresse", "postnummer", "poststed"],
+                &[("fodselsnummer", Mask::Hmac)],
+                None,
+            )],
+            "byggesaksbehandling",
+        ),
+        "frode",
+        Some("Nødvendig for nabovarsling og saksbehandling"),
+    )
+    .await?;
 
     // 2. Oppvekst → helse: kindergarten places for the health centre.
-    let b = policy
-        .request_agreement(
-            &admin,
-            request("hamar/oppvekst", "hamar/helse", vec![dataset("hamar/barnehageplasser", &[], &[], None)], "helsestasjon"),
-        )
-        .await?;
-    policy.approve(&user("kari").await?, b.id, None).await?;
+    agree(
+        request("hamar/oppvekst", "hamar/helse", vec![dataset("hamar/barnehageplasser", &[], &[], None)], "helsestasjon"),
+        "kari",
+        None,
+    )
+    .await?;
 
     // 3. Hias IKS vann → Hamar eiendomsskatt: water meters and readings, across organisations.
-    let c = policy
-        .request_agreement(
-            &admin,
-            request(
-                "hias/vann",
-                "hamar/eiendomsskatt",
-                vec![
-                    dataset("hias/vannmalere", &[], &[], None),
-                    dataset("hias/vannmaler_avlesninger", &[], &[("forbruk_m3", Mask::Round(1.0))], None),
-                ],
-                "vanngebyr",
-            ),
-        )
-        .await?;
-    policy.approve(&user("lise").await?, c.id, Some("Gebyrgrunnlag for Hamar kommune")).await?;
+    agree(
+        request(
+            "hias/vann",
+            "hamar/eiendomsskatt",
+            vec![
+                dataset("hias/vannmalere", &[], &[], None),
+                dataset("hias/vannmaler_avlesninger", &[], &[("forbruk_m3", Mask::Round(1.0))], None),
+            ],
+            "vanngebyr",
+        ),
+        "lise",
+        Some("Gebyrgrunnlag for Hamar kommune"),
+    )
+    .await?;
 
     // 4. Byggesak → eiendomsskatt: cases without the applicant.
-    let d = policy
-        .request_agreement(
-            &admin,
-            request(
-                "hamar/byggesak",
-                "hamar/eiendomsskatt",
-                vec![dataset(
-                    "hamar/byggesaker",
-                    &["saksnr", "matrikkel", "sakstype", "status", "mottatt", "vedtatt"],
-                    &[],
-                    Some("status IN ('Innvilget', 'Avslått')"),
-                )],
-                "eiendomsskatt",
-            ),
-        )
-        .await?;
-    policy.approve(&user("bjorn").await?, d.id, None).await?;
+    agree(
+        request(
+            "hamar/byggesak",
+            "hamar/eiendomsskatt",
+            vec![dataset(
+                "hamar/byggesaker",
+                &["saksnr", "matrikkel", "sakstype", "status", "mottatt", "vedtatt"],
+                &[],
+                Some("status IN ('Innvilget', 'Avslått')"),
+            )],
+            "eiendomsskatt",
+        ),
+        "bjorn",
+        None,
+    )
+    .await?;
 
     // 5. An agreement that has expired: folkeregister → eiendomsskatt for 2024.
     let mut expired = request(
@@ -175,16 +178,13 @@ pub async fn create(policy: &Policy) -> Result<(), PolicyError> {
     );
     expired.valid_from = Some(day("2024-01-01"));
     expired.valid_to = Some(day("2024-12-31"));
-    let e = policy.request_agreement(&admin, expired).await?;
-    policy.approve(&user("frode").await?, e.id, None).await?;
+    agree(expired, "frode", None).await?;
 
     // 6. Statistics only: the population per district and birth year for the health centre.
     let mut stats = dataset("hamar/innbyggere", &["bydel", "postnummer", "fodselsdato"], &[("fodselsdato", Mask::YearOnly)], None);
     stats.min_group_size = Some(5);
-    let f = policy
-        .request_agreement(&admin, request("hamar/folkeregister", "hamar/helse", vec![stats], "helsestasjon"))
-        .await?;
-    policy.approve(&user("frode").await?, f.id, Some("Kun statistikk, grupper under 5 skjules")).await?;
+    let stats = request("hamar/folkeregister", "hamar/helse", vec![stats], "helsestasjon");
+    agree(stats, "frode", Some("Kun statistikk, grupper under 5 skjules")).await?;
 
     // 7. A request not yet approved: oppvekst asks the population register for admissions.
     policy
