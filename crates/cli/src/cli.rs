@@ -29,6 +29,10 @@ pub struct Cli {
     /// Object storage URL for the lake: a path, file://… or s3://bucket/prefix (default: DATA/lake).
     #[arg(long, global = true, env = "TVERR_STORAGE")]
     storage: Option<String>,
+    /// The access log's signing key (Ed25519, PKCS#8; made on first use). Keep it outside the
+    /// catalogue's backups (default: DATA/audit-key.pk8).
+    #[arg(long, global = true, env = "TVERR_AUDIT_KEY")]
+    audit_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,6 +73,9 @@ enum Command {
     /// Sharing agreements (delingsavtaler).
     #[command(subcommand)]
     Agreement(access::AgreementCommand),
+    /// The access log: verify it, export a checkpoint.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Fill an empty data directory with the demo municipality (Hamar kommune, Hias IKS).
     Demo(DemoArgs),
     /// Run the HTTP server.
@@ -111,6 +118,26 @@ enum DepartmentCommand {
         org: Option<String>,
         #[command(flatten)]
         json: JsonFlag,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the whole chain and every signed checkpoint; fails naming the first bad entry.
+    Verify {
+        /// A checkpoint kept elsewhere (from `audit checkpoint --out`): also detects truncation
+        /// and a rollback of the whole database.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign the current head of the log and write the checkpoint, to keep elsewhere.
+    Checkpoint {
+        /// Output file (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -313,9 +340,27 @@ async fn open(cli: &Cli) -> Result<Store> {
     Store::open(&config).await.context("cannot open the store")
 }
 
+/// The access log over the store, with checkpoints every 1,000 entries or 60 seconds
+/// (`TVERR_AUDIT_CHECKPOINT_EVERY`, `TVERR_AUDIT_CHECKPOINT_SECONDS`).
+fn audit(cli: &Cli, store: &Store) -> Result<tverr_audit::Audit> {
+    let number = |name: &str, default: u64| -> Result<u64> {
+        match std::env::var(name) {
+            Ok(v) => v.parse().map_err(|_| anyhow!("{name}={v:?}: expected a positive whole number")),
+            Err(_) => Ok(default),
+        }
+    };
+    let config = tverr_audit::AuditConfig {
+        key_path: cli.audit_key.clone().unwrap_or_else(|| cli.data.join("audit-key.pk8")),
+        checkpoint_every: number("TVERR_AUDIT_CHECKPOINT_EVERY", 1000)?.max(1) as i64,
+        checkpoint_interval: std::time::Duration::from_secs(number("TVERR_AUDIT_CHECKPOINT_SECONDS", 60)?),
+    };
+    Ok(tverr_audit::Audit::open(&store.catalog, config)?)
+}
+
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<()> {
     let store = open(&cli).await?;
+    let engine = Engine::new(store.clone(), audit(&cli, &store)?);
     match cli.command {
         Command::Org(OrgCommand::Create { slug, name, orgnr, kommunenummer }) => {
             let org = store.catalog.create_org(&slug, &name, &orgnr, kommunenummer.as_deref()).await?;
@@ -360,13 +405,14 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Dataset(DatasetCommand::Show(a)) => show(&store, &a).await?,
         Command::History(a) => history(&store, &a).await?,
-        Command::Export(a) => export(store, a).await?,
-        Command::Sql(a) => sql(store, a).await?,
+        Command::Export(a) => export(&engine, a).await?,
+        Command::Sql(a) => sql(&engine, a).await?,
+        Command::Audit(c) => audit_command(&engine, c).await?,
         Command::User(c) => access::user(&Policy::new(store.catalog.clone()), c).await?,
         Command::Token(c) => access::token(&Policy::new(store.catalog.clone()), c).await?,
         Command::LegalBasis(c) => access::legal_basis(&Policy::new(store.catalog.clone()), c).await?,
         Command::Purpose(c) => access::purpose(&Policy::new(store.catalog.clone()), c).await?,
-        Command::Agreement(c) => access::agreement(&Engine::new(store.clone()), c).await?,
+        Command::Agreement(c) => access::agreement(&engine, c).await?,
         Command::Demo(a) => {
             let config = tverr_demo::DemoConfig { persons: a.persons, seed: a.seed };
             let rows = tverr_demo::create(&store, &config).await?;
@@ -382,7 +428,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {}", a.listen))?;
             eprintln!("tverr listening on http://{}", listener.local_addr()?);
-            let mut state = tverr_server::AppState::new(store);
+            let mut state = tverr_server::AppState::new(store, engine.audit().clone());
             if let Some(path) = &a.oidc {
                 let config = tverr_server::OidcConfig::load(path).map_err(|e| anyhow!("--oidc: {e}"))?;
                 eprintln!("accepting OIDC tokens from {} issuers", config.issuers.len());
@@ -577,17 +623,20 @@ async fn geometry_columns(store: &Store, r: &DatasetRef, granted: &[String]) -> 
         .collect())
 }
 
-async fn export(store: Store, a: ExportArgs) -> Result<()> {
+async fn export(engine: &Engine, a: ExportArgs) -> Result<()> {
+    let store = engine.store();
     let r = dataset_ref(&a.dataset)?;
     let format = ExportFormat::parse(&a.format)
         .ok_or_else(|| anyhow!("--format {:?}: expected csv, json, ndjson, geojson, xlsx or parquet", a.format))?;
-    let engine = Engine::new(store.clone());
     let who = a.actor.principal(engine.policy()).await?;
-    let (stream, grant) = engine.scan(&who, a.purpose.as_deref(), &r, a.version, a.filter.as_deref()).await?;
-    let granted: Vec<String> = grant.columns.iter().map(|c| c.name.clone()).collect();
-    let geometry = geometry_columns(&store, &r, &granted).await?;
+    let released = engine.scan(&who, a.purpose.as_deref(), &r, a.version, a.filter.as_deref(), "cli-export").await?;
+    let (access, started) = (released.access, released.started());
+    let stream = released.stream;
+    let granted: Vec<String> = released.grants.iter().flat_map(|g| g.columns.iter().map(|c| c.name.clone())).collect();
+    let geometry = geometry_columns(store, &r, &granted).await?;
     let options = ExportOptions { format, geometry };
-    let rows = match &a.out {
+    let result: Result<u64> = async {
+        Ok(match &a.out {
         Some(path) => {
             let tmp = path.with_extension("partial");
             let mut file = std::io::BufWriter::new(
@@ -610,18 +659,31 @@ async fn export(store: Store, a: ExportArgs) -> Result<()> {
             let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
             tverr_query::write_export(stream, &options, &mut out).await?
         }
-    };
+        })
+    }
+    .await;
+    let status = if result.is_ok() { "ok" } else { "failed" };
+    engine.completed(access, started, *result.as_ref().unwrap_or(&0), status).await;
+    let rows = result?;
     if let Some(path) = &a.out {
         eprintln!("{rows} rows written to {}", path.display());
     }
     Ok(())
 }
 
-async fn sql(store: Store, a: SqlArgs) -> Result<()> {
-    let engine = Engine::new(store);
+async fn sql(engine: &Engine, a: SqlArgs) -> Result<()> {
     let who = a.actor.principal(engine.policy()).await?;
-    let (mut stream, _grants) = engine.sql(&who, a.purpose.as_deref(), &a.query).await?;
-    match a.format.as_str() {
+    let released = engine.sql(&who, a.purpose.as_deref(), &a.query, "cli-sql").await?;
+    let (access, started) = (released.access, released.started());
+    let result = print_result(released.stream, &a.format).await;
+    let status = if result.is_ok() { "ok" } else { "failed" };
+    engine.completed(access, started, *result.as_ref().unwrap_or(&0), status).await;
+    result.map(|_| ())
+}
+
+/// Prints a result as a table or in an export format; returns the number of rows.
+async fn print_result(mut stream: tverr_query::SendableRecordBatchStream, format: &str) -> Result<u64> {
+    match format {
         "table" => {
             let mut batches = Vec::new();
             let mut rows = 0usize;
@@ -635,6 +697,7 @@ async fn sql(store: Store, a: SqlArgs) -> Result<()> {
             }
             println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
             eprintln!("{rows} rows");
+            Ok(rows as u64)
         }
         f => {
             let format = match f {
@@ -644,8 +707,49 @@ async fn sql(store: Store, a: SqlArgs) -> Result<()> {
                 other => bail!("--format {other:?}: expected table, csv, json or ndjson"),
             };
             let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
-            tverr_query::write_export(stream, &ExportOptions { format, geometry: Vec::new() }, &mut out).await?;
+            let rows = tverr_query::write_export(stream, &ExportOptions { format, geometry: Vec::new() }, &mut out).await?;
             out.flush()?;
+            Ok(rows)
+        }
+    }
+}
+
+/// The log's verification failed: exit 1 with the first problem.
+#[derive(Debug, thiserror::Error)]
+#[error("the access log does not verify: {0}")]
+struct AuditBroken(String);
+
+async fn audit_command(engine: &Engine, c: AuditCommand) -> Result<()> {
+    match c {
+        AuditCommand::Verify { checkpoint, json } => {
+            let witness = match &checkpoint {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                    Some(serde_json::from_str::<tverr_audit::Checkpoint>(&text).with_context(|| format!("{} is not a checkpoint", path.display()))?)
+                }
+                None => None,
+            };
+            let v = engine.audit().verify(witness.as_ref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{} entries, {} signed checkpoints, head at entry {}", v.entries, v.checkpoints, v.head_seq);
+            }
+            if let Some(p) = v.problem {
+                return Err(AuditBroken(p).into());
+            }
+            eprintln!("the access log verifies{}", if witness.is_some() { " against the given checkpoint" } else { "" });
+        }
+        AuditCommand::Checkpoint { out } => {
+            let c = engine.audit().checkpoint().await?;
+            let text = serde_json::to_string_pretty(&c)?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!("checkpoint of entry {} written to {}", c.seq, path.display());
+                }
+                None => println!("{text}"),
+            }
         }
     }
     Ok(())

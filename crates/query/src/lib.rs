@@ -14,6 +14,7 @@ use datafusion::common::TableReference;
 pub use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use tverr_core::DatasetRef;
+use tverr_audit::Audit;
 use tverr_policy::{Denial, Grant, Policy, PolicyError, Principal};
 use tverr_store::{Store, StoreError};
 
@@ -56,6 +57,9 @@ pub enum QueryError {
     /// Writing the output failed.
     #[error("cannot write the output: {0}")]
     Output(String),
+    /// The access log cannot be written, so nothing is released.
+    #[error("the access log cannot be written, so nothing is released: {0}")]
+    AuditUnavailable(String),
 }
 
 impl From<datafusion::error::DataFusionError> for QueryError {
@@ -94,13 +98,112 @@ fn execution_message(e: &datafusion::error::DataFusionError) -> String {
 pub struct Engine {
     store: Store,
     policy: Policy,
+    audit: Audit,
+}
+
+/// A result on its way out: the rows, the grants they were read under, and the access-log entry
+/// written before the first row (for non-open data).
+pub struct Released {
+    /// The rows.
+    pub stream: SendableRecordBatchStream,
+    /// The grants used, one per dataset.
+    pub grants: Vec<Grant>,
+    /// The intent record's sequence number, to which the completion refers.
+    pub access: Option<i64>,
+    started: std::time::Instant,
+}
+
+impl Released {
+    /// When the request started (for the completion record).
+    pub fn started(&self) -> std::time::Instant {
+        self.started
+    }
+}
+
+impl std::fmt::Debug for Released {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Released").field("grants", &self.grants.len()).field("access", &self.access).finish()
+    }
+}
+
+fn principal_record(who: &Principal) -> serde_json::Value {
+    match who {
+        Principal::Anonymous => serde_json::json!({"kind": "anonymous"}),
+        Principal::Operator => serde_json::json!({"kind": "operator"}),
+        Principal::User(u) => serde_json::json!({
+            "kind": "user", "username": u.username, "org": u.org, "department": u.department, "role": u.role
+        }),
+        Principal::Citizen { pid } => serde_json::json!({"kind": "citizen", "pid_hmac": pid_digest(pid)}),
+        Principal::System { org, scopes } => serde_json::json!({"kind": "system", "org": org, "scopes": scopes}),
+    }
+}
+
+/// Citizens are recorded by a digest of their number, not the number.
+fn pid_digest(pid: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(format!("tverr-citizen:{pid}").as_bytes())[..16])
 }
 
 impl Engine {
-    /// An engine over a store.
-    pub fn new(store: Store) -> Self {
+    /// An engine over a store, logging to `audit`.
+    pub fn new(store: Store, audit: Audit) -> Self {
         let policy = Policy::new(store.catalog.clone());
-        Self { store, policy }
+        Self { store, policy, audit }
+    }
+
+    /// The access log.
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    /// Writes the intent record of a read of non-open data; `None` when every dataset is open.
+    /// An error means nothing may be released.
+    async fn log_intent(
+        &self,
+        who: &Principal,
+        purpose: Option<&str>,
+        channel: &str,
+        query: &str,
+        grants: &[(Grant, Option<i64>)],
+    ) -> Result<Option<i64>, QueryError> {
+        if grants.iter().all(|(g, _)| g.classification == tverr_core::Classification::Open) {
+            return Ok(None);
+        }
+        use sha2::Digest;
+        let datasets: Vec<serde_json::Value> = grants
+            .iter()
+            .map(|(g, version)| {
+                serde_json::json!({
+                    "dataset": g.dataset.to_string(),
+                    "version": version,
+                    "basis": g.basis,
+                    "columns": g.columns.iter().map(|c| serde_json::json!({"name": c.name, "mask": c.mask})).collect::<Vec<_>>(),
+                    "row_filter": g.row_filter.is_some(),
+                    "protection": g.protection,
+                    "min_group_size": g.min_group_size,
+                })
+            })
+            .collect();
+        let record = serde_json::json!({
+            "channel": channel,
+            "principal": principal_record(who),
+            "purpose": purpose,
+            "datasets": datasets,
+            "query_sha256": hex::encode(sha2::Sha256::digest(query.as_bytes())),
+        });
+        self.audit.append("access", &record).await.map(Some).map_err(|e| QueryError::AuditUnavailable(e.to_string()))
+    }
+
+    /// Records how a release ended (rows released, status, duration). A failure here is logged
+    /// but cannot take back rows already sent.
+    pub async fn completed(&self, released_access: Option<i64>, started: std::time::Instant, rows: u64, status: &str) {
+        let Some(access) = released_access else { return };
+        let record = serde_json::json!({
+            "access": access, "rows": rows, "status": status, "millis": started.elapsed().as_millis() as u64,
+        });
+        if let Err(e) = self.audit.append("completion", &record).await {
+            tracing::error!(error = %e, access, "cannot record the completion of an access");
+        }
     }
 
     fn context() -> SessionContext {
@@ -111,8 +214,20 @@ impl Engine {
     }
 
     /// The grant for one dataset, or the error the caller may see.
-    async fn grant(&self, who: &Principal, purpose: Option<&str>, r: &DatasetRef, shown: &str) -> Result<Grant, QueryError> {
-        match self.policy.entitle(who, purpose, r).await? {
+    async fn grant(&self, who: &Principal, purpose: Option<&str>, r: &DatasetRef, shown: &str, channel: &str) -> Result<Grant, QueryError> {
+        let decision = self.policy.entitle(who, purpose, r).await?;
+        if let Err(denial) = &decision {
+            if *who != Principal::Anonymous {
+                let record = serde_json::json!({
+                    "channel": channel, "principal": principal_record(who), "purpose": purpose,
+                    "dataset": shown, "reason": format!("{denial:?}"),
+                });
+                if let Err(e) = self.audit.append("refusal", &record).await {
+                    tracing::error!(error = %e, "cannot record a refusal");
+                }
+            }
+        }
+        match decision {
             Ok(g) => Ok(g),
             Err(Denial::NotFound) => Err(QueryError::NotFound(shown.to_string())),
             Err(Denial::PurposeRequired) => Err(QueryError::PurposeRequired(shown.to_string())),
@@ -124,9 +239,10 @@ impl Engine {
     }
 
     /// Registers a dataset, as `grant` lets the caller see it, as `org.dataset`.
-    async fn register(&self, ctx: &SessionContext, grant: &Grant, version: Option<i64>) -> Result<(), QueryError> {
+    async fn register(&self, ctx: &SessionContext, grant: &Grant, version: Option<i64>) -> Result<Option<i64>, QueryError> {
         let r = &grant.dataset;
         let table = self.store.lake.open(r, version).await?;
+        let opened = table.version().map(|v| v as i64);
         table.update_datafusion_session(&ctx.state()).map_err(StoreError::from)?;
         let inner = table.table_provider().await.map_err(QueryError::from)?;
         let secure: Arc<dyn TableProvider> = Arc::new(secure::SecureTable::new(ctx, inner, grant)?);
@@ -140,17 +256,13 @@ impl Engine {
             }
         };
         schema.register_table(r.dataset.to_string(), secure)?;
-        Ok(())
+        Ok(opened)
     }
 
     /// Plans a read-only SQL query over the `org.dataset` tables `who` may read for `purpose`,
     /// and returns its result stream with the grants it used.
-    pub async fn sql(
-        &self,
-        who: &Principal,
-        purpose: Option<&str>,
-        sql: &str,
-    ) -> Result<(SendableRecordBatchStream, Vec<Grant>), QueryError> {
+    pub async fn sql(&self, who: &Principal, purpose: Option<&str>, sql: &str, channel: &str) -> Result<Released, QueryError> {
+        let started = std::time::Instant::now();
         let ctx = Self::context();
         let state = ctx.state();
         let statement = state.sql_to_statement(sql, &datafusion::config::Dialect::PostgreSQL).map_err(|e| {
@@ -162,7 +274,7 @@ impl Engine {
             }
         })?;
         guard::check(&statement)?;
-        let mut grants: BTreeMap<DatasetRef, Grant> = BTreeMap::new();
+        let mut grants: BTreeMap<DatasetRef, (Grant, Option<i64>)> = BTreeMap::new();
         for t in state.resolve_table_references(&statement)? {
             let shown = t.to_string();
             let r = match &t {
@@ -173,12 +285,12 @@ impl Engine {
             if grants.contains_key(&r) {
                 continue;
             }
-            let grant = self.grant(who, purpose, &r, &shown).await?;
-            self.register(&ctx, &grant, None).await?;
-            grants.insert(r, grant);
+            let grant = self.grant(who, purpose, &r, &shown, channel).await?;
+            let version = self.register(&ctx, &grant, None).await?;
+            grants.insert(r, (grant, version));
         }
         let mut statement = statement;
-        if let Some(k) = grants.values().filter_map(|g| g.min_group_size).min() {
+        if let Some(k) = grants.values().filter_map(|(g, _)| g.min_group_size).min() {
             if grants.len() != 1 {
                 return Err(QueryError::NotAllowed(
                     "a dataset shared as statistics only cannot be combined with other tables".into(),
@@ -202,7 +314,10 @@ impl Engine {
             .verify_plan(&plan)
             .map_err(|e| QueryError::NotAllowed(e.strip_backtrace().to_string()))?;
         let df = ctx.execute_logical_plan(plan).await?;
-        Ok((df.execute_stream().await?, grants.into_values().collect()))
+        let stream = df.execute_stream().await?;
+        let grants: Vec<(Grant, Option<i64>)> = grants.into_values().collect();
+        let access = self.log_intent(who, purpose, channel, sql, &grants).await?;
+        Ok(Released { stream, grants: grants.into_iter().map(|(g, _)| g).collect(), access, started })
     }
 
     /// A dataset's rows as `who` may see them (optionally at a version, optionally filtered by a
@@ -214,13 +329,15 @@ impl Engine {
         r: &DatasetRef,
         version: Option<i64>,
         filter: Option<&str>,
-    ) -> Result<(SendableRecordBatchStream, Grant), QueryError> {
-        let grant = self.grant(who, purpose, r, &r.to_string()).await?;
+        channel: &str,
+    ) -> Result<Released, QueryError> {
+        let started = std::time::Instant::now();
+        let grant = self.grant(who, purpose, r, &r.to_string(), channel).await?;
         if grant.min_group_size.is_some() {
             return Err(QueryError::NotAllowed(format!("{r} is shared as statistics only: use SQL with GROUP BY")));
         }
         let ctx = Self::context();
-        self.register(&ctx, &grant, version).await?;
+        let opened = self.register(&ctx, &grant, version).await?;
         let mut df: DataFrame = ctx.table(format!("{}.{}", r.org, r.dataset)).await?;
         if let Some(f) = filter {
             let statement = format!("SELECT 1 WHERE {f}");
@@ -229,7 +346,11 @@ impl Engine {
             let expr = df.parse_sql_expr(f)?;
             df = df.filter(expr)?;
         }
-        Ok((df.execute_stream().await?, grant))
+        let stream = df.execute_stream().await?;
+        let query = format!("export {r} version {version:?} where {}", filter.unwrap_or("true"));
+        let grants = vec![(grant, opened)];
+        let access = self.log_intent(who, purpose, channel, &query, &grants).await?;
+        Ok(Released { stream, grants: grants.into_iter().map(|(g, _)| g).collect(), access, started })
     }
 
     /// Checks the row filters of agreement terms against their datasets: each must be one SQL

@@ -41,9 +41,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The services over one store, with API tokens only.
-    pub fn new(store: Store) -> Self {
-        let engine = Engine::new(store.clone());
+    /// The services over one store and its access log, with API tokens only.
+    pub fn new(store: Store, audit: tverr_audit::Audit) -> Self {
+        let engine = Engine::new(store.clone(), audit);
         Self { store, engine, oidc: None }
     }
 

@@ -64,6 +64,15 @@ impl Problem {
             Q::Execution(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "query-failed", "Spørringen feilet / Query failed", e.to_string()),
             Q::Store(s) => Self::from_store(s),
             Q::Policy(p) => Self::from_policy(p),
+            Q::AuditUnavailable(_) => {
+                tracing::error!(error = %e, "access log unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "audit-unavailable",
+                    "Tilgangsloggen er utilgjengelig / Access log unavailable",
+                    "the access log cannot be written, so nothing is released; try again later",
+                )
+            }
             other => {
                 tracing::error!(error = %other, "query error");
                 Self::internal()

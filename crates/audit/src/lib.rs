@@ -1,0 +1,367 @@
+//! The access log: append-only entries in the catalogue database, each chained to the one before
+//! by SHA-256, and Ed25519-signed checkpoints of the chain's head written every N entries or T
+//! seconds with a key kept outside the catalogue. [`Audit::verify`] walks the chain and checks
+//! every checkpoint; given a checkpoint kept elsewhere it also detects a rollback of the whole
+//! database to an earlier copy.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ring::rand::SystemRandom;
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::{AnyPool, Row};
+use tokio::sync::Mutex;
+use tverr_store::Catalog;
+
+/// The hash before the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What can go wrong with the log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// The log could not be written or read; reads that need it must be refused.
+    #[error("the access log is unavailable: {0}")]
+    Unavailable(String),
+    /// The signing key could not be read or made.
+    #[error("the audit key {path}: {message}")]
+    Key {
+        /// Its path.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A checkpoint file is unreadable.
+    #[error("checkpoint file: {0}")]
+    Checkpoint(String),
+}
+
+impl From<sqlx::Error> for AuditError {
+    fn from(e: sqlx::Error) -> Self {
+        AuditError::Unavailable(e.to_string())
+    }
+}
+
+/// How often checkpoints are written.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// Where the Ed25519 key lives (PKCS#8); made on first use.
+    pub key_path: PathBuf,
+    /// A checkpoint at least every this many entries.
+    pub checkpoint_every: i64,
+    /// A checkpoint at least this often while entries are written.
+    pub checkpoint_interval: Duration,
+}
+
+/// A signed statement of the chain's head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Sequence number of the last entry covered.
+    pub seq: i64,
+    /// That entry's hash.
+    pub head_hash: String,
+    /// When it was signed (RFC 3339).
+    pub at: String,
+    /// The signer's public key (hex).
+    pub public_key: String,
+    /// Ed25519 signature (hex) of [`Checkpoint::message`].
+    pub signature: String,
+}
+
+impl Checkpoint {
+    fn message(seq: i64, head: &str, at: &str) -> Vec<u8> {
+        format!("tverr-audit-checkpoint\n{seq}\n{head}\n{at}").into_bytes()
+    }
+
+    /// Whether the signature is valid for `public_key` (hex).
+    pub fn signed_by(&self, public_key: &str) -> bool {
+        let (Ok(key), Ok(sig)) = (hex::decode(public_key), hex::decode(&self.signature)) else { return false };
+        UnparsedPublicKey::new(&ED25519, key).verify(&Self::message(self.seq, &self.head_hash, &self.at), &sig).is_ok()
+    }
+}
+
+/// One entry as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// Position in the chain, from 1.
+    pub seq: i64,
+    /// When (RFC 3339).
+    pub at: String,
+    /// `access`, `completion`, `refusal`, …
+    pub kind: String,
+    /// The canonical JSON of the record.
+    pub payload: String,
+    /// The previous entry's hash.
+    pub prev_hash: String,
+    /// This entry's hash.
+    pub hash: String,
+}
+
+fn entry_hash(prev: &str, seq: i64, at: &str, kind: &str, payload: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [prev, &seq.to_string(), at, kind, payload] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// What [`Audit::verify`] found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    /// Entries checked.
+    pub entries: i64,
+    /// Checkpoints checked.
+    pub checkpoints: i64,
+    /// The last sequence number.
+    pub head_seq: i64,
+    /// The first problem, if any.
+    pub problem: Option<String>,
+}
+
+struct State {
+    last_checkpoint_seq: i64,
+    last_checkpoint_at: Instant,
+}
+
+/// The access log over a catalogue.
+#[derive(Clone)]
+pub struct Audit {
+    pool: AnyPool,
+    key: Arc<Ed25519KeyPair>,
+    config: AuditConfig,
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for Audit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Audit").field("key_path", &self.config.key_path).finish()
+    }
+}
+
+fn load_or_make_key(path: &Path) -> Result<Ed25519KeyPair, AuditError> {
+    let err = |message: String| AuditError::Key { path: path.to_path_buf(), message };
+    if !path.exists() {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|_| err("cannot make a key".into()))?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        }
+        write_private(path, pkcs8.as_ref()).map_err(|e| err(e.to_string()))?;
+    }
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    Ed25519KeyPair::from_pkcs8(&bytes).map_err(|_| err("not an Ed25519 PKCS#8 key".into()))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?.write_all(bytes)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+impl Audit {
+    /// The log over a catalogue, with its key (made on first use).
+    pub fn open(catalog: &Catalog, config: AuditConfig) -> Result<Self, AuditError> {
+        let key = load_or_make_key(&config.key_path)?;
+        Ok(Self {
+            pool: catalog.pool().clone(),
+            key: Arc::new(key),
+            config,
+            state: Arc::new(Mutex::new(State { last_checkpoint_seq: -1, last_checkpoint_at: Instant::now() })),
+        })
+    }
+
+    /// The public key (hex) checkpoints are signed with.
+    pub fn public_key(&self) -> String {
+        hex::encode(self.key.public_key().as_ref())
+    }
+
+    /// Appends one record durably and returns its sequence number. When this returns an error,
+    /// nothing may be released.
+    pub async fn append(&self, kind: &str, record: &serde_json::Value) -> Result<i64, AuditError> {
+        // serde_json keeps object keys sorted (no preserve_order), so this is canonical.
+        let payload = serde_json::to_string(record).map_err(|e| AuditError::Unavailable(e.to_string()))?;
+        let mut state = self.state.lock().await;
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let mut tx = self.pool.begin().await?;
+        let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *tx).await?;
+        let (prev_seq, prev_hash) = match last {
+            Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
+            None => (0, GENESIS.to_string()),
+        };
+        let seq = prev_seq + 1;
+        let hash = entry_hash(&prev_hash, seq, &at, kind, &payload);
+        sqlx::query("INSERT INTO audit_log (seq, at, kind, payload, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(seq)
+            .bind(&at)
+            .bind(kind)
+            .bind(&payload)
+            .bind(&prev_hash)
+            .bind(&hash)
+            .execute(&mut *tx)
+            .await?;
+        if state.last_checkpoint_seq < 0 {
+            let r = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM audit_checkpoints").fetch_one(&mut *tx).await?;
+            state.last_checkpoint_seq = r.try_get("seq")?;
+        }
+        let due = seq - state.last_checkpoint_seq >= self.config.checkpoint_every
+            || state.last_checkpoint_at.elapsed() >= self.config.checkpoint_interval;
+        if due {
+            let c = self.sign(seq, &hash, &at);
+            sqlx::query("INSERT INTO audit_checkpoints (seq, head_hash, at, public_key, signature) VALUES ($1, $2, $3, $4, $5)")
+                .bind(c.seq)
+                .bind(&c.head_hash)
+                .bind(&c.at)
+                .bind(&c.public_key)
+                .bind(&c.signature)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        if due {
+            state.last_checkpoint_seq = seq;
+            state.last_checkpoint_at = Instant::now();
+        }
+        Ok(seq)
+    }
+
+    fn sign(&self, seq: i64, head: &str, at: &str) -> Checkpoint {
+        let sig = self.key.sign(&Checkpoint::message(seq, head, at));
+        Checkpoint {
+            seq,
+            head_hash: head.to_string(),
+            at: at.to_string(),
+            public_key: self.public_key(),
+            signature: hex::encode(sig.as_ref()),
+        }
+    }
+
+    /// Signs the current head now (also stored), for keeping elsewhere.
+    pub async fn checkpoint(&self) -> Result<Checkpoint, AuditError> {
+        let _state = self.state.lock().await;
+        let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(&self.pool).await?;
+        let (seq, head) = match last {
+            Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
+            None => (0, GENESIS.to_string()),
+        };
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let c = self.sign(seq, &head, &at);
+        if seq > 0 {
+            sqlx::query(
+                "INSERT INTO audit_checkpoints (seq, head_hash, at, public_key, signature) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (seq) DO NOTHING",
+            )
+            .bind(c.seq)
+            .bind(&c.head_hash)
+            .bind(&c.at)
+            .bind(&c.public_key)
+            .bind(&c.signature)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(c)
+    }
+
+    /// Entries, oldest first.
+    pub async fn entries(&self) -> Result<Vec<Entry>, AuditError> {
+        let rows = sqlx::query("SELECT seq, at, kind, payload, prev_hash, hash FROM audit_log ORDER BY seq").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Entry {
+                    seq: r.try_get("seq")?,
+                    at: r.try_get("at")?,
+                    kind: r.try_get("kind")?,
+                    payload: r.try_get("payload")?,
+                    prev_hash: r.try_get("prev_hash")?,
+                    hash: r.try_get("hash")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Checks the whole chain, every stored checkpoint, and (if given) a checkpoint kept
+    /// elsewhere. The first problem names the entry.
+    pub async fn verify(&self, witness: Option<&Checkpoint>) -> Result<Verification, AuditError> {
+        let entries = self.entries().await?;
+        let rows = sqlx::query("SELECT seq, head_hash, at, public_key, signature FROM audit_checkpoints ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await?;
+        let checkpoints = rows
+            .iter()
+            .map(|r| {
+                Ok(Checkpoint {
+                    seq: r.try_get("seq")?,
+                    head_hash: r.try_get("head_hash")?,
+                    at: r.try_get("at")?,
+                    public_key: r.try_get("public_key")?,
+                    signature: r.try_get("signature")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let head_seq = entries.last().map_or(0, |e| e.seq);
+        let mut v = Verification { entries: entries.len() as i64, checkpoints: checkpoints.len() as i64, head_seq, problem: None };
+        v.problem = find_problem(&entries, &checkpoints, &self.public_key(), witness);
+        Ok(v)
+    }
+}
+
+fn find_problem(entries: &[Entry], checkpoints: &[Checkpoint], public_key: &str, witness: Option<&Checkpoint>) -> Option<String> {
+    let mut prev = GENESIS.to_string();
+    let mut expected_seq = 1;
+    for e in entries {
+        if e.seq != expected_seq {
+            return Some(format!("entry {expected_seq} is missing (the next entry is {}): deleted or reordered", e.seq));
+        }
+        if e.prev_hash != prev {
+            return Some(format!("entry {} does not follow entry {}: inserted, deleted or reordered", e.seq, e.seq - 1));
+        }
+        if entry_hash(&e.prev_hash, e.seq, &e.at, &e.kind, &e.payload) != e.hash {
+            return Some(format!("entry {} has been changed (its hash does not match its content)", e.seq));
+        }
+        prev = e.hash.clone();
+        expected_seq += 1;
+    }
+    let hash_at = |seq: i64| entries.get((seq - 1) as usize).map(|e| e.hash.as_str());
+    for c in checkpoints {
+        if c.public_key != public_key || !c.signed_by(public_key) {
+            return Some(format!("the checkpoint at entry {} is not signed by this installation's key", c.seq));
+        }
+        match hash_at(c.seq) {
+            None => return Some(format!("the log ends at entry {} but a checkpoint covers entry {}: truncated", entries.len(), c.seq)),
+            Some(h) if h != c.head_hash => {
+                return Some(format!("entry {} differs from its signed checkpoint: the log was rewritten", c.seq));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(w) = witness {
+        if !w.signed_by(public_key) {
+            return Some("the given checkpoint is not signed by this installation's key".into());
+        }
+        match hash_at(w.seq) {
+            None if w.seq > 0 => {
+                return Some(format!(
+                    "the log ends at entry {} but the given checkpoint covers entry {}: truncated or rolled back",
+                    entries.len(),
+                    w.seq
+                ));
+            }
+            Some(h) if h != w.head_hash => {
+                return Some(format!("entry {} differs from the given checkpoint: rolled back or rewritten", w.seq));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,110 @@
+//! Every kind of tampering is detected; a clean log verifies.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tverr_store::{Store, StoreConfig};
+
+use super::*;
+
+async fn setup(dir: &Path) -> (Store, Audit) {
+    let store = Store::open(&StoreConfig { data_dir: dir.join("data"), catalog_url: None, storage_url: None }).await.unwrap();
+    let audit = Audit::open(
+        &store.catalog,
+        AuditConfig { key_path: dir.join("audit.key"), checkpoint_every: 4, checkpoint_interval: Duration::from_secs(3600) },
+    )
+    .unwrap();
+    (store, audit)
+}
+
+async fn fill(audit: &Audit, n: i64) {
+    for i in 0..n {
+        audit.append("access", &json!({"who": "ola", "i": i, "dataset": "hamar/innbyggere"})).await.unwrap();
+    }
+}
+
+async fn exec(store: &Store, sql: &str) {
+    sqlx::query(sql).execute(store.catalog.pool()).await.unwrap();
+}
+
+async fn problem(audit: &Audit, witness: Option<&Checkpoint>) -> String {
+    audit.verify(witness).await.unwrap().problem.unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_clean_log_verifies_and_has_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, audit) = setup(dir.path()).await;
+    fill(&audit, 10).await;
+    let v = audit.verify(None).await.unwrap();
+    assert_eq!((v.entries, v.head_seq, v.problem), (10, 10, None));
+    assert_eq!(v.checkpoints, 2, "every 4 entries");
+    let c = audit.checkpoint().await.unwrap();
+    assert_eq!(c.seq, 10);
+    assert!(c.signed_by(&audit.public_key()));
+    assert!(audit.verify(Some(&c)).await.unwrap().problem.is_none());
+}
+
+#[tokio::test]
+async fn every_kind_of_tampering_is_detected() {
+    let cases: &[(&str, &str)] = &[
+        ("UPDATE audit_log SET payload = '{\"who\":\"nobody\"}' WHERE seq = 3", "entry 3 has been changed"),
+        ("DELETE FROM audit_log WHERE seq = 5", "entry 5 is missing"),
+        ("UPDATE audit_log SET seq = -seq WHERE seq IN (6, 7); UPDATE audit_log SET seq = 7 WHERE seq = -6; UPDATE audit_log SET seq = 6 WHERE seq = -7", "entry 6 does not follow"),
+        ("UPDATE audit_log SET hash = 'x' WHERE seq = 9", "entry 9 has been changed"),
+        ("DELETE FROM audit_log WHERE seq > 9", "truncated"),
+    ];
+    for (sql, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, audit) = setup(dir.path()).await;
+        fill(&audit, 12).await;
+        for statement in sql.split("; ") {
+            exec(&store, statement).await;
+        }
+        let p = problem(&audit, None).await;
+        assert!(p.contains(expected), "{sql}: {p:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_inserted_entry_with_a_recomputed_chain_breaks_the_signed_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, audit) = setup(dir.path()).await;
+    fill(&audit, 8).await;
+    // An attacker rewrites entry 2 and recomputes every hash after it, but cannot sign.
+    let entries = audit.entries().await.unwrap();
+    let mut prev = entries[0].hash.clone();
+    for e in &entries[1..] {
+        let payload = if e.seq == 2 { "{\"who\":\"nobody\"}".to_string() } else { e.payload.clone() };
+        let hash = entry_hash(&prev, e.seq, &e.at, &e.kind, &payload);
+        sqlx::query("UPDATE audit_log SET payload = $1, prev_hash = $2, hash = $3 WHERE seq = $4")
+            .bind(&payload)
+            .bind(&prev)
+            .bind(&hash)
+            .bind(e.seq)
+            .execute(store.catalog.pool())
+            .await
+            .unwrap();
+        prev = hash;
+    }
+    let p = problem(&audit, None).await;
+    assert!(p.contains("differs from its signed checkpoint"), "{p}");
+}
+
+#[tokio::test]
+async fn truncation_and_rollback_are_caught_by_a_checkpoint_kept_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, audit) = setup(dir.path()).await;
+    fill(&audit, 6).await;
+    let witness = audit.checkpoint().await.unwrap();
+    // Cut the tail and every checkpoint that mentioned it: the chain alone still looks fine…
+    exec(&store, "DELETE FROM audit_log WHERE seq > 4").await;
+    exec(&store, "DELETE FROM audit_checkpoints WHERE seq > 4").await;
+    assert_eq!(problem(&audit, None).await, "");
+    // …but not against the checkpoint kept elsewhere.
+    assert!(problem(&audit, Some(&witness)).await.contains("truncated or rolled back"));
+    // A forged witness is refused.
+    let mut forged = witness.clone();
+    forged.seq = 2;
+    assert!(problem(&audit, Some(&forged)).await.contains("not signed"));
+}

@@ -1,0 +1,94 @@
+//! The access log through the real binary: reads of non-open data leave intent and completion
+//! records before and after the rows; `audit verify` checks the chain; a copy of the database
+//! rolled back to an earlier state is caught with a checkpoint kept elsewhere; and when the log
+//! cannot be written, nothing is released.
+
+mod common;
+
+use std::process::Command;
+
+use common::Tverr;
+
+/// Runs SQL against the SQLite catalogue with Python's sqlite3 module (an independent client).
+fn sqlite(db: &std::path::Path, sql: &str) -> String {
+    let out = Command::new("python3")
+        .args(["-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); r = c.execute(sys.argv[2]).fetchall(); c.commit(); print(r)"])
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn copy_db(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for name in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] {
+        let src = from.join(name);
+        let _ = std::fs::remove_file(to.join(name));
+        if src.exists() {
+            std::fs::copy(&src, to.join(name)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn reads_are_logged_verified_and_refused_when_the_log_is_down() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "200"]);
+    let db = t.data().join("catalog.db");
+    let count = |kind: &str| sqlite(&db, &format!("SELECT count(*) FROM audit_log WHERE kind = '{kind}'"));
+    assert_eq!(count("access"), "[(0,)]");
+
+    // A case worker's read: an intent record naming who, why, what and how, then a completion.
+    t.ok(&["sql", "--as", "ola", "--purpose", "byggesaksbehandling", "SELECT fornavn, fodselsnummer FROM hamar.innbyggere LIMIT 7"]);
+    let intent = sqlite(&db, "SELECT payload FROM audit_log WHERE kind = 'access' ORDER BY seq DESC LIMIT 1");
+    for fragment in ["\"channel\":\"cli-sql\"", "\"username\":\"ola\"", "\"purpose\":\"byggesaksbehandling\"",
+        "\"dataset\":\"hamar/innbyggere\"", "\"mask\":\"hmac\"", "\"kind\":\"agreement\"", "\"version\":0"] {
+        assert!(intent.contains(fragment), "{fragment} not in {intent}");
+    }
+    let completion = sqlite(&db, "SELECT payload FROM audit_log WHERE kind = 'completion' ORDER BY seq DESC LIMIT 1");
+    assert!(completion.contains("\"rows\":7") && completion.contains("\"status\":\"ok\""), "{completion}");
+    // Open data is not logged; refusals are.
+    t.ok(&["sql", "--as", "ola", "SELECT count(*) FROM hamar.barnehager"]);
+    assert_eq!(count("access"), "[(1,)]");
+    t.fail(&["sql", "--as", "ola", "--purpose", "byggesaksbehandling", "SELECT * FROM hamar.hjemmetjenester"]);
+    assert_eq!(count("refusal"), "[(1,)]");
+    // Exports by the operator are logged like anyone's.
+    t.ok(&["export", "hamar/byggesaker", "--format", "csv"]);
+    assert!(sqlite(&db, "SELECT payload FROM audit_log WHERE kind = 'access' ORDER BY seq DESC LIMIT 1").contains("\"kind\":\"operator\""));
+
+    let out = t.ok(&["audit", "verify"]);
+    assert!(out.contains("5 entries"), "{out}");
+
+    // Roll the whole database back to an earlier copy: only a checkpoint kept elsewhere tells.
+    let earlier = t.dir.path().join("earlier");
+    copy_db(&t.data(), &earlier);
+    t.ok(&["sql", "--as", "ola", "--purpose", "byggesaksbehandling", "SELECT count(*) FROM hamar.innbyggere"]);
+    let witness = t.dir.path().join("witness.json");
+    t.ok(&["audit", "checkpoint", "--out", witness.to_str().unwrap()]);
+    t.ok(&["audit", "verify", "--checkpoint", witness.to_str().unwrap()]);
+    copy_db(&earlier, &t.data());
+    t.ok(&["audit", "verify"]);
+    let (code, err) = t.fail(&["audit", "verify", "--checkpoint", witness.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("truncated or rolled back"), "{err}");
+
+    // Edit an entry: verify fails and names it.
+    sqlite(&db, "UPDATE audit_log SET payload = replace(payload, 'ola', 'per') WHERE seq = 1");
+    let (code, err) = t.fail(&["audit", "verify"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("entry 1 has been changed"), "{err}");
+
+    // Fault injected into the store: the log refuses writes. Non-open reads are refused and
+    // release nothing; open data still flows.
+    sqlite(&db, "CREATE TRIGGER broken BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END");
+    let out = t.command()
+        .args(["sql", "--as", "ola", "--purpose", "byggesaksbehandling", "--format", "csv", "SELECT fornavn FROM hamar.innbyggere"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "nothing may be released");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the access log cannot be written"));
+    t.ok(&["sql", "--as", "ola", "SELECT count(*) FROM hamar.barnehager"]);
+}
