@@ -190,6 +190,21 @@ impl Audit {
         // serde_json keeps object keys sorted (no preserve_order), so this is canonical.
         let payload = serde_json::to_string(record).map_err(|e| AuditError::Unavailable(e.to_string()))?;
         let mut state = self.state.lock().await;
+        // Another server node may take the same sequence number first: then the insert fails on
+        // the primary key and the entry is chained again onto the new head.
+        let mut attempts = 0;
+        loop {
+            match self.append_once(kind, &payload, &mut state).await {
+                Err(sqlx::Error::Database(d)) if retryable(d.as_ref()) && attempts < 20 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(2 * attempts)).await;
+                }
+                other => return other.map_err(Into::into),
+            }
+        }
+    }
+
+    async fn append_once(&self, kind: &str, payload: &str, state: &mut State) -> Result<i64, sqlx::Error> {
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let mut tx = self.pool.begin().await?;
         let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *tx).await?;
@@ -198,12 +213,12 @@ impl Audit {
             None => (0, GENESIS.to_string()),
         };
         let seq = prev_seq + 1;
-        let hash = entry_hash(&prev_hash, seq, &at, kind, &payload);
+        let hash = entry_hash(&prev_hash, seq, &at, kind, payload);
         sqlx::query("INSERT INTO audit_log (seq, at, kind, payload, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(seq)
             .bind(&at)
             .bind(kind)
-            .bind(&payload)
+            .bind(payload)
             .bind(&prev_hash)
             .bind(&hash)
             .execute(&mut *tx)
@@ -215,15 +230,7 @@ impl Audit {
         let due = seq - state.last_checkpoint_seq >= self.config.checkpoint_every
             || state.last_checkpoint_at.elapsed() >= self.config.checkpoint_interval;
         if due {
-            let c = self.sign(seq, &hash, &at);
-            sqlx::query("INSERT INTO audit_checkpoints (seq, head_hash, at, public_key, signature) VALUES ($1, $2, $3, $4, $5)")
-                .bind(c.seq)
-                .bind(&c.head_hash)
-                .bind(&c.at)
-                .bind(&c.public_key)
-                .bind(&c.signature)
-                .execute(&mut *tx)
-                .await?;
+            insert_checkpoint(&mut *tx, &self.sign(seq, &hash, &at)).await?;
         }
         tx.commit().await?;
         if due {
@@ -255,17 +262,7 @@ impl Audit {
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let c = self.sign(seq, &head, &at);
         if seq > 0 {
-            sqlx::query(
-                "INSERT INTO audit_checkpoints (seq, head_hash, at, public_key, signature) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (seq) DO NOTHING",
-            )
-            .bind(c.seq)
-            .bind(&c.head_hash)
-            .bind(&c.at)
-            .bind(&c.public_key)
-            .bind(&c.signature)
-            .execute(&self.pool)
-            .await?;
+            insert_checkpoint(&self.pool, &c).await?;
         }
         Ok(c)
     }
@@ -311,6 +308,28 @@ impl Audit {
         v.problem = find_problem(&entries, &checkpoints, &self.public_key(), witness);
         Ok(v)
     }
+}
+
+/// A race with another writer: the same sequence number taken (unique violation), or SQLite's
+/// busy and stale-snapshot errors.
+fn retryable(d: &dyn sqlx::error::DatabaseError) -> bool {
+    d.is_unique_violation() || matches!(d.code().as_deref(), Some("5" | "517" | "40001"))
+}
+
+/// Stores a checkpoint (once per sequence number).
+async fn insert_checkpoint<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(executor: E, c: &Checkpoint) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (seq, head_hash, at, public_key, signature) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (seq) DO NOTHING",
+    )
+    .bind(c.seq)
+    .bind(&c.head_hash)
+    .bind(&c.at)
+    .bind(&c.public_key)
+    .bind(&c.signature)
+    .execute(executor)
+    .await
+    .map(|_| ())
 }
 
 fn find_problem(entries: &[Entry], checkpoints: &[Checkpoint], public_key: &str, witness: Option<&Checkpoint>) -> Option<String> {

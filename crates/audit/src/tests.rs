@@ -108,3 +108,28 @@ async fn truncation_and_rollback_are_caught_by_a_checkpoint_kept_elsewhere() {
     forged.seq = 2;
     assert!(problem(&audit, Some(&forged)).await.contains("not signed"));
 }
+
+#[tokio::test]
+async fn two_writers_keep_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, first) = setup(dir.path()).await;
+    // A second node (its own lock and state) over the same catalogue and key.
+    let second = Audit::open(
+        &store.catalog,
+        AuditConfig { key_path: dir.path().join("audit.key"), checkpoint_every: 4, checkpoint_interval: Duration::from_secs(3600) },
+    )
+    .unwrap();
+    let mut tasks = Vec::new();
+    for (n, audit) in [first.clone(), second].into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                audit.append("access", &json!({"node": n, "i": i})).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let v = first.verify(None).await.unwrap();
+    assert_eq!((v.entries, v.problem), (50, None));
+}
