@@ -109,6 +109,56 @@ fn entry_hash(prev: &str, seq: i64, at: &str, kind: &str, payload: &str) -> Stri
     hex::encode(h.finalize())
 }
 
+/// Which entries [`Audit::search`] returns; every set field must match.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Search {
+    /// Only entries about this organisation (its users' reads, or reads of its datasets).
+    pub org: Option<String>,
+    /// Only entries of this user name.
+    pub user: Option<String>,
+    /// Only entries that name this dataset (`org/dataset`).
+    pub dataset: Option<String>,
+    /// From this time (RFC 3339 or a date), inclusive.
+    pub from: Option<String>,
+    /// Before this time (RFC 3339 or a date), exclusive.
+    pub to: Option<String>,
+}
+
+impl Search {
+    fn matches(&self, e: &Entry) -> bool {
+        if self.from.as_ref().is_some_and(|f| e.at.as_str() < f.as_str()) || self.to.as_ref().is_some_and(|t| e.at.as_str() >= t.as_str()) {
+            return false;
+        }
+        let record: serde_json::Value = serde_json::from_str(&e.payload).unwrap_or_default();
+        let principal = &record["principal"];
+        let mut datasets: Vec<String> = record["datasets"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|d| d["dataset"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        if let Some(d) = record["dataset"].as_str() {
+            datasets.push(d.replacen('.', "/", 1));
+        }
+        if let Some(u) = &self.user {
+            if principal["username"].as_str() != Some(u.as_str()) {
+                return false;
+            }
+        }
+        if let Some(d) = &self.dataset {
+            if !datasets.iter().any(|x| x == d) {
+                return false;
+            }
+        }
+        if let Some(o) = &self.org {
+            let own = principal["org"].as_str() == Some(o.as_str());
+            let theirs = datasets.iter().any(|d| d.split('/').next() == Some(o.as_str()));
+            if !own && !theirs {
+                return false;
+            }
+        }
+        true
+    }
+}
+
 /// What [`Audit::verify`] found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verification {
@@ -282,6 +332,11 @@ impl Audit {
                 })
             })
             .collect()
+    }
+
+    /// Entries that match a search, oldest first.
+    pub async fn search(&self, search: &Search) -> Result<Vec<Entry>, AuditError> {
+        Ok(self.entries().await?.into_iter().filter(|e| search.matches(e)).collect())
     }
 
     /// Checks the whole chain, every stored checkpoint, and (if given) a checkpoint kept

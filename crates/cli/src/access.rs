@@ -352,6 +352,7 @@ pub async fn agreement(engine: &tverr_query::Engine, cmd: AgreementCommand) -> R
             Policy::may_request(&actor, &req.consumer)?;
             engine.check_terms(&req.datasets).await?;
             let ag = policy.request_agreement(&actor, req).await?;
+            engine.log_event("agreement", &actor, "cli", serde_json::json!({"agreement": ag.id, "state": ag.state, "revision": ag.revision})).await?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&ag)?);
             } else {
@@ -362,16 +363,19 @@ pub async fn agreement(engine: &tverr_query::Engine, cmd: AgreementCommand) -> R
         AgreementCommand::Approve(t) => {
             let actor = t.actor.principal(policy).await?;
             let a = policy.approve(&actor, t.id, t.note.as_deref()).await?;
+            engine.log_event("agreement", &actor, "cli", serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision, "note": t.note})).await?;
             eprintln!("agreement {} is {}", a.id, a.state);
         }
         AgreementCommand::Deny(t) => {
             let actor = t.actor.principal(policy).await?;
             let a = policy.deny(&actor, t.id, t.note.as_deref()).await?;
+            engine.log_event("agreement", &actor, "cli", serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision, "note": t.note})).await?;
             eprintln!("agreement {} is {}", a.id, a.state);
         }
         AgreementCommand::Revoke(t) => {
             let actor = t.actor.principal(policy).await?;
             let a = policy.revoke(&actor, t.id, t.note.as_deref()).await?;
+            engine.log_event("agreement", &actor, "cli", serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision, "note": t.note})).await?;
             eprintln!("agreement {} is {}", a.id, a.state);
         }
         AgreementCommand::List { json } => {

@@ -133,6 +133,24 @@ enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Entries matching the filters (all organisations; the operator's search is logged too).
+    Search {
+        /// Only this user name.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only entries naming this dataset (ORG/DATASET).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Only entries about this organisation.
+        #[arg(long)]
+        org: Option<String>,
+        /// From (RFC 3339 or YYYY-MM-DD), inclusive.
+        #[arg(long)]
+        from: Option<String>,
+        /// Before (RFC 3339 or YYYY-MM-DD).
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Sign the current head of the log and write the checkpoint, to keep elsewhere.
     Checkpoint {
         /// Output file (default: stdout).
@@ -739,6 +757,14 @@ async fn audit_command(engine: &Engine, c: AuditCommand) -> Result<()> {
                 return Err(AuditBroken(p).into());
             }
             eprintln!("the access log verifies{}", if witness.is_some() { " against the given checkpoint" } else { "" });
+        }
+        AuditCommand::Search { user, dataset, org, from, to } => {
+            let details = serde_json::json!({"what": "search", "user": user, "dataset": dataset, "org": org, "from": from, "to": to});
+            engine.log_event("audit-read", &tverr_policy::Principal::Operator, "cli", details).await?;
+            let search = tverr_audit::Search { org, user, dataset, from, to };
+            for e in engine.audit().search(&search).await? {
+                println!("{}", serde_json::json!({"seq": e.seq, "at": e.at, "kind": e.kind, "record": serde_json::from_str::<serde_json::Value>(&e.payload)?}));
+            }
         }
         AuditCommand::Checkpoint { out } => {
             let c = engine.audit().checkpoint().await?;

@@ -92,3 +92,44 @@ fn reads_are_logged_verified_and_refused_when_the_log_is_down() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("the access log cannot be written"));
     t.ok(&["sql", "--as", "ola", "SELECT count(*) FROM hamar.barnehager"]);
 }
+
+#[test]
+fn auditors_read_their_organisations_log_and_are_logged_reading_it() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "200"]);
+    let db = t.data().join("catalog.db");
+    // Agreement changes are logged, with who made them.
+    t.ok(&["agreement", "revoke", "3", "--as", "lise", "--note", "slutt"]);
+    let change = sqlite(&db, "SELECT payload FROM audit_log WHERE kind = 'agreement' ORDER BY seq DESC LIMIT 1");
+    assert!(change.contains("\"agreement\":3") && change.contains("\"state\":\"revoked\"") && change.contains("\"username\":\"lise\""), "{change}");
+    t.ok(&["sql", "--as", "ola", "--purpose", "byggesaksbehandling", "SELECT count(*) FROM hamar.innbyggere"]);
+    t.ok(&["sql", "--as", "lise", "--purpose", "vannforsyning", "SELECT count(*) FROM hias.vannmalere"]);
+
+    let revisor = t.ok(&["token", "create", "--user", "revisor"]).trim().to_string();
+    let ola = t.ok(&["token", "create", "--user", "ola"]).trim().to_string();
+    let server = common::start(&t);
+    let get = |token: &str, path: &str| common::request(server.1, "GET", path, &[("Authorization", &format!("Bearer {token}"))], None);
+
+    let (status, _, body) = get(&revisor, "/api/v1/audit/verify");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"problem\":null"), "{body}");
+    let (status, _, body) = get(&revisor, "/api/v1/audit?user=ola");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let entries = v["entries"].as_array().unwrap();
+    assert!(entries.iter().any(|e| e["kind"] == "access"), "{body}");
+    assert!(entries.iter().all(|e| e["record"]["principal"]["username"] == "ola"));
+    // Hamar's auditor does not see Hias' reads of Hias' data.
+    let (_, _, body) = get(&revisor, "/api/v1/audit?dataset=hias/vannmalere");
+    assert!(!body.contains("\"username\":\"lise\""), "{body}");
+    // An employee reads no one's entries; anonymous callers must sign in.
+    assert_eq!(get(&ola, "/api/v1/audit?user=ola").0, 403);
+    assert_eq!(common::get(server.1, "/api/v1/audit/verify").0, 401);
+    drop(server);
+    // Token use and the auditor's own reads are in the log.
+    assert_ne!(sqlite(&db, "SELECT count(*) FROM audit_log WHERE kind = 'authentication'"), "[(0,)]");
+    assert_eq!(sqlite(&db, "SELECT count(*) FROM audit_log WHERE kind = 'audit-read'"), "[(3,)]");
+    let out = t.ok(&["audit", "search", "--user", "lise"]);
+    assert!(out.lines().count() >= 2 && out.contains("\"username\":\"lise\""), "{out}");
+    t.ok(&["audit", "verify"]);
+}

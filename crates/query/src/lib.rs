@@ -194,6 +194,16 @@ impl Engine {
         self.audit.append("access", &record).await.map(Some).map_err(|e| QueryError::AuditUnavailable(e.to_string()))
     }
 
+    /// Records an event other than a read (authentication, agreement change, audit read) with
+    /// who did it and on which channel.
+    pub async fn log_event(&self, kind: &str, who: &Principal, channel: &str, details: serde_json::Value) -> Result<(), QueryError> {
+        let mut record = serde_json::json!({"channel": channel, "principal": principal_record(who)});
+        if let (Some(r), serde_json::Value::Object(d)) = (record.as_object_mut(), details) {
+            r.extend(d);
+        }
+        self.audit.append(kind, &record).await.map(|_| ()).map_err(|e| QueryError::AuditUnavailable(e.to_string()))
+    }
+
     /// Records how a release ended (rows released, status, duration). A failure here is logged
     /// but cannot take back rows already sent.
     pub async fn completed(&self, released_access: Option<i64>, started: std::time::Instant, rows: u64, status: &str) {

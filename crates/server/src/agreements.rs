@@ -108,6 +108,11 @@ pub async fn request(
     tverr_policy::Policy::may_request(&caller.principal, &req.consumer).map_err(Problem::from_policy)?;
     state.engine.check_terms(&req.datasets).await.map_err(Problem::from_query)?;
     let a = state.engine.policy().request_agreement(&caller.principal, req).await.map_err(Problem::from_policy)?;
+    state
+        .engine
+        .log_event("agreement", &caller.principal, "http", serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision}))
+        .await
+        .map_err(Problem::from_query)?;
     Ok((StatusCode::CREATED, Json(a)))
 }
 
@@ -129,6 +134,7 @@ pub async fn transition(
     let u = signed_in(&caller)?;
     visible(&state, u, id).await?;
     let note = body.and_then(|Json(b)| b.note);
+    let note_for_log = note.clone();
     let policy = state.engine.policy();
     let result = match action.as_str() {
         "approve" => policy.approve(&caller.principal, id, note.as_deref()).await,
@@ -136,5 +142,16 @@ pub async fn transition(
         "revoke" => policy.revoke(&caller.principal, id, note.as_deref()).await,
         _ => return Err(Problem::new(StatusCode::NOT_FOUND, "not-found", "Ikke funnet / Not found", "expected approve, deny or revoke")),
     };
-    result.map(Json).map_err(Problem::from_policy)
+    let a = result.map_err(Problem::from_policy)?;
+    state
+        .engine
+        .log_event(
+            "agreement",
+            &caller.principal,
+            "http",
+            serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision, "note": note_for_log}),
+        )
+        .await
+        .map_err(Problem::from_query)?;
+    Ok(Json(a))
 }

@@ -6,6 +6,7 @@
 //! like one that does not exist (invariant 3).
 
 mod agreements;
+mod audit;
 mod auth;
 mod oidc;
 mod problem;
@@ -61,6 +62,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/datasets", get(list_datasets))
         .route("/api/v1/datasets/{org}/{dataset}", get(show_dataset))
         .route("/api/v1/sql", post(sql::query))
+        .route("/api/v1/audit", get(audit::search))
+        .route("/api/v1/audit/verify", get(audit::verify))
         .route("/api/v1/agreements", get(agreements::list).post(agreements::request))
         .route("/api/v1/agreements/{id}", get(agreements::show))
         .route("/api/v1/agreements/{id}/{action}", post(agreements::transition))

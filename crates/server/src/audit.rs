@@ -1,0 +1,75 @@
+//! The access log for auditors: `GET /api/v1/audit/verify` and `GET /api/v1/audit?user=&dataset=&from=&to=`.
+//! Only users with the `auditor` role, and only entries about their own organisation; every read
+//! of the log is itself logged.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+use tverr_audit::{Search, Verification};
+use tverr_policy::{Principal, Role};
+
+use crate::{AppState, Caller, Problem};
+
+fn auditor_org(caller: &Caller) -> Result<String, Problem> {
+    match &caller.principal {
+        Principal::User(u) if u.role == Role::Auditor => Ok(u.org.clone()),
+        Principal::Anonymous => Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Ikke autentisert / Not authenticated",
+            "the access log is for auditors: send Authorization: Bearer <token>",
+        )),
+        _ => Err(Problem::new(StatusCode::FORBIDDEN, "forbidden", "Ikke tillatt / Forbidden", "the access log is for auditors")),
+    }
+}
+
+fn unavailable(e: tverr_audit::AuditError) -> Problem {
+    Problem::from_query(tverr_query::QueryError::AuditUnavailable(e.to_string()))
+}
+
+/// Checks the chain and every checkpoint.
+pub async fn verify(State(state): State<AppState>, caller: Caller) -> Result<Json<Verification>, Problem> {
+    auditor_org(&caller)?;
+    state
+        .engine
+        .log_event("audit-read", &caller.principal, "http", serde_json::json!({"what": "verify"}))
+        .await
+        .map_err(Problem::from_query)?;
+    state.engine.audit().verify(None).await.map(Json).map_err(unavailable)
+}
+
+#[derive(Serialize)]
+pub struct EntryView {
+    seq: i64,
+    at: String,
+    kind: String,
+    record: serde_json::Value,
+}
+
+#[derive(Serialize)]
+pub struct Entries {
+    entries: Vec<EntryView>,
+}
+
+/// Entries about the auditor's organisation that match the filters.
+pub async fn search(State(state): State<AppState>, caller: Caller, Query(mut q): Query<Search>) -> Result<Json<Entries>, Problem> {
+    q.org = Some(auditor_org(&caller)?);
+    state
+        .engine
+        .log_event(
+            "audit-read",
+            &caller.principal,
+            "http",
+            serde_json::json!({"what": "search", "user": q.user, "dataset": q.dataset, "from": q.from, "to": q.to}),
+        )
+        .await
+        .map_err(Problem::from_query)?;
+    let entries = state.engine.audit().search(&q).await.map_err(unavailable)?;
+    Ok(Json(Entries {
+        entries: entries
+            .into_iter()
+            .map(|e| EntryView { seq: e.seq, at: e.at, kind: e.kind, record: serde_json::from_str(&e.payload).unwrap_or_default() })
+            .collect(),
+    }))
+}
