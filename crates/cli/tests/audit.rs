@@ -133,3 +133,31 @@ fn auditors_read_their_organisations_log_and_are_logged_reading_it() {
     assert!(out.lines().count() >= 2 && out.contains("\"username\":\"lise\""), "{out}");
     t.ok(&["audit", "verify"]);
 }
+
+#[test]
+fn killing_a_large_export_leaves_the_intent_and_a_sound_chain() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "5000"]);
+    let db = t.data().join("catalog.db");
+    // Nobody reads the export's stdout, so it stalls once the pipe is full, mid-export.
+    let mut child = t
+        .command()
+        .args(["export", "hamar/innbyggere", "--format", "ndjson", "--as", "siri", "--purpose", "folkeregisterforvaltning"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while sqlite(&db, "SELECT count(*) FROM audit_log WHERE kind = 'access'") == "[(0,)]" {
+        assert!(std::time::Instant::now() < deadline, "no intent record was written");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "the export must still be running (stalled on its output)");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let intent = sqlite(&db, "SELECT payload FROM audit_log WHERE kind = 'access'");
+    assert!(intent.contains("\"channel\":\"cli-export\"") && intent.contains("\"username\":\"siri\""), "{intent}");
+    assert_eq!(sqlite(&db, "SELECT count(*) FROM audit_log WHERE kind = 'completion'"), "[(0,)]");
+    t.ok(&["audit", "verify"]);
+}
