@@ -257,11 +257,7 @@ impl Audit {
     async fn append_once(&self, kind: &str, payload: &str, state: &mut State) -> Result<i64, sqlx::Error> {
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let mut tx = self.pool.begin().await?;
-        let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *tx).await?;
-        let (prev_seq, prev_hash) = match last {
-            Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
-            None => (0, GENESIS.to_string()),
-        };
+        let (prev_seq, prev_hash) = head(&mut *tx).await?;
         let seq = prev_seq + 1;
         let hash = entry_hash(&prev_hash, seq, &at, kind, payload);
         sqlx::query("INSERT INTO audit_log (seq, at, kind, payload, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6)")
@@ -304,11 +300,8 @@ impl Audit {
     /// Signs the current head now (also stored), for keeping elsewhere.
     pub async fn checkpoint(&self) -> Result<Checkpoint, AuditError> {
         let _state = self.state.lock().await;
-        let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(&self.pool).await?;
-        let (seq, head) = match last {
-            Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
-            None => (0, GENESIS.to_string()),
-        };
+        let mut conn = self.pool.acquire().await?;
+        let (seq, head) = head(&mut *conn).await?;
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let c = self.sign(seq, &head, &at);
         if seq > 0 {
@@ -332,6 +325,24 @@ impl Audit {
                 })
             })
             .collect()
+    }
+
+    /// Retention: removes the entries up to the last checkpoint signed before `before` (RFC 3339
+    /// or a date), keeping that checkpoint as the anchor the rest of the chain is verified from,
+    /// and records the removal as an entry. Returns the number of entries removed.
+    pub async fn prune(&self, before: &str) -> Result<i64, AuditError> {
+        let anchor = sqlx::query("SELECT seq FROM audit_checkpoints WHERE at < $1 ORDER BY seq DESC LIMIT 1")
+            .bind(before)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(anchor) = anchor else { return Ok(0) };
+        let anchor: i64 = anchor.try_get("seq")?;
+        let mut tx = self.pool.begin().await?;
+        let removed = sqlx::query("DELETE FROM audit_log WHERE seq <= $1").bind(anchor).execute(&mut *tx).await?.rows_affected();
+        sqlx::query("DELETE FROM audit_checkpoints WHERE seq < $1").bind(anchor).execute(&mut *tx).await?;
+        tx.commit().await?;
+        self.append("retention", &serde_json::json!({"removed_through": anchor, "before": before, "entries": removed})).await?;
+        Ok(removed as i64)
     }
 
     /// Entries that match a search, oldest first.
@@ -365,6 +376,18 @@ impl Audit {
     }
 }
 
+/// The chain's head: the last entry, or after retention removed every entry, the anchor
+/// checkpoint; `(0, GENESIS)` for an empty log.
+async fn head(conn: &mut sqlx::AnyConnection) -> Result<(i64, String), sqlx::Error> {
+    if let Some(r) = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *conn).await? {
+        return Ok((r.try_get("seq")?, r.try_get("hash")?));
+    }
+    match sqlx::query("SELECT seq, head_hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *conn).await? {
+        Some(r) => Ok((r.try_get("seq")?, r.try_get("head_hash")?)),
+        None => Ok((0, GENESIS.to_string())),
+    }
+}
+
 /// A race with another writer: the same sequence number taken (unique violation), or SQLite's
 /// busy and stale-snapshot errors.
 fn retryable(d: &dyn sqlx::error::DatabaseError) -> bool {
@@ -388,8 +411,32 @@ async fn insert_checkpoint<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(exec
 }
 
 fn find_problem(entries: &[Entry], checkpoints: &[Checkpoint], public_key: &str, witness: Option<&Checkpoint>) -> Option<String> {
+    for c in checkpoints {
+        if c.public_key != public_key || !c.signed_by(public_key) {
+            return Some(format!("the checkpoint at entry {} is not signed by this installation's key", c.seq));
+        }
+    }
+    // After retention the log starts later: the first entry must follow a signed checkpoint.
+    let first_seq = entries.first().map_or(1, |e| e.seq);
     let mut prev = GENESIS.to_string();
-    let mut expected_seq = 1;
+    if first_seq > 1 {
+        match checkpoints.iter().find(|c| c.seq == first_seq - 1) {
+            Some(anchor) => {
+                // …and the log itself must say that retention removed exactly that much.
+                let declared = entries.iter().any(|e| {
+                    e.kind == "retention"
+                        && serde_json::from_str::<serde_json::Value>(&e.payload)
+                            .is_ok_and(|p| p["removed_through"].as_i64() == Some(first_seq - 1))
+                });
+                if !declared {
+                    return Some(format!("entries up to {} were removed without a retention record", first_seq - 1));
+                }
+                prev = anchor.head_hash.clone();
+            }
+            None => return Some(format!("the log starts at entry {first_seq} without a signed checkpoint of entry {}: entries were deleted", first_seq - 1)),
+        }
+    }
+    let mut expected_seq = first_seq;
     for e in entries {
         if e.seq != expected_seq {
             return Some(format!("entry {expected_seq} is missing (the next entry is {}): deleted or reordered", e.seq));
@@ -403,13 +450,11 @@ fn find_problem(entries: &[Entry], checkpoints: &[Checkpoint], public_key: &str,
         prev = e.hash.clone();
         expected_seq += 1;
     }
-    let hash_at = |seq: i64| entries.get((seq - 1) as usize).map(|e| e.hash.as_str());
-    for c in checkpoints {
-        if c.public_key != public_key || !c.signed_by(public_key) {
-            return Some(format!("the checkpoint at entry {} is not signed by this installation's key", c.seq));
-        }
+    let last_seq = expected_seq - 1;
+    let hash_at = |seq: i64| (seq >= first_seq).then(|| entries.get((seq - first_seq) as usize).map(|e| e.hash.as_str())).flatten();
+    for c in checkpoints.iter().filter(|c| c.seq >= first_seq) {
         match hash_at(c.seq) {
-            None => return Some(format!("the log ends at entry {} but a checkpoint covers entry {}: truncated", entries.len(), c.seq)),
+            None => return Some(format!("the log ends at entry {last_seq} but a checkpoint covers entry {}: truncated", c.seq)),
             Some(h) if h != c.head_hash => {
                 return Some(format!("entry {} differs from its signed checkpoint: the log was rewritten", c.seq));
             }
@@ -420,18 +465,18 @@ fn find_problem(entries: &[Entry], checkpoints: &[Checkpoint], public_key: &str,
         if !w.signed_by(public_key) {
             return Some("the given checkpoint is not signed by this installation's key".into());
         }
-        match hash_at(w.seq) {
-            None if w.seq > 0 => {
-                return Some(format!(
-                    "the log ends at entry {} but the given checkpoint covers entry {}: truncated or rolled back",
-                    entries.len(),
-                    w.seq
-                ));
-            }
-            Some(h) if h != w.head_hash => {
+        if w.seq > last_seq {
+            return Some(format!(
+                "the log ends at entry {last_seq} but the given checkpoint covers entry {}: truncated or rolled back",
+                w.seq
+            ));
+        }
+        // A witness older than the retained log can only be compared with the anchor.
+        let known = if w.seq >= first_seq { hash_at(w.seq) } else { checkpoints.iter().find(|c| c.seq == w.seq).map(|c| c.head_hash.as_str()) };
+        if let Some(h) = known {
+            if h != w.head_hash {
                 return Some(format!("entry {} differs from the given checkpoint: rolled back or rewritten", w.seq));
             }
-            _ => {}
         }
     }
     None

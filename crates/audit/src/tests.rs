@@ -133,3 +133,27 @@ async fn two_writers_keep_one_chain() {
     let v = first.verify(None).await.unwrap();
     assert_eq!((v.entries, v.problem), (50, None));
 }
+
+#[tokio::test]
+async fn retention_keeps_what_remains_verifiable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, audit) = setup(dir.path()).await;
+    fill(&audit, 10).await;
+    let witness = audit.checkpoint().await.unwrap();
+    let removed = audit.prune("9999-12-31").await.unwrap();
+    assert_eq!(removed, 10, "everything up to the last checkpoint");
+    fill(&audit, 3).await;
+    let v = audit.verify(Some(&witness)).await.unwrap();
+    assert_eq!((v.entries, v.problem), (4, None), "the retention entry and three more");
+    // Deleting beyond the anchor is still caught.
+    exec(&store, "DELETE FROM audit_log WHERE seq = 11").await;
+    assert!(problem(&audit, None).await.contains("without a signed checkpoint of entry 10") || problem(&audit, None).await.contains("entry 11"));
+    // Removing the oldest entries up to a checkpoint without retention is caught.
+    let dir2 = tempfile::tempdir().unwrap();
+    let (store2, audit2) = setup(dir2.path()).await;
+    fill(&audit2, 10).await;
+    exec(&store2, "DELETE FROM audit_log WHERE seq <= 4").await;
+    assert!(problem(&audit2, None).await.contains("without a retention record"));
+    // Nothing signed before the date: nothing is removed.
+    assert_eq!(audit.prune("1970-01-01").await.unwrap(), 0);
+}

@@ -151,6 +151,16 @@ enum AuditCommand {
         #[arg(long)]
         to: Option<String>,
     },
+    /// Retention: remove entries older than the last checkpoint signed before a time; what
+    /// remains still verifies from that checkpoint.
+    Prune {
+        /// Keep entries from this many days back.
+        #[arg(long, conflicts_with = "before", required_unless_present = "before")]
+        keep_days: Option<u32>,
+        /// Remove what was checkpointed before this time (RFC 3339 or YYYY-MM-DD).
+        #[arg(long)]
+        before: Option<String>,
+    },
     /// Sign the current head of the log and write the checkpoint, to keep elsewhere.
     Checkpoint {
         /// Output file (default: stdout).
@@ -765,6 +775,16 @@ async fn audit_command(engine: &Engine, c: AuditCommand) -> Result<()> {
             for e in engine.audit().search(&search).await? {
                 println!("{}", serde_json::json!({"seq": e.seq, "at": e.at, "kind": e.kind, "record": serde_json::from_str::<serde_json::Value>(&e.payload)?}));
             }
+        }
+        AuditCommand::Prune { keep_days, before } => {
+            let before = match (keep_days, before) {
+                (Some(days), _) => (chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                (None, Some(b)) => b,
+                (None, None) => bail!("give --keep-days or --before"),
+            };
+            let removed = engine.audit().prune(&before).await?;
+            eprintln!("removed {removed} entries checkpointed before {before}");
         }
         AuditCommand::Checkpoint { out } => {
             let c = engine.audit().checkpoint().await?;

@@ -132,6 +132,16 @@ fn auditors_read_their_organisations_log_and_are_logged_reading_it() {
     let out = t.ok(&["audit", "search", "--user", "lise"]);
     assert!(out.lines().count() >= 2 && out.contains("\"username\":\"lise\""), "{out}");
     t.ok(&["audit", "verify"]);
+
+    // Retention: sign the head, remove everything before now; what remains still verifies.
+    let witness = t.dir.path().join("before-retention.json");
+    t.ok(&["audit", "checkpoint", "--out", witness.to_str().unwrap()]);
+    t.ok(&["audit", "prune", "--before", "9999-01-01"]);
+    t.ok(&["sql", "--as", "ola", "--purpose", "byggesaksbehandling", "SELECT count(*) FROM hamar.innbyggere"]);
+    assert!(sqlite(&db, "SELECT min(seq) FROM audit_log") != "[(1,)]");
+    t.ok(&["audit", "verify", "--checkpoint", witness.to_str().unwrap()]);
+    let (code, _) = t.fail(&["audit", "prune"]);
+    assert_eq!(code, 2, "prune needs --keep-days or --before");
 }
 
 #[test]
