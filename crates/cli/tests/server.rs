@@ -87,6 +87,11 @@ fn sql_and_agreements_over_http() {
         Some(r#"{"sql": "SELECT count(*) AS n FROM hamar.innbyggere"}"#));
     assert_eq!((status, ctype.as_str(), body.as_str()), (200, "text/csv; charset=utf-8", "n\n300\n"));
 
+    // A body that is not the expected JSON is a problem naming where.
+    let (status, _, body) = request(port, "POST", "/api/v1/sql", &[("Authorization", &format!("Bearer {ola}"))], Some(r#"{"sql": 1}"#));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("line 1, column"), "{body}");
+
     // Empty results are still well-formed.
     let (_, _, body) = sql(port, Some(&ola), Some("byggesaksbehandling"), "SELECT fornavn FROM hamar.innbyggere WHERE false", "application/json");
     assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["rows"], serde_json::json!([]));

@@ -5,7 +5,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use futures::StreamExt;
 use serde::Deserialize;
 use tverr_query::QueryError;
@@ -45,10 +44,16 @@ pub async fn query(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    body: Result<Json<SqlRequest>, axum::extract::rejection::JsonRejection>,
+    body: Bytes,
 ) -> Result<Response, Problem> {
-    let Json(req) = body.map_err(|e| {
-        Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Ugyldig forespørsel / Invalid request", format!("expected {{\"sql\": \"SELECT …\"}}: {e}"))
+    // The body is read as JSON whatever its Content-Type, so `curl -d '{"sql": …}'` works.
+    let req: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-input",
+            "Ugyldig forespørsel / Invalid request",
+            format!("expected {{\"sql\": \"SELECT …\"}}: line {}, column {}: {e}", e.line(), e.column()),
+        )
     })?;
     let released =
         state.engine.sql(&caller.principal, caller.purpose.as_deref(), &req.sql, "http-sql").await.map_err(Problem::from_query)?;
