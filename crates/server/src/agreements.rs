@@ -91,10 +91,11 @@ fn invalid_body(e: impl std::fmt::Display) -> Problem {
 pub async fn request(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<RequestBody>, axum::extract::rejection::JsonRejection>,
+    body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Agreement>), Problem> {
     signed_in(&caller)?;
-    let Json(b) = body.map_err(invalid_body)?;
+    let b: RequestBody = serde_json::from_slice(&body)
+        .map_err(|e| invalid_body(format!("line {}, column {}: {e}", e.line(), e.column())))?;
     let req = AgreementRequest {
         provider: b.provider.parse().map_err(Problem::from_policy)?,
         consumer: b.consumer.parse().map_err(Problem::from_policy)?,
@@ -129,11 +130,17 @@ pub async fn transition(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, action)): Path<(i64, String)>,
-    body: Option<Json<TransitionBody>>,
+    body: axum::body::Bytes,
 ) -> Result<Json<Agreement>, Problem> {
     let u = signed_in(&caller)?;
     visible(&state, u, id).await?;
-    let note = body.and_then(|Json(b)| b.note);
+    let note = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<TransitionBody>(&body)
+            .map_err(|e| invalid_body(format!("line {}, column {}: {e}", e.line(), e.column())))?
+            .note
+    };
     let note_for_log = note.clone();
     let policy = state.engine.policy();
     let result = match action.as_str() {
