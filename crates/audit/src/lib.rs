@@ -57,7 +57,7 @@ pub struct AuditConfig {
 }
 
 /// A signed statement of the chain's head.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Checkpoint {
     /// Sequence number of the last entry covered.
     pub seq: i64,
@@ -84,7 +84,7 @@ impl Checkpoint {
 }
 
 /// One entry as stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Entry {
     /// Position in the chain, from 1.
     pub seq: i64,
@@ -312,19 +312,7 @@ impl Audit {
 
     /// Entries, oldest first.
     pub async fn entries(&self) -> Result<Vec<Entry>, AuditError> {
-        let rows = sqlx::query("SELECT seq, at, kind, payload, prev_hash, hash FROM audit_log ORDER BY seq").fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Entry {
-                    seq: r.try_get("seq")?,
-                    at: r.try_get("at")?,
-                    kind: r.try_get("kind")?,
-                    payload: r.try_get("payload")?,
-                    prev_hash: r.try_get("prev_hash")?,
-                    hash: r.try_get("hash")?,
-                })
-            })
-            .collect()
+        Ok(sqlx::query_as("SELECT seq, at, kind, payload, prev_hash, hash FROM audit_log ORDER BY seq").fetch_all(&self.pool).await?)
     }
 
     /// Retention: removes the entries up to the last checkpoint signed before `before` (RFC 3339
@@ -354,21 +342,10 @@ impl Audit {
     /// elsewhere. The first problem names the entry.
     pub async fn verify(&self, witness: Option<&Checkpoint>) -> Result<Verification, AuditError> {
         let entries = self.entries().await?;
-        let rows = sqlx::query("SELECT seq, head_hash, at, public_key, signature FROM audit_checkpoints ORDER BY seq")
-            .fetch_all(&self.pool)
-            .await?;
-        let checkpoints = rows
-            .iter()
-            .map(|r| {
-                Ok(Checkpoint {
-                    seq: r.try_get("seq")?,
-                    head_hash: r.try_get("head_hash")?,
-                    at: r.try_get("at")?,
-                    public_key: r.try_get("public_key")?,
-                    signature: r.try_get("signature")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let checkpoints: Vec<Checkpoint> =
+            sqlx::query_as("SELECT seq, head_hash, at, public_key, signature FROM audit_checkpoints ORDER BY seq")
+                .fetch_all(&self.pool)
+                .await?;
         let head_seq = entries.last().map_or(0, |e| e.seq);
         let mut v = Verification { entries: entries.len() as i64, checkpoints: checkpoints.len() as i64, head_seq, problem: None };
         v.problem = find_problem(&entries, &checkpoints, &self.public_key(), witness);

@@ -87,16 +87,6 @@ pub struct Grant {
     pub hmac_key: Vec<u8>,
 }
 
-impl Grant {
-    /// Whether the grant restricts anything (columns, masks, rows or protection).
-    pub fn is_restricted(&self, all_columns: usize) -> bool {
-        self.columns.len() != all_columns
-            || self.columns.iter().any(|c| c.mask.is_some())
-            || self.row_filter.is_some()
-            || self.protection != Protection::NotApplicable
-    }
-}
-
 /// Why a principal may not read a dataset. The server turns every variant except
 /// `PurposeRequired` and `PurposeNotAllowed` into the same 404 as a missing dataset.
 #[derive(Debug, Clone, PartialEq, Eq)]

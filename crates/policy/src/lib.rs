@@ -316,22 +316,20 @@ impl Policy {
 
     /// One legal basis.
     pub async fn legal_basis(&self, org: &str, slug: &str) -> Result<LegalBasis, PolicyError> {
-        let row = sqlx::query("SELECT org, slug, gdpr_article, hjemmel, lovdata_url FROM legal_bases WHERE org = $1 AND slug = $2")
+        sqlx::query_as("SELECT org, slug, gdpr_article, hjemmel, lovdata_url FROM legal_bases WHERE org = $1 AND slug = $2")
             .bind(org)
             .bind(slug)
             .fetch_optional(self.pool())
             .await?
-            .ok_or_else(|| not_found("legal basis", format!("{org}/{slug}")))?;
-        legal_basis_from_row(&row)
+            .ok_or_else(|| not_found("legal basis", format!("{org}/{slug}")))
     }
 
     /// An organisation's legal bases.
     pub async fn legal_bases(&self, org: &str) -> Result<Vec<LegalBasis>, PolicyError> {
-        let rows = sqlx::query("SELECT org, slug, gdpr_article, hjemmel, lovdata_url FROM legal_bases WHERE org = $1 ORDER BY slug")
+        Ok(sqlx::query_as("SELECT org, slug, gdpr_article, hjemmel, lovdata_url FROM legal_bases WHERE org = $1 ORDER BY slug")
             .bind(org)
             .fetch_all(self.pool())
-            .await?;
-        rows.iter().map(legal_basis_from_row).collect()
+            .await?)
     }
 
     /// Registers a purpose; its legal basis must be registered in the same organisation.
@@ -360,22 +358,10 @@ impl Policy {
 
     /// An organisation's purposes.
     pub async fn purposes(&self, org: &str) -> Result<Vec<Purpose>, PolicyError> {
-        let rows = sqlx::query("SELECT org, slug, department, name, description, legal_basis FROM purposes WHERE org = $1 ORDER BY slug")
+        Ok(sqlx::query_as("SELECT org, slug, department, name, description, legal_basis FROM purposes WHERE org = $1 ORDER BY slug")
             .bind(org)
             .fetch_all(self.pool())
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Purpose {
-                    org: r.try_get("org")?,
-                    slug: r.try_get("slug")?,
-                    department: r.try_get("department")?,
-                    name: r.try_get("name")?,
-                    description: r.try_get("description")?,
-                    legal_basis: r.try_get("legal_basis")?,
-                })
-            })
-            .collect()
+            .await?)
     }
 
     // ---- agreements ----
@@ -541,21 +527,10 @@ impl Policy {
 
     /// An agreement's history, oldest first.
     pub async fn agreement_events(&self, id: i64) -> Result<Vec<AgreementEvent>, PolicyError> {
-        let rows = sqlx::query("SELECT revision, state, actor, note, at FROM agreement_events WHERE agreement = $1 ORDER BY revision")
+        Ok(sqlx::query_as("SELECT revision, state, actor, note, at FROM agreement_events WHERE agreement = $1 ORDER BY revision")
             .bind(id)
             .fetch_all(self.pool())
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AgreementEvent {
-                    revision: r.try_get("revision")?,
-                    state: r.try_get("state")?,
-                    actor: r.try_get("actor")?,
-                    note: r.try_get("note")?,
-                    at: r.try_get("at")?,
-                })
-            })
-            .collect()
+            .await?)
     }
 
     /// Approves a requested agreement: only a steward of the provider department may.
@@ -710,16 +685,6 @@ fn user_from_row(r: &AnyRow) -> Result<User, PolicyError> {
         org: r.try_get("org")?,
         department: r.try_get("department")?,
         role: r.try_get::<String, _>("role")?.parse()?,
-    })
-}
-
-fn legal_basis_from_row(r: &AnyRow) -> Result<LegalBasis, PolicyError> {
-    Ok(LegalBasis {
-        org: r.try_get("org")?,
-        slug: r.try_get("slug")?,
-        gdpr_article: r.try_get("gdpr_article")?,
-        hjemmel: r.try_get("hjemmel")?,
-        lovdata_url: r.try_get("lovdata_url")?,
     })
 }
 

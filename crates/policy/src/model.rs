@@ -173,7 +173,7 @@ impl TryFrom<String> for Mask {
 }
 
 /// A legal basis (behandlingsgrunnlag): a GDPR article and the Norwegian law that grants it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct LegalBasis {
     /// Organisation that registered it.
     pub org: String,
@@ -188,7 +188,7 @@ pub struct LegalBasis {
 }
 
 /// A purpose (formål) an organisation processes personal data for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Purpose {
     /// Organisation.
     pub org: String,
@@ -356,7 +356,7 @@ impl Agreement {
 }
 
 /// One change of an agreement.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AgreementEvent {
     /// Revision it produced.
     pub revision: i64,

@@ -350,9 +350,7 @@ impl Engine {
         let opened = self.register(&ctx, &grant, version).await?;
         let mut df: DataFrame = ctx.table(format!("{}.{}", r.org, r.dataset)).await?;
         if let Some(f) = filter {
-            let statement = format!("SELECT 1 WHERE {f}");
-            let parsed = ctx.state().sql_to_statement(&statement, &datafusion::config::Dialect::PostgreSQL)?;
-            guard::check(&parsed)?;
+            Self::check_expression(f)?;
             let expr = df.parse_sql_expr(f)?;
             df = df.filter(expr)?;
         }
@@ -363,6 +361,13 @@ impl Engine {
         Ok(Released { stream, grants: grants.into_iter().map(|(g, _)| g).collect(), access, started })
     }
 
+    /// Checks a SQL boolean expression as the guard checks a query: one expression, allowed
+    /// functions only.
+    fn check_expression(f: &str) -> Result<(), QueryError> {
+        let parsed = Self::context().state().sql_to_statement(&format!("SELECT 1 WHERE {f}"), &datafusion::config::Dialect::PostgreSQL)?;
+        guard::check(&parsed)
+    }
+
     /// Checks the row filters of agreement terms against their datasets: each must be one SQL
     /// boolean expression over the dataset's columns, using allowed functions only.
     pub async fn check_terms(&self, terms: &[tverr_policy::DatasetTerms]) -> Result<(), QueryError> {
@@ -371,11 +376,7 @@ impl Engine {
             let Some(f) = &t.row_filter else { continue };
             let r: DatasetRef = t.dataset.parse().map_err(|e: tverr_core::ModelError| QueryError::Invalid(e.to_string()))?;
             let bad = |why: String| QueryError::Invalid(format!("row filter for {r}: {why}"));
-            let parsed = Self::context()
-                .state()
-                .sql_to_statement(&format!("SELECT 1 WHERE {f}"), &datafusion::config::Dialect::PostgreSQL)
-                .map_err(|e| bad(e.strip_backtrace().to_string()))?;
-            guard::check(&parsed).map_err(|e| bad(e.to_string()))?;
+            Self::check_expression(f).map_err(|e| bad(e.to_string()))?;
             let ctx = Self::context();
             let table = self.store.lake.open(&r, None).await?;
             table.update_datafusion_session(&ctx.state()).map_err(StoreError::from)?;
