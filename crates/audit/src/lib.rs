@@ -13,7 +13,7 @@ use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, Row};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, oneshot};
 use tverr_store::Catalog;
 
 /// The hash before the first entry.
@@ -45,11 +45,15 @@ impl From<sqlx::Error> for AuditError {
     }
 }
 
-/// How often checkpoints are written.
+/// Where the keys live and how often checkpoints are written.
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
     /// Where the Ed25519 key lives (PKCS#8); made on first use.
     pub key_path: PathBuf,
+    /// Where the key for data-subject identifiers (HMAC of the fødselsnummer) lives: 32 random
+    /// bytes, made on first use. Kept outside the catalogue, so the log alone cannot be searched
+    /// for a known number.
+    pub subject_key_path: PathBuf,
     /// A checkpoint at least every this many entries.
     pub checkpoint_every: i64,
     /// A checkpoint at least this often while entries are written.
@@ -109,6 +113,15 @@ fn entry_hash(prev: &str, seq: i64, at: &str, kind: &str, payload: &str) -> Stri
     hex::encode(h.finalize())
 }
 
+/// One access that released data about a person.
+#[derive(Debug, Clone)]
+pub struct SubjectAccess {
+    /// The intent record.
+    pub entry: Entry,
+    /// The datasets (`org/dataset`) whose rows about the person it released.
+    pub datasets: Vec<String>,
+}
+
 /// Which entries [`Audit::search`] returns; every set field must match.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Search {
@@ -122,6 +135,8 @@ pub struct Search {
     pub from: Option<String>,
     /// Before this time (RFC 3339 or a date), exclusive.
     pub to: Option<String>,
+    /// Only accesses that released data about the person with this fødselsnummer.
+    pub subject: Option<String>,
 }
 
 impl Search {
@@ -177,13 +192,35 @@ struct State {
     last_checkpoint_at: Instant,
 }
 
+/// An entry waiting for the next group commit.
+struct Pending {
+    kind: String,
+    payload: String,
+    /// The data subjects the entry names, and the access they belong to (`None`: this entry).
+    subjects: Vec<String>,
+    access: Option<i64>,
+    /// Whoever waits for the entry to be durable.
+    reply: Option<oneshot::Sender<Result<i64, String>>>,
+}
+
+/// At most this many entries go into one multi-row INSERT.
+const ROWS_PER_STATEMENT: usize = 200;
+
 /// The access log over a catalogue.
+///
+/// Appends are group-committed: every entry waiting when the writer is free goes into one
+/// transaction, so many concurrent requests share one durable commit.
 #[derive(Clone)]
 pub struct Audit {
+    catalog: Catalog,
     pool: AnyPool,
     key: Arc<Ed25519KeyPair>,
+    subject_key: Arc<Vec<u8>>,
     config: AuditConfig,
-    state: Arc<Mutex<State>>,
+    queue: Arc<std::sync::Mutex<Vec<Pending>>>,
+    /// Held by the one task that writes a group; also guards the checkpoint schedule.
+    writer: Arc<Mutex<State>>,
+    enabled: bool,
 }
 
 impl std::fmt::Debug for Audit {
@@ -205,6 +242,23 @@ fn load_or_make_key(path: &Path) -> Result<Ed25519KeyPair, AuditError> {
     Ed25519KeyPair::from_pkcs8(&bytes).map_err(|_| err("not an Ed25519 PKCS#8 key".into()))
 }
 
+fn load_or_make_subject_key(path: &Path) -> Result<Vec<u8>, AuditError> {
+    let err = |message: String| AuditError::Key { path: path.to_path_buf(), message };
+    if !path.exists() {
+        let mut key = [0u8; 32];
+        ring::rand::SecureRandom::fill(&SystemRandom::new(), &mut key).map_err(|_| err("cannot make a key".into()))?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        }
+        write_private(path, &key).map_err(|e| err(e.to_string()))?;
+    }
+    let key = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    if key.len() < 32 {
+        return Err(err(format!("expected at least 32 bytes, found {}", key.len())));
+    }
+    Ok(key)
+}
+
 #[cfg(unix)]
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -221,12 +275,40 @@ impl Audit {
     /// The log over a catalogue, with its key (made on first use).
     pub fn open(catalog: &Catalog, config: AuditConfig) -> Result<Self, AuditError> {
         let key = load_or_make_key(&config.key_path)?;
+        let subject_key = load_or_make_subject_key(&config.subject_key_path)?;
         Ok(Self {
+            catalog: catalog.clone(),
             pool: catalog.pool().clone(),
             key: Arc::new(key),
+            subject_key: Arc::new(subject_key),
             config,
-            state: Arc::new(Mutex::new(State { last_checkpoint_seq: -1, last_checkpoint_at: Instant::now() })),
+            queue: Arc::default(),
+            writer: Arc::new(Mutex::new(State { last_checkpoint_seq: -1, last_checkpoint_at: Instant::now() })),
+            enabled: true,
         })
+    }
+
+    /// A log that records nothing, for measuring what auditing costs. Exists only in builds with
+    /// the `unaudited` feature, which only the benchmark binary turns on.
+    #[cfg(feature = "unaudited")]
+    pub fn unaudited_for_benchmarks(catalog: &Catalog, config: AuditConfig) -> Result<Self, AuditError> {
+        Ok(Self { enabled: false, ..Self::open(catalog, config)? })
+    }
+
+    /// Whether entries are written (always, except in the benchmark-only unaudited build).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The identifier of a data subject in the log: HMAC-SHA-256 of the fødselsnummer (or
+    /// D-number) under the subject key, 128 bits as hex. The number itself is never stored.
+    pub fn subject_id(&self, pid: &str) -> String {
+        subject_id(&self.subject_key, pid.trim())
+    }
+
+    /// The subject key, for taps that compute [`Audit::subject_id`] on many rows.
+    pub fn subject_key(&self) -> Arc<Vec<u8>> {
+        self.subject_key.clone()
     }
 
     /// The public key (hex) checkpoints are signed with.
@@ -237,53 +319,168 @@ impl Audit {
     /// Appends one record durably and returns its sequence number. When this returns an error,
     /// nothing may be released.
     pub async fn append(&self, kind: &str, record: &serde_json::Value) -> Result<i64, AuditError> {
+        self.append_about(kind, record, Vec::new(), None).await
+    }
+
+    /// Appends a record that names data subjects (identifiers from [`Audit::subject_id`]),
+    /// released in `access` (`None`: this entry is the access), and indexes them for
+    /// [`Audit::accesses_of`].
+    pub async fn append_about(
+        &self,
+        kind: &str,
+        record: &serde_json::Value,
+        subjects: Vec<String>,
+        access: Option<i64>,
+    ) -> Result<i64, AuditError> {
+        if !self.enabled {
+            return Ok(0);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(kind, record, subjects, access, Some(tx))?;
+        self.write_pending().await;
+        rx.await.map_err(|_| AuditError::Unavailable("the log writer stopped".into()))?.map_err(AuditError::Unavailable)
+    }
+
+    /// Queues a record that gates nothing (a completion, a token use): it is written with the
+    /// next group commit, which a background task starts at once. [`Audit::flush`] waits for it.
+    pub fn record(&self, kind: &str, record: &serde_json::Value) {
+        self.record_about(kind, record, Vec::new(), None);
+    }
+
+    /// [`Audit::record`] for a record that names data subjects, as [`Audit::append_about`].
+    pub fn record_about(&self, kind: &str, record: &serde_json::Value, subjects: Vec<String>, access: Option<i64>) {
+        if !self.enabled {
+            return;
+        }
+        if let Err(e) = self.enqueue(kind, record, subjects, access, None) {
+            tracing_error(&e.to_string());
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                let me = self.clone();
+                handle.spawn(async move { me.write_pending().await });
+            }
+            Err(_) => tracing_error("a record was queued outside a runtime and is written with the next entry"),
+        }
+    }
+
+    /// Waits until every queued record is written.
+    pub async fn flush(&self) {
+        self.write_pending().await;
+    }
+
+    fn enqueue(
+        &self,
+        kind: &str,
+        record: &serde_json::Value,
+        subjects: Vec<String>,
+        access: Option<i64>,
+        reply: Option<oneshot::Sender<Result<i64, String>>>,
+    ) -> Result<(), AuditError> {
         // serde_json keeps object keys sorted (no preserve_order), so this is canonical.
         let payload = serde_json::to_string(record).map_err(|e| AuditError::Unavailable(e.to_string()))?;
-        let mut state = self.state.lock().await;
-        // Another server node may take the same sequence number first: then the insert fails on
-        // the primary key and the entry is chained again onto the new head.
+        // One person named by several datasets of the entry is indexed once.
+        let mut subjects = subjects;
+        subjects.sort_unstable();
+        subjects.dedup();
+        let pending = Pending { kind: kind.to_string(), payload, subjects, access, reply };
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).push(pending);
+        Ok(())
+    }
+
+    /// Group commit: whoever holds the writer takes everything queued and writes it in one
+    /// transaction; those who queued meanwhile find their entry written when they get the writer.
+    async fn write_pending(&self) {
+        let mut state = self.writer.lock().await;
+        let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        if batch.is_empty() {
+            return;
+        }
+        // Another server node may take the same sequence numbers first: then the insert fails on
+        // the primary key and the group is chained again onto the new head.
         let mut attempts = 0;
-        loop {
-            match self.append_once(kind, &payload, &mut state).await {
+        let result = loop {
+            match self.write_group(&batch, &mut state).await {
                 Err(sqlx::Error::Database(d)) if retryable(d.as_ref()) && attempts < 20 => {
                     attempts += 1;
                     tokio::time::sleep(Duration::from_millis(2 * attempts)).await;
                 }
-                other => return other.map_err(Into::into),
+                other => break other,
+            }
+        };
+        drop(state);
+        match result {
+            Ok(first) => {
+                for (i, p) in batch.into_iter().enumerate() {
+                    if let Some(reply) = p.reply {
+                        let _ = reply.send(Ok(first + i as i64));
+                    }
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for p in batch {
+                    match p.reply {
+                        Some(reply) => {
+                            let _ = reply.send(Err(message.clone()));
+                        }
+                        None => tracing_error(&format!("a {} record was lost: {message}", p.kind)),
+                    }
+                }
             }
         }
     }
 
-    async fn append_once(&self, kind: &str, payload: &str, state: &mut State) -> Result<i64, sqlx::Error> {
+    /// Writes a group in one transaction; returns the first entry's sequence number.
+    async fn write_group(&self, batch: &[Pending], state: &mut State) -> Result<i64, sqlx::Error> {
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let mut tx = self.pool.begin().await?;
-        let (prev_seq, prev_hash) = head(&mut *tx).await?;
-        let seq = prev_seq + 1;
-        let hash = entry_hash(&prev_hash, seq, &at, kind, payload);
-        sqlx::query("INSERT INTO audit_log (seq, at, kind, payload, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(seq)
-            .bind(&at)
-            .bind(kind)
-            .bind(payload)
-            .bind(&prev_hash)
-            .bind(&hash)
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = self.catalog.begin_write().await?;
+        let (head_seq, mut prev_hash) = head(&mut *tx).await?;
+        let first = head_seq + 1;
+        let mut rows = Vec::with_capacity(batch.len());
+        let mut subjects: Vec<(&str, i64, i64)> = Vec::new();
+        for (i, p) in batch.iter().enumerate() {
+            let seq = first + i as i64;
+            let hash = entry_hash(&prev_hash, seq, &at, &p.kind, &p.payload);
+            rows.push((seq, p, prev_hash, hash.clone()));
+            subjects.extend(p.subjects.iter().map(|s| (s.as_str(), p.access.unwrap_or(seq), seq)));
+            prev_hash = hash;
+        }
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut sql = String::from("INSERT INTO audit_log (seq, at, kind, payload, prev_hash, hash) VALUES ");
+            push_placeholders(&mut sql, chunk.len(), 6);
+            let mut q = sqlx::query(&sql);
+            for (seq, p, prev, hash) in chunk {
+                q = q.bind(*seq).bind(&at).bind(&p.kind).bind(&p.payload).bind(prev).bind(hash);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in subjects.chunks(ROWS_PER_STATEMENT * 2) {
+            let mut sql = String::from("INSERT INTO audit_subjects (subject, access, seq) VALUES ");
+            push_placeholders(&mut sql, chunk.len(), 3);
+            let mut q = sqlx::query(&sql);
+            for (subject, access, seq) in chunk {
+                q = q.bind(*subject).bind(*access).bind(*seq);
+            }
+            q.execute(&mut *tx).await?;
+        }
         if state.last_checkpoint_seq < 0 {
             let r = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM audit_checkpoints").fetch_one(&mut *tx).await?;
             state.last_checkpoint_seq = r.try_get("seq")?;
         }
-        let due = seq - state.last_checkpoint_seq >= self.config.checkpoint_every
+        let last = first + batch.len() as i64 - 1;
+        let due = last - state.last_checkpoint_seq >= self.config.checkpoint_every
             || state.last_checkpoint_at.elapsed() >= self.config.checkpoint_interval;
         if due {
-            insert_checkpoint(&mut *tx, &self.sign(seq, &hash, &at)).await?;
+            insert_checkpoint(&mut *tx, &self.sign(last, &prev_hash, &at)).await?;
         }
         tx.commit().await?;
         if due {
-            state.last_checkpoint_seq = seq;
+            state.last_checkpoint_seq = last;
             state.last_checkpoint_at = Instant::now();
         }
-        Ok(seq)
+        Ok(first)
     }
 
     fn sign(&self, seq: i64, head: &str, at: &str) -> Checkpoint {
@@ -299,7 +496,8 @@ impl Audit {
 
     /// Signs the current head now (also stored), for keeping elsewhere.
     pub async fn checkpoint(&self) -> Result<Checkpoint, AuditError> {
-        let _state = self.state.lock().await;
+        self.flush().await;
+        let _state = self.writer.lock().await;
         let mut conn = self.pool.acquire().await?;
         let (seq, head) = head(&mut *conn).await?;
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
@@ -325,8 +523,9 @@ impl Audit {
             .await?;
         let Some(anchor) = anchor else { return Ok(0) };
         let anchor: i64 = anchor.try_get("seq")?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.catalog.begin_write().await?;
         let removed = sqlx::query("DELETE FROM audit_log WHERE seq <= $1").bind(anchor).execute(&mut *tx).await?.rows_affected();
+        sqlx::query("DELETE FROM audit_subjects WHERE seq <= $1").bind(anchor).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM audit_checkpoints WHERE seq < $1").bind(anchor).execute(&mut *tx).await?;
         tx.commit().await?;
         self.append("retention", &serde_json::json!({"removed_through": anchor, "before": before, "entries": removed})).await?;
@@ -335,7 +534,54 @@ impl Audit {
 
     /// Entries that match a search, oldest first.
     pub async fn search(&self, search: &Search) -> Result<Vec<Entry>, AuditError> {
-        Ok(self.entries().await?.into_iter().filter(|e| search.matches(e)).collect())
+        let about = match &search.subject {
+            Some(pid) => Some(self.accesses_of(pid).await?.into_iter().map(|a| a.entry.seq).collect::<std::collections::HashSet<_>>()),
+            None => None,
+        };
+        Ok(self
+            .entries()
+            .await?
+            .into_iter()
+            .filter(|e| search.matches(e) && about.as_ref().is_none_or(|seqs| seqs.contains(&e.seq)))
+            .collect())
+    }
+
+    /// The accesses that released data about the person with this fødselsnummer, oldest first,
+    /// each with the datasets that named them; found through the subject index (which
+    /// [`Audit::verify`] checks against the chain).
+    pub async fn accesses_of(&self, pid: &str) -> Result<Vec<SubjectAccess>, AuditError> {
+        let subject = self.subject_id(pid);
+        let entries: Vec<Entry> = sqlx::query_as(
+            "SELECT seq, at, kind, payload, prev_hash, hash FROM audit_log WHERE seq IN \
+             (SELECT access FROM audit_subjects WHERE subject = $1 UNION SELECT seq FROM audit_subjects WHERE subject = $1) \
+             ORDER BY seq",
+        )
+        .bind(&subject)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<SubjectAccess> = Vec::new();
+        for e in entries {
+            let record: serde_json::Value = serde_json::from_str(&e.payload).unwrap_or_default();
+            let naming: Vec<String> = record["subjects"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter(|(_, ids)| ids.as_array().is_some_and(|a| a.iter().any(|v| v.as_str() == Some(subject.as_str()))))
+                        .map(|(d, _)| d.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if e.kind == "access" {
+                out.push(SubjectAccess { entry: e, datasets: naming });
+            } else if let Some(a) = out.iter_mut().find(|a| Some(a.entry.seq) == record["access"].as_i64()) {
+                for d in naming {
+                    if !a.datasets.contains(&d) {
+                        a.datasets.push(d);
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Checks the whole chain, every stored checkpoint, and (if given) a checkpoint kept
@@ -349,6 +595,11 @@ impl Audit {
         let head_seq = entries.last().map_or(0, |e| e.seq);
         let mut v = Verification { entries: entries.len() as i64, checkpoints: checkpoints.len() as i64, head_seq, problem: None };
         v.problem = find_problem(&entries, &checkpoints, &self.public_key(), witness);
+        if v.problem.is_none() {
+            let index: Vec<(String, i64, i64)> =
+                sqlx::query_as("SELECT subject, access, seq FROM audit_subjects").fetch_all(&self.pool).await?;
+            v.problem = index_problem(&entries, index);
+        }
         Ok(v)
     }
 }
@@ -385,6 +636,69 @@ async fn insert_checkpoint<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(exec
     .execute(executor)
     .await
     .map(|_| ())
+}
+
+/// The subjects an entry names, by the access they belong to: an `access` entry's own
+/// `subjects`, or a `subjects` entry's list for its `access`.
+fn named_subjects(e: &Entry) -> Vec<(String, i64, i64)> {
+    if e.kind != "access" && e.kind != "subjects" {
+        return Vec::new();
+    }
+    let Ok(record) = serde_json::from_str::<serde_json::Value>(&e.payload) else { return Vec::new() };
+    let access = if e.kind == "access" { Some(e.seq) } else { record["access"].as_i64() };
+    let Some(access) = access else { return Vec::new() };
+    let mut out = Vec::new();
+    if let Some(by_dataset) = record["subjects"].as_object() {
+        for ids in by_dataset.values() {
+            for id in ids.as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
+                out.push((id.to_string(), access, e.seq));
+            }
+        }
+    }
+    out
+}
+
+/// The subject index must say exactly what the entries say: a row removed would hide an access
+/// from a citizen, a row added would invent one.
+fn index_problem(entries: &[Entry], index: Vec<(String, i64, i64)>) -> Option<String> {
+    let mut stated: Vec<(String, i64, i64)> = entries.iter().flat_map(named_subjects).collect();
+    stated.sort();
+    stated.dedup();
+    let mut index = index;
+    index.sort();
+    if stated == index {
+        return None;
+    }
+    let stated_set: std::collections::BTreeSet<_> = stated.iter().collect();
+    let index_set: std::collections::BTreeSet<_> = index.iter().collect();
+    if let Some((_, _, seq)) = stated_set.difference(&index_set).next() {
+        return Some(format!("the data-subject index lacks a person named by entry {seq}: rows were deleted"));
+    }
+    let (_, _, seq) = index_set.difference(&stated_set).next().copied().unwrap_or(&index[0]);
+    Some(format!("the data-subject index names a person that entry {seq} does not: rows were added"))
+}
+
+/// `($1, $2, …), (…)` for `rows` rows of `width` values.
+fn push_placeholders(sql: &mut String, rows: usize, width: usize) {
+    use std::fmt::Write;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..width {
+            let _ = write!(sql, "{}${}", if c == 0 { "" } else { ", " }, r * width + c + 1);
+        }
+        sql.push(')');
+    }
+}
+
+fn subject_id(key: &[u8], pid: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(pid.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+fn tracing_error(message: &str) {
+    tracing::error!("access log: {message}");
 }
 
 fn find_problem(entries: &[Entry], checkpoints: &[Checkpoint], public_key: &str, witness: Option<&Checkpoint>) -> Option<String> {

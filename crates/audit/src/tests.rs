@@ -11,7 +11,7 @@ async fn setup(dir: &Path) -> (Store, Audit) {
     let store = Store::open(&StoreConfig { data_dir: dir.join("data"), catalog_url: None, storage_url: None }).await.unwrap();
     let audit = Audit::open(
         &store.catalog,
-        AuditConfig { key_path: dir.join("audit.key"), checkpoint_every: 4, checkpoint_interval: Duration::from_secs(3600) },
+        AuditConfig { key_path: dir.join("audit.key"), subject_key_path: dir.join("subject.key"), checkpoint_every: 4, checkpoint_interval: Duration::from_secs(3600) },
     )
     .unwrap();
     (store, audit)
@@ -116,7 +116,7 @@ async fn two_writers_keep_one_chain() {
     // A second node (its own lock and state) over the same catalogue and key.
     let second = Audit::open(
         &store.catalog,
-        AuditConfig { key_path: dir.path().join("audit.key"), checkpoint_every: 4, checkpoint_interval: Duration::from_secs(3600) },
+        AuditConfig { key_path: dir.path().join("audit.key"), subject_key_path: dir.path().join("subject.key"), checkpoint_every: 4, checkpoint_interval: Duration::from_secs(3600) },
     )
     .unwrap();
     let mut tasks = Vec::new();
@@ -156,4 +156,102 @@ async fn retention_keeps_what_remains_verifiable() {
     assert!(problem(&audit2, None).await.contains("without a retention record"));
     // Nothing signed before the date: nothing is removed.
     assert_eq!(audit.prune("1970-01-01").await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn concurrent_appends_share_commits_and_keep_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, audit) = setup(dir.path()).await;
+    let tasks: Vec<_> = (0..64)
+        .map(|n| {
+            let audit = audit.clone();
+            tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for i in 0..20 {
+                    seqs.push(audit.append("access", &json!({"task": n, "i": i})).await.unwrap());
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.extend(t.await.unwrap());
+    }
+    seqs.sort();
+    assert_eq!(seqs, (1..=1280).collect::<Vec<_>>(), "every append got its own sequence number");
+    audit.record("completion", &json!({"deferred": true}));
+    audit.flush().await;
+    let v = audit.verify(None).await.unwrap();
+    assert_eq!((v.entries, v.problem), (1281, None));
+}
+
+#[tokio::test]
+async fn data_subjects_are_indexed_by_keyed_digest_and_the_index_is_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, audit) = setup(dir.path()).await;
+    let (kari, ola, per) = (audit.subject_id("01010012356"), audit.subject_id("02020012345"), audit.subject_id("03030012345"));
+    assert_eq!(kari.len(), 32);
+    assert_ne!(kari, hex::encode(&Sha256::digest(b"01010012356")[..16]), "not a plain hash of the number");
+    let access = audit
+        .append_about("access", &json!({"subjects": {"hamar/innbyggere": [&kari, &ola]}}), vec![kari.clone(), ola.clone()], None)
+        .await
+        .unwrap();
+    audit
+        .append_about("subjects", &json!({"access": access, "subjects": {"hamar/innbyggere": [&per]}}), vec![per.clone()], Some(access))
+        .await
+        .unwrap();
+    fill(&audit, 2).await;
+    for pid in ["01010012356", "03030012345"] {
+        let found = audit.accesses_of(pid).await.unwrap();
+        assert_eq!(found.iter().map(|a| a.entry.seq).collect::<Vec<_>>(), vec![access], "{pid}");
+        assert_eq!(found[0].datasets, vec!["hamar/innbyggere".to_string()]);
+    }
+    assert!(audit.accesses_of("04040012345").await.unwrap().is_empty());
+    let hits = audit.search(&Search { subject: Some("02020012345".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(problem(&audit, None).await, "");
+    // Hiding an access from a citizen by deleting index rows is caught, and so is inventing one.
+    exec(&store, &format!("DELETE FROM audit_subjects WHERE subject = '{per}'")).await;
+    assert!(problem(&audit, None).await.contains("lacks a person named by entry 2"), "{}", problem(&audit, None).await);
+    exec(&store, &format!("INSERT INTO audit_subjects (subject, access, seq) VALUES ('{per}', {access}, 2)")).await;
+    assert_eq!(problem(&audit, None).await, "");
+    exec(&store, &format!("INSERT INTO audit_subjects (subject, access, seq) VALUES ('{per}', 3, 3)")).await;
+    assert!(problem(&audit, None).await.contains("rows were added"));
+    exec(&store, "DELETE FROM audit_subjects WHERE seq = 3").await;
+    // Retention removes the index rows with their entries.
+    audit.checkpoint().await.unwrap();
+    audit.prune("9999-12-31").await.unwrap();
+    assert!(audit.accesses_of("01010012356").await.unwrap().is_empty());
+    assert_eq!(problem(&audit, None).await, "");
+}
+
+#[tokio::test]
+async fn the_subject_key_is_kept_outside_the_catalogue_and_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, audit) = setup(dir.path()).await;
+    let id = audit.subject_id("01010012356");
+    let again = Audit::open(
+        &store.catalog,
+        AuditConfig {
+            key_path: dir.path().join("audit.key"),
+            subject_key_path: dir.path().join("subject.key"),
+            checkpoint_every: 4,
+            checkpoint_interval: Duration::from_secs(3600),
+        },
+    )
+    .unwrap();
+    assert_eq!(again.subject_id("01010012356"), id, "same key file, same identifier");
+    assert_eq!(std::fs::read(dir.path().join("subject.key")).unwrap().len(), 32);
+    std::fs::write(dir.path().join("short.key"), b"too short").unwrap();
+    let short = Audit::open(
+        &store.catalog,
+        AuditConfig {
+            key_path: dir.path().join("audit.key"),
+            subject_key_path: dir.path().join("short.key"),
+            checkpoint_every: 4,
+            checkpoint_interval: Duration::from_secs(3600),
+        },
+    );
+    assert!(matches!(short, Err(AuditError::Key { .. })));
 }

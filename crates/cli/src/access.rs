@@ -55,8 +55,12 @@ pub enum TokenCommand {
     /// Create an API token; it is printed once, alone on stdout.
     Create {
         /// The user the token acts as.
-        #[arg(long)]
-        user: String,
+        #[arg(long, required_unless_present = "citizen", conflicts_with = "citizen")]
+        user: Option<String>,
+        /// Act as the citizen with this fødselsnummer, as an ID-porten login would (for the demo
+        /// and tests: `/api/v1/me/…`).
+        #[arg(long, value_name = "FNR")]
+        citizen: Option<String>,
         /// Days until it expires (default: never).
         #[arg(long)]
         expires: Option<u32>,
@@ -243,11 +247,15 @@ pub async fn user(policy: &Policy, cmd: UserCommand) -> Result<()> {
 
 pub async fn token(policy: &Policy, cmd: TokenCommand) -> Result<()> {
     match cmd {
-        TokenCommand::Create { user, expires } => {
-            let t = policy.create_token(&user, expires).await?;
+        TokenCommand::Create { user, citizen, expires } => {
+            let (t, owner) = match (user, citizen) {
+                (Some(user), _) => (policy.create_token(&user, expires).await?, user),
+                (None, Some(pid)) => (policy.create_citizen_token(&pid, expires).await?, "a citizen".to_string()),
+                (None, None) => bail!("give --user or --citizen"),
+            };
             println!("{}", t.secret);
             eprintln!(
-                "token {} for {user}{}; it is shown only now",
+                "token {} for {owner}{}; it is shown only now",
                 t.id,
                 t.expires_at.map(|e| format!(", expires {e}")).unwrap_or_default()
             );

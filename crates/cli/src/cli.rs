@@ -33,6 +33,11 @@ pub struct Cli {
     /// catalogue's backups (default: DATA/audit-key.pk8).
     #[arg(long, global = true, env = "TVERR_AUDIT_KEY")]
     audit_key: Option<PathBuf>,
+    /// The key data subjects are recorded under in the access log (HMAC of the fødselsnummer;
+    /// 32 random bytes, made on first use). Keep it outside the catalogue and its backups
+    /// (default: DATA/subject-key).
+    #[arg(long, global = true, env = "TVERR_SUBJECT_KEY")]
+    subject_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -150,6 +155,9 @@ enum AuditCommand {
         /// Before (RFC 3339 or YYYY-MM-DD).
         #[arg(long)]
         to: Option<String>,
+        /// Only accesses that released data about the person with this fødselsnummer.
+        #[arg(long)]
+        subject: Option<String>,
     },
     /// Retention: remove entries older than the last checkpoint signed before a time; what
     /// remains still verifies from that checkpoint.
@@ -379,6 +387,7 @@ fn audit(cli: &Cli, store: &Store) -> Result<tverr_audit::Audit> {
     };
     let config = tverr_audit::AuditConfig {
         key_path: cli.audit_key.clone().unwrap_or_else(|| cli.data.join("audit-key.pk8")),
+        subject_key_path: cli.subject_key.clone().unwrap_or_else(|| cli.data.join("subject-key")),
         checkpoint_every: number("TVERR_AUDIT_CHECKPOINT_EVERY", 1000)?.max(1) as i64,
         checkpoint_interval: std::time::Duration::from_secs(number("TVERR_AUDIT_CHECKPOINT_SECONDS", 60)?),
     };
@@ -389,6 +398,14 @@ fn audit(cli: &Cli, store: &Store) -> Result<tverr_audit::Audit> {
 pub async fn run(cli: Cli) -> Result<()> {
     let store = open(&cli).await?;
     let engine = Engine::new(store.clone(), audit(&cli, &store)?);
+    let result = dispatch(cli, store, &engine).await;
+    // Records that gate nothing (completions, token uses) wait for the next group commit: write
+    // them before the process ends.
+    engine.audit().flush().await;
+    result
+}
+
+async fn dispatch(cli: Cli, store: Store, engine: &Engine) -> Result<()> {
     match cli.command {
         Command::Org(OrgCommand::Create { slug, name, orgnr, kommunenummer }) => {
             let org = store.catalog.create_org(&slug, &name, &orgnr, kommunenummer.as_deref()).await?;
@@ -433,14 +450,14 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Dataset(DatasetCommand::Show(a)) => show(&store, &a).await?,
         Command::History(a) => history(&store, &a).await?,
-        Command::Export(a) => export(&engine, a).await?,
-        Command::Sql(a) => sql(&engine, a).await?,
-        Command::Audit(c) => audit_command(&engine, c).await?,
+        Command::Export(a) => export(engine, a).await?,
+        Command::Sql(a) => sql(engine, a).await?,
+        Command::Audit(c) => audit_command(engine, c).await?,
         Command::User(c) => access::user(&Policy::new(store.catalog.clone()), c).await?,
         Command::Token(c) => access::token(&Policy::new(store.catalog.clone()), c).await?,
         Command::LegalBasis(c) => access::legal_basis(&Policy::new(store.catalog.clone()), c).await?,
         Command::Purpose(c) => access::purpose(&Policy::new(store.catalog.clone()), c).await?,
-        Command::Agreement(c) => access::agreement(&engine, c).await?,
+        Command::Agreement(c) => access::agreement(engine, c).await?,
         Command::Demo(a) => {
             let config = tverr_demo::DemoConfig { persons: a.persons, seed: a.seed };
             let rows = tverr_demo::create(&store, &config).await?;
@@ -658,7 +675,6 @@ async fn export(engine: &Engine, a: ExportArgs) -> Result<()> {
         .ok_or_else(|| anyhow!("--format {:?}: expected csv, json, ndjson, geojson, xlsx or parquet", a.format))?;
     let who = a.actor.principal(engine.policy()).await?;
     let released = engine.scan(&who, a.purpose.as_deref(), &r, a.version, a.filter.as_deref(), "cli-export").await?;
-    let (access, started) = (released.access, released.started());
     let stream = released.stream;
     let granted: Vec<String> = released.grants.iter().flat_map(|g| g.columns.iter().map(|c| c.name.clone())).collect();
     let geometry = geometry_columns(store, &r, &granted).await?;
@@ -690,8 +706,6 @@ async fn export(engine: &Engine, a: ExportArgs) -> Result<()> {
         })
     }
     .await;
-    let status = if result.is_ok() { "ok" } else { "failed" };
-    engine.completed(access, started, *result.as_ref().unwrap_or(&0), status).await;
     let rows = result?;
     if let Some(path) = &a.out {
         eprintln!("{rows} rows written to {}", path.display());
@@ -702,11 +716,7 @@ async fn export(engine: &Engine, a: ExportArgs) -> Result<()> {
 async fn sql(engine: &Engine, a: SqlArgs) -> Result<()> {
     let who = a.actor.principal(engine.policy()).await?;
     let released = engine.sql(&who, a.purpose.as_deref(), &a.query, "cli-sql").await?;
-    let (access, started) = (released.access, released.started());
-    let result = print_result(released.stream, &a.format).await;
-    let status = if result.is_ok() { "ok" } else { "failed" };
-    engine.completed(access, started, *result.as_ref().unwrap_or(&0), status).await;
-    result.map(|_| ())
+    print_result(released.stream, &a.format).await.map(|_| ())
 }
 
 /// Prints a result as a table or in an export format; returns the number of rows.
@@ -768,10 +778,14 @@ async fn audit_command(engine: &Engine, c: AuditCommand) -> Result<()> {
             }
             eprintln!("the access log verifies{}", if witness.is_some() { " against the given checkpoint" } else { "" });
         }
-        AuditCommand::Search { user, dataset, org, from, to } => {
-            let details = serde_json::json!({"what": "search", "user": user, "dataset": dataset, "org": org, "from": from, "to": to});
+        AuditCommand::Search { user, dataset, org, from, to, subject } => {
+            if let Some(pid) = &subject {
+                tverr_core::Fodselsnummer::parse(pid).map_err(|e| QueryError::Invalid(format!("--subject: {e}")))?;
+            }
+            let subject_id = subject.as_deref().map(|p| engine.audit().subject_id(p));
+            let details = serde_json::json!({"what": "search", "user": user, "dataset": dataset, "org": org, "from": from, "to": to, "subject": subject_id});
             engine.log_event("audit-read", &tverr_policy::Principal::Operator, "cli", details).await?;
-            let search = tverr_audit::Search { org, user, dataset, from, to };
+            let search = tverr_audit::Search { org, user, dataset, from, to, subject };
             for e in engine.audit().search(&search).await? {
                 println!("{}", serde_json::json!({"seq": e.seq, "at": e.at, "kind": e.kind, "record": serde_json::from_str::<serde_json::Value>(&e.payload)?}));
             }

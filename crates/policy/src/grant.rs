@@ -34,6 +34,8 @@ pub enum Basis {
         /// Declared purpose.
         purpose: String,
     },
+    /// A citizen reading the rows about themselves (GDPR art. 15).
+    DataSubject,
 }
 
 /// One permitted column and how it is released.
@@ -85,6 +87,11 @@ pub struct Grant {
     /// Key for `hmac` masks (the agreement's own).
     #[serde(skip)]
     pub hmac_key: Vec<u8>,
+    /// The dataset's person subject key (a fødselsnummer column), whether or not it is granted:
+    /// the scan records whose data each released row is.
+    pub subject_key: Option<String>,
+    /// The legal basis of the read: the agreement's, or that of the department's purpose.
+    pub legal_basis: Option<crate::LegalBasis>,
 }
 
 /// Why a principal may not read a dataset. The server turns every variant except
@@ -131,6 +138,8 @@ pub(crate) fn decide(f: &Facts<'_>) -> Result<Grant, Denial> {
             basis,
             min_group_size: None,
             hmac_key,
+            subject_key: person_key(f.columns),
+            legal_basis: None,
         }
     };
     if f.dataset.classification == Classification::Open {
@@ -199,6 +208,7 @@ pub(crate) fn decide(f: &Facts<'_>) -> Result<Grant, Denial> {
             a.hmac_key.clone(),
         );
         g.min_group_size = terms.min_group_size;
+        g.legal_basis = Some(a.terms.legal_basis.clone());
         return Ok(g);
     }
     match (entitled_somehow, f.purpose) {
@@ -206,6 +216,32 @@ pub(crate) fn decide(f: &Facts<'_>) -> Result<Grant, Denial> {
         (true, None) => Err(Denial::PurposeRequired),
         (true, Some(_)) => Err(Denial::PurposeNotAllowed),
     }
+}
+
+/// The first column whose subject kind is a person.
+pub(crate) fn person_key(columns: &[ColumnMeta]) -> Option<String> {
+    columns.iter().find(|c| c.subject_key == Some(SubjectKind::Person)).map(|c| c.name.clone())
+}
+
+/// What a citizen may read of a dataset about themselves: every column of the rows whose person
+/// key is their number, their own protected address included; `None` without a person key.
+pub(crate) fn own_rows(dataset: &DatasetMeta, columns: &[ColumnMeta], pid: &str) -> Option<Grant> {
+    let key = person_key(columns)?;
+    let r: DatasetRef = dataset.reference().parse().ok()?;
+    // The number is checked to be digits before it gets here; quoting keeps it a literal anyway.
+    let literal = pid.replace('\'', "''");
+    Some(Grant {
+        dataset: r,
+        classification: dataset.classification,
+        columns: columns.iter().map(|c| column_grant(c, None)).collect(),
+        row_filter: Some(format!("\"{}\" = '{literal}'", key.replace('"', "\"\""))),
+        protection: Protection::NotApplicable,
+        basis: Basis::DataSubject,
+        min_group_size: None,
+        hmac_key: Vec::new(),
+        subject_key: Some(key),
+        legal_basis: None,
+    })
 }
 
 fn column_grant(c: &ColumnMeta, mask: Option<Mask>) -> ColumnGrant {

@@ -216,6 +216,17 @@ impl Policy {
     /// Creates an API token for a user; the secret is returned once and only its hash is kept.
     pub async fn create_token(&self, username: &str, expires_days: Option<u32>) -> Result<NewToken, PolicyError> {
         self.user(username).await?;
+        self.insert_token("api_tokens", "username", username, expires_days).await
+    }
+
+    /// Creates an API token that acts as a citizen (as an ID-porten login would), for the demo
+    /// and tests. The number must be a valid fødselsnummer or D-number.
+    pub async fn create_citizen_token(&self, pid: &str, expires_days: Option<u32>) -> Result<NewToken, PolicyError> {
+        let pid = tverr_core::Fodselsnummer::parse(pid).map_err(|e| PolicyError::invalid("citizen", e.to_string()))?;
+        self.insert_token("citizen_tokens", "pid", pid.as_str(), expires_days).await
+    }
+
+    async fn insert_token(&self, table: &str, owner_column: &str, owner: &str, expires_days: Option<u32>) -> Result<NewToken, PolicyError> {
         let mut id = [0u8; 6];
         let mut secret = [0u8; 32];
         rand::rng().fill_bytes(&mut id);
@@ -225,9 +236,9 @@ impl Policy {
         let expires_at = expires_days.map(|d| {
             (chrono::Utc::now() + chrono::Duration::days(i64::from(d))).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         });
-        sqlx::query("INSERT INTO api_tokens (id, username, hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+        sqlx::query(&format!("INSERT INTO {table} (id, {owner_column}, hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)"))
             .bind(&id)
-            .bind(username)
+            .bind(owner)
             .bind(token_hash(&secret))
             .bind(now())
             .bind(expires_at.clone())
@@ -242,31 +253,51 @@ impl Policy {
             Some(rest) => rest.split('_').next().unwrap_or_default().to_string(),
             None => id_or_secret.to_string(),
         };
-        let done = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(now())
-            .bind(&id)
-            .execute(self.pool())
-            .await?;
-        if done.rows_affected() == 0 {
+        let mut revoked = 0;
+        for table in ["api_tokens", "citizen_tokens"] {
+            revoked += sqlx::query(&format!("UPDATE {table} SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL"))
+                .bind(now())
+                .bind(&id)
+                .execute(self.pool())
+                .await?
+                .rows_affected();
+        }
+        if revoked == 0 {
             return Err(not_found("active token", id));
         }
         Ok(())
     }
 
-    /// The user an API token belongs to, if it is valid, unexpired and not revoked.
-    pub async fn authenticate_token(&self, secret: &str) -> Result<User, PolicyError> {
+    /// Who an API token acts for (a user, or a citizen), if it is valid, unexpired and not
+    /// revoked.
+    pub async fn authenticate_token(&self, secret: &str) -> Result<Principal, PolicyError> {
         let refused = |why: &str| PolicyError::Unauthenticated(why.to_string());
         if !secret.starts_with(TOKEN_PREFIX) {
             return Err(refused("not a Tverr API token"));
         }
-        let row = sqlx::query(
+        let hash = token_hash(secret);
+        let user = sqlx::query(
             "SELECT u.username, u.org, u.department, u.role, t.expires_at, t.revoked_at \
              FROM api_tokens t JOIN users u ON u.username = t.username WHERE t.hash = $1",
         )
-        .bind(token_hash(secret))
+        .bind(&hash)
         .fetch_optional(self.pool())
-        .await?
-        .ok_or_else(|| refused("unknown token"))?;
+        .await?;
+        let (row, principal) = match user {
+            Some(row) => {
+                let user = user_from_row(&row)?;
+                (row, Principal::User(user))
+            }
+            None => {
+                let row = sqlx::query("SELECT pid, expires_at, revoked_at FROM citizen_tokens WHERE hash = $1")
+                    .bind(&hash)
+                    .fetch_optional(self.pool())
+                    .await?
+                    .ok_or_else(|| refused("unknown token"))?;
+                let pid: String = row.try_get("pid")?;
+                (row, Principal::Citizen { pid })
+            }
+        };
         let revoked: Option<String> = row.try_get("revoked_at")?;
         if revoked.is_some() {
             return Err(refused("the token has been revoked"));
@@ -278,7 +309,7 @@ impl Policy {
                 return Err(refused("the token has expired"));
             }
         }
-        user_from_row(&row)
+        Ok(principal)
     }
 
     // ---- legal bases and purposes ----
@@ -417,7 +448,7 @@ impl Policy {
         let terms_json = serde_json::to_string(&terms).map_err(|e| PolicyError::Corrupt(e.to_string()))?;
         let mut key = [0u8; 32];
         rand::rng().fill_bytes(&mut key);
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.catalog.begin_write().await?;
         let next: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) + 1 AS next FROM agreements")
             .fetch_one(&mut *tx)
             .await?
@@ -579,7 +610,7 @@ impl Policy {
         }
         let terms_json = serde_json::to_string(&a.terms).map_err(|e| PolicyError::Corrupt(e.to_string()))?;
         let at = now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.catalog.begin_write().await?;
         // Guarded by the revision, so two concurrent changes cannot both apply.
         let done = sqlx::query("UPDATE agreements SET state = $1, revision = revision + 1, updated_at = $2 WHERE id = $3 AND revision = $4")
             .bind(to.as_str())
@@ -624,7 +655,7 @@ impl Policy {
             }
             _ => (Vec::new(), Vec::new()),
         };
-        Ok(grant::decide(&grant::Facts {
+        let mut decision = grant::decide(&grant::Facts {
             principal,
             purpose,
             dataset: &dataset,
@@ -632,7 +663,28 @@ impl Policy {
             purposes: &purposes,
             agreements: &agreements,
             today: chrono::Utc::now().date_naive(),
-        }))
+        });
+        if let Ok(g) = &mut decision {
+            if let Basis::OwnDepartment { purpose } = &g.basis {
+                if let Some(p) = purposes.iter().find(|p| &p.slug == purpose) {
+                    g.legal_basis = Some(self.legal_basis(&p.org, &p.legal_basis).await?);
+                }
+            }
+        }
+        Ok(decision)
+    }
+
+    /// What a citizen may read about themselves: for every dataset with a person key, the rows
+    /// whose key is their number (GDPR art. 15), with every column.
+    pub async fn own_data(&self, pid: &str) -> Result<Vec<Grant>, PolicyError> {
+        let pid = tverr_core::Fodselsnummer::parse(pid).map_err(|e| PolicyError::invalid("citizen", e.to_string()))?;
+        let mut grants = Vec::new();
+        for dataset in self.catalog.datasets().await? {
+            let Ok(r) = dataset.reference().parse::<DatasetRef>() else { continue };
+            let columns = self.catalog.columns(&r).await?;
+            grants.extend(grant::own_rows(&dataset, &columns, pid.as_str()));
+        }
+        Ok(grants)
     }
 
     async fn agreements_covering(&self, u: &User, dataset: &str) -> Result<Vec<Agreement>, PolicyError> {

@@ -266,7 +266,7 @@ async fn passwords_and_tokens() {
 
     let t = p.create_token("ola", Some(30)).await.unwrap();
     assert!(t.secret.starts_with(TOKEN_PREFIX));
-    assert_eq!(p.authenticate_token(&t.secret).await.unwrap().username, "ola");
+    assert_eq!(p.authenticate_token(&t.secret).await.unwrap().name(), "ola");
     // A token that differs in one character, and a token of another shape, are refused.
     let mut forged = t.secret.clone();
     let last = forged.pop().unwrap();
@@ -280,6 +280,28 @@ async fn passwords_and_tokens() {
     // Only a hash is stored.
     let stored: Vec<String> = sqlx::query_scalar("SELECT hash FROM api_tokens").fetch_all(p.pool()).await.unwrap();
     assert!(stored.iter().all(|h| !h.contains(&t.secret) && h.len() == 64));
+
+    // Citizen tokens act as the citizen, and only for a valid number.
+    let c = p.create_citizen_token("01010012356", None).await.unwrap();
+    assert_eq!(p.authenticate_token(&c.secret).await.unwrap(), Principal::Citizen { pid: "01010012356".into() });
+    for bad in ["01010012357", "0101001235", "x", ""] {
+        assert!(p.create_citizen_token(bad, None).await.is_err(), "{bad}");
+    }
+    p.revoke_token(&c.secret).await.unwrap();
+    assert!(p.authenticate_token(&c.secret).await.unwrap_err().to_string().contains("revoked"));
+}
+
+#[tokio::test]
+async fn a_citizen_reads_only_their_own_rows() {
+    let w = world().await;
+    let grants = w.policy.own_data("01010012356").await.unwrap();
+    assert_eq!(grants.len(), 1, "the one dataset with a person key");
+    let g = &grants[0];
+    assert_eq!(g.basis, Basis::DataSubject);
+    assert_eq!(g.row_filter.as_deref(), Some("\"fodselsnummer\" = '01010012356'"));
+    assert_eq!(g.subject_key.as_deref(), Some("fodselsnummer"));
+    assert!(g.columns.iter().all(|c| c.mask.is_none()), "everything about themselves, unmasked");
+    assert!(w.policy.own_data("12345678901").await.is_err(), "not a valid number");
 }
 
 #[test]

@@ -8,10 +8,14 @@
 //!   or protected column stay above the scan and see only released values.
 //! * The outer barrier accepts no filter, limit or projection pushdown from above and reports
 //!   unknown statistics, so COUNT/MIN/MAX are computed over permitted rows.
+//! * Filters that read masked or protected columns run inside the scan too, above the masks on
+//!   released values, and so does a LIMIT that reaches the scan. Above them a tap
+//!   ([`SubjectTapExec`]) records the person key of every row that leaves the scan, so the
+//!   access log can name exactly the people whose data a query used.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, ArrayRef, StringBuilder};
 use arrow::datatypes::{DataType, SchemaRef};
@@ -26,7 +30,10 @@ use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     TableProviderFilterPushDown, Volatility, cast, lit, when,
 };
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::limit::GlobalLimitExec;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PhysicalExpr, PlanProperties, ReplaceChildrenOptions,
@@ -36,6 +43,70 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tverr_core::ColumnCategory;
 use tverr_policy::{Grant, Mask, PROTECTION_COLUMN, Protection};
+
+/// The name of the hidden column that carries the person key from the masks to the tap; not a
+/// name a dataset column can have (they never start with a space).
+const SUBJECT_COLUMN: &str = " tverr_subject";
+
+/// Data subjects seen by the taps of one request, by dataset, as HMACs of their numbers.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SubjectSink(Arc<Mutex<BTreeMap<String, HashSet<[u8; 16]>>>>);
+
+impl SubjectSink {
+    /// Takes what was seen since the last call: identifiers as hex, sorted, by dataset.
+    pub(crate) fn take(&self) -> BTreeMap<String, Vec<String>> {
+        let seen = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        seen.into_iter()
+            .filter(|(_, ids)| !ids.is_empty())
+            .map(|(dataset, ids)| {
+                let mut ids: Vec<String> = ids.iter().map(hex::encode).collect();
+                ids.sort();
+                (dataset, ids)
+            })
+            .collect()
+    }
+}
+
+/// What a tap records: the person key column of one dataset, under the log's subject key.
+#[derive(Debug, Clone)]
+pub(crate) struct SubjectTap {
+    /// `org/dataset`.
+    pub dataset: String,
+    /// The person key column (inner name).
+    pub column: String,
+    /// The key of [`tverr_audit::Audit::subject_id`].
+    pub key: Arc<Vec<u8>>,
+    /// Where identifiers go.
+    pub sink: SubjectSink,
+}
+
+impl SubjectTap {
+    fn observe(&self, column: &ArrayRef) -> DfResult<()> {
+        let text = arrow::compute::cast(column, &DataType::Utf8)?;
+        let text = text
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .ok_or_else(|| datafusion::error::DataFusionError::Internal("subject key is not text".into()))?;
+        let base = Hmac::<Sha256>::new_from_slice(&self.key)
+            .map_err(|e| datafusion::error::DataFusionError::Internal(e.to_string()))?;
+        let ids: Vec<[u8; 16]> = text
+            .iter()
+            .flatten()
+            .map(|v| {
+                let mut mac = base.clone();
+                mac.update(v.trim().as_bytes());
+                let mut id = [0u8; 16];
+                id.copy_from_slice(&mac.finalize().into_bytes()[..16]);
+                id
+            })
+            .collect();
+        if !ids.is_empty() {
+            let mut seen = self.sink.0.lock().unwrap_or_else(|p| p.into_inner());
+            seen.entry(self.dataset.clone()).or_default().extend(ids);
+        }
+        Ok(())
+    }
+}
 
 /// A dataset as one grant lets a caller see it.
 #[derive(Debug)]
@@ -51,11 +122,13 @@ pub(crate) struct SecureTable {
     /// over only these may run before the masks.
     plain: HashSet<String>,
     schema: SchemaRef,
+    /// Records the person key of every row that leaves the scan.
+    tap: Option<SubjectTap>,
 }
 
 impl SecureTable {
     /// Builds the restricted view over `inner` (the dataset's full table) for `grant`.
-    pub(crate) fn new(ctx: &SessionContext, inner: Arc<dyn TableProvider>, grant: &Grant) -> DfResult<Self> {
+    pub(crate) fn new(ctx: &SessionContext, inner: Arc<dyn TableProvider>, grant: &Grant, tap: Option<SubjectTap>) -> DfResult<Self> {
         let mut df: DataFrame = ctx.read_table(inner.clone())?;
         let row_filter = match &grant.row_filter {
             Some(f) => Some(df.parse_sql_expr(f)?),
@@ -88,7 +161,7 @@ impl SecureTable {
             .collect::<DfResult<Vec<_>>>()?;
         let aliased = grant.columns.iter().zip(&released).map(|(c, e)| e.clone().alias(&c.name)).collect::<Vec<_>>();
         let schema = Arc::new(df.select(aliased)?.schema().as_arrow().clone());
-        Ok(Self { inner, row_filter, released, plain, schema })
+        Ok(Self { inner, row_filter, released, plain, schema, tap })
     }
 
     /// Whether a user filter uses only plain columns, so it may run on permitted rows before the
@@ -97,6 +170,14 @@ impl SecureTable {
         let refs = e.column_refs();
         !refs.is_empty() && refs.iter().all(|c| self.plain.contains(&c.name))
     }
+}
+
+/// Whether a user filter may run inside the scan: not one with a subquery or a volatile function.
+fn pushable(f: &Expr) -> DfResult<bool> {
+    let nested = f.exists(|e| {
+        Ok(matches!(e, Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_) | Expr::OuterReferenceColumn(..)))
+    })?;
+    Ok(!nested && !f.is_volatile())
 }
 
 /// The same expression with every column reference unqualified (the scan's own names).
@@ -168,31 +249,51 @@ impl TableProvider for SecureTable {
         TableType::Base
     }
 
+    /// Every filter without subqueries or volatile functions runs inside the scan: on plain
+    /// columns before the masks, on the others above them, on released values.
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
+        filters
             .iter()
-            .map(|f| if self.is_plain(f) { TableProviderFilterPushDown::Exact } else { TableProviderFilterPushDown::Unsupported })
-            .collect())
+            .map(|f| Ok(if pushable(f)? { TableProviderFilterPushDown::Exact } else { TableProviderFilterPushDown::Unsupported }))
+            .collect()
     }
 
-    /// Builds: scan → row filter → [barrier] → user filters on plain columns → masks → [barrier].
-    /// The first barrier keeps user filters from being merged into or pushed below the row filter,
-    /// so they never run on rows the caller may not see.
+    /// Builds: scan → row filter → [barrier] → user filters on plain columns → masks → user
+    /// filters on released values → limit → tap → [barrier]. The first barrier keeps user filters
+    /// from being merged into or pushed below the row filter, so they never run on rows the
+    /// caller may not see.
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
-        _limit: Option<usize>,
+        limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let wanted: Vec<usize> = match projection {
             Some(p) => p.clone(),
             None => (0..self.released.len()).collect(),
         };
-        let filters = filters.iter().filter(|f| self.is_plain(f)).cloned().map(unqualified).collect::<DfResult<Vec<_>>>()?;
-        // The inner columns the released expressions and the filters need.
+        let mut pushed = Vec::new();
+        for f in filters {
+            if pushable(f)? {
+                pushed.push(unqualified(f.clone())?);
+            }
+        }
+        let (plain, on_released): (Vec<Expr>, Vec<Expr>) = pushed.into_iter().partition(|f| self.is_plain(f));
+        // The released columns the output and the filters on released values need.
+        let mut outputs = wanted.clone();
+        for f in &on_released {
+            for c in f.column_refs() {
+                let i = self.schema.index_of(&c.name)?;
+                if !outputs.contains(&i) {
+                    outputs.push(i);
+                }
+            }
+        }
+        // The inner columns the released expressions, the plain filters and the tap need.
         let mut needed: Vec<String> = Vec::new();
-        for e in wanted.iter().map(|i| &self.released[*i]).chain(filters.iter()) {
+        let tapped = self.tap.as_ref().map(|t| ident(&t.column));
+        for e in outputs.iter().map(|i| &self.released[*i]).chain(plain.iter()).chain(tapped.iter()) {
             for c in e.column_refs() {
                 if !needed.contains(&c.name) {
                     needed.push(c.name.clone());
@@ -206,18 +307,105 @@ impl TableProvider for SecureTable {
         let permitted = builder.project(needed.iter().map(|n| ident(n)))?.build()?;
         let mut plan: Arc<dyn ExecutionPlan> = Arc::new(SecureScanExec { input: state.create_physical_plan(&permitted).await? });
         let inner_schema = DFSchema::try_from(plan.schema().as_ref().clone())?;
-        if let Some(predicate) = filters.into_iter().reduce(Expr::and) {
+        if let Some(predicate) = plain.into_iter().reduce(Expr::and) {
             plan = Arc::new(FilterExec::try_new(state.create_physical_expr(predicate, &inner_schema)?, plan)?);
         }
-        let exprs = wanted
+        let mut exprs = outputs
             .iter()
             .map(|i| {
                 let e = state.create_physical_expr(self.released[*i].clone(), &inner_schema)?;
                 Ok((e, self.schema.field(*i).name().clone()))
             })
             .collect::<DfResult<Vec<_>>>()?;
+        if let Some(t) = &tapped {
+            exprs.push((state.create_physical_expr(t.clone(), &inner_schema)?, SUBJECT_COLUMN.to_string()));
+        }
         plan = Arc::new(ProjectionExec::try_new(exprs, plan)?);
+        if let Some(predicate) = on_released.into_iter().reduce(Expr::and) {
+            let released_schema = DFSchema::try_from(plan.schema().as_ref().clone())?;
+            plan = Arc::new(FilterExec::try_new(state.create_physical_expr(predicate, &released_schema)?, plan)?);
+        }
+        // DataFusion hands a LIMIT to the scan only when no filter stays above it, so applying it
+        // here returns the same rows, and the tap sees only those.
+        if let Some(n) = limit {
+            plan = Arc::new(GlobalLimitExec::new(Arc::new(CoalescePartitionsExec::new(plan)), 0, Some(n)));
+        }
+        if let Some(tap) = &self.tap {
+            plan = Arc::new(SubjectTapExec { input: plan, column: outputs.len(), tap: tap.clone() });
+        }
+        if outputs.len() != wanted.len() || self.tap.is_some() {
+            let schema = plan.schema();
+            let exprs = (0..wanted.len())
+                .map(|i| {
+                    let f = schema.field(i);
+                    let e: Arc<dyn PhysicalExpr> = Arc::new(datafusion::physical_expr::expressions::Column::new(f.name(), i));
+                    (e, f.name().clone())
+                })
+                .collect::<Vec<_>>();
+            plan = Arc::new(ProjectionExec::try_new(exprs, plan)?);
+        }
         Ok(Arc::new(SecureScanExec { input: plan }))
+    }
+}
+
+/// Records the person key of every row that passes, before the row goes on.
+#[derive(Debug)]
+pub(crate) struct SubjectTapExec {
+    input: Arc<dyn ExecutionPlan>,
+    /// Index of the person key in the input.
+    column: usize,
+    tap: SubjectTap,
+}
+
+impl DisplayAs for SubjectTapExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SubjectTapExec: {}", self.tap.dataset)
+    }
+}
+
+impl ExecutionPlan for SubjectTapExec {
+    fn name(&self) -> &str {
+        "SubjectTapExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.input.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: ReplaceChildrenOptions,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(SubjectTapExec { input: children.swap_remove(0), column: self.column, tap: self.tap.clone() }))
+    }
+
+    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(SubjectTapExec { input: children.swap_remove(0), column: self.column, tap: self.tap.clone() }))
+    }
+
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+        use futures::StreamExt;
+        let input = self.input.execute(partition, context)?;
+        let schema = input.schema();
+        let (tap, column) = (self.tap.clone(), self.column);
+        let observed = input.map(move |batch| {
+            let batch = batch?;
+            tap.observe(batch.column(column))?;
+            Ok(batch)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, observed)))
     }
 }
 

@@ -1,4 +1,5 @@
-//! The access log for auditors: `GET /api/v1/audit/verify` and `GET /api/v1/audit?user=&dataset=&from=&to=`.
+//! The access log for auditors: `GET /api/v1/audit/verify` and
+//! `GET /api/v1/audit?user=&dataset=&subject=&from=&to=` (`subject`: a fødselsnummer).
 //! Only users with the `auditor` role, and only entries about their own organisation; every read
 //! of the log is itself logged.
 
@@ -55,13 +56,19 @@ pub struct Entries {
 /// Entries about the auditor's organisation that match the filters.
 pub async fn search(State(state): State<AppState>, caller: Caller, Query(mut q): Query<Search>) -> Result<Json<Entries>, Problem> {
     q.org = Some(auditor_org(&caller)?);
+    if let Some(pid) = &q.subject {
+        tverr_core::Fodselsnummer::parse(pid).map_err(|e| {
+            Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Ugyldig forespørsel / Invalid request", format!("subject: {e}"))
+        })?;
+    }
+    let subject = q.subject.as_deref().map(|p| state.engine.audit().subject_id(p));
     state
         .engine
         .log_event(
             "audit-read",
             &caller.principal,
             "http",
-            serde_json::json!({"what": "search", "user": q.user, "dataset": q.dataset, "from": q.from, "to": q.to}),
+            serde_json::json!({"what": "search", "user": q.user, "dataset": q.dataset, "from": q.from, "to": q.to, "subject": subject}),
         )
         .await
         .map_err(Problem::from_query)?;

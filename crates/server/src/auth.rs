@@ -48,26 +48,22 @@ impl FromRequestParts<AppState> for Caller {
                 return Err(unauthorized("not a Tverr API token (no OIDC issuers are configured)"));
             };
             let principal = verifier.verify(credential, &state.store.catalog).await.map_err(|why| unauthorized(&why))?;
-            log_use(state, &principal, "oidc").await?;
+            log_use(state, &principal, "oidc");
             return Ok(Caller { principal, purpose });
         }
-        let user = state.engine.policy().authenticate_token(credential).await.map_err(|e| match e {
+        let principal = state.engine.policy().authenticate_token(credential).await.map_err(|e| match e {
             tverr_policy::PolicyError::Unauthenticated(why) => unauthorized(&why),
             other => Problem::from_policy(other),
         })?;
-        let principal = Principal::User(user);
-        log_use(state, &principal, "api-token").await?;
+        log_use(state, &principal, "api-token");
         Ok(Caller { principal, purpose })
     }
 }
 
-/// Records the use of a credential; when the log cannot be written the request is refused.
-async fn log_use(state: &AppState, principal: &Principal, method: &str) -> Result<(), Problem> {
-    state
-        .engine
-        .log_event("authentication", principal, "http", serde_json::json!({"method": method}))
-        .await
-        .map_err(Problem::from_query)
+/// Records the use of a credential. It gates nothing, so it goes with the next group commit:
+/// a read that follows writes its intent record in the same commit, after this one.
+fn log_use(state: &AppState, principal: &Principal, method: &str) {
+    state.engine.note_event("authentication", principal, "http", serde_json::json!({"method": method}));
 }
 
 fn purpose(parts: &Parts) -> Result<Option<String>, Problem> {

@@ -8,6 +8,7 @@
 mod agreements;
 mod audit;
 mod auth;
+mod me;
 mod oidc;
 mod problem;
 mod sql;
@@ -64,6 +65,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/sql", post(sql::query))
         .route("/api/v1/audit", get(audit::search))
         .route("/api/v1/audit/verify", get(audit::verify))
+        .route("/api/v1/me/access-log", get(me::access_log))
+        .route("/api/v1/me/data", get(me::data))
         .route("/api/v1/agreements", get(agreements::list).post(agreements::request))
         .route("/api/v1/agreements/{id}", get(agreements::show))
         .route("/api/v1/agreements/{id}/{action}", post(agreements::transition))

@@ -32,10 +32,6 @@ struct Rows {
     csv: bool,
     wrote_any: bool,
     finished: bool,
-    released: u64,
-    access: Option<i64>,
-    started: std::time::Instant,
-    engine: tverr_query::Engine,
 }
 
 /// Runs the query. The first batch is computed before the response starts, so errors in
@@ -57,7 +53,8 @@ pub async fn query(
     })?;
     let released =
         state.engine.sql(&caller.principal, caller.purpose.as_deref(), &req.sql, "http-sql").await.map_err(Problem::from_query)?;
-    let (access, started) = (released.access, released.started());
+    // The stream writes the access log itself: the intent before the first batch, the
+    // completion when it ends or when the client goes away and the body is dropped.
     let mut stream = released.stream;
     let first = stream.next().await.transpose().map_err(|e| Problem::from_query(QueryError::from(e)))?;
     let schema = stream.schema();
@@ -68,7 +65,7 @@ pub async fn query(
         let columns = serde_json::to_string(&tverr_query::result_columns(&schema)).unwrap_or_else(|_| "[]".into());
         format!("{{\"columns\":{columns},\"rows\":[").into_bytes()
     };
-    let rows = Rows { stream, pending: first, csv, wrote_any: false, finished: false, released: 0, access, started, engine: state.engine.clone() };
+    let rows = Rows { stream, pending: first, csv, wrote_any: false, finished: false };
     let body = futures::stream::once(async move { Ok::<Bytes, std::io::Error>(Bytes::from(head)) }).chain(futures::stream::unfold(
         rows,
         |mut st| async move {
@@ -81,7 +78,6 @@ pub async fn query(
             };
             match next {
                 Some(Ok(batch)) => {
-                    st.released += batch.num_rows() as u64;
                     let chunk = if st.csv { tverr_query::csv_rows(&batch, false) } else { tverr_query::json_objects(&batch) };
                     match chunk {
                         Ok(mut bytes) => {
@@ -101,12 +97,10 @@ pub async fn query(
                 }
                 Some(Err(e)) => {
                     st.finished = true;
-                    st.engine.completed(st.access, st.started, st.released, "failed").await;
                     Some((Err(std::io::Error::other(QueryError::from(e).to_string())), st))
                 }
                 None => {
                     st.finished = true;
-                    st.engine.completed(st.access, st.started, st.released, "ok").await;
                     let tail: &'static [u8] = if st.csv { b"" } else { b"]}" };
                     Some((Ok(Bytes::from_static(tail)), st))
                 }

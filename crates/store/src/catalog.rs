@@ -138,6 +138,7 @@ pub struct VersionMeta {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pool: AnyPool,
+    sqlite: bool,
 }
 
 fn now() -> String {
@@ -164,7 +165,9 @@ impl Catalog {
                 Box::pin(async move {
                     if sqlite {
                         use sqlx::Executor;
-                        conn.execute("PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;").await?;
+                        // FULL: a commit (an access-log entry above all) survives a power loss,
+                        // not only a crash of the process.
+                        conn.execute("PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL;").await?;
                     }
                     Ok(())
                 })
@@ -172,7 +175,18 @@ impl Catalog {
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, sqlite })
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), waiting for other writers within the busy timeout, instead of failing later
+    /// when another writer committed after its first read.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        if self.sqlite {
+            self.pool.begin_with("BEGIN IMMEDIATE").await
+        } else {
+            self.pool.begin().await
+        }
     }
 
     /// The connection pool, for crates that keep their own tables in the catalogue.
@@ -365,7 +379,7 @@ impl Catalog {
         columns: &[ColumnMeta],
         version: &VersionMeta,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if let Some(d) = new {
             sqlx::query(
                 "INSERT INTO datasets (org, slug, department, title, description, classification, theme, keywords, licence, update_frequency, created_at) \

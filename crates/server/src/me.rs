@@ -1,0 +1,233 @@
+//! What a citizen sees about themselves (a citizen principal: an ID-porten token, or a citizen
+//! API token in the demo):
+//! * `GET /api/v1/me/access-log`: every access that released data about me: when, which
+//!   organisation, department and role, purpose, legal basis, dataset and channel. The employee's
+//!   name is shown when the data released was special-category (health) data, as the patient
+//!   records act § 18 requires; for other data the department and role are shown, not the person.
+//! * `GET /api/v1/me/data`: every row about me in every dataset with a person key (GDPR art. 15),
+//!   as JSON, or with `?download=true` as a file to keep.
+//!
+//! Both reads are themselves logged, and `me/data` names the citizen as its data subject.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tverr_core::DatasetRef;
+use tverr_policy::Principal;
+use tverr_query::QueryError;
+
+use crate::{AppState, Caller, Problem};
+
+fn citizen(caller: &Caller) -> Result<&str, Problem> {
+    match &caller.principal {
+        Principal::Citizen { pid } => Ok(pid),
+        Principal::Anonymous => Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Ikke autentisert / Not authenticated",
+            "sign in as a citizen (ID-porten) to see your own data",
+        )),
+        _ => Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Ikke tillatt / Forbidden",
+            "these pages show a citizen their own data; employees use the audit routes",
+        )),
+    }
+}
+
+/// Who read, as the citizen is shown it.
+#[derive(Debug, Serialize)]
+pub struct Reader {
+    /// `employee`, `operator` (the platform's command line), `system`, or `self`.
+    kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    organisation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    organisation_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    department: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<String>,
+    /// The employee's user name, for special-category (health) data only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    employee: Option<String>,
+}
+
+/// One dataset an access released data about me from.
+#[derive(Debug, Serialize)]
+pub struct AccessedDataset {
+    dataset: String,
+    title: String,
+    /// The columns released, with their masks.
+    columns: serde_json::Value,
+    legal_basis: serde_json::Value,
+}
+
+/// One access to my data.
+#[derive(Debug, Serialize)]
+pub struct Access {
+    at: String,
+    channel: String,
+    reader: Reader,
+    purpose: Option<String>,
+    datasets: Vec<AccessedDataset>,
+}
+
+/// The citizen's access log.
+#[derive(Debug, Serialize)]
+pub struct AccessLog {
+    accesses: Vec<Access>,
+}
+
+/// Every access that released data about the calling citizen, newest first.
+pub async fn access_log(State(state): State<AppState>, caller: Caller) -> Result<Json<AccessLog>, Problem> {
+    let pid = citizen(&caller)?;
+    state
+        .engine
+        .log_event("citizen-read", &caller.principal, "http", serde_json::json!({"what": "access-log"}))
+        .await
+        .map_err(Problem::from_query)?;
+    let found = state
+        .engine
+        .audit()
+        .accesses_of(pid)
+        .await
+        .map_err(|e| Problem::from_query(QueryError::AuditUnavailable(e.to_string())))?;
+    let orgs: BTreeMap<String, String> =
+        state.store.catalog.orgs().await.map_err(Problem::from_store)?.into_iter().map(|o| (o.slug, o.name)).collect();
+    let mut titles: BTreeMap<String, String> = BTreeMap::new();
+    let mut accesses = Vec::new();
+    for a in found {
+        let record: serde_json::Value = serde_json::from_str(&a.entry.payload).unwrap_or_default();
+        let mut datasets = Vec::new();
+        let mut special = false;
+        for d in record["datasets"].as_array().into_iter().flatten() {
+            let name = d["dataset"].as_str().unwrap_or_default().to_string();
+            if !a.datasets.contains(&name) {
+                continue;
+            }
+            special |= d["special_category"].as_bool().unwrap_or(false);
+            if !titles.contains_key(&name) {
+                let title = match name.parse::<DatasetRef>() {
+                    Ok(r) => state.store.catalog.dataset(&r).await.map(|m| m.title).unwrap_or_else(|_| name.clone()),
+                    Err(_) => name.clone(),
+                };
+                titles.insert(name.clone(), title);
+            }
+            datasets.push(AccessedDataset {
+                title: titles[&name].clone(),
+                dataset: name,
+                columns: d["columns"].clone(),
+                legal_basis: d["legal_basis"].clone(),
+            });
+        }
+        let p = &record["principal"];
+        let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+        let reader = match p["kind"].as_str() {
+            Some("user") => Reader {
+                kind: "employee".into(),
+                organisation_name: text(&p["org"]).and_then(|o| orgs.get(&o).cloned()),
+                organisation: text(&p["org"]),
+                department: text(&p["department"]),
+                role: text(&p["role"]),
+                employee: if special { text(&p["username"]) } else { None },
+            },
+            Some("citizen") => {
+                Reader { kind: "self".into(), organisation: None, organisation_name: None, department: None, role: None, employee: None }
+            }
+            Some("system") => Reader {
+                kind: "system".into(),
+                organisation_name: text(&p["org"]).and_then(|o| orgs.get(&o).cloned()),
+                organisation: text(&p["org"]),
+                department: None,
+                role: None,
+                employee: None,
+            },
+            other => Reader {
+                kind: other.unwrap_or("unknown").into(),
+                organisation: None,
+                organisation_name: None,
+                department: None,
+                role: None,
+                employee: None,
+            },
+        };
+        accesses.push(Access {
+            at: a.entry.at,
+            channel: text(&record["channel"]).unwrap_or_default(),
+            reader,
+            purpose: text(&record["purpose"]),
+            datasets,
+        });
+    }
+    accesses.reverse();
+    Ok(Json(AccessLog { accesses }))
+}
+
+/// `?download=true` asks for a file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataQuery {
+    #[serde(default)]
+    download: bool,
+    /// Accepted for symmetry with the other routes; a citizen's own data needs no purpose.
+    #[serde(default)]
+    #[allow(dead_code)]
+    purpose: Option<String>,
+}
+
+/// Everything Tverr holds about the calling citizen.
+pub async fn data(State(state): State<AppState>, caller: Caller, Query(q): Query<DataQuery>) -> Result<Response, Problem> {
+    let pid = citizen(&caller)?;
+    let reads = state.engine.own_data(pid, "http-me").await.map_err(Problem::from_query)?;
+    let mut datasets = Vec::new();
+    for released in reads {
+        let grant = &released.grants[0];
+        let meta = state.store.catalog.dataset(&grant.dataset).await.map_err(Problem::from_store)?;
+        let mut stream = released.stream;
+        let columns = serde_json::to_value(tverr_query::result_columns(&stream.schema())).unwrap_or_default();
+        let mut rows = Vec::new();
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| Problem::from_query(QueryError::from(e)))?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let mut text = b"[".to_vec();
+            text.extend(tverr_query::json_objects(&batch).map_err(Problem::from_query)?);
+            text.push(b']');
+            let parsed: Vec<serde_json::Value> = serde_json::from_slice(&text)
+                .map_err(|e| Problem::from_query(QueryError::Output(e.to_string())))?;
+            rows.extend(parsed);
+        }
+        if rows.is_empty() {
+            continue;
+        }
+        datasets.push(serde_json::json!({
+            "dataset": grant.dataset.to_string(),
+            "title": meta.title,
+            "department": meta.department,
+            "columns": columns,
+            "rows": rows,
+        }));
+    }
+    let generated = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let body = serde_json::json!({
+        "generated_at": generated,
+        "legal_basis": "GDPR art. 15 (innsynsrett / right of access)",
+        "datasets": datasets,
+    });
+    let mut response = Json(body).into_response();
+    if q.download {
+        let name = format!("attachment; filename=\"mine-data-{}.json\"", &generated[..10]);
+        if let Ok(v) = header::HeaderValue::from_str(&name) {
+            response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+        }
+    }
+    Ok(response)
+}
