@@ -16,6 +16,10 @@ use sqlx::{AnyPool, Row};
 use tokio::sync::{Mutex, oneshot};
 use tverr_store::Catalog;
 
+/// Index key prefix of a bulk read: an access that read more people of a dataset than it names
+/// one by one is indexed as `bulk:org/dataset`.
+pub const BULK_PREFIX: &str = "bulk:";
+
 /// The hash before the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -120,6 +124,9 @@ pub struct SubjectAccess {
     pub entry: Entry,
     /// The datasets (`org/dataset`) whose rows about the person it released.
     pub datasets: Vec<String>,
+    /// Datasets it read in bulk (more people than are named one by one): the person may have
+    /// been among them.
+    pub bulk: Vec<String>,
 }
 
 /// Which entries [`Audit::search`] returns; every set field must match.
@@ -551,12 +558,15 @@ impl Audit {
     /// [`Audit::verify`] checks against the chain).
     pub async fn accesses_of(&self, pid: &str) -> Result<Vec<SubjectAccess>, AuditError> {
         let subject = self.subject_id(pid);
+        let like = format!("{BULK_PREFIX}%");
         let entries: Vec<Entry> = sqlx::query_as(
             "SELECT seq, at, kind, payload, prev_hash, hash FROM audit_log WHERE seq IN \
-             (SELECT access FROM audit_subjects WHERE subject = $1 UNION SELECT seq FROM audit_subjects WHERE subject = $1) \
+             (SELECT access FROM audit_subjects WHERE subject = $1 OR subject LIKE $2 \
+              UNION SELECT seq FROM audit_subjects WHERE subject = $1 OR subject LIKE $2) \
              ORDER BY seq",
         )
         .bind(&subject)
+        .bind(&like)
         .fetch_all(&self.pool)
         .await?;
         let mut out: Vec<SubjectAccess> = Vec::new();
@@ -571,12 +581,22 @@ impl Audit {
                         .collect()
                 })
                 .unwrap_or_default();
-            if e.kind == "access" {
-                out.push(SubjectAccess { entry: e, datasets: naming });
-            } else if let Some(a) = out.iter_mut().find(|a| Some(a.entry.seq) == record["access"].as_i64()) {
+            let bulk: Vec<String> = record["bulk"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+            let target = if e.kind == "access" {
+                out.push(SubjectAccess { entry: e, datasets: Vec::new(), bulk: Vec::new() });
+                out.last_mut()
+            } else {
+                out.iter_mut().find(|a| Some(a.entry.seq) == record["access"].as_i64())
+            };
+            if let Some(a) = target {
                 for d in naming {
                     if !a.datasets.contains(&d) {
                         a.datasets.push(d);
+                    }
+                }
+                for d in bulk {
+                    if !a.bulk.contains(&d) && !a.datasets.contains(&d) {
+                        a.bulk.push(d);
                     }
                 }
             }
@@ -654,6 +674,10 @@ fn named_subjects(e: &Entry) -> Vec<(String, i64, i64)> {
                 out.push((id.to_string(), access, e.seq));
             }
         }
+    }
+    // A bulk read of a dataset is indexed once, as `bulk:org/dataset`.
+    for dataset in record["bulk"].as_object().into_iter().flat_map(|m| m.keys()) {
+        out.push((format!("{BULK_PREFIX}{dataset}"), access, e.seq));
     }
     out
 }

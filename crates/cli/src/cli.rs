@@ -376,28 +376,36 @@ async fn open(cli: &Cli) -> Result<Store> {
     Store::open(&config).await.context("cannot open the store")
 }
 
+/// A whole number from the environment, or the default.
+fn env_number(name: &str, default: u64) -> Result<u64> {
+    match std::env::var(name) {
+        Ok(v) => v.parse().map_err(|_| anyhow!("{name}={v:?}: expected a positive whole number")),
+        Err(_) => Ok(default),
+    }
+}
+
 /// The access log over the store, with checkpoints every 1,000 entries or 60 seconds
 /// (`TVERR_AUDIT_CHECKPOINT_EVERY`, `TVERR_AUDIT_CHECKPOINT_SECONDS`).
 fn audit(cli: &Cli, store: &Store) -> Result<tverr_audit::Audit> {
-    let number = |name: &str, default: u64| -> Result<u64> {
-        match std::env::var(name) {
-            Ok(v) => v.parse().map_err(|_| anyhow!("{name}={v:?}: expected a positive whole number")),
-            Err(_) => Ok(default),
-        }
-    };
     let config = tverr_audit::AuditConfig {
         key_path: cli.audit_key.clone().unwrap_or_else(|| cli.data.join("audit-key.pk8")),
         subject_key_path: cli.subject_key.clone().unwrap_or_else(|| cli.data.join("subject-key")),
-        checkpoint_every: number("TVERR_AUDIT_CHECKPOINT_EVERY", 1000)?.max(1) as i64,
-        checkpoint_interval: std::time::Duration::from_secs(number("TVERR_AUDIT_CHECKPOINT_SECONDS", 60)?),
+        checkpoint_every: env_number("TVERR_AUDIT_CHECKPOINT_EVERY", 1000)?.max(1) as i64,
+        checkpoint_interval: std::time::Duration::from_secs(env_number("TVERR_AUDIT_CHECKPOINT_SECONDS", 60)?),
     };
     Ok(tverr_audit::Audit::open(&store.catalog, config)?)
+}
+
+/// How many people of one dataset one access names before it counts as a bulk read
+/// (`TVERR_AUDIT_NAMED_LIMIT`, default 10,000).
+fn named_limit() -> Result<usize> {
+    Ok(env_number("TVERR_AUDIT_NAMED_LIMIT", tverr_query::DEFAULT_NAMED_LIMIT as u64)? as usize)
 }
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<()> {
     let store = open(&cli).await?;
-    let engine = Engine::new(store.clone(), audit(&cli, &store)?);
+    let engine = Engine::new(store.clone(), audit(&cli, &store)?).with_named_limit(named_limit()?);
     let result = dispatch(cli, store, &engine).await;
     // Records that gate nothing (completions, token uses) wait for the next group commit: write
     // them before the process ends.
@@ -474,6 +482,7 @@ async fn dispatch(cli: Cli, store: Store, engine: &Engine) -> Result<()> {
                 .with_context(|| format!("cannot listen on {}", a.listen))?;
             eprintln!("tverr listening on http://{}", listener.local_addr()?);
             let mut state = tverr_server::AppState::new(store, engine.audit().clone());
+            state.engine = state.engine.with_named_limit(named_limit()?);
             if let Some(path) = &a.oidc {
                 let config = tverr_server::OidcConfig::load(path).map_err(|e| anyhow!("--oidc: {e}"))?;
                 eprintln!("accepting OIDC tokens from {} issuers", config.issuers.len());

@@ -171,3 +171,118 @@ fn killing_a_large_export_leaves_the_intent_and_a_sound_chain() {
     assert_eq!(sqlite(&db, "SELECT count(*) FROM audit_log WHERE kind = 'completion'"), "[(0,)]");
     t.ok(&["audit", "verify"]);
 }
+
+/// One tampering case from tests/security/audit: the SQL that tampers, and what
+/// `tverr audit verify` must then say.
+struct TamperCase {
+    name: String,
+    tamper: String,
+    witness: bool,
+    contains: String,
+}
+
+fn tamper_cases() -> Vec<TamperCase> {
+    let dir = common::data_dir().join("../security/audit");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("tests/security/audit").flatten().map(|e| e.path()).collect();
+    files.retain(|p| p.extension().is_some_and(|e| e == "case"));
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(&f).unwrap();
+            let field = |key: &str| {
+                text.lines().find_map(|l| l.strip_prefix(&format!("{key}:")).map(|v| v.trim().to_string()))
+            };
+            let need = |key: &str| field(key).unwrap_or_else(|| panic!("{}: missing `{key}:`", f.display()));
+            TamperCase {
+                name: f.file_name().unwrap().to_string_lossy().into_owned(),
+                tamper: need("tamper"),
+                witness: field("witness").as_deref() == Some("yes"),
+                contains: need("contains"),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn every_tampering_case_is_caught() {
+    let cases = tamper_cases();
+    assert!(cases.len() >= 10, "only {} cases", cases.len());
+    // One log with reads that name people, checkpoints every 3 entries, and a witness kept
+    // outside the data directory.
+    let base = Tverr::with_env(&[("TVERR_AUDIT_CHECKPOINT_EVERY", "3")]);
+    base.ok(&["demo", "--persons", "200"]);
+    base.ok(&["sql", "--as", "ola", "--purpose", "byggesaksbehandling", "SELECT fornavn FROM hamar.innbyggere LIMIT 5"]);
+    base.ok(&["sql", "--as", "siri", "--purpose", "folkeregisterforvaltning", "SELECT count(*) FROM hamar.innbyggere"]);
+    base.ok(&["export", "hamar/byggesaker", "--format", "csv", "--as", "ola", "--purpose", "byggesaksbehandling"]);
+    base.ok(&["sql", "--as", "ola", "--purpose", "byggesaksbehandling", "SELECT etternavn FROM hamar.innbyggere LIMIT 2"]);
+    let witness = base.dir.path().join("witness.json");
+    base.ok(&["audit", "checkpoint", "--out", witness.to_str().unwrap()]);
+    base.ok(&["audit", "verify", "--checkpoint", witness.to_str().unwrap()]);
+
+    let mut failures = Vec::new();
+    for case in &cases {
+        let t = Tverr::new();
+        let status = Command::new("cp").arg("-a").arg(base.data()).arg(t.data()).status().unwrap();
+        assert!(status.success());
+        let out = Command::new("python3")
+            .args(["-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()"])
+            .arg(t.data().join("catalog.db"))
+            .arg(&case.tamper)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}: {}", case.name, String::from_utf8_lossy(&out.stderr));
+        let mut args = vec!["audit", "verify"];
+        if case.witness {
+            args.extend(["--checkpoint", witness.to_str().unwrap()]);
+        }
+        let run = t.run(&args);
+        let err = String::from_utf8_lossy(&run.stderr);
+        if run.status.code() != Some(1) || !err.contains(&case.contains) {
+            failures.push(format!("{}: exit {:?}, expected 1 and {:?}: {err}", case.name, run.status.code(), case.contains));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_client_that_goes_away_mid_stream_leaves_a_completion() {
+    use std::io::{Read, Write};
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "2000"]);
+    let db = t.data().join("catalog.db");
+    let siri = t.ok(&["token", "create", "--user", "siri"]).trim().to_string();
+    let server = common::start(&t);
+    // Four million rows: far more than the socket buffers hold.
+    let body = r#"{"sql": "SELECT a.fornavn, a.etternavn, a.adresse, b.fornavn AS f2 FROM hamar.innbyggere a CROSS JOIN hamar.innbyggere b"}"#;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.1)).unwrap();
+    write!(
+        s,
+        "POST /api/v1/sql HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {siri}\r\nTverr-Purpose: folkeregisterforvaltning\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got = 0;
+    while got < buf.len() {
+        let n = s.read(&mut buf[got..]).unwrap();
+        assert!(n > 0, "the response ended early");
+        got += n;
+    }
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+    drop(s);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let found = sqlite(&db, "SELECT payload FROM audit_log WHERE kind = 'completion'");
+        if found.contains("\"status\":\"cancelled\"") {
+            let rows: u64 = found.split("\"rows\":").nth(1).unwrap().split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap();
+            assert!(rows < 4_000_000, "{found}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no completion after the client left: {found}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(server);
+    t.ok(&["audit", "verify"]);
+}

@@ -67,6 +67,19 @@ fn policy_layer_on_postgresql() {
     let n = t.ok(&["sql", "--as", "ola", "--purpose", "byggesaksbehandling", "--format", "csv",
         "SELECT count(DISTINCT fodselsnummer) AS n FROM hamar.innbyggere"]);
     assert_eq!(n, "n\n300\n");
+    // The access log on PostgreSQL: the read names all 300 people, and the chain and the
+    // subject index verify.
+    let psql = |sql: &str| {
+        let out = Command::new("psql").arg(&url).args(["-tAc", sql]).output().expect("psql");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(psql("SELECT count(*) FROM audit_subjects"), "300");
+    let someone = t.ok(&["sql", "--as", "siri", "--purpose", "folkeregisterforvaltning", "--format", "csv",
+        "SELECT fodselsnummer FROM hamar.innbyggere LIMIT 1"]);
+    let someone = someone.lines().nth(1).unwrap();
+    let found = t.ok(&["audit", "search", "--subject", someone]);
+    assert!(found.contains("\"username\":\"ola\"") && found.contains("\"username\":\"siri\""), "{found}");
+    t.ok(&["audit", "verify"]);
     let (code, _) = t.fail(&["sql", "--as", "lise", "--purpose", "vannforsyning", "SELECT 1 FROM hamar.innbyggere"]);
     assert_eq!(code, 1);
     t.ok(&["agreement", "revoke", "1", "--as", "frode"]);

@@ -197,3 +197,31 @@ fn statistics_only_reads_name_no_one() {
     assert_eq!(sqlite(&db, "SELECT count(*) FROM audit_log WHERE kind = 'access'"), "[(1,)]");
     assert_eq!(sqlite(&db, "SELECT count(*) FROM audit_subjects"), "[(0,)]");
 }
+
+#[test]
+fn reads_of_more_people_than_the_limit_are_recorded_as_bulk_reads() {
+    let t = Tverr::with_env(&[("TVERR_AUDIT_NAMED_LIMIT", "50")]);
+    t.ok(&["demo", "--persons", "300"]);
+    let db = t.data().join("catalog.db");
+    let everyone = t.ok(&["sql", "--as", "siri", "--purpose", "folkeregisterforvaltning", "--format", "csv",
+        "SELECT fodselsnummer FROM hamar.innbyggere"]);
+    let someone = everyone.lines().nth(1).unwrap().to_string();
+    t.ok(&["sql", "--as", "ola", "--purpose", "byggesaksbehandling", "SELECT fornavn FROM hamar.innbyggere LIMIT 10"]);
+    // The whole-register read names no one but is indexed as a bulk read; the small read names
+    // its ten.
+    let first = sqlite(&db, "SELECT payload FROM audit_log WHERE kind = 'access' ORDER BY seq LIMIT 1");
+    assert!(first.contains("\"bulk\":{\"hamar/innbyggere\":"), "{first}");
+    assert_eq!(sqlite(&db, "SELECT count(*) FROM audit_subjects WHERE subject = 'bulk:hamar/innbyggere'"), "[(1,)]");
+    assert_eq!(sqlite(&db, "SELECT count(*) FROM audit_subjects WHERE subject NOT LIKE 'bulk:%'"), "[(10,)]");
+    let completion = sqlite(&db, "SELECT payload FROM audit_log WHERE kind = 'completion' ORDER BY seq LIMIT 1");
+    assert!(completion.contains("\"bulk_rows\":{\"hamar/innbyggere\":300}"), "{completion}");
+    t.ok(&["audit", "verify"]);
+
+    let token = t.ok(&["token", "create", "--citizen", &someone]).trim().to_string();
+    let server = common::start(&t);
+    let (status, _, body) = common::request(server.1, "GET", "/api/v1/me/access-log", &[("Authorization", &format!("Bearer {token}"))], None);
+    assert_eq!(status, 200, "{body}");
+    let log = json(&body);
+    let siri = log["accesses"].as_array().unwrap().iter().find(|a| a["reader"]["department"] == "folkeregister").expect("the bulk read");
+    assert_eq!(siri["datasets"][0]["scope"], "bulk", "{siri}");
+}

@@ -100,6 +100,7 @@ pub struct Engine {
     store: Store,
     policy: Policy,
     audit: Audit,
+    named_limit: usize,
 }
 
 /// A result on its way out: the rows, and the grants they were read under.
@@ -125,6 +126,14 @@ impl std::fmt::Debug for Released {
 /// At most this many data subjects are named in one log entry; more go into further entries.
 const SUBJECTS_PER_ENTRY: usize = 10_000;
 
+/// By default, at most this many people of one dataset are named in one access; a read past it
+/// is recorded as a bulk read of the dataset, with its row count
+/// ([`Engine::with_named_limit`]).
+pub const DEFAULT_NAMED_LIMIT: usize = 10_000;
+
+/// The index key that marks a bulk read of a dataset (`bulk:org/dataset`).
+pub const BULK_PREFIX: &str = "bulk:";
+
 /// Why an audited stream stopped releasing: the log could not be written.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -138,24 +147,51 @@ struct Tracker {
     /// Its sequence number, once written.
     access: Option<i64>,
     sink: secure::SubjectSink,
+    /// Datasets already recorded as read in bulk.
+    bulk_recorded: Vec<String>,
     rows: u64,
     started: std::time::Instant,
     finished: bool,
 }
 
+/// The entries that name what a take saw: `(subjects by dataset, new bulk reads, index keys)`.
+type Naming = Vec<(serde_json::Value, serde_json::Value, Vec<String>)>;
+
 impl Tracker {
+    /// What the taps saw since the last call, as entries: named people in chunks, and bulk reads
+    /// not yet recorded with the first chunk.
+    fn naming(&mut self) -> Naming {
+        let taken = self.sink.take();
+        let mut chunks: Naming = subject_chunks(taken.named)
+            .into_iter()
+            .map(|(named, ids)| (named, serde_json::Value::Object(Default::default()), ids))
+            .collect();
+        let new_bulk: BTreeMap<String, u64> =
+            taken.bulk.into_iter().filter(|(d, _)| !self.bulk_recorded.contains(d)).collect();
+        if !new_bulk.is_empty() {
+            if chunks.is_empty() {
+                chunks.push((serde_json::Value::Object(Default::default()), serde_json::Value::Null, Vec::new()));
+            }
+            let first = &mut chunks[0];
+            first.1 = serde_json::to_value(&new_bulk).unwrap_or_default();
+            first.2.extend(new_bulk.keys().map(|d| format!("{BULK_PREFIX}{d}")));
+            self.bulk_recorded.extend(new_bulk.into_keys());
+        }
+        chunks
+    }
+
     /// Writes what must be in the log before the next batch leaves: the intent (first time) and
     /// the data subjects seen so far.
     async fn before_release(&mut self) -> Result<(), AuditError> {
-        let subjects = self.sink.take();
-        let mut chunks = subject_chunks(subjects).into_iter();
+        let mut chunks = self.naming().into_iter();
         if let Some(mut intent) = self.intent.take() {
-            let (named, ids) = chunks.next().unwrap_or_default();
+            let (named, bulk, ids) = chunks.next().unwrap_or_default();
             intent["subjects"] = named;
+            intent["bulk"] = bulk;
             self.access = Some(self.audit.append_about("access", &intent, ids, None).await?);
         }
-        for (named, ids) in chunks {
-            let record = serde_json::json!({"access": self.access, "subjects": named});
+        for (named, bulk, ids) in chunks {
+            let record = serde_json::json!({"access": self.access, "subjects": named, "bulk": bulk});
             self.audit.append_about("subjects", &record, ids, self.access).await?;
         }
         Ok(())
@@ -169,22 +205,40 @@ impl Tracker {
         }
         self.finished = true;
         let millis = self.started.elapsed().as_millis() as u64;
-        let subjects = self.sink.take();
+        let chunks = self.naming();
+        let bulk_rows = self.sink.take().bulk;
         match self.intent.take() {
             // Nothing was released: one record says what was asked, whose rows it read and how
             // it ended.
             Some(mut intent) => {
-                let ids: Vec<String> = subjects.values().flatten().cloned().collect();
-                intent["subjects"] = serde_json::to_value(&subjects).unwrap_or_default();
-                intent["outcome"] = serde_json::json!({"rows": 0, "status": status, "millis": millis});
+                let mut named = serde_json::Map::new();
+                let mut bulk = serde_json::Map::new();
+                let mut ids = Vec::new();
+                for (n, b, i) in chunks {
+                    for (k, v) in n.as_object().into_iter().flatten().chain(b.as_object().into_iter().flatten()) {
+                        let target = if v.is_array() { &mut named } else { &mut bulk };
+                        match (target.get_mut(k), v) {
+                            (Some(serde_json::Value::Array(a)), serde_json::Value::Array(more)) => a.extend(more.iter().cloned()),
+                            _ => {
+                                target.insert(k.clone(), v.clone());
+                            }
+                        }
+                    }
+                    ids.extend(i);
+                }
+                intent["subjects"] = serde_json::Value::Object(named);
+                intent["bulk"] = serde_json::Value::Object(bulk);
+                intent["outcome"] = serde_json::json!({"rows": 0, "status": status, "millis": millis, "bulk_rows": bulk_rows});
                 self.audit.record_about("access", &intent, ids, None);
             }
             None => {
-                for (named, ids) in subject_chunks(subjects) {
-                    let record = serde_json::json!({"access": self.access, "subjects": named});
+                for (named, bulk, ids) in chunks {
+                    let record = serde_json::json!({"access": self.access, "subjects": named, "bulk": bulk});
                     self.audit.record_about("subjects", &record, ids, self.access);
                 }
-                let record = serde_json::json!({"access": self.access, "rows": self.rows, "status": status, "millis": millis});
+                let record = serde_json::json!({
+                    "access": self.access, "rows": self.rows, "status": status, "millis": millis, "bulk_rows": bulk_rows,
+                });
                 self.audit.record("completion", &record);
             }
         }
@@ -256,7 +310,15 @@ impl Engine {
     /// An engine over a store, logging to `audit`.
     pub fn new(store: Store, audit: Audit) -> Self {
         let policy = Policy::new(store.catalog.clone());
-        Self { store, policy, audit }
+        Self { store, policy, audit, named_limit: DEFAULT_NAMED_LIMIT }
+    }
+
+    /// Names at most `limit` people of one dataset in one access; a read past it is recorded as
+    /// a bulk read of the dataset (every citizen with rows in it sees it as one that may have
+    /// included them).
+    pub fn with_named_limit(mut self, limit: usize) -> Self {
+        self.named_limit = limit;
+        self
     }
 
     /// The access log.
@@ -323,7 +385,16 @@ impl Engine {
             None => stream,
             Some(intent) => audited(
                 stream,
-                Tracker { audit: self.audit.clone(), intent: Some(intent), access: None, sink, rows: 0, started, finished: false },
+                Tracker {
+                    audit: self.audit.clone(),
+                    intent: Some(intent),
+                    access: None,
+                    sink,
+                    bulk_recorded: Vec::new(),
+                    rows: 0,
+                    started,
+                    finished: false,
+                },
             ),
         }
     }
@@ -423,7 +494,7 @@ impl Engine {
             }
         })?;
         guard::check(&statement)?;
-        let sink = secure::SubjectSink::default();
+        let sink = secure::SubjectSink::new(self.named_limit);
         let mut grants: BTreeMap<DatasetRef, (Grant, Option<i64>)> = BTreeMap::new();
         for t in state.resolve_table_references(&statement)? {
             let shown = t.to_string();
@@ -488,7 +559,7 @@ impl Engine {
             return Err(QueryError::NotAllowed(format!("{r} is shared as statistics only: use SQL with GROUP BY")));
         }
         let ctx = Self::context();
-        let sink = secure::SubjectSink::default();
+        let sink = secure::SubjectSink::new(self.named_limit);
         let opened = self.register(&ctx, &grant, version, &sink).await?;
         let mut df: DataFrame = ctx.table(format!("{}.{}", r.org, r.dataset)).await?;
         if let Some(f) = filter {
@@ -513,7 +584,7 @@ impl Engine {
         for grant in self.policy.own_data(pid).await? {
             let started = std::time::Instant::now();
             let ctx = Self::context();
-            let sink = secure::SubjectSink::default();
+            let sink = secure::SubjectSink::new(self.named_limit);
             let opened = self.register(&ctx, &grant, None, &sink).await?;
             let df = ctx.table(format!("{}.{}", grant.dataset.org, grant.dataset.dataset)).await?;
             let stream = df.execute_stream().await?;

@@ -49,21 +49,50 @@ use tverr_policy::{Grant, Mask, PROTECTION_COLUMN, Protection};
 const SUBJECT_COLUMN: &str = " tverr_subject";
 
 /// Data subjects seen by the taps of one request, by dataset, as HMACs of their numbers.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct SubjectSink(Arc<Mutex<BTreeMap<String, HashSet<[u8; 16]>>>>);
+#[derive(Debug, Clone)]
+pub(crate) struct SubjectSink(Arc<Mutex<Seen>>);
+
+#[derive(Debug, Default)]
+struct Seen {
+    /// Not yet taken.
+    ids: BTreeMap<String, HashSet<[u8; 16]>>,
+    /// Named so far in this access, per dataset.
+    named: BTreeMap<String, usize>,
+    /// Datasets past the limit: rows read since.
+    bulk: BTreeMap<String, u64>,
+    limit: usize,
+}
+
+/// What the taps saw since the last take.
+#[derive(Debug, Default)]
+pub(crate) struct Taken {
+    /// Identifiers as hex, sorted, by dataset.
+    pub named: BTreeMap<String, Vec<String>>,
+    /// Datasets read in bulk, with the rows read in bulk so far (cumulative).
+    pub bulk: BTreeMap<String, u64>,
+}
 
 impl SubjectSink {
-    /// Takes what was seen since the last call: identifiers as hex, sorted, by dataset.
-    pub(crate) fn take(&self) -> BTreeMap<String, Vec<String>> {
-        let seen = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
-        seen.into_iter()
+    /// A sink that names at most `limit` people per dataset in one access; past that the read
+    /// is recorded as a bulk read with its row count.
+    pub(crate) fn new(limit: usize) -> Self {
+        Self(Arc::new(Mutex::new(Seen { limit, ..Default::default() })))
+    }
+
+    /// Takes what was seen since the last call.
+    pub(crate) fn take(&self) -> Taken {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let ids = std::mem::take(&mut seen.ids);
+        let named = ids
+            .into_iter()
             .filter(|(_, ids)| !ids.is_empty())
             .map(|(dataset, ids)| {
                 let mut ids: Vec<String> = ids.iter().map(hex::encode).collect();
                 ids.sort();
                 (dataset, ids)
             })
-            .collect()
+            .collect();
+        Taken { named, bulk: seen.bulk.clone() }
     }
 }
 
@@ -82,6 +111,13 @@ pub(crate) struct SubjectTap {
 
 impl SubjectTap {
     fn observe(&self, column: &ArrayRef) -> DfResult<()> {
+        {
+            let mut seen = self.sink.0.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(rows) = seen.bulk.get_mut(&self.dataset) {
+                *rows += column.len() as u64;
+                return Ok(());
+            }
+        }
         let text = arrow::compute::cast(column, &DataType::Utf8)?;
         let text = text
             .as_any()
@@ -100,10 +136,18 @@ impl SubjectTap {
                 id
             })
             .collect();
-        if !ids.is_empty() {
-            let mut seen = self.sink.0.lock().unwrap_or_else(|p| p.into_inner());
-            seen.entry(self.dataset.clone()).or_default().extend(ids);
+        if ids.is_empty() {
+            return Ok(());
         }
+        let mut seen = self.sink.0.lock().unwrap_or_else(|p| p.into_inner());
+        let named = seen.named.get(&self.dataset).copied().unwrap_or(0);
+        if named + ids.len() > seen.limit {
+            // Past the limit: a bulk read. Those already named stay named.
+            seen.bulk.insert(self.dataset.clone(), column.len() as u64);
+            return Ok(());
+        }
+        seen.named.insert(self.dataset.clone(), named + ids.len());
+        seen.ids.entry(self.dataset.clone()).or_default().extend(ids);
         Ok(())
     }
 }

@@ -8,6 +8,10 @@
 //!   as JSON, or with `?download=true` as a file to keep.
 //!
 //! Both reads are themselves logged, and `me/data` names the citizen as its data subject.
+//!
+//! An access that read more people of one dataset than the engine names one by one (a bulk read,
+//! such as an aggregate over the whole population) is shown to every citizen as one that may
+//! have included them (`scope: bulk`).
 
 use std::collections::BTreeMap;
 
@@ -62,6 +66,9 @@ pub struct Reader {
 /// One dataset an access released data about me from.
 #[derive(Debug, Serialize)]
 pub struct AccessedDataset {
+    /// `you`: rows about you were released; `bulk`: the access read more people of the dataset
+    /// than are named one by one (see `DEFAULT_NAMED_LIMIT`), and you may have been among them.
+    scope: &'static str,
     dataset: String,
     title: String,
     /// The columns released, with their masks.
@@ -109,9 +116,13 @@ pub async fn access_log(State(state): State<AppState>, caller: Caller) -> Result
         let mut special = false;
         for d in record["datasets"].as_array().into_iter().flatten() {
             let name = d["dataset"].as_str().unwrap_or_default().to_string();
-            if !a.datasets.contains(&name) {
+            let scope = if a.datasets.contains(&name) {
+                "you"
+            } else if a.bulk.contains(&name) {
+                "bulk"
+            } else {
                 continue;
-            }
+            };
             special |= d["special_category"].as_bool().unwrap_or(false);
             if !titles.contains_key(&name) {
                 let title = match name.parse::<DatasetRef>() {
@@ -121,6 +132,7 @@ pub async fn access_log(State(state): State<AppState>, caller: Caller) -> Result
                 titles.insert(name.clone(), title);
             }
             datasets.push(AccessedDataset {
+                scope,
                 title: titles[&name].clone(),
                 dataset: name,
                 columns: d["columns"].clone(),

@@ -1,0 +1,236 @@
+//! `tverr-bench`: what the access log costs (bench/audit/run.py builds and runs it).
+//!
+//! 1. The append rate with durable commits (SQLite `synchronous = FULL`, or PostgreSQL with
+//!    `--postgres`), for 1, 64 and 256 concurrent writers: group commit shares one commit
+//!    among every entry waiting for it.
+//! 2. Small audited reads of a confidential dataset over HTTP (one person from
+//!    `hamar/innbyggere` by fødselsnummer, as the Folkeregister's case worker), against the same
+//!    reads on a server whose log records nothing, in one run and interleaved: p50 and p90
+//!    latency of one client, and the rate of eight concurrent clients.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use futures::StreamExt;
+use tverr_audit::{Audit, AuditConfig};
+use tverr_policy::{Policy, Principal};
+use tverr_store::{Store, StoreConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "tverr-bench", about = "What the access log costs")]
+struct Args {
+    /// Persons in the demo population.
+    #[arg(long, default_value_t = 20_000)]
+    persons: usize,
+    /// Timed reads per mode and round, one client.
+    #[arg(long, default_value_t = 200)]
+    reads: usize,
+    /// Rounds; the modes alternate within each.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Concurrent clients for the rate measurement.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Entries appended per append-rate measurement.
+    #[arg(long, default_value_t = 50_000)]
+    appends: usize,
+    /// Also measure appends on this PostgreSQL database (postgres://…; its tables are created).
+    #[arg(long)]
+    postgres: Option<String>,
+    /// Working directory (default: a new one under the system's temp directory, removed after).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+}
+
+fn config(dir: &std::path::Path) -> AuditConfig {
+    AuditConfig {
+        key_path: dir.join("audit-key.pk8"),
+        subject_key_path: dir.join("subject-key"),
+        checkpoint_every: 1000,
+        checkpoint_interval: Duration::from_secs(60),
+    }
+}
+
+/// A record the size and shape of a real intent record.
+fn sample_record(i: usize) -> serde_json::Value {
+    serde_json::json!({
+        "channel": "http-sql",
+        "principal": {"kind": "user", "username": "siri", "org": "hamar", "department": "folkeregister", "role": "employee"},
+        "purpose": "folkeregisterforvaltning",
+        "datasets": [{"dataset": "hamar/innbyggere", "version": 0, "basis": {"kind": "own-department", "purpose": "folkeregisterforvaltning"},
+            "columns": [{"name": "fornavn", "mask": null}, {"name": "etternavn", "mask": null}, {"name": "adresse", "mask": null}],
+            "row_filter": false, "special_category": false}],
+        "query_sha256": format!("{i:064x}"),
+    })
+}
+
+async fn append_rate(label: &str, catalog_url: &str, dir: &std::path::Path, appends: usize) -> Result<()> {
+    for writers in [1usize, 64, 256] {
+        let n = if writers == 1 { appends.min(2_000) } else { appends };
+        let data = dir.join(format!("append-{label}-{writers}"));
+        let url = if catalog_url.is_empty() { None } else { Some(catalog_url.to_string()) };
+        let store = Store::open(&StoreConfig { data_dir: data.clone(), catalog_url: url, storage_url: None }).await?;
+        let audit = Audit::open(&store.catalog, config(&data))?;
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..writers)
+            .map(|w| {
+                let audit = audit.clone();
+                tokio::spawn(async move {
+                    for i in (w..n).step_by(writers) {
+                        audit.append("access", &sample_record(i)).await?;
+                    }
+                    Ok::<_, tverr_audit::AuditError>(())
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await??;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let v = audit.verify(None).await?;
+        if v.problem.is_some() || v.entries < n as i64 {
+            bail!("the log does not verify after the benchmark: {v:?}");
+        }
+        println!("append {label:<10} writers {writers:>3}: {n:>6} entries in {secs:.2} s = {:>8.0} entries/s (durable)", n as f64 / secs);
+    }
+    Ok(())
+}
+
+struct Target {
+    name: &'static str,
+    url: String,
+}
+
+async fn read_once(client: &reqwest::Client, url: &str, token: &str, body: &str) -> Result<Duration> {
+    let started = Instant::now();
+    let response = client
+        .post(url)
+        .header("Authorization", format!("Bearer {token}"))
+        .header("Tverr-Purpose", "folkeregisterforvaltning")
+        .body(body.to_string())
+        .send()
+        .await?;
+    let status = response.status();
+    let bytes = response.bytes().await?;
+    if !status.is_success() || !bytes.windows(7).any(|w| w == b"fornavn") {
+        bail!("read failed: {status} {}", String::from_utf8_lossy(&bytes));
+    }
+    Ok(started.elapsed())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let own_dir = args.dir.is_none();
+    let dir = args.dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("tverr-bench-{}", std::process::id())));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let result = run(&args, &dir).await;
+    if own_dir {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+async fn run(args: &Args, dir: &std::path::Path) -> Result<()> {
+    println!("# the append rate with durable commits");
+    append_rate("sqlite", "", dir, args.appends).await?;
+    if let Some(pg) = &args.postgres {
+        append_rate("postgresql", pg, dir, args.appends).await?;
+    }
+
+    println!("# small reads of a confidential dataset: audited vs. a log that records nothing");
+    let data = dir.join("demo");
+    let store = Store::open(&StoreConfig { data_dir: data.clone(), catalog_url: None, storage_url: None }).await?;
+    if store.catalog.orgs().await?.is_empty() {
+        tverr_demo::create(&store, &tverr_demo::DemoConfig { persons: args.persons, ..Default::default() }).await?;
+    }
+    let audited = Audit::open(&store.catalog, config(&data))?;
+    let unaudited = Audit::unaudited_for_benchmarks(&store.catalog, config(&data))?;
+    let policy = Policy::new(store.catalog.clone());
+    let token = policy.create_token("siri", None).await?.secret;
+    // One person to look up, found as the Folkeregister would.
+    let engine = tverr_query::Engine::new(store.clone(), unaudited.clone());
+    let siri = Principal::User(policy.user("siri").await?);
+    let mut found = engine
+        .sql(&siri, Some("folkeregisterforvaltning"), "SELECT fodselsnummer FROM hamar.innbyggere LIMIT 1", "bench")
+        .await?
+        .stream;
+    let batch = found.next().await.context("no person")??;
+    let fnr = arrow::util::display::array_value_to_string(batch.column(0), 0)?;
+    let body = serde_json::json!({"sql": format!(
+        "SELECT fornavn, etternavn, adresse, postnummer FROM hamar.innbyggere WHERE fodselsnummer = '{fnr}'"
+    )})
+    .to_string();
+
+    let mut targets = Vec::new();
+    for (name, audit) in [("audited", audited.clone()), ("unaudited", unaudited)] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/api/v1/sql", listener.local_addr()?);
+        let state = tverr_server::AppState::new(store.clone(), audit);
+        tokio::spawn(async move { tverr_server::serve(listener, state).await });
+        targets.push(Target { name, url });
+    }
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    for t in &targets {
+        for _ in 0..30 {
+            read_once(&client, &t.url, &token, &body).await?;
+        }
+    }
+    let mut latencies: Vec<Vec<Duration>> = vec![Vec::new(); targets.len()];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    for round in 0..args.rounds {
+        // Alternate which mode goes first, so drift on the machine hits both alike.
+        let order: Vec<usize> = if round % 2 == 0 { vec![0, 1] } else { vec![1, 0] };
+        for &m in &order {
+            for _ in 0..args.reads {
+                latencies[m].push(read_once(&client, &targets[m].url, &token, &body).await?);
+            }
+            let started = Instant::now();
+            let per_client = args.reads;
+            let tasks: Vec<_> = (0..args.concurrency)
+                .map(|_| {
+                    let (client, url, token, body) = (client.clone(), targets[m].url.clone(), token.clone(), body.clone());
+                    tokio::spawn(async move {
+                        for _ in 0..per_client {
+                            read_once(&client, &url, &token, &body).await?;
+                        }
+                        Ok::<_, anyhow::Error>(())
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await??;
+            }
+            rates[m].push((per_client * args.concurrency) as f64 / started.elapsed().as_secs_f64());
+        }
+    }
+    let mut p50 = Vec::new();
+    for (m, t) in targets.iter().enumerate() {
+        latencies[m].sort();
+        rates[m].sort_by(f64::total_cmp);
+        let rate = rates[m][rates[m].len() / 2];
+        let l = &latencies[m];
+        p50.push(percentile(l, 0.5));
+        println!(
+            "read {:<10} {} reads: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms; {} clients: median {:.0} reads/s",
+            t.name,
+            l.len(),
+            percentile(l, 0.5),
+            percentile(l, 0.9),
+            percentile(l, 0.99),
+            args.concurrency,
+            rate
+        );
+    }
+    println!("audited / unaudited p50: {:.3} ({:+.1} %)", p50[0] / p50[1], (p50[0] / p50[1] - 1.0) * 100.0);
+    audited.flush().await;
+    let v = audited.verify(None).await?;
+    println!("the access log after the benchmark: {} entries, problem: {:?}", v.entries, v.problem);
+    Ok(())
+}
