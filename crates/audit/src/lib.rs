@@ -13,7 +13,7 @@ use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, Row};
-use tokio::sync::{Mutex, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 use tverr_store::Catalog;
 
 /// Index key prefix of a bulk read: an access that read more people of a dataset than it names
@@ -199,6 +199,21 @@ struct State {
     last_checkpoint_at: Instant,
 }
 
+/// An entry ready for the writer: its canonical payload, the data subjects it names (each once).
+fn pending(
+    kind: &str,
+    record: &serde_json::Value,
+    mut subjects: Vec<String>,
+    access: Option<i64>,
+    reply: Option<oneshot::Sender<Result<i64, String>>>,
+) -> Result<Pending, AuditError> {
+    // serde_json keeps object keys sorted (no preserve_order), so this is canonical.
+    let payload = serde_json::to_string(record).map_err(|e| AuditError::Unavailable(e.to_string()))?;
+    subjects.sort_unstable();
+    subjects.dedup();
+    Ok(Pending { kind: kind.to_string(), payload, subjects, access, reply })
+}
+
 /// An entry waiting for the next group commit.
 struct Pending {
     kind: String,
@@ -213,10 +228,24 @@ struct Pending {
 /// At most this many entries go into one multi-row INSERT.
 const ROWS_PER_STATEMENT: usize = 200;
 
+/// At most this many entries go into one commit.
+const MAX_GROUP: usize = 4096;
+
+/// How long records that gate nothing wait for an entry that does, to share its commit.
+const LINGER: Duration = Duration::from_millis(20);
+
+/// What the writer task is asked to do.
+enum Message {
+    Entry(Pending),
+    /// Reply once everything sent before is written.
+    Flush(oneshot::Sender<()>),
+}
+
 /// The access log over a catalogue.
 ///
-/// Appends are group-committed: every entry waiting when the writer is free goes into one
-/// transaction, so many concurrent requests share one durable commit.
+/// Appends are group-committed: one writer task takes every entry waiting and writes them in
+/// one transaction, so many concurrent requests share one durable commit. Records that gate
+/// nothing wait up to [`LINGER`] for one that does, to share its commit.
 #[derive(Clone)]
 pub struct Audit {
     catalog: Catalog,
@@ -224,9 +253,10 @@ pub struct Audit {
     key: Arc<Ed25519KeyPair>,
     subject_key: Arc<Vec<u8>>,
     config: AuditConfig,
-    queue: Arc<std::sync::Mutex<Vec<Pending>>>,
-    /// Held by the one task that writes a group; also guards the checkpoint schedule.
-    writer: Arc<Mutex<State>>,
+    /// The writer task's inbox, made with the task on first use.
+    inbox: Arc<std::sync::OnceLock<mpsc::UnboundedSender<Message>>>,
+    /// The checkpoint schedule (the writer task's, and [`Audit::checkpoint`]'s).
+    state: Arc<Mutex<State>>,
     enabled: bool,
 }
 
@@ -289,8 +319,8 @@ impl Audit {
             key: Arc::new(key),
             subject_key: Arc::new(subject_key),
             config,
-            queue: Arc::default(),
-            writer: Arc::new(Mutex::new(State { last_checkpoint_seq: -1, last_checkpoint_at: Instant::now() })),
+            inbox: Arc::default(),
+            state: Arc::new(Mutex::new(State { last_checkpoint_seq: -1, last_checkpoint_at: Instant::now() })),
             enabled: true,
         })
     }
@@ -343,13 +373,12 @@ impl Audit {
             return Ok(0);
         }
         let (tx, rx) = oneshot::channel();
-        self.enqueue(kind, record, subjects, access, Some(tx))?;
-        self.write_pending().await;
-        rx.await.map_err(|_| AuditError::Unavailable("the log writer stopped".into()))?.map_err(AuditError::Unavailable)
+        self.send(Message::Entry(pending(kind, record, subjects, access, Some(tx))?))?;
+        rx.await.unwrap_or_else(|_| Err("the log writer stopped".into())).map_err(AuditError::Unavailable)
     }
 
     /// Queues a record that gates nothing (a completion, a token use): it is written with the
-    /// next group commit, which a background task starts at once. [`Audit::flush`] waits for it.
+    /// next group commit, at most [`LINGER`] later. [`Audit::flush`] waits for it.
     pub fn record(&self, kind: &str, record: &serde_json::Value) {
         self.record_about(kind, record, Vec::new(), None);
     }
@@ -359,51 +388,77 @@ impl Audit {
         if !self.enabled {
             return;
         }
-        if let Err(e) = self.enqueue(kind, record, subjects, access, None) {
-            tracing_error(&e.to_string());
-            return;
-        }
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                let me = self.clone();
-                handle.spawn(async move { me.write_pending().await });
-            }
-            Err(_) => tracing_error("a record was queued outside a runtime and is written with the next entry"),
+        let sent = pending(kind, record, subjects, access, None).and_then(|p| self.send(Message::Entry(p)));
+        if let Err(e) = sent {
+            tracing_error(&format!("a {kind} record was lost: {e}"));
         }
     }
 
-    /// Waits until every queued record is written.
+    /// Waits until every record queued before is written.
     pub async fn flush(&self) {
-        self.write_pending().await;
-    }
-
-    fn enqueue(
-        &self,
-        kind: &str,
-        record: &serde_json::Value,
-        subjects: Vec<String>,
-        access: Option<i64>,
-        reply: Option<oneshot::Sender<Result<i64, String>>>,
-    ) -> Result<(), AuditError> {
-        // serde_json keeps object keys sorted (no preserve_order), so this is canonical.
-        let payload = serde_json::to_string(record).map_err(|e| AuditError::Unavailable(e.to_string()))?;
-        // One person named by several datasets of the entry is indexed once.
-        let mut subjects = subjects;
-        subjects.sort_unstable();
-        subjects.dedup();
-        let pending = Pending { kind: kind.to_string(), payload, subjects, access, reply };
-        self.queue.lock().unwrap_or_else(|p| p.into_inner()).push(pending);
-        Ok(())
-    }
-
-    /// Group commit: whoever holds the writer takes everything queued and writes it in one
-    /// transaction; those who queued meanwhile find their entry written when they get the writer.
-    async fn write_pending(&self) {
-        let mut state = self.writer.lock().await;
-        let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
-        if batch.is_empty() {
-            return;
+        let (tx, rx) = oneshot::channel();
+        if self.send(Message::Flush(tx)).is_ok() {
+            let _ = rx.await;
         }
+    }
+
+    /// Sends to the writer task, starting it on first use (in the current Tokio runtime).
+    fn send(&self, message: Message) -> Result<(), AuditError> {
+        let inbox = match self.inbox.get() {
+            Some(inbox) => inbox,
+            None => {
+                let handle = tokio::runtime::Handle::try_current()
+                    .map_err(|_| AuditError::Unavailable("the access log needs a Tokio runtime".into()))?;
+                self.inbox.get_or_init(|| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    handle.spawn(self.clone().writer(rx));
+                    tx
+                })
+            }
+        };
+        inbox.send(message).map_err(|_| AuditError::Unavailable("the log writer stopped".into()))
+    }
+
+    /// The writer task: takes what is waiting, lingers while only records that gate nothing
+    /// wait, writes the group in one transaction and answers.
+    async fn writer(self, mut rx: mpsc::UnboundedReceiver<Message>) {
+        let mut batch: Vec<Pending> = Vec::new();
+        let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+        let take = |m: Message, batch: &mut Vec<Pending>, flushes: &mut Vec<oneshot::Sender<()>>| match m {
+            Message::Entry(p) => batch.push(p),
+            Message::Flush(f) => flushes.push(f),
+        };
+        while let Some(first) = rx.recv().await {
+            take(first, &mut batch, &mut flushes);
+            loop {
+                while batch.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(m) => take(m, &mut batch, &mut flushes),
+                        Err(_) => break,
+                    }
+                }
+                let urgent = batch.iter().any(|p| p.reply.is_some()) || !flushes.is_empty() || batch.len() >= MAX_GROUP;
+                if urgent {
+                    break;
+                }
+                match tokio::time::timeout(LINGER, rx.recv()).await {
+                    Ok(Some(m)) => take(m, &mut batch, &mut flushes),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            if !batch.is_empty() {
+                self.write(std::mem::take(&mut batch)).await;
+            }
+            for f in flushes.drain(..) {
+                let _ = f.send(());
+            }
+        }
+    }
+
+    /// Writes one group (retrying when another node took the sequence numbers first) and
+    /// answers everyone waiting for it.
+    async fn write(&self, batch: Vec<Pending>) {
+        let mut state = self.state.lock().await;
         // Another server node may take the same sequence numbers first: then the insert fails on
         // the primary key and the group is chained again onto the new head.
         let mut attempts = 0;
@@ -504,7 +559,7 @@ impl Audit {
     /// Signs the current head now (also stored), for keeping elsewhere.
     pub async fn checkpoint(&self) -> Result<Checkpoint, AuditError> {
         self.flush().await;
-        let _state = self.writer.lock().await;
+        let _state = self.state.lock().await;
         let mut conn = self.pool.acquire().await?;
         let (seq, head) = head(&mut *conn).await?;
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
