@@ -12,20 +12,51 @@ In one run it measures:
    one over the same data, alternating: p50/p90/p99 of one client, the median rate of eight
    concurrent clients, and the ratio of the p50s.
 
-Usage: python3 bench/audit/run.py [--bench PATH] [-- tverr-bench arguments, e.g. --rounds 7]
+With `--with-postgres` it also starts a throw-away PostgreSQL cluster (Debian's binaries, fsync
+and synchronous_commit on, as in production) on a free loopback port and measures appends there.
+
+Usage: python3 bench/audit/run.py [--bench PATH] [--with-postgres] [-- tverr-bench arguments, e.g. --rounds 7]
 """
 import argparse
+import glob
 import os
 import pathlib
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def start_postgres(work):
+    """A private cluster with durable commits; returns (URL, stop function)."""
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    if not bins:
+        raise SystemExit("--with-postgres: no PostgreSQL binaries under /usr/lib/postgresql (apt-get install postgresql)")
+    pg_bin = bins[-1]
+    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if os.geteuid() == 0:
+        shutil.chown(work, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = os.path.join(work, "pg")
+    subprocess.run([*as_pg, f"{pg_bin}/initdb", "-D", data, "-A", "trust", "-U", "postgres"], check=True, capture_output=True)
+    subprocess.run([*as_pg, f"{pg_bin}/pg_ctl", "-D", data, "-o", f"-p {port} -k {work} -c listen_addresses=127.0.0.1",
+                    "-l", os.path.join(work, "pg.log"), "-w", "start"], check=True, capture_output=True)
+
+    def stop():
+        subprocess.run([*as_pg, f"{pg_bin}/pg_ctl", "-D", data, "-m", "fast", "stop"], capture_output=True)
+
+    return f"postgres://postgres@127.0.0.1:{port}/postgres", stop
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bench", help="a built tverr-bench binary (default: build it)")
+    parser.add_argument("--with-postgres", action="store_true", help="also measure appends on a local PostgreSQL")
     parser.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for tverr-bench (after --)")
     args = parser.parse_args()
     binary = args.bench
@@ -36,7 +67,18 @@ def main():
                        cwd=ROOT, env=env, check=True)
         binary = str(pathlib.Path(target) / "release" / "tverr-bench")
     rest = [a for a in args.rest if a != "--"]
-    sys.exit(subprocess.run([binary, *rest]).returncode)
+    stop = None
+    work = tempfile.mkdtemp(prefix="tverr-bench-pg.")
+    try:
+        if args.with_postgres:
+            url, stop = start_postgres(work)
+            rest = ["--postgres", url, *rest]
+        code = subprocess.run([binary, *rest]).returncode
+    finally:
+        if stop:
+            stop()
+        shutil.rmtree(work, ignore_errors=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -197,6 +197,9 @@ pub struct Verification {
 struct State {
     last_checkpoint_seq: i64,
     last_checkpoint_at: Instant,
+    /// The head this writer wrote last. Another writer may have moved it since: then the insert
+    /// fails on the sequence number and the head is read again.
+    head: Option<(i64, String)>,
 }
 
 /// An entry ready for the writer: its canonical payload, the data subjects it names (each once).
@@ -320,7 +323,7 @@ impl Audit {
             subject_key: Arc::new(subject_key),
             config,
             inbox: Arc::default(),
-            state: Arc::new(Mutex::new(State { last_checkpoint_seq: -1, last_checkpoint_at: Instant::now() })),
+            state: Arc::new(Mutex::new(State { last_checkpoint_seq: -1, last_checkpoint_at: Instant::now(), head: None })),
             enabled: true,
         })
     }
@@ -498,7 +501,10 @@ impl Audit {
     async fn write_group(&self, batch: &[Pending], state: &mut State) -> Result<i64, sqlx::Error> {
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let mut tx = self.catalog.begin_write().await?;
-        let (head_seq, mut prev_hash) = head(&mut *tx).await?;
+        let (head_seq, mut prev_hash) = match state.head.take() {
+            Some(known) => known,
+            None => head(&mut *tx).await?,
+        };
         let first = head_seq + 1;
         let mut rows = Vec::with_capacity(batch.len());
         let mut subjects: Vec<(&str, i64, i64)> = Vec::new();
@@ -511,7 +517,7 @@ impl Audit {
         }
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let mut sql = String::from("INSERT INTO audit_log (seq, at, kind, payload, prev_hash, hash) VALUES ");
-            push_placeholders(&mut sql, chunk.len(), 6);
+            push_placeholders(&mut sql, chunk.len(), 6, self.catalog.is_sqlite());
             let mut q = sqlx::query(&sql);
             for (seq, p, prev, hash) in chunk {
                 q = q.bind(*seq).bind(&at).bind(&p.kind).bind(&p.payload).bind(prev).bind(hash);
@@ -520,7 +526,7 @@ impl Audit {
         }
         for chunk in subjects.chunks(ROWS_PER_STATEMENT * 2) {
             let mut sql = String::from("INSERT INTO audit_subjects (subject, access, seq) VALUES ");
-            push_placeholders(&mut sql, chunk.len(), 3);
+            push_placeholders(&mut sql, chunk.len(), 3, self.catalog.is_sqlite());
             let mut q = sqlx::query(&sql);
             for (subject, access, seq) in chunk {
                 q = q.bind(*subject).bind(*access).bind(*seq);
@@ -538,6 +544,7 @@ impl Audit {
             insert_checkpoint(&mut *tx, &self.sign(last, &prev_hash, &at)).await?;
         }
         tx.commit().await?;
+        state.head = Some((last, prev_hash));
         if due {
             state.last_checkpoint_seq = last;
             state.last_checkpoint_at = Instant::now();
@@ -757,13 +764,20 @@ fn index_problem(entries: &[Entry], index: Vec<(String, i64, i64)>) -> Option<St
     Some(format!("the data-subject index names a person that entry {seq} does not: rows were added"))
 }
 
-/// `($1, $2, …), (…)` for `rows` rows of `width` values.
-fn push_placeholders(sql: &mut String, rows: usize, width: usize) {
+/// `($1, $2, …), (…)` for `rows` rows of `width` values; on SQLite `(?, ?, …)`, because SQLite
+/// looks a numbered parameter up by a linear scan, which makes binding a long statement
+/// quadratic.
+fn push_placeholders(sql: &mut String, rows: usize, width: usize, anonymous: bool) {
     use std::fmt::Write;
     for r in 0..rows {
         sql.push_str(if r == 0 { "(" } else { ", (" });
         for c in 0..width {
-            let _ = write!(sql, "{}${}", if c == 0 { "" } else { ", " }, r * width + c + 1);
+            sql.push_str(if c == 0 { "" } else { ", " });
+            if anonymous {
+                sql.push('?');
+            } else {
+                let _ = write!(sql, "${}", r * width + c + 1);
+            }
         }
         sql.push(')');
     }

@@ -189,6 +189,11 @@ impl Catalog {
         }
     }
 
+    /// Whether the catalogue is SQLite (else PostgreSQL).
+    pub fn is_sqlite(&self) -> bool {
+        self.sqlite
+    }
+
     /// The connection pool, for crates that keep their own tables in the catalogue.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
