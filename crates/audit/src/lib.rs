@@ -202,6 +202,110 @@ struct State {
     head: Option<(i64, String)>,
 }
 
+/// One group of entries, chained onto a head: the rows to insert, the subjects to index, and the
+/// checkpoint if one is due.
+struct Group<'a> {
+    at: &'a str,
+    first: i64,
+    last: i64,
+    head_hash: String,
+    rows: Vec<(i64, &'a Pending, String, String)>,
+    subjects: Vec<(&'a str, i64, i64)>,
+    checkpoint: Option<Checkpoint>,
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+impl<'a> Group<'a> {
+    fn new(audit: &Audit, batch: &'a [Pending], (head_seq, head_hash): (i64, String), at: &'a str, state: &State) -> Self {
+        let first = head_seq + 1;
+        let mut prev_hash = head_hash;
+        let mut rows = Vec::with_capacity(batch.len());
+        let mut subjects = Vec::new();
+        for (i, p) in batch.iter().enumerate() {
+            let seq = first + i as i64;
+            let hash = entry_hash(&prev_hash, seq, at, &p.kind, &p.payload);
+            subjects.extend(p.subjects.iter().map(|s| (s.as_str(), p.access.unwrap_or(seq), seq)));
+            rows.push((seq, p, std::mem::replace(&mut prev_hash, hash.clone()), hash));
+        }
+        let last = first + batch.len() as i64 - 1;
+        let due = last - state.last_checkpoint_seq >= audit.config.checkpoint_every
+            || state.last_checkpoint_at.elapsed() >= audit.config.checkpoint_interval;
+        let checkpoint = due.then(|| audit.sign(last, &prev_hash, at));
+        Self { at, first, last, head_hash: prev_hash, rows, subjects, checkpoint }
+    }
+
+    /// The statements, in order, each with its placeholders.
+    fn push_sql(&self, sql: &mut String, anonymous: bool) {
+        for chunk in self.rows.chunks(ROWS_PER_STATEMENT) {
+            sql.push_str("INSERT INTO audit_log (seq, at, kind, payload, prev_hash, hash) VALUES ");
+            push_placeholders(sql, chunk.len(), 6, anonymous);
+            sql.push_str("; ");
+        }
+        for chunk in self.subjects.chunks(ROWS_PER_STATEMENT * 2) {
+            sql.push_str("INSERT INTO audit_subjects (subject, access, seq) VALUES ");
+            push_placeholders(sql, chunk.len(), 3, anonymous);
+            sql.push_str("; ");
+        }
+        if self.checkpoint.is_some() {
+            sql.push_str("INSERT INTO audit_checkpoints (seq, head_hash, at, public_key, signature) VALUES ");
+            push_placeholders(sql, 1, 5, anonymous);
+            sql.push_str(" ON CONFLICT (seq) DO NOTHING; ");
+        }
+    }
+
+    /// Binds every value of [`Group::push_sql`], in the same order.
+    fn bind<'q>(&'q self, mut q: AnyQuery<'q>) -> AnyQuery<'q> {
+        for chunk in self.rows.chunks(ROWS_PER_STATEMENT) {
+            for (seq, p, prev, hash) in chunk {
+                q = q.bind(*seq).bind(self.at).bind(p.kind.as_str()).bind(p.payload.as_str()).bind(prev.as_str()).bind(hash.as_str());
+            }
+        }
+        for (subject, access, seq) in &self.subjects {
+            q = q.bind(*subject).bind(*access).bind(*seq);
+        }
+        if let Some(c) = &self.checkpoint {
+            q = q.bind(c.seq).bind(c.head_hash.as_str()).bind(c.at.as_str()).bind(c.public_key.as_str()).bind(c.signature.as_str());
+        }
+        q
+    }
+
+    /// The statements one by one, for a transaction (PostgreSQL takes one statement per query).
+    fn statement_sqls(&self, anonymous: bool) -> Vec<String> {
+        let mut all = String::new();
+        self.push_sql(&mut all, anonymous);
+        all.split("; ").filter(|s| !s.trim().is_empty()).map(str::to_string).collect()
+    }
+
+    /// Binds the values of statement `i` of [`Group::statement_sqls`].
+    fn bind_statement<'q>(&'q self, i: usize, mut q: AnyQuery<'q>) -> AnyQuery<'q> {
+        let row_chunks = self.rows.len().div_ceil(ROWS_PER_STATEMENT);
+        let subject_chunks = self.subjects.len().div_ceil(ROWS_PER_STATEMENT * 2);
+        if i < row_chunks {
+            for (seq, p, prev, hash) in self.rows.chunks(ROWS_PER_STATEMENT).nth(i).into_iter().flatten() {
+                q = q.bind(*seq).bind(self.at).bind(p.kind.as_str()).bind(p.payload.as_str()).bind(prev.as_str()).bind(hash.as_str());
+            }
+        } else if i < row_chunks + subject_chunks {
+            for (subject, access, seq) in self.subjects.chunks(ROWS_PER_STATEMENT * 2).nth(i - row_chunks).into_iter().flatten() {
+                q = q.bind(*subject).bind(*access).bind(*seq);
+            }
+        } else if let Some(c) = &self.checkpoint {
+            q = q.bind(c.seq).bind(c.head_hash.as_str()).bind(c.at.as_str()).bind(c.public_key.as_str()).bind(c.signature.as_str());
+        }
+        q
+    }
+
+    /// After the commit: the new head and checkpoint schedule; the first sequence number.
+    fn finished(self, state: &mut State) -> i64 {
+        state.head = Some((self.last, self.head_hash));
+        if self.checkpoint.is_some() {
+            state.last_checkpoint_seq = self.last;
+            state.last_checkpoint_at = Instant::now();
+        }
+        self.first
+    }
+}
+
 /// An entry ready for the writer: its canonical payload, the data subjects it names (each once).
 fn pending(
     kind: &str,
@@ -500,56 +604,39 @@ impl Audit {
     /// Writes a group in one transaction; returns the first entry's sequence number.
     async fn write_group(&self, batch: &[Pending], state: &mut State) -> Result<i64, sqlx::Error> {
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        // On SQLite, with the head and the checkpoint schedule known, the whole group is one
+        // round trip to the database: BEGIN IMMEDIATE; the inserts; COMMIT.
+        if self.catalog.is_sqlite() && state.last_checkpoint_seq >= 0 {
+            if let Some(known) = state.head.take() {
+                let mut conn = self.pool.acquire().await?;
+                let group = Group::new(self, batch, known, &at, state);
+                let mut sql = String::from("BEGIN IMMEDIATE; ");
+                group.push_sql(&mut sql, true);
+                sql.push_str("COMMIT;");
+                let result = group.bind(sqlx::query(&sql)).execute(&mut *conn).await;
+                if let Err(e) = result {
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                    return Err(e);
+                }
+                return Ok(group.finished(state));
+            }
+        }
         let mut tx = self.catalog.begin_write().await?;
-        let (head_seq, mut prev_hash) = match state.head.take() {
+        let known = match state.head.take() {
             Some(known) => known,
             None => head(&mut *tx).await?,
         };
-        let first = head_seq + 1;
-        let mut rows = Vec::with_capacity(batch.len());
-        let mut subjects: Vec<(&str, i64, i64)> = Vec::new();
-        for (i, p) in batch.iter().enumerate() {
-            let seq = first + i as i64;
-            let hash = entry_hash(&prev_hash, seq, &at, &p.kind, &p.payload);
-            rows.push((seq, p, prev_hash, hash.clone()));
-            subjects.extend(p.subjects.iter().map(|s| (s.as_str(), p.access.unwrap_or(seq), seq)));
-            prev_hash = hash;
-        }
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut sql = String::from("INSERT INTO audit_log (seq, at, kind, payload, prev_hash, hash) VALUES ");
-            push_placeholders(&mut sql, chunk.len(), 6, self.catalog.is_sqlite());
-            let mut q = sqlx::query(&sql);
-            for (seq, p, prev, hash) in chunk {
-                q = q.bind(*seq).bind(&at).bind(&p.kind).bind(&p.payload).bind(prev).bind(hash);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        for chunk in subjects.chunks(ROWS_PER_STATEMENT * 2) {
-            let mut sql = String::from("INSERT INTO audit_subjects (subject, access, seq) VALUES ");
-            push_placeholders(&mut sql, chunk.len(), 3, self.catalog.is_sqlite());
-            let mut q = sqlx::query(&sql);
-            for (subject, access, seq) in chunk {
-                q = q.bind(*subject).bind(*access).bind(*seq);
-            }
-            q.execute(&mut *tx).await?;
-        }
         if state.last_checkpoint_seq < 0 {
             let r = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM audit_checkpoints").fetch_one(&mut *tx).await?;
             state.last_checkpoint_seq = r.try_get("seq")?;
         }
-        let last = first + batch.len() as i64 - 1;
-        let due = last - state.last_checkpoint_seq >= self.config.checkpoint_every
-            || state.last_checkpoint_at.elapsed() >= self.config.checkpoint_interval;
-        if due {
-            insert_checkpoint(&mut *tx, &self.sign(last, &prev_hash, &at)).await?;
+        let group = Group::new(self, batch, known, &at, state);
+        let sqls = group.statement_sqls(self.catalog.is_sqlite());
+        for (i, sql) in sqls.iter().enumerate() {
+            group.bind_statement(i, sqlx::query(sql)).execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        state.head = Some((last, prev_hash));
-        if due {
-            state.last_checkpoint_seq = last;
-            state.last_checkpoint_at = Instant::now();
-        }
-        Ok(first)
+        Ok(group.finished(state))
     }
 
     fn sign(&self, seq: i64, head: &str, at: &str) -> Checkpoint {

@@ -286,3 +286,34 @@ fn a_client_that_goes_away_mid_stream_leaves_a_completion() {
     drop(server);
     t.ok(&["audit", "verify"]);
 }
+
+#[test]
+fn logins_are_logged_whatever_their_outcome() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "200"]);
+    let db = t.data().join("catalog.db");
+    let server = common::start(&t);
+    let login = |body: &str| common::request(server.1, "POST", "/api/v1/login", &[], Some(body));
+    let (status, _, body) = login(r#"{"username": "ola", "password": "hamar-demo-2026"}"#);
+    assert_eq!(status, 201, "{body}");
+    let token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"].as_str().unwrap().to_string();
+    let (status, _, body) = common::request(
+        server.1,
+        "POST",
+        "/api/v1/sql",
+        &[("Authorization", &format!("Bearer {token}")), ("Tverr-Purpose", "byggesaksbehandling")],
+        Some(r#"{"sql": "SELECT count(*) AS n FROM hamar.byggesaker"}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = login(r#"{"username": "ola", "password": "feil passord"}"#);
+    assert_eq!(status, 401, "{body}");
+    let (status, _, body) = login(r#"{"username": "ola"}"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("line 1, column"), "{body}");
+    drop(server);
+    let logins = sqlite(&db, "SELECT payload FROM audit_log WHERE kind = 'login' ORDER BY seq");
+    assert!(logins.contains("\"outcome\":\"ok\"") && logins.contains("\"username\":\"ola\""), "{logins}");
+    assert!(logins.contains("\"outcome\":\"refused\""), "{logins}");
+    assert!(!logins.contains("feil passord") && !logins.contains("hamar-demo-2026"), "passwords are never logged");
+    t.ok(&["audit", "verify"]);
+}

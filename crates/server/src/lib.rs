@@ -8,6 +8,7 @@
 mod agreements;
 mod audit;
 mod auth;
+mod login;
 mod me;
 mod oidc;
 mod problem;
@@ -63,6 +64,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/datasets", get(list_datasets))
         .route("/api/v1/datasets/{org}/{dataset}", get(show_dataset))
         .route("/api/v1/sql", post(sql::query))
+        .route("/api/v1/login", post(login::login))
         .route("/api/v1/audit", get(audit::search))
         .route("/api/v1/audit/verify", get(audit::verify))
         .route("/api/v1/me/access-log", get(me::access_log))

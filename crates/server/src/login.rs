@@ -1,0 +1,54 @@
+//! `POST /api/v1/login`: a local user's name and password for an API token valid one day.
+//! Every attempt is in the access log (`login`: the user and the outcome), failed ones too; a
+//! login is refused (503) when the log cannot be written.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use tverr_policy::{PolicyError, Principal};
+
+use crate::{AppState, Problem};
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+/// A new token; send it as `Authorization: Bearer …`.
+#[derive(Debug, Serialize)]
+pub struct LoginResponse {
+    token: String,
+    expires_at: Option<String>,
+}
+
+/// Checks the password and issues a token.
+pub async fn login(State(state): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<LoginResponse>), Problem> {
+    let req: LoginRequest = serde_json::from_slice(&body).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-input",
+            "Ugyldig forespørsel / Invalid request",
+            format!("expected {{\"username\": …, \"password\": …}}: line {}, column {}: {e}", e.line(), e.column()),
+        )
+    })?;
+    let policy = state.engine.policy();
+    match policy.login(&req.username, &req.password).await {
+        Ok(user) => {
+            let token = policy.create_token(&user.username, Some(1)).await.map_err(Problem::from_policy)?;
+            let details = serde_json::json!({"outcome": "ok", "token": token.id});
+            state.engine.log_event("login", &Principal::User(user), "http", details).await.map_err(Problem::from_query)?;
+            Ok((StatusCode::CREATED, Json(LoginResponse { token: token.secret, expires_at: token.expires_at })))
+        }
+        Err(PolicyError::Unauthenticated(why)) => {
+            let details = serde_json::json!({"outcome": "refused", "username": req.username});
+            state.engine.log_event("login", &Principal::Anonymous, "http", details).await.map_err(Problem::from_query)?;
+            Err(Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Ikke autentisert / Not authenticated", why))
+        }
+        Err(other) => Err(Problem::from_policy(other)),
+    }
+}
