@@ -7,6 +7,8 @@
 //!    `hamar/innbyggere` by fødselsnummer, as the Folkeregister's case worker), against the same
 //!    reads on a server whose log records nothing, in one run and interleaved: p50 and p90
 //!    latency of one client, and the rate of eight concurrent clients.
+//! 3. Where the difference goes: one intent record appended alone; the same read in process
+//!    (planning, first batch); and a read of a dataset without a person key (no tap).
 
 use std::time::{Duration, Instant};
 
@@ -172,6 +174,72 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<()> {
         "SELECT fornavn, etternavn, adresse, postnummer FROM hamar.innbyggere WHERE fodselsnummer = '{fnr}'"
     )})
     .to_string();
+
+    // The same read in process, without HTTP: planning (to the stream) and execution (the
+    // first batch, which waits for the intent record when audited).
+    let sql = format!("SELECT fornavn, etternavn, adresse, postnummer FROM hamar.innbyggere WHERE fodselsnummer = '{fnr}'");
+    let engines = [("audited", tverr_query::Engine::new(store.clone(), audited.clone())), ("unaudited", engine.clone())];
+    let mut timings: Vec<(Vec<Duration>, Vec<Duration>)> = vec![(Vec::new(), Vec::new()); 2];
+    let mut firsts: Vec<Vec<Duration>> = vec![Vec::new(); 2];
+    for round in 0..args.rounds {
+        for m in if round % 2 == 0 { [0, 1] } else { [1, 0] } {
+            for _ in 0..args.reads {
+                let started = Instant::now();
+                let mut stream = engines[m].1.sql(&siri, Some("folkeregisterforvaltning"), &sql, "bench").await?.stream;
+                let planned = started.elapsed();
+                let mut first = None;
+                while let Some(b) = stream.next().await {
+                    b?;
+                    first.get_or_insert(started.elapsed() - planned);
+                }
+                drop(stream);
+                timings[m].0.push(planned);
+                timings[m].1.push(started.elapsed() - planned);
+                firsts[m].push(first.unwrap_or_default());
+            }
+        }
+    }
+    let mut appends = Vec::new();
+    for i in 0..args.reads {
+        let started = Instant::now();
+        let id = audited.subject_id(&fnr);
+        let mut record = sample_record(i);
+        record["subjects"] = serde_json::json!({"hamar/innbyggere": [&id]});
+        audited.append_about("access", &record, vec![id], None).await?;
+        appends.push(started.elapsed());
+    }
+    appends.sort();
+    println!("one intent record with one person, alone: p50 {:.3} ms", percentile(&appends, 0.5));
+    // A confidential dataset without a person key: no tap, the intent record alone.
+    let lise = Principal::User(policy.user("lise").await?);
+    for (name, e) in &engines {
+        let mut firsts = Vec::new();
+        for _ in 0..args.reads {
+            let started = Instant::now();
+            let mut stream = e.sql(&lise, Some("vannforsyning"), "SELECT * FROM hias.vannmalere LIMIT 5", "bench").await?.stream;
+            let planned = started.elapsed();
+            let mut first = None;
+            while let Some(b) = stream.next().await {
+                b?;
+                first.get_or_insert(started.elapsed() - planned);
+            }
+            firsts.push(first.unwrap_or_default());
+        }
+        firsts.sort();
+        println!("engine {name:<10} no person key: first batch p50 {:.3} ms", percentile(&firsts, 0.5));
+    }
+    for (m, (name, _)) in engines.iter().enumerate() {
+        let (plan, exec) = &mut timings[m];
+        plan.sort();
+        exec.sort();
+        firsts[m].sort();
+        println!(
+            "engine {name:<10} plan p50 {:.3} ms, execute p50 {:.3} ms (first batch p50 {:.3} ms)",
+            percentile(plan, 0.5),
+            percentile(exec, 0.5),
+            percentile(&firsts[m], 0.5)
+        );
+    }
 
     let mut targets = Vec::new();
     for (name, audit) in [("audited", audited.clone()), ("unaudited", unaudited)] {

@@ -412,6 +412,15 @@ impl ExecutionPlan for SubjectTapExec {
         "SubjectTapExec"
     }
 
+    /// A pass-through: no repartitioning is worth it, and the order stays.
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true]
+    }
+
     fn properties(&self) -> &Arc<PlanProperties> {
         self.input.properties()
     }
