@@ -353,6 +353,9 @@ impl TableProvider for SecureTable {
         let inner_schema = DFSchema::try_from(plan.schema().as_ref().clone())?;
         if let Some(predicate) = plain.into_iter().reduce(Expr::and) {
             plan = Arc::new(FilterExec::try_new(state.create_physical_expr(predicate, &inner_schema)?, plan)?);
+            // A barrier again, so the optimizer cannot swap the masks below these filters: the
+            // masks (an HMAC, say) are computed only for the rows the filters keep.
+            plan = Arc::new(SecureScanExec { input: plan });
         }
         let mut exprs = outputs
             .iter()
