@@ -2,10 +2,11 @@
 //! filter and the address-protection rule applied inside the scan, below every user expression.
 //!
 //! The physical plan of one scan is: the dataset's scan → the row filter → a barrier → user
-//! filters that read only unmasked, unprotected columns → the masking projection → a barrier.
+//! filters that read only unmasked, unprotected columns → a barrier → the masking projection →
+//! user filters on released values → a LIMIT that reached the scan → the tap → a barrier.
 //! * User filters run only on permitted rows: the barrier ([`SecureScanExec`]) stops DataFusion
-//!   from merging them into, or pushing them below, the row filter; filters that touch a masked
-//!   or protected column stay above the scan and see only released values.
+//!   from merging them into, or pushing them below, the row filter; the barrier above them stops
+//!   the optimizer from moving the masks below them (masks then run only on kept rows).
 //! * The outer barrier accepts no filter, limit or projection pushdown from above and reports
 //!   unknown statistics, so COUNT/MIN/MAX are computed over permitted rows.
 //! * Filters that read masked or protected columns run inside the scan too, above the masks on
@@ -302,8 +303,8 @@ impl TableProvider for SecureTable {
             .collect()
     }
 
-    /// Builds: scan → row filter → [barrier] → user filters on plain columns → masks → user
-    /// filters on released values → limit → tap → [barrier]. The first barrier keeps user filters
+    /// Builds: scan → row filter → [barrier] → user filters on plain columns → [barrier] → masks
+    /// → user filters on released values → limit → tap → [barrier]. The first barrier keeps user filters
     /// from being merged into or pushed below the row filter, so they never run on rows the
     /// caller may not see.
     async fn scan(
