@@ -12,7 +12,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::{AnyPool, Row};
+use sqlx::Row;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tverr_store::Catalog;
 
@@ -356,7 +356,6 @@ enum Message {
 #[derive(Clone)]
 pub struct Audit {
     catalog: Catalog,
-    pool: AnyPool,
     key: Arc<Ed25519KeyPair>,
     subject_key: Arc<Vec<u8>>,
     config: AuditConfig,
@@ -422,7 +421,6 @@ impl Audit {
         let subject_key = load_or_make_subject_key(&config.subject_key_path)?;
         Ok(Self {
             catalog: catalog.clone(),
-            pool: catalog.pool().clone(),
             key: Arc::new(key),
             subject_key: Arc::new(subject_key),
             config,
@@ -608,7 +606,7 @@ impl Audit {
         // round trip to the database: BEGIN IMMEDIATE; the inserts; COMMIT.
         if self.catalog.is_sqlite() && state.last_checkpoint_seq >= 0 {
             if let Some(known) = state.head.take() {
-                let mut conn = self.pool.acquire().await?;
+                let mut conn = self.catalog.pool().acquire().await?;
                 let group = Group::new(self, batch, known, &at, state);
                 let mut sql = String::from("BEGIN IMMEDIATE; ");
                 group.push_sql(&mut sql, true);
@@ -654,19 +652,19 @@ impl Audit {
     pub async fn checkpoint(&self) -> Result<Checkpoint, AuditError> {
         self.flush().await;
         let _state = self.state.lock().await;
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.catalog.pool().acquire().await?;
         let (seq, head) = head(&mut *conn).await?;
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let c = self.sign(seq, &head, &at);
         if seq > 0 {
-            insert_checkpoint(&self.pool, &c).await?;
+            insert_checkpoint(self.catalog.pool(), &c).await?;
         }
         Ok(c)
     }
 
     /// Entries, oldest first.
     pub async fn entries(&self) -> Result<Vec<Entry>, AuditError> {
-        Ok(sqlx::query_as("SELECT seq, at, kind, payload, prev_hash, hash FROM audit_log ORDER BY seq").fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as("SELECT seq, at, kind, payload, prev_hash, hash FROM audit_log ORDER BY seq").fetch_all(self.catalog.pool()).await?)
     }
 
     /// Retention: removes the entries up to the last checkpoint signed before `before` (RFC 3339
@@ -675,7 +673,7 @@ impl Audit {
     pub async fn prune(&self, before: &str) -> Result<i64, AuditError> {
         let anchor = sqlx::query("SELECT seq FROM audit_checkpoints WHERE at < $1 ORDER BY seq DESC LIMIT 1")
             .bind(before)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.catalog.pool())
             .await?;
         let Some(anchor) = anchor else { return Ok(0) };
         let anchor: i64 = anchor.try_get("seq")?;
@@ -716,7 +714,7 @@ impl Audit {
         )
         .bind(&subject)
         .bind(&like)
-        .fetch_all(&self.pool)
+        .fetch_all(self.catalog.pool())
         .await?;
         let mut out: Vec<SubjectAccess> = Vec::new();
         for e in entries {
@@ -759,14 +757,14 @@ impl Audit {
         let entries = self.entries().await?;
         let checkpoints: Vec<Checkpoint> =
             sqlx::query_as("SELECT seq, head_hash, at, public_key, signature FROM audit_checkpoints ORDER BY seq")
-                .fetch_all(&self.pool)
+                .fetch_all(self.catalog.pool())
                 .await?;
         let head_seq = entries.last().map_or(0, |e| e.seq);
         let mut v = Verification { entries: entries.len() as i64, checkpoints: checkpoints.len() as i64, head_seq, problem: None };
         v.problem = find_problem(&entries, &checkpoints, &self.public_key(), witness);
         if v.problem.is_none() {
             let index: Vec<(String, i64, i64)> =
-                sqlx::query_as("SELECT subject, access, seq FROM audit_subjects").fetch_all(&self.pool).await?;
+                sqlx::query_as("SELECT subject, access, seq FROM audit_subjects").fetch_all(self.catalog.pool()).await?;
             v.problem = index_problem(&entries, index);
         }
         Ok(v)

@@ -7,11 +7,21 @@ use tverr_store::{Store, StoreConfig};
 
 use super::*;
 
+/// Keys under `dir`, a checkpoint every 4 entries.
+fn config(dir: &Path, subject_key: &str) -> AuditConfig {
+    AuditConfig {
+        key_path: dir.join("audit.key"),
+        subject_key_path: dir.join(subject_key),
+        checkpoint_every: 4,
+        checkpoint_interval: Duration::from_secs(3600),
+    }
+}
+
 async fn setup(dir: &Path) -> (Store, Audit) {
     let store = Store::open(&StoreConfig { data_dir: dir.join("data"), catalog_url: None, storage_url: None }).await.unwrap();
     let audit = Audit::open(
         &store.catalog,
-        AuditConfig { key_path: dir.join("audit.key"), subject_key_path: dir.join("subject.key"), checkpoint_every: 4, checkpoint_interval: Duration::from_secs(3600) },
+        config(dir, "subject.key"),
     )
     .unwrap();
     (store, audit)
@@ -116,7 +126,7 @@ async fn two_writers_keep_one_chain() {
     // A second node (its own lock and state) over the same catalogue and key.
     let second = Audit::open(
         &store.catalog,
-        AuditConfig { key_path: dir.path().join("audit.key"), subject_key_path: dir.path().join("subject.key"), checkpoint_every: 4, checkpoint_interval: Duration::from_secs(3600) },
+        config(dir.path(), "subject.key"),
     )
     .unwrap();
     let mut tasks = Vec::new();
@@ -233,12 +243,7 @@ async fn the_subject_key_is_kept_outside_the_catalogue_and_reused() {
     let id = audit.subject_id("01010012356");
     let again = Audit::open(
         &store.catalog,
-        AuditConfig {
-            key_path: dir.path().join("audit.key"),
-            subject_key_path: dir.path().join("subject.key"),
-            checkpoint_every: 4,
-            checkpoint_interval: Duration::from_secs(3600),
-        },
+        config(dir.path(), "subject.key"),
     )
     .unwrap();
     assert_eq!(again.subject_id("01010012356"), id, "same key file, same identifier");
@@ -246,12 +251,7 @@ async fn the_subject_key_is_kept_outside_the_catalogue_and_reused() {
     std::fs::write(dir.path().join("short.key"), b"too short").unwrap();
     let short = Audit::open(
         &store.catalog,
-        AuditConfig {
-            key_path: dir.path().join("audit.key"),
-            subject_key_path: dir.path().join("short.key"),
-            checkpoint_every: 4,
-            checkpoint_interval: Duration::from_secs(3600),
-        },
+        config(dir.path(), "short.key"),
     );
     assert!(matches!(short, Err(AuditError::Key { .. })));
 }

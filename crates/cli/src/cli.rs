@@ -481,8 +481,7 @@ async fn dispatch(cli: Cli, store: Store, engine: &Engine) -> Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {}", a.listen))?;
             eprintln!("tverr listening on http://{}", listener.local_addr()?);
-            let mut state = tverr_server::AppState::new(store, engine.audit().clone());
-            state.engine = state.engine.with_named_limit(named_limit()?);
+            let mut state = tverr_server::AppState::from_engine(engine.clone());
             if let Some(path) = &a.oidc {
                 let config = tverr_server::OidcConfig::load(path).map_err(|e| anyhow!("--oidc: {e}"))?;
                 eprintln!("accepting OIDC tokens from {} issuers", config.issuers.len());

@@ -7,19 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use common::Tverr;
-
-/// Runs SQL against the SQLite catalogue with Python's sqlite3 module (an independent client).
-fn sqlite(db: &std::path::Path, sql: &str) -> String {
-    let out = Command::new("python3")
-        .args(["-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); r = c.execute(sys.argv[2]).fetchall(); c.commit(); print(r)"])
-        .arg(db)
-        .arg(sql)
-        .output()
-        .expect("python3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+use common::{Tverr, sqlite};
 
 fn copy_db(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();

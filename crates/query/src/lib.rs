@@ -205,39 +205,26 @@ impl Tracker {
         }
         self.finished = true;
         let millis = self.started.elapsed().as_millis() as u64;
-        let chunks = self.naming();
-        let bulk_rows = self.sink.take().bulk;
         match self.intent.take() {
             // Nothing was released: one record says what was asked, whose rows it read and how
             // it ended.
             Some(mut intent) => {
-                let mut named = serde_json::Map::new();
-                let mut bulk = serde_json::Map::new();
-                let mut ids = Vec::new();
-                for (n, b, i) in chunks {
-                    for (k, v) in n.as_object().into_iter().flatten().chain(b.as_object().into_iter().flatten()) {
-                        let target = if v.is_array() { &mut named } else { &mut bulk };
-                        match (target.get_mut(k), v) {
-                            (Some(serde_json::Value::Array(a)), serde_json::Value::Array(more)) => a.extend(more.iter().cloned()),
-                            _ => {
-                                target.insert(k.clone(), v.clone());
-                            }
-                        }
-                    }
-                    ids.extend(i);
-                }
-                intent["subjects"] = serde_json::Value::Object(named);
-                intent["bulk"] = serde_json::Value::Object(bulk);
-                intent["outcome"] = serde_json::json!({"rows": 0, "status": status, "millis": millis, "bulk_rows": bulk_rows});
+                let taken = self.sink.take();
+                let mut ids: Vec<String> = taken.named.values().flatten().cloned().collect();
+                ids.extend(taken.bulk.keys().map(|d| format!("{BULK_PREFIX}{d}")));
+                intent["subjects"] = serde_json::to_value(&taken.named).unwrap_or_default();
+                intent["bulk"] = serde_json::to_value(&taken.bulk).unwrap_or_default();
+                intent["outcome"] = serde_json::json!({"rows": 0, "status": status, "millis": millis, "bulk_rows": taken.bulk});
                 self.audit.record_about("access", &intent, ids, None);
             }
             None => {
-                for (named, bulk, ids) in chunks {
+                for (named, bulk, ids) in self.naming() {
                     let record = serde_json::json!({"access": self.access, "subjects": named, "bulk": bulk});
                     self.audit.record_about("subjects", &record, ids, self.access);
                 }
                 let record = serde_json::json!({
-                    "access": self.access, "rows": self.rows, "status": status, "millis": millis, "bulk_rows": bulk_rows,
+                    "access": self.access, "rows": self.rows, "status": status, "millis": millis,
+                    "bulk_rows": self.sink.take().bulk,
                 });
                 self.audit.record("completion", &record);
             }
@@ -558,21 +545,11 @@ impl Engine {
         if grant.min_group_size.is_some() {
             return Err(QueryError::NotAllowed(format!("{r} is shared as statistics only: use SQL with GROUP BY")));
         }
-        let ctx = Self::context();
-        let sink = secure::SubjectSink::new(self.named_limit);
-        let opened = self.register(&ctx, &grant, version, &sink).await?;
-        let mut df: DataFrame = ctx.table(format!("{}.{}", r.org, r.dataset)).await?;
         if let Some(f) = filter {
             Self::check_expression(f)?;
-            let expr = df.parse_sql_expr(f)?;
-            df = df.filter(expr)?;
         }
-        let stream = df.execute_stream().await?;
         let query = format!("export {r} version {version:?} where {}", filter.unwrap_or("true"));
-        let grants = vec![(grant, opened)];
-        let intent = self.intent(who, purpose, channel, &query, &grants);
-        let stream = self.release(stream, intent, sink, started);
-        Ok(Released { stream, grants: grants.into_iter().map(|(g, _)| g).collect() })
+        self.read_table(who, purpose, grant, version, filter, channel, &query, started).await
     }
 
     /// Everything about a citizen, from every dataset with a person key (GDPR art. 15): per
@@ -582,19 +559,39 @@ impl Engine {
         let who = Principal::Citizen { pid: pid.to_string() };
         let mut out = Vec::new();
         for grant in self.policy.own_data(pid).await? {
-            let started = std::time::Instant::now();
-            let ctx = Self::context();
-            let sink = secure::SubjectSink::new(self.named_limit);
-            let opened = self.register(&ctx, &grant, None, &sink).await?;
-            let df = ctx.table(format!("{}.{}", grant.dataset.org, grant.dataset.dataset)).await?;
-            let stream = df.execute_stream().await?;
-            let grants = vec![(grant, opened)];
-            let query = format!("own data {}", grants[0].0.dataset);
-            let intent = self.intent(&who, None, channel, &query, &grants);
-            let stream = self.release(stream, intent, sink, started);
-            out.push(Released { stream, grants: grants.into_iter().map(|(g, _)| g).collect() });
+            let query = format!("own data {}", grant.dataset);
+            out.push(self.read_table(&who, None, grant, None, None, channel, &query, std::time::Instant::now()).await?);
         }
         Ok(out)
+    }
+
+    /// One dataset's rows under a grant (at a version, through a checked filter), as an audited
+    /// stream.
+    #[allow(clippy::too_many_arguments)]
+    async fn read_table(
+        &self,
+        who: &Principal,
+        purpose: Option<&str>,
+        grant: Grant,
+        version: Option<i64>,
+        filter: Option<&str>,
+        channel: &str,
+        query: &str,
+        started: std::time::Instant,
+    ) -> Result<Released, QueryError> {
+        let ctx = Self::context();
+        let sink = secure::SubjectSink::new(self.named_limit);
+        let opened = self.register(&ctx, &grant, version, &sink).await?;
+        let mut df: DataFrame = ctx.table(format!("{}.{}", grant.dataset.org, grant.dataset.dataset)).await?;
+        if let Some(f) = filter {
+            let expr = df.parse_sql_expr(f)?;
+            df = df.filter(expr)?;
+        }
+        let stream = df.execute_stream().await?;
+        let grants = vec![(grant, opened)];
+        let intent = self.intent(who, purpose, channel, query, &grants);
+        let stream = self.release(stream, intent, sink, started);
+        Ok(Released { stream, grants: grants.into_iter().map(|(g, _)| g).collect() })
     }
 
     /// Checks a SQL boolean expression as the guard checks a query: one expression, allowed

@@ -46,8 +46,12 @@ pub struct AppState {
 impl AppState {
     /// The services over one store and its access log, with API tokens only.
     pub fn new(store: Store, audit: tverr_audit::Audit) -> Self {
-        let engine = Engine::new(store.clone(), audit);
-        Self { store, engine, oidc: None }
+        Self::from_engine(Engine::new(store, audit))
+    }
+
+    /// The services over an engine as configured (its log, its named-subject limit).
+    pub fn from_engine(engine: Engine) -> Self {
+        Self { store: engine.store().clone(), engine, oidc: None }
     }
 
     /// Also accepts OIDC tokens from the configured issuers.

@@ -28,14 +28,7 @@ pub struct LoginResponse {
 
 /// Checks the password and issues a token.
 pub async fn login(State(state): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<LoginResponse>), Problem> {
-    let req: LoginRequest = serde_json::from_slice(&body).map_err(|e| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-input",
-            "Ugyldig forespørsel / Invalid request",
-            format!("expected {{\"username\": …, \"password\": …}}: line {}, column {}: {e}", e.line(), e.column()),
-        )
-    })?;
+    let req: LoginRequest = Problem::json_body(&body, "{\"username\": …, \"password\": …}")?;
     let policy = state.engine.policy();
     match policy.login(&req.username, &req.password).await {
         Ok(user) => {

@@ -46,7 +46,7 @@ fn citizen(caller: &Caller) -> Result<&str, Problem> {
 }
 
 /// Who read, as the citizen is shown it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct Reader {
     /// `employee`, `operator` (the platform's command line), `system`, or `self`.
     kind: String,
@@ -150,25 +150,14 @@ pub async fn access_log(State(state): State<AppState>, caller: Caller) -> Result
                 role: text(&p["role"]),
                 employee: if special { text(&p["username"]) } else { None },
             },
-            Some("citizen") => {
-                Reader { kind: "self".into(), organisation: None, organisation_name: None, department: None, role: None, employee: None }
-            }
+            Some("citizen") => Reader { kind: "self".into(), ..Default::default() },
             Some("system") => Reader {
                 kind: "system".into(),
                 organisation_name: text(&p["org"]).and_then(|o| orgs.get(&o).cloned()),
                 organisation: text(&p["org"]),
-                department: None,
-                role: None,
-                employee: None,
+                ..Default::default()
             },
-            other => Reader {
-                kind: other.unwrap_or("unknown").into(),
-                organisation: None,
-                organisation_name: None,
-                department: None,
-                role: None,
-                employee: None,
-            },
+            other => Reader { kind: other.unwrap_or("unknown").into(), ..Default::default() },
         };
         accesses.push(Access {
             at: a.entry.at,

@@ -25,6 +25,19 @@ impl Problem {
         Self { kind: format!("/problems/{kind}"), title: title.to_string(), status: status.as_u16(), detail: detail.into() }
     }
 
+    /// Reads a request body as JSON whatever its Content-Type (so `curl -d` works); a bad body is
+    /// a 400 naming what was expected and the line and column.
+    pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> Result<T, Self> {
+        serde_json::from_slice(body).map_err(|e| {
+            Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-input",
+                "Ugyldig forespørsel / Invalid request",
+                format!("expected {expected}: line {}, column {}: {e}", e.line(), e.column()),
+            )
+        })
+    }
+
     /// The response for a dataset that does not exist *or* that the caller may not see.
     pub fn dataset_not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "dataset-not-found", "Datasettet finnes ikke / Dataset not found", "no such dataset")

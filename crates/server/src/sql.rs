@@ -3,7 +3,7 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -43,14 +43,7 @@ pub async fn query(
     body: Bytes,
 ) -> Result<Response, Problem> {
     // The body is read as JSON whatever its Content-Type, so `curl -d '{"sql": …}'` works.
-    let req: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-input",
-            "Ugyldig forespørsel / Invalid request",
-            format!("expected {{\"sql\": \"SELECT …\"}}: line {}, column {}: {e}", e.line(), e.column()),
-        )
-    })?;
+    let req: SqlRequest = Problem::json_body(&body, "{\"sql\": \"SELECT …\"}")?;
     let released =
         state.engine.sql(&caller.principal, caller.purpose.as_deref(), &req.sql, "http-sql").await.map_err(Problem::from_query)?;
     // The stream writes the access log itself: the intent before the first batch, the

@@ -204,3 +204,16 @@ fn dechunk(mut body: &str) -> String {
     }
 }
 
+
+/// Runs SQL against a SQLite catalogue with Python's sqlite3 module (an independent client) and
+/// returns the rows as Python prints them.
+pub fn sqlite(db: &std::path::Path, sql: &str) -> String {
+    let out = Command::new("python3")
+        .args(["-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); r = c.execute(sys.argv[2]).fetchall(); c.commit(); print(r)"])
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
