@@ -1,6 +1,5 @@
 //! Argument parsing and the commands.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -9,12 +8,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
-use tverr_core::{Classification, ColumnCategory, DatasetRef, SubjectKind};
+use tverr_core::{ColumnCategory, DatasetRef};
 use crate::access;
 use tverr_policy::{Policy, PolicyError};
-use tverr_query::{Engine, ExportFormat, ExportOptions, GeometryColumn, QueryError};
-use tverr_store::tverr_ingest::{ColumnType, Format, IngestError, IngestOptions};
-use tverr_store::{IngestRequest, NewDataset, Store, StoreConfig, StoreError, WriteMode};
+use tverr_query::{Engine, ExportFormat, ExportOptions, QueryError};
+use tverr_store::tverr_ingest::IngestError;
+use tverr_store::{CreateSettings, IngestSettings, Store, StoreConfig, StoreError};
 
 /// Tverr: a data platform for Norwegian municipalities — data across departments, lawfully.
 #[derive(Debug, Parser)]
@@ -328,6 +327,18 @@ struct ServeArgs {
     /// Persons in the demo population (with --demo).
     #[arg(long, default_value_t = 32_000)]
     persons: usize,
+    /// The largest JSON request body, in bytes.
+    #[arg(long, env = "TVERR_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+    /// The largest uploaded file, in bytes.
+    #[arg(long, env = "TVERR_MAX_UPLOAD_BYTES", default_value_t = 1 << 30)]
+    max_upload_bytes: u64,
+    /// How long one query may run, in seconds, to its last row.
+    #[arg(long, env = "TVERR_QUERY_SECONDS", default_value_t = 60)]
+    query_seconds: u64,
+    /// Queries one principal may run at the same time.
+    #[arg(long, env = "TVERR_QUERIES_PER_PRINCIPAL", default_value_t = 4)]
+    queries_per_principal: usize,
 }
 
 /// Input problems exit with 65 (EX_DATAERR), refusals of the policy layer with 77 (EX_NOPERM),
@@ -353,18 +364,6 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         Some(StoreError::Invalid { .. }) => 65,
         _ => 1,
     }
-}
-
-fn pairs<T>(values: &[String], what: &str, parse: impl Fn(&str) -> Result<T>) -> Result<BTreeMap<String, T>> {
-    let mut out = BTreeMap::new();
-    for v in values {
-        let (col, val) = v
-            .split_once('=')
-            .ok_or_else(|| anyhow!("--{what} {v:?}: expected COLUMN=VALUE"))?;
-        let parsed = parse(val.trim()).with_context(|| format!("--{what} {v:?}"))?;
-        out.insert(col.trim().to_string(), parsed);
-    }
-    Ok(out)
 }
 
 fn dataset_ref(s: &str) -> Result<DatasetRef> {
@@ -481,7 +480,13 @@ async fn dispatch(cli: Cli, store: Store, engine: &Engine) -> Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {}", a.listen))?;
             eprintln!("tverr listening on http://{}", listener.local_addr()?);
-            let mut state = tverr_server::AppState::from_engine(engine.clone());
+            let limits = tverr_server::Limits {
+                body_bytes: a.max_body_bytes,
+                upload_bytes: a.max_upload_bytes,
+                query_time: std::time::Duration::from_secs(a.query_seconds.max(1)),
+                queries_per_principal: a.queries_per_principal.max(1),
+            };
+            let mut state = tverr_server::AppState::from_engine(engine.clone()).with_limits(limits);
             if let Some(path) = &a.oidc {
                 let config = tverr_server::OidcConfig::load(path).map_err(|e| anyhow!("--oidc: {e}"))?;
                 eprintln!("accepting OIDC tokens from {} issuers", config.issuers.len());
@@ -495,62 +500,35 @@ async fn dispatch(cli: Cli, store: Store, engine: &Engine) -> Result<()> {
 
 async fn ingest(store: &Store, a: IngestArgs) -> Result<()> {
     let dataset = dataset_ref(&a.dataset)?;
-    let format = a
-        .format
-        .as_deref()
-        .map(|f| Format::parse(f).ok_or_else(|| anyhow!("--format {f:?}: expected csv, json, ndjson, geojson, xlsx or parquet")))
-        .transpose()?;
-    let subjects = pairs(&a.subjects, "subject", |v| Ok(SubjectKind::from_str(v)?))?;
-    let categories = pairs(&a.categories, "category", |v| Ok(ColumnCategory::from_str(v)?))?;
-    let types = pairs(&a.types, "type", |v| {
-        ColumnType::parse(v).ok_or_else(|| anyhow!("unknown type {v:?}; expected one of: {}", ColumnType::NAMES))
-    })?;
-    let mode = match (a.mode.as_str(), a.key) {
-        ("append", None) => WriteMode::Append,
-        ("replace", None) => WriteMode::Replace,
-        ("upsert", Some(key)) => WriteMode::Upsert { key },
-        ("upsert", None) => bail!("--mode upsert needs --key COLUMN"),
-        ("append" | "replace", Some(_)) => bail!("--key is only for --mode upsert"),
-        (other, _) => bail!("--mode {other:?}: expected append, replace or upsert"),
-    };
-    let create = if a.create {
-        let classification = a.classification.as_deref().ok_or_else(|| anyhow!("--create needs --classification"))?;
-        Some(NewDataset {
-            department: a.department.ok_or_else(|| anyhow!("--create needs --department"))?,
-            title: a.title.ok_or_else(|| anyhow!("--create needs --title"))?,
+    let size = std::fs::metadata(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?.len();
+    let settings = IngestSettings {
+        mode: Some(a.mode),
+        key: a.key,
+        format: a.format,
+        sheet: a.sheet,
+        subjects: a.subjects,
+        categories: a.categories,
+        types: a.types,
+        crs: a.crs,
+        evolve: a.evolve,
+        create: a.create.then(|| CreateSettings {
+            department: a.department,
+            title: a.title,
             description: a.description,
-            classification: Classification::from_str(classification)?,
+            classification: a.classification,
             theme: a.theme,
             keywords: a.keywords,
             licence: a.licence,
-            update_frequency: a.frequency,
-        })
-    } else {
-        None
-    };
-    let crs = a
-        .crs
-        .as_deref()
-        .map(|c| {
-            tverr_store::tverr_ingest::normalise_crs(c)
-                .ok_or_else(|| anyhow!("--crs {c:?}: expected EPSG:4326, EPSG:25832 or EPSG:25833"))
-        })
-        .transpose()?;
-    let size = std::fs::metadata(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?.len();
-    let bar = progress_bar(size);
-    let progress = bar.clone().map(|b| Arc::new(move |n: u64| b.set_position(n)) as tverr_store::tverr_ingest::Progress);
-    let options = IngestOptions {
-        format,
-        sheet: a.sheet,
-        types,
-        subjects,
-        crs,
-        evolve: a.evolve,
-        progress,
-        ..IngestOptions::default()
+            frequency: a.frequency,
+        }),
     };
     let actor = a.actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "operator".into());
-    let req = IngestRequest { dataset: dataset.clone(), path: a.file, options, mode, create, categories, actor };
+    let mut req = settings.request(dataset.clone(), a.file, actor).map_err(|e| match e {
+        tverr_store::StoreError::Invalid { field, message } => anyhow!("--{field}: {message}"),
+        other => other.into(),
+    })?;
+    let bar = progress_bar(size);
+    req.options.progress = bar.clone().map(|b| Arc::new(move |n: u64| b.set_position(n)) as tverr_store::tverr_ingest::Progress);
     let result = store.ingest(req).await;
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -665,28 +643,15 @@ async fn history(store: &Store, a: &DatasetArg) -> Result<()> {
     Ok(())
 }
 
-async fn geometry_columns(store: &Store, r: &DatasetRef, granted: &[String]) -> Result<Vec<GeometryColumn>> {
-    Ok(store
-        .catalog
-        .columns(r)
-        .await?
-        .into_iter()
-        .filter(|c| c.column_type == "geometry" && granted.contains(&c.name))
-        .map(|c| GeometryColumn { name: c.name, crs: c.crs.unwrap_or_else(|| "EPSG:4326".into()) })
-        .collect())
-}
-
 async fn export(engine: &Engine, a: ExportArgs) -> Result<()> {
-    let store = engine.store();
     let r = dataset_ref(&a.dataset)?;
     let format = ExportFormat::parse(&a.format)
         .ok_or_else(|| anyhow!("--format {:?}: expected csv, json, ndjson, geojson, xlsx or parquet", a.format))?;
     let who = a.actor.principal(engine.policy()).await?;
     let released = engine.scan(&who, a.purpose.as_deref(), &r, a.version, a.filter.as_deref(), "cli-export").await?;
     let stream = released.stream;
-    let granted: Vec<String> = released.grants.iter().flat_map(|g| g.columns.iter().map(|c| c.name.clone())).collect();
-    let geometry = geometry_columns(store, &r, &granted).await?;
-    let options = ExportOptions { format, geometry };
+    let geometry = engine.geometry_columns(&released.grants[0]).await?;
+    let options = ExportOptions::new(format, geometry);
     let result: Result<u64> = async {
         Ok(match &a.out {
         Some(path) => {
@@ -753,7 +718,7 @@ async fn print_result(mut stream: tverr_query::SendableRecordBatchStream, format
                 other => bail!("--format {other:?}: expected table, csv, json or ndjson"),
             };
             let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
-            let rows = tverr_query::write_export(stream, &ExportOptions { format, geometry: Vec::new() }, &mut out).await?;
+            let rows = tverr_query::write_export(stream, &ExportOptions::new(format, Vec::new()), &mut out).await?;
             out.flush()?;
             Ok(rows)
         }

@@ -129,8 +129,12 @@ fn sql_and_agreements_over_http() {
     // The catalogue shows what the caller may read.
     let (_, _, body) = request(port, "GET", "/api/v1/datasets", &[("Authorization", &format!("Bearer {ola}"))], None);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let names: Vec<String> = v["datasets"].as_array().unwrap().iter().map(|d| format!("{}/{}", d["org"].as_str().unwrap(), d["slug"].as_str().unwrap())).collect();
-    assert!(names.contains(&"hamar/innbyggere".to_string()) && !names.contains(&"hamar/hjemmetjenester".to_string()), "{names:?}");
+    let names: Vec<String> = v["datasets"].as_array().unwrap().iter().map(|d| format!("{}/{}:{}", d["org"].as_str().unwrap(), d["slug"].as_str().unwrap(), d["access"].as_str().unwrap())).collect();
+    // The organisation's own non-open datasets are listed as metadata only; another
+    // organisation's are not listed at all.
+    assert!(names.contains(&"hamar/innbyggere:read".to_string()), "{names:?}");
+    assert!(names.contains(&"hamar/hjemmetjenester:metadata".to_string()), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("hias/") && !n.ends_with(":read")), "{names:?}");
     let (status, _, body) = request(port, "GET", "/api/v1/datasets/hamar/innbyggere?purpose=byggesaksbehandling", &[("Authorization", &format!("Bearer {ola}"))], None);
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -495,6 +495,15 @@ impl Policy {
         Ok(())
     }
 
+    /// Whether `actor` may create datasets in, and write versions of the datasets of, a
+    /// department: only that department's stewards may.
+    pub fn may_write(actor: &Principal, org: &str, department: &str) -> Result<(), PolicyError> {
+        if grant::is_steward_of(actor, org, department) {
+            return Ok(());
+        }
+        Err(PolicyError::Forbidden(format!("only a steward of {org}/{department} may create or change its datasets")))
+    }
+
     async fn check_dataset_terms(&self, provider: &Party, d: &DatasetTerms) -> Result<(), PolicyError> {
         let r: DatasetRef = d.dataset.parse().map_err(|e: tverr_core::ModelError| PolicyError::invalid("dataset", e.to_string()))?;
         let meta = self.catalog.dataset(&r).await?;

@@ -88,6 +88,32 @@ pub struct ExportOptions {
     pub format: ExportFormat,
     /// Geometry columns of the source, so they are written as WKT or GeoJSON geometries.
     pub geometry: Vec<GeometryColumn>,
+    /// How CSV is written.
+    pub csv: CsvOptions,
+}
+
+impl ExportOptions {
+    /// A format with default CSV settings.
+    pub fn new(format: ExportFormat, geometry: Vec<GeometryColumn>) -> Self {
+        Self { format, geometry, csv: CsvOptions::default() }
+    }
+}
+
+/// CSV dialect. Norwegian Excel opens `;`-separated files with decimal commas and a UTF-8 BOM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CsvOptions {
+    /// Field separator (`,` by default).
+    pub delimiter: u8,
+    /// Write decimals with a comma (`3,5`).
+    pub decimal_comma: bool,
+    /// Start with a UTF-8 byte-order mark.
+    pub bom: bool,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        Self { delimiter: b',', decimal_comma: false, bom: false }
+    }
 }
 
 /// The most rows one Excel sheet holds (including the header).
@@ -103,17 +129,27 @@ pub async fn write_export(
     let mut rows = 0u64;
     match options.format {
         ExportFormat::Csv => {
+            if options.csv.bom {
+                out.write_all("\u{feff}".as_bytes()).map_err(|e| out_err(&e))?;
+            }
             let mut w = arrow::csv::WriterBuilder::new()
                 .with_header(true)
+                .with_delimiter(options.csv.delimiter)
                 .with_timestamp_tz_format("%Y-%m-%dT%H:%M:%S%.fZ".to_string())
                 .build(&mut *out);
             while let Some(batch) = stream.next().await {
-                let batch = tabular(batch?, &options.geometry)?;
+                let mut batch = tabular(batch?, &options.geometry)?;
+                if options.csv.decimal_comma {
+                    batch = decimal_commas(batch)?;
+                }
                 rows += batch.num_rows() as u64;
                 w.write(&batch).map_err(|e| out_err(&e))?;
             }
             if rows == 0 {
-                let schema = tabular_schema(&stream.schema(), &options.geometry);
+                let mut schema = tabular_schema(&stream.schema(), &options.geometry);
+                if options.csv.decimal_comma {
+                    schema = decimal_commas(RecordBatch::new_empty(schema))?.schema();
+                }
                 w.write(&RecordBatch::new_empty(schema)).map_err(|e| out_err(&e))?;
             }
         }
@@ -273,6 +309,25 @@ fn tabular(batch: RecordBatch, geometry: &[GeometryColumn]) -> Result<RecordBatc
     RecordBatch::try_new(schema, cols).map_err(|e| QueryError::Output(e.to_string()))
 }
 
+/// Floating-point and decimal columns as text with a decimal comma.
+fn decimal_commas(batch: RecordBatch) -> Result<RecordBatch, QueryError> {
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (c, f) in batch.columns().iter().zip(batch.schema().fields()) {
+        if matches!(f.data_type(), DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(..) | DataType::Decimal256(..)) {
+            let text = cast(c, &DataType::Utf8).map_err(|e| QueryError::Output(e.to_string()))?;
+            let text = text.as_string::<i32>();
+            let replaced: arrow::array::StringArray = text.iter().map(|v| v.map(|v| v.replace('.', ","))).collect();
+            cols.push(Arc::new(replaced));
+            fields.push(Field::new(f.name(), DataType::Utf8, true));
+        } else {
+            cols.push(c.clone());
+            fields.push(f.as_ref().clone());
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| QueryError::Output(e.to_string()))
+}
+
 async fn write_xlsx(
     mut stream: SendableRecordBatchStream,
     geometry: &[GeometryColumn],
@@ -385,8 +440,9 @@ pub fn result_columns(schema: &Schema) -> Vec<ResultColumn> {
 
 /// A batch as JSON objects keyed by column name, comma-separated, without the enclosing array
 /// brackets (so a stream of batches can be joined into one array).
-pub fn json_objects(batch: &RecordBatch) -> Result<Vec<u8>, QueryError> {
-    let batch = plain(batch.clone(), &plain_schema(&batch.schema()))?;
+/// Geometry columns are written as WKT.
+pub fn json_objects(batch: &RecordBatch, geometry: &[GeometryColumn]) -> Result<Vec<u8>, QueryError> {
+    let batch = tabular(batch.clone(), geometry)?;
     let mut buf = Vec::new();
     let mut w = arrow::json::WriterBuilder::new().with_explicit_nulls(true).build::<_, arrow::json::writer::JsonArray>(&mut buf);
     w.write(&batch).map_err(|e| QueryError::Output(e.to_string()))?;

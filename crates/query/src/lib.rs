@@ -18,8 +18,9 @@ use tverr_audit::{Audit, AuditError};
 use tverr_policy::{Denial, Grant, Policy, PolicyError, Principal};
 use tverr_store::{Store, StoreError};
 
-pub use export::{ExportFormat, ExportOptions, GeometryColumn, ResultColumn, csv_rows, json_objects, result_columns, write_export};
+pub use export::{CsvOptions, ExportFormat, ExportOptions, GeometryColumn, ResultColumn, csv_rows, json_objects, result_columns, write_export};
 pub use guard::ALLOWED_FUNCTIONS;
+
 
 /// Why a query failed. Texts never contain values from data.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +61,9 @@ pub enum QueryError {
     /// The access log cannot be written, so nothing is released.
     #[error("the access log cannot be written, so nothing is released: {0}")]
     AuditUnavailable(String),
+    /// The query ran past its time limit and was stopped.
+    #[error("the query took longer than the {0} s it may take, and was stopped")]
+    Timeout(u64),
 }
 
 impl From<datafusion::error::DataFusionError> for QueryError {
@@ -68,6 +72,9 @@ impl From<datafusion::error::DataFusionError> for QueryError {
         // Planning errors arrive wrapped (in diagnostics or context); decide by the root.
         match e.find_root() {
             E::External(inner) if inner.downcast_ref::<AuditFailure>().is_some() => QueryError::AuditUnavailable(inner.to_string()),
+            E::External(inner) if inner.downcast_ref::<TimedOut>().is_some() => {
+                QueryError::Timeout(inner.downcast_ref::<TimedOut>().map_or(0, |t| t.0))
+            }
             E::SQL(..) | E::Plan(_) | E::SchemaError(..) => QueryError::Invalid(e.strip_backtrace().to_string()),
             E::NotImplemented(m) => QueryError::NotAllowed(m.clone()),
             other => QueryError::Execution(execution_message(other)),
@@ -115,6 +122,77 @@ pub struct Released {
     pub stream: SendableRecordBatchStream,
     /// The grants used, one per dataset.
     pub grants: Vec<Grant>,
+    /// The version each dataset was read at, in the order of `grants`.
+    pub versions: Vec<Option<i64>>,
+}
+
+/// A REST read of one dataset ([`Engine::rows`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowsQuery {
+    /// Columns to return, in this order; empty for every column the caller may see.
+    pub select: Vec<String>,
+    /// A SQL boolean expression, checked like SQL.
+    pub filter: Option<String>,
+    /// Sort columns, each with `true` for descending.
+    pub order_by: Vec<(String, bool)>,
+    /// Rows to skip.
+    pub offset: usize,
+    /// Rows to return at most.
+    pub limit: Option<usize>,
+    /// The version to read; the latest when `None`.
+    pub version: Option<i64>,
+    /// Read in one partition, so the same query over the same version returns rows in the
+    /// same order every time (paging).
+    pub stable_order: bool,
+}
+
+impl RowsQuery {
+    /// The request as one line, hashed into the intent record.
+    fn describe(&self, r: &DatasetRef) -> String {
+        format!(
+            "rows {r} select {:?} where {:?} order {:?} offset {} limit {:?} version {:?}",
+            self.select, self.filter, self.order_by, self.offset, self.limit, self.version
+        )
+    }
+}
+
+impl Released {
+    /// Computes the first batch now, so that planning, execution and access-log failures
+    /// surface before a response starts; the stream yields that batch again first.
+    pub async fn started(self) -> Result<Self, QueryError> {
+        use futures::StreamExt;
+        let Released { mut stream, grants, versions } = self;
+        let schema = stream.schema();
+        let first = stream.next().await.transpose()?;
+        let rest = futures::stream::iter(first.map(Ok)).chain(stream);
+        let stream = Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, rest));
+        Ok(Released { stream, grants, versions })
+    }
+}
+
+impl Released {
+    /// Stops the stream with [`QueryError::Timeout`] once `limit` has passed, and keeps `guard`
+    /// (a concurrency permit, say) until the stream is dropped.
+    pub fn bounded(self, limit: std::time::Duration, guard: impl Send + 'static) -> Self {
+        use datafusion::error::DataFusionError;
+        use futures::StreamExt;
+        let Released { stream, grants, versions } = self;
+        let schema = stream.schema();
+        let deadline = tokio::time::Instant::now() + limit;
+        let seconds = limit.as_secs().max(1);
+        let stream = futures::stream::unfold((stream, guard, false), move |(mut inner, guard, stopped)| async move {
+            if stopped {
+                return None;
+            }
+            match tokio::time::timeout_at(deadline, inner.next()).await {
+                Ok(Some(item)) => Some((item, (inner, guard, false))),
+                Ok(None) => None,
+                Err(_) => Some((Err(DataFusionError::External(Box::new(TimedOut(seconds)))), (inner, guard, true))),
+            }
+        });
+        let stream = Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream));
+        Released { stream, grants, versions }
+    }
 }
 
 impl std::fmt::Debug for Released {
@@ -138,6 +216,11 @@ pub const BULK_PREFIX: &str = "bulk:";
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct AuditFailure(String);
+
+/// Why a bounded stream stopped: its time was up (seconds allowed).
+#[derive(Debug, thiserror::Error)]
+#[error("the query took longer than {0} s")]
+struct TimedOut(u64);
 
 /// The access-log side of one release.
 struct Tracker {
@@ -406,9 +489,13 @@ impl Engine {
     }
 
     fn context() -> SessionContext {
-        let config = SessionConfig::new()
-            .with_information_schema(false)
-            .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+        Self::context_with(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
+
+    /// A session with this many partitions; one gives a result order that is the same on every
+    /// run over the same version (what paging needs).
+    fn context_with(partitions: usize) -> SessionContext {
+        let config = SessionConfig::new().with_information_schema(false).with_target_partitions(partitions);
         SessionContext::new_with_config(config)
     }
 
@@ -526,7 +613,8 @@ impl Engine {
         let grants: Vec<(Grant, Option<i64>)> = grants.into_values().collect();
         let intent = self.intent(who, purpose, channel, sql, &grants);
         let stream = self.release(stream, intent, sink, started);
-        Ok(Released { stream, grants: grants.into_iter().map(|(g, _)| g).collect() })
+        let versions = grants.iter().map(|(_, v)| *v).collect();
+        Ok(Released { stream, grants: grants.into_iter().map(|(g, _)| g).collect(), versions })
     }
 
     /// A dataset's rows as `who` may see them (optionally at a version, optionally filtered by a
@@ -550,6 +638,68 @@ impl Engine {
         }
         let query = format!("export {r} version {version:?} where {}", filter.unwrap_or("true"));
         self.read_table(who, purpose, grant, version, filter, channel, &query, started).await
+    }
+
+    /// A dataset's rows as a REST client asks for them: chosen columns, a checked filter, an
+    /// order, a window and a version. Column names are checked against what the caller may see,
+    /// so a column outside the grant is as unknown as one that does not exist.
+    pub async fn rows(&self, who: &Principal, purpose: Option<&str>, r: &DatasetRef, q: &RowsQuery, channel: &str) -> Result<Released, QueryError> {
+        use datafusion::prelude::ident;
+        let started = std::time::Instant::now();
+        let grant = self.grant(who, purpose, r, &r.to_string(), channel).await?;
+        if grant.min_group_size.is_some() {
+            return Err(QueryError::NotAllowed(format!("{r} is shared as statistics only: use SQL with GROUP BY")));
+        }
+        if let Some(f) = &q.filter {
+            Self::check_expression(f)?;
+        }
+        let ctx = if q.stable_order { Self::context_with(1) } else { Self::context() };
+        let sink = secure::SubjectSink::new(self.named_limit);
+        let opened = self.register(&ctx, &grant, q.version, &sink).await?;
+        let mut df: DataFrame = ctx.table(format!("{}.{}", r.org, r.dataset)).await?;
+        let visible: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let known = |name: &str| -> Result<(), QueryError> {
+            if visible.iter().any(|v| v == name) {
+                Ok(())
+            } else {
+                Err(QueryError::Invalid(format!("unknown column {name:?}; the columns you may read are: {}", visible.join(", "))))
+            }
+        };
+        if let Some(f) = &q.filter {
+            let expr = df.parse_sql_expr(f)?;
+            df = df.filter(expr)?;
+        }
+        if !q.order_by.is_empty() {
+            let mut sort = Vec::new();
+            for (name, descending) in &q.order_by {
+                known(name)?;
+                sort.push(ident(name).sort(!descending, *descending));
+            }
+            if q.stable_order {
+                // Ties are broken by the other columns, so every page sees one order.
+                for f in df.schema().fields() {
+                    let sortable = f.data_type().is_primitive() || matches!(f.data_type(), arrow::datatypes::DataType::Utf8 | arrow::datatypes::DataType::Utf8View | arrow::datatypes::DataType::LargeUtf8 | arrow::datatypes::DataType::Boolean);
+                    if sortable && !q.order_by.iter().any(|(n, _)| n == f.name()) {
+                        sort.push(ident(f.name()).sort(true, false));
+                    }
+                }
+            }
+            df = df.sort(sort)?;
+        }
+        if q.offset > 0 || q.limit.is_some() {
+            df = df.limit(q.offset, q.limit)?;
+        }
+        if !q.select.is_empty() {
+            for name in &q.select {
+                known(name)?;
+            }
+            df = df.select(q.select.iter().map(ident).collect::<Vec<_>>())?;
+        }
+        let stream = df.execute_stream().await?;
+        let grants = vec![(grant, opened)];
+        let intent = self.intent(who, purpose, channel, &q.describe(r), &grants);
+        let stream = self.release(stream, intent, sink, started);
+        Ok(Released { stream, grants: grants.iter().map(|(g, _)| g.clone()).collect(), versions: vec![opened] })
     }
 
     /// Everything about a citizen, from every dataset with a person key (GDPR art. 15): per
@@ -591,7 +741,8 @@ impl Engine {
         let grants = vec![(grant, opened)];
         let intent = self.intent(who, purpose, channel, query, &grants);
         let stream = self.release(stream, intent, sink, started);
-        Ok(Released { stream, grants: grants.into_iter().map(|(g, _)| g).collect() })
+        let versions = grants.iter().map(|(_, v)| *v).collect();
+        Ok(Released { stream, grants: grants.into_iter().map(|(g, _)| g).collect(), versions })
     }
 
     /// Checks a SQL boolean expression as the guard checks a query: one expression, allowed
@@ -621,6 +772,19 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// The geometry columns a grant releases, with their CRS (EPSG:4326 when none is recorded).
+    pub async fn geometry_columns(&self, grant: &Grant) -> Result<Vec<GeometryColumn>, QueryError> {
+        Ok(self
+            .store
+            .catalog
+            .columns(&grant.dataset)
+            .await?
+            .into_iter()
+            .filter(|c| c.column_type == "geometry" && grant.columns.iter().any(|g| g.name == c.name))
+            .map(|c| GeometryColumn { name: c.name, crs: c.crs.unwrap_or_else(|| "EPSG:4326".into()) })
+            .collect())
     }
 
     /// The store behind the engine.

@@ -16,6 +16,8 @@ pub struct Caller {
     pub principal: Principal,
     /// The declared purpose, if any.
     pub purpose: Option<String>,
+    /// The client's address, when the server knows it (counts anonymous callers' queries).
+    pub client: Option<std::net::SocketAddr>,
 }
 
 /// Header that declares the purpose of a request.
@@ -30,9 +32,10 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let purpose = purpose(parts)?;
+        let client = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
         let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
         let Some(value) = values.next() else {
-            return Ok(Caller { principal: Principal::Anonymous, purpose });
+            return Ok(Caller { principal: Principal::Anonymous, purpose, client });
         };
         if values.next().is_some() {
             return Err(unauthorized("send one Authorization header"));
@@ -49,14 +52,14 @@ impl FromRequestParts<AppState> for Caller {
             };
             let principal = verifier.verify(credential, &state.store.catalog).await.map_err(|why| unauthorized(&why))?;
             log_use(state, &principal, "oidc");
-            return Ok(Caller { principal, purpose });
+            return Ok(Caller { principal, purpose, client });
         }
         let principal = state.engine.policy().authenticate_token(credential).await.map_err(|e| match e {
             tverr_policy::PolicyError::Unauthenticated(why) => unauthorized(&why),
             other => Problem::from_policy(other),
         })?;
         log_use(state, &principal, "api-token");
-        Ok(Caller { principal, purpose })
+        Ok(Caller { principal, purpose, client })
     }
 }
 

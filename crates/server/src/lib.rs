@@ -11,16 +11,19 @@ mod auth;
 mod login;
 mod me;
 mod oidc;
+mod download;
+mod limits;
 mod problem;
+mod rows;
 mod sql;
+mod upload;
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tverr_core::DatasetRef;
@@ -29,6 +32,7 @@ use tverr_query::Engine;
 use tverr_store::{ColumnMeta, DatasetMeta, Store, VersionMeta};
 
 pub use auth::{Caller, PURPOSE_HEADER};
+pub use limits::Limits;
 pub use oidc::{OidcConfig, Verifier};
 pub use problem::Problem;
 
@@ -41,6 +45,10 @@ pub struct AppState {
     pub engine: Engine,
     /// Verifier of OIDC tokens, when issuers are configured.
     pub oidc: Option<std::sync::Arc<Verifier>>,
+    /// Body sizes, query time and queries at once.
+    pub limits: Limits,
+    /// Counts each principal's running queries.
+    pub(crate) gate: limits::Gate,
 }
 
 impl AppState {
@@ -51,7 +59,20 @@ impl AppState {
 
     /// The services over an engine as configured (its log, its named-subject limit).
     pub fn from_engine(engine: Engine) -> Self {
-        Self { store: engine.store().clone(), engine, oidc: None }
+        Self { store: engine.store().clone(), engine, oidc: None, limits: Limits::default(), gate: limits::Gate::default() }
+    }
+
+    /// With these limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Admits one more query of `caller` (429 past the limit) and bounds its result in time;
+    /// the permit is held until the result is dropped.
+    pub(crate) fn admit(&self, caller: &Caller, released: tverr_query::Released) -> Result<tverr_query::Released, Problem> {
+        let permit = self.gate.admit(caller, &self.limits)?;
+        Ok(released.bounded(self.limits.query_time, permit))
     }
 
     /// Also accepts OIDC tokens from the configured issuers.
@@ -63,10 +84,16 @@ impl AppState {
 
 /// The router with all routes and layers; tests call it without a socket.
 pub fn app(state: AppState) -> Router {
+    let body_limit = state.limits.body_bytes;
     Router::new()
         .route("/health", get(health))
-        .route("/api/v1/datasets", get(list_datasets))
+        .route("/api/v1/datasets", get(list_datasets).post(upload::create).layer(DefaultBodyLimit::disable()))
         .route("/api/v1/datasets/{org}/{dataset}", get(show_dataset))
+        .route("/api/v1/datasets/{org}/{dataset}/rows", get(rows::rows))
+        .route(
+            "/api/v1/datasets/{org}/{dataset}/versions",
+            get(upload::list).post(upload::add_version).layer(DefaultBodyLimit::disable()),
+        )
         .route("/api/v1/sql", post(sql::query))
         .route("/api/v1/login", post(login::login))
         .route("/api/v1/audit", get(audit::search))
@@ -78,9 +105,19 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/agreements/{id}/{action}", post(agreements::transition))
         .fallback(not_found)
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(60)))
-        .layer(RequestBodyLimitLayer::new(1 << 20))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::map_response(problem::problems_everywhere))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The caller's grant for a dataset, or the problem they may see (404 for one they may not read).
+async fn entitled(state: &AppState, caller: &Caller, r: &DatasetRef) -> Result<tverr_policy::Grant, Problem> {
+    match state.engine.policy().entitle(&caller.principal, caller.purpose.as_deref(), r).await {
+        Ok(Ok(g)) => Ok(g),
+        Ok(Err(denial)) => Err(Problem::from_denial(denial, &r.to_string(), caller.purpose.as_deref())),
+        Err(e) => Err(Problem::from_policy(e)),
+    }
 }
 
 #[derive(Serialize)]
@@ -94,16 +131,72 @@ async fn health(State(state): State<AppState>) -> Result<Json<Health>, Problem> 
     Ok(Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") }))
 }
 
+/// One dataset in the catalogue, and what the caller may do with it.
 #[derive(Serialize)]
-struct DatasetList {
-    datasets: Vec<DatasetMeta>,
+struct ListedDataset {
+    #[serde(flatten)]
+    meta: DatasetMeta,
+    /// `read`: the caller may read its rows (for some purpose); `metadata`: only see that it
+    /// exists (a non-open dataset of the caller's own organisation).
+    access: &'static str,
 }
 
-/// The datasets the caller may read: open ones, and those the caller is entitled to for some
-/// purpose (whether or not the declared one).
-async fn list_datasets(State(state): State<AppState>, caller: Caller) -> Result<Json<DatasetList>, Problem> {
-    let mut datasets = Vec::new();
+#[derive(Serialize)]
+struct DatasetList {
+    datasets: Vec<ListedDataset>,
+}
+
+/// The organisation a principal works for, if any.
+fn own_org(p: &tverr_policy::Principal) -> Option<&str> {
+    match p {
+        tverr_policy::Principal::User(u) => Some(&u.org),
+        tverr_policy::Principal::System { org, .. } => Some(org),
+        _ => None,
+    }
+}
+
+/// The catalogue, searched and filtered: `q` (words, Norwegian forms), `theme`, `org`,
+/// `department`, `classification`. It lists open datasets, those the caller may read for some
+/// purpose, and the metadata of every dataset of the caller's own organisation (finding data is
+/// the point; the rows stay behind the policy).
+async fn list_datasets(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> Result<Json<DatasetList>, Problem> {
+    let bad = |d: String| Problem::new(axum::http::StatusCode::BAD_REQUEST, "invalid-parameter", "Ugyldig parameter / Invalid parameter", d);
+    let (mut q, mut theme, mut org, mut department, mut classification) = (None, None, None, None, None);
+    for (k, v) in url::form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
+        let slot = match k.as_ref() {
+            "q" => &mut q,
+            "theme" => &mut theme,
+            "org" => &mut org,
+            "department" => &mut department,
+            "classification" => &mut classification,
+            "purpose" => continue,
+            other => return Err(bad(format!("unknown parameter {other:?}; this route takes q, theme, org, department, classification, purpose"))),
+        };
+        if slot.replace(v.into_owned()).is_some() {
+            return Err(bad(format!("{k}: given more than once")));
+        }
+    }
+    let classification = classification
+        .map(|c| c.parse::<tverr_core::Classification>().map_err(|e| bad(format!("classification: {e}"))))
+        .transpose()?;
+    let query = q.as_deref().and_then(tverr_store::CatalogQuery::parse);
+    let columns = if query.is_some() { state.store.catalog.all_columns().await.map_err(Problem::from_store)? } else { Default::default() };
+    let mut found: Vec<(u32, ListedDataset)> = Vec::new();
     for d in state.store.catalog.datasets().await.map_err(Problem::from_store)? {
+        if theme.as_deref().is_some_and(|t| !d.theme.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(t)))
+            || org.as_deref().is_some_and(|o| o != d.org)
+            || department.as_deref().is_some_and(|x| x != d.department)
+            || classification.is_some_and(|c| c != d.classification)
+        {
+            continue;
+        }
+        let score = match &query {
+            Some(query) => match query.score(&d, columns.get(&d.reference()).map_or(&[], Vec::as_slice)) {
+                Some(s) => s,
+                None => continue,
+            },
+            None => 0,
+        };
         let Ok(r) = d.reference().parse::<DatasetRef>() else { continue };
         let decision = state
             .engine
@@ -111,11 +204,18 @@ async fn list_datasets(State(state): State<AppState>, caller: Caller) -> Result<
             .entitle(&caller.principal, caller.purpose.as_deref(), &r)
             .await
             .map_err(Problem::from_policy)?;
-        if !matches!(decision, Err(Denial::NotFound)) {
-            datasets.push(d);
-        }
+        let access = if !matches!(decision, Err(Denial::NotFound)) {
+            "read"
+        } else if own_org(&caller.principal) == Some(d.org.as_str()) {
+            "metadata"
+        } else {
+            continue;
+        };
+        found.push((score, ListedDataset { meta: d, access }));
     }
-    Ok(Json(DatasetList { datasets }))
+    // Best match first; the catalogue's order (organisation, name) among equals.
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok(Json(DatasetList { datasets: found.into_iter().map(|(_, d)| d).collect() }))
 }
 
 #[derive(Serialize)]
@@ -131,6 +231,9 @@ struct VisibleColumn {
 struct DatasetDetail {
     #[serde(flatten)]
     meta: DatasetMeta,
+    /// `read` (columns as the caller sees them, with masks) or `metadata` (the dataset's own
+    /// organisation sees its description without a grant).
+    access: &'static str,
     columns: Vec<VisibleColumn>,
     versions: Vec<VersionMeta>,
 }
@@ -143,10 +246,10 @@ async fn show_dataset(
     Path((org, dataset)): Path<(String, String)>,
 ) -> Result<Json<DatasetDetail>, Problem> {
     let r: DatasetRef = format!("{org}/{dataset}").parse().map_err(|_| Problem::dataset_not_found())?;
-    let grant = match state.engine.policy().entitle(&caller.principal, caller.purpose.as_deref(), &r).await {
-        Ok(Ok(g)) => g,
-        Ok(Err(denial)) => return Err(Problem::from_denial(denial, &r.to_string(), caller.purpose.as_deref())),
-        Err(e) => return Err(Problem::from_policy(e)),
+    let grant = match entitled(&state, &caller, &r).await {
+        Ok(g) => Some(g),
+        Err(_) if own_org(&caller.principal) == Some(r.org.as_str()) && state.store.catalog.dataset_exists(&r).await.unwrap_or(false) => None,
+        Err(p) => return Err(p),
     };
     let meta = state.store.catalog.dataset(&r).await.map_err(Problem::from_store)?;
     let columns = state
@@ -156,13 +259,17 @@ async fn show_dataset(
         .await
         .map_err(Problem::from_store)?
         .into_iter()
-        .filter_map(|c| {
-            let g: &ColumnGrant = grant.columns.iter().find(|g| g.name == c.name)?;
-            Some(VisibleColumn { mask: g.mask, meta: c })
+        .filter_map(|c| match &grant {
+            Some(grant) => {
+                let g: &ColumnGrant = grant.columns.iter().find(|g| g.name == c.name)?;
+                Some(VisibleColumn { mask: g.mask, meta: c })
+            }
+            None => Some(VisibleColumn { mask: None, meta: c }),
         })
         .collect();
     let versions = state.store.catalog.versions(&r).await.map_err(Problem::from_store)?;
-    Ok(Json(DatasetDetail { meta, columns, versions }))
+    let access = if grant.is_some() { "read" } else { "metadata" };
+    Ok(Json(DatasetDetail { meta, access, columns, versions }))
 }
 
 async fn not_found() -> Problem {
@@ -180,7 +287,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::i
         }
     });
     let audit = state.engine.audit().clone();
-    let served = axum::serve(listener, app(state))
+    let served = axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

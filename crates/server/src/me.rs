@@ -186,6 +186,7 @@ pub struct DataQuery {
 /// Everything Tverr holds about the calling citizen.
 pub async fn data(State(state): State<AppState>, caller: Caller, Query(q): Query<DataQuery>) -> Result<Response, Problem> {
     let pid = citizen(&caller)?;
+    let _permit = state.gate.admit(&caller, &state.limits)?;
     let reads = state.engine.own_data(pid, "http-me").await.map_err(Problem::from_query)?;
     let mut datasets = Vec::new();
     for released in reads {
@@ -200,7 +201,7 @@ pub async fn data(State(state): State<AppState>, caller: Caller, Query(q): Query
                 continue;
             }
             let mut text = b"[".to_vec();
-            text.extend(tverr_query::json_objects(&batch).map_err(Problem::from_query)?);
+            text.extend(tverr_query::json_objects(&batch, &[]).map_err(Problem::from_query)?);
             text.push(b']');
             let parsed: Vec<serde_json::Value> = serde_json::from_slice(&text)
                 .map_err(|e| Problem::from_query(QueryError::Output(e.to_string())))?;

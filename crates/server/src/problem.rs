@@ -17,12 +17,15 @@ pub struct Problem {
     pub status: u16,
     /// What happened in this case.
     pub detail: String,
+    /// Located input problems (file, line or row, column, message), for a refused upload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problems: Option<Vec<tverr_store::tverr_ingest::Problem>>,
 }
 
 impl Problem {
     /// A problem of the given kind (`/problems/{kind}`).
     pub fn new(status: StatusCode, kind: &str, title: &str, detail: impl Into<String>) -> Self {
-        Self { kind: format!("/problems/{kind}"), title: title.to_string(), status: status.as_u16(), detail: detail.into() }
+        Self { kind: format!("/problems/{kind}"), title: title.to_string(), status: status.as_u16(), detail: detail.into(), problems: None }
     }
 
     /// Reads a request body as JSON whatever its Content-Type (so `curl -d` works); a bad body is
@@ -47,8 +50,20 @@ impl Problem {
     pub fn from_store(e: StoreError) -> Self {
         match e {
             StoreError::NotFound { what: "dataset" | "table", .. } => Self::dataset_not_found(),
+            StoreError::NotFound { what: "version", name } => Self::new(
+                StatusCode::NOT_FOUND,
+                "version-not-found",
+                "Versjonen finnes ikke / Version not found",
+                format!("version {name} does not exist"),
+            ),
             StoreError::NotFound { what, name } => {
                 Self::new(StatusCode::NOT_FOUND, "not-found", "Ikke funnet / Not found", format!("{what} {name} does not exist"))
+            }
+            StoreError::Ingest(tverr_store::tverr_ingest::IngestError::Invalid(problems)) => {
+                let detail = StoreError::Ingest(tverr_store::tverr_ingest::IngestError::Invalid(problems.clone())).to_string();
+                let mut p = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-file", "Filen kan ikke leses inn / The file cannot be ingested", detail);
+                p.problems = Some(problems);
+                p
             }
             StoreError::Invalid { .. } | StoreError::Ingest(_) => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid-input", "Ugyldig forespørsel / Invalid request", e.to_string())
@@ -75,6 +90,7 @@ impl Problem {
             Q::NotAllowed(_) => Self::new(StatusCode::BAD_REQUEST, "sql-not-allowed", "Ikke tillatt / Not allowed", e.to_string()),
             Q::Invalid(_) => Self::new(StatusCode::BAD_REQUEST, "invalid-sql", "Ugyldig spørring / Invalid query", e.to_string()),
             Q::Execution(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "query-failed", "Spørringen feilet / Query failed", e.to_string()),
+            Q::Timeout(_) => Self::new(StatusCode::GATEWAY_TIMEOUT, "query-timeout", "Spørringen tok for lang tid / Query timed out", e.to_string()),
             Q::Store(s) => Self::from_store(s),
             Q::Policy(p) => Self::from_policy(p),
             Q::AuditUnavailable(_) => {
@@ -126,6 +142,43 @@ impl Problem {
     fn internal() -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Intern feil / Internal error", "the server could not complete the request")
     }
+}
+
+/// Turns every error response that is not yet a problem (a rejection by axum or a layer: 405,
+/// 413, 415, 408, 504 …) into one, so that clients see one error format everywhere.
+pub async fn problems_everywhere(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if status.as_u16() < 400 || is_problem {
+        return response;
+    }
+    let (kind, title, detail) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Metoden er ikke tillatt / Method not allowed", "this route does not take that HTTP method"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "For stor forespørsel / Request too large", "the request body is larger than this route accepts"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "Ukjent innholdstype / Unsupported media type", "the Content-Type is not one this route reads"),
+        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => ("timeout", "Tidsavbrudd / Timed out", "the request took longer than the server allows"),
+        StatusCode::NOT_FOUND => ("not-found", "Ikke funnet / Not found", "no such resource"),
+        s if s.is_client_error() => ("invalid-request", "Ugyldig forespørsel / Invalid request", "the request is not one this route understands"),
+        _ => ("internal", "Intern feil / Internal error", "the server could not complete the request"),
+    };
+    let mut problem = Problem::new(status, kind, title, detail);
+    let (parts, body) = response.into_parts();
+    if status.is_client_error() && status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED {
+        // axum's rejections say what was wrong in a short text body; keep it.
+        let bytes = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes).trim().to_string();
+        if !text.is_empty() {
+            problem.detail = text;
+        }
+    }
+    let mut out = problem.into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        out.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    out
 }
 
 impl IntoResponse for Problem {

@@ -46,6 +46,7 @@ pub async fn query(
     let req: SqlRequest = Problem::json_body(&body, "{\"sql\": \"SELECT …\"}")?;
     let released =
         state.engine.sql(&caller.principal, caller.purpose.as_deref(), &req.sql, "http-sql").await.map_err(Problem::from_query)?;
+    let released = state.admit(&caller, released)?;
     // The stream writes the access log itself: the intent before the first batch, the
     // completion when it ends or when the client goes away and the body is dropped.
     let mut stream = released.stream;
@@ -71,7 +72,7 @@ pub async fn query(
             };
             match next {
                 Some(Ok(batch)) => {
-                    let chunk = if st.csv { tverr_query::csv_rows(&batch, false) } else { tverr_query::json_objects(&batch) };
+                    let chunk = if st.csv { tverr_query::csv_rows(&batch, false) } else { tverr_query::json_objects(&batch, &[]) };
                     match chunk {
                         Ok(mut bytes) => {
                             if !st.csv && !bytes.is_empty() {

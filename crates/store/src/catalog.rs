@@ -348,6 +348,23 @@ impl Catalog {
         rows.iter().map(column_from_row).collect()
     }
 
+    /// Every dataset's columns, in order, keyed by `ORG/DATASET`.
+    pub async fn all_columns(&self) -> Result<std::collections::HashMap<String, Vec<ColumnMeta>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT org, dataset, name, column_type, description, category, subject_key, crs FROM dataset_columns \
+             ORDER BY org, dataset, position",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: std::collections::HashMap<String, Vec<ColumnMeta>> = std::collections::HashMap::new();
+        for row in &rows {
+            let org: String = row.try_get("org")?;
+            let dataset: String = row.try_get("dataset")?;
+            out.entry(format!("{org}/{dataset}")).or_default().push(column_from_row(row)?);
+        }
+        Ok(out)
+    }
+
     /// A dataset's versions, oldest first.
     pub async fn versions(&self, r: &DatasetRef) -> Result<Vec<VersionMeta>, StoreError> {
         let rows = sqlx::query(

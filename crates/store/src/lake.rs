@@ -104,5 +104,6 @@ impl Lake {
 
 fn is_missing_version(e: &deltalake::DeltaTableError) -> bool {
     let s = e.to_string().to_lowercase();
-    s.contains("version") && (s.contains("not found") || s.contains("invalid") || s.contains("does not exist") || s.contains("no commit"))
+    s.contains("version")
+        && (s.contains("not found") || s.contains("invalid") || s.contains("does not exist") || s.contains("no commit") || s.contains("not the same as the specified end version"))
 }

@@ -9,6 +9,8 @@ mod catalog;
 mod error;
 mod ingest;
 mod lake;
+mod search;
+mod settings;
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +18,8 @@ pub use catalog::{Catalog, ColumnMeta, DatasetMeta, Department, NewDataset, Orga
 pub use error::StoreError;
 pub use ingest::{IngestOutcome, IngestRequest, WriteMode};
 pub use lake::Lake;
+pub use search::CatalogQuery;
+pub use settings::{CreateSettings, IngestSettings};
 pub use tverr_ingest;
 
 /// Where the catalogue and the lake live.

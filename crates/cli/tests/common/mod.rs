@@ -170,37 +170,75 @@ pub fn get(port: u16, path: &str) -> (u16, String, String) {
 
 /// A minimal HTTP/1.1 request with extra headers and an optional JSON body.
 pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> (u16, String, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n").unwrap();
-    for (k, v) in headers {
-        write!(s, "{k}: {v}\r\n").unwrap();
+    let mut all = headers.to_vec();
+    if body.is_some() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        all.push(("Content-Type", "application/json"));
     }
-    match body {
-        Some(b) => write!(s, "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}", b.len()).unwrap(),
-        None => write!(s, "\r\n").unwrap(),
-    }
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let ctype = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_string))
-        .unwrap_or_default();
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
-    (status, ctype, body)
+    let r = send(port, method, path, &all, body.map(str::as_bytes));
+    let ctype = r.header("content-type").unwrap_or_default().to_string();
+    (r.status, ctype, String::from_utf8_lossy(&r.body).into_owned())
 }
 
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
+/// A response: status, headers (names in lower case) and body bytes.
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// A minimal HTTP/1.1 request with any body.
+pub fn send(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Response {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.map_or(0, <[u8]>::len)));
+    s.write_all(head.as_bytes()).unwrap();
+    if let Some(b) = body {
+        // A server may refuse a large body before reading it all.
+        let _ = s.write_all(b);
+    }
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = &raw[split + 4..];
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())))
+        .collect();
+    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_vec() };
+    Response { status, headers, body }
+}
+
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
     loop {
-        let (size, rest) = body.split_once("\r\n").unwrap();
-        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        let end = body.windows(2).position(|w| w == b"\r\n").expect("a chunk size");
+        let n = usize::from_str_radix(String::from_utf8_lossy(&body[..end]).trim(), 16).unwrap();
         if n == 0 {
             return out;
         }
-        out.push_str(&rest[..n]);
-        body = &rest[n + 2..];
+        out.extend_from_slice(&body[end + 2..end + 2 + n]);
+        body = &body[end + 2 + n + 2..];
     }
 }
 

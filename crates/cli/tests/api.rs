@@ -1,0 +1,418 @@
+//! The REST API over a real socket: rows with paging, time travel and every format; uploads;
+//! the catalogue search; limits and problems; and the REST attack cases in
+//! `tests/security/rest/*.case`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use common::{Server, Tverr, send, start, start_with};
+
+fn token(t: &Tverr, user: &str) -> String {
+    t.ok(&["token", "create", "--user", user]).trim().to_string()
+}
+
+/// URL-encodes one query parameter value.
+fn enc(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn get(port: u16, path: &str, token: Option<&str>, purpose: Option<&str>) -> common::Response {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = Vec::new();
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    if let Some(p) = purpose {
+        headers.push(("Tverr-Purpose", p));
+    }
+    send(port, "GET", path, &headers, None)
+}
+
+fn upload(port: u16, path: &str, token: &str, content_type: &str, body: &[u8]) -> common::Response {
+    let auth = format!("Bearer {token}");
+    send(port, "POST", path, &[("Authorization", &auth), ("Content-Type", content_type)], Some(body))
+}
+
+fn demo() -> (Tverr, Server) {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "2000"]);
+    let server = start(&t);
+    (t, server)
+}
+
+#[test]
+fn rows_pages_versions_and_problems() {
+    let (t, server) = demo();
+    let port = server.1;
+    let ola = token(&t, "ola");
+    let p = Some("byggesaksbehandling");
+
+    // A page: chosen columns, a filter on a plain column, an order, a window.
+    let r = get(port, "/api/v1/datasets/hamar/innbyggere/rows?select=fornavn,postnummer&where=postnummer%20%3D%20%272317%27&order_by=fornavn,-postnummer&limit=5", Some(&ola), p);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["columns"], serde_json::json!([{"name": "fornavn", "type": "text"}, {"name": "postnummer", "type": "text"}]));
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|r| r["postnummer"] == "2317"));
+    let names: Vec<&str> = rows.iter().map(|r| r["fornavn"].as_str().unwrap()).collect();
+    assert!(names.windows(2).all(|w| w[0] <= w[1]), "{names:?}");
+    assert_eq!(v["version"], 0);
+
+    // Following `next` returns every matching row exactly once, as SQL counts them.
+    let expected = t.sql_csv("SELECT count(*) AS n FROM hamar.innbyggere WHERE postnummer = '2317' AND adressebeskyttelse = 'ugradert'");
+    let expected: usize = expected.lines().nth(1).unwrap().parse().unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut total = 0;
+    let mut next = Some("/api/v1/datasets/hamar/innbyggere/rows?select=fodselsnummer&where=postnummer%20%3D%20%272317%27&limit=37".to_string());
+    while let Some(path) = next {
+        let r = get(port, &path, Some(&ola), p);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        for row in v["rows"].as_array().unwrap() {
+            total += 1;
+            seen.insert(row["fodselsnummer"].as_str().unwrap().to_string());
+        }
+        next = v["next"].as_str().map(str::to_string);
+    }
+    assert!(expected > 37, "the test needs several pages");
+    assert_eq!((total, seen.len()), (expected, expected), "every row once");
+
+    // Defaults and limits of a page.
+    let v = get(port, "/api/v1/datasets/hamar/barnehager/rows", None, None).json();
+    assert_eq!(v["limit"], 100);
+    let r = get(port, "/api/v1/datasets/hamar/barnehager/rows?limit=10001", None, None);
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("1 to 10000"), "{}", r.text());
+
+    // Problems name the parameter; every error is application/problem+json.
+    for (path, status, fragment) in [
+        ("/api/v1/datasets/hamar/barnehager/rows?limt=3", 400, "unknown parameter \\\"limt\\\""),
+        ("/api/v1/datasets/hamar/barnehager/rows?select=navn,finnes_ikke", 400, "unknown column \\\"finnes_ikke\\\""),
+        ("/api/v1/datasets/hamar/barnehager/rows?where=kapasitet%20%3E", 400, "invalid-sql"),
+        ("/api/v1/datasets/hamar/barnehager/rows?version=99", 404, "version-not-found"),
+        ("/api/v1/datasets/hamar/barnehager/rows?format=docx", 400, "format: expected"),
+        ("/api/v1/datasets/hamar/barnehager/rows?format=csv&decimal=%2C", 400, "delimiter=;"),
+        ("/api/v1/datasets/hamar/nope/rows", 404, "dataset-not-found"),
+    ] {
+        let r = get(port, path, None, None);
+        assert_eq!(r.status, status, "{path}: {}", r.text());
+        assert_eq!(r.header("content-type"), Some("application/problem+json"), "{path}");
+        assert!(r.text().contains(fragment), "{path}: {}", r.text());
+    }
+    let r = send(port, "DELETE", "/api/v1/datasets/hamar/barnehager/rows", &[], None);
+    assert_eq!((r.status, r.header("content-type")), (405, Some("application/problem+json")));
+
+    // Every read through the route is in the access log with its channel.
+    let log = t.ok(&["audit", "search"]);
+    assert!(log.contains("http-rows"), "the rows route writes intent records");
+}
+
+#[test]
+fn time_travel_and_cursor_paging_while_versions_are_written() {
+    let t = Tverr::new();
+    t.org();
+    t.ok(&["user", "create", "test/data/steward", "--role", "steward"]);
+    let server = start(&t);
+    let port = server.1;
+    let steward = token(&t, "steward");
+
+    let mut csv = String::from("id;verdi\n");
+    for i in 0..250 {
+        csv.push_str(&format!("{i};{}\n", i * 2));
+    }
+    let r = upload(port, "/api/v1/datasets?org=test&dataset=tall&department=data&title=Tall&classification=open&filename=tall.csv", &steward, "text/csv", csv.as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["version"], 0);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let between = chrono::Utc::now().to_rfc3339();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+
+    // Page through version 0 while appends make versions 1, 2, 3: the cursor keeps version 0.
+    let mut ids = Vec::new();
+    let mut next = Some("/api/v1/datasets/test/tall/rows?limit=40&select=id".to_string());
+    let mut appended = 0;
+    while let Some(path) = next {
+        let v = get(port, &path, None, None).json();
+        assert_eq!(v["version"], 0, "{v}");
+        ids.extend(v["rows"].as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()));
+        next = v["next"].as_str().map(str::to_string);
+        if appended < 3 {
+            let more = format!("id;verdi\n{};0\n", 1000 + appended);
+            let r = upload(port, "/api/v1/datasets/test/tall/versions?mode=append", &steward, "text/csv", more.as_bytes());
+            assert_eq!(r.status, 200, "{}", r.text());
+            appended += 1;
+        }
+    }
+    ids.sort();
+    assert_eq!(ids, (0..250).collect::<Vec<i64>>(), "every row of version 0 exactly once");
+
+    // version= and as_of= read the past; the latest has the appended rows.
+    let count = |q: &str| get(port, &format!("/api/v1/datasets/test/tall/rows?limit=10000&{q}"), None, None).json()["returned"].as_u64().unwrap();
+    assert_eq!(count(""), 253);
+    assert_eq!(count("version=1"), 251);
+    assert_eq!(count(&format!("as_of={}", enc(&between))), 250);
+    let r = get(port, "/api/v1/datasets/test/tall/rows?as_of=2001-01-01", None, None);
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("version-not-found"));
+
+    // The history lists every version.
+    let v = get(port, "/api/v1/datasets/test/tall/versions", None, None).json();
+    let modes: Vec<&str> = v["versions"].as_array().unwrap().iter().map(|v| v["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["create", "append", "append", "append"]);
+    assert_eq!(v["versions"][0]["actor"], "steward");
+    assert_eq!(v["versions"][0]["source_name"], "tall.csv");
+}
+
+#[test]
+fn uploads_append_replace_upsert_and_refuse_bad_files_without_change() {
+    let t = Tverr::new();
+    t.org();
+    t.ok(&["department", "create", "test/andre", "--name", "Andre"]);
+    t.ok(&["user", "create", "test/data/steward", "--role", "steward"]);
+    t.ok(&["user", "create", "test/andre/other", "--role", "steward"]);
+    t.ok(&["user", "create", "test/data/worker", "--role", "employee"]);
+    let server = start_with(&t, &["--max-upload-bytes", "4096"]);
+    let port = server.1;
+    let steward = token(&t, "steward");
+    let other = token(&t, "other");
+    let worker = token(&t, "worker");
+
+    t.create("test/hemmelig", &common::data_dir().join("ingest/people.csv"), &[]);
+    let create = "/api/v1/datasets?org=test&dataset=kull&department=data&title=Kull&classification=open&filename=kull.csv";
+    let r = upload(port, create, &steward, "text/csv", b"navn;alder\nAnne;3\nBo;4\n");
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.header("location"), Some("/api/v1/datasets/test/kull/versions"));
+    let r = upload(port, create, &steward, "text/csv", b"navn;alder\nAnne;3\n");
+    assert_eq!(r.status, 409, "creating it again: {}", r.text());
+
+    let rows = |tok: &str| {
+        let v = get(port, "/api/v1/datasets/test/kull/rows?order_by=navn", Some(tok), None).json();
+        v["rows"].as_array().unwrap().iter().map(|r| format!("{}={}", r["navn"].as_str().unwrap(), r["alder"])).collect::<Vec<_>>()
+    };
+    let lake_before = common::visible_snapshot(&t.lake().join("test/kull"));
+
+    // A bad file: 422 naming the line and column, and nothing changes.
+    for (body, ctype, fragment) in [
+        (&b"navn;alder\nCid;tre\n"[..], "text/csv", r#""line":2,"column":"alder""#),
+        (&b"[{\"navn\": \"Cid\", \"alder\": \"x\"}]"[..], "application/json", r#""row":1,"column":"alder""#),
+    ] {
+        let r = upload(port, "/api/v1/datasets/test/kull/versions?mode=append&filename=feil.csv", &steward, ctype, body);
+        assert_eq!(r.status, 422, "{}", r.text());
+        assert!(r.text().contains(fragment), "{}", r.text());
+        assert_eq!(r.json()["type"], "/problems/invalid-file");
+    }
+    assert_eq!(common::visible_snapshot(&t.lake().join("test/kull")), lake_before, "a refused file leaves the table as it was");
+
+    // Who may write: the department's steward; others get 403 (if they see it) or 404.
+    let r = upload(port, "/api/v1/datasets/test/kull/versions", &worker, "text/csv", b"navn;alder\nCid;5\n");
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = upload(port, "/api/v1/datasets/test/kull/versions", &other, "text/csv", b"navn;alder\nCid;5\n");
+    assert_eq!(r.status, 403, "a steward of another department of the organisation: {}", r.text());
+    let r = send(port, "POST", "/api/v1/datasets/test/hemmelig/versions", &[("Content-Type", "text/csv")], Some(b"navn;alder\nCid;5\n"));
+    assert_eq!(r.status, 404, "anonymous callers do not learn that an internal dataset exists: {}", r.text());
+    let r = send(port, "POST", "/api/v1/datasets/test/kull/versions", &[("Content-Type", "text/csv")], Some(b"navn;alder\nCid;5\n"));
+    assert_eq!(r.status, 403, "an open dataset is visible, but not writable: {}", r.text());
+    let r = upload(port, "/api/v1/datasets?org=test&dataset=x&department=andre&title=X&classification=open", &steward, "text/csv", b"a\n1\n");
+    assert_eq!(r.status, 403, "creating in another department: {}", r.text());
+
+    // Limits and media types.
+    let big = vec![b'x'; 5000];
+    let r = upload(port, "/api/v1/datasets/test/kull/versions", &steward, "application/octet-stream", &big);
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(r.json()["type"], "/problems/payload-too-large");
+    let r = upload(port, "/api/v1/datasets/test/kull/versions", &steward, "image/png", b"navn\nx\n");
+    assert_eq!(r.status, 415, "{}", r.text());
+    let r = upload(port, "/api/v1/datasets/test/kull/versions?mode=upsert", &steward, "text/csv", b"navn;alder\nCid;5\n");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("upsert needs a key"), "{}", r.text());
+    assert_eq!(rows(&worker), ["Anne=3", "Bo=4"]);
+
+    // Append, upsert, replace: each one version.
+    let r = upload(port, "/api/v1/datasets/test/kull/versions?mode=append", &steward, "application/x-ndjson", b"{\"navn\": \"Cid\", \"alder\": 5}\n");
+    assert_eq!((r.status, r.json()["version"].as_i64()), (200, Some(1)), "{}", r.text());
+    assert_eq!(rows(&worker), ["Anne=3", "Bo=4", "Cid=5"]);
+    let r = upload(port, "/api/v1/datasets/test/kull/versions?mode=upsert&key=navn", &steward, "text/csv", b"navn;alder\nBo;6\nDina;1\n");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(rows(&worker), ["Anne=3", "Bo=6", "Cid=5", "Dina=1"]);
+    let r = upload(port, "/api/v1/datasets/test/kull/versions?mode=replace", &steward, "text/csv", b"navn;alder\nEli;2\n");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(rows(&worker), ["Eli=2"]);
+
+    // Each write is in the access log, with who made it.
+    let log = t.ok(&["audit", "search"]);
+    assert_eq!(log.matches("http-upload").count(), 4, "{log}");
+}
+
+#[test]
+fn exports_stream_files_with_names_and_csv_dialects() {
+    let (t, server) = demo();
+    let port = server.1;
+    let ola = token(&t, "ola");
+    let r = get(port, "/api/v1/datasets/hamar/barnehager/rows?format=csv&delimiter=%3B&decimal=%2C&bom=true&select=navn,kapasitet&order_by=navn", None, None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
+    assert_eq!(r.header("content-disposition"), Some("attachment; filename=\"hamar-barnehager-v0.csv\""));
+    assert!(r.body.starts_with("\u{feff}navn;kapasitet\n".as_bytes()), "{}", r.text());
+
+    // Accept chooses the format too; file formats carry every row, not a page.
+    let auth = format!("Bearer {ola}");
+    let r = send(port, "GET", "/api/v1/datasets/hamar/innbyggere/rows?select=fornavn", &[("Authorization", &auth), ("Tverr-Purpose", "byggesaksbehandling"), ("Accept", "application/x-ndjson")], None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let lines = r.text().lines().count();
+    let all = t.sql_csv("SELECT count(*) AS n FROM hamar.innbyggere");
+    assert_eq!(lines.to_string(), all.lines().nth(1).unwrap(), "every row, not a page");
+
+    // A purpose is needed before any byte.
+    let r = get(port, "/api/v1/datasets/hamar/innbyggere/rows?format=parquet", Some(&ola), None);
+    assert_eq!(r.status, 403);
+}
+
+#[test]
+fn catalogue_search_finds_norwegian_word_forms_and_shows_own_metadata() {
+    let (t, server) = demo();
+    let port = server.1;
+    let ola = token(&t, "ola");
+    let slugs = |path: &str, tok: Option<&str>| -> Vec<String> {
+        let v = get(port, path, tok, None).json();
+        v["datasets"].as_array().unwrap_or_else(|| panic!("{v}")).iter().map(|d| format!("{}:{}", d["slug"].as_str().unwrap(), d["access"].as_str().unwrap())).collect()
+    };
+    assert_eq!(slugs("/api/v1/datasets?q=barnehage", None), ["barnehager:read"]);
+    assert_eq!(slugs("/api/v1/datasets?q=Barnehagene", None), ["barnehager:read"]);
+    assert_eq!(slugs("/api/v1/datasets?q=ledige%20plasser", None), ["barnehager:read"]);
+    assert!(slugs("/api/v1/datasets?q=hjemmetjenester", None).is_empty(), "anonymous callers see open datasets only");
+    // An employee of the organisation finds the metadata of its non-open datasets; not the rows.
+    assert_eq!(slugs("/api/v1/datasets?q=hjemmetjenester", Some(&ola)), ["hjemmetjenester:metadata"]);
+    let r = get(port, "/api/v1/datasets/hamar/hjemmetjenester", Some(&ola), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["access"], "metadata");
+    let r = get(port, "/api/v1/datasets/hamar/hjemmetjenester/rows", Some(&ola), Some("byggesaksbehandling"));
+    assert_eq!(r.status, 404);
+    // Filters.
+    let open = slugs("/api/v1/datasets?classification=open", Some(&ola));
+    assert!(!open.is_empty() && open.iter().all(|s| s.ends_with(":read")));
+    assert_eq!(slugs("/api/v1/datasets?org=hias&q=vann", None).len(), 1);
+    assert!(slugs("/api/v1/datasets?theme=EDUC", None).contains(&"barnehager:read".to_string()));
+    let r = get(port, "/api/v1/datasets?classification=hemmelig", None, None);
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("classification"));
+}
+
+#[test]
+fn queries_are_limited_per_principal_and_in_time() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "2000"]);
+    let server = start_with(&t, &["--query-seconds", "1", "--queries-per-principal", "1"]);
+    let port = server.1;
+    let ola = token(&t, "ola");
+    let slow = r#"{"sql": "SELECT count(*) AS n FROM hamar.innbyggere a, hamar.innbyggere b, hamar.innbyggere c"}"#;
+    let auth = format!("Bearer {ola}");
+    let first = {
+        let auth = auth.clone();
+        std::thread::spawn(move || {
+            send(port, "POST", "/api/v1/sql", &[("Authorization", &auth), ("Tverr-Purpose", "byggesaksbehandling"), ("Content-Type", "application/json")], Some(slow.as_bytes()))
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let second = get(port, "/api/v1/datasets/hamar/innbyggere/rows", Some(&ola), Some("byggesaksbehandling"));
+    assert_eq!(second.status, 429, "{}", second.text());
+    assert_eq!(second.json()["type"], "/problems/too-many-queries");
+    let first = first.join().unwrap();
+    assert_eq!(first.status, 504, "{}", first.text());
+    assert_eq!(first.json()["type"], "/problems/query-timeout");
+    // The permit is returned when the query ends.
+    let again = get(port, "/api/v1/datasets/hamar/innbyggere/rows?limit=1", Some(&ola), Some("byggesaksbehandling"));
+    assert_eq!(again.status, 200, "{}", again.text());
+    // Body size: a JSON body past the limit is a 413 problem.
+    let huge = format!("{{\"sql\": \"{}\"}}", "a".repeat(2 << 20));
+    let r = send(port, "POST", "/api/v1/sql", &[("Content-Type", "application/json")], Some(huge.as_bytes()));
+    assert_eq!(r.status, 413);
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+}
+
+struct RestCase {
+    file: PathBuf,
+    fields: BTreeMap<String, String>,
+    params: Vec<(String, String)>,
+}
+
+fn parse_case(file: PathBuf) -> RestCase {
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut case = RestCase { file, fields: BTreeMap::new(), params: Vec::new() };
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let (k, v) = line.split_once(':').unwrap_or_else(|| panic!("{}: expected `key: value`: {line:?}", case.file.display()));
+        match k.trim().strip_prefix("param.") {
+            Some(name) => case.params.push((name.to_string(), v.trim().to_string())),
+            None => {
+                case.fields.insert(k.trim().to_string(), v.trim().to_string());
+            }
+        }
+    }
+    case
+}
+
+#[test]
+fn rest_attack_cases() {
+    let (t, server) = demo();
+    let port = server.1;
+    let any_fnr = t.sql_csv("SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert' ORDER BY fodselsnummer LIMIT 1");
+    let any_fnr = any_fnr.lines().nth(1).unwrap().to_string();
+    let fill = |s: &str| s.replace("{any_fnr}", &any_fnr);
+    let mut tokens: BTreeMap<String, String> = BTreeMap::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(common::data_dir().join("../security/rest"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "case"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 15, "only {} REST cases", files.len());
+    let mut failures = Vec::new();
+    for f in files {
+        let case = parse_case(f);
+        let get_field = |k: &str| case.fields.get(k).map(String::as_str);
+        let who = get_field("as").unwrap_or("anonymous");
+        let tok = (who != "anonymous").then(|| tokens.entry(who.to_string()).or_insert_with(|| token(&t, who)).clone());
+        let query: Vec<String> = case.params.iter().map(|(k, v)| format!("{k}={}", enc(&fill(v)))).collect();
+        let path = format!("/api/v1/datasets/{}/rows?{}", get_field("dataset").expect("dataset:"), query.join("&"));
+        let r = get(port, &path, tok.as_deref(), get_field("purpose"));
+        let body = r.text();
+        let name = case.file.file_name().unwrap().to_string_lossy().to_string();
+        let status: u16 = get_field("status").expect("status:").parse().unwrap();
+        let mut fail = |why: String| failures.push(format!("{name}: {why}\n  {body}"));
+        if r.status != status {
+            fail(format!("status {} instead of {status}", r.status));
+            continue;
+        }
+        if let Some(fragment) = get_field("contains") {
+            if !body.contains(fragment) {
+                fail(format!("the body does not contain {fragment:?}"));
+            }
+        }
+        if let Some(n) = get_field("returned") {
+            if r.json()["returned"].to_string() != n {
+                fail(format!("returned {} rows, expected {n}", r.json()["returned"]));
+            }
+        }
+        if let Some(secret) = get_field("without") {
+            let secret = fill(secret);
+            if body.contains(&secret) {
+                fail(format!("the body reveals {secret}"));
+            }
+        }
+        if r.status >= 400 && r.header("content-type") != Some("application/problem+json") {
+            fail("an error that is not a problem".into());
+        }
+        if body.contains(&any_fnr) && !case.params.iter().any(|(_, v)| v.contains("{any_fnr}")) {
+            fail("a real person number in the answer".into());
+        }
+    }
+    assert!(failures.is_empty(), "{} failing REST cases:\n{}", failures.len(), failures.join("\n"));
+}

@@ -1,0 +1,366 @@
+//! `GET /api/v1/datasets/{org}/{dataset}/rows`: a dataset's rows through the secure scan, as JSON
+//! pages with an opaque cursor, or as a whole file in any export format.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use futures::StreamExt;
+use tverr_core::DatasetRef;
+use tverr_query::{CsvOptions, ExportFormat, ExportOptions, GeometryColumn, QueryError, RowsQuery};
+
+use crate::{AppState, Caller, Problem};
+
+/// Rows in a JSON page when `limit` is not given.
+pub const DEFAULT_PAGE: usize = 100;
+/// The largest JSON page.
+pub const MAX_PAGE: usize = 10_000;
+
+/// The parameters this route takes.
+const PARAMETERS: &[&str] = &[
+    "select", "where", "order_by", "limit", "offset", "cursor", "version", "as_of", "format", "delimiter", "decimal", "bom",
+    "purpose",
+];
+
+fn bad(detail: impl Into<String>) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, "invalid-parameter", "Ugyldig parameter / Invalid parameter", detail)
+}
+
+/// The request's parameters, parsed and checked.
+#[derive(Debug, Default)]
+struct Params {
+    query: RowsQuery,
+    limit: Option<usize>,
+    offset: Option<usize>,
+    cursor: Option<Cursor>,
+    as_of: Option<chrono::DateTime<chrono::Utc>>,
+    format: Option<ExportFormat>,
+    csv: CsvOptions,
+    /// Every parameter but the position ones, for the `next` link.
+    kept: Vec<(String, String)>,
+}
+
+/// Where a page starts: the version the first page read and the rows before it, bound to the
+/// query that made it.
+#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Cursor {
+    /// Version.
+    v: i64,
+    /// Offset.
+    o: usize,
+    /// Digest of the query the cursor belongs to.
+    q: String,
+}
+
+impl Cursor {
+    fn encode(&self) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    fn decode(text: &str) -> Result<Self, Problem> {
+        let broken = || bad("cursor: not a cursor this server issued; start again without cursor=");
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| broken())?;
+        serde_json::from_slice(&bytes).map_err(|_| broken())
+    }
+}
+
+/// A digest of what selects and orders the rows, so a cursor is not used with another query.
+fn query_digest(r: &DatasetRef, q: &RowsQuery) -> String {
+    use sha2::Digest;
+    let text = format!("{r}\n{:?}\n{:?}\n{:?}", q.select, q.filter, q.order_by);
+    hex::encode(&sha2::Sha256::digest(text.as_bytes())[..12])
+}
+
+fn column_list(name: &str, value: &str) -> Result<Vec<String>, Problem> {
+    let names: Vec<String> = value.split(',').map(|c| c.trim().to_string()).collect();
+    if names.iter().any(String::is_empty) {
+        return Err(bad(format!("{name}: expected column names separated by commas, found {value:?}")));
+    }
+    Ok(names)
+}
+
+fn number(name: &str, value: &str) -> Result<usize, Problem> {
+    value.trim().parse().map_err(|_| bad(format!("{name}: expected a whole number ≥ 0, found {value:?}")))
+}
+
+/// `2026-01-31`, `2026-01-31T12:00:00Z` or with an offset.
+fn timestamp(value: &str) -> Result<chrono::DateTime<chrono::Utc>, Problem> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value.trim()) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(23, 59, 59).expect("valid time").and_utc());
+    }
+    Err(bad(format!("as_of: expected a date (2026-01-31) or an RFC 3339 time (2026-01-31T12:00:00Z), found {value:?}")))
+}
+
+fn format_from_accept(headers: &HeaderMap) -> Option<ExportFormat> {
+    let accept = headers.get(header::ACCEPT)?.to_str().ok()?;
+    accept.split(',').map(|t| t.split(';').next().unwrap_or("").trim()).find_map(|t| match t {
+        "text/csv" => Some(ExportFormat::Csv),
+        "application/x-ndjson" => Some(ExportFormat::Ndjson),
+        "application/geo+json" => Some(ExportFormat::GeoJson),
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" => Some(ExportFormat::Xlsx),
+        "application/vnd.apache.parquet" => Some(ExportFormat::Parquet),
+        "application/json" => Some(ExportFormat::Json),
+        _ => None,
+    })
+}
+
+fn parse(raw: Option<&str>) -> Result<Params, Problem> {
+    let mut p = Params::default();
+    let mut seen: Vec<String> = Vec::new();
+    for (name, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        let (name, value) = (name.into_owned(), value.into_owned());
+        if !PARAMETERS.contains(&name.as_str()) {
+            return Err(bad(format!("unknown parameter {name:?}; this route takes {}", PARAMETERS.join(", "))));
+        }
+        if seen.contains(&name) {
+            return Err(bad(format!("{name}: given more than once")));
+        }
+        seen.push(name.clone());
+        match name.as_str() {
+            "select" => p.query.select = column_list("select", &value)?,
+            "where" => {
+                if value.trim().is_empty() {
+                    return Err(bad("where: empty; give a condition such as alder > 3"));
+                }
+                p.query.filter = Some(value.clone());
+            }
+            "order_by" => {
+                for item in column_list("order_by", &value)? {
+                    let (name, descending) = match item.strip_prefix('-') {
+                        Some(n) => (n.trim().to_string(), true),
+                        None => match item.rsplit_once(char::is_whitespace) {
+                            Some((n, dir)) if dir.eq_ignore_ascii_case("desc") => (n.trim().to_string(), true),
+                            Some((n, dir)) if dir.eq_ignore_ascii_case("asc") => (n.trim().to_string(), false),
+                            _ => (item.clone(), false),
+                        },
+                    };
+                    p.query.order_by.push((name, descending));
+                }
+            }
+            "limit" => p.limit = Some(number("limit", &value)?),
+            "offset" => p.offset = Some(number("offset", &value)?),
+            "cursor" => p.cursor = Some(Cursor::decode(&value)?),
+            "version" => {
+                let v: i64 = value.trim().parse().map_err(|_| bad(format!("version: expected a version number, found {value:?}")))?;
+                if v < 0 {
+                    return Err(bad("version: versions start at 0"));
+                }
+                p.query.version = Some(v);
+            }
+            "as_of" => p.as_of = Some(timestamp(&value)?),
+            "format" => {
+                p.format = Some(ExportFormat::parse(&value).ok_or_else(|| {
+                    bad(format!("format: expected json, csv, ndjson, geojson, xlsx or parquet, found {value:?}"))
+                })?)
+            }
+            "delimiter" => {
+                p.csv.delimiter = match value.as_str() {
+                    "," | ";" | "|" | "\t" => value.as_bytes()[0],
+                    "tab" => b'\t',
+                    _ => return Err(bad(format!("delimiter: expected , ; | or tab, found {value:?}"))),
+                }
+            }
+            "decimal" => {
+                p.csv.decimal_comma = match value.as_str() {
+                    "," => true,
+                    "." => false,
+                    _ => return Err(bad(format!("decimal: expected , or ., found {value:?}"))),
+                }
+            }
+            "bom" => {
+                p.csv.bom = match value.as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(bad(format!("bom: expected true or false, found {value:?}"))),
+                }
+            }
+            _ => {}
+        }
+        if !matches!(name.as_str(), "offset" | "cursor" | "version" | "as_of") {
+            p.kept.push((name, value));
+        }
+    }
+    let position = ["offset", "cursor", "version", "as_of"].iter().filter(|n| seen.iter().any(|s| s == *n)).count();
+    if p.cursor.is_some() && position > 1 {
+        return Err(bad("cursor: give it alone; it already holds the version and the offset"));
+    }
+    if p.query.version.is_some() && p.as_of.is_some() {
+        return Err(bad("give version or as_of, not both"));
+    }
+    if p.csv != CsvOptions::default() && p.format.is_some_and(|f| f != ExportFormat::Csv) {
+        return Err(bad("delimiter, decimal and bom apply to format=csv only"));
+    }
+    if p.csv.decimal_comma && p.csv.delimiter == b',' {
+        return Err(bad("decimal=, needs another delimiter (delimiter=;), or every decimal splits a field"));
+    }
+    Ok(p)
+}
+
+/// The version a dataset had at a time: the last committed at or before it.
+async fn version_at(state: &AppState, r: &DatasetRef, at: chrono::DateTime<chrono::Utc>) -> Result<i64, Problem> {
+    let versions = state.store.catalog.versions(r).await.map_err(Problem::from_store)?;
+    versions
+        .iter()
+        .filter(|v| chrono::DateTime::parse_from_rfc3339(&v.committed_at).is_ok_and(|t| t <= at))
+        .map(|v| v.version)
+        .max()
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "version-not-found",
+                "Versjonen finnes ikke / Version not found",
+                format!("{r} had no version yet at {}", at.to_rfc3339()),
+            )
+        })
+}
+
+/// Reads a dataset's rows.
+pub async fn rows(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, dataset)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let r: DatasetRef = format!("{org}/{dataset}").parse().map_err(|_| Problem::dataset_not_found())?;
+    let mut p = parse(raw.as_deref())?;
+    let format = p.format.or_else(|| format_from_accept(&headers)).unwrap_or(ExportFormat::Json);
+    if p.csv != CsvOptions::default() && format != ExportFormat::Csv {
+        return Err(bad("delimiter, decimal and bom apply to format=csv only"));
+    }
+    let digest = query_digest(&r, &p.query);
+    let paged = format == ExportFormat::Json;
+    if paged {
+        let limit = p.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(bad(format!("limit: a JSON page holds 1 to {MAX_PAGE} rows; use format=csv, ndjson or parquet for more")));
+        }
+        p.query.limit = Some(limit);
+        p.query.stable_order = true;
+    } else {
+        p.query.limit = p.limit;
+    }
+    p.query.offset = p.offset.unwrap_or(0);
+    if let Some(c) = &p.cursor {
+        if c.q != digest {
+            return Err(bad("cursor: it belongs to another query (select, where or order_by changed); start again without cursor="));
+        }
+        p.query.version = Some(c.v);
+        p.query.offset = c.o;
+    }
+    if let Some(at) = p.as_of {
+        // Only a dataset the caller may read has versions to look at.
+        crate::entitled(&state, &caller, &r).await?;
+        p.query.version = Some(version_at(&state, &r, at).await?);
+    }
+    let released = state
+        .engine
+        .rows(&caller.principal, caller.purpose.as_deref(), &r, &p.query, "http-rows")
+        .await
+        .map_err(Problem::from_query)?;
+    let released = state
+        .admit(&caller, released)?
+        .started()
+        .await
+        .map_err(Problem::from_query)?;
+    let geometry = state.engine.geometry_columns(&released.grants[0]).await.map_err(Problem::from_query)?;
+    let version = released.versions[0];
+    if paged {
+        page(&r, p, released, &geometry, version, digest).await
+    } else {
+        let options = ExportOptions { format, geometry, csv: p.csv };
+        let name = format!("{}-{}{}.{}", r.org, r.dataset, version.map(|v| format!("-v{v}")).unwrap_or_default(), format.extension());
+        Ok(crate::download::file_response(released.stream, options, &name))
+    }
+}
+
+/// One JSON page with a link to the next.
+async fn page(
+    r: &DatasetRef,
+    p: Params,
+    released: tverr_query::Released,
+    geometry: &[GeometryColumn],
+    version: Option<i64>,
+    digest: String,
+) -> Result<Response, Problem> {
+    let mut stream = released.stream;
+    let columns = serde_json::to_string(&tverr_query::result_columns(&stream.schema())).unwrap_or_else(|_| "[]".into());
+    let mut rows: Vec<u8> = Vec::new();
+    let mut returned = 0usize;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| Problem::from_query(QueryError::from(e)))?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        if returned > 0 {
+            rows.push(b',');
+        }
+        returned += batch.num_rows();
+        rows.extend(tverr_query::json_objects(&batch, geometry).map_err(Problem::from_query)?);
+    }
+    let limit = p.query.limit.unwrap_or(DEFAULT_PAGE);
+    let next = match version {
+        Some(v) if returned == limit => {
+            let cursor = Cursor { v, o: p.query.offset + returned, q: digest };
+            let mut query = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in &p.kept {
+                query.append_pair(k, v);
+            }
+            query.append_pair("cursor", &cursor.encode());
+            serde_json::Value::String(format!("/api/v1/datasets/{}/{}/rows?{}", r.org, r.dataset, query.finish()))
+        }
+        _ => serde_json::Value::Null,
+    };
+    let head = serde_json::json!({"dataset": r.to_string(), "version": version, "offset": p.query.offset, "limit": limit, "returned": returned, "next": next});
+    let mut body = serde_json::to_vec(&head).unwrap_or_default();
+    body.pop();
+    body.extend_from_slice(b",\"columns\":");
+    body.extend_from_slice(columns.as_bytes());
+    body.extend_from_slice(b",\"rows\":[");
+    body.extend(rows);
+    body.extend_from_slice(b"]}");
+    Ok(([(header::CONTENT_TYPE, "application/json")], Body::from(Bytes::from(body))).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_checked_with_their_names() {
+        let err = |q: &str| parse(Some(q)).unwrap_err().detail;
+        assert!(err("selct=a").contains("unknown parameter \"selct\""));
+        assert!(err("limit=ten").contains("limit: expected a whole number"));
+        assert!(err("limit=1&limit=2").contains("limit: given more than once"));
+        assert!(err("format=docx").contains("format: expected json"));
+        assert!(err("delimiter=x").contains("delimiter: expected"));
+        assert!(err("decimal=,").contains("needs another delimiter"));
+        assert!(err("version=1&as_of=2026-01-01").contains("version or as_of"));
+        assert!(err("cursor=%%%").contains("cursor: not a cursor"));
+        assert!(err("select=a,,b").contains("select: expected column names"));
+        assert!(err("as_of=yesterday").contains("as_of: expected a date"));
+        assert!(err("format=parquet&bom=true").contains("format=csv only"));
+        let cursor = Cursor { v: 1, o: 2, q: "x".into() }.encode();
+        assert!(err(&format!("cursor={cursor}&offset=3")).contains("give it alone"));
+    }
+
+    #[test]
+    fn order_by_takes_signs_and_directions() {
+        let p = parse(Some("order_by=a,-b,c%20desc,d%20ASC&select=a")).unwrap();
+        assert_eq!(
+            p.query.order_by,
+            vec![("a".into(), false), ("b".into(), true), ("c".into(), true), ("d".into(), false)]
+        );
+        assert_eq!(p.kept.len(), 2);
+    }
+
+    #[test]
+    fn a_cursor_round_trips() {
+        let c = Cursor { v: 7, o: 300, q: "abc".into() };
+        assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+    }
+}
