@@ -65,7 +65,7 @@ pub struct AuditConfig {
 }
 
 /// A signed statement of the chain's head.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Checkpoint {
     /// Sequence number of the last entry covered.
     pub seq: i64,
@@ -92,7 +92,7 @@ impl Checkpoint {
 }
 
 /// One entry as stored.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Entry {
     /// Position in the chain, from 1.
     pub seq: i64,
@@ -130,7 +130,8 @@ pub struct SubjectAccess {
 }
 
 /// Which entries [`Audit::search`] returns; every set field must match.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Search {
     /// Only entries about this organisation (its users' reads, or reads of its datasets).
     pub org: Option<String>,
@@ -182,7 +183,7 @@ impl Search {
 }
 
 /// What [`Audit::verify`] found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Verification {
     /// Entries checked.
     pub entries: i64,

@@ -416,3 +416,27 @@ fn rest_attack_cases() {
     }
     assert!(failures.is_empty(), "{} failing REST cases:\n{}", failures.len(), failures.join("\n"));
 }
+
+#[test]
+fn the_openapi_document_covers_every_route() {
+    let t = Tverr::new();
+    let server = start(&t);
+    let r = send(server.1, "GET", "/api/v1/openapi.json", &[], None);
+    assert_eq!(r.status, 200);
+    let doc = r.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+    let paths = doc["paths"].as_object().unwrap();
+    for route in [
+        "/health", "/api/v1/datasets", "/api/v1/datasets/{org}/{dataset}", "/api/v1/datasets/{org}/{dataset}/rows",
+        "/api/v1/datasets/{org}/{dataset}/versions", "/api/v1/sql", "/api/v1/login", "/api/v1/audit", "/api/v1/audit/verify",
+        "/api/v1/me/access-log", "/api/v1/me/data", "/api/v1/agreements", "/api/v1/agreements/{id}",
+        "/api/v1/agreements/{id}/{action}", "/api/v1/openapi.json",
+    ] {
+        let item = paths.get(route).unwrap_or_else(|| panic!("{route} is not in the document"));
+        for (method, op) in item.as_object().unwrap() {
+            assert!(op["responses"]["default"]["content"]["application/problem+json"].is_object(), "{method} {route}: no problem response");
+        }
+    }
+    assert_eq!(paths.len(), 15, "a route was added without documenting it, or documented without a route");
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+}

@@ -160,7 +160,7 @@ impl std::fmt::Debug for IngestOptions {
 }
 
 /// What was detected and read; shown to the user and recorded with the version.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct SourceReport {
     /// The file's name (without directories).
     pub file_name: String,
@@ -187,7 +187,7 @@ pub struct SourceReport {
 }
 
 /// One column as read.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ColumnReport {
     /// Column name.
     pub name: String,

@@ -12,7 +12,7 @@ use crate::{Agreement, Mask, Principal, Purpose, Role};
 pub const PROTECTION_COLUMN: &str = "adressebeskyttelse";
 
 /// Why a read is allowed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Basis {
     /// The dataset is open.
@@ -39,7 +39,7 @@ pub enum Basis {
 }
 
 /// One permitted column and how it is released.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ColumnGrant {
     /// Column name.
     pub name: String,
@@ -52,7 +52,7 @@ pub struct ColumnGrant {
 }
 
 /// How the address-protection rule applies to the protected-address columns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Protection {
     /// The dataset has no protected-address columns among those granted.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::PolicyError;
 
 /// A local user's role (DESIGN.md, "Who uses it").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Manages an organisation: departments, users, purposes, legal bases.
@@ -57,7 +57,7 @@ impl FromStr for Role {
 }
 
 /// A local user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct User {
     /// Unique user name.
     pub username: String,
@@ -159,6 +159,20 @@ impl FromStr for Mask {
     }
 }
 
+/// In JSON a mask is its text form.
+impl utoipa::PartialSchema for Mask {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^(redact|partial|hmac|year_only|round:[0-9.]+)$"))
+            .description(Some("redact, partial, hmac, year_only or round:N"))
+            .examples(["hmac"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Mask {}
+
 impl From<Mask> for String {
     fn from(m: Mask) -> String {
         m.to_string()
@@ -173,7 +187,7 @@ impl TryFrom<String> for Mask {
 }
 
 /// A legal basis (behandlingsgrunnlag): a GDPR article and the Norwegian law that grants it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct LegalBasis {
     /// Organisation that registered it.
     pub org: String,
@@ -188,7 +202,7 @@ pub struct LegalBasis {
 }
 
 /// A purpose (formål) an organisation processes personal data for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Purpose {
     /// Organisation.
     pub org: String,
@@ -205,7 +219,7 @@ pub struct Purpose {
 }
 
 /// What an agreement shares of one dataset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DatasetTerms {
     /// `org/dataset`; the provider department must own it.
     pub dataset: String,
@@ -226,7 +240,7 @@ pub struct DatasetTerms {
 }
 
 /// The terms of an agreement: fixed once requested. Changing them is a new request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Terms {
     /// Datasets shared.
     pub datasets: Vec<DatasetTerms>,
@@ -245,7 +259,7 @@ pub struct Terms {
 
 /// The stored state of an agreement. `expired` is not stored: it is an approved agreement past
 /// its last day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AgreementState {
     /// Asked for by the consumer; not yet in force.
@@ -290,7 +304,7 @@ impl fmt::Display for AgreementState {
 }
 
 /// One side of an agreement: an organisation's department (and, for consumers, optionally a role).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Party {
     /// Organisation slug.
     pub org: String,
@@ -324,7 +338,7 @@ impl FromStr for Party {
 }
 
 /// A sharing agreement (delingsavtale).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Agreement {
     /// Number, from 1.
     pub id: i64,
@@ -356,7 +370,7 @@ impl Agreement {
 }
 
 /// One change of an agreement.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AgreementEvent {
     /// Revision it produced.
     pub revision: i64,

@@ -30,19 +30,21 @@ fn agreement_not_found() -> Problem {
     Problem::new(StatusCode::NOT_FOUND, "agreement-not-found", "Avtalen finnes ikke / Agreement not found", "no such agreement")
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AgreementList {
     agreements: Vec<Agreement>,
 }
 
 /// Agreements the caller's organisation is a party to.
+#[utoipa::path(get, path = "/api/v1/agreements", tag = "agreements",
+    responses((status = 200, description = "Agreements the caller's organisation is a party to", body = AgreementList)), security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<AgreementList>, Problem> {
     let u = signed_in(&caller)?;
     let agreements = state.engine.policy().agreements().await.map_err(Problem::from_policy)?;
     Ok(Json(AgreementList { agreements: agreements.into_iter().filter(|a| party(u, a)).collect() }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AgreementDetail {
     #[serde(flatten)]
     agreement: Agreement,
@@ -58,6 +60,8 @@ async fn visible(state: &AppState, u: &User, id: i64) -> Result<Agreement, Probl
 }
 
 /// One agreement with its history.
+#[utoipa::path(get, path = "/api/v1/agreements/{id}", tag = "agreements", params(("id" = i64, Path)),
+    responses((status = 200, description = "The agreement and its history", body = AgreementDetail)), security(("bearer" = [])))]
 pub async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> Result<Json<AgreementDetail>, Problem> {
     let u = signed_in(&caller)?;
     let agreement = visible(&state, u, id).await?;
@@ -66,7 +70,7 @@ pub async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<
 }
 
 /// The body of a request for an agreement.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestBody {
     provider: String,
@@ -88,6 +92,8 @@ fn invalid_body(e: impl std::fmt::Display) -> Problem {
 }
 
 /// Requests an agreement (the consumer's steward or admin).
+#[utoipa::path(post, path = "/api/v1/agreements", tag = "agreements", request_body = RequestBody,
+    responses((status = 201, description = "The requested agreement", body = tverr_policy::Agreement)), security(("bearer" = [])))]
 pub async fn request(
     State(state): State<AppState>,
     caller: Caller,
@@ -118,7 +124,7 @@ pub async fn request(
 }
 
 /// The body of approve, deny and revoke.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransitionBody {
     #[serde(default)]
@@ -126,6 +132,9 @@ pub struct TransitionBody {
 }
 
 /// `approve`, `deny` or `revoke`.
+#[utoipa::path(post, path = "/api/v1/agreements/{id}/{action}", tag = "agreements",
+    params(("id" = i64, Path), ("action" = String, Path, description = "approve, deny or revoke")), request_body = TransitionBody,
+    responses((status = 200, description = "The agreement in its new state", body = tverr_policy::Agreement)), security(("bearer" = [])))]
 pub async fn transition(
     State(state): State<AppState>,
     caller: Caller,

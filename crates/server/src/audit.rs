@@ -30,6 +30,8 @@ fn unavailable(e: tverr_audit::AuditError) -> Problem {
 }
 
 /// Checks the chain and every checkpoint.
+#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
+    responses((status = 200, description = "What the check of the chain and checkpoints found", body = tverr_audit::Verification)), security(("bearer" = [])))]
 pub async fn verify(State(state): State<AppState>, caller: Caller) -> Result<Json<Verification>, Problem> {
     auditor_org(&caller)?;
     state
@@ -40,7 +42,7 @@ pub async fn verify(State(state): State<AppState>, caller: Caller) -> Result<Jso
     state.engine.audit().verify(None).await.map(Json).map_err(unavailable)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EntryView {
     seq: i64,
     at: String,
@@ -48,12 +50,14 @@ pub struct EntryView {
     record: serde_json::Value,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Entries {
     entries: Vec<EntryView>,
 }
 
 /// Entries about the auditor's organisation that match the filters.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(tverr_audit::Search),
+    responses((status = 200, description = "Entries about the auditor's organisation", body = Entries)), security(("bearer" = [])))]
 pub async fn search(State(state): State<AppState>, caller: Caller, Query(mut q): Query<Search>) -> Result<Json<Entries>, Problem> {
     q.org = Some(auditor_org(&caller)?);
     if let Some(pid) = &q.subject {

@@ -9,6 +9,7 @@ mod agreements;
 mod audit;
 mod auth;
 mod login;
+mod openapi;
 mod me;
 mod oidc;
 mod download;
@@ -33,6 +34,7 @@ use tverr_store::{ColumnMeta, DatasetMeta, Store, VersionMeta};
 
 pub use auth::{Caller, PURPOSE_HEADER};
 pub use limits::Limits;
+pub use openapi::openapi;
 pub use oidc::{OidcConfig, Verifier};
 pub use problem::Problem;
 
@@ -95,6 +97,7 @@ pub fn app(state: AppState) -> Router {
             get(upload::list).post(upload::add_version).layer(DefaultBodyLimit::disable()),
         )
         .route("/api/v1/sql", post(sql::query))
+        .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/v1/login", post(login::login))
         .route("/api/v1/audit", get(audit::search))
         .route("/api/v1/audit/verify", get(audit::verify))
@@ -120,19 +123,20 @@ async fn entitled(state: &AppState, caller: &Caller, r: &DatasetRef) -> Result<t
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Health {
     status: &'static str,
     version: &'static str,
 }
 
+#[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, description = "The service and its catalogue answer", body = Health)))]
 async fn health(State(state): State<AppState>) -> Result<Json<Health>, Problem> {
     state.store.catalog.orgs().await.map_err(Problem::from_store)?;
     Ok(Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") }))
 }
 
 /// One dataset in the catalogue, and what the caller may do with it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ListedDataset {
     #[serde(flatten)]
     meta: DatasetMeta,
@@ -141,7 +145,7 @@ struct ListedDataset {
     access: &'static str,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct DatasetList {
     datasets: Vec<ListedDataset>,
 }
@@ -159,6 +163,16 @@ fn own_org(p: &tverr_policy::Principal) -> Option<&str> {
 /// `department`, `classification`. It lists open datasets, those the caller may read for some
 /// purpose, and the metadata of every dataset of the caller's own organisation (finding data is
 /// the point; the rows stay behind the policy).
+#[utoipa::path(get, path = "/api/v1/datasets", tag = "catalogue",
+    params(
+        ("q" = Option<String>, Query, description = "Words to find in titles, descriptions, keywords and column names (Norwegian word forms)", example = "ledige plasser"),
+        ("theme" = Option<String>, Query, description = "EU data theme", example = "EDUC"),
+        ("org" = Option<String>, Query, description = "Owning organisation", example = "hamar"),
+        ("department" = Option<String>, Query, description = "Owning department", example = "oppvekst"),
+        ("classification" = Option<tverr_core::Classification>, Query, description = "Classification"),
+        ("purpose" = Option<String>, Query, description = "Declared purpose (or the Tverr-Purpose header)"),
+    ),
+    responses((status = 200, description = "Matching datasets, best match first", body = DatasetList)))]
 async fn list_datasets(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> Result<Json<DatasetList>, Problem> {
     let bad = |d: String| Problem::new(axum::http::StatusCode::BAD_REQUEST, "invalid-parameter", "Ugyldig parameter / Invalid parameter", d);
     let (mut q, mut theme, mut org, mut department, mut classification) = (None, None, None, None, None);
@@ -218,7 +232,7 @@ async fn list_datasets(State(state): State<AppState>, caller: Caller, RawQuery(r
     Ok(Json(DatasetList { datasets: found.into_iter().map(|(_, d)| d).collect() }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct VisibleColumn {
     #[serde(flatten)]
     meta: ColumnMeta,
@@ -227,7 +241,7 @@ struct VisibleColumn {
     mask: Option<Mask>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct DatasetDetail {
     #[serde(flatten)]
     meta: DatasetMeta,
@@ -240,6 +254,9 @@ struct DatasetDetail {
 
 /// A dataset's metadata, with the columns the caller may see and their masks. Reading it needs
 /// what reading the data needs (a purpose for non-open datasets).
+#[utoipa::path(get, path = "/api/v1/datasets/{org}/{dataset}", tag = "catalogue",
+    params(("org" = String, Path, example = "hamar"), ("dataset" = String, Path, example = "barnehager"), crate::openapi::PurposeHeader),
+    responses((status = 200, description = "Metadata, the columns as the caller sees them, and versions", body = DatasetDetail)))]
 async fn show_dataset(
     State(state): State<AppState>,
     caller: Caller,

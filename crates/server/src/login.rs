@@ -12,7 +12,7 @@ use tverr_policy::{PolicyError, Principal};
 use crate::{AppState, Problem};
 
 /// The request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginRequest {
     username: String,
@@ -20,13 +20,16 @@ struct LoginRequest {
 }
 
 /// A new token; send it as `Authorization: Bearer …`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LoginResponse {
     token: String,
     expires_at: Option<String>,
 }
 
 /// Checks the password and issues a token.
+#[utoipa::path(post, path = "/api/v1/login", tag = "access",
+    request_body(content = LoginRequest, example = json!({"username": "ola", "password": "…"})),
+    responses((status = 201, description = "A token valid one day", body = LoginResponse)))]
 pub async fn login(State(state): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<LoginResponse>), Problem> {
     let req: LoginRequest = Problem::json_body(&body, "{\"username\": …, \"password\": …}")?;
     let policy = state.engine.policy();

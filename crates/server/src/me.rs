@@ -46,7 +46,7 @@ fn citizen(caller: &Caller) -> Result<&str, Problem> {
 }
 
 /// Who read, as the citizen is shown it.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct Reader {
     /// `employee`, `operator` (the platform's command line), `system`, or `self`.
     kind: String,
@@ -64,7 +64,7 @@ pub struct Reader {
 }
 
 /// One dataset an access released data about me from.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AccessedDataset {
     /// `you`: rows about you were released; `bulk`: the access read more people of the dataset
     /// than are named one by one (see `DEFAULT_NAMED_LIMIT`), and you may have been among them.
@@ -77,7 +77,7 @@ pub struct AccessedDataset {
 }
 
 /// One access to my data.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Access {
     at: String,
     channel: String,
@@ -87,12 +87,14 @@ pub struct Access {
 }
 
 /// The citizen's access log.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AccessLog {
     accesses: Vec<Access>,
 }
 
 /// Every access that released data about the calling citizen, newest first.
+#[utoipa::path(get, path = "/api/v1/me/access-log", tag = "citizens",
+    responses((status = 200, description = "Every access to my data, newest first", body = AccessLog)), security(("bearer" = [])))]
 pub async fn access_log(State(state): State<AppState>, caller: Caller) -> Result<Json<AccessLog>, Problem> {
     let pid = citizen(&caller)?;
     state
@@ -184,6 +186,9 @@ pub struct DataQuery {
 }
 
 /// Everything Tverr holds about the calling citizen.
+#[utoipa::path(get, path = "/api/v1/me/data", tag = "citizens",
+    params(("download" = Option<bool>, Query, description = "As a file (Content-Disposition)"), ("purpose" = Option<String>, Query)),
+    responses((status = 200, description = "Everything Tverr holds about me (GDPR art. 15)", body = serde_json::Value)), security(("bearer" = [])))]
 pub async fn data(State(state): State<AppState>, caller: Caller, Query(q): Query<DataQuery>) -> Result<Response, Problem> {
     let pid = citizen(&caller)?;
     let _permit = state.gate.admit(&caller, &state.limits)?;

@@ -6,7 +6,7 @@ use serde::Serialize;
 use tverr_store::StoreError;
 
 /// A problem response (`application/problem+json`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A stable URI reference naming the kind of problem.
     #[serde(rename = "type")]

@@ -219,6 +219,34 @@ async fn version_at(state: &AppState, r: &DatasetRef, at: chrono::DateTime<chron
 }
 
 /// Reads a dataset's rows.
+#[utoipa::path(get, path = "/api/v1/datasets/{org}/{dataset}/rows", tag = "data",
+    params(
+        ("org" = String, Path, example = "hamar"), ("dataset" = String, Path, example = "barnehager"),
+        ("select" = Option<String>, Query, description = "Columns, comma-separated", example = "navn,ledige_plasser"),
+        ("where" = Option<String>, Query, description = "A SQL condition over the columns you may read", example = "ledige_plasser > 0"),
+        ("order_by" = Option<String>, Query, description = "Columns, comma-separated; `-col` or `col desc` for descending", example = "-ledige_plasser"),
+        ("limit" = Option<u32>, Query, description = "Rows in a JSON page (default 100, at most 10000); for files, at most this many rows"),
+        ("offset" = Option<u32>, Query, description = "Rows to skip"),
+        ("cursor" = Option<String>, Query, description = "From a page's `next` link: the next page of the same version"),
+        ("version" = Option<i64>, Query, description = "Read this version"),
+        ("as_of" = Option<String>, Query, description = "Read the version current at this time (RFC 3339 or a date)", example = "2026-01-31"),
+        ("format" = Option<String>, Query, description = "json (pages), csv, ndjson, geojson, xlsx or parquet (whole files); or use Accept"),
+        ("delimiter" = Option<String>, Query, description = "CSV: , ; | or tab"),
+        ("decimal" = Option<String>, Query, description = "CSV: , or ."),
+        ("bom" = Option<bool>, Query, description = "CSV: start with a UTF-8 byte-order mark (Excel)"),
+        crate::openapi::PurposeHeader,
+    ),
+    responses(
+        (status = 200, description = "A JSON page, or the whole result as a file (Content-Disposition names it)",
+            content(
+                (crate::rows::RowsPage = "application/json"),
+                (String = "text/csv"),
+                (String = "application/x-ndjson"),
+                (serde_json::Value = "application/geo+json"),
+                (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+                (Vec<u8> = "application/vnd.apache.parquet"),
+            )),
+    ))]
 pub async fn rows(
     State(state): State<AppState>,
     caller: Caller,
@@ -276,6 +304,28 @@ pub async fn rows(
         let name = format!("{}-{}{}.{}", r.org, r.dataset, version.map(|v| format!("-v{v}")).unwrap_or_default(), format.extension());
         Ok(crate::download::file_response(released.stream, options, &name))
     }
+}
+
+/// The shape of a JSON page (written directly as bytes, in this field order).
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct RowsPage {
+    /// `org/dataset`.
+    dataset: String,
+    /// The version read; the cursor keeps it for every later page.
+    version: Option<i64>,
+    /// Rows skipped before this page.
+    offset: usize,
+    /// Rows asked for.
+    limit: usize,
+    /// Rows in this page.
+    returned: usize,
+    /// The next page, or null after the last (a page with fewer rows than `limit`).
+    next: Option<String>,
+    /// Result columns.
+    columns: Vec<crate::openapi::Column>,
+    /// One object per row, keyed by column name.
+    rows: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// One JSON page with a link to the next.

@@ -9,10 +9,11 @@ use futures::StreamExt;
 use serde::Deserialize;
 use tverr_query::QueryError;
 
+use crate::openapi::SqlResult;
 use crate::{AppState, Caller, Problem};
 
 /// The request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SqlRequest {
     /// One SELECT query over `org.dataset` tables.
@@ -36,6 +37,10 @@ struct Rows {
 
 /// Runs the query. The first batch is computed before the response starts, so errors in
 /// planning and in most executions arrive as problems; a later failure ends the body early.
+#[utoipa::path(post, path = "/api/v1/sql", tag = "data",
+    params(crate::openapi::PurposeHeader),
+    request_body(content = SqlRequest, example = json!({"sql": "SELECT navn, ledige_plasser FROM hamar.barnehager WHERE ledige_plasser > 0"})),
+    responses((status = 200, description = "The result, streamed", content((SqlResult = "application/json"), (String = "text/csv")))))]
 pub async fn query(
     State(state): State<AppState>,
     caller: Caller,

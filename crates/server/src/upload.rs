@@ -191,6 +191,22 @@ async fn ingest(state: &AppState, caller: &Caller, r: DatasetRef, mut u: Upload,
 }
 
 /// `POST /api/v1/datasets?org=&dataset=&department=&title=&classification=…` with the file.
+#[utoipa::path(post, path = "/api/v1/datasets", tag = "uploads",
+    params(
+        ("org" = String, Query, example = "hamar"), ("dataset" = String, Query, example = "kull-2026"),
+        ("department" = String, Query, example = "oppvekst"), ("title" = String, Query, example = "Barnekull 2026"),
+        ("classification" = tverr_core::Classification, Query), ("description" = Option<String>, Query),
+        ("theme" = Option<String>, Query), ("keyword" = Option<Vec<String>>, Query), ("licence" = Option<String>, Query),
+        ("frequency" = Option<String>, Query), ("format" = Option<String>, Query), ("sheet" = Option<String>, Query),
+        ("subject" = Option<Vec<String>>, Query, description = "COL=person|property|organization"),
+        ("category" = Option<Vec<String>>, Query, description = "COL=none|person-id|personal|special-category|protected-address"),
+        ("type" = Option<Vec<String>>, Query, description = "COL=boolean|integer|float|date|timestamp|text"),
+        ("crs" = Option<String>, Query), ("evolve" = Option<bool>, Query), ("filename" = Option<String>, Query),
+    ),
+    request_body(description = "The file (CSV, JSON, NDJSON, GeoJSON, XLSX or Parquet); Content-Type selects the reader",
+        content((Vec<u8> = "text/csv"), (Vec<u8> = "application/json"), (Vec<u8> = "application/x-ndjson"), (Vec<u8> = "application/geo+json"), (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"), (Vec<u8> = "application/vnd.apache.parquet"), (Vec<u8> = "application/octet-stream"))),
+    responses((status = 201, description = "Created as version 0", body = tverr_store::IngestOutcome)),
+    security(("bearer" = [])))]
 pub async fn create(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
     let u = parse(raw.as_deref(), true)?;
     let org = u.org.clone().ok_or_else(|| bad("org: creating a dataset needs its organisation (org=)"))?;
@@ -218,6 +234,19 @@ async fn writable(state: &AppState, caller: &Caller, org: &str, dataset: &str) -
 }
 
 /// `POST /api/v1/datasets/{org}/{dataset}/versions?mode=append|replace|upsert&key=` with the file.
+#[utoipa::path(post, path = "/api/v1/datasets/{org}/{dataset}/versions", tag = "uploads",
+    params(
+        ("org" = String, Path), ("dataset" = String, Path),
+        ("mode" = Option<String>, Query, description = "append (default), replace or upsert"),
+        ("key" = Option<String>, Query, description = "The key column of an upsert"),
+        ("format" = Option<String>, Query), ("sheet" = Option<String>, Query),
+        ("subject" = Option<Vec<String>>, Query), ("category" = Option<Vec<String>>, Query), ("type" = Option<Vec<String>>, Query),
+        ("crs" = Option<String>, Query), ("evolve" = Option<bool>, Query), ("filename" = Option<String>, Query),
+    ),
+    request_body(description = "The file",
+        content((Vec<u8> = "text/csv"), (Vec<u8> = "application/json"), (Vec<u8> = "application/x-ndjson"), (Vec<u8> = "application/geo+json"), (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"), (Vec<u8> = "application/vnd.apache.parquet"), (Vec<u8> = "application/octet-stream"))),
+    responses((status = 200, description = "The new version", body = tverr_store::IngestOutcome)),
+    security(("bearer" = [])))]
 pub async fn add_version(
     State(state): State<AppState>,
     caller: Caller,
@@ -232,7 +261,7 @@ pub async fn add_version(
 }
 
 /// The versions of a dataset.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Versions {
     dataset: String,
     versions: Vec<VersionMeta>,
@@ -240,6 +269,9 @@ pub struct Versions {
 
 /// `GET /api/v1/datasets/{org}/{dataset}/versions`: its history, newest last. Needs what reading
 /// the dataset needs.
+#[utoipa::path(get, path = "/api/v1/datasets/{org}/{dataset}/versions", tag = "catalogue",
+    params(("org" = String, Path, example = "hamar"), ("dataset" = String, Path, example = "barnehager"), crate::openapi::PurposeHeader),
+    responses((status = 200, description = "Every version, oldest first", body = Versions)))]
 pub async fn list(State(state): State<AppState>, caller: Caller, Path((org, dataset)): Path<(String, String)>) -> Result<Json<Versions>, Problem> {
     let r: DatasetRef = format!("{org}/{dataset}").parse().map_err(|_| Problem::dataset_not_found())?;
     crate::entitled(&state, &caller, &r).await?;

@@ -61,7 +61,7 @@ pub struct NewDataset {
 }
 
 /// A dataset as the catalogue knows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DatasetMeta {
     /// Owning organisation.
     pub org: String,
@@ -95,7 +95,7 @@ impl DatasetMeta {
 }
 
 /// A column's metadata.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ColumnMeta {
     /// Name.
     pub name: String,
@@ -112,7 +112,7 @@ pub struct ColumnMeta {
 }
 
 /// One version of a dataset.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VersionMeta {
     /// Delta version number.
     pub version: i64,

@@ -76,7 +76,7 @@ pub struct IngestRequest {
 }
 
 /// What an ingest produced.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct IngestOutcome {
     /// The new version.
     pub version: i64,

@@ -1,0 +1,101 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations and the types they
+//! return: `GET /api/v1/openapi.json`. Every operation also documents its errors as RFC 9457
+//! problems (the `default` response).
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use crate::Problem;
+
+/// The purpose a request is made for (`Tverr-Purpose` header; `?purpose=` also works).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct PurposeHeader {
+    /// A purpose registered by the data's organisation, e.g. `byggesaksbehandling`. Needed for
+    /// every dataset that is not open.
+    #[param(rename = "Tverr-Purpose")]
+    tverr_purpose: Option<String>,
+}
+
+/// A result column: name and type (`text`, `integer`, `float`, `boolean`, `date`, `timestamp`,
+/// `binary`, or Arrow's name for anything else).
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct Column {
+    name: String,
+    #[serde(rename = "type")]
+    column_type: String,
+}
+
+/// The JSON of `POST /api/v1/sql`.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct SqlResult {
+    columns: Vec<Column>,
+    /// One object per row, keyed by column name.
+    rows: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Tverr",
+        description = "Tverr — data sharing for Norwegian municipalities. Every read goes through the policy layer (purpose, \
+                       agreement, masks) and the access log. Errors are RFC 9457 problems (application/problem+json) with a \
+                       stable `type`.",
+        license(name = "Apache-2.0"),
+    ),
+    paths(
+        crate::health, crate::list_datasets, crate::show_dataset,
+        crate::rows::rows, crate::upload::create, crate::upload::add_version, crate::upload::list,
+        crate::sql::query, crate::login::login,
+        crate::audit::search, crate::audit::verify,
+        crate::me::access_log, crate::me::data,
+        crate::agreements::list, crate::agreements::show, crate::agreements::request, crate::agreements::transition,
+        document,
+    ),
+    components(schemas(Problem, Column)),
+    tags(
+        (name = "catalogue", description = "Finding datasets"),
+        (name = "data", description = "Reading data through the secure scan"),
+        (name = "uploads", description = "Writing new versions"),
+        (name = "agreements", description = "Sharing agreements (delingsavtaler)"),
+        (name = "access", description = "Logging in"),
+        (name = "citizens", description = "Min side: my data and who accessed it"),
+        (name = "audit", description = "The access log, for auditors"),
+        (name = "service", description = "Health and this document"),
+    ),
+)]
+struct ApiDoc;
+
+/// The document, with a bearer scheme and the problem response on every operation.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("A Tverr API token or an OIDC token")).build()),
+    );
+    let problem = ResponseBuilder::new()
+        .description("An RFC 9457 problem: 400 invalid input, 401 not authenticated, 403 not allowed or purpose missing, \
+                      404 not found (or not yours to see), 405, 409, 413 too large, 415, 422 a file that cannot be read, \
+                      429 too many queries, 503 access log unavailable, 504 query timed out")
+        .content("application/problem+json", ContentBuilder::new().schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Problem")))).build())
+        .build();
+    for item in doc.paths.paths.values_mut() {
+        for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch].into_iter().flatten() {
+            op.responses.responses.insert("default".into(), RefOr::T(problem.clone()));
+        }
+    }
+    doc
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "service",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = serde_json::Value)))]
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi())
+}
