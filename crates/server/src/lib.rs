@@ -87,15 +87,16 @@ impl AppState {
 /// The router with all routes and layers; tests call it without a socket.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.limits.body_bytes;
+    // Reads end within the query time (their streams stop themselves); the request as a whole
+    // gets a little more. Uploads are bounded by their size instead: stopping an ingest halfway
+    // would only waste the work (nothing is committed until the end).
+    let request_time = state.limits.query_time + Duration::from_secs(5);
     Router::new()
         .route("/health", get(health))
-        .route("/api/v1/datasets", get(list_datasets).post(upload::create).layer(DefaultBodyLimit::disable()))
+        .route("/api/v1/datasets", get(list_datasets))
         .route("/api/v1/datasets/{org}/{dataset}", get(show_dataset))
         .route("/api/v1/datasets/{org}/{dataset}/rows", get(rows::rows))
-        .route(
-            "/api/v1/datasets/{org}/{dataset}/versions",
-            get(upload::list).post(upload::add_version).layer(DefaultBodyLimit::disable()),
-        )
+        .route("/api/v1/datasets/{org}/{dataset}/versions", get(upload::list))
         .route("/api/v1/sql", post(sql::query))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/v1/login", post(login::login))
@@ -106,8 +107,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/agreements", get(agreements::list).post(agreements::request))
         .route("/api/v1/agreements/{id}", get(agreements::show))
         .route("/api/v1/agreements/{id}/{action}", post(agreements::transition))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::GATEWAY_TIMEOUT, request_time))
+        .route("/api/v1/datasets", post(upload::create))
+        .route("/api/v1/datasets/{org}/{dataset}/versions", post(upload::add_version))
         .fallback(not_found)
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(60)))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::map_response(problem::problems_everywhere))
         .layer(TraceLayer::new_for_http())
