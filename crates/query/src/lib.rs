@@ -21,7 +21,6 @@ use tverr_store::{Store, StoreError};
 pub use export::{CsvOptions, ExportFormat, ExportOptions, GeometryColumn, ResultColumn, csv_rows, json_objects, result_columns, write_export};
 pub use guard::ALLOWED_FUNCTIONS;
 
-
 /// Why a query failed. Texts never contain values from data.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -168,9 +167,7 @@ impl Released {
         let stream = Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, rest));
         Ok(Released { stream, grants, versions })
     }
-}
 
-impl Released {
     /// Stops the stream with [`QueryError::Timeout`] once `limit` has passed, and keeps `guard`
     /// (a concurrency permit, say) until the stream is dropped.
     pub fn bounded(self, limit: std::time::Duration, guard: impl Send + 'static) -> Self {
@@ -628,16 +625,8 @@ impl Engine {
         filter: Option<&str>,
         channel: &str,
     ) -> Result<Released, QueryError> {
-        let started = std::time::Instant::now();
-        let grant = self.grant(who, purpose, r, &r.to_string(), channel).await?;
-        if grant.min_group_size.is_some() {
-            return Err(QueryError::NotAllowed(format!("{r} is shared as statistics only: use SQL with GROUP BY")));
-        }
-        if let Some(f) = filter {
-            Self::check_expression(f)?;
-        }
-        let query = format!("export {r} version {version:?} where {}", filter.unwrap_or("true"));
-        self.read_table(who, purpose, grant, version, filter, channel, &query, started).await
+        let q = RowsQuery { filter: filter.map(str::to_string), version, ..RowsQuery::default() };
+        self.rows(who, purpose, r, &q, channel).await
     }
 
     /// A dataset's rows as a REST client asks for them: chosen columns, a checked filter, an
