@@ -177,7 +177,7 @@ fn own_org(p: &tverr_policy::Principal) -> Option<&str> {
     ),
     responses((status = 200, description = "Matching datasets, best match first", body = DatasetList)))]
 async fn list_datasets(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> Result<Json<DatasetList>, Problem> {
-    let bad = |d: String| Problem::new(axum::http::StatusCode::BAD_REQUEST, "invalid-parameter", "Ugyldig parameter / Invalid parameter", d);
+    let bad = |d: String| Problem::invalid_parameter(d);
     let (mut q, mut theme, mut org, mut department, mut classification) = (None, None, None, None, None);
     for (k, v) in url::form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
         let slot = match k.as_ref() {

@@ -41,6 +41,11 @@ impl Problem {
         })
     }
 
+    /// A query parameter that is unknown, repeated or malformed; `detail` names it.
+    pub fn invalid_parameter(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid-parameter", "Ugyldig parameter / Invalid parameter", detail)
+    }
+
     /// The response for a dataset that does not exist *or* that the caller may not see.
     pub fn dataset_not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "dataset-not-found", "Datasettet finnes ikke / Dataset not found", "no such dataset")

@@ -23,10 +23,6 @@ const PARAMETERS: &[&str] = &[
     "purpose",
 ];
 
-fn bad(detail: impl Into<String>) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST, "invalid-parameter", "Ugyldig parameter / Invalid parameter", detail)
-}
-
 /// The request's parameters, parsed and checked.
 #[derive(Debug, Default)]
 struct Params {
@@ -59,7 +55,7 @@ impl Cursor {
     }
 
     fn decode(text: &str) -> Result<Self, Problem> {
-        let broken = || bad("cursor: not a cursor this server issued; start again without cursor=");
+        let broken = || Problem::invalid_parameter("cursor: not a cursor this server issued; start again without cursor=");
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| broken())?;
         serde_json::from_slice(&bytes).map_err(|_| broken())
     }
@@ -75,13 +71,13 @@ fn query_digest(r: &DatasetRef, q: &RowsQuery) -> String {
 fn column_list(name: &str, value: &str) -> Result<Vec<String>, Problem> {
     let names: Vec<String> = value.split(',').map(|c| c.trim().to_string()).collect();
     if names.iter().any(String::is_empty) {
-        return Err(bad(format!("{name}: expected column names separated by commas, found {value:?}")));
+        return Err(Problem::invalid_parameter(format!("{name}: expected column names separated by commas, found {value:?}")));
     }
     Ok(names)
 }
 
 fn number(name: &str, value: &str) -> Result<usize, Problem> {
-    value.trim().parse().map_err(|_| bad(format!("{name}: expected a whole number ≥ 0, found {value:?}")))
+    value.trim().parse().map_err(|_| Problem::invalid_parameter(format!("{name}: expected a whole number ≥ 0, found {value:?}")))
 }
 
 /// `2026-01-31`, `2026-01-31T12:00:00Z` or with an offset.
@@ -92,7 +88,7 @@ fn timestamp(value: &str) -> Result<chrono::DateTime<chrono::Utc>, Problem> {
     if let Ok(d) = chrono::NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d") {
         return Ok(d.and_hms_opt(23, 59, 59).expect("valid time").and_utc());
     }
-    Err(bad(format!("as_of: expected a date (2026-01-31) or an RFC 3339 time (2026-01-31T12:00:00Z), found {value:?}")))
+    Err(Problem::invalid_parameter(format!("as_of: expected a date (2026-01-31) or an RFC 3339 time (2026-01-31T12:00:00Z), found {value:?}")))
 }
 
 fn format_from_accept(headers: &HeaderMap) -> Option<ExportFormat> {
@@ -114,17 +110,17 @@ fn parse(raw: Option<&str>) -> Result<Params, Problem> {
     for (name, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         let (name, value) = (name.into_owned(), value.into_owned());
         if !PARAMETERS.contains(&name.as_str()) {
-            return Err(bad(format!("unknown parameter {name:?}; this route takes {}", PARAMETERS.join(", "))));
+            return Err(Problem::invalid_parameter(format!("unknown parameter {name:?}; this route takes {}", PARAMETERS.join(", "))));
         }
         if seen.contains(&name) {
-            return Err(bad(format!("{name}: given more than once")));
+            return Err(Problem::invalid_parameter(format!("{name}: given more than once")));
         }
         seen.push(name.clone());
         match name.as_str() {
             "select" => p.query.select = column_list("select", &value)?,
             "where" => {
                 if value.trim().is_empty() {
-                    return Err(bad("where: empty; give a condition such as alder > 3"));
+                    return Err(Problem::invalid_parameter("where: empty; give a condition such as alder > 3"));
                 }
                 p.query.filter = Some(value.clone());
             }
@@ -145,37 +141,37 @@ fn parse(raw: Option<&str>) -> Result<Params, Problem> {
             "offset" => p.offset = Some(number("offset", &value)?),
             "cursor" => p.cursor = Some(Cursor::decode(&value)?),
             "version" => {
-                let v: i64 = value.trim().parse().map_err(|_| bad(format!("version: expected a version number, found {value:?}")))?;
+                let v: i64 = value.trim().parse().map_err(|_| Problem::invalid_parameter(format!("version: expected a version number, found {value:?}")))?;
                 if v < 0 {
-                    return Err(bad("version: versions start at 0"));
+                    return Err(Problem::invalid_parameter("version: versions start at 0"));
                 }
                 p.query.version = Some(v);
             }
             "as_of" => p.as_of = Some(timestamp(&value)?),
             "format" => {
                 p.format = Some(ExportFormat::parse(&value).ok_or_else(|| {
-                    bad(format!("format: expected json, csv, ndjson, geojson, xlsx or parquet, found {value:?}"))
+                    Problem::invalid_parameter(format!("format: expected json, csv, ndjson, geojson, xlsx or parquet, found {value:?}"))
                 })?)
             }
             "delimiter" => {
                 p.csv.delimiter = match value.as_str() {
                     "," | ";" | "|" | "\t" => value.as_bytes()[0],
                     "tab" => b'\t',
-                    _ => return Err(bad(format!("delimiter: expected , ; | or tab, found {value:?}"))),
+                    _ => return Err(Problem::invalid_parameter(format!("delimiter: expected , ; | or tab, found {value:?}"))),
                 }
             }
             "decimal" => {
                 p.csv.decimal_comma = match value.as_str() {
                     "," => true,
                     "." => false,
-                    _ => return Err(bad(format!("decimal: expected , or ., found {value:?}"))),
+                    _ => return Err(Problem::invalid_parameter(format!("decimal: expected , or ., found {value:?}"))),
                 }
             }
             "bom" => {
                 p.csv.bom = match value.as_str() {
                     "true" | "1" => true,
                     "false" | "0" => false,
-                    _ => return Err(bad(format!("bom: expected true or false, found {value:?}"))),
+                    _ => return Err(Problem::invalid_parameter(format!("bom: expected true or false, found {value:?}"))),
                 }
             }
             _ => {}
@@ -186,16 +182,16 @@ fn parse(raw: Option<&str>) -> Result<Params, Problem> {
     }
     let position = ["offset", "cursor", "version", "as_of"].iter().filter(|n| seen.iter().any(|s| s == *n)).count();
     if p.cursor.is_some() && position > 1 {
-        return Err(bad("cursor: give it alone; it already holds the version and the offset"));
+        return Err(Problem::invalid_parameter("cursor: give it alone; it already holds the version and the offset"));
     }
     if p.query.version.is_some() && p.as_of.is_some() {
-        return Err(bad("give version or as_of, not both"));
+        return Err(Problem::invalid_parameter("give version or as_of, not both"));
     }
     if p.csv != CsvOptions::default() && p.format.is_some_and(|f| f != ExportFormat::Csv) {
-        return Err(bad("delimiter, decimal and bom apply to format=csv only"));
+        return Err(Problem::invalid_parameter("delimiter, decimal and bom apply to format=csv only"));
     }
     if p.csv.decimal_comma && p.csv.delimiter == b',' {
-        return Err(bad("decimal=, needs another delimiter (delimiter=;), or every decimal splits a field"));
+        return Err(Problem::invalid_parameter("decimal=, needs another delimiter (delimiter=;), or every decimal splits a field"));
     }
     Ok(p)
 }
@@ -258,14 +254,14 @@ pub async fn rows(
     let mut p = parse(raw.as_deref())?;
     let format = p.format.or_else(|| format_from_accept(&headers)).unwrap_or(ExportFormat::Json);
     if p.csv != CsvOptions::default() && format != ExportFormat::Csv {
-        return Err(bad("delimiter, decimal and bom apply to format=csv only"));
+        return Err(Problem::invalid_parameter("delimiter, decimal and bom apply to format=csv only"));
     }
     let digest = query_digest(&r, &p.query);
     let paged = format == ExportFormat::Json;
     if paged {
         let limit = p.limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(bad(format!("limit: a JSON page holds 1 to {MAX_PAGE} rows; use format=csv, ndjson or parquet for more")));
+            return Err(Problem::invalid_parameter(format!("limit: a JSON page holds 1 to {MAX_PAGE} rows; use format=csv, ndjson or parquet for more")));
         }
         p.query.limit = Some(limit);
         p.query.stable_order = true;
@@ -275,7 +271,7 @@ pub async fn rows(
     p.query.offset = p.offset.unwrap_or(0);
     if let Some(c) = &p.cursor {
         if c.q != digest {
-            return Err(bad("cursor: it belongs to another query (select, where or order_by changed); start again without cursor="));
+            return Err(Problem::invalid_parameter("cursor: it belongs to another query (select, where or order_by changed); start again without cursor="));
         }
         p.query.version = Some(c.v);
         p.query.offset = c.o;

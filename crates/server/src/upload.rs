@@ -16,10 +16,6 @@ use tverr_store::{CreateSettings, IngestSettings, VersionMeta};
 
 use crate::{AppState, Caller, Problem};
 
-fn bad(detail: impl Into<String>) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST, "invalid-parameter", "Ugyldig parameter / Invalid parameter", detail)
-}
-
 /// Parameters of both routes.
 const COMMON: &[&str] = &["mode", "key", "format", "sheet", "subject", "category", "type", "crs", "evolve", "filename"];
 /// Parameters that only creating a dataset takes.
@@ -43,11 +39,11 @@ fn parse(raw: Option<&str>, create: bool) -> Result<Upload, Problem> {
         let (k, v) = (k.into_owned(), v.into_owned());
         if !(COMMON.contains(&k.as_str()) || (create && CREATE.contains(&k.as_str()))) {
             let all: Vec<&str> = COMMON.iter().chain(if create { CREATE } else { &[] }).copied().collect();
-            return Err(bad(format!("unknown parameter {k:?}; this route takes {}", all.join(", "))));
+            return Err(Problem::invalid_parameter(format!("unknown parameter {k:?}; this route takes {}", all.join(", "))));
         }
         let repeatable = matches!(k.as_str(), "subject" | "category" | "type" | "keyword");
         if !repeatable && seen.contains(&k) {
-            return Err(bad(format!("{k}: given more than once")));
+            return Err(Problem::invalid_parameter(format!("{k}: given more than once")));
         }
         seen.push(k.clone());
         let s = &mut u.settings;
@@ -64,7 +60,7 @@ fn parse(raw: Option<&str>, create: bool) -> Result<Upload, Problem> {
                 s.evolve = match v.as_str() {
                     "true" | "1" => true,
                     "false" | "0" => false,
-                    _ => return Err(bad(format!("evolve: expected true or false, found {v:?}"))),
+                    _ => return Err(Problem::invalid_parameter(format!("evolve: expected true or false, found {v:?}"))),
                 }
             }
             "filename" => u.filename = Some(v),
@@ -83,7 +79,7 @@ fn parse(raw: Option<&str>, create: bool) -> Result<Upload, Problem> {
     }
     if create {
         if u.settings.mode.as_deref().is_some_and(|m| m != "append") || u.settings.key.is_some() {
-            return Err(bad("mode and key apply to new versions of an existing dataset, not to creating one"));
+            return Err(Problem::invalid_parameter("mode and key apply to new versions of an existing dataset, not to creating one"));
         }
         u.settings.create = Some(c);
     }
@@ -130,17 +126,20 @@ fn safe_name(name: Option<&str>, format: Option<&str>) -> String {
     if base.is_empty() { format!("upload.{}", format.unwrap_or("bin")) } else { base }
 }
 
+/// The upload could not be written to local disk; the cause is logged, not returned.
+fn not_stored(e: &std::io::Error) -> Problem {
+    tracing::error!(error = %e, "cannot store an upload");
+    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Intern feil / Internal error", "the upload could not be stored")
+}
+
 /// Writes the body to `path`, refusing it once it passes `limit` bytes.
 async fn receive(body: Body, path: &std::path::Path, limit: u64) -> Result<u64, Problem> {
-    let failed = |e: std::io::Error| {
-        tracing::error!(error = %e, "cannot store an upload");
-        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Intern feil / Internal error", "the upload could not be stored")
-    };
+    let failed = |e: std::io::Error| not_stored(&e);
     let mut file = tokio::fs::File::create(path).await.map_err(failed)?;
     let mut stream = body.into_data_stream();
     let mut size = 0u64;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| bad(format!("the upload was interrupted: {e}")))?;
+        let chunk = chunk.map_err(|e| Problem::invalid_parameter(format!("the upload was interrupted: {e}")))?;
         size += chunk.len() as u64;
         if size > limit {
             return Err(Problem::new(
@@ -166,14 +165,11 @@ async fn ingest(state: &AppState, caller: &Caller, r: DatasetRef, mut u: Upload,
         tverr_policy::Principal::User(user) => user.username.clone(),
         _ => return Err(Problem::from_policy(tverr_policy::PolicyError::Forbidden("only stewards may upload".into()))),
     };
-    let dir = tempfile::tempdir().map_err(|e| {
-        tracing::error!(error = %e, "cannot make a directory for an upload");
-        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Intern feil / Internal error", "the upload could not be stored")
-    })?;
+    let dir = tempfile::tempdir().map_err(|e| not_stored(&e))?;
     let path = dir.path().join(safe_name(u.filename.as_deref(), u.settings.format.as_deref()));
     let bytes = receive(body, &path, state.limits.upload_bytes).await?;
     if bytes == 0 {
-        return Err(bad("the body is empty; send the file as the request body"));
+        return Err(Problem::invalid_parameter("the body is empty; send the file as the request body"));
     }
     let creating = u.settings.create.is_some();
     let request = u.settings.request(r.clone(), path, actor).map_err(Problem::from_store)?;
@@ -209,10 +205,10 @@ async fn ingest(state: &AppState, caller: &Caller, r: DatasetRef, mut u: Upload,
     security(("bearer" = [])))]
 pub async fn create(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
     let u = parse(raw.as_deref(), true)?;
-    let org = u.org.clone().ok_or_else(|| bad("org: creating a dataset needs its organisation (org=)"))?;
-    let dataset = u.dataset.clone().ok_or_else(|| bad("dataset: creating a dataset needs its name (dataset=, lower case, digits and -)"))?;
-    let r: DatasetRef = format!("{org}/{dataset}").parse().map_err(|e: tverr_core::ModelError| bad(format!("dataset: {e}")))?;
-    let department = u.settings.create.as_ref().and_then(|c| c.department.clone()).ok_or_else(|| bad("department: creating a dataset needs its owning department"))?;
+    let org = u.org.clone().ok_or_else(|| Problem::invalid_parameter("org: creating a dataset needs its organisation (org=)"))?;
+    let dataset = u.dataset.clone().ok_or_else(|| Problem::invalid_parameter("dataset: creating a dataset needs its name (dataset=, lower case, digits and -)"))?;
+    let r: DatasetRef = format!("{org}/{dataset}").parse().map_err(|e: tverr_core::ModelError| Problem::invalid_parameter(format!("dataset: {e}")))?;
+    let department = u.settings.create.as_ref().and_then(|c| c.department.clone()).ok_or_else(|| Problem::invalid_parameter("department: creating a dataset needs its owning department"))?;
     Policy::may_write(&caller.principal, &org, &department).map_err(Problem::from_policy)?;
     ingest(&state, &caller, r, u, &headers, body).await
 }
