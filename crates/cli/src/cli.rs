@@ -650,7 +650,7 @@ async fn export(engine: &Engine, a: ExportArgs) -> Result<()> {
     let who = a.actor.principal(engine.policy()).await?;
     let released = engine.scan(&who, a.purpose.as_deref(), &r, a.version, a.filter.as_deref(), "cli-export").await?;
     let stream = released.stream;
-    let geometry = engine.geometry_columns(&released.grants[0]).await?;
+    let geometry = Engine::geometry_columns(&released.grants[0], None);
     let options = ExportOptions::new(format, geometry);
     let result: Result<u64> = async {
         Ok(match &a.out {

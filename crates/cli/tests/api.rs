@@ -440,3 +440,150 @@ fn the_openapi_document_covers_every_route() {
     assert_eq!(paths.len(), 15, "a route was added without documenting it, or documented without a route");
     assert!(doc["components"]["schemas"]["Problem"].is_object());
 }
+
+/// The reference points of `tests/geo/known_points.csv` (PROJ's figures): name, lon, lat, and
+/// the EPSG:25832 and EPSG:25833 coordinates.
+fn known_points() -> Vec<(String, [f64; 6])> {
+    let text = std::fs::read_to_string(common::data_dir().join("../geo/known_points.csv")).unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("name"))
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let n: Vec<f64> = f[1..].iter().map(|v| v.parse().unwrap()).collect();
+            (f[0].to_string(), [n[0], n[1], n[2], n[3], n[4], n[5]])
+        })
+        .collect()
+}
+
+/// `POINT(x y)` → (x, y).
+fn point(wkt: &str) -> (f64, f64) {
+    let inner = wkt.trim_start_matches("POINT(").trim_end_matches(')');
+    let (x, y) = inner.split_once(' ').unwrap();
+    (x.parse().unwrap(), y.parse().unwrap())
+}
+
+fn names(v: &serde_json::Value) -> Vec<String> {
+    let mut n: Vec<String> = v["rows"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect();
+    n.sort();
+    n
+}
+
+#[test]
+fn geo_boxes_distances_and_transforms_match_known_points() {
+    let (t, server) = demo();
+    let port = server.1;
+    let points = known_points();
+    // The places as a dataset in EPSG:25833, as Norwegian map systems deliver them.
+    let features: Vec<String> = points
+        .iter()
+        .map(|(name, p)| format!(r#"{{"type":"Feature","geometry":{{"type":"Point","coordinates":[{},{}]}},"properties":{{"name":"{name}"}}}}"#, p[4], p[5]))
+        .collect();
+    let file = t.dir.path().join("steder.geojson");
+    std::fs::write(
+        &file,
+        format!(r#"{{"type":"FeatureCollection","crs":{{"type":"name","properties":{{"name":"urn:ogc:def:crs:EPSG::25833"}}}},"features":[{}]}}"#, features.join(",")),
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    t.ok(&["ingest", "hamar/steder", f, "--create", "--department", "byggesak", "--title", "Steder", "--classification", "open"]);
+    let rows = |query: &str| {
+        let r = get(port, &format!("/api/v1/datasets/hamar/steder/rows?{query}"), None, None);
+        assert_eq!(r.status, 200, "{query}: {}", r.text());
+        r
+    };
+
+    // Output in every CRS equals PROJ's figures.
+    for (crs, x_at, y_at, tolerance) in [("EPSG:4326", 0, 1, 1e-8), ("EPSG:25832", 2, 3, 1e-3), ("EPSG:25833", 4, 5, 1e-3)] {
+        let r = rows(&format!("crs={}&limit=100", enc(crs)));
+        let code = crs.trim_start_matches("EPSG:");
+        assert_eq!(r.header("content-crs"), Some(format!("<http://www.opengis.net/def/crs/EPSG/0/{code}>").as_str()));
+        let v = r.json();
+        assert_eq!(v["columns"][0]["crs"], crs, "{}", v["columns"]);
+        for row in v["rows"].as_array().unwrap() {
+            let (_, p) = points.iter().find(|(n, _)| n == row["name"].as_str().unwrap()).unwrap();
+            let (x, y) = point(row["geometry"].as_str().unwrap());
+            assert!((x - p[x_at]).abs() < tolerance && (y - p[y_at]).abs() < tolerance, "{} in {crs}: ({x}, {y}), PROJ: ({}, {})", row["name"], p[x_at], p[y_at]);
+        }
+    }
+
+    // SQL: ST_Transform with the column's own CRS, with an explicit one, and on ST_Point.
+    let sql = |query: &str| {
+        let r = send(port, "POST", "/api/v1/sql", &[("Content-Type", "application/json")], Some(serde_json::json!({"sql": query}).to_string().as_bytes()));
+        assert_eq!(r.status, 200, "{query}: {}", r.text());
+        r.json()
+    };
+    let v = sql("SELECT name, ST_Transform(geometry, 25832) AS a, ST_AsText(ST_Transform(geometry, 25833, 4326)) AS b, ST_SRID(geometry) AS srid FROM hamar.steder ORDER BY name");
+    assert_eq!(v["columns"][1]["type"], "geometry");
+    for row in v["rows"].as_array().unwrap() {
+        let (_, p) = points.iter().find(|(n, _)| n == row["name"].as_str().unwrap()).unwrap();
+        let (x, y) = point(row["a"].as_str().unwrap());
+        assert!((x - p[2]).abs() < 1e-3 && (y - p[3]).abs() < 1e-3, "{row}");
+        let (lon, lat) = point(row["b"].as_str().unwrap());
+        assert!((lon - p[0]).abs() < 1e-8 && (lat - p[1]).abs() < 1e-8, "{row}");
+        assert_eq!(row["srid"], 25833);
+    }
+    let v = sql("SELECT ST_AsText(ST_Transform(ST_Point(11.068, 60.7945, 4326), 25833)) AS p");
+    let (x, y) = point(v["rows"][0]["p"].as_str().unwrap());
+    assert!((x - 286050.0479).abs() < 1e-3 && (y - 6746309.9406).abs() < 1e-3, "Hamar rådhus: ({x}, {y})");
+
+    // A box in degrees (longitude first) and the same area in each UTM zone.
+    let hamar = ["brumunddal", "hamar_radhus"];
+    assert_eq!(names(&rows("bbox=10.9,60.75,11.1,60.9").json()), hamar);
+    assert_eq!(names(&rows("bbox=275000,6740000,290000,6760000&bbox-crs=EPSG:25833").json()), hamar);
+    assert_eq!(names(&rows("bbox=600000,6735000,615000,6755000&bbox-crs=http://www.opengis.net/def/crs/EPSG/0/25832").json()), hamar);
+    // Just east of Hamar rådhus: the box misses it.
+    assert_eq!(names(&rows("bbox=11.0681,60.79,11.2,60.8").json()), Vec::<String>::new());
+
+    // near: metres on the ellipsoid. Hamar rådhus–Brumunddal is 11,921.19 m (PROJ's geod).
+    assert_eq!(names(&rows("near=11.068,60.7945,11915").json()), ["hamar_radhus"]);
+    assert_eq!(names(&rows("near=11.068,60.7945,11927").json()), hamar);
+    assert_eq!(names(&rows("near=286050.0479,6746309.9406,11927&near-crs=EPSG:25833").json()), hamar);
+    // Kirkenes, 15° east of zone 33's central meridian, where UTM's scale is 1.6 % off:
+    // 1 km due north is still 1 km.
+    let (_, k) = points.iter().find(|(n, _)| n == "kirkenes").unwrap();
+    let north = k[1] + 1000.0 / 111_650.0;
+    assert_eq!(names(&rows(&format!("near={},{north},1001", k[0])).json()), ["kirkenes"]);
+    assert_eq!(names(&rows(&format!("near={},{north},985", k[0])).json()), Vec::<String>::new());
+
+    // Paging keeps the spatial filter; a cursor does not move to another box.
+    let first = rows("bbox=10.9,60.75,11.1,60.9&limit=1").json();
+    let next = first["next"].as_str().unwrap().to_string();
+    assert!(next.contains("bbox="), "{next}");
+    let second = get(port, &next, None, None).json();
+    let mut seen = vec![first["rows"][0]["name"].as_str().unwrap().to_string(), second["rows"][0]["name"].as_str().unwrap().to_string()];
+    seen.sort();
+    assert_eq!(seen, hamar);
+    let cursor = next.split("cursor=").nth(1).unwrap();
+    let r = get(port, &format!("/api/v1/datasets/hamar/steder/rows?bbox=0,50,30,72&cursor={cursor}"), None, None);
+    assert_eq!(r.status, 400, "{}", r.text());
+
+    // GeoJSON in WGS 84 (RFC 7946) when asked, with the stored CRS named otherwise.
+    let r = rows("format=geojson&crs=EPSG:4326&near=11.068,60.7945,10");
+    let v = r.json();
+    assert!(v.get("crs").is_none());
+    let c = &v["features"][0]["geometry"]["coordinates"];
+    assert!((c[0].as_f64().unwrap() - 11.068).abs() < 1e-8 && (c[1].as_f64().unwrap() - 60.7945).abs() < 1e-8, "{c}");
+    assert_eq!(rows("format=geojson&limit=1").json()["crs"]["properties"]["name"], "urn:ogc:def:crs:EPSG::25833");
+
+    // Bad parameters name themselves.
+    for (query, says) in [
+        ("bbox=1,2,3", "bbox: expected minx,miny,maxx,maxy"),
+        ("bbox=a,b,c,d", "bbox: expected"),
+        ("bbox=11,61,10,60", "the minimum comes first"),
+        ("bbox=10,60,200,61", "longitudes lie in -180..180"),
+        ("bbox=10,60,11,61&bbox-crs=EPSG:3857", "bbox-crs: expected EPSG:4326"),
+        ("near=11,60", "near: expected x,y,metres"),
+        ("near=11,60,-1", "near: the distance must be ≥ 0"),
+        ("near=11,60,1&bbox=10,60,11,61", "bbox or near, not both"),
+        ("near-crs=EPSG:25833", "no near for it to apply to"),
+        ("crs=EPSG:3035", "crs: expected"),
+        ("format=geojson&select=name", "needs a geometry column"),
+    ] {
+        let r = get(port, &format!("/api/v1/datasets/hamar/steder/rows?{}", query.replace(' ', "%20")), None, None);
+        assert_eq!(r.status, 400, "{query}: {}", r.text());
+        assert!(r.text().contains(says), "{query}: {}", r.text());
+    }
+    let r = get(port, "/api/v1/datasets/hias/vannkvalitet/rows?bbox=10,60,12,61", None, None);
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("has none you may read"), "{}", r.text());
+}

@@ -49,6 +49,8 @@ pub struct ColumnGrant {
     pub category: ColumnCategory,
     /// Subject key kind, if a key column.
     pub subject: Option<SubjectKind>,
+    /// For a geometry column, its CRS (`EPSG:25833`; EPSG:4326 when none was recorded).
+    pub crs: Option<String>,
 }
 
 /// How the address-protection rule applies to the protected-address columns.
@@ -245,7 +247,8 @@ pub(crate) fn own_rows(dataset: &DatasetMeta, columns: &[ColumnMeta], pid: &str)
 }
 
 fn column_grant(c: &ColumnMeta, mask: Option<Mask>) -> ColumnGrant {
-    ColumnGrant { name: c.name.clone(), mask, category: c.category, subject: c.subject_key }
+    let crs = (c.column_type == "geometry").then(|| c.crs.clone().unwrap_or_else(|| "EPSG:4326".into()));
+    ColumnGrant { name: c.name.clone(), mask, category: c.category, subject: c.subject_key, crs }
 }
 
 fn protection(all: &[ColumnMeta], granted: &[ColumnGrant], release_fortrolig: bool) -> Protection {

@@ -270,13 +270,19 @@ fn plain(batch: RecordBatch, schema: &Arc<Schema>) -> Result<RecordBatch, QueryE
     RecordBatch::try_new(schema.clone(), cols).map_err(|e| QueryError::Output(e.to_string()))
 }
 
+/// A geometry column: named as one, or marked as WKB by GeoArrow metadata (what the secure scan,
+/// `ST_Transform` and `ST_SetSRID` give).
+fn is_geometry(f: &Field, geometry: &[GeometryColumn]) -> bool {
+    geometry.iter().any(|g| &g.name == f.name()) || f.extension_type_name() == Some("geoarrow.wkb")
+}
+
 fn tabular_schema(schema: &Schema, geometry: &[GeometryColumn]) -> Arc<Schema> {
     Arc::new(Schema::new(
         schema
             .fields()
             .iter()
             .map(|f| {
-                let dt = if geometry.iter().any(|g| &g.name == f.name()) { DataType::Utf8 } else { plain_type(f.data_type()) };
+                let dt = if is_geometry(f, geometry) { DataType::Utf8 } else { plain_type(f.data_type()) };
                 Field::new(f.name(), dt, true)
             })
             .collect::<Vec<_>>(),
@@ -288,7 +294,7 @@ fn tabular(batch: RecordBatch, geometry: &[GeometryColumn]) -> Result<RecordBatc
     let schema = tabular_schema(&batch.schema(), geometry);
     let mut cols: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
     for (c, f) in batch.columns().iter().zip(schema.fields()) {
-        if geometry.iter().any(|g| &g.name == f.name()) {
+        if f.data_type() == &DataType::Utf8 && matches!(c.data_type(), DataType::Binary | DataType::LargeBinary | DataType::BinaryView) {
             let bin = cast(c, &DataType::Binary).map_err(|e| QueryError::Output(e.to_string()))?;
             let bin: &BinaryArray = bin.as_binary::<i32>();
             let mut b = StringBuilder::with_capacity(bin.len(), bin.len() * 32);
@@ -406,7 +412,8 @@ async fn write_xlsx(
 }
 
 /// One result column for API clients: its name and Tverr type (`text`, `integer`, `float`,
-/// `boolean`, `date`, `timestamp`, `binary`, or Arrow's name for anything else).
+/// `boolean`, `date`, `timestamp`, `geometry` (as WKT text), `binary`, or Arrow's name for anything
+/// else).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ResultColumn {
     /// Name.
@@ -414,6 +421,9 @@ pub struct ResultColumn {
     /// Type.
     #[serde(rename = "type")]
     pub column_type: String,
+    /// A geometry column's CRS (`EPSG:25833`), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crs: Option<String>,
 }
 
 /// The columns of a result schema.
@@ -422,6 +432,10 @@ pub fn result_columns(schema: &Schema) -> Vec<ResultColumn> {
         .fields()
         .iter()
         .map(|f| {
+            if is_geometry(f, &[]) {
+                let crs = crate::geo::field_crs(f).map(|c| c.to_string());
+                return ResultColumn { name: f.name().clone(), column_type: "geometry".into(), crs };
+            }
             let t = match plain_type(f.data_type()) {
                 DataType::Utf8 => "text".to_string(),
                 DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => "integer".into(),
@@ -433,7 +447,7 @@ pub fn result_columns(schema: &Schema) -> Vec<ResultColumn> {
                 DataType::Binary => "binary".into(),
                 other => other.to_string(),
             };
-            ResultColumn { name: f.name().clone(), column_type: t }
+            ResultColumn { name: f.name().clone(), column_type: t, crs: None }
         })
         .collect()
 }
@@ -454,7 +468,7 @@ pub fn json_objects(batch: &RecordBatch, geometry: &[GeometryColumn]) -> Result<
 
 /// A batch as CSV rows, with the header line when `header` is set.
 pub fn csv_rows(batch: &RecordBatch, header: bool) -> Result<Vec<u8>, QueryError> {
-    let batch = plain(batch.clone(), &plain_schema(&batch.schema()))?;
+    let batch = tabular(batch.clone(), &[])?;
     let mut buf = Vec::new();
     let mut w = arrow::csv::WriterBuilder::new()
         .with_header(header)

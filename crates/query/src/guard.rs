@@ -96,7 +96,7 @@ impl Visitor for Guard {
         if let Expr::Function(f) = e {
             let name = f.name.to_string().to_ascii_lowercase();
             let name = name.trim_matches('"');
-            if !ALLOWED_FUNCTIONS.contains(&name) {
+            if !ALLOWED_FUNCTIONS.contains(&name) && !crate::geo::function_names().any(|g| g == name) {
                 return ControlFlow::Break(format!("the function {name} is not allowed"));
             }
         }

@@ -3,6 +3,7 @@
 //! everything but single read-only queries with allowed functions; and streaming exports.
 
 mod export;
+pub mod geo;
 mod guard;
 mod secure;
 
@@ -74,17 +75,42 @@ impl From<datafusion::error::DataFusionError> for QueryError {
             E::External(inner) if inner.downcast_ref::<TimedOut>().is_some() => {
                 QueryError::Timeout(inner.downcast_ref::<TimedOut>().map_or(0, |t| t.0))
             }
-            E::SQL(..) | E::Plan(_) | E::SchemaError(..) => QueryError::Invalid(e.strip_backtrace().to_string()),
+            E::SQL(..) | E::Plan(_) | E::SchemaError(..) => QueryError::Invalid(plan_message(&e.strip_backtrace())),
             E::NotImplemented(m) => QueryError::NotAllowed(m.clone()),
             other => QueryError::Execution(execution_message(other)),
         }
     }
 }
 
+/// A planning error's text, without DataFusion's list of every signature a function would
+/// have taken (thousands of characters for the geo functions).
+fn plan_message(text: &str) -> String {
+    const NO_MATCH: &str = "No function matches the given name and argument types '";
+    let Some(start) = text.find(NO_MATCH) else { return text.to_string() };
+    let call = text[start + NO_MATCH.len()..].split('\'').next().unwrap_or_default();
+    let mut message = format!("the function call {call} does not take these argument types");
+    if call.starts_with("st_") && call.contains("Binary") {
+        message.push_str(
+            "; geometry columns are WKB: convert them first, e.g. ST_X(ST_GeomFromWKB(geometry)), or use a function that takes WKB (ST_AsText, ST_Transform, ST_DWithin, ST_Area)",
+        );
+    }
+    message
+}
+
 /// A message for an execution error that says what kind of thing failed but never echoes a
 /// value (DataFusion's own texts quote the value that failed to cast, for example).
 fn execution_message(e: &datafusion::error::DataFusionError) -> String {
     let text = e.to_string().to_ascii_lowercase();
+    // Tverr's own geo functions fail with fixed texts that never quote a value.
+    let original = e.to_string();
+    for function in geo::FAILING_FUNCTIONS {
+        for failure in geo::FAILURES {
+            let known = format!("{function}: {failure}");
+            if original.contains(&known) {
+                return known;
+            }
+        }
+    }
     if text.contains("divide by zero") || text.contains("division by zero") {
         "division by zero".into()
     } else if text.contains("cast") || text.contains("parse") {
@@ -126,7 +152,7 @@ pub struct Released {
 }
 
 /// A REST read of one dataset ([`Engine::rows`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RowsQuery {
     /// Columns to return, in this order; empty for every column the caller may see.
     pub select: Vec<String>,
@@ -143,14 +169,18 @@ pub struct RowsQuery {
     /// Read in one partition, so the same query over the same version returns rows in the
     /// same order every time (paging).
     pub stable_order: bool,
+    /// Only rows whose (first) geometry column meets a box or lies near a point.
+    pub spatial: Option<geo::Spatial>,
+    /// Geometry columns in this CRS rather than the stored one.
+    pub crs: Option<geo::Crs>,
 }
 
 impl RowsQuery {
     /// The request as one line, hashed into the intent record.
     fn describe(&self, r: &DatasetRef) -> String {
         format!(
-            "rows {r} select {:?} where {:?} order {:?} offset {} limit {:?} version {:?}",
-            self.select, self.filter, self.order_by, self.offset, self.limit, self.version
+            "rows {r} select {:?} where {:?} order {:?} offset {} limit {:?} version {:?} spatial {:?} crs {:?}",
+            self.select, self.filter, self.order_by, self.offset, self.limit, self.version, self.spatial, self.crs
         )
     }
 }
@@ -493,7 +523,9 @@ impl Engine {
     /// run over the same version (what paging needs).
     fn context_with(partitions: usize) -> SessionContext {
         let config = SessionConfig::new().with_information_schema(false).with_target_partitions(partitions);
-        SessionContext::new_with_config(config)
+        let ctx = SessionContext::new_with_config(config);
+        geo::register(&ctx);
+        ctx
     }
 
     /// The grant for one dataset, or the error the caller may see.
@@ -658,6 +690,30 @@ impl Engine {
             let expr = df.parse_sql_expr(f)?;
             df = df.filter(expr)?;
         }
+        let geometry: Vec<(&str, geo::Crs)> =
+            grant.columns.iter().filter_map(|c| Some((c.name.as_str(), geo::Crs::parse(c.crs.as_deref()?)?))).collect();
+        if let Some(spatial) = &q.spatial {
+            let Some((column, crs)) = geometry.first() else {
+                return Err(QueryError::Invalid(format!("bbox and near need a geometry column, and {r} has none you may read")));
+            };
+            // A box is met where it is drawn, in the column's CRS; a distance is measured in
+            // degrees, so on the ellipsoid (UTM's scale error reaches 1.6 % in Finnmark).
+            let (compared, target) = match spatial {
+                geo::Spatial::Bbox { .. } => (ident(*column), *crs),
+                geo::Spatial::Near { .. } if crs.is_geographic() => (ident(*column), *crs),
+                geo::Spatial::Near { .. } => {
+                    (geo::Transform::udf().call(vec![ident(*column), datafusion::prelude::lit(geo::Crs::Wgs84.srid())]), geo::Crs::Wgs84)
+                }
+            };
+            let (shape, distance) = spatial.in_crs(target).map_err(QueryError::Invalid)?;
+            let wkb = geo::to_wkb(&shape).map_err(QueryError::Invalid)?;
+            let test = geo::DWithin::udf().call(vec![
+                compared,
+                datafusion::prelude::lit(datafusion::common::ScalarValue::Binary(Some(wkb))),
+                datafusion::prelude::lit(distance),
+            ]);
+            df = df.filter(test)?;
+        }
         if !q.order_by.is_empty() {
             let mut sort = Vec::new();
             for (name, descending) in &q.order_by {
@@ -683,6 +739,17 @@ impl Engine {
                 known(name)?;
             }
             df = df.select(q.select.iter().map(ident).collect::<Vec<_>>())?;
+        }
+        if let Some(to) = q.crs {
+            let names: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+            let columns = names.iter().map(|f| {
+                if geometry.iter().any(|(g, _)| g == f) {
+                    geo::Transform::udf().call(vec![ident(f), datafusion::prelude::lit(to.srid())]).alias(f)
+                } else {
+                    ident(f)
+                }
+            });
+            df = df.select(columns.collect::<Vec<_>>())?;
         }
         let stream = df.execute_stream().await?;
         let grants = vec![(grant, opened)];
@@ -764,16 +831,17 @@ impl Engine {
     }
 
     /// The geometry columns a grant releases, with their CRS (EPSG:4326 when none is recorded).
-    pub async fn geometry_columns(&self, grant: &Grant) -> Result<Vec<GeometryColumn>, QueryError> {
-        Ok(self
-            .store
-            .catalog
-            .columns(&grant.dataset)
-            .await?
-            .into_iter()
-            .filter(|c| c.column_type == "geometry" && grant.columns.iter().any(|g| g.name == c.name))
-            .map(|c| GeometryColumn { name: c.name, crs: c.crs.unwrap_or_else(|| "EPSG:4326".into()) })
-            .collect())
+    /// With `output`, every geometry column is given in that CRS instead (what
+    /// [`RowsQuery::crs`] does).
+    pub fn geometry_columns(grant: &Grant, output: Option<geo::Crs>) -> Vec<GeometryColumn> {
+        grant
+            .columns
+            .iter()
+            .filter_map(|c| {
+                let stored = c.crs.clone()?;
+                Some(GeometryColumn { name: c.name.clone(), crs: output.map_or(stored, |o| o.to_string()) })
+            })
+            .collect()
     }
 
     /// The store behind the engine.

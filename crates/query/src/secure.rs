@@ -194,14 +194,20 @@ impl SecureTable {
                     None => column.clone(),
                     Some(m) => mask(m, column.clone(), &data_type, c.category, &grant.hmac_key)?,
                 };
-                if c.category == ColumnCategory::ProtectedAddress {
-                    protect(&grant.protection, masked, &source)
+                let released = if c.category == ColumnCategory::ProtectedAddress {
+                    protect(&grant.protection, masked, &source)?
                 } else {
-                    if c.mask.is_none() {
+                    // A geometry column is released with its CRS attached, so filters on it
+                    // see the released value rather than the stored one.
+                    if c.mask.is_none() && c.crs.is_none() {
                         plain.insert(c.name.clone());
                     }
-                    Ok(masked)
-                }
+                    masked
+                };
+                Ok(match c.crs.as_deref().and_then(crate::geo::Crs::parse) {
+                    Some(crs) => crate::geo::SetSrid::udf().call(vec![released, lit(crs.srid())]),
+                    None => released,
+                })
             })
             .collect::<DfResult<Vec<_>>>()?;
         let aliased = grant.columns.iter().zip(&released).map(|(c, e)| e.clone().alias(&c.name)).collect::<Vec<_>>();

@@ -26,8 +26,11 @@ pub struct PurposeHeader {
 #[allow(dead_code)]
 pub struct Column {
     name: String,
+    /// text, integer, float, boolean, date, timestamp, geometry (as WKT), binary, or Arrow's name.
     #[serde(rename = "type")]
     column_type: String,
+    /// A geometry column's CRS, e.g. EPSG:25833.
+    crs: Option<String>,
 }
 
 /// The JSON of `POST /api/v1/sql`.

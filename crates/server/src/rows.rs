@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use futures::StreamExt;
 use tverr_core::DatasetRef;
-use tverr_query::{CsvOptions, ExportFormat, ExportOptions, GeometryColumn, QueryError, RowsQuery};
+use tverr_query::geo::{Crs, Spatial};
+use tverr_query::{CsvOptions, Engine, ExportFormat, ExportOptions, GeometryColumn, QueryError, RowsQuery};
 
 use crate::{AppState, Caller, Problem};
 
@@ -20,7 +21,7 @@ pub const MAX_PAGE: usize = 10_000;
 /// The parameters this route takes.
 const PARAMETERS: &[&str] = &[
     "select", "where", "order_by", "limit", "offset", "cursor", "version", "as_of", "format", "delimiter", "decimal", "bom",
-    "purpose",
+    "bbox", "bbox-crs", "near", "near-crs", "crs", "purpose",
 ];
 
 /// The request's parameters, parsed and checked.
@@ -33,6 +34,11 @@ struct Params {
     as_of: Option<chrono::DateTime<chrono::Utc>>,
     format: Option<ExportFormat>,
     csv: CsvOptions,
+    /// `bbox=` or `near=` numbers, read with their CRS once every parameter is known.
+    bbox: Option<[f64; 4]>,
+    near: Option<[f64; 3]>,
+    bbox_crs: Option<Crs>,
+    near_crs: Option<Crs>,
     /// Every parameter but the position ones, for the `next` link.
     kept: Vec<(String, String)>,
 }
@@ -64,7 +70,7 @@ impl Cursor {
 /// A digest of what selects and orders the rows, so a cursor is not used with another query.
 fn query_digest(r: &DatasetRef, q: &RowsQuery) -> String {
     use sha2::Digest;
-    let text = format!("{r}\n{:?}\n{:?}\n{:?}", q.select, q.filter, q.order_by);
+    let text = format!("{r}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}", q.select, q.filter, q.order_by, q.spatial, q.crs);
     hex::encode(&sha2::Sha256::digest(text.as_bytes())[..12])
 }
 
@@ -74,6 +80,17 @@ fn column_list(name: &str, value: &str) -> Result<Vec<String>, Problem> {
         return Err(Problem::invalid_parameter(format!("{name}: expected column names separated by commas, found {value:?}")));
     }
     Ok(names)
+}
+
+/// `n` finite numbers separated by commas.
+fn numbers<const N: usize>(name: &str, value: &str, shape: &str) -> Result<[f64; N], Problem> {
+    let bad = || Problem::invalid_parameter(format!("{name}: expected {shape}, found {value:?}"));
+    let parts: Vec<f64> = value.split(',').map(|v| v.trim().parse::<f64>().ok().filter(|n| n.is_finite())).collect::<Option<_>>().ok_or_else(bad)?;
+    parts.try_into().map_err(|_| bad())
+}
+
+fn crs(name: &str, value: &str) -> Result<Crs, Problem> {
+    Crs::parse(value).ok_or_else(|| Problem::invalid_parameter(format!("{name}: expected {}, found {value:?}", Crs::supported())))
 }
 
 fn number(name: &str, value: &str) -> Result<usize, Problem> {
@@ -174,6 +191,23 @@ fn parse(raw: Option<&str>) -> Result<Params, Problem> {
                     _ => return Err(Problem::invalid_parameter(format!("bom: expected true or false, found {value:?}"))),
                 }
             }
+            "bbox" => {
+                let b = numbers::<4>("bbox", &value, "minx,miny,maxx,maxy")?;
+                if b[0] > b[2] || b[1] > b[3] {
+                    return Err(Problem::invalid_parameter(format!("bbox: the minimum comes first (minx,miny,maxx,maxy), found {value:?}")));
+                }
+                p.bbox = Some(b);
+            }
+            "near" => {
+                let n = numbers::<3>("near", &value, "x,y,metres")?;
+                if n[2] < 0.0 {
+                    return Err(Problem::invalid_parameter(format!("near: the distance must be ≥ 0 metres, found {}", n[2])));
+                }
+                p.near = Some(n);
+            }
+            "bbox-crs" => p.bbox_crs = Some(crs("bbox-crs", &value)?),
+            "near-crs" => p.near_crs = Some(crs("near-crs", &value)?),
+            "crs" => p.query.crs = Some(crs("crs", &value)?),
             _ => {}
         }
         if !matches!(name.as_str(), "offset" | "cursor" | "version" | "as_of") {
@@ -189,6 +223,29 @@ fn parse(raw: Option<&str>) -> Result<Params, Problem> {
     }
     if p.csv != CsvOptions::default() && p.format.is_some_and(|f| f != ExportFormat::Csv) {
         return Err(Problem::invalid_parameter("delimiter, decimal and bom apply to format=csv only"));
+    }
+    if p.bbox.is_some() && p.near.is_some() {
+        return Err(Problem::invalid_parameter("give bbox or near, not both"));
+    }
+    if p.bbox_crs.is_some() && p.bbox.is_none() {
+        return Err(Problem::invalid_parameter("bbox-crs: there is no bbox for it to apply to"));
+    }
+    if p.near_crs.is_some() && p.near.is_none() {
+        return Err(Problem::invalid_parameter("near-crs: there is no near for it to apply to"));
+    }
+    if let Some([min_x, min_y, max_x, max_y]) = p.bbox {
+        let crs = p.bbox_crs.unwrap_or(Crs::Wgs84);
+        if crs.is_geographic() && (min_x < -180.0 || max_x > 180.0 || min_y < -90.0 || max_y > 90.0) {
+            return Err(Problem::invalid_parameter("bbox: longitudes lie in -180..180 and latitudes in -90..90 (EPSG:4326, longitude first); give bbox-crs for metres"));
+        }
+        p.query.spatial = Some(Spatial::Bbox { min_x, min_y, max_x, max_y, crs });
+    }
+    if let Some([x, y, metres]) = p.near {
+        let crs = p.near_crs.unwrap_or(Crs::Wgs84);
+        if crs.is_geographic() && !((-180.0..=180.0).contains(&x) && (-90.0..=90.0).contains(&y)) {
+            return Err(Problem::invalid_parameter("near: a longitude lies in -180..180 and a latitude in -90..90 (EPSG:4326, longitude first); give near-crs for metres"));
+        }
+        p.query.spatial = Some(Spatial::Near { x, y, metres, crs });
     }
     if p.csv.decimal_comma && p.csv.delimiter == b',' {
         return Err(Problem::invalid_parameter("decimal=, needs another delimiter (delimiter=;), or every decimal splits a field"));
@@ -230,6 +287,11 @@ async fn version_at(state: &AppState, r: &DatasetRef, at: chrono::DateTime<chron
         ("delimiter" = Option<String>, Query, description = "CSV: , ; | or tab"),
         ("decimal" = Option<String>, Query, description = "CSV: , or ."),
         ("bom" = Option<bool>, Query, description = "CSV: start with a UTF-8 byte-order mark (Excel)"),
+        ("bbox" = Option<String>, Query, description = "Rows whose geometry meets this box: minx,miny,maxx,maxy (longitude/easting first)", example = "11.0,60.7,11.2,60.85"),
+        ("bbox-crs" = Option<String>, Query, description = "CRS of bbox: EPSG:4326 (default), EPSG:25832 or EPSG:25833"),
+        ("near" = Option<String>, Query, description = "Rows whose geometry lies within a distance of a point: x,y,metres", example = "11.068,60.7945,1000"),
+        ("near-crs" = Option<String>, Query, description = "CRS of the near point: EPSG:4326 (default), EPSG:25832 or EPSG:25833"),
+        ("crs" = Option<String>, Query, description = "Return geometries in this CRS (EPSG:4326, EPSG:25832 or EPSG:25833) instead of the stored one"),
         crate::openapi::PurposeHeader,
     ),
     responses(
@@ -271,7 +333,7 @@ pub async fn rows(
     p.query.offset = p.offset.unwrap_or(0);
     if let Some(c) = &p.cursor {
         if c.q != digest {
-            return Err(Problem::invalid_parameter("cursor: it belongs to another query (select, where or order_by changed); start again without cursor="));
+            return Err(Problem::invalid_parameter("cursor: it belongs to another query (select, where, order_by, bbox, near or crs changed); start again without cursor="));
         }
         p.query.version = Some(c.v);
         p.query.offset = c.o;
@@ -291,15 +353,25 @@ pub async fn rows(
         .started()
         .await
         .map_err(Problem::from_query)?;
-    let geometry = state.engine.geometry_columns(&released.grants[0]).await.map_err(Problem::from_query)?;
+    let schema = released.stream.schema();
+    let mut geometry = Engine::geometry_columns(&released.grants[0], p.query.crs);
+    geometry.retain(|g| schema.field_with_name(&g.name).is_ok());
+    if format == ExportFormat::GeoJson && geometry.is_empty() {
+        return Err(Problem::invalid_parameter("format=geojson needs a geometry column among the selected ones"));
+    }
     let version = released.versions[0];
-    if paged {
-        page(&r, p, released, &geometry, version, digest).await
+    let content_crs = geometry.first().and_then(|g| Crs::parse(&g.crs)).map(|c| format!("<{}>", c.uri()));
+    let mut response = if paged {
+        page(&r, p, released, &geometry, version, digest).await?
     } else {
         let options = ExportOptions { format, geometry, csv: p.csv };
         let name = format!("{}-{}{}.{}", r.org, r.dataset, version.map(|v| format!("-v{v}")).unwrap_or_default(), format.extension());
-        Ok(crate::download::file_response(released.stream, options, &name))
+        crate::download::file_response(released.stream, options, &name)
+    };
+    if let Some(value) = content_crs.and_then(|c| header::HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().insert("content-crs", value);
     }
+    Ok(response)
 }
 
 /// The shape of a JSON page (written directly as bytes, in this field order).
@@ -402,6 +474,34 @@ mod tests {
             vec![("a".into(), false), ("b".into(), true), ("c".into(), true), ("d".into(), false)]
         );
         assert_eq!(p.kept.len(), 2);
+    }
+
+    #[test]
+    fn spatial_parameters_are_read_with_their_crs() {
+        let p = parse(Some("bbox=285000,6745000,287000,6747000&bbox-crs=urn:ogc:def:crs:EPSG::25833&crs=4326")).unwrap();
+        assert_eq!(
+            p.query.spatial,
+            Some(Spatial::Bbox { min_x: 285000.0, min_y: 6745000.0, max_x: 287000.0, max_y: 6747000.0, crs: Crs::Utm33 })
+        );
+        assert_eq!(p.query.crs, Some(Crs::Wgs84));
+        let p = parse(Some("near=11.068,60.7945,1500")).unwrap();
+        assert_eq!(p.query.spatial, Some(Spatial::Near { x: 11.068, y: 60.7945, metres: 1500.0, crs: Crs::Wgs84 }));
+        let err = |q: &str| parse(Some(q)).unwrap_err().detail;
+        assert!(err("bbox=1,2,3,inf").contains("bbox: expected"));
+        assert!(err("bbox=1,2,3,NaN").contains("bbox: expected"));
+        assert!(err("near=11,95,10").contains("a latitude in -90..90"));
+        assert!(err("near=1,2,3&near-crs=EPSG:32633").contains("near-crs: expected"));
+    }
+
+    #[test]
+    fn a_cursor_is_bound_to_the_spatial_filter_and_the_crs() {
+        let r: DatasetRef = "hamar/barnehager".parse().unwrap();
+        let a = parse(Some("bbox=10,60,11,61")).unwrap().query;
+        let b = parse(Some("bbox=10,60,11,62")).unwrap().query;
+        let c = parse(Some("bbox=10,60,11,61&crs=EPSG:25833")).unwrap().query;
+        assert_ne!(query_digest(&r, &a), query_digest(&r, &b));
+        assert_ne!(query_digest(&r, &a), query_digest(&r, &c));
+        assert_eq!(query_digest(&r, &a), query_digest(&r, &parse(Some("bbox=10,60,11,61")).unwrap().query));
     }
 
     #[test]
