@@ -32,7 +32,7 @@ use datafusion::logical_expr::{
     TableProviderFilterPushDown, Volatility, cast, lit, when,
 };
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
-use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::filter::FilterExecBuilder;
 use datafusion::physical_plan::limit::GlobalLimitExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::projection::ProjectionExec;
@@ -358,8 +358,13 @@ impl TableProvider for SecureTable {
         let permitted = builder.project(needed.iter().map(|n| ident(n)))?.build()?;
         let mut plan: Arc<dyn ExecutionPlan> = Arc::new(SecureScanExec { input: state.create_physical_plan(&permitted).await? });
         let inner_schema = DFSchema::try_from(plan.schema().as_ref().clone())?;
+        // The topmost filter stops once it has the rows a LIMIT that reached the scan asks for;
+        // otherwise it would gather a full batch (8,192 rows) first, reading most of a table for
+        // a selective condition.
+        let plain_fetch = if on_released.is_empty() { limit } else { None };
         if let Some(predicate) = plain.into_iter().reduce(Expr::and) {
-            plan = Arc::new(FilterExec::try_new(state.create_physical_expr(predicate, &inner_schema)?, plan)?);
+            let predicate = state.create_physical_expr(predicate, &inner_schema)?;
+            plan = Arc::new(FilterExecBuilder::new(predicate, plan).with_fetch(plain_fetch).build()?);
             // A barrier again, so the optimizer cannot swap the masks below these filters: the
             // masks (an HMAC, say) are computed only for the rows the filters keep.
             plan = Arc::new(SecureScanExec { input: plan });
@@ -377,7 +382,8 @@ impl TableProvider for SecureTable {
         plan = Arc::new(ProjectionExec::try_new(exprs, plan)?);
         if let Some(predicate) = on_released.into_iter().reduce(Expr::and) {
             let released_schema = DFSchema::try_from(plan.schema().as_ref().clone())?;
-            plan = Arc::new(FilterExec::try_new(state.create_physical_expr(predicate, &released_schema)?, plan)?);
+            let predicate = state.create_physical_expr(predicate, &released_schema)?;
+            plan = Arc::new(FilterExecBuilder::new(predicate, plan).with_fetch(limit).build()?);
         }
         // DataFusion hands a LIMIT to the scan only when no filter stays above it, so applying it
         // here returns the same rows, and the tap sees only those.
