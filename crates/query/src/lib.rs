@@ -100,9 +100,9 @@ fn plan_message(text: &str) -> String {
 /// A message for an execution error that says what kind of thing failed but never echoes a
 /// value (DataFusion's own texts quote the value that failed to cast, for example).
 fn execution_message(e: &datafusion::error::DataFusionError) -> String {
-    let text = e.to_string().to_ascii_lowercase();
-    // Tverr's own geo functions fail with fixed texts that never quote a value.
     let original = e.to_string();
+    let text = original.to_ascii_lowercase();
+    // Tverr's own geo functions fail with fixed texts that never quote a value.
     for function in geo::FAILING_FUNCTIONS {
         for failure in geo::FAILURES {
             let known = format!("{function}: {failure}");
@@ -696,8 +696,9 @@ impl Engine {
             let Some((column, crs)) = geometry.first() else {
                 return Err(QueryError::Invalid(format!("bbox and near need a geometry column, and {r} has none you may read")));
             };
-            // A box is met where it is drawn, in the column's CRS; a distance is measured in
-            // degrees, so on the ellipsoid (UTM's scale error reaches 1.6 % in Finnmark).
+            // A box is tested in the column's CRS. A distance is measured on the ellipsoid: a
+            // UTM column is taken to EPSG:4326 first, as UTM's scale is off by up to 1.6 % at
+            // Norway's edges.
             let (compared, target) = match spatial {
                 geo::Spatial::Bbox { .. } => (ident(*column), *crs),
                 geo::Spatial::Near { .. } if crs.is_geographic() => (ident(*column), *crs),
