@@ -1,7 +1,11 @@
 """Shared fixtures: the tverr binary built by cargo, and a private data directory."""
+import contextlib
 import os
 import pathlib
+import socket
 import subprocess
+import time
+import urllib.request
 
 import pytest
 
@@ -28,6 +32,28 @@ class Tverr:
         out = subprocess.run([tverr_bin(), *args], env=self.env, capture_output=True)
         assert out.returncode == 0, f"tverr {args} failed: {out.stderr.decode()}"
         return out.stdout.decode()
+
+    @contextlib.contextmanager
+    def serve(self):
+        """`tverr serve` on a free loopback port, answering /health; yields its base URL."""
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        proc = subprocess.Popen([tverr_bin(), "serve", "--listen", f"127.0.0.1:{port}"], env=self.env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(200):
+                try:
+                    urllib.request.urlopen(base + "/health")
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            yield base
+        finally:
+            proc.terminate()
+            proc.wait()
 
     def setup_people(self):
         self.run("org", "create", "test", "--name", "Test", "--orgnr", "970540008")

@@ -3,9 +3,6 @@ openpyxl, pyarrow, json) and equals the SQL result of the same question over HTT
 import csv
 import io
 import json
-import socket
-import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -14,17 +11,9 @@ import openpyxl
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import Tverr, tverr_bin
+from conftest import Tverr
 
 PURPOSE = "byggesaksbehandling"
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.fixture(scope="module")
@@ -32,19 +21,8 @@ def server(tmp_path_factory):
     t = Tverr(tmp_path_factory.mktemp("api") / "data")
     t.run("demo", "--persons", "400")
     token = t.run("token", "create", "--user", "ola").strip()
-    port = free_port()
-    proc = subprocess.Popen([tverr_bin(), "serve", "--listen", f"127.0.0.1:{port}"], env=t.env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(base + "/health")
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield base, token
-    proc.terminate()
-    proc.wait()
+    with t.serve() as base:
+        yield base, token
 
 
 def fetch(base, token, path, body=None):

@@ -3,18 +3,14 @@ implementation, over random points across Norway; and tests/geo/known_points.csv
 Rust tests use, still holds PROJ's figures."""
 import csv
 import json
-import pathlib
 import random
-import subprocess
-import time
 import urllib.parse
 import urllib.request
 
 import pytest
 from pyproj import Geod, Transformer
 
-from conftest import ROOT, Tverr, tverr_bin
-from test_api_exports import free_port
+from conftest import ROOT, Tverr
 
 N = 400
 random.seed(20261127)
@@ -43,19 +39,8 @@ def server(tmp_path_factory):
     for name, path in (("wgs", wgs), ("utm", utm)):
         t.run("ingest", f"test/{name}", str(path), "--create", "--department", "kart", "--title", name,
               "--classification", "open")
-    port = free_port()
-    proc = subprocess.Popen([tverr_bin(), "serve", "--listen", f"127.0.0.1:{port}"], env=t.env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(base + "/health")
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield base
-    proc.terminate()
-    proc.wait()
+    with t.serve() as base:
+        yield base
 
 
 def get_json(base, path):
