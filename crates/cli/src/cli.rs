@@ -62,6 +62,11 @@ enum Command {
     Export(ExportArgs),
     /// Run a read-only SQL query over tables named org.dataset.
     Sql(SqlArgs),
+    /// Everything you may see about one person, property or organisation, for a purpose.
+    Lookup(LookupArgs),
+    /// Erase every row about a subject from datasets (GDPR art. 17): a new version without the
+    /// rows, then a vacuum that deletes every file still holding them. Operator only.
+    Erase(EraseArgs),
     /// Local users (admins, stewards, employees, auditors).
     #[command(subcommand)]
     User(access::UserCommand),
@@ -304,6 +309,33 @@ struct SqlArgs {
 }
 
 #[derive(Debug, Args)]
+struct LookupArgs {
+    /// person | property | organization.
+    kind: String,
+    /// Fødselsnummer, matrikkel unit (3403-12/345) or organisasjonsnummer.
+    id: String,
+    /// The purpose of the look-up (required).
+    #[arg(long, env = "TVERR_PURPOSE")]
+    purpose: Option<String>,
+    /// Print the look-up as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    actor: access::Actor,
+}
+
+#[derive(Debug, Args)]
+struct EraseArgs {
+    /// person | property | organization.
+    kind: String,
+    /// The subject's key.
+    id: String,
+    /// A dataset to erase from, ORG/DATASET (repeatable; at least one).
+    #[arg(long = "dataset", required = true)]
+    datasets: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 struct DemoArgs {
     /// Persons in the population copy.
     #[arg(long, default_value_t = 32_000)]
@@ -459,6 +491,8 @@ async fn dispatch(cli: Cli, store: Store, engine: &Engine) -> Result<()> {
         Command::History(a) => history(&store, &a).await?,
         Command::Export(a) => export(engine, a).await?,
         Command::Sql(a) => sql(engine, a).await?,
+        Command::Lookup(a) => lookup(engine, a).await?,
+        Command::Erase(a) => erase(engine, a).await?,
         Command::Audit(c) => audit_command(engine, c).await?,
         Command::User(c) => access::user(&Policy::new(store.catalog.clone()), c).await?,
         Command::Token(c) => access::token(&Policy::new(store.catalog.clone()), c).await?,
@@ -475,6 +509,10 @@ async fn dispatch(cli: Cli, store: Store, engine: &Engine) -> Result<()> {
                 eprintln!("creating the demo municipality ({} persons)…", a.persons);
                 let config = tverr_demo::DemoConfig { persons: a.persons, ..Default::default() };
                 tverr_demo::create(&store, &config).await?;
+            }
+            let indexed = store.ensure_indexed().await?;
+            if !indexed.is_empty() {
+                eprintln!("indexed the subject keys of {}", indexed.join(", "));
             }
             let listener = tokio::net::TcpListener::bind(&a.listen)
                 .await
@@ -682,6 +720,74 @@ async fn export(engine: &Engine, a: ExportArgs) -> Result<()> {
     let rows = result?;
     if let Some(path) = &a.out {
         eprintln!("{rows} rows written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn subject_kind(kind: &str) -> Result<tverr_core::SubjectKind> {
+    kind.parse().map_err(|e| anyhow!("{e}"))
+}
+
+async fn lookup(engine: &Engine, a: LookupArgs) -> Result<()> {
+    let kind = subject_kind(&a.kind)?;
+    let who = a.actor.principal(engine.policy()).await?;
+    engine.store().ensure_indexed().await?;
+    let found = engine.lookup(&who, a.purpose.as_deref(), kind, &a.id, "cli-lookup").await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+        return Ok(());
+    }
+    print_orgs(&found.organizations, "");
+    if found.organizations.is_empty() {
+        println!("Ingen treff du har tilgang til for formålet / nothing you may see for this purpose");
+    }
+    for r in &found.related {
+        println!("\nRelatert / related: {} {} (via {}.{})", r.kind, r.id, r.via.dataset, r.via.column);
+        print_orgs(&r.organizations, "  ");
+    }
+    Ok(())
+}
+
+fn print_orgs(orgs: &[tverr_query::LookupOrg], indent: &str) {
+    for o in orgs {
+        for d in &o.departments {
+            for f in &d.datasets {
+                println!("{indent}{} › {} › {} [{} v{}]", o.name, d.name, f.title, f.dataset, f.version);
+                let basis = serde_json::to_value(&f.basis).unwrap_or_default();
+                let legal = f.legal_basis.as_ref().map(|l| format!(" — {} (GDPR {})", l.hjemmel, l.gdpr_article)).unwrap_or_default();
+                println!("{indent}  grunnlag / basis: {basis}{legal}");
+                println!("{indent}  treff på / matched on: {}", f.matched_on.join(", "));
+                for row in &f.rows {
+                    let fields: Vec<String> = row
+                        .as_object()
+                        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect())
+                        .unwrap_or_default();
+                    println!("{indent}  - {}", fields.join("; "));
+                }
+            }
+        }
+    }
+}
+
+async fn erase(engine: &Engine, a: EraseArgs) -> Result<()> {
+    let kind = subject_kind(&a.kind)?;
+    let mut refs = Vec::new();
+    for d in &a.datasets {
+        refs.push(d.parse::<DatasetRef>().map_err(|e| anyhow!("--dataset {d:?}: {e}"))?);
+    }
+    for r in refs {
+        let outcome = engine.store().erase(&r, kind, &a.id, "operator").await?;
+        let mut details = serde_json::to_value(&outcome)?;
+        details["kind"] = serde_json::json!(kind.as_str());
+        if kind == tverr_core::SubjectKind::Person {
+            let key = kind.canonicalise(&a.id).map_err(|e| anyhow!("{e}"))?;
+            details["subject"] = serde_json::json!(engine.audit().subject_id(&key));
+        }
+        engine.log_event("erasure", &tverr_policy::Principal::Operator, "cli", details).await?;
+        match outcome.version {
+            Some(v) => println!("{r}: {} rows erased in version {v}; {} data files deleted", outcome.rows_removed, outcome.files_deleted),
+            None => println!("{r}: no rows about this subject"),
+        }
     }
     Ok(())
 }

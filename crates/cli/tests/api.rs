@@ -430,14 +430,15 @@ fn the_openapi_document_covers_every_route() {
         "/health", "/api/v1/datasets", "/api/v1/datasets/{org}/{dataset}", "/api/v1/datasets/{org}/{dataset}/rows",
         "/api/v1/datasets/{org}/{dataset}/versions", "/api/v1/sql", "/api/v1/login", "/api/v1/audit", "/api/v1/audit/verify",
         "/api/v1/me/access-log", "/api/v1/me/data", "/api/v1/agreements", "/api/v1/agreements/{id}",
-        "/api/v1/agreements/{id}/{action}", "/api/v1/openapi.json",
+        "/api/v1/agreements/{id}/{action}", "/api/v1/openapi.json", "/api/v1/subjects/person/{id}",
+        "/api/v1/subjects/property/{id}", "/api/v1/subjects/organization/{id}",
     ] {
         let item = paths.get(route).unwrap_or_else(|| panic!("{route} is not in the document"));
         for (method, op) in item.as_object().unwrap() {
             assert!(op["responses"]["default"]["content"]["application/problem+json"].is_object(), "{method} {route}: no problem response");
         }
     }
-    assert_eq!(paths.len(), 15, "a route was added without documenting it, or documented without a route");
+    assert_eq!(paths.len(), 18, "a route was added without documenting it, or documented without a route");
     assert!(doc["components"]["schemas"]["Problem"].is_object());
 }
 

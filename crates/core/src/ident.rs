@@ -245,40 +245,134 @@ pub struct Matrikkel {
     pub snr: u32,
 }
 
+/// Kommunenummer renumberings (`data/kommunenummer.tsv`): old number → the one that replaced it.
+static RENUMBERED: std::sync::LazyLock<std::collections::HashMap<u16, u16>> = std::sync::LazyLock::new(|| {
+    include_str!("../data/kommunenummer.tsv")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let mut parts = l.split('\t');
+            let mut number = || parts.next().and_then(|p| p.parse::<u16>().ok()).expect("kommunenummer.tsv: old and new are numbers");
+            (number(), number())
+        })
+        .collect()
+});
+
+/// The kommunenummer in force for `knr`: renumberings are followed to the end of their chain
+/// (0533 Lunner → 3054 → 3234). A number that was never renumbered is returned as it is.
+pub fn current_kommunenummer(knr: u16) -> u16 {
+    let mut current = knr;
+    // The table has no cycles (tested); the bound guards against a bad edit all the same.
+    for _ in 0..8 {
+        match RENUMBERED.get(&current) {
+            Some(next) => current = *next,
+            None => break,
+        }
+    }
+    current
+}
+
 impl Matrikkel {
-    /// Parses `knr-gnr/bnr[/fnr[/snr]]`; `-`, space or `/` may separate the kommunenummer.
+    /// Parses a matrikkel unit that names its kommune: `knr-gnr/bnr[/fnr[/snr]]`, with `-`, a
+    /// space or `/` after the kommunenummer, or the words `knr 3403 gnr 12 bnr 345`.
+    /// Historical kommunenummer are mapped to today's (0403 → 3403), and a kommunenummer that
+    /// lost its leading zero in a spreadsheet (`301-…`) gets it back.
     pub fn parse(input: &str) -> Result<Self, IdentError> {
+        Self::parse_in(input, None)
+    }
+
+    /// Like [`Matrikkel::parse`], and also accepts the short forms people use inside their own
+    /// kommune, `gnr/bnr[/fnr[/snr]]` and `gnr 12 bnr 345`, taking the kommune from `home`.
+    pub fn parse_in(input: &str, home: Option<u16>) -> Result<Self, IdentError> {
         let normalised: String = input
             .trim()
             .chars()
             .map(|c| match c {
                 '\u{FF10}'..='\u{FF19}' => char::from_u32(c as u32 - 0xFF10 + '0' as u32).unwrap_or(c),
-                _ => c,
+                '\u{FF0F}' => '/',
+                '\u{2010}' | '\u{2011}' | '\u{2013}' | '\u{FF0D}' => '-',
+                '\u{A0}' | '\u{202F}' | '\u{2009}' => ' ',
+                _ => c.to_ascii_lowercase(),
             })
             .collect();
-        let (knr, rest) = normalised
-            .split_once(['-', ' ', '/'])
-            .ok_or(IdentError::Matrikkel)?;
-        if knr.len() != 4 || !knr.bytes().all(|b| b.is_ascii_digit()) {
+        let (knr, nums) = if normalised.contains("gnr") {
+            Self::words(&normalised)?
+        } else {
+            Self::numbers(&normalised)?
+        };
+        let kommunenummer = match knr {
+            Some(k) => k,
+            None => home.ok_or(IdentError::Matrikkel)?,
+        };
+        if kommunenummer == 0 || kommunenummer > 9999 || nums[0] == 0 {
             return Err(IdentError::Matrikkel);
         }
-        let parts: Vec<&str> = rest.trim().split('/').map(str::trim).collect();
+        let kommunenummer = current_kommunenummer(kommunenummer);
+        Ok(Self { kommunenummer, gnr: nums[0], bnr: nums[1], fnr: nums[2], snr: nums[3] })
+    }
+
+    /// `knr 3403 gnr 12 bnr 345 fnr 0 snr 2`, with optional dots, commas and colons.
+    fn words(s: &str) -> Result<(Option<u16>, [u32; 4]), IdentError> {
+        let tokens: Vec<&str> = s.split([' ', ',', '.', ':']).filter(|t| !t.is_empty()).collect();
+        if tokens.len() % 2 != 0 {
+            return Err(IdentError::Matrikkel);
+        }
+        let mut knr = None;
+        let mut nums: [Option<u32>; 4] = [None; 4];
+        for pair in tokens.chunks(2) {
+            let slot = match pair[0] {
+                "knr" | "kommunenr" | "kommunenummer" => None,
+                "gnr" => Some(0),
+                "bnr" => Some(1),
+                "fnr" => Some(2),
+                "snr" => Some(3),
+                _ => return Err(IdentError::Matrikkel),
+            };
+            match slot {
+                None if knr.is_none() => knr = Some(kommune_part(pair[1])?),
+                Some(i) if nums[i].is_none() => nums[i] = Some(number_part(pair[1])?),
+                _ => return Err(IdentError::Matrikkel),
+            }
+        }
+        let (Some(gnr), Some(bnr)) = (nums[0], nums[1]) else { return Err(IdentError::Matrikkel) };
+        Ok((knr, [gnr, bnr, nums[2].unwrap_or(0), nums[3].unwrap_or(0)]))
+    }
+
+    /// `knr-gnr/bnr…`, `knr gnr/bnr…`, `knr/gnr/bnr…` (a four-digit first part) or `gnr/bnr…`.
+    fn numbers(s: &str) -> Result<(Option<u16>, [u32; 4]), IdentError> {
+        let (knr, rest) = match s.split_once(['-', ' ']) {
+            Some((k, rest)) => (Some(kommune_part(k.trim())?), rest.trim().trim_start_matches('-').trim_start()),
+            None => match s.split_once('/') {
+                Some((k, rest)) if k.len() == 4 && rest.contains('/') => (Some(kommune_part(k)?), rest),
+                _ => (None, s),
+            },
+        };
+        let parts: Vec<&str> = rest.split('/').map(str::trim).collect();
         if !(2..=4).contains(&parts.len()) {
             return Err(IdentError::Matrikkel);
         }
         let mut nums = [0u32; 4];
         for (n, p) in nums.iter_mut().zip(&parts) {
-            if p.is_empty() || p.len() > 6 || !p.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(IdentError::Matrikkel);
-            }
-            *n = p.parse().map_err(|_| IdentError::Matrikkel)?;
+            *n = number_part(p)?;
         }
-        let kommunenummer: u16 = knr.parse().map_err(|_| IdentError::Matrikkel)?;
-        if kommunenummer == 0 || nums[0] == 0 {
-            return Err(IdentError::Matrikkel);
-        }
-        Ok(Self { kommunenummer, gnr: nums[0], bnr: nums[1], fnr: nums[2], snr: nums[3] })
+        Ok((knr, nums))
     }
+}
+
+/// A kommunenummer: four digits, or three when a spreadsheet dropped the leading zero.
+fn kommune_part(p: &str) -> Result<u16, IdentError> {
+    if !(3..=4).contains(&p.len()) || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(IdentError::Matrikkel);
+    }
+    p.parse().map_err(|_| IdentError::Matrikkel)
+}
+
+/// A gårds-, bruks-, feste- or seksjonsnummer: one to six digits.
+fn number_part(p: &str) -> Result<u32, IdentError> {
+    if p.is_empty() || p.len() > 6 || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(IdentError::Matrikkel);
+    }
+    p.parse().map_err(|_| IdentError::Matrikkel)
 }
 
 impl fmt::Display for Matrikkel {
@@ -390,6 +484,59 @@ mod tests {
     }
 
     #[test]
+    fn date_offsets_at_their_boundaries() {
+        // D-numbers add 40 to the day: 41 and 71 are the first and the last valid day.
+        assert!(any("410190").kind() == PersonNumberKind::DNumber);
+        assert!(any("710190").kind() == PersonNumberKind::DNumber);
+        assert!(any("610290").kind() == PersonNumberKind::DNumber); // 21 February
+        for bad in ["400190", "720190", "700290"] {
+            assert!((0..1000u16).all(|i| Fodselsnummer::from_parts(bad, i).is_none()), "{bad}");
+        }
+        // H-numbers add 40 to the month (41–52), synthetic numbers 80 (81–92).
+        assert_eq!(any("014190").kind(), PersonNumberKind::HNumber);
+        assert_eq!(any("015290").kind(), PersonNumberKind::HNumber);
+        assert_eq!(any("018190").kind(), PersonNumberKind::Synthetic);
+        assert_eq!(any("019290").kind(), PersonNumberKind::Synthetic);
+        for bad in ["014090", "015390", "018090", "019390", "016090", "011390"] {
+            assert!((0..1000u16).all(|i| Fodselsnummer::from_parts(bad, i).is_none()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn century_rules_of_the_individual_number() {
+        assert_eq!(birth_year(99, 0), 1999);
+        assert_eq!(birth_year(0, 499), 1900);
+        assert_eq!(birth_year(54, 500), 1854);
+        assert_eq!(birth_year(99, 749), 1899);
+        assert_eq!(birth_year(0, 500), 2000);
+        assert_eq!(birth_year(39, 999), 2039);
+        assert_eq!(birth_year(40, 900), 1940);
+        assert_eq!(birth_year(99, 999), 1999);
+        // 29 February 1900 does not exist, 29 February 2000 does.
+        assert!((0..500u16).all(|i| Fodselsnummer::from_parts("290200", i).is_none()));
+        assert!((500..1000u16).any(|i| Fodselsnummer::from_parts("290200", i).is_some()));
+        // 29 February 1856 (individual 500–749, year 54–99) exists; 1855 does not.
+        assert!((500..750u16).any(|i| Fodselsnummer::from_parts("290256", i).is_some()));
+        assert!((500..750u16).all(|i| Fodselsnummer::from_parts("290255", i).is_none()));
+    }
+
+    #[test]
+    fn orgnr_check_digit_ten_is_invalid() {
+        // Weights 3,2,7,6,5,4,3,2: a remainder of 1 would need check digit 10, so no ninth
+        // digit makes the number valid.
+        let first8 = (10_000_000u32..10_100_000)
+            .map(|n| n.to_string())
+            .find(|s| {
+                let d: Vec<u8> = s.bytes().map(|b| b - b'0').collect();
+                weighted_sum(&d, &[3, 2, 7, 6, 5, 4, 3, 2]) % 11 == 1
+            })
+            .unwrap();
+        for last in 0..10 {
+            assert_eq!(Orgnr::parse(&format!("{first8}{last}")), Err(IdentError::CheckDigits));
+        }
+    }
+
+    #[test]
     fn wrong_length_and_letters() {
         assert!(matches!(Fodselsnummer::parse("0101075016"), Err(IdentError::Shape { .. })));
         assert!(matches!(Fodselsnummer::parse("0101075016a"), Err(IdentError::Shape { .. })));
@@ -418,12 +565,46 @@ mod tests {
     fn matrikkel_forms() {
         let m = Matrikkel::parse("3403-12/345").unwrap();
         assert_eq!(m.to_string(), "3403-12/345");
-        assert_eq!(Matrikkel::parse("3403-12/345/0/0").unwrap(), m);
-        assert_eq!(Matrikkel::parse(" 3403 12/345 ").unwrap(), m);
-        assert_eq!(Matrikkel::parse("0403-1/2/3").unwrap().to_string(), "0403-1/2/3");
+        for same in ["3403-12/345/0/0", " 3403 12/345 ", "3403/12/345", "3403 - 12 / 345", "knr 3403 gnr 12 bnr 345", "Gnr. 12, bnr. 345, knr. 3403", "３４０３－１２／３４５", "3403\u{2013}12/345"] {
+            assert_eq!(Matrikkel::parse(same).unwrap(), m, "{same}");
+        }
+        assert_eq!(Matrikkel::parse("0301-1/2/3").unwrap().to_string(), "0301-1/2/3");
+        assert_eq!(Matrikkel::parse("301-1/2/3").unwrap().to_string(), "0301-1/2/3");
         assert_eq!(Matrikkel::parse("3403-1/2/0/4").unwrap().to_string(), "3403-1/2/0/4");
-        for bad in ["3403", "3403-12", "403-12/345", "3403-12/abc", "3403-0/1", "3403-1/2/3/4/5", ""] {
+        assert_eq!(Matrikkel::parse("gnr 1 bnr 2 snr 4 knr 3403").unwrap().to_string(), "3403-1/2/0/4");
+        for bad in ["3403", "3403-12", "3-12/345", "34030-12/345", "3403-12/abc", "3403-0/1", "0000-1/1", "3403-1/2/3/4/5", "", "3403-1234567/1", "gnr 12", "gnr 12 bnr", "gnr 12 bnr 3 gnr 4", "gnr 12 bnr 3 hus 4", "3403-12//345"] {
             assert_eq!(Matrikkel::parse(bad), Err(IdentError::Matrikkel), "{bad}");
         }
+    }
+
+    #[test]
+    fn short_matrikkel_forms_need_a_home_kommune() {
+        for short in ["12/345", "gnr 12 bnr 345", "12/345/0/0"] {
+            assert_eq!(Matrikkel::parse(short), Err(IdentError::Matrikkel), "{short}");
+            assert_eq!(Matrikkel::parse_in(short, Some(3403)).unwrap().to_string(), "3403-12/345", "{short}");
+        }
+        // A home kommune given by its old number is mapped too; a full form ignores the home.
+        assert_eq!(Matrikkel::parse_in("12/345", Some(403)).unwrap().kommunenummer, 3403);
+        assert_eq!(Matrikkel::parse_in("0301-1/2", Some(3403)).unwrap().kommunenummer, 301);
+    }
+
+    #[test]
+    fn historical_kommunenummer_map_to_todays() {
+        assert_eq!(Matrikkel::parse("0403-12/345").unwrap().to_string(), "3403-12/345");
+        assert_eq!(Matrikkel::parse("403-12/345").unwrap().to_string(), "3403-12/345");
+        // Chains: Lunner 0533 → 3054 (2020) → 3234 (2024); Tromsø 1902 → 5401 → 5501.
+        assert_eq!(current_kommunenummer(533), 3234);
+        assert_eq!(current_kommunenummer(3054), 3234);
+        assert_eq!(current_kommunenummer(1902), 5501);
+        assert_eq!(current_kommunenummer(3403), 3403);
+        assert_eq!(current_kommunenummer(301), 301);
+        // Every chain ends, no number maps to itself, and nothing maps to a number that was
+        // itself replaced in the same year.
+        for (old, new) in RENUMBERED.iter() {
+            assert_ne!(old, new);
+            let end = current_kommunenummer(*old);
+            assert!(!RENUMBERED.contains_key(&end), "{old} does not end");
+        }
+        assert!(RENUMBERED.len() >= 70);
     }
 }

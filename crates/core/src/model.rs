@@ -191,6 +191,15 @@ impl SubjectKind {
         }
     }
 
+    /// Like [`SubjectKind::canonicalise`], and accepts the short matrikkel forms (`12/345`) in
+    /// the kommune `home` (a look-up by an employee of that kommune).
+    pub fn canonicalise_in(self, value: &str, home: Option<u16>) -> Result<String, crate::IdentError> {
+        match self {
+            SubjectKind::Property => crate::Matrikkel::parse_in(value, home).map(|m| m.to_string()),
+            other => other.canonicalise(value),
+        }
+    }
+
     /// How a value of this kind is named in messages.
     pub fn label(self) -> &'static str {
         match self {

@@ -17,6 +17,8 @@ pub const USERS: &[(&str, Option<&str>, &str, Role)] = &[
     ("hamar", Some("eiendomsskatt"), "per", Role::Employee),
     ("hamar", Some("folkeregister"), "siri", Role::Employee),
     ("hamar", None, "revisor", Role::Auditor),
+    // The service desk: one employee who answers citizens about everything the kommune holds.
+    ("hamar", Some("servicetorg"), "tove", Role::Employee),
     ("hias", Some("vann"), "lise", Role::Steward),
     // Stewards of the other providing departments, who approve their agreements.
     ("hamar", Some("folkeregister"), "frode", Role::Steward),
@@ -35,6 +37,7 @@ const LEGAL_BASES: &[(&str, &str, &str, &str, &str)] = &[
     ("hamar", "eigedomsskattelova-8a", "6(1)(e)", "eigedomsskattelova §§ 3 og 8 A-2 (utskriving og verdsetting)", "https://lovdata.no/lov/1975-06-06-29"),
     ("hamar", "vass-og-avlopsanleggslova-3", "6(1)(e)", "vass- og avløpsanleggslova § 3 (kommunale gebyr)", "https://lovdata.no/lov/2012-03-16-12/§3"),
     ("hamar", "folkeregisterloven-10-2", "6(1)(e)", "folkeregisterloven § 10-2 (utlevering til offentlige myndigheter)", "https://lovdata.no/lov/2016-12-09-88/§10-2"),
+    ("hamar", "fvl-11-veiledning", "6(1)(e)", "forvaltningsloven § 11 (veiledningsplikt) og kommuneloven § 4-1 (innbyggerservice)", "https://lovdata.no/lov/1967-02-10/§11"),
     ("hias", "vass-og-avlopsanleggslova-3", "6(1)(e)", "vass- og avløpsanleggslova § 3 (vassforsyning og gebyr)", "https://lovdata.no/lov/2012-03-16-12/§3"),
 ];
 
@@ -47,6 +50,7 @@ const PURPOSES: &[(&str, &str, &str, &str, &str)] = &[
     ("hamar", "eiendomsskatt", "eiendomsskatt", "Utskriving av eiendomsskatt", "eigedomsskattelova-8a"),
     ("hamar", "vanngebyr", "eiendomsskatt", "Fakturering av vann- og avløpsgebyr", "vass-og-avlopsanleggslova-3"),
     ("hamar", "folkeregisterforvaltning", "folkeregister", "Forvaltning av befolkningskopien", "folkeregisterloven-10-2"),
+    ("hamar", "innbyggerservice", "servicetorg", "Svar til innbyggere i servicetorget", "fvl-11-veiledning"),
     ("hias", "vannforsyning", "vann", "Drift av vannforsyningen", "vass-og-avlopsanleggslova-3"),
 ];
 
@@ -198,5 +202,19 @@ pub async fn create(policy: &Policy) -> Result<(), PolicyError> {
             ),
         )
         .await?;
+
+    // 8. The service desk: what it needs to answer a citizen about their own matters, from four
+    // departments and Hias IKS. Health data is not shared with it.
+    let shared: [(&str, DatasetTerms, &'static str); 5] = [
+        ("hamar/folkeregister", dataset("hamar/innbyggere", &["fodselsnummer", "fornavn", "etternavn", "adresse", "postnummer", "poststed", "bydel"], &[], None), "frode"),
+        ("hamar/oppvekst", dataset("hamar/barnehageplasser", &["barn_fnr", "foresatt_fnr", "barnehage", "startdato"], &[], None), "kari"),
+        ("hamar/byggesak", dataset("hamar/byggesaker", &["saksnr", "matrikkel", "soker_fnr", "sakstype", "status", "mottatt", "vedtatt"], &[], None), "bjorn"),
+        ("hamar/eiendomsskatt", dataset("hamar/eiendommer", &["matrikkel", "adresse", "areal_m2", "eier_fnr", "eier_orgnr"], &[], None), "eva"),
+        ("hias/vann", dataset("hias/vannmalere", &[], &[], None), "lise"),
+    ];
+    for (provider, terms, steward) in shared {
+        let req = request(provider, "hamar/servicetorg", vec![terms], "innbyggerservice");
+        agree(req, steward, Some("Servicetorget svarer innbyggere på henvendelser")).await?;
+    }
     Ok(())
 }

@@ -166,6 +166,7 @@ pub async fn create(store: &Store, config: &DemoConfig) -> Result<u64, DemoError
         ("byggesak", "Plan og byggesak"),
         ("eiendomsskatt", "Eiendomsskatt"),
         ("folkeregister", "Folkeregister (befolkningskopi)"),
+        ("servicetorg", "Servicetorget"),
     ] {
         c.create_department("hamar", slug, name).await?;
     }

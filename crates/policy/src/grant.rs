@@ -92,6 +92,9 @@ pub struct Grant {
     /// The dataset's person subject key (a fødselsnummer column), whether or not it is granted:
     /// the scan records whose data each released row is.
     pub subject_key: Option<String>,
+    /// Every person subject-key column (a guardian's as well as a child's): the scan records
+    /// the people of each released row from all of them.
+    pub person_keys: Vec<String>,
     /// The legal basis of the read: the agreement's, or that of the department's purpose.
     pub legal_basis: Option<crate::LegalBasis>,
 }
@@ -141,6 +144,7 @@ pub(crate) fn decide(f: &Facts<'_>) -> Result<Grant, Denial> {
             min_group_size: None,
             hmac_key,
             subject_key: person_key(f.columns),
+            person_keys: person_keys(f.columns),
             legal_basis: None,
         }
     };
@@ -225,6 +229,11 @@ pub(crate) fn person_key(columns: &[ColumnMeta]) -> Option<String> {
     columns.iter().find(|c| c.subject_key == Some(SubjectKind::Person)).map(|c| c.name.clone())
 }
 
+/// Every column whose subject kind is a person.
+pub(crate) fn person_keys(columns: &[ColumnMeta]) -> Vec<String> {
+    columns.iter().filter(|c| c.subject_key == Some(SubjectKind::Person)).map(|c| c.name.clone()).collect()
+}
+
 /// What a citizen may read of a dataset about themselves: every column of the rows whose person
 /// key is their number, their own protected address included; `None` without a person key.
 pub(crate) fn own_rows(dataset: &DatasetMeta, columns: &[ColumnMeta], pid: &str) -> Option<Grant> {
@@ -242,6 +251,7 @@ pub(crate) fn own_rows(dataset: &DatasetMeta, columns: &[ColumnMeta], pid: &str)
         min_group_size: None,
         hmac_key: Vec::new(),
         subject_key: Some(key),
+        person_keys: person_keys(columns),
         legal_basis: None,
     })
 }

@@ -5,6 +5,7 @@
 mod export;
 pub mod geo;
 mod guard;
+mod lookup;
 mod secure;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use tverr_store::{Store, StoreError};
 
 pub use export::{CsvOptions, ExportFormat, ExportOptions, GeometryColumn, ResultColumn, csv_rows, json_objects, result_columns, write_export};
 pub use guard::ALLOWED_FUNCTIONS;
+pub use lookup::{Found, Lookup, LookupOrg, Related};
 
 /// Why a query failed. Texts never contain values from data.
 #[derive(Debug, thiserror::Error)]
@@ -560,11 +562,18 @@ impl Engine {
         let opened = table.version().map(|v| v as i64);
         table.update_datafusion_session(&ctx.state()).map_err(StoreError::from)?;
         let inner = table.table_provider().await.map_err(QueryError::from)?;
+        self.register_provider(ctx, grant, inner, sink)?;
+        Ok(opened)
+    }
+
+    /// Registers `inner` (the dataset's rows, or some of them) behind the grant's secure scan.
+    fn register_provider(&self, ctx: &SessionContext, grant: &Grant, inner: Arc<dyn TableProvider>, sink: &secure::SubjectSink) -> Result<(), QueryError> {
+        let r = &grant.dataset;
         // Statistics-only grants release no one's rows, so they name no one.
         let tapped = self.audit.enabled() && grant.classification != tverr_core::Classification::Open && grant.min_group_size.is_none();
-        let tap = grant.subject_key.clone().filter(|_| tapped).map(|column| secure::SubjectTap {
+        let tap = (tapped && !grant.person_keys.is_empty()).then(|| secure::SubjectTap {
             dataset: r.to_string(),
-            column,
+            columns: grant.person_keys.clone(),
             key: self.audit.subject_key(),
             sink: sink.clone(),
         });
@@ -579,7 +588,7 @@ impl Engine {
             }
         };
         schema.register_table(r.dataset.to_string(), secure)?;
-        Ok(opened)
+        Ok(())
     }
 
     /// Plans a read-only SQL query over the `org.dataset` tables `who` may read for `purpose`,

@@ -102,8 +102,8 @@ impl SubjectSink {
 pub(crate) struct SubjectTap {
     /// `org/dataset`.
     pub dataset: String,
-    /// The person key column (inner name).
-    pub column: String,
+    /// The person key columns (inner names).
+    pub columns: Vec<String>,
     /// The key of [`tverr_audit::Audit::subject_id`].
     pub key: Arc<Vec<u8>>,
     /// Where identifiers go.
@@ -111,6 +111,15 @@ pub(crate) struct SubjectTap {
 }
 
 impl SubjectTap {
+    /// The expression the tap reads: the key column, or the non-null keys of several columns
+    /// joined by spaces (a canonical person number has none).
+    fn expr(&self) -> Expr {
+        match self.columns.as_slice() {
+            [one] => ident(one),
+            many => datafusion::functions::string::expr_fn::concat_ws(lit(" "), many.iter().map(|c| ident(c)).collect()),
+        }
+    }
+
     fn observe(&self, column: &ArrayRef) -> DfResult<()> {
         {
             let mut seen = self.sink.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -126,9 +135,11 @@ impl SubjectTap {
             .ok_or_else(|| datafusion::error::DataFusionError::Internal("subject key is not text".into()))?;
         let base = Hmac::<Sha256>::new_from_slice(&self.key)
             .map_err(|e| datafusion::error::DataFusionError::Internal(e.to_string()))?;
+        // Several key columns arrive joined by spaces (see `SubjectTap::expr`).
         let ids: Vec<[u8; 16]> = text
             .iter()
             .flatten()
+            .flat_map(str::split_whitespace)
             .map(|v| {
                 let mut mac = base.clone();
                 mac.update(v.trim().as_bytes());
@@ -343,7 +354,7 @@ impl TableProvider for SecureTable {
         }
         // The inner columns the released expressions, the plain filters and the tap need.
         let mut needed: Vec<String> = Vec::new();
-        let tapped = self.tap.as_ref().map(|t| ident(&t.column));
+        let tapped = self.tap.as_ref().map(SubjectTap::expr);
         for e in outputs.iter().map(|i| &self.released[*i]).chain(plain.iter()).chain(tapped.iter()) {
             for c in e.column_refs() {
                 if !needed.contains(&c.name) {

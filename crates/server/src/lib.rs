@@ -17,6 +17,7 @@ mod limits;
 mod problem;
 mod rows;
 mod sql;
+mod subjects;
 mod upload;
 
 use std::time::Duration;
@@ -104,6 +105,9 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/audit/verify", get(audit::verify))
         .route("/api/v1/me/access-log", get(me::access_log))
         .route("/api/v1/me/data", get(me::data))
+        .route("/api/v1/subjects/person/{id}", get(subjects::person))
+        .route("/api/v1/subjects/property/{*id}", get(subjects::property))
+        .route("/api/v1/subjects/organization/{id}", get(subjects::organization))
         .route("/api/v1/agreements", get(agreements::list).post(agreements::request))
         .route("/api/v1/agreements/{id}", get(agreements::show))
         .route("/api/v1/agreements/{id}/{action}", post(agreements::transition))

@@ -400,6 +400,7 @@ impl Catalog {
         new: Option<&NewDataset>,
         columns: &[ColumnMeta],
         version: &VersionMeta,
+        index: &crate::subjects::IndexChange,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         if let Some(d) = new {
@@ -461,6 +462,7 @@ impl Catalog {
         .bind(version.source_format.clone())
         .execute(&mut *tx)
         .await?;
+        crate::subjects::apply(&mut tx, r, version.version, index).await?;
         tx.commit().await?;
         Ok(())
     }

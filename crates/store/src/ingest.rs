@@ -121,7 +121,7 @@ fn writer_properties() -> WriterProperties {
 
 const TARGET_FILE_SIZE: u64 = 128 << 20;
 
-fn new_writer(store: &Store, r: &DatasetRef, table: Option<&DeltaTable>, schema: &SchemaRef) -> Result<RecordBatchWriter, StoreError> {
+pub(crate) fn new_writer(store: &Store, r: &DatasetRef, table: Option<&DeltaTable>, schema: &SchemaRef) -> Result<RecordBatchWriter, StoreError> {
     let writer = match table {
         Some(t) => RecordBatchWriter::for_table(t)?,
         None => RecordBatchWriter::try_new(
@@ -286,6 +286,13 @@ impl Store {
         }
         let mut writer = writer.expect("a successful read sends a schema");
         let evolved_schema = writer.arrow_schema();
+        let subjects_before: BTreeMap<String, SubjectKind> =
+            known_columns.iter().filter_map(|c| c.subject_key.map(|k| (c.name.clone(), k))).collect();
+        let mut subjects_after = subjects_before.clone();
+        subjects_after.extend(report.columns.iter().filter_map(|c| c.subject.map(|k| (c.name.clone(), k))));
+        let key_columns = crate::subjects::key_columns(&evolved_schema, &subjects_after);
+        // A new key column means every live file must be indexed again, not only the new ones.
+        let keys_changed = exists && subjects_after.len() != subjects_before.len();
         let adds = writer.flush().await?;
         let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
         let mut rows_removed = 0u64;
@@ -298,8 +305,10 @@ impl Store {
             ("tverr.sha256".to_string(), serde_json::json!(report.sha256)),
         ];
         let props = CommitProperties::default().with_metadata(app_metadata);
+        let index;
         let version: i64 = match &table {
             None => {
+                index = index_change(self, &r, &actions, false, &[], &key_columns).await?;
                 let schema: StructType = evolved_schema.as_ref().try_into_kernel()?;
                 let created = deltalake::operations::create::CreateBuilder::new()
                     .with_location(self.lake.table_url(&r).as_str())
@@ -328,6 +337,13 @@ impl Store {
                         rows_removed = removed;
                     }
                 }
+                let live_before: Vec<String> = if keys_changed {
+                    snapshot.snapshot().file_views(t.log_store().as_ref(), None).map_ok(|v| v.path().to_string()).try_collect().await?
+                } else {
+                    Vec::new()
+                };
+                let rebuild = req.mode == WriteMode::Replace || keys_changed;
+                index = index_change(self, &r, &actions, rebuild, &live_before, &key_columns).await?;
                 let base: StructType = snapshot.schema().as_ref().clone();
                 let new_schema: StructType = evolved_schema.as_ref().try_into_kernel()?;
                 if new_schema != base {
@@ -375,7 +391,7 @@ impl Store {
             source_format: Some(report.format.clone()),
         };
         self.catalog
-            .record_version(&r, req.create.as_ref(), &columns, &meta)
+            .record_version(&r, req.create.as_ref(), &columns, &meta, &index)
             .await
             .map_err(|e| StoreError::Config {
                 message: format!("version {version} of {r} is committed to storage, but the catalogue could not record it: {e}"),
@@ -385,6 +401,30 @@ impl Store {
         }
         Ok(IngestOutcome { version, report, rows_removed, created: !exists })
     }
+}
+
+/// How a version changes the subject index: the keys of the files it adds (of every live file
+/// when `rebuild`), read back from storage before the commit, and the files it removes.
+async fn index_change(
+    store: &Store,
+    r: &DatasetRef,
+    actions: &[Action],
+    rebuild: bool,
+    live_before: &[String],
+    key_columns: &[(String, i64)],
+) -> Result<crate::subjects::IndexChange, StoreError> {
+    let added: Vec<String> = actions.iter().filter_map(|a| if let Action::Add(a) = a { Some(a.path.clone()) } else { None }).collect();
+    let removed: Vec<String> =
+        actions.iter().filter_map(|a| if let Action::Remove(a) = a { Some(a.path.clone()) } else { None }).collect();
+    let mut to_read: Vec<String> = if rebuild {
+        live_before.iter().filter(|p| !removed.contains(p)).cloned().collect()
+    } else {
+        Vec::new()
+    };
+    to_read.extend(added);
+    let object_store = store.lake.log_store(r)?.object_store(None);
+    let added = crate::subjects::keys_of_files(object_store, &to_read, key_columns).await?;
+    Ok(crate::subjects::IndexChange { rebuild, removed: if rebuild { Vec::new() } else { removed }, added })
 }
 
 /// For an upsert: every existing file holding one of the new keys is rewritten without those

@@ -14,6 +14,8 @@ use crate::StoreError;
 pub struct Lake {
     root: Url,
     options: HashMap<String, String>,
+    /// File footers and schemas kept for look-ups.
+    pub(crate) cache: std::sync::Arc<crate::subjects::ReadCache>,
 }
 
 impl Lake {
@@ -40,7 +42,7 @@ impl Lake {
         } else {
             HashMap::new()
         };
-        Ok(Self { root, options })
+        Ok(Self { root, options, cache: Default::default() })
     }
 
     /// The storage root URL.
@@ -62,6 +64,11 @@ impl Lake {
 
     fn builder(&self, r: &DatasetRef) -> Result<DeltaTableBuilder, StoreError> {
         Ok(DeltaTableBuilder::from_url(self.table_url(r))?.with_storage_options(self.options.clone()))
+    }
+
+    /// The log store of a dataset's table, without reading its log.
+    pub(crate) fn log_store(&self, r: &DatasetRef) -> Result<deltalake::logstore::LogStoreRef, StoreError> {
+        Ok(self.builder(r)?.build_storage()?)
     }
 
     /// Makes sure a local table directory exists before a first write.

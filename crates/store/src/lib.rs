@@ -11,6 +11,7 @@ mod ingest;
 mod lake;
 mod search;
 mod settings;
+mod subjects;
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,7 @@ pub use ingest::{IngestOutcome, IngestRequest, WriteMode};
 pub use lake::Lake;
 pub use search::CatalogQuery;
 pub use settings::{CreateSettings, IngestSettings};
+pub use subjects::{Erasure, Place};
 pub use tverr_ingest;
 
 /// Where the catalogue and the lake live.

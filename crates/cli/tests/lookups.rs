@@ -1,0 +1,377 @@
+//! Look-ups over HTTP and the CLI: the attack cases in `tests/security/lookup/*.case` (agreement
+//! rules, masks, row filters, purpose, expiry, other organisations, address protection, bad
+//! keys), the access log of the people looked up, and the subject index after append, replace,
+//! upsert and erasure, compared with what SQL finds by scanning.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use common::{Tverr, send, start};
+
+fn token(t: &Tverr, user: &str) -> String {
+    t.ok(&["token", "create", "--user", user]).trim().to_string()
+}
+
+/// URL-encodes a path segment, keeping `/` (a matrikkel unit's slashes are path syntax here).
+fn enc(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn lookup(port: u16, kind: &str, id: &str, token: Option<&str>, purpose: Option<&str>) -> common::Response {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = Vec::new();
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    if let Some(p) = purpose {
+        headers.push(("Tverr-Purpose", p));
+    }
+    send(port, "GET", &format!("/api/v1/subjects/{kind}/{}", enc(id)), &headers, None)
+}
+
+/// The first value of a one-column CSV result.
+fn first(t: &Tverr, args: &[&str]) -> String {
+    let out = t.ok(args);
+    out.lines().nth(1).unwrap_or_else(|| panic!("no row for {args:?}")).trim().to_string()
+}
+
+/// The direct datasets of a look-up, and their `matched_on`.
+fn datasets(v: &serde_json::Value) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for o in v["organizations"].as_array().unwrap() {
+        for d in o["departments"].as_array().unwrap() {
+            for f in d["datasets"].as_array().unwrap() {
+                let matched = f["matched_on"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_string()).collect();
+                out.insert(f["dataset"].as_str().unwrap().to_string(), matched);
+            }
+        }
+    }
+    out
+}
+
+/// Every row of a dataset in a look-up, direct or (with `related`) also under related subjects.
+fn rows_of<'a>(v: &'a serde_json::Value, dataset: &str, related: bool) -> Vec<&'a serde_json::Value> {
+    let mut groups = vec![&v["organizations"]];
+    for r in v["related"].as_array().into_iter().flatten().filter(|_| related) {
+        groups.push(&r["organizations"]);
+    }
+    let mut out = Vec::new();
+    for g in groups {
+        for o in g.as_array().unwrap() {
+            for d in o["departments"].as_array().unwrap() {
+                for f in d["datasets"].as_array().unwrap().iter().filter(|f| f["dataset"] == dataset) {
+                    out.extend(f["rows"].as_array().unwrap());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The demo's people and properties that the cases name, found by the data's owners.
+fn placeholders(t: &Tverr) -> BTreeMap<&'static str, String> {
+    let siri = |sql: &str| first(t, &["sql", "--as", "siri", "--purpose", "folkeregisterforvaltning", "--format", "csv", sql]);
+    let op = |sql: &str| first(t, &["sql", "--format", "csv", sql]);
+    let ugradert: BTreeSet<String> = t
+        .ok(&["sql", "--as", "siri", "--purpose", "folkeregisterforvaltning", "--format", "csv",
+            "SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert'"])
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    let pick = |sql: &str| -> String {
+        t.ok(&["sql", "--format", "csv", sql]).lines().skip(1).find(|f| ugradert.contains(*f)).unwrap_or_else(|| panic!("none: {sql}")).to_string()
+    };
+    let decided = "SELECT matrikkel FROM hamar.byggesaker WHERE status IN ('Innvilget', 'Avslått')";
+    let decided_property = op(&format!("{decided} ORDER BY matrikkel LIMIT 1"));
+    let mut m = BTreeMap::new();
+    m.insert("guardian", pick("SELECT DISTINCT p.foresatt_fnr FROM hamar.barnehageplasser p JOIN hamar.eiendommer e ON e.eier_fnr = p.foresatt_fnr ORDER BY 1"));
+    m.insert("elder", pick("SELECT DISTINCT fodselsnummer FROM hamar.hjemmetjenester ORDER BY 1"));
+    m.insert("protected", siri("SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'strengt_fortrolig' ORDER BY 1 LIMIT 1"));
+    m.insert("applicant", pick("SELECT DISTINCT soker_fnr FROM hamar.byggesaker ORDER BY 1"));
+    m.insert(
+        "pending_property",
+        op(&format!("SELECT matrikkel FROM hamar.byggesaker WHERE status NOT IN ('Innvilget', 'Avslått') AND matrikkel NOT IN ({decided}) ORDER BY 1 LIMIT 1")),
+    );
+    m.insert("owner", pick(&format!("SELECT DISTINCT eier_fnr FROM hamar.eiendommer WHERE matrikkel IN ({decided}) ORDER BY 1")));
+    m.insert("owner_org", op("SELECT eier_orgnr FROM hamar.eiendommer WHERE eier_orgnr IS NOT NULL ORDER BY 1 LIMIT 1"));
+    m.insert("decided_property_short", decided_property.trim_start_matches("3403-").to_string());
+    m.insert("decided_property_old", decided_property.replacen("3403-", "0403-", 1));
+    m.insert("decided_property", decided_property);
+    m
+}
+
+#[test]
+fn lookup_attack_cases() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "2000"]);
+    let server = start(&t);
+    let port = server.1;
+    let values = placeholders(&t);
+    let fill = |s: &str| values.iter().fold(s.to_string(), |acc, (k, v)| acc.replace(&format!("{{{k}}}"), v));
+    let mut tokens: BTreeMap<String, String> = BTreeMap::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(common::data_dir().join("../security/lookup"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "case"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20, "only {} look-up cases", files.len());
+    let mut failures = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let mut fields: Vec<(String, String)> = Vec::new();
+        for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+            let (k, v) = line.split_once(':').unwrap_or_else(|| panic!("{}: expected `key: value`: {line:?}", f.display()));
+            fields.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        let field = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let all = |k: &str| fields.iter().filter(|(n, _)| n == k).map(|(_, v)| v.clone()).collect::<Vec<_>>();
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        let who = field("as").expect("as:");
+        let tok = match who {
+            "anonymous" => None,
+            "citizen" => Some(tokens.entry(who.into()).or_insert_with(|| t.ok(&["token", "create", "--citizen", &values["elder"]]).trim().to_string()).clone()),
+            user => Some(tokens.entry(user.into()).or_insert_with(|| token(&t, user)).clone()),
+        };
+        let id = fill(field("id").expect("id:"));
+        let r = lookup(port, field("kind").expect("kind:"), &id, tok.as_deref(), field("purpose"));
+        let body = r.text();
+        let status: u16 = field("status").expect("status:").parse().unwrap();
+        let mut fail = |why: String| failures.push(format!("{name}: {why}\n  {body}"));
+        if r.status != status {
+            fail(format!("status {} instead of {status}", r.status));
+            continue;
+        }
+        if r.status >= 400 && r.header("content-type") != Some("application/problem+json") {
+            fail("an error that is not a problem".into());
+        }
+        for fragment in all("contains") {
+            if !body.contains(&fragment) {
+                fail(format!("the body does not contain {fragment:?}"));
+            }
+        }
+        for secret in all("without") {
+            let secret = fill(&secret);
+            if body.contains(&secret) {
+                fail(format!("the body reveals {secret:?}"));
+            }
+        }
+        if r.status != 200 {
+            continue;
+        }
+        let v = r.json();
+        let found = datasets(&v);
+        if let Some(expected) = field("datasets") {
+            let expected: BTreeSet<&str> = expected.split_whitespace().collect();
+            let got: BTreeSet<&str> = found.keys().map(String::as_str).collect();
+            if got != expected {
+                fail(format!("datasets {got:?}, expected {expected:?}"));
+            }
+        }
+        for expected in all("includes").iter().flat_map(|a| a.split_whitespace().map(str::to_string).collect::<Vec<_>>()) {
+            if !found.contains_key(&expected) {
+                fail(format!("{expected} is missing"));
+            }
+        }
+        if let Some(expected) = field("related") {
+            let expected: BTreeSet<&str> = expected.split_whitespace().collect();
+            let got: BTreeSet<&str> = v["related"].as_array().unwrap().iter().map(|r| r["kind"].as_str().unwrap()).collect();
+            if got != expected {
+                fail(format!("related kinds {got:?}, expected {expected:?}"));
+            }
+        }
+        for absent in all("absent").iter().flat_map(|a| a.split_whitespace().map(str::to_string).collect::<Vec<_>>()) {
+            if body.contains(&absent) {
+                fail(format!("{absent} appears"));
+            }
+        }
+        for m in all("matched") {
+            let (dataset, column) = m.split_once('=').unwrap();
+            if found.get(dataset).map(|c| c.join(",")) != Some(column.to_string()) {
+                fail(format!("{dataset} matched on {:?}, expected {column}", found.get(dataset)));
+            }
+        }
+        for n in all("null").iter().flat_map(|a| a.split_whitespace().map(str::to_string).collect::<Vec<_>>()) {
+            let (dataset, column) = n.rsplit_once('.').unwrap();
+            let rows = rows_of(&v, dataset, true);
+            if rows.is_empty() || rows.iter().any(|r| !r[column].is_null()) {
+                fail(format!("{dataset}.{column} is not withheld in {} rows", rows.len()));
+            }
+        }
+        // Every row released directly holds the subject in one of its matched columns.
+        for o in v["organizations"].as_array().unwrap() {
+            for d in o["departments"].as_array().unwrap() {
+                for ds in d["datasets"].as_array().unwrap() {
+                    for row in ds["rows"].as_array().unwrap() {
+                        let holds = ds["matched_on"].as_array().unwrap().iter().any(|c| row[c.as_str().unwrap()] == v["id"]);
+                        if !holds {
+                            fail(format!("a row of {} does not hold the subject", ds["dataset"]));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} failing look-up cases:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn a_lookup_is_in_the_access_log_of_the_person_and_of_the_related() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "1000"]);
+    let server = start(&t);
+    let port = server.1;
+    let values = placeholders(&t);
+    let guardian = &values["guardian"];
+    let tove = token(&t, "tove");
+    let r = lookup(port, "person", guardian, Some(&tove), Some("innbyggerservice"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let child = v["related"].as_array().unwrap().iter().find(|r| r["kind"] == "person").expect("the child is related")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The guardian sees one access per dataset released, by the service desk, for its purpose.
+    let citizen = |fnr: &str| t.ok(&["token", "create", "--citizen", fnr]).trim().to_string();
+    let log = |fnr: &str| {
+        let auth = format!("Bearer {}", citizen(fnr));
+        let r = send(port, "GET", "/api/v1/me/access-log", &[("Authorization", &auth)], None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    };
+    let mine = log(guardian);
+    let lookups: Vec<&serde_json::Value> =
+        mine["accesses"].as_array().unwrap().iter().filter(|a| a["channel"] == "http-lookup").collect();
+    let seen: BTreeSet<&str> = lookups.iter().flat_map(|a| a["datasets"].as_array().unwrap().iter().map(|d| d["dataset"].as_str().unwrap())).collect();
+    for d in datasets(&v).keys() {
+        assert!(seen.contains(d.as_str()), "{d} is not in the guardian's log: {mine}");
+    }
+    assert!(lookups.iter().all(|a| a["purpose"] == "innbyggerservice"), "{mine}");
+    assert!(lookups.iter().all(|a| a["reader"]["department"].as_str().is_some_and(|d| d.contains("servicetorg") || d.contains("Servicetorget"))), "{mine}");
+    // The child, read as a related subject, sees the population register read too.
+    let theirs = log(&child);
+    assert!(
+        theirs["accesses"].as_array().unwrap().iter().any(|a| a["channel"] == "http-lookup"
+            && a["datasets"].as_array().unwrap().iter().any(|d| d["dataset"] == "hamar/innbyggere")),
+        "{theirs}"
+    );
+    // The log names people only by their keyed digest.
+    let db = t.data().join("catalog.db");
+    let payloads = common::sqlite(&db, "SELECT payload FROM audit_log WHERE payload LIKE '%lookup%'");
+    assert!(payloads.contains("\"lookup\""), "{payloads}");
+    assert!(!payloads.contains(guardian.as_str()) && !payloads.contains(child.as_str()), "a person number in the log");
+    // An auditor's log verification still holds, subject index included.
+    t.ok(&["audit", "verify"]);
+}
+
+/// What SQL finds for a key by scanning, as sorted JSON rows, and what a look-up finds.
+fn compare(t: &Tverr, key: &str) -> (Vec<String>, Vec<String>) {
+    let scan = t.ok(&["sql", "--format", "ndjson", &format!("SELECT * FROM hamar.register WHERE pid = '{key}' OR guardian = '{key}'")]);
+    let mut scanned: Vec<String> = scan.lines().map(|l| canonical(&serde_json::from_str(l).unwrap())).collect();
+    scanned.sort();
+    let out = t.ok(&["lookup", "person", key, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut looked: Vec<String> = rows_of(&v, "hamar/register", false).into_iter().map(canonical).collect();
+    looked.sort();
+    (scanned, looked)
+}
+
+fn canonical(v: &serde_json::Value) -> String {
+    let m: BTreeMap<String, String> =
+        v.as_object().unwrap().iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect();
+    format!("{m:?}")
+}
+
+fn person(i: usize) -> String {
+    // Synthetic numbers (month + 80) from day/month/year, with classic check digits.
+    let mut n = i;
+    loop {
+        let day = 1 + n % 28;
+        let month = 81 + (n / 28) % 12;
+        let year = 40 + (n / 336) % 60;
+        let individual = (n / 20_160) % 500;
+        let base = format!("{day:02}{month:02}{year:02}{individual:03}");
+        let d: Vec<u32> = base.bytes().map(|b| u32::from(b - b'0')).collect();
+        let k = |w: &[u32], d: &[u32]| match 11 - d.iter().zip(w).map(|(a, b)| a * b).sum::<u32>() % 11 {
+            11 => Some(0),
+            10 => None,
+            k => Some(k),
+        };
+        if let Some(k1) = k(&[3, 7, 6, 1, 8, 9, 4, 5, 2], &d) {
+            let mut d2 = d.clone();
+            d2.push(k1);
+            if let Some(k2) = k(&[5, 4, 3, 2, 7, 6, 5, 4, 3, 2], &d2) {
+                return format!("{base}{k1}{k2}");
+            }
+        }
+        n += 7_000_000;
+    }
+}
+
+#[test]
+fn the_index_follows_append_replace_upsert_and_erasure() {
+    let t = Tverr::new();
+    t.ok(&["org", "create", "hamar", "--name", "Hamar kommune", "--orgnr", "970540008", "--kommunenummer", "3403"]);
+    t.ok(&["department", "create", "hamar/folkeregister", "--name", "Folkeregister"]);
+    let dir = tempfile::tempdir().unwrap();
+    // 300,000 rows: three row groups, so reads pick rows out of the middle of files.
+    let write = |name: &str, rows: &mut dyn Iterator<Item = (usize, usize, &str)>| {
+        let path = dir.path().join(name);
+        let mut text = String::from("pid;guardian;note\n");
+        for (p, g, note) in rows {
+            text.push_str(&format!("{};{};{note}\n", person(p), if g == usize::MAX { String::new() } else { person(g) }));
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let first_file = write("v0.csv", &mut (0..300_000).map(|i| (i, if i % 10 == 0 { i + 1 } else { usize::MAX }, "v0")));
+    t.ok(&["ingest", "hamar/register", first_file.to_str().unwrap(), "--create", "--department", "folkeregister", "--title", "Register",
+        "--classification", "confidential", "--subject", "pid=person", "--subject", "guardian=person"]);
+    let keys = [person(0), person(1), person(150_001), person(299_999), person(131_072)];
+    let check = |when: &str| {
+        for k in &keys {
+            let (scanned, looked) = compare(&t, k);
+            assert_eq!(scanned, looked, "{when}: {k}");
+        }
+    };
+    check("after create");
+    // Append: person 1 gets a second row in a new file.
+    let appended = write("v1.csv", &mut [(1, usize::MAX, "v1"), (299_999, 0, "v1")].into_iter());
+    t.ok(&["ingest", "hamar/register", appended.to_str().unwrap()]);
+    let (scanned, _) = compare(&t, &person(1));
+    assert_eq!(scanned.len(), 3, "person 1: own row, appended row, guardian of person 0");
+    check("after append");
+    // Upsert on pid: person 150,001's row is rewritten; the file that held it is replaced.
+    let upserted = write("v2.csv", &mut [(150_001, 2, "v2")].into_iter());
+    t.ok(&["ingest", "hamar/register", upserted.to_str().unwrap(), "--mode", "upsert", "--key", "pid"]);
+    check("after upsert");
+    assert!(compare(&t, &person(150_001)).1[0].contains("v2"));
+    // Erasure: person 0 disappears everywhere, as pid and as guardian; files are vacuumed.
+    let erased = t.ok(&["erase", "person", &person(0), "--dataset", "hamar/register"]);
+    assert!(erased.contains("rows erased"), "{erased}");
+    check("after erasure");
+    assert!(compare(&t, &person(0)).0.is_empty());
+    let log = t.ok(&["audit", "verify"]);
+    assert!(!log.is_empty());
+    // Replace: the old rows are gone from the index too.
+    let replaced = write("v3.csv", &mut [(7, 1, "v3"), (8, usize::MAX, "v3")].into_iter());
+    t.ok(&["ingest", "hamar/register", replaced.to_str().unwrap(), "--mode", "replace"]);
+    check("after replace");
+    let (scanned, looked) = compare(&t, &person(1));
+    assert_eq!((scanned.len(), looked.len()), (1, 1), "person 1 is only the guardian of person 7 now");
+    // A key that is not valid is refused without echoing it; erasing a missing key is a no-op.
+    let out = t.run(&["lookup", "person", "01010750161"]);
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("01010750161"));
+    assert!(t.ok(&["erase", "person", &person(9), "--dataset", "hamar/register"]).contains("no rows"));
+}

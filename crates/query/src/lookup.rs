@@ -1,0 +1,402 @@
+//! Look-ups: everything a caller may see about one subject — a person, a property or an
+//! organisation — for one purpose, from every dataset whose subject-key columns hold it.
+//!
+//! The subject index ([`tverr_store::Store::locate`]) says which rows of which data files hold
+//! the key. Those rows are read (a few pages each) and put behind the dataset's ordinary secure
+//! scan for the caller's grant, and the key test runs again inside the session, so row filters,
+//! masks, address protection and the access log apply exactly as for SQL. A dataset contributes
+//! only through key columns its grant releases unmasked: matching on a column the caller cannot
+//! see in clear would tell them what it holds. Datasets the caller may not read for the purpose
+//! are absent, never listed as refused.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::array::{Array, RecordBatch, StringArray};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{Expr, ident, lit};
+use futures::TryStreamExt;
+use serde::Serialize;
+use tverr_core::{DatasetRef, SubjectKind};
+use tverr_policy::{Basis, Grant, LegalBasis, Mask, Principal};
+use tverr_store::Place;
+
+use crate::{Engine, QueryError};
+
+/// At most this many related subjects are followed from one look-up.
+pub const MAX_RELATED: usize = 20;
+
+/// One column of a dataset in a look-up.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct LookupColumn {
+    /// Name.
+    pub name: String,
+    /// Type, as in SQL results (`text`, `integer`, `geometry`…).
+    #[serde(rename = "type")]
+    pub column_type: String,
+    /// The mask the agreement applies, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub mask: Option<Mask>,
+}
+
+/// The rows of one dataset about the subject, and why the caller may see them.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Found {
+    /// `org/dataset`.
+    pub dataset: String,
+    /// Title.
+    pub title: String,
+    /// The version read.
+    pub version: i64,
+    /// Why the caller may read it: own department, or an agreement (with its number).
+    pub basis: Basis,
+    /// The legal basis of the read.
+    pub legal_basis: Option<LegalBasis>,
+    /// The key columns that hold the subject.
+    pub matched_on: Vec<String>,
+    /// The columns released, with their masks.
+    pub columns: Vec<LookupColumn>,
+    /// The rows, as JSON objects (geometry as WKT).
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<serde_json::Value>,
+}
+
+/// One department's datasets in a look-up.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct LookupDepartment {
+    /// Slug.
+    pub department: String,
+    /// Name.
+    pub name: String,
+    /// Its datasets with rows about the subject.
+    pub datasets: Vec<Found>,
+}
+
+/// One organisation's departments in a look-up.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct LookupOrg {
+    /// Slug.
+    pub org: String,
+    /// Name.
+    pub name: String,
+    /// Its departments with rows about the subject.
+    pub departments: Vec<LookupDepartment>,
+}
+
+/// Where a related subject was found: a key column of a row about the looked-up subject.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+pub struct Via {
+    /// `org/dataset` of the row.
+    pub dataset: String,
+    /// The key column that names the related subject.
+    pub column: String,
+}
+
+/// A subject one hop away, with the rows about it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Related {
+    /// `person`, `property` or `organization`.
+    pub kind: String,
+    /// Its canonical key.
+    pub id: String,
+    /// Where the data names it.
+    pub via: Via,
+    /// The rows about it, grouped as for the subject.
+    pub organizations: Vec<LookupOrg>,
+}
+
+/// Everything the caller may see about one subject for one purpose.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Lookup {
+    /// `person`, `property` or `organization`.
+    pub kind: String,
+    /// The canonical key.
+    pub id: String,
+    /// The declared purpose.
+    pub purpose: String,
+    /// Rows about the subject, by organisation, department and dataset.
+    pub organizations: Vec<LookupOrg>,
+    /// Subjects one hop away (a person's properties, the building cases on them, a guardian's
+    /// children) and the rows about them, each still under the caller's grants for the purpose.
+    pub related: Vec<Related>,
+}
+
+/// One dataset's contribution before grouping, with what the hop needs.
+struct Contribution {
+    found: Found,
+    grant: Grant,
+    batches: Vec<RecordBatch>,
+    /// The rows read, as `(dataset, file, row)`.
+    rows: Vec<(String, String, i64)>,
+}
+
+/// Names for grouping: datasets' titles and departments, departments' and organisations' names.
+#[derive(Default)]
+struct Names {
+    datasets: BTreeMap<String, (String, String)>,
+    departments: BTreeMap<(String, String), String>,
+    orgs: BTreeMap<String, String>,
+}
+
+impl Engine {
+    /// Everything `who` may see about one subject for `purpose`: the rows from every dataset
+    /// whose key columns hold it, grouped by organisation, department and dataset, and the
+    /// subjects one hop away. Each dataset released is one audited access naming the subject.
+    pub async fn lookup(&self, who: &Principal, purpose: Option<&str>, kind: SubjectKind, id: &str, channel: &str) -> Result<Lookup, QueryError> {
+        match who {
+            Principal::Anonymous => return Err(QueryError::NotAllowed("a look-up needs a signed-in user".into())),
+            Principal::Citizen { .. } => {
+                return Err(QueryError::NotAllowed("citizens see what is held about them at /api/v1/me/data".into()));
+            }
+            _ => {}
+        }
+        let Some(purpose) = purpose.filter(|p| !p.trim().is_empty()) else {
+            return Err(QueryError::PurposeRequired("a look-up".into()));
+        };
+        let home = self.home_kommune(who).await?;
+        let key = kind.canonicalise_in(id, home).map_err(|e| QueryError::Invalid(format!("invalid {}: {e}", kind.label())))?;
+        let versions = self.store().indexed_versions().await?;
+        let record = self.lookup_record(kind, &key);
+        let places = self.store().locate(&key).await?;
+        let direct = self.gather(who, purpose, kind, &key, &places, &versions, &BTreeSet::new(), record.clone(), channel).await?;
+
+        // One hop: other key columns released in clear in the rows found.
+        let mut related: BTreeMap<(SubjectKind, String), Via> = BTreeMap::new();
+        for c in &direct {
+            for column in c.grant.columns.iter().filter(|g| g.mask.is_none()) {
+                let Some(k) = column.subject else { continue };
+                for value in column_values(&c.batches, &column.name) {
+                    if (k == kind && value == key) || related.len() >= MAX_RELATED {
+                        continue;
+                    }
+                    related.entry((k, value)).or_insert_with(|| Via { dataset: c.found.dataset.clone(), column: column.name.clone() });
+                }
+            }
+        }
+        // Rows already shown are not shown again under a related subject.
+        let seen: BTreeSet<(String, String, i64)> = direct.iter().flat_map(|c| c.rows.iter().cloned()).collect();
+        let names = self.names().await?;
+        let mut hops = Vec::new();
+        for ((k, value), via) in related {
+            let places = self.store().locate(&value).await?;
+            let mut hop_record = self.lookup_record(k, &value);
+            hop_record["related_to"] = record.clone();
+            hop_record["via"] = serde_json::json!({"dataset": via.dataset, "column": via.column});
+            let found = self.gather(who, purpose, k, &value, &places, &versions, &seen, hop_record, channel).await?;
+            if !found.is_empty() {
+                hops.push(Related { kind: k.as_str().to_string(), id: value, via, organizations: group(found, &names) });
+            }
+        }
+        Ok(Lookup {
+            kind: kind.as_str().to_string(),
+            id: key,
+            purpose: purpose.to_string(),
+            organizations: group(direct, &names),
+            related: hops,
+        })
+    }
+
+    /// The kommune of the caller's organisation, for short matrikkel forms.
+    async fn home_kommune(&self, who: &Principal) -> Result<Option<u16>, QueryError> {
+        let org = match who {
+            Principal::User(u) => &u.org,
+            Principal::System { org, .. } => org,
+            _ => return Ok(None),
+        };
+        Ok(self.store().catalog.org(org).await?.kommunenummer.and_then(|k| k.parse().ok()))
+    }
+
+    /// The subject as the access log records it: a person by the keyed digest of their number.
+    fn lookup_record(&self, kind: SubjectKind, key: &str) -> serde_json::Value {
+        match kind {
+            SubjectKind::Person => serde_json::json!({"kind": "person", "subject": self.audit().subject_id(key)}),
+            other => serde_json::json!({"kind": other.as_str(), "id": key}),
+        }
+    }
+
+    async fn names(&self) -> Result<Names, QueryError> {
+        let catalog = &self.store().catalog;
+        let mut names = Names::default();
+        for d in catalog.datasets().await? {
+            names.datasets.insert(d.reference(), (d.title.clone(), d.department.clone()));
+        }
+        for d in catalog.departments(None).await? {
+            names.departments.insert((d.org.clone(), d.slug.clone()), d.name.clone());
+        }
+        for o in catalog.orgs().await? {
+            names.orgs.insert(o.slug.clone(), o.name.clone());
+        }
+        Ok(names)
+    }
+
+    /// The contributions of every dataset the index names, read concurrently; places in `skip`
+    /// (already shown) are left out.
+    #[allow(clippy::too_many_arguments)]
+    async fn gather(
+        &self,
+        who: &Principal,
+        purpose: &str,
+        kind: SubjectKind,
+        key: &str,
+        places: &[Place],
+        versions: &BTreeMap<String, i64>,
+        skip: &BTreeSet<(String, String, i64)>,
+        record: serde_json::Value,
+        channel: &str,
+    ) -> Result<Vec<Contribution>, QueryError> {
+        let mut by_dataset: BTreeMap<&DatasetRef, Vec<&Place>> = BTreeMap::new();
+        for p in places {
+            if !skip.contains(&(p.dataset.to_string(), p.path.clone(), p.row)) {
+                by_dataset.entry(&p.dataset).or_default().push(p);
+            }
+        }
+        let reads = by_dataset.into_iter().filter_map(|(r, places)| {
+            let version = *versions.get(&r.to_string())?;
+            Some(self.contribution(who, purpose, kind, key, r, version, places, record.clone(), channel))
+        });
+        let found = futures::future::try_join_all(reads).await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    /// One dataset's rows about the subject under the caller's grant, or `None` when the caller
+    /// may not see them for this purpose.
+    #[allow(clippy::too_many_arguments)]
+    async fn contribution(
+        &self,
+        who: &Principal,
+        purpose: &str,
+        kind: SubjectKind,
+        key: &str,
+        r: &DatasetRef,
+        version: i64,
+        places: Vec<&Place>,
+        mut record: serde_json::Value,
+        channel: &str,
+    ) -> Result<Option<Contribution>, QueryError> {
+        let started = std::time::Instant::now();
+        let Ok(grant) = self.policy().entitle(who, Some(purpose), r).await? else { return Ok(None) };
+        if grant.min_group_size.is_some() {
+            return Ok(None);
+        }
+        let schema = self.store().schema_at(r, version).await?;
+        // Only key columns of this kind that the grant releases in clear may match.
+        let clear: BTreeSet<&str> = grant
+            .columns
+            .iter()
+            .filter(|c| c.mask.is_none() && c.subject == Some(kind))
+            .map(|c| c.name.as_str())
+            .collect();
+        let matched: BTreeMap<i64, &str> = places
+            .iter()
+            .filter_map(|p| {
+                let name = schema.fields().get(p.position as usize)?.name().as_str();
+                clear.get(name).map(|n| (p.position, *n))
+            })
+            .collect();
+        if matched.is_empty() {
+            return Ok(None);
+        }
+        let rows: Vec<(String, i64)> =
+            places.iter().filter(|p| matched.contains_key(&p.position)).map(|p| (p.path.clone(), p.row)).collect();
+        let (schema, batches) = self.store().read_rows(r, version, &rows).await?;
+        let read: Vec<(String, String, i64)> = rows.into_iter().map(|(path, row)| (r.to_string(), path, row)).collect();
+        let ctx = Self::context_with(1);
+        let sink = crate::secure::SubjectSink::new(self.named_limit);
+        let rows = Arc::new(MemTable::try_new(schema, vec![batches])?);
+        self.register_provider(&ctx, &grant, rows, &sink)?;
+        let mut df = ctx.table(format!("{}.{}", r.org, r.dataset)).await?;
+        let test = matched
+            .values()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(|c| ident(*c).eq(lit(key)))
+            .reduce(Expr::or)
+            .expect("at least one column matched");
+        df = df.filter(test)?;
+        let stream = df.execute_stream().await?;
+        let grants = vec![(grant.clone(), Some(version))];
+        let mut intent = self.intent(who, Some(purpose), channel, &format!("lookup {kind} in {r}"), &grants);
+        if let Some(i) = &mut intent {
+            record["matched_on"] = serde_json::json!(matched.values().collect::<BTreeSet<_>>());
+            i["lookup"] = record;
+        }
+        let released = self.release(stream, intent, sink, started);
+        let schema = released.schema();
+        let batches: Vec<RecordBatch> = released.try_collect().await?;
+        let rows_out = batches.iter().map(|b| b.num_rows()).sum::<usize>();
+        if rows_out == 0 {
+            return Ok(None);
+        }
+        let geometry = Self::geometry_columns(&grant, None);
+        let mut rows = Vec::with_capacity(rows_out);
+        for b in &batches {
+            let mut text = b"[".to_vec();
+            text.extend(crate::json_objects(b, &geometry)?);
+            text.push(b']');
+            let parsed: Vec<serde_json::Value> = serde_json::from_slice(&text).map_err(|e| QueryError::Output(e.to_string()))?;
+            rows.extend(parsed);
+        }
+        let columns = crate::result_columns(&schema)
+            .into_iter()
+            .map(|c| LookupColumn {
+                mask: grant.columns.iter().find(|g| g.name == c.name).and_then(|g| g.mask),
+                name: c.name,
+                column_type: c.column_type,
+            })
+            .collect();
+        let found = Found {
+            dataset: r.to_string(),
+            title: String::new(),
+            version,
+            basis: grant.basis.clone(),
+            legal_basis: grant.legal_basis.clone(),
+            matched_on: matched.values().collect::<BTreeSet<_>>().into_iter().map(|s| s.to_string()).collect(),
+            columns,
+            rows,
+        };
+        Ok(Some(Contribution { found, grant, batches, rows: read }))
+    }
+}
+
+/// The distinct non-null values of a column in released batches.
+fn column_values(batches: &[RecordBatch], column: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for b in batches {
+        let Some(c) = b.column_by_name(column) else { continue };
+        let Ok(text) = arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8) else { continue };
+        let Some(text) = text.as_any().downcast_ref::<StringArray>() else { continue };
+        for i in 0..text.len() {
+            if text.is_valid(i) {
+                out.insert(text.value(i).to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Groups contributions by organisation and department, in name order.
+fn group(found: Vec<Contribution>, names: &Names) -> Vec<LookupOrg> {
+    let mut tree: BTreeMap<String, BTreeMap<String, Vec<Found>>> = BTreeMap::new();
+    for c in found {
+        let mut f = c.found;
+        let (title, department) = names.datasets.get(&f.dataset).cloned().unwrap_or_default();
+        f.title = title;
+        let org = f.dataset.split('/').next().unwrap_or_default().to_string();
+        tree.entry(org).or_default().entry(department).or_default().push(f);
+    }
+    tree.into_iter()
+        .map(|(org, departments)| LookupOrg {
+            name: names.orgs.get(&org).cloned().unwrap_or_default(),
+            departments: departments
+                .into_iter()
+                .map(|(department, datasets)| LookupDepartment {
+                    name: names.departments.get(&(org.clone(), department.clone())).cloned().unwrap_or_default(),
+                    department,
+                    datasets,
+                })
+                .collect(),
+            org,
+        })
+        .collect()
+}
