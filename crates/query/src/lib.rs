@@ -523,11 +523,34 @@ impl Engine {
 
     /// A session with this many partitions; one gives a result order that is the same on every
     /// run over the same version (what paging needs).
+    ///
+    /// Building a session registers every function, which costs more than a small query; so a
+    /// template per partition count is built once and copied, with a catalogue of its own for
+    /// each session: no session ever sees another's tables.
     fn context_with(partitions: usize) -> SessionContext {
-        let config = SessionConfig::new().with_information_schema(false).with_target_partitions(partitions);
-        let ctx = SessionContext::new_with_config(config);
-        geo::register(&ctx);
-        ctx
+        use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList};
+        use datafusion::execution::session_state::SessionStateBuilder;
+        static TEMPLATES: std::sync::LazyLock<std::sync::Mutex<BTreeMap<usize, datafusion::execution::SessionState>>> =
+            std::sync::LazyLock::new(Default::default);
+        let template = TEMPLATES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(partitions)
+            .or_insert_with(|| {
+                let config = SessionConfig::new().with_information_schema(false).with_target_partitions(partitions);
+                let ctx = SessionContext::new_with_config(config);
+                geo::register(&ctx);
+                ctx.state()
+            })
+            .clone();
+        let catalog = MemoryCatalogProvider::new();
+        catalog
+            .register_schema("public", Arc::new(MemorySchemaProvider::new()))
+            .expect("a new catalogue takes a schema");
+        let catalogs = MemoryCatalogProviderList::new();
+        catalogs.register_catalog("datafusion".to_string(), Arc::new(catalog));
+        let state = SessionStateBuilder::new_from_existing(template).with_catalog_list(Arc::new(catalogs)).build();
+        SessionContext::new_with_state(state)
     }
 
     /// The grant for one dataset, or the error the caller may see.
@@ -566,8 +589,9 @@ impl Engine {
         Ok(opened)
     }
 
-    /// Registers `inner` (the dataset's rows, or some of them) behind the grant's secure scan.
-    fn register_provider(&self, ctx: &SessionContext, grant: &Grant, inner: Arc<dyn TableProvider>, sink: &secure::SubjectSink) -> Result<(), QueryError> {
+    /// `inner` (the dataset's rows, or some of them) behind the grant's secure scan, with the
+    /// tap that names the people of the rows it releases.
+    fn secure_table(&self, ctx: &SessionContext, grant: &Grant, inner: Arc<dyn TableProvider>, sink: &secure::SubjectSink) -> Result<secure::SecureTable, QueryError> {
         let r = &grant.dataset;
         // Statistics-only grants release no one's rows, so they name no one.
         let tapped = self.audit.enabled() && grant.classification != tverr_core::Classification::Open && grant.min_group_size.is_none();
@@ -577,7 +601,13 @@ impl Engine {
             key: self.audit.subject_key(),
             sink: sink.clone(),
         });
-        let secure: Arc<dyn TableProvider> = Arc::new(secure::SecureTable::new(ctx, inner, grant, tap)?);
+        Ok(secure::SecureTable::new(ctx, inner, grant, tap)?)
+    }
+
+    /// Registers `inner` behind the grant's secure scan as `org.dataset`.
+    fn register_provider(&self, ctx: &SessionContext, grant: &Grant, inner: Arc<dyn TableProvider>, sink: &secure::SubjectSink) -> Result<(), QueryError> {
+        let r = &grant.dataset;
+        let secure: Arc<dyn TableProvider> = Arc::new(self.secure_table(ctx, grant, inner, sink)?);
         let catalog = ctx.catalog("datafusion").expect("default catalog");
         let schema = match catalog.schema(r.org.as_str()) {
             Some(s) => s,
@@ -862,5 +892,25 @@ impl Engine {
     /// The policy layer.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_copied_from_the_template_share_no_tables() {
+        let a = Engine::context_with(1);
+        let b = Engine::context_with(1);
+        a.catalog("datafusion").unwrap().register_schema("hamar", Arc::new(MemorySchemaProvider::new())).unwrap();
+        assert!(a.catalog("datafusion").unwrap().schema("hamar").is_some());
+        assert!(b.catalog("datafusion").unwrap().schema("hamar").is_none());
+        assert!(Engine::context_with(1).catalog("datafusion").unwrap().schema("hamar").is_none());
+        // Every function, the geo ones included, is in every copy.
+        let functions = |c: &SessionContext| c.state().scalar_functions().len();
+        assert_eq!(functions(&a), functions(&b));
+        assert!(functions(&b) > 100);
+        assert_eq!(Engine::context_with(3).state().config().target_partitions(), 3);
     }
 }

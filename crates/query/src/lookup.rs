@@ -159,7 +159,10 @@ impl Engine {
         let versions = self.store().indexed_versions().await?;
         let record = self.lookup_record(kind, &key);
         let places = self.store().locate(&key).await?;
-        let direct = self.gather(who, purpose, kind, &key, &places, &versions, &BTreeSet::new(), record.clone(), channel).await?;
+        // One session for the whole look-up: each dataset's secure scan is planned in it
+        // directly, never registered by name, so the scans cannot see each other.
+        let ctx = Self::context_with(1);
+        let direct = self.gather(&ctx, who, purpose, kind, &key, &places, &versions, &BTreeSet::new(), record.clone(), channel).await?;
 
         // One hop: other key columns released in clear in the rows found.
         let mut related: BTreeMap<(SubjectKind, String), Via> = BTreeMap::new();
@@ -183,7 +186,7 @@ impl Engine {
             let mut hop_record = self.lookup_record(k, &value);
             hop_record["related_to"] = record.clone();
             hop_record["via"] = serde_json::json!({"dataset": via.dataset, "column": via.column});
-            let found = self.gather(who, purpose, k, &value, &places, &versions, &seen, hop_record, channel).await?;
+            let found = self.gather(&ctx, who, purpose, k, &value, &places, &versions, &seen, hop_record, channel).await?;
             if !found.is_empty() {
                 hops.push(Related { kind: k.as_str().to_string(), id: value, via, organizations: group(found, &names) });
             }
@@ -235,6 +238,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     async fn gather(
         &self,
+        ctx: &datafusion::prelude::SessionContext,
         who: &Principal,
         purpose: &str,
         kind: SubjectKind,
@@ -253,7 +257,7 @@ impl Engine {
         }
         let reads = by_dataset.into_iter().filter_map(|(r, places)| {
             let version = *versions.get(&r.to_string())?;
-            Some(self.contribution(who, purpose, kind, key, r, version, places, record.clone(), channel))
+            Some(self.contribution(ctx, who, purpose, kind, key, r, version, places, record.clone(), channel))
         });
         let found = futures::future::try_join_all(reads).await?;
         Ok(found.into_iter().flatten().collect())
@@ -264,6 +268,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     async fn contribution(
         &self,
+        ctx: &datafusion::prelude::SessionContext,
         who: &Principal,
         purpose: &str,
         kind: SubjectKind,
@@ -301,11 +306,9 @@ impl Engine {
             places.iter().filter(|p| matched.contains_key(&p.position)).map(|p| (p.path.clone(), p.row)).collect();
         let (schema, batches) = self.store().read_rows(r, version, &rows).await?;
         let read: Vec<(String, String, i64)> = rows.into_iter().map(|(path, row)| (r.to_string(), path, row)).collect();
-        let ctx = Self::context_with(1);
         let sink = crate::secure::SubjectSink::new(self.named_limit);
         let rows = Arc::new(MemTable::try_new(schema, vec![batches])?);
-        self.register_provider(&ctx, &grant, rows, &sink)?;
-        let mut df = ctx.table(format!("{}.{}", r.org, r.dataset)).await?;
+        let table = self.secure_table(ctx, &grant, rows, &sink)?;
         let test = matched
             .values()
             .collect::<BTreeSet<_>>()
@@ -313,8 +316,16 @@ impl Engine {
             .map(|c| ident(*c).eq(lit(key)))
             .reduce(Expr::or)
             .expect("at least one column matched");
-        df = df.filter(test)?;
-        let stream = df.execute_stream().await?;
+        // The secure scan itself runs the key test (no query above it to plan): it must take
+        // the test whole, as it does every test on released columns.
+        use datafusion::catalog::TableProvider;
+        use datafusion::logical_expr::TableProviderFilterPushDown;
+        if table.supports_filters_pushdown(&[&test])? != [TableProviderFilterPushDown::Exact] {
+            return Err(QueryError::Execution("the key test cannot run inside the secure scan".into()));
+        }
+        let state = ctx.state();
+        let plan = table.scan(&state, None, &[test], None).await?;
+        let stream = datafusion::physical_plan::execute_stream(plan, ctx.task_ctx())?;
         let grants = vec![(grant.clone(), Some(version))];
         let mut intent = self.intent(who, Some(purpose), channel, &format!("lookup {kind} in {r}"), &grants);
         if let Some(i) = &mut intent {

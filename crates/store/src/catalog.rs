@@ -167,7 +167,7 @@ impl Catalog {
                         use sqlx::Executor;
                         // FULL: a commit (an access-log entry above all) survives a power loss,
                         // not only a crash of the process.
-                        conn.execute("PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL;").await?;
+                        conn.execute("PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL; PRAGMA cache_size = -32768;").await?;
                     }
                     Ok(())
                 })

@@ -113,9 +113,13 @@ fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(parquet::basic::Compression::SNAPPY)
         .set_max_row_group_row_count(Some(128 * 1024))
-        // Columns of near-unique values (person numbers, ids) give up dictionary encoding early
-        // instead of interning most of a row group first.
-        .set_dictionary_page_size_limit(256 << 10)
+        // Columns of many distinct values (person numbers, ids, addresses) give up dictionary
+        // encoding early instead of interning most of a row group first; and a look-up, which
+        // must decode a column chunk's dictionary to read one row, decodes at most 32 KiB of it.
+        .set_dictionary_page_size_limit(32 << 10)
+        // Pages of at most 2,048 rows: a look-up reads one row through the page index and
+        // decompresses only its page, not 20,000 rows of every column.
+        .set_data_page_row_count_limit(2048)
         .build()
 }
 

@@ -98,6 +98,7 @@ pub(crate) async fn apply(
         sqlx::query("DELETE FROM subject_keys WHERE file_id = $1").bind(id).execute(&mut **tx).await?;
         sqlx::query("DELETE FROM subject_files WHERE id = $1").bind(id).execute(&mut **tx).await?;
     }
+    let mut keys: Vec<(&str, i64, i64, i64)> = Vec::new();
     for file in change.added.iter().filter(|f| !f.keys.is_empty()) {
         let id = file_id(r, &file.path);
         sqlx::query("INSERT INTO subject_files (id, org, dataset, path) VALUES ($1, $2, $3, $4)")
@@ -107,7 +108,12 @@ pub(crate) async fn apply(
             .bind(&file.path)
             .execute(&mut **tx)
             .await?;
-        for chunk in file.keys.chunks(INSERT_CHUNK) {
+        keys.extend(file.keys.iter().map(|(k, row, position)| (k.as_str(), id, *row, *position)));
+    }
+    // In key order, the inserts walk the key index from one end to the other instead of
+    // touching a random page of it for every row.
+    keys.sort_unstable();
+    for chunk in keys.chunks(INSERT_CHUNK) {
             let mut sql = String::with_capacity(64 + chunk.len() * 24);
             sql.push_str("INSERT INTO subject_keys (subject, file_id, row_no, position) VALUES ");
             for i in 0..chunk.len() {
@@ -118,11 +124,10 @@ pub(crate) async fn apply(
                 sql.push_str(&format!("(${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4));
             }
             let mut q = sqlx::query(&sql);
-            for (key, row, position) in chunk {
-                q = q.bind(key.as_str()).bind(id).bind(*row).bind(*position);
+            for (key, id, row, position) in chunk {
+                q = q.bind(*key).bind(*id).bind(*row).bind(*position);
             }
             q.execute(&mut **tx).await?;
-        }
     }
     let updated = sqlx::query("UPDATE subject_indexed SET version = $1 WHERE org = $2 AND dataset = $3")
         .bind(version)
