@@ -462,7 +462,7 @@ impl Catalog {
         .bind(version.source_format.clone())
         .execute(&mut *tx)
         .await?;
-        crate::subjects::apply(&mut tx, r, version.version, index).await?;
+        crate::subjects::apply(&mut tx, r, version.version, index, self.sqlite).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -79,6 +79,7 @@ pub(crate) async fn apply(
     r: &DatasetRef,
     version: i64,
     change: &IndexChange,
+    sqlite: bool,
 ) -> Result<(), StoreError> {
     let (org, dataset) = (r.org.as_str(), r.dataset.as_str());
     if change.rebuild {
@@ -121,7 +122,13 @@ pub(crate) async fn apply(
                 if i > 0 {
                     sql.push(',');
                 }
-                sql.push_str(&format!("(${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4));
+                // SQLite looks a numbered parameter up by name, which is quadratic in a
+                // statement of thousands of them; anonymous ones are bound by position.
+                if sqlite {
+                    sql.push_str("(?, ?, ?, ?)");
+                } else {
+                    sql.push_str(&format!("(${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4));
+                }
             }
             let mut q = sqlx::query(&sql);
             for (key, id, row, position) in chunk {
@@ -350,7 +357,7 @@ impl Store {
         let added = keys_of_files(table.log_store().object_store(None), &paths, &columns).await?;
         let change = IndexChange { rebuild: true, removed: Vec::new(), added };
         let mut tx = self.catalog.begin_write().await?;
-        apply(&mut tx, r, version, &change).await?;
+        apply(&mut tx, r, version, &change, self.catalog.is_sqlite()).await?;
         tx.commit().await?;
         Ok(())
     }
