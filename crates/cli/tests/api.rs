@@ -366,13 +366,7 @@ fn rest_attack_cases() {
     let any_fnr = any_fnr.lines().nth(1).unwrap().to_string();
     let fill = |s: &str| s.replace("{any_fnr}", &any_fnr);
     let mut tokens: BTreeMap<String, String> = BTreeMap::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(common::data_dir().join("../security/rest"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "case"))
-        .collect();
-    files.sort();
+    let files = common::case_files("rest");
     assert!(files.len() >= 15, "only {} REST cases", files.len());
     let mut failures = Vec::new();
     for f in files {

@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 use common::{Tverr, send, start};
 
@@ -117,13 +116,7 @@ fn lookup_attack_cases() {
     let values = placeholders(&t);
     let fill = |s: &str| values.iter().fold(s.to_string(), |acc, (k, v)| acc.replace(&format!("{{{k}}}"), v));
     let mut tokens: BTreeMap<String, String> = BTreeMap::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(common::data_dir().join("../security/lookup"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "case"))
-        .collect();
-    files.sort();
+    let files = common::case_files("lookup");
     assert!(files.len() >= 20, "only {} look-up cases", files.len());
     let mut failures = Vec::new();
     for f in files {

@@ -169,14 +169,7 @@ fn run_case(demo: &Demo, case: &Case) -> Result<(), String> {
 
 #[test]
 fn adversarial_cases() {
-    let dir = common::data_dir().join("../security");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("tests/security")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "case"))
-        .collect();
-    files.sort();
+    let files = common::case_files("");
     assert!(files.len() >= 50, "the suite has only {} cases", files.len());
     let demo = demo();
     let mut failures = Vec::new();

@@ -302,6 +302,7 @@ impl Engine {
         if matched.is_empty() {
             return Ok(None);
         }
+        let matched_on: BTreeSet<&str> = matched.values().copied().collect();
         let rows: Vec<(String, i64)> =
             places.iter().filter(|p| matched.contains_key(&p.position)).map(|p| (p.path.clone(), p.row)).collect();
         let (schema, batches) = self.store().read_rows(r, version, &rows).await?;
@@ -309,10 +310,8 @@ impl Engine {
         let sink = crate::secure::SubjectSink::new(self.named_limit);
         let rows = Arc::new(MemTable::try_new(schema, vec![batches])?);
         let table = self.secure_table(ctx, &grant, rows, &sink)?;
-        let test = matched
-            .values()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
+        let test = matched_on
+            .iter()
             .map(|c| ident(*c).eq(lit(key)))
             .reduce(Expr::or)
             .expect("at least one column matched");
@@ -329,7 +328,7 @@ impl Engine {
         let grants = vec![(grant.clone(), Some(version))];
         let mut intent = self.intent(who, Some(purpose), channel, &format!("lookup {kind} in {r}"), &grants);
         if let Some(i) = &mut intent {
-            record["matched_on"] = serde_json::json!(matched.values().collect::<BTreeSet<_>>());
+            record["matched_on"] = serde_json::json!(matched_on);
             i["lookup"] = record;
         }
         let released = self.release(stream, intent, sink, started);
@@ -362,7 +361,7 @@ impl Engine {
             version,
             basis: grant.basis.clone(),
             legal_basis: grant.legal_basis.clone(),
-            matched_on: matched.values().collect::<BTreeSet<_>>().into_iter().map(|s| s.to_string()).collect(),
+            matched_on: matched_on.iter().map(|s| s.to_string()).collect(),
             columns,
             rows,
         };

@@ -8,6 +8,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The `.case` files of a directory under `tests/security` (`""` for the directory itself), in
+/// name order.
+pub fn case_files(sub: &str) -> Vec<PathBuf> {
+    let dir = data_dir().join("../security").join(sub);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "case"))
+        .collect();
+    files.sort();
+    files
+}
+
 /// A private Tverr installation: a data directory and the environment to reach it.
 pub struct Tverr {
     pub dir: tempfile::TempDir,
