@@ -6,7 +6,7 @@ the feature also compiles in a log that records nothing, used only by this binar
 In one run it measures:
 
 1. the append rate with durable commits (SQLite `synchronous = FULL`; PostgreSQL with
-   `--postgres URL`) for 1, 64 and 256 concurrent writers (group commit);
+   `--postgres URL`) for 1, 64, 256 and 1,024 concurrent writers (group commit);
 2. small reads of a confidential dataset over HTTP (one person of `hamar/innbyggere` by
    fødselsnummer, as the Folkeregister's case worker) on an audited server and on an unaudited
    one over the same data, alternating: p50/p90/p99 of one client, the median rate of eight

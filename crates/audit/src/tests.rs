@@ -280,3 +280,67 @@ async fn concurrent_writers_share_a_commit() {
     assert!(groups <= 3200 / 8, "{groups} commits for 3,200 entries from 64 writers ({:?})", started.elapsed());
     assert_eq!(audit.verify(None).await.unwrap().problem, None);
 }
+
+#[tokio::test]
+async fn an_sqlite_log_made_before_the_rowid_change_is_rebuilt_with_every_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, audit) = setup(dir.path()).await;
+    fill(&audit, 9).await;
+    let before = audit.entries().await.unwrap();
+    // The table as migration 0003 made it, rows and all.
+    exec(
+        &store,
+        "BEGIN IMMEDIATE; \
+         CREATE TABLE old_log (seq BIGINT PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL); \
+         INSERT INTO old_log SELECT * FROM audit_log; DROP TABLE audit_log; ALTER TABLE old_log RENAME TO audit_log; COMMIT;",
+    )
+    .await;
+    let declared = || async {
+        let t: String = sqlx::query_scalar("SELECT type FROM pragma_table_info('audit_log') WHERE name = 'seq'")
+            .fetch_one(store.catalog.pool())
+            .await
+            .unwrap();
+        t
+    };
+    assert_eq!(declared().await, "BIGINT");
+    let reopened = Store::open(&StoreConfig { data_dir: dir.path().join("data"), catalog_url: None, storage_url: None }).await.unwrap();
+    assert_eq!(declared().await, "INTEGER");
+    let audit = Audit::open(&reopened.catalog, config(dir.path(), "subject.key")).unwrap();
+    let after = audit.entries().await.unwrap();
+    assert_eq!(serde_json::to_value(&after).unwrap(), serde_json::to_value(&before).unwrap());
+    fill(&audit, 3).await;
+    let v = audit.verify(None).await.unwrap();
+    assert_eq!((v.entries, v.problem), (12, None));
+}
+
+#[tokio::test]
+async fn the_writer_checkpoints_the_wal_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, audit) = setup(dir.path()).await;
+    fill(&audit, 50).await;
+    // The WAL index (`-shm`, native byte order): mxFrame, the last frame in the WAL, at byte 16;
+    // nBackfill, the frames already copied into the database file, at byte 96.
+    let shm = std::fs::read_dir(dir.path().join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-shm"))
+        .expect("a WAL index");
+    let frames = || {
+        let b = std::fs::read(&shm).unwrap();
+        let at = |o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().unwrap());
+        (at(16), at(96))
+    };
+    let (written, _) = frames();
+    assert!(written > 0, "the log wrote to the WAL");
+    // 50 small entries are far below SQLite's automatic checkpoint (1,000 pages): only the
+    // writer's checkpointer copies them.
+    let mut copied = (0, 0);
+    for _ in 0..20 {
+        tokio::time::sleep(CHECKPOINT_WAL_EVERY).await;
+        copied = frames();
+        if copied.0 > 0 && copied.1 == copied.0 {
+            break;
+        }
+    }
+    assert_eq!(copied.1, copied.0, "every frame of the WAL is in the database file");
+}

@@ -145,6 +145,30 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// On SQLite, the access log's sequence number becomes the table's rowid (`INTEGER PRIMARY KEY`)
+/// instead of a second B-tree beside it: an append then writes one tree, not two. Migration 0003
+/// declares `BIGINT`, which PostgreSQL needs; catalogues made before are rebuilt once, in one
+/// transaction, with every row and value unchanged.
+async fn sqlite_audit_log_by_rowid(pool: &AnyPool) -> Result<(), sqlx::Error> {
+    let declared: Option<String> =
+        sqlx::query_scalar("SELECT type FROM pragma_table_info('audit_log') WHERE name = 'seq'").fetch_optional(pool).await?;
+    if declared.is_none_or(|t| t.eq_ignore_ascii_case("INTEGER")) {
+        return Ok(());
+    }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    for sql in [
+        "CREATE TABLE audit_log_by_rowid (seq INTEGER PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, \
+         payload TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)",
+        "INSERT INTO audit_log_by_rowid (seq, at, kind, payload, prev_hash, hash) \
+         SELECT seq, at, kind, payload, prev_hash, hash FROM audit_log ORDER BY seq",
+        "DROP TABLE audit_log",
+        "ALTER TABLE audit_log_by_rowid RENAME TO audit_log",
+    ] {
+        sqlx::query(sql).execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
@@ -161,6 +185,9 @@ impl Catalog {
         }
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 4 } else { 16 })
+            // A connection to a local file cannot go stale; the ping before every acquire is a
+            // round trip to SQLite's worker thread on every catalogue query and log commit.
+            .test_before_acquire(!sqlite)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {
@@ -175,7 +202,20 @@ impl Catalog {
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;
+        if sqlite {
+            sqlite_audit_log_by_rowid(&pool).await?;
+        }
         Ok(Self { pool, sqlite })
+    }
+
+    /// Copies what SQLite's write-ahead log holds into the database file without waiting for
+    /// anyone (`PRAGMA wal_checkpoint(PASSIVE)`); nothing on PostgreSQL. For a writer whose own
+    /// connection does not checkpoint, so that the copy and its fsync stay out of its commits.
+    pub async fn checkpoint_wal(&self) -> Result<(), sqlx::Error> {
+        if self.sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&self.pool).await?;
+        }
+        Ok(())
     }
 
     /// A transaction that will write. On SQLite it takes the write lock at once (`BEGIN
