@@ -368,3 +368,31 @@ fn the_index_follows_append_replace_upsert_and_erasure() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("01010750161"));
     assert!(t.ok(&["erase", "person", &person(9), "--dataset", "hamar/register"]).contains("no rows"));
 }
+
+/// A server that read a version before an erasure does not serve the erased person from memory:
+/// the vacuum removed the files, and the query engine's cache of data-file ranges asks storage
+/// before every use.
+#[test]
+fn an_erased_person_is_not_served_from_the_servers_memory() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "1000"]);
+    let server = start(&t);
+    let port = server.1;
+    let siri = format!("Bearer {}", token(&t, "siri"));
+    let fnr = first(&t, &["sql", "--as", "siri", "--purpose", "folkeregisterforvaltning", "--format", "csv", "SELECT fodselsnummer FROM hamar.innbyggere ORDER BY fodselsnummer LIMIT 1"]);
+    let rows = |version: &str| {
+        let path = format!("/api/v1/datasets/hamar/innbyggere/rows?where=fodselsnummer%3D%27{fnr}%27&limit=10{version}");
+        send(port, "GET", &path, &[("Authorization", siri.as_str()), ("Tverr-Purpose", "folkeregisterforvaltning")], None)
+    };
+    let before = rows("&version=0");
+    assert_eq!(before.status, 200, "{} {}", before.text(), fnr);
+    assert_eq!(before.json()["returned"], 1);
+    assert_eq!(rows("&version=0").json()["returned"], 1, "read twice: the second from memory");
+
+    let erased = t.ok(&["erase", "person", &fnr, "--dataset", "hamar/innbyggere"]);
+    assert!(erased.contains("rows erased"), "{erased}");
+    assert_eq!(rows("").json()["returned"], 0, "the latest version has no row of the person");
+    let old = rows("&version=0");
+    assert!(!old.text().contains(&fnr), "version 0 is gone after the erasure, also from memory: {} {}", old.status, old.text());
+    assert!(old.status >= 400 && old.status < 500 || old.json()["returned"] == 0, "{} {}", old.status, old.text());
+}

@@ -581,9 +581,12 @@ impl Engine {
     /// Registers a dataset, as `grant` lets the caller see it, as `org.dataset`.
     async fn register(&self, ctx: &SessionContext, grant: &Grant, version: Option<i64>, sink: &secure::SubjectSink) -> Result<Option<i64>, QueryError> {
         let r = &grant.dataset;
-        let table = self.store.lake.open(r, version).await?;
+        let table = self.store.lake.open_for_reading(r, version).await?;
         let opened = table.version().map(|v| v as i64);
         table.update_datafusion_session(&ctx.state()).map_err(StoreError::from)?;
+        // The scan reads data files through the session's store for the table's URL.
+        let (url, store) = self.store.lake.reading_store(r)?;
+        ctx.register_object_store(&url, store);
         let inner = table.table_provider().await.map_err(QueryError::from)?;
         self.register_provider(ctx, grant, inner, sink)?;
         Ok(opened)

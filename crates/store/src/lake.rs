@@ -7,7 +7,7 @@ use deltalake::{DeltaTable, DeltaTableBuilder};
 use tverr_core::DatasetRef;
 use url::Url;
 
-use crate::StoreError;
+use crate::{CachedRanges, StoreError};
 
 /// The storage root and the options used to reach it.
 #[derive(Debug, Clone)]
@@ -16,7 +16,14 @@ pub struct Lake {
     options: HashMap<String, String>,
     /// File footers and schemas kept for look-ups.
     pub(crate) cache: std::sync::Arc<crate::subjects::ReadCache>,
+    /// Bytes at most kept of data files read by queries (`TVERR_READ_CACHE_MB`).
+    read_cache_bytes: usize,
+    /// The storage root behind a [`CachedRanges`], made on first read and shared by every table.
+    reads: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<dyn object_store::ObjectStore>>>,
 }
+
+/// The default of `TVERR_READ_CACHE_MB`.
+const READ_CACHE_MB: usize = 256;
 
 impl Lake {
     /// A lake rooted at an object-store URL. For `s3://` the usual `AWS_*` variables apply
@@ -42,7 +49,13 @@ impl Lake {
         } else {
             HashMap::new()
         };
-        Ok(Self { root, options, cache: Default::default() })
+        let read_cache_mb = match std::env::var("TVERR_READ_CACHE_MB") {
+            Ok(v) => v.trim().parse::<usize>().map_err(|_| StoreError::Config {
+                message: format!("TVERR_READ_CACHE_MB: expected a whole number of mebibytes, found {v:?}"),
+            })?,
+            Err(_) => READ_CACHE_MB,
+        };
+        Ok(Self { root, options, cache: Default::default(), read_cache_bytes: read_cache_mb << 20, reads: Default::default() })
     }
 
     /// The storage root URL.
@@ -86,7 +99,10 @@ impl Lake {
 
     /// Opens a dataset's table at its latest version, or at `version`.
     pub async fn open(&self, r: &DatasetRef, version: Option<i64>) -> Result<DeltaTable, StoreError> {
-        let mut builder = self.builder(r)?;
+        self.load(self.builder(r)?, r, version).await
+    }
+
+    async fn load(&self, mut builder: DeltaTableBuilder, r: &DatasetRef, version: Option<i64>) -> Result<DeltaTable, StoreError> {
         if let Some(v) = version {
             if v < 0 {
                 return Err(StoreError::NotFound { what: "version", name: format!("{r}@{v}") });
@@ -100,6 +116,32 @@ impl Lake {
             }
             e => e.into(),
         })
+    }
+
+    /// Opens a dataset's table for queries: like [`Lake::open`], but over the lake's
+    /// [`CachedRanges`], which [`Lake::reading_store`] also gives to register in the query's
+    /// session, so repeated reads of the same row groups come from memory.
+    pub async fn open_for_reading(&self, r: &DatasetRef, version: Option<i64>) -> Result<DeltaTable, StoreError> {
+        let (_, root) = self.reading_store(r)?;
+        let builder = self.builder(r)?.with_storage_backend(root, self.table_url(r));
+        self.load(builder, r, version).await
+    }
+
+    /// The storage root behind the lake's [`CachedRanges`], and the URL (scheme and authority:
+    /// `file://`, `s3://bucket`) under which a DataFusion session finds it.
+    pub fn reading_store(&self, r: &DatasetRef) -> Result<(Url, std::sync::Arc<dyn object_store::ObjectStore>), StoreError> {
+        let root = match self.reads.get() {
+            Some(root) => root.clone(),
+            None => {
+                let plain = self.builder(r)?.build_storage()?.root_object_store(None);
+                let cached: std::sync::Arc<dyn object_store::ObjectStore> =
+                    std::sync::Arc::new(CachedRanges::new(plain, self.read_cache_bytes));
+                self.reads.get_or_init(|| cached).clone()
+            }
+        };
+        let mut url = self.root.clone();
+        url.set_path("/");
+        Ok((url, root))
     }
 
     /// Whether a dataset's table exists.

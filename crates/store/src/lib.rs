@@ -5,6 +5,7 @@
 //! A dataset's versions are Delta versions; [`Store::ingest`] is the only writer and produces one
 //! new version or nothing.
 
+mod cached;
 mod catalog;
 mod error;
 mod ingest;
@@ -15,6 +16,7 @@ mod subjects;
 
 use std::path::{Path, PathBuf};
 
+pub use cached::CachedRanges;
 pub use catalog::{Catalog, ColumnMeta, DatasetMeta, Department, NewDataset, Organization, VersionMeta};
 pub use error::StoreError;
 pub use ingest::{IngestOutcome, IngestRequest, WriteMode};
