@@ -408,3 +408,18 @@ fn help_everywhere() {
     }
     assert!(Path::new(env!("CARGO_BIN_EXE_tverr")).exists());
 }
+
+#[test]
+fn the_read_cache_setting_is_checked_and_zero_turns_the_cache_off() {
+    let t = Tverr::new();
+    people(&t);
+    let query = PEOPLE_QUERY.replace("{}", "people");
+    let with = |mb: &str| t.command().env("TVERR_READ_CACHE_MB", mb).args(["sql", &query, "--format", "csv"]).output().unwrap();
+    let off = with("0");
+    assert!(off.status.success(), "{}", String::from_utf8_lossy(&off.stderr));
+    assert_eq!(String::from_utf8_lossy(&off.stdout), EXPECTED_PEOPLE);
+    let bad = with("lots");
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("TVERR_READ_CACHE_MB") && stderr.contains("\"lots\""), "{stderr}");
+}
