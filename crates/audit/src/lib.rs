@@ -788,8 +788,6 @@ impl Audit {
     }
 }
 
-/// The chain's head: the last entry, or after retention removed every entry, the anchor
-/// checkpoint; `(0, GENESIS)` for an empty log.
 /// How often the WAL is checkpointed on SQLite while the log is in use.
 const CHECKPOINT_WAL_EVERY: Duration = Duration::from_millis(500);
 
@@ -808,6 +806,8 @@ async fn checkpointer(catalog: Catalog) {
     }
 }
 
+/// The chain's head: the last entry, or after retention removed every entry, the anchor
+/// checkpoint; `(0, GENESIS)` for an empty log.
 async fn head(conn: &mut sqlx::AnyConnection) -> Result<(i64, String), sqlx::Error> {
     if let Some(r) = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *conn).await? {
         return Ok((r.try_get("seq")?, r.try_get("hash")?));
