@@ -36,6 +36,9 @@ import time
 
 import psycopg
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from common import free_port  # noqa: E402
+
 # The desk's person datasets and their person key columns; property datasets and their key.
 PERSON = {
     "hamar.innbyggere": ["fodselsnummer"],
@@ -45,14 +48,6 @@ PERSON = {
     "hamar.hjemmetjenester": ["fodselsnummer"],
 }
 PROPERTY = {"hamar.byggesaker": "matrikkel", "hamar.eiendommer": "matrikkel", "hias.vannmalere": "matrikkel"}
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def run(cmd, **kw):

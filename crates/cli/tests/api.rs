@@ -7,32 +7,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use common::{Server, Tverr, send, start, start_with};
-
-fn token(t: &Tverr, user: &str) -> String {
-    t.ok(&["token", "create", "--user", user]).trim().to_string()
-}
+use common::{Server, Tverr, get_as, percent_encode, send, start, start_with, token};
 
 /// URL-encodes one query parameter value.
 fn enc(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn get(port: u16, path: &str, token: Option<&str>, purpose: Option<&str>) -> common::Response {
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let mut headers = Vec::new();
-    if let Some(a) = &auth {
-        headers.push(("Authorization", a.as_str()));
-    }
-    if let Some(p) = purpose {
-        headers.push(("Tverr-Purpose", p));
-    }
-    send(port, "GET", path, &headers, None)
+    percent_encode(v, false)
 }
 
 fn upload(port: u16, path: &str, token: &str, content_type: &str, body: &[u8]) -> common::Response {
@@ -55,7 +34,7 @@ fn rows_pages_versions_and_problems() {
     let p = Some("byggesaksbehandling");
 
     // A page: chosen columns, a filter on a plain column, an order, a window.
-    let r = get(port, "/api/v1/datasets/hamar/innbyggere/rows?select=fornavn,postnummer&where=postnummer%20%3D%20%272317%27&order_by=fornavn,-postnummer&limit=5", Some(&ola), p);
+    let r = get_as(port, "/api/v1/datasets/hamar/innbyggere/rows?select=fornavn,postnummer&where=postnummer%20%3D%20%272317%27&order_by=fornavn,-postnummer&limit=5", Some(&ola), p);
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     assert_eq!(v["columns"], serde_json::json!([{"name": "fornavn", "type": "text"}, {"name": "postnummer", "type": "text"}]));
@@ -73,7 +52,7 @@ fn rows_pages_versions_and_problems() {
     let mut total = 0;
     let mut next = Some("/api/v1/datasets/hamar/innbyggere/rows?select=fodselsnummer&where=postnummer%20%3D%20%272317%27&limit=37".to_string());
     while let Some(path) = next {
-        let r = get(port, &path, Some(&ola), p);
+        let r = get_as(port, &path, Some(&ola), p);
         assert_eq!(r.status, 200, "{}", r.text());
         let v = r.json();
         for row in v["rows"].as_array().unwrap() {
@@ -86,9 +65,9 @@ fn rows_pages_versions_and_problems() {
     assert_eq!((total, seen.len()), (expected, expected), "every row once");
 
     // Defaults and limits of a page.
-    let v = get(port, "/api/v1/datasets/hamar/barnehager/rows", None, None).json();
+    let v = get_as(port, "/api/v1/datasets/hamar/barnehager/rows", None, None).json();
     assert_eq!(v["limit"], 100);
-    let r = get(port, "/api/v1/datasets/hamar/barnehager/rows?limit=10001", None, None);
+    let r = get_as(port, "/api/v1/datasets/hamar/barnehager/rows?limit=10001", None, None);
     assert_eq!(r.status, 400);
     assert!(r.text().contains("1 to 10000"), "{}", r.text());
 
@@ -102,7 +81,7 @@ fn rows_pages_versions_and_problems() {
         ("/api/v1/datasets/hamar/barnehager/rows?format=csv&decimal=%2C", 400, "delimiter=;"),
         ("/api/v1/datasets/hamar/nope/rows", 404, "dataset-not-found"),
     ] {
-        let r = get(port, path, None, None);
+        let r = get_as(port, path, None, None);
         assert_eq!(r.status, status, "{path}: {}", r.text());
         assert_eq!(r.header("content-type"), Some("application/problem+json"), "{path}");
         assert!(r.text().contains(fragment), "{path}: {}", r.text());
@@ -140,7 +119,7 @@ fn time_travel_and_cursor_paging_while_versions_are_written() {
     let mut next = Some("/api/v1/datasets/test/tall/rows?limit=40&select=id".to_string());
     let mut appended = 0;
     while let Some(path) = next {
-        let v = get(port, &path, None, None).json();
+        let v = get_as(port, &path, None, None).json();
         assert_eq!(v["version"], 0, "{v}");
         ids.extend(v["rows"].as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()));
         next = v["next"].as_str().map(str::to_string);
@@ -155,16 +134,16 @@ fn time_travel_and_cursor_paging_while_versions_are_written() {
     assert_eq!(ids, (0..250).collect::<Vec<i64>>(), "every row of version 0 exactly once");
 
     // version= and as_of= read the past; the latest has the appended rows.
-    let count = |q: &str| get(port, &format!("/api/v1/datasets/test/tall/rows?limit=10000&{q}"), None, None).json()["returned"].as_u64().unwrap();
+    let count = |q: &str| get_as(port, &format!("/api/v1/datasets/test/tall/rows?limit=10000&{q}"), None, None).json()["returned"].as_u64().unwrap();
     assert_eq!(count(""), 253);
     assert_eq!(count("version=1"), 251);
     assert_eq!(count(&format!("as_of={}", enc(&between))), 250);
-    let r = get(port, "/api/v1/datasets/test/tall/rows?as_of=2001-01-01", None, None);
+    let r = get_as(port, "/api/v1/datasets/test/tall/rows?as_of=2001-01-01", None, None);
     assert_eq!(r.status, 404);
     assert!(r.text().contains("version-not-found"));
 
     // The history lists every version.
-    let v = get(port, "/api/v1/datasets/test/tall/versions", None, None).json();
+    let v = get_as(port, "/api/v1/datasets/test/tall/versions", None, None).json();
     let modes: Vec<&str> = v["versions"].as_array().unwrap().iter().map(|v| v["mode"].as_str().unwrap()).collect();
     assert_eq!(modes, ["create", "append", "append", "append"]);
     assert_eq!(v["versions"][0]["actor"], "steward");
@@ -194,7 +173,7 @@ fn uploads_append_replace_upsert_and_refuse_bad_files_without_change() {
     assert_eq!(r.status, 409, "creating it again: {}", r.text());
 
     let rows = |tok: &str| {
-        let v = get(port, "/api/v1/datasets/test/kull/rows?order_by=navn", Some(tok), None).json();
+        let v = get_as(port, "/api/v1/datasets/test/kull/rows?order_by=navn", Some(tok), None).json();
         v["rows"].as_array().unwrap().iter().map(|r| format!("{}={}", r["navn"].as_str().unwrap(), r["alder"])).collect::<Vec<_>>()
     };
     let lake_before = common::visible_snapshot(&t.lake().join("test/kull"));
@@ -256,7 +235,7 @@ fn exports_stream_files_with_names_and_csv_dialects() {
     let (t, server) = demo();
     let port = server.1;
     let ola = token(&t, "ola");
-    let r = get(port, "/api/v1/datasets/hamar/barnehager/rows?format=csv&delimiter=%3B&decimal=%2C&bom=true&select=navn,kapasitet&order_by=navn", None, None);
+    let r = get_as(port, "/api/v1/datasets/hamar/barnehager/rows?format=csv&delimiter=%3B&decimal=%2C&bom=true&select=navn,kapasitet&order_by=navn", None, None);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
     assert_eq!(r.header("content-disposition"), Some("attachment; filename=\"hamar-barnehager-v0.csv\""));
@@ -271,7 +250,7 @@ fn exports_stream_files_with_names_and_csv_dialects() {
     assert_eq!(lines.to_string(), all.lines().nth(1).unwrap(), "every row, not a page");
 
     // A purpose is needed before any byte.
-    let r = get(port, "/api/v1/datasets/hamar/innbyggere/rows?format=parquet", Some(&ola), None);
+    let r = get_as(port, "/api/v1/datasets/hamar/innbyggere/rows?format=parquet", Some(&ola), None);
     assert_eq!(r.status, 403);
 }
 
@@ -281,7 +260,7 @@ fn catalogue_search_finds_norwegian_word_forms_and_shows_own_metadata() {
     let port = server.1;
     let ola = token(&t, "ola");
     let slugs = |path: &str, tok: Option<&str>| -> Vec<String> {
-        let v = get(port, path, tok, None).json();
+        let v = get_as(port, path, tok, None).json();
         v["datasets"].as_array().unwrap_or_else(|| panic!("{v}")).iter().map(|d| format!("{}:{}", d["slug"].as_str().unwrap(), d["access"].as_str().unwrap())).collect()
     };
     assert_eq!(slugs("/api/v1/datasets?q=barnehage", None), ["barnehager:read"]);
@@ -290,17 +269,17 @@ fn catalogue_search_finds_norwegian_word_forms_and_shows_own_metadata() {
     assert!(slugs("/api/v1/datasets?q=hjemmetjenester", None).is_empty(), "anonymous callers see open datasets only");
     // An employee of the organisation finds the metadata of its non-open datasets; not the rows.
     assert_eq!(slugs("/api/v1/datasets?q=hjemmetjenester", Some(&ola)), ["hjemmetjenester:metadata"]);
-    let r = get(port, "/api/v1/datasets/hamar/hjemmetjenester", Some(&ola), None);
+    let r = get_as(port, "/api/v1/datasets/hamar/hjemmetjenester", Some(&ola), None);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["access"], "metadata");
-    let r = get(port, "/api/v1/datasets/hamar/hjemmetjenester/rows", Some(&ola), Some("byggesaksbehandling"));
+    let r = get_as(port, "/api/v1/datasets/hamar/hjemmetjenester/rows", Some(&ola), Some("byggesaksbehandling"));
     assert_eq!(r.status, 404);
     // Filters.
     let open = slugs("/api/v1/datasets?classification=open", Some(&ola));
     assert!(!open.is_empty() && open.iter().all(|s| s.ends_with(":read")));
     assert_eq!(slugs("/api/v1/datasets?org=hias&q=vann", None).len(), 1);
     assert!(slugs("/api/v1/datasets?theme=EDUC", None).contains(&"barnehager:read".to_string()));
-    let r = get(port, "/api/v1/datasets?classification=hemmelig", None, None);
+    let r = get_as(port, "/api/v1/datasets?classification=hemmelig", None, None);
     assert_eq!(r.status, 400);
     assert!(r.text().contains("classification"));
 }
@@ -321,14 +300,14 @@ fn queries_are_limited_per_principal_and_in_time() {
         })
     };
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let second = get(port, "/api/v1/datasets/hamar/innbyggere/rows", Some(&ola), Some("byggesaksbehandling"));
+    let second = get_as(port, "/api/v1/datasets/hamar/innbyggere/rows", Some(&ola), Some("byggesaksbehandling"));
     assert_eq!(second.status, 429, "{}", second.text());
     assert_eq!(second.json()["type"], "/problems/too-many-queries");
     let first = first.join().unwrap();
     assert_eq!(first.status, 504, "{}", first.text());
     assert_eq!(first.json()["type"], "/problems/query-timeout");
     // The permit is returned when the query ends.
-    let again = get(port, "/api/v1/datasets/hamar/innbyggere/rows?limit=1", Some(&ola), Some("byggesaksbehandling"));
+    let again = get_as(port, "/api/v1/datasets/hamar/innbyggere/rows?limit=1", Some(&ola), Some("byggesaksbehandling"));
     assert_eq!(again.status, 200, "{}", again.text());
     // Body size: a JSON body past the limit is a 413 problem.
     let huge = format!("{{\"sql\": \"{}\"}}", "a".repeat(2 << 20));
@@ -376,7 +355,7 @@ fn rest_attack_cases() {
         let tok = (who != "anonymous").then(|| tokens.entry(who.to_string()).or_insert_with(|| token(&t, who)).clone());
         let query: Vec<String> = case.params.iter().map(|(k, v)| format!("{k}={}", enc(&fill(v)))).collect();
         let path = format!("/api/v1/datasets/{}/rows?{}", get_field("dataset").expect("dataset:"), query.join("&"));
-        let r = get(port, &path, tok.as_deref(), get_field("purpose"));
+        let r = get_as(port, &path, tok.as_deref(), get_field("purpose"));
         let body = r.text();
         let name = case.file.file_name().unwrap().to_string_lossy().to_string();
         let status: u16 = get_field("status").expect("status:").parse().unwrap();
@@ -482,7 +461,7 @@ fn geo_boxes_distances_and_transforms_match_known_points() {
     let f = file.to_str().unwrap();
     t.ok(&["ingest", "hamar/steder", f, "--create", "--department", "byggesak", "--title", "Steder", "--classification", "open"]);
     let rows = |query: &str| {
-        let r = get(port, &format!("/api/v1/datasets/hamar/steder/rows?{query}"), None, None);
+        let r = get_as(port, &format!("/api/v1/datasets/hamar/steder/rows?{query}"), None, None);
         assert_eq!(r.status, 200, "{query}: {}", r.text());
         r
     };
@@ -544,12 +523,12 @@ fn geo_boxes_distances_and_transforms_match_known_points() {
     let first = rows("bbox=10.9,60.75,11.1,60.9&limit=1").json();
     let next = first["next"].as_str().unwrap().to_string();
     assert!(next.contains("bbox="), "{next}");
-    let second = get(port, &next, None, None).json();
+    let second = get_as(port, &next, None, None).json();
     let mut seen = vec![first["rows"][0]["name"].as_str().unwrap().to_string(), second["rows"][0]["name"].as_str().unwrap().to_string()];
     seen.sort();
     assert_eq!(seen, hamar);
     let cursor = next.split("cursor=").nth(1).unwrap();
-    let r = get(port, &format!("/api/v1/datasets/hamar/steder/rows?bbox=0,50,30,72&cursor={cursor}"), None, None);
+    let r = get_as(port, &format!("/api/v1/datasets/hamar/steder/rows?bbox=0,50,30,72&cursor={cursor}"), None, None);
     assert_eq!(r.status, 400, "{}", r.text());
 
     // GeoJSON in WGS 84 (RFC 7946) when asked, with the stored CRS named otherwise.
@@ -574,11 +553,11 @@ fn geo_boxes_distances_and_transforms_match_known_points() {
         ("crs=EPSG:3035", "crs: expected"),
         ("format=geojson&select=name", "needs a geometry column"),
     ] {
-        let r = get(port, &format!("/api/v1/datasets/hamar/steder/rows?{}", query.replace(' ', "%20")), None, None);
+        let r = get_as(port, &format!("/api/v1/datasets/hamar/steder/rows?{}", query.replace(' ', "%20")), None, None);
         assert_eq!(r.status, 400, "{query}: {}", r.text());
         assert!(r.text().contains(says), "{query}: {}", r.text());
     }
-    let r = get(port, "/api/v1/datasets/hias/vannkvalitet/rows?bbox=10,60,12,61", None, None);
+    let r = get_as(port, "/api/v1/datasets/hias/vannkvalitet/rows?bbox=10,60,12,61", None, None);
     assert_eq!(r.status, 400);
     assert!(r.text().contains("has none you may read"), "{}", r.text());
 }

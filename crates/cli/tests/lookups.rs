@@ -7,32 +7,10 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{Tverr, send, start};
-
-fn token(t: &Tverr, user: &str) -> String {
-    t.ok(&["token", "create", "--user", user]).trim().to_string()
-}
-
-/// URL-encodes a path segment, keeping `/` (a matrikkel unit's slashes are path syntax here).
-fn enc(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+use common::{Tverr, get_as, percent_encode, send, start, token};
 
 fn lookup(port: u16, kind: &str, id: &str, token: Option<&str>, purpose: Option<&str>) -> common::Response {
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let mut headers = Vec::new();
-    if let Some(a) = &auth {
-        headers.push(("Authorization", a.as_str()));
-    }
-    if let Some(p) = purpose {
-        headers.push(("Tverr-Purpose", p));
-    }
-    send(port, "GET", &format!("/api/v1/subjects/{kind}/{}", enc(id)), &headers, None)
+    get_as(port, &format!("/api/v1/subjects/{kind}/{}", percent_encode(id, true)), token, purpose)
 }
 
 /// The first value of a one-column CSV result.
@@ -378,11 +356,11 @@ fn an_erased_person_is_not_served_from_the_servers_memory() {
     t.ok(&["demo", "--persons", "1000"]);
     let server = start(&t);
     let port = server.1;
-    let siri = format!("Bearer {}", token(&t, "siri"));
+    let siri = token(&t, "siri");
     let fnr = first(&t, &["sql", "--as", "siri", "--purpose", "folkeregisterforvaltning", "--format", "csv", "SELECT fodselsnummer FROM hamar.innbyggere ORDER BY fodselsnummer LIMIT 1"]);
     let rows = |version: &str| {
         let path = format!("/api/v1/datasets/hamar/innbyggere/rows?where=fodselsnummer%3D%27{fnr}%27&limit=10{version}");
-        send(port, "GET", &path, &[("Authorization", siri.as_str()), ("Tverr-Purpose", "folkeregisterforvaltning")], None)
+        get_as(port, &path, Some(&siri), Some("folkeregisterforvaltning"))
     };
     let before = rows("&version=0");
     assert_eq!(before.status, 200, "{} {}", before.text(), fnr);

@@ -177,6 +177,36 @@ pub fn start_with(t: &Tverr, extra: &[&str]) -> Server {
     server
 }
 
+/// An API token for a local user.
+pub fn token(t: &Tverr, user: &str) -> String {
+    t.ok(&["token", "create", "--user", user]).trim().to_string()
+}
+
+/// Percent-encodes a URL value; `/` is kept when `keep_slash` (a matrikkel unit's slashes as
+/// path syntax).
+pub fn percent_encode(v: &str, keep_slash: bool) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'/' if keep_slash => "/".to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A GET with an optional bearer token and an optional declared purpose (`Tverr-Purpose`).
+pub fn get_as(port: u16, path: &str, token: Option<&str>, purpose: Option<&str>) -> Response {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = Vec::new();
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    if let Some(p) = purpose {
+        headers.push(("Tverr-Purpose", p));
+    }
+    send(port, "GET", path, &headers, None)
+}
+
 /// A minimal HTTP/1.1 GET; returns (status, content type, body).
 pub fn get(port: u16, path: &str) -> (u16, String, String) {
     request(port, "GET", path, &[], None)
