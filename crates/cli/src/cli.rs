@@ -350,7 +350,8 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "TVERR_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
-    /// Fill the data directory with the demo municipality when it is empty.
+    /// Fill the data directory with the demo municipality when it is empty, and offer the
+    /// demo's citizen log-in (any fødselsnummer, no password) on the web log-in page.
     #[arg(long)]
     demo: bool,
     /// OIDC issuers to accept tokens from: a JSON file (see the README).
@@ -525,6 +526,10 @@ async fn dispatch(cli: Cli, store: Store, engine: &Engine) -> Result<()> {
                 queries_per_principal: a.queries_per_principal.max(1),
             };
             let mut state = tverr_server::AppState::from_engine(engine.clone()).with_limits(limits);
+            if a.demo {
+                // The demo has no ID-porten: its log-in page lets anyone act as a citizen.
+                state = state.with_citizen_demo_login();
+            }
             if let Some(path) = &a.oidc {
                 let config = tverr_server::OidcConfig::load(path).map_err(|e| anyhow!("--oidc: {e}"))?;
                 eprintln!("accepting OIDC tokens from {} issuers", config.issuers.len());

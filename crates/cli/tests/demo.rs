@@ -9,7 +9,7 @@ use common::Tverr;
 fn demo_municipality() {
     let t = Tverr::new();
     let out = t.ok(&["demo", "--persons", "1500"]);
-    assert!(out.contains("10 datasets"), "{out}");
+    assert!(out.contains("11 datasets"), "{out}");
     let list = t.ok(&["datasets", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&list).unwrap();
     let mut names: Vec<String> = v.as_array().unwrap().iter().map(|d| format!("{}/{} {}", d["org"].as_str().unwrap(), d["slug"].as_str().unwrap(), d["classification"].as_str().unwrap())).collect();
@@ -19,6 +19,7 @@ fn demo_municipality() {
         [
             "hamar/barnehageplasser confidential", "hamar/barnehager open", "hamar/byggesaker internal",
             "hamar/eiendommer internal", "hamar/hjemmetjenester strictly-confidential", "hamar/innbyggere confidential",
+            "hamar/kommunegrense open",
             "hamar/reguleringsplaner open", "hias/vannkvalitet open", "hias/vannmaler_avlesninger internal",
             "hias/vannmalere internal",
         ]

@@ -177,6 +177,31 @@ impl Population {
         self.write_reguleringsplaner(dir)?;
         self.write_hjemmetjenester(dir)?;
         self.write_vann(dir)?;
+        Self::write_kommunegrense(dir)?;
+        Ok(())
+    }
+
+    /// The kommune's outline: a synthetic, irregular ring around every place the demo puts
+    /// anything (properties lie within 6 km of the centre, plans within about 8 km), so maps
+    /// have the municipality to draw their data on.
+    fn write_kommunegrense(dir: &Path) -> Result<(), DemoError> {
+        let ring: Vec<[f64; 2]> = (0..=72)
+            .map(|i| {
+                let a = f64::from(i % 72) / 72.0 * std::f64::consts::TAU;
+                let r = 9_200.0 + 600.0 * (3.0 * a + 1.0).sin() + 400.0 * (5.0 * a + 2.0).cos();
+                [(CENTER_X + r * a.cos()).round(), (CENTER_Y + r * a.sin()).round()]
+            })
+            .collect();
+        let collection = serde_json::json!({
+            "type": "FeatureCollection",
+            "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::25833"}},
+            "features": [{
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {"kommunenummer": "3403", "navn": "Hamar"},
+            }],
+        });
+        std::fs::write(dir.join("kommunegrense.geojson"), serde_json::to_vec(&collection).map_err(std::io::Error::other)?)?;
         Ok(())
     }
 

@@ -125,6 +125,12 @@ fn specs() -> Vec<Spec> {
             frequency: "monthly", file: "reguleringsplaner.geojson", subjects: &[], types: &[], categories: &[],
         },
         Spec {
+            org: "hamar", slug: "kommunegrense", department: "byggesak",
+            title: "Kommunegrense", description: "Hamar kommunes yttergrense (syntetisk i demoen), som kart tegnes på.",
+            classification: Open, theme: "REGI", keywords: &["kommunegrense", "kart", "grense"], licence: NLOD,
+            frequency: "annual", file: "kommunegrense.geojson", subjects: &[], types: &[("kommunenummer", ColumnType::Text)], categories: &[],
+        },
+        Spec {
             org: "hamar", slug: "hjemmetjenester", department: "helse",
             title: "Hjemmetjenester", description: "Vedtak om helsetjenester i hjemmet (særlige kategorier, GDPR art. 9).",
             classification: StrictlyConfidential, theme: "HEAL", keywords: &["hjemmetjenester", "helse", "omsorg"], licence: None,

@@ -198,8 +198,11 @@ impl<R: Read> Chunker<R> {
     }
 }
 
-fn count_newlines(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|b| **b == b'\n').count() as u64
+/// Line ends in `bytes`: `\n`, `\r\n` and a lone `\r` each end one line.
+pub(crate) fn count_newlines(bytes: &[u8]) -> u64 {
+    let lf = memchr::memchr_iter(b'\n', bytes).count();
+    let lone_cr = memchr::memchr_iter(b'\r', bytes).filter(|&i| bytes.get(i + 1) != Some(&b'\n')).count();
+    (lf + lone_cr) as u64
 }
 
 #[cfg(test)]
@@ -251,7 +254,8 @@ mod tests {
     #[test]
     fn line_endings() {
         assert_eq!(chunks("a\r\nb\r\n", 1, usize::MAX), vec![(1, "a\r\n".into()), (2, "b\r\n".into())]);
-        assert_eq!(chunks("a\rb\rc", 1, usize::MAX), vec![(1, "a\r".into()), (1, "b\r".into()), (1, "c".into())]);
+        // A lone CR ends a line too (old Mac files), as it ends a record.
+        assert_eq!(chunks("a\rb\rc", 1, usize::MAX), vec![(1, "a\r".into()), (2, "b\r".into()), (3, "c".into())]);
         // A quote in the middle of an unquoted field is a plain character, as in csv_core.
         assert_eq!(chunks("a\"b;c\nd", 1, usize::MAX), vec![(1, "a\"b;c\n".into()), (2, "d".into())]);
         // A quoted field followed by more text goes on unquoted.

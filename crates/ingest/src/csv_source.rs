@@ -266,9 +266,18 @@ fn for_each_record(encoding: Encoding, delimiter: u8, chunk: &Chunk, mut f: impl
         .flexible(true)
         .from_reader(&text[..]);
     let mut record = csv::ByteRecord::new();
+    // The line of a record is counted here from its byte offset. After a CRLF the csv crate
+    // reports the next record as starting at the `\n` (it ends records at the `\r`), so its own
+    // line count is one short per CRLF line, and CRLF is what Excel writes.
+    let (mut line, mut counted_to) = (chunk.first_line, 0usize);
     // Reading from memory cannot fail, and `flexible` accepts every record length.
     while reader.read_byte_record(&mut record).unwrap_or(false) {
-        let line = chunk.first_line + record.position().map_or(1, |p| p.line()) - 1;
+        let mut start = record.position().map_or(counted_to, |p| usize::try_from(p.byte()).unwrap_or(counted_to)).clamp(counted_to, text.len());
+        while start < text.len() && matches!(text[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        line += chunker::count_newlines(&text[counted_to..start]);
+        counted_to = start;
         f(line, &record);
     }
 }
@@ -354,5 +363,21 @@ mod tests {
         assert_eq!(Encoding::detect(b"Bj\xF8rn;\xC5se"), Encoding::Windows1252);
         // A character cut at the end of the head.
         assert_eq!(Encoding::detect(&"abcø".as_bytes()[..4]), Encoding::Utf8);
+    }
+}
+
+#[cfg(test)]
+mod line_tests {
+    use super::*;
+
+    #[test]
+    fn records_keep_their_file_line_whatever_the_line_ends() {
+        for text in [&b"a;1\r\nb;2\r\nc;x\r\n"[..], b"a;1\nb;2\nc;x\n", b"a;1\rb;2\rc;x", b"a;1\r\n\r\nb;2\r\n\"c\nd\";x\r\ne;y"] {
+            let chunk = Chunk { seq: 0, first_line: 2, bytes: text.to_vec() };
+            let mut lines = Vec::new();
+            for_each_record(Encoding::Utf8, b';', &chunk, |line, _| lines.push(line));
+            let expected: &[u64] = if text.len() > 20 { &[2, 4, 5, 7] } else { &[2, 3, 4] };
+            assert_eq!(lines, expected, "{}", String::from_utf8_lossy(text).escape_debug());
+        }
     }
 }

@@ -9,7 +9,7 @@ use tverr_policy::{Agreement, AgreementEvent, AgreementRequest, DatasetTerms, Pr
 
 use crate::{AppState, Caller, Problem};
 
-fn signed_in(caller: &Caller) -> Result<&User, Problem> {
+pub(crate) fn signed_in(caller: &Caller) -> Result<&User, Problem> {
     match &caller.principal {
         Principal::User(u) => Ok(u),
         _ => Err(Problem::new(
@@ -22,7 +22,7 @@ fn signed_in(caller: &Caller) -> Result<&User, Problem> {
 }
 
 /// Whether a user's organisation is a party (only parties see an agreement).
-fn party(u: &User, a: &Agreement) -> bool {
+pub(crate) fn party(u: &User, a: &Agreement) -> bool {
     a.provider.org == u.org || a.consumer.org == u.org
 }
 
@@ -99,8 +99,14 @@ pub async fn request(
     caller: Caller,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Agreement>), Problem> {
-    signed_in(&caller)?;
-    let b: RequestBody = serde_json::from_slice(&body)
+    let a = request_as(&state, &caller, &body, "http").await?;
+    Ok((StatusCode::CREATED, Json(a)))
+}
+
+/// Requests an agreement from a JSON body (the API's and the web form's), logged on `channel`.
+pub(crate) async fn request_as(state: &AppState, caller: &Caller, body: &[u8], channel: &str) -> Result<Agreement, Problem> {
+    signed_in(caller)?;
+    let b: RequestBody = serde_json::from_slice(body)
         .map_err(|e| invalid_body(format!("line {}, column {}: {e}", e.line(), e.column())))?;
     let req = AgreementRequest {
         provider: b.provider.parse().map_err(Problem::from_policy)?,
@@ -117,10 +123,10 @@ pub async fn request(
     let a = state.engine.policy().request_agreement(&caller.principal, req).await.map_err(Problem::from_policy)?;
     state
         .engine
-        .log_event("agreement", &caller.principal, "http", serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision}))
+        .log_event("agreement", &caller.principal, channel, serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision}))
         .await
         .map_err(Problem::from_query)?;
-    Ok((StatusCode::CREATED, Json(a)))
+    Ok(a)
 }
 
 /// The body of approve, deny and revoke.
@@ -141,8 +147,6 @@ pub async fn transition(
     Path((id, action)): Path<(i64, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<Agreement>, Problem> {
-    let u = signed_in(&caller)?;
-    visible(&state, u, id).await?;
     let note = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
@@ -150,9 +154,17 @@ pub async fn transition(
             .map_err(|e| invalid_body(format!("line {}, column {}: {e}", e.line(), e.column())))?
             .note
     };
+    transition_as(&state, &caller, id, &action, note, "http").await.map(Json)
+}
+
+/// Approves, denies or revokes an agreement the caller's organisation is a party to, logged on
+/// `channel`.
+pub(crate) async fn transition_as(state: &AppState, caller: &Caller, id: i64, action: &str, note: Option<String>, channel: &str) -> Result<Agreement, Problem> {
+    let u = signed_in(caller)?;
+    visible(state, u, id).await?;
     let note_for_log = note.clone();
     let policy = state.engine.policy();
-    let result = match action.as_str() {
+    let result = match action {
         "approve" => policy.approve(&caller.principal, id, note.as_deref()).await,
         "deny" => policy.deny(&caller.principal, id, note.as_deref()).await,
         "revoke" => policy.revoke(&caller.principal, id, note.as_deref()).await,
@@ -164,10 +176,10 @@ pub async fn transition(
         .log_event(
             "agreement",
             &caller.principal,
-            "http",
+            channel,
             serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision, "note": note_for_log}),
         )
         .await
         .map_err(Problem::from_query)?;
-    Ok(Json(a))
+    Ok(a)
 }

@@ -12,7 +12,7 @@ use tverr_policy::{Principal, Role};
 
 use crate::{AppState, Caller, Problem};
 
-fn auditor_org(caller: &Caller) -> Result<String, Problem> {
+pub(crate) fn auditor_org(caller: &Caller) -> Result<String, Problem> {
     match &caller.principal {
         Principal::User(u) if u.role == Role::Auditor => Ok(u.org.clone()),
         Principal::Anonymous => Err(Problem::new(
@@ -33,33 +33,43 @@ fn unavailable(e: tverr_audit::AuditError) -> Problem {
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
     responses((status = 200, description = "What the check of the chain and checkpoints found", body = tverr_audit::Verification)), security(("bearer" = [])))]
 pub async fn verify(State(state): State<AppState>, caller: Caller) -> Result<Json<Verification>, Problem> {
-    auditor_org(&caller)?;
+    verify_as(&state, &caller, "http").await.map(Json)
+}
+
+/// Verifies the whole log for an auditor; the read is logged on `channel`.
+pub(crate) async fn verify_as(state: &AppState, caller: &Caller, channel: &str) -> Result<Verification, Problem> {
+    auditor_org(caller)?;
     state
         .engine
-        .log_event("audit-read", &caller.principal, "http", serde_json::json!({"what": "verify"}))
+        .log_event("audit-read", &caller.principal, channel, serde_json::json!({"what": "verify"}))
         .await
         .map_err(Problem::from_query)?;
-    state.engine.audit().verify(None).await.map(Json).map_err(unavailable)
+    state.engine.audit().verify(None).await.map_err(unavailable)
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct EntryView {
-    seq: i64,
-    at: String,
-    kind: String,
-    record: serde_json::Value,
+    pub(crate) seq: i64,
+    pub(crate) at: String,
+    pub(crate) kind: String,
+    pub(crate) record: serde_json::Value,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Entries {
-    entries: Vec<EntryView>,
+    pub(crate) entries: Vec<EntryView>,
 }
 
 /// Entries about the auditor's organisation that match the filters.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(tverr_audit::Search),
     responses((status = 200, description = "Entries about the auditor's organisation", body = Entries)), security(("bearer" = [])))]
-pub async fn search(State(state): State<AppState>, caller: Caller, Query(mut q): Query<Search>) -> Result<Json<Entries>, Problem> {
-    q.org = Some(auditor_org(&caller)?);
+pub async fn search(State(state): State<AppState>, caller: Caller, Query(q): Query<Search>) -> Result<Json<Entries>, Problem> {
+    search_as(&state, &caller, q, "http").await.map(Json)
+}
+
+/// An auditor's search of the entries about their organisation; the read is logged on `channel`.
+pub(crate) async fn search_as(state: &AppState, caller: &Caller, mut q: Search, channel: &str) -> Result<Entries, Problem> {
+    q.org = Some(auditor_org(caller)?);
     if let Some(pid) = &q.subject {
         tverr_core::Fodselsnummer::parse(pid).map_err(|e| {
             Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Ugyldig forespørsel / Invalid request", format!("subject: {e}"))
@@ -71,16 +81,16 @@ pub async fn search(State(state): State<AppState>, caller: Caller, Query(mut q):
         .log_event(
             "audit-read",
             &caller.principal,
-            "http",
+            channel,
             serde_json::json!({"what": "search", "user": q.user, "dataset": q.dataset, "from": q.from, "to": q.to, "subject": subject}),
         )
         .await
         .map_err(Problem::from_query)?;
     let entries = state.engine.audit().search(&q).await.map_err(unavailable)?;
-    Ok(Json(Entries {
+    Ok(Entries {
         entries: entries
             .into_iter()
             .map(|e| EntryView { seq: e.seq, at: e.at, kind: e.kind, record: serde_json::from_str(&e.payload).unwrap_or_default() })
             .collect(),
-    }))
+    })
 }

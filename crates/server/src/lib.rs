@@ -19,6 +19,7 @@ mod rows;
 mod sql;
 mod subjects;
 mod upload;
+mod web;
 
 use std::time::Duration;
 
@@ -52,6 +53,12 @@ pub struct AppState {
     pub limits: Limits,
     /// Counts each principal's running queries.
     pub(crate) gate: limits::Gate,
+    /// Counts failed log-ins.
+    pub(crate) logins: limits::LoginThrottle,
+    /// Whether the web log-in lets anyone act as a citizen by fødselsnummer (the demo only).
+    pub citizen_demo_login: bool,
+    /// Web uploads between their steps.
+    pub(crate) web_uploads: web::Uploads,
 }
 
 impl AppState {
@@ -62,7 +69,13 @@ impl AppState {
 
     /// The services over an engine as configured (its log, its named-subject limit).
     pub fn from_engine(engine: Engine) -> Self {
-        Self { store: engine.store().clone(), engine, oidc: None, limits: Limits::default(), gate: limits::Gate::default() }
+        Self { store: engine.store().clone(), engine, oidc: None,
+            limits: Limits::default(),
+            gate: limits::Gate::default(),
+            logins: limits::LoginThrottle::default(),
+            citizen_demo_login: false,
+            web_uploads: web::Uploads::default(),
+        }
     }
 
     /// With these limits.
@@ -76,6 +89,13 @@ impl AppState {
     pub(crate) fn admit(&self, caller: &Caller, released: tverr_query::Released) -> Result<tverr_query::Released, Problem> {
         let permit = self.gate.admit(caller, &self.limits)?;
         Ok(released.bounded(self.limits.query_time, permit))
+    }
+
+    /// Lets the web log-in act as any citizen by fødselsnummer, as the demo's stand-in for
+    /// ID-porten. Never in production.
+    pub fn with_citizen_demo_login(mut self) -> Self {
+        self.citizen_demo_login = true;
+        self
     }
 
     /// Also accepts OIDC tokens from the configured issuers.
@@ -111,9 +131,11 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/agreements", get(agreements::list).post(agreements::request))
         .route("/api/v1/agreements/{id}", get(agreements::show))
         .route("/api/v1/agreements/{id}/{action}", post(agreements::transition))
+        .merge(web::routes())
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::GATEWAY_TIMEOUT, request_time))
         .route("/api/v1/datasets", post(upload::create))
         .route("/api/v1/datasets/{org}/{dataset}/versions", post(upload::add_version))
+        .merge(web::upload_routes(state.limits.upload_bytes))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::map_response(problem::problems_everywhere))
@@ -144,12 +166,12 @@ async fn health(State(state): State<AppState>) -> Result<Json<Health>, Problem> 
 
 /// One dataset in the catalogue, and what the caller may do with it.
 #[derive(Serialize, utoipa::ToSchema)]
-struct ListedDataset {
+pub(crate) struct ListedDataset {
     #[serde(flatten)]
-    meta: DatasetMeta,
+    pub(crate) meta: DatasetMeta,
     /// `read`: the caller may read its rows (for some purpose); `metadata`: only see that it
     /// exists (a non-open dataset of the caller's own organisation).
-    access: &'static str,
+    pub(crate) access: &'static str,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -200,6 +222,25 @@ async fn list_datasets(State(state): State<AppState>, caller: Caller, RawQuery(r
     let classification = classification
         .map(|c| c.parse::<tverr_core::Classification>().map_err(|e| bad(format!("classification: {e}"))))
         .transpose()?;
+    let filters = CatalogFilters { q, theme, org, department, classification };
+    let datasets = find_datasets(&state, &caller, &filters).await?;
+    Ok(Json(DatasetList { datasets }))
+}
+
+/// What the catalogue is searched and filtered by.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct CatalogFilters {
+    pub q: Option<String>,
+    pub theme: Option<String>,
+    pub org: Option<String>,
+    pub department: Option<String>,
+    pub classification: Option<tverr_core::Classification>,
+}
+
+/// The datasets the caller may find that pass the filters, best match first (the API's list
+/// and the web catalogue).
+pub(crate) async fn find_datasets(state: &AppState, caller: &Caller, f: &CatalogFilters) -> Result<Vec<ListedDataset>, Problem> {
+    let CatalogFilters { q, theme, org, department, classification } = f;
     let query = q.as_deref().and_then(tverr_store::CatalogQuery::parse);
     let columns = if query.is_some() { state.store.catalog.all_columns().await.map_err(Problem::from_store)? } else { Default::default() };
     let mut found: Vec<(u32, ListedDataset)> = Vec::new();
@@ -236,7 +277,7 @@ async fn list_datasets(State(state): State<AppState>, caller: Caller, RawQuery(r
     }
     // Best match first; the catalogue's order (organisation, name) among equals.
     found.sort_by(|a, b| b.0.cmp(&a.0));
-    Ok(Json(DatasetList { datasets: found.into_iter().map(|(_, d)| d).collect() }))
+    Ok(found.into_iter().map(|(_, d)| d).collect())
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

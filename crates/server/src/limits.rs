@@ -67,3 +67,101 @@ impl Gate {
         })
     }
 }
+
+/// Failed log-ins allowed per user name within [`LOGIN_WINDOW`].
+pub const LOGIN_FAILURES_PER_USER: u32 = 5;
+/// Failed log-ins allowed per client address within [`LOGIN_WINDOW`].
+pub const LOGIN_FAILURES_PER_CLIENT: u32 = 20;
+/// The window log-in failures are counted in.
+pub const LOGIN_WINDOW: Duration = Duration::from_secs(300);
+
+/// Counts failed log-ins per user name and per client address; past the limit, further attempts
+/// are refused without checking the password until the window has passed.
+#[derive(Debug, Clone, Default)]
+pub struct LoginThrottle(Arc<Mutex<HashMap<String, (std::time::Instant, u32)>>>);
+
+impl LoginThrottle {
+    fn keys(username: &str, client: Option<std::net::SocketAddr>) -> [(String, u32); 2] {
+        [
+            (format!("user:{}", username.trim().to_lowercase()), LOGIN_FAILURES_PER_USER),
+            (format!("client:{}", client.map(|a| a.ip().to_string()).unwrap_or_default()), LOGIN_FAILURES_PER_CLIENT),
+        ]
+    }
+
+    /// `Err(seconds to wait)` when this user name or client has failed too often lately.
+    pub fn check(&self, username: &str, client: Option<std::net::SocketAddr>) -> Result<(), u64> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, max) in Self::keys(username, client) {
+            if let Some((since, n)) = map.get(&key) {
+                let age = since.elapsed();
+                if age < LOGIN_WINDOW && *n >= max {
+                    return Err((LOGIN_WINDOW - age).as_secs().max(1));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a failed attempt.
+    pub fn failed(&self, username: &str, client: Option<std::net::SocketAddr>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 100_000 {
+            map.retain(|_, (since, _)| since.elapsed() < LOGIN_WINDOW);
+        }
+        for (key, _) in Self::keys(username, client) {
+            let entry = map.entry(key).or_insert((std::time::Instant::now(), 0));
+            if entry.0.elapsed() >= LOGIN_WINDOW {
+                *entry = (std::time::Instant::now(), 0);
+            }
+            entry.1 += 1;
+        }
+    }
+
+    /// A successful log-in clears the user name's count (not the client's).
+    pub fn succeeded(&self, username: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&format!("user:{}", username.trim().to_lowercase()));
+    }
+}
+
+/// The 429 problem of a throttled log-in.
+pub fn login_throttled(wait: u64) -> Problem {
+    Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too-many-logins",
+        "For mange innloggingsforsøk / Too many log-in attempts",
+        format!("too many failed log-ins for this user name or address; try again in {wait} s"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_name_is_locked_after_its_failures_and_a_success_unlocks_it() {
+        let t = LoginThrottle::default();
+        let a: std::net::SocketAddr = "10.0.0.1:1".parse().expect("addr");
+        for _ in 0..LOGIN_FAILURES_PER_USER {
+            assert!(t.check("Ola", Some(a)).is_ok());
+            t.failed("ola", Some(a));
+        }
+        assert!(t.check("ola", Some(a)).is_err(), "locked after the limit, whatever the case");
+        let b: std::net::SocketAddr = "10.0.0.2:1".parse().expect("addr");
+        assert!(t.check("ola", Some(b)).is_err(), "the user name stays locked from another address");
+        assert!(t.check("kari", Some(b)).is_ok(), "another user from another address is not");
+        t.succeeded("ola");
+        assert!(t.check("ola", Some(b)).is_ok());
+    }
+
+    #[test]
+    fn one_client_trying_many_user_names_is_locked_too() {
+        let t = LoginThrottle::default();
+        let a: std::net::SocketAddr = "10.0.0.1:1".parse().expect("addr");
+        for i in 0..LOGIN_FAILURES_PER_CLIENT {
+            assert!(t.check(&format!("u{i}"), Some(a)).is_ok());
+            t.failed(&format!("u{i}"), Some(a));
+        }
+        assert!(t.check("fresh", Some(a)).is_err());
+    }
+}

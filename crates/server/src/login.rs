@@ -1,10 +1,11 @@
 //! `POST /api/v1/login`: a local user's name and password for an API token valid one day.
 //! Every attempt is in the access log (`login`: the user and the outcome), failed ones too; a
-//! login is refused (503) when the log cannot be written.
+//! login is refused (503) when the log cannot be written. Past [`crate::limits::LOGIN_FAILURES_PER_USER`]
+//! failures for a user name (or [`crate::limits::LOGIN_FAILURES_PER_CLIENT`] from one address) in
+//! five minutes, attempts are refused with 429 without checking the password.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tverr_policy::{PolicyError, Principal};
@@ -30,17 +31,28 @@ pub struct LoginResponse {
 #[utoipa::path(post, path = "/api/v1/login", tag = "access",
     request_body(content = LoginRequest, example = json!({"username": "ola", "password": "…"})),
     responses((status = 201, description = "A token valid one day", body = LoginResponse)))]
-pub async fn login(State(state): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<LoginResponse>), Problem> {
+pub async fn login(State(state): State<AppState>, request: Request) -> Result<(StatusCode, Json<LoginResponse>), Problem> {
+    let client = request.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
+    let body = axum::body::to_bytes(request.into_body(), state.limits.body_bytes)
+        .await
+        .map_err(|_| Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "For stor forespørsel / Request too large", "the log-in body is too large"))?;
     let req: LoginRequest = Problem::json_body(&body, "{\"username\": …, \"password\": …}")?;
+    if let Err(wait) = state.logins.check(&req.username, client) {
+        let details = serde_json::json!({"outcome": "throttled", "username": req.username});
+        state.engine.note_event("login", &Principal::Anonymous, "http", details);
+        return Err(crate::limits::login_throttled(wait));
+    }
     let policy = state.engine.policy();
     match policy.login(&req.username, &req.password).await {
         Ok(user) => {
+            state.logins.succeeded(&req.username);
             let token = policy.create_token(&user.username, Some(1)).await.map_err(Problem::from_policy)?;
             let details = serde_json::json!({"outcome": "ok", "token": token.id});
             state.engine.log_event("login", &Principal::User(user), "http", details).await.map_err(Problem::from_query)?;
             Ok((StatusCode::CREATED, Json(LoginResponse { token: token.secret, expires_at: token.expires_at })))
         }
         Err(PolicyError::Unauthenticated(why)) => {
+            state.logins.failed(&req.username, client);
             let details = serde_json::json!({"outcome": "refused", "username": req.username});
             state.engine.log_event("login", &Principal::Anonymous, "http", details).await.map_err(Problem::from_query)?;
             Err(Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Ikke autentisert / Not authenticated", why))

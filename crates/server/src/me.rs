@@ -49,18 +49,18 @@ fn citizen(caller: &Caller) -> Result<&str, Problem> {
 #[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct Reader {
     /// `employee`, `operator` (the platform's command line), `system`, or `self`.
-    kind: String,
+    pub(crate) kind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    organisation: Option<String>,
+    pub(crate) organisation: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    organisation_name: Option<String>,
+    pub(crate) organisation_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    department: Option<String>,
+    pub(crate) department: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    role: Option<String>,
+    pub(crate) role: Option<String>,
     /// The employee's user name, for special-category (health) data only.
     #[serde(skip_serializing_if = "Option::is_none")]
-    employee: Option<String>,
+    pub(crate) employee: Option<String>,
 }
 
 /// One dataset an access released data about me from.
@@ -68,38 +68,43 @@ pub struct Reader {
 pub struct AccessedDataset {
     /// `you`: rows about you were released; `bulk`: the access read more people of the dataset
     /// than are named one by one (see `DEFAULT_NAMED_LIMIT`), and you may have been among them.
-    scope: &'static str,
-    dataset: String,
-    title: String,
+    pub(crate) scope: &'static str,
+    pub(crate) dataset: String,
+    pub(crate) title: String,
     /// The columns released, with their masks.
-    columns: serde_json::Value,
-    legal_basis: serde_json::Value,
+    pub(crate) columns: serde_json::Value,
+    pub(crate) legal_basis: serde_json::Value,
 }
 
 /// One access to my data.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Access {
-    at: String,
-    channel: String,
-    reader: Reader,
-    purpose: Option<String>,
-    datasets: Vec<AccessedDataset>,
+    pub(crate) at: String,
+    pub(crate) channel: String,
+    pub(crate) reader: Reader,
+    pub(crate) purpose: Option<String>,
+    pub(crate) datasets: Vec<AccessedDataset>,
 }
 
 /// The citizen's access log.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AccessLog {
-    accesses: Vec<Access>,
+    pub(crate) accesses: Vec<Access>,
 }
 
 /// Every access that released data about the calling citizen, newest first.
 #[utoipa::path(get, path = "/api/v1/me/access-log", tag = "citizens",
     responses((status = 200, description = "Every access to my data, newest first", body = AccessLog)), security(("bearer" = [])))]
 pub async fn access_log(State(state): State<AppState>, caller: Caller) -> Result<Json<AccessLog>, Problem> {
-    let pid = citizen(&caller)?;
+    access_log_of(&state, &caller, "http").await.map(Json)
+}
+
+/// The calling citizen's access log, read (and that read logged) on `channel`.
+pub(crate) async fn access_log_of(state: &AppState, caller: &Caller, channel: &str) -> Result<AccessLog, Problem> {
+    let pid = citizen(caller)?;
     state
         .engine
-        .log_event("citizen-read", &caller.principal, "http", serde_json::json!({"what": "access-log"}))
+        .log_event("citizen-read", &caller.principal, channel, serde_json::json!({"what": "access-log"}))
         .await
         .map_err(Problem::from_query)?;
     let found = state
@@ -170,7 +175,7 @@ pub async fn access_log(State(state): State<AppState>, caller: Caller) -> Result
         });
     }
     accesses.reverse();
-    Ok(Json(AccessLog { accesses }))
+    Ok(AccessLog { accesses })
 }
 
 /// `?download=true` asks for a file.
@@ -178,11 +183,11 @@ pub async fn access_log(State(state): State<AppState>, caller: Caller) -> Result
 #[serde(deny_unknown_fields)]
 pub struct DataQuery {
     #[serde(default)]
-    download: bool,
+    pub(crate) download: bool,
     /// Accepted for symmetry with the other routes; a citizen's own data needs no purpose.
     #[serde(default)]
     #[allow(dead_code)]
-    purpose: Option<String>,
+    pub(crate) purpose: Option<String>,
 }
 
 /// Everything Tverr holds about the calling citizen.

@@ -87,7 +87,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let problem = ResponseBuilder::new()
         .description("An RFC 9457 problem: 400 invalid input, 401 not authenticated, 403 not allowed or purpose missing, \
                       404 not found (or not yours to see), 405, 409, 413 too large, 415, 422 a file that cannot be read, \
-                      429 too many queries, 503 access log unavailable, 504 query timed out")
+                      429 too many queries or failed log-ins, 503 access log unavailable, 504 query timed out")
         .content("application/problem+json", ContentBuilder::new().schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Problem")))).build())
         .build();
     for item in doc.paths.paths.values_mut() {

@@ -157,7 +157,9 @@ pub async fn problems_everywhere(response: Response) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if status.as_u16() < 400 || is_problem {
+    // The web pages answer errors with pages of their own.
+    let is_page = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if status.as_u16() < 400 || is_problem || is_page {
         return response;
     }
     let (kind, title, detail) = match status {

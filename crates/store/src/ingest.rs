@@ -146,7 +146,100 @@ fn key_strings(batch: &RecordBatch, key: &str) -> Result<StringArray, StoreError
     Ok(as_text.as_any().downcast_ref::<StringArray>().expect("cast to Utf8").clone())
 }
 
+/// What a file would give, read in full without writing anything ([`Store::inspect`]).
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    /// Format, encoding, delimiter, columns and rows, as an ingest would report them.
+    pub report: SourceReport,
+    /// The first rows as they would be stored.
+    pub sample: Option<RecordBatch>,
+}
+
+/// Keeps the first rows and drops the rest.
+struct SampleSink {
+    rows: usize,
+    sample: Option<RecordBatch>,
+}
+
+impl BatchSink for SampleSink {
+    fn schema(&mut self, _: &SchemaRef) -> Result<(), IngestError> {
+        Ok(())
+    }
+    fn batch(&mut self, batch: RecordBatch) -> Result<(), IngestError> {
+        if self.sample.is_none() {
+            self.sample = Some(batch.slice(0, batch.num_rows().min(self.rows)));
+        }
+        Ok(())
+    }
+}
+
 impl Store {
+    /// Sets the existing table's schema as the target of the read, and checks the request's
+    /// subject keys and upsert key against it.
+    fn fit_target(req: &mut IngestRequest, table: Option<&DeltaTable>, known_columns: &[ColumnMeta]) -> Result<(), StoreError> {
+        if let Some(t) = table {
+            let schema: arrow::datatypes::Schema = t.snapshot()?.schema().as_ref().try_into_arrow()?;
+            let subjects: BTreeMap<String, SubjectKind> = known_columns
+                .iter()
+                .filter_map(|c| c.subject_key.map(|s| (c.name.clone(), s)))
+                .collect();
+            for (col, kind) in &req.options.subjects {
+                if let Some(existing) = subjects.get(col) {
+                    if existing != kind {
+                        return Err(StoreError::invalid("subject", format!("column {col:?} is already a {existing} key")));
+                    }
+                }
+            }
+            req.options.target = Some(TargetSchema { schema: Arc::new(schema), subjects });
+        }
+        if let (WriteMode::Upsert { key: k }, Some(target)) = (&req.mode, &req.options.target) {
+            if target.schema.field_with_name(k).is_err() {
+                return Err(StoreError::invalid("key", format!("the dataset has no column {k:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a file as [`Store::ingest`] would (the same checks, the existing table's schema)
+    /// and reports what it found, with the first `rows` rows; writes nothing. A file the ingest
+    /// would refuse is refused here with the same problems (line, column).
+    pub async fn inspect(&self, mut req: IngestRequest, rows: usize) -> Result<Inspection, StoreError> {
+        let r = req.dataset.clone();
+        self.catalog.org(r.org.as_str()).await?;
+        let exists = self.catalog.dataset_exists(&r).await?;
+        match (&req.create, exists) {
+            (Some(_), true) => return Err(StoreError::Exists { what: "dataset", name: r.to_string() }),
+            (None, false) => return Err(StoreError::NotFound { what: "dataset", name: r.to_string() }),
+            (Some(new), false) => {
+                self.catalog.department(r.org.as_str(), &new.department).await?;
+                if new.title.trim().is_empty() {
+                    return Err(StoreError::invalid("title", "must not be empty"));
+                }
+            }
+            (None, true) => {}
+        }
+        let table = if exists { Some(self.lake.open(&r, None).await?) } else { None };
+        let known_columns = if exists { self.catalog.columns(&r).await? } else { Vec::new() };
+        Self::fit_target(&mut req, table.as_ref(), &known_columns)?;
+        let (path, options) = (req.path.clone(), req.options.clone());
+        let (report, sample) = tokio::task::spawn_blocking(move || {
+            let mut sink = SampleSink { rows, sample: None };
+            tverr_ingest::read_file(&path, &options, &mut sink).map(|report| (report, sink.sample))
+        })
+        .await
+        .map_err(|e| StoreError::Read(format!("the reader failed: {e}")))??;
+        let names: Vec<&str> = report.columns.iter().map(|c| c.name.as_str()).collect();
+        if let Some(col) = req.categories.keys().find(|c| !names.contains(&c.as_str())) {
+            return Err(StoreError::invalid("category", format!("column {col:?} is not in the dataset")));
+        }
+        if let WriteMode::Upsert { key } = &req.mode {
+            if !names.contains(&key.as_str()) {
+                return Err(StoreError::invalid("key", format!("the file has no column {key:?}")));
+            }
+        }
+        Ok(Inspection { report, sample })
+    }
+
     /// Reads a file and commits it as one new version of a dataset.
     pub async fn ingest(&self, mut req: IngestRequest) -> Result<IngestOutcome, StoreError> {
         let r = req.dataset.clone();
@@ -177,30 +270,11 @@ impl Store {
         }
         let table = if exists { Some(self.lake.open(&r, None).await?) } else { None };
         let known_columns = if exists { self.catalog.columns(&r).await? } else { Vec::new() };
-        if let Some(t) = &table {
-            let schema: arrow::datatypes::Schema = t.snapshot()?.schema().as_ref().try_into_arrow()?;
-            let subjects: BTreeMap<String, SubjectKind> = known_columns
-                .iter()
-                .filter_map(|c| c.subject_key.map(|s| (c.name.clone(), s)))
-                .collect();
-            for (col, kind) in &req.options.subjects {
-                if let Some(existing) = subjects.get(col) {
-                    if existing != kind {
-                        return Err(StoreError::invalid("subject", format!("column {col:?} is already a {existing} key")));
-                    }
-                }
-            }
-            req.options.target = Some(TargetSchema { schema: Arc::new(schema), subjects });
-        }
+        Self::fit_target(&mut req, table.as_ref(), &known_columns)?;
         let key = match &req.mode {
             WriteMode::Upsert { key } => Some(key.clone()),
             _ => None,
         };
-        if let (Some(k), Some(target)) = (&key, &req.options.target) {
-            if target.schema.field_with_name(k).is_err() {
-                return Err(StoreError::invalid("key", format!("the dataset has no column {k:?}")));
-            }
-        }
 
         // Reader and writer, joined by a small channel.
         let (tx, mut rx) = mpsc::channel::<Message>(2);

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 pub use cached::CachedRanges;
 pub use catalog::{Catalog, ColumnMeta, DatasetMeta, Department, NewDataset, Organization, VersionMeta};
 pub use error::StoreError;
-pub use ingest::{IngestOutcome, IngestRequest, WriteMode};
+pub use ingest::{IngestOutcome, IngestRequest, Inspection, WriteMode};
 pub use lake::Lake;
 pub use search::CatalogQuery;
 pub use settings::{CreateSettings, IngestSettings};

@@ -1,0 +1,372 @@
+//! The web pages' words in Norwegian bokmål (first) and English. Every text a page shows comes
+//! from [`STRINGS`] by key; a key without an entry shows as itself, which a test catches.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// A language of the pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lang {
+    /// Norwegian bokmål, the default.
+    #[default]
+    Nb,
+    /// English.
+    En,
+}
+
+impl Lang {
+    /// The BCP 47 code (`nb`, `en`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Nb => "nb",
+            Lang::En => "en",
+        }
+    }
+
+    /// `nb`, `no` or `en`.
+    pub fn parse(text: &str) -> Option<Lang> {
+        match text.trim() {
+            "nb" | "no" => Some(Lang::Nb),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    /// The other language, for the switch.
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::Nb => Lang::En,
+            Lang::En => Lang::Nb,
+        }
+    }
+
+    /// The text of `{prefix}_{value}` (a vocabulary word: theme, category, mask…), or the
+    /// value itself when the table has none.
+    pub fn label(self, prefix: &str, value: &str) -> String {
+        match self.t(&format!("{prefix}_{value}")) {
+            "?" => value.to_string(),
+            text => text.to_string(),
+        }
+    }
+
+    /// A key's text in this language.
+    pub fn t(self, key: &str) -> &'static str {
+        static TABLE: OnceLock<HashMap<&'static str, (&'static str, &'static str)>> = OnceLock::new();
+        let table = TABLE.get_or_init(|| STRINGS.iter().map(|(k, nb, en)| (*k, (*nb, *en))).collect());
+        match table.get(key) {
+            Some((nb, en)) => match self {
+                Lang::Nb => nb,
+                Lang::En => en,
+            },
+            None => "?",
+        }
+    }
+}
+
+/// (key, bokmål, English).
+pub const STRINGS: &[(&str, &str, &str)] = &[
+    ("language_name", "Norsk (bokmål)", "English"),
+    ("switch_to", "English", "Norsk"),
+    ("switch_label", "Switch to English", "Bytt til norsk"),
+    ("skip", "Hopp til hovedinnholdet", "Skip to main content"),
+    ("tagline", "Kommunens data på tvers av avdelinger, lovlig og åpent", "The municipality's data across departments, lawfully and openly"),
+    ("nav_main", "Hovedmeny", "Main menu"),
+    ("nav_catalogue", "Datakatalog", "Data catalogue"),
+    ("nav_open", "Ledige barnehageplasser", "Free kindergarten places"),
+    ("nav_me", "Min side", "My page"),
+    ("nav_api", "API", "API"),
+    ("log_in", "Logg inn", "Log in"),
+    ("log_out", "Logg ut", "Log out"),
+    ("logged_in_as", "Innlogget som", "Logged in as"),
+    ("footer", "Tverr er åpen kildekode. Tilgang til personopplysninger krever formål og rettslig grunnlag, og blir logget.", "Tverr is open source. Access to personal data needs a purpose and a legal basis, and is logged."),
+    // Vocabularies: EU data themes, column categories, subject keys, masks, frequencies.
+    ("theme_AGRI", "Jordbruk, fiskeri, skogbruk og mat", "Agriculture, fisheries, forestry and food"),
+    ("theme_ECON", "Økonomi og finans", "Economy and finance"),
+    ("theme_EDUC", "Utdanning, kultur og sport", "Education, culture and sport"),
+    ("theme_ENER", "Energi", "Energy"),
+    ("theme_ENVI", "Miljø", "Environment"),
+    ("theme_GOVE", "Forvaltning og offentlig sektor", "Government and public sector"),
+    ("theme_HEAL", "Helse", "Health"),
+    ("theme_INTR", "Internasjonale temaer", "International issues"),
+    ("theme_JUST", "Justis, rettssystem og allmenn sikkerhet", "Justice, legal system and public safety"),
+    ("theme_REGI", "Regioner og byer", "Regions and cities"),
+    ("theme_SOCI", "Befolkning og samfunn", "Population and society"),
+    ("theme_TECH", "Vitenskap og teknologi", "Science and technology"),
+    ("theme_TRAN", "Transport", "Transport"),
+    ("cat_none", "–", "–"),
+    ("cat_person-id", "Personidentifikator", "Person identifier"),
+    ("cat_personal", "Personopplysning", "Personal data"),
+    ("cat_special-category", "Særlig kategori (GDPR art. 9)", "Special category (GDPR art. 9)"),
+    ("cat_protected-address", "Adresse som kan være beskyttet", "Address that may be protected"),
+    ("subj_person", "Person", "Person"),
+    ("subj_property", "Eiendom", "Property"),
+    ("subj_organization", "Virksomhet", "Organisation"),
+    ("mask_redact", "Skjult", "Redacted"),
+    ("mask_partial", "Delvis skjult", "Partly hidden"),
+    ("mask_hmac", "Pseudonym (HMAC)", "Pseudonym (HMAC)"),
+    ("mask_year-only", "Bare årstall", "Year only"),
+    ("freq_continuous", "Løpende", "Continuously"),
+    ("freq_daily", "Daglig", "Daily"),
+    ("freq_weekly", "Ukentlig", "Weekly"),
+    ("freq_monthly", "Månedlig", "Monthly"),
+    ("freq_annual", "Årlig", "Yearly"),
+    // Log-in
+    ("login_title", "Logg inn", "Log in"),
+    ("login_employee", "Ansatte", "Employees"),
+    ("username", "Brukernavn", "User name"),
+    ("password", "Passord", "Password"),
+    ("login_failed", "Feil brukernavn eller passord.", "Wrong user name or password."),
+    ("login_limited", "For mange forsøk. Vent litt og prøv igjen.", "Too many attempts. Wait a little and try again."),
+    ("login_citizen", "Innbyggere", "Citizens"),
+    ("login_citizen_demo", "Demo: logg inn som innbygger med fødselsnummer (i drift: ID-porten).", "Demo: log in as a citizen with a national identity number (in production: ID-porten)."),
+    ("fnr", "Fødselsnummer (11 siffer)", "National identity number (11 digits)"),
+    ("login_citizen_bad", "Fødselsnummeret er ikke gyldig", "The national identity number is not valid"),
+    ("login_oidc", "Logg inn med", "Log in with"),
+    ("bad_form", "Skjemaet var utløpt eller ikke sendt fra denne siden. Prøv igjen.", "The form had expired or was not sent from this page. Try again."),
+    // Catalogue
+    ("catalogue_title", "Datakatalog", "Data catalogue"),
+    ("catalogue_intro", "Finn datasett fra kommunen og de interkommunale selskapene. Åpne data kan alle se; andre data krever formål og avtale.", "Find datasets from the municipality and the inter-municipal companies. Open data is for everyone; other data needs a purpose and an agreement."),
+    ("search", "Søk", "Search"),
+    ("search_label", "Søk i datasett", "Search datasets"),
+    ("filters", "Filtre", "Filters"),
+    ("organisation", "Organisasjon", "Organisation"),
+    ("department", "Avdeling", "Department"),
+    ("theme", "Tema", "Theme"),
+    ("classification", "Klassifisering", "Classification"),
+    ("all", "Alle", "All"),
+    ("found", "datasett funnet", "datasets found"),
+    ("none_found", "Ingen datasett passer søket.", "No dataset matches the search."),
+    ("open_data_promo", "Se ledige barnehageplasser i Hamar – uten innlogging", "See free kindergarten places in Hamar – no log-in needed"),
+    ("class_open", "Åpen", "Open"),
+    ("class_internal", "Intern", "Internal"),
+    ("class_confidential", "Fortrolig", "Confidential"),
+    ("class_strictly_confidential", "Strengt fortrolig", "Strictly confidential"),
+    ("access_read", "Du kan lese data", "You can read the data"),
+    ("access_metadata", "Bare beskrivelse (egen organisasjon)", "Description only (own organisation)"),
+    // Dataset page
+    ("about", "Om datasettet", "About the dataset"),
+    ("owner", "Eier", "Owner"),
+    ("licence", "Lisens", "Licence"),
+    ("frequency", "Oppdateres", "Updated"),
+    ("keywords", "Stikkord", "Keywords"),
+    ("schema", "Kolonner", "Columns"),
+    ("column", "Kolonne", "Column"),
+    ("type", "Type", "Type"),
+    ("category", "Kategori", "Category"),
+    ("subject_key", "Nøkkel for", "Key of"),
+    ("mask", "Maskering", "Mask"),
+    ("preview", "Forhåndsvisning", "Preview"),
+    ("preview_rows", "Første rader, slik du har lov å se dem", "First rows, as you may see them"),
+    ("purpose", "Formål", "Purpose"),
+    ("purpose_pick", "Velg formål for å se data", "Choose a purpose to see data"),
+    ("purpose_needed", "Dette datasettet er ikke åpent. Velg formålet du behandler opplysningene for; tilgangen blir logget.", "This dataset is not open. Choose the purpose you process the data for; the access is logged."),
+    ("show", "Vis", "Show"),
+    ("login_to_see", "Logg inn for å se data fra dette datasettet.", "Log in to see data from this dataset."),
+    ("denied", "Ingen tilgang", "No access"),
+    ("versions", "Versjoner", "Versions"),
+    ("version", "Versjon", "Version"),
+    ("when", "Når", "When"),
+    ("actor", "Av", "By"),
+    ("rows", "Rader", "Rows"),
+    ("operation", "Endring", "Change"),
+    ("download", "Last ned", "Download"),
+    ("download_intro", "Hele datasettet i valgt format (samme tilgang og logging som forhåndsvisningen).", "The whole dataset in the chosen format (the same access and logging as the preview)."),
+    ("api_examples", "Bruk fra API", "Use from the API"),
+    ("map", "Kart", "Map"),
+    ("map_alt", "Kartet viser {n} objekter fra datasettet i EPSG:25833. Tabellen over har de samme objektene som tekst.", "The map shows {n} objects from the dataset in EPSG:25833. The table above lists the same objects as text."),
+    ("chart", "Tidsserie", "Time series"),
+    ("chart_alt", "Månedlig gjennomsnitt av {v} for {s}, fra {from} til {to}: lavest {min}, høyest {max}.", "Monthly average of {v} for {s}, from {from} to {to}: lowest {min}, highest {max}."),
+    ("not_found", "Fant ikke siden", "Page not found"),
+    ("not_found_text", "Siden finnes ikke, eller du har ikke tilgang til den.", "The page does not exist, or you do not have access to it."),
+    ("error", "Noe gikk galt", "Something went wrong"),
+    // Open data
+    ("kg_title", "Ledige barnehageplasser i Hamar", "Free kindergarten places in Hamar"),
+    ("kg_intro", "Barnehager i Hamar kommune som har ledige plasser nå. Tallene kommer fra kommunens åpne datasett og oppdateres daglig.", "Kindergartens in Hamar municipality with free places now. The figures come from the municipality's open dataset and are updated daily."),
+    ("age", "Barnets alder", "Child's age"),
+    ("age_any", "Alle aldre", "Any age"),
+    ("years", "år", "years"),
+    ("district", "Bydel", "District"),
+    ("district_any", "Alle bydeler", "All districts"),
+    ("filter", "Filtrer", "Filter"),
+    ("kindergarten", "Barnehage", "Kindergarten"),
+    ("address", "Adresse", "Address"),
+    ("ownership", "Eierform", "Ownership"),
+    ("ages", "Alder", "Ages"),
+    ("free_places", "Ledige plasser", "Free places"),
+    ("capacity", "Kapasitet", "Capacity"),
+    ("kg_count", "barnehager med ledige plasser", "kindergartens with free places"),
+    ("kg_none", "Ingen barnehager med ledige plasser passer valgene.", "No kindergarten with free places matches the choices."),
+    ("kg_source", "Kilde: datasettet «Barnehager i Hamar» (NLOD 2.0)", "Source: the dataset “Barnehager i Hamar” (NLOD 2.0)"),
+    ("kg_api", "Samme data fra API-et", "The same data from the API"),
+    // Min side
+    ("me_title", "Min side", "My page"),
+    ("me_intro", "Her ser du hva kommunen har registrert om deg, og hvem som har sett opplysningene dine, når og hvorfor.", "Here you see what the municipality holds about you, and who has seen your data, when and why."),
+    ("me_only_citizens", "Min side er for innbyggere. Logg inn som innbygger for å se dine data.", "My page is for citizens. Log in as a citizen to see your data."),
+    ("me_access", "Hvem har sett opplysningene mine", "Who has seen my data"),
+    ("me_no_access", "Ingen har sett opplysningene dine ennå.", "Nobody has seen your data yet."),
+    ("me_data", "Mine data", "My data"),
+    ("me_no_data", "Vi fant ingen opplysninger om deg.", "We found no data about you."),
+    ("me_download", "Last ned alt om meg (JSON)", "Download everything about me (JSON)"),
+    ("me_who", "Hvem", "Who"),
+    ("me_why", "Hvorfor", "Why"),
+    ("me_law", "Lovgrunnlag", "Legal basis"),
+    ("me_what", "Hva", "What"),
+    ("me_how", "Kanal", "Channel"),
+    ("me_bulk", "en samlet uttrekk der du kan ha vært med", "a bulk read you may have been part of"),
+    ("me_employee", "ansatt", "employee"),
+    ("me_self", "deg selv", "yourself"),
+    ("me_operator", "driftsoperatør (kommandolinje)", "operator (command line)"),
+    ("me_system", "system", "system"),
+    ("role_admin", "administrator", "administrator"),
+    ("role_steward", "forvalter", "steward"),
+    ("role_employee", "saksbehandler", "case worker"),
+    ("role_auditor", "revisor", "auditor"),
+    ("me_masked", "maskert", "masked"),
+    // Employees' pages
+    ("nav_lookup", "Oppslag", "Look-up"),
+    ("nav_agreements", "Avtaler", "Agreements"),
+    ("nav_audit", "Revisjon", "Audit"),
+    ("nav_upload", "Last opp", "Upload"),
+    ("employees_only", "Denne siden er for ansatte. Logg inn med din ansattbruker.", "This page is for employees. Log in with your employee account."),
+    ("agreements_title", "Avtaler om deling", "Data-sharing agreements"),
+    ("agreements_intro", "Avtaler gir en avdeling tilgang til en annen avdelings data for et formål med rettslig grunnlag. Den som eier dataene godkjenner.", "Agreements give one department access to another department's data for a purpose with a legal basis. The owner of the data approves."),
+    ("agreement_saved", "Lagret: avtale nr.", "Saved: agreement no."),
+    ("agreement_no", "Nr.", "No."),
+    ("provider", "Gir data", "Provider"),
+    ("consumer", "Får data (organisasjon/avdeling)", "Receives data (organisation/department)"),
+    ("consumer_help", "For eksempel hamar/byggesak. Din egen avdeling er fylt inn.", "For example hamar/byggesak. Your own department is filled in."),
+    ("datasets", "Datasett", "Datasets"),
+    ("dataset", "Datasett", "Dataset"),
+    ("dataset_help", "Som organisasjon/datasett, for eksempel hamar/barnehageplasser.", "As organisation/dataset, for example hamar/barnehageplasser."),
+    ("columns_wanted", "Kolonner (tomt: alle unntatt særlige kategorier)", "Columns (empty: all except special categories)"),
+    ("columns_help", "Skill kolonnenavn med komma.", "Separate column names with commas."),
+    ("masks", "Maskering", "Masks"),
+    ("masks_help", "For eksempel fodselsnummer=hmac, adresse=redact. Masker: redact, partial, hmac, year-only.", "For example fodselsnummer=hmac, adresse=redact. Masks: redact, partial, hmac, year-only."),
+    ("basis_of_purpose", "Formålets eget grunnlag", "The purpose's own basis"),
+    ("valid_from", "Gyldig fra", "Valid from"),
+    ("valid_to", "Gyldig til (tomt: til den trekkes)", "Valid to (empty: until revoked)"),
+    ("period", "Periode", "Period"),
+    ("state", "Status", "State"),
+    ("actions", "Handlinger", "Actions"),
+    ("note", "Merknad", "Note"),
+    ("approve", "Godkjenn", "Approve"),
+    ("deny", "Avslå", "Deny"),
+    ("revoke", "Trekk tilbake", "Revoke"),
+    ("state_requested", "Til behandling", "Requested"),
+    ("state_approved", "Godkjent", "Approved"),
+    ("state_denied", "Avslått", "Denied"),
+    ("state_revoked", "Trukket tilbake", "Revoked"),
+    ("state_expired", "Utløpt", "Expired"),
+    ("inbox", "Til behandling hos deg", "Waiting for you"),
+    ("inbox_empty", "Ingen forespørsler venter på deg.", "No requests are waiting for you."),
+    ("requested", "Sendte forespørsler", "Sent requests"),
+    ("active", "Aktive avtaler", "Active agreements"),
+    ("expired", "Utløpte avtaler", "Expired agreements"),
+    ("ended", "Avslåtte og tilbaketrukne", "Denied and revoked"),
+    ("none", "Ingen.", "None."),
+    ("request_new", "Be om tilgang", "Request access"),
+    ("request_by_steward", "Forvalteren (steward) i avdelingen din ber om tilgang på vegne av avdelingen.", "Your department's steward requests access on the department's behalf."),
+    ("request_send", "Send forespørsel", "Send request"),
+    ("lookup_title", "Oppslag", "Look-up"),
+    ("lookup_intro", "Finn alt du har lov å se om en person, en eiendom eller en virksomhet, fra alle avdelinger, for formålet du velger. Oppslaget blir logget, og personen kan se det på Min side.", "Find everything you may see about a person, a property or an organisation, from every department, for the purpose you choose. The look-up is logged, and the person can see it on My page."),
+    ("lookup_kind", "Hva slår du opp?", "What are you looking up?"),
+    ("lookup_id", "Fødselsnummer, matrikkel eller organisasjonsnummer", "National identity number, cadastral unit or organisation number"),
+    ("lookup_id_help", "For eksempel 3403-12/345 for en eiendom i Hamar.", "For example 3403-12/345 for a property in Hamar."),
+    ("lookup_go", "Slå opp", "Look up"),
+    ("lookup_none", "Fant ingenting du har lov å se for dette formålet.", "Found nothing you may see for this purpose."),
+    ("lookup_found", "Dette har du lov å se, gruppert etter hvor det kommer fra:", "This is what you may see, grouped by where it comes from:"),
+    ("related", "Knyttet til", "Related"),
+    ("basis_open", "Åpne data", "Open data"),
+    ("basis_own", "Egen avdeling", "Own department"),
+    ("basis_agreement", "Avtale nr.", "Agreement no."),
+    ("audit_title", "Tilgangslogg for revisjon", "Access log for audit"),
+    ("audit_intro", "Søk i tilgangsloggen for din organisasjon og kontroller at loggen ikke er endret. Søkene dine blir også logget.", "Search the access log of your organisation and check that the log has not been changed. Your searches are logged too."),
+    ("auditors_only", "Tilgangsloggen er bare for revisorer.", "The access log is for auditors only."),
+    ("verify_chain", "Kontroller kjeden", "Verify the chain"),
+    ("verify_ok", "Kjeden er hel: {n} oppføringer og {c} signerte kontrollpunkter er kontrollert.", "The chain is intact: {n} entries and {c} signed checkpoints checked."),
+    ("verify_bad", "Kjeden er brutt:", "The chain is broken:"),
+    ("from", "Fra dato", "From date"),
+    ("to", "Til dato", "To date"),
+    ("entries_found", "oppføringer (de nyeste 500)", "entries (the newest 500)"),
+    ("entry_kind", "Type", "Kind"),
+    ("upload_title", "Last opp data", "Upload data"),
+    ("upload_intro", "Velg en fil (CSV, Excel, JSON, GeoJSON eller Parquet). Tverr finner format, tegnsett, skilletegn og kolonner, og viser dem før noe lagres.", "Choose a file (CSV, Excel, JSON, GeoJSON or Parquet). Tverr finds the format, encoding, delimiter and columns, and shows them before anything is stored."),
+    ("stewards_only", "Opplasting er for forvaltere (stewards) og administratorer.", "Uploading is for stewards and administrators."),
+    ("upload_file", "Fil", "File"),
+    ("upload_file_help", "Største fil:", "Largest file:"),
+    ("upload_no_file", "Velg en fil som ikke er tom.", "Choose a file that is not empty."),
+    ("upload_new", "Nytt datasett", "New dataset"),
+    ("upload_mode", "Ny versjon", "New version"),
+    ("mode_append", "Legg til rader", "Append rows"),
+    ("mode_replace", "Erstatt alt", "Replace everything"),
+    ("mode_upsert", "Oppdater etter nøkkel", "Update by key"),
+    ("upload_key", "Nøkkelkolonne (ved oppdatering etter nøkkel)", "Key column (when updating by key)"),
+    ("upload_subjects", "Nøkkelkolonner for personer, eiendommer og virksomheter", "Key columns of persons, properties and organisations"),
+    ("upload_subjects_help", "For eksempel fodselsnummer=person, matrikkel=property.", "For example fodselsnummer=person, matrikkel=property."),
+    ("upload_new_fields", "Bare for nytt datasett", "For a new dataset only"),
+    ("upload_slug", "Navn i adressen", "Name in the address"),
+    ("upload_slug_help", "Små bokstaver, tall og bindestrek, for eksempel kull-2026.", "Lower-case letters, digits and hyphens, for example kull-2026."),
+    ("upload_dataset_title", "Tittel", "Title"),
+    ("upload_description", "Beskrivelse", "Description"),
+    ("upload_check", "Kontroller filen", "Check the file"),
+    ("upload_refused", "Filen ble ikke lagret. Dette må rettes:", "The file was not stored. Fix this:"),
+    ("upload_check_title", "Kontroller før lagring", "Check before storing"),
+    ("upload_check_intro", "Slik leste Tverr filen. Ingenting er lagret ennå.", "This is how Tverr read the file. Nothing is stored yet."),
+    ("format", "Format", "Format"),
+    ("encoding", "Tegnsett", "Encoding"),
+    ("delimiter", "Skilletegn", "Delimiter"),
+    ("sheet", "Ark", "Sheet"),
+    ("upload_added", "Nye kolonner", "New columns"),
+    ("upload_confirm", "Lagre som ny versjon", "Store as a new version"),
+    ("upload_cancel", "Avbryt", "Cancel"),
+    ("upload_job_title", "Lagrer", "Storing"),
+    ("upload_progress", "Lest av filen", "Read of the file"),
+    ("upload_done", "Lagret som versjon", "Stored as version"),
+    ("rows_lower", "rader", "rows"),
+    ("upload_see", "Se datasettet", "See the dataset"),
+    ("upload_again", "Prøv igjen med en rettet fil", "Try again with a corrected file"),
+    // API page
+    ("api_title", "API", "API"),
+    ("api_intro", "Alt på disse sidene finnes også i API-et. Send et API-token i Authorization-headeren og formålet i Tverr-Purpose.", "Everything on these pages is also in the API. Send an API token in the Authorization header and the purpose in Tverr-Purpose."),
+    ("api_document", "OpenAPI-dokumentet (JSON)", "The OpenAPI document (JSON)"),
+    ("parameters", "Parametere", "Parameters"),
+    ("responses", "Svar", "Responses"),
+    ("required", "påkrevd", "required"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_unique_and_every_key_used_by_a_template_or_page_exists() {
+        let mut seen = std::collections::HashSet::new();
+        for (k, nb, en) in STRINGS {
+            assert!(seen.insert(*k), "{k} is in STRINGS twice");
+            assert!(!nb.is_empty() && !en.is_empty(), "{k} lacks a text");
+        }
+        let dir = |d: &str| std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(d)).expect("readable");
+        let mut used = 0;
+        for entry in dir("templates").chain(dir("src/web")) {
+            let path = entry.expect("entry").path();
+            if path.ends_with("i18n.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("text");
+            for (i, _) in text.match_indices(".t(\"") {
+                let rest = &text[i + 4..];
+                let key = &rest[..rest.find('"').expect("closing quote")];
+                assert!(seen.contains(key), "{}: key {key:?} has no text", path.display());
+                used += 1;
+            }
+        }
+        assert!(used > 50, "found only {used} uses; is the pattern right?");
+    }
+
+    #[test]
+    fn a_missing_key_shows_as_a_question_mark_not_a_panic() {
+        assert_eq!(Lang::En.t("no-such-key"), "?");
+        assert_eq!(Lang::Nb.t("log_in"), "Logg inn");
+        assert_eq!(Lang::En.t("log_in"), "Log in");
+    }
+}

@@ -1,0 +1,856 @@
+//! The pages that show data: the catalogue, a dataset, the open-data page of free kindergarten
+//! places, a citizen's own page and the API document. Every read of table data goes through the
+//! engine (`Engine::rows`, `Engine::sql`, `Engine::own_data`) as the visitor, with the purpose
+//! they chose, on channel `web` — the same door and the same access log as the API.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use futures::StreamExt;
+use tverr_core::{Classification, DatasetRef};
+use tverr_policy::{Denial, Principal};
+use tverr_query::{QueryError, Released, RowsQuery};
+
+use super::{Chrome, Message, Visitor, query_value, svg};
+use crate::{AppState, CatalogFilters, ListedDataset, Problem};
+
+/// The channel page reads are logged under.
+const CHANNEL: &str = "web";
+/// Rows in a dataset page's preview.
+const PREVIEW_ROWS: usize = 20;
+/// Geometries drawn on a dataset page's map at most.
+const MAP_SHAPES: usize = 5_000;
+
+fn not_found(v: &Visitor) -> Response {
+    let page = v.chrome(v.lang.t("not_found"));
+    v.page(StatusCode::NOT_FOUND, &Message::new(page, v.lang.t("not_found"), v.lang.t("not_found_text").to_string()))
+}
+
+/// A problem from the layers below, as a page.
+fn problem_page(v: &Visitor, p: Problem) -> Response {
+    let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if status == StatusCode::NOT_FOUND {
+        return not_found(v);
+    }
+    let page = v.chrome(v.lang.t("error"));
+    v.page(status, &Message::new(page, &p.title, p.detail))
+}
+
+fn class_key(c: Classification) -> &'static str {
+    match c {
+        Classification::Open => "class_open",
+        Classification::Internal => "class_internal",
+        Classification::Confidential => "class_confidential",
+        Classification::StrictlyConfidential => "class_strictly_confidential",
+    }
+}
+
+fn class_slug(c: Classification) -> &'static str {
+    match c {
+        Classification::Open => "open",
+        Classification::Internal => "internal",
+        Classification::Confidential => "confidential",
+        Classification::StrictlyConfidential => "strictly-confidential",
+    }
+}
+
+/// A dataset as a card in the catalogue.
+struct Card {
+    href: String,
+    title: String,
+    reference: String,
+    owner: String,
+    description: String,
+    class_key: &'static str,
+    class_slug: &'static str,
+    theme: String,
+    access_key: &'static str,
+}
+
+/// One `<option>`.
+struct Choice {
+    value: String,
+    label: String,
+    selected: bool,
+}
+
+fn choices(items: impl IntoIterator<Item = (String, String)>, selected: Option<&str>) -> Vec<Choice> {
+    items.into_iter().map(|(value, label)| Choice { selected: selected == Some(value.as_str()), value, label }).collect()
+}
+
+#[derive(Template)]
+#[template(path = "front.html")]
+struct Front {
+    page: Chrome,
+    q: String,
+    orgs: Vec<Choice>,
+    departments: Vec<Choice>,
+    themes: Vec<Choice>,
+    classes: Vec<Choice>,
+    cards: Vec<Card>,
+    error: Option<String>,
+}
+
+/// `GET /`: the front page is the catalogue, searched and filtered.
+pub async fn front(State(state): State<AppState>, v: Visitor) -> Response {
+    let query = v.query.clone();
+    let get = |k: &str| query_value(query.as_deref(), k).filter(|x| !x.trim().is_empty());
+    let mut error = None;
+    let classification = match get("classification").map(|c| c.parse::<Classification>()) {
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => {
+            error = Some(format!("{}: {e}", v.lang.t("classification")));
+            None
+        }
+        None => None,
+    };
+    let filters = CatalogFilters { q: get("q"), theme: get("theme"), org: get("org"), department: get("department"), classification };
+    let caller = v.caller(None);
+    let found = match crate::find_datasets(&state, &caller, &filters).await {
+        Ok(f) => f,
+        Err(p) => return problem_page(&v, p),
+    };
+    let catalog = &state.store.catalog;
+    let (orgs, departments) = match (catalog.orgs().await, catalog.departments(None).await) {
+        (Ok(o), Ok(d)) => (o, d),
+        (Err(e), _) | (_, Err(e)) => return problem_page(&v, Problem::from_store(e)),
+    };
+    let org_names: BTreeMap<String, String> = orgs.iter().map(|o| (o.slug.clone(), o.name.clone())).collect();
+    let dept_names: BTreeMap<(String, String), String> =
+        departments.iter().map(|d| ((d.org.clone(), d.slug.clone()), d.name.clone())).collect();
+    // Themes of what the visitor can find at all, not only of this result.
+    let visible = crate::find_datasets(&state, &caller, &CatalogFilters::default()).await.unwrap_or_default();
+    let mut themes: Vec<String> = visible.iter().filter_map(|d| d.meta.theme.clone()).collect();
+    themes.sort();
+    themes.dedup();
+    let cards = found.iter().map(|d: &ListedDataset| card(d, &org_names, &dept_names, v.lang)).collect();
+    let page = Front {
+        page: v.chrome(v.lang.t("catalogue_title")),
+        q: filters.q.clone().unwrap_or_default(),
+        orgs: choices(orgs.iter().map(|o| (o.slug.clone(), o.name.clone())), filters.org.as_deref()),
+        departments: choices(
+            departments.iter().map(|d| (d.slug.clone(), format!("{} ({})", d.name, org_names.get(&d.org).unwrap_or(&d.org)))),
+            filters.department.as_deref(),
+        ),
+        themes: choices(themes.into_iter().map(|t| (t.clone(), v.lang.label("theme", &t))), filters.theme.as_deref()),
+        classes: choices(
+            [Classification::Open, Classification::Internal, Classification::Confidential, Classification::StrictlyConfidential]
+                .into_iter()
+                .map(|c| (class_slug(c).to_string(), v.lang.t(class_key(c)).to_string())),
+            filters.classification.map(class_slug),
+        ),
+        cards,
+        error,
+    };
+    v.page(StatusCode::OK, &page)
+}
+
+/// `2026-11-27T10:45:51.446Z` as `2026-11-27 10:45` (UTC).
+fn short_time(t: &str) -> String {
+    t.replace('T', " ").chars().take(16).collect()
+}
+
+fn card(d: &ListedDataset, orgs: &BTreeMap<String, String>, depts: &BTreeMap<(String, String), String>, lang: super::Lang) -> Card {
+    let m = &d.meta;
+    Card {
+        href: format!("/datasett/{}/{}", m.org, m.slug),
+        title: m.title.clone(),
+        reference: m.reference(),
+        owner: format!(
+            "{} – {}",
+            orgs.get(&m.org).unwrap_or(&m.org),
+            depts.get(&(m.org.clone(), m.department.clone())).unwrap_or(&m.department)
+        ),
+        description: m.description.clone(),
+        class_key: class_key(m.classification),
+        class_slug: class_slug(m.classification),
+        theme: m.theme.as_deref().map(|t| lang.label("theme", t)).unwrap_or_default(),
+        access_key: if d.access == "read" { "access_read" } else { "access_metadata" },
+    }
+}
+
+/// A result drawn as a table of text.
+#[derive(Default)]
+pub(crate) struct Table {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// Reads a released result into a table (at most `max` rows) and the geometries of its
+/// geometry columns; the rest of the stream is dropped (its completion record says how many
+/// rows left).
+async fn collect(released: Released, max: usize) -> Result<(Table, Vec<geo::Geometry>), QueryError> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let mut stream = released.stream;
+    let schema = stream.schema();
+    let geometry: Vec<bool> = schema.fields().iter().map(|f| tverr_query::result_columns(&arrow::datatypes::Schema::new(vec![f.as_ref().clone()]))[0].column_type == "geometry").collect();
+    let mut table = Table { columns: schema.fields().iter().map(|f| f.name().clone()).collect(), rows: Vec::new() };
+    let mut shapes = Vec::new();
+    let options = FormatOptions::default().with_null("");
+    while table.rows.len() < max {
+        let Some(batch) = stream.next().await.transpose()? else { break };
+        let formatters: Vec<Option<ArrayFormatter>> = batch
+            .columns()
+            .iter()
+            .zip(&geometry)
+            .map(|(c, g)| if *g { None } else { ArrayFormatter::try_new(c.as_ref(), &options).ok() })
+            .collect();
+        for row in 0..batch.num_rows().min(max - table.rows.len()) {
+            let mut cells = Vec::with_capacity(formatters.len());
+            for (i, f) in formatters.iter().enumerate() {
+                match f {
+                    Some(f) => cells.push(f.value(row).to_string()),
+                    None => {
+                        let shape = wkb_at(batch.column(i).as_ref(), row);
+                        cells.push(shape.as_ref().map(describe_shape).unwrap_or_default());
+                        shapes.extend(shape);
+                    }
+                }
+            }
+            table.rows.push(cells);
+        }
+    }
+    Ok((table, shapes))
+}
+
+/// A record batch as a table of text (the upload check's first rows).
+pub(crate) fn batch_table(batch: &arrow::record_batch::RecordBatch) -> Table {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let options = FormatOptions::default().with_null("");
+    let formatters: Vec<Option<ArrayFormatter>> = batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok()).collect();
+    let rows = (0..batch.num_rows())
+        .map(|row| {
+            formatters
+                .iter()
+                .enumerate()
+                .map(|(i, f)| match f {
+                    Some(f) if !matches!(batch.column(i).data_type(), arrow::datatypes::DataType::Binary | arrow::datatypes::DataType::LargeBinary) => f.value(row).to_string(),
+                    _ => wkb_at(batch.column(i).as_ref(), row).as_ref().map(describe_shape).unwrap_or_default(),
+                })
+                .collect()
+        })
+        .collect();
+    Table { columns: batch.schema().fields().iter().map(|f| f.name().clone()).collect(), rows }
+}
+
+fn wkb_at(array: &dyn arrow::array::Array, row: usize) -> Option<geo::Geometry> {
+    use arrow::array::{Array, BinaryArray, LargeBinaryArray, BinaryViewArray};
+    use geozero::ToGeo;
+    let any = array.as_any();
+    let bytes: &[u8] = if let Some(a) = any.downcast_ref::<BinaryArray>() {
+        if a.is_null(row) { return None; }
+        a.value(row)
+    } else if let Some(a) = any.downcast_ref::<LargeBinaryArray>() {
+        if a.is_null(row) { return None; }
+        a.value(row)
+    } else if let Some(a) = any.downcast_ref::<BinaryViewArray>() {
+        if a.is_null(row) { return None; }
+        a.value(row)
+    } else {
+        return None;
+    };
+    geozero::wkb::Wkb(bytes).to_geo().ok()
+}
+
+/// A geometry in a table cell: a point's coordinates, otherwise its kind.
+fn describe_shape(g: &geo::Geometry) -> String {
+    match g {
+        geo::Geometry::Point(p) => format!("{:.0}, {:.0}", p.x(), p.y()),
+        geo::Geometry::Polygon(_) | geo::Geometry::MultiPolygon(_) => "polygon".into(),
+        geo::Geometry::LineString(_) | geo::Geometry::MultiLineString(_) => "linje".into(),
+        _ => "geometri".into(),
+    }
+}
+
+struct ColumnRow {
+    name: String,
+    column_type: String,
+    category: String,
+    subject: String,
+    mask: String,
+}
+
+struct VersionRow {
+    version: i64,
+    when: String,
+    actor: String,
+    operation: String,
+    rows: i64,
+}
+
+struct Example {
+    label: &'static str,
+    code: String,
+}
+
+#[derive(Template)]
+#[template(path = "dataset.html")]
+struct DatasetPage {
+    page: Chrome,
+    title: String,
+    reference: String,
+    description: String,
+    owner: String,
+    class_key: &'static str,
+    class_slug: &'static str,
+    theme: String,
+    licence: String,
+    frequency: String,
+    keywords: String,
+    columns: Vec<ColumnRow>,
+    versions: Vec<VersionRow>,
+    /// The purposes the visitor may choose from, when the data needs one.
+    purposes: Vec<Choice>,
+    purpose: String,
+    needs_purpose: bool,
+    needs_login: bool,
+    denied: Option<String>,
+    preview: Option<Table>,
+    map: Option<String>,
+    map_alt: String,
+    chart: Option<String>,
+    chart_alt: String,
+    downloads: Vec<(String, String)>,
+    examples: Vec<Example>,
+}
+
+/// `GET /datasett/{org}/{dataset}?purpose=`.
+pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, dataset)): Path<(String, String)>) -> Response {
+    let Ok(r) = format!("{org}/{dataset}").parse::<DatasetRef>() else { return not_found(&v) };
+    let purpose = query_value(v.query.as_deref(), "purpose").filter(|p| !p.is_empty());
+    let caller = v.caller(purpose.clone());
+    let policy = state.engine.policy();
+    let decision = match policy.entitle(&caller.principal, purpose.as_deref(), &r).await {
+        Ok(d) => d,
+        Err(e) => return problem_page(&v, Problem::from_policy(e)),
+    };
+    let own_org = matches!(&v.principal, Principal::User(u) if u.org == r.org.as_str());
+    // Invariant 3: a dataset the visitor may not know of looks like one that does not exist.
+    let exists = state.store.catalog.dataset_exists(&r).await.unwrap_or(false);
+    let visible = exists && (!matches!(decision, Err(Denial::NotFound)) || own_org);
+    if !visible {
+        if matches!(v.principal, Principal::Anonymous) && exists {
+            let page = v.chrome(v.lang.t("log_in"));
+            return v.page(StatusCode::UNAUTHORIZED, &Message::new(page, v.lang.t("denied"), v.lang.t("login_to_see").to_string()));
+        }
+        return not_found(&v);
+    }
+    let meta = match state.store.catalog.dataset(&r).await {
+        Ok(m) => m,
+        Err(e) => return problem_page(&v, Problem::from_store(e)),
+    };
+    let catalog_columns = state.store.catalog.columns(&r).await.unwrap_or_default();
+    let versions = state.store.catalog.versions(&r).await.unwrap_or_default();
+    let orgs = state.store.catalog.orgs().await.unwrap_or_default();
+    let org_name = orgs.iter().find(|o| o.slug == r.org.as_str()).map_or(r.org.to_string(), |o| o.name.clone());
+    let grant = decision.as_ref().ok();
+    let columns = catalog_columns
+        .iter()
+        .filter(|c| grant.is_none_or(|g| g.columns.iter().any(|x| x.name == c.name)))
+        .map(|c| ColumnRow {
+            name: c.name.clone(),
+            column_type: c.column_type.clone(),
+            category: v.lang.label("cat", &c.category.to_string()),
+            subject: c.subject_key.map(|k| v.lang.label("subj", &k.to_string())).unwrap_or_default(),
+            mask: grant
+                .and_then(|g| g.columns.iter().find(|x| x.name == c.name))
+                .and_then(|x| x.mask)
+                .map(|m| v.lang.label("mask", &m.to_string()))
+                .unwrap_or_default(),
+        })
+        .collect();
+    let purposes = match &v.principal {
+        Principal::User(u) => policy
+            .purposes(&u.org)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p.department.is_none() || p.department == u.department)
+            .map(|p| (p.slug.clone(), format!("{} ({})", p.name, p.slug)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let needs_purpose = matches!(decision, Err(Denial::PurposeRequired)) || (grant.is_none() && matches!(v.principal, Principal::User(_)));
+    let denied = match &decision {
+        Err(Denial::PurposeNotAllowed) => Some(format!("{}: {}", v.lang.t("denied"), purpose.clone().unwrap_or_default())),
+        Err(Denial::NotFound) if purpose.is_some() => Some(v.lang.t("denied").to_string()),
+        _ => None,
+    };
+    let mut page = DatasetPage {
+        page: v.chrome(&meta.title),
+        title: meta.title.clone(),
+        reference: r.to_string(),
+        description: meta.description.clone(),
+        owner: format!("{org_name} – {}", meta.department),
+        class_key: class_key(meta.classification),
+        class_slug: class_slug(meta.classification),
+        theme: meta.theme.as_deref().map(|t| v.lang.label("theme", t)).unwrap_or_default(),
+        licence: meta.licence.clone().unwrap_or_default(),
+        frequency: meta.update_frequency.as_deref().map(|f| v.lang.label("freq", f)).unwrap_or_default(),
+        keywords: meta.keywords.join(", "),
+        columns,
+        versions: versions
+            .iter()
+            .rev()
+            .map(|x| VersionRow { version: x.version, when: short_time(&x.committed_at), actor: x.actor.clone(), operation: x.mode.clone(), rows: x.rows_written })
+            .collect(),
+        purposes: choices(purposes, purpose.as_deref()),
+        purpose: purpose.clone().unwrap_or_default(),
+        needs_purpose,
+        needs_login: false,
+        denied,
+        preview: None,
+        map: None,
+        map_alt: String::new(),
+        chart: None,
+        chart_alt: String::new(),
+        downloads: Vec::new(),
+        examples: examples(&r, purpose.as_deref(), meta.classification),
+    };
+    if let Some(grant) = grant {
+        // The columns the grant lets through unmasked, with their catalogue types.
+        let granted: Vec<&tverr_store::ColumnMeta> = catalog_columns
+            .iter()
+            .filter(|c| grant.columns.iter().any(|g| g.name == c.name && g.mask.is_none()))
+            .collect();
+        let q = RowsQuery { limit: Some(PREVIEW_ROWS), stable_order: true, ..RowsQuery::default() };
+        match state.engine.rows(&caller.principal, purpose.as_deref(), &r, &q, CHANNEL).await {
+            Ok(released) => match collect(released, PREVIEW_ROWS).await {
+                Ok((table, _)) => page.preview = Some(table),
+                Err(e) => return problem_page(&v, Problem::from_query(e)),
+            },
+            Err(QueryError::NotAllowed(why)) => page.denied = Some(why),
+            Err(e) => return problem_page(&v, Problem::from_query(e)),
+        }
+        let geometry: Vec<String> = granted.iter().filter(|c| c.column_type == "geometry").map(|c| c.name.clone()).collect();
+        if let Some(g) = geometry.first() {
+            let q = RowsQuery { select: vec![g.clone()], limit: Some(MAP_SHAPES), ..RowsQuery::default() };
+            if let Ok(released) = state.engine.rows(&caller.principal, purpose.as_deref(), &r, &q, CHANNEL).await {
+                if let Ok((_, shapes)) = collect(released, MAP_SHAPES).await {
+                    if !shapes.is_empty() {
+                        page.map_alt = v.lang.t("map_alt").replace("{n}", &shapes.len().to_string());
+                        let outline = if r.dataset.as_str() == OUTLINE { None } else { outline(&state, r.org.as_str()).await };
+                        page.map = Some(svg::map(&shapes, &[], &page.map_alt, outline.as_ref()));
+                    }
+                }
+            }
+        }
+        if let Some((chart, alt)) = time_series(&state, &caller, &r, &granted, v.lang).await {
+            page.chart = Some(chart);
+            page.chart_alt = alt;
+        }
+        let p = purpose.as_deref().map(|p| format!("&purpose={}", crate_encode(p))).unwrap_or_default();
+        page.downloads = ["csv", "xlsx", "json", "ndjson", "parquet"]
+            .into_iter()
+            .chain(geometry.first().map(|_| "geojson"))
+            .map(|f| (f.to_uppercase(), format!("/datasett/{}/{}/last-ned?format={f}{p}", r.org, r.dataset)))
+            .collect();
+    } else if matches!(v.principal, Principal::Anonymous) {
+        page.needs_login = true;
+    }
+    v.page(StatusCode::OK, &page)
+}
+
+/// The open dataset of an organisation whose geometry is its outline, drawn under its maps.
+const OUTLINE: &str = "kommunegrense";
+
+/// The organisation's outline, when it publishes one as open data (`{org}/kommunegrense`).
+async fn outline(state: &AppState, org: &str) -> Option<geo::Geometry> {
+    let r: DatasetRef = format!("{org}/{OUTLINE}").parse().ok()?;
+    let q = RowsQuery { limit: Some(10), ..RowsQuery::default() };
+    let released = state.engine.rows(&Principal::Anonymous, None, &r, &q, CHANNEL).await.ok()?;
+    let (_, shapes) = collect(released, 10).await.ok()?;
+    shapes.into_iter().next()
+}
+
+fn crate_encode(v: &str) -> String {
+    url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
+}
+
+fn examples(r: &DatasetRef, purpose: Option<&str>, class: Classification) -> Vec<Example> {
+    let open = class == Classification::Open;
+    let auth = if open { String::new() } else { " \\\n  -H \"Authorization: Bearer $TVERR_TOKEN\"".to_string() };
+    let purpose_h = match (open, purpose) {
+        (false, Some(p)) => format!(" \\\n  -H \"Tverr-Purpose: {p}\""),
+        (false, None) => " \\\n  -H \"Tverr-Purpose: <formål>\"".to_string(),
+        _ => String::new(),
+    };
+    let py_headers = if open {
+        String::new()
+    } else {
+        format!(",\n    headers={{\"Authorization\": f\"Bearer {{token}}\", \"Tverr-Purpose\": \"{}\"}}", purpose.unwrap_or("<formål>"))
+    };
+    vec![
+        Example { label: "curl", code: format!("curl \"$TVERR_URL/api/v1/datasets/{}/{}/rows?limit=10\"{auth}{purpose_h}", r.org, r.dataset) },
+        Example {
+            label: "Python",
+            code: format!(
+                "import requests\nrows = requests.get(\n    f\"{{url}}/api/v1/datasets/{}/{}/rows\",\n    params={{\"limit\": 10}}{py_headers},\n).json()[\"rows\"]",
+                r.org, r.dataset
+            ),
+        },
+        Example { label: "SQL", code: format!("curl \"$TVERR_URL/api/v1/sql\"{auth}{purpose_h} \\\n  --json '{{\"sql\": \"SELECT * FROM {}.{} LIMIT 10\"}}'", r.org, r.dataset) },
+    ]
+}
+
+/// A chart for a dataset with a date or time column and a number column: the monthly average,
+/// one line per value of the text column that best separates the numbers (pH from °C, say),
+/// through `Engine::sql` like any other read.
+async fn time_series(state: &AppState, caller: &crate::Caller, r: &DatasetRef, columns: &[&tverr_store::ColumnMeta], lang: super::Lang) -> Option<(String, String)> {
+    let time = columns.iter().find(|c| c.column_type == "date" || c.column_type == "timestamp")?;
+    let value = columns.iter().find(|c| c.subject_key.is_none() && matches!(c.column_type.as_str(), "float" | "integer" | "decimal"))?;
+    let table = format!("{}.{}", r.org, r.dataset);
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let (t, val) = (quote(&time.name), quote(&value.name));
+    let purpose = caller.purpose.as_deref();
+    let run = |sql: String| async move {
+        let released = state.engine.sql(&caller.principal, purpose, &sql, CHANNEL).await.ok()?;
+        collect(released, 100_000).await.ok().map(|(t, _)| t)
+    };
+    // The text column whose groups differ most in their average, if it splits them clearly.
+    let mut split: Option<(f64, String)> = None;
+    for c in columns.iter().filter(|c| c.column_type == "text" && c.subject_key.is_none()) {
+        let groups = run(format!("SELECT {q}, avg({val}) FROM {table} GROUP BY {q} LIMIT 9", q = quote(&c.name))).await?;
+        if !(2..=8).contains(&groups.rows.len()) {
+            continue;
+        }
+        let means: Vec<f64> = groups.rows.iter().filter_map(|row| row[1].parse().ok()).collect();
+        let mean = means.iter().sum::<f64>() / means.len() as f64;
+        let spread = (means.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / means.len() as f64).sqrt() / mean.abs().max(1e-9);
+        if spread > 0.2 && split.as_ref().is_none_or(|(s, _)| spread > *s) {
+            split = Some((spread, c.name.clone()));
+        }
+    }
+    let (series_sql, group) = match &split {
+        Some((_, s)) => (format!("CAST({} AS VARCHAR)", quote(s)), format!(", {}", quote(s))),
+        None => (format!("'{}'", value.name.replace('\'', "''")), String::new()),
+    };
+    let sql = format!(
+        "SELECT {series_sql} AS series, CAST(date_trunc('month', {t}) AS DATE) AS month, avg({val}) AS value \
+         FROM {table} GROUP BY date_trunc('month', {t}){group} ORDER BY 1, 2 LIMIT 2000"
+    );
+    let rows = run(sql).await?;
+    let mut series: BTreeMap<String, Vec<(chrono::NaiveDate, f64)>> = BTreeMap::new();
+    for row in &rows.rows {
+        let (Ok(d), Ok(y)) = (chrono::NaiveDate::parse_from_str(&row[1], "%Y-%m-%d"), row[2].parse::<f64>()) else { continue };
+        series.entry(row[0].clone()).or_default().push((d, y));
+    }
+    if series.values().all(|s| s.len() < 2) {
+        return None;
+    }
+    let mut alt = Vec::new();
+    for (name, points) in &series {
+        let (min, max) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), (_, y)| (a.min(*y), b.max(*y)));
+        alt.push(
+            lang.t("chart_alt")
+                .replace("{v}", &value.name)
+                .replace("{s}", name)
+                .replace("{from}", &points[0].0.format("%Y-%m").to_string())
+                .replace("{to}", &points[points.len() - 1].0.format("%Y-%m").to_string())
+                .replace("{min}", &format!("{min:.2}"))
+                .replace("{max}", &format!("{max:.2}")),
+        );
+    }
+    Some((svg::charts(&series, &value.name), alt.join(" ")))
+}
+
+/// `GET /datasett/{org}/{dataset}/last-ned?format=&purpose=`: the whole dataset as a file, by
+/// the REST route's own code with the session's principal.
+pub async fn download(State(state): State<AppState>, v: Visitor, path: Path<(String, String)>, headers: HeaderMap) -> Response {
+    let purpose = query_value(v.query.as_deref(), "purpose");
+    let format = query_value(v.query.as_deref(), "format").unwrap_or_else(|| "csv".into());
+    let query = {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("format", &format);
+        if let Some(p) = &purpose {
+            q.append_pair("purpose", p);
+        }
+        q.finish()
+    };
+    let caller = v.caller(purpose);
+    match crate::rows::rows(State(state), caller, path, axum::extract::RawQuery(Some(query)), headers).await {
+        Ok(mut r) => {
+            let name = r.headers().get(axum::http::header::CONTENT_DISPOSITION).is_some();
+            if !name {
+                r.headers_mut().insert(axum::http::header::CONTENT_DISPOSITION, axum::http::HeaderValue::from_static("attachment"));
+            }
+            r
+        }
+        Err(p) => problem_page(&v, p),
+    }
+}
+
+struct Kindergarten {
+    name: String,
+    address: String,
+    district: String,
+    ownership: String,
+    ages: String,
+    free: String,
+    capacity: String,
+}
+
+#[derive(Template)]
+#[template(path = "kindergartens.html")]
+struct Kindergartens {
+    page: Chrome,
+    ages: Vec<Choice>,
+    districts: Vec<Choice>,
+    rows: Vec<Kindergarten>,
+    map: Option<String>,
+    map_alt: String,
+    error: Option<String>,
+}
+
+/// The open dataset the page shows.
+const KINDERGARTENS: &str = "hamar/barnehager";
+
+/// `GET /apne-data/ledige-barnehageplasser?alder=&bydel=`: no log-in; kindergartens with free
+/// places, filtered by the child's age and the district, as a table and a map.
+pub async fn kindergartens(State(state): State<AppState>, v: Visitor) -> Response {
+    let r: DatasetRef = KINDERGARTENS.parse().expect("a valid reference");
+    let who = Principal::Anonymous;
+    let age = query_value(v.query.as_deref(), "alder").filter(|a| !a.is_empty());
+    let district = query_value(v.query.as_deref(), "bydel").filter(|a| !a.is_empty());
+    let mut error = None;
+    // The districts offered are the dataset's own; a value from elsewhere is refused, not quoted.
+    let districts: Vec<String> = match state.engine.sql(&who, None, "SELECT DISTINCT bydel FROM hamar.barnehager ORDER BY bydel", CHANNEL).await {
+        Ok(released) => match collect(released, 1000).await {
+            Ok((t, _)) => t.rows.into_iter().map(|mut r| r.remove(0)).filter(|d| !d.is_empty()).collect(),
+            Err(e) => return problem_page(&v, Problem::from_query(e)),
+        },
+        Err(e) => return problem_page(&v, Problem::from_query(e)),
+    };
+    let mut filter = vec!["ledige_plasser > 0".to_string()];
+    match age.as_deref().map(str::parse::<u8>) {
+        Some(Ok(a)) if a <= 5 => filter.push(format!("alder_fra <= {a} AND alder_til >= {a}")),
+        Some(_) => error = Some(format!("{}: 0–5", v.lang.t("age"))),
+        None => {}
+    }
+    match &district {
+        Some(d) if districts.contains(d) => filter.push(format!("bydel = '{}'", d.replace('\'', "''"))),
+        Some(d) => error = Some(format!("{}: {d:?}", v.lang.t("district"))),
+        None => {}
+    }
+    let q = RowsQuery {
+        filter: Some(filter.join(" AND ")),
+        order_by: vec![("ledige_plasser".into(), true), ("navn".into(), false)],
+        limit: Some(1000),
+        stable_order: true,
+        ..RowsQuery::default()
+    };
+    let (table, shapes) = match state.engine.rows(&who, None, &r, &q, CHANNEL).await {
+        Ok(released) => match collect(released, 1000).await {
+            Ok(x) => x,
+            Err(e) => return problem_page(&v, Problem::from_query(e)),
+        },
+        Err(e) => return problem_page(&v, Problem::from_query(e)),
+    };
+    let col = |name: &str| table.columns.iter().position(|c| c == name);
+    let cell = |row: &Vec<String>, name: &str| col(name).map(|i| row[i].clone()).unwrap_or_default();
+    let rows: Vec<Kindergarten> = table
+        .rows
+        .iter()
+        .map(|row| Kindergarten {
+            name: cell(row, "navn"),
+            address: cell(row, "adresse"),
+            district: cell(row, "bydel"),
+            ownership: cell(row, "eierform"),
+            ages: format!("{}–{}", cell(row, "alder_fra"), cell(row, "alder_til")),
+            free: cell(row, "ledige_plasser"),
+            capacity: cell(row, "kapasitet"),
+        })
+        .collect();
+    let labels: Vec<String> = rows.iter().map(|k| format!("{}: {} {}", k.name, k.free, v.lang.t("free_places").to_lowercase())).collect();
+    let map_alt = v.lang.t("map_alt").replace("{n}", &shapes.len().to_string());
+    let outline = outline(&state, r.org.as_str()).await;
+    let page = Kindergartens {
+        page: v.chrome(v.lang.t("kg_title")),
+        ages: choices((0..=5).map(|a| (a.to_string(), format!("{a} {}", v.lang.t("years")))), age.as_deref()),
+        districts: choices(districts.into_iter().map(|d| (d.clone(), d)), district.as_deref()),
+        map: (!shapes.is_empty()).then(|| svg::map(&shapes, &labels, &map_alt, outline.as_ref())),
+        map_alt,
+        rows,
+        error,
+    };
+    v.page(if page.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK }, &page)
+}
+
+struct AccessRow {
+    when: String,
+    who: String,
+    why: String,
+    law: String,
+    what: String,
+    how: String,
+}
+
+struct OwnData {
+    title: String,
+    table: Table,
+}
+
+#[derive(Template)]
+#[template(path = "me.html")]
+struct MePage {
+    page: Chrome,
+    accesses: Vec<AccessRow>,
+    data: Vec<OwnData>,
+}
+
+/// `GET /min-side`: a citizen's data and who accessed it.
+pub async fn me(State(state): State<AppState>, v: Visitor) -> Response {
+    let Principal::Citizen { pid } = &v.principal else {
+        let page = v.chrome(v.lang.t("me_title"));
+        let status = if matches!(v.principal, Principal::Anonymous) { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
+        return v.page(status, &Message::new(page, v.lang.t("me_title"), v.lang.t("me_only_citizens").to_string()));
+    };
+    let caller = v.caller(None);
+    let log = match crate::me::access_log_of(&state, &caller, CHANNEL).await {
+        Ok(l) => l,
+        Err(p) => return problem_page(&v, p),
+    };
+    // Names rather than slugs: "Servicetorget", "Svar til innbyggere i servicetorget".
+    let mut names = Names::default();
+    for d in state.store.catalog.departments(None).await.unwrap_or_default() {
+        names.departments.insert((d.org.clone(), d.slug.clone()), d.name.clone());
+    }
+    for o in state.store.catalog.orgs().await.unwrap_or_default() {
+        for p in state.engine.policy().purposes(&o.slug).await.unwrap_or_default() {
+            names.purposes.insert((p.org.clone(), p.slug.clone()), p.name.clone());
+        }
+    }
+    let accesses = log.accesses.iter().map(|a| access_row(a, v.lang, &names)).collect();
+    let reads = match state.engine.own_data(pid, CHANNEL).await {
+        Ok(r) => r,
+        Err(e) => return problem_page(&v, Problem::from_query(e)),
+    };
+    let mut data = Vec::new();
+    for released in reads {
+        let r = released.grants[0].dataset.clone();
+        let title = state.store.catalog.dataset(&r).await.map(|m| m.title).unwrap_or_else(|_| r.to_string());
+        match collect(released, 1000).await {
+            Ok((table, _)) if !table.rows.is_empty() => data.push(OwnData { title, table }),
+            Ok(_) => {}
+            Err(e) => return problem_page(&v, Problem::from_query(e)),
+        }
+    }
+    v.page(StatusCode::OK, &MePage { page: v.chrome(v.lang.t("me_title")), accesses, data })
+}
+
+/// Display names of departments and purposes, by (organisation, slug).
+#[derive(Default)]
+struct Names {
+    departments: BTreeMap<(String, String), String>,
+    purposes: BTreeMap<(String, String), String>,
+}
+
+fn access_row(a: &crate::me::Access, lang: super::Lang, names: &Names) -> AccessRow {
+    let r = &a.reader;
+    let org = r.organisation.clone().unwrap_or_default();
+    let who = match r.kind.as_str() {
+        "self" => lang.t("me_self").to_string(),
+        "operator" => lang.t("me_operator").to_string(),
+        kind => {
+            let mut parts = vec![r.organisation_name.clone().or(r.organisation.clone()).unwrap_or_default()];
+            parts.extend(r.department.as_ref().map(|d| names.departments.get(&(org.clone(), d.clone())).cloned().unwrap_or_else(|| d.clone())));
+            let role = match &r.role {
+                Some(role) => lang.label("role", role),
+                None if kind == "system" => lang.t("me_system").into(),
+                None => lang.t("me_employee").into(),
+            };
+            parts.push(match &r.employee {
+                Some(name) => format!("{role} {name}"),
+                None => role,
+            });
+            parts.retain(|p| !p.is_empty());
+            parts.join(", ")
+        }
+    };
+    let mut laws = Vec::new();
+    let what = a
+        .datasets
+        .iter()
+        .map(|d| {
+            if let Some(h) = d.legal_basis.get("hjemmel").and_then(|h| h.as_str()) {
+                if !laws.contains(&h.to_string()) {
+                    laws.push(h.to_string());
+                }
+            }
+            let scope = if d.scope == "bulk" { format!(" ({})", lang.t("me_bulk")) } else { String::new() };
+            format!("{}{scope}", d.title)
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    AccessRow {
+        when: short_time(&a.at),
+        who,
+        why: a.purpose.as_ref().map(|p| names.purposes.get(&(org.clone(), p.clone())).cloned().unwrap_or_else(|| p.clone())).unwrap_or_default(),
+        law: laws.join("; "),
+        what,
+        how: a.channel.clone(),
+    }
+}
+
+/// `GET /min-side/data.json`: everything about the citizen as a file, by the API's own code.
+pub async fn me_download(State(state): State<AppState>, v: Visitor) -> Response {
+    let caller = v.caller(None);
+    let q = axum::extract::Query(crate::me::DataQuery { download: true, purpose: None });
+    match crate::me::data(State(state), caller, q).await {
+        Ok(r) => r,
+        Err(p) => problem_page(&v, p),
+    }
+}
+
+struct Operation {
+    method: String,
+    path: String,
+    summary: String,
+    anchor: String,
+    parameters: Vec<(String, String, bool, String)>,
+    responses: Vec<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "api.html")]
+struct ApiPage {
+    page: Chrome,
+    tags: Vec<(String, Vec<Operation>)>,
+}
+
+/// `GET /api`: the OpenAPI document, readable.
+pub async fn api(v: Visitor) -> Response {
+    let doc = serde_json::to_value(crate::openapi()).unwrap_or_default();
+    let mut tags: BTreeMap<String, Vec<Operation>> = BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            let tag = op["tags"][0].as_str().unwrap_or("other").to_string();
+            let summary = op["summary"].as_str().or(op["description"].as_str()).unwrap_or_default().to_string();
+            let parameters = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    (
+                        p["name"].as_str().unwrap_or_default().to_string(),
+                        p["in"].as_str().unwrap_or_default().to_string(),
+                        p["required"].as_bool().unwrap_or(false),
+                        p["description"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect();
+            let responses = op["responses"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(code, r)| (code.clone(), r["description"].as_str().unwrap_or_default().lines().next().unwrap_or_default().to_string()))
+                .collect();
+            let anchor: String = format!("{method}-{path}").chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+            tags.entry(tag).or_default().push(Operation { method: method.to_uppercase(), path: path.clone(), summary, anchor, parameters, responses });
+        }
+    }
+    v.page(StatusCode::OK, &ApiPage { page: v.chrome(v.lang.t("api_title")), tags: tags.into_iter().collect() })
+}

@@ -1,0 +1,166 @@
+//! Log-in and log-out in the browser. A local user's password (or, in the demo, a citizen's
+//! fødselsnummer) becomes a one-day API token in the session cookie; log-out revokes the token.
+//! Every attempt is in the access log and failures are throttled per user name and address.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use tverr_policy::{PolicyError, Principal};
+
+use super::{Chrome, Message, PRE_SESSION_COOKIE, SESSION_COOKIE, Visitor};
+use crate::AppState;
+
+/// A form body's fields (the last value of each name).
+pub(crate) fn form(body: &Bytes) -> HashMap<String, String> {
+    url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+}
+
+/// The page a form was refused on for a missing or wrong CSRF token.
+pub(crate) fn bad_form(v: &Visitor) -> Response {
+    let page = v.chrome(v.lang.t("error"));
+    v.page(StatusCode::FORBIDDEN, &Message::new(page, v.lang.t("error"), v.lang.t("bad_form").to_string()))
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    page: Chrome,
+    error: Option<&'static str>,
+    citizen_error: Option<String>,
+    username: String,
+    next: String,
+    citizen_demo: bool,
+}
+
+/// Only a local path may be the page to return to after log-in.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && !n.contains("://") => n.to_string(),
+        _ => "/".to_string(),
+    }
+}
+
+fn login_form(state: &AppState, v: &Visitor, status: StatusCode, error: Option<&'static str>, citizen_error: Option<String>, username: String, next: String) -> Response {
+    let page = LoginPage { page: v.chrome(v.lang.t("login_title")), error, citizen_error, username, next, citizen_demo: state.citizen_demo_login };
+    v.page(status, &page)
+}
+
+/// `GET /logg-inn`.
+pub async fn login_page(State(state): State<AppState>, v: Visitor) -> Response {
+    let next = safe_next(super::query_value(v.query.as_deref(), "next").as_deref());
+    login_form(&state, &v, StatusCode::OK, None, None, String::new(), next)
+}
+
+fn session_cookie(secret: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("{SESSION_COOKIE}={secret}; Path=/; Max-Age=86400; HttpOnly; Secure; SameSite=Lax"))
+        .expect("a token is a valid cookie value")
+}
+
+fn expired(name: &str, same_site: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("{name}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite={same_site}")).expect("a valid cookie")
+}
+
+fn logged_in(secret: &str, next: &str) -> Response {
+    let mut r = Redirect::to(next).into_response();
+    r.headers_mut().append(header::SET_COOKIE, session_cookie(secret));
+    // The pre-session secret has done its work.
+    r.headers_mut().append(header::SET_COOKIE, expired(PRE_SESSION_COOKIE, "Strict"));
+    r
+}
+
+/// `POST /logg-inn`: user name and password.
+pub async fn login(State(state): State<AppState>, v: Visitor, body: Bytes) -> Response {
+    let f = form(&body);
+    if !v.csrf_ok(f.get("csrf").map_or("", String::as_str)) {
+        return bad_form(&v);
+    }
+    let username = f.get("username").cloned().unwrap_or_default();
+    let password = f.get("password").cloned().unwrap_or_default();
+    let next = safe_next(f.get("next").map(String::as_str));
+    if state.logins.check(&username, v.client).is_err() {
+        let details = serde_json::json!({"outcome": "throttled", "username": username});
+        state.engine.note_event("login", &Principal::Anonymous, "web", details);
+        return login_form(&state, &v, StatusCode::TOO_MANY_REQUESTS, Some("login_limited"), None, username, next);
+    }
+    let policy = state.engine.policy();
+    match policy.login(&username, &password).await {
+        Ok(user) => {
+            state.logins.succeeded(&username);
+            let token = match policy.create_token(&user.username, Some(1)).await {
+                Ok(t) => t,
+                Err(e) => return failure(&v, &e.to_string()),
+            };
+            let details = serde_json::json!({"outcome": "ok", "token": token.id});
+            if let Err(e) = state.engine.log_event("login", &Principal::User(user), "web", details).await {
+                let _ = policy.revoke_token(&token.id).await;
+                return failure(&v, &e.to_string());
+            }
+            logged_in(&token.secret, &next)
+        }
+        Err(PolicyError::Unauthenticated(_)) => {
+            state.logins.failed(&username, v.client);
+            let details = serde_json::json!({"outcome": "refused", "username": username});
+            if let Err(e) = state.engine.log_event("login", &Principal::Anonymous, "web", details).await {
+                return failure(&v, &e.to_string());
+            }
+            login_form(&state, &v, StatusCode::UNAUTHORIZED, Some("login_failed"), None, username, next)
+        }
+        Err(e) => failure(&v, &e.to_string()),
+    }
+}
+
+fn failure(v: &Visitor, detail: &str) -> Response {
+    tracing::warn!(detail, "a log-in could not be completed");
+    let page = v.chrome(v.lang.t("error"));
+    v.page(StatusCode::SERVICE_UNAVAILABLE, &Message::new(page, v.lang.t("error"), detail.to_string()))
+}
+
+/// `POST /logg-inn/innbygger`: the demo's citizen log-in (ID-porten in production). Only when
+/// the server runs the demo.
+pub async fn citizen_login(State(state): State<AppState>, v: Visitor, body: Bytes) -> Response {
+    if !state.citizen_demo_login {
+        let page = v.chrome(v.lang.t("not_found"));
+        return v.page(StatusCode::NOT_FOUND, &Message::new(page, v.lang.t("not_found"), v.lang.t("not_found_text").to_string()));
+    }
+    let f = form(&body);
+    if !v.csrf_ok(f.get("csrf").map_or("", String::as_str)) {
+        return bad_form(&v);
+    }
+    let pid: String = f.get("fnr").map(|p| p.chars().filter(|c| !c.is_whitespace()).collect()).unwrap_or_default();
+    let policy = state.engine.policy();
+    match policy.create_citizen_token(&pid, Some(1)).await {
+        Ok(token) => {
+            let principal = Principal::Citizen { pid };
+            let details = serde_json::json!({"outcome": "ok", "token": token.id, "method": "demo-citizen"});
+            if let Err(e) = state.engine.log_event("login", &principal, "web", details).await {
+                let _ = policy.revoke_token(&token.id).await;
+                return failure(&v, &e.to_string());
+            }
+            logged_in(&token.secret, "/min-side")
+        }
+        Err(PolicyError::Invalid { message, .. }) => {
+            let error = format!("{}: {message}", v.lang.t("login_citizen_bad"));
+            login_form(&state, &v, StatusCode::BAD_REQUEST, None, Some(error), String::new(), "/".into())
+        }
+        Err(e) => failure(&v, &e.to_string()),
+    }
+}
+
+/// `POST /logg-ut`: revokes the session's token and clears the cookie.
+pub async fn logout(State(state): State<AppState>, v: Visitor, body: Bytes) -> Response {
+    let f = form(&body);
+    if !v.csrf_ok(f.get("csrf").map_or("", String::as_str)) {
+        return bad_form(&v);
+    }
+    if let Some(secret) = &v.session {
+        let _ = state.engine.policy().revoke_token(secret).await;
+        state.engine.note_event("logout", &v.principal, "web", serde_json::json!({}));
+    }
+    let mut r = Redirect::to("/").into_response();
+    r.headers_mut().append(header::SET_COOKIE, expired(SESSION_COOKIE, "Lax"));
+    r
+}

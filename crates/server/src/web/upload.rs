@@ -1,0 +1,426 @@
+//! Upload for stewards, in three steps: choose a file and a dataset → see what was detected
+//! (format, encoding, delimiter, columns, first rows) and confirm → the ingest runs with a
+//! progress bar (a page that reloads itself; no script) and ends in the new version or the
+//! problems with their line and column. The file is checked by `Store::inspect` and written by
+//! `Store::ingest`, the same code as `tverr ingest` and the upload API.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use askama::Template;
+use axum::extract::{Multipart, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use tokio::io::AsyncWriteExt;
+use tverr_core::DatasetRef;
+use tverr_policy::{Principal, Role, User};
+use tverr_store::{CreateSettings, IngestRequest, IngestSettings, StoreError};
+
+use super::pages::Table;
+use super::session::{bad_form, form};
+use super::{Chrome, Message, Visitor};
+use crate::AppState;
+
+/// How long a checked upload waits for its confirmation, and a finished job for its reader.
+const KEEP: Duration = Duration::from_secs(3600);
+
+/// Uploads between their steps, by id.
+#[derive(Debug, Clone, Default)]
+pub struct Uploads(Arc<Mutex<HashMap<String, Upload>>>);
+
+#[derive(Debug)]
+struct Upload {
+    /// The user who started it; no one else sees it.
+    owner: String,
+    dataset: String,
+    size: u64,
+    at: Instant,
+    state: Step,
+}
+
+#[derive(Debug)]
+enum Step {
+    /// Checked, waiting for confirmation; the directory holds the file.
+    Checked { request: Box<IngestRequest>, _dir: tempfile::TempDir },
+    /// Ingesting: bytes read so far.
+    Running { read: Arc<AtomicU64> },
+    /// Done: the new version and its rows.
+    Done { version: i64, rows: u64 },
+    /// Refused: the problems.
+    Failed { problems: Vec<String> },
+}
+
+impl Uploads {
+    fn put(&self, id: &str, upload: Upload) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, u| u.at.elapsed() < KEEP || matches!(u.state, Step::Running { .. }));
+        map.insert(id.to_string(), upload);
+    }
+
+    fn with<T>(&self, id: &str, owner: &str, f: impl FnOnce(&mut Upload) -> T) -> Option<T> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get_mut(id).filter(|u| u.owner == owner).map(f)
+    }
+}
+
+/// A steward or admin, or the page that says who may upload.
+fn uploader(v: &Visitor) -> Result<User, Response> {
+    match &v.principal {
+        Principal::User(u) if matches!(u.role, Role::Steward | Role::Admin) => Ok(u.clone()),
+        Principal::Anonymous => Err(Redirect::to("/logg-inn?next=/last-opp").into_response()),
+        _ => {
+            let page = v.chrome(v.lang.t("upload_title"));
+            Err(v.page(StatusCode::FORBIDDEN, &Message::new(page, v.lang.t("upload_title"), v.lang.t("stewards_only").to_string())))
+        }
+    }
+}
+
+/// The problems of a refused ingest, one per line.
+fn problems(e: &StoreError) -> Vec<String> {
+    match e {
+        StoreError::Ingest(tverr_store::tverr_ingest::IngestError::Invalid(ps)) => ps.iter().map(ToString::to_string).collect(),
+        other => vec![other.to_string()],
+    }
+}
+
+#[derive(Default)]
+struct FormValues {
+    target: String,
+    mode: String,
+    key: String,
+    slug: String,
+    title: String,
+    description: String,
+    classification: String,
+    subjects: String,
+}
+
+#[derive(Template)]
+#[template(path = "upload.html")]
+struct UploadPage {
+    page: Chrome,
+    datasets: Vec<(String, String)>,
+    values: FormValues,
+    problems: Vec<String>,
+    max_mb: u64,
+}
+
+async fn form_page(state: &AppState, v: &Visitor, u: &User, status: StatusCode, values: FormValues, problems: Vec<String>) -> Response {
+    let datasets = state
+        .store
+        .catalog
+        .datasets()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|d| d.org == u.org && (u.role == Role::Admin || u.department.as_deref() == Some(d.department.as_str())))
+        .map(|d| (d.reference(), format!("{} ({})", d.title, d.reference())))
+        .collect();
+    let page = UploadPage { page: v.chrome(v.lang.t("upload_title")), datasets, values, problems, max_mb: state.limits.upload_bytes >> 20 };
+    v.page(status, &page)
+}
+
+/// `GET /last-opp`.
+pub async fn start(State(state): State<AppState>, v: Visitor) -> Response {
+    let u = match uploader(&v) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let values = FormValues { mode: "append".into(), classification: "internal".into(), ..FormValues::default() };
+    form_page(&state, &v, &u, StatusCode::OK, values, Vec::new()).await
+}
+
+struct ColumnRow {
+    name: String,
+    column_type: String,
+    subject: String,
+}
+
+#[derive(Template)]
+#[template(path = "upload_check.html")]
+struct CheckPage {
+    page: Chrome,
+    id: String,
+    dataset: String,
+    creating: bool,
+    mode: String,
+    file: String,
+    format: String,
+    encoding: String,
+    delimiter: String,
+    sheet: String,
+    crs: String,
+    rows: u64,
+    columns: Vec<ColumnRow>,
+    added: Vec<String>,
+    sample: Table,
+}
+
+/// `POST /last-opp` (multipart): receives the file, checks it without writing, and shows what
+/// was found for confirmation.
+pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Multipart) -> Response {
+    let u = match uploader(&v) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => return failure(&v, &e.to_string()),
+    };
+    let mut fields: HashMap<String, String> = HashMap::new();
+    let mut file: Option<(std::path::PathBuf, u64)> = None;
+    let limit = state.limits.upload_bytes;
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return form_page(&state, &v, &u, StatusCode::BAD_REQUEST, FormValues::default(), vec![e.body_text()]).await,
+        };
+        let name = field.name().unwrap_or_default().to_string();
+        if name == "file" {
+            let file_name = safe_name(field.file_name().unwrap_or(""));
+            if file_name.is_empty() {
+                continue;
+            }
+            let path = dir.path().join(&file_name);
+            match receive(field, &path, limit).await {
+                Ok(size) => file = Some((path, size)),
+                Err(why) => return form_page(&state, &v, &u, StatusCode::PAYLOAD_TOO_LARGE, FormValues::default(), vec![why]).await,
+            }
+        } else {
+            match field.text().await {
+                Ok(t) => {
+                    fields.insert(name, t);
+                }
+                Err(e) => return form_page(&state, &v, &u, StatusCode::BAD_REQUEST, FormValues::default(), vec![e.body_text()]).await,
+            }
+        }
+    }
+    let get = |k: &str| fields.get(k).map(|x| x.trim().to_string()).unwrap_or_default();
+    let values = FormValues {
+        target: get("target"),
+        mode: get("mode"),
+        key: get("key"),
+        slug: get("slug"),
+        title: get("title"),
+        description: get("description"),
+        classification: get("classification"),
+        subjects: get("subjects"),
+    };
+    if !v.csrf_ok(&get("csrf")) {
+        return bad_form(&v);
+    }
+    let refuse = |status: StatusCode, why: String, values: FormValues| {
+        let (state, v, u) = (&state, &v, &u);
+        async move { form_page(state, v, u, status, values, vec![why]).await }
+    };
+    let Some((path, size)) = file.filter(|(_, size)| *size > 0) else {
+        return refuse(StatusCode::BAD_REQUEST, v.lang.t("upload_no_file").to_string(), values).await;
+    };
+    let creating = values.target == "new";
+    let dataset = if creating { format!("{}/{}", u.org, values.slug) } else { values.target.clone() };
+    let r: DatasetRef = match dataset.parse() {
+        Ok(r) => r,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("{}: {e}", v.lang.t("dataset")), values).await,
+    };
+    let department = if creating {
+        u.department.clone().unwrap_or_default()
+    } else {
+        match state.store.catalog.dataset(&r).await {
+            Ok(m) => m.department,
+            Err(_) => return refuse(StatusCode::NOT_FOUND, format!("{}: {r}", v.lang.t("not_found")), values).await,
+        }
+    };
+    if let Err(e) = tverr_policy::Policy::may_write(&v.principal, r.org.as_str(), &department) {
+        return refuse(StatusCode::FORBIDDEN, e.to_string(), values).await;
+    }
+    let settings = IngestSettings {
+        mode: (!creating).then(|| values.mode.clone()).filter(|m| !m.is_empty()),
+        key: Some(values.key.clone()).filter(|k| !k.is_empty()),
+        subjects: values.subjects.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        create: creating.then(|| CreateSettings {
+            department: Some(department.clone()),
+            title: Some(values.title.clone()),
+            description: values.description.clone(),
+            classification: Some(values.classification.clone()),
+            ..CreateSettings::default()
+        }),
+        ..IngestSettings::default()
+    };
+    let request = match settings.request(r.clone(), path, u.username.clone()) {
+        Ok(req) => req,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string(), values).await,
+    };
+    let inspection = match state.store.inspect(request.clone(), 10).await {
+        Ok(i) => i,
+        Err(e) => return form_page(&state, &v, &u, StatusCode::UNPROCESSABLE_ENTITY, values, problems(&e)).await,
+    };
+    let rep = &inspection.report;
+    let sample = inspection.sample.as_ref().map(super::pages::batch_table).unwrap_or_default();
+    let id = super::random_hex(12);
+    let page = CheckPage {
+        page: v.chrome(v.lang.t("upload_check_title")),
+        id: id.clone(),
+        dataset: r.to_string(),
+        creating,
+        mode: if creating { "create".into() } else { values.mode.clone() },
+        file: rep.file_name.clone(),
+        format: rep.format.clone(),
+        encoding: rep.encoding.clone().unwrap_or_default(),
+        delimiter: rep.delimiter.clone().map(|d| if d == "\t" { "TAB".into() } else { d }).unwrap_or_default(),
+        sheet: rep.sheet.clone().unwrap_or_default(),
+        crs: rep.crs.clone().unwrap_or_default(),
+        rows: rep.rows,
+        columns: rep
+            .columns
+            .iter()
+            .map(|c| ColumnRow { name: c.name.clone(), column_type: c.column_type.to_string(), subject: c.subject.map(|s| v.lang.label("subj", &s.to_string())).unwrap_or_default() })
+            .collect(),
+        added: rep.added_columns.clone(),
+        sample,
+    };
+    state.web_uploads.put(
+        &id,
+        Upload { owner: u.username.clone(), dataset: r.to_string(), size, at: Instant::now(), state: Step::Checked { request: Box::new(request), _dir: dir } },
+    );
+    v.page(StatusCode::OK, &page)
+}
+
+/// `POST /last-opp/{id}`: the confirmation; starts the ingest and shows its progress.
+pub async fn confirm(State(state): State<AppState>, v: Visitor, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
+    let u = match uploader(&v) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    if !v.csrf_ok(form(&body).get("csrf").map_or("", String::as_str)) {
+        return bad_form(&v);
+    }
+    let read = Arc::new(AtomicU64::new(0));
+    let taken = state.web_uploads.with(&id, &u.username, |up| match std::mem::replace(&mut up.state, Step::Running { read: read.clone() }) {
+        Step::Checked { request, _dir } => Some((request, _dir)),
+        other => {
+            up.state = other;
+            None
+        }
+    });
+    let Some(Some((request, dir))) = taken else {
+        return Redirect::to(&format!("/last-opp/jobb/{id}")).into_response();
+    };
+    let mut request = *request;
+    let counter = read.clone();
+    request.options.progress = Some(Arc::new(move |bytes| counter.store(bytes, Ordering::Relaxed)));
+    let (uploads, engine, store, principal, owner) = (state.web_uploads.clone(), state.engine.clone(), state.store.clone(), v.principal.clone(), u.username.clone());
+    let job = id.clone();
+    tokio::spawn(async move {
+        let dataset = request.dataset.to_string();
+        let outcome = store.ingest(request).await;
+        drop(dir);
+        let step = match outcome {
+            Ok(o) => {
+                let details = serde_json::json!({
+                    "dataset": dataset, "version": o.version, "rows": o.report.rows, "rows_removed": o.rows_removed,
+                    "sha256": o.report.sha256, "file": o.report.file_name,
+                });
+                if let Err(e) = engine.log_event("ingest", &principal, "web-upload", details).await {
+                    tracing::error!(error = %e, "cannot record an ingest");
+                }
+                Step::Done { version: o.version, rows: o.report.rows }
+            }
+            Err(e) => Step::Failed { problems: problems(&e) },
+        };
+        uploads.with(&job, &owner, |up| {
+            up.state = step;
+            up.at = Instant::now();
+        });
+    });
+    Redirect::to(&format!("/last-opp/jobb/{id}")).into_response()
+}
+
+#[derive(Template)]
+#[template(path = "upload_job.html")]
+struct JobPage {
+    page: Chrome,
+    dataset: String,
+    running: bool,
+    read: u64,
+    size: u64,
+    percent: u64,
+    version: Option<i64>,
+    rows: u64,
+    problems: Vec<String>,
+}
+
+/// `GET /last-opp/jobb/{id}`: the progress of an ingest, then its outcome.
+pub async fn job(State(state): State<AppState>, v: Visitor, Path(id): Path<String>) -> Response {
+    let u = match uploader(&v) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let view = state.web_uploads.with(&id, &u.username, |up| {
+        let mut page = JobPage {
+            page: v.chrome(v.lang.t("upload_job_title")),
+            dataset: up.dataset.clone(),
+            running: false,
+            read: 0,
+            size: up.size,
+            percent: 0,
+            version: None,
+            rows: 0,
+            problems: Vec::new(),
+        };
+        match &up.state {
+            Step::Checked { .. } => page.running = false,
+            Step::Running { read } => {
+                page.running = true;
+                page.read = read.load(Ordering::Relaxed).min(up.size);
+                page.percent = (page.read * 100).checked_div(up.size).unwrap_or(0);
+            }
+            Step::Done { version, rows } => {
+                page.version = Some(*version);
+                page.rows = *rows;
+                page.read = up.size;
+                page.percent = 100;
+            }
+            Step::Failed { problems } => page.problems = problems.clone(),
+        }
+        page
+    });
+    match view {
+        Some(page) => {
+            let status = if page.problems.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+            v.page(status, &page)
+        }
+        None => {
+            let page = v.chrome(v.lang.t("not_found"));
+            v.page(StatusCode::NOT_FOUND, &Message::new(page, v.lang.t("not_found"), v.lang.t("not_found_text").to_string()))
+        }
+    }
+}
+
+fn failure(v: &Visitor, detail: &str) -> Response {
+    let page = v.chrome(v.lang.t("error"));
+    v.page(StatusCode::SERVICE_UNAVAILABLE, &Message::new(page, v.lang.t("error"), detail.to_string()))
+}
+
+/// A file name safe as one path component.
+fn safe_name(name: &str) -> String {
+    let base: String = name.rsplit(['/', '\\']).next().unwrap_or("").chars().filter(|c| !c.is_control()).collect();
+    base.trim().trim_start_matches('.').to_string()
+}
+
+/// Streams a file field to `path`, refusing more than `limit` bytes.
+async fn receive(mut field: axum::extract::multipart::Field<'_>, path: &std::path::Path, limit: u64) -> Result<u64, String> {
+    let mut out = tokio::fs::File::create(path).await.map_err(|e| e.to_string())?;
+    let mut size = 0u64;
+    while let Some(chunk) = field.chunk().await.map_err(|e| e.body_text())? {
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(format!("the file is larger than this server accepts ({limit} bytes)"));
+        }
+        out.write_all(&chunk).await.map_err(|e| e.to_string())?;
+    }
+    out.flush().await.map_err(|e| e.to_string())?;
+    Ok(size)
+}

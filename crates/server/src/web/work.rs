@@ -1,0 +1,549 @@
+//! The pages of employees' work: agreements (request, the steward's inbox, the lists), the case
+//! worker's look-up, and the auditor's search and chain verification. Each calls the same code as
+//! its API route, as the session's user, logged on channel `web`.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use tverr_core::SubjectKind;
+use tverr_policy::{Agreement, AgreementState, Basis, Principal, Role, User};
+use tverr_query::{Found, LookupOrg, QueryError};
+
+use super::session::{bad_form, form};
+use super::{Chrome, Message, Visitor, query_value};
+use crate::{AppState, Problem};
+
+const CHANNEL: &str = "web";
+
+/// The signed-in user, or the page that asks them to log in (or says the page is not theirs).
+fn user_or_page(v: &Visitor, title_key: &str) -> Result<User, Response> {
+    match &v.principal {
+        Principal::User(u) => Ok(u.clone()),
+        Principal::Anonymous => Err(Redirect::to(&format!("/logg-inn?next={}", url::form_urlencoded::byte_serialize(v.path.as_bytes()).collect::<String>())).into_response()),
+        _ => {
+            let page = v.chrome(v.lang.t(title_key));
+            Err(v.page(StatusCode::FORBIDDEN, &Message::new(page, v.lang.t(title_key), v.lang.t("employees_only").to_string())))
+        }
+    }
+}
+
+fn problem_page(v: &Visitor, p: Problem) -> Response {
+    let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let page = v.chrome(v.lang.t("error"));
+    v.page(status, &Message::new(page, &p.title, p.detail))
+}
+
+struct AgreementRow {
+    id: i64,
+    provider: String,
+    consumer: String,
+    datasets: String,
+    purposes: String,
+    legal_basis: String,
+    period: String,
+    state_key: String,
+    /// Actions this user may take: (action, label key).
+    actions: Vec<(&'static str, &'static str)>,
+}
+
+#[derive(Template)]
+#[template(path = "agreements.html")]
+struct AgreementsPage {
+    page: Chrome,
+    inbox: Vec<AgreementRow>,
+    mine_requested: Vec<AgreementRow>,
+    active: Vec<AgreementRow>,
+    expired: Vec<AgreementRow>,
+    ended: Vec<AgreementRow>,
+    notice: Option<String>,
+    error: Option<String>,
+    /// Stewards and admins request agreements; other employees ask them.
+    may_request: bool,
+    form: RequestForm,
+}
+
+/// The request form's values and choices.
+#[derive(Default)]
+struct RequestForm {
+    consumer: String,
+    datasets: Vec<String>,
+    dataset: String,
+    columns: String,
+    masks: String,
+    purposes: Vec<(String, String)>,
+    purpose: String,
+    legal_bases: Vec<(String, String)>,
+    legal_basis: String,
+    valid_from: String,
+    valid_to: String,
+}
+
+fn steward_of(u: &User, org: &str, department: &str) -> bool {
+    u.role == Role::Steward && u.org == org && u.department.as_deref() == Some(department)
+}
+
+fn row(a: &Agreement, u: &User, today: chrono::NaiveDate) -> AgreementRow {
+    let t = &a.terms;
+    let mut actions = Vec::new();
+    let provider_steward = steward_of(u, &a.provider.org, &a.provider.department) || (u.role == Role::Admin && u.org == a.provider.org);
+    match a.state {
+        AgreementState::Requested if provider_steward => actions.extend([("approve", "approve"), ("deny", "deny")]),
+        AgreementState::Approved if provider_steward || steward_of(u, &a.consumer.org, &a.consumer.department) => actions.push(("revoke", "revoke")),
+        _ => {}
+    }
+    let state = if a.state == AgreementState::Approved && t.valid_to.is_some_and(|to| to < today) { "expired".to_string() } else { a.state.to_string() };
+    AgreementRow {
+        id: a.id,
+        provider: a.provider.to_string(),
+        consumer: a.consumer.to_string(),
+        datasets: t
+            .datasets
+            .iter()
+            .map(|d| {
+                let cols = if d.columns.is_empty() { String::new() } else { format!(" ({})", d.columns.join(", ")) };
+                let masks = d.masks.iter().map(|(c, m)| format!("{c}={m}")).collect::<Vec<_>>();
+                let masks = if masks.is_empty() { String::new() } else { format!(" [{}]", masks.join(", ")) };
+                format!("{}{cols}{masks}", d.dataset)
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        purposes: t.purposes.join(", "),
+        legal_basis: t.legal_basis.hjemmel.clone(),
+        period: format!("{} – {}", t.valid_from, t.valid_to.map(|d| d.to_string()).unwrap_or_default()),
+        state_key: format!("state_{state}"),
+        actions,
+    }
+}
+
+async fn agreements_page(state: &AppState, v: &Visitor, u: &User, status: StatusCode, notice: Option<String>, error: Option<String>, form: Option<RequestForm>) -> Response {
+    let policy = state.engine.policy();
+    let all = match policy.agreements().await {
+        Ok(a) => a,
+        Err(e) => return problem_page(v, Problem::from_policy(e)),
+    };
+    let today = chrono::Utc::now().date_naive();
+    let mut page = AgreementsPage {
+        page: v.chrome(v.lang.t("agreements_title")),
+        inbox: Vec::new(),
+        mine_requested: Vec::new(),
+        active: Vec::new(),
+        expired: Vec::new(),
+        ended: Vec::new(),
+        notice,
+        error,
+        may_request: matches!(u.role, Role::Steward | Role::Admin),
+        form: form.unwrap_or_default(),
+    };
+    for a in all.iter().filter(|a| crate::agreements::party(u, a)) {
+        let r = row(a, u, today);
+        match a.state {
+            AgreementState::Requested if !r.actions.is_empty() => page.inbox.push(r),
+            AgreementState::Requested => page.mine_requested.push(r),
+            AgreementState::Approved if r.state_key == "state_expired" => page.expired.push(r),
+            AgreementState::Approved => page.active.push(r),
+            AgreementState::Expired => page.expired.push(r),
+            AgreementState::Denied | AgreementState::Revoked => page.ended.push(r),
+        }
+    }
+    let f = &mut page.form;
+    if f.consumer.is_empty() {
+        f.consumer = format!("{}/{}", u.org, u.department.clone().unwrap_or_default());
+    }
+    let caller = v.caller(None);
+    f.datasets = crate::find_datasets(state, &caller, &crate::CatalogFilters::default())
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|d| d.meta.classification != tverr_core::Classification::Open)
+        .map(|d| d.meta.reference())
+        .collect();
+    f.purposes = policy
+        .purposes(&u.org)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.department.is_none() || p.department == u.department)
+        .map(|p| (p.slug.clone(), format!("{} ({})", p.name, p.slug)))
+        .collect();
+    f.legal_bases = policy.legal_bases(&u.org).await.unwrap_or_default().into_iter().map(|b| (b.slug.clone(), b.hjemmel.clone())).collect();
+    if f.valid_from.is_empty() {
+        f.valid_from = today.to_string();
+    }
+    v.page(status, &page)
+}
+
+/// `GET /avtaler`.
+pub async fn agreements(State(state): State<AppState>, v: Visitor) -> Response {
+    let u = match user_or_page(&v, "agreements_title") {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let notice = query_value(v.query.as_deref(), "ok").map(|id| format!("{} {id}", v.lang.t("agreement_saved")));
+    agreements_page(&state, &v, &u, StatusCode::OK, notice, None, None).await
+}
+
+/// `POST /avtaler`: a request from the form, as the API's JSON body.
+pub async fn request(State(state): State<AppState>, v: Visitor, body: Bytes) -> Response {
+    let u = match user_or_page(&v, "agreements_title") {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let f = form(&body);
+    if !v.csrf_ok(f.get("csrf").map_or("", String::as_str)) {
+        return bad_form(&v);
+    }
+    let get = |k: &str| f.get(k).map(|x| x.trim().to_string()).unwrap_or_default();
+    let values = RequestForm {
+        consumer: get("consumer"),
+        dataset: get("dataset"),
+        columns: get("columns"),
+        masks: get("masks"),
+        purpose: get("purpose"),
+        legal_basis: get("legal_basis"),
+        valid_from: get("valid_from"),
+        valid_to: get("valid_to"),
+        ..RequestForm::default()
+    };
+    let refuse = |field: &str, why: String| format!("{field}: {why}");
+    let body = (|| {
+        let dataset: tverr_core::DatasetRef = values.dataset.parse().map_err(|e: tverr_core::ModelError| refuse(v.lang.t("dataset"), e.to_string()))?;
+        let mut masks = serde_json::Map::new();
+        for pair in values.masks.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (c, m) = pair.split_once('=').ok_or_else(|| refuse(v.lang.t("masks"), format!("expected column=mask, found {pair:?}")))?;
+            masks.insert(c.trim().to_string(), serde_json::Value::String(m.trim().to_string()));
+        }
+        let columns: Vec<String> = values.columns.split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_string).collect();
+        let date = |name: &str, value: &str| -> Result<serde_json::Value, String> {
+            if value.is_empty() {
+                return Ok(serde_json::Value::Null);
+            }
+            chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| refuse(name, format!("expected a date such as 2026-01-31, found {value:?}")))?;
+            Ok(serde_json::Value::String(value.to_string()))
+        };
+        let meta_org = dataset.org.to_string();
+        Ok::<_, String>((dataset, meta_org, serde_json::json!({
+            "consumer": values.consumer,
+            "datasets": [{"dataset": values.dataset, "columns": columns, "masks": masks}],
+            "purposes": [values.purpose],
+            "legal_basis": if values.legal_basis.is_empty() { serde_json::Value::Null } else { values.legal_basis.clone().into() },
+            "valid_from": date(v.lang.t("valid_from"), &values.valid_from)?,
+            "valid_to": date(v.lang.t("valid_to"), &values.valid_to)?,
+        })))
+    })();
+    let (dataset, _, mut json) = match body {
+        Ok(b) => b,
+        Err(e) => return agreements_page(&state, &v, &u, StatusCode::BAD_REQUEST, None, Some(e), Some(values)).await,
+    };
+    // The provider is the department that owns the dataset; an unknown dataset is refused by
+    // the same check as the API's.
+    let provider = match state.store.catalog.dataset(&dataset).await {
+        Ok(m) => format!("{}/{}", m.org, m.department),
+        Err(_) => format!("{}/-", dataset.org),
+    };
+    json["provider"] = provider.into();
+    let caller = v.caller(None);
+    match crate::agreements::request_as(&state, &caller, json.to_string().as_bytes(), CHANNEL).await {
+        Ok(a) => Redirect::to(&format!("/avtaler?ok={}", a.id)).into_response(),
+        Err(p) => {
+            let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
+            agreements_page(&state, &v, &u, status, None, Some(p.detail), Some(values)).await
+        }
+    }
+}
+
+/// `POST /avtaler/{id}/{action}`: approve, deny or revoke, with an optional note.
+pub async fn transition(State(state): State<AppState>, v: Visitor, Path((id, action)): Path<(i64, String)>, body: Bytes) -> Response {
+    let u = match user_or_page(&v, "agreements_title") {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let f = form(&body);
+    if !v.csrf_ok(f.get("csrf").map_or("", String::as_str)) {
+        return bad_form(&v);
+    }
+    let note = f.get("note").map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+    let caller = v.caller(None);
+    match crate::agreements::transition_as(&state, &caller, id, &action, note, CHANNEL).await {
+        Ok(a) => Redirect::to(&format!("/avtaler?ok={}", a.id)).into_response(),
+        Err(p) => {
+            let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
+            agreements_page(&state, &v, &u, status, None, Some(p.detail), None).await
+        }
+    }
+}
+
+/// A dataset's rows in a look-up, as a table, with where they came from.
+struct FoundView {
+    title: String,
+    dataset: String,
+    version: i64,
+    why: String,
+    legal_basis: String,
+    columns: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+struct DepartmentView {
+    name: String,
+    datasets: Vec<FoundView>,
+}
+
+struct OrgView {
+    name: String,
+    departments: Vec<DepartmentView>,
+}
+
+struct RelatedView {
+    heading: String,
+    orgs: Vec<OrgView>,
+}
+
+#[derive(Template)]
+#[template(path = "lookup.html")]
+struct LookupPage {
+    page: Chrome,
+    purposes: Vec<(String, String, bool)>,
+    kinds: Vec<(&'static str, &'static str, bool)>,
+    id: String,
+    error: Option<String>,
+    searched: bool,
+    orgs: Vec<OrgView>,
+    related: Vec<RelatedView>,
+}
+
+fn found_view(f: &Found, lang: super::Lang) -> FoundView {
+    let why = match &f.basis {
+        Basis::Open => lang.t("basis_open").to_string(),
+        Basis::OwnDepartment { purpose } => format!("{} ({purpose})", lang.t("basis_own")),
+        Basis::Agreement { id, purpose } => format!("{} {id} ({purpose})", lang.t("basis_agreement")),
+        Basis::Operator { purpose } => format!("operator ({purpose})"),
+        Basis::DataSubject => lang.t("me_self").to_string(),
+    };
+    let columns: Vec<String> = f
+        .columns
+        .iter()
+        .map(|c| match c.mask {
+            Some(m) => format!("{} ({})", c.name, lang.label("mask", &m.to_string())),
+            None => c.name.clone(),
+        })
+        .collect();
+    let rows = f
+        .rows
+        .iter()
+        .map(|r| {
+            f.columns
+                .iter()
+                .map(|c| match &r[&c.name] {
+                    serde_json::Value::Null => String::new(),
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    FoundView {
+        title: f.title.clone(),
+        dataset: f.dataset.clone(),
+        version: f.version,
+        why,
+        legal_basis: f.legal_basis.as_ref().map(|b| b.hjemmel.clone()).unwrap_or_default(),
+        columns,
+        rows,
+    }
+}
+
+fn org_views(orgs: &[LookupOrg], lang: super::Lang) -> Vec<OrgView> {
+    orgs.iter()
+        .map(|o| OrgView {
+            name: o.name.clone(),
+            departments: o
+                .departments
+                .iter()
+                .map(|d| DepartmentView { name: d.name.clone(), datasets: d.datasets.iter().map(|f| found_view(f, lang)).collect() })
+                .collect(),
+        })
+        .collect()
+}
+
+/// `GET /oppslag?purpose=&kind=&id=`: the case worker's look-up of a person, property or
+/// organisation for a purpose (`Engine::lookup`).
+pub async fn lookup(State(state): State<AppState>, v: Visitor) -> Response {
+    let u = match user_or_page(&v, "lookup_title") {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let purpose = query_value(v.query.as_deref(), "purpose").unwrap_or_default();
+    let kind = query_value(v.query.as_deref(), "kind").unwrap_or_else(|| "person".into());
+    let id = query_value(v.query.as_deref(), "id").unwrap_or_default().trim().to_string();
+    let purposes = state
+        .engine
+        .policy()
+        .purposes(&u.org)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.department.is_none() || p.department == u.department)
+        .map(|p| {
+            let selected = p.slug == purpose;
+            (p.slug.clone(), format!("{} ({})", p.name, p.slug), selected)
+        })
+        .collect();
+    let mut page = LookupPage {
+        page: v.chrome(v.lang.t("lookup_title")),
+        purposes,
+        kinds: [("person", "subj_person"), ("property", "subj_property"), ("organization", "subj_organization")]
+            .into_iter()
+            .map(|(k, label)| (k, label, k == kind))
+            .collect(),
+        id: id.clone(),
+        error: None,
+        searched: false,
+        orgs: Vec::new(),
+        related: Vec::new(),
+    };
+    if id.is_empty() {
+        return v.page(StatusCode::OK, &page);
+    }
+    let subject = match kind.as_str() {
+        "person" => SubjectKind::Person,
+        "property" => SubjectKind::Property,
+        "organization" => SubjectKind::Organization,
+        other => {
+            page.error = Some(format!("kind: {other:?}"));
+            return v.page(StatusCode::BAD_REQUEST, &page);
+        }
+    };
+    let purpose = Some(purpose.as_str()).filter(|p| !p.is_empty());
+    let _permit = match state.gate.admit(&v.caller(purpose.map(str::to_string)), &state.limits) {
+        Ok(p) => p,
+        Err(p) => return problem_page(&v, p),
+    };
+    match state.engine.lookup(&v.principal, purpose, subject, &id, CHANNEL).await {
+        Ok(l) => {
+            page.searched = true;
+            page.orgs = org_views(&l.organizations, v.lang);
+            page.related = l
+                .related
+                .iter()
+                .map(|r| RelatedView {
+                    heading: format!("{}: {} ({}.{})", v.lang.label("subj", &r.kind), r.id, r.via.dataset, r.via.column),
+                    orgs: org_views(&r.organizations, v.lang),
+                })
+                .collect();
+            v.page(StatusCode::OK, &page)
+        }
+        Err(QueryError::Invalid(m) | QueryError::NotAllowed(m)) => {
+            page.error = Some(m);
+            v.page(StatusCode::BAD_REQUEST, &page)
+        }
+        Err(e) => problem_page(&v, Problem::from_query(e)),
+    }
+}
+
+struct EntryRow {
+    seq: i64,
+    at: String,
+    kind: String,
+    who: String,
+    purpose: String,
+    datasets: String,
+    channel: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    page: Chrome,
+    user: String,
+    dataset: String,
+    subject: String,
+    from: String,
+    to: String,
+    entries: Vec<EntryRow>,
+    searched: bool,
+    verification: Option<(bool, String)>,
+    error: Option<String>,
+}
+
+/// `GET /revisjon?user=&dataset=&subject=&from=&to=&verify=1`: the auditor's search of the
+/// access log and the result of verifying the chain.
+pub async fn audit(State(state): State<AppState>, v: Visitor) -> Response {
+    if let Err(r) = user_or_page(&v, "audit_title") {
+        return r;
+    }
+    let caller = v.caller(None);
+    let get = |k: &str| query_value(v.query.as_deref(), k).map(|x| x.trim().to_string()).filter(|x| !x.is_empty());
+    let mut page = AuditPage {
+        page: v.chrome(v.lang.t("audit_title")),
+        user: get("user").unwrap_or_default(),
+        dataset: get("dataset").unwrap_or_default(),
+        subject: get("subject").unwrap_or_default(),
+        from: get("from").unwrap_or_default(),
+        to: get("to").unwrap_or_default(),
+        entries: Vec::new(),
+        searched: false,
+        verification: None,
+        error: None,
+    };
+    if let Err(p) = crate::audit::auditor_org(&caller) {
+        let chrome = v.chrome(v.lang.t("audit_title"));
+        let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::FORBIDDEN);
+        return v.page(status, &Message::new(chrome, v.lang.t("audit_title"), v.lang.t("auditors_only").to_string()));
+    }
+    if get("verify").is_some() {
+        match crate::audit::verify_as(&state, &caller, CHANNEL).await {
+            Ok(ver) => {
+                let text = match &ver.problem {
+                    None => v.lang.t("verify_ok").replace("{n}", &ver.entries.to_string()).replace("{c}", &ver.checkpoints.to_string()),
+                    Some(p) => format!("{} {p}", v.lang.t("verify_bad")),
+                };
+                page.verification = Some((ver.problem.is_none(), text));
+            }
+            Err(p) => return problem_page(&v, p),
+        }
+    }
+    let any = [&page.user, &page.dataset, &page.subject, &page.from, &page.to].iter().any(|x| !x.is_empty()) || get("search").is_some();
+    if any {
+        let q = tverr_audit::Search {
+            org: None,
+            user: get("user"),
+            dataset: get("dataset"),
+            from: get("from"),
+            to: get("to"),
+            subject: get("subject"),
+        };
+        match crate::audit::search_as(&state, &caller, q, CHANNEL).await {
+            Ok(found) => {
+                page.searched = true;
+                page.entries = found.entries.iter().rev().take(500).map(entry_row).collect();
+            }
+            Err(p) if p.status == 400 => page.error = Some(p.detail),
+            Err(p) => return problem_page(&v, p),
+        }
+    }
+    v.page(if page.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK }, &page)
+}
+
+fn entry_row(e: &crate::audit::EntryView) -> EntryRow {
+    let r = &e.record;
+    let p = &r["principal"];
+    let who = match p["kind"].as_str() {
+        Some("user") => format!("{} ({}/{}, {})", p["username"].as_str().unwrap_or(""), p["org"].as_str().unwrap_or(""), p["department"].as_str().unwrap_or("-"), p["role"].as_str().unwrap_or("")),
+        Some(k) => k.to_string(),
+        None => String::new(),
+    };
+    let datasets: BTreeMap<String, ()> = r["datasets"].as_array().into_iter().flatten().filter_map(|d| d["dataset"].as_str().map(|s| (s.to_string(), ()))).collect();
+    EntryRow {
+        seq: e.seq,
+        at: e.at.replace('T', " ").chars().take(19).collect(),
+        kind: e.kind.clone(),
+        who,
+        purpose: r["purpose"].as_str().unwrap_or_default().to_string(),
+        datasets: datasets.into_keys().collect::<Vec<_>>().join(", "),
+        channel: r["channel"].as_str().unwrap_or_default().to_string(),
+    }
+}
