@@ -6,35 +6,13 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::Command;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use common::{Tverr, request, start_with};
+use common::{Rsa, Tverr, request, rsa_key, start_with};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ring::signature::KeyPair;
 use serde_json::json;
-
-struct Rsa {
-    pem: Vec<u8>,
-    public_pem: Vec<u8>,
-    n: String,
-}
-
-/// A fresh 2048-bit RSA key, made with the openssl command.
-fn rsa_key(dir: &std::path::Path, name: &str) -> Rsa {
-    let path = dir.join(format!("{name}.pem"));
-    let ok = Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
-        .arg(&path)
-        .output()
-        .expect("openssl");
-    assert!(ok.status.success(), "openssl genpkey failed");
-    let modulus = Command::new("openssl").args(["rsa", "-noout", "-modulus", "-in"]).arg(&path).output().expect("openssl");
-    let hex_n = String::from_utf8(modulus.stdout).unwrap().trim().trim_start_matches("Modulus=").to_string();
-    let public = Command::new("openssl").args(["rsa", "-pubout", "-in"]).arg(&path).output().expect("openssl");
-    Rsa { pem: std::fs::read(&path).unwrap(), public_pem: public.stdout, n: B64.encode(hex::decode(hex_n).unwrap()) }
-}
 
 /// Serves one JWKS document to every request, forever, on a loopback port.
 fn serve_jwks(jwks: String) -> u16 {

@@ -79,6 +79,10 @@ fn now() -> String {
 /// Prefix of every API token, so leaked tokens are recognisable by secret scanners.
 pub const TOKEN_PREFIX: &str = "tverr_";
 
+/// Prefix of every browser session secret; a session is never an API token and the other way
+/// round.
+pub const SESSION_PREFIX: &str = "tverrs_";
+
 /// A new API token: shown once; only its hash is stored.
 #[derive(Debug, Clone)]
 pub struct NewToken {
@@ -265,6 +269,91 @@ impl Policy {
         if revoked == 0 {
             return Err(not_found("active token", id));
         }
+        Ok(())
+    }
+
+    /// Starts a browser session for a signed-in principal (a user or a citizen) for `hours`;
+    /// `method` says how they signed in (`password`, `oidc:<issuer>`, `demo-citizen`). The
+    /// secret (prefix [`SESSION_PREFIX`], never accepted as an API token) is returned once; only
+    /// its hash is stored.
+    pub async fn create_session(&self, who: &Principal, method: &str, hours: u32) -> Result<NewToken, PolicyError> {
+        let (kind, user, pid) = match who {
+            Principal::User(u) => ("user", Some(u), None),
+            Principal::Citizen { pid } => ("citizen", None, Some(pid.as_str())),
+            _ => return Err(PolicyError::invalid("session", "only users and citizens sign in to the web pages")),
+        };
+        let mut id = [0u8; 6];
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut id);
+        rand::rng().fill_bytes(&mut secret);
+        let id = hex::encode(id);
+        let secret = format!("{SESSION_PREFIX}{id}_{}", hex::encode(secret));
+        let expires_at = (chrono::Utc::now() + chrono::Duration::hours(i64::from(hours.max(1))))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        sqlx::query(
+            "INSERT INTO web_sessions (id, hash, method, kind, username, org, department, role, pid, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&id)
+        .bind(token_hash(&secret))
+        .bind(method)
+        .bind(kind)
+        .bind(user.map(|u| u.username.clone()))
+        .bind(user.map(|u| u.org.clone()))
+        .bind(user.and_then(|u| u.department.clone()))
+        .bind(user.map(|u| u.role.to_string()))
+        .bind(pid)
+        .bind(now())
+        .bind(&expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(NewToken { id, secret, expires_at: Some(expires_at) })
+    }
+
+    /// Who a browser session signs in, if it is valid, unexpired and not revoked. A password
+    /// session reads the user again, so a changed role or a removed user takes effect at once.
+    pub async fn authenticate_session(&self, secret: &str) -> Result<Principal, PolicyError> {
+        let refused = |why: &str| PolicyError::Unauthenticated(why.to_string());
+        if !secret.starts_with(SESSION_PREFIX) {
+            return Err(refused("not a Tverr session"));
+        }
+        let row = sqlx::query("SELECT method, kind, username, org, department, role, pid, expires_at, revoked_at FROM web_sessions WHERE hash = $1")
+            .bind(token_hash(secret))
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| refused("unknown session"))?;
+        if row.try_get::<Option<String>, _>("revoked_at")?.is_some() {
+            return Err(refused("the session has ended"));
+        }
+        let expires: String = row.try_get("expires_at")?;
+        let at = chrono::DateTime::parse_from_rfc3339(&expires).map_err(|e| PolicyError::Corrupt(e.to_string()))?;
+        if at <= chrono::Utc::now() {
+            return Err(refused("the session has expired"));
+        }
+        let method: String = row.try_get("method")?;
+        match row.try_get::<String, _>("kind")?.as_str() {
+            "citizen" => Ok(Principal::Citizen { pid: row.try_get("pid")? }),
+            "user" if method == "password" => {
+                let username: String = row.try_get("username")?;
+                self.user(&username).await.map(Principal::User).map_err(|_| refused("the user no longer exists"))
+            }
+            "user" => Ok(Principal::User(User {
+                username: row.try_get("username")?,
+                org: row.try_get("org")?,
+                department: row.try_get("department")?,
+                role: row.try_get::<String, _>("role")?.parse()?,
+            })),
+            other => Err(PolicyError::Corrupt(format!("a session of unknown kind {other:?}"))),
+        }
+    }
+
+    /// Ends a browser session at once.
+    pub async fn end_session(&self, secret: &str) -> Result<(), PolicyError> {
+        sqlx::query("UPDATE web_sessions SET revoked_at = $1 WHERE hash = $2 AND revoked_at IS NULL")
+            .bind(now())
+            .bind(token_hash(secret))
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 

@@ -59,6 +59,8 @@ pub struct AppState {
     pub citizen_demo_login: bool,
     /// Web uploads between their steps.
     pub(crate) web_uploads: web::Uploads,
+    /// Browser log-ins sent to an OIDC issuer and not yet back.
+    pub(crate) oidc_pending: web::OidcPending,
 }
 
 impl AppState {
@@ -75,6 +77,7 @@ impl AppState {
             logins: limits::LoginThrottle::default(),
             citizen_demo_login: false,
             web_uploads: web::Uploads::default(),
+            oidc_pending: web::OidcPending::default(),
         }
     }
 

@@ -72,6 +72,36 @@ pub struct Issuer {
     /// For employee issuers: which claims name the user, department and role.
     #[serde(default)]
     pub claims: Option<ClaimMapping>,
+    /// The web pages' log-in with this issuer (authorization code flow with PKCE), if offered.
+    #[serde(default)]
+    pub login: Option<BrowserLogin>,
+}
+
+/// How the web pages sign people in with an issuer: the authorization code flow with PKCE
+/// (S256), `state` bound to the browser by a cookie, and `nonce` checked in the ID token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrowserLogin {
+    /// The button's text ("ID-porten", "Hamar kommune (Entra ID)").
+    pub name: String,
+    /// The issuer's authorization endpoint.
+    pub authorization_endpoint: String,
+    /// The issuer's token endpoint.
+    pub token_endpoint: String,
+    /// Tverr's client id at the issuer; the ID token's audience must be the issuer's `audience`.
+    pub client_id: String,
+    /// The client secret, for issuers that require one (sent in the token request's body).
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// Tverr's registered redirect URI: `https://…/logg-inn/oidc/tilbake`.
+    pub redirect_uri: String,
+    /// Scopes to ask for.
+    #[serde(default = "default_scope")]
+    pub scope: String,
+}
+
+fn default_scope() -> String {
+    "openid".into()
 }
 
 /// The OIDC configuration file (`tverr serve --oidc FILE`).
@@ -170,6 +200,21 @@ impl Verifier {
             self.fetch(issuer).await?;
         }
         Err(format!("unknown signing key {kid}"))
+    }
+
+    /// The issuers the web pages offer a log-in with: (index, button text).
+    pub fn browser_logins(&self) -> Vec<(usize, String)> {
+        self.config.issuers.iter().enumerate().filter_map(|(i, iss)| iss.login.as_ref().map(|l| (i, l.name.clone()))).collect()
+    }
+
+    /// The issuer at `index` in the configuration.
+    pub fn issuer(&self, index: usize) -> Option<&Issuer> {
+        self.config.issuers.get(index)
+    }
+
+    /// The HTTP client the verifier fetches keys with.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// Verifies a token and maps it to a principal. The reason for a refusal is meant for the

@@ -299,3 +299,27 @@ pub fn sqlite(db: &std::path::Path, sql: &str) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// An RSA key pair for signing test tokens.
+pub struct Rsa {
+    pub pem: Vec<u8>,
+    pub public_pem: Vec<u8>,
+    /// The modulus, base64url (a JWK's `n`).
+    pub n: String,
+}
+
+/// A fresh 2048-bit RSA key, made with the openssl command.
+pub fn rsa_key(dir: &std::path::Path, name: &str) -> Rsa {
+    use base64::Engine as _;
+    let path = dir.join(format!("{name}.pem"));
+    let ok = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .arg(&path)
+        .output()
+        .expect("openssl");
+    assert!(ok.status.success(), "openssl genpkey failed");
+    let modulus = Command::new("openssl").args(["rsa", "-noout", "-modulus", "-in"]).arg(&path).output().expect("openssl");
+    let hex_n = String::from_utf8(modulus.stdout).unwrap().trim().trim_start_matches("Modulus=").to_string();
+    let public = Command::new("openssl").args(["rsa", "-pubout", "-in"]).arg(&path).output().expect("openssl");
+    Rsa { pem: std::fs::read(&path).unwrap(), public_pem: public.stdout, n: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hex::decode(hex_n).unwrap()) }
+}

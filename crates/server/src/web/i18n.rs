@@ -122,6 +122,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("fnr", "Fødselsnummer (11 siffer)", "National identity number (11 digits)"),
     ("login_citizen_bad", "Fødselsnummeret er ikke gyldig", "The national identity number is not valid"),
     ("login_oidc", "Logg inn med", "Log in with"),
+    ("oidc_failed", "Innloggingen ble ikke fullført", "The log-in was not completed"),
     ("bad_form", "Skjemaet var utløpt eller ikke sendt fra denne siden. Prøv igjen.", "The form had expired or was not sent from this page. Try again."),
     // Catalogue
     ("catalogue_title", "Datakatalog", "Data catalogue"),
@@ -178,6 +179,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("chart_alt", "Månedlig gjennomsnitt av {v} for {s}, fra {from} til {to}: lavest {min}, høyest {max}.", "Monthly average of {v} for {s}, from {from} to {to}: lowest {min}, highest {max}."),
     ("not_found", "Fant ikke siden", "Page not found"),
     ("not_found_text", "Siden finnes ikke, eller du har ikke tilgang til den.", "The page does not exist, or you do not have access to it."),
+    ("not_found_login", "Er du ansatt, kan du logge inn for å se mer.", "If you are an employee, log in to see more."),
     ("error", "Noe gikk galt", "Something went wrong"),
     // Open data
     ("kg_title", "Ledige barnehageplasser i Hamar", "Free kindergarten places in Hamar"),

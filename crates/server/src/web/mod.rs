@@ -3,18 +3,21 @@
 //! Content-Security-Policy needs no `unsafe-inline`. Norwegian bokmål first, English second
 //! (`?lang=` sets a cookie; a link on every page switches).
 //!
-//! A browser session is a one-day Tverr API token in an HttpOnly, Secure, SameSite cookie, so a
-//! page reads data exactly as an API client with that token would: through the engine's secure
-//! scan, with the declared purpose, and into the access log (channel `web`). Every form carries
+//! A browser session (`Policy::create_session`: a random secret in an HttpOnly, Secure, SameSite
+//! cookie, its hash in the catalogue's `web_sessions`) signs in a local user, an OIDC user or a
+//! citizen; a page then reads data exactly as an API client of that principal would: through the
+//! engine's secure scan, with the declared purpose, and into the access log (channel `web`). Every form carries
 //! a CSRF token bound to the session (or, before log-in, to a random cookie of its own).
 
 mod i18n;
+mod oidc;
 mod pages;
 mod session;
 mod svg;
 mod upload;
 mod work;
 
+pub use oidc::Pending as OidcPending;
 pub use upload::Uploads;
 
 use askama::Template;
@@ -54,6 +57,8 @@ pub fn routes() -> Router<AppState> {
         .route("/logg-inn", get(session::login_page).post(session::login))
         .route("/logg-inn/innbygger", post(session::citizen_login))
         .route("/logg-ut", post(session::logout))
+        .route("/logg-inn/oidc/tilbake", get(oidc::callback))
+        .route("/logg-inn/oidc/{n}", get(oidc::start))
         .route("/last-opp", get(upload::start))
         .route("/last-opp/jobb/{id}", get(upload::job))
         .route("/last-opp/{id}", post(upload::confirm))
@@ -110,8 +115,12 @@ fn query_value(query: Option<&str>, name: &str) -> Option<String> {
 
 /// A cookie's value from the request.
 fn cookie(parts: &Parts, name: &str) -> Option<String> {
-    parts
-        .headers
+    cookie_of(&parts.headers, name)
+}
+
+/// A cookie's value from request headers.
+fn cookie_of(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -176,7 +185,7 @@ impl FromRequestParts<AppState> for Visitor {
         };
         if let Some(secret) = cookie(parts, SESSION_COOKIE) {
             // An expired, revoked or forged session is no session: the visitor is anonymous.
-            if let Ok(principal) = state.engine.policy().authenticate_token(&secret).await {
+            if let Ok(principal) = state.engine.policy().authenticate_session(&secret).await {
                 state.engine.note_event("authentication", &principal, "web", serde_json::json!({"method": "session"}));
                 visitor.principal = principal;
                 visitor.csrf = session_csrf(&secret);

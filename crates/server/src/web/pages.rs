@@ -26,7 +26,11 @@ const MAP_SHAPES: usize = 5_000;
 
 fn not_found(v: &Visitor) -> Response {
     let page = v.chrome(v.lang.t("not_found"));
-    v.page(StatusCode::NOT_FOUND, &Message::new(page, v.lang.t("not_found"), v.lang.t("not_found_text").to_string()))
+    let mut text = v.lang.t("not_found_text").to_string();
+    if matches!(v.principal, Principal::Anonymous) {
+        text = format!("{text} {}", v.lang.t("not_found_login"));
+    }
+    v.page(StatusCode::NOT_FOUND, &Message::new(page, v.lang.t("not_found"), text))
 }
 
 /// A problem from the layers below, as a page.
@@ -332,10 +336,8 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
     let exists = state.store.catalog.dataset_exists(&r).await.unwrap_or(false);
     let visible = exists && (!matches!(decision, Err(Denial::NotFound)) || own_org);
     if !visible {
-        if matches!(v.principal, Principal::Anonymous) && exists {
-            let page = v.chrome(v.lang.t("log_in"));
-            return v.page(StatusCode::UNAUTHORIZED, &Message::new(page, v.lang.t("denied"), v.lang.t("login_to_see").to_string()));
-        }
+        // The same page whether the dataset exists or not; a visitor who is not logged in is
+        // told that logging in may show more.
         return not_found(&v);
     }
     let meta = match state.store.catalog.dataset(&r).await {

@@ -14,6 +14,9 @@ use tverr_policy::{PolicyError, Principal};
 use super::{Chrome, Message, PRE_SESSION_COOKIE, SESSION_COOKIE, Visitor};
 use crate::AppState;
 
+/// How long a browser session lasts.
+pub(crate) const SESSION_HOURS: u32 = 12;
+
 /// A form body's fields (the last value of each name).
 pub(crate) fn form(body: &Bytes) -> HashMap<String, String> {
     url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
@@ -34,10 +37,12 @@ struct LoginPage {
     username: String,
     next: String,
     citizen_demo: bool,
+    /// Issuers with a browser log-in: (index, name).
+    providers: Vec<(usize, String)>,
 }
 
 /// Only a local path may be the page to return to after log-in.
-fn safe_next(next: Option<&str>) -> String {
+pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && !n.contains("://") => n.to_string(),
         _ => "/".to_string(),
@@ -45,7 +50,8 @@ fn safe_next(next: Option<&str>) -> String {
 }
 
 fn login_form(state: &AppState, v: &Visitor, status: StatusCode, error: Option<&'static str>, citizen_error: Option<String>, username: String, next: String) -> Response {
-    let page = LoginPage { page: v.chrome(v.lang.t("login_title")), error, citizen_error, username, next, citizen_demo: state.citizen_demo_login };
+    let providers = state.oidc.as_ref().map(|o| o.browser_logins()).unwrap_or_default();
+    let page = LoginPage { page: v.chrome(v.lang.t("login_title")), error, citizen_error, username, next, citizen_demo: state.citizen_demo_login, providers };
     v.page(status, &page)
 }
 
@@ -55,16 +61,16 @@ pub async fn login_page(State(state): State<AppState>, v: Visitor) -> Response {
     login_form(&state, &v, StatusCode::OK, None, None, String::new(), next)
 }
 
-fn session_cookie(secret: &str) -> HeaderValue {
-    HeaderValue::from_str(&format!("{SESSION_COOKIE}={secret}; Path=/; Max-Age=86400; HttpOnly; Secure; SameSite=Lax"))
+pub(crate) fn session_cookie(secret: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("{SESSION_COOKIE}={secret}; Path=/; HttpOnly; Secure; SameSite=Lax"))
         .expect("a token is a valid cookie value")
 }
 
-fn expired(name: &str, same_site: &str) -> HeaderValue {
+pub(crate) fn expired(name: &str, same_site: &str) -> HeaderValue {
     HeaderValue::from_str(&format!("{name}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite={same_site}")).expect("a valid cookie")
 }
 
-fn logged_in(secret: &str, next: &str) -> Response {
+pub(crate) fn logged_in(secret: &str, next: &str) -> Response {
     let mut r = Redirect::to(next).into_response();
     r.headers_mut().append(header::SET_COOKIE, session_cookie(secret));
     // The pre-session secret has done its work.
@@ -90,13 +96,13 @@ pub async fn login(State(state): State<AppState>, v: Visitor, body: Bytes) -> Re
     match policy.login(&username, &password).await {
         Ok(user) => {
             state.logins.succeeded(&username);
-            let token = match policy.create_token(&user.username, Some(1)).await {
+            let token = match policy.create_session(&Principal::User(user.clone()), "password", SESSION_HOURS).await {
                 Ok(t) => t,
                 Err(e) => return failure(&v, &e.to_string()),
             };
             let details = serde_json::json!({"outcome": "ok", "token": token.id});
             if let Err(e) = state.engine.log_event("login", &Principal::User(user), "web", details).await {
-                let _ = policy.revoke_token(&token.id).await;
+                let _ = policy.end_session(&token.secret).await;
                 return failure(&v, &e.to_string());
             }
             logged_in(&token.secret, &next)
@@ -113,7 +119,7 @@ pub async fn login(State(state): State<AppState>, v: Visitor, body: Bytes) -> Re
     }
 }
 
-fn failure(v: &Visitor, detail: &str) -> Response {
+pub(crate) fn failure(v: &Visitor, detail: &str) -> Response {
     tracing::warn!(detail, "a log-in could not be completed");
     let page = v.chrome(v.lang.t("error"));
     v.page(StatusCode::SERVICE_UNAVAILABLE, &Message::new(page, v.lang.t("error"), detail.to_string()))
@@ -132,21 +138,25 @@ pub async fn citizen_login(State(state): State<AppState>, v: Visitor, body: Byte
     }
     let pid: String = f.get("fnr").map(|p| p.chars().filter(|c| !c.is_whitespace()).collect()).unwrap_or_default();
     let policy = state.engine.policy();
-    match policy.create_citizen_token(&pid, Some(1)).await {
-        Ok(token) => {
+    let parsed = tverr_core::Fodselsnummer::parse(&pid).map(|p| p.as_str().to_string());
+    match parsed {
+        Ok(pid) => {
             let principal = Principal::Citizen { pid };
+            let token = match policy.create_session(&principal, "demo-citizen", SESSION_HOURS).await {
+                Ok(t) => t,
+                Err(e) => return failure(&v, &e.to_string()),
+            };
             let details = serde_json::json!({"outcome": "ok", "token": token.id, "method": "demo-citizen"});
             if let Err(e) = state.engine.log_event("login", &principal, "web", details).await {
-                let _ = policy.revoke_token(&token.id).await;
+                let _ = policy.end_session(&token.secret).await;
                 return failure(&v, &e.to_string());
             }
             logged_in(&token.secret, "/min-side")
         }
-        Err(PolicyError::Invalid { message, .. }) => {
-            let error = format!("{}: {message}", v.lang.t("login_citizen_bad"));
+        Err(e) => {
+            let error = format!("{}: {e}", v.lang.t("login_citizen_bad"));
             login_form(&state, &v, StatusCode::BAD_REQUEST, None, Some(error), String::new(), "/".into())
         }
-        Err(e) => failure(&v, &e.to_string()),
     }
 }
 
@@ -157,7 +167,7 @@ pub async fn logout(State(state): State<AppState>, v: Visitor, body: Bytes) -> R
         return bad_form(&v);
     }
     if let Some(secret) = &v.session {
-        let _ = state.engine.policy().revoke_token(secret).await;
+        let _ = state.engine.policy().end_session(secret).await;
         state.engine.note_event("logout", &v.principal, "web", serde_json::json!({}));
     }
     let mut r = Redirect::to("/").into_response();

@@ -440,7 +440,14 @@ pub async fn lookup(State(state): State<AppState>, v: Visitor) -> Response {
             page.error = Some(m);
             v.page(StatusCode::BAD_REQUEST, &page)
         }
-        Err(e) => problem_page(&v, Problem::from_query(e)),
+        // A missing or wrong purpose is said on the form, with the API's status.
+        Err(e) => match Problem::from_query(e) {
+            p if (400..500).contains(&p.status) => {
+                page.error = Some(format!("{}: {}", p.title, p.detail));
+                v.page(StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST), &page)
+            }
+            p => problem_page(&v, p),
+        },
     }
 }
 
