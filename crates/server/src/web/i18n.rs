@@ -223,7 +223,8 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("role_steward", "forvalter", "steward"),
     ("role_employee", "saksbehandler", "case worker"),
     ("role_auditor", "revisor", "auditor"),
-    ("me_masked", "maskert", "masked"),
+    ("citizen_you", "innbygger", "citizen"),
+    ("me_self_hidden", "Listen viser andres tilgang. Dine egne besøk på Min side er ikke med.", "The list shows others' access. Your own visits to My page are not included."),
     // Employees' pages
     ("nav_lookup", "Oppslag", "Look-up"),
     ("nav_agreements", "Avtaler", "Agreements"),

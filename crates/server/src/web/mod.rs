@@ -210,7 +210,7 @@ impl Visitor {
     pub fn chrome(&self, title: &str) -> Chrome {
         let who = match &self.principal {
             Principal::User(u) => Some(u.username.clone()),
-            Principal::Citizen { .. } => Some(self.lang.t("me_title").to_string()),
+            Principal::Citizen { .. } => Some(self.lang.t("citizen_you").to_string()),
             _ => None,
         };
         let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(self.query.as_deref().unwrap_or("").as_bytes())

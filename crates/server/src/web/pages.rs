@@ -386,7 +386,10 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
         title: meta.title.clone(),
         reference: r.to_string(),
         description: meta.description.clone(),
-        owner: format!("{org_name} – {}", meta.department),
+        owner: format!(
+            "{org_name} – {}",
+            state.store.catalog.departments(Some(r.org.as_str())).await.unwrap_or_default().into_iter().find(|d| d.slug == meta.department).map_or(meta.department.clone(), |d| d.name)
+        ),
         class_key: class_key(meta.classification),
         class_slug: class_slug(meta.classification),
         theme: meta.theme.as_deref().map(|t| v.lang.label("theme", t)).unwrap_or_default(),
@@ -725,7 +728,8 @@ pub async fn me(State(state): State<AppState>, v: Visitor) -> Response {
             names.purposes.insert((p.org.clone(), p.slug.clone()), p.name.clone());
         }
     }
-    let accesses = log.accesses.iter().map(|a| access_row(a, v.lang, &names)).collect();
+    // Who else: the citizen's own reads are in the API's log and the download, not in this list.
+    let accesses = log.accesses.iter().filter(|a| a.reader.kind != "self").map(|a| access_row(a, v.lang, &names)).collect();
     let reads = match state.engine.own_data(pid, CHANNEL).await {
         Ok(r) => r,
         Err(e) => return problem_page(&v, Problem::from_query(e)),

@@ -69,12 +69,12 @@ pub fn map(shapes: &[Geometry], labels: &[String], alt: &str, outline: Option<&G
     let step = [1.0, 2.0, 5.0].iter().flat_map(|m| (0..7).map(move |e| m * 10f64.powi(e))).filter(|l| *l <= target).fold(1.0, f64::max);
     let bar = step * scale;
     let label = if step >= 1000.0 { format!("{} km", step / 1000.0) } else { format!("{step} m") };
-    let y = height - 16.0;
+    let y = height - 20.0;
     let _ = write!(
         out,
         "<g class=\"scale\"><line x1=\"16\" y1=\"{y:.0}\" x2=\"{:.0}\" y2=\"{y:.0}\"/><text x=\"16\" y=\"{:.0}\">{label}</text></g></svg>",
         16.0 + bar,
-        y - 6.0
+        y - 10.0
     );
     out
 }
@@ -89,7 +89,7 @@ fn draw(out: &mut String, g: &Geometry, px: &impl Fn(Coord) -> (f64, f64), title
     match g {
         Geometry::Point(p) => {
             let (x, y) = px(p.0);
-            let _ = write!(out, "<circle class=\"point\" cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"6\">{title}</circle>");
+            let _ = write!(out, "<circle class=\"point\" cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"10\">{title}</circle>");
         }
         Geometry::MultiPoint(m) => m.iter().for_each(|p| draw(out, &Geometry::Point(*p), px, title)),
         Geometry::Polygon(p) => {

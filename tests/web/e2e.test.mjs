@@ -1,0 +1,232 @@
+// End-to-end tests of the web pages in headless Chromium, against a demo server started here.
+// Each scenario of issue 7, the language switch on every page, axe-core's WCAG 2.1 A/AA rules
+// on every page in both languages (logged in and out), and screenshots at desktop and phone
+// widths (written to $TVERR_SCREENSHOTS or tests/web/screenshots, not committed).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { startServer, startBrowser, login, axe, screenshots } from './harness.mjs';
+
+let server, browser;
+const fixtures = join(import.meta.dirname, 'fixtures');
+
+before(async () => {
+  server = await startServer();
+  browser = await startBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  server?.stop();
+});
+
+/** A fresh browser (no cookies). */
+async function fresh() {
+  const context = await browser.newContext();
+  return context.newPage();
+}
+
+async function submit(page, selector) {
+  await Promise.all([page.waitForNavigation(), page.click(selector)]);
+}
+
+async function logout(page) {
+  await submit(page, 'form[action="/logg-ut"] button');
+}
+
+/** axe in both languages and screenshots, for the page at `path` as it is for this browser. */
+async function check(page, path, name) {
+  for (const lang of ['nb', 'en']) {
+    const sep = path.includes('?') ? '&' : '?';
+    const r = await page.goto(`${server.url}${path}${sep}lang=${lang}`);
+    assert.ok(r.status() < 400, `${path} (${lang}): ${r.status()}`);
+    assert.equal(await page.getAttribute('html', 'lang'), lang, path);
+    const violations = await axe(page);
+    assert.deepEqual(violations, [], `${name} (${lang}) has axe violations`);
+    await screenshots(page, `${name}-${lang}`);
+  }
+  await page.goto(`${server.url}${path}${path.includes('?') ? '&' : '?'}lang=nb`);
+}
+
+test('a citizen finds free kindergarten places without logging in', async () => {
+  const page = await fresh();
+  await page.goto(server.url + '/');
+  await submit(page, 'a.promo, .promo a');
+  assert.match(page.url(), /\/apne-data\/ledige-barnehageplasser/);
+  const all = await page.locator('#barnehager tbody tr').count();
+  assert.ok(all > 0, 'some kindergarten has free places');
+  // Every listed kindergarten has free places, as the table says.
+  const free = await page.locator('#barnehager tbody tr td.num:nth-of-type(5)').allTextContents();
+  assert.ok(free.every((f) => Number(f) > 0), `free places: ${free}`);
+  await page.selectOption('#alder', '2');
+  await submit(page, 'form.filters-row button');
+  assert.match(page.url(), /alder=2/);
+  const ages = await page.locator('#barnehager tbody tr td:nth-of-type(4)').allTextContents();
+  for (const a of ages) {
+    const [from, to] = a.match(/\d+/g).map(Number);
+    assert.ok(from <= 2 && 2 <= to, `age range ${a} does not take a 2-year-old`);
+  }
+  assert.ok(await page.locator('svg.map circle.point').count() >= ages.length, 'every kindergarten on the map');
+  assert.ok(await page.locator('svg.map .outline').count() === 1, 'the municipality outline');
+  assert.ok(await page.getByRole('img').count() >= 1);
+  // The dataset and its API are linked.
+  assert.ok(await page.locator('a[href="/datasett/hamar/barnehager"]').count() === 1);
+  assert.ok(await page.locator('a[href^="/api/v1/datasets/hamar/barnehager/rows"]').count() === 1);
+});
+
+test('a steward uploads a CSV and sees version 2; a bad CSV shows its line and column', async () => {
+  const page = await fresh();
+  await login(page, server.url, 'kari');
+  const upload = async (file, target, mode) => {
+    await page.goto(server.url + '/last-opp');
+    await page.setInputFiles('#file', join(fixtures, file));
+    await page.selectOption('#target', target);
+    if (target === 'new') {
+      await page.fill('#slug', 'kull-2026');
+      await page.fill('#title', 'Barnekull 2026');
+    } else {
+      await page.check(`#mode-${mode}`);
+    }
+    await submit(page, 'form[action="/last-opp"] button[type=submit]');
+  };
+  await upload('kull.csv', 'new');
+  // What was detected is shown before anything is stored.
+  assert.equal((await page.locator('#detected-format').textContent()).trim(), 'csv');
+  assert.equal((await page.locator('#detected-encoding').textContent()).trim(), 'UTF-8');
+  assert.equal((await page.locator('#detected-delimiter').textContent()).trim(), ';');
+  assert.equal((await page.locator('#detected-rows').textContent()).trim(), '2');
+  await screenshots(page, 'upload-check');
+  assert.deepEqual(await axe(page), []);
+  await submit(page, 'form[action^="/last-opp/"] button');
+  await page.waitForSelector('#upload-done', { timeout: 30000 });
+  assert.match(await page.locator('#upload-done').textContent(), /versjon 0/);
+  for (const mode of ['append', 'replace']) {
+    await upload('kull.csv', 'hamar/kull-2026', mode);
+    await submit(page, 'form[action^="/last-opp/"] button');
+    await page.waitForSelector('#upload-done', { timeout: 30000 });
+  }
+  assert.match(await page.locator('#upload-done').textContent(), /Lagret som versjon 2 \(2 rader\)/);
+  await screenshots(page, 'upload-done');
+  assert.deepEqual(await axe(page), []);
+  await submit(page, '#upload-done ~ p a');
+  assert.match(await page.locator('h1').textContent(), /Barnekull 2026/);
+  assert.ok((await page.locator('#versions-h ~ div tbody tr').count()) === 3, 'three versions listed');
+
+  await upload('kull-feil.csv', 'hamar/kull-2026', 'append');
+  const problem = await page.locator('#upload-problems').textContent();
+  assert.match(problem, /kull-feil\.csv: line 3, column "alder": expected an integer, found "fire"/);
+  await screenshots(page, 'upload-error');
+  assert.deepEqual(await axe(page), []);
+});
+
+test('a steward approves a requested agreement and the consumer sees the preview', async () => {
+  const page = await fresh();
+  const preview = '/datasett/hamar/barnehageplasser?purpose=byggesaksbehandling';
+  await login(page, server.url, 'ola');
+  await page.goto(server.url + preview);
+  assert.equal(await page.locator('table.data').count(), 0, 'no preview before the agreement');
+  await logout(page);
+
+  await login(page, server.url, 'bjorn');
+  await page.goto(server.url + '/avtaler');
+  await page.fill('#dataset', 'hamar/barnehageplasser');
+  await page.fill('#columns', 'barnehage, startdato, timer_per_uke');
+  await page.selectOption('#agreement-purpose', 'byggesaksbehandling');
+  await submit(page, 'form[action="/avtaler"] button[type=submit]');
+  const saved = await page.locator('.notice').textContent();
+  const id = saved.match(/\d+/)[0];
+  await logout(page);
+
+  await login(page, server.url, 'kari');
+  await page.goto(server.url + '/avtaler');
+  await screenshots(page, 'agreements-inbox');
+  assert.deepEqual(await axe(page), []);
+  await page.fill(`#note-${id}-approve`, 'Godkjent for byggesak');
+  await submit(page, `form[action="/avtaler/${id}/approve"] button`);
+  assert.match(await page.locator('.notice').textContent(), new RegExp(id));
+  await logout(page);
+
+  await login(page, server.url, 'ola');
+  await page.goto(server.url + preview);
+  const headers = await page.locator('table.data thead th').allTextContents();
+  assert.deepEqual(headers.sort(), ['barnehage', 'startdato', 'timer_per_uke']);
+  assert.ok((await page.locator('table.data tbody tr').count()) > 0, 'rows in the preview');
+});
+
+test('a case worker looks up a person with a purpose and the citizen sees it on Min side', async () => {
+  const pid = server.cli('sql', '--purpose', 'folkeregisterforvaltning', '--format', 'csv',
+    "SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert' ORDER BY fodselsnummer LIMIT 1").split('\n')[1];
+  assert.match(pid, /^\d{11}$/);
+  const page = await fresh();
+  await login(page, server.url, 'tove');
+  await page.goto(server.url + '/oppslag');
+  await page.selectOption('#lookup-purpose', 'innbyggerservice');
+  await page.check('#kind-person');
+  await page.fill('#lookup-id', pid);
+  await submit(page, 'form[action="/oppslag"] button');
+  assert.ok((await page.locator('.found').count()) >= 1, 'something found');
+  assert.match(await page.locator('.found .meta').first().textContent(), /Avtale nr\./);
+  await screenshots(page, 'lookup-result');
+  assert.deepEqual(await axe(page), []);
+  await logout(page);
+
+  await page.goto(server.url + '/logg-inn');
+  await page.fill('#fnr', pid);
+  await submit(page, 'form[action="/logg-inn/innbygger"] button');
+  assert.match(page.url(), /\/min-side$/);
+  const rows = await page.locator('#access-log tbody tr').allTextContents();
+  const mine = rows.find((r) => r.includes('Servicetorget') && r.includes('Svar til innbyggere i servicetorget'));
+  assert.ok(mine, `the look-up is not in Min side: ${rows.join(' | ')}`);
+  assert.match(mine, /forvaltningsloven § 11/);
+  assert.match(mine, /web/);
+});
+
+test('every page switches language, and passes axe in both languages logged in and out', async () => {
+  const pages = [
+    [null, '/', 'front'],
+    [null, '/apne-data/ledige-barnehageplasser', 'kindergartens'],
+    [null, '/datasett/hamar/barnehager', 'dataset-open-geo'],
+    [null, '/datasett/hias/vannkvalitet', 'dataset-timeseries'],
+    [null, '/api', 'api'],
+    [null, '/logg-inn', 'login'],
+    [null, '/datasett/hamar/finnes-ikke', 'not-found'],
+    ['ola', '/', 'front-employee'],
+    ['ola', '/datasett/hamar/innbyggere?purpose=byggesaksbehandling', 'dataset-masked'],
+    ['ola', '/datasett/hamar/innbyggere', 'dataset-purpose-picker'],
+    ['ola', '/oppslag', 'lookup'],
+    ['ola', '/avtaler', 'agreements'],
+    ['kari', '/last-opp', 'upload'],
+    ['revisor', '/revisjon?verify=1&search=1&user=ola', 'audit'],
+    ['citizen', '/min-side', 'min-side'],
+  ];
+  const pid = server.cli('sql', '--purpose', 'folkeregisterforvaltning', '--format', 'csv',
+    'SELECT fodselsnummer FROM hamar.innbyggere ORDER BY fodselsnummer LIMIT 1').split('\n')[1];
+  let who, page;
+  for (const [user, path, name] of pages) {
+    if (user !== who || !page) {
+      page = await fresh();
+      if (user === 'citizen') {
+        await page.goto(server.url + '/logg-inn');
+        await page.fill('#fnr', pid);
+        await submit(page, 'form[action="/logg-inn/innbygger"] button');
+      } else if (user) {
+        await login(page, server.url, user);
+      }
+      who = user;
+    }
+    if (name === 'not-found') {
+      const r = await page.goto(server.url + path);
+      assert.equal(r.status(), 404);
+      assert.deepEqual(await axe(page), []);
+      continue;
+    }
+    // The switch is a link on the page itself.
+    await page.goto(server.url + path);
+    const switchLink = page.locator('a.lang');
+    assert.equal(await switchLink.textContent(), 'English', path);
+    await submit(page, 'a.lang');
+    assert.equal(await page.getAttribute('html', 'lang'), 'en', `${path}: the switch did not switch`);
+    assert.equal(await page.locator('a.lang').textContent(), 'Norsk', path);
+    await check(page, path, name);
+  }
+});
