@@ -175,6 +175,8 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("api_examples", "Bruk fra API", "Use from the API"),
     ("map", "Kart", "Map"),
     ("map_alt", "Kartet viser {n} objekter fra datasettet i EPSG:25833. Tabellen over har de samme objektene som tekst.", "The map shows {n} objects from the dataset in EPSG:25833. The table above lists the same objects as text."),
+    ("map_about_people", "Datasettet handler om personer. Kartet leser alle radene du har tilgang til, og hver person blir logget som sett. Vis det bare når du trenger det.", "The dataset is about people. The map reads every row you may see, and every person is logged as seen. Show it only when you need it."),
+    ("map_show", "Vis kart", "Show map"),
     ("chart", "Tidsserie", "Time series"),
     ("chart_alt", "Månedlig gjennomsnitt av {v} for {s}, fra {from} til {to}: lavest {min}, høyest {max}.", "Monthly average of {v} for {s}, from {from} to {to}: lowest {min}, highest {max}."),
     ("not_found", "Fant ikke siden", "Page not found"),

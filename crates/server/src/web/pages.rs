@@ -315,6 +315,8 @@ struct DatasetPage {
     preview: Option<Table>,
     map: Option<String>,
     map_alt: String,
+    /// A link that draws the map, for data about people.
+    map_on_request: bool,
     chart: Option<String>,
     chart_alt: String,
     downloads: Vec<(String, String)>,
@@ -410,6 +412,7 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
         preview: None,
         map: None,
         map_alt: String::new(),
+        map_on_request: false,
         chart: None,
         chart_alt: String::new(),
         downloads: Vec::new(),
@@ -431,7 +434,13 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
             Err(e) => return problem_page(&v, Problem::from_query(e)),
         }
         let geometry: Vec<String> = granted.iter().filter(|c| c.column_type == "geometry").map(|c| c.name.clone()).collect();
-        if let Some(g) = geometry.first() {
+        // Minimisation: a map or chart of a dataset about people reads many people's rows, and
+        // every one of them is logged as accessed; such a map is drawn only when asked for, and
+        // such a chart not at all.
+        let about_people = catalog_columns.iter().any(|c| c.subject_key == Some(tverr_core::SubjectKind::Person));
+        let map_asked = query_value(v.query.as_deref(), "kart").is_some_and(|k| k == "1");
+        page.map_on_request = about_people && !map_asked && !geometry.is_empty();
+        if let Some(g) = geometry.first().filter(|_| !about_people || map_asked) {
             let q = RowsQuery { select: vec![g.clone()], limit: Some(MAP_SHAPES), ..RowsQuery::default() };
             if let Ok(released) = state.engine.rows(&caller.principal, purpose.as_deref(), &r, &q, CHANNEL).await {
                 if let Ok((_, shapes)) = collect(released, MAP_SHAPES).await {
@@ -443,7 +452,7 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
                 }
             }
         }
-        if let Some((chart, alt)) = time_series(&state, &caller, &r, &granted, v.lang).await {
+        if let Some((chart, alt)) = if about_people { None } else { time_series(&state, &caller, &r, &granted, v.lang).await } {
             page.chart = Some(chart);
             page.chart_alt = alt;
         }
