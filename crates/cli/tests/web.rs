@@ -251,6 +251,13 @@ fn every_page_answers_in_both_languages_with_a_switch() {
         assert!(jar.get(port, path).text().contains("<html lang=\"en\">"), "{path}: the language was not remembered");
         jar.get(port, &format!("{path}{sep}lang=nb"));
     }
+    // The time series is drawn from the data: one line per unit (°C, pH, NTU), monthly means.
+    let water = Jar::default().get(port, "/datasett/hias/vannkvalitet").text();
+    assert_eq!(water.matches("<polyline class=\"series\"").count(), 3, "{water}");
+    assert!(water.contains("2020-01") && water.contains("2025-12"));
+    // The open kindergartens on a map over the kommune's outline, with a text alternative.
+    let kg = Jar::default().get(port, "/datasett/hamar/barnehager").text();
+    assert!(kg.contains("<svg class=\"map\"") && kg.contains("class=\"outline\"") && kg.contains("role=\"img\""));
 }
 
 /// A tiny OIDC issuer on loopback: a JWKS, and a token endpoint that redeems one code only when

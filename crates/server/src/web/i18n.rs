@@ -264,7 +264,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("state_expired", "Utløpt", "Expired"),
     ("inbox", "Til behandling hos deg", "Waiting for you"),
     ("inbox_empty", "Ingen forespørsler venter på deg.", "No requests are waiting for you."),
-    ("requested", "Sendte forespørsler", "Sent requests"),
+    ("requested", "Forespørsler under behandling", "Pending requests"),
     ("active", "Aktive avtaler", "Active agreements"),
     ("expired", "Utløpte avtaler", "Expired agreements"),
     ("ended", "Avslåtte og tilbaketrukne", "Denied and revoked"),

@@ -185,8 +185,9 @@ impl FromRequestParts<AppState> for Visitor {
         };
         if let Some(secret) = cookie(parts, SESSION_COOKIE) {
             // An expired, revoked or forged session is no session: the visitor is anonymous.
+            // The log-in that started the session is logged, not every page it then opens
+            // (each read of data is, as an access).
             if let Ok(principal) = state.engine.policy().authenticate_session(&secret).await {
-                state.engine.note_event("authentication", &principal, "web", serde_json::json!({"method": "session"}));
                 visitor.principal = principal;
                 visitor.csrf = session_csrf(&secret);
                 visitor.session = Some(secret);

@@ -516,7 +516,7 @@ fn examples(r: &DatasetRef, purpose: Option<&str>, class: Classification) -> Vec
 async fn time_series(state: &AppState, caller: &crate::Caller, r: &DatasetRef, columns: &[&tverr_store::ColumnMeta], lang: super::Lang) -> Option<(String, String)> {
     let time = columns.iter().find(|c| c.column_type == "date" || c.column_type == "timestamp")?;
     let value = columns.iter().find(|c| c.subject_key.is_none() && matches!(c.column_type.as_str(), "float" | "integer" | "decimal"))?;
-    let table = format!("{}.{}", r.org, r.dataset);
+    let table = format!("\"{}\".\"{}\"", r.org, r.dataset);
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     let (t, val) = (quote(&time.name), quote(&value.name));
     let purpose = caller.purpose.as_deref();

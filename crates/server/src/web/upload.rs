@@ -105,6 +105,8 @@ struct UploadPage {
     values: FormValues,
     problems: Vec<String>,
     max_mb: u64,
+    /// (value, text key) of each classification.
+    classes: Vec<(&'static str, &'static str)>,
 }
 
 async fn form_page(state: &AppState, v: &Visitor, u: &User, status: StatusCode, values: FormValues, problems: Vec<String>) -> Response {
@@ -118,7 +120,13 @@ async fn form_page(state: &AppState, v: &Visitor, u: &User, status: StatusCode, 
         .filter(|d| d.org == u.org && (u.role == Role::Admin || u.department.as_deref() == Some(d.department.as_str())))
         .map(|d| (d.reference(), format!("{} ({})", d.title, d.reference())))
         .collect();
-    let page = UploadPage { page: v.chrome(v.lang.t("upload_title")), datasets, values, problems, max_mb: state.limits.upload_bytes >> 20 };
+    let classes = vec![
+        ("open", "class_open"),
+        ("internal", "class_internal"),
+        ("confidential", "class_confidential"),
+        ("strictly-confidential", "class_strictly_confidential"),
+    ];
+    let page = UploadPage { page: v.chrome(v.lang.t("upload_title")), datasets, values, problems, max_mb: state.limits.upload_bytes >> 20, classes };
     v.page(status, &page)
 }
 
