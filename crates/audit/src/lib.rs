@@ -258,20 +258,50 @@ impl<'a> Group<'a> {
         }
     }
 
-    /// Binds every value of [`Group::push_sql`], in the same order.
-    fn bind<'q>(&'q self, mut q: AnyQuery<'q>) -> AnyQuery<'q> {
-        for chunk in self.rows.chunks(ROWS_PER_STATEMENT) {
+    /// Writes the group on SQLite in one transaction of multi-row inserts of a few fixed sizes
+    /// ([`SHAPES`]), so each statement is parsed once per connection and then taken from the
+    /// statement cache: a group of any size is a handful of cached statements, where one
+    /// statement sized to the group would be parsed again for nearly every group.
+    async fn execute_in_shapes(&self, conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        let mut rows = &self.rows[..];
+        while !rows.is_empty() {
+            let n = SHAPES.iter().copied().find(|s| *s <= rows.len()).unwrap_or(1);
+            let (chunk, rest) = rows.split_at(n);
+            let sql = insert_sql("audit_log (seq, at, kind, payload, prev_hash, hash)", n, 6);
+            let mut q = sqlx::query(&sql);
             for (seq, p, prev, hash) in chunk {
                 q = q.bind(*seq).bind(self.at).bind(p.kind.as_str()).bind(p.payload.as_str()).bind(prev.as_str()).bind(hash.as_str());
             }
+            q.execute(&mut *conn).await?;
+            rows = rest;
         }
-        for (subject, access, seq) in &self.subjects {
-            q = q.bind(*subject).bind(*access).bind(*seq);
+        let mut subjects = &self.subjects[..];
+        while !subjects.is_empty() {
+            let n = SHAPES.iter().copied().find(|s| *s <= subjects.len()).unwrap_or(1);
+            let (chunk, rest) = subjects.split_at(n);
+            let sql = insert_sql("audit_subjects (subject, access, seq)", n, 3);
+            let mut q = sqlx::query(&sql);
+            for (subject, access, seq) in chunk {
+                q = q.bind(*subject).bind(*access).bind(*seq);
+            }
+            q.execute(&mut *conn).await?;
+            subjects = rest;
         }
         if let Some(c) = &self.checkpoint {
-            q = q.bind(c.seq).bind(c.head_hash.as_str()).bind(c.at.as_str()).bind(c.public_key.as_str()).bind(c.signature.as_str());
+            sqlx::query(
+                "INSERT INTO audit_checkpoints (seq, head_hash, at, public_key, signature) VALUES (?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING",
+            )
+            .bind(c.seq)
+            .bind(c.head_hash.as_str())
+            .bind(c.at.as_str())
+            .bind(c.public_key.as_str())
+            .bind(c.signature.as_str())
+            .execute(&mut *conn)
+            .await?;
         }
-        q
+        sqlx::query("COMMIT").execute(&mut *conn).await?;
+        Ok(())
     }
 
     /// The statements one by one, for a transaction (PostgreSQL takes one statement per query).
@@ -338,6 +368,18 @@ struct Pending {
 
 /// At most this many entries go into one multi-row INSERT.
 const ROWS_PER_STATEMENT: usize = 200;
+
+/// The sizes of the multi-row INSERTs a group is cut into on SQLite, largest first: a group of
+/// any size is at most a few statements of these fixed shapes, each parsed once per connection.
+const SHAPES: [usize; 4] = [64, 16, 4, 1];
+
+/// `INSERT INTO {table} VALUES (?, …), …` for `rows` rows of `width` values. The statement
+/// cache is keyed by this text, so equal shapes share one prepared statement.
+fn insert_sql(table: &str, rows: usize, width: usize) -> String {
+    let mut sql = format!("INSERT INTO {table} VALUES ");
+    push_placeholders(&mut sql, rows, width, true);
+    sql
+}
 
 /// At most this many entries go into one commit.
 const MAX_GROUP: usize = 4096;
@@ -622,10 +664,7 @@ impl Audit {
                     }
                 };
                 let group = Group::new(self, batch, known, &at, state);
-                let mut sql = String::from("BEGIN IMMEDIATE; ");
-                group.push_sql(&mut sql, true);
-                sql.push_str("COMMIT;");
-                let result = group.bind(sqlx::query(&sql)).execute(&mut conn).await;
+                let result = group.execute_in_shapes(&mut conn).await;
                 if let Err(e) = result {
                     // The connection is dropped with its transaction: the next group takes a new one.
                     let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;

@@ -344,3 +344,21 @@ async fn the_writer_checkpoints_the_wal_in_the_background() {
     }
     assert_eq!(copied.1, copied.0, "every frame of the WAL is in the database file");
 }
+
+#[tokio::test]
+async fn a_group_of_any_size_is_written_whole_in_fixed_statement_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, audit) = setup(dir.path()).await;
+    // The first append learns the head; the rest go the SQLite path of fixed-size inserts.
+    audit.append("access", &json!({"first": true})).await.unwrap();
+    // 437 records in one queue: 6 × 64 + 3 × 16 + 4 + 1 rows, 874 subjects likewise cut.
+    for i in 0..437 {
+        let ids = vec![format!("s{}", i % 7), format!("t{i}")];
+        audit.record_about("access", &json!({"i": i, "subjects": {"hamar/innbyggere": ids.clone()}}), ids, None);
+    }
+    audit.flush().await;
+    let v = audit.verify(None).await.unwrap();
+    assert_eq!((v.entries, v.problem), (438, None));
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_subjects").fetch_one(store.catalog.pool()).await.unwrap();
+    assert_eq!(n, 874);
+}
