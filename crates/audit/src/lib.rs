@@ -258,6 +258,25 @@ impl<'a> Group<'a> {
         }
     }
 
+    /// Writes the group on SQLite as one multi-statement round trip: `BEGIN IMMEDIATE`, the
+    /// inserts sized to the group, `COMMIT`.
+    async fn execute_at_once(&self, conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+        let mut sql = String::from("BEGIN IMMEDIATE; ");
+        self.push_sql(&mut sql, true);
+        sql.push_str("COMMIT;");
+        let mut q = sqlx::query(&sql);
+        for (seq, p, prev, hash) in &self.rows {
+            q = q.bind(*seq).bind(self.at).bind(p.kind.as_str()).bind(p.payload.as_str()).bind(prev.as_str()).bind(hash.as_str());
+        }
+        for (subject, access, seq) in &self.subjects {
+            q = q.bind(*subject).bind(*access).bind(*seq);
+        }
+        if let Some(c) = &self.checkpoint {
+            q = q.bind(c.seq).bind(c.head_hash.as_str()).bind(c.at.as_str()).bind(c.public_key.as_str()).bind(c.signature.as_str());
+        }
+        q.execute(conn).await.map(|_| ())
+    }
+
     /// Writes the group on SQLite in one transaction of multi-row inserts of a few fixed sizes
     /// ([`SHAPES`]), so each statement is parsed once per connection and then taken from the
     /// statement cache: a group of any size is a handful of cached statements, where one
@@ -372,6 +391,9 @@ const ROWS_PER_STATEMENT: usize = 200;
 /// The sizes of the multi-row INSERTs a group is cut into on SQLite, largest first: a group of
 /// any size is at most a few statements of these fixed shapes, each parsed once per connection.
 const SHAPES: [usize; 4] = [64, 16, 4, 1];
+
+/// Groups of at most this many rows (entries and subjects) are written in one round trip.
+const SMALL_GROUP: usize = 8;
 
 /// `INSERT INTO {table} VALUES (?, …), …` for `rows` rows of `width` values. The statement
 /// cache is keyed by this text, so equal shapes share one prepared statement.
@@ -664,7 +686,13 @@ impl Audit {
                     }
                 };
                 let group = Group::new(self, batch, known, &at, state);
-                let result = group.execute_in_shapes(&mut conn).await;
+                // A small group (one read's intent) is one round trip; a large one, a handful of
+                // cached statements.
+                let result = if group.rows.len() + group.subjects.len() <= SMALL_GROUP {
+                    group.execute_at_once(&mut conn).await
+                } else {
+                    group.execute_in_shapes(&mut conn).await
+                };
                 if let Err(e) = result {
                     // The connection is dropped with its transaction: the next group takes a new one.
                     let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
