@@ -44,7 +44,16 @@ struct LoginPage {
 /// Only a local path may be the page to return to after log-in.
 pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && !n.contains("://") => n.to_string(),
+        // Visible ASCII only: no header injection into the redirect, no other host.
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.contains("://")
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            n.to_string()
+        }
         _ => "/".to_string(),
     }
 }

@@ -305,6 +305,9 @@ pub async fn confirm(State(state): State<AppState>, v: Visitor, Path(id): Path<S
     if !v.csrf_ok(form(&body).get("csrf").map_or("", String::as_str)) {
         return bad_form(&v);
     }
+    if !is_job_id(&id) {
+        return not_found(&v);
+    }
     let read = Arc::new(AtomicU64::new(0));
     let taken = state.web_uploads.with(&id, &u.username, |up| match std::mem::replace(&mut up.state, Step::Running { read: read.clone() }) {
         Step::Checked { request, _dir } => Some((request, _dir)),
@@ -366,6 +369,9 @@ pub async fn job(State(state): State<AppState>, v: Visitor, Path(id): Path<Strin
         Ok(u) => u,
         Err(r) => return r,
     };
+    if !is_job_id(&id) {
+        return not_found(&v);
+    }
     let view = state.web_uploads.with(&id, &u.username, |up| {
         let mut page = JobPage {
             page: v.chrome(v.lang.t("upload_job_title")),
@@ -400,11 +406,18 @@ pub async fn job(State(state): State<AppState>, v: Visitor, Path(id): Path<Strin
             let status = if page.problems.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
             v.page(status, &page)
         }
-        None => {
-            let page = v.chrome(v.lang.t("not_found"));
-            v.page(StatusCode::NOT_FOUND, &Message::new(page, v.lang.t("not_found"), v.lang.t("not_found_text").to_string()))
-        }
+        None => not_found(&v),
     }
+}
+
+/// Upload ids are what [`check`] makes: 24 hex digits.
+fn is_job_id(id: &str) -> bool {
+    id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn not_found(v: &Visitor) -> Response {
+    let page = v.chrome(v.lang.t("not_found"));
+    v.page(StatusCode::NOT_FOUND, &Message::new(page, v.lang.t("not_found"), v.lang.t("not_found_text").to_string()))
 }
 
 fn failure(v: &Visitor, detail: &str) -> Response {
