@@ -33,8 +33,8 @@ fn not_found(v: &Visitor) -> Response {
     v.page(StatusCode::NOT_FOUND, &Message::new(page, v.lang.t("not_found"), text))
 }
 
-/// A problem from the layers below, as a page.
-fn problem_page(v: &Visitor, p: Problem) -> Response {
+/// A problem from the layers below, as a page (a 404 as the not-found page).
+pub(super) fn problem_page(v: &Visitor, p: Problem) -> Response {
     let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if status == StatusCode::NOT_FOUND {
         return not_found(v);

@@ -14,6 +14,7 @@ use tverr_policy::{Agreement, AgreementState, Basis, Principal, Role, User};
 use tverr_query::{Found, LookupOrg, QueryError};
 
 use super::session::{bad_form, form};
+use super::pages::problem_page;
 use super::{Chrome, Message, Visitor, query_value};
 use crate::{AppState, Problem};
 
@@ -29,12 +30,6 @@ fn user_or_page(v: &Visitor, title_key: &str) -> Result<User, Response> {
             Err(v.page(StatusCode::FORBIDDEN, &Message::new(page, v.lang.t(title_key), v.lang.t("employees_only").to_string())))
         }
     }
-}
-
-fn problem_page(v: &Visitor, p: Problem) -> Response {
-    let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let page = v.chrome(v.lang.t("error"));
-    v.page(status, &Message::new(page, &p.title, p.detail))
 }
 
 struct AgreementRow {
