@@ -221,7 +221,7 @@ fn repeated_failed_log_ins_are_throttled_even_with_the_right_password_then() {
 
 #[test]
 fn every_page_answers_in_both_languages_with_a_switch() {
-    let (_t, server, any_fnr, _) = demo(&[]);
+    let (t, server, any_fnr, _) = demo(&[]);
     let port = server.1;
     let pages = [
         ("anonymous", "/"),
@@ -255,6 +255,16 @@ fn every_page_answers_in_both_languages_with_a_switch() {
     let water = Jar::default().get(port, "/datasett/hias/vannkvalitet").text();
     assert_eq!(water.matches("<polyline class=\"series\"").count(), 3, "{water}");
     assert!(water.contains("2020-01") && water.contains("2025-12"));
+    // The chart of open data is kept per version: a new version with a fourth unit draws four.
+    let extra = t.data().join("klor.ndjson");
+    let rows: String = ["2025-01-01", "2025-02-01"]
+        .iter()
+        .map(|d| format!("{{\"stasjon\":\"Mjøsa Hamar inntak\",\"sensor_id\":\"S-01-klor\",\"tidspunkt\":\"{d}T06:00:00Z\",\"parameter\":\"klor\",\"verdi\":0.05,\"enhet\":\"mg/l\"}}\n"))
+        .collect();
+    std::fs::write(&extra, rows).unwrap();
+    t.ok(&["ingest", "hias/vannkvalitet", extra.to_str().unwrap()]);
+    let water = Jar::default().get(port, "/datasett/hias/vannkvalitet").text();
+    assert_eq!(water.matches("<polyline class=\"series\"").count(), 4, "the cached chart outlived its version");
     // The open kindergartens on a map over the kommune's outline, with a text alternative.
     let kg = Jar::default().get(port, "/datasett/hamar/barnehager").text();
     assert!(kg.contains("<svg class=\"map\"") && kg.contains("class=\"outline\"") && kg.contains("role=\"img\""));

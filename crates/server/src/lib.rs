@@ -61,6 +61,8 @@ pub struct AppState {
     pub(crate) web_uploads: web::Uploads,
     /// Browser log-ins sent to an OIDC issuer and not yet back.
     pub(crate) oidc_pending: web::OidcPending,
+    /// The web pages' charts of open datasets.
+    pub(crate) web_charts: web::Charts,
 }
 
 impl AppState {
@@ -78,6 +80,7 @@ impl AppState {
             citizen_demo_login: false,
             web_uploads: web::Uploads::default(),
             oidc_pending: web::OidcPending::default(),
+            web_charts: web::Charts::default(),
         }
     }
 

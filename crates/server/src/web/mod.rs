@@ -18,6 +18,7 @@ mod upload;
 mod work;
 
 pub use oidc::Pending as OidcPending;
+pub use pages::Charts;
 pub use upload::Uploads;
 
 use askama::Template;

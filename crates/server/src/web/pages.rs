@@ -452,7 +452,24 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
                 }
             }
         }
-        if let Some((chart, alt)) = if about_people { None } else { time_series(&state, &caller, &r, &granted, v.lang).await } {
+        let chart = if about_people {
+            None
+        } else if meta.classification == Classification::Open {
+            // Open data reads the same for everyone and is not logged: its charts are kept per
+            // version and language.
+            let key = (r.to_string(), versions.last().map_or(-1, |x| x.version), v.lang.code());
+            match state.web_charts.get(&key) {
+                Some(hit) => hit,
+                None => {
+                    let made = time_series(&state, &caller, &r, &granted, v.lang).await;
+                    state.web_charts.put(key, made.clone());
+                    made
+                }
+            }
+        } else {
+            time_series(&state, &caller, &r, &granted, v.lang).await
+        };
+        if let Some((chart, alt)) = chart {
             page.chart = Some(chart);
             page.chart_alt = alt;
         }
@@ -466,6 +483,29 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
         page.needs_login = true;
     }
     v.page(StatusCode::OK, &page)
+}
+
+/// Charts of open datasets by (dataset, version, language): `None` for a dataset without one.
+#[derive(Debug, Clone, Default)]
+pub struct Charts(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<ChartKey, Option<(String, String)>>>>);
+
+type ChartKey = (String, i64, &'static str);
+
+/// Charts kept at most; past it, the cache starts again.
+const CHARTS_KEPT: usize = 256;
+
+impl Charts {
+    fn get(&self, key: &ChartKey) -> Option<Option<(String, String)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+    }
+
+    fn put(&self, key: ChartKey, chart: Option<(String, String)>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= CHARTS_KEPT {
+            map.clear();
+        }
+        map.insert(key, chart);
+    }
 }
 
 /// The open dataset of an organisation whose geometry is its outline, drawn under its maps.
