@@ -1,5 +1,7 @@
 """Helpers shared by the benchmark scripts."""
 import socket
+import time
+import urllib.request
 
 
 def free_port():
@@ -9,3 +11,14 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def wait(url, tries=600):
+    """Returns once `url` answers; gives up after `tries` tenths of a second."""
+    for _ in range(tries):
+        try:
+            urllib.request.urlopen(url)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer")

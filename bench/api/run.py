@@ -32,22 +32,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench" / "ingest"))
 sys.path.insert(0, str(ROOT / "bench"))
 import run as ingest_bench  # noqa: E402
-from common import free_port  # noqa: E402
+from common import free_port, wait  # noqa: E402
 
 AGGREGATE = ("SELECT postnummer, count(*) AS n, avg(belop) AS snitt, max(antall) AS mest "
              "FROM {table} GROUP BY postnummer ORDER BY postnummer")
 TVERR_PAGE = "/api/v1/datasets/bench/innbyggere/rows?where=belop%20%3E%2099000&limit=100"
 DATASETTE_PAGE = "/bench/innbyggere.json?belop__gt=99000&_size=100&_nocount=1&_shape=objects"
-
-
-def wait(url):
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(url)
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer")
 
 
 def wrk(url, seconds):

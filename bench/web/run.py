@@ -15,24 +15,12 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
-import urllib.request
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
-from common import free_port  # noqa: E402
+from common import free_port, wait  # noqa: E402
 
 PASSWORD = "hamar-demo-2026"
-
-
-def wait(url):
-    for _ in range(1200):
-        try:
-            urllib.request.urlopen(url)
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer")
 
 
 def session(port, user):
@@ -84,7 +72,7 @@ def main():
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             base = f"http://127.0.0.1:{port}"
-            wait(base + "/health")
+            wait(base + "/health", tries=1200)
             ola, tove = session(port, "ola"), session(port, "tove")
             pages = [
                 ("catalogue (anonymous)", "/", None),

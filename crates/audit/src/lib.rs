@@ -239,6 +239,11 @@ impl<'a> Group<'a> {
         Self { at, first, last, head_hash: prev_hash, rows, subjects, checkpoint }
     }
 
+    /// Binds one entry's row: seq, at, kind, payload, prev_hash, hash.
+    fn bind_entry<'q>(&'q self, q: AnyQuery<'q>, seq: i64, p: &'q Pending, prev: &'q str, hash: &'q str) -> AnyQuery<'q> {
+        q.bind(seq).bind(self.at).bind(p.kind.as_str()).bind(p.payload.as_str()).bind(prev).bind(hash)
+    }
+
     /// The statements, in order, each with its placeholders.
     fn push_sql(&self, sql: &mut String, anonymous: bool) {
         for chunk in self.rows.chunks(ROWS_PER_STATEMENT) {
@@ -266,13 +271,13 @@ impl<'a> Group<'a> {
         sql.push_str("COMMIT;");
         let mut q = sqlx::query(&sql);
         for (seq, p, prev, hash) in &self.rows {
-            q = q.bind(*seq).bind(self.at).bind(p.kind.as_str()).bind(p.payload.as_str()).bind(prev.as_str()).bind(hash.as_str());
+            q = self.bind_entry(q, *seq, p, prev, hash);
         }
         for (subject, access, seq) in &self.subjects {
-            q = q.bind(*subject).bind(*access).bind(*seq);
+            q = bind_subject(q, subject, *access, *seq);
         }
         if let Some(c) = &self.checkpoint {
-            q = q.bind(c.seq).bind(c.head_hash.as_str()).bind(c.at.as_str()).bind(c.public_key.as_str()).bind(c.signature.as_str());
+            q = bind_checkpoint(q, c);
         }
         q.execute(conn).await.map(|_| ())
     }
@@ -290,7 +295,7 @@ impl<'a> Group<'a> {
             let sql = insert_sql("audit_log (seq, at, kind, payload, prev_hash, hash)", n, 6);
             let mut q = sqlx::query(&sql);
             for (seq, p, prev, hash) in chunk {
-                q = q.bind(*seq).bind(self.at).bind(p.kind.as_str()).bind(p.payload.as_str()).bind(prev.as_str()).bind(hash.as_str());
+                q = self.bind_entry(q, *seq, p, prev, hash);
             }
             q.execute(&mut *conn).await?;
             rows = rest;
@@ -302,22 +307,16 @@ impl<'a> Group<'a> {
             let sql = insert_sql("audit_subjects (subject, access, seq)", n, 3);
             let mut q = sqlx::query(&sql);
             for (subject, access, seq) in chunk {
-                q = q.bind(*subject).bind(*access).bind(*seq);
+                q = bind_subject(q, subject, *access, *seq);
             }
             q.execute(&mut *conn).await?;
             subjects = rest;
         }
         if let Some(c) = &self.checkpoint {
-            sqlx::query(
+            let q = sqlx::query(
                 "INSERT INTO audit_checkpoints (seq, head_hash, at, public_key, signature) VALUES (?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING",
-            )
-            .bind(c.seq)
-            .bind(c.head_hash.as_str())
-            .bind(c.at.as_str())
-            .bind(c.public_key.as_str())
-            .bind(c.signature.as_str())
-            .execute(&mut *conn)
-            .await?;
+            );
+            bind_checkpoint(q, c).execute(&mut *conn).await?;
         }
         sqlx::query("COMMIT").execute(&mut *conn).await?;
         Ok(())
@@ -336,14 +335,14 @@ impl<'a> Group<'a> {
         let subject_chunks = self.subjects.len().div_ceil(ROWS_PER_STATEMENT * 2);
         if i < row_chunks {
             for (seq, p, prev, hash) in self.rows.chunks(ROWS_PER_STATEMENT).nth(i).into_iter().flatten() {
-                q = q.bind(*seq).bind(self.at).bind(p.kind.as_str()).bind(p.payload.as_str()).bind(prev.as_str()).bind(hash.as_str());
+                q = self.bind_entry(q, *seq, p, prev, hash);
             }
         } else if i < row_chunks + subject_chunks {
             for (subject, access, seq) in self.subjects.chunks(ROWS_PER_STATEMENT * 2).nth(i - row_chunks).into_iter().flatten() {
-                q = q.bind(*subject).bind(*access).bind(*seq);
+                q = bind_subject(q, subject, *access, *seq);
             }
         } else if let Some(c) = &self.checkpoint {
-            q = q.bind(c.seq).bind(c.head_hash.as_str()).bind(c.at.as_str()).bind(c.public_key.as_str()).bind(c.signature.as_str());
+            q = bind_checkpoint(q, c);
         }
         q
     }
@@ -357,6 +356,16 @@ impl<'a> Group<'a> {
         }
         self.first
     }
+}
+
+/// Binds one subject-index row: subject, access, seq.
+fn bind_subject<'q>(q: AnyQuery<'q>, subject: &'q str, access: i64, seq: i64) -> AnyQuery<'q> {
+    q.bind(subject).bind(access).bind(seq)
+}
+
+/// Binds a checkpoint's row: seq, head_hash, at, public_key, signature.
+fn bind_checkpoint<'q>(q: AnyQuery<'q>, c: &'q Checkpoint) -> AnyQuery<'q> {
+    q.bind(c.seq).bind(c.head_hash.as_str()).bind(c.at.as_str()).bind(c.public_key.as_str()).bind(c.signature.as_str())
 }
 
 /// An entry ready for the writer: its canonical payload, the data subjects it names (each once).

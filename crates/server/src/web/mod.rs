@@ -254,6 +254,14 @@ impl Visitor {
         response
     }
 
+    /// The fields of a posted form, or the refusal page when its CSRF token is not this
+    /// visitor's.
+    pub fn form(&self, body: &[u8]) -> Result<std::collections::HashMap<String, String>, Response> {
+        let fields: std::collections::HashMap<String, String> =
+            url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        if self.csrf_ok(fields.get("csrf").map_or("", String::as_str)) { Ok(fields) } else { Err(session::bad_form(self)) }
+    }
+
     /// Whether a form's CSRF token is this visitor's.
     pub fn csrf_ok(&self, sent: &str) -> bool {
         use subtle_eq::eq;
@@ -264,6 +272,12 @@ impl Visitor {
     pub fn caller(&self, purpose: Option<String>) -> crate::Caller {
         crate::Caller { principal: self.principal.clone(), purpose: purpose.filter(|p| !p.is_empty()), client: self.client }
     }
+}
+
+/// The purposes a user may declare: their organisation's, of their department or of none.
+async fn own_purposes(state: &AppState, u: &tverr_policy::User) -> Vec<tverr_policy::Purpose> {
+    let all = state.engine.policy().purposes(&u.org).await.unwrap_or_default();
+    all.into_iter().filter(|p| p.department.is_none() || p.department == u.department).collect()
 }
 
 /// Comparison in time independent of where the bytes differ.

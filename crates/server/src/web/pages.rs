@@ -113,10 +113,22 @@ pub async fn front(State(state): State<AppState>, v: Visitor) -> Response {
     };
     let filters = CatalogFilters { q: get("q"), theme: get("theme"), org: get("org"), department: get("department"), classification };
     let caller = v.caller(None);
-    let found = match crate::find_datasets(&state, &caller, &filters).await {
+    // Everything the visitor can find (for the theme filter's choices); the result itself is
+    // that list again when nothing narrows it.
+    let visible = match crate::find_datasets(&state, &caller, &CatalogFilters::default()).await {
         Ok(f) => f,
         Err(p) => return problem_page(&v, p),
     };
+    let unfiltered = filters.q.is_none() && filters.theme.is_none() && filters.org.is_none() && filters.department.is_none() && filters.classification.is_none();
+    let found = if unfiltered {
+        None
+    } else {
+        match crate::find_datasets(&state, &caller, &filters).await {
+            Ok(f) => Some(f),
+            Err(p) => return problem_page(&v, p),
+        }
+    };
+    let found = found.as_ref().unwrap_or(&visible);
     let catalog = &state.store.catalog;
     let (orgs, departments) = match (catalog.orgs().await, catalog.departments(None).await) {
         (Ok(o), Ok(d)) => (o, d),
@@ -125,8 +137,6 @@ pub async fn front(State(state): State<AppState>, v: Visitor) -> Response {
     let org_names: BTreeMap<String, String> = orgs.iter().map(|o| (o.slug.clone(), o.name.clone())).collect();
     let dept_names: BTreeMap<(String, String), String> =
         departments.iter().map(|d| ((d.org.clone(), d.slug.clone()), d.name.clone())).collect();
-    // Themes of what the visitor can find at all, not only of this result.
-    let visible = crate::find_datasets(&state, &caller, &CatalogFilters::default()).await.unwrap_or_default();
     let mut themes: Vec<String> = visible.iter().filter_map(|d| d.meta.theme.clone()).collect();
     themes.sort();
     themes.dedup();
@@ -367,14 +377,7 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
         })
         .collect();
     let purposes = match &v.principal {
-        Principal::User(u) => policy
-            .purposes(&u.org)
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|p| p.department.is_none() || p.department == u.department)
-            .map(|p| (p.slug.clone(), format!("{} ({})", p.name, p.slug)))
-            .collect(),
+        Principal::User(u) => super::own_purposes(&state, u).await.into_iter().map(|p| (p.slug.clone(), format!("{} ({})", p.name, p.slug))).collect(),
         _ => Vec::new(),
     };
     let needs_purpose = matches!(decision, Err(Denial::PurposeRequired)) || (grant.is_none() && matches!(v.principal, Principal::User(_)));

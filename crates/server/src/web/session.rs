@@ -2,8 +2,6 @@
 //! fødselsnummer) becomes a one-day API token in the session cookie; log-out revokes the token.
 //! Every attempt is in the access log and failures are throttled per user name and address.
 
-use std::collections::HashMap;
-
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -16,11 +14,6 @@ use crate::AppState;
 
 /// How long a browser session lasts.
 pub(crate) const SESSION_HOURS: u32 = 12;
-
-/// A form body's fields (the last value of each name).
-pub(crate) fn form(body: &Bytes) -> HashMap<String, String> {
-    url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
-}
 
 /// The page a form was refused on for a missing or wrong CSRF token.
 pub(crate) fn bad_form(v: &Visitor) -> Response {
@@ -89,10 +82,10 @@ pub(crate) fn logged_in(secret: &str, next: &str) -> Response {
 
 /// `POST /logg-inn`: user name and password.
 pub async fn login(State(state): State<AppState>, v: Visitor, body: Bytes) -> Response {
-    let f = form(&body);
-    if !v.csrf_ok(f.get("csrf").map_or("", String::as_str)) {
-        return bad_form(&v);
-    }
+    let f = match v.form(&body) {
+        Ok(f) => f,
+        Err(refused) => return refused,
+    };
     let username = f.get("username").cloned().unwrap_or_default();
     let password = f.get("password").cloned().unwrap_or_default();
     let next = safe_next(f.get("next").map(String::as_str));
@@ -141,10 +134,10 @@ pub async fn citizen_login(State(state): State<AppState>, v: Visitor, body: Byte
         let page = v.chrome(v.lang.t("not_found"));
         return v.page(StatusCode::NOT_FOUND, &Message::new(page, v.lang.t("not_found"), v.lang.t("not_found_text").to_string()));
     }
-    let f = form(&body);
-    if !v.csrf_ok(f.get("csrf").map_or("", String::as_str)) {
-        return bad_form(&v);
-    }
+    let f = match v.form(&body) {
+        Ok(f) => f,
+        Err(refused) => return refused,
+    };
     let pid: String = f.get("fnr").map(|p| p.chars().filter(|c| !c.is_whitespace()).collect()).unwrap_or_default();
     let policy = state.engine.policy();
     let parsed = tverr_core::Fodselsnummer::parse(&pid).map(|p| p.as_str().to_string());
@@ -169,11 +162,10 @@ pub async fn citizen_login(State(state): State<AppState>, v: Visitor, body: Byte
     }
 }
 
-/// `POST /logg-ut`: revokes the session's token and clears the cookie.
+/// `POST /logg-ut`: ends the session and clears the cookie.
 pub async fn logout(State(state): State<AppState>, v: Visitor, body: Bytes) -> Response {
-    let f = form(&body);
-    if !v.csrf_ok(f.get("csrf").map_or("", String::as_str)) {
-        return bad_form(&v);
+    if let Err(refused) = v.form(&body) {
+        return refused;
     }
     if let Some(secret) = &v.session {
         let _ = state.engine.policy().end_session(secret).await;

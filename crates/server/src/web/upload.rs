@@ -19,7 +19,7 @@ use tverr_policy::{Principal, Role, User};
 use tverr_store::{CreateSettings, IngestRequest, IngestSettings, StoreError};
 
 use super::pages::Table;
-use super::session::{bad_form, form};
+use super::session::bad_form;
 use super::{Chrome, Message, Visitor};
 use crate::AppState;
 
@@ -302,8 +302,8 @@ pub async fn confirm(State(state): State<AppState>, v: Visitor, Path(id): Path<S
         Ok(u) => u,
         Err(r) => return r,
     };
-    if !v.csrf_ok(form(&body).get("csrf").map_or("", String::as_str)) {
-        return bad_form(&v);
+    if let Err(refused) = v.form(&body) {
+        return refused;
     }
     if !is_job_id(&id) {
         return not_found(&v);

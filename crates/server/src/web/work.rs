@@ -13,7 +13,6 @@ use tverr_core::SubjectKind;
 use tverr_policy::{Agreement, AgreementState, Basis, Principal, Role, User};
 use tverr_query::{Found, LookupOrg, QueryError};
 
-use super::session::{bad_form, form};
 use super::pages::problem_page;
 use super::{Chrome, Message, Visitor, query_value};
 use crate::{AppState, Problem};
@@ -156,14 +155,7 @@ async fn agreements_page(state: &AppState, v: &Visitor, u: &User, status: Status
         .filter(|d| d.meta.classification != tverr_core::Classification::Open)
         .map(|d| d.meta.reference())
         .collect();
-    f.purposes = policy
-        .purposes(&u.org)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|p| p.department.is_none() || p.department == u.department)
-        .map(|p| (p.slug.clone(), format!("{} ({})", p.name, p.slug)))
-        .collect();
+    f.purposes = super::own_purposes(state, u).await.into_iter().map(|p| (p.slug.clone(), format!("{} ({})", p.name, p.slug))).collect();
     f.legal_bases = policy.legal_bases(&u.org).await.unwrap_or_default().into_iter().map(|b| (b.slug.clone(), b.hjemmel.clone())).collect();
     if f.valid_from.is_empty() {
         f.valid_from = today.to_string();
@@ -187,10 +179,10 @@ pub async fn request(State(state): State<AppState>, v: Visitor, body: Bytes) -> 
         Ok(u) => u,
         Err(r) => return r,
     };
-    let f = form(&body);
-    if !v.csrf_ok(f.get("csrf").map_or("", String::as_str)) {
-        return bad_form(&v);
-    }
+    let f = match v.form(&body) {
+        Ok(f) => f,
+        Err(refused) => return refused,
+    };
     let get = |k: &str| f.get(k).map(|x| x.trim().to_string()).unwrap_or_default();
     let values = RequestForm {
         consumer: get("consumer"),
@@ -256,10 +248,10 @@ pub async fn transition(State(state): State<AppState>, v: Visitor, Path((id, act
         Ok(u) => u,
         Err(r) => return r,
     };
-    let f = form(&body);
-    if !v.csrf_ok(f.get("csrf").map_or("", String::as_str)) {
-        return bad_form(&v);
-    }
+    let f = match v.form(&body) {
+        Ok(f) => f,
+        Err(refused) => return refused,
+    };
     let note = f.get("note").map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
     let caller = v.caller(None);
     match crate::agreements::transition_as(&state, &caller, id, &action, note, CHANNEL).await {
@@ -374,14 +366,9 @@ pub async fn lookup(State(state): State<AppState>, v: Visitor) -> Response {
     let purpose = query_value(v.query.as_deref(), "purpose").unwrap_or_default();
     let kind = query_value(v.query.as_deref(), "kind").unwrap_or_else(|| "person".into());
     let id = query_value(v.query.as_deref(), "id").unwrap_or_default().trim().to_string();
-    let purposes = state
-        .engine
-        .policy()
-        .purposes(&u.org)
+    let purposes = super::own_purposes(&state, &u)
         .await
-        .unwrap_or_default()
         .into_iter()
-        .filter(|p| p.department.is_none() || p.department == u.department)
         .map(|p| {
             let selected = p.slug == purpose;
             (p.slug.clone(), format!("{} ({})", p.name, p.slug), selected)
