@@ -217,6 +217,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--tverr-only", action="store_true", help="skip PostgreSQL (for profiling Tverr alone)")
     args = ap.parse_args()
     data = pathlib.Path(args.data) / str(args.persons)
     ensure_demo(args.tverr, data, args.persons)
@@ -230,8 +231,9 @@ def main():
     server = subprocess.Popen([args.tverr, "serve", "--listen", f"127.0.0.1:{port}"], env=env,
                               stdout=subprocess.DEVNULL, stderr=open(f"{work}/tverr.log", "w"))
     try:
-        print("loading PostgreSQL …", flush=True)
-        load_pg(args.tverr, data, url, work)
+        if not args.tverr_only:
+            print("loading PostgreSQL …", flush=True)
+            load_pg(args.tverr, data, url, work)
         token = tverr(args.tverr, data, "token", "create", "--user", "tove").strip()
         for _ in range(300):
             try:
@@ -245,17 +247,23 @@ def main():
         for k in keys:
             found = t.lookup(k)
             datasets_seen += sum(len(d["datasets"]) for o in found["organizations"] for d in o["departments"])
-            p.lookup(k)
+            if not args.tverr_only:
+                p.lookup(k)
         print(f"warmed: {datasets_seen / len(keys):.2f} datasets per look-up on average (direct)")
-        results = {"tverr": [], "postgres": []}
+        results = {"tverr": []} if args.tverr_only else {"tverr": [], "postgres": []}
         for r in range(args.rounds):
             results["tverr"].append(measure(lambda: TverrClient(port, token), keys, args.clients, args.seconds))
+            if args.tverr_only:
+                print(f"round {r + 1}: tverr {results['tverr'][-1]}", flush=True)
+                continue
             results["postgres"].append(measure(lambda: PgClient(url), keys, args.clients, args.seconds))
             print(f"round {r + 1}: tverr {results['tverr'][-1]}, postgres {results['postgres'][-1]}", flush=True)
         med = {k: {m: statistics.median(x[m] for x in v) for m in ("rate", "p50", "p99")} for k, v in results.items()}
         print(f"\nperson look-ups, {args.persons:,} persons, {args.clients} clients, median of {args.rounds} rounds of {args.seconds:.0f} s:")
-        for k in ("tverr", "postgres"):
+        for k in results:
             print(f"  {k:9} {med[k]['rate']:8.0f} look-ups/s   p50 {med[k]['p50']:6.2f} ms   p99 {med[k]['p99']:6.2f} ms")
+        if args.tverr_only:
+            return 0
         print(f"  Tverr/PostgreSQL throughput {med['tverr']['rate'] / med['postgres']['rate']:.2f}×, "
               f"p99 {med['tverr']['p99'] / med['postgres']['p99']:.2f}×")
     finally:

@@ -188,6 +188,20 @@ fn lookup_attack_cases() {
                             fail(format!("a row of {} does not hold the subject", ds["dataset"]));
                         }
                     }
+                    // The look-up's compiled scan gives exactly the rows SQL gives the same
+                    // caller for the same purpose and key test.
+                    let dataset = ds["dataset"].as_str().unwrap();
+                    let test = ds["matched_on"].as_array().unwrap().iter().map(|c| format!("{} = '{}'", c.as_str().unwrap(), v["id"].as_str().unwrap()));
+                    let sql = format!("SELECT * FROM {} WHERE {}", dataset.replace('/', "."), test.collect::<Vec<_>>().join(" OR "));
+                    let purpose = field("purpose").unwrap_or_default();
+                    let scan = t.ok(&["sql", "--as", who, "--purpose", purpose, "--format", "ndjson", &sql]);
+                    let mut scanned: Vec<String> = scan.lines().map(|l| canonical(&serde_json::from_str(l).unwrap())).collect();
+                    let mut looked: Vec<String> = ds["rows"].as_array().unwrap().iter().map(canonical).collect();
+                    scanned.sort();
+                    looked.sort();
+                    if scanned != looked {
+                        fail(format!("{dataset}: the look-up gave {looked:?}, SQL {scanned:?}"));
+                    }
                 }
             }
         }

@@ -135,6 +135,7 @@ pub struct Engine {
     policy: Policy,
     audit: Audit,
     named_limit: usize,
+    lookups: Arc<lookup::LookupCache>,
 }
 
 /// A result on its way out: the rows, and the grants they were read under.
@@ -409,7 +410,7 @@ impl Engine {
     /// An engine over a store, logging to `audit`.
     pub fn new(store: Store, audit: Audit) -> Self {
         let policy = Policy::new(store.catalog.clone());
-        Self { store, policy, audit, named_limit: DEFAULT_NAMED_LIMIT }
+        Self { store, policy, audit, named_limit: DEFAULT_NAMED_LIMIT, lookups: Arc::new(lookup::LookupCache::new()) }
     }
 
     /// Names at most `limit` people of one dataset in one access; a read past it is recorded as

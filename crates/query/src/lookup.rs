@@ -9,8 +9,8 @@
 //! see in clear would tell them what it holds. Datasets the caller may not read for the purpose
 //! are absent, never listed as refused.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, RecordBatch, StringArray};
 use datafusion::datasource::MemTable;
@@ -21,6 +21,7 @@ use tverr_core::{DatasetRef, SubjectKind};
 use tverr_policy::{Basis, Grant, LegalBasis, Mask, Principal};
 use tverr_store::Place;
 
+use crate::secure::{PreparedScan, SubjectSink};
 use crate::{Engine, QueryError};
 
 /// At most this many related subjects are followed from one look-up.
@@ -159,10 +160,7 @@ impl Engine {
         let versions = self.store().indexed_versions().await?;
         let record = self.lookup_record(kind, &key);
         let places = self.store().locate(&key).await?;
-        // One session for the whole look-up: each dataset's secure scan is planned in it
-        // directly, never registered by name, so the scans cannot see each other.
-        let ctx = Self::context_with(1);
-        let direct = self.gather(&ctx, who, purpose, kind, &key, &places, &versions, &BTreeSet::new(), record.clone(), channel).await?;
+        let direct = self.gather(who, purpose, kind, &key, &places, &versions, &BTreeSet::new(), record.clone(), channel).await?;
 
         // One hop: other key columns released in clear in the rows found.
         let mut related: BTreeMap<(SubjectKind, String), Via> = BTreeMap::new();
@@ -186,7 +184,7 @@ impl Engine {
             let mut hop_record = self.lookup_record(k, &value);
             hop_record["related_to"] = record.clone();
             hop_record["via"] = serde_json::json!({"dataset": via.dataset, "column": via.column});
-            let found = self.gather(&ctx, who, purpose, k, &value, &places, &versions, &seen, hop_record, channel).await?;
+            let found = self.gather(who, purpose, k, &value, &places, &versions, &seen, hop_record, channel).await?;
             if !found.is_empty() {
                 hops.push(Related { kind: k.as_str().to_string(), id: value, via, organizations: group(found, &names) });
             }
@@ -238,7 +236,6 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     async fn gather(
         &self,
-        ctx: &datafusion::prelude::SessionContext,
         who: &Principal,
         purpose: &str,
         kind: SubjectKind,
@@ -257,7 +254,7 @@ impl Engine {
         }
         let reads = by_dataset.into_iter().filter_map(|(r, places)| {
             let version = *versions.get(&r.to_string())?;
-            Some(self.contribution(ctx, who, purpose, kind, key, r, version, places, record.clone(), channel))
+            Some(self.contribution(who, purpose, kind, key, r, version, places, record.clone(), channel))
         });
         let found = futures::future::try_join_all(reads).await?;
         Ok(found.into_iter().flatten().collect())
@@ -268,7 +265,6 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     async fn contribution(
         &self,
-        ctx: &datafusion::prelude::SessionContext,
         who: &Principal,
         purpose: &str,
         kind: SubjectKind,
@@ -308,23 +304,18 @@ impl Engine {
         let (schema, batches) = self.store().read_rows(r, version, &rows).await?;
         let read: Vec<(String, String, i64)> = rows.into_iter().map(|(path, row)| (r.to_string(), path, row)).collect();
         let sink = crate::secure::SubjectSink::new(self.named_limit);
-        let rows = Arc::new(MemTable::try_new(schema, vec![batches])?);
-        let table = self.secure_table(ctx, &grant, rows, &sink)?;
+        let prepared = self.prepared(&grant, version, schema)?;
         let test = matched_on
             .iter()
             .map(|c| ident(*c).eq(lit(key)))
             .reduce(Expr::or)
             .expect("at least one column matched");
-        // The secure scan itself runs the key test (no query above it to plan): it must take
-        // the test whole, as it does every test on released columns.
-        use datafusion::catalog::TableProvider;
-        use datafusion::logical_expr::TableProviderFilterPushDown;
-        if table.supports_filters_pushdown(&[&test])? != [TableProviderFilterPushDown::Exact] {
-            return Err(QueryError::Execution("the key test cannot run inside the secure scan".into()));
-        }
-        let state = ctx.state();
-        let plan = table.scan(&state, None, &[test], None).await?;
-        let stream = datafusion::physical_plan::execute_stream(plan, ctx.task_ctx())?;
+        // The grant's secure scan, compiled once per grant and version, runs the key test as a
+        // filter on released values, below its tap.
+        let released = prepared.apply(&batches, test, &self.lookups.state, &sink)?;
+        let stream: datafusion::execution::SendableRecordBatchStream = Box::pin(
+            datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(prepared.schema(), futures::stream::iter(released.into_iter().map(Ok))),
+        );
         let grants = vec![(grant.clone(), Some(version))];
         let mut intent = self.intent(who, Some(purpose), channel, &format!("lookup {kind} in {r}"), &grants);
         if let Some(i) = &mut intent {
@@ -366,6 +357,52 @@ impl Engine {
             rows,
         };
         Ok(Some(Contribution { found, grant, batches, rows: read }))
+    }
+}
+
+/// What look-ups keep between calls: a session without tables, and each grant's secure scan
+/// compiled for in-memory rows, per grant and version.
+pub(crate) struct LookupCache {
+    state: datafusion::execution::session_state::SessionState,
+    prepared: Mutex<HashMap<(i64, String), Arc<PreparedScan>>>,
+}
+
+/// Compiled scans kept at most; past that the cache starts again.
+const PREPARED_KEPT: usize = 512;
+
+impl LookupCache {
+    pub(crate) fn new() -> Self {
+        Self { state: Engine::context_with(1).state(), prepared: Mutex::default() }
+    }
+}
+
+impl std::fmt::Debug for LookupCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.prepared.lock().map(|p| p.len()).unwrap_or(0);
+        f.debug_struct("LookupCache").field("prepared", &n).finish()
+    }
+}
+
+impl Engine {
+    /// The grant's secure scan compiled for rows of the dataset at `version` (whose schema is
+    /// `schema`). The whole grant is the key: any change to columns, masks, row filter,
+    /// protection or key compiles anew.
+    fn prepared(&self, grant: &Grant, version: i64, schema: arrow::datatypes::SchemaRef) -> Result<Arc<PreparedScan>, QueryError> {
+        let key = (version, format!("{grant:?}"));
+        if let Some(p) = self.lookups.prepared.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(p.clone());
+        }
+        let ctx = datafusion::prelude::SessionContext::new_with_state(self.lookups.state.clone());
+        // The table is only compiled, never scanned, so it needs no rows and no sink of a request.
+        let empty = Arc::new(MemTable::try_new(schema, vec![vec![]])?);
+        let table = self.secure_table(&ctx, grant, empty, &SubjectSink::new(0))?;
+        let prepared = Arc::new(PreparedScan::new(&table, &self.lookups.state)?);
+        let mut cache = self.lookups.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= PREPARED_KEPT {
+            cache.clear();
+        }
+        cache.insert(key, prepared.clone());
+        Ok(prepared)
     }
 }
 

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{Array, ArrayRef, StringBuilder};
+use arrow::array::{Array, ArrayRef, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
@@ -417,6 +417,106 @@ impl TableProvider for SecureTable {
         }
         Ok(Arc::new(SecureScanExec { input: plan }))
     }
+}
+
+/// A secure scan compiled for rows already in memory (look-ups): the same row filter, released
+/// expressions and tap as [`SecureTable::scan`], as physical expressions over the dataset's
+/// schema, so a few rows pass through the grant without a query being planned. Built once per
+/// grant and version ([`PreparedScan::new`]) and applied to each look-up's rows with that
+/// look-up's key test and sink ([`PreparedScan::apply`]).
+#[derive(Debug)]
+pub(crate) struct PreparedScan {
+    /// The dataset's schema at the version: the rows given to `apply` must have it.
+    inner_schema: SchemaRef,
+    row_filter: Option<Arc<dyn PhysicalExpr>>,
+    /// Per permitted column, its released value (masks and protection).
+    released: Vec<Arc<dyn PhysicalExpr>>,
+    /// The released schema, as [`SecureTable::schema`].
+    schema: SchemaRef,
+    released_df: DFSchema,
+    /// The tap's expression over the stored row and what it records, without a sink: each
+    /// application records into its own request's sink.
+    tap: Option<(Arc<dyn PhysicalExpr>, String, Vec<String>, Arc<Vec<u8>>)>,
+}
+
+impl PreparedScan {
+    /// Compiles `table`'s scan for rows of `inner_schema`.
+    pub(crate) fn new(table: &SecureTable, state: &dyn Session) -> DfResult<Self> {
+        let inner_schema = table.inner.schema();
+        let inner_df = DFSchema::try_from(inner_schema.as_ref().clone())?;
+        let row_filter = match &table.row_filter {
+            Some(f) => Some(state.create_physical_expr(unqualified(f.clone())?, &inner_df)?),
+            None => None,
+        };
+        let released = table
+            .released
+            .iter()
+            .map(|e| state.create_physical_expr(e.clone(), &inner_df))
+            .collect::<DfResult<Vec<_>>>()?;
+        let tap = match &table.tap {
+            Some(t) => Some((state.create_physical_expr(t.expr(), &inner_df)?, t.dataset.clone(), t.columns.clone(), t.key.clone())),
+            None => None,
+        };
+        Ok(Self {
+            inner_schema,
+            row_filter,
+            released,
+            schema: table.schema.clone(),
+            released_df: DFSchema::try_from(table.schema.as_ref().clone())?,
+            tap,
+        })
+    }
+
+    /// The released schema.
+    pub(crate) fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// The rows of `batches` the grant lets through and `test` (over released columns, as a user
+    /// filter on released values) keeps, released: row filter → masks → test → tap into `sink`.
+    pub(crate) fn apply(&self, batches: &[RecordBatch], test: Expr, state: &dyn Session, sink: &SubjectSink) -> DfResult<Vec<RecordBatch>> {
+        use datafusion::error::DataFusionError;
+        if !pushable(&test)? {
+            return Err(DataFusionError::Plan("a look-up's key test must run inside the secure scan".into()));
+        }
+        let test = state.create_physical_expr(unqualified(test)?, &self.released_df)?;
+        let tap = self.tap.as_ref().map(|(e, dataset, columns, key)| {
+            (e, SubjectTap { dataset: dataset.clone(), columns: columns.clone(), key: key.clone(), sink: sink.clone() })
+        });
+        let mut out = Vec::with_capacity(batches.len());
+        for batch in batches {
+            if batch.schema().fields() != self.inner_schema.fields() {
+                return Err(DataFusionError::Internal("rows of another schema than the prepared scan's".into()));
+            }
+            let permitted = match &self.row_filter {
+                Some(f) => arrow::compute::filter_record_batch(batch, &mask_of(f.as_ref(), batch)?)?,
+                None => batch.clone(),
+            };
+            let n = permitted.num_rows();
+            let columns = self.released.iter().map(|e| e.evaluate(&permitted)?.into_array(n)).collect::<DfResult<Vec<_>>>()?;
+            let released = RecordBatch::try_new(self.schema.clone(), columns)?;
+            let keep = mask_of(test.as_ref(), &released)?;
+            let kept = arrow::compute::filter_record_batch(&released, &keep)?;
+            if let Some((expr, tap)) = &tap {
+                let people = expr.evaluate(&permitted)?.into_array(n)?;
+                tap.observe(&arrow::compute::filter(&people, &keep)?)?;
+            }
+            if kept.num_rows() > 0 {
+                out.push(kept);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A predicate's value on a batch as a filter mask (null counts as false, as in a `WHERE`).
+fn mask_of(predicate: &dyn PhysicalExpr, batch: &RecordBatch) -> DfResult<arrow::array::BooleanArray> {
+    let value = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
+    value
+        .as_any()
+        .downcast_ref::<arrow::array::BooleanArray>()
+        .cloned()
+        .ok_or_else(|| datafusion::error::DataFusionError::Internal("a filter is not boolean".into()))
 }
 
 /// Records the person key of every row that passes, before the row goes on.
