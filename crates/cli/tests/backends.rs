@@ -60,6 +60,19 @@ fn postgresql_catalogue() {
 }
 
 #[test]
+fn every_change_to_what_decisions_read_moves_the_generation_on_postgresql() {
+    let url = fresh_database();
+    let t = Tverr::with_env(&[("TVERR_CATALOG", &url)]);
+    t.ok(&["demo", "--persons", "300"]);
+    let psql = |sql: &str| {
+        let out = Command::new("psql").arg(&url).args(["-tAc", sql]).output().expect("psql");
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    common::every_change_moves_the_generation_on(&psql, &|table| format!("ctid IN (SELECT ctid FROM {table} LIMIT 1)"));
+}
+
+#[test]
 fn policy_layer_on_postgresql() {
     let url = fresh_database();
     let t = Tverr::with_env(&[("TVERR_CATALOG", &url)]);

@@ -228,6 +228,54 @@ fn agreements_change_what_the_next_request_sees() {
 }
 
 #[test]
+fn every_change_to_what_decisions_read_moves_the_generation_on() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "300"]);
+    let db = t.data().join("catalog.db");
+    common::every_change_moves_the_generation_on(&|sql| common::sqlite(&db, sql), &|table| {
+        format!("rowid IN (SELECT rowid FROM {table} LIMIT 1)")
+    });
+}
+
+/// A server keeps what decisions read between requests; a change made by another process (the
+/// CLI here) applies to the server's next request all the same.
+#[test]
+fn a_running_server_applies_policy_changes_made_elsewhere_at_once() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "300"]);
+    let server = common::start(&t);
+    let port = server.1;
+    let tove = common::token(&t, "tove");
+    let person = t.ok(&["sql", "--format", "csv", "SELECT fodselsnummer FROM hamar.innbyggere ORDER BY 1 LIMIT 1"]);
+    let person = person.lines().nth(1).unwrap().to_string();
+    let datasets = || -> Vec<String> {
+        let r = common::get_as(port, &format!("/api/v1/subjects/person/{person}"), Some(&tove), Some("innbyggerservice"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        let mut out = Vec::new();
+        for o in v["organizations"].as_array().unwrap() {
+            for d in o["departments"].as_array().unwrap() {
+                out.extend(d["datasets"].as_array().unwrap().iter().map(|d| d["dataset"].as_str().unwrap().to_string()));
+            }
+        }
+        out
+    };
+    let auth = format!("Bearer {tove}");
+    let body = serde_json::json!({"sql": "SELECT count(*) AS n FROM hamar.innbyggere"}).to_string();
+    let headers = [("Authorization", auth.as_str()), ("Tverr-Purpose", "innbyggerservice"), ("Content-Type", "application/json")];
+    let sql = || common::send(port, "POST", "/api/v1/sql", &headers, Some(body.as_bytes())).status;
+    assert!(datasets().contains(&"hamar/innbyggere".to_string()));
+    assert_eq!(sql(), 200);
+    let list: serde_json::Value = serde_json::from_str(&t.ok(&["agreement", "list", "--json"])).unwrap();
+    let id = list.as_array().unwrap().iter().find(|a| {
+        a["consumer"]["department"] == "servicetorg" && a["state"] == "approved" && a["terms"]["datasets"].as_array().unwrap().iter().any(|d| d["dataset"] == "hamar/innbyggere")
+    }).expect("the desk's agreement on the register")["id"].to_string();
+    t.ok(&["agreement", "revoke", &id, "--as", "frode", "--note", "test"]);
+    assert!(!datasets().contains(&"hamar/innbyggere".to_string()), "the revoked agreement still applies to look-ups");
+    assert_eq!(sql(), 404, "the revoked agreement still applies to SQL");
+}
+
+#[test]
 fn row_filters_are_checked_when_requested() {
     let t = Tverr::new();
     t.ok(&["demo", "--persons", "200"]);

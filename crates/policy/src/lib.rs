@@ -12,6 +12,8 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use tverr_core::{DatasetRef, Slug};
 use tverr_store::{Catalog, StoreError};
 
@@ -119,12 +121,67 @@ pub struct AgreementRequest {
 #[derive(Debug, Clone)]
 pub struct Policy {
     catalog: Catalog,
+    /// What decisions read, as of the newest catalogue generation seen.
+    snapshot: Arc<Mutex<Arc<PolicySnapshot>>>,
+}
+
+/// What access decisions read from the catalogue — datasets, columns, purposes, agreements,
+/// legal bases — as of one catalogue generation ([`Catalog::generation`]). Filled as decisions
+/// ask; a decision under a newer generation starts a new one, so a change (a revoked agreement,
+/// a new mask) applies to the next decision in every process.
+#[derive(Debug, Default)]
+pub struct PolicySnapshot {
+    generation: i64,
+    datasets: Mutex<HashMap<String, Option<tverr_store::DatasetMeta>>>,
+    columns: Mutex<HashMap<String, Vec<tverr_store::ColumnMeta>>>,
+    purposes: Mutex<HashMap<String, Vec<Purpose>>>,
+    agreements: Mutex<HashMap<(String, String, chrono::NaiveDate), Vec<Agreement>>>,
+    legal_bases: Mutex<HashMap<(String, String), LegalBasis>>,
+}
+
+impl PolicySnapshot {
+    /// The catalogue generation it describes.
+    pub fn generation(&self) -> i64 {
+        self.generation
+    }
+}
+
+/// `map[key]`, loaded by `load` the first time.
+async fn kept<K, V, F>(map: &Mutex<HashMap<K, V>>, key: K, load: F) -> Result<V, PolicyError>
+where
+    K: Eq + std::hash::Hash,
+    V: Clone,
+    F: std::future::Future<Output = Result<V, PolicyError>>,
+{
+    if let Some(v) = map.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(v.clone());
+    }
+    let v = load.await?;
+    map.lock().unwrap_or_else(|p| p.into_inner()).insert(key, v.clone());
+    Ok(v)
 }
 
 impl Policy {
     /// The policy layer over a catalogue (whose migrations created its tables).
     pub fn new(catalog: Catalog) -> Self {
-        Self { catalog }
+        let none = PolicySnapshot { generation: -1, ..Default::default() };
+        Self { catalog, snapshot: Arc::new(Mutex::new(Arc::new(none))) }
+    }
+
+    /// What decisions read, as of the catalogue's current generation (one query when it has
+    /// not moved on). Decisions of one request share it through [`Policy::entitle_in`].
+    pub async fn snapshot(&self) -> Result<Arc<PolicySnapshot>, PolicyError> {
+        let generation = self.catalog.generation().await?;
+        let mut current = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        if current.generation == generation {
+            return Ok(current.clone());
+        }
+        let fresh = Arc::new(PolicySnapshot { generation, ..Default::default() });
+        // A slower request that read an older generation does not replace a newer one.
+        if generation > current.generation {
+            *current = fresh.clone();
+        }
+        Ok(fresh)
     }
 
     fn pool(&self) -> &AnyPool {
@@ -739,17 +796,39 @@ impl Policy {
     /// What `principal` may read of a dataset for `purpose`. A missing dataset and one the
     /// caller is not entitled to give the same [`Denial::NotFound`].
     pub async fn entitle(&self, principal: &Principal, purpose: Option<&str>, r: &DatasetRef) -> Result<Result<Grant, Denial>, PolicyError> {
-        let dataset = match self.catalog.dataset(r).await {
-            Ok(d) => d,
-            Err(StoreError::NotFound { .. }) => return Ok(Err(Denial::NotFound)),
-            Err(e) => return Err(e.into()),
-        };
-        let columns = self.catalog.columns(r).await?;
+        let snapshot = self.snapshot().await?;
+        self.entitle_in(&snapshot, principal, purpose, r).await
+    }
+
+    /// [`Policy::entitle`] on what `snapshot` holds (loading what it does not hold yet): for a
+    /// request that decides on several datasets at once.
+    pub async fn entitle_in(
+        &self,
+        snapshot: &PolicySnapshot,
+        principal: &Principal,
+        purpose: Option<&str>,
+        r: &DatasetRef,
+    ) -> Result<Result<Grant, Denial>, PolicyError> {
+        let name = r.to_string();
+        let dataset = kept(&snapshot.datasets, name.clone(), async {
+            match self.catalog.dataset(r).await {
+                Ok(d) => Ok(Some(d)),
+                Err(StoreError::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await?;
+        let Some(dataset) = dataset else { return Ok(Err(Denial::NotFound)) };
+        let columns = kept(&snapshot.columns, name.clone(), async { Ok(self.catalog.columns(r).await?) }).await?;
+        let today = chrono::Utc::now().date_naive();
         let (purposes, agreements) = match principal {
             Principal::User(u) => {
-                let purposes = self.purposes(&u.org).await?;
-                let agreements = self.agreements_covering(u, &r.to_string()).await?;
-                (purposes, agreements)
+                let purposes = kept(&snapshot.purposes, u.org.clone(), self.purposes(&u.org)).await?;
+                let agreements = match &u.department {
+                    Some(dept) => kept(&snapshot.agreements, (u.org.clone(), dept.clone(), today), self.agreements_of(&u.org, dept, today)).await?,
+                    None => Vec::new(),
+                };
+                (purposes, agreements.into_iter().filter(|a| a.terms.datasets.iter().any(|d| d.dataset == name)).collect())
             }
             _ => (Vec::new(), Vec::new()),
         };
@@ -760,12 +839,13 @@ impl Policy {
             columns: &columns,
             purposes: &purposes,
             agreements: &agreements,
-            today: chrono::Utc::now().date_naive(),
+            today,
         });
         if let Ok(g) = &mut decision {
             if let Basis::OwnDepartment { purpose } = &g.basis {
                 if let Some(p) = purposes.iter().find(|p| &p.slug == purpose) {
-                    g.legal_basis = Some(self.legal_basis(&p.org, &p.legal_basis).await?);
+                    let key = (p.org.clone(), p.legal_basis.clone());
+                    g.legal_basis = Some(kept(&snapshot.legal_bases, key, self.legal_basis(&p.org, &p.legal_basis)).await?);
                 }
             }
         }
@@ -785,18 +865,16 @@ impl Policy {
         Ok(grants)
     }
 
-    async fn agreements_covering(&self, u: &User, dataset: &str) -> Result<Vec<Agreement>, PolicyError> {
-        let Some(dept) = &u.department else { return Ok(Vec::new()) };
-        let today = chrono::Utc::now().date_naive();
+    /// The approved agreements a department consumes, with their state as of `today`.
+    async fn agreements_of(&self, org: &str, dept: &str, today: chrono::NaiveDate) -> Result<Vec<Agreement>, PolicyError> {
         let rows = sqlx::query(&format!(
             "{AGREEMENT_SELECT} WHERE consumer_org = $1 AND consumer_department = $2 AND state = 'approved' ORDER BY id"
         ))
-        .bind(&u.org)
+        .bind(org)
         .bind(dept)
         .fetch_all(self.pool())
         .await?;
-        let all = rows.iter().map(|r| agreement_from_row(r, today)).collect::<Result<Vec<_>, _>>()?;
-        Ok(all.into_iter().filter(|a| a.terms.datasets.iter().any(|d| d.dataset == dataset)).collect())
+        rows.iter().map(|r| agreement_from_row(r, today)).collect()
     }
 }
 

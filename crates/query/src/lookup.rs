@@ -18,7 +18,7 @@ use datafusion::prelude::{Expr, ident, lit};
 use futures::TryStreamExt;
 use serde::Serialize;
 use tverr_core::{DatasetRef, SubjectKind};
-use tverr_policy::{Basis, Grant, LegalBasis, Mask, Principal};
+use tverr_policy::{Basis, Grant, LegalBasis, Mask, PolicySnapshot, Principal};
 use tverr_store::Place;
 
 use crate::secure::{PreparedScan, SubjectSink};
@@ -140,6 +140,15 @@ struct Names {
     orgs: BTreeMap<String, String>,
 }
 
+/// What one look-up decides under: who, for what, over which catalogue state.
+struct Scope<'a> {
+    who: &'a Principal,
+    purpose: &'a str,
+    channel: &'a str,
+    policy: &'a PolicySnapshot,
+    view: &'a CatalogView,
+}
+
 impl Engine {
     /// Everything `who` may see about one subject for `purpose`: the rows from every dataset
     /// whose key columns hold it, grouped by organisation, department and dataset, and the
@@ -155,12 +164,18 @@ impl Engine {
         let Some(purpose) = purpose.filter(|p| !p.trim().is_empty()) else {
             return Err(QueryError::PurposeRequired("a look-up".into()));
         };
-        let home = self.home_kommune(who).await?;
+        let policy = self.policy().snapshot().await?;
+        let view = self.catalog_view(policy.generation()).await?;
+        let home = match who {
+            Principal::User(u) => view.kommune.get(&u.org).copied().flatten(),
+            Principal::System { org, .. } => view.kommune.get(org).copied().flatten(),
+            _ => None,
+        };
         let key = kind.canonicalise_in(id, home).map_err(|e| QueryError::Invalid(format!("invalid {}: {e}", kind.label())))?;
-        let versions = self.store().indexed_versions().await?;
+        let scope = Scope { who, purpose, channel, policy: &policy, view: &view };
         let record = self.lookup_record(kind, &key);
         let places = self.store().locate(&key).await?;
-        let direct = self.gather(who, purpose, kind, &key, &places, &versions, &BTreeSet::new(), record.clone(), channel).await?;
+        let direct = self.gather(&scope, kind, &key, &places, &BTreeSet::new(), record.clone()).await?;
 
         // One hop: other key columns released in clear in the rows found.
         let mut related: BTreeMap<(SubjectKind, String), Via> = BTreeMap::new();
@@ -177,35 +192,31 @@ impl Engine {
         }
         // Rows already shown are not shown again under a related subject.
         let seen: BTreeSet<(String, String, i64)> = direct.iter().flat_map(|c| c.rows.iter().cloned()).collect();
-        let names = self.names().await?;
-        let mut hops = Vec::new();
-        for ((k, value), via) in related {
-            let places = self.store().locate(&value).await?;
-            let mut hop_record = self.lookup_record(k, &value);
-            hop_record["related_to"] = record.clone();
-            hop_record["via"] = serde_json::json!({"dataset": via.dataset, "column": via.column});
-            let found = self.gather(who, purpose, k, &value, &places, &versions, &seen, hop_record, channel).await?;
-            if !found.is_empty() {
-                hops.push(Related { kind: k.as_str().to_string(), id: value, via, organizations: group(found, &names) });
+        // The related subjects are read concurrently, so their accesses share commits of the log.
+        let hops = related.into_iter().map(|((k, value), via)| {
+            let (scope, seen, record) = (&scope, &seen, &record);
+            async move {
+                let places = self.store().locate(&value).await?;
+                let mut hop_record = self.lookup_record(k, &value);
+                hop_record["related_to"] = record.clone();
+                hop_record["via"] = serde_json::json!({"dataset": via.dataset, "column": via.column});
+                let found = self.gather(scope, k, &value, &places, seen, hop_record).await?;
+                Ok::<_, QueryError>((!found.is_empty()).then(|| Related {
+                    kind: k.as_str().to_string(),
+                    id: value,
+                    via,
+                    organizations: group(found, &scope.view.names),
+                }))
             }
-        }
+        });
+        let hops = futures::future::try_join_all(hops).await?.into_iter().flatten().collect();
         Ok(Lookup {
             kind: kind.as_str().to_string(),
             id: key,
             purpose: purpose.to_string(),
-            organizations: group(direct, &names),
+            organizations: group(direct, &view.names),
             related: hops,
         })
-    }
-
-    /// The kommune of the caller's organisation, for short matrikkel forms.
-    async fn home_kommune(&self, who: &Principal) -> Result<Option<u16>, QueryError> {
-        let org = match who {
-            Principal::User(u) => &u.org,
-            Principal::System { org, .. } => org,
-            _ => return Ok(None),
-        };
-        Ok(self.store().catalog.org(org).await?.kommunenummer.and_then(|k| k.parse().ok()))
     }
 
     /// The subject as the access log records it: a person by the keyed digest of their number.
@@ -216,7 +227,12 @@ impl Engine {
         }
     }
 
-    async fn names(&self) -> Result<Names, QueryError> {
+    /// The names, kommunenummer and indexed versions look-ups read, as of catalogue
+    /// `generation` (kept until it moves on).
+    async fn catalog_view(&self, generation: i64) -> Result<Arc<CatalogView>, QueryError> {
+        if let Some(v) = self.lookups.view.lock().unwrap_or_else(|p| p.into_inner()).as_ref().filter(|v| v.generation == generation) {
+            return Ok(v.clone());
+        }
         let catalog = &self.store().catalog;
         let mut names = Names::default();
         for d in catalog.datasets().await? {
@@ -225,26 +241,30 @@ impl Engine {
         for d in catalog.departments(None).await? {
             names.departments.insert((d.org.clone(), d.slug.clone()), d.name.clone());
         }
+        let mut kommune = HashMap::new();
         for o in catalog.orgs().await? {
+            kommune.insert(o.slug.clone(), o.kommunenummer.as_deref().and_then(|k| k.parse().ok()));
             names.orgs.insert(o.slug.clone(), o.name.clone());
         }
-        Ok(names)
+        let versions = self.store().indexed_versions().await?;
+        let view = Arc::new(CatalogView { generation, names, kommune, versions });
+        let mut kept = self.lookups.view.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.as_ref().is_none_or(|v| v.generation < generation) {
+            *kept = Some(view.clone());
+        }
+        Ok(view)
     }
 
     /// The contributions of every dataset the index names, read concurrently; places in `skip`
     /// (already shown) are left out.
-    #[allow(clippy::too_many_arguments)]
     async fn gather(
         &self,
-        who: &Principal,
-        purpose: &str,
+        scope: &Scope<'_>,
         kind: SubjectKind,
         key: &str,
         places: &[Place],
-        versions: &BTreeMap<String, i64>,
         skip: &BTreeSet<(String, String, i64)>,
         record: serde_json::Value,
-        channel: &str,
     ) -> Result<Vec<Contribution>, QueryError> {
         let mut by_dataset: BTreeMap<&DatasetRef, Vec<&Place>> = BTreeMap::new();
         for p in places {
@@ -253,8 +273,8 @@ impl Engine {
             }
         }
         let reads = by_dataset.into_iter().filter_map(|(r, places)| {
-            let version = *versions.get(&r.to_string())?;
-            Some(self.contribution(who, purpose, kind, key, r, version, places, record.clone(), channel))
+            let version = *scope.view.versions.get(&r.to_string())?;
+            Some(self.contribution(scope, kind, key, r, version, places, record.clone()))
         });
         let found = futures::future::try_join_all(reads).await?;
         Ok(found.into_iter().flatten().collect())
@@ -265,18 +285,17 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     async fn contribution(
         &self,
-        who: &Principal,
-        purpose: &str,
+        scope: &Scope<'_>,
         kind: SubjectKind,
         key: &str,
         r: &DatasetRef,
         version: i64,
         places: Vec<&Place>,
         mut record: serde_json::Value,
-        channel: &str,
     ) -> Result<Option<Contribution>, QueryError> {
         let started = std::time::Instant::now();
-        let Ok(grant) = self.policy().entitle(who, Some(purpose), r).await? else { return Ok(None) };
+        let (who, purpose) = (scope.who, scope.purpose);
+        let Ok(grant) = self.policy().entitle_in(scope.policy, who, Some(purpose), r).await? else { return Ok(None) };
         if grant.min_group_size.is_some() {
             return Ok(None);
         }
@@ -317,7 +336,7 @@ impl Engine {
             datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(prepared.schema(), futures::stream::iter(released.into_iter().map(Ok))),
         );
         let grants = vec![(grant.clone(), Some(version))];
-        let mut intent = self.intent(who, Some(purpose), channel, &format!("lookup {kind} in {r}"), &grants);
+        let mut intent = self.intent(who, Some(purpose), scope.channel, &format!("lookup {kind} in {r}"), &grants);
         if let Some(i) = &mut intent {
             record["matched_on"] = serde_json::json!(matched_on);
             i["lookup"] = record;
@@ -360,11 +379,22 @@ impl Engine {
     }
 }
 
-/// What look-ups keep between calls: a session without tables, and each grant's secure scan
-/// compiled for in-memory rows, per grant and version.
+/// What look-ups keep between calls: a session without tables, each grant's secure scan
+/// compiled for in-memory rows (per grant and version), and the catalogue's names.
 pub(crate) struct LookupCache {
     state: datafusion::execution::session_state::SessionState,
     prepared: Mutex<HashMap<(i64, String), Arc<PreparedScan>>>,
+    view: Mutex<Option<Arc<CatalogView>>>,
+}
+
+/// What look-ups read from the catalogue besides decisions, as of one generation.
+struct CatalogView {
+    generation: i64,
+    names: Names,
+    /// Organisations' kommunenummer, for short matrikkel forms.
+    kommune: HashMap<String, Option<u16>>,
+    /// The version of each dataset the subject index describes.
+    versions: BTreeMap<String, i64>,
 }
 
 /// Compiled scans kept at most; past that the cache starts again.
@@ -372,7 +402,7 @@ const PREPARED_KEPT: usize = 512;
 
 impl LookupCache {
     pub(crate) fn new() -> Self {
-        Self { state: Engine::context_with(1).state(), prepared: Mutex::default() }
+        Self { state: Engine::context_with(1).state(), prepared: Mutex::default(), view: Mutex::default() }
     }
 }
 

@@ -169,6 +169,48 @@ async fn sqlite_audit_log_by_rowid(pool: &AnyPool) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
+/// The tables whose changes move the catalogue generation on ([`Catalog::generation`]): what
+/// access decisions, look-ups and the catalogue's names read.
+pub const GENERATION_TABLES: [&str; 8] =
+    ["organizations", "departments", "datasets", "dataset_columns", "legal_bases", "purposes", "agreements", "subject_indexed"];
+
+/// Installs the triggers that move the generation on: in the statement's own transaction, so a
+/// reader that sees a change also sees the new generation.
+async fn generation_triggers(pool: &AnyPool, sqlite: bool) -> Result<(), sqlx::Error> {
+    let bump = "UPDATE catalog_generation SET n = n + 1 WHERE id = 1";
+    let mut tx = pool.begin().await?;
+    if sqlite {
+        for table in GENERATION_TABLES {
+            for op in ["INSERT", "UPDATE", "DELETE"] {
+                let name = format!("{table}_generation_{}", op.to_lowercase());
+                let sql = format!("CREATE TRIGGER IF NOT EXISTS {name} AFTER {op} ON {table} BEGIN {bump}; END");
+                sqlx::query(&sql).execute(&mut *tx).await?;
+            }
+        }
+    } else {
+        // Serialises processes that start at once; the check keeps restarts from rewriting.
+        sqlx::query("SELECT pg_advisory_xact_lock(740300001)").execute(&mut *tx).await?;
+        let installed: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+             WHERE t.tgname = c.relname || '_generation' AND pg_table_is_visible(c.oid)").fetch_one(&mut *tx).await?;
+        if installed < GENERATION_TABLES.len() as i64 {
+            sqlx::query(&format!(
+                "CREATE OR REPLACE FUNCTION tverr_next_generation() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {bump}; RETURN NULL; END $$"
+            ))
+            .execute(&mut *tx)
+            .await?;
+            for table in GENERATION_TABLES {
+                sqlx::query(&format!(
+                    "CREATE OR REPLACE TRIGGER {table}_generation AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} \
+                     FOR EACH STATEMENT EXECUTE FUNCTION tverr_next_generation()"
+                ))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+    }
+    tx.commit().await
+}
+
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
@@ -205,7 +247,14 @@ impl Catalog {
         if sqlite {
             sqlite_audit_log_by_rowid(&pool).await?;
         }
+        generation_triggers(&pool, sqlite).await?;
         Ok(Self { pool, sqlite })
+    }
+
+    /// The catalogue generation: a number that moves on with every committed change to the
+    /// tables in [`GENERATION_TABLES`], so what was read from them may be kept while it stays.
+    pub async fn generation(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT n FROM catalog_generation WHERE id = 1").fetch_one(&self.pool).await?)
     }
 
     /// Copies what SQLite's write-ahead log holds into the database file without waiting for

@@ -323,3 +323,36 @@ pub fn rsa_key(dir: &std::path::Path, name: &str) -> Rsa {
     let public = Command::new("openssl").args(["rsa", "-pubout", "-in"]).arg(&path).output().expect("openssl");
     Rsa { pem: std::fs::read(&path).unwrap(), public_pem: public.stdout, n: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hex::decode(hex_n).unwrap()) }
 }
+
+/// Changes one row of every table access decisions read (an update that keeps the values, an
+/// insert and a delete), through `exec` (SQL in, its output out), and checks that each change
+/// moves the catalogue generation on. `row` selects one row of a table in the dialect.
+pub fn every_change_moves_the_generation_on(exec: &dyn Fn(&str) -> String, row: &dyn Fn(&str) -> String) {
+    let updates = [
+        ("organizations", "name"),
+        ("departments", "name"),
+        ("datasets", "title"),
+        ("dataset_columns", "name"),
+        ("legal_bases", "hjemmel"),
+        ("purposes", "name"),
+        ("agreements", "state"),
+        ("subject_indexed", "version"),
+    ];
+    let covered: Vec<&str> = updates.iter().map(|(t, _)| *t).collect();
+    assert_eq!(covered, tverr_store::GENERATION_TABLES, "every table that moves the generation on is tested");
+    let generation = || -> i64 {
+        let out = exec("SELECT n FROM catalog_generation WHERE id = 1");
+        out.trim_matches(|c: char| !c.is_ascii_digit()).parse().unwrap_or_else(|_| panic!("generation: {out:?}"))
+    };
+    for (table, column) in updates {
+        let before = generation();
+        exec(&format!("UPDATE {table} SET {column} = {column} WHERE {}", row(table)));
+        assert!(generation() > before, "an update of {table} left the generation at {before}");
+    }
+    let before = generation();
+    exec("INSERT INTO legal_bases (org, slug, gdpr_article, hjemmel, created_at) SELECT org, 'generation-test', gdpr_article, hjemmel, created_at FROM legal_bases WHERE slug <> 'generation-test' LIMIT 1");
+    let inserted = generation();
+    assert!(inserted > before, "an insert left the generation at {before}");
+    exec("DELETE FROM legal_bases WHERE slug = 'generation-test'");
+    assert!(generation() > inserted, "a delete left the generation at {inserted}");
+}
