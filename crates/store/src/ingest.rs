@@ -115,11 +115,14 @@ fn writer_properties() -> WriterProperties {
         .set_max_row_group_row_count(Some(128 * 1024))
         // Columns of many distinct values (person numbers, ids, addresses) give up dictionary
         // encoding early instead of interning most of a row group first; and a look-up, which
-        // must decode a column chunk's dictionary to read one row, decodes at most 32 KiB of it.
-        .set_dictionary_page_size_limit(32 << 10)
-        // Pages of at most 2,048 rows: a look-up reads one row through the page index and
-        // decompresses only its page, not 20,000 rows of every column.
-        .set_data_page_row_count_limit(2048)
+        // must decode a column chunk's dictionary to read one row, decodes at most 4 KiB of it.
+        // Columns of few values (districts, statuses, names) still fit.
+        .set_dictionary_page_size_limit(4 << 10)
+        // Pages of at most 512 rows: a look-up reads one row through the page index and
+        // decompresses only its page, not 20,000 rows of every column. The limit is checked
+        // after each write batch, so the write batch is as small.
+        .set_data_page_row_count_limit(512)
+        .set_write_batch_size(512)
         .build()
 }
 
