@@ -257,6 +257,15 @@ fn a_lookup_is_in_the_access_log_of_the_person_and_of_the_related() {
     assert!(!payloads.contains(guardian.as_str()) && !payloads.contains(child.as_str()), "a person number in the log");
     // An auditor's log verification still holds, subject index included.
     t.ok(&["audit", "verify"]);
+
+    // Fail closed: with the log broken, a look-up releases nothing.
+    common::sqlite(&db, "CREATE TRIGGER broken BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END");
+    let r = lookup(port, "person", guardian, Some(&tove), Some("innbyggerservice"));
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    assert!(!r.text().contains(guardian.as_str()) && !r.text().contains(child.as_str()), "{}", r.text());
+    common::sqlite(&db, "DROP TRIGGER broken");
+    assert_eq!(lookup(port, "person", guardian, Some(&tove), Some("innbyggerservice")).status, 200);
 }
 
 /// What SQL finds for a key by scanning, as sorted JSON rows, and what a look-up finds.

@@ -483,20 +483,14 @@ impl Engine {
     fn release(&self, stream: SendableRecordBatchStream, intent: Option<serde_json::Value>, sink: secure::SubjectSink, started: std::time::Instant) -> SendableRecordBatchStream {
         match intent {
             None => stream,
-            Some(intent) => audited(
-                stream,
-                Tracker {
-                    audit: self.audit.clone(),
-                    intent: Some(intent),
-                    access: None,
-                    sink,
-                    bulk_recorded: Vec::new(),
-                    rows: 0,
-                    started,
-                    finished: false,
-                },
-            ),
+            Some(intent) => audited(stream, self.tracker(intent, sink, started)),
         }
+    }
+
+    /// The access-log side of one release of non-open data: its intent, and the people its taps
+    /// see in `sink`.
+    fn tracker(&self, intent: serde_json::Value, sink: secure::SubjectSink, started: std::time::Instant) -> Tracker {
+        Tracker { audit: self.audit.clone(), intent: Some(intent), access: None, sink, bulk_recorded: Vec::new(), rows: 0, started, finished: false }
     }
 
     /// Records an event other than a read (authentication, agreement change, audit read) with

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use arrow::array::{Array, RecordBatch, StringArray};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{Expr, ident, lit};
-use futures::TryStreamExt;
 use serde::Serialize;
 use tverr_core::{DatasetRef, SubjectKind};
 use tverr_policy::{Basis, Grant, LegalBasis, Mask, PolicySnapshot, Principal};
@@ -130,6 +129,8 @@ struct Contribution {
     batches: Vec<RecordBatch>,
     /// The rows read, as `(dataset, file, row)`.
     rows: Vec<(String, String, i64)>,
+    /// The access, until it is logged (none for open data).
+    tracker: Option<crate::Tracker>,
 }
 
 /// Names for grouping: datasets' titles and departments, departments' and organisations' names.
@@ -175,7 +176,7 @@ impl Engine {
         let scope = Scope { who, purpose, channel, policy: &policy, view: &view };
         let record = self.lookup_record(kind, &key);
         let places = self.store().locate(&key).await?;
-        let direct = self.gather(&scope, kind, &key, &places, &BTreeSet::new(), record.clone()).await?;
+        let mut direct = self.gather(&scope, kind, &key, &places, &BTreeSet::new(), record.clone()).await?;
 
         // One hop: other key columns released in clear in the rows found.
         let mut related: BTreeMap<(SubjectKind, String), Via> = BTreeMap::new();
@@ -201,21 +202,32 @@ impl Engine {
                 hop_record["related_to"] = record.clone();
                 hop_record["via"] = serde_json::json!({"dataset": via.dataset, "column": via.column});
                 let found = self.gather(scope, k, &value, &places, seen, hop_record).await?;
-                Ok::<_, QueryError>((!found.is_empty()).then(|| Related {
-                    kind: k.as_str().to_string(),
-                    id: value,
-                    via,
-                    organizations: group(found, &scope.view.names),
-                }))
+                Ok::<_, QueryError>((!found.is_empty()).then_some((k, value, via, found)))
             }
         });
-        let hops = futures::future::try_join_all(hops).await?.into_iter().flatten().collect();
+        let mut hops: Vec<_> = futures::future::try_join_all(hops).await?.into_iter().flatten().collect();
+        // Nothing leaves before every access of the look-up is in the log: all its intents go
+        // to the log at once and share one durable commit.
+        let mut trackers: Vec<&mut crate::Tracker> =
+            direct.iter_mut().chain(hops.iter_mut().flat_map(|h| h.3.iter_mut())).filter_map(|c| c.tracker.as_mut()).collect();
+        let written = futures::future::join_all(trackers.iter_mut().map(|t| t.before_release())).await;
+        let failed = written.into_iter().find_map(Result::err);
+        for t in trackers {
+            t.finish(if failed.is_some() { "refused: the access log cannot be written" } else { "ok" });
+        }
+        if let Some(e) = failed {
+            return Err(QueryError::AuditUnavailable(e.to_string()));
+        }
+        let related = hops
+            .into_iter()
+            .map(|(k, value, via, found)| Related { kind: k.as_str().to_string(), id: value, via, organizations: group(found, &view.names) })
+            .collect();
         Ok(Lookup {
             kind: kind.as_str().to_string(),
             id: key,
             purpose: purpose.to_string(),
             organizations: group(direct, &view.names),
-            related: hops,
+            related,
         })
     }
 
@@ -331,21 +343,25 @@ impl Engine {
             .expect("at least one column matched");
         // The grant's secure scan, compiled once per grant and version, runs the key test as a
         // filter on released values, below its tap.
-        let released = prepared.apply(&batches, test, &self.lookups.state, &sink)?;
-        let stream: datafusion::execution::SendableRecordBatchStream = Box::pin(
-            datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(prepared.schema(), futures::stream::iter(released.into_iter().map(Ok))),
-        );
+        let batches = prepared.apply(&batches, test, &self.lookups.state, &sink)?;
         let grants = vec![(grant.clone(), Some(version))];
         let mut intent = self.intent(who, Some(purpose), scope.channel, &format!("lookup {kind} in {r}"), &grants);
         if let Some(i) = &mut intent {
             record["matched_on"] = serde_json::json!(matched_on);
             i["lookup"] = record;
         }
-        let released = self.release(stream, intent, sink, started);
-        let schema = released.schema();
-        let batches: Vec<RecordBatch> = released.try_collect().await?;
+        // Logged by `Engine::lookup` together with the look-up's other accesses, before any
+        // of them leaves.
+        let mut tracker = intent.map(|intent| self.tracker(intent, sink, started));
+        let schema = prepared.schema();
         let rows_out = batches.iter().map(|b| b.num_rows()).sum::<usize>();
+        if let Some(t) = &mut tracker {
+            t.rows = rows_out as u64;
+        }
         if rows_out == 0 {
+            if let Some(t) = &mut tracker {
+                t.finish("ok");
+            }
             return Ok(None);
         }
         let geometry = Self::geometry_columns(&grant, None);
@@ -375,7 +391,7 @@ impl Engine {
             columns,
             rows,
         };
-        Ok(Some(Contribution { found, grant, batches, rows: read }))
+        Ok(Some(Contribution { found, grant, batches, rows: read, tracker }))
     }
 }
 
