@@ -2,9 +2,11 @@
 //! organisation — for one purpose, from every dataset whose subject-key columns hold it.
 //!
 //! The subject index ([`tverr_store::Store::locate`]) says which rows of which data files hold
-//! the key. Those rows are read (a few pages each) and put behind the dataset's ordinary secure
-//! scan for the caller's grant, and the key test runs again inside the session, so row filters,
-//! masks, address protection and the access log apply exactly as for SQL. A dataset contributes
+//! the key. Those rows are read (a few pages each) and go through the dataset's secure scan for
+//! the caller's grant, compiled for in-memory rows (`PreparedScan`), with the key test again
+//! as a filter on released values, so row filters, masks, address protection and the access
+//! log apply exactly as for SQL. All of a look-up's accesses are logged in one durable commit
+//! before it returns. A dataset contributes
 //! only through key columns its grant releases unmasked: matching on a column the caller cannot
 //! see in clear would tell them what it holds. Datasets the caller may not read for the purpose
 //! are absent, never listed as refused.
@@ -334,7 +336,7 @@ impl Engine {
             places.iter().filter(|p| matched.contains_key(&p.position)).map(|p| (p.path.clone(), p.row)).collect();
         let (schema, batches) = self.store().read_rows(r, version, &rows).await?;
         let read: Vec<(String, String, i64)> = rows.into_iter().map(|(path, row)| (r.to_string(), path, row)).collect();
-        let sink = crate::secure::SubjectSink::new(self.named_limit);
+        let sink = SubjectSink::new(self.named_limit);
         let prepared = self.prepared(&grant, version, schema)?;
         let test = matched_on
             .iter()

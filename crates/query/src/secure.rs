@@ -440,7 +440,7 @@ pub(crate) struct PreparedScan {
 }
 
 impl PreparedScan {
-    /// Compiles `table`'s scan for rows of `inner_schema`.
+    /// Compiles `table`'s scan for rows of its inner table's schema.
     pub(crate) fn new(table: &SecureTable, state: &dyn Session) -> DfResult<Self> {
         let inner_schema = table.inner.schema();
         let inner_df = DFSchema::try_from(inner_schema.as_ref().clone())?;
