@@ -178,6 +178,15 @@ pub const GENERATION_TABLES: [&str; 8] =
 /// reader that sees a change also sees the new generation.
 async fn generation_triggers(pool: &AnyPool, sqlite: bool) -> Result<(), sqlx::Error> {
     let bump = "UPDATE catalog_generation SET n = n + 1 WHERE id = 1";
+    if sqlite {
+        // Every process start connects: when all triggers are there, it writes nothing.
+        let installed: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE '%\\_generation\\_%' ESCAPE '\\'")
+            .fetch_one(pool)
+            .await?;
+        if installed >= 3 * GENERATION_TABLES.len() as i64 {
+            return Ok(());
+        }
+    }
     let mut tx = pool.begin().await?;
     if sqlite {
         for table in GENERATION_TABLES {

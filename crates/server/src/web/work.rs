@@ -2,7 +2,7 @@
 //! worker's look-up, and the auditor's search and chain verification. Each calls the same code as
 //! its API route, as the session's user, logged on channel `web`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use askama::Template;
 use axum::body::Bytes;
@@ -29,6 +29,12 @@ fn user_or_page(v: &Visitor, title_key: &str) -> Result<User, Response> {
             Err(v.page(StatusCode::FORBIDDEN, &Message::new(page, v.lang.t(title_key), v.lang.t("employees_only").to_string())))
         }
     }
+}
+
+/// [`user_or_page`] for a form post: the user and the form's fields, or the page that refuses.
+fn user_and_form(v: &Visitor, title_key: &str, body: &[u8]) -> Result<(User, HashMap<String, String>), Response> {
+    let u = user_or_page(v, title_key)?;
+    Ok((u, v.form(body)?))
 }
 
 struct AgreementRow {
@@ -175,12 +181,8 @@ pub async fn agreements(State(state): State<AppState>, v: Visitor) -> Response {
 
 /// `POST /avtaler`: a request from the form, as the API's JSON body.
 pub async fn request(State(state): State<AppState>, v: Visitor, body: Bytes) -> Response {
-    let u = match user_or_page(&v, "agreements_title") {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let f = match v.form(&body) {
-        Ok(f) => f,
+    let (u, f) = match user_and_form(&v, "agreements_title", &body) {
+        Ok(found) => found,
         Err(refused) => return refused,
     };
     let get = |k: &str| f.get(k).map(|x| x.trim().to_string()).unwrap_or_default();
@@ -244,12 +246,8 @@ pub async fn request(State(state): State<AppState>, v: Visitor, body: Bytes) -> 
 
 /// `POST /avtaler/{id}/{action}`: approve, deny or revoke, with an optional note.
 pub async fn transition(State(state): State<AppState>, v: Visitor, Path((id, action)): Path<(i64, String)>, body: Bytes) -> Response {
-    let u = match user_or_page(&v, "agreements_title") {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let f = match v.form(&body) {
-        Ok(f) => f,
+    let (u, f) = match user_and_form(&v, "agreements_title", &body) {
+        Ok(found) => found,
         Err(refused) => return refused,
     };
     let note = f.get("note").map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
