@@ -593,10 +593,9 @@ impl Audit {
                     .map_err(|_| AuditError::Unavailable("the access log needs a Tokio runtime".into()))?;
                 self.inbox.get_or_init(|| {
                     let (tx, rx) = mpsc::unbounded_channel();
-                    handle.spawn(self.clone().writer(rx));
-                    if self.catalog.is_sqlite() {
-                        handle.spawn(checkpointer(self.catalog.clone()));
-                    }
+                    // The writer's own handle holds no sender: once every `Audit` is gone, its
+                    // inbox closes and it stops.
+                    handle.spawn(Self { inbox: Arc::default(), ..self.clone() }.writer(rx));
                     tx
                 })
             }
@@ -607,6 +606,7 @@ impl Audit {
     /// The writer task: takes what is waiting, lingers while only records that gate nothing
     /// wait, writes the group in one transaction and answers.
     async fn writer(self, mut rx: mpsc::UnboundedReceiver<Message>) {
+        let wal = self.catalog.is_sqlite().then(|| tokio::spawn(checkpointer(self.catalog.clone())));
         let mut batch: Vec<Pending> = Vec::new();
         let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
         let take = |m: Message, batch: &mut Vec<Pending>, flushes: &mut Vec<oneshot::Sender<()>>| match m {
@@ -637,6 +637,9 @@ impl Audit {
             for f in flushes.drain(..) {
                 let _ = f.send(());
             }
+        }
+        if let Some(wal) = wal {
+            wal.abort();
         }
     }
 

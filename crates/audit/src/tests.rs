@@ -362,3 +362,21 @@ async fn a_group_of_any_size_is_written_whole_in_fixed_statement_shapes() {
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_subjects").fetch_one(store.catalog.pool()).await.unwrap();
     assert_eq!(n, 874);
 }
+
+/// The writer holds no handle to its own inbox: once the last `Audit` is dropped, it stops (and
+/// with it the WAL checkpointer), instead of living as long as the runtime.
+#[tokio::test]
+async fn the_writer_stops_when_the_last_handle_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, audit) = setup(dir.path()).await;
+    fill(&audit, 1).await;
+    let state = Arc::downgrade(&audit.state);
+    drop(audit);
+    for _ in 0..200 {
+        if state.upgrade().is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the writer still holds the log's state 2 s after the last handle was dropped");
+}
