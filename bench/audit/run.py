@@ -12,6 +12,11 @@ In one run it measures:
    one over the same data, alternating: p50/p90/p99 of one client, the median rate of eight
    concurrent clients, and the ratio of the p50s.
 
+3. In the same run, the floor under any durable commit on this machine: one entry-sized row and
+   one subject row committed by SQLite itself (Python's sqlite3, the C library with no Tverr in
+   between, WAL and `synchronous = FULL` as Tverr's catalogue), back to back and after 10 ms
+   without writes, which is what a single client's read meets.
+
 With `--with-postgres` it also starts a throw-away PostgreSQL cluster (Debian's binaries, fsync
 and synchronous_commit on, as in production) on a free loopback port and measures appends there.
 
@@ -19,6 +24,10 @@ Usage: python3 bench/audit/run.py [--bench PATH] [--with-postgres] [-- tverr-ben
 """
 import argparse
 import glob
+import itertools
+import sqlite3
+import statistics
+import time
 import os
 import pathlib
 import shutil
@@ -53,6 +62,34 @@ def start_postgres(work):
     return f"postgres://postgres@127.0.0.1:{port}/postgres", stop
 
 
+def sqlite_floor(work, n=200):
+    """p50 (ms) of a plain SQLite commit of one 1.2 KB entry and one subject row: back to back,
+    and after 10 ms idle."""
+    db = sqlite3.connect(os.path.join(work, "floor.db"), isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = FULL")
+    db.execute("CREATE TABLE log (seq INTEGER PRIMARY KEY, payload TEXT NOT NULL)")
+    db.execute("CREATE TABLE subjects (subject TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (subject, seq))")
+    seq = itertools.count(1)
+    payload = "x" * 1200
+    result = []
+    for idle in (0.0, 0.010):
+        times = []
+        for _ in range(n):
+            if idle:
+                time.sleep(idle)
+            started = time.perf_counter()
+            s = next(seq)
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO log VALUES (?, ?)", (s, payload))
+            db.execute("INSERT INTO subjects VALUES (?, ?)", ("a1b2c3", s))
+            db.execute("COMMIT")
+            times.append(time.perf_counter() - started)
+        result.append(statistics.median(times) * 1000)
+    db.close()
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bench", help="a built tverr-bench binary (default: build it)")
@@ -74,6 +111,9 @@ def main():
             url, stop = start_postgres(work)
             rest = ["--postgres", url, *rest]
         code = subprocess.run([binary, *rest]).returncode
+        warm, cold = sqlite_floor(work)
+        print(f"plain SQLite commit (the C library alone, WAL, synchronous = FULL): back to back p50 {warm:.3f} ms, "
+              f"after 10 ms idle p50 {cold:.3f} ms")
     finally:
         if stop:
             stop()
