@@ -169,8 +169,15 @@ class PgClient:
         return found
 
 
-def measure(make_client, keys, clients, seconds):
-    """Look-ups per second and latency percentiles over `seconds`, `clients` threads."""
+def cpu_seconds(pid):
+    """CPU time (user + system) a process has used so far, from /proc."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(make_client, keys, clients, seconds, pid=None):
+    """Look-ups per second and latency percentiles over `seconds`, `clients` threads; with the
+    server's `pid`, also its CPU time per look-up (steadier than the rate on a shared machine)."""
     latencies = []
     lock = threading.Lock()
     stop_at = time.perf_counter() + seconds
@@ -193,6 +200,7 @@ def measure(make_client, keys, clients, seconds):
         with lock:
             latencies.extend(own)
 
+    cpu = cpu_seconds(pid) if pid else None
     start = time.perf_counter()
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
     for t in threads:
@@ -204,7 +212,10 @@ def measure(make_client, keys, clients, seconds):
         raise RuntimeError(errors[0])
     latencies.sort()
     q = statistics.quantiles(latencies, n=100)
-    return {"rate": len(latencies) / elapsed, "p50": q[49] * 1000, "p99": q[98] * 1000, "n": len(latencies)}
+    out = {"rate": len(latencies) / elapsed, "p50": q[49] * 1000, "p99": q[98] * 1000, "n": len(latencies)}
+    if pid:
+        out["cpu_ms"] = (cpu_seconds(pid) - cpu) * 1000 / len(latencies)
+    return out
 
 
 def main():
@@ -252,7 +263,7 @@ def main():
         print(f"warmed: {datasets_seen / len(keys):.2f} datasets per look-up on average (direct)")
         results = {"tverr": []} if args.tverr_only else {"tverr": [], "postgres": []}
         for r in range(args.rounds):
-            results["tverr"].append(measure(lambda: TverrClient(port, token), keys, args.clients, args.seconds))
+            results["tverr"].append(measure(lambda: TverrClient(port, token), keys, args.clients, args.seconds, server.pid))
             if args.tverr_only:
                 print(f"round {r + 1}: tverr {results['tverr'][-1]}", flush=True)
                 continue
@@ -261,7 +272,8 @@ def main():
         med = {k: {m: statistics.median(x[m] for x in v) for m in ("rate", "p50", "p99")} for k, v in results.items()}
         print(f"\nperson look-ups, {args.persons:,} persons, {args.clients} clients, median of {args.rounds} rounds of {args.seconds:.0f} s:")
         for k in results:
-            print(f"  {k:9} {med[k]['rate']:8.0f} look-ups/s   p50 {med[k]['p50']:6.2f} ms   p99 {med[k]['p99']:6.2f} ms")
+            cpu = f"   server CPU {statistics.median(x['cpu_ms'] for x in results[k]):.2f} ms per look-up" if k == "tverr" else ""
+            print(f"  {k:9} {med[k]['rate']:8.0f} look-ups/s   p50 {med[k]['p50']:6.2f} ms   p99 {med[k]['p99']:6.2f} ms{cpu}")
         if args.tverr_only:
             return 0
         print(f"  Tverr/PostgreSQL throughput {med['tverr']['rate'] / med['postgres']['rate']:.2f}×, "

@@ -195,11 +195,14 @@ impl Engine {
         }
         // Rows already shown are not shown again under a related subject.
         let seen: BTreeSet<(String, String, i64)> = direct.iter().flat_map(|c| c.rows.iter().cloned()).collect();
-        // The related subjects are read concurrently, so their accesses share commits of the log.
+        // One catalogue query finds every related subject's places; the subjects are then read
+        // concurrently, so their accesses share commits of the log.
+        let keys: Vec<&str> = related.keys().map(|(_, value)| value.as_str()).collect();
+        let located = self.store().locate_many(&keys).await?;
         let hops = related.into_iter().map(|((k, value), via)| {
+            let places = located.get(&value).cloned().unwrap_or_default();
             let (scope, seen, record) = (&scope, &seen, &record);
             async move {
-                let places = self.store().locate(&value).await?;
                 let mut hop_record = self.lookup_record(k, &value);
                 hop_record["related_to"] = record.clone();
                 hop_record["via"] = serde_json::json!({"dataset": via.dataset, "column": via.column});
