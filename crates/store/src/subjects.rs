@@ -229,11 +229,22 @@ impl AsyncFileReader for FileReader {
         &'a mut self,
         options: Option<&'a ArrowReaderOptions>,
     ) -> futures::future::BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
-        Box::pin(async move {
-            let metadata = ParquetMetaDataReader::new().with_arrow_reader_options(options).load_via_suffix_and_finish(self).await?;
-            Ok(Arc::new(metadata))
-        })
+        metadata_by_suffix::<Self>(self, options)
     }
+}
+
+/// A file's Parquet footer, fetched as a suffix of the file.
+fn metadata_by_suffix<'a, R: Send>(
+    reader: &'a mut R,
+    options: Option<&'a ArrowReaderOptions>,
+) -> futures::future::BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>>
+where
+    &'a mut R: MetadataSuffixFetch,
+{
+    Box::pin(async move {
+        let metadata = ParquetMetaDataReader::new().with_arrow_reader_options(options).load_via_suffix_and_finish(reader).await?;
+        Ok(Arc::new(metadata))
+    })
 }
 
 impl MetadataSuffixFetch for &mut FileReader {
@@ -252,23 +263,20 @@ impl MetadataSuffixFetch for &mut FileReader {
 /// is opened anew for every look-up, so a file removed by an erasure's vacuum is never read.
 struct LocalFile {
     path: std::path::PathBuf,
-    file: Option<std::fs::File>,
+    file: std::fs::File,
 }
 
 impl LocalFile {
-    fn file(&mut self) -> std::io::Result<&std::fs::File> {
-        if self.file.is_none() {
-            self.file = Some(std::fs::File::open(&self.path)?);
-        }
-        Ok(self.file.as_ref().expect("opened above"))
+    fn open(path: std::path::PathBuf) -> Result<Self, StoreError> {
+        let file = std::fs::File::open(&path).map_err(|e| StoreError::Read(format!("{}: {e}", path.display())))?;
+        Ok(Self { path, file })
     }
 
-    fn read(&mut self, range: std::ops::Range<u64>) -> parquet::errors::Result<bytes::Bytes> {
+    fn read(&self, range: std::ops::Range<u64>) -> parquet::errors::Result<bytes::Bytes> {
         use std::os::unix::fs::FileExt;
         let len = usize::try_from(range.end.saturating_sub(range.start)).map_err(|_| parquet::errors::ParquetError::General("range too large".into()))?;
         let mut buf = vec![0u8; len];
-        let read = self.file().and_then(|f| f.read_exact_at(&mut buf, range.start));
-        read.map_err(|e| self.error(e))?;
+        self.file.read_exact_at(&mut buf, range.start).map_err(|e| self.error(e))?;
         Ok(buf.into())
     }
 
@@ -290,16 +298,13 @@ impl AsyncFileReader for LocalFile {
         &'a mut self,
         options: Option<&'a ArrowReaderOptions>,
     ) -> futures::future::BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
-        Box::pin(async move {
-            let metadata = ParquetMetaDataReader::new().with_arrow_reader_options(options).load_via_suffix_and_finish(self).await?;
-            Ok(Arc::new(metadata))
-        })
+        metadata_by_suffix::<Self>(self, options)
     }
 }
 
 impl MetadataSuffixFetch for &mut LocalFile {
     fn fetch_suffix(&mut self, suffix: usize) -> futures::future::BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
-        let len = self.file().and_then(|f| f.metadata()).map(|m| m.len());
+        let len = self.file.metadata().map(|m| m.len());
         let read = match len {
             Ok(len) => self.read(len.saturating_sub(suffix as u64)..len),
             Err(e) => Err(self.error(e)),
@@ -490,7 +495,7 @@ impl Store {
                 .then(|| root.join(location.as_ref()).ok().and_then(|u| u.to_file_path().ok()))
                 .flatten();
             let mut reader: Box<dyn AsyncFileReader> = match local {
-                Some(path) => Box::new(LocalFile { path, file: None }),
+                Some(path) => Box::new(LocalFile::open(path)?),
                 None => Box::new(FileReader::new(store.clone(), location)),
             };
             let metadata = match cached {
