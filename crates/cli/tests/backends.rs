@@ -64,6 +64,7 @@ fn every_change_to_what_decisions_read_moves_the_generation_on_postgresql() {
     let url = fresh_database();
     let t = Tverr::with_env(&[("TVERR_CATALOG", &url)]);
     t.ok(&["demo", "--persons", "300"]);
+    common::tokens_for_the_generation_test(&t);
     let psql = |sql: &str| {
         let out = Command::new("psql").arg(&url).args(["-tAc", sql]).output().expect("psql");
         assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));

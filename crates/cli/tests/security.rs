@@ -231,6 +231,7 @@ fn agreements_change_what_the_next_request_sees() {
 fn every_change_to_what_decisions_read_moves_the_generation_on() {
     let t = Tverr::new();
     t.ok(&["demo", "--persons", "300"]);
+    common::tokens_for_the_generation_test(&t);
     let db = t.data().join("catalog.db");
     common::every_change_moves_the_generation_on(&|sql| common::sqlite(&db, sql), &|table| {
         format!("rowid IN (SELECT rowid FROM {table} LIMIT 1)")

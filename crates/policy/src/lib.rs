@@ -137,6 +137,16 @@ pub struct PolicySnapshot {
     purposes: Mutex<HashMap<String, Vec<Purpose>>>,
     agreements: Mutex<HashMap<(String, String, chrono::NaiveDate), Vec<Agreement>>>,
     legal_bases: Mutex<HashMap<(String, String), LegalBasis>>,
+    /// API tokens found, by hash (unknown ones are not kept).
+    tokens: Mutex<HashMap<String, HeldToken>>,
+}
+
+/// An API token's row: whom it acts for, until when, and whether it was revoked.
+#[derive(Debug, Clone)]
+struct HeldToken {
+    principal: Principal,
+    expires_at: Option<String>,
+    revoked: bool,
 }
 
 impl PolicySnapshot {
@@ -422,11 +432,37 @@ impl Policy {
             return Err(refused("not a Tverr API token"));
         }
         let hash = token_hash(secret);
+        // Tokens and users are generation tables: a token revoked or created anywhere moves the
+        // generation on, so a token read under this generation is what the catalogue holds.
+        let snapshot = self.snapshot().await?;
+        let kept = snapshot.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(&hash).cloned();
+        let token = match kept {
+            Some(t) => t,
+            None => {
+                let t = self.load_token(&hash).await?.ok_or_else(|| refused("unknown token"))?;
+                snapshot.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(hash, t.clone());
+                t
+            }
+        };
+        if token.revoked {
+            return Err(refused("the token has been revoked"));
+        }
+        if let Some(e) = &token.expires_at {
+            let at = chrono::DateTime::parse_from_rfc3339(e).map_err(|e| PolicyError::Corrupt(e.to_string()))?;
+            if at <= chrono::Utc::now() {
+                return Err(refused("the token has expired"));
+            }
+        }
+        Ok(token.principal)
+    }
+
+    /// The row of the API token with this hash, if there is one.
+    async fn load_token(&self, hash: &str) -> Result<Option<HeldToken>, PolicyError> {
         let user = sqlx::query(
             "SELECT u.username, u.org, u.department, u.role, t.expires_at, t.revoked_at \
              FROM api_tokens t JOIN users u ON u.username = t.username WHERE t.hash = $1",
         )
-        .bind(&hash)
+        .bind(hash)
         .fetch_optional(self.pool())
         .await?;
         let (row, principal) = match user {
@@ -435,27 +471,14 @@ impl Policy {
                 (row, Principal::User(user))
             }
             None => {
-                let row = sqlx::query("SELECT pid, expires_at, revoked_at FROM citizen_tokens WHERE hash = $1")
-                    .bind(&hash)
-                    .fetch_optional(self.pool())
-                    .await?
-                    .ok_or_else(|| refused("unknown token"))?;
+                let row = sqlx::query("SELECT pid, expires_at, revoked_at FROM citizen_tokens WHERE hash = $1").bind(hash).fetch_optional(self.pool()).await?;
+                let Some(row) = row else { return Ok(None) };
                 let pid: String = row.try_get("pid")?;
                 (row, Principal::Citizen { pid })
             }
         };
         let revoked: Option<String> = row.try_get("revoked_at")?;
-        if revoked.is_some() {
-            return Err(refused("the token has been revoked"));
-        }
-        let expires: Option<String> = row.try_get("expires_at")?;
-        if let Some(e) = expires {
-            let at = chrono::DateTime::parse_from_rfc3339(&e).map_err(|e| PolicyError::Corrupt(e.to_string()))?;
-            if at <= chrono::Utc::now() {
-                return Err(refused("the token has expired"));
-            }
-        }
-        Ok(principal)
+        Ok(Some(HeldToken { principal, expires_at: row.try_get("expires_at")?, revoked: revoked.is_some() }))
     }
 
     // ---- legal bases and purposes ----

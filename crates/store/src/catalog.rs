@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -12,6 +13,7 @@ use sqlx::{AnyPool, Row};
 use tverr_core::{Classification, ColumnCategory, DatasetRef, Orgnr, Slug, SubjectKind};
 
 use crate::StoreError;
+use crate::quick::QuickReader;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -139,6 +141,8 @@ pub struct VersionMeta {
 pub struct Catalog {
     pool: AnyPool,
     sqlite: bool,
+    /// On SQLite, reads on the calling thread for the hot paths ([`crate::quick`]).
+    quick: Option<Arc<QuickReader>>,
 }
 
 fn now() -> String {
@@ -170,9 +174,20 @@ async fn sqlite_audit_log_by_rowid(pool: &AnyPool) -> Result<(), sqlx::Error> {
 }
 
 /// The tables whose changes move the catalogue generation on ([`Catalog::generation`]): what
-/// access decisions, look-ups and the catalogue's names read.
-pub const GENERATION_TABLES: [&str; 8] =
-    ["organizations", "departments", "datasets", "dataset_columns", "legal_bases", "purposes", "agreements", "subject_indexed"];
+/// access decisions, look-ups, token checks and the catalogue's names read.
+pub const GENERATION_TABLES: [&str; 11] = [
+    "organizations",
+    "departments",
+    "datasets",
+    "dataset_columns",
+    "legal_bases",
+    "purposes",
+    "agreements",
+    "subject_indexed",
+    "users",
+    "api_tokens",
+    "citizen_tokens",
+];
 
 /// Installs the triggers that move the generation on: in the statement's own transaction, so a
 /// reader that sees a change also sees the new generation.
@@ -257,12 +272,21 @@ impl Catalog {
             sqlite_audit_log_by_rowid(&pool).await?;
         }
         generation_triggers(&pool, sqlite).await?;
-        Ok(Self { pool, sqlite })
+        let quick = if sqlite { QuickReader::for_url(url).map(Arc::new) } else { None };
+        Ok(Self { pool, sqlite, quick })
+    }
+
+    /// The reader on the calling thread, on SQLite.
+    pub(crate) fn quick(&self) -> Option<&QuickReader> {
+        self.quick.as_deref()
     }
 
     /// The catalogue generation: a number that moves on with every committed change to the
     /// tables in [`GENERATION_TABLES`], so what was read from them may be kept while it stays.
     pub async fn generation(&self) -> Result<i64, StoreError> {
+        if let Some(quick) = &self.quick {
+            return quick.read(|c| c.prepare_cached("SELECT n FROM catalog_generation WHERE id = 1")?.query_row([], |r| r.get(0)));
+        }
         Ok(sqlx::query_scalar("SELECT n FROM catalog_generation WHERE id = 1").fetch_one(&self.pool).await?)
     }
 

@@ -10,6 +10,7 @@ mod catalog;
 mod error;
 mod ingest;
 mod lake;
+mod quick;
 mod search;
 mod settings;
 mod subjects;

@@ -377,18 +377,32 @@ impl Store {
              JOIN subject_files f ON f.id = k.file_id WHERE k.subject IN ({})",
             marks.join(", ")
         );
-        let mut query = sqlx::query(&sql);
-        for key in keys {
-            query = query.bind(*key);
-        }
-        for row in query.fetch_all(self.catalog.pool()).await? {
-            let org: String = row.try_get("org")?;
-            let dataset: String = row.try_get("dataset")?;
+        // (subject, org, dataset, path, row, position)
+        type Found = (String, String, String, String, i64, i64);
+        let found: Vec<Found> = match self.catalog.quick() {
+            Some(quick) => quick.read(|c| {
+                let mut statement = c.prepare_cached(&sql)?;
+                let rows = statement.query_map(rusqlite::params_from_iter(keys), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                })?;
+                rows.collect()
+            })?,
+            None => {
+                let mut query = sqlx::query(&sql);
+                for key in keys {
+                    query = query.bind(*key);
+                }
+                let rows = query.fetch_all(self.catalog.pool()).await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?)))
+                    .collect::<Result<_, sqlx::Error>>()?
+            }
+        };
+        for (subject, org, dataset, path, row, position) in found {
             let dataset = format!("{org}/{dataset}")
                 .parse::<DatasetRef>()
                 .map_err(|e| StoreError::Read(format!("catalogue holds an invalid dataset name: {e}")))?;
-            let place = Place { dataset, path: row.try_get("path")?, row: row.try_get("row_no")?, position: row.try_get("position")? };
-            out.entry(row.try_get("subject")?).or_default().push(place);
+            out.entry(subject).or_default().push(Place { dataset, path, row, position });
         }
         for places in out.values_mut() {
             places.sort();

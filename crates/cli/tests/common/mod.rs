@@ -324,6 +324,14 @@ pub fn rsa_key(dir: &std::path::Path, name: &str) -> Rsa {
     Rsa { pem: std::fs::read(&path).unwrap(), public_pem: public.stdout, n: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hex::decode(hex_n).unwrap()) }
 }
 
+/// An API token and a citizen's token, so that [`every_change_moves_the_generation_on`] has a
+/// row of each token table to change.
+pub fn tokens_for_the_generation_test(t: &Tverr) {
+    t.ok(&["token", "create", "--user", "tove"]);
+    let person = t.ok(&["sql", "--format", "csv", "SELECT fodselsnummer FROM hamar.innbyggere ORDER BY 1 LIMIT 1"]);
+    t.ok(&["token", "create", "--citizen", person.lines().nth(1).expect("a person")]);
+}
+
 /// Changes one row of every table access decisions read (an update that keeps the values, an
 /// insert and a delete), through `exec` (SQL in, its output out), and checks that each change
 /// moves the catalogue generation on. `row` selects one row of a table in the dialect.
@@ -337,6 +345,9 @@ pub fn every_change_moves_the_generation_on(exec: &dyn Fn(&str) -> String, row: 
         ("purposes", "name"),
         ("agreements", "state"),
         ("subject_indexed", "version"),
+        ("users", "role"),
+        ("api_tokens", "expires_at"),
+        ("citizen_tokens", "expires_at"),
     ];
     let covered: Vec<&str> = updates.iter().map(|(t, _)| *t).collect();
     assert_eq!(covered, tverr_store::GENERATION_TABLES, "every table that moves the generation on is tested");
