@@ -125,3 +125,23 @@ fn s3_storage() {
     exercise(&t);
     assert!(!t.lake().join("test").exists(), "the local lake must not be used");
 }
+
+/// A look-up on a PostgreSQL catalogue (the subject index read through sqlx) finds what the same
+/// look-up finds on SQLite (read on the calling thread): the same demo, the same answer.
+#[test]
+fn lookups_on_postgresql_match_sqlite() {
+    let url = fresh_database();
+    let pg = Tverr::with_env(&[("TVERR_CATALOG", &url)]);
+    let lite = Tverr::new();
+    pg.ok(&["demo", "--persons", "300"]);
+    lite.ok(&["demo", "--persons", "300"]);
+    let guardian = lite.ok(&["sql", "--format", "csv", "SELECT foresatt_fnr FROM hamar.barnehageplasser ORDER BY 1 LIMIT 1"]);
+    let guardian = guardian.lines().nth(1).expect("a guardian").to_string();
+    let look = |t: &Tverr| -> serde_json::Value {
+        serde_json::from_str(&t.ok(&["lookup", "person", &guardian, "--as", "tove", "--purpose", "innbyggerservice", "--json"])).unwrap()
+    };
+    let (on_pg, on_sqlite) = (look(&pg), look(&lite));
+    assert!(!on_sqlite["organizations"].as_array().unwrap().is_empty(), "{on_sqlite}");
+    assert!(!on_sqlite["related"].as_array().unwrap().is_empty(), "a guardian's children are related: {on_sqlite}");
+    assert_eq!(on_pg, on_sqlite);
+}
