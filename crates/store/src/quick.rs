@@ -2,9 +2,10 @@
 //!
 //! sqlx runs each SQLite connection on a thread of its own: every query is sent there and its
 //! rows sent back, two thread switches that cost more than the query when the pages are cached.
-//! The reads on a look-up's path — the catalogue generation, an API token, the subject index —
-//! are single B-tree probes, so they run here, on the caller's thread, on a connection of their
-//! own. In WAL mode a reader sees every transaction committed before its statement began, from
+//! The reads on every request's and every look-up's path — the catalogue generation and the
+//! subject index — are B-tree probes, so they run here, on the caller's thread, on a connection
+//! of their own. (What the generation guards, policy and API tokens, is kept per generation, so
+//! those reads rarely happen at all.) In WAL mode a reader sees every transaction committed before its statement began, from
 //! any connection or process, so these reads see exactly what sqlx's connections would.
 //!
 //! The connections are read-only (`PRAGMA query_only`): nothing here can change stored data.
