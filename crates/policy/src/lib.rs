@@ -137,7 +137,7 @@ pub struct PolicySnapshot {
     purposes: Mutex<HashMap<String, Vec<Purpose>>>,
     agreements: Mutex<HashMap<(String, String, chrono::NaiveDate), Vec<Agreement>>>,
     legal_bases: Mutex<HashMap<(String, String), LegalBasis>>,
-    /// API tokens found, by hash (unknown ones are not kept).
+    /// API tokens found, by hash (unknown ones are not kept: [`kept`] keeps no error).
     tokens: Mutex<HashMap<String, HeldToken>>,
 }
 
@@ -145,7 +145,7 @@ pub struct PolicySnapshot {
 #[derive(Debug, Clone)]
 struct HeldToken {
     principal: Principal,
-    expires_at: Option<String>,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
     revoked: bool,
 }
 
@@ -434,24 +434,14 @@ impl Policy {
         let hash = token_hash(secret);
         // Tokens and users are generation tables: a token revoked or created anywhere moves the
         // generation on, so a token read under this generation is what the catalogue holds.
+        // An unknown token is an error, which `kept` does not keep.
         let snapshot = self.snapshot().await?;
-        let kept = snapshot.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(&hash).cloned();
-        let token = match kept {
-            Some(t) => t,
-            None => {
-                let t = self.load_token(&hash).await?.ok_or_else(|| refused("unknown token"))?;
-                snapshot.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(hash, t.clone());
-                t
-            }
-        };
+        let token = kept(&snapshot.tokens, hash.clone(), async { self.load_token(&hash).await?.ok_or_else(|| refused("unknown token")) }).await?;
         if token.revoked {
             return Err(refused("the token has been revoked"));
         }
-        if let Some(e) = &token.expires_at {
-            let at = chrono::DateTime::parse_from_rfc3339(e).map_err(|e| PolicyError::Corrupt(e.to_string()))?;
-            if at <= chrono::Utc::now() {
-                return Err(refused("the token has expired"));
-            }
+        if token.expires_at.is_some_and(|at| at <= chrono::Utc::now()) {
+            return Err(refused("the token has expired"));
         }
         Ok(token.principal)
     }
@@ -478,7 +468,12 @@ impl Policy {
             }
         };
         let revoked: Option<String> = row.try_get("revoked_at")?;
-        Ok(Some(HeldToken { principal, expires_at: row.try_get("expires_at")?, revoked: revoked.is_some() }))
+        let expires: Option<String> = row.try_get("expires_at")?;
+        let expires_at = match expires {
+            Some(e) => Some(chrono::DateTime::parse_from_rfc3339(&e).map_err(|e| PolicyError::Corrupt(e.to_string()))?.with_timezone(&chrono::Utc)),
+            None => None,
+        };
+        Ok(Some(HeldToken { principal, expires_at, revoked: revoked.is_some() }))
     }
 
     // ---- legal bases and purposes ----

@@ -277,6 +277,15 @@ async fn passwords_and_tokens() {
     let err = p.authenticate_token(&t.secret).await.unwrap_err().to_string();
     assert!(err.contains("revoked"), "{err}");
     assert!(p.revoke_token(&t.id).await.is_err(), "revoking twice says so");
+    // A token kept by this process while valid is refused once it has expired, and a stored
+    // expiry that is not a time refuses the token instead of ignoring the expiry.
+    let e = p.create_token("ola", Some(30)).await.unwrap();
+    assert_eq!(p.authenticate_token(&e.secret).await.unwrap().name(), "ola");
+    for (expiry, refusal) in [("2020-01-01T00:00:00.000Z", "expired"), ("neste år", "")] {
+        sqlx::query("UPDATE api_tokens SET expires_at = $1 WHERE id = $2").bind(expiry).bind(&e.id).execute(p.pool()).await.unwrap();
+        let err = p.authenticate_token(&e.secret).await.unwrap_err().to_string();
+        assert!(err.contains(refusal), "{expiry}: {err}");
+    }
     // Only a hash is stored.
     let stored: Vec<String> = sqlx::query_scalar("SELECT hash FROM api_tokens").fetch_all(p.pool()).await.unwrap();
     assert!(stored.iter().all(|h| !h.contains(&t.secret) && h.len() == 64));
