@@ -762,11 +762,9 @@ fn print_orgs(orgs: &[tverr_query::LookupOrg], indent: &str) {
                 let legal = f.legal_basis.as_ref().map(|l| format!(" — {} (GDPR {})", l.hjemmel, l.gdpr_article)).unwrap_or_default();
                 println!("{indent}  grunnlag / basis: {basis}{legal}");
                 println!("{indent}  treff på / matched on: {}", f.matched_on.join(", "));
-                for row in &f.rows {
-                    let fields: Vec<String> = row
-                        .as_object()
-                        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect())
-                        .unwrap_or_default();
+                for row in f.row_objects() {
+                    let fields: Vec<String> =
+                        row.iter().map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect();
                     println!("{indent}  - {}", fields.join("; "));
                 }
             }

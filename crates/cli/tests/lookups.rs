@@ -428,3 +428,37 @@ fn an_erased_person_is_not_served_from_the_servers_memory() {
     assert!(!old.text().contains(&fnr), "version 0 is gone after the erasure, also from memory: {} {}", old.status, old.text());
     assert!(old.status >= 400 && old.status < 500 || old.json()["returned"] == 0, "{} {}", old.status, old.text());
 }
+
+/// A look-up decodes only the columns its grant's scan reads. A row filter on a column that is
+/// not released must still see that column: read as null, `bydel IS NULL OR …` would let every
+/// row through.
+#[test]
+fn a_row_filter_on_a_column_not_released_still_applies() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "300"]);
+    t.ok(&[
+        "agreement", "request", "--as", "admin", "--provider", "hamar/folkeregister", "--consumer", "hamar/eiendomsskatt",
+        "--dataset", "hamar/innbyggere", "--columns", "fodselsnummer,fornavn", "--filter", "bydel IS NULL OR bydel <> 'Sentrum'",
+        "--purpose", "eiendomsskatt",
+    ]);
+    let list: serde_json::Value = serde_json::from_str(&t.ok(&["agreement", "list", "--json"])).unwrap();
+    let id = list.as_array().unwrap().iter().find(|a| a["state"] == "requested" && a["consumer"]["department"] == "eiendomsskatt").expect("the request")["id"]
+        .to_string();
+    t.ok(&["agreement", "approve", &id, "--as", "frode"]);
+    let person = |sentrum: bool| {
+        let op = if sentrum { "=" } else { "<>" };
+        first(&t, &["sql", "--format", "csv", &format!("SELECT fodselsnummer FROM hamar.innbyggere WHERE bydel {op} 'Sentrum' ORDER BY 1 LIMIT 1")])
+    };
+    let rows = |fnr: &str| {
+        let out = t.ok(&["lookup", "person", fnr, "--json", "--as", "per", "--purpose", "eiendomsskatt"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        rows_of(&v, "hamar/innbyggere", false).into_iter().cloned().collect::<Vec<_>>()
+    };
+    let inside = person(true);
+    assert!(rows(&inside).is_empty(), "a row the agreement's filter withholds was released: {:?}", rows(&inside));
+    let outside = person(false);
+    let shown = rows(&outside);
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    let keys: BTreeSet<&str> = shown[0].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, BTreeSet::from(["fodselsnummer", "fornavn"]), "only the released columns");
+}

@@ -70,7 +70,7 @@ pub enum Protection {
 }
 
 /// What a principal may read of one dataset, for one purpose.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Grant {
     /// The dataset.
     pub dataset: DatasetRef,

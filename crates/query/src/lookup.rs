@@ -59,9 +59,17 @@ pub struct Found {
     pub matched_on: Vec<String>,
     /// The columns released, with their masks.
     pub columns: Vec<LookupColumn>,
-    /// The rows, as JSON objects (geometry as WKT).
+    /// The rows, as a JSON array of objects (geometry as WKT), written once from the released
+    /// batches and sent as is.
     #[schema(value_type = Vec<Object>)]
-    pub rows: Vec<serde_json::Value>,
+    pub rows: Box<serde_json::value::RawValue>,
+}
+
+impl Found {
+    /// The rows as JSON objects, for callers that show them cell by cell.
+    pub fn row_objects(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        serde_json::from_str(self.rows.get()).unwrap_or_default()
+    }
 }
 
 /// One department's datasets in a look-up.
@@ -337,10 +345,12 @@ impl Engine {
         let matched_on: BTreeSet<&str> = matched.values().copied().collect();
         let rows: Vec<(String, i64)> =
             places.iter().filter(|p| matched.contains_key(&p.position)).map(|p| (p.path.clone(), p.row)).collect();
-        let (schema, batches) = self.store().read_rows(r, version, &rows).await?;
+        // Only the columns the grant's scan reads are decoded; the others come back null and
+        // nothing reads them.
+        let prepared = self.prepared(&grant, version, schema)?;
+        let (_, batches) = self.store().read_rows(r, version, &rows, Some(prepared.reads())).await?;
         let read: Vec<(String, String, i64)> = rows.into_iter().map(|(path, row)| (r.to_string(), path, row)).collect();
         let sink = SubjectSink::new(self.named_limit);
-        let prepared = self.prepared(&grant, version, schema)?;
         let test = matched_on
             .iter()
             .map(|c| ident(*c).eq(lit(key)))
@@ -370,14 +380,16 @@ impl Engine {
             return Ok(None);
         }
         let geometry = Self::geometry_columns(&grant, None);
-        let mut rows = Vec::with_capacity(rows_out);
+        let mut text = b"[".to_vec();
         for b in &batches {
-            let mut text = b"[".to_vec();
+            if text.len() > 1 {
+                text.push(b',');
+            }
             text.extend(crate::json_objects(b, &geometry)?);
-            text.push(b']');
-            let parsed: Vec<serde_json::Value> = serde_json::from_slice(&text).map_err(|e| QueryError::Output(e.to_string()))?;
-            rows.extend(parsed);
         }
+        text.push(b']');
+        let text = String::from_utf8(text).map_err(|e| QueryError::Output(e.to_string()))?;
+        let rows = serde_json::value::RawValue::from_string(text).map_err(|e| QueryError::Output(e.to_string()))?;
         let columns = crate::result_columns(&schema)
             .into_iter()
             .map(|c| LookupColumn {
@@ -404,7 +416,9 @@ impl Engine {
 /// compiled for in-memory rows (per grant and version), and the catalogue's names.
 pub(crate) struct LookupCache {
     state: datafusion::execution::session_state::SessionState,
-    prepared: Mutex<HashMap<(i64, String), Arc<PreparedScan>>>,
+    /// Per version and dataset, each grant seen with its compiled scan (found by comparing
+    /// whole grants).
+    prepared: Mutex<HashMap<(i64, DatasetRef), Vec<(Grant, Arc<PreparedScan>)>>>,
     view: Mutex<Option<Arc<CatalogView>>>,
 }
 
@@ -429,19 +443,22 @@ impl LookupCache {
 
 impl std::fmt::Debug for LookupCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.prepared.lock().map(|p| p.len()).unwrap_or(0);
+        let n = self.prepared.lock().map(|p| p.values().map(Vec::len).sum::<usize>()).unwrap_or(0);
         f.debug_struct("LookupCache").field("prepared", &n).finish()
     }
 }
 
 impl Engine {
     /// The grant's secure scan compiled for rows of the dataset at `version` (whose schema is
-    /// `schema`). The whole grant is the key: any change to columns, masks, row filter,
-    /// protection or key compiles anew.
+    /// `schema`). The whole grant is the key: a grant differing in anything (columns, masks, row
+    /// filter, protection, keys, basis) compiles anew.
     fn prepared(&self, grant: &Grant, version: i64, schema: arrow::datatypes::SchemaRef) -> Result<Arc<PreparedScan>, QueryError> {
-        let key = (version, format!("{grant:?}"));
-        if let Some(p) = self.lookups.prepared.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            return Ok(p.clone());
+        let key = (version, grant.dataset.clone());
+        let kept = self.lookups.prepared.lock().unwrap_or_else(|p| p.into_inner()).get(&key).and_then(|scans| {
+            scans.iter().find(|(g, _)| g == grant).map(|(_, p)| p.clone())
+        });
+        if let Some(p) = kept {
+            return Ok(p);
         }
         let ctx = datafusion::prelude::SessionContext::new_with_state(self.lookups.state.clone());
         // The table is only compiled, never scanned, so it needs no rows and no sink of a request.
@@ -449,10 +466,10 @@ impl Engine {
         let table = self.secure_table(&ctx, grant, empty, &SubjectSink::new(0))?;
         let prepared = Arc::new(PreparedScan::new(&table, &self.lookups.state)?);
         let mut cache = self.lookups.prepared.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= PREPARED_KEPT {
+        if cache.values().map(Vec::len).sum::<usize>() >= PREPARED_KEPT {
             cache.clear();
         }
-        cache.insert(key, prepared.clone());
+        cache.entry(key).or_default().push((grant.clone(), prepared.clone()));
         Ok(prepared)
     }
 }

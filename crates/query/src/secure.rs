@@ -14,7 +14,7 @@
 //!   ([`SubjectTapExec`]) records the person key of every row that leaves the scan, so the
 //!   access log can name exactly the people whose data a query used.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -437,6 +437,8 @@ pub(crate) struct PreparedScan {
     /// The tap's expression over the stored row and what it records, without a sink: each
     /// application records into its own request's sink.
     tap: Option<(Arc<dyn PhysicalExpr>, String, Vec<String>, Arc<Vec<u8>>)>,
+    /// The stored columns the row filter, the released values and the tap read.
+    reads: BTreeSet<String>,
 }
 
 impl PreparedScan {
@@ -457,6 +459,13 @@ impl PreparedScan {
             Some(t) => Some((state.create_physical_expr(t.expr(), &inner_df)?, t.dataset.clone(), t.columns.clone(), t.key.clone())),
             None => None,
         };
+        let reads = row_filter
+            .iter()
+            .chain(&released)
+            .chain(tap.iter().map(|t| &t.0))
+            .flat_map(datafusion::physical_expr::utils::collect_columns)
+            .map(|c| c.name().to_string())
+            .collect();
         Ok(Self {
             inner_schema,
             row_filter,
@@ -464,7 +473,13 @@ impl PreparedScan {
             schema: table.schema.clone(),
             released_df: DFSchema::try_from(table.schema.as_ref().clone())?,
             tap,
+            reads,
         })
+    }
+
+    /// The stored columns the scan reads: `apply` needs only these to hold the rows' values.
+    pub(crate) fn reads(&self) -> &BTreeSet<String> {
+        &self.reads
     }
 
     /// The released schema.

@@ -9,7 +9,7 @@
 //! erasure (rewritten files, then a vacuum). The keys of new files are read back from storage
 //! before the Delta commit, so a file that cannot be indexed is never committed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, new_null_array};
@@ -488,8 +488,16 @@ impl Store {
     }
 
     /// Reads given rows (`(data file, row number)`) of a dataset at a version, in the table's
-    /// schema: only the row groups and pages that hold them are fetched.
-    pub async fn read_rows(&self, r: &DatasetRef, version: i64, places: &[(String, i64)]) -> Result<(SchemaRef, Vec<RecordBatch>), StoreError> {
+    /// schema: only the row groups and pages that hold them are fetched. With `only`, only
+    /// those columns (and any the schema declares non-nullable) are decoded and every other
+    /// column comes back all null: the caller must name every column it evaluates.
+    pub async fn read_rows(
+        &self,
+        r: &DatasetRef,
+        version: i64,
+        places: &[(String, i64)],
+        only: Option<&BTreeSet<String>>,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), StoreError> {
         let schema = self.schema_at(r, version).await?;
         let store = self.object_store_of(r)?;
         let root = self.lake.table_url(r);
@@ -552,11 +560,19 @@ impl Store {
                 return Err(StoreError::Read(format!("the subject index points past the end of {path} in {r}")));
             }
             let selection = RowSelection::from_consecutive_ranges(ranges.into_iter(), offset);
-            let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata)
+            let projection = only.map(|only| {
+                let read = metadata.schema().fields().iter().enumerate().filter(|(_, f)| {
+                    only.contains(f.name()) || schema.field_with_name(f.name()).is_ok_and(|t| !t.is_nullable())
+                });
+                ProjectionMask::roots(metadata.parquet_schema(), read.map(|(i, _)| i).collect::<Vec<_>>())
+            });
+            let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata)
                 .with_row_groups(groups)
-                .with_row_selection(selection)
-                .build()
-                .map_err(read_error)?;
+                .with_row_selection(selection);
+            if let Some(p) = projection {
+                builder = builder.with_projection(p);
+            }
+            let stream = builder.build().map_err(read_error)?;
             let read: Vec<RecordBatch> = stream.try_collect().await.map_err(read_error)?;
             for b in read {
                 batches.push(conform(&b, &schema)?);

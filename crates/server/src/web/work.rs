@@ -317,15 +317,15 @@ fn found_view(f: &Found, lang: super::Lang) -> FoundView {
         })
         .collect();
     let rows = f
-        .rows
+        .row_objects()
         .iter()
         .map(|r| {
             f.columns
                 .iter()
-                .map(|c| match &r[&c.name] {
-                    serde_json::Value::Null => String::new(),
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
+                .map(|c| match r.get(&c.name) {
+                    None | Some(serde_json::Value::Null) => String::new(),
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
                 })
                 .collect()
         })
