@@ -132,10 +132,10 @@ pub struct Policy {
 #[derive(Debug, Default)]
 pub struct PolicySnapshot {
     generation: i64,
-    datasets: Mutex<HashMap<String, Option<tverr_store::DatasetMeta>>>,
-    columns: Mutex<HashMap<String, Vec<tverr_store::ColumnMeta>>>,
-    purposes: Mutex<HashMap<String, Vec<Purpose>>>,
-    agreements: Mutex<HashMap<(String, String, chrono::NaiveDate), Vec<Agreement>>>,
+    datasets: Mutex<HashMap<String, Option<Arc<tverr_store::DatasetMeta>>>>,
+    columns: Mutex<HashMap<String, Arc<Vec<tverr_store::ColumnMeta>>>>,
+    purposes: Mutex<HashMap<String, Arc<Vec<Purpose>>>>,
+    agreements: Mutex<HashMap<(String, String, chrono::NaiveDate), Arc<Vec<Agreement>>>>,
     legal_bases: Mutex<HashMap<(String, String), LegalBasis>>,
     /// API tokens found, by hash (unknown ones are not kept: [`kept`] keeps no error).
     tokens: Mutex<HashMap<String, HeldToken>>,
@@ -830,25 +830,28 @@ impl Policy {
         let name = r.to_string();
         let dataset = kept(&snapshot.datasets, name.clone(), async {
             match self.catalog.dataset(r).await {
-                Ok(d) => Ok(Some(d)),
+                Ok(d) => Ok(Some(Arc::new(d))),
                 Err(StoreError::NotFound { .. }) => Ok(None),
                 Err(e) => Err(e.into()),
             }
         })
         .await?;
         let Some(dataset) = dataset else { return Ok(Err(Denial::NotFound)) };
-        let columns = kept(&snapshot.columns, name.clone(), async { Ok(self.catalog.columns(r).await?) }).await?;
+        let columns = kept(&snapshot.columns, name.clone(), async { Ok(Arc::new(self.catalog.columns(r).await?)) }).await?;
         let today = chrono::Utc::now().date_naive();
         let (purposes, agreements) = match principal {
             Principal::User(u) => {
-                let purposes = kept(&snapshot.purposes, u.org.clone(), self.purposes(&u.org)).await?;
+                let purposes = kept(&snapshot.purposes, u.org.clone(), async { Ok(Arc::new(self.purposes(&u.org).await?)) }).await?;
                 let agreements = match &u.department {
-                    Some(dept) => kept(&snapshot.agreements, (u.org.clone(), dept.clone(), today), self.agreements_of(&u.org, dept, today)).await?,
-                    None => Vec::new(),
+                    Some(dept) => {
+                        let load = async { Ok(Arc::new(self.agreements_of(&u.org, dept, today).await?)) };
+                        kept(&snapshot.agreements, (u.org.clone(), dept.clone(), today), load).await?
+                    }
+                    None => Arc::default(),
                 };
-                (purposes, agreements.into_iter().filter(|a| a.terms.datasets.iter().any(|d| d.dataset == name)).collect())
+                (purposes, agreements.iter().filter(|a| a.terms.datasets.iter().any(|d| d.dataset == name)).cloned().collect())
             }
-            _ => (Vec::new(), Vec::new()),
+            _ => (Arc::default(), Vec::new()),
         };
         let mut decision = grant::decide(&grant::Facts {
             principal,
