@@ -166,6 +166,7 @@ test('a case worker looks up a person with a purpose and the citizen sees it on 
   await submit(page, 'form[action="/oppslag"] button');
   assert.ok((await page.locator('.found').count()) >= 1, 'something found');
   assert.match(await page.locator('.found .meta').first().textContent(), /Avtale nr\./);
+  assert.ok((await page.locator('.found td').allTextContents()).includes(pid), 'the row is shown cell by cell');
   await screenshots(page, 'lookup-result');
   assert.deepEqual(await axe(page), []);
   await logout(page);

@@ -461,4 +461,8 @@ fn a_row_filter_on_a_column_not_released_still_applies() {
     assert_eq!(shown.len(), 1, "{shown:?}");
     let keys: BTreeSet<&str> = shown[0].as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(keys, BTreeSet::from(["fodselsnummer", "fornavn"]), "only the released columns");
+    // The text output shows the same row, cell by cell.
+    let text = t.ok(&["lookup", "person", &outside, "--as", "per", "--purpose", "eiendomsskatt"]);
+    let fornavn = shown[0]["fornavn"].as_str().unwrap();
+    assert!(text.contains(&format!("- fodselsnummer={outside}; fornavn={fornavn}")), "{text}");
 }
