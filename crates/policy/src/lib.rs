@@ -135,11 +135,14 @@ pub struct PolicySnapshot {
     datasets: Mutex<HashMap<String, Option<Arc<tverr_store::DatasetMeta>>>>,
     columns: Mutex<HashMap<String, Arc<Vec<tverr_store::ColumnMeta>>>>,
     purposes: Mutex<HashMap<String, Arc<Vec<Purpose>>>>,
-    agreements: Mutex<HashMap<(String, String, chrono::NaiveDate), Arc<Vec<Agreement>>>>,
+    agreements: Mutex<HashMap<DepartmentDay, Arc<Vec<Agreement>>>>,
     legal_bases: Mutex<HashMap<(String, String), LegalBasis>>,
     /// API tokens found, by hash (unknown ones are not kept: [`kept`] keeps no error).
     tokens: Mutex<HashMap<String, HeldToken>>,
 }
+
+/// Organisation, department and day: a department's agreements in force that day.
+type DepartmentDay = (String, String, chrono::NaiveDate);
 
 /// An API token's row: whom it acts for, until when, and whether it was revoked.
 #[derive(Debug, Clone)]

@@ -2,12 +2,12 @@
 //! organisation — for one purpose, from every dataset whose subject-key columns hold it.
 //!
 //! The subject index ([`tverr_store::Store::locate`]) says which rows of which data files hold
-//! the key. Those rows are read (a few pages each) and go through the dataset's secure scan for
-//! the caller's grant, compiled for in-memory rows (`PreparedScan`), with the key test again
-//! as a filter on released values, so row filters, masks, address protection and the access
-//! log apply exactly as for SQL. All of a look-up's accesses are logged in one durable commit
-//! before it returns. A dataset contributes
-//! only through key columns its grant releases unmasked: matching on a column the caller cannot
+//! the key. Those rows are read (a few pages each, and only the columns the scan reads) and go
+//! through the dataset's secure scan for the caller's grant, compiled for in-memory rows
+//! (`PreparedScan`), with the key test again as a filter on released values, so row filters,
+//! masks, address protection and the access log apply exactly as for SQL. All of a look-up's
+//! accesses are logged in one durable commit before it returns. A dataset contributes only
+//! through key columns its grant releases unmasked: matching on a column the caller cannot
 //! see in clear would tell them what it holds. Datasets the caller may not read for the purpose
 //! are absent, never listed as refused.
 
@@ -418,9 +418,12 @@ pub(crate) struct LookupCache {
     state: datafusion::execution::session_state::SessionState,
     /// Per version and dataset, each grant seen with its compiled scan (found by comparing
     /// whole grants).
-    prepared: Mutex<HashMap<(i64, DatasetRef), Vec<(Grant, Arc<PreparedScan>)>>>,
+    prepared: Mutex<HashMap<(i64, DatasetRef), Vec<CompiledFor>>>,
     view: Mutex<Option<Arc<CatalogView>>>,
 }
+
+/// A grant and its secure scan compiled for in-memory rows.
+type CompiledFor = (Grant, Arc<PreparedScan>);
 
 /// What look-ups read from the catalogue besides decisions, as of one generation.
 struct CatalogView {
