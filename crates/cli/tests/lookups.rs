@@ -255,6 +255,19 @@ fn a_lookup_is_in_the_access_log_of_the_person_and_of_the_related() {
     let payloads = common::sqlite(&db, "SELECT payload FROM audit_log WHERE payload LIKE '%lookup%'");
     assert!(payloads.contains("\"lookup\""), "{payloads}");
     assert!(!payloads.contains(guardian.as_str()) && !payloads.contains(child.as_str()), "a person number in the log");
+    // A look-up's answer is whole before it leaves: each access record carries its outcome, and
+    // no completion record follows it.
+    let lookup_accesses = "SELECT seq FROM audit_log WHERE kind = 'access' AND json_extract(payload, '$.channel') = 'http-lookup'";
+    let outcomes = common::sqlite(
+        &db,
+        &format!("SELECT json_extract(payload, '$.outcome.status'), json_extract(payload, '$.outcome.rows') > 0 FROM audit_log WHERE seq IN ({lookup_accesses})"),
+    );
+    assert!(outcomes.starts_with("[('ok', 1)") && !outcomes.contains("None") && !outcomes.contains(", 0)"), "{outcomes}");
+    let completions = common::sqlite(
+        &db,
+        &format!("SELECT count(*) FROM audit_log WHERE kind = 'completion' AND json_extract(payload, '$.access') IN ({lookup_accesses})"),
+    );
+    assert_eq!(completions, "[(0,)]");
     // An auditor's log verification still holds, subject index included.
     t.ok(&["audit", "verify"]);
 

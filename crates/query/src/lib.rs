@@ -296,11 +296,29 @@ impl Tracker {
     /// Writes what must be in the log before the next batch leaves: the intent (first time) and
     /// the data subjects seen so far.
     async fn before_release(&mut self) -> Result<(), AuditError> {
+        self.write_before_release(false).await
+    }
+
+    /// For a result known whole before anything leaves (a look-up): the intent with its outcome
+    /// (rows, `ok`, duration) as one durable record, and no completion record after it.
+    async fn before_release_of_whole(&mut self) -> Result<(), AuditError> {
+        self.write_before_release(true).await?;
+        self.finished = true;
+        Ok(())
+    }
+
+    async fn write_before_release(&mut self, whole: bool) -> Result<(), AuditError> {
         let mut chunks = self.naming().into_iter();
         if let Some(mut intent) = self.intent.take() {
             let (named, bulk, ids) = chunks.next().unwrap_or_default();
             intent["subjects"] = named;
             intent["bulk"] = bulk;
+            if whole {
+                let millis = self.started.elapsed().as_millis() as u64;
+                // The sink's named people were taken above; its bulk counts are kept.
+                let bulk_rows = self.sink.take().bulk;
+                intent["outcome"] = serde_json::json!({"rows": self.rows, "status": "ok", "millis": millis, "bulk_rows": bulk_rows});
+            }
             self.access = Some(self.audit.append_about("access", &intent, ids, None).await?);
         }
         for (named, bulk, ids) in chunks {

@@ -223,7 +223,9 @@ impl Engine {
         // to the log at once and share one durable commit.
         let mut trackers: Vec<&mut crate::Tracker> =
             direct.iter_mut().chain(hops.iter_mut().flat_map(|h| h.3.iter_mut())).filter_map(|c| c.tracker.as_mut()).collect();
-        let written = futures::future::join_all(trackers.iter_mut().map(|t| t.before_release())).await;
+        // The answer is whole before it leaves, so each intent carries its outcome and no
+        // completion record follows.
+        let written = futures::future::join_all(trackers.iter_mut().map(|t| t.before_release_of_whole())).await;
         let failed = written.into_iter().find_map(Result::err);
         for t in trackers {
             t.finish(if failed.is_some() { "refused: the access log cannot be written" } else { "ok" });
