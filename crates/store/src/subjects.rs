@@ -22,7 +22,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 use object_store::path::Path;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, RowSelection};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection};
 use parquet::arrow::async_reader::{AsyncFileReader, MetadataSuffixFetch, ParquetRecordBatchStreamBuilder};
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use sqlx::Row;
@@ -262,14 +262,16 @@ impl MetadataSuffixFetch for &mut FileReader {
 /// thread switches of a trip through the blocking pool (the local object store's way). The file
 /// is opened anew for every look-up, so a file removed by an erasure's vacuum is never read.
 struct LocalFile {
-    path: std::path::PathBuf,
-    file: std::fs::File,
+    path: Arc<std::path::PathBuf>,
+    file: Arc<std::fs::File>,
+    len: u64,
 }
 
 impl LocalFile {
     fn open(path: std::path::PathBuf) -> Result<Self, StoreError> {
-        let file = std::fs::File::open(&path).map_err(|e| StoreError::Read(format!("{}: {e}", path.display())))?;
-        Ok(Self { path, file })
+        let opened = std::fs::File::open(&path).and_then(|file| Ok((file.metadata()?.len(), file)));
+        let (len, file) = opened.map_err(|e| StoreError::Read(format!("{}: {e}", path.display())))?;
+        Ok(Self { path: Arc::new(path), file: Arc::new(file), len })
     }
 
     fn read(&self, range: std::ops::Range<u64>) -> parquet::errors::Result<bytes::Bytes> {
@@ -285,31 +287,39 @@ impl LocalFile {
     }
 }
 
-impl AsyncFileReader for LocalFile {
-    fn get_bytes(&mut self, range: std::ops::Range<u64>) -> futures::future::BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
-        Box::pin(std::future::ready(self.read(range)))
-    }
-
-    fn get_byte_ranges(&mut self, ranges: Vec<std::ops::Range<u64>>) -> futures::future::BoxFuture<'_, parquet::errors::Result<Vec<bytes::Bytes>>> {
-        Box::pin(std::future::ready(ranges.into_iter().map(|r| self.read(r)).collect()))
-    }
-
-    fn get_metadata<'a>(
-        &'a mut self,
-        options: Option<&'a ArrowReaderOptions>,
-    ) -> futures::future::BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
-        metadata_by_suffix::<Self>(self, options)
+impl parquet::file::reader::Length for LocalFile {
+    fn len(&self) -> u64 {
+        self.len
     }
 }
 
-impl MetadataSuffixFetch for &mut LocalFile {
-    fn fetch_suffix(&mut self, suffix: usize) -> futures::future::BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
-        let len = self.file.metadata().map(|m| m.len());
-        let read = match len {
-            Ok(len) => self.read(len.saturating_sub(suffix as u64)..len),
-            Err(e) => Err(self.error(e)),
-        };
-        Box::pin(std::future::ready(read))
+/// Reads a local data file synchronously with `pread`: a look-up's pages are in the page cache,
+/// and the synchronous reader spares the async reader's futures and buffering for a few pages.
+impl parquet::file::reader::ChunkReader for LocalFile {
+    type T = LocalRead;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<LocalRead> {
+        Ok(LocalRead { file: self.file.clone(), path: self.path.clone(), at: start })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        self.read(start..start + length as u64)
+    }
+}
+
+/// A sequential reader of a local file from a position, for [`LocalFile`]'s `ChunkReader`.
+struct LocalRead {
+    file: Arc<std::fs::File>,
+    path: Arc<std::path::PathBuf>,
+    at: u64,
+}
+
+impl std::io::Read for LocalRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.file.read_at(buf, self.at).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))?;
+        self.at += n as u64;
+        Ok(n)
     }
 }
 
@@ -516,16 +526,16 @@ impl Store {
             let local = (root.scheme() == "file")
                 .then(|| root.join(location.as_ref()).ok().and_then(|u| u.to_file_path().ok()))
                 .flatten();
-            let mut reader: Box<dyn AsyncFileReader> = match local {
-                Some(path) => Box::new(LocalFile::open(path)?),
-                None => Box::new(FileReader::new(store.clone(), location)),
-            };
+            let local = local.map(LocalFile::open).transpose()?;
             let metadata = match cached {
                 Some(m) => m,
                 None => {
-                    let m = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required))
-                        .await
-                        .map_err(read_error)?;
+                    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+                    let m = match &local {
+                        Some(file) => ArrowReaderMetadata::load(file, options),
+                        None => ArrowReaderMetadata::load_async(&mut FileReader::new(store.clone(), location.clone()), options).await,
+                    }
+                    .map_err(read_error)?;
                     let mut footers = self.lake.cache.footers.lock().expect("cache lock");
                     if footers.len() >= FOOTERS_KEPT {
                         footers.clear();
@@ -566,14 +576,26 @@ impl Store {
                 });
                 ProjectionMask::roots(metadata.parquet_schema(), read.map(|(i, _)| i).collect::<Vec<_>>())
             });
-            let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata)
-                .with_row_groups(groups)
-                .with_row_selection(selection);
-            if let Some(p) = projection {
-                builder = builder.with_projection(p);
-            }
-            let stream = builder.build().map_err(read_error)?;
-            let read: Vec<RecordBatch> = stream.try_collect().await.map_err(read_error)?;
+            let read: Vec<RecordBatch> = match local {
+                Some(file) => {
+                    let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata)
+                        .with_row_groups(groups)
+                        .with_row_selection(selection);
+                    if let Some(p) = projection {
+                        builder = builder.with_projection(p);
+                    }
+                    builder.build().map_err(read_error)?.collect::<Result<_, _>>().map_err(read_error)?
+                }
+                None => {
+                    let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(FileReader::new(store.clone(), location), metadata)
+                        .with_row_groups(groups)
+                        .with_row_selection(selection);
+                    if let Some(p) = projection {
+                        builder = builder.with_projection(p);
+                    }
+                    builder.build().map_err(read_error)?.try_collect().await.map_err(read_error)?
+                }
+            };
             for b in read {
                 batches.push(conform(&b, &schema)?);
             }
