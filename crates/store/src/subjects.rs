@@ -22,7 +22,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 use object_store::path::Path;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection};
+use parquet::arrow::arrow_reader::{ArrowReaderBuilder, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection};
 use parquet::arrow::async_reader::{AsyncFileReader, MetadataSuffixFetch, ParquetRecordBatchStreamBuilder};
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use sqlx::Row;
@@ -323,6 +323,16 @@ impl std::io::Read for LocalRead {
     }
 }
 
+/// A reader of only the row groups, rows and (with a projection) columns asked for, whether it
+/// reads synchronously or not.
+fn select<T>(builder: ArrowReaderBuilder<T>, groups: Vec<usize>, rows: RowSelection, projection: Option<ProjectionMask>) -> ArrowReaderBuilder<T> {
+    let builder = builder.with_row_groups(groups).with_row_selection(rows);
+    match projection {
+        Some(p) => builder.with_projection(p),
+        None => builder,
+    }
+}
+
 fn object_path(path: &str) -> Result<Path, StoreError> {
     Path::from_url_path(path).map_err(|e| StoreError::Read(format!("bad data file path: {e}")))
 }
@@ -577,24 +587,17 @@ impl Store {
                 ProjectionMask::roots(metadata.parquet_schema(), read.map(|(i, _)| i).collect::<Vec<_>>())
             });
             let read: Vec<RecordBatch> = match local {
-                Some(file) => {
-                    let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata)
-                        .with_row_groups(groups)
-                        .with_row_selection(selection);
-                    if let Some(p) = projection {
-                        builder = builder.with_projection(p);
-                    }
-                    builder.build().map_err(read_error)?.collect::<Result<_, _>>().map_err(read_error)?
-                }
-                None => {
-                    let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(FileReader::new(store.clone(), location), metadata)
-                        .with_row_groups(groups)
-                        .with_row_selection(selection);
-                    if let Some(p) = projection {
-                        builder = builder.with_projection(p);
-                    }
-                    builder.build().map_err(read_error)?.try_collect().await.map_err(read_error)?
-                }
+                Some(file) => select(ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata), groups, selection, projection)
+                    .build()
+                    .map_err(read_error)?
+                    .collect::<Result<_, _>>()
+                    .map_err(read_error)?,
+                None => select(ParquetRecordBatchStreamBuilder::new_with_metadata(FileReader::new(store.clone(), location), metadata), groups, selection, projection)
+                    .build()
+                    .map_err(read_error)?
+                    .try_collect()
+                    .await
+                    .map_err(read_error)?,
             };
             for b in read {
                 batches.push(conform(&b, &schema)?);
