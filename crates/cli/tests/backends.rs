@@ -131,24 +131,29 @@ fn s3_storage() {
     assert!(!t.lake().join("test").exists(), "the local lake must not be used");
 }
 
+/// Builds the same demo in `other` and in `reference` and asserts that a guardian's look-up
+/// (the guardian's own rows and their children one hop away) gives the same answer in both.
+fn assert_same_lookup(other: &Tverr, reference: &Tverr) {
+    other.ok(&["demo", "--persons", "300"]);
+    reference.ok(&["demo", "--persons", "300"]);
+    let guardian = reference.ok(&["sql", "--format", "csv", "SELECT foresatt_fnr FROM hamar.barnehageplasser ORDER BY 1 LIMIT 1"]);
+    let guardian = guardian.lines().nth(1).expect("a guardian").to_string();
+    let look = |t: &Tverr| -> serde_json::Value {
+        serde_json::from_str(&t.ok(&["lookup", "person", &guardian, "--as", "tove", "--purpose", "innbyggerservice", "--json"])).unwrap()
+    };
+    let (found, expected) = (look(other), look(reference));
+    assert!(!expected["organizations"].as_array().unwrap().is_empty(), "{expected}");
+    assert!(!expected["related"].as_array().unwrap().is_empty(), "a guardian's children are related: {expected}");
+    assert_eq!(found, expected);
+}
+
 /// A look-up on tables in S3 (pages fetched by byte ranges through the object store) finds
 /// what the same look-up finds on local files (read in place with `pread`).
 #[test]
 fn lookups_on_s3_match_local_files() {
     let s3 = on_s3();
-    let local = Tverr::new();
-    s3.ok(&["demo", "--persons", "300"]);
-    local.ok(&["demo", "--persons", "300"]);
+    assert_same_lookup(&s3, &Tverr::new());
     assert!(!s3.lake().join("hamar").exists(), "the local lake must not be used");
-    let guardian = local.ok(&["sql", "--format", "csv", "SELECT foresatt_fnr FROM hamar.barnehageplasser ORDER BY 1 LIMIT 1"]);
-    let guardian = guardian.lines().nth(1).expect("a guardian").to_string();
-    let look = |t: &Tverr| -> serde_json::Value {
-        serde_json::from_str(&t.ok(&["lookup", "person", &guardian, "--as", "tove", "--purpose", "innbyggerservice", "--json"])).unwrap()
-    };
-    let (on_s3, on_disk) = (look(&s3), look(&local));
-    assert!(!on_disk["organizations"].as_array().unwrap().is_empty(), "{on_disk}");
-    assert!(!on_disk["related"].as_array().unwrap().is_empty(), "a guardian's children are related: {on_disk}");
-    assert_eq!(on_s3, on_disk);
 }
 
 /// A look-up on a PostgreSQL catalogue (the subject index read through sqlx) finds what the same
@@ -156,17 +161,5 @@ fn lookups_on_s3_match_local_files() {
 #[test]
 fn lookups_on_postgresql_match_sqlite() {
     let url = fresh_database();
-    let pg = Tverr::with_env(&[("TVERR_CATALOG", &url)]);
-    let lite = Tverr::new();
-    pg.ok(&["demo", "--persons", "300"]);
-    lite.ok(&["demo", "--persons", "300"]);
-    let guardian = lite.ok(&["sql", "--format", "csv", "SELECT foresatt_fnr FROM hamar.barnehageplasser ORDER BY 1 LIMIT 1"]);
-    let guardian = guardian.lines().nth(1).expect("a guardian").to_string();
-    let look = |t: &Tverr| -> serde_json::Value {
-        serde_json::from_str(&t.ok(&["lookup", "person", &guardian, "--as", "tove", "--purpose", "innbyggerservice", "--json"])).unwrap()
-    };
-    let (on_pg, on_sqlite) = (look(&pg), look(&lite));
-    assert!(!on_sqlite["organizations"].as_array().unwrap().is_empty(), "{on_sqlite}");
-    assert!(!on_sqlite["related"].as_array().unwrap().is_empty(), "a guardian's children are related: {on_sqlite}");
-    assert_eq!(on_pg, on_sqlite);
+    assert_same_lookup(&Tverr::with_env(&[("TVERR_CATALOG", &url)]), &Tverr::new());
 }
