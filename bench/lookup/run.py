@@ -83,7 +83,8 @@ def start_pg(work):
                  "-l", f"{work}/pg.log", "-w", "start"], stdout=subprocess.DEVNULL)
     stop = lambda: subprocess.run(as_pg + [str(pg_bin / "pg_ctl"), "-D", f"{work}/pg", "-m", "fast", "stop"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return f"postgresql://postgres@127.0.0.1:{port}/postgres", stop
+    pid = int(pathlib.Path(f"{work}/pg/postmaster.pid").read_text().split()[0])
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres", stop, pid
 
 
 def load_pg(binary, data, url, work):
@@ -169,15 +170,30 @@ class PgClient:
         return found
 
 
+def _stat(pid):
+    return pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid):
-    """CPU time (user + system) a process has used so far, from /proc."""
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time (user + system) a process and the children it has reaped have used so far, plus
+    that of its live children (PostgreSQL's backends), from /proc."""
+    f = _stat(pid)
+    total = sum(int(f[i]) for i in (11, 12, 13, 14))
+    for d in pathlib.Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                c = _stat(d.name)
+            except OSError:
+                continue
+            if int(c[1]) == pid:
+                total += sum(int(c[i]) for i in (11, 12, 13, 14))
+    return total / os.sysconf("SC_CLK_TCK")
 
 
-def measure(make_client, keys, clients, seconds, pid=None):
-    """Look-ups per second and latency percentiles over `seconds`, `clients` threads; with the
-    server's `pid`, also its CPU time per look-up (steadier than the rate on a shared machine)."""
+def measure(make_client, keys, clients, seconds, pid):
+    """Look-ups per second and latency percentiles over `seconds`, `clients` threads, and the CPU
+    time per look-up of the server (`pid` and its children) and of this client (steadier than the
+    rate on a shared machine)."""
     latencies = []
     lock = threading.Lock()
     stop_at = time.perf_counter() + seconds
@@ -200,7 +216,8 @@ def measure(make_client, keys, clients, seconds, pid=None):
         with lock:
             latencies.extend(own)
 
-    cpu = cpu_seconds(pid) if pid else None
+    cpu = cpu_seconds(pid)
+    client_cpu = time.process_time()
     start = time.perf_counter()
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
     for t in threads:
@@ -212,10 +229,10 @@ def measure(make_client, keys, clients, seconds, pid=None):
         raise RuntimeError(errors[0])
     latencies.sort()
     q = statistics.quantiles(latencies, n=100)
-    out = {"rate": len(latencies) / elapsed, "p50": q[49] * 1000, "p99": q[98] * 1000, "n": len(latencies)}
-    if pid:
-        out["cpu_ms"] = (cpu_seconds(pid) - cpu) * 1000 / len(latencies)
-    return out
+    n = len(latencies)
+    return {"rate": n / elapsed, "p50": q[49] * 1000, "p99": q[98] * 1000, "n": n,
+            "cpu_ms": (cpu_seconds(pid) - cpu) * 1000 / n,
+            "client_cpu_ms": (time.process_time() - client_cpu) * 1000 / n}
 
 
 def main():
@@ -236,7 +253,7 @@ def main():
     print(f"{len(keys)} keys sampled")
 
     work = tempfile.mkdtemp(prefix="tverr-lookup-bench-")
-    url, stop_pg = start_pg(work)
+    url, stop_pg, pg_pid = start_pg(work)
     port = free_port()
     env = dict(os.environ, TVERR_DATA=str(data))
     server = subprocess.Popen([args.tverr, "serve", "--listen", f"127.0.0.1:{port}"], env=env,
@@ -267,13 +284,15 @@ def main():
             if args.tverr_only:
                 print(f"round {r + 1}: tverr {results['tverr'][-1]}", flush=True)
                 continue
-            results["postgres"].append(measure(lambda: PgClient(url), keys, args.clients, args.seconds))
+            results["postgres"].append(measure(lambda: PgClient(url), keys, args.clients, args.seconds, pg_pid))
             print(f"round {r + 1}: tverr {results['tverr'][-1]}, postgres {results['postgres'][-1]}", flush=True)
         med = {k: {m: statistics.median(x[m] for x in v) for m in ("rate", "p50", "p99")} for k, v in results.items()}
         print(f"\nperson look-ups, {args.persons:,} persons, {args.clients} clients, median of {args.rounds} rounds of {args.seconds:.0f} s:")
         for k in results:
-            cpu = f"   server CPU {statistics.median(x['cpu_ms'] for x in results[k]):.2f} ms per look-up" if k == "tverr" else ""
-            print(f"  {k:9} {med[k]['rate']:8.0f} look-ups/s   p50 {med[k]['p50']:6.2f} ms   p99 {med[k]['p99']:6.2f} ms{cpu}")
+            cpu = statistics.median(x["cpu_ms"] for x in results[k])
+            client = statistics.median(x["client_cpu_ms"] for x in results[k])
+            print(f"  {k:9} {med[k]['rate']:8.0f} look-ups/s   p50 {med[k]['p50']:6.2f} ms   p99 {med[k]['p99']:6.2f} ms"
+                  f"   CPU per look-up: server {cpu:.2f} ms, client {client:.2f} ms")
         if args.tverr_only:
             return 0
         print(f"  Tverr/PostgreSQL throughput {med['tverr']['rate'] / med['postgres']['rate']:.2f}×, "
