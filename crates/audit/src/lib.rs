@@ -16,6 +16,8 @@ use sqlx::Row;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tverr_store::Catalog;
 
+mod local;
+
 /// Index key prefix of a bulk read: an access that read more people of a dataset than it names
 /// one by one is indexed as `bulk:org/dataset`.
 pub const BULK_PREFIX: &str = "bulk:";
@@ -201,47 +203,57 @@ struct State {
     /// The head this writer wrote last. Another writer may have moved it since: then the insert
     /// fails on the sequence number and the head is read again.
     head: Option<(i64, String)>,
-    /// On SQLite, the writer's own connection, outside the pool and without automatic WAL
-    /// checkpoints (see [`checkpointer`]); made again after an error.
-    conn: Option<sqlx::AnyConnection>,
+    /// On a SQLite file, the writer's own connection, outside the pool and without automatic
+    /// WAL checkpoints (see [`checkpointer`]); made again after an error.
+    local: Option<local::LocalLog>,
 }
 
 /// One group of entries, chained onto a head: the rows to insert, the subjects to index, and the
-/// checkpoint if one is due.
-struct Group<'a> {
-    at: &'a str,
+/// checkpoint if one is due. It owns its values, so it can go to [`local::LocalLog`]'s thread.
+struct Group {
+    at: String,
     first: i64,
     last: i64,
     head_hash: String,
-    rows: Vec<(i64, &'a Pending, String, String)>,
-    subjects: Vec<(&'a str, i64, i64)>,
+    rows: Vec<GroupRow>,
+    subjects: Vec<(String, i64, i64)>,
     checkpoint: Option<Checkpoint>,
+}
+
+/// One entry's row: seq, kind, payload, prev_hash, hash.
+struct GroupRow {
+    seq: i64,
+    kind: String,
+    payload: String,
+    prev_hash: String,
+    hash: String,
 }
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
-impl<'a> Group<'a> {
-    fn new(audit: &Audit, batch: &'a [Pending], (head_seq, head_hash): (i64, String), at: &'a str, state: &State) -> Self {
+impl Group {
+    fn new(audit: &Audit, batch: &[Pending], (head_seq, head_hash): (i64, String), at: String, state: &State) -> Self {
         let first = head_seq + 1;
         let mut prev_hash = head_hash;
         let mut rows = Vec::with_capacity(batch.len());
         let mut subjects = Vec::new();
         for (i, p) in batch.iter().enumerate() {
             let seq = first + i as i64;
-            let hash = entry_hash(&prev_hash, seq, at, &p.kind, &p.payload);
-            subjects.extend(p.subjects.iter().map(|s| (s.as_str(), p.access.unwrap_or(seq), seq)));
-            rows.push((seq, p, std::mem::replace(&mut prev_hash, hash.clone()), hash));
+            let hash = entry_hash(&prev_hash, seq, &at, &p.kind, &p.payload);
+            subjects.extend(p.subjects.iter().map(|s| (s.clone(), p.access.unwrap_or(seq), seq)));
+            let prev = std::mem::replace(&mut prev_hash, hash.clone());
+            rows.push(GroupRow { seq, kind: p.kind.clone(), payload: p.payload.clone(), prev_hash: prev, hash });
         }
         let last = first + batch.len() as i64 - 1;
         let due = last - state.last_checkpoint_seq >= audit.config.checkpoint_every
             || state.last_checkpoint_at.elapsed() >= audit.config.checkpoint_interval;
-        let checkpoint = due.then(|| audit.sign(last, &prev_hash, at));
+        let checkpoint = due.then(|| audit.sign(last, &prev_hash, &at));
         Self { at, first, last, head_hash: prev_hash, rows, subjects, checkpoint }
     }
 
     /// Binds one entry's row: seq, at, kind, payload, prev_hash, hash.
-    fn bind_entry<'q>(&'q self, q: AnyQuery<'q>, seq: i64, p: &'q Pending, prev: &'q str, hash: &'q str) -> AnyQuery<'q> {
-        q.bind(seq).bind(self.at).bind(p.kind.as_str()).bind(p.payload.as_str()).bind(prev).bind(hash)
+    fn bind_entry<'q>(&'q self, q: AnyQuery<'q>, r: &'q GroupRow) -> AnyQuery<'q> {
+        q.bind(r.seq).bind(self.at.as_str()).bind(r.kind.as_str()).bind(r.payload.as_str()).bind(r.prev_hash.as_str()).bind(r.hash.as_str())
     }
 
     /// The statements, in order, each with its placeholders.
@@ -263,65 +275,6 @@ impl<'a> Group<'a> {
         }
     }
 
-    /// Writes the group on SQLite as one multi-statement round trip: `BEGIN IMMEDIATE`, the
-    /// inserts sized to the group, `COMMIT`.
-    async fn execute_at_once(&self, conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
-        let mut sql = String::from("BEGIN IMMEDIATE; ");
-        self.push_sql(&mut sql, true);
-        sql.push_str("COMMIT;");
-        let mut q = sqlx::query(&sql);
-        for (seq, p, prev, hash) in &self.rows {
-            q = self.bind_entry(q, *seq, p, prev, hash);
-        }
-        for (subject, access, seq) in &self.subjects {
-            q = bind_subject(q, subject, *access, *seq);
-        }
-        if let Some(c) = &self.checkpoint {
-            q = bind_checkpoint(q, c);
-        }
-        q.execute(conn).await.map(|_| ())
-    }
-
-    /// Writes the group on SQLite in one transaction of multi-row inserts of a few fixed sizes
-    /// ([`SHAPES`]), so each statement is parsed once per connection and then taken from the
-    /// statement cache: a group of any size is a handful of cached statements, where one
-    /// statement sized to the group would be parsed again for nearly every group.
-    async fn execute_in_shapes(&self, conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        let mut rows = &self.rows[..];
-        while !rows.is_empty() {
-            let n = SHAPES.iter().copied().find(|s| *s <= rows.len()).unwrap_or(1);
-            let (chunk, rest) = rows.split_at(n);
-            let sql = insert_sql("audit_log (seq, at, kind, payload, prev_hash, hash)", n, 6);
-            let mut q = sqlx::query(&sql);
-            for (seq, p, prev, hash) in chunk {
-                q = self.bind_entry(q, *seq, p, prev, hash);
-            }
-            q.execute(&mut *conn).await?;
-            rows = rest;
-        }
-        let mut subjects = &self.subjects[..];
-        while !subjects.is_empty() {
-            let n = SHAPES.iter().copied().find(|s| *s <= subjects.len()).unwrap_or(1);
-            let (chunk, rest) = subjects.split_at(n);
-            let sql = insert_sql("audit_subjects (subject, access, seq)", n, 3);
-            let mut q = sqlx::query(&sql);
-            for (subject, access, seq) in chunk {
-                q = bind_subject(q, subject, *access, *seq);
-            }
-            q.execute(&mut *conn).await?;
-            subjects = rest;
-        }
-        if let Some(c) = &self.checkpoint {
-            let q = sqlx::query(
-                "INSERT INTO audit_checkpoints (seq, head_hash, at, public_key, signature) VALUES (?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING",
-            );
-            bind_checkpoint(q, c).execute(&mut *conn).await?;
-        }
-        sqlx::query("COMMIT").execute(&mut *conn).await?;
-        Ok(())
-    }
-
     /// The statements one by one, for a transaction (PostgreSQL takes one statement per query).
     fn statement_sqls(&self, anonymous: bool) -> Vec<String> {
         let mut all = String::new();
@@ -334,12 +287,12 @@ impl<'a> Group<'a> {
         let row_chunks = self.rows.len().div_ceil(ROWS_PER_STATEMENT);
         let subject_chunks = self.subjects.len().div_ceil(ROWS_PER_STATEMENT * 2);
         if i < row_chunks {
-            for (seq, p, prev, hash) in self.rows.chunks(ROWS_PER_STATEMENT).nth(i).into_iter().flatten() {
-                q = self.bind_entry(q, *seq, p, prev, hash);
+            for r in self.rows.chunks(ROWS_PER_STATEMENT).nth(i).into_iter().flatten() {
+                q = self.bind_entry(q, r);
             }
         } else if i < row_chunks + subject_chunks {
             for (subject, access, seq) in self.subjects.chunks(ROWS_PER_STATEMENT * 2).nth(i - row_chunks).into_iter().flatten() {
-                q = bind_subject(q, subject, *access, *seq);
+                q = q.bind(subject.as_str()).bind(*access).bind(*seq);
             }
         } else if let Some(c) = &self.checkpoint {
             q = bind_checkpoint(q, c);
@@ -356,11 +309,6 @@ impl<'a> Group<'a> {
         }
         self.first
     }
-}
-
-/// Binds one subject-index row: subject, access, seq.
-fn bind_subject<'q>(q: AnyQuery<'q>, subject: &'q str, access: i64, seq: i64) -> AnyQuery<'q> {
-    q.bind(subject).bind(access).bind(seq)
 }
 
 /// Binds a checkpoint's row: seq, head_hash, at, public_key, signature.
@@ -396,21 +344,6 @@ struct Pending {
 
 /// At most this many entries go into one multi-row INSERT.
 const ROWS_PER_STATEMENT: usize = 200;
-
-/// The sizes of the multi-row INSERTs a group is cut into on SQLite, largest first: a group of
-/// any size is at most a few statements of these fixed shapes, each parsed once per connection.
-const SHAPES: [usize; 4] = [64, 16, 4, 1];
-
-/// Groups of at most this many rows (entries and subjects) are written in one round trip.
-const SMALL_GROUP: usize = 8;
-
-/// `INSERT INTO {table} VALUES (?, …), …` for `rows` rows of `width` values. The statement
-/// cache is keyed by this text, so equal shapes share one prepared statement.
-fn insert_sql(table: &str, rows: usize, width: usize) -> String {
-    let mut sql = format!("INSERT INTO {table} VALUES ");
-    push_placeholders(&mut sql, rows, width, true);
-    sql
-}
 
 /// At most this many entries go into one commit.
 const MAX_GROUP: usize = 4096;
@@ -502,7 +435,7 @@ impl Audit {
             subject_key: Arc::new(subject_key),
             config,
             inbox: Arc::default(),
-            state: Arc::new(Mutex::new(State { last_checkpoint_seq: -1, last_checkpoint_at: Instant::now(), head: None, conn: None })),
+            state: Arc::new(Mutex::new(State { last_checkpoint_seq: -1, last_checkpoint_at: Instant::now(), head: None, local: None })),
             enabled: true,
         })
     }
@@ -652,7 +585,7 @@ impl Audit {
         let mut attempts = 0;
         let result = loop {
             match self.write_group(&batch, &mut state).await {
-                Err(sqlx::Error::Database(d)) if retryable(d.as_ref()) && attempts < 20 => {
+                Err(e) if e.retryable() && attempts < 20 => {
                     attempts += 1;
                     tokio::time::sleep(Duration::from_millis(2 * attempts)).await;
                 }
@@ -683,36 +616,28 @@ impl Audit {
     }
 
     /// Writes a group in one transaction; returns the first entry's sequence number.
-    async fn write_group(&self, batch: &[Pending], state: &mut State) -> Result<i64, sqlx::Error> {
+    async fn write_group(&self, batch: &[Pending], state: &mut State) -> Result<i64, WriteError> {
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        // On SQLite, with the head and the checkpoint schedule known, the whole group is one
-        // round trip to the database: BEGIN IMMEDIATE; the inserts; COMMIT.
-        if self.catalog.is_sqlite() && state.last_checkpoint_seq >= 0 {
+        // On a SQLite file, with the head and the checkpoint schedule known, the group is written
+        // on the writer's own connection on a blocking thread, in one go (see `local`).
+        if let Some(path) = self.catalog.sqlite_file().filter(|_| state.last_checkpoint_seq >= 0) {
             if let Some(known) = state.head.take() {
-                let mut conn = match state.conn.take() {
-                    Some(conn) => conn,
-                    None => {
-                        let mut conn = self.catalog.pool().acquire().await?.detach();
-                        sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut conn).await?;
-                        conn
-                    }
-                };
-                let group = Group::new(self, batch, known, &at, state);
-                // A small group (one read's intent) is one round trip; a large one, a handful of
-                // cached statements.
-                let result = if group.rows.len() + group.subjects.len() <= SMALL_GROUP {
-                    group.execute_at_once(&mut conn).await
-                } else {
-                    group.execute_in_shapes(&mut conn).await
-                };
-                if let Err(e) = result {
-                    // The connection is dropped with its transaction: the next group takes a new one.
-                    let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
-                    return Err(e);
-                }
-                let first = group.finished(state);
-                state.conn = Some(conn);
-                return Ok(first);
+                let group = Group::new(self, batch, known, at, state);
+                let (kept, path) = (state.local.take(), path.to_path_buf());
+                let (local, group) = tokio::task::spawn_blocking(move || {
+                    let mut local = match kept {
+                        Some(local) => local,
+                        None => local::LocalLog::open(&path)?,
+                    };
+                    local.write(&group)?;
+                    Ok::<_, rusqlite::Error>((local, group))
+                })
+                .await
+                .map_err(|e| WriteError::Stopped(e.to_string()))??;
+                // After an error the connection is dropped (its transaction rolled back): the
+                // next group opens a new one and reads the head again.
+                state.local = Some(local);
+                return Ok(group.finished(state));
             }
         }
         let mut tx = self.catalog.begin_write().await?;
@@ -724,7 +649,7 @@ impl Audit {
             let r = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM audit_checkpoints").fetch_one(&mut *tx).await?;
             state.last_checkpoint_seq = r.try_get("seq")?;
         }
-        let group = Group::new(self, batch, known, &at, state);
+        let group = Group::new(self, batch, known, at, state);
         let sqls = group.statement_sqls(self.catalog.is_sqlite());
         for (i, sql) in sqls.iter().enumerate() {
             group.bind_statement(i, sqlx::query(sql)).execute(&mut *tx).await?;
@@ -897,10 +822,27 @@ async fn head(conn: &mut sqlx::AnyConnection) -> Result<(i64, String), sqlx::Err
     }
 }
 
-/// A race with another writer: the same sequence number taken (unique violation), or SQLite's
-/// busy and stale-snapshot errors.
-fn retryable(d: &dyn sqlx::error::DatabaseError) -> bool {
-    d.is_unique_violation() || matches!(d.code().as_deref(), Some("5" | "517" | "40001"))
+/// Why a group was not written.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error(transparent)]
+    Catalog(#[from] sqlx::Error),
+    #[error(transparent)]
+    Local(#[from] rusqlite::Error),
+    #[error("the log's writing thread stopped: {0}")]
+    Stopped(String),
+}
+
+impl WriteError {
+    /// A race with another writer: the same sequence number taken (unique violation), or
+    /// SQLite's busy and stale-snapshot errors, or PostgreSQL's serialization failure.
+    fn retryable(&self) -> bool {
+        match self {
+            Self::Catalog(sqlx::Error::Database(d)) => d.is_unique_violation() || matches!(d.code().as_deref(), Some("5" | "517" | "40001")),
+            Self::Local(e) => local::retryable(e),
+            _ => false,
+        }
+    }
 }
 
 /// Stores a checkpoint (once per sequence number).

@@ -346,12 +346,12 @@ async fn the_writer_checkpoints_the_wal_in_the_background() {
 }
 
 #[tokio::test]
-async fn a_group_of_any_size_is_written_whole_in_fixed_statement_shapes() {
+async fn a_group_of_any_size_is_written_whole() {
     let dir = tempfile::tempdir().unwrap();
     let (store, audit) = setup(dir.path()).await;
-    // The first append learns the head; the rest go the SQLite path of fixed-size inserts.
+    // The first append learns the head; the rest go the writer's own connection.
     audit.append("access", &json!({"first": true})).await.unwrap();
-    // 437 records in one queue: 6 × 64 + 3 × 16 + 4 + 1 rows, 874 subjects likewise cut.
+    // 437 records in one queue, 874 subjects.
     for i in 0..437 {
         let ids = vec![format!("s{}", i % 7), format!("t{i}")];
         audit.record_about("access", &json!({"i": i, "subjects": {"hamar/innbyggere": ids.clone()}}), ids, None);
@@ -361,6 +361,25 @@ async fn a_group_of_any_size_is_written_whole_in_fixed_statement_shapes() {
     assert_eq!((v.entries, v.problem), (438, None));
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_subjects").fetch_one(store.catalog.pool()).await.unwrap();
     assert_eq!(n, 874);
+}
+
+#[tokio::test]
+async fn a_failed_group_writes_nothing_and_the_next_one_chains_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, audit) = setup(dir.path()).await;
+    // With the head known, groups go the writer's own connection.
+    fill(&audit, 2).await;
+    exec(&store, "CREATE TRIGGER broken BEFORE INSERT ON audit_subjects BEGIN SELECT RAISE(ABORT, 'disk full'); END").await;
+    let refused = audit.append_about("access", &json!({"subjects": {"hamar/innbyggere": ["s1"]}}), vec!["s1".into()], None).await;
+    let message = refused.expect_err("the group cannot be written").to_string();
+    assert!(message.contains("disk full"), "{message}");
+    // The entry was inserted before its subject failed: the whole group is rolled back.
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log").fetch_one(store.catalog.pool()).await.unwrap();
+    assert_eq!(n, 2);
+    exec(&store, "DROP TRIGGER broken").await;
+    audit.append_about("access", &json!({"subjects": {"hamar/innbyggere": ["s2"]}}), vec!["s2".into()], None).await.unwrap();
+    let v = audit.verify(None).await.unwrap();
+    assert_eq!((v.entries, v.problem), (3, None));
 }
 
 /// The writer holds no handle to its own inbox: once the last `Audit` is dropped, it stops (and

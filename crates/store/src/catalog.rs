@@ -311,6 +311,12 @@ impl Catalog {
         }
     }
 
+    /// The database file of a SQLite catalogue (`None` on PostgreSQL and for an in-memory
+    /// database), for a connection of one's own outside the pool.
+    pub fn sqlite_file(&self) -> Option<&std::path::Path> {
+        self.quick.as_deref().map(QuickReader::path)
+    }
+
     /// Whether the catalogue is SQLite (else PostgreSQL).
     pub fn is_sqlite(&self) -> bool {
         self.sqlite
