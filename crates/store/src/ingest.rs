@@ -109,26 +109,72 @@ impl BatchSink for ChannelSink {
     }
 }
 
-fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+/// A column chunk's dictionary page is at most this large; a column that needs more falls back
+/// to plain pages.
+const DICTIONARY_PAGE_LIMIT: usize = 4 << 10;
+
+/// How data files are written; `sample` (the first rows) decides which columns get no
+/// dictionary at all ([`without_dictionary`]).
+fn writer_properties(sample: Option<&RecordBatch>) -> WriterProperties {
+    let mut builder = WriterProperties::builder()
         .set_compression(parquet::basic::Compression::SNAPPY)
         .set_max_row_group_row_count(Some(128 * 1024))
         // Columns of many distinct values (person numbers, ids, addresses) give up dictionary
         // encoding early instead of interning most of a row group first; and a look-up, which
         // must decode a column chunk's dictionary to read one row, decodes at most 4 KiB of it.
         // Columns of few values (districts, statuses, names) still fit.
-        .set_dictionary_page_size_limit(4 << 10)
+        .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
         // Pages of at most 512 rows: a look-up reads one row through the page index and
         // decompresses only its page, not 20,000 rows of every column. The limit is checked
         // after each write batch, so the write batch is as small.
         .set_data_page_row_count_limit(512)
-        .set_write_batch_size(512)
-        .build()
+        .set_write_batch_size(512);
+    for name in sample.map(without_dictionary).unwrap_or_default() {
+        builder = builder.set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(name), false);
+    }
+    builder.build()
+}
+
+/// The top-level columns whose distinct values in `sample` already overflow a dictionary page.
+/// Written with a dictionary, each of their row groups would begin with a page of the first few
+/// hundred values and fall back to plain pages after it: a look-up reading one row would read
+/// and decode that page for nothing, in every column, for every row group it reads.
+fn without_dictionary(sample: &RecordBatch) -> Vec<String> {
+    let mut out = Vec::new();
+    for (field, column) in sample.schema().fields().iter().zip(sample.columns()) {
+        if field.data_type().is_nested() || *field.data_type() == DataType::Boolean {
+            continue;
+        }
+        let Ok(text) = cast(column, &DataType::Utf8) else { continue };
+        let Some(text) = text.as_any().downcast_ref::<StringArray>() else { continue };
+        // A dictionary entry is the plain encoding of a value: its width, or a length and bytes.
+        let width = field.data_type().primitive_width();
+        let mut seen = std::collections::HashSet::new();
+        let mut size = 0usize;
+        for value in text.iter().flatten() {
+            if seen.insert(value) {
+                size += width.unwrap_or(4 + value.len());
+                if size > DICTIONARY_PAGE_LIMIT {
+                    out.push(field.name().clone());
+                    break;
+                }
+            }
+        }
+    }
+    out
 }
 
 const TARGET_FILE_SIZE: u64 = 128 << 20;
 
-pub(crate) fn new_writer(store: &Store, r: &DatasetRef, table: Option<&DeltaTable>, schema: &SchemaRef) -> Result<RecordBatchWriter, StoreError> {
+/// A writer of new data files for `r`; `sample`, the first rows it will write, decides how
+/// their columns are encoded.
+pub(crate) fn new_writer(
+    store: &Store,
+    r: &DatasetRef,
+    table: Option<&DeltaTable>,
+    schema: &SchemaRef,
+    sample: Option<&RecordBatch>,
+) -> Result<RecordBatchWriter, StoreError> {
     let writer = match table {
         Some(t) => RecordBatchWriter::for_table(t)?,
         None => RecordBatchWriter::try_new(
@@ -138,7 +184,7 @@ pub(crate) fn new_writer(store: &Store, r: &DatasetRef, table: Option<&DeltaTabl
             Some(store.lake.storage_options().clone()),
         )?,
     };
-    Ok(writer.with_writer_properties(writer_properties()).with_target_file_size(TARGET_FILE_SIZE))
+    Ok(writer.with_writer_properties(writer_properties(sample)).with_target_file_size(TARGET_FILE_SIZE))
 }
 
 fn key_strings(batch: &RecordBatch, key: &str) -> Result<StringArray, StoreError> {
@@ -288,6 +334,7 @@ impl Store {
             tverr_ingest::read_file(&path, &options, &mut sink)
         });
         let evolve = req.options.evolve;
+        let mut schema_read: Option<SchemaRef> = None;
         let mut writer: Option<RecordBatchWriter> = None;
         let mut keys: HashMap<String, u64> = HashMap::new();
         let mut key_problems = Vec::new();
@@ -303,7 +350,7 @@ impl Store {
                                 return Err(StoreError::invalid("key", format!("the file has no column {k:?}")));
                             }
                         }
-                        writer = Some(new_writer(self, &r, table.as_ref(), &schema)?);
+                        schema_read = Some(schema);
                     }
                     Message::Batch(batch) => {
                         if let Some(k) = &key {
@@ -323,7 +370,14 @@ impl Store {
                             }
                         }
                         data_row += batch.num_rows() as u64;
-                        let w = writer.as_mut().expect("schema comes first");
+                        // The writer is made for the first rows, which decide the encoding.
+                        let w = match &mut writer {
+                            Some(w) => w,
+                            None => {
+                                let schema = schema_read.as_ref().expect("schema comes first");
+                                writer.insert(new_writer(self, &r, table.as_ref(), schema, Some(&batch))?)
+                            }
+                        };
                         let mode = if evolve { DeltaWriteMode::MergeSchema } else { DeltaWriteMode::Default };
                         w.write_with_mode(batch, mode).await?;
                     }
@@ -365,7 +419,10 @@ impl Store {
                 return Err(StoreError::invalid("category", format!("column {col:?} is not in the dataset")));
             }
         }
-        let mut writer = writer.expect("a successful read sends a schema");
+        let mut writer = match writer {
+            Some(w) => w,
+            None => new_writer(self, &r, table.as_ref(), schema_read.as_ref().expect("a successful read sends a schema"), None)?,
+        };
         let evolved_schema = writer.arrow_schema();
         let subjects_before: BTreeMap<String, SubjectKind> =
             known_columns.iter().filter_map(|c| c.subject_key.map(|k| (c.name.clone(), k))).collect();
@@ -554,7 +611,7 @@ async fn rewrite_without_keys(
         actions.push(Action::Remove(view.remove_action(true)));
         let w = match &mut rewriter {
             Some(w) => w,
-            None => rewriter.insert(new_writer(store, r, Some(table), &kept[0].schema())?),
+            None => rewriter.insert(new_writer(store, r, Some(table), &kept[0].schema(), Some(&kept[0]))?),
         };
         for batch in kept {
             if batch.num_rows() > 0 {
@@ -566,4 +623,54 @@ async fn rewrite_without_keys(
         actions.extend(w.flush().await?.into_iter().map(Action::Add));
     }
     Ok((actions, removed))
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{ArrayRef, Int64Array};
+    use arrow::datatypes::{Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    use super::*;
+
+    /// 2,000 rows: unique person numbers and ids, 20 districts, 600 names repeating,
+    /// a column of nulls.
+    fn sample() -> RecordBatch {
+        let n = 2000;
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("fodselsnummer", Arc::new(StringArray::from_iter_values((0..n).map(|i| format!("{:011}", 10_000_000_000u64 + i * 7919))))),
+            ("id", Arc::new(Int64Array::from_iter_values(0..n as i64))),
+            ("bydel", Arc::new(StringArray::from_iter_values((0..n).map(|i| format!("bydel {}", i % 20))))),
+            ("fornavn", Arc::new(StringArray::from_iter_values((0..n).map(|i| format!("navn{}", i % 600))))),
+            ("tom", Arc::new(StringArray::from(vec![None::<&str>; n as usize]))),
+        ];
+        let schema = Schema::new(columns.iter().map(|(name, a)| Field::new(*name, a.data_type().clone(), true)).collect::<Vec<_>>());
+        RecordBatch::try_new(Arc::new(schema), columns.into_iter().map(|(_, a)| a).collect()).unwrap()
+    }
+
+    #[test]
+    fn columns_of_many_distinct_values_get_no_dictionary() {
+        // 600 names of 5–7 bytes (plus a 4-byte length each) overflow 4 KiB; 20 districts fit.
+        assert_eq!(without_dictionary(&sample()), ["fodselsnummer", "id", "fornavn"]);
+        // A sample too small to overflow keeps every dictionary.
+        assert!(without_dictionary(&sample().slice(0, 100)).is_empty());
+    }
+
+    #[test]
+    fn the_written_file_has_dictionary_pages_only_where_they_fit() {
+        let batch = sample();
+        let mut file = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut file, batch.schema(), Some(writer_properties(Some(&batch)))).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let reader = SerializedFileReader::new(bytes::Bytes::from(file)).unwrap();
+        let group = reader.metadata().row_group(0);
+        let with_dictionary: Vec<String> =
+            group.columns().iter().filter(|c| c.dictionary_page_offset().is_some()).map(|c| c.column_path().string()).collect();
+        assert_eq!(with_dictionary, ["bydel", "tom"]);
+        // Without a sample (a file of no rows), every column may have one, as before.
+        let props = writer_properties(None);
+        assert!(props.dictionary_enabled(&parquet::schema::types::ColumnPath::from("fodselsnummer")));
+    }
 }

@@ -657,7 +657,7 @@ impl Store {
                 if kept.num_rows() > 0 {
                     let w = match &mut writer {
                         Some(w) => w,
-                        None => writer.insert(crate::ingest::new_writer(self, r, Some(&table), &kept.schema())?),
+                        None => writer.insert(crate::ingest::new_writer(self, r, Some(&table), &kept.schema(), Some(&kept))?),
                     };
                     deltalake::writer::DeltaWriter::write(w, kept).await?;
                 }
