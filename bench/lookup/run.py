@@ -14,7 +14,8 @@
 
 The same keys (a random sample of the population, every one warmed once first) go to both, from
 the same client (`--clients` threads, keep-alive connections), for `--seconds` each, alternating
-`--rounds` times. Prints p50, p99 and look-ups/s for both, and the ratios.
+`--rounds` times. Prints p50, p99, look-ups/s and the CPU time per look-up of server and client
+for both, and the ratios.
 
 Usage: python3 bench/lookup/run.py --tverr ~/.cache/tverr-target/release/tverr [--persons 5500000]
 Needs: PostgreSQL (Debian postgresql) and bench/lookup/requirements.txt (psycopg).
