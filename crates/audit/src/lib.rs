@@ -259,19 +259,20 @@ impl Group {
     /// The statements, in order, each with its placeholders.
     fn push_sql(&self, sql: &mut String, anonymous: bool) {
         for chunk in self.rows.chunks(ROWS_PER_STATEMENT) {
-            sql.push_str("INSERT INTO audit_log (seq, at, kind, payload, prev_hash, hash) VALUES ");
+            sql.push_str(INSERT_ENTRIES);
             push_placeholders(sql, chunk.len(), 6, anonymous);
             sql.push_str("; ");
         }
         for chunk in self.subjects.chunks(ROWS_PER_STATEMENT * 2) {
-            sql.push_str("INSERT INTO audit_subjects (subject, access, seq) VALUES ");
+            sql.push_str(INSERT_SUBJECTS);
             push_placeholders(sql, chunk.len(), 3, anonymous);
             sql.push_str("; ");
         }
         if self.checkpoint.is_some() {
-            sql.push_str("INSERT INTO audit_checkpoints (seq, head_hash, at, public_key, signature) VALUES ");
+            sql.push_str(INSERT_CHECKPOINT);
             push_placeholders(sql, 1, 5, anonymous);
-            sql.push_str(" ON CONFLICT (seq) DO NOTHING; ");
+            sql.push_str(ONCE_PER_SEQ);
+            sql.push_str("; ");
         }
     }
 
@@ -341,6 +342,14 @@ struct Pending {
     /// Whoever waits for the entry to be durable.
     reply: Option<oneshot::Sender<Result<i64, String>>>,
 }
+
+/// The inserts of the log's three tables, up to their values; every writer path appends its
+/// own placeholders.
+const INSERT_ENTRIES: &str = "INSERT INTO audit_log (seq, at, kind, payload, prev_hash, hash) VALUES ";
+const INSERT_SUBJECTS: &str = "INSERT INTO audit_subjects (subject, access, seq) VALUES ";
+const INSERT_CHECKPOINT: &str = "INSERT INTO audit_checkpoints (seq, head_hash, at, public_key, signature) VALUES ";
+/// A checkpoint is stored once per sequence number.
+const ONCE_PER_SEQ: &str = " ON CONFLICT (seq) DO NOTHING";
 
 /// At most this many entries go into one multi-row INSERT.
 const ROWS_PER_STATEMENT: usize = 200;
@@ -620,25 +629,25 @@ impl Audit {
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         // On a SQLite file, with the head and the checkpoint schedule known, the group is written
         // on the writer's own connection on a blocking thread, in one go (see `local`).
-        if let Some(path) = self.catalog.sqlite_file().filter(|_| state.last_checkpoint_seq >= 0) {
-            if let Some(known) = state.head.take() {
-                let group = Group::new(self, batch, known, at, state);
-                let (kept, path) = (state.local.take(), path.to_path_buf());
-                let (local, group) = tokio::task::spawn_blocking(move || {
-                    let mut local = match kept {
-                        Some(local) => local,
-                        None => local::LocalLog::open(&path)?,
-                    };
-                    local.write(&group)?;
-                    Ok::<_, rusqlite::Error>((local, group))
-                })
-                .await
-                .map_err(|e| WriteError::Stopped(e.to_string()))??;
-                // After an error the connection is dropped (its transaction rolled back): the
-                // next group opens a new one and reads the head again.
-                state.local = Some(local);
-                return Ok(group.finished(state));
-            }
+        if let Some(path) = self.catalog.sqlite_file().filter(|_| state.last_checkpoint_seq >= 0)
+            && let Some(known) = state.head.take()
+        {
+            let group = Group::new(self, batch, known, at, state);
+            let (kept, path) = (state.local.take(), path.to_path_buf());
+            let (local, group) = tokio::task::spawn_blocking(move || {
+                let mut local = match kept {
+                    Some(local) => local,
+                    None => local::LocalLog::open(&path)?,
+                };
+                local.write(&group)?;
+                Ok::<_, rusqlite::Error>((local, group))
+            })
+            .await
+            .map_err(|e| WriteError::Stopped(e.to_string()))??;
+            // After an error the connection is dropped (its transaction rolled back): the
+            // next group opens a new one and reads the head again.
+            state.local = Some(local);
+            return Ok(group.finished(state));
         }
         let mut tx = self.catalog.begin_write().await?;
         let known = match state.head.take() {
@@ -847,10 +856,8 @@ impl WriteError {
 
 /// Stores a checkpoint (once per sequence number).
 async fn insert_checkpoint<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(executor: E, c: &Checkpoint) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO audit_checkpoints (seq, head_hash, at, public_key, signature) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (seq) DO NOTHING",
-    )
+    let sql = format!("{INSERT_CHECKPOINT}($1, $2, $3, $4, $5){ONCE_PER_SEQ}");
+    sqlx::query(&sql)
     .bind(c.seq)
     .bind(&c.head_hash)
     .bind(&c.at)

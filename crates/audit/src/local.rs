@@ -7,11 +7,17 @@
 //! with cached single-row statements and returns: one round trip per group.
 
 use std::path::Path;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
 
-use crate::Group;
+use crate::{Group, INSERT_CHECKPOINT, INSERT_ENTRIES, INSERT_SUBJECTS, ONCE_PER_SEQ};
+
+/// The single-row statements, each prepared once per connection.
+static ENTRY: LazyLock<String> = LazyLock::new(|| format!("{INSERT_ENTRIES}(?1, ?2, ?3, ?4, ?5, ?6)"));
+static SUBJECT: LazyLock<String> = LazyLock::new(|| format!("{INSERT_SUBJECTS}(?1, ?2, ?3)"));
+static CHECKPOINT: LazyLock<String> = LazyLock::new(|| format!("{INSERT_CHECKPOINT}(?1, ?2, ?3, ?4, ?5){ONCE_PER_SEQ}"));
 
 /// A read-write connection to the catalogue file, without automatic WAL checkpoints (the
 /// writer's checkpointer copies the WAL back in the background).
@@ -32,20 +38,16 @@ impl LocalLog {
     pub(crate) fn write(&mut self, group: &Group) -> rusqlite::Result<()> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
-            let mut insert = tx.prepare_cached("INSERT INTO audit_log (seq, at, kind, payload, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+            let mut insert = tx.prepare_cached(&ENTRY)?;
             for r in &group.rows {
                 insert.execute(params![r.seq, group.at, r.kind, r.payload, r.prev_hash, r.hash])?;
             }
-            let mut index = tx.prepare_cached("INSERT INTO audit_subjects (subject, access, seq) VALUES (?1, ?2, ?3)")?;
+            let mut index = tx.prepare_cached(&SUBJECT)?;
             for (subject, access, seq) in &group.subjects {
                 index.execute(params![subject, access, seq])?;
             }
             if let Some(c) = &group.checkpoint {
-                tx.prepare_cached(
-                    "INSERT INTO audit_checkpoints (seq, head_hash, at, public_key, signature) VALUES (?1, ?2, ?3, ?4, ?5) \
-                     ON CONFLICT (seq) DO NOTHING",
-                )?
-                .execute(params![c.seq, c.head_hash, c.at, c.public_key, c.signature])?;
+                tx.prepare_cached(&CHECKPOINT)?.execute(params![c.seq, c.head_hash, c.at, c.public_key, c.signature])?;
             }
         }
         tx.commit()
