@@ -33,7 +33,9 @@ const READ_STEP: usize = 1 << 20;
 pub(crate) enum ChunkError {
     Io(io::Error),
     /// A record starting on this line is longer than [`MAX_RECORD_BYTES`].
-    RecordTooLong { line: u64 },
+    RecordTooLong {
+        line: u64,
+    },
 }
 
 impl From<io::Error> for ChunkError {

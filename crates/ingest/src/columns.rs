@@ -293,29 +293,25 @@ pub(crate) fn plan(
                 columns.push(ColumnPlan { name: field.name().clone(), column_type, subject: subject_of(field.name()) });
             }
             if !missing.is_empty() {
-                problems.push(Problem::file(
-                    file,
-                    format!("missing columns that the dataset has: {}", missing.join(", ")),
-                ));
+                problems
+                    .push(Problem::file(file, format!("missing columns that the dataset has: {}", missing.join(", "))));
             }
-            let unknown: Vec<(usize, &String)> = source_names
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| schema.field_with_name(n).is_err())
-                .collect();
+            let unknown: Vec<(usize, &String)> =
+                source_names.iter().enumerate().filter(|(_, n)| schema.field_with_name(n).is_err()).collect();
             let mut added = Vec::new();
             if !unknown.is_empty() && !options.evolve {
                 let names: Vec<&str> = unknown.iter().map(|(_, n)| n.as_str()).collect();
                 problems.push(Problem::file(
                     file,
-                    format!(
-                        "columns that the dataset does not have: {} (use --evolve to add them)",
-                        names.join(", ")
-                    ),
+                    format!("columns that the dataset does not have: {} (use --evolve to add them)", names.join(", ")),
                 ));
             } else {
                 for (i, n) in unknown {
-                    columns.push(ColumnPlan { name: n.clone(), column_type: source_type(i, n), subject: subject_of(n) });
+                    columns.push(ColumnPlan {
+                        name: n.clone(),
+                        column_type: source_type(i, n),
+                        subject: subject_of(n),
+                    });
                     source_index.push(Some(i));
                     added.push(n.clone());
                 }
@@ -344,9 +340,9 @@ impl Builder {
             ColumnType::Integer => Builder::Integer(Int64Builder::with_capacity(capacity)),
             ColumnType::Float => Builder::Float(Float64Builder::with_capacity(capacity)),
             ColumnType::Date => Builder::Date(Date32Builder::with_capacity(capacity)),
-            ColumnType::Timestamp => Builder::Timestamp(
-                TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"),
-            ),
+            ColumnType::Timestamp => {
+                Builder::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"))
+            }
             ColumnType::Text => Builder::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
             ColumnType::Geometry => Builder::Geometry(BinaryBuilder::with_capacity(capacity, capacity * 32)),
         }

@@ -2,7 +2,7 @@
 
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 
 use crate::chunker::{self, Chunk, ChunkError, Chunker};
 use crate::columns::{self, Builder, ColumnType, Inference};
@@ -202,11 +202,13 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
             let work_rx = Arc::clone(&work_rx);
             let done_tx = done_tx.clone();
             let shape = &shape;
-            scope.spawn(move || loop {
-                let next = work_rx.lock().map_err(|_| ()).and_then(|rx| rx.recv().map_err(|_| ()));
-                let Ok(chunk) = next else { break };
-                if stop.load(Ordering::Relaxed) || done_tx.send(parse_chunk(shape, &chunk)).is_err() {
-                    break;
+            scope.spawn(move || {
+                loop {
+                    let next = work_rx.lock().map_err(|_| ()).and_then(|rx| rx.recv().map_err(|_| ()));
+                    let Ok(chunk) = next else { break };
+                    if stop.load(Ordering::Relaxed) || done_tx.send(parse_chunk(shape, &chunk)).is_err() {
+                        break;
+                    }
                 }
             });
         }
@@ -260,11 +262,8 @@ fn for_each_record(encoding: Encoding, delimiter: u8, chunk: &Chunk, mut f: impl
         },
         Encoding::Utf8 | Encoding::Utf8Bom => std::borrow::Cow::Borrowed(&chunk.bytes),
     };
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(&text[..]);
+    let mut reader =
+        csv::ReaderBuilder::new().delimiter(delimiter).has_headers(false).flexible(true).from_reader(&text[..]);
     let mut record = csv::ByteRecord::new();
     // The line of a record is counted here from its byte offset. After a CRLF the csv crate
     // reports the next record as starting at the `\n` (it ends records at the `\r`), so its own
@@ -272,7 +271,10 @@ fn for_each_record(encoding: Encoding, delimiter: u8, chunk: &Chunk, mut f: impl
     let (mut line, mut counted_to) = (chunk.first_line, 0usize);
     // Reading from memory cannot fail, and `flexible` accepts every record length.
     while reader.read_byte_record(&mut record).unwrap_or(false) {
-        let mut start = record.position().map_or(counted_to, |p| usize::try_from(p.byte()).unwrap_or(counted_to)).clamp(counted_to, text.len());
+        let mut start = record
+            .position()
+            .map_or(counted_to, |p| usize::try_from(p.byte()).unwrap_or(counted_to))
+            .clamp(counted_to, text.len());
         while start < text.len() && matches!(text[start], b'\r' | b'\n') {
             start += 1;
         }
@@ -285,8 +287,7 @@ fn for_each_record(encoding: Encoding, delimiter: u8, chunk: &Chunk, mut f: impl
 /// Parses one chunk into a batch's worth of arrays.
 fn parse_chunk(shape: &Shape<'_>, chunk: &Chunk) -> Parsed {
     let plan = shape.plan;
-    let mut builders: Vec<Builder> =
-        plan.columns.iter().map(|c| Builder::new(c.column_type, 1024)).collect();
+    let mut builders: Vec<Builder> = plan.columns.iter().map(|c| Builder::new(c.column_type, 1024)).collect();
     let mut problems = Vec::new();
     let mut rows = 0;
     for_each_record(shape.encoding, shape.delimiter, chunk, |line, r| {
@@ -372,7 +373,12 @@ mod line_tests {
 
     #[test]
     fn records_keep_their_file_line_whatever_the_line_ends() {
-        for text in [&b"a;1\r\nb;2\r\nc;x\r\n"[..], b"a;1\nb;2\nc;x\n", b"a;1\rb;2\rc;x", b"a;1\r\n\r\nb;2\r\n\"c\nd\";x\r\ne;y"] {
+        for text in [
+            &b"a;1\r\nb;2\r\nc;x\r\n"[..],
+            b"a;1\nb;2\nc;x\n",
+            b"a;1\rb;2\rc;x",
+            b"a;1\r\n\r\nb;2\r\n\"c\nd\";x\r\ne;y",
+        ] {
             let chunk = Chunk { seq: 0, first_line: 2, bytes: text.to_vec() };
             let mut lines = Vec::new();
             for_each_record(Encoding::Utf8, b';', &chunk, |line, _| lines.push(line));

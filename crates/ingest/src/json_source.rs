@@ -297,7 +297,9 @@ pub(crate) fn read(ctx: &Context, shape: Shape, sink: &mut dyn BatchSink) -> Res
                 match serde_json::from_str::<Value>(trimmed) {
                     Ok(Value::Object(fields)) => consumer.push(Row { loc, fields, geometry: None })?,
                     Ok(_) => consumer.problem(loc.problem(&file, None, "expected a JSON object")),
-                    Err(e) => consumer.problem(loc.problem(&file, None, format!("invalid JSON: {}", serde_message(&e)))),
+                    Err(e) => {
+                        consumer.problem(loc.problem(&file, None, format!("invalid JSON: {}", serde_message(&e))))
+                    }
                 }
                 if consumer.stop {
                     break;
@@ -350,7 +352,8 @@ pub(crate) fn read(ctx: &Context, shape: Shape, sink: &mut dyn BatchSink) -> Res
                     let msg = if e.is_data() && e.to_string().contains("invalid type") {
                         match shape {
                             Shape::GeoJson => "expected a GeoJSON FeatureCollection object".to_string(),
-                            _ => "expected a JSON array of objects (use --format ndjson for one object per line)".to_string(),
+                            _ => "expected a JSON array of objects (use --format ndjson for one object per line)"
+                                .to_string(),
                         }
                     } else {
                         format!("invalid JSON: {}", serde_message(&e))
@@ -427,7 +430,8 @@ fn feature_row(file: &str, loc: Loc, v: Value, bbox: &mut BBox) -> Result<Row, P
     let geometry = match feature.remove("geometry") {
         None | Some(Value::Null) => None,
         Some(g) => {
-            check_geometry(&g, bbox).map_err(|m| loc.problem(file, Some(GEOMETRY_COLUMN), format!("invalid geometry: {m}")))?;
+            check_geometry(&g, bbox)
+                .map_err(|m| loc.problem(file, Some(GEOMETRY_COLUMN), format!("invalid geometry: {m}")))?;
             use geozero::ToWkb;
             let text = g.to_string();
             let wkb = geozero::geojson::GeoJson(&text)
@@ -462,7 +466,8 @@ impl BBox {
         self.max_y = self.max_y.max(y);
     }
     fn fits_wgs84(&self) -> bool {
-        self.min_x > self.max_x || (self.min_x >= -180.0 && self.max_x <= 180.0 && self.min_y >= -90.0 && self.max_y <= 90.0)
+        self.min_x > self.max_x
+            || (self.min_x >= -180.0 && self.max_x <= 180.0 && self.min_y >= -90.0 && self.max_y <= 90.0)
     }
 }
 
@@ -520,7 +525,9 @@ fn check_geometry(g: &Value, bbox: &mut BBox) -> Result<(), String> {
         "Point" => position(c, bbox),
         "MultiPoint" => positions(c, 0, "MultiPoint", bbox).map(|_| ()),
         "LineString" => positions(c, 2, "a LineString", bbox).map(|_| ()),
-        "MultiLineString" => each(c, "MultiLineString")?.iter().try_for_each(|l| positions(l, 2, "a LineString", bbox).map(|_| ())),
+        "MultiLineString" => {
+            each(c, "MultiLineString")?.iter().try_for_each(|l| positions(l, 2, "a LineString", bbox).map(|_| ()))
+        }
         "Polygon" => polygon(c, bbox),
         "MultiPolygon" => each(c, "MultiPolygon")?.iter().try_for_each(|p| polygon(p, bbox)),
         other => Err(format!("unknown geometry type {}", values::quote(other))),
@@ -540,7 +547,10 @@ fn resolve_crs(file: &str, member: Option<&Value>, option: Option<&str>) -> Resu
         (None, None) => return Ok("EPSG:4326".into()),
     };
     normalise_crs(&raw).ok_or_else(|| {
-        Problem::file(file, format!("unsupported CRS {}; expected EPSG:4326, EPSG:25832 or EPSG:25833", values::quote(&raw)))
+        Problem::file(
+            file,
+            format!("unsupported CRS {}; expected EPSG:4326, EPSG:25832 or EPSG:25833", values::quote(&raw)),
+        )
     })
 }
 

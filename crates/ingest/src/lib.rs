@@ -8,8 +8,8 @@
 //!
 //! This crate knows nothing of storage: the sink decides where batches go.
 
-mod columns;
 mod chunker;
+mod columns;
 mod csv_source;
 mod json_source;
 mod parquet_source;
@@ -96,11 +96,7 @@ impl Format {
         if trimmed.starts_with('[') {
             Some(Format::Json)
         } else if trimmed.starts_with('{') {
-            if trimmed.contains("FeatureCollection") {
-                Some(Format::GeoJson)
-            } else {
-                Some(Format::Ndjson)
-            }
+            if trimmed.contains("FeatureCollection") { Some(Format::GeoJson) } else { Some(Format::Ndjson) }
         } else if !trimmed.is_empty() {
             Some(Format::Csv)
         } else {
@@ -210,17 +206,10 @@ pub trait BatchSink {
 /// Returns the report when the whole file was read without problems. When there are problems,
 /// returns [`IngestError::Invalid`] with the first [`MAX_PROBLEMS`] of them; the sink may have
 /// received batches before the first problem was found and must then discard them.
-pub fn read_file(
-    path: &Path,
-    options: &IngestOptions,
-    sink: &mut dyn BatchSink,
-) -> Result<SourceReport, IngestError> {
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string());
-    let head = reader::read_head(path, 8192)
-        .map_err(|source| IngestError::Io { file: file_name.clone(), source })?;
+pub fn read_file(path: &Path, options: &IngestOptions, sink: &mut dyn BatchSink) -> Result<SourceReport, IngestError> {
+    let file_name =
+        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
+    let head = reader::read_head(path, 8192).map_err(|source| IngestError::Io { file: file_name.clone(), source })?;
     if head.is_empty() {
         return Err(IngestError::Invalid(vec![Problem::file(&file_name, "the file is empty")]));
     }

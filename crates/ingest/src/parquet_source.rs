@@ -14,9 +14,8 @@ use crate::{BatchSink, IngestError, Problem, SourceReport};
 pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceReport, IngestError> {
     let file = ctx.file_name.as_str();
     let handle = std::fs::File::open(&ctx.path).map_err(|e| ctx.io(e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(handle).map_err(|e| {
-        IngestError::Invalid(vec![Problem::file(file, format!("not a readable Parquet file ({e})"))])
-    })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(handle)
+        .map_err(|e| IngestError::Invalid(vec![Problem::file(file, format!("not a readable Parquet file ({e})"))]))?;
     let schema = builder.schema().clone();
     let mut problems = Vec::new();
     let mut names = Vec::new();
@@ -26,7 +25,11 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
         match ColumnType::from_arrow(field.data_type()) {
             Some(t) => inferred.push(t),
             None => {
-                problems.push(Problem::column(file, field.name(), format!("type {} is not supported", field.data_type())));
+                problems.push(Problem::column(
+                    file,
+                    field.name(),
+                    format!("type {} is not supported", field.data_type()),
+                ));
                 inferred.push(ColumnType::Text);
             }
         }
@@ -40,12 +43,8 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
         .build()
         .map_err(|e| IngestError::Invalid(vec![Problem::file(file, format!("cannot read ({e})"))]))?;
     let mut batcher = Batcher::new(ctx, plan, sink)?;
-    let out_types: Vec<(String, DataType, Option<tverr_core::SubjectKind>)> = batcher
-        .plan
-        .columns
-        .iter()
-        .map(|c| (c.name.clone(), c.column_type.arrow_type(), c.subject))
-        .collect();
+    let out_types: Vec<(String, DataType, Option<tverr_core::SubjectKind>)> =
+        batcher.plan.columns.iter().map(|c| (c.name.clone(), c.column_type.arrow_type(), c.subject)).collect();
     let source_index = batcher.plan.source_index.clone();
     let strict = CastOptions { safe: false, ..Default::default() };
     let mut row_offset = 0u64;
@@ -64,7 +63,9 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
             let column = batch.column(*src);
             let converted = match subject {
                 Some(kind) => canonical_keys(column, *kind).map_err(|(i, m)| (Some(i), m)),
-                None => cast_with_options(column, dt, &strict).map_err(|e| (None, format!("cannot convert to {dt}: {e}"))),
+                None => {
+                    cast_with_options(column, dt, &strict).map_err(|e| (None, format!("cannot convert to {dt}: {e}")))
+                }
             };
             match converted {
                 Ok(a) => arrays.push(a),

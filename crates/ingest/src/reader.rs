@@ -107,11 +107,7 @@ pub(crate) struct Batcher<'a> {
 }
 
 impl<'a> Batcher<'a> {
-    pub fn new(
-        ctx: &Context,
-        plan: Plan,
-        sink: &'a mut dyn BatchSink,
-    ) -> Result<Self, IngestError> {
+    pub fn new(ctx: &Context, plan: Plan, sink: &'a mut dyn BatchSink) -> Result<Self, IngestError> {
         let schema = crate::arrow_schema(&plan.columns);
         sink.schema(&schema)?;
         let batch_rows = ctx.batch_rows();

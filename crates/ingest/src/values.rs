@@ -139,10 +139,7 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     let naive = NaiveDateTime::new(date, parse_time(time_text)?);
     let utc = match offset_secs {
         Some(off) => naive - chrono::Duration::seconds(i64::from(off)),
-        None => chrono_tz::Europe::Oslo
-            .from_local_datetime(&naive)
-            .earliest()?
-            .naive_utc(),
+        None => chrono_tz::Europe::Oslo.from_local_datetime(&naive).earliest()?.naive_utc(),
     };
     Some(utc.and_utc().timestamp_micros())
 }

@@ -70,7 +70,10 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
     let file = ctx.file_name.as_str();
     let handle = std::fs::File::open(&ctx.path).map_err(|e| ctx.io(e))?;
     let mut workbook: Xlsx<_> = Xlsx::new(BufReader::new(handle)).map_err(|e| {
-        IngestError::Invalid(vec![Problem::file(file, format!("not a readable XLSX workbook ({e}); is the file complete?"))])
+        IngestError::Invalid(vec![Problem::file(
+            file,
+            format!("not a readable XLSX workbook ({e}); is the file complete?"),
+        )])
     })?;
     let names = workbook.sheet_names();
     let sheet = match &ctx.options.sheet {
@@ -88,7 +91,10 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
     };
     let located = format!("{file} (sheet {sheet})");
     let bad = |e: calamine::XlsxError| {
-        IngestError::Invalid(vec![Problem::file(&located, format!("cannot read the sheet ({e}); is the file complete?"))])
+        IngestError::Invalid(vec![Problem::file(
+            &located,
+            format!("cannot read the sheet ({e}); is the file complete?"),
+        )])
     };
     let mut cells = workbook.worksheet_cells_reader(&sheet).map_err(bad)?;
 
