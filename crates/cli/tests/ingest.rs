@@ -229,6 +229,52 @@ fn invalid_utf8_after_the_sample_is_located() {
     assert!(err.contains(&format!("mixed.csv: line {}, column \"navn\": not valid UTF-8", line + 1)), "{err}");
 }
 
+/// Issue 23, item 22: 20,000 valid UTF-8 rows with one stray `\xff\xfe` row inside the first
+/// MiB were read as Windows-1252, and every `æøå` was stored as `Ã¦Ã¸Ã¥`.
+#[test]
+fn a_utf8_file_with_a_few_stray_bytes_is_utf8_with_errors_at_their_lines() {
+    let t = Tverr::new();
+    t.org();
+    let rows = |stray: Option<usize>| {
+        let mut bytes = b"id;navn\n".to_vec();
+        for i in 1..=20_000 {
+            if Some(i) == stray {
+                bytes.extend_from_slice(format!("{i};").as_bytes());
+                bytes.extend_from_slice(b"\xff\xfe\n");
+            } else {
+                bytes.extend_from_slice(format!("{i};Ærlig Åse Ødegård\n").as_bytes());
+            }
+        }
+        bytes
+    };
+    let create = ["--create", "--department", "data", "--title", "T", "--classification", "open"];
+    for stray in [1, 9_000, 19_999] {
+        let f = t.dir.path().join(format!("stray{stray}.csv"));
+        std::fs::write(&f, rows(Some(stray))).unwrap();
+        let mut args = vec!["ingest", "test/stray", f.to_str().unwrap()];
+        args.extend(create);
+        let (code, err) = t.fail(&args);
+        assert_eq!(code, 65, "{err}");
+        let expected = format!("stray{stray}.csv: line {}, column \"navn\": not valid UTF-8", stray + 1);
+        assert!(err.contains(&expected), "{err}");
+        assert!(!err.contains('Ã'), "{err}");
+    }
+    // Without the stray row the same file is UTF-8, and its letters arrive as written.
+    let f = t.dir.path().join("clean.csv");
+    std::fs::write(&f, rows(None)).unwrap();
+    let out: serde_json::Value = serde_json::from_str(&t.create("test/clean", &f, &["--json"])).unwrap();
+    assert_eq!(out["report"]["encoding"], "UTF-8");
+    assert_eq!(t.sql_csv("SELECT DISTINCT navn FROM test.clean"), "navn\nÆrlig Åse Ødegård\n");
+    // The same rows in Windows-1252 are still read as Windows-1252.
+    let f = t.dir.path().join("cp1252.csv");
+    // (Every letter here is below U+0100 and outside 0x80–0x9F, where Windows-1252 is Latin-1.)
+    let latin: Vec<u8> = String::from_utf8(rows(None)).unwrap().chars().map(|c| u8::try_from(c).unwrap()).collect();
+    std::fs::write(&f, &latin).unwrap();
+    let out: serde_json::Value = serde_json::from_str(&t.create("test/latin", &f, &["--json"])).unwrap();
+    assert_eq!(out["report"]["encoding"], "windows-1252");
+    assert_eq!(t.sql_csv("SELECT DISTINCT navn FROM test.latin"), "navn\nÆrlig Åse Ødegård\n");
+}
+
 #[test]
 fn truncated_xlsx_is_refused() {
     let t = Tverr::new();

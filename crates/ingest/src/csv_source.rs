@@ -25,15 +25,43 @@ impl Encoding {
         }
     }
 
+    /// The encoding of a file that starts with `head`.
+    ///
+    /// A file that is valid UTF-8 except for a few bytes is UTF-8, and those bytes are errors at
+    /// their lines: reading it as Windows-1252 would turn every `æøå` into `Ã¦Ã¸Ã¥` without a
+    /// word. Windows-1252 is chosen only when the head holds no valid multi-byte UTF-8 character,
+    /// or [`CLEARLY_MORE`] times more invalid sequences than valid ones (a Windows-1252 text
+    /// almost never holds a valid UTF-8 sequence; `Ã¦` written in it does).
     fn detect(head: &[u8]) -> Self {
         if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
             return Encoding::Utf8Bom;
         }
-        match std::str::from_utf8(head) {
-            Ok(_) => Encoding::Utf8,
-            // A multi-byte character cut off at the end of the head is still UTF-8.
-            Err(e) if e.error_len().is_none() => Encoding::Utf8,
-            Err(_) => Encoding::Windows1252,
+        let (valid, invalid) = utf8_census(head);
+        if invalid > 0 && (valid == 0 || invalid > CLEARLY_MORE * valid) {
+            Encoding::Windows1252
+        } else {
+            Encoding::Utf8
+        }
+    }
+}
+
+/// How many times more invalid than valid multi-byte UTF-8 sequences make a head Windows-1252.
+const CLEARLY_MORE: usize = 4;
+
+/// The valid multi-byte UTF-8 characters and the invalid sequences in `bytes`. A character cut
+/// off at the end (the end of a head) is neither.
+fn utf8_census(mut bytes: &[u8]) -> (usize, usize) {
+    let multi_byte = |s: &[u8]| s.iter().filter(|b| **b >= 0xC0).count();
+    let (mut valid, mut invalid) = (0, 0);
+    loop {
+        match std::str::from_utf8(bytes) {
+            Ok(_) => return (valid + multi_byte(bytes), invalid),
+            Err(e) => {
+                valid += multi_byte(&bytes[..e.valid_up_to()]);
+                let Some(len) = e.error_len() else { return (valid, invalid) };
+                invalid += 1;
+                bytes = &bytes[e.valid_up_to() + len..];
+            }
         }
     }
 }
@@ -328,7 +356,7 @@ fn parse_chunk(shape: &Shape<'_>, chunk: &Chunk) -> Parsed {
                         shape.file,
                         line,
                         Some(&col.name),
-                        "not valid UTF-8 (the start of the file is UTF-8; is the rest in another encoding?)",
+                        "not valid UTF-8 (the file is UTF-8; is this line in another encoding?)",
                     ));
                 }
             }
@@ -364,6 +392,37 @@ mod tests {
         assert_eq!(Encoding::detect(b"Bj\xF8rn;\xC5se"), Encoding::Windows1252);
         // A character cut at the end of the head.
         assert_eq!(Encoding::detect(&"abcø".as_bytes()[..4]), Encoding::Utf8);
+    }
+
+    /// A UTF-8 file with a few stray bytes stays UTF-8 (the bytes are errors at their lines),
+    /// wherever in the head they are; a Windows-1252 file is still one.
+    #[test]
+    fn stray_bytes_do_not_make_utf8_windows_1252() {
+        let rows = |n: usize| "1;Ærlig Åse Ødegård\n".repeat(n).into_bytes();
+        let with_at = |at: usize, stray: &[u8]| {
+            let mut head = b"id;navn\n".to_vec();
+            head.extend(rows(at));
+            head.extend_from_slice(stray);
+            head.extend(rows(20_000 - at));
+            head
+        };
+        for stray in [&b"2;\xff\xfe\n"[..], b"2;Bj\xf8rn \xc6r\xf8\n", b"\xff\xfe\xff\xfe\xff\xfe\n"] {
+            for at in [0, 1, 10_000, 19_999] {
+                assert_eq!(Encoding::detect(&with_at(at, stray)), Encoding::Utf8, "at row {at}");
+            }
+        }
+        // Only a little UTF-8 and a little damage: still UTF-8.
+        assert_eq!(Encoding::detect(b"id;navn\n1;\xc3\x85se\n2;Bj\xf8rn\n"), Encoding::Utf8);
+        // Genuine Windows-1252: no valid sequence, or one accidental one among many invalid.
+        let cp1252 = b"navn;sted\nBj\xf8rn \xc6r\xf8;\xc5sg\xe5rdstrand\n".repeat(1000);
+        assert_eq!(Encoding::detect(&cp1252), Encoding::Windows1252);
+        let mut accidental = cp1252.clone();
+        accidental.extend_from_slice(b"\xc3\xa6;x\n"); // "Ã¦" written in Windows-1252 is valid UTF-8
+        assert_eq!(Encoding::detect(&accidental), Encoding::Windows1252);
+        // A BOM says UTF-8 whatever follows.
+        let mut bom = b"\xEF\xBB\xBF".to_vec();
+        bom.extend_from_slice(&with_at(5, b"\xff\xfe\n"));
+        assert_eq!(Encoding::detect(&bom), Encoding::Utf8Bom);
     }
 }
 
