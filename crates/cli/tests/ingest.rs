@@ -133,6 +133,24 @@ fn geojson_keeps_geometry_and_crs() {
     assert!(!csv.contains("Uten sted"));
 }
 
+/// Issue 23, item 13: a 1.9 MB CSV whose header has 200,000 columns drove the server to 24 GB.
+#[test]
+fn a_header_of_200000_columns_is_refused_and_changes_nothing() {
+    let t = Tverr::new();
+    people(&t);
+    let table = t.lake().join("test/people");
+    let before = visible_snapshot(&table);
+    let f = t.dir.path().join("wide.csv");
+    let mut text = (1..=200_000).map(|i| format!("kolonne{i}")).collect::<Vec<_>>().join(";");
+    text.push_str("\n1;2\n");
+    std::fs::write(&f, text).unwrap();
+    let (code, err) = t.fail(&["ingest", "test/people", f.to_str().unwrap()]);
+    assert_eq!(code, 65, "{err}");
+    let expected = "wide.csv: line 1, column \"kolonne2001\": the file has 200000 columns; at most 2000 are allowed";
+    assert!(err.contains(expected), "{err}");
+    assert_eq!(visible_snapshot(&table), before);
+}
+
 /// One case from tests/data/ingest/bad/*.case.
 struct Case {
     name: String,

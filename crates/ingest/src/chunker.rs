@@ -29,12 +29,19 @@ pub(crate) const MAX_RECORD_BYTES: usize = 64 << 20;
 
 const READ_STEP: usize = 1 << 20;
 
-/// The chunker failed: the input could not be read, or a record never ends.
+/// The chunker failed: the input could not be read, a record never ends, or a long record has
+/// more fields than allowed.
 pub(crate) enum ChunkError {
     Io(io::Error),
     /// A record starting on this line is longer than [`MAX_RECORD_BYTES`].
     RecordTooLong {
         line: u64,
+    },
+    /// A record starting on this line has `fields` fields, more than `max`.
+    TooManyFields {
+        line: u64,
+        fields: usize,
+        max: usize,
     },
 }
 
@@ -54,11 +61,42 @@ pub(crate) struct Chunker<R> {
     line: u64,
     seq: u64,
     max_record: usize,
+    /// A record longer than [`crate::limits::FIELD_COUNT_FROM`] with more fields than this is
+    /// refused before it is split into fields (whose bounds would take 8 bytes per delimiter).
+    max_fields: usize,
 }
 
 impl<R: Read> Chunker<R> {
     pub fn new(reader: R, delimiter: u8) -> Self {
-        Self { reader, delimiter, buf: Vec::new(), eof: false, line: 1, seq: 0, max_record: MAX_RECORD_BYTES }
+        Self {
+            reader,
+            delimiter,
+            buf: Vec::new(),
+            eof: false,
+            line: 1,
+            seq: 0,
+            max_record: MAX_RECORD_BYTES,
+            // The header is counted by the caller, with a message of its own.
+            max_fields: usize::MAX,
+        }
+    }
+
+    /// Long records with more fields than `max` are refused from now on.
+    pub fn set_max_fields(&mut self, max: usize) {
+        self.max_fields = max;
+    }
+
+    /// Refuses the record `buf[start..end]` if it is long and has too many fields.
+    fn check_fields(&self, start: usize, end: usize) -> Result<(), ChunkError> {
+        if end - start <= crate::limits::FIELD_COUNT_FROM {
+            return Ok(());
+        }
+        let (fields, _) = count_fields(&self.buf[start..end], self.delimiter, usize::MAX);
+        if fields > self.max_fields {
+            let line = self.line + count_newlines(&self.buf[..start]);
+            return Err(ChunkError::TooManyFields { line, fields, max: self.max_fields });
+        }
+        Ok(())
     }
 
     /// The sequence number the next chunk will get.
@@ -143,6 +181,7 @@ impl<R: Read> Chunker<R> {
                     }
                 }
                 if ended {
+                    self.check_fields(cut, i)?;
                     cut = i;
                     records += 1;
                     if records >= max_records || cut >= max_bytes {
@@ -151,6 +190,7 @@ impl<R: Read> Chunker<R> {
                 }
             }
             if self.eof {
+                self.check_fields(cut, self.buf.len())?;
                 cut = self.buf.len();
                 break;
             }
@@ -198,6 +238,46 @@ impl<R: Read> Chunker<R> {
         self.eof = n == 0;
         Ok(())
     }
+}
+
+/// The fields of the record at the start of `bytes` (quoted as `csv_core` quotes), and the offset
+/// where field `nth` (0-based) starts, if it does. Stops at the record's end.
+pub(crate) fn count_fields(bytes: &[u8], delimiter: u8, nth: usize) -> (usize, Option<usize>) {
+    let mut state = State::FieldStart;
+    let mut fields = 1;
+    let mut start = (nth == 0).then_some(0);
+    for (i, &b) in bytes.iter().enumerate() {
+        let next_field = match state {
+            State::FieldStart if b == b'"' => {
+                state = State::Quoted;
+                false
+            }
+            State::Quoted => {
+                if b == b'"' {
+                    state = State::QuoteInQuoted;
+                }
+                false
+            }
+            State::QuoteInQuoted if b == b'"' => {
+                state = State::Quoted;
+                false
+            }
+            _ if b == b'\n' || b == b'\r' => break,
+            _ if b == delimiter => true,
+            _ => {
+                state = State::Unquoted;
+                false
+            }
+        };
+        if next_field {
+            state = State::FieldStart;
+            if fields == nth {
+                start = Some(i + 1);
+            }
+            fields += 1;
+        }
+    }
+    (fields, start)
 }
 
 /// Line ends in `bytes`: `\n`, `\r\n` and a lone `\r` each end one line.
@@ -263,6 +343,37 @@ mod tests {
         // A quoted field followed by more text goes on unquoted.
         assert_eq!(chunks("\"a\"b\nc", 1, usize::MAX), vec![(1, "\"a\"b\n".into()), (2, "c".into())]);
         assert!(chunks("", 1, usize::MAX).is_empty());
+    }
+
+    #[test]
+    fn fields_are_counted_as_csv_splits_them() {
+        for input in [&b"a;b;c\n"[..], b"a;\"b;c\";d", b"\"a\"\"b;c\";d;\r\n", b";;", b"", b"x\"y;z\n1;2"] {
+            let (n, _) = count_fields(input, b';', usize::MAX);
+            assert_eq!(n, records(input).first().map_or(1, Vec::len), "{}", String::from_utf8_lossy(input));
+        }
+        assert_eq!(count_fields(b"a;\"b;c\";dd;e", b';', 2), (4, Some(8)));
+        assert_eq!(count_fields(b"a;b", b';', 5), (2, None));
+    }
+
+    #[test]
+    fn a_long_record_with_too_many_fields_is_refused_before_it_is_split() {
+        let long = format!("a;b\n1;2\n{}x\n3;4\n", ";".repeat(crate::limits::FIELD_COUNT_FROM + 1));
+        let mut c = Chunker::new(long.as_bytes(), b';');
+        c.set_max_fields(2);
+        assert!(c.next_chunk(1, usize::MAX).is_ok());
+        assert!(c.next_chunk(1, usize::MAX).is_ok());
+        match c.next_chunk(1, usize::MAX) {
+            Err(ChunkError::TooManyFields { line: 3, fields, max: 2 }) => {
+                assert_eq!(fields, crate::limits::FIELD_COUNT_FROM + 2);
+            }
+            _ => panic!("a long record with too many fields must be refused"),
+        }
+        // A long record of two fields (a long quoted value with delimiters in it) is fine.
+        let quoted = format!("a;b\n1;\"{}\"\n", ";".repeat(crate::limits::FIELD_COUNT_FROM + 1));
+        let mut c = Chunker::new(quoted.as_bytes(), b';');
+        c.set_max_fields(2);
+        assert!(c.next_chunk(1, usize::MAX).is_ok());
+        assert!(matches!(c.next_chunk(1, usize::MAX), Ok(Some(_))));
     }
 
     fn records(bytes: &[u8]) -> Vec<Vec<Vec<u8>>> {

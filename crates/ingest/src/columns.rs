@@ -12,6 +12,7 @@ use arrow::datatypes::{DataType, TimeUnit};
 use serde::Serialize;
 use tverr_core::SubjectKind;
 
+use crate::limits::{self, MAX_COLUMNS};
 use crate::values;
 use crate::{IngestOptions, Problem, TargetSchema};
 
@@ -227,6 +228,9 @@ pub(crate) fn plan(
     inferred: &[ColumnType],
     options: &IngestOptions,
 ) -> Result<Plan, Vec<Problem>> {
+    if source_names.len() > MAX_COLUMNS {
+        return Err(vec![limits::column_limit(file, None, &source_names[MAX_COLUMNS], source_names.len())]);
+    }
     let mut problems = Vec::new();
     let mut seen = BTreeMap::new();
     for (i, name) in source_names.iter().enumerate() {
@@ -274,14 +278,14 @@ pub(crate) fn plan(
                 let column_type = ColumnType::from_arrow(field.data_type()).unwrap_or(ColumnType::Text);
                 match seen.get(field.name().as_str()) {
                     Some(i) => {
-                        if let Some(forced) = options.types.get(field.name()) {
-                            if *forced != column_type {
-                                problems.push(Problem::column(
-                                    file,
-                                    field.name(),
-                                    format!("--type {forced} does not match the dataset's type {column_type}"),
-                                ));
-                            }
+                        if let Some(forced) = options.types.get(field.name())
+                            && *forced != column_type
+                        {
+                            problems.push(Problem::column(
+                                file,
+                                field.name(),
+                                format!("--type {forced} does not match the dataset's type {column_type}"),
+                            ));
                         }
                         source_index.push(Some(*i));
                     }
@@ -319,6 +323,12 @@ pub(crate) fn plan(
             Plan { columns, source_index, added }
         }
     };
+    if plan.columns.len() > MAX_COLUMNS {
+        problems.push(Problem::file(
+            file,
+            format!("the dataset would have {} columns; at most {MAX_COLUMNS} are allowed", plan.columns.len()),
+        ));
+    }
     if problems.is_empty() { Ok(plan) } else { Err(problems) }
 }
 

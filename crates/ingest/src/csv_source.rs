@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use crate::chunker::{self, Chunk, ChunkError, Chunker};
 use crate::columns::{self, Builder, ColumnType, Inference};
+use crate::limits::{self, MAX_COLUMNS, SAMPLE_BYTES};
 use crate::reader::{Batcher, Context};
 use crate::{BatchSink, IngestError, Problem, SourceReport};
 
@@ -140,6 +141,12 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
                 chunker::MAX_RECORD_BYTES >> 20
             ),
         )]),
+        ChunkError::TooManyFields { line, fields, max } => IngestError::Invalid(vec![Problem::at_line(
+            file,
+            line,
+            None,
+            format!("expected {max} fields as in the header, found {fields}"),
+        )]),
     };
 
     // The header: the first record that is not blank.
@@ -147,6 +154,16 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
         let Some(chunk) = chunker.next_chunk(1, CHUNK_BYTES).map_err(chunk_error)? else {
             return Err(IngestError::Invalid(vec![Problem::file(file, "the file is empty")]));
         };
+        // Counted before the header is split: a header of 200,000 fields must not become
+        // 200,000 columns of builders.
+        let (fields, extra) = chunker::count_fields(&chunk.bytes, delimiter, MAX_COLUMNS);
+        if fields > MAX_COLUMNS {
+            let extra = &chunk.bytes[extra.unwrap_or(0)..];
+            let (_, end) = chunker::count_fields(extra, delimiter, 1);
+            let name = String::from_utf8_lossy(&extra[..end.map_or(extra.len(), |e| e - 1)]);
+            let name = name.trim().trim_matches('"');
+            return Err(IngestError::Invalid(vec![limits::column_limit(file, Some(chunk.first_line), name, fields)]));
+        }
         let mut found = None;
         for_each_record(encoding, delimiter, &chunk, |_, r| {
             found = Some(r.iter().map(<[u8]>::to_vec).collect::<Vec<_>>());
@@ -170,6 +187,7 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
         }
     };
     let width = names.len();
+    chunker.set_max_fields(width);
     let batch_rows = ctx.batch_rows();
 
     // Sample: read chunks until they hold enough rows, infer the types from them, then parse
@@ -178,10 +196,12 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
     let mut sample: Vec<Chunk> = Vec::new();
     let mut inference = vec![Inference::default(); width];
     let mut sampled = 0;
-    while sampled < ctx.sample_rows() {
+    let mut sample_bytes = 0;
+    while sampled < ctx.sample_rows() && sample_bytes < SAMPLE_BYTES {
         let Some(chunk) = chunker.next_chunk(batch_rows, CHUNK_BYTES).map_err(chunk_error)? else {
             break;
         };
+        sample_bytes += chunk.bytes.len();
         for_each_record(encoding, delimiter, &chunk, |_, r| {
             if sampled >= ctx.sample_rows() || is_blank(r) {
                 return;

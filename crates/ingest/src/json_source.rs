@@ -2,12 +2,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use crate::chunker::MAX_RECORD_BYTES;
 use crate::columns::{self, ColumnType, Inference};
+use crate::limits::{self, MAX_COLUMNS, MAX_ELEMENT_BYTES, MAX_POINTS, SAMPLE_BYTES};
 use crate::reader::{Batcher, Context};
 use crate::{BatchSink, IngestError, Problem, SourceReport, values};
 
@@ -42,6 +44,8 @@ struct Row {
     loc: Loc,
     fields: Map<String, Value>,
     geometry: Option<Vec<u8>>,
+    /// About how much memory the row takes (for the sample's budget).
+    size: usize,
 }
 
 /// Collects a sample to infer the columns, then streams rows into the batcher.
@@ -49,6 +53,9 @@ struct RowConsumer<'a, 's> {
     ctx: &'a Context,
     geo: bool,
     sample: Vec<Row>,
+    sample_bytes: usize,
+    /// Rows the columns were inferred from.
+    sampled: usize,
     names: Vec<String>,
     index: HashMap<String, usize>,
     inference: Vec<Inference>,
@@ -66,6 +73,8 @@ impl<'a, 's> RowConsumer<'a, 's> {
             ctx,
             geo,
             sample: Vec::new(),
+            sample_bytes: 0,
+            sampled: 0,
             names: Vec::new(),
             index: HashMap::new(),
             inference: Vec::new(),
@@ -81,14 +90,19 @@ impl<'a, 's> RowConsumer<'a, 's> {
         c
     }
 
-    fn column(&mut self, name: &str) -> usize {
+    /// The index of the column `name`, added if new; `None` when that would be one column more
+    /// than [`MAX_COLUMNS`].
+    fn column(&mut self, name: &str) -> Option<usize> {
         if let Some(i) = self.index.get(name) {
-            return *i;
+            return Some(*i);
+        }
+        if self.names.len() >= MAX_COLUMNS {
+            return None;
         }
         self.names.push(name.to_string());
         self.inference.push(Inference::default());
         self.index.insert(name.to_string(), self.names.len() - 1);
-        self.names.len() - 1
+        Some(self.names.len() - 1)
     }
 
     fn problem(&mut self, p: Problem) {
@@ -107,13 +121,23 @@ impl<'a, 's> RowConsumer<'a, 's> {
                 if self.geo && k == GEOMETRY_COLUMN {
                     continue;
                 }
-                let i = self.column(k);
+                let Some(i) = self.column(k) else {
+                    let p = row.loc.problem(
+                        &self.ctx.file_name,
+                        Some(&limits::short(k)),
+                        limits::too_many_columns(format!("more than {MAX_COLUMNS}")),
+                    );
+                    self.problem(p);
+                    self.stop = true;
+                    return Ok(());
+                };
                 if let Some(t) = json_type(v) {
                     self.inference[i].observe_typed(t);
                 }
             }
+            self.sample_bytes += row.size;
             self.sample.push(row);
-            if self.sample.len() >= self.ctx.sample_rows() {
+            if self.sample.len() >= self.ctx.sample_rows() || self.sample_bytes >= SAMPLE_BYTES {
                 self.start()?;
             }
             return Ok(());
@@ -128,6 +152,7 @@ impl<'a, 's> RowConsumer<'a, 's> {
         }
         let plan = columns::plan(&self.ctx.file_name, &self.names, &inferred, &self.ctx.options)
             .map_err(IngestError::Invalid)?;
+        self.sampled = self.sample.len();
         let sink = self.sink.take().expect("started once");
         let mut batcher = Batcher::new(self.ctx, plan, sink)?;
         for p in self.early.drain(..) {
@@ -148,11 +173,11 @@ impl<'a, 's> RowConsumer<'a, 's> {
         let batcher = self.batcher.as_mut().expect("started");
         let mut problems = Vec::new();
         for key in row.fields.keys() {
-            if !(self.geo && key == GEOMETRY_COLUMN) && !self.index.contains_key(key.as_str()) {
+            if !(self.index.contains_key(key.as_str()) || self.geo && key == GEOMETRY_COLUMN) {
                 problems.push(row.loc.problem(
                     &file,
                     Some(key),
-                    format!("field not present in the first {} records", self.ctx.sample_rows()),
+                    format!("field not present in the first {} records", self.sampled),
                 ));
             }
         }
@@ -221,22 +246,143 @@ fn json_type(v: &Value) -> Option<ColumnType> {
 /// Sentinel error text used to unwind serde when the consumer wants to stop.
 const STOP: &str = "\u{0}tverr-stop";
 
+/// Sentinel error text for an element larger than [`MAX_ELEMENT_BYTES`].
+const TOO_LARGE: &str = "\u{0}tverr-too-large";
+
+/// Sentinel error text for a `crs` member larger than [`MAX_CRS_BYTES`].
+const CRS_TOO_LARGE: &str = "\u{0}tverr-crs-too-large";
+
+/// The most memory a GeoJSON `crs` member may take once read.
+const MAX_CRS_BYTES: usize = 1 << 20;
+
+/// Parses one JSON value as `serde_json::Value` does, counting the memory it takes (32 bytes a
+/// value, plus the text of strings and keys) against a budget, and failing with [`TOO_LARGE`]
+/// before it is spent: a feature of ten million points is refused while it is read, not after.
+struct Bounded<'b> {
+    left: &'b std::cell::Cell<usize>,
+    /// The error text when the budget is spent.
+    sentinel: &'static str,
+}
+
+impl Bounded<'_> {
+    fn charge<E: de::Error>(&self, bytes: usize) -> Result<(), E> {
+        let left = self.left.get();
+        if bytes > left {
+            return Err(E::custom(self.sentinel));
+        }
+        self.left.set(left - bytes);
+        Ok(())
+    }
+
+    fn again(&self) -> Self {
+        Bounded { left: self.left, sentinel: self.sentinel }
+    }
+}
+
+/// The memory one `Value` takes besides its contents.
+const VALUE_BYTES: usize = std::mem::size_of::<Value>();
+
+impl<'de> DeserializeSeed<'de> for Bounded<'_> {
+    type Value = Value;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Bounded<'_> {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        self.charge(VALUE_BYTES)?;
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        self.charge(VALUE_BYTES)?;
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        self.charge(VALUE_BYTES)?;
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        self.charge(VALUE_BYTES)?;
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        self.charge(VALUE_BYTES + v.len())?;
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        self.charge(VALUE_BYTES + v.len())?;
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        self.charge(VALUE_BYTES)?;
+        Ok(Value::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        self.visit_unit()
+    }
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.charge(VALUE_BYTES)?;
+        let mut values = Vec::new();
+        while let Some(v) = seq.next_element_seed(self.again())? {
+            values.push(v);
+        }
+        Ok(Value::Array(values))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.charge(VALUE_BYTES)?;
+        let mut values = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            self.charge(VALUE_BYTES + key.len())?;
+            let v = map.next_value_seed(self.again())?;
+            values.insert(key, v);
+        }
+        Ok(Value::Object(values))
+    }
+}
+
+/// Parses one element within the budget; returns it with the memory it takes.
+fn bounded_element<'de, A: SeqAccess<'de>>(seq: &mut A) -> Result<Option<(Value, usize)>, A::Error> {
+    let left = std::cell::Cell::new(MAX_ELEMENT_BYTES);
+    Ok(seq
+        .next_element_seed(Bounded { left: &left, sentinel: TOO_LARGE })?
+        .map(|v| (v, MAX_ELEMENT_BYTES - left.get())))
+}
+
+/// The problem for an element larger than [`MAX_ELEMENT_BYTES`].
+fn too_large(file: &str, loc: Loc, geo: bool) -> Problem {
+    let what = if geo { "feature" } else { "record" };
+    let hint = if geo { format!(" (a geometry may have at most {MAX_POINTS} points)") } else { String::new() };
+    loc.problem(
+        file,
+        None,
+        format!("the {what} takes more than {} MiB once read; at most that is allowed{hint}", MAX_ELEMENT_BYTES >> 20),
+    )
+}
+
 struct ElementSeq<'c, F>(&'c mut F);
 
-impl<'de, F: FnMut(Value) -> Result<(), ()>> Visitor<'de> for ElementSeq<'_, F> {
+impl<'de, F: FnMut(Value, usize) -> Result<(), ()>> Visitor<'de> for ElementSeq<'_, F> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an array")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(v) = seq.next_element::<Value>()? {
-            (self.0)(v).map_err(|()| de::Error::custom(STOP))?;
+        while let Some((v, size)) = bounded_element(&mut seq)? {
+            (self.0)(v, size).map_err(|()| de::Error::custom(STOP))?;
         }
         Ok(())
     }
 }
 
-impl<'de, F: FnMut(Value) -> Result<(), ()>> DeserializeSeed<'de> for ElementSeq<'_, F> {
+impl<'de, F: FnMut(Value, usize) -> Result<(), ()>> DeserializeSeed<'de> for ElementSeq<'_, F> {
     type Value = ();
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_seq(self)
@@ -250,7 +396,7 @@ struct FeatureCollection<'c, F> {
     crs: &'c mut Option<Value>,
 }
 
-impl<'de, F: FnMut(Value) -> Result<(), ()>> Visitor<'de> for FeatureCollection<'_, F> {
+impl<'de, F: FnMut(Value, usize) -> Result<(), ()>> Visitor<'de> for FeatureCollection<'_, F> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a GeoJSON FeatureCollection object")
@@ -259,7 +405,10 @@ impl<'de, F: FnMut(Value) -> Result<(), ()>> Visitor<'de> for FeatureCollection<
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "type" => *self.kind = Some(map.next_value()?),
-                "crs" => *self.crs = Some(map.next_value()?),
+                "crs" => {
+                    let left = std::cell::Cell::new(MAX_CRS_BYTES);
+                    *self.crs = Some(map.next_value_seed(Bounded { left: &left, sentinel: CRS_TOO_LARGE })?);
+                }
                 "features" => map.next_value_seed(ElementSeq(&mut *self.on_feature))?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -280,23 +429,44 @@ pub(crate) fn read(ctx: &Context, shape: Shape, sink: &mut dyn BatchSink) -> Res
 
     match shape {
         Shape::Lines => {
-            let reader = BufReader::with_capacity(1 << 20, &mut hashing);
-            for (i, line) in reader.lines().enumerate() {
-                let line = line.map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::InvalidData {
-                        IngestError::Invalid(vec![Problem::at_line(&file, i as u64 + 1, None, "not valid UTF-8")])
-                    } else {
-                        ctx.io(e)
-                    }
-                })?;
-                let loc = Loc::Line(i as u64 + 1);
+            let mut reader = BufReader::with_capacity(1 << 20, &mut hashing);
+            let mut bytes = Vec::new();
+            let mut line_no = 0u64;
+            loop {
+                // A line is read up to the record limit, not without bound.
+                bytes.clear();
+                let n = (&mut reader)
+                    .take(MAX_RECORD_BYTES as u64 + 1)
+                    .read_until(b'\n', &mut bytes)
+                    .map_err(|e| ctx.io(e))?;
+                if n == 0 {
+                    break;
+                }
+                line_no += 1;
+                let loc = Loc::Line(line_no);
+                if bytes.len() > MAX_RECORD_BYTES {
+                    let msg =
+                        format!("the line is longer than {} MiB; at most that is allowed", MAX_RECORD_BYTES >> 20);
+                    consumer.problem(loc.problem(&file, None, msg));
+                    break;
+                }
+                let Ok(line) = std::str::from_utf8(&bytes) else {
+                    return Err(IngestError::Invalid(vec![loc.problem(&file, None, "not valid UTF-8")]));
+                };
                 let trimmed = line.trim().trim_start_matches('\u{feff}');
                 if trimmed.is_empty() {
                     continue;
                 }
-                match serde_json::from_str::<Value>(trimmed) {
-                    Ok(Value::Object(fields)) => consumer.push(Row { loc, fields, geometry: None })?,
+                let left = std::cell::Cell::new(MAX_ELEMENT_BYTES);
+                let mut de = serde_json::Deserializer::from_str(trimmed);
+                let parsed = Bounded { left: &left, sentinel: TOO_LARGE }
+                    .deserialize(&mut de)
+                    .and_then(|v| de.end().map(|()| v));
+                let size = MAX_ELEMENT_BYTES - left.get();
+                match parsed {
+                    Ok(Value::Object(fields)) => consumer.push(Row { loc, fields, geometry: None, size })?,
                     Ok(_) => consumer.problem(loc.problem(&file, None, "expected a JSON object")),
+                    Err(e) if e.to_string().starts_with(TOO_LARGE) => consumer.problem(too_large(&file, loc, false)),
                     Err(e) => {
                         consumer.problem(loc.problem(&file, None, format!("invalid JSON: {}", serde_message(&e))))
                     }
@@ -310,14 +480,14 @@ pub(crate) fn read(ctx: &Context, shape: Shape, sink: &mut dyn BatchSink) -> Res
             let reader = BufReader::with_capacity(1 << 20, &mut hashing);
             let mut de = serde_json::Deserializer::from_reader(reader);
             let geo = shape == Shape::GeoJson;
-            let mut on_element = |v: Value| -> Result<(), ()> {
+            let mut on_element = |v: Value, size: usize| -> Result<(), ()> {
                 row_no += 1;
                 let loc = Loc::Row(row_no);
                 let row = if geo {
                     feature_row(&file, loc, v, &mut bbox)
                 } else {
                     match v {
-                        Value::Object(fields) => Ok(Row { loc, fields, geometry: None }),
+                        Value::Object(fields) => Ok(Row { loc, fields, geometry: None, size }),
                         _ => Err(loc.problem(&file, None, "expected a JSON object")),
                     }
                 };
@@ -348,6 +518,15 @@ pub(crate) fn read(ctx: &Context, shape: Shape, sink: &mut dyn BatchSink) -> Res
             }
             match result {
                 Err(e) if e.to_string().starts_with(STOP) => {}
+                Err(e) if e.to_string().starts_with(TOO_LARGE) => {
+                    consumer.problem(too_large(&file, Loc::Row(row_no + 1), geo))
+                }
+                Err(e) if e.to_string().starts_with(CRS_TOO_LARGE) => consumer.problem(Problem::at_line(
+                    &file,
+                    e.line() as u64,
+                    Some("crs"),
+                    format!("the crs member takes more than {} MiB once read", MAX_CRS_BYTES >> 20),
+                )),
                 Err(e) => {
                     let msg = if e.is_data() && e.to_string().contains("invalid type") {
                         match shape {
@@ -440,7 +619,20 @@ fn feature_row(file: &str, loc: Loc, v: Value, bbox: &mut BBox) -> Result<Row, P
             Some(wkb)
         }
     };
-    Ok(Row { loc, fields, geometry })
+    let size =
+        geometry.as_ref().map_or(0, Vec::len) + fields.iter().map(|(k, v)| k.len() + value_size(v)).sum::<usize>();
+    Ok(Row { loc, fields, geometry, size })
+}
+
+/// About how much memory a parsed value takes.
+fn value_size(v: &Value) -> usize {
+    VALUE_BYTES
+        + match v {
+            Value::String(s) => s.len(),
+            Value::Array(a) => a.iter().map(value_size).sum(),
+            Value::Object(m) => m.iter().map(|(k, v)| k.len() + value_size(v)).sum(),
+            _ => 0,
+        }
 }
 
 /// The extent of all coordinates seen, to catch UTM coordinates labelled as WGS84.
@@ -471,7 +663,17 @@ impl BBox {
     }
 }
 
-fn position(v: &Value, bbox: &mut BBox) -> Result<(), String> {
+/// The extent and the points of one geometry, as it is checked.
+struct Walk<'b> {
+    bbox: &'b mut BBox,
+    points: usize,
+}
+
+fn position(v: &Value, w: &mut Walk<'_>) -> Result<(), String> {
+    w.points += 1;
+    if w.points > MAX_POINTS {
+        return Err(limits::too_many_points());
+    }
     let arr = v.as_array().ok_or("a position must be an array of numbers")?;
     if !(2..=3).contains(&arr.len()) {
         return Err(format!("a position needs 2 or 3 numbers, found {}", arr.len()));
@@ -480,28 +682,28 @@ fn position(v: &Value, bbox: &mut BBox) -> Result<(), String> {
         .iter()
         .map(|n| n.as_f64().filter(|f| f.is_finite()).ok_or("a coordinate is not a number"))
         .collect::<Result<_, _>>()?;
-    bbox.add(nums[0], nums[1]);
+    w.bbox.add(nums[0], nums[1]);
     Ok(())
 }
 
-fn positions(v: &Value, min: usize, what: &str, bbox: &mut BBox) -> Result<usize, String> {
+fn positions(v: &Value, min: usize, what: &str, w: &mut Walk<'_>) -> Result<usize, String> {
     let arr = v.as_array().ok_or_else(|| format!("{what} coordinates must be an array"))?;
     if arr.len() < min {
         return Err(format!("{what} needs at least {min} positions, found {}", arr.len()));
     }
     for p in arr {
-        position(p, bbox)?;
+        position(p, w)?;
     }
     Ok(arr.len())
 }
 
-fn polygon(v: &Value, bbox: &mut BBox) -> Result<(), String> {
+fn polygon(v: &Value, w: &mut Walk<'_>) -> Result<(), String> {
     let rings = v.as_array().ok_or("Polygon coordinates must be an array of rings")?;
     if rings.is_empty() {
         return Err("a Polygon needs at least one ring".into());
     }
     for ring in rings {
-        positions(ring, 4, "a Polygon ring", bbox)?;
+        positions(ring, 4, "a Polygon ring", w)?;
         let pts = ring.as_array().expect("checked");
         if pts.first() != pts.last() {
             return Err("a Polygon ring must be closed (first and last positions equal)".into());
@@ -514,22 +716,27 @@ fn each<'v>(v: &'v Value, what: &str) -> Result<&'v Vec<Value>, String> {
     v.as_array().ok_or_else(|| format!("{what} coordinates must be an array"))
 }
 
+/// Checks a GeoJSON geometry: its structure, its positions, at most [`MAX_POINTS`] of them.
 fn check_geometry(g: &Value, bbox: &mut BBox) -> Result<(), String> {
+    walk_geometry(g, &mut Walk { bbox, points: 0 })
+}
+
+fn walk_geometry(g: &Value, w: &mut Walk<'_>) -> Result<(), String> {
     let kind = g.get("type").and_then(Value::as_str).ok_or("missing \"type\"")?;
     if kind == "GeometryCollection" {
         let parts = g.get("geometries").and_then(Value::as_array).ok_or("missing \"geometries\"")?;
-        return parts.iter().try_for_each(|p| check_geometry(p, bbox));
+        return parts.iter().try_for_each(|p| walk_geometry(p, w));
     }
     let c = g.get("coordinates").ok_or("missing \"coordinates\"")?;
     match kind {
-        "Point" => position(c, bbox),
-        "MultiPoint" => positions(c, 0, "MultiPoint", bbox).map(|_| ()),
-        "LineString" => positions(c, 2, "a LineString", bbox).map(|_| ()),
+        "Point" => position(c, w),
+        "MultiPoint" => positions(c, 0, "MultiPoint", w).map(|_| ()),
+        "LineString" => positions(c, 2, "a LineString", w).map(|_| ()),
         "MultiLineString" => {
-            each(c, "MultiLineString")?.iter().try_for_each(|l| positions(l, 2, "a LineString", bbox).map(|_| ()))
+            each(c, "MultiLineString")?.iter().try_for_each(|l| positions(l, 2, "a LineString", w).map(|_| ()))
         }
-        "Polygon" => polygon(c, bbox),
-        "MultiPolygon" => each(c, "MultiPolygon")?.iter().try_for_each(|p| polygon(p, bbox)),
+        "Polygon" => polygon(c, w),
+        "MultiPolygon" => each(c, "MultiPolygon")?.iter().try_for_each(|p| polygon(p, w)),
         other => Err(format!("unknown geometry type {}", values::quote(other))),
     }
 }

@@ -12,10 +12,14 @@ mod chunker;
 mod columns;
 mod csv_source;
 mod json_source;
+mod limits;
 mod parquet_source;
 mod problem;
 mod reader;
+#[cfg(test)]
+mod tests;
 mod values;
+mod xlsx_guard;
 mod xlsx_source;
 
 use std::collections::BTreeMap;
@@ -28,6 +32,7 @@ use tverr_core::SubjectKind;
 
 pub use columns::{ColumnType, GEOMETRY_ENCODING_KEY};
 pub use json_source::{GEOMETRY_COLUMN, normalise_crs};
+pub use limits::{MAX_COLUMNS, MAX_POINTS};
 pub use problem::{IngestError, Problem};
 
 /// At most this many problems are collected before reading stops.

@@ -8,8 +8,12 @@ use arrow::datatypes::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::columns::{self, ColumnType};
+use crate::limits::{self, MAX_COLUMNS};
 use crate::reader::{Batcher, Context};
 use crate::{BatchSink, IngestError, Problem, SourceReport};
+
+/// About the most one batch read from a Parquet file may hold, before decoding.
+const BATCH_BYTES: usize = 64 << 20;
 
 pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceReport, IngestError> {
     let file = ctx.file_name.as_str();
@@ -17,6 +21,10 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
     let builder = ParquetRecordBatchReaderBuilder::try_new(handle)
         .map_err(|e| IngestError::Invalid(vec![Problem::file(file, format!("not a readable Parquet file ({e})"))]))?;
     let schema = builder.schema().clone();
+    if schema.fields().len() > MAX_COLUMNS {
+        let name = schema.field(MAX_COLUMNS).name();
+        return Err(IngestError::Invalid(vec![limits::column_limit(file, None, name, schema.fields().len())]));
+    }
     let mut problems = Vec::new();
     let mut names = Vec::new();
     let mut inferred = Vec::new();
@@ -38,8 +46,18 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
         return Err(IngestError::Invalid(problems));
     }
     let plan = columns::plan(file, &names, &inferred, &ctx.options).map_err(IngestError::Invalid)?;
+    // Batches of at most about BATCH_BYTES, judged by the widest row group's bytes per row.
+    let widest_row = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .filter(|rg| rg.num_rows() > 0)
+        .map(|rg| usize::try_from(rg.total_byte_size().max(0) / rg.num_rows()).unwrap_or(usize::MAX))
+        .max()
+        .unwrap_or(0);
+    let batch_rows = ctx.batch_rows().min((BATCH_BYTES / widest_row.max(1)).max(1));
     let reader = builder
-        .with_batch_size(ctx.batch_rows())
+        .with_batch_size(batch_rows)
         .build()
         .map_err(|e| IngestError::Invalid(vec![Problem::file(file, format!("cannot read ({e})"))]))?;
     let mut batcher = Batcher::new(ctx, plan, sink)?;

@@ -83,11 +83,11 @@ impl<R: Read> Read for HashingReader<R> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         self.bytes += n as u64;
-        if let Some(p) = &self.progress {
-            if self.bytes - self.last_report >= 4 << 20 || n == 0 {
-                self.last_report = self.bytes;
-                p(self.bytes);
-            }
+        if let Some(p) = &self.progress
+            && (self.bytes - self.last_report >= 4 << 20 || n == 0)
+        {
+            self.last_report = self.bytes;
+            p(self.bytes);
         }
         Ok(n)
     }

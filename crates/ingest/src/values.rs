@@ -151,11 +151,7 @@ pub fn date_to_days(d: NaiveDate) -> i32 {
 
 /// A short, safe rendering of a bad value for an error message.
 pub fn quote(value: &str) -> String {
-    let mut out: String = value.chars().take(40).collect();
-    if value.chars().count() > 40 {
-        out.push('…');
-    }
-    format!("{out:?}")
+    format!("{:?}", crate::limits::short(value))
 }
 
 #[cfg(test)]

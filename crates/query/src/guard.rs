@@ -1,6 +1,12 @@
 //! The SQL guard: what a query may contain before it is planned. Only a single `SELECT`-style
 //! query; no table functions, no `UNNEST`/`PIVOT`/`JSON_TABLE` relations; only functions on the
 //! allow-list. Table names are checked against entitlements by the engine.
+//!
+//! Text is parsed once, with one dialect (PostgreSQL's, which has no executable comments), and
+//! the tree that was checked is the tree that is planned: [`statement`] for SQL, [`filter`] for
+//! REST `where=` and agreement row filters. Before anything is parsed, [`bounded`] refuses text
+//! whose expressions could nest deeper than [`MAX_NESTING`], so no input reaches a recursion
+//! (parser, planner, optimizer, evaluation or drop) that could exhaust a thread's stack.
 
 use std::ops::ControlFlow;
 
@@ -9,8 +15,14 @@ use datafusion::sql::sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, SelectItem, SetExpr, Statement, TableFactor, Visit,
     Visitor,
 };
+use datafusion::common::DFSchema;
+use datafusion::execution::SessionState;
+use datafusion::sql::parser::DFParserBuilder;
+use datafusion::sql::sqlparser::ast::ExprWithAlias;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::QueryError;
 
@@ -40,6 +52,148 @@ pub const ALLOWED_FUNCTIONS: &[&str] = &[
     "current_time", "current_timestamp", "to_date", "to_timestamp", "to_timestamp_seconds", "to_timestamp_millis",
     "to_timestamp_micros", "to_char", "make_date", "to_unixtime", "from_unixtime",
 ];
+
+/// How deeply the expressions of one statement or filter may nest (operators, keywords and
+/// brackets, counted as [`bounded`] counts them). Deep enough for any query a person writes;
+/// far below what would exhaust a thread's stack in the parser, planner or evaluation.
+pub const MAX_NESTING: usize = 256;
+
+/// The longest SQL text or filter accepted, in bytes.
+pub const MAX_SQL_BYTES: usize = 256 * 1024;
+
+/// How deeply sqlparser may recurse (subqueries, parentheses) while parsing.
+const PARSER_RECURSION_LIMIT: usize = 64;
+
+/// Refuses text that is too long or whose expressions could nest deeper than [`MAX_NESTING`].
+///
+/// The bound is computed from tokens alone, without recursion, so it is safe on any input. Each
+/// level of a parsed tree needs at least one token that is not a name, a literal or a comma (an
+/// operator, a keyword or a bracket), so counting those per comma-separated part of each bracket
+/// level, plus the depth of the brackets within, bounds the depth of the tree from above.
+pub fn bounded(text: &str) -> Result<(), QueryError> {
+    if text.len() > MAX_SQL_BYTES {
+        return Err(QueryError::NotAllowed(format!(
+            "the query is {} bytes long; at most {MAX_SQL_BYTES} bytes are allowed",
+            text.len()
+        )));
+    }
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, text)
+        .tokenize()
+        .map_err(|e| QueryError::Invalid(e.to_string()))?;
+    /// One bracket level: nesting tokens in the current comma-separated part, the deepest
+    /// bracket inside that part, and the deepest part closed so far.
+    #[derive(Default)]
+    struct Level {
+        part: usize,
+        inner: usize,
+        deepest: usize,
+    }
+    impl Level {
+        fn depth(&self) -> usize {
+            self.deepest.max(self.part + self.inner)
+        }
+    }
+    let mut levels = vec![Level::default()];
+    let mut deepest = 0;
+    for token in &tokens {
+        match token {
+            Token::Whitespace(_) | Token::EOF | Token::Period | Token::SemiColon | Token::Placeholder(_) => continue,
+            Token::Word(w) if w.keyword == Keyword::NoKeyword || w.quote_style.is_some() => continue,
+            Token::Number(..)
+            | Token::SingleQuotedString(_)
+            | Token::DoubleQuotedString(_)
+            | Token::DollarQuotedString(_)
+            | Token::EscapedStringLiteral(_)
+            | Token::UnicodeStringLiteral(_)
+            | Token::NationalStringLiteral(_)
+            | Token::HexStringLiteral(_)
+            | Token::SingleQuotedByteStringLiteral(_)
+            | Token::DoubleQuotedByteStringLiteral(_) => continue,
+            Token::Comma => {
+                let level = levels.last_mut().expect("the outermost level is never closed");
+                level.deepest = level.depth();
+                level.part = 0;
+                level.inner = 0;
+            }
+            Token::LParen | Token::LBracket | Token::LBrace => levels.push(Level::default()),
+            Token::RParen | Token::RBracket | Token::RBrace if levels.len() > 1 => {
+                let closed = levels.pop().expect("more than one level").depth() + 1;
+                let level = levels.last_mut().expect("the outermost level is never closed");
+                level.inner = level.inner.max(closed);
+            }
+            _ => levels.last_mut().expect("the outermost level is never closed").part += 1,
+        }
+        let open: usize = levels.iter().map(|l| l.part + l.inner + 1).sum();
+        deepest = deepest.max(open).max(levels.iter().map(Level::depth).max().unwrap_or(0));
+        if deepest > MAX_NESTING {
+            return Err(QueryError::NotAllowed(format!(
+                "the query nests too deeply: at most {MAX_NESTING} levels of operators, functions and brackets are allowed (write long lists of alternatives as IN (…))"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Parses one SQL statement with the PostgreSQL dialect after [`bounded`], and checks it.
+pub fn statement(sql: &str) -> Result<DfStatement, QueryError> {
+    bounded(sql)?;
+    let mut statements = DFParserBuilder::new(sql)
+        .with_dialect(&PostgreSqlDialect {})
+        .with_recursion_limit(PARSER_RECURSION_LIMIT)
+        .build()
+        .and_then(|mut p| p.parse_statements())
+        .map_err(|e| QueryError::Invalid(e.strip_backtrace().to_string()))?;
+    if statements.len() > 1 {
+        return Err(QueryError::NotAllowed("only one statement per request".into()));
+    }
+    let statement = statements.pop_front().ok_or_else(|| QueryError::Invalid("the query is empty".into()))?;
+    check(&statement)?;
+    Ok(statement)
+}
+
+/// A boolean filter (REST `where=`, an agreement's row filter) parsed once and checked: the
+/// tree in it is the tree that is planned, never the text again.
+#[derive(Debug, Clone)]
+pub struct CheckedFilter(datafusion::sql::sqlparser::ast::Expr);
+
+impl CheckedFilter {
+    /// The filter as a DataFusion expression over `schema`.
+    pub(crate) fn plan(&self, state: &SessionState, schema: &DFSchema) -> datafusion::error::Result<datafusion::logical_expr::Expr> {
+        state.create_logical_expr_from_sql_expr(ExprWithAlias { expr: self.0.clone(), alias: None }, schema)
+    }
+}
+
+/// Parses and checks a filter: one expression (no alias), allowed functions only, and no
+/// subqueries (a filter is about the rows of its own table).
+pub fn filter(text: &str) -> Result<CheckedFilter, QueryError> {
+    bounded(text)?;
+    let parsed = DFParserBuilder::new(text)
+        .with_dialect(&PostgreSqlDialect {})
+        .with_recursion_limit(PARSER_RECURSION_LIMIT)
+        .build()
+        .and_then(|mut p| p.parse_into_expr())
+        .map_err(|e| QueryError::Invalid(e.strip_backtrace().to_string()))?;
+    if parsed.alias.is_some() {
+        return Err(QueryError::Invalid("a filter is one expression, without AS".into()));
+    }
+    let expr = parsed.expr;
+    let mut guard = Guard;
+    if let ControlFlow::Break(why) = expr.visit(&mut guard) {
+        return Err(QueryError::NotAllowed(why));
+    }
+    let mut nested = false;
+    let _ = datafusion::sql::sqlparser::ast::visit_expressions(&expr, |e| {
+        if matches!(e, Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. }) {
+            nested = true;
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    if nested {
+        return Err(QueryError::NotAllowed("a filter cannot contain a subquery".into()));
+    }
+    Ok(CheckedFilter(expr))
+}
 
 /// Checks a parsed statement; the error names what is not allowed and never echoes data.
 pub fn check(statement: &DfStatement) -> Result<(), QueryError> {
@@ -110,39 +264,97 @@ const STATISTICS_AGGREGATES: &[&str] = &["count", "sum", "avg", "mean"];
 /// Checks that a query over a statistics-only dataset is a plain grouped aggregate over that
 /// table alone, and adds `HAVING count(*) >= k` so that smaller groups are suppressed.
 ///
-/// The shape is strict so that one person cannot be isolated: no `WHERE` (so "all" and "all but
-/// one" cannot be compared), no joins, subqueries, CTEs or set operations, group keys that are
-/// plain columns, and only `count`, `sum` and `avg` over plain columns.
+/// The shape is an allow-list over the whole statement: every field of the query and of its
+/// `SELECT` is named below (a new field in a newer sqlparser stops the build until it is judged)
+/// and must be empty, except the one table, plain `GROUP BY` columns, a projection of those
+/// columns and `count`/`sum`/`avg` over plain columns, an `ORDER BY` of the same items, and a
+/// literal `LIMIT`/`OFFSET`. So there is no `WHERE` (so "all" and "all but one" cannot be
+/// compared), no join, subquery, CTE, set operation, window, or any other expression anywhere —
+/// no clause can carry an oracle.
 pub fn statistics(statement: &mut DfStatement, k: u32) -> Result<(), QueryError> {
+    use datafusion::sql::sqlparser::ast::{LimitClause, OrderByKind, Query, Select, Value};
     let refuse = |why: &str| {
         Err(QueryError::NotAllowed(format!(
-            "this dataset is shared as statistics only: {why}; write SELECT <columns>, count(*) | sum(col) | avg(col) FROM <table> GROUP BY <columns>"
+            "this dataset is shared as statistics only: {why}; write SELECT <columns>, count(*) | sum(col) | avg(col) FROM <table> GROUP BY <columns> [ORDER BY …] [LIMIT n]"
         )))
     };
     let DfStatement::Statement(s) = statement else { return refuse("not a SELECT") };
     let Statement::Query(query) = s.as_mut() else { return refuse("not a SELECT") };
-    if query.with.is_some() {
+    let Query { with, body, order_by, limit_clause, fetch, locks, for_clause, settings, format_clause, pipe_operators } =
+        query.as_mut();
+    if with.is_some() {
         return refuse("WITH is not allowed");
     }
-    let SetExpr::Select(select) = query.body.as_mut() else {
+    if fetch.is_some() || !locks.is_empty() || for_clause.is_some() || settings.is_some() || format_clause.is_some() || !pipe_operators.is_empty() {
+        return refuse("only ORDER BY, LIMIT and OFFSET may follow GROUP BY");
+    }
+    let literal = |e: &Expr| matches!(e, Expr::Value(v) if matches!(v.value, Value::Number(..)));
+    match limit_clause {
+        None => {}
+        Some(LimitClause::LimitOffset { limit, offset, limit_by }) => {
+            let limit_ok = limit.as_ref().is_none_or(literal);
+            let offset_ok = offset.as_ref().is_none_or(|o| literal(&o.value));
+            if !limit_ok || !offset_ok || !limit_by.is_empty() {
+                return refuse("LIMIT and OFFSET take whole numbers only");
+            }
+        }
+        Some(LimitClause::OffsetCommaLimit { .. }) => return refuse("LIMIT and OFFSET take whole numbers only"),
+    }
+    let SetExpr::Select(select) = body.as_mut() else {
         return refuse("UNION, INTERSECT, EXCEPT and VALUES are not allowed");
     };
-    if select.from.len() != 1 || !select.from[0].joins.is_empty() {
+    let Select {
+        select_token: _,
+        optimizer_hints,
+        distinct,
+        select_modifiers,
+        top,
+        top_before_distinct: _,
+        projection,
+        exclude,
+        into,
+        from,
+        lateral_views,
+        prewhere,
+        selection,
+        connect_by,
+        group_by,
+        cluster_by,
+        distribute_by,
+        sort_by,
+        having,
+        named_window,
+        qualify,
+        window_before_qualify: _,
+        value_table_mode,
+        flavor: _,
+    } = select.as_mut();
+    if !optimizer_hints.is_empty() || distinct.is_some() || select_modifiers.is_some() || top.is_some() || exclude.is_some() || into.is_some() {
+        return refuse("DISTINCT, TOP, EXCLUDE and INTO are not allowed");
+    }
+    if !lateral_views.is_empty() || !connect_by.is_empty() || !cluster_by.is_empty() || !distribute_by.is_empty() || !sort_by.is_empty() || !named_window.is_empty() || value_table_mode.is_some() {
+        return refuse("only SELECT, FROM, GROUP BY, ORDER BY and LIMIT are allowed");
+    }
+    if from.len() != 1 || !from[0].joins.is_empty() {
         return refuse("the query must read the one table alone, without joins");
     }
-    if !matches!(select.from[0].relation, TableFactor::Table { args: None, .. }) {
+    if !matches!(
+        &from[0].relation,
+        TableFactor::Table { args: None, alias: None, with_hints, version: None, with_ordinality: false, partitions, json_path: None, sample: None, index_hints, .. }
+            if with_hints.is_empty() && partitions.is_empty() && index_hints.is_empty()
+    ) {
         return refuse("the query must read the table itself, not a subquery");
     }
-    if select.selection.is_some() || select.prewhere.is_some() {
+    if selection.is_some() || prewhere.is_some() {
         return refuse("WHERE is not allowed");
     }
-    if select.having.is_some() || select.qualify.is_some() {
+    if having.is_some() || qualify.is_some() {
         return refuse("HAVING is not allowed (Tverr adds its own)");
     }
-    let keys: Vec<String> = match &select.group_by {
+    let keys: Vec<String> = match group_by {
         GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => {
             let mut keys = Vec::new();
-            for e in exprs {
+            for e in exprs.iter() {
                 match column_name(e) {
                     Some(name) => keys.push(name),
                     None => return refuse("GROUP BY may name columns only"),
@@ -152,40 +364,76 @@ pub fn statistics(statement: &mut DfStatement, k: u32) -> Result<(), QueryError>
         }
         _ => return refuse("GROUP BY ALL, ROLLUP and CUBE are not allowed"),
     };
-    for item in &select.projection {
+    let mut aliases = Vec::new();
+    for item in projection.iter() {
         let expr = match item {
-            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+            SelectItem::UnnamedExpr(e) => e,
+            SelectItem::ExprWithAlias { expr, alias } => {
+                aliases.push(alias.value.to_ascii_lowercase());
+                expr
+            }
             _ => return refuse("* is not allowed"),
         };
-        if let Some(name) = column_name(expr) {
-            if !keys.contains(&name) {
-                return refuse("every plain column must be a GROUP BY column");
-            }
-            continue;
-        }
-        let Expr::Function(f) = expr else { return refuse("select group columns and aggregates only") };
-        let name = f.name.to_string().to_ascii_lowercase();
-        if !STATISTICS_AGGREGATES.contains(&name.as_str()) || f.over.is_some() || f.filter.is_some() {
-            return refuse("only count, sum and avg are allowed");
-        }
-        let FunctionArguments::List(list) = &f.args else { return refuse("only count, sum and avg are allowed") };
-        let plain = list.clauses.is_empty()
-            && list.args.len() == 1
-            && match &list.args[0] {
-                FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => name == "count",
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => column_name(e).is_some(),
-                _ => false,
-            };
-        if !plain {
-            return refuse("aggregates must take one column (or * for count)");
+        if let Err(why) = statistics_item(expr, &keys, &[]) {
+            return refuse(why);
         }
     }
-    let having = Parser::new(&PostgreSqlDialect {})
+    if let Some(order) = order_by {
+        if order.interpolate.is_some() {
+            return refuse("INTERPOLATE is not allowed");
+        }
+        let OrderByKind::Expressions(items) = &order.kind else { return refuse("ORDER BY ALL is not allowed") };
+        for item in items {
+            if item.with_fill.is_some() {
+                return refuse("WITH FILL is not allowed");
+            }
+            if let Err(why) = statistics_item(&item.expr, &keys, &aliases) {
+                return refuse(why);
+            }
+        }
+    }
+    let having_expr = Parser::new(&PostgreSqlDialect {})
         .try_with_sql(&format!("count(*) >= {k}"))
         .and_then(|mut p| p.parse_expr())
         .map_err(|e| QueryError::Invalid(e.to_string()))?;
-    select.having = Some(having);
+    *having = Some(having_expr);
     Ok(())
+}
+
+/// One item of a statistics query's projection or order: a group column, an alias of the
+/// projection, or `count`/`sum`/`avg` over one plain column (or `*` for `count`).
+fn statistics_item(expr: &Expr, keys: &[String], aliases: &[String]) -> Result<(), &'static str> {
+    use datafusion::sql::sqlparser::ast::Function;
+    if let Some(name) = column_name(expr) {
+        return if keys.contains(&name) || (aliases.contains(&name) && matches!(expr, Expr::Identifier(_))) {
+            Ok(())
+        } else {
+            Err("every plain column must be a GROUP BY column")
+        };
+    }
+    let Expr::Function(f) = expr else { return Err("select and order by group columns and aggregates only") };
+    let Function { name, uses_odbc_syntax, parameters, args, filter, null_treatment, over, within_group } = f;
+    let name = name.to_string().to_ascii_lowercase();
+    if !STATISTICS_AGGREGATES.contains(&name.as_str())
+        || *uses_odbc_syntax
+        || !matches!(parameters, FunctionArguments::None)
+        || filter.is_some()
+        || null_treatment.is_some()
+        || over.is_some()
+        || !within_group.is_empty()
+    {
+        return Err("only count, sum and avg are allowed");
+    }
+    let FunctionArguments::List(list) = args else { return Err("only count, sum and avg are allowed") };
+    let plain = list.clauses.is_empty()
+        && list.duplicate_treatment.is_none()
+        && list.args.len() == 1
+        && match &list.args[0] {
+            FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => name == "count",
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => column_name(e).is_some(),
+            _ => false,
+        };
+    if plain { Ok(()) } else { Err("aggregates must take one column (or * for count)") }
 }
 
 fn column_name(e: &Expr) -> Option<String> {

@@ -22,6 +22,23 @@ pub fn case_files(sub: &str) -> Vec<PathBuf> {
     files
 }
 
+/// Expands `{repeat:N:TEXT}` in a case's text to TEXT written N times (TEXT without `}`), so a
+/// case can hold an input of thousands of terms in one readable line.
+pub fn expand_repeats(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("{repeat:") {
+        out.push_str(&rest[..at]);
+        let spec = &rest[at + 8..];
+        let end = spec.find('}').expect("a {repeat:N:TEXT} closes with }");
+        let (n, unit) = spec[..end].split_once(':').expect("{repeat:N:TEXT}");
+        out.push_str(&unit.repeat(n.parse().expect("{repeat:N:…}: N is a number")));
+        rest = &spec[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A private Tverr installation: a data directory and the environment to reach it.
 pub struct Tverr {
     pub dir: tempfile::TempDir,
@@ -348,6 +365,7 @@ pub fn every_change_moves_the_generation_on(exec: &dyn Fn(&str) -> String, row: 
         ("users", "role"),
         ("api_tokens", "expires_at"),
         ("citizen_tokens", "expires_at"),
+        ("protection_registers", "status_column"),
     ];
     let covered: Vec<&str> = updates.iter().map(|(t, _)| *t).collect();
     assert_eq!(covered, tverr_store::GENERATION_TABLES, "every table that moves the generation on is tested");
