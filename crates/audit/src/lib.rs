@@ -64,6 +64,11 @@ pub struct AuditConfig {
     pub checkpoint_every: i64,
     /// A checkpoint at least this often while entries are written.
     pub checkpoint_interval: Duration,
+    /// The witness: a file outside the catalogue that every signed checkpoint is appended to
+    /// (one JSON line each) as it is written, and that [`Audit::verify`] checks the log against.
+    /// Meant for a place the catalogue's credentials cannot rewrite (an append-only file, a
+    /// write-once share); `None` publishes nowhere.
+    pub witness_path: Option<PathBuf>,
 }
 
 /// A signed statement of the chain's head.
@@ -647,6 +652,7 @@ impl Audit {
             // After an error the connection is dropped (its transaction rolled back): the
             // next group opens a new one and reads the head again.
             state.local = Some(local);
+            self.publish(group.checkpoint.as_ref());
             return Ok(group.finished(state));
         }
         let mut tx = self.catalog.begin_write().await?;
@@ -664,7 +670,17 @@ impl Audit {
             group.bind_statement(i, sqlx::query(sql)).execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        self.publish(group.checkpoint.as_ref());
         Ok(group.finished(state))
+    }
+
+    /// Appends a committed checkpoint to the witness. A witness that cannot be written loses
+    /// nothing of the log; `verify` then finds the witness behind, and the error is logged.
+    fn publish(&self, checkpoint: Option<&Checkpoint>) {
+        let (Some(c), Some(path)) = (checkpoint, &self.config.witness_path) else { return };
+        if let Err(e) = append_witness(path, c) {
+            tracing_error(&format!("the checkpoint of entry {} could not be written to the witness {}: {e}", c.seq, path.display()));
+        }
     }
 
     fn sign(&self, seq: i64, head: &str, at: &str) -> Checkpoint {
@@ -688,6 +704,7 @@ impl Audit {
         let c = self.sign(seq, &head, &at);
         if seq > 0 {
             insert_checkpoint(self.catalog.pool(), &c).await?;
+            self.publish(Some(&c));
         }
         Ok(c)
     }
@@ -791,7 +808,17 @@ impl Audit {
                 .await?;
         let head_seq = entries.last().map_or(0, |e| e.seq);
         let mut v = Verification { entries: entries.len() as i64, checkpoints: checkpoints.len() as i64, head_seq, problem: None };
-        v.problem = find_problem(&entries, &checkpoints, &self.public_key(), witness);
+        let mut witnesses: Vec<Checkpoint> = witness.into_iter().cloned().collect();
+        if let Some(path) = &self.config.witness_path {
+            match read_witness(path) {
+                Ok(kept) => witnesses.extend(kept),
+                Err(e) => {
+                    v.problem = Some(format!("the witness {} cannot be read: {e}", path.display()));
+                    return Ok(v);
+                }
+            }
+        }
+        v.problem = find_problem(&entries, &checkpoints, &self.public_key(), &witnesses, self.config.checkpoint_every);
         if v.problem.is_none() {
             let index: Vec<(String, i64, i64)> =
                 sqlx::query_as("SELECT subject, access, seq FROM audit_subjects").fetch_all(self.catalog.pool()).await?;
@@ -942,7 +969,64 @@ fn tracing_error(message: &str) {
     tracing::error!("access log: {message}");
 }
 
-fn find_problem(entries: &[Entry], checkpoints: &[Checkpoint], public_key: &str, witness: Option<&Checkpoint>) -> Option<String> {
+/// Appends one checkpoint to the witness file as a JSON line, and waits until it is on disk.
+fn append_witness(path: &Path, c: &Checkpoint) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut line = serde_json::to_vec(c).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    // One write of one short line: appends from several processes do not interleave.
+    file.write_all(&line)?;
+    file.sync_data()
+}
+
+/// The checkpoints in the witness file (none when it does not exist yet). A line that is not a
+/// checkpoint is an error: the witness was tampered with or is not one.
+fn read_witness(path: &Path) -> std::io::Result<Vec<Checkpoint>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("line {}: not a checkpoint: {e}", i + 1)))
+        })
+        .collect()
+}
+
+/// Entries whose chain is intact but whose checkpoints were deleted: after the checkpoint
+/// (or the log's start) at `from`, the group of entries written together (one `at`) that holds
+/// entry `from + every` ends with a checkpoint, since a writer signs the head of every group
+/// that reaches its cadence. `None` when every stretch has its checkpoint.
+fn missing_checkpoint(entries: &[Entry], checkpoints: &[Checkpoint], every: i64) -> Option<String> {
+    let (Some(first), Some(last)) = (entries.first(), entries.last()) else { return None };
+    let mut from = first.seq - 1;
+    loop {
+        let due = from + every;
+        if due > last.seq {
+            return None;
+        }
+        let at = &entries[(due - first.seq) as usize].at;
+        let mut group_end = due;
+        while group_end < last.seq && &entries[(group_end + 1 - first.seq) as usize].at == at {
+            group_end += 1;
+        }
+        match checkpoints.iter().map(|c| c.seq).filter(|s| *s > from && *s <= group_end).min() {
+            Some(next) => from = next,
+            None => {
+                return Some(format!(
+                    "no signed checkpoint between entries {} and {group_end}, where one is written at least every {every} entries: checkpoints were deleted",
+                    from + 1
+                ));
+            }
+        }
+    }
+}
+
+fn find_problem(entries: &[Entry], checkpoints: &[Checkpoint], public_key: &str, witnesses: &[Checkpoint], every: i64) -> Option<String> {
     for c in checkpoints {
         if c.public_key != public_key || !c.signed_by(public_key) {
             return Some(format!("the checkpoint at entry {} is not signed by this installation's key", c.seq));
@@ -993,13 +1077,16 @@ fn find_problem(entries: &[Entry], checkpoints: &[Checkpoint], public_key: &str,
             Some(_) => {}
         }
     }
-    if let Some(w) = witness {
+    if let Some(problem) = missing_checkpoint(entries, checkpoints, every) {
+        return Some(problem);
+    }
+    for w in witnesses {
         if !w.signed_by(public_key) {
-            return Some("the given checkpoint is not signed by this installation's key".into());
+            return Some(format!("the checkpoint of entry {} kept outside the catalogue is not signed by this installation's key", w.seq));
         }
         if w.seq > last_seq {
             return Some(format!(
-                "the log ends at entry {last_seq} but the given checkpoint covers entry {}: truncated or rolled back",
+                "the log ends at entry {last_seq} but a checkpoint kept outside the catalogue covers entry {}: truncated or rolled back",
                 w.seq
             ));
         }
@@ -1007,7 +1094,7 @@ fn find_problem(entries: &[Entry], checkpoints: &[Checkpoint], public_key: &str,
         let known = if w.seq >= first_seq { hash_at(w.seq) } else { checkpoints.iter().find(|c| c.seq == w.seq).map(|c| c.head_hash.as_str()) };
         if let Some(h) = known {
             if h != w.head_hash {
-                return Some(format!("entry {} differs from the given checkpoint: rolled back or rewritten", w.seq));
+                return Some(format!("entry {} differs from its checkpoint kept outside the catalogue: rolled back or rewritten", w.seq));
             }
         }
     }

@@ -14,6 +14,7 @@ fn config(dir: &Path, subject_key: &str) -> AuditConfig {
         subject_key_path: dir.join(subject_key),
         checkpoint_every: 4,
         checkpoint_interval: Duration::from_secs(3600),
+        witness_path: None,
     }
 }
 
@@ -82,6 +83,14 @@ async fn an_inserted_entry_with_a_recomputed_chain_breaks_the_signed_checkpoints
     let (store, audit) = setup(dir.path()).await;
     fill(&audit, 8).await;
     // An attacker rewrites entry 2 and recomputes every hash after it, but cannot sign.
+    rewrite_entry_2(&store, &audit).await;
+    let p = problem(&audit, None).await;
+    assert!(p.contains("differs from its signed checkpoint"), "{p}");
+}
+
+/// Rewrites entry 2 and recomputes every hash after it, as someone with write access to the
+/// catalogue but without the signing key can.
+async fn rewrite_entry_2(store: &Store, audit: &Audit) {
     let entries = audit.entries().await.unwrap();
     let mut prev = entries[0].hash.clone();
     for e in &entries[1..] {
@@ -97,8 +106,49 @@ async fn an_inserted_entry_with_a_recomputed_chain_breaks_the_signed_checkpoints
             .unwrap();
         prev = hash;
     }
+}
+
+/// [`rewrite_entry_2`], and every checkpoint deleted.
+async fn rewrite_without_checkpoints(store: &Store, audit: &Audit) {
+    rewrite_entry_2(store, audit).await;
+    exec(store, "DELETE FROM audit_checkpoints").await;
+}
+
+#[tokio::test]
+async fn a_rewritten_chain_without_checkpoints_fails_by_the_cadence_and_by_the_witness() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreConfig { data_dir: dir.path().join("data"), catalog_url: None, storage_url: None }).await.unwrap();
+    let witness = dir.path().join("witness.ndjson");
+    let audit = Audit::open(&store.catalog, AuditConfig { witness_path: Some(witness.clone()), ..config(dir.path(), "subject.key") }).unwrap();
+    let bare = Audit::open(&store.catalog, config(dir.path(), "subject.key")).unwrap();
+    fill(&audit, 10).await;
+    // Every signed checkpoint was published as it was written (entries 4 and 8).
+    let published = std::fs::read_to_string(&witness).unwrap();
+    assert_eq!(published.lines().count(), 2, "{published}");
+    assert_eq!(problem(&audit, None).await, "");
+    rewrite_without_checkpoints(&store, &audit).await;
+    // Without a witness, the missing checkpoints give it away.
+    let p = problem(&bare, None).await;
+    assert!(p.contains("no signed checkpoint between entries 1 and 4") && p.contains("checkpoints were deleted"), "{p}");
+    assert!(problem(&audit, None).await.contains("checkpoints were deleted"));
+}
+
+#[tokio::test]
+async fn a_rewritten_log_too_short_for_the_cadence_is_caught_by_the_witness() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreConfig { data_dir: dir.path().join("data"), catalog_url: None, storage_url: None }).await.unwrap();
+    let witness = dir.path().join("witness.ndjson");
+    let audit = Audit::open(&store.catalog, AuditConfig { witness_path: Some(witness.clone()), ..config(dir.path(), "subject.key") }).unwrap();
+    let bare = Audit::open(&store.catalog, config(dir.path(), "subject.key")).unwrap();
+    fill(&audit, 3).await;
+    audit.checkpoint().await.unwrap();
+    rewrite_without_checkpoints(&store, &audit).await;
+    assert_eq!(problem(&bare, None).await, "", "three entries, no checkpoint due: the chain alone cannot tell");
     let p = problem(&audit, None).await;
-    assert!(p.contains("differs from its signed checkpoint"), "{p}");
+    assert!(p.contains("entry 3 differs from its checkpoint kept outside the catalogue"), "{p}");
+    // A witness line that is not a checkpoint is itself a finding.
+    std::fs::write(&witness, "not a checkpoint\n").unwrap();
+    assert!(problem(&audit, None).await.contains("cannot be read"));
 }
 
 #[tokio::test]

@@ -53,6 +53,7 @@ fn config(dir: &std::path::Path) -> AuditConfig {
         subject_key_path: dir.join("subject-key"),
         checkpoint_every: 1000,
         checkpoint_interval: Duration::from_secs(60),
+        witness_path: Some(dir.join("audit-witness.ndjson")),
     }
 }
 

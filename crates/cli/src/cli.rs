@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
 use tverr_core::{ColumnCategory, DatasetRef};
 use crate::access;
-use tverr_policy::{Policy, PolicyError};
+use tverr_policy::{Policy, PolicyError, Principal};
 use tverr_query::{Engine, ExportFormat, ExportOptions, QueryError};
 use tverr_store::tverr_ingest::IngestError;
 use tverr_store::{CreateSettings, IngestSettings, Store, StoreConfig, StoreError};
@@ -85,10 +85,36 @@ enum Command {
     /// The access log: verify it, export a checkpoint.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Address protection: which datasets are the authoritative registers of who is protected
+    /// (a Folkeregister copy). A person's protection then applies in every dataset.
+    #[command(subcommand)]
+    Protection(ProtectionCommand),
     /// Fill an empty data directory with the demo municipality (Hamar kommune, Hias IKS).
     Demo(DemoArgs),
     /// Run the HTTP server.
     Serve(ServeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ProtectionCommand {
+    /// Read address protection from this dataset (its person key and protection column).
+    Register {
+        /// ORG/DATASET, e.g. hamar/innbyggere.
+        dataset: String,
+        /// The person key column.
+        #[arg(long, default_value = "fodselsnummer")]
+        key: String,
+        /// The column with ugradert, fortrolig or strengt_fortrolig.
+        #[arg(long, default_value = tverr_policy::PROTECTION_COLUMN)]
+        status: String,
+    },
+    /// Stop reading address protection from this dataset.
+    Remove {
+        /// ORG/DATASET.
+        dataset: String,
+    },
+    /// The registers of address protection.
+    List(JsonFlag),
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,6 +211,34 @@ enum AuditCommand {
 enum DatasetCommand {
     /// Show a dataset's metadata, schema and versions.
     Show(DatasetArg),
+    /// Change what a column is: raising protection applies at once; lowering it (from
+    /// special-category, protected-address or person-id) waits for a second steward's approval.
+    Category {
+        /// ORG/DATASET.
+        dataset: String,
+        /// The column.
+        column: String,
+        /// none | person-id | personal | special-category | protected-address.
+        category: String,
+        #[command(flatten)]
+        actor: access::Actor,
+    },
+    /// Approve a requested change of a column's category (not the one who asked).
+    ApproveCategory {
+        /// The change's number.
+        id: i64,
+        #[command(flatten)]
+        actor: access::Actor,
+    },
+    /// Deny a requested change of a column's category.
+    DenyCategory {
+        /// The change's number.
+        id: i64,
+        #[command(flatten)]
+        actor: access::Actor,
+    },
+    /// Every change of a column's category, with its state.
+    CategoryChanges(JsonFlag),
 }
 
 #[derive(Debug, Args)]
@@ -287,6 +341,22 @@ struct ExportArgs {
     /// Output file (default: stdout).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// CSV: the field separator, one of , ; | or tab.
+    #[arg(long, default_value = ",")]
+    delimiter: String,
+    /// CSV: the decimal mark, . or , (Norwegian Excel reads `;` with `,`).
+    #[arg(long, default_value = ".")]
+    decimal: String,
+    /// CSV: start with a UTF-8 byte-order mark (Excel).
+    #[arg(long)]
+    bom: bool,
+    /// CSV: write text cells as they are; by default a cell that starts with =, +, -, @, tab or
+    /// carriage return gets a leading ' so spreadsheets do not run it as a formula.
+    #[arg(long)]
+    raw: bool,
+    /// Geometry in this CRS: EPSG:4326, EPSG:25832 or EPSG:25833 (default: as stored).
+    #[arg(long)]
+    crs: Option<String>,
     /// The purpose of the read (required for non-open data).
     #[arg(long, env = "TVERR_PURPOSE")]
     purpose: Option<String>,
@@ -416,6 +486,16 @@ fn env_number(name: &str, default: u64) -> Result<u64> {
     }
 }
 
+/// Where signed checkpoints are published outside the catalogue: `TVERR_AUDIT_WITNESS` (a file
+/// path; `off` for none), by default `audit-witness.ndjson` in the data directory.
+fn witness_path(cli: &Cli) -> Option<PathBuf> {
+    match std::env::var("TVERR_AUDIT_WITNESS") {
+        Ok(v) if v == "off" => None,
+        Ok(v) if !v.is_empty() => Some(PathBuf::from(v)),
+        _ => Some(cli.data.join("audit-witness.ndjson")),
+    }
+}
+
 /// The access log over the store, with checkpoints every 1,000 entries or 60 seconds
 /// (`TVERR_AUDIT_CHECKPOINT_EVERY`, `TVERR_AUDIT_CHECKPOINT_SECONDS`).
 fn audit(cli: &Cli, store: &Store) -> Result<tverr_audit::Audit> {
@@ -424,6 +504,7 @@ fn audit(cli: &Cli, store: &Store) -> Result<tverr_audit::Audit> {
         subject_key_path: cli.subject_key.clone().unwrap_or_else(|| cli.data.join("subject-key")),
         checkpoint_every: env_number("TVERR_AUDIT_CHECKPOINT_EVERY", 1000)?.max(1) as i64,
         checkpoint_interval: std::time::Duration::from_secs(env_number("TVERR_AUDIT_CHECKPOINT_SECONDS", 60)?),
+        witness_path: witness_path(cli),
     };
     Ok(tverr_audit::Audit::open(&store.catalog, config)?)
 }
@@ -434,10 +515,111 @@ fn named_limit() -> Result<usize> {
     Ok(env_number("TVERR_AUDIT_NAMED_LIMIT", tverr_query::DEFAULT_NAMED_LIMIT as u64)? as usize)
 }
 
+/// The memory one query may use and all queries together may use, in bytes
+/// (`TVERR_QUERY_MEMORY_MB`, default 1,024; `TVERR_SERVER_MEMORY_MB`, default 4,096).
+fn memory_limits() -> Result<(usize, usize)> {
+    let mib = |name: &str, default: usize| -> Result<usize> {
+        let n = env_number(name, (default >> 20) as u64)?;
+        if n == 0 {
+            bail!("{name}: at least 1 MiB");
+        }
+        Ok((n as usize).saturating_mul(1 << 20))
+    };
+    Ok((mib("TVERR_QUERY_MEMORY_MB", tverr_query::DEFAULT_QUERY_MEMORY)?, mib("TVERR_SERVER_MEMORY_MB", tverr_query::DEFAULT_SERVER_MEMORY)?))
+}
+
+/// `tverr dataset category …`: every change and decision is in the access log before it is
+/// made.
+async fn category_command(engine: &Engine, c: DatasetCommand) -> Result<()> {
+    let policy = engine.policy();
+    let print = |change: &tverr_policy::CategoryChange| {
+        println!(
+            "change {}: {}.{} {} → {}: {}",
+            change.id, change.dataset, change.column, change.from, change.to, change.state
+        );
+    };
+    match c {
+        DatasetCommand::Show(a) => show(engine.store(), &a).await?,
+        DatasetCommand::Category { dataset, column, category, actor } => {
+            let r = dataset_ref(&dataset)?;
+            let to = ColumnCategory::from_str(&category).map_err(|e| anyhow!("{category:?}: {e}"))?;
+            let who = actor.principal(policy).await?;
+            let details = serde_json::json!({"dataset": r.to_string(), "column": column, "to": to.as_str()});
+            engine.log_event("category-change", &who, "cli", details).await?;
+            let change = policy.change_category(&who, &r, &column, to).await?;
+            print(&change);
+            if change.state == "requested" {
+                eprintln!("this lowers protection: another steward of the department approves it with `tverr dataset approve-category {}`", change.id);
+            }
+        }
+        DatasetCommand::ApproveCategory { id, actor } => decide_category(engine, id, &actor, true).await?,
+        DatasetCommand::DenyCategory { id, actor } => decide_category(engine, id, &actor, false).await?,
+        DatasetCommand::CategoryChanges(f) => {
+            let changes = policy.category_changes().await?;
+            if f.json {
+                println!("{}", serde_json::to_string_pretty(&changes)?);
+            } else {
+                for change in &changes {
+                    print(change);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn decide_category(engine: &Engine, id: i64, actor: &access::Actor, approve: bool) -> Result<()> {
+    let policy = engine.policy();
+    let who = actor.principal(policy).await?;
+    let details = serde_json::json!({"change": id, "decision": if approve { "approve" } else { "deny" }});
+    engine.log_event("category-change", &who, "cli", details).await?;
+    let change = policy.decide_category_change(&who, id, approve).await?;
+    println!("change {}: {}.{} {} → {}: {}", change.id, change.dataset, change.column, change.from, change.to, change.state);
+    Ok(())
+}
+
+/// `tverr protection …`: each change is in the access log before it is made, like every
+/// change of what decisions read.
+async fn protection_command(engine: &Engine, c: ProtectionCommand) -> Result<()> {
+    let catalog = &engine.store().catalog;
+    match c {
+        ProtectionCommand::Register { dataset, key, status } => {
+            let r = dataset_ref(&dataset)?;
+            let details = serde_json::json!({"dataset": r.to_string(), "key": key, "status": status});
+            engine.log_event("protection-register", &Principal::Operator, "cli", details).await?;
+            let set = catalog.set_protection_register(&r, &key, &status, "operator").await?;
+            println!("address protection is read from {} ({} by {})", set.dataset, set.status_column, set.key_column);
+        }
+        ProtectionCommand::Remove { dataset } => {
+            let r = dataset_ref(&dataset)?;
+            let details = serde_json::json!({"dataset": r.to_string()});
+            engine.log_event("protection-register-removed", &Principal::Operator, "cli", details).await?;
+            if !catalog.remove_protection_register(&r).await? {
+                bail!("{r} is not a register of address protection");
+            }
+            println!("address protection is no longer read from {r}");
+        }
+        ProtectionCommand::List(f) => {
+            let registers = catalog.protection_registers().await?;
+            if f.json {
+                println!("{}", serde_json::to_string_pretty(&registers)?);
+            } else if registers.is_empty() {
+                println!("no register of address protection: each dataset's own {} column decides", tverr_policy::PROTECTION_COLUMN);
+            } else {
+                for r in registers {
+                    println!("{}\tkey {}\tstatus {}\tset by {} at {}", r.dataset, r.key_column, r.status_column, r.set_by, r.set_at);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<()> {
     let store = open(&cli).await?;
-    let engine = Engine::new(store.clone(), audit(&cli, &store)?).with_named_limit(named_limit()?);
+    let (per_query, server) = memory_limits()?;
+    let engine = Engine::new(store.clone(), audit(&cli, &store)?).with_named_limit(named_limit()?).with_memory_limits(per_query, server);
     let result = dispatch(cli, store, &engine).await;
     // Records that gate nothing (completions, token uses) wait for the next group commit: write
     // them before the process ends.
@@ -488,13 +670,14 @@ async fn dispatch(cli: Cli, store: Store, engine: &Engine) -> Result<()> {
                 }
             }
         }
-        Command::Dataset(DatasetCommand::Show(a)) => show(&store, &a).await?,
+        Command::Dataset(c) => category_command(engine, c).await?,
         Command::History(a) => history(&store, &a).await?,
         Command::Export(a) => export(engine, a).await?,
         Command::Sql(a) => sql(engine, a).await?,
         Command::Lookup(a) => lookup(engine, a).await?,
         Command::Erase(a) => erase(engine, a).await?,
         Command::Audit(c) => audit_command(engine, c).await?,
+        Command::Protection(c) => protection_command(engine, c).await?,
         Command::User(c) => access::user(&Policy::new(store.catalog.clone()), c).await?,
         Command::Token(c) => access::token(&Policy::new(store.catalog.clone()), c).await?,
         Command::LegalBasis(c) => access::legal_basis(&Policy::new(store.catalog.clone()), c).await?,
@@ -690,11 +873,35 @@ async fn export(engine: &Engine, a: ExportArgs) -> Result<()> {
     let r = dataset_ref(&a.dataset)?;
     let format = ExportFormat::parse(&a.format)
         .ok_or_else(|| anyhow!("--format {:?}: expected csv, json, ndjson, geojson, xlsx or parquet", a.format))?;
+    let csv = tverr_query::CsvOptions {
+        delimiter: match a.delimiter.as_str() {
+            "," | ";" | "|" | "\t" => a.delimiter.as_bytes()[0],
+            "tab" => b'\t',
+            other => bail!("--delimiter {other:?}: expected , ; | or tab"),
+        },
+        decimal_comma: match a.decimal.as_str() {
+            "," => true,
+            "." => false,
+            other => bail!("--decimal {other:?}: expected , or ."),
+        },
+        bom: a.bom,
+        raw: a.raw,
+    };
+    if csv != tverr_query::CsvOptions::default() && format != ExportFormat::Csv {
+        bail!("--delimiter, --decimal, --bom and --raw apply to --format csv only");
+    }
+    let crs = match &a.crs {
+        Some(c) => Some(
+            tverr_query::geo::Crs::parse(c).ok_or_else(|| anyhow!("--crs {c:?}: expected {}", tverr_query::geo::Crs::supported()))?,
+        ),
+        None => None,
+    };
     let who = a.actor.principal(engine.policy()).await?;
-    let released = engine.scan(&who, a.purpose.as_deref(), &r, a.version, a.filter.as_deref(), "cli-export").await?;
+    let query = tverr_query::RowsQuery { filter: a.filter.clone(), version: a.version, crs, ..Default::default() };
+    let released = engine.rows(&who, a.purpose.as_deref(), &r, &query, "cli-export").await?;
     let stream = released.stream;
-    let geometry = Engine::geometry_columns(&released.grants[0], None);
-    let options = ExportOptions::new(format, geometry);
+    let geometry = Engine::geometry_columns(&released.grants[0], crs);
+    let options = ExportOptions { csv, ..ExportOptions::new(format, geometry) };
     let result: Result<u64> = async {
         Ok(match &a.out {
         Some(path) => {

@@ -129,6 +129,9 @@ fn a_case_workers_read_shows_in_exactly_the_affected_citizens_logs() {
     assert!(datasets.iter().all(|d| d["rows"].as_array().unwrap().iter().all(|r| r.to_string().contains(me.as_str()))), "only rows about me");
     let raw = raw_get(port, "/api/v1/me/data?download=true", &token);
     assert!(raw.to_ascii_lowercase().contains("content-disposition: attachment; filename=\"mine-data-"), "{raw}");
+    // Personal data is never kept by a cache, nor read by a browser as another type.
+    let head = raw.to_ascii_lowercase();
+    assert!(head.contains("cache-control: no-store") && head.contains("x-content-type-options: nosniff"), "{raw}");
     // …and that read is in my own log, as my own.
     let (_, _, body) = call(&token, "GET", "/api/v1/me/access-log", None);
     let own = json(&body)["accesses"].as_array().unwrap().iter().filter(|a| a["reader"]["kind"] == "self").count();
@@ -212,4 +215,28 @@ fn reads_of_more_people_than_the_limit_are_recorded_as_bulk_reads() {
     let log = json(&body);
     let siri = log["accesses"].as_array().unwrap().iter().find(|a| a["reader"]["department"] == "folkeregister").expect("the bulk read");
     assert_eq!(siri["datasets"][0]["scope"], "bulk", "{siri}");
+}
+
+#[test]
+fn a_guardian_gets_every_row_that_names_them() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "300"]);
+    // A guardian of a kindergarten place: named in foresatt_fnr, not in the dataset's first key.
+    let guardian = t.ok(&["sql", "--purpose", "tilsyn", "--format", "csv",
+        "SELECT foresatt_fnr FROM hamar.barnehageplasser WHERE foresatt_fnr IS NOT NULL ORDER BY foresatt_fnr LIMIT 1"]);
+    let guardian = guardian.lines().nth(1).expect("a guardian").to_string();
+    let expected = t.ok(&["sql", "--purpose", "tilsyn", "--format", "csv",
+        &format!("SELECT count(*) AS n FROM hamar.barnehageplasser WHERE foresatt_fnr = '{guardian}' OR barn_fnr = '{guardian}'")]);
+    let expected: usize = expected.lines().nth(1).unwrap().parse().unwrap();
+    assert!(expected >= 1);
+    let token = t.ok(&["token", "create", "--citizen", &guardian]).trim().to_string();
+    let server = common::start(&t);
+    let auth = format!("Bearer {token}");
+    let (status, _, body) = common::request(server.1, "GET", "/api/v1/me/data", &[("Authorization", auth.as_str())], None);
+    assert_eq!(status, 200, "{body}");
+    let data = json(&body);
+    let places = data["datasets"].as_array().unwrap().iter().find(|d| d["dataset"] == "hamar/barnehageplasser").expect("the guardian's places");
+    let rows = places["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), expected, "{places}");
+    assert!(rows.iter().all(|r| r["foresatt_fnr"] == guardian.as_str() || r["barn_fnr"] == guardian.as_str()));
 }

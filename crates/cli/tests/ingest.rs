@@ -101,6 +101,12 @@ fn parquet_round_trip() {
     assert_eq!(t.sql_csv(&PEOPLE_QUERY.replace("{}", "frompq")), EXPECTED_PEOPLE);
 }
 
+/// A column of a dataset as `tverr dataset show --json` describes it.
+fn column_of(t: &Tverr, dataset: &str, name: &str) -> serde_json::Value {
+    let show: serde_json::Value = serde_json::from_str(&t.ok(&["dataset", "show", dataset, "--json"])).unwrap();
+    show["columns"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap().clone()
+}
+
 #[test]
 fn geojson_keeps_geometry_and_crs() {
     let t = Tverr::new();
@@ -114,8 +120,7 @@ fn geojson_keeps_geometry_and_crs() {
     )
     .unwrap();
     t.create("test/geo", &f, &[]);
-    let show: serde_json::Value = serde_json::from_str(&t.ok(&["dataset", "show", "test/geo", "--json"])).unwrap();
-    let geom = show["columns"].as_array().unwrap().iter().find(|c| c["name"] == "geometry").unwrap();
+    let geom = column_of(&t, "test/geo", "geometry");
     assert_eq!(geom["column_type"], "geometry");
     assert_eq!(geom["crs"], "EPSG:25833");
     let out = t.dir.path().join("out.geojson");
@@ -131,6 +136,63 @@ fn geojson_keeps_geometry_and_crs() {
     let csv = t.ok(&["export", "test/geo", "--format", "csv", "--where", "plasser > 0"]);
     assert!(csv.contains("POINT(287000 6744500)"), "{csv}");
     assert!(!csv.contains("Uten sted"));
+}
+
+/// Issue 23, item 17: the CSV export of a geo dataset (geometry as WKT) could not be ingested
+/// again ("expected a geometry, found POINT(…)").
+#[test]
+fn a_geo_datasets_csv_export_ingests_again_as_geometry() {
+    let t = Tverr::new();
+    t.org();
+    let f = t.dir.path().join("b.geojson");
+    std::fs::write(
+        &f,
+        r#"{"type":"FeatureCollection","crs":{"type":"name","properties":{"name":"urn:ogc:def:crs:EPSG::25833"}},"features":[
+        {"type":"Feature","geometry":{"type":"Point","coordinates":[287000.5,6744500.25]},"properties":{"navn":"Solsikken","plasser":3}},
+        {"type":"Feature","geometry":{"type":"LineString","coordinates":[[287000,6744500],[287100,6744600],[287200,6744550]]},"properties":{"navn":"Stien, langs vannet","plasser":0}},
+        {"type":"Feature","geometry":{"type":"Polygon","coordinates":[[[287000,6744500],[287100,6744500],[287100,6744600],[287000,6744500]],[[287010,6744510],[287050,6744510],[287050,6744550],[287010,6744510]]]},"properties":{"navn":"Tunet","plasser":12}},
+        {"type":"Feature","geometry":{"type":"MultiPolygon","coordinates":[[[[287000,6744500],[287100,6744500],[287100,6744600],[287000,6744500]]],[[[288000,6745500],[288100,6745500],[288100,6745600],[288000,6745500]]]]},"properties":{"navn":"To tomter","plasser":1}},
+        {"type":"Feature","geometry":null,"properties":{"navn":"Uten sted","plasser":0}}]}"#,
+    )
+    .unwrap();
+    t.create("test/geo", &f, &[]);
+    let exported = t.dir.path().join("geo.csv");
+    t.ok(&["export", "test/geo", "--format", "csv", "--out", exported.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&exported).unwrap();
+    assert!(text.contains("MULTIPOLYGON"), "{text}");
+
+    // The export names no CRS: read as EPSG:4326, the UTM coordinates are refused at their lines.
+    let create = ["--create", "--department", "data", "--title", "T", "--classification", "open"];
+    let mut args = vec!["ingest", "test/geo-again", exported.to_str().unwrap()];
+    args.extend(create);
+    let (code, err) = t.fail(&args);
+    assert_eq!(code, 65, "{err}");
+    let expected =
+        "geo.csv: line 2, column \"geometry\": coordinates are outside longitude/latitude ranges for EPSG:4326";
+    assert!(err.contains(expected), "{err}");
+    // With the CRS given it is the same dataset again: a geometry column in EPSG:25833, the same
+    // rows in every export format.
+    t.create("test/geo-again", &exported, &["--crs", "EPSG:25833"]);
+    let geometry = column_of(&t, "test/geo-again", "geometry");
+    assert_eq!(geometry["column_type"], "geometry");
+    assert_eq!(geometry["crs"], "EPSG:25833");
+    for format in ["csv", "geojson", "ndjson"] {
+        let before = t.ok(&["export", "test/geo", "--format", format]);
+        let after = t.ok(&["export", "test/geo-again", "--format", format]);
+        assert_eq!(after, before, "{format}");
+    }
+    // Appended to the original dataset, the export needs no --crs: it is in the dataset's.
+    t.ok(&["ingest", "test/geo", exported.to_str().unwrap()]);
+    assert_eq!(t.sql_csv("SELECT count(*) AS n, count(geometry) AS g FROM test.geo"), "n,g\n10,8\n");
+
+    // As QGIS writes a layer: WKT first, named WKT, EWKT with the SRID; no option needed.
+    let qgis = t.dir.path().join("qgis.csv");
+    std::fs::write(&qgis, "WKT,navn\n\"SRID=25833;POINT (287000.5 6744500.25)\",Solsikken\n").unwrap();
+    t.create("test/qgis", &qgis, &[]);
+    let wkt = column_of(&t, "test/qgis", "WKT");
+    assert_eq!(wkt["column_type"], "geometry");
+    assert_eq!(wkt["crs"], "EPSG:25833");
+    assert!(t.ok(&["export", "test/qgis", "--format", "csv"]).contains("POINT(287000.5 6744500.25)"));
 }
 
 /// Issue 23, item 13: a 1.9 MB CSV whose header has 200,000 columns drove the server to 24 GB.

@@ -27,6 +27,7 @@ const FIXTURES: &[(&str, &str)] = &[
     ("hjemme_tjeneste", "SELECT tjeneste FROM hamar.hjemmetjenester ORDER BY fodselsnummer LIMIT 1"),
     ("soker_fnr", "SELECT soker_fnr FROM hamar.byggesaker WHERE soker_fnr IS NOT NULL ORDER BY saksnr LIMIT 1"),
     ("soker_navn", "SELECT soker_navn FROM hamar.byggesaker WHERE soker_navn IS NOT NULL ORDER BY saksnr LIMIT 1"),
+    ("protected_owner_fnr", "SELECT e.eier_fnr FROM hamar.eiendommer e JOIN hamar.innbyggere i ON e.eier_fnr = i.fodselsnummer WHERE i.adressebeskyttelse <> 'ugradert' ORDER BY 1 LIMIT 1"),
 ];
 
 fn demo() -> &'static Demo {
@@ -83,7 +84,7 @@ fn parse(file: PathBuf) -> Case {
 }
 
 fn fill(text: &str, fixtures: &BTreeMap<String, String>) -> String {
-    let mut out = text.to_string();
+    let mut out = common::expand_repeats(text);
     for (k, v) in fixtures {
         out = out.replace(&format!("{{{k}}}"), v);
     }
@@ -158,6 +159,19 @@ fn run_case(demo: &Demo, case: &Case) -> Result<(), String> {
         }
         other => return Err(format!("unknown expect: {other}")),
     }
+    // A read that may have revealed a dataset's people (an error oracle) names them all: its
+    // access is recorded as a bulk read of the dataset, which every citizen in it sees.
+    if let Some(dataset) = case.get("logged-bulk") {
+        let db = demo.tverr.data().join("catalog.db");
+        let last = "(SELECT max(seq) FROM audit_log WHERE kind = 'access')";
+        let found = common::sqlite(
+            &db,
+            &format!("SELECT count(*) FROM audit_subjects WHERE subject = 'bulk:{dataset}' AND (seq = {last} OR access = {last})"),
+        );
+        if found == "[(0,)]" {
+            return Err(format!("the access is not recorded as a bulk read of {dataset}"));
+        }
+    }
     // Whatever else happens, error texts never echo a secret fixture.
     for (name, value) in &demo.fixtures {
         if name != "any_fnr" && stderr.contains(value.as_str()) && !sql.contains(value.as_str()) {
@@ -224,7 +238,9 @@ fn agreements_change_what_the_next_request_sees() {
     t.ok(&["agreement", "approve", "7", "--as", "frode"]);
     let out = kari();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "n\n300\n");
+    // Everyone but the protected persons: the agreement does not release fortrolig addresses.
+    let unprotected = t.ok(&["sql", "--purpose", "tilsyn", "--format", "csv", "SELECT count(*) AS n FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert'"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), unprotected);
 }
 
 #[test]
@@ -302,4 +318,41 @@ fn row_filters_are_checked_when_requested() {
     ]);
     assert_eq!(code, 77, "{err}");
     assert_eq!(t.ok(&["agreement", "list", "--json"]), before, "refused requests store nothing");
+}
+
+#[test]
+fn lowering_a_columns_protection_needs_a_second_steward() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "200"]);
+    let db = t.data().join("catalog.db");
+    let category = |column: &str| {
+        let show = t.ok(&["dataset", "show", "hamar/innbyggere", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&show).unwrap();
+        v["columns"].as_array().unwrap().iter().find(|c| c["name"] == column).unwrap()["category"].as_str().unwrap().to_string()
+    };
+    // Only the owning department's steward asks; an employee is refused.
+    let (code, _) = t.fail(&["dataset", "category", "hamar/innbyggere", "adresse", "none", "--as", "siri"]);
+    assert_eq!(code, 77);
+    // Lowering waits for a second person: the column is unchanged until then.
+    let out = t.ok(&["dataset", "category", "hamar/innbyggere", "adresse", "none", "--as", "frode"]);
+    assert!(out.contains("requested"), "{out}");
+    assert_eq!(category("adresse"), "protected-address");
+    let (code, err) = t.fail(&["dataset", "approve-category", "1", "--as", "frode"]);
+    assert_eq!(code, 77, "the one who asked does not approve: {err}");
+    t.ok(&["user", "create", "hamar/folkeregister/frida", "--role", "steward"]);
+    let out = t.ok(&["dataset", "approve-category", "1", "--as", "frida"]);
+    assert!(out.contains("applied"), "{out}");
+    assert_eq!(category("adresse"), "none");
+    // A decided change is not decided again.
+    let (code, _) = t.fail(&["dataset", "deny-category", "1", "--as", "frida"]);
+    assert_eq!(code, 65);
+    // Raising protection applies at once.
+    let out = t.ok(&["dataset", "category", "hamar/innbyggere", "fornavn", "special-category", "--as", "frode"]);
+    assert!(out.contains("applied"), "{out}");
+    assert_eq!(category("fornavn"), "special-category");
+    // Every step is in the access log, with who took it.
+    let logged = common::sqlite(&db, "SELECT count(*) FROM audit_log WHERE kind = 'category-change'");
+    assert_eq!(logged, "[(6,)]", "asked, refused approval, approved, refused denial, refused request, raised");
+    let changes = t.ok(&["dataset", "category-changes", "--json"]);
+    assert!(changes.contains("\"requested_by\": \"frode\"") && changes.contains("\"decided_by\": \"frida\""), "{changes}");
 }

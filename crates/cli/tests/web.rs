@@ -67,8 +67,15 @@ impl Jar {
     }
 
     fn get(&mut self, port: u16, path: &str) -> Response {
+        self.get_with(port, path, &[])
+    }
+
+    /// A GET with more request headers (e.g. the `Sec-Fetch-Site` a browser sends).
+    fn get_with(&mut self, port: u16, path: &str, extra: &[(&str, &str)]) -> Response {
         let cookie = self.header();
-        let r = send(port, "GET", path, &[("Cookie", &cookie)], None);
+        let mut headers = vec![("Cookie", cookie.as_str())];
+        headers.extend_from_slice(extra);
+        let r = send(port, "GET", path, &headers, None);
         self.take(&r);
         r
     }
@@ -138,7 +145,14 @@ fn every_web_attack_case_is_refused() {
             };
             jar.post(port, &target, &format!("{csrf}{}", one("form").unwrap_or_default()))
         } else {
-            jar.get(port, &target)
+            let extra: Vec<(String, String)> = c
+                .get("header")
+                .into_iter()
+                .flatten()
+                .map(|h| h.split_once(": ").map(|(k, v)| (k.to_string(), v.to_string())).unwrap_or_else(|| panic!("{name}: header: NAME: VALUE")))
+                .collect();
+            let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            jar.get_with(port, &target, &extra)
         };
         let body = response.text();
         let expected: u16 = one("status").unwrap().parse().unwrap();

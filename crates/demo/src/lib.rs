@@ -102,21 +102,24 @@ fn specs() -> Vec<Spec> {
             title: "Barnehageplasser", description: "Tildelte barnehageplasser med barn og foresatte.",
             classification: Confidential, theme: "EDUC", keywords: &["barnehage", "opptak", "plass"], licence: None,
             frequency: "daily", file: "barnehageplasser.csv", subjects: &[("barn_fnr", Person), ("foresatt_fnr", Person)], types: &[],
-            categories: &[],
+            // Where a child is every day places the child (and the guardian who brings it).
+            categories: &[("barnehage", ProtectedAddress)],
         },
         Spec {
             org: "hamar", slug: "byggesaker", department: "byggesak",
             title: "Byggesaker", description: "Byggesaker etter plan- og bygningsloven, per matrikkelenhet.",
             classification: Internal, theme: "GOVE", keywords: &["byggesak", "søknad", "matrikkel"], licence: None,
             frequency: "daily", file: "byggesaker.xlsx", subjects: &[("matrikkel", Property), ("soker_fnr", Person)], types: &[],
-            categories: &[("soker_navn", Personal)],
+            // The property an applicant builds on places them: a matrikkel number is an address.
+            categories: &[("soker_navn", Personal), ("matrikkel", ProtectedAddress)],
         },
         Spec {
             org: "hamar", slug: "eiendommer", department: "eiendomsskatt",
             title: "Eiendommer", description: "Matrikkelenheter med adresse, areal, eier og teig.",
             classification: Internal, theme: "GOVE", keywords: &["eiendom", "matrikkel", "eiendomsskatt"], licence: None,
             frequency: "monthly", file: "eiendommer.geojson", subjects: &[("matrikkel", Property), ("eier_fnr", Person), ("eier_orgnr", Organization)], types: &[],
-            categories: &[],
+            // The owner lives there: the address, the parcel and its number place them.
+            categories: &[("adresse", ProtectedAddress), ("geometry", ProtectedAddress), ("matrikkel", ProtectedAddress)],
         },
         Spec {
             org: "hamar", slug: "reguleringsplaner", department: "byggesak",
@@ -185,6 +188,9 @@ pub async fn create(store: &Store, config: &DemoConfig) -> Result<u64, DemoError
     for spec in specs() {
         rows += ingest(store, dir.path(), &spec).await?;
     }
+    // The Folkeregister copy is the authority on who is protected, in every dataset.
+    let register: DatasetRef = "hamar/innbyggere".parse().expect("a valid name");
+    c.set_protection_register(&register, "fodselsnummer", tverr_policy::PROTECTION_COLUMN, "demo").await?;
     access::create(&tverr_policy::Policy::new(store.catalog.clone())).await?;
     Ok(rows)
 }

@@ -13,8 +13,8 @@ use serde::Serialize;
 use tverr_core::SubjectKind;
 
 use crate::limits::{self, MAX_COLUMNS};
-use crate::values;
 use crate::{IngestOptions, Problem, TargetSchema};
+use crate::{geometry, values};
 
 /// Arrow field metadata key naming the geometry encoding (`WKB`).
 pub const GEOMETRY_ENCODING_KEY: &str = "tverr.geometry";
@@ -41,7 +41,7 @@ pub enum ColumnType {
 
 impl ColumnType {
     /// The names accepted by `--type`.
-    pub const NAMES: &'static str = "boolean, integer, float, date, timestamp, text";
+    pub const NAMES: &'static str = "boolean, integer, float, date, timestamp, text, geometry";
 
     /// Parses a `--type` value.
     pub fn parse(s: &str) -> Option<Self> {
@@ -52,6 +52,7 @@ impl ColumnType {
             "date" | "dato" => ColumnType::Date,
             "timestamp" | "tidspunkt" => ColumnType::Timestamp,
             "text" | "string" | "tekst" => ColumnType::Text,
+            "geometry" | "geometri" | "wkt" => ColumnType::Geometry,
             _ => return None,
         })
     }
@@ -94,7 +95,7 @@ impl ColumnType {
             ColumnType::Date => "a date (dd.mm.yyyy or yyyy-mm-dd)",
             ColumnType::Timestamp => "a timestamp (yyyy-mm-ddThh:mm:ss or dd.mm.yyyy hh:mm)",
             ColumnType::Text => "text",
-            ColumnType::Geometry => "a geometry",
+            ColumnType::Geometry => "a geometry (WKT, EWKT or hex WKB)",
         }
     }
 }
@@ -124,6 +125,13 @@ pub(crate) struct Inference {
     timestamp: bool,
     /// A value like `0150` (postnummer, kommunenummer): numbers would lose the zero.
     leading_zero: bool,
+    /// Every value looks like a geometry written as text (WKT, EWKT, hex WKB).
+    geometry_written: bool,
+    /// Every value is a valid geometry, and at least one is WKT (hex alone could be anything).
+    geometry_valid: bool,
+    wkt: bool,
+    /// The first SRID a value names (EWKT, EWKB).
+    pub srid: Option<u32>,
 }
 
 impl Default for Inference {
@@ -136,6 +144,10 @@ impl Default for Inference {
             date: true,
             timestamp: true,
             leading_zero: false,
+            geometry_written: true,
+            geometry_valid: true,
+            wkt: false,
+            srid: None,
         }
     }
 }
@@ -167,16 +179,42 @@ impl Inference {
         if self.timestamp {
             self.timestamp = values::parse_timestamp(v).is_some();
         }
+        if self.geometry_written {
+            match geometry::written(v) {
+                Some(written) => {
+                    self.wkt |= written == geometry::Written::Wkt;
+                    if self.geometry_valid {
+                        match geometry::parse(v) {
+                            Ok(g) => self.srid = self.srid.or(g.srid),
+                            Err(_) => self.geometry_valid = false,
+                        }
+                    }
+                }
+                None => self.geometry_written = false,
+            }
+        }
     }
 
     /// Records a value that is already typed (JSON, XLSX).
     pub fn observe_typed(&mut self, t: ColumnType) {
         self.non_empty += 1;
+        self.geometry_written = false;
         self.boolean &= t == ColumnType::Boolean;
         self.integer &= t == ColumnType::Integer;
         self.float &= matches!(t, ColumnType::Integer | ColumnType::Float);
         self.date &= t == ColumnType::Date;
         self.timestamp &= matches!(t, ColumnType::Date | ColumnType::Timestamp);
+    }
+
+    /// The type of text column `name`: a geometry when every value is a valid WKT (or EWKT, or
+    /// hex WKB besides), or when the name says so and every value looks like one (so that a
+    /// broken one is an error at its line, not a reason to store the column as text);
+    /// otherwise [`Inference::decide`].
+    pub fn decide_for(&self, name: &str) -> ColumnType {
+        let geometry = self.non_empty > 0
+            && self.geometry_written
+            && ((self.geometry_valid && self.wkt) || geometry::is_geometry_name(name));
+        if geometry { ColumnType::Geometry } else { self.decide() }
     }
 
     /// The narrowest type that fits every value seen.
@@ -205,6 +243,8 @@ pub(crate) struct ColumnPlan {
     pub name: String,
     pub column_type: ColumnType,
     pub subject: Option<SubjectKind>,
+    /// The EPSG code of a geometry column read from text, which its values must be in.
+    pub srid: Option<u32>,
 }
 
 /// The file's columns mapped onto the table's, in the table's order.
@@ -265,7 +305,12 @@ pub(crate) fn plan(
             columns: source_names
                 .iter()
                 .enumerate()
-                .map(|(i, n)| ColumnPlan { name: n.clone(), column_type: source_type(i, n), subject: subject_of(n) })
+                .map(|(i, n)| ColumnPlan {
+                    name: n.clone(),
+                    column_type: source_type(i, n),
+                    subject: subject_of(n),
+                    srid: None,
+                })
                 .collect(),
             source_index: (0..source_names.len()).map(Some).collect(),
             added: Vec::new(),
@@ -294,7 +339,12 @@ pub(crate) fn plan(
                         source_index.push(None);
                     }
                 }
-                columns.push(ColumnPlan { name: field.name().clone(), column_type, subject: subject_of(field.name()) });
+                columns.push(ColumnPlan {
+                    name: field.name().clone(),
+                    column_type,
+                    subject: subject_of(field.name()),
+                    srid: None,
+                });
             }
             if !missing.is_empty() {
                 problems
@@ -315,6 +365,7 @@ pub(crate) fn plan(
                         name: n.clone(),
                         column_type: source_type(i, n),
                         subject: subject_of(n),
+                        srid: None,
                     });
                     source_index.push(Some(i));
                     added.push(n.clone());
@@ -332,6 +383,62 @@ pub(crate) fn plan(
     if problems.is_empty() { Ok(plan) } else { Err(problems) }
 }
 
+/// Decides the CRS of each geometry column read from text (CSV, XLSX) and records it in the
+/// plan, so that every value is checked against it: the dataset's CRS for a column it has, else
+/// `--crs`, else the SRID the sample's first EWKT or EWKB names, else EPSG:4326. Returns the CRS
+/// of the new geometry columns, for the catalogue.
+pub(crate) fn text_geometry_crs(
+    file: &str,
+    plan: &mut Plan,
+    inference: &[Inference],
+    options: &IngestOptions,
+) -> Result<Option<String>, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let option = options.crs.as_deref().and_then(geometry::epsg);
+    let mut new_crs: Option<u32> = None;
+    for (col, src) in plan.columns.iter_mut().zip(&plan.source_index) {
+        if col.column_type != ColumnType::Geometry {
+            continue;
+        }
+        let existing = options.target.as_ref().filter(|t| t.schema.field_with_name(&col.name).is_ok());
+        let srid = match existing {
+            Some(target) => {
+                let crs = target.crs.get(&col.name).and_then(|c| geometry::epsg(c)).unwrap_or(4326);
+                if let Some(o) = option.filter(|o| *o != crs) {
+                    problems.push(Problem::column(
+                        file,
+                        &col.name,
+                        format!("--crs EPSG:{o} does not match the dataset's CRS EPSG:{crs}"),
+                    ));
+                }
+                crs
+            }
+            None => {
+                let sampled = src.and_then(|s| inference.get(s)).and_then(|i| i.srid);
+                let srid = option.or(sampled).unwrap_or(4326);
+                if !geometry::SUPPORTED_SRIDS.contains(&srid) {
+                    problems.push(Problem::column(
+                        file,
+                        &col.name,
+                        format!("unsupported SRID {srid}; expected 4326, 25832 or 25833 (EPSG)"),
+                    ));
+                }
+                match new_crs {
+                    Some(other) if other != srid => problems.push(Problem::column(
+                        file,
+                        &col.name,
+                        format!("EPSG:{srid} differs from another geometry column's EPSG:{other}; a file's new geometry columns share one CRS"),
+                    )),
+                    _ => new_crs = Some(srid),
+                }
+                srid
+            }
+        };
+        col.srid = Some(srid);
+    }
+    if problems.is_empty() { Ok(new_crs.map(|s| format!("EPSG:{s}"))) } else { Err(problems) }
+}
+
 /// Builds one Arrow array from parsed values.
 pub(crate) enum Builder {
     Boolean(BooleanBuilder),
@@ -340,10 +447,19 @@ pub(crate) enum Builder {
     Date(Date32Builder),
     Timestamp(TimestampMicrosecondBuilder),
     Text(StringBuilder),
-    Geometry(BinaryBuilder),
+    /// WKB; text values must be in the CRS with this EPSG code.
+    Geometry(BinaryBuilder, Option<u32>),
 }
 
 impl Builder {
+    /// A builder for a planned column.
+    pub fn for_column(c: &ColumnPlan, capacity: usize) -> Self {
+        match Builder::new(c.column_type, capacity) {
+            Builder::Geometry(b, _) => Builder::Geometry(b, c.srid),
+            other => other,
+        }
+    }
+
     pub fn new(t: ColumnType, capacity: usize) -> Self {
         match t {
             ColumnType::Boolean => Builder::Boolean(BooleanBuilder::with_capacity(capacity)),
@@ -354,7 +470,7 @@ impl Builder {
                 Builder::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"))
             }
             ColumnType::Text => Builder::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
-            ColumnType::Geometry => Builder::Geometry(BinaryBuilder::with_capacity(capacity, capacity * 32)),
+            ColumnType::Geometry => Builder::Geometry(BinaryBuilder::with_capacity(capacity, capacity * 32), None),
         }
     }
 
@@ -366,7 +482,7 @@ impl Builder {
             Builder::Date(b) => b.append_null(),
             Builder::Timestamp(b) => b.append_null(),
             Builder::Text(b) => b.append_null(),
-            Builder::Geometry(b) => b.append_null(),
+            Builder::Geometry(b, _) => b.append_null(),
         }
     }
 
@@ -376,6 +492,9 @@ impl Builder {
         if values::trim(value).is_empty() {
             self.push_null();
             return Ok(());
+        }
+        if let Builder::Geometry(b, srid) = self {
+            return push_geometry(b, *srid, value);
         }
         let ok = match self {
             Builder::Boolean(b) => values::parse_bool(value).map(|v| b.append_value(v)).is_some(),
@@ -399,7 +518,7 @@ impl Builder {
                     }
                 },
             },
-            Builder::Geometry(_) => false,
+            Builder::Geometry(..) => false,
         };
         if ok {
             Ok(())
@@ -417,7 +536,7 @@ impl Builder {
             Builder::Date(_) => ColumnType::Date,
             Builder::Timestamp(_) => ColumnType::Timestamp,
             Builder::Text(_) => ColumnType::Text,
-            Builder::Geometry(_) => ColumnType::Geometry,
+            Builder::Geometry(..) => ColumnType::Geometry,
         }
     }
 
@@ -471,7 +590,7 @@ impl Builder {
 
     pub fn push_bytes(&mut self, v: &[u8]) {
         match self {
-            Builder::Geometry(b) => b.append_value(v),
+            Builder::Geometry(b, _) => b.append_value(v),
             other => other.push_null(),
         }
     }
@@ -489,7 +608,34 @@ impl Builder {
             Builder::Date(b) => Arc::new(b.finish()),
             Builder::Timestamp(b) => Arc::new(b.finish()),
             Builder::Text(b) => Arc::new(b.finish()),
-            Builder::Geometry(b) => Arc::new(b.finish()),
+            Builder::Geometry(b, _) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// Appends a geometry written as text, in the CRS `srid` (null and an error if it is not one).
+fn push_geometry(b: &mut BinaryBuilder, srid: Option<u32>, value: &str) -> Result<(), String> {
+    let checked = geometry::parse(value).and_then(|g| {
+        if let (Some(named), Some(crs)) = (g.srid, srid)
+            && named != crs
+        {
+            return Err(format!("SRID {named} differs from the column's CRS EPSG:{crs}"));
+        }
+        if srid == Some(4326) && !g.fits_wgs84 {
+            return Err("coordinates are outside longitude/latitude ranges for EPSG:4326; \
+                        if they are UTM, give the CRS (e.g. --crs EPSG:25833)"
+                .into());
+        }
+        Ok(g.wkb)
+    });
+    match checked {
+        Ok(wkb) => {
+            b.append_value(wkb);
+            Ok(())
+        }
+        Err(msg) => {
+            b.append_null();
+            Err(msg)
         }
     }
 }

@@ -215,8 +215,9 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
         });
         sample.push(chunk);
     }
-    let inferred: Vec<ColumnType> = inference.iter().map(Inference::decide).collect();
-    let plan = columns::plan(file, &names, &inferred, &ctx.options).map_err(IngestError::Invalid)?;
+    let inferred: Vec<ColumnType> = inference.iter().zip(&names).map(|(i, n)| i.decide_for(n)).collect();
+    let mut plan = columns::plan(file, &names, &inferred, &ctx.options).map_err(IngestError::Invalid)?;
+    let crs = columns::text_geometry_crs(file, &mut plan, &inference, &ctx.options).map_err(IngestError::Invalid)?;
     let mut batcher = Batcher::new(ctx, plan, sink)?;
     let plan = batcher.plan.clone();
     let shape = Shape { file, encoding, delimiter, width, plan: &plan };
@@ -293,6 +294,7 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
     let (sha256, bytes) = hashing.finish();
     let mut report = batcher.finish(sha256, bytes)?;
     report.encoding = Some(encoding.label().to_string());
+    report.crs = crs;
     report.delimiter = Some(match delimiter {
         b'\t' => "tab".to_string(),
         d => (d as char).to_string(),
@@ -335,7 +337,7 @@ fn for_each_record(encoding: Encoding, delimiter: u8, chunk: &Chunk, mut f: impl
 /// Parses one chunk into a batch's worth of arrays.
 fn parse_chunk(shape: &Shape<'_>, chunk: &Chunk) -> Parsed {
     let plan = shape.plan;
-    let mut builders: Vec<Builder> = plan.columns.iter().map(|c| Builder::new(c.column_type, 1024)).collect();
+    let mut builders: Vec<Builder> = plan.columns.iter().map(|c| Builder::for_column(c, 1024)).collect();
     let mut problems = Vec::new();
     let mut rows = 0;
     for_each_record(shape.encoding, shape.delimiter, chunk, |line, r| {

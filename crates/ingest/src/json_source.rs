@@ -543,9 +543,19 @@ pub(crate) fn read(ctx: &Context, shape: Shape, sink: &mut dyn BatchSink) -> Res
             }
             if geo {
                 if result_is_ok_kind(&kind) {
-                    let crs = resolve_crs(&file, crs_value.as_ref(), ctx.options.crs.as_deref());
+                    // Without a `crs` member or `--crs`, a file appended to a dataset is in the
+                    // dataset's CRS; one that names another is refused (nothing is reprojected).
+                    let dataset_crs = ctx.options.target.as_ref().and_then(|t| t.crs.get(GEOMETRY_COLUMN)).cloned();
+                    let crs =
+                        resolve_crs(&file, crs_value.as_ref(), ctx.options.crs.as_deref().or(dataset_crs.as_deref()));
                     match crs {
                         Ok(crs) => {
+                            if let Some(d) = dataset_crs.filter(|d| *d != crs) {
+                                consumer.problem(Problem::file(
+                                    &file,
+                                    format!("the file's CRS {crs} differs from the dataset's CRS {d}"),
+                                ));
+                            }
                             if crs == "EPSG:4326" && !bbox.fits_wgs84() {
                                 consumer.problem(Problem::file(
                                     &file,

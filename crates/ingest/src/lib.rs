@@ -11,6 +11,7 @@
 mod chunker;
 mod columns;
 mod csv_source;
+mod geometry;
 mod json_source;
 mod limits;
 mod parquet_source;
@@ -117,6 +118,8 @@ pub struct TargetSchema {
     pub schema: SchemaRef,
     /// Subject-key columns already declared on the dataset.
     pub subjects: BTreeMap<String, SubjectKind>,
+    /// The CRS (`EPSG:25833`) of each geometry column the dataset has.
+    pub crs: BTreeMap<String, String>,
 }
 
 /// A progress callback, called with the number of bytes read so far.
@@ -133,7 +136,8 @@ pub struct IngestOptions {
     pub types: BTreeMap<String, ColumnType>,
     /// Subject-key columns (`--subject COL=KIND`), validated and canonicalised.
     pub subjects: BTreeMap<String, SubjectKind>,
-    /// CRS for GeoJSON without a `crs` member (`EPSG:4326` when neither is given).
+    /// CRS of geometries that do not name one: GeoJSON without a `crs` member, WKT without an
+    /// SRID (the dataset's CRS, else `EPSG:4326`, when not given).
     pub crs: Option<String>,
     /// The existing table's schema, if the dataset already has data.
     pub target: Option<TargetSchema>,
@@ -173,7 +177,7 @@ pub struct SourceReport {
     pub delimiter: Option<String>,
     /// The sheet read (XLSX).
     pub sheet: Option<String>,
-    /// Geometry CRS (GeoJSON).
+    /// The CRS of new geometry columns (GeoJSON, WKT or WKB in CSV and XLSX).
     pub crs: Option<String>,
     /// Data rows read.
     pub rows: u64,

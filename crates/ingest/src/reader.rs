@@ -111,7 +111,7 @@ impl<'a> Batcher<'a> {
         let schema = crate::arrow_schema(&plan.columns);
         sink.schema(&schema)?;
         let batch_rows = ctx.batch_rows();
-        let builders = plan.columns.iter().map(|c| Builder::new(c.column_type, batch_rows)).collect();
+        let builders = plan.columns.iter().map(|c| Builder::for_column(c, batch_rows)).collect();
         Ok(Self {
             plan,
             schema,

@@ -1,13 +1,15 @@
 //! Whole reads through [`read_file`]: inputs made to exhaust memory (issue 23, item 13), generated
-//! here rather than committed.
+//! here rather than committed, and geometries written as text (item 17).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 
+use arrow::array::{Array, BinaryArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
-use crate::{BatchSink, IngestError, IngestOptions, SourceReport, read_file};
+use crate::{BatchSink, ColumnType, IngestError, IngestOptions, SourceReport, TargetSchema, read_file};
 
 /// Keeps what it is given.
 #[derive(Default)]
@@ -226,4 +228,120 @@ fn parquet_with_more_columns_than_allowed_is_refused() {
     writer.close().unwrap();
     let err = refused(read_bytes("wide.parquet", &bytes, &options()));
     assert_eq!(err, "wide.parquet, column \"k2000\": the file has 2001 columns; at most 2000 are allowed");
+}
+
+// --- Item 17: geometries written as text become geometry columns. ---
+
+fn geometry_column(keep: &Keep, name: &str) -> Vec<Option<Vec<u8>>> {
+    let schema = keep.schema.as_ref().unwrap();
+    let (i, field) = schema.column_with_name(name).unwrap();
+    assert_eq!(field.data_type(), &DataType::Binary, "{name}");
+    assert_eq!(field.metadata().get(crate::GEOMETRY_ENCODING_KEY).map(String::as_str), Some("WKB"));
+    keep.batches
+        .iter()
+        .flat_map(|b| {
+            let a = b.column(i).as_any().downcast_ref::<BinaryArray>().unwrap().clone();
+            (0..a.len()).map(move |r| (!a.is_null(r)).then(|| a.value(r).to_vec())).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn wkb_of_geojson(geojson: &str) -> Vec<u8> {
+    use geozero::ToWkb;
+    geozero::geojson::GeoJson(geojson).to_wkb(geozero::CoordDimensions::xy()).unwrap()
+}
+
+#[test]
+fn wkt_ewkt_and_hex_wkb_in_csv_become_geometry_columns_stored_as_geojson_geometries_are() {
+    let point = wkb_of_geojson(r#"{"type":"Point","coordinates":[287000,6744500]}"#);
+    let polygon = wkb_of_geojson(r#"{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,0]]]}"#);
+    // QGIS writes the geometry first, as WKT, comma separated and quoted.
+    let qgis = "WKT,navn,plasser\n\"POINT (287000 6744500)\",Solsikken,3\n\"POLYGON ((0 0,1 0,1 1,0 0))\",Tunet,0\n,Uten sted,1\n";
+    let with_crs = IngestOptions { crs: Some("EPSG:25833".into()), ..options() };
+    let (report, keep) = read_bytes("qgis.csv", qgis.as_bytes(), &with_crs).unwrap();
+    assert_eq!(report.crs.as_deref(), Some("EPSG:25833"));
+    assert_eq!(report.columns[0].column_type, ColumnType::Geometry);
+    assert_eq!(geometry_column(&keep, "WKT"), vec![Some(point.clone()), Some(polygon.clone()), None]);
+    // EWKT names its CRS; no option needed.
+    let ewkt = "geometry;navn\n\"SRID=25833;POINT(287000 6744500)\";Solsikken\n";
+    let (report, keep) = read_bytes("ewkt.csv", ewkt.as_bytes(), &options()).unwrap();
+    assert_eq!(report.crs.as_deref(), Some("EPSG:25833"));
+    assert_eq!(geometry_column(&keep, "geometry"), vec![Some(point.clone())]);
+    // Hex WKB and EWKB, as PostGIS and ogr2ogr write them.
+    let hex =
+        format!("geom;navn\n{};a\n0101000020E96400000000000060841141000000006DBA5941;b\n", hex::encode_upper(&point));
+    let (report, keep) = read_bytes("hex.csv", hex.as_bytes(), &options()).unwrap();
+    assert_eq!(report.crs.as_deref(), Some("EPSG:25833"));
+    assert_eq!(geometry_column(&keep, "geom"), vec![Some(point.clone()), Some(point.clone())]);
+    // WGS84 without anything said.
+    let wgs = "sted;navn\nPOINT(10.68 60.79);Hamar\n";
+    let (report, keep) = read_bytes("wgs.csv", wgs.as_bytes(), &options()).unwrap();
+    assert_eq!(report.crs.as_deref(), Some("EPSG:4326"));
+    assert_eq!(geometry_column(&keep, "sted").len(), 1);
+}
+
+#[test]
+fn text_that_merely_looks_like_a_geometry_stays_text() {
+    for (csv, why) in [
+        ("sted;navn\nPOINT(10.68 60.79);Hamar\nPoint of sale;Kiosk\n", "not every value is WKT"),
+        ("kode;navn\n0101000000;a\n0101000001;b\n", "hex alone under an ordinary name"),
+        ("sted;navn\nPOINT(1);a\n", "not a valid geometry under an ordinary name"),
+    ] {
+        let (report, _) = read_bytes("t.csv", csv.as_bytes(), &options()).unwrap();
+        assert_eq!(report.columns[0].column_type, ColumnType::Text, "{why}");
+        assert_eq!(report.crs, None, "{why}");
+    }
+}
+
+#[test]
+fn wkt_appended_to_a_dataset_is_read_in_the_datasets_crs() {
+    let mut meta = std::collections::HashMap::new();
+    meta.insert(crate::GEOMETRY_ENCODING_KEY.to_string(), "WKB".to_string());
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("geometry", DataType::Binary, true).with_metadata(meta),
+        Field::new("navn", DataType::Utf8, true),
+    ]));
+    let target = TargetSchema {
+        schema,
+        subjects: BTreeMap::new(),
+        crs: BTreeMap::from([("geometry".to_string(), "EPSG:25833".to_string())]),
+    };
+    let append = IngestOptions { target: Some(target), ..options() };
+    // UTM coordinates without an SRID: the dataset's CRS, not EPSG:4326.
+    let (report, keep) = read_bytes("more.csv", b"geometry;navn\nPOINT(287000 6744500);A\n", &append).unwrap();
+    assert_eq!(report.crs, None, "an existing column keeps its CRS");
+    assert_eq!(geometry_column(&keep, "geometry").len(), 1);
+    // Another SRID, or another --crs, is refused (nothing is reprojected).
+    let err = refused(read_bytes("other.csv", b"geometry,navn\n\"SRID=4326;POINT(10.6 60.7)\",A\n", &append));
+    assert_eq!(err, "other.csv: line 2, column \"geometry\": SRID 4326 differs from the column's CRS EPSG:25833");
+    let other = IngestOptions { crs: Some("EPSG:25832".into()), ..append.clone() };
+    let err = refused(read_bytes("other.csv", b"geometry;navn\nPOINT(287000 6744500);A\n", &other));
+    assert_eq!(err, "other.csv, column \"geometry\": --crs EPSG:25832 does not match the dataset's CRS EPSG:25833");
+    // An empty value is null.
+    let (_, keep) = read_bytes("more.csv", b"geometry;navn\n;A\n", &append).unwrap();
+    assert_eq!(geometry_column(&keep, "geometry"), vec![None]);
+    // GeoJSON without a crs member appended to the dataset is in its CRS, too.
+    let geojson = r#"{"type":"FeatureCollection","features":[{"type":"Feature","properties":{"navn":"A"},"geometry":{"type":"Point","coordinates":[287000,6744500]}}]}"#;
+    assert!(read_bytes("more.geojson", geojson.as_bytes(), &append).is_ok());
+    let named =
+        geojson.replace(r#""features""#, r#""crs":{"type":"name","properties":{"name":"EPSG:4326"}},"features""#);
+    let err = refused(read_bytes("named.geojson", named.as_bytes(), &append));
+    assert!(err.contains("the file's CRS EPSG:4326 differs from the dataset's CRS EPSG:25833"), "{err}");
+}
+
+#[test]
+fn wkt_in_a_workbook_becomes_a_geometry_column() {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    sheet.write_string(0, 0, "WKT").unwrap();
+    sheet.write_string(0, 1, "navn").unwrap();
+    sheet.write_string(1, 0, "SRID=25833;POINT(287000 6744500)").unwrap();
+    sheet.write_string(1, 1, "Solsikken").unwrap();
+    let bytes = book.save_to_buffer().unwrap();
+    let (report, keep) = read_bytes("geo.xlsx", &bytes, &options()).unwrap();
+    assert_eq!(report.crs.as_deref(), Some("EPSG:25833"));
+    assert_eq!(
+        geometry_column(&keep, "WKT"),
+        vec![Some(wkb_of_geojson(r#"{"type":"Point","coordinates":[287000,6744500]}"#))]
+    );
 }

@@ -228,8 +228,10 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
             }
         }
     }
-    let inferred: Vec<ColumnType> = inference.iter().map(Inference::decide).collect();
-    let plan = columns::plan(&located, &names, &inferred, &ctx.options).map_err(IngestError::Invalid)?;
+    let inferred: Vec<ColumnType> = inference.iter().zip(&names).map(|(i, n)| i.decide_for(n)).collect();
+    let mut plan = columns::plan(&located, &names, &inferred, &ctx.options).map_err(IngestError::Invalid)?;
+    let crs =
+        columns::text_geometry_crs(&located, &mut plan, &inference, &ctx.options).map_err(IngestError::Invalid)?;
     let mut batcher = Batcher::new(ctx, plan, sink)?;
 
     // Where each source column's cell is in the row being processed.
@@ -306,6 +308,7 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
     let (sha256, bytes) = ctx.hash_file()?;
     let mut report = batcher.finish(sha256, bytes)?;
     report.sheet = Some(sheet);
+    report.crs = crs;
     Ok(report)
 }
 

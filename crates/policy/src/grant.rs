@@ -67,6 +67,21 @@ pub enum Protection {
     },
     /// The dataset cannot tell who is protected: every protected-address value is withheld.
     WithholdAll,
+    /// Protection is the person's, read from the registers of address protection: a row's
+    /// level is the highest of the people its person keys name.
+    ///
+    /// A reader who may not see protected persons (`visible: false`) does not get their rows at
+    /// all, so the protection cannot be read off a withheld address; one who may sees the rows,
+    /// with the protected-address columns withheld for `strengt_fortrolig`, and for
+    /// `fortrolig` unless `release_fortrolig`.
+    ByPerson {
+        /// The person key columns whose people decide the row's level.
+        keys: Vec<String>,
+        /// Whether the reader may see that a person is protected.
+        visible: bool,
+        /// Whether `fortrolig` rows keep their address (and, when not `visible`, their row).
+        release_fortrolig: bool,
+    },
 }
 
 /// What a principal may read of one dataset, for one purpose.
@@ -122,6 +137,8 @@ pub(crate) struct Facts<'a> {
     /// Approved agreements of the caller's department that cover this dataset.
     pub agreements: &'a [Agreement],
     pub today: chrono::NaiveDate,
+    /// Whether a register of address protection is named: then protection is the person's.
+    pub protection_registered: bool,
 }
 
 /// The decision itself: pure, so every branch is tested without a database.
@@ -132,8 +149,22 @@ pub(crate) fn decide(f: &Facts<'_>) -> Result<Grant, Denial> {
         .parse()
         .map_err(|_| Denial::NotFound)?;
     let all = || f.columns.iter().map(|c| column_grant(c, None)).collect::<Vec<_>>();
-    let grant = |columns: Vec<ColumnGrant>, row_filter, release_fortrolig, basis, hmac_key| {
-        let protection = protection(f.columns, &columns, release_fortrolig);
+    // Who may see that a person is protected: those who hold the data already (the owning
+    // department, the operator) and consumers whose agreement releases fortrolig addresses.
+    let grant = |columns: Vec<ColumnGrant>, row_filter, release_fortrolig: bool, basis: Basis, hmac_key| {
+        let visible = match &basis {
+            Basis::Operator { .. } | Basis::OwnDepartment { .. } | Basis::DataSubject => true,
+            Basis::Agreement { .. } => release_fortrolig,
+            Basis::Open => false,
+        };
+        let keys = person_keys(f.columns);
+        let protection = if f.protection_registered && !keys.is_empty() {
+            // Open data is for anyone: it releases no protected person's address.
+            let release_fortrolig = release_fortrolig && basis != Basis::Open;
+            Protection::ByPerson { keys, visible, release_fortrolig }
+        } else {
+            protection(f.columns, &columns, release_fortrolig)
+        };
         Grant {
             dataset: r.clone(),
             classification: f.dataset.classification,
@@ -234,18 +265,23 @@ pub(crate) fn person_keys(columns: &[ColumnMeta]) -> Vec<String> {
     columns.iter().filter(|c| c.subject_key == Some(SubjectKind::Person)).map(|c| c.name.clone()).collect()
 }
 
-/// What a citizen may read of a dataset about themselves: every column of the rows whose person
-/// key is their number, their own protected address included; `None` without a person key.
+/// What a citizen may read of a dataset about themselves: every column of the rows where any
+/// person key is their number, their own protected address included; `None` without a person
+/// key.
 pub(crate) fn own_rows(dataset: &DatasetMeta, columns: &[ColumnMeta], pid: &str) -> Option<Grant> {
     let key = person_key(columns)?;
     let r: DatasetRef = dataset.reference().parse().ok()?;
     // The number is checked to be digits before it gets here; quoting keeps it a literal anyway.
     let literal = pid.replace('\'', "''");
+    // Every row the person is in, under whichever person key: their own row, and the rows
+    // that name them as a guardian, an applicant or an owner (GDPR art. 15 covers them all).
+    let keys = person_keys(columns);
+    let row_filter = keys.iter().map(|k| format!("\"{}\" = '{literal}'", k.replace('"', "\"\""))).collect::<Vec<_>>().join(" OR ");
     Some(Grant {
         dataset: r,
         classification: dataset.classification,
         columns: columns.iter().map(|c| column_grant(c, None)).collect(),
-        row_filter: Some(format!("\"{}\" = '{literal}'", key.replace('"', "\"\""))),
+        row_filter: Some(row_filter),
         protection: Protection::NotApplicable,
         basis: Basis::DataSubject,
         min_group_size: None,

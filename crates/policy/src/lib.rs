@@ -4,6 +4,7 @@
 //!
 //! Its tables live in the catalogue database (migration `0002_policy.sql` in `tverr-store`).
 
+mod categories;
 mod grant;
 mod model;
 
@@ -17,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use tverr_core::{DatasetRef, Slug};
 use tverr_store::{Catalog, StoreError};
 
+pub use categories::{CategoryChange, raises};
 pub use grant::{Basis, ColumnGrant, Denial, Grant, PROTECTION_COLUMN, Protection};
 pub use model::{
     Agreement, AgreementEvent, AgreementState, DatasetTerms, LegalBasis, Mask, Party, Principal, Purpose, Role, Terms,
@@ -137,6 +139,8 @@ pub struct PolicySnapshot {
     purposes: Mutex<HashMap<String, Arc<Vec<Purpose>>>>,
     agreements: Mutex<HashMap<DepartmentDay, Arc<Vec<Agreement>>>>,
     legal_bases: Mutex<HashMap<(String, String), LegalBasis>>,
+    /// The registers of address protection (one entry, key `()`).
+    registers: Mutex<HashMap<(), Arc<Vec<tverr_store::ProtectionRegister>>>>,
     /// API tokens found, by hash (unknown ones are not kept: [`kept`] keeps no error).
     tokens: Mutex<HashMap<String, HeldToken>>,
 }
@@ -856,6 +860,7 @@ impl Policy {
             }
             _ => (Arc::default(), Vec::new()),
         };
+        let registers = kept(&snapshot.registers, (), async { Ok(Arc::new(self.catalog.protection_registers().await?)) }).await?;
         let mut decision = grant::decide(&grant::Facts {
             principal,
             purpose,
@@ -864,6 +869,7 @@ impl Policy {
             purposes: &purposes,
             agreements: &agreements,
             today,
+            protection_registered: !registers.is_empty(),
         });
         if let Ok(g) = &mut decision {
             if let Basis::OwnDepartment { purpose } = &g.basis {

@@ -108,12 +108,49 @@ pub struct CsvOptions {
     pub decimal_comma: bool,
     /// Start with a UTF-8 byte-order mark.
     pub bom: bool,
+    /// Write text cells as they are, even those a spreadsheet would run as a formula (see
+    /// [`neutralise_formulas`]).
+    pub raw: bool,
 }
 
 impl Default for CsvOptions {
     fn default() -> Self {
-        Self { delimiter: b',', decimal_comma: false, bom: false }
+        Self { delimiter: b',', decimal_comma: false, bom: false, raw: false }
     }
+}
+
+/// The characters that make a spreadsheet read a cell as a formula when it starts with one
+/// (OWASP, "CSV Injection"): `=`, `+`, `-`, `@`, a tab and a carriage return.
+const FORMULA_STARTS: &[char] = &['=', '+', '-', '@', '\t', '\r'];
+
+/// Text cells that start like a formula get a leading `'`, so Excel and LibreOffice show them
+/// as text instead of running them (`=HYPERLINK(…)`). Numbers are numeric columns and are
+/// left alone.
+fn neutralise_formulas(batch: RecordBatch) -> Result<RecordBatch, QueryError> {
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    let mut changed = false;
+    for c in batch.columns() {
+        let text = match c.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => cast(c, &DataType::Utf8).map_err(|e| QueryError::Output(e.to_string()))?,
+            _ => {
+                cols.push(c.clone());
+                continue;
+            }
+        };
+        let text = text.as_string::<i32>();
+        if !text.iter().flatten().any(|v| v.starts_with(FORMULA_STARTS)) {
+            cols.push(c.clone());
+            continue;
+        }
+        changed = true;
+        let safe: arrow::array::StringArray =
+            text.iter().map(|v| v.map(|v| if v.starts_with(FORMULA_STARTS) { format!("'{v}") } else { v.to_string() })).collect();
+        cols.push(cast(&safe, c.data_type()).map_err(|e| QueryError::Output(e.to_string()))?);
+    }
+    if !changed {
+        return Ok(batch);
+    }
+    RecordBatch::try_new(batch.schema(), cols).map_err(|e| QueryError::Output(e.to_string()))
 }
 
 /// The most rows one Excel sheet holds (including the header).
@@ -139,6 +176,9 @@ pub async fn write_export(
                 .build(&mut *out);
             while let Some(batch) = stream.next().await {
                 let mut batch = tabular(batch?, &options.geometry)?;
+                if !options.csv.raw {
+                    batch = neutralise_formulas(batch)?;
+                }
                 if options.csv.decimal_comma {
                     batch = decimal_commas(batch)?;
                 }
@@ -466,9 +506,10 @@ pub fn json_objects(batch: &RecordBatch, geometry: &[GeometryColumn]) -> Result<
     Ok(text.to_vec())
 }
 
-/// A batch as CSV rows, with the header line when `header` is set.
+/// A batch as CSV rows, with the header line when `header` is set; text cells that start
+/// like a spreadsheet formula are neutralised.
 pub fn csv_rows(batch: &RecordBatch, header: bool) -> Result<Vec<u8>, QueryError> {
-    let batch = tabular(batch.clone(), &[])?;
+    let batch = neutralise_formulas(tabular(batch.clone(), &[])?)?;
     let mut buf = Vec::new();
     let mut w = arrow::csv::WriterBuilder::new()
         .with_header(header)
@@ -477,4 +518,37 @@ pub fn csv_rows(batch: &RecordBatch, header: bool) -> Result<Vec<u8>, QueryError
     w.write(&batch).map_err(|e| QueryError::Output(e.to_string()))?;
     drop(w);
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_a_spreadsheet_would_run_are_neutralised_unless_raw_is_asked() {
+        let schema = Arc::new(Schema::new(vec![Field::new("t", DataType::Utf8, true), Field::new("n", DataType::Int64, true)]));
+        let text = arrow::array::StringArray::from(vec![
+            Some("=HYPERLINK(\"http://x\",\"y\")"),
+            Some("+47 99"),
+            Some("-1+1"),
+            Some("@SUM(A1)"),
+            Some("\tx"),
+            Some("Hamar"),
+            None,
+        ]);
+        let numbers = arrow::array::Int64Array::from(vec![Some(-5), Some(1), None, None, None, None, None]);
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(text), Arc::new(numbers)]).unwrap();
+        let out = String::from_utf8(csv_rows(&batch, true).unwrap()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[1], "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",-5");
+        assert_eq!(lines[2], "'+47 99,1");
+        assert_eq!(lines[3], "'-1+1,");
+        assert_eq!(lines[4], "'@SUM(A1),");
+        assert!(lines[5].starts_with("\"'\tx\"") || lines[5].starts_with("'\tx"), "{:?}", lines[5]);
+        assert_eq!(lines[6], "Hamar,");
+        // Asked for raw values, the cells are written as they are.
+        let kept = neutralise_formulas(batch.clone()).unwrap();
+        assert_ne!(kept.column(0).as_ref(), batch.column(0).as_ref());
+        assert_eq!(kept.column(1).as_ref(), batch.column(1).as_ref());
+    }
 }

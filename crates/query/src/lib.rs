@@ -6,6 +6,8 @@ mod export;
 pub mod geo;
 mod guard;
 mod lookup;
+mod memory;
+mod protection;
 mod secure;
 
 use std::collections::BTreeMap;
@@ -21,7 +23,8 @@ use tverr_policy::{Denial, Grant, Policy, PolicyError, Principal};
 use tverr_store::{Store, StoreError};
 
 pub use export::{CsvOptions, ExportFormat, ExportOptions, GeometryColumn, ResultColumn, csv_rows, json_objects, result_columns, write_export};
-pub use guard::ALLOWED_FUNCTIONS;
+pub use guard::{ALLOWED_FUNCTIONS, MAX_NESTING, MAX_SQL_BYTES};
+pub use memory::{DEFAULT_QUERY_MEMORY, DEFAULT_SERVER_MEMORY};
 pub use lookup::{Found, Lookup, LookupOrg, Related};
 
 /// Why a query failed. Texts never contain values from data.
@@ -66,14 +69,26 @@ pub enum QueryError {
     /// The query ran past its time limit and was stopped.
     #[error("the query took longer than the {0} s it may take, and was stopped")]
     Timeout(u64),
+    /// The result is larger than the caller may receive in one query.
+    #[error("the result has more than the {0} rows one query may return without signing in; narrow it (WHERE, LIMIT) or download the dataset's file")]
+    TooManyRows(u64),
 }
 
 impl From<datafusion::error::DataFusionError> for QueryError {
     fn from(e: datafusion::error::DataFusionError) -> Self {
         use datafusion::error::DataFusionError as E;
-        // Planning errors arrive wrapped (in diagnostics or context); decide by the root.
-        match e.find_root() {
+        // Planning errors arrive wrapped (in diagnostics or context); decide by the root. The
+        // optimizer's and DataFusion's internal errors describe plans, not the query: never
+        // shown.
+        let root = e.find_root();
+        if matches!(root, E::Internal(_)) || e.to_string().contains("Optimizer rule") {
+            return QueryError::Invalid("the query could not be planned; simplify it".into());
+        }
+        match root {
             E::External(inner) if inner.downcast_ref::<AuditFailure>().is_some() => QueryError::AuditUnavailable(inner.to_string()),
+            E::External(inner) if inner.downcast_ref::<RowCap>().is_some() => {
+                QueryError::TooManyRows(inner.downcast_ref::<RowCap>().map_or(0, |c| c.0))
+            }
             E::External(inner) if inner.downcast_ref::<TimedOut>().is_some() => {
                 QueryError::Timeout(inner.downcast_ref::<TimedOut>().map_or(0, |t| t.0))
             }
@@ -115,10 +130,10 @@ fn execution_message(e: &datafusion::error::DataFusionError) -> String {
     }
     if text.contains("divide by zero") || text.contains("division by zero") {
         "division by zero".into()
+    } else if text.contains("regex") || text.contains("regular expression") {
+        "a regular expression is invalid".into()
     } else if text.contains("cast") || text.contains("parse") {
         "a value could not be converted to the requested type".into()
-    } else if text.contains("regex") {
-        "a regular expression is invalid".into()
     } else if text.contains("resources exhausted") || text.contains("memory") {
         "the query needs more memory than it may use".into()
     } else if text.contains("overflow") {
@@ -126,6 +141,24 @@ fn execution_message(e: &datafusion::error::DataFusionError) -> String {
     } else {
         "the query could not be computed".into()
     }
+}
+
+/// A dataset as the session's catalogue names it, whatever characters its slugs hold (a
+/// name is never parsed as SQL on the way).
+fn table_reference(r: &DatasetRef) -> TableReference {
+    TableReference::partial(r.org.as_str(), r.dataset.as_str())
+}
+
+/// A dataset's name as written in SQL (`org.dataset`), each part quoted where SQL needs it: a
+/// slug with a hyphen (`hamar."kull-2026"`) or one that is a keyword (`hamar."select"`).
+pub fn sql_name(r: &DatasetRef) -> String {
+    fn part(p: &str) -> String {
+        let plain = p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && !p.starts_with(|c: char| c.is_ascii_digit())
+            && datafusion::sql::sqlparser::keywords::ALL_KEYWORDS.binary_search(&p.to_ascii_uppercase().as_str()).is_err();
+        if plain { p.to_string() } else { format!("\"{p}\"") }
+    }
+    format!("{}.{}", part(r.org.as_str()), part(r.dataset.as_str()))
 }
 
 /// The query engine over one store, behind the policy layer.
@@ -136,6 +169,9 @@ pub struct Engine {
     audit: Audit,
     named_limit: usize,
     lookups: Arc<lookup::LookupCache>,
+    memory: memory::MemoryLimits,
+    /// Who is protected, per the registers of address protection.
+    protected: Arc<protection::Protected>,
 }
 
 /// A result on its way out: the rows, and the grants they were read under.
@@ -201,6 +237,33 @@ impl Released {
         Ok(Released { stream, grants, versions })
     }
 
+    /// Ends the stream with [`QueryError::TooManyRows`] once it would release more than
+    /// `max_rows` rows (the cap for callers who are not signed in).
+    pub fn capped(self, max_rows: u64) -> Self {
+        use datafusion::error::DataFusionError;
+        use futures::StreamExt;
+        let Released { stream, grants, versions } = self;
+        let schema = stream.schema();
+        let stream = futures::stream::unfold((stream, 0u64, false), move |(mut inner, rows, stopped)| async move {
+            if stopped {
+                return None;
+            }
+            match inner.next().await {
+                Some(Ok(batch)) if rows + batch.num_rows() as u64 > max_rows => {
+                    Some((Err(DataFusionError::External(Box::new(RowCap(max_rows)))), (inner, rows, true)))
+                }
+                Some(Ok(batch)) => {
+                    let rows = rows + batch.num_rows() as u64;
+                    Some((Ok(batch), (inner, rows, false)))
+                }
+                Some(Err(e)) => Some((Err(e), (inner, rows, true))),
+                None => None,
+            }
+        });
+        let stream = Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream));
+        Released { stream, grants, versions }
+    }
+
     /// Stops the stream with [`QueryError::Timeout`] once `limit` has passed, and keeps `guard`
     /// (a concurrency permit, say) until the stream is dropped.
     pub fn bounded(self, limit: std::time::Duration, guard: impl Send + 'static) -> Self {
@@ -239,6 +302,10 @@ const SUBJECTS_PER_ENTRY: usize = 10_000;
 /// ([`Engine::with_named_limit`]).
 pub const DEFAULT_NAMED_LIMIT: usize = 10_000;
 
+/// The largest offset or limit a REST read takes (a trillion rows): far past any table, and
+/// far from the integer overflow the planner would otherwise meet.
+pub const MAX_ROW_WINDOW: usize = 1_000_000_000_000;
+
 /// The index key that marks a bulk read of a dataset (`bulk:org/dataset`).
 pub const BULK_PREFIX: &str = "bulk:";
 
@@ -246,6 +313,11 @@ pub const BULK_PREFIX: &str = "bulk:";
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct AuditFailure(String);
+
+/// Why a capped stream stopped: it would have released more rows than allowed.
+#[derive(Debug, thiserror::Error)]
+#[error("more than {0} rows")]
+struct RowCap(u64);
 
 /// Why a bounded stream stopped: its time was up (seconds allowed).
 #[derive(Debug, thiserror::Error)]
@@ -331,8 +403,25 @@ impl Tracker {
     /// Queues the completion (and, if nothing was released, the intent with it); nothing waits
     /// on it.
     fn finish(&mut self, status: &str) {
+        for (kind, record, ids, access) in self.closing(status) {
+            self.audit.record_about(kind, &record, ids, access);
+        }
+    }
+
+    /// Writes the completion durably before the caller learns how the read ended: a failure
+    /// is itself an answer (an error raised for one hidden value), so it is released only
+    /// once it is in the log.
+    async fn finish_durably(&mut self, status: &str) -> Result<(), AuditError> {
+        for (kind, record, ids, access) in self.closing(status) {
+            self.audit.append_about(kind, &record, ids, access).await?;
+        }
+        Ok(())
+    }
+
+    /// The records that close this release: `(kind, record, index keys, access)`.
+    fn closing(&mut self, status: &str) -> Vec<(&'static str, serde_json::Value, Vec<String>, Option<i64>)> {
         if self.finished {
-            return;
+            return Vec::new();
         }
         self.finished = true;
         let millis = self.started.elapsed().as_millis() as u64;
@@ -346,18 +435,22 @@ impl Tracker {
                 intent["subjects"] = serde_json::to_value(&taken.named).unwrap_or_default();
                 intent["bulk"] = serde_json::to_value(&taken.bulk).unwrap_or_default();
                 intent["outcome"] = serde_json::json!({"rows": 0, "status": status, "millis": millis, "bulk_rows": taken.bulk});
-                self.audit.record_about("access", &intent, ids, None);
+                vec![("access", intent, ids, None)]
             }
             None => {
-                for (named, bulk, ids) in self.naming() {
-                    let record = serde_json::json!({"access": self.access, "subjects": named, "bulk": bulk});
-                    self.audit.record_about("subjects", &record, ids, self.access);
-                }
+                let mut out: Vec<_> = self
+                    .naming()
+                    .into_iter()
+                    .map(|(named, bulk, ids)| {
+                        ("subjects", serde_json::json!({"access": self.access, "subjects": named, "bulk": bulk}), ids, self.access)
+                    })
+                    .collect();
                 let record = serde_json::json!({
                     "access": self.access, "rows": self.rows, "status": status, "millis": millis,
                     "bulk_rows": self.sink.take().bulk,
                 });
-                self.audit.record("completion", &record);
+                out.push(("completion", record, Vec::new(), None));
+                out
             }
         }
     }
@@ -412,8 +505,14 @@ fn audited(inner: SendableRecordBatchStream, tracker: Tracker) -> SendableRecord
                 }
             },
             Some(Err(e)) => {
-                tracker.finish("failed");
-                Some((Err(e), (inner, tracker)))
+                // An error can answer a question about a row that never left the scan, so a
+                // failed read names everyone it could have read, durably, before the error
+                // leaves.
+                tracker.sink.assume_all_read();
+                match tracker.finish_durably("failed").await {
+                    Ok(()) => Some((Err(e), (inner, tracker))),
+                    Err(a) => Some((Err(DataFusionError::External(Box::new(AuditFailure(a.to_string())))), (inner, tracker))),
+                }
             }
             None => {
                 tracker.finish("ok");
@@ -428,7 +527,22 @@ impl Engine {
     /// An engine over a store, logging to `audit`.
     pub fn new(store: Store, audit: Audit) -> Self {
         let policy = Policy::new(store.catalog.clone());
-        Self { store, policy, audit, named_limit: DEFAULT_NAMED_LIMIT, lookups: Arc::new(lookup::LookupCache::new()) }
+        Self {
+            store,
+            policy,
+            audit,
+            named_limit: DEFAULT_NAMED_LIMIT,
+            lookups: Arc::new(lookup::LookupCache::new()),
+            memory: memory::MemoryLimits::default(),
+            protected: Arc::default(),
+        }
+    }
+
+    /// Runs every query under `per_query` bytes of memory, and all queries together under
+    /// `server` bytes (DataFusion's memory pools); a query past either fails, and nothing else.
+    pub fn with_memory_limits(mut self, per_query: usize, server: usize) -> Self {
+        self.memory = memory::MemoryLimits::new(per_query, server);
+        self
     }
 
     /// Names at most `limit` people of one dataset in one access; a read past it is recorded as
@@ -530,8 +644,18 @@ impl Engine {
         self.audit.record(kind, &record);
     }
 
-    fn context() -> SessionContext {
-        Self::context_with(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    /// A session for one query, under the query's and the server's memory limits.
+    fn context(&self) -> Result<SessionContext, QueryError> {
+        self.session(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
+
+    /// [`Engine::context`] with this many partitions.
+    fn session(&self, partitions: usize) -> Result<SessionContext, QueryError> {
+        use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+        use datafusion::execution::session_state::SessionStateBuilder;
+        let state = Self::context_with(partitions).state();
+        let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env()).with_memory_pool(self.memory.query_pool()).build_arc()?;
+        Ok(SessionContext::new_with_state(SessionStateBuilder::new_from_existing(state).with_runtime_env(runtime).build()))
     }
 
     /// A session with this many partitions; one gives a result order that is the same on every
@@ -550,7 +674,10 @@ impl Engine {
             .unwrap_or_else(|p| p.into_inner())
             .entry(partitions)
             .or_insert_with(|| {
-                let config = SessionConfig::new().with_information_schema(false).with_target_partitions(partitions);
+                let mut config = SessionConfig::new().with_information_schema(false).with_target_partitions(partitions);
+                // The dialect every text is parsed with (see `guard`); the generic one would run
+                // the contents of MySQL's `/*! … */` comments.
+                config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
                 let ctx = SessionContext::new_with_config(config);
                 geo::register(&ctx);
                 ctx.state()
@@ -594,6 +721,9 @@ impl Engine {
     /// Registers a dataset, as `grant` lets the caller see it, as `org.dataset`.
     async fn register(&self, ctx: &SessionContext, grant: &Grant, version: Option<i64>, sink: &secure::SubjectSink) -> Result<Option<i64>, QueryError> {
         let r = &grant.dataset;
+        if matches!(grant.protection, tverr_policy::Protection::ByPerson { .. }) {
+            self.protected.refresh(&self.store).await?;
+        }
         let table = self.store.lake.open_for_reading(r, version).await?;
         let opened = table.version().map(|v| v as i64);
         table.update_datafusion_session(&ctx.state()).map_err(StoreError::from)?;
@@ -611,13 +741,17 @@ impl Engine {
         let r = &grant.dataset;
         // Statistics-only grants release no one's rows, so they name no one.
         let tapped = self.audit.enabled() && grant.classification != tverr_core::Classification::Open && grant.min_group_size.is_none();
+        if tapped && !grant.person_keys.is_empty() {
+            sink.watch(&r.to_string());
+        }
         let tap = (tapped && !grant.person_keys.is_empty()).then(|| secure::SubjectTap {
             dataset: r.to_string(),
             columns: grant.person_keys.clone(),
             key: self.audit.subject_key(),
             sink: sink.clone(),
         });
-        Ok(secure::SecureTable::new(ctx, inner, grant, tap)?)
+        let level = matches!(grant.protection, tverr_policy::Protection::ByPerson { .. }).then(|| self.protected.level_udf());
+        Ok(secure::SecureTable::new(ctx, inner, grant, tap, level.as_ref())?)
     }
 
     /// Registers `inner` behind the grant's secure scan as `org.dataset`.
@@ -641,17 +775,9 @@ impl Engine {
     /// and returns its result stream with the grants it used.
     pub async fn sql(&self, who: &Principal, purpose: Option<&str>, sql: &str, channel: &str) -> Result<Released, QueryError> {
         let started = std::time::Instant::now();
-        let ctx = Self::context();
+        let ctx = self.context()?;
         let state = ctx.state();
-        let statement = state.sql_to_statement(sql, &datafusion::config::Dialect::PostgreSQL).map_err(|e| {
-            let text = e.strip_backtrace().to_string();
-            if text.contains("single SQL statement") {
-                QueryError::NotAllowed("only one statement per request".into())
-            } else {
-                QueryError::Invalid(text)
-            }
-        })?;
-        guard::check(&statement)?;
+        let statement = guard::statement(sql)?;
         let sink = secure::SubjectSink::new(self.named_limit);
         let mut grants: BTreeMap<DatasetRef, (Grant, Option<i64>)> = BTreeMap::new();
         for t in state.resolve_table_references(&statement)? {
@@ -722,17 +848,18 @@ impl Engine {
     pub async fn rows(&self, who: &Principal, purpose: Option<&str>, r: &DatasetRef, q: &RowsQuery, channel: &str) -> Result<Released, QueryError> {
         use datafusion::prelude::ident;
         let started = std::time::Instant::now();
+        if q.offset > MAX_ROW_WINDOW || q.limit.is_some_and(|l| l > MAX_ROW_WINDOW) {
+            return Err(QueryError::Invalid(format!("offset and limit: at most {MAX_ROW_WINDOW}")));
+        }
         let grant = self.grant(who, purpose, r, &r.to_string(), channel).await?;
         if grant.min_group_size.is_some() {
             return Err(QueryError::NotAllowed(format!("{r} is shared as statistics only: use SQL with GROUP BY")));
         }
-        if let Some(f) = &q.filter {
-            Self::check_expression(f)?;
-        }
-        let ctx = if q.stable_order { Self::context_with(1) } else { Self::context() };
+        let filter = q.filter.as_deref().map(guard::filter).transpose()?;
+        let ctx = if q.stable_order { self.session(1)? } else { self.context()? };
         let sink = secure::SubjectSink::new(self.named_limit);
         let opened = self.register(&ctx, &grant, q.version, &sink).await?;
-        let mut df: DataFrame = ctx.table(format!("{}.{}", r.org, r.dataset)).await?;
+        let mut df: DataFrame = ctx.table(table_reference(r)).await?;
         let visible: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
         let known = |name: &str| -> Result<(), QueryError> {
             if visible.iter().any(|v| v == name) {
@@ -741,8 +868,8 @@ impl Engine {
                 Err(QueryError::Invalid(format!("unknown column {name:?}; the columns you may read are: {}", visible.join(", "))))
             }
         };
-        if let Some(f) = &q.filter {
-            let expr = df.parse_sql_expr(f)?;
+        if let Some(f) = &filter {
+            let expr = f.plan(&ctx.state(), df.schema())?;
             df = df.filter(expr)?;
         }
         let geometry: Vec<(&str, geo::Crs)> =
@@ -841,12 +968,13 @@ impl Engine {
         query: &str,
         started: std::time::Instant,
     ) -> Result<Released, QueryError> {
-        let ctx = Self::context();
+        let filter = filter.map(guard::filter).transpose()?;
+        let ctx = self.context()?;
         let sink = secure::SubjectSink::new(self.named_limit);
         let opened = self.register(&ctx, &grant, version, &sink).await?;
-        let mut df: DataFrame = ctx.table(format!("{}.{}", grant.dataset.org, grant.dataset.dataset)).await?;
-        if let Some(f) = filter {
-            let expr = df.parse_sql_expr(f)?;
+        let mut df: DataFrame = ctx.table(table_reference(&grant.dataset)).await?;
+        if let Some(f) = &filter {
+            let expr = f.plan(&ctx.state(), df.schema())?;
             df = df.filter(expr)?;
         }
         let stream = df.execute_stream().await?;
@@ -857,13 +985,6 @@ impl Engine {
         Ok(Released { stream, grants: grants.into_iter().map(|(g, _)| g).collect(), versions })
     }
 
-    /// Checks a SQL boolean expression as the guard checks a query: one expression, allowed
-    /// functions only.
-    fn check_expression(f: &str) -> Result<(), QueryError> {
-        let parsed = Self::context().state().sql_to_statement(&format!("SELECT 1 WHERE {f}"), &datafusion::config::Dialect::PostgreSQL)?;
-        guard::check(&parsed)
-    }
-
     /// Checks the row filters of agreement terms against their datasets: each must be one SQL
     /// boolean expression over the dataset's columns, using allowed functions only.
     pub async fn check_terms(&self, terms: &[tverr_policy::DatasetTerms]) -> Result<(), QueryError> {
@@ -872,12 +993,12 @@ impl Engine {
             let Some(f) = &t.row_filter else { continue };
             let r: DatasetRef = t.dataset.parse().map_err(|e: tverr_core::ModelError| QueryError::Invalid(e.to_string()))?;
             let bad = |why: String| QueryError::Invalid(format!("row filter for {r}: {why}"));
-            Self::check_expression(f).map_err(|e| bad(e.to_string()))?;
-            let ctx = Self::context();
+            let checked = guard::filter(f).map_err(|e| bad(e.to_string()))?;
+            let ctx = self.context()?;
             let table = self.store.lake.open(&r, None).await?;
             table.update_datafusion_session(&ctx.state()).map_err(StoreError::from)?;
             let df = ctx.read_table(table.table_provider().await.map_err(QueryError::from)?)?;
-            let expr = df.parse_sql_expr(f).map_err(|e| bad(e.strip_backtrace().to_string()))?;
+            let expr = checked.plan(&ctx.state(), df.schema()).map_err(|e| bad(e.strip_backtrace().to_string()))?;
             let data_type = expr.get_type(df.schema()).map_err(|e| bad(e.strip_backtrace().to_string()))?;
             if data_type != arrow::datatypes::DataType::Boolean {
                 return Err(bad(format!("expected a true/false expression, found {data_type}")));

@@ -177,6 +177,8 @@ impl Engine {
         };
         let policy = self.policy().snapshot().await?;
         let view = self.catalog_view(policy.generation()).await?;
+        // Compiled scans read who is protected at run time; the view is current before any runs.
+        self.protected.refresh(&self.store).await?;
         let home = match who {
             Principal::User(u) => view.kommune.get(&u.org).copied().flatten(),
             Principal::System { org, .. } => view.kommune.get(org).copied().flatten(),

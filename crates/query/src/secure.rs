@@ -61,6 +61,8 @@ struct Seen {
     named: BTreeMap<String, usize>,
     /// Datasets past the limit: rows read since.
     bulk: BTreeMap<String, u64>,
+    /// Every dataset with a tap in this request.
+    tapped: BTreeSet<String>,
     limit: usize,
 }
 
@@ -78,6 +80,22 @@ impl SubjectSink {
     /// is recorded as a bulk read with its row count.
     pub(crate) fn new(limit: usize) -> Self {
         Self(Arc::new(Mutex::new(Seen { limit, ..Default::default() })))
+    }
+
+    /// Notes that `dataset` has a tap in this request.
+    pub(crate) fn watch(&self, dataset: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).tapped.insert(dataset.to_string());
+    }
+
+    /// Records every tapped dataset as read in bulk: what a failed query may have revealed is
+    /// not known row by row (an error raised for one hidden value answers a question about
+    /// it), so everyone in those datasets is taken to have been read.
+    pub(crate) fn assume_all_read(&self) {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let tapped: Vec<String> = seen.tapped.iter().cloned().collect();
+        for dataset in tapped {
+            seen.bulk.entry(dataset).or_insert(0);
+        }
     }
 
     /// Takes what was seen since the last call.
@@ -184,11 +202,44 @@ pub(crate) struct SecureTable {
 
 impl SecureTable {
     /// Builds the restricted view over `inner` (the dataset's full table) for `grant`.
-    pub(crate) fn new(ctx: &SessionContext, inner: Arc<dyn TableProvider>, grant: &Grant, tap: Option<SubjectTap>) -> DfResult<Self> {
+    ///
+    /// `level` is the function that gives a row's protection level from its person keys
+    /// (needed for [`Protection::ByPerson`]).
+    pub(crate) fn new(
+        ctx: &SessionContext,
+        inner: Arc<dyn TableProvider>,
+        grant: &Grant,
+        tap: Option<SubjectTap>,
+        level: Option<&ScalarUDF>,
+    ) -> DfResult<Self> {
         let mut df: DataFrame = ctx.read_table(inner.clone())?;
-        let row_filter = match &grant.row_filter {
-            Some(f) => Some(df.parse_sql_expr(f)?),
+        // Parsed and checked as it was when the agreement was requested, and planned from
+        // that tree.
+        let mut row_filter = match &grant.row_filter {
+            Some(f) => {
+                let checked = crate::guard::filter(f).map_err(|e| datafusion::error::DataFusionError::Plan(format!("the agreement's row filter: {e}")))?;
+                Some(checked.plan(&ctx.state(), df.schema())?)
+            }
             None => None,
+        };
+        // Protection by person: a reader who may not see protected people gets none of their
+        // rows (so no withheld address singles them out); the others get them with the
+        // protected-address columns withheld (`protect`).
+        let by_person = match &grant.protection {
+            Protection::ByPerson { keys, visible, release_fortrolig } => {
+                let level = level.ok_or_else(|| datafusion::error::DataFusionError::Internal("protection by person needs the register".into()))?;
+                let level = level.call(keys.iter().map(|k| cast(ident(k), DataType::Utf8)).collect());
+                let withheld_from = if *release_fortrolig { crate::protection::STRENGT } else { crate::protection::FORTROLIG };
+                if !visible {
+                    let kept = level.clone().lt(lit(withheld_from));
+                    row_filter = Some(match row_filter {
+                        Some(f) => f.and(kept),
+                        None => kept,
+                    });
+                }
+                Some((level, withheld_from))
+            }
+            _ => None,
         };
         if let Some(f) = &row_filter {
             df = df.filter(f.clone())?;
@@ -206,7 +257,7 @@ impl SecureTable {
                     Some(m) => mask(m, column.clone(), &data_type, c.category, &grant.hmac_key)?,
                 };
                 let released = if c.category == ColumnCategory::ProtectedAddress {
-                    protect(&grant.protection, masked, &source)?
+                    protect(&grant.protection, by_person.as_ref(), masked, &source)?
                 } else {
                     // A geometry column is released with its CRS attached, so filters on it
                     // see the released value rather than the stored one.
@@ -282,11 +333,16 @@ fn mask(m: Mask, column: Expr, data_type: &DataType, category: ColumnCategory, k
     })
 }
 
-/// Applies the address-protection rule to a protected-address column's released value.
-fn protect(p: &Protection, released: Expr, source: &DFSchema) -> DfResult<Expr> {
+/// Applies the address-protection rule to a protected-address column's released value;
+/// `by_person` is the row's level expression and the level from which the column is withheld.
+fn protect(p: &Protection, by_person: Option<&(Expr, i8)>, released: Expr, source: &DFSchema) -> DfResult<Expr> {
     let data_type = released.get_type(source)?;
     match p {
         Protection::NotApplicable => Ok(released),
+        Protection::ByPerson { .. } => {
+            let (level, withheld_from) = by_person.ok_or_else(|| datafusion::error::DataFusionError::Internal("protection by person needs the register".into()))?;
+            when(level.clone().gt_eq(lit(*withheld_from)), typed_null(&data_type)?).otherwise(released)
+        }
         Protection::WithholdAll => typed_null(&data_type),
         Protection::ByRow { release_fortrolig } => {
             use datafusion::functions::string;

@@ -36,7 +36,7 @@ pub struct AgreementList {
 }
 
 /// Agreements the caller's organisation is a party to.
-#[utoipa::path(get, path = "/api/v1/agreements", tag = "agreements",
+#[utoipa::path(get, path = "/api/v1/agreements", operation_id = "list_agreements", tag = "agreements",
     responses((status = 200, description = "Agreements the caller's organisation is a party to", body = AgreementList)), security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<AgreementList>, Problem> {
     let u = signed_in(&caller)?;

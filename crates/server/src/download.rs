@@ -24,8 +24,11 @@ impl ChannelWriter {
         }
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
         // The writer runs inside `Handle::block_on`, where tokio's own blocking send refuses
-        // to block; this waits on the channel without the runtime's help.
-        futures::executor::block_on(self.tx.send(Ok(chunk)))
+        // to block; this waits on the channel without the runtime's help. Unconstrained: the
+        // send must not count against the budget of the task around it, which never yields
+        // while this waits (a spent budget makes every send "not ready" at once, for ever: a
+        // busy loop that stopped downloads after a few MB).
+        futures::executor::block_on(tokio::task::unconstrained(self.tx.send(Ok(chunk))))
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))
     }
 }
@@ -58,7 +61,7 @@ pub fn file_response(stream: SendableRecordBatchStream, options: ExportOptions, 
             }
             Err(e) => {
                 tracing::warn!(error = %e, "export ended early");
-                let _ = futures::executor::block_on(out.tx.send(Err(std::io::Error::other(e.to_string()))));
+                let _ = futures::executor::block_on(tokio::task::unconstrained(out.tx.send(Err(std::io::Error::other(e.to_string())))));
             }
         }
     });

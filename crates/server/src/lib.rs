@@ -144,9 +144,26 @@ pub fn app(state: AppState) -> Router {
         .merge(web::upload_routes(state.limits.upload_bytes))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
+        // A panic anywhere in a handler is one request's 500 problem, never the server's end.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(problem::panicked))
         .layer(axum::middleware::map_response(problem::problems_everywhere))
+        .layer(axum::middleware::from_fn(api_headers))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// API answers can carry personal data: no cache may keep them (unless a handler said
+/// otherwise), and no browser may read them as anything but their declared type.
+async fn api_headers(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let api = request.uri().path().starts_with("/api/");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if api && !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 /// The caller's grant for a dataset, or the problem they may see (404 for one they may not read).

@@ -75,52 +75,57 @@ pub const LOGIN_FAILURES_PER_CLIENT: u32 = 20;
 /// The window log-in failures are counted in.
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(300);
 
-/// Counts failed log-ins per user name and per client address; past the limit, further attempts
-/// are refused without checking the password until the window has passed.
+/// Counts log-in attempts per user name and per client address; past the limit, further
+/// attempts are refused without checking the password until the window has passed.
+///
+/// An attempt is counted when it starts, in the same lock as the check, so concurrent attempts
+/// cannot all pass the check before any of them is counted; a successful one is taken back.
 #[derive(Debug, Clone, Default)]
 pub struct LoginThrottle(Arc<Mutex<HashMap<String, (std::time::Instant, u32)>>>);
 
 impl LoginThrottle {
-    fn keys(username: &str, client: Option<std::net::SocketAddr>) -> [(String, u32); 2] {
-        [
-            (format!("user:{}", username.trim().to_lowercase()), LOGIN_FAILURES_PER_USER),
-            (format!("client:{}", client.map(|a| a.ip().to_string()).unwrap_or_default()), LOGIN_FAILURES_PER_CLIENT),
-        ]
+    fn user_key(username: &str) -> String {
+        format!("user:{}", username.trim().to_lowercase())
     }
 
-    /// `Err(seconds to wait)` when this user name or client has failed too often lately.
-    pub fn check(&self, username: &str, client: Option<std::net::SocketAddr>) -> Result<(), u64> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        for (key, max) in Self::keys(username, client) {
-            if let Some((since, n)) = map.get(&key) {
-                let age = since.elapsed();
-                if age < LOGIN_WINDOW && *n >= max {
-                    return Err((LOGIN_WINDOW - age).as_secs().max(1));
-                }
-            }
-        }
-        Ok(())
+    fn client_key(client: Option<std::net::SocketAddr>) -> String {
+        format!("client:{}", client.map(|a| a.ip().to_string()).unwrap_or_default())
     }
 
-    /// Counts a failed attempt.
-    pub fn failed(&self, username: &str, client: Option<std::net::SocketAddr>) {
+    /// Counts an attempt for this user name and client, or `Err(seconds to wait)` when either
+    /// has used its attempts lately (then nothing is counted and the password is not checked).
+    pub fn attempt(&self, username: &str, client: Option<std::net::SocketAddr>) -> Result<(), u64> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > 100_000 {
             map.retain(|_, (since, _)| since.elapsed() < LOGIN_WINDOW);
         }
-        for (key, _) in Self::keys(username, client) {
+        let keys = [(Self::user_key(username), LOGIN_FAILURES_PER_USER), (Self::client_key(client), LOGIN_FAILURES_PER_CLIENT)];
+        for (key, max) in &keys {
+            if let Some((since, n)) = map.get(key) {
+                let age = since.elapsed();
+                if age < LOGIN_WINDOW && n >= max {
+                    return Err((LOGIN_WINDOW - age).as_secs().max(1));
+                }
+            }
+        }
+        for (key, _) in keys {
             let entry = map.entry(key).or_insert((std::time::Instant::now(), 0));
             if entry.0.elapsed() >= LOGIN_WINDOW {
                 *entry = (std::time::Instant::now(), 0);
             }
             entry.1 += 1;
         }
+        Ok(())
     }
 
-    /// A successful log-in clears the user name's count (not the client's).
-    pub fn succeeded(&self, username: &str) {
+    /// A successful log-in clears the user name's count and takes its attempt back from the
+    /// client's.
+    pub fn succeeded(&self, username: &str, client: Option<std::net::SocketAddr>) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&format!("user:{}", username.trim().to_lowercase()));
+        map.remove(&Self::user_key(username));
+        if let Some((_, n)) = map.get_mut(&Self::client_key(client)) {
+            *n = n.saturating_sub(1);
+        }
     }
 }
 
@@ -143,15 +148,14 @@ mod tests {
         let t = LoginThrottle::default();
         let a: std::net::SocketAddr = "10.0.0.1:1".parse().expect("addr");
         for _ in 0..LOGIN_FAILURES_PER_USER {
-            assert!(t.check("Ola", Some(a)).is_ok());
-            t.failed("ola", Some(a));
+            assert!(t.attempt("Ola", Some(a)).is_ok());
         }
-        assert!(t.check("ola", Some(a)).is_err(), "locked after the limit, whatever the case");
+        assert!(t.attempt("ola", Some(a)).is_err(), "locked after the limit, whatever the case");
         let b: std::net::SocketAddr = "10.0.0.2:1".parse().expect("addr");
-        assert!(t.check("ola", Some(b)).is_err(), "the user name stays locked from another address");
-        assert!(t.check("kari", Some(b)).is_ok(), "another user from another address is not");
-        t.succeeded("ola");
-        assert!(t.check("ola", Some(b)).is_ok());
+        assert!(t.attempt("ola", Some(b)).is_err(), "the user name stays locked from another address");
+        assert!(t.attempt("kari", Some(b)).is_ok(), "another user from another address is not");
+        t.succeeded("ola", Some(a));
+        assert!(t.attempt("ola", Some(b)).is_ok());
     }
 
     #[test]
@@ -159,9 +163,37 @@ mod tests {
         let t = LoginThrottle::default();
         let a: std::net::SocketAddr = "10.0.0.1:1".parse().expect("addr");
         for i in 0..LOGIN_FAILURES_PER_CLIENT {
-            assert!(t.check(&format!("u{i}"), Some(a)).is_ok());
-            t.failed(&format!("u{i}"), Some(a));
+            assert!(t.attempt(&format!("u{i}"), Some(a)).is_ok());
         }
-        assert!(t.check("fresh", Some(a)).is_err());
+        assert!(t.attempt("fresh", Some(a)).is_err());
+    }
+
+    #[test]
+    fn concurrent_attempts_get_no_more_checks_than_the_limit() {
+        let t = LoginThrottle::default();
+        let passed = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|s| {
+            for i in 0..60u8 {
+                let (t, passed) = (&t, &passed);
+                s.spawn(move || {
+                    let client: std::net::SocketAddr = format!("10.0.1.{i}:1").parse().expect("addr");
+                    if t.attempt("ola", Some(client)).is_ok() {
+                        passed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert_eq!(passed.into_inner(), LOGIN_FAILURES_PER_USER, "only the limit's worth of password checks, from any addresses");
+    }
+
+    #[test]
+    fn successful_log_ins_do_not_lock_an_office_address() {
+        let t = LoginThrottle::default();
+        let office: std::net::SocketAddr = "10.0.0.9:1".parse().expect("addr");
+        for i in 0..(LOGIN_FAILURES_PER_CLIENT * 2) {
+            let user = format!("u{i}");
+            assert!(t.attempt(&user, Some(office)).is_ok(), "attempt {i}");
+            t.succeeded(&user, Some(office));
+        }
     }
 }

@@ -37,7 +37,7 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<(S
         .await
         .map_err(|_| Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "For stor forespørsel / Request too large", "the log-in body is too large"))?;
     let req: LoginRequest = Problem::json_body(&body, "{\"username\": …, \"password\": …}")?;
-    if let Err(wait) = state.logins.check(&req.username, client) {
+    if let Err(wait) = state.logins.attempt(&req.username, client) {
         let details = serde_json::json!({"outcome": "throttled", "username": req.username});
         state.engine.note_event("login", &Principal::Anonymous, "http", details);
         return Err(crate::limits::login_throttled(wait));
@@ -45,14 +45,13 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<(S
     let policy = state.engine.policy();
     match policy.login(&req.username, &req.password).await {
         Ok(user) => {
-            state.logins.succeeded(&req.username);
+            state.logins.succeeded(&req.username, client);
             let token = policy.create_token(&user.username, Some(1)).await.map_err(Problem::from_policy)?;
             let details = serde_json::json!({"outcome": "ok", "token": token.id});
             state.engine.log_event("login", &Principal::User(user), "http", details).await.map_err(Problem::from_query)?;
             Ok((StatusCode::CREATED, Json(LoginResponse { token: token.secret, expires_at: token.expires_at })))
         }
         Err(PolicyError::Unauthenticated(why)) => {
-            state.logins.failed(&req.username, client);
             let details = serde_json::json!({"outcome": "refused", "username": req.username});
             state.engine.log_event("login", &Principal::Anonymous, "http", details).await.map_err(Problem::from_query)?;
             Err(Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Ikke autentisert / Not authenticated", why))

@@ -96,6 +96,7 @@ impl Problem {
             Q::Invalid(_) => Self::new(StatusCode::BAD_REQUEST, "invalid-sql", "Ugyldig spørring / Invalid query", e.to_string()),
             Q::Execution(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "query-failed", "Spørringen feilet / Query failed", e.to_string()),
             Q::Timeout(_) => Self::new(StatusCode::GATEWAY_TIMEOUT, "query-timeout", "Spørringen tok for lang tid / Query timed out", e.to_string()),
+            Q::TooManyRows(_) => Self::new(StatusCode::BAD_REQUEST, "too-many-rows", "For stort resultat / Result too large", e.to_string()),
             Q::Store(s) => Self::from_store(s),
             Q::Policy(p) => Self::from_policy(p),
             Q::AuditUnavailable(_) => {
@@ -151,6 +152,24 @@ impl Problem {
 
 /// Turns every error response that is not yet a problem (a rejection by axum or a layer: 405,
 /// 413, 415, 408, 504 …) into one, so that clients see one error format everywhere.
+/// The response for a request whose handler panicked: a 500 problem that says nothing of why
+/// (the panic's text goes to the server's log).
+pub fn panicked(cause: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let why = cause
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| cause.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown");
+    tracing::error!(panic = why, "a request's handler panicked");
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "Intern feil / Internal error",
+        "the server could not complete the request",
+    )
+    .into_response()
+}
+
 pub async fn problems_everywhere(response: Response) -> Response {
     let status = response.status();
     let is_problem = response

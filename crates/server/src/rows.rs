@@ -9,7 +9,7 @@ use base64::Engine as _;
 use futures::StreamExt;
 use tverr_core::DatasetRef;
 use tverr_query::geo::{Crs, Spatial};
-use tverr_query::{CsvOptions, Engine, ExportFormat, ExportOptions, GeometryColumn, QueryError, RowsQuery};
+use tverr_query::{CsvOptions, Engine, ExportFormat, ExportOptions, GeometryColumn, MAX_ROW_WINDOW, QueryError, RowsQuery};
 
 use crate::{AppState, Caller, Problem};
 
@@ -20,7 +20,7 @@ pub const MAX_PAGE: usize = 10_000;
 
 /// The parameters this route takes.
 const PARAMETERS: &[&str] = &[
-    "select", "where", "order_by", "limit", "offset", "cursor", "version", "as_of", "format", "delimiter", "decimal", "bom",
+    "select", "where", "order_by", "limit", "offset", "cursor", "version", "as_of", "format", "delimiter", "decimal", "bom", "raw",
     "bbox", "bbox-crs", "near", "near-crs", "crs", "purpose",
 ];
 
@@ -93,8 +93,11 @@ fn crs(name: &str, value: &str) -> Result<Crs, Problem> {
     Crs::parse(value).ok_or_else(|| Problem::invalid_parameter(format!("{name}: expected {}, found {value:?}", Crs::supported())))
 }
 
-fn number(name: &str, value: &str) -> Result<usize, Problem> {
-    value.trim().parse().map_err(|_| Problem::invalid_parameter(format!("{name}: expected a whole number ≥ 0, found {value:?}")))
+/// A row count or position: a whole number from 0 to [`MAX_ROW_WINDOW`].
+fn window(name: &str, value: &str) -> Result<usize, Problem> {
+    let bad = || Problem::invalid_parameter(format!("{name}: expected a whole number from 0 to {MAX_ROW_WINDOW}, found {value:?}"));
+    let n: usize = value.trim().parse().map_err(|_| bad())?;
+    if n > MAX_ROW_WINDOW { Err(bad()) } else { Ok(n) }
 }
 
 /// `2026-01-31`, `2026-01-31T12:00:00Z` or with an offset.
@@ -154,8 +157,8 @@ fn parse(raw: Option<&str>) -> Result<Params, Problem> {
                     p.query.order_by.push((name, descending));
                 }
             }
-            "limit" => p.limit = Some(number("limit", &value)?),
-            "offset" => p.offset = Some(number("offset", &value)?),
+            "limit" => p.limit = Some(window("limit", &value)?),
+            "offset" => p.offset = Some(window("offset", &value)?),
             "cursor" => p.cursor = Some(Cursor::decode(&value)?),
             "version" => {
                 let v: i64 = value.trim().parse().map_err(|_| Problem::invalid_parameter(format!("version: expected a version number, found {value:?}")))?;
@@ -191,6 +194,13 @@ fn parse(raw: Option<&str>) -> Result<Params, Problem> {
                     _ => return Err(Problem::invalid_parameter(format!("bom: expected true or false, found {value:?}"))),
                 }
             }
+            "raw" => {
+                p.csv.raw = match value.as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(Problem::invalid_parameter(format!("raw: expected true or false, found {value:?}"))),
+                }
+            }
             "bbox" => {
                 let b = numbers::<4>("bbox", &value, "minx,miny,maxx,maxy")?;
                 if b[0] > b[2] || b[1] > b[3] {
@@ -222,7 +232,7 @@ fn parse(raw: Option<&str>) -> Result<Params, Problem> {
         return Err(Problem::invalid_parameter("give version or as_of, not both"));
     }
     if p.csv != CsvOptions::default() && p.format.is_some_and(|f| f != ExportFormat::Csv) {
-        return Err(Problem::invalid_parameter("delimiter, decimal and bom apply to format=csv only"));
+        return Err(Problem::invalid_parameter("delimiter, decimal, bom and raw apply to format=csv only"));
     }
     if p.bbox.is_some() && p.near.is_some() {
         return Err(Problem::invalid_parameter("give bbox or near, not both"));
@@ -287,6 +297,7 @@ async fn version_at(state: &AppState, r: &DatasetRef, at: chrono::DateTime<chron
         ("delimiter" = Option<String>, Query, description = "CSV: , ; | or tab"),
         ("decimal" = Option<String>, Query, description = "CSV: , or ."),
         ("bom" = Option<bool>, Query, description = "CSV: start with a UTF-8 byte-order mark (Excel)"),
+        ("raw" = Option<bool>, Query, description = "CSV: write text cells as they are; by default a cell that starts with =, +, -, @, tab or carriage return gets a leading ' so spreadsheets do not run it as a formula"),
         ("bbox" = Option<String>, Query, description = "Rows whose geometry meets this box: minx,miny,maxx,maxy (longitude/easting first)", example = "11.0,60.7,11.2,60.85"),
         ("bbox-crs" = Option<String>, Query, description = "CRS of bbox: EPSG:4326 (default), EPSG:25832 or EPSG:25833"),
         ("near" = Option<String>, Query, description = "Rows whose geometry lies within a distance of a point: x,y,metres", example = "11.068,60.7945,1000"),
@@ -316,7 +327,7 @@ pub async fn rows(
     let mut p = parse(raw.as_deref())?;
     let format = p.format.or_else(|| format_from_accept(&headers)).unwrap_or(ExportFormat::Json);
     if p.csv != CsvOptions::default() && format != ExportFormat::Csv {
-        return Err(Problem::invalid_parameter("delimiter, decimal and bom apply to format=csv only"));
+        return Err(Problem::invalid_parameter("delimiter, decimal, bom and raw apply to format=csv only"));
     }
     let digest = query_digest(&r, &p.query);
     let paged = format == ExportFormat::Json;

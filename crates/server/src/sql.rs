@@ -27,6 +27,10 @@ fn wants_csv(headers: &HeaderMap) -> bool {
         .is_some_and(|a| a.split(',').any(|t| t.trim().starts_with("text/csv")))
 }
 
+/// The most rows one SQL query returns to a caller who is not signed in: a bound on what an
+/// anonymous query (a recursive one, a cross join) can make the server compute and send.
+pub const ANONYMOUS_ROWS: u64 = 1_000_000;
+
 struct Rows {
     stream: tverr_query::SendableRecordBatchStream,
     pending: Option<arrow::record_batch::RecordBatch>,
@@ -51,7 +55,10 @@ pub async fn query(
     let req: SqlRequest = Problem::json_body(&body, "{\"sql\": \"SELECT …\"}")?;
     let released =
         state.engine.sql(&caller.principal, caller.purpose.as_deref(), &req.sql, "http-sql").await.map_err(Problem::from_query)?;
-    let released = state.admit(&caller, released)?;
+    let mut released = state.admit(&caller, released)?;
+    if caller.principal == tverr_policy::Principal::Anonymous {
+        released = released.capped(ANONYMOUS_ROWS);
+    }
     // The stream writes the access log itself: the intent before the first batch, the
     // completion when it ends or when the client goes away and the body is dropped.
     let mut stream = released.stream;

@@ -265,7 +265,7 @@ pub struct Versions {
 
 /// `GET /api/v1/datasets/{org}/{dataset}/versions`: its history, newest last. Needs what reading
 /// the dataset needs.
-#[utoipa::path(get, path = "/api/v1/datasets/{org}/{dataset}/versions", tag = "catalogue",
+#[utoipa::path(get, path = "/api/v1/datasets/{org}/{dataset}/versions", operation_id = "list_versions", tag = "catalogue",
     params(("org" = String, Path, example = "hamar"), ("dataset" = String, Path, example = "barnehager"), crate::openapi::PurposeHeader),
     responses((status = 200, description = "Every version, oldest first", body = Versions)))]
 pub async fn list(State(state): State<AppState>, caller: Caller, Path((org, dataset)): Path<(String, String)>) -> Result<Json<Versions>, Problem> {

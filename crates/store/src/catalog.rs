@@ -62,6 +62,21 @@ pub struct NewDataset {
     pub update_frequency: Option<String>,
 }
 
+/// An authoritative register of address protection ([`Catalog::set_protection_register`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProtectionRegister {
+    /// `org/dataset`.
+    pub dataset: String,
+    /// The person key column.
+    pub key_column: String,
+    /// The column with `ugradert`, `fortrolig` or `strengt_fortrolig`.
+    pub status_column: String,
+    /// Who named it.
+    pub set_by: String,
+    /// When (RFC 3339).
+    pub set_at: String,
+}
+
 /// A dataset as the catalogue knows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DatasetMeta {
@@ -175,7 +190,7 @@ async fn sqlite_audit_log_by_rowid(pool: &AnyPool) -> Result<(), sqlx::Error> {
 
 /// The tables whose changes move the catalogue generation on ([`Catalog::generation`]): what
 /// access decisions, look-ups, token checks and the catalogue's names read.
-pub const GENERATION_TABLES: [&str; 11] = [
+pub const GENERATION_TABLES: [&str; 12] = [
     "organizations",
     "departments",
     "datasets",
@@ -187,6 +202,7 @@ pub const GENERATION_TABLES: [&str; 11] = [
     "users",
     "api_tokens",
     "citizen_tokens",
+    "protection_registers",
 ];
 
 /// Installs the triggers that move the generation on: in the statement's own transaction, so a
@@ -491,6 +507,59 @@ impl Catalog {
             out.entry(format!("{org}/{dataset}")).or_default().push(column_from_row(row)?);
         }
         Ok(out)
+    }
+
+    /// Names `r` as an authoritative register of address protection: `key` holds the person
+    /// number and `status` the protection (`ugradert`, `fortrolig`, `strengt_fortrolig`).
+    /// Both must be columns of the dataset, and `key` its person key.
+    pub async fn set_protection_register(&self, r: &DatasetRef, key: &str, status: &str, actor: &str) -> Result<ProtectionRegister, StoreError> {
+        let columns = self.columns(r).await?;
+        let find = |name: &str| columns.iter().find(|c| c.name == name);
+        match find(key) {
+            Some(c) if c.subject_key == Some(tverr_core::SubjectKind::Person) => {}
+            Some(_) => return Err(StoreError::invalid("key", format!("{r}: the column {key} is not a person key"))),
+            None => return Err(StoreError::invalid("key", format!("{r} has no column {key}"))),
+        }
+        if find(status).is_none() {
+            return Err(StoreError::invalid("status", format!("{r} has no column {status}")));
+        }
+        let at = chrono::Utc::now().to_rfc3339();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM protection_registers WHERE dataset = $1").bind(r.to_string()).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO protection_registers (dataset, key_column, status_column, set_by, set_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(r.to_string())
+            .bind(key)
+            .bind(status)
+            .bind(actor)
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ProtectionRegister { dataset: r.to_string(), key_column: key.into(), status_column: status.into(), set_by: actor.into(), set_at: at })
+    }
+
+    /// Stops reading address protection from `r`; false when it was not a register.
+    pub async fn remove_protection_register(&self, r: &DatasetRef) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM protection_registers WHERE dataset = $1").bind(r.to_string()).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The registers of address protection, by dataset.
+    pub async fn protection_registers(&self) -> Result<Vec<ProtectionRegister>, StoreError> {
+        let rows = sqlx::query("SELECT dataset, key_column, status_column, set_by, set_at FROM protection_registers ORDER BY dataset")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ProtectionRegister {
+                    dataset: row.try_get("dataset")?,
+                    key_column: row.try_get("key_column")?,
+                    status_column: row.try_get("status_column")?,
+                    set_by: row.try_get("set_by")?,
+                    set_at: row.try_get("set_at")?,
+                })
+            })
+            .collect()
     }
 
     /// A dataset's versions, oldest first.

@@ -239,7 +239,8 @@ impl Store {
                     }
                 }
             }
-            req.options.target = Some(TargetSchema { schema: Arc::new(schema), subjects });
+            let crs = known_columns.iter().filter_map(|c| c.crs.clone().map(|crs| (c.name.clone(), crs))).collect();
+            req.options.target = Some(TargetSchema { schema: Arc::new(schema), subjects, crs });
         }
         if let (WriteMode::Upsert { key: k }, Some(target)) = (&req.mode, &req.options.target) {
             if target.schema.field_with_name(k).is_err() {

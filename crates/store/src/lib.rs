@@ -18,7 +18,7 @@ mod subjects;
 use std::path::{Path, PathBuf};
 
 pub use cached::CachedRanges;
-pub use catalog::{Catalog, ColumnMeta, DatasetMeta, Department, GENERATION_TABLES, NewDataset, Organization, VersionMeta};
+pub use catalog::{Catalog, ColumnMeta, DatasetMeta, Department, GENERATION_TABLES, NewDataset, Organization, ProtectionRegister, VersionMeta};
 pub use error::StoreError;
 pub use ingest::{IngestOutcome, IngestRequest, Inspection, WriteMode};
 pub use lake::Lake;

@@ -183,6 +183,9 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("not_found_text", "Siden finnes ikke, eller du har ikke tilgang til den.", "The page does not exist, or you do not have access to it."),
     ("not_found_login", "Er du ansatt, kan du logge inn for å se mer.", "If you are an employee, log in to see more."),
     ("error", "Noe gikk galt", "Something went wrong"),
+    ("foreign_title", "Du kom hit fra et annet nettsted", "You came here from another website"),
+    ("foreign_text", "Siden ble åpnet av et annet nettsted. Tverr viser ikke data og gjør ingenting i ditt navn før du selv går videre herfra.", "Another website opened this page. Tverr shows no data and does nothing in your name until you go on from here yourself."),
+    ("foreign_go", "Gå videre til siden", "Go on to the page"),
     // Open data
     ("kg_title", "Ledige barnehageplasser i Hamar", "Free kindergarten places in Hamar"),
     ("kg_intro", "Barnehager i Hamar kommune som har ledige plasser nå. Tallene kommer fra kommunens åpne datasett og oppdateres daglig.", "Kindergartens in Hamar municipality with free places now. The figures come from the municipality's open dataset and are updated daily."),

@@ -53,7 +53,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api", get(pages::api))
         .route("/avtaler", get(work::agreements).post(work::request))
         .route("/avtaler/{id}/{action}", post(work::transition))
-        .route("/oppslag", get(work::lookup))
+        .route("/oppslag", get(work::lookup).post(work::lookup_post))
         .route("/revisjon", get(work::audit))
         .route("/logg-inn", get(session::login_page).post(session::login))
         .route("/logg-inn/innbygger", post(session::citizen_login))
@@ -164,8 +164,21 @@ pub(crate) fn random_hex(bytes: usize) -> String {
     hex::encode(b)
 }
 
+/// Whether the browser says this request was started by another site (Fetch Metadata's
+/// `Sec-Fetch-Site`: a link, form, image or script there). `same-site` counts too: another
+/// host under the same registrable domain is not this site.
+fn from_another_site(parts: &Parts) -> bool {
+    parts.headers.get("sec-fetch-site").is_some_and(|v| matches!(v.as_bytes(), b"cross-site" | b"same-site"))
+}
+
+/// Where an identity provider sends the browser back to; it starts a session, so it is the one
+/// page another site may open in a visitor's name.
+const OIDC_RETURN: &str = "/logg-inn/oidc/tilbake";
+
 impl FromRequestParts<AppState> for Visitor {
-    type Rejection = std::convert::Infallible;
+    /// A page opened from another site with a session is not shown: the visitor gets a page
+    /// that asks them to go on from this site (see [`from_another_site`]).
+    type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().map(str::to_string);
@@ -184,7 +197,20 @@ impl FromRequestParts<AppState> for Visitor {
             query,
             client,
         };
-        if let Some(secret) = cookie(parts, SESSION_COOKIE) {
+        let foreign = from_another_site(parts);
+        if foreign && cookie(parts, SESSION_COOKIE).is_some() && visitor.path != OIDC_RETURN {
+            // Every page that reads data or acts does so in the visitor's name and logs it;
+            // another site must not make the browser do that (a cross-site GET carries a
+            // `SameSite=Lax` cookie). The visitor goes on by a link on this site instead.
+            let here = match &visitor.query {
+                Some(q) => format!("{}?{q}", visitor.path),
+                None => visitor.path.clone(),
+            };
+            let chrome = visitor.chrome(lang.t("foreign_title"));
+            let message = Message::new(chrome, lang.t("foreign_title"), lang.t("foreign_text").to_string()).with_link(here, lang.t("foreign_go"));
+            return Err(visitor.page(StatusCode::OK, &message));
+        }
+        if let Some(secret) = cookie(parts, SESSION_COOKIE).filter(|_| !foreign) {
             // An expired, revoked or forged session is no session: the visitor is anonymous.
             // The log-in that started the session is logged, not every page it then opens
             // (each read of data is, as an access).
@@ -331,11 +357,19 @@ pub struct Message {
     page: Chrome,
     heading: String,
     text: String,
+    /// A link to go on with: its target on this site and its words.
+    link: Option<(String, String)>,
 }
 
 impl Message {
     /// A page with a heading and a text.
     pub fn new(page: Chrome, heading: &str, text: String) -> Self {
-        Self { page, heading: heading.to_string(), text }
+        Self { page, heading: heading.to_string(), text, link: None }
+    }
+
+    /// The same page with a link to go on with.
+    pub fn with_link(mut self, href: String, label: &str) -> Self {
+        self.link = Some((href, label.to_string()));
+        self
     }
 }

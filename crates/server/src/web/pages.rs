@@ -549,7 +549,13 @@ fn examples(r: &DatasetRef, purpose: Option<&str>, class: Classification) -> Vec
                 r.org, r.dataset
             ),
         },
-        Example { label: "SQL", code: format!("curl \"$TVERR_URL/api/v1/sql\"{auth}{purpose_h} \\\n  --json '{{\"sql\": \"SELECT * FROM {}.{} LIMIT 10\"}}'", r.org, r.dataset) },
+        Example {
+            label: "SQL",
+            code: format!(
+                "curl \"$TVERR_URL/api/v1/sql\"{auth}{purpose_h} \\\n  --json '{{\"sql\": \"SELECT * FROM {} LIMIT 10\"}}'",
+                tverr_query::sql_name(r).replace('"', "\\\"")
+            ),
+        },
     ]
 }
 

@@ -89,7 +89,7 @@ pub async fn login(State(state): State<AppState>, v: Visitor, body: Bytes) -> Re
     let username = f.get("username").cloned().unwrap_or_default();
     let password = f.get("password").cloned().unwrap_or_default();
     let next = safe_next(f.get("next").map(String::as_str));
-    if state.logins.check(&username, v.client).is_err() {
+    if state.logins.attempt(&username, v.client).is_err() {
         let details = serde_json::json!({"outcome": "throttled", "username": username});
         state.engine.note_event("login", &Principal::Anonymous, "web", details);
         return login_form(&state, &v, StatusCode::TOO_MANY_REQUESTS, Some("login_limited"), None, username, next);
@@ -97,7 +97,7 @@ pub async fn login(State(state): State<AppState>, v: Visitor, body: Bytes) -> Re
     let policy = state.engine.policy();
     match policy.login(&username, &password).await {
         Ok(user) => {
-            state.logins.succeeded(&username);
+            state.logins.succeeded(&username, v.client);
             let token = match policy.create_session(&Principal::User(user.clone()), "password", SESSION_HOURS).await {
                 Ok(t) => t,
                 Err(e) => return failure(&v, &e.to_string()),
@@ -110,7 +110,6 @@ pub async fn login(State(state): State<AppState>, v: Visitor, body: Bytes) -> Re
             logged_in(&token.secret, &next)
         }
         Err(PolicyError::Unauthenticated(_)) => {
-            state.logins.failed(&username, v.client);
             let details = serde_json::json!({"outcome": "refused", "username": username});
             if let Err(e) = state.engine.log_event("login", &Principal::Anonymous, "web", details).await {
                 return failure(&v, &e.to_string());

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use geo::{BoundingRect, Coord, Geometry};
+use geo::{BoundingRect, CoordsIter, Coord, Geometry};
 
 /// Text for SVG/HTML content and attributes.
 pub fn escape(text: &str) -> String {
@@ -24,6 +24,11 @@ pub fn escape(text: &str) -> String {
 }
 
 const MAP_WIDTH: f64 = 800.0;
+
+/// The most vertices one map draws: past it, shapes are simplified to the drawing's resolution
+/// and then left out, so no geometry makes the page large (a line of two million points once
+/// made a 26 MB page).
+pub const MAP_VERTICES: usize = 20_000;
 
 /// A map of projected geometries (metres), scaled to fit, with a scale bar, drawn over the
 /// organisation's `outline` when given (which then also sets the extent); `labels[i]` is the
@@ -48,6 +53,17 @@ pub fn map(shapes: &[Geometry], labels: &[String], alt: &str, outline: Option<&G
     let scale = MAP_WIDTH / (w + 2.0 * pad);
     let height = ((h + 2.0 * pad) * scale).clamp(200.0, 900.0);
     let px = |c: Coord| ((c.x - min_x) * scale, (max_y - c.y) * scale);
+    // Detail finer than half a pixel is not seen: drop it when there is much of it.
+    let total: usize = shapes.iter().map(|g| g.coords_count()).sum();
+    let simplified: Vec<Geometry>;
+    let shapes = if total > MAP_VERTICES {
+        let tolerance = 0.5 / scale;
+        simplified = shapes.iter().map(|g| simplify(g, tolerance)).collect();
+        simplified.as_slice()
+    } else {
+        shapes
+    };
+    let mut budget = MAP_VERTICES;
     let mut out = String::new();
     let _ = write!(
         out,
@@ -61,6 +77,11 @@ pub fn map(shapes: &[Geometry], labels: &[String], alt: &str, outline: Option<&G
         out.push_str(&ring.replace("class=\"area\"", "class=\"outline\""));
     }
     for (i, s) in shapes.iter().enumerate() {
+        let vertices = s.coords_count();
+        if vertices > budget {
+            break;
+        }
+        budget -= vertices;
         let title = labels.get(i).map(|l| format!("<title>{}</title>", escape(l))).unwrap_or_default();
         draw(&mut out, s, &px, &title);
     }
@@ -77,6 +98,20 @@ pub fn map(shapes: &[Geometry], labels: &[String], alt: &str, outline: Option<&G
         y - 10.0
     );
     out
+}
+
+/// A line or area with the vertices closer than `tolerance` to the simplified outline removed
+/// (Ramer–Douglas–Peucker); points are kept as they are.
+fn simplify(g: &Geometry, tolerance: f64) -> Geometry {
+    use geo::Simplify;
+    match g {
+        Geometry::LineString(l) => Geometry::LineString(l.simplify(tolerance)),
+        Geometry::MultiLineString(m) => Geometry::MultiLineString(m.simplify(tolerance)),
+        Geometry::Polygon(p) => Geometry::Polygon(p.simplify(tolerance)),
+        Geometry::MultiPolygon(m) => Geometry::MultiPolygon(m.simplify(tolerance)),
+        Geometry::GeometryCollection(c) => Geometry::GeometryCollection(c.iter().map(|g| simplify(g, tolerance)).collect()),
+        other => other.clone(),
+    }
 }
 
 fn draw(out: &mut String, g: &Geometry, px: &impl Fn(Coord) -> (f64, f64), title: &str) {
@@ -186,6 +221,20 @@ mod tests {
         assert!(svg.find("class=\"outline\"").expect("outline") < svg.find("class=\"point\"").expect("point"));
         assert!(svg.contains("cx=\"400.0\""), "the point is in the middle of the outline's extent: {svg}");
         assert!(svg.contains("2 km"));
+    }
+
+    #[test]
+    fn a_map_of_a_huge_geometry_stays_small() {
+        // Two million points of a zigzag line across ten kilometres.
+        let line: Vec<(f64, f64)> = (0..2_000_000).map(|i| (f64::from(i) * 0.005, if i % 2 == 0 { 0.0 } else { 0.001 })).collect();
+        let shapes = vec![Geometry::LineString(geo::LineString::from(line))];
+        let svg = map(&shapes, &[], "x", None);
+        assert!(svg.len() < 200_000, "{} bytes", svg.len());
+        assert!(svg.contains("class=\"line\""), "the line is still drawn");
+        // Many shapes: at most MAP_VERTICES vertices in all.
+        let points: Vec<Geometry> = (0..50_000).map(|i| Geometry::Point(geo::Point::new(f64::from(i), f64::from(i % 7)))).collect();
+        let svg = map(&points, &[], "x", None);
+        assert_eq!(svg.matches("<circle").count(), MAP_VERTICES);
     }
 
     #[test]

@@ -354,17 +354,36 @@ fn org_views(orgs: &[LookupOrg], lang: super::Lang) -> Vec<OrgView> {
         .collect()
 }
 
-/// `GET /oppslag?purpose=&kind=&id=`: the case worker's look-up of a person, property or
-/// organisation for a purpose (`Engine::lookup`).
+/// `GET /oppslag[?purpose=&kind=&id=]`: the look-up form, filled in from the query but not
+/// run: a look-up writes an access record in the visitor's name, so only a form posted from
+/// this site with the visitor's CSRF token runs it ([`lookup_post`]).
 pub async fn lookup(State(state): State<AppState>, v: Visitor) -> Response {
+    let purpose = query_value(v.query.as_deref(), "purpose").unwrap_or_default();
+    let kind = query_value(v.query.as_deref(), "kind").unwrap_or_else(|| "person".into());
+    let id = query_value(v.query.as_deref(), "id").unwrap_or_default().trim().to_string();
+    lookup_page(&state, &v, purpose, kind, id, false).await
+}
+
+/// `POST /oppslag` (`csrf`, `purpose`, `kind`, `id`): the case worker's look-up of a person,
+/// property or organisation for a purpose (`Engine::lookup`).
+pub async fn lookup_post(State(state): State<AppState>, v: Visitor, body: axum::body::Bytes) -> Response {
+    let f = match v.form(&body) {
+        Ok(f) => f,
+        Err(refused) => return refused,
+    };
+    let field = |name: &str| f.get(name).cloned().unwrap_or_default();
+    let kind = Some(field("kind")).filter(|k| !k.is_empty()).unwrap_or_else(|| "person".into());
+    lookup_page(&state, &v, field("purpose"), kind, field("id").trim().to_string(), true).await
+}
+
+/// The look-up page; with `run`, the look-up of `id` is made and shown.
+async fn lookup_page(state: &AppState, v: &Visitor, purpose: String, kind: String, id: String, run: bool) -> Response {
+    let v = v.clone();
     let u = match user_or_page(&v, "lookup_title") {
         Ok(u) => u,
         Err(r) => return r,
     };
-    let purpose = query_value(v.query.as_deref(), "purpose").unwrap_or_default();
-    let kind = query_value(v.query.as_deref(), "kind").unwrap_or_else(|| "person".into());
-    let id = query_value(v.query.as_deref(), "id").unwrap_or_default().trim().to_string();
-    let purposes = super::own_purposes(&state, &u)
+    let purposes = super::own_purposes(state, &u)
         .await
         .into_iter()
         .map(|p| {
@@ -385,7 +404,7 @@ pub async fn lookup(State(state): State<AppState>, v: Visitor) -> Response {
         orgs: Vec::new(),
         related: Vec::new(),
     };
-    if id.is_empty() {
+    if id.is_empty() || !run {
         return v.page(StatusCode::OK, &page);
     }
     let subject = match kind.as_str() {

@@ -1,0 +1,173 @@
+//! Address protection as a property of the person: who is protected, read from the registers
+//! the catalogue names (`Catalog::protection_registers`, e.g. the Folkeregister copy), kept per
+//! catalogue generation and register version, and the function the secure scan uses to find a
+//! row's level from its person keys ([`ProtectionLevel`], never callable from SQL).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use arrow::array::{Array, ArrayRef, AsArray, Int8Array};
+use arrow::datatypes::DataType;
+use datafusion::common::Result as DfResult;
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
+use tverr_core::DatasetRef;
+
+use crate::QueryError;
+
+/// No protection (`ugradert`).
+pub(crate) const NONE: i8 = 0;
+/// `fortrolig` (kode 7).
+pub(crate) const FORTROLIG: i8 = 1;
+/// `strengt_fortrolig` (kode 6), and any status the register holds that is not one of the
+/// three known ones (an unknown status protects).
+pub(crate) const STRENGT: i8 = 2;
+
+/// The protected people of every register at one moment: person number → level.
+#[derive(Debug, Default)]
+pub(crate) struct Persons {
+    levels: HashMap<Box<str>, i8>,
+    /// The registers and versions it was read from.
+    read_from: Vec<(String, i64)>,
+}
+
+impl Persons {
+    fn level(&self, key: &str) -> i8 {
+        self.levels.get(key).copied().unwrap_or(NONE)
+    }
+}
+
+/// The engine's current view of who is protected, shared with every compiled scan: a scan kept
+/// between requests reads the view as it is when it runs.
+#[derive(Debug, Default)]
+pub(crate) struct Protected {
+    current: RwLock<Option<Arc<Persons>>>,
+    /// The catalogue generation `current` was checked at.
+    checked: Mutex<Option<i64>>,
+}
+
+impl Protected {
+    /// The function that gives a row's level from its person key columns.
+    pub(crate) fn level_udf(self: &Arc<Self>) -> datafusion::logical_expr::ScalarUDF {
+        datafusion::logical_expr::ScalarUDF::new_from_impl(ProtectionLevel {
+            protected: self.clone(),
+            signature: Signature::variadic(vec![DataType::Utf8], Volatility::Immutable),
+        })
+    }
+
+    /// Brings the view up to date with the catalogue: when its generation moved on, the
+    /// registers and their versions are compared, and a changed register is read again.
+    pub(crate) async fn refresh(&self, store: &tverr_store::Store) -> Result<(), QueryError> {
+        let generation = store.catalog.generation().await?;
+        if *self.checked.lock().unwrap_or_else(|p| p.into_inner()) == Some(generation) {
+            return Ok(());
+        }
+        let registers = store.catalog.protection_registers().await?;
+        let mut versions = Vec::new();
+        for r in &registers {
+            let dataset: DatasetRef = r.dataset.parse().map_err(|e: tverr_core::ModelError| QueryError::Invalid(e.to_string()))?;
+            let version = store.catalog.versions(&dataset).await?.last().map_or(-1, |v| v.version);
+            versions.push((r.dataset.clone(), version));
+        }
+        let unchanged = self.current.read().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|p| p.read_from == versions);
+        if !unchanged {
+            let mut persons = Persons { levels: HashMap::new(), read_from: versions };
+            for r in &registers {
+                read_register(store, r, &mut persons.levels).await?;
+            }
+            *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(persons));
+        }
+        *self.checked.lock().unwrap_or_else(|p| p.into_inner()) = Some(generation);
+        Ok(())
+    }
+}
+
+/// Reads one register's protected people (every status but `ugradert`, a missing one included)
+/// into `levels`, keeping the highest level a person has in any register.
+async fn read_register(store: &tverr_store::Store, register: &tverr_store::ProtectionRegister, levels: &mut HashMap<Box<str>, i8>) -> Result<(), QueryError> {
+    use datafusion::prelude::{SessionContext, col, lit};
+    use futures::StreamExt;
+    let r: DatasetRef = register.dataset.parse().map_err(|e: tverr_core::ModelError| QueryError::Invalid(e.to_string()))?;
+    let table = store.lake.open_for_reading(&r, None).await?;
+    let ctx = SessionContext::new();
+    table.update_datafusion_session(&ctx.state()).map_err(tverr_store::StoreError::from)?;
+    let (url, object_store) = store.lake.reading_store(&r)?;
+    ctx.register_object_store(&url, object_store);
+    let provider = table.table_provider().await.map_err(QueryError::from)?;
+    let status = datafusion::functions::string::expr_fn::lower(datafusion::functions::string::expr_fn::btrim(vec![
+        datafusion::logical_expr::cast(datafusion::prelude::ident(&register.status_column), DataType::Utf8),
+    ]));
+    let df = ctx
+        .read_table(provider)?
+        .select(vec![datafusion::logical_expr::cast(datafusion::prelude::ident(&register.key_column), DataType::Utf8).alias("k"), status.alias("s")])?
+        .filter(col("s").is_null().or(col("s").not_eq(lit("ugradert"))))?;
+    let mut stream = df.execute_stream().await?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let keys = batch.column(0).as_string::<i32>();
+        let statuses = batch.column(1).as_string::<i32>();
+        for i in 0..batch.num_rows() {
+            if keys.is_null(i) {
+                continue;
+            }
+            let level = if statuses.is_valid(i) && statuses.value(i) == "fortrolig" { FORTROLIG } else { STRENGT };
+            let entry = levels.entry(keys.value(i).into()).or_insert(level);
+            *entry = (*entry).max(level);
+        }
+    }
+    Ok(())
+}
+
+/// `tverr_protection_level(key, …)`: the highest protection level of the people the keys name
+/// (0 none, 1 fortrolig, 2 strengt fortrolig). Placed in restricted plans only.
+#[derive(Debug)]
+struct ProtectionLevel {
+    protected: Arc<Protected>,
+    signature: Signature,
+}
+
+impl PartialEq for ProtectionLevel {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.protected, &other.protected)
+    }
+}
+
+impl Eq for ProtectionLevel {}
+
+impl std::hash::Hash for ProtectionLevel {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (Arc::as_ptr(&self.protected) as usize).hash(state);
+    }
+}
+
+impl ScalarUDFImpl for ProtectionLevel {
+    fn name(&self) -> &str {
+        "tverr_protection_level"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Int8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let persons = self.protected.current.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or_else(|| {
+            datafusion::error::DataFusionError::Execution("who is protected is not known yet".into())
+        })?;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut levels = vec![NONE; args.number_rows];
+        for array in &arrays {
+            let text = arrow::compute::cast(array, &DataType::Utf8)?;
+            let text = text.as_string::<i32>();
+            for (i, level) in levels.iter_mut().enumerate() {
+                if text.is_valid(i) {
+                    *level = (*level).max(persons.level(text.value(i)));
+                }
+            }
+        }
+        let out: ArrayRef = Arc::new(Int8Array::from(levels));
+        Ok(ColumnarValue::Array(out))
+    }
+}
