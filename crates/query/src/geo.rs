@@ -123,6 +123,7 @@ fn transform_with(from: &Proj, from_geographic: bool, to: &Proj, to_geographic: 
 /// Why a geo function failed: the only execution errors Tverr shows as they are, after the
 /// function's name (`ST_Transform: …`), because none of them quotes a value.
 pub const FAILURES: &[&str] = &[
+    GUARDED_FAILURE,
     "a value is not a valid WKB geometry",
     "a coordinate is not a number",
     "a coordinate cannot be transformed",
@@ -595,9 +596,86 @@ static FUNCTIONS: LazyLock<Vec<Arc<ScalarUDF>>> = LazyLock::new(|| {
     let mut functions: Vec<Arc<ScalarUDF>> =
         state.scalar_functions().iter().filter(|(name, _)| name.starts_with("st_") || *name == "box2d" || *name == "box3d" || *name == "geometrytype").map(|(_, f)| f.clone()).collect();
     functions.retain(|f| !matches!(f.name(), "st_setsrid" | "st_srid" | "st_transform" | "st_dwithin"));
+    // geodatafusion's functions panic on some inputs (a NULL geometry beside a column, for
+    // `ST_Intersects`); each call is made a failure of that query instead.
+    let mut functions: Vec<Arc<ScalarUDF>> =
+        functions.into_iter().map(|f| Arc::new(ScalarUDF::new_from_impl(Guarded { inner: f.inner().clone() }))).collect();
     functions.extend([SetSrid::udf(), Srid::udf(), Transform::udf(), DWithin::udf()].map(Arc::new));
     functions
 });
+
+/// A geo function of a dependency whose panics become the query's error ("the function failed
+/// on its input"), so no input can end the process that runs it.
+#[derive(Debug)]
+struct Guarded {
+    inner: Arc<dyn ScalarUDFImpl>,
+}
+
+impl PartialEq for Guarded {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.name() == other.inner.name() && self.inner.signature() == other.inner.signature()
+    }
+}
+
+impl Eq for Guarded {}
+
+impl std::hash::Hash for Guarded {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.inner.name().hash(state);
+    }
+}
+
+impl ScalarUDFImpl for Guarded {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+
+    fn is_strict(&self) -> bool {
+        self.inner.is_strict()
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+
+    fn simplify(
+        &self,
+        args: Vec<datafusion::logical_expr::Expr>,
+        info: &datafusion::logical_expr::simplify::SimplifyContext,
+    ) -> DfResult<datafusion::logical_expr::simplify::ExprSimplifyResult> {
+        self.inner.simplify(args, info)
+    }
+
+    fn documentation(&self) -> Option<&datafusion::logical_expr::Documentation> {
+        self.inner.documentation()
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.inner.invoke_with_args(args))) {
+            Ok(result) => result,
+            Err(_) => exec_err!("ST_ functions: {}", GUARDED_FAILURE),
+        }
+    }
+}
+
+/// What a guarded geo function that panicked says (after "ST_ functions: ").
+const GUARDED_FAILURE: &str = "a geometry is missing or cannot be used here";
 
 /// The names of the geo functions a query may call.
 pub fn function_names() -> impl Iterator<Item = &'static str> {
