@@ -182,6 +182,32 @@ test('a case worker looks up a person with a purpose and the citizen sees it on 
   assert.match(mine, /web/);
 });
 
+test('a link on another site neither looks a person up nor reads data in the case worker\'s name', async () => {
+  const pid = server.cli('sql', '--purpose', 'folkeregisterforvaltning', '--format', 'csv',
+    "SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert' ORDER BY fodselsnummer DESC LIMIT 1").split('\n')[1];
+  const page = await fresh();
+  await login(page, server.url, 'tove');
+  // The accesses that named this person, as the access log records them.
+  const accesses = () => server.cli('audit', 'search', '--subject', pid).split('\n').filter((l) => l.includes('"kind":"access"')).length;
+  const before = accesses();
+  // Another site (here a data: page, an opaque origin) links to a look-up and to a dataset page.
+  const lookup = `${server.url}/oppslag?purpose=innbyggerservice&kind=person&id=${pid}`;
+  await page.goto(`data:text/html,<a id="go" href="${encodeURIComponent(lookup).replace(/%3A/g, ':').replace(/%2F/g, '/')}">x</a>`);
+  await submit(page, '#go');
+  assert.equal(await page.locator('h1').textContent(), 'Du kom hit fra et annet nettsted');
+  assert.equal(await page.locator('.found').count(), 0);
+  assert.deepEqual(await axe(page), []);
+  await screenshots(page, 'opened-by-another-site');
+  // Going on from this site shows the form, filled in but not run: only posting it looks up.
+  await submit(page, 'main a.button');
+  assert.equal(await page.inputValue('#lookup-id'), pid);
+  assert.equal(await page.locator('.found').count(), 0);
+  assert.equal(accesses(), before, 'no access was logged in the case worker\'s name');
+  await submit(page, 'form[action="/oppslag"] button');
+  assert.ok((await page.locator('.found').count()) >= 1);
+  assert.ok(accesses() > before, "the posted look-up is logged");
+});
+
 test('every page switches language, and passes axe in both languages logged in and out', async () => {
   const pages = [
     [null, '/', 'front'],
