@@ -242,16 +242,16 @@ impl Store {
             // What a column is (its category) decides who may read it and how: it is changed on
             // its own, as an audited action, never as a side effect of a new version.
             for (col, category) in &req.categories {
-                if let Some(existing) = known_columns.iter().find(|c| &c.name == col) {
-                    if existing.category != *category {
-                        return Err(StoreError::invalid(
-                            "category",
-                            format!(
-                                "column {col:?} is {}; a new version does not change an existing column's category (use `tverr dataset category`, an audited change that needs a second person's approval to lower protection)",
-                                existing.category
-                            ),
-                        ));
-                    }
+                if let Some(existing) = known_columns.iter().find(|c| &c.name == col)
+                    && existing.category != *category
+                {
+                    return Err(StoreError::invalid(
+                        "category",
+                        format!(
+                            "column {col:?} is {}; a new version does not change an existing column's category (use `tverr dataset category`, an audited change that needs a second person's approval to lower protection)",
+                            existing.category
+                        ),
+                    ));
                 }
             }
             let crs = known_columns.iter().filter_map(|c| c.crs.clone().map(|crs| (c.name.clone(), crs))).collect();
