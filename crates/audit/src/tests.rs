@@ -114,13 +114,20 @@ async fn rewrite_without_checkpoints(store: &Store, audit: &Audit) {
     exec(store, "DELETE FROM audit_checkpoints").await;
 }
 
+/// A log under `dir` that publishes to a witness file, a second handle on it without the
+/// witness, and the witness file's path.
+async fn with_witness(dir: &Path) -> (Store, Audit, Audit, PathBuf) {
+    let store = Store::open(&StoreConfig { data_dir: dir.join("data"), catalog_url: None, storage_url: None }).await.unwrap();
+    let witness = dir.join("witness.ndjson");
+    let audit = Audit::open(&store.catalog, AuditConfig { witness_path: Some(witness.clone()), ..config(dir, "subject.key") }).unwrap();
+    let bare = Audit::open(&store.catalog, config(dir, "subject.key")).unwrap();
+    (store, audit, bare, witness)
+}
+
 #[tokio::test]
 async fn a_rewritten_chain_without_checkpoints_fails_by_the_cadence_and_by_the_witness() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&StoreConfig { data_dir: dir.path().join("data"), catalog_url: None, storage_url: None }).await.unwrap();
-    let witness = dir.path().join("witness.ndjson");
-    let audit = Audit::open(&store.catalog, AuditConfig { witness_path: Some(witness.clone()), ..config(dir.path(), "subject.key") }).unwrap();
-    let bare = Audit::open(&store.catalog, config(dir.path(), "subject.key")).unwrap();
+    let (store, audit, bare, witness) = with_witness(dir.path()).await;
     fill(&audit, 10).await;
     // Every signed checkpoint was published as it was written (entries 4 and 8).
     let published = std::fs::read_to_string(&witness).unwrap();
@@ -136,10 +143,7 @@ async fn a_rewritten_chain_without_checkpoints_fails_by_the_cadence_and_by_the_w
 #[tokio::test]
 async fn a_rewritten_log_too_short_for_the_cadence_is_caught_by_the_witness() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&StoreConfig { data_dir: dir.path().join("data"), catalog_url: None, storage_url: None }).await.unwrap();
-    let witness = dir.path().join("witness.ndjson");
-    let audit = Audit::open(&store.catalog, AuditConfig { witness_path: Some(witness.clone()), ..config(dir.path(), "subject.key") }).unwrap();
-    let bare = Audit::open(&store.catalog, config(dir.path(), "subject.key")).unwrap();
+    let (store, audit, bare, witness) = with_witness(dir.path()).await;
     fill(&audit, 3).await;
     audit.checkpoint().await.unwrap();
     rewrite_without_checkpoints(&store, &audit).await;

@@ -157,11 +157,11 @@ pub(crate) fn decide(f: &Facts<'_>) -> Result<Grant, Denial> {
             Basis::Agreement { .. } => release_fortrolig,
             Basis::Open => false,
         };
-        let keys = person_keys(f.columns);
-        let protection = if f.protection_registered && !keys.is_empty() {
+        let keys_of_rows = person_keys(f.columns);
+        let protection = if f.protection_registered && !keys_of_rows.is_empty() {
             // Open data is for anyone: it releases no protected person's address.
             let release_fortrolig = release_fortrolig && basis != Basis::Open;
-            Protection::ByPerson { keys, visible, release_fortrolig }
+            Protection::ByPerson { keys: keys_of_rows.clone(), visible, release_fortrolig }
         } else {
             protection(f.columns, &columns, release_fortrolig)
         };
@@ -175,7 +175,7 @@ pub(crate) fn decide(f: &Facts<'_>) -> Result<Grant, Denial> {
             min_group_size: None,
             hmac_key,
             subject_key: person_key(f.columns),
-            person_keys: person_keys(f.columns),
+            person_keys: keys_of_rows,
             legal_basis: None,
         }
     };

@@ -378,8 +378,7 @@ pub async fn lookup_post(State(state): State<AppState>, v: Visitor, body: axum::
 
 /// The look-up page; with `run`, the look-up of `id` is made and shown.
 async fn lookup_page(state: &AppState, v: &Visitor, purpose: String, kind: String, id: String, run: bool) -> Response {
-    let v = v.clone();
-    let u = match user_or_page(&v, "lookup_title") {
+    let u = match user_or_page(v, "lookup_title") {
         Ok(u) => u,
         Err(r) => return r,
     };
