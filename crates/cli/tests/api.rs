@@ -623,3 +623,151 @@ fn export_takes_the_csv_options_and_a_crs() {
     let (_, err) = t.fail(&["export", "hamar/barnehager", "--format", "geojson", "--crs", "EPSG:3857"]);
     assert!(err.contains("--crs"), "{err}");
 }
+
+/// Processor time (user and system, in clock ticks) a process has used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Waits up to `limit` for a second in which the process uses under a quarter of a core.
+fn settles(pid: u32, limit: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        let before = cpu_ticks(pid);
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        // Linux counts 100 ticks a second.
+        if cpu_ticks(pid) - before < 25 {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn runaway_queries_hold_neither_the_server_nor_the_processor() {
+    use std::time::Duration;
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "2000"]);
+    let server = start_with(&t, &["--query-seconds", "2"]);
+    let (port, pid) = (server.1, server.0.id());
+    let mut tokens: BTreeMap<String, String> = BTreeMap::new();
+    let files = common::case_files("runaway");
+    assert!(files.len() >= 8, "only {} runaway cases", files.len());
+    let mut failures = Vec::new();
+    for f in files {
+        let case = parse_case(f);
+        let name = case.file.file_name().unwrap().to_string_lossy().to_string();
+        let field = |k: &str| case.fields.get(k).cloned();
+        let who = field("as").unwrap_or_else(|| "anonymous".into());
+        let tok = (who != "anonymous").then(|| tokens.entry(who.clone()).or_insert_with(|| token(&t, &who)).clone());
+        let body = serde_json::json!({"sql": field("sql").expect("sql:")}).to_string();
+        // `status: 504|422`: either ending is right (a time limit or the memory limit, whichever
+        // the query meets first).
+        let expected: Vec<u16> = field("status").expect("status:").split('|').map(|s| s.trim().parse().unwrap()).collect();
+        let purpose = field("purpose");
+        let query = std::thread::spawn(move || {
+            let auth = tok.map(|t| format!("Bearer {t}"));
+            let mut headers = vec![("Content-Type", "application/json")];
+            if let Some(a) = &auth {
+                headers.push(("Authorization", a));
+            }
+            if let Some(p) = &purpose {
+                headers.push(("Tverr-Purpose", p));
+            }
+            common::send_within(port, "POST", "/api/v1/sql", &headers, Some(body.as_bytes()), Some(Duration::from_secs(30)))
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        // While it runs, the server answers: its health, and someone else's small query.
+        let health = common::send_within(port, "GET", "/health", &[], None, Some(Duration::from_secs(2)));
+        if health.as_ref().map(|r| r.status) != Some(200) {
+            failures.push(format!("{name}: /health did not answer within 2 s while the query ran"));
+        }
+        let small = br#"{"sql": "SELECT count(*) AS n FROM hamar.barnehager"}"#;
+        let other = common::send_within(port, "POST", "/api/v1/sql", &[("Content-Type", "application/json")], Some(small), Some(Duration::from_secs(5)));
+        if other.as_ref().map(|r| r.status) != Some(200) {
+            failures.push(format!("{name}: a small query did not answer within 5 s while the query ran"));
+        }
+        match query.join().unwrap() {
+            None => failures.push(format!("{name}: no answer within 30 s (the time limit is 2 s)")),
+            Some(r) => {
+                let text = r.text();
+                if !expected.contains(&r.status) {
+                    failures.push(format!("{name}: status {} instead of {expected:?}: {text}", r.status));
+                }
+                if let Some(fragment) = field("contains") {
+                    if !text.contains(&fragment) {
+                        failures.push(format!("{name}: the answer does not contain {fragment:?}: {text}"));
+                    }
+                }
+            }
+        }
+        // Stopped, not left running: the processor goes quiet.
+        if !settles(pid, Duration::from_secs(10)) {
+            failures.push(format!("{name}: the server still computes 10 s after the query was stopped"));
+            break;
+        }
+    }
+    assert!(failures.is_empty(), "{} failing runaway cases:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn sigterm_stops_the_server_within_its_grace_period_even_during_a_runaway_query() {
+    use std::time::{Duration, Instant};
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "2000"]);
+    let mut server = start_with(&t, &["--query-seconds", "600"]);
+    let port = server.1;
+    let runaway = br#"{"sql": "SELECT count(*) FROM hias.vannkvalitet a, hias.vannkvalitet b, hias.vannkvalitet c"}"#;
+    let query = std::thread::spawn(move || {
+        common::send_within(port, "POST", "/api/v1/sql", &[("Content-Type", "application/json")], Some(runaway), Some(Duration::from_secs(60)))
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let sent = Instant::now();
+    let killed = std::process::Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let deadline = sent + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the server did not stop within 30 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "the server ended with {status}");
+    let waited = sent.elapsed();
+    assert!(waited >= Duration::from_secs(9), "requests under way get their grace period; stopped after {waited:?}");
+    // The query's connection ends without a complete answer.
+    let answer = query.join().unwrap();
+    assert!(answer.is_none_or(|r| r.status != 200), "the runaway query was answered as if complete");
+}
+
+#[test]
+fn version_row_counts_go_only_to_readers_who_see_every_row() {
+    // Final attack on issue 23 (F3): a version's row count includes rows withheld from the
+    // reader, so the count (2,000 against 1,990 rows visible) told how many people are
+    // protected, and a one-row upsert that someone became protected.
+    let (t, server) = demo();
+    let port = server.1;
+    let (tove, siri) = (token(&t, "tove"), token(&t, "siri"));
+    let counts = |path: &str, tok: &str, purpose: &str| -> Vec<serde_json::Value> {
+        let r = get_as(port, path, Some(tok), Some(purpose));
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        r.json()["versions"].as_array().unwrap().iter().map(|v| v["rows_written"].clone()).collect()
+    };
+    for path in ["/api/v1/datasets/hamar/innbyggere/versions", "/api/v1/datasets/hamar/innbyggere"] {
+        // The desk reads the register under an agreement that withholds protected persons.
+        let shown = counts(path, &tove, "innbyggerservice");
+        assert!(!shown.is_empty() && shown.iter().all(serde_json::Value::is_null), "{path}: {shown:?}");
+        // The register's own department sees every row, and the counts.
+        let shown = counts(path, &siri, "folkeregisterforvaltning");
+        assert!(shown.iter().all(|n| n.as_i64() == Some(2000)), "{path}: {shown:?}");
+    }
+    // Datasets about no one keep their counts, for anyone.
+    let r = get_as(port, "/api/v1/datasets/hamar/barnehager/versions", None, None);
+    assert!(r.json()["versions"][0]["rows_written"].as_i64().is_some_and(|n| n > 0), "{}", r.text());
+    // The dataset pages: `tests/security/web/35-*.case` and `36-*.case`.
+}

@@ -73,6 +73,7 @@ fn placeholders(t: &Tverr) -> BTreeMap<&'static str, String> {
     m.insert("elder", pick("SELECT DISTINCT fodselsnummer FROM hamar.hjemmetjenester ORDER BY 1"));
     m.insert("protected", siri("SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'strengt_fortrolig' ORDER BY 1 LIMIT 1"));
     m.insert("protected_owner", op("SELECT e.eier_fnr FROM hamar.eiendommer e JOIN hamar.innbyggere i ON e.eier_fnr = i.fodselsnummer WHERE i.adressebeskyttelse <> 'ugradert' ORDER BY 1 LIMIT 1"));
+    m.insert("protected_property", op("SELECT e.matrikkel FROM hamar.eiendommer e JOIN hamar.innbyggere i ON e.eier_fnr = i.fodselsnummer WHERE i.adressebeskyttelse <> 'ugradert' ORDER BY 1 LIMIT 1"));
     m.insert("applicant", pick("SELECT DISTINCT soker_fnr FROM hamar.byggesaker ORDER BY 1"));
     m.insert(
         "pending_property",

@@ -28,6 +28,8 @@ const FIXTURES: &[(&str, &str)] = &[
     ("soker_fnr", "SELECT soker_fnr FROM hamar.byggesaker WHERE soker_fnr IS NOT NULL ORDER BY saksnr LIMIT 1"),
     ("soker_navn", "SELECT soker_navn FROM hamar.byggesaker WHERE soker_navn IS NOT NULL ORDER BY saksnr LIMIT 1"),
     ("protected_owner_fnr", "SELECT e.eier_fnr FROM hamar.eiendommer e JOIN hamar.innbyggere i ON e.eier_fnr = i.fodselsnummer WHERE i.adressebeskyttelse <> 'ugradert' ORDER BY 1 LIMIT 1"),
+    ("protected_property", "SELECT e.matrikkel FROM hamar.eiendommer e JOIN hamar.innbyggere i ON e.eier_fnr = i.fodselsnummer WHERE i.adressebeskyttelse <> 'ugradert' ORDER BY 1 LIMIT 1"),
+    ("protected_meter", "SELECT v.maler_id FROM hias.vannmalere v JOIN hamar.eiendommer e ON v.matrikkel = e.matrikkel JOIN hamar.innbyggere i ON e.eier_fnr = i.fodselsnummer WHERE i.adressebeskyttelse <> 'ugradert' ORDER BY 1 LIMIT 1"),
 ];
 
 fn demo() -> &'static Demo {

@@ -68,7 +68,9 @@ pub enum Protection {
     /// The dataset cannot tell who is protected: every protected-address value is withheld.
     WithholdAll,
     /// Protection is the person's, read from the registers of address protection: a row's
-    /// level is the highest of the people its person keys name.
+    /// level is the highest of the people its person keys name, and of the properties its
+    /// property keys name (a property has the level of the protected people any dataset links
+    /// it to: its owner in the property register, an applicant in a building case).
     ///
     /// A reader who may not see protected persons (`visible: false`) does not get their rows at
     /// all, so the protection cannot be read off a withheld address; one who may sees the rows,
@@ -77,6 +79,8 @@ pub enum Protection {
     ByPerson {
         /// The person key columns whose people decide the row's level.
         keys: Vec<String>,
+        /// The property key columns whose properties decide the row's level.
+        properties: Vec<String>,
         /// Whether the reader may see that a person is protected.
         visible: bool,
         /// Whether `fortrolig` rows keep their address (and, when not `visible`, their row).
@@ -158,10 +162,11 @@ pub(crate) fn decide(f: &Facts<'_>) -> Result<Grant, Denial> {
             Basis::Open => false,
         };
         let keys_of_rows = person_keys(f.columns);
-        let protection = if f.protection_registered && !keys_of_rows.is_empty() {
+        let properties = property_keys(f.columns);
+        let protection = if f.protection_registered && !(keys_of_rows.is_empty() && properties.is_empty()) {
             // Open data is for anyone: it releases no protected person's address.
             let release_fortrolig = release_fortrolig && basis != Basis::Open;
-            Protection::ByPerson { keys: keys_of_rows.clone(), visible, release_fortrolig }
+            Protection::ByPerson { keys: keys_of_rows.clone(), properties, visible, release_fortrolig }
         } else {
             protection(f.columns, &columns, release_fortrolig)
         };
@@ -263,6 +268,11 @@ pub(crate) fn person_key(columns: &[ColumnMeta]) -> Option<String> {
 /// Every column whose subject kind is a person.
 pub(crate) fn person_keys(columns: &[ColumnMeta]) -> Vec<String> {
     columns.iter().filter(|c| c.subject_key == Some(SubjectKind::Person)).map(|c| c.name.clone()).collect()
+}
+
+/// Every column whose subject kind is a property.
+pub(crate) fn property_keys(columns: &[ColumnMeta]) -> Vec<String> {
+    columns.iter().filter(|c| c.subject_key == Some(SubjectKind::Property)).map(|c| c.name.clone()).collect()
 }
 
 /// What a citizen may read of a dataset about themselves: every column of the rows where any

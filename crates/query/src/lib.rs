@@ -2,6 +2,7 @@
 //! holds only the caller's entitled tables, each a [`secure::SecureTable`]; a guard that refuses
 //! everything but single read-only queries with allowed functions; and streaming exports.
 
+mod execution;
 mod export;
 pub mod geo;
 mod guard;
@@ -23,6 +24,7 @@ use tverr_policy::{Denial, Grant, Policy, PolicyError, Principal};
 use tverr_store::{Store, StoreError};
 
 pub use export::{CsvOptions, ExportFormat, ExportOptions, GeometryColumn, ResultColumn, csv_rows, json_objects, result_columns, write_export};
+pub use execution::MAX_ESTIMATED_ROWS;
 pub use guard::{ALLOWED_FUNCTIONS, MAX_NESTING, MAX_SQL_BYTES};
 pub use memory::{DEFAULT_QUERY_MEMORY, DEFAULT_SERVER_MEMORY};
 pub use lookup::{Found, Lookup, LookupOrg, Related};
@@ -89,6 +91,7 @@ impl From<datafusion::error::DataFusionError> for QueryError {
             E::External(inner) if inner.downcast_ref::<RowCap>().is_some() => {
                 QueryError::TooManyRows(inner.downcast_ref::<RowCap>().map_or(0, |c| c.0))
             }
+            E::External(inner) if inner.downcast_ref::<execution::TooLarge>().is_some() => QueryError::NotAllowed(inner.to_string()),
             E::External(inner) if inner.downcast_ref::<TimedOut>().is_some() => {
                 QueryError::Timeout(inner.downcast_ref::<TimedOut>().map_or(0, |t| t.0))
             }
@@ -680,7 +683,9 @@ impl Engine {
                 config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
                 let ctx = SessionContext::new_with_config(config);
                 geo::register(&ctx);
-                ctx.state()
+                SessionStateBuilder::new_from_existing(ctx.state())
+                    .with_physical_optimizer_rule(Arc::new(execution::Yielding))
+                    .build()
             })
             .clone();
         let catalog = MemoryCatalogProvider::new();
@@ -750,7 +755,10 @@ impl Engine {
             key: self.audit.subject_key(),
             sink: sink.clone(),
         });
-        let level = matches!(grant.protection, tverr_policy::Protection::ByPerson { .. }).then(|| self.protected.level_udf());
+        let level = match &grant.protection {
+            tverr_policy::Protection::ByPerson { keys, .. } => Some(self.protected.level_udf(keys.len())),
+            _ => None,
+        };
         Ok(secure::SecureTable::new(ctx, inner, grant, tap, level.as_ref())?)
     }
 
@@ -819,7 +827,7 @@ impl Engine {
             .verify_plan(&plan)
             .map_err(|e| QueryError::NotAllowed(e.strip_backtrace().to_string()))?;
         let df = ctx.execute_logical_plan(plan).await?;
-        let stream = df.execute_stream().await?;
+        let stream = execution::execute(df).await?;
         let grants: Vec<(Grant, Option<i64>)> = grants.into_values().collect();
         let intent = self.intent(who, purpose, channel, sql, &grants);
         let stream = self.release(stream, intent, sink, started);
@@ -934,7 +942,7 @@ impl Engine {
             });
             df = df.select(columns.collect::<Vec<_>>())?;
         }
-        let stream = df.execute_stream().await?;
+        let stream = execution::execute(df).await?;
         let grants = vec![(grant, opened)];
         let intent = self.intent(who, purpose, channel, &q.describe(r), &grants);
         let stream = self.release(stream, intent, sink, started);
@@ -977,7 +985,7 @@ impl Engine {
             let expr = f.plan(&ctx.state(), df.schema())?;
             df = df.filter(expr)?;
         }
-        let stream = df.execute_stream().await?;
+        let stream = execution::execute(df).await?;
         let grants = vec![(grant, opened)];
         let intent = self.intent(who, purpose, channel, query, &grants);
         let stream = self.release(stream, intent, sink, started);

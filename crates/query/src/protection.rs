@@ -1,7 +1,12 @@
 //! Address protection as a property of the person: who is protected, read from the registers
 //! the catalogue names (`Catalog::protection_registers`, e.g. the Folkeregister copy), kept per
 //! catalogue generation and register version, and the function the secure scan uses to find a
-//! row's level from its person keys ([`ProtectionLevel`], never callable from SQL).
+//! row's level from its person and property keys ([`ProtectionLevel`], never callable from SQL).
+//!
+//! A property takes the level of the protected people any dataset links it to (a dataset with
+//! both a person key and a property key: the owner in the property register, the applicant in a
+//! building case). Otherwise a dataset keyed by property alone (water meters) would place a
+//! protected person's property by what it holds that the property register withholds.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -26,7 +31,9 @@ pub(crate) const STRENGT: i8 = 2;
 #[derive(Debug, Default)]
 pub(crate) struct Persons {
     levels: HashMap<Box<str>, i8>,
-    /// The registers and versions it was read from.
+    /// Canonical matrikkel unit → the highest level of the people linked to it.
+    properties: HashMap<Box<str>, i8>,
+    /// The registers and linking datasets, and the versions they were read at.
     read_from: Vec<(String, i64)>,
 }
 
@@ -34,6 +41,19 @@ impl Persons {
     fn level(&self, key: &str) -> i8 {
         self.levels.get(key).copied().unwrap_or(NONE)
     }
+
+    fn property_level(&self, key: &str) -> i8 {
+        if self.properties.is_empty() {
+            return NONE;
+        }
+        self.properties.get(property_key(key).as_str()).copied().unwrap_or(NONE)
+    }
+}
+
+/// A property key as the links are kept: canonical when it parses as a matrikkel unit, else
+/// trimmed (it is compared, never shown).
+fn property_key(value: &str) -> String {
+    tverr_core::SubjectKind::Property.canonicalise(value).unwrap_or_else(|_| value.trim().to_string())
 }
 
 /// The engine's current view of who is protected, shared with every compiled scan: a scan kept
@@ -46,10 +66,12 @@ pub(crate) struct Protected {
 }
 
 impl Protected {
-    /// The function that gives a row's level from its person key columns.
-    pub(crate) fn level_udf(self: &Arc<Self>) -> datafusion::logical_expr::ScalarUDF {
+    /// The function that gives a row's level from its key columns: the first `persons`
+    /// arguments are person keys, the rest property keys.
+    pub(crate) fn level_udf(self: &Arc<Self>, persons: usize) -> datafusion::logical_expr::ScalarUDF {
         datafusion::logical_expr::ScalarUDF::new_from_impl(ProtectionLevel {
             protected: self.clone(),
+            persons,
             signature: Signature::variadic(vec![DataType::Utf8], Volatility::Immutable),
         })
     }
@@ -62,17 +84,23 @@ impl Protected {
             return Ok(());
         }
         let registers = store.catalog.protection_registers().await?;
+        let links = links(store).await?;
         let mut versions = Vec::new();
-        for r in &registers {
-            let dataset: DatasetRef = r.dataset.parse().map_err(|e: tverr_core::ModelError| QueryError::Invalid(e.to_string()))?;
+        for name in registers.iter().map(|r| &r.dataset).chain(links.iter().map(|l| &l.dataset)) {
+            let dataset: DatasetRef = name.parse().map_err(|e: tverr_core::ModelError| QueryError::Invalid(e.to_string()))?;
             let version = store.catalog.versions(&dataset).await?.last().map_or(-1, |v| v.version);
-            versions.push((r.dataset.clone(), version));
+            versions.push((name.clone(), version));
         }
         let unchanged = self.current.read().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|p| p.read_from == versions);
         if !unchanged {
-            let mut persons = Persons { levels: HashMap::new(), read_from: versions };
+            let mut persons = Persons { levels: HashMap::new(), properties: HashMap::new(), read_from: versions };
             for r in &registers {
                 read_register(store, r, &mut persons.levels).await?;
+            }
+            if !persons.levels.is_empty() {
+                for link in links.iter().filter(|l| l.has_rows) {
+                    read_link(store, link, &persons.levels, &mut persons.properties).await?;
+                }
             }
             *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(persons));
         }
@@ -81,23 +109,99 @@ impl Protected {
     }
 }
 
+/// A dataset that links people to properties: its person and property key columns.
+struct Link {
+    dataset: String,
+    persons: Vec<String>,
+    properties: Vec<String>,
+    /// Whether it has a version to read yet.
+    has_rows: bool,
+}
+
+/// Every dataset, of any organisation, with both a person key and a property key.
+async fn links(store: &tverr_store::Store) -> Result<Vec<Link>, QueryError> {
+    use tverr_core::SubjectKind;
+    let mut out = Vec::new();
+    let mut all: Vec<_> = store.catalog.all_columns().await?.into_iter().collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    for (dataset, columns) in all {
+        let of = |kind| columns.iter().filter(|c| c.subject_key == Some(kind)).map(|c| c.name.clone()).collect::<Vec<_>>();
+        let (persons, properties) = (of(SubjectKind::Person), of(SubjectKind::Property));
+        if persons.is_empty() || properties.is_empty() {
+            continue;
+        }
+        let r: DatasetRef = dataset.parse().map_err(|e: tverr_core::ModelError| QueryError::Invalid(e.to_string()))?;
+        let has_rows = !store.catalog.versions(&r).await?.is_empty();
+        out.push(Link { dataset, persons, properties, has_rows });
+    }
+    Ok(out)
+}
+
+/// A dataset's rows as a plain DataFusion frame (no grant: the protection layer's own read).
+async fn raw_frame(store: &tverr_store::Store, r: &DatasetRef) -> Result<datafusion::prelude::DataFrame, QueryError> {
+    let table = store.lake.open_for_reading(r, None).await?;
+    let ctx = datafusion::prelude::SessionContext::new();
+    table.update_datafusion_session(&ctx.state()).map_err(tverr_store::StoreError::from)?;
+    let (url, object_store) = store.lake.reading_store(r)?;
+    ctx.register_object_store(&url, object_store);
+    let provider = table.table_provider().await.map_err(QueryError::from)?;
+    Ok(ctx.read_table(provider)?)
+}
+
+/// Gives every property `link` ties to a protected person that person's level (the highest, if
+/// several).
+async fn read_link(
+    store: &tverr_store::Store,
+    link: &Link,
+    levels: &HashMap<Box<str>, i8>,
+    properties: &mut HashMap<Box<str>, i8>,
+) -> Result<(), QueryError> {
+    use futures::StreamExt;
+    let r: DatasetRef = link.dataset.parse().map_err(|e: tverr_core::ModelError| QueryError::Invalid(e.to_string()))?;
+    let columns = link
+        .persons
+        .iter()
+        .chain(&link.properties)
+        .map(|c| datafusion::logical_expr::cast(datafusion::prelude::ident(c), DataType::Utf8).alias(c))
+        .collect::<Vec<_>>();
+    let mut stream = raw_frame(store, &r).await?.select(columns)?.execute_stream().await?;
+    let persons = link.persons.len();
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        for i in 0..batch.num_rows() {
+            let mut level = NONE;
+            for c in 0..persons {
+                let keys = batch.column(c).as_string::<i32>();
+                if keys.is_valid(i) {
+                    level = level.max(levels.get(keys.value(i)).copied().unwrap_or(NONE));
+                }
+            }
+            if level == NONE {
+                continue;
+            }
+            for c in persons..batch.num_columns() {
+                let keys = batch.column(c).as_string::<i32>();
+                if keys.is_valid(i) {
+                    let entry = properties.entry(property_key(keys.value(i)).into()).or_insert(level);
+                    *entry = (*entry).max(level);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads one register's protected people (every status but `ugradert`, a missing one included)
 /// into `levels`, keeping the highest level a person has in any register.
 async fn read_register(store: &tverr_store::Store, register: &tverr_store::ProtectionRegister, levels: &mut HashMap<Box<str>, i8>) -> Result<(), QueryError> {
-    use datafusion::prelude::{SessionContext, col, lit};
+    use datafusion::prelude::{col, lit};
     use futures::StreamExt;
     let r: DatasetRef = register.dataset.parse().map_err(|e: tverr_core::ModelError| QueryError::Invalid(e.to_string()))?;
-    let table = store.lake.open_for_reading(&r, None).await?;
-    let ctx = SessionContext::new();
-    table.update_datafusion_session(&ctx.state()).map_err(tverr_store::StoreError::from)?;
-    let (url, object_store) = store.lake.reading_store(&r)?;
-    ctx.register_object_store(&url, object_store);
-    let provider = table.table_provider().await.map_err(QueryError::from)?;
     let status = datafusion::functions::string::expr_fn::lower(datafusion::functions::string::expr_fn::btrim(vec![
         datafusion::logical_expr::cast(datafusion::prelude::ident(&register.status_column), DataType::Utf8),
     ]));
-    let df = ctx
-        .read_table(provider)?
+    let df = raw_frame(store, &r)
+        .await?
         .select(vec![datafusion::logical_expr::cast(datafusion::prelude::ident(&register.key_column), DataType::Utf8).alias("k"), status.alias("s")])?
         .filter(col("s").is_null().or(col("s").not_eq(lit("ugradert"))))?;
     let mut stream = df.execute_stream().await?;
@@ -117,17 +221,19 @@ async fn read_register(store: &tverr_store::Store, register: &tverr_store::Prote
     Ok(())
 }
 
-/// `tverr_protection_level(key, …)`: the highest protection level of the people the keys name
-/// (0 none, 1 fortrolig, 2 strengt fortrolig). Placed in restricted plans only.
+/// `tverr_protection_level(key, …)`: the highest protection level of the people and properties
+/// the keys name (0 none, 1 fortrolig, 2 strengt fortrolig); the first `persons` keys are person
+/// keys, the rest property keys. Placed in restricted plans only.
 #[derive(Debug)]
 struct ProtectionLevel {
     protected: Arc<Protected>,
+    persons: usize,
     signature: Signature,
 }
 
 impl PartialEq for ProtectionLevel {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.protected, &other.protected)
+        Arc::ptr_eq(&self.protected, &other.protected) && self.persons == other.persons
     }
 }
 
@@ -136,6 +242,7 @@ impl Eq for ProtectionLevel {}
 impl std::hash::Hash for ProtectionLevel {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         (Arc::as_ptr(&self.protected) as usize).hash(state);
+        self.persons.hash(state);
     }
 }
 
@@ -158,12 +265,13 @@ impl ScalarUDFImpl for ProtectionLevel {
         })?;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let mut levels = vec![NONE; args.number_rows];
-        for array in &arrays {
+        for (n, array) in arrays.iter().enumerate() {
             let text = arrow::compute::cast(array, &DataType::Utf8)?;
             let text = text.as_string::<i32>();
+            let of = if n < self.persons { Persons::level } else { Persons::property_level };
             for (i, level) in levels.iter_mut().enumerate() {
                 if text.is_valid(i) {
-                    *level = (*level).max(persons.level(text.value(i)));
+                    *level = (*level).max(of(&persons, text.value(i)));
                 }
             }
         }

@@ -203,8 +203,8 @@ pub(crate) struct SecureTable {
 impl SecureTable {
     /// Builds the restricted view over `inner` (the dataset's full table) for `grant`.
     ///
-    /// `level` is the function that gives a row's protection level from its person keys
-    /// (needed for [`Protection::ByPerson`]).
+    /// `level` is the function that gives a row's protection level from its person keys and
+    /// then its property keys (needed for [`Protection::ByPerson`]).
     pub(crate) fn new(
         ctx: &SessionContext,
         inner: Arc<dyn TableProvider>,
@@ -226,9 +226,9 @@ impl SecureTable {
         // rows (so no withheld address singles them out); the others get them with the
         // protected-address columns withheld (`protect`).
         let by_person = match &grant.protection {
-            Protection::ByPerson { keys, visible, release_fortrolig } => {
+            Protection::ByPerson { keys, properties, visible, release_fortrolig } => {
                 let level = level.ok_or_else(|| datafusion::error::DataFusionError::Internal("protection by person needs the register".into()))?;
-                let level = level.call(keys.iter().map(|k| cast(ident(k), DataType::Utf8)).collect());
+                let level = level.call(keys.iter().chain(properties).map(|k| cast(ident(k), DataType::Utf8)).collect());
                 let withheld_from = if *release_fortrolig { crate::protection::STRENGT } else { crate::protection::FORTROLIG };
                 if !visible {
                     let kept = level.clone().lt(lit(withheld_from));

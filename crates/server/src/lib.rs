@@ -22,6 +22,7 @@ mod upload;
 mod web;
 
 use std::time::Duration;
+use std::future::IntoFuture;
 
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::routing::{get, post};
@@ -320,7 +321,61 @@ struct DatasetDetail {
     /// organisation sees its description without a grant).
     access: &'static str,
     columns: Vec<VisibleColumn>,
-    versions: Vec<VersionMeta>,
+    versions: Vec<VersionView>,
+}
+
+/// One version of a dataset as a reader is shown it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VersionView {
+    /// Delta version number.
+    pub version: i64,
+    /// Commit time (RFC 3339).
+    pub committed_at: String,
+    /// Who wrote it.
+    pub actor: String,
+    /// `create`, `append`, `replace`, `upsert` or `erase`.
+    pub mode: String,
+    /// Rows written; `null` for a reader who may not see protected persons, since the count
+    /// would include rows withheld from them (and a one-row change would show that someone
+    /// became protected).
+    pub rows_written: Option<i64>,
+    /// Rows removed (replace, upsert, erase); `null` as for `rows_written`.
+    pub rows_removed: Option<i64>,
+    /// Source file name.
+    pub source_name: Option<String>,
+    /// SHA-256 of the source file.
+    pub source_sha256: Option<String>,
+    /// Source format.
+    pub source_format: Option<String>,
+}
+
+/// Whether a reader is shown how many rows each version wrote and removed. Those counts
+/// include every row, so they go only to readers who see every row: not to one from whom
+/// protected persons are withheld (the grant says so), nor to one who sees only the metadata of
+/// a dataset about people or properties.
+pub(crate) fn shows_row_counts(grant: Option<&tverr_policy::Grant>, columns: &[ColumnMeta]) -> bool {
+    match grant {
+        Some(g) => !matches!(g.protection, tverr_policy::Protection::ByPerson { visible: false, .. }),
+        None => !columns.iter().any(|c| matches!(c.subject_key, Some(tverr_core::SubjectKind::Person | tverr_core::SubjectKind::Property))),
+    }
+}
+
+/// The versions as a reader is shown them, with or without row counts.
+pub(crate) fn version_views(versions: Vec<VersionMeta>, counts: bool) -> Vec<VersionView> {
+    versions
+        .into_iter()
+        .map(|v| VersionView {
+            version: v.version,
+            committed_at: v.committed_at,
+            actor: v.actor,
+            mode: v.mode,
+            rows_written: counts.then_some(v.rows_written),
+            rows_removed: counts.then_some(v.rows_removed),
+            source_name: v.source_name,
+            source_sha256: v.source_sha256,
+            source_format: v.source_format,
+        })
+        .collect()
 }
 
 /// A dataset's metadata, with the columns the caller may see and their masks. Reading it needs
@@ -355,7 +410,8 @@ async fn show_dataset(
             None => Some(VisibleColumn { mask: None, meta: c }),
         })
         .collect();
-    let versions = state.store.catalog.versions(&r).await.map_err(Problem::from_store)?;
+    let counts = shows_row_counts(grant.as_ref(), &state.store.catalog.columns(&r).await.map_err(Problem::from_store)?);
+    let versions = version_views(state.store.catalog.versions(&r).await.map_err(Problem::from_store)?, counts);
     let access = if grant.is_some() { "read" } else { "metadata" };
     Ok(Json(DatasetDetail { meta, access, columns, versions }))
 }
@@ -364,7 +420,34 @@ async fn not_found() -> Problem {
     Problem::new(axum::http::StatusCode::NOT_FOUND, "not-found", "Ikke funnet / Not found", "no such resource")
 }
 
-/// Serves the app on a listener until the process is stopped.
+/// How long requests under way may go on after a stop signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Resolves at SIGINT (Ctrl-C) or SIGTERM (what service managers and container runtimes send).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Serves the app on a listener until the process is stopped (SIGINT or SIGTERM): requests
+/// under way get [`SHUTDOWN_GRACE`] to finish.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
     // Without TCP_NODELAY a small response written in several chunks (head, rows, tail) waits
@@ -375,11 +458,27 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::i
         }
     });
     let audit = state.engine.audit().clone();
-    let served = axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(async move {
+            stop_signal().await;
+            let _ = stopping_tx.send(());
         })
-        .await;
+        .into_future();
+    // After a stop signal, requests under way get a grace period; then the server stops anyway
+    // (their streams are dropped, which aborts their queries).
+    let grace = async {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+            tracing::warn!("requests still open after the grace period; stopping anyway");
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let served = tokio::select! {
+        served = serving => served,
+        () = grace => Ok(()),
+    };
     // Records that gate nothing (completions, token uses) are written before the process ends.
     audit.flush().await;
     served

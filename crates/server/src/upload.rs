@@ -12,7 +12,7 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tverr_core::DatasetRef;
 use tverr_policy::Policy;
-use tverr_store::{CreateSettings, IngestSettings, VersionMeta};
+use tverr_store::{CreateSettings, IngestSettings};
 
 use crate::{AppState, Caller, Problem};
 
@@ -260,7 +260,7 @@ pub async fn add_version(
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Versions {
     dataset: String,
-    versions: Vec<VersionMeta>,
+    versions: Vec<crate::VersionView>,
 }
 
 /// `GET /api/v1/datasets/{org}/{dataset}/versions`: its history, newest last. Needs what reading
@@ -270,8 +270,9 @@ pub struct Versions {
     responses((status = 200, description = "Every version, oldest first", body = Versions)))]
 pub async fn list(State(state): State<AppState>, caller: Caller, Path((org, dataset)): Path<(String, String)>) -> Result<Json<Versions>, Problem> {
     let r: DatasetRef = format!("{org}/{dataset}").parse().map_err(|_| Problem::dataset_not_found())?;
-    crate::entitled(&state, &caller, &r).await?;
-    let versions = state.store.catalog.versions(&r).await.map_err(Problem::from_store)?;
+    let grant = crate::entitled(&state, &caller, &r).await?;
+    let counts = crate::shows_row_counts(Some(&grant), &[]);
+    let versions = crate::version_views(state.store.catalog.versions(&r).await.map_err(Problem::from_store)?, counts);
     Ok(Json(Versions { dataset: r.to_string(), versions }))
 }
 

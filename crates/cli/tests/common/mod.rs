@@ -263,7 +263,13 @@ impl Response {
 
 /// A minimal HTTP/1.1 request with any body.
 pub fn send(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Response {
+    send_within(port, method, path, headers, body, None).expect("a response")
+}
+
+/// [`send`], giving up (`None`) when the server has not answered within `limit`.
+pub fn send_within(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>, limit: Option<Duration>) -> Option<Response> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(limit).unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -275,8 +281,14 @@ pub fn send(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body:
         let _ = s.write_all(b);
     }
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
+    if let Err(e) = s.read_to_end(&mut raw) {
+        assert!(limit.is_some(), "reading the response: {e}");
+        return None;
+    }
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        assert!(limit.is_some(), "no response head");
+        return None;
+    };
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let body = &raw[split + 4..];
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -287,7 +299,7 @@ pub fn send(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body:
         .collect();
     let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
     let body = if chunked { dechunk(body) } else { body.to_vec() };
-    Response { status, headers, body }
+    Some(Response { status, headers, body })
 }
 
 fn dechunk(mut body: &[u8]) -> Vec<u8> {

@@ -331,6 +331,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("upload_progress", "Lest av filen", "Read of the file"),
     ("upload_done", "Lagret som versjon", "Stored as version"),
     ("rows_lower", "rader", "rows"),
+    ("rows_withheld", "Antallet vises bare for dem som ser alle radene, også personer med adressesperre", "The count is shown only to those who see every row, including people with protected addresses"),
     ("upload_see", "Se datasettet", "See the dataset"),
     ("upload_again", "Prøv igjen med en rettet fil", "Try again with a corrected file"),
     // API page

@@ -292,7 +292,8 @@ struct VersionRow {
     when: String,
     actor: String,
     operation: String,
-    rows: i64,
+    /// `None` for a reader who is not shown row counts ([`crate::shows_row_counts`]).
+    rows: Option<i64>,
 }
 
 struct Example {
@@ -361,6 +362,7 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
     let orgs = state.store.catalog.orgs().await.unwrap_or_default();
     let org_name = orgs.iter().find(|o| o.slug == r.org.as_str()).map_or(r.org.to_string(), |o| o.name.clone());
     let grant = decision.as_ref().ok();
+    let counts = crate::shows_row_counts(grant, &catalog_columns);
     let columns = catalog_columns
         .iter()
         .filter(|c| grant.is_none_or(|g| g.columns.iter().any(|x| x.name == c.name)))
@@ -405,7 +407,7 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
         versions: versions
             .iter()
             .rev()
-            .map(|x| VersionRow { version: x.version, when: short_time(&x.committed_at), actor: x.actor.clone(), operation: x.mode.clone(), rows: x.rows_written })
+            .map(|x| VersionRow { version: x.version, when: short_time(&x.committed_at), actor: x.actor.clone(), operation: x.mode.clone(), rows: counts.then_some(x.rows_written) })
             .collect(),
         purposes: choices(purposes, purpose.as_deref()),
         purpose: purpose.clone().unwrap_or_default(),
