@@ -711,7 +711,9 @@ impl Audit {
 
     /// Entries, oldest first.
     pub async fn entries(&self) -> Result<Vec<Entry>, AuditError> {
-        Ok(sqlx::query_as("SELECT seq, at, kind, payload, prev_hash, hash FROM audit_log ORDER BY seq").fetch_all(self.catalog.pool()).await?)
+        Ok(sqlx::query_as("SELECT seq, at, kind, payload, prev_hash, hash FROM audit_log ORDER BY seq")
+            .fetch_all(self.catalog.pool())
+            .await?)
     }
 
     /// Retention: removes the entries up to the last checkpoint signed before `before` (RFC 3339
@@ -874,7 +876,9 @@ impl WriteError {
     /// SQLite's busy and stale-snapshot errors, or PostgreSQL's serialization failure.
     fn retryable(&self) -> bool {
         match self {
-            Self::Catalog(sqlx::Error::Database(d)) => d.is_unique_violation() || matches!(d.code().as_deref(), Some("5" | "517" | "40001")),
+            Self::Catalog(sqlx::Error::Database(d)) => {
+                d.is_unique_violation() || matches!(d.code().as_deref(), Some("5" | "517" | "40001"))
+            }
             Self::Local(e) => local::retryable(e),
             _ => false,
         }
@@ -884,15 +888,7 @@ impl WriteError {
 /// Stores a checkpoint (once per sequence number).
 async fn insert_checkpoint<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(executor: E, c: &Checkpoint) -> Result<(), sqlx::Error> {
     let sql = format!("{INSERT_CHECKPOINT}($1, $2, $3, $4, $5){ONCE_PER_SEQ}");
-    sqlx::query(&sql)
-    .bind(c.seq)
-    .bind(&c.head_hash)
-    .bind(&c.at)
-    .bind(&c.public_key)
-    .bind(&c.signature)
-    .execute(executor)
-    .await
-    .map(|_| ())
+    sqlx::query(&sql).bind(c.seq).bind(&c.head_hash).bind(&c.at).bind(&c.public_key).bind(&c.signature).execute(executor).await.map(|_| ())
 }
 
 /// The subjects an entry names, by the access they belong to: an `access` entry's own
@@ -992,7 +988,8 @@ fn read_witness(path: &Path) -> std::io::Result<Vec<Checkpoint>> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("line {}: not a checkpoint: {e}", i + 1)))
+            serde_json::from_str(l)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("line {}: not a checkpoint: {e}", i + 1)))
         })
         .collect()
 }
@@ -1049,7 +1046,12 @@ fn find_problem(entries: &[Entry], checkpoints: &[Checkpoint], public_key: &str,
                 }
                 prev = anchor.head_hash.clone();
             }
-            None => return Some(format!("the log starts at entry {first_seq} without a signed checkpoint of entry {}: entries were deleted", first_seq - 1)),
+            None => {
+                return Some(format!(
+                    "the log starts at entry {first_seq} without a signed checkpoint of entry {}: entries were deleted",
+                    first_seq - 1
+                ));
+            }
         }
     }
     let mut expected_seq = first_seq;
@@ -1091,7 +1093,8 @@ fn find_problem(entries: &[Entry], checkpoints: &[Checkpoint], public_key: &str,
             ));
         }
         // A witness older than the retained log can only be compared with the anchor.
-        let known = if w.seq >= first_seq { hash_at(w.seq) } else { checkpoints.iter().find(|c| c.seq == w.seq).map(|c| c.head_hash.as_str()) };
+        let known =
+            if w.seq >= first_seq { hash_at(w.seq) } else { checkpoints.iter().find(|c| c.seq == w.seq).map(|c| c.head_hash.as_str()) };
         if let Some(h) = known {
             if h != w.head_hash {
                 return Some(format!("entry {} differs from its checkpoint kept outside the catalogue: rolled back or rewritten", w.seq));

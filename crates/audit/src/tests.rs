@@ -20,11 +20,7 @@ fn config(dir: &Path, subject_key: &str) -> AuditConfig {
 
 async fn setup(dir: &Path) -> (Store, Audit) {
     let store = Store::open(&StoreConfig { data_dir: dir.join("data"), catalog_url: None, storage_url: None }).await.unwrap();
-    let audit = Audit::open(
-        &store.catalog,
-        config(dir, "subject.key"),
-    )
-    .unwrap();
+    let audit = Audit::open(&store.catalog, config(dir, "subject.key")).unwrap();
     (store, audit)
 }
 
@@ -61,7 +57,10 @@ async fn every_kind_of_tampering_is_detected() {
     let cases: &[(&str, &str)] = &[
         ("UPDATE audit_log SET payload = '{\"who\":\"nobody\"}' WHERE seq = 3", "entry 3 has been changed"),
         ("DELETE FROM audit_log WHERE seq = 5", "entry 5 is missing"),
-        ("UPDATE audit_log SET seq = -seq WHERE seq IN (6, 7); UPDATE audit_log SET seq = 7 WHERE seq = -6; UPDATE audit_log SET seq = 6 WHERE seq = -7", "entry 6 does not follow"),
+        (
+            "UPDATE audit_log SET seq = -seq WHERE seq IN (6, 7); UPDATE audit_log SET seq = 7 WHERE seq = -6; UPDATE audit_log SET seq = 6 WHERE seq = -7",
+            "entry 6 does not follow",
+        ),
         ("UPDATE audit_log SET hash = 'x' WHERE seq = 9", "entry 9 has been changed"),
         ("DELETE FROM audit_log WHERE seq > 9", "truncated"),
     ];
@@ -178,11 +177,7 @@ async fn two_writers_keep_one_chain() {
     let dir = tempfile::tempdir().unwrap();
     let (store, first) = setup(dir.path()).await;
     // A second node (its own lock and state) over the same catalogue and key.
-    let second = Audit::open(
-        &store.catalog,
-        config(dir.path(), "subject.key"),
-    )
-    .unwrap();
+    let second = Audit::open(&store.catalog, config(dir.path(), "subject.key")).unwrap();
     let mut tasks = Vec::new();
     for (n, audit) in [first.clone(), second].into_iter().enumerate() {
         tasks.push(tokio::spawn(async move {
@@ -211,7 +206,9 @@ async fn retention_keeps_what_remains_verifiable() {
     assert_eq!((v.entries, v.problem), (4, None), "the retention entry and three more");
     // Deleting beyond the anchor is still caught.
     exec(&store, "DELETE FROM audit_log WHERE seq = 11").await;
-    assert!(problem(&audit, None).await.contains("without a signed checkpoint of entry 10") || problem(&audit, None).await.contains("entry 11"));
+    assert!(
+        problem(&audit, None).await.contains("without a signed checkpoint of entry 10") || problem(&audit, None).await.contains("entry 11")
+    );
     // Removing the oldest entries up to a checkpoint without retention is caught.
     let dir2 = tempfile::tempdir().unwrap();
     let (store2, audit2) = setup(dir2.path()).await;
@@ -295,18 +292,11 @@ async fn the_subject_key_is_kept_outside_the_catalogue_and_reused() {
     let dir = tempfile::tempdir().unwrap();
     let (store, audit) = setup(dir.path()).await;
     let id = audit.subject_id("01010012356");
-    let again = Audit::open(
-        &store.catalog,
-        config(dir.path(), "subject.key"),
-    )
-    .unwrap();
+    let again = Audit::open(&store.catalog, config(dir.path(), "subject.key")).unwrap();
     assert_eq!(again.subject_id("01010012356"), id, "same key file, same identifier");
     assert_eq!(std::fs::read(dir.path().join("subject.key")).unwrap().len(), 32);
     std::fs::write(dir.path().join("short.key"), b"too short").unwrap();
-    let short = Audit::open(
-        &store.catalog,
-        config(dir.path(), "short.key"),
-    );
+    let short = Audit::open(&store.catalog, config(dir.path(), "short.key"));
     assert!(matches!(short, Err(AuditError::Key { .. })));
 }
 

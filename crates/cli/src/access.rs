@@ -4,9 +4,7 @@ use std::io::Read;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use tverr_policy::{
-    AgreementRequest, DatasetTerms, LegalBasis, Mask, Party, Policy, Principal, Purpose, Role,
-};
+use tverr_policy::{AgreementRequest, DatasetTerms, LegalBasis, Mask, Party, Policy, Principal, Purpose, Role};
 
 /// Who acts: `--as USERNAME`, or the built-in operator.
 #[derive(Debug, Args)]
@@ -360,7 +358,9 @@ pub async fn agreement(engine: &tverr_query::Engine, cmd: AgreementCommand) -> R
             Policy::may_request(&actor, &req.consumer)?;
             engine.check_terms(&req.datasets).await?;
             let ag = policy.request_agreement(&actor, req).await?;
-            engine.log_event("agreement", &actor, "cli", serde_json::json!({"agreement": ag.id, "state": ag.state, "revision": ag.revision})).await?;
+            engine
+                .log_event("agreement", &actor, "cli", serde_json::json!({"agreement": ag.id, "state": ag.state, "revision": ag.revision}))
+                .await?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&ag)?);
             } else {
@@ -371,19 +371,40 @@ pub async fn agreement(engine: &tverr_query::Engine, cmd: AgreementCommand) -> R
         AgreementCommand::Approve(t) => {
             let actor = t.actor.principal(policy).await?;
             let a = policy.approve(&actor, t.id, t.note.as_deref()).await?;
-            engine.log_event("agreement", &actor, "cli", serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision, "note": t.note})).await?;
+            engine
+                .log_event(
+                    "agreement",
+                    &actor,
+                    "cli",
+                    serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision, "note": t.note}),
+                )
+                .await?;
             eprintln!("agreement {} is {}", a.id, a.state);
         }
         AgreementCommand::Deny(t) => {
             let actor = t.actor.principal(policy).await?;
             let a = policy.deny(&actor, t.id, t.note.as_deref()).await?;
-            engine.log_event("agreement", &actor, "cli", serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision, "note": t.note})).await?;
+            engine
+                .log_event(
+                    "agreement",
+                    &actor,
+                    "cli",
+                    serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision, "note": t.note}),
+                )
+                .await?;
             eprintln!("agreement {} is {}", a.id, a.state);
         }
         AgreementCommand::Revoke(t) => {
             let actor = t.actor.principal(policy).await?;
             let a = policy.revoke(&actor, t.id, t.note.as_deref()).await?;
-            engine.log_event("agreement", &actor, "cli", serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision, "note": t.note})).await?;
+            engine
+                .log_event(
+                    "agreement",
+                    &actor,
+                    "cli",
+                    serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision, "note": t.note}),
+                )
+                .await?;
             eprintln!("agreement {} is {}", a.id, a.state);
         }
         AgreementCommand::List { json } => {
@@ -421,8 +442,17 @@ pub async fn agreement(engine: &tverr_query::Engine, cmd: AgreementCommand) -> R
                 println!("consumer:     {}", a.consumer);
                 println!("purposes:     {}", a.terms.purposes.join(", "));
                 let b = &a.terms.legal_basis;
-                println!("legal basis:  GDPR art. {}; {}{}", b.gdpr_article, b.hjemmel, b.lovdata_url.as_ref().map(|u| format!(" ({u})")).unwrap_or_default());
-                println!("valid:        {} to {}", a.terms.valid_from, a.terms.valid_to.map(|d| d.to_string()).unwrap_or_else(|| "until revoked".into()));
+                println!(
+                    "legal basis:  GDPR art. {}; {}{}",
+                    b.gdpr_article,
+                    b.hjemmel,
+                    b.lovdata_url.as_ref().map(|u| format!(" ({u})")).unwrap_or_default()
+                );
+                println!(
+                    "valid:        {} to {}",
+                    a.terms.valid_from,
+                    a.terms.valid_to.map(|d| d.to_string()).unwrap_or_else(|| "until revoked".into())
+                );
                 println!("fortrolig:    {}", if a.terms.release_fortrolig { "released" } else { "withheld" });
                 for d in &a.terms.datasets {
                     println!("dataset:      {}", d.dataset);

@@ -80,8 +80,7 @@ async fn append_rate(label: &str, catalog_url: &str, dir: &std::path::Path, appe
         let audit = Audit::open(&store.catalog, config(&dir.join(format!("keys-{label}"))))?;
         // The callers' records exist before the clock starts: what is timed is the log's work
         // (canonical encoding, chaining, the durable commit), not building JSON values.
-        let records: Vec<Vec<serde_json::Value>> =
-            (0..writers).map(|w| (w..n).step_by(writers).map(sample_record).collect()).collect();
+        let records: Vec<Vec<serde_json::Value>> = (0..writers).map(|w| (w..n).step_by(writers).map(sample_record).collect()).collect();
         let started = Instant::now();
         let tasks: Vec<_> = records
             .into_iter()
@@ -203,10 +202,8 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<()> {
     // One person to look up, found as the Folkeregister would.
     let engine = tverr_query::Engine::new(store.clone(), unaudited.clone());
     let siri = Principal::User(policy.user("siri").await?);
-    let mut found = engine
-        .sql(&siri, Some("folkeregisterforvaltning"), "SELECT fodselsnummer FROM hamar.innbyggere LIMIT 1", "bench")
-        .await?
-        .stream;
+    let mut found =
+        engine.sql(&siri, Some("folkeregisterforvaltning"), "SELECT fodselsnummer FROM hamar.innbyggere LIMIT 1", "bench").await?.stream;
     let batch = found.next().await.context("no person")??;
     let fnr = arrow::util::display::array_value_to_string(batch.column(0), 0)?;
     let body = serde_json::json!({"sql": format!(

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use crate::access;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
 use tverr_core::{ColumnCategory, DatasetRef};
-use crate::access;
 use tverr_policy::{Policy, PolicyError, Principal};
 use tverr_query::{Engine, ExportFormat, ExportOptions, QueryError};
 use tverr_store::tverr_ingest::IngestError;
@@ -525,7 +525,10 @@ fn memory_limits() -> Result<(usize, usize)> {
         }
         Ok((n as usize).saturating_mul(1 << 20))
     };
-    Ok((mib("TVERR_QUERY_MEMORY_MB", tverr_query::DEFAULT_QUERY_MEMORY)?, mib("TVERR_SERVER_MEMORY_MB", tverr_query::DEFAULT_SERVER_MEMORY)?))
+    Ok((
+        mib("TVERR_QUERY_MEMORY_MB", tverr_query::DEFAULT_QUERY_MEMORY)?,
+        mib("TVERR_SERVER_MEMORY_MB", tverr_query::DEFAULT_SERVER_MEMORY)?,
+    ))
 }
 
 /// `tverr dataset category …`: every change and decision is in the access log before it is
@@ -533,10 +536,7 @@ fn memory_limits() -> Result<(usize, usize)> {
 async fn category_command(engine: &Engine, c: DatasetCommand) -> Result<()> {
     let policy = engine.policy();
     let print = |change: &tverr_policy::CategoryChange| {
-        println!(
-            "change {}: {}.{} {} → {}: {}",
-            change.id, change.dataset, change.column, change.from, change.to, change.state
-        );
+        println!("change {}: {}.{} {} → {}: {}", change.id, change.dataset, change.column, change.from, change.to, change.state);
     };
     match c {
         DatasetCommand::Show(a) => show(engine.store(), &a).await?,
@@ -549,7 +549,10 @@ async fn category_command(engine: &Engine, c: DatasetCommand) -> Result<()> {
             let change = policy.change_category(&who, &r, &column, to).await?;
             print(&change);
             if change.state == "requested" {
-                eprintln!("this lowers protection: another steward of the department approves it with `tverr dataset approve-category {}`", change.id);
+                eprintln!(
+                    "this lowers protection: another steward of the department approves it with `tverr dataset approve-category {}`",
+                    change.id
+                );
             }
         }
         DatasetCommand::ApproveCategory { id, actor } => decide_category(engine, id, &actor, true).await?,
@@ -698,9 +701,7 @@ async fn dispatch(cli: Cli, store: Store, engine: &Engine) -> Result<()> {
             if !indexed.is_empty() {
                 eprintln!("indexed the subject keys of {}", indexed.join(", "));
             }
-            let listener = tokio::net::TcpListener::bind(&a.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", a.listen))?;
+            let listener = tokio::net::TcpListener::bind(&a.listen).await.with_context(|| format!("cannot listen on {}", a.listen))?;
             eprintln!("tverr listening on http://{}", listener.local_addr()?);
             let limits = tverr_server::Limits {
                 body_bytes: a.max_body_bytes,
@@ -839,7 +840,14 @@ async fn show(store: &Store, a: &DatasetArg) -> Result<()> {
     }
     println!("versions:");
     for v in &versions {
-        println!("  {:>4}  {}  {:<8} {} rows  {}", v.version, v.committed_at, v.mode, v.rows_written, v.source_name.clone().unwrap_or_default());
+        println!(
+            "  {:>4}  {}  {:<8} {} rows  {}",
+            v.version,
+            v.committed_at,
+            v.mode,
+            v.rows_written,
+            v.source_name.clone().unwrap_or_default()
+        );
     }
     Ok(())
 }
@@ -891,9 +899,9 @@ async fn export(engine: &Engine, a: ExportArgs) -> Result<()> {
         bail!("--delimiter, --decimal, --bom and --raw apply to --format csv only");
     }
     let crs = match &a.crs {
-        Some(c) => Some(
-            tverr_query::geo::Crs::parse(c).ok_or_else(|| anyhow!("--crs {c:?}: expected {}", tverr_query::geo::Crs::supported()))?,
-        ),
+        Some(c) => {
+            Some(tverr_query::geo::Crs::parse(c).ok_or_else(|| anyhow!("--crs {c:?}: expected {}", tverr_query::geo::Crs::supported()))?)
+        }
         None => None,
     };
     let who = a.actor.principal(engine.policy()).await?;
@@ -904,28 +912,27 @@ async fn export(engine: &Engine, a: ExportArgs) -> Result<()> {
     let options = ExportOptions { csv, ..ExportOptions::new(format, geometry) };
     let result: Result<u64> = async {
         Ok(match &a.out {
-        Some(path) => {
-            let tmp = path.with_extension("partial");
-            let mut file = std::io::BufWriter::new(
-                std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
-            );
-            let result = tverr_query::write_export(stream, &options, &mut file).await;
-            drop(file);
-            match result {
-                Ok(n) => {
-                    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-                    n
-                }
-                Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(e.into());
+            Some(path) => {
+                let tmp = path.with_extension("partial");
+                let mut file =
+                    std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?);
+                let result = tverr_query::write_export(stream, &options, &mut file).await;
+                drop(file);
+                match result {
+                    Ok(n) => {
+                        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+                        n
+                    }
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(e.into());
+                    }
                 }
             }
-        }
-        None => {
-            let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
-            tverr_query::write_export(stream, &options, &mut out).await?
-        }
+            None => {
+                let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
+                tverr_query::write_export(stream, &options, &mut out).await?
+            }
         })
     }
     .await;
@@ -1052,7 +1059,10 @@ async fn audit_command(engine: &Engine, c: AuditCommand) -> Result<()> {
             let witness = match &checkpoint {
                 Some(path) => {
                     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-                    Some(serde_json::from_str::<tverr_audit::Checkpoint>(&text).with_context(|| format!("{} is not a checkpoint", path.display()))?)
+                    Some(
+                        serde_json::from_str::<tverr_audit::Checkpoint>(&text)
+                            .with_context(|| format!("{} is not a checkpoint", path.display()))?,
+                    )
                 }
                 None => None,
             };
@@ -1076,13 +1086,17 @@ async fn audit_command(engine: &Engine, c: AuditCommand) -> Result<()> {
             engine.log_event("audit-read", &tverr_policy::Principal::Operator, "cli", details).await?;
             let search = tverr_audit::Search { org, user, dataset, from, to, subject };
             for e in engine.audit().search(&search).await? {
-                println!("{}", serde_json::json!({"seq": e.seq, "at": e.at, "kind": e.kind, "record": serde_json::from_str::<serde_json::Value>(&e.payload)?}));
+                println!(
+                    "{}",
+                    serde_json::json!({"seq": e.seq, "at": e.at, "kind": e.kind, "record": serde_json::from_str::<serde_json::Value>(&e.payload)?})
+                );
             }
         }
         AuditCommand::Prune { keep_days, before } => {
             let before = match (keep_days, before) {
-                (Some(days), _) => (chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
-                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                (Some(days), _) => {
+                    (chrono::Utc::now() - chrono::Duration::days(i64::from(days))).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                }
                 (None, Some(b)) => b,
                 (None, None) => bail!("give --keep-days or --before"),
             };

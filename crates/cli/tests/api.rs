@@ -34,7 +34,12 @@ fn rows_pages_versions_and_problems() {
     let p = Some("byggesaksbehandling");
 
     // A page: chosen columns, a filter on a plain column, an order, a window.
-    let r = get_as(port, "/api/v1/datasets/hamar/innbyggere/rows?select=fornavn,postnummer&where=postnummer%20%3D%20%272317%27&order_by=fornavn,-postnummer&limit=5", Some(&ola), p);
+    let r = get_as(
+        port,
+        "/api/v1/datasets/hamar/innbyggere/rows?select=fornavn,postnummer&where=postnummer%20%3D%20%272317%27&order_by=fornavn,-postnummer&limit=5",
+        Some(&ola),
+        p,
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     assert_eq!(v["columns"], serde_json::json!([{"name": "fornavn", "type": "text"}, {"name": "postnummer", "type": "text"}]));
@@ -50,7 +55,8 @@ fn rows_pages_versions_and_problems() {
     let expected: usize = expected.lines().nth(1).unwrap().parse().unwrap();
     let mut seen = std::collections::BTreeSet::new();
     let mut total = 0;
-    let mut next = Some("/api/v1/datasets/hamar/innbyggere/rows?select=fodselsnummer&where=postnummer%20%3D%20%272317%27&limit=37".to_string());
+    let mut next =
+        Some("/api/v1/datasets/hamar/innbyggere/rows?select=fodselsnummer&where=postnummer%20%3D%20%272317%27&limit=37".to_string());
     while let Some(path) = next {
         let r = get_as(port, &path, Some(&ola), p);
         assert_eq!(r.status, 200, "{}", r.text());
@@ -107,7 +113,13 @@ fn time_travel_and_cursor_paging_while_versions_are_written() {
     for i in 0..250 {
         csv.push_str(&format!("{i};{}\n", i * 2));
     }
-    let r = upload(port, "/api/v1/datasets?org=test&dataset=tall&department=data&title=Tall&classification=open&filename=tall.csv", &steward, "text/csv", csv.as_bytes());
+    let r = upload(
+        port,
+        "/api/v1/datasets?org=test&dataset=tall&department=data&title=Tall&classification=open&filename=tall.csv",
+        &steward,
+        "text/csv",
+        csv.as_bytes(),
+    );
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.json()["version"], 0);
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -134,7 +146,9 @@ fn time_travel_and_cursor_paging_while_versions_are_written() {
     assert_eq!(ids, (0..250).collect::<Vec<i64>>(), "every row of version 0 exactly once");
 
     // version= and as_of= read the past; the latest has the appended rows.
-    let count = |q: &str| get_as(port, &format!("/api/v1/datasets/test/tall/rows?limit=10000&{q}"), None, None).json()["returned"].as_u64().unwrap();
+    let count = |q: &str| {
+        get_as(port, &format!("/api/v1/datasets/test/tall/rows?limit=10000&{q}"), None, None).json()["returned"].as_u64().unwrap()
+    };
     assert_eq!(count(""), 253);
     assert_eq!(count("version=1"), 251);
     assert_eq!(count(&format!("as_of={}", enc(&between))), 250);
@@ -199,7 +213,8 @@ fn uploads_append_replace_upsert_and_refuse_bad_files_without_change() {
     assert_eq!(r.status, 404, "anonymous callers do not learn that an internal dataset exists: {}", r.text());
     let r = send(port, "POST", "/api/v1/datasets/test/kull/versions", &[("Content-Type", "text/csv")], Some(b"navn;alder\nCid;5\n"));
     assert_eq!(r.status, 403, "an open dataset is visible, but not writable: {}", r.text());
-    let r = upload(port, "/api/v1/datasets?org=test&dataset=x&department=andre&title=X&classification=open", &steward, "text/csv", b"a\n1\n");
+    let r =
+        upload(port, "/api/v1/datasets?org=test&dataset=x&department=andre&title=X&classification=open", &steward, "text/csv", b"a\n1\n");
     assert_eq!(r.status, 403, "creating in another department: {}", r.text());
 
     // Limits and media types.
@@ -215,7 +230,13 @@ fn uploads_append_replace_upsert_and_refuse_bad_files_without_change() {
     assert_eq!(rows(&worker), ["Anne=3", "Bo=4"]);
 
     // Append, upsert, replace: each one version.
-    let r = upload(port, "/api/v1/datasets/test/kull/versions?mode=append", &steward, "application/x-ndjson", b"{\"navn\": \"Cid\", \"alder\": 5}\n");
+    let r = upload(
+        port,
+        "/api/v1/datasets/test/kull/versions?mode=append",
+        &steward,
+        "application/x-ndjson",
+        b"{\"navn\": \"Cid\", \"alder\": 5}\n",
+    );
     assert_eq!((r.status, r.json()["version"].as_i64()), (200, Some(1)), "{}", r.text());
     assert_eq!(rows(&worker), ["Anne=3", "Bo=4", "Cid=5"]);
     let r = upload(port, "/api/v1/datasets/test/kull/versions?mode=upsert&key=navn", &steward, "text/csv", b"navn;alder\nBo;6\nDina;1\n");
@@ -235,7 +256,12 @@ fn exports_stream_files_with_names_and_csv_dialects() {
     let (t, server) = demo();
     let port = server.1;
     let ola = token(&t, "ola");
-    let r = get_as(port, "/api/v1/datasets/hamar/barnehager/rows?format=csv&delimiter=%3B&decimal=%2C&bom=true&select=navn,kapasitet&order_by=navn", None, None);
+    let r = get_as(
+        port,
+        "/api/v1/datasets/hamar/barnehager/rows?format=csv&delimiter=%3B&decimal=%2C&bom=true&select=navn,kapasitet&order_by=navn",
+        None,
+        None,
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
     assert_eq!(r.header("content-disposition"), Some("attachment; filename=\"hamar-barnehager-v0.csv\""));
@@ -243,7 +269,13 @@ fn exports_stream_files_with_names_and_csv_dialects() {
 
     // Accept chooses the format too; file formats carry every row, not a page.
     let auth = format!("Bearer {ola}");
-    let r = send(port, "GET", "/api/v1/datasets/hamar/innbyggere/rows?select=fornavn", &[("Authorization", &auth), ("Tverr-Purpose", "byggesaksbehandling"), ("Accept", "application/x-ndjson")], None);
+    let r = send(
+        port,
+        "GET",
+        "/api/v1/datasets/hamar/innbyggere/rows?select=fornavn",
+        &[("Authorization", &auth), ("Tverr-Purpose", "byggesaksbehandling"), ("Accept", "application/x-ndjson")],
+        None,
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let lines = r.text().lines().count();
     let all = t.sql_csv("SELECT count(*) AS n FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert'");
@@ -261,7 +293,12 @@ fn catalogue_search_finds_norwegian_word_forms_and_shows_own_metadata() {
     let ola = token(&t, "ola");
     let slugs = |path: &str, tok: Option<&str>| -> Vec<String> {
         let v = get_as(port, path, tok, None).json();
-        v["datasets"].as_array().unwrap_or_else(|| panic!("{v}")).iter().map(|d| format!("{}:{}", d["slug"].as_str().unwrap(), d["access"].as_str().unwrap())).collect()
+        v["datasets"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|d| format!("{}:{}", d["slug"].as_str().unwrap(), d["access"].as_str().unwrap()))
+            .collect()
     };
     assert_eq!(slugs("/api/v1/datasets?q=barnehage", None), ["barnehager:read"]);
     assert_eq!(slugs("/api/v1/datasets?q=Barnehagene", None), ["barnehager:read"]);
@@ -296,7 +333,13 @@ fn queries_are_limited_per_principal_and_in_time() {
     let first = {
         let auth = auth.clone();
         std::thread::spawn(move || {
-            send(port, "POST", "/api/v1/sql", &[("Authorization", &auth), ("Tverr-Purpose", "byggesaksbehandling"), ("Content-Type", "application/json")], Some(slow.as_bytes()))
+            send(
+                port,
+                "POST",
+                "/api/v1/sql",
+                &[("Authorization", &auth), ("Tverr-Purpose", "byggesaksbehandling"), ("Content-Type", "application/json")],
+                Some(slow.as_bytes()),
+            )
         })
     };
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -341,7 +384,8 @@ fn parse_case(file: PathBuf) -> RestCase {
 fn rest_attack_cases() {
     let (t, server) = demo();
     let port = server.1;
-    let any_fnr = t.sql_csv("SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert' ORDER BY fodselsnummer LIMIT 1");
+    let any_fnr =
+        t.sql_csv("SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert' ORDER BY fodselsnummer LIMIT 1");
     let any_fnr = any_fnr.lines().nth(1).unwrap().to_string();
     let fill = |s: &str| common::expand_repeats(&s.replace("{any_fnr}", &any_fnr));
     let mut tokens: BTreeMap<String, String> = BTreeMap::new();
@@ -406,11 +450,24 @@ fn the_openapi_document_covers_every_route() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
     let paths = doc["paths"].as_object().unwrap();
     for route in [
-        "/health", "/api/v1/datasets", "/api/v1/datasets/{org}/{dataset}", "/api/v1/datasets/{org}/{dataset}/rows",
-        "/api/v1/datasets/{org}/{dataset}/versions", "/api/v1/sql", "/api/v1/login", "/api/v1/audit", "/api/v1/audit/verify",
-        "/api/v1/me/access-log", "/api/v1/me/data", "/api/v1/agreements", "/api/v1/agreements/{id}",
-        "/api/v1/agreements/{id}/{action}", "/api/v1/openapi.json", "/api/v1/subjects/person/{id}",
-        "/api/v1/subjects/property/{id}", "/api/v1/subjects/organization/{id}",
+        "/health",
+        "/api/v1/datasets",
+        "/api/v1/datasets/{org}/{dataset}",
+        "/api/v1/datasets/{org}/{dataset}/rows",
+        "/api/v1/datasets/{org}/{dataset}/versions",
+        "/api/v1/sql",
+        "/api/v1/login",
+        "/api/v1/audit",
+        "/api/v1/audit/verify",
+        "/api/v1/me/access-log",
+        "/api/v1/me/data",
+        "/api/v1/agreements",
+        "/api/v1/agreements/{id}",
+        "/api/v1/agreements/{id}/{action}",
+        "/api/v1/openapi.json",
+        "/api/v1/subjects/person/{id}",
+        "/api/v1/subjects/property/{id}",
+        "/api/v1/subjects/organization/{id}",
     ] {
         let item = paths.get(route).unwrap_or_else(|| panic!("{route} is not in the document"));
         for (method, op) in item.as_object().unwrap() {
@@ -456,7 +513,12 @@ fn geo_boxes_distances_and_transforms_match_known_points() {
     // The places as a dataset in EPSG:25833, as Norwegian map systems deliver them.
     let features: Vec<String> = points
         .iter()
-        .map(|(name, p)| format!(r#"{{"type":"Feature","geometry":{{"type":"Point","coordinates":[{},{}]}},"properties":{{"name":"{name}"}}}}"#, p[4], p[5]))
+        .map(|(name, p)| {
+            format!(
+                r#"{{"type":"Feature","geometry":{{"type":"Point","coordinates":[{},{}]}},"properties":{{"name":"{name}"}}}}"#,
+                p[4], p[5]
+            )
+        })
         .collect();
     let file = t.dir.path().join("steder.geojson");
     std::fs::write(
@@ -482,17 +544,31 @@ fn geo_boxes_distances_and_transforms_match_known_points() {
         for row in v["rows"].as_array().unwrap() {
             let (_, p) = points.iter().find(|(n, _)| n == row["name"].as_str().unwrap()).unwrap();
             let (x, y) = point(row["geometry"].as_str().unwrap());
-            assert!((x - p[x_at]).abs() < tolerance && (y - p[y_at]).abs() < tolerance, "{} in {crs}: ({x}, {y}), PROJ: ({}, {})", row["name"], p[x_at], p[y_at]);
+            assert!(
+                (x - p[x_at]).abs() < tolerance && (y - p[y_at]).abs() < tolerance,
+                "{} in {crs}: ({x}, {y}), PROJ: ({}, {})",
+                row["name"],
+                p[x_at],
+                p[y_at]
+            );
         }
     }
 
     // SQL: ST_Transform with the column's own CRS, with an explicit one, and on ST_Point.
     let sql = |query: &str| {
-        let r = send(port, "POST", "/api/v1/sql", &[("Content-Type", "application/json")], Some(serde_json::json!({"sql": query}).to_string().as_bytes()));
+        let r = send(
+            port,
+            "POST",
+            "/api/v1/sql",
+            &[("Content-Type", "application/json")],
+            Some(serde_json::json!({"sql": query}).to_string().as_bytes()),
+        );
         assert_eq!(r.status, 200, "{query}: {}", r.text());
         r.json()
     };
-    let v = sql("SELECT name, ST_Transform(geometry, 25832) AS a, ST_AsText(ST_Transform(geometry, 25833, 4326)) AS b, ST_SRID(geometry) AS srid FROM hamar.steder ORDER BY name");
+    let v = sql(
+        "SELECT name, ST_Transform(geometry, 25832) AS a, ST_AsText(ST_Transform(geometry, 25833, 4326)) AS b, ST_SRID(geometry) AS srid FROM hamar.steder ORDER BY name",
+    );
     assert_eq!(v["columns"][1]["type"], "geometry");
     for row in v["rows"].as_array().unwrap() {
         let (_, p) = points.iter().find(|(n, _)| n == row["name"].as_str().unwrap()).unwrap();
@@ -576,7 +652,18 @@ fn every_name_the_catalogue_accepts_works_in_every_channel() {
     // A hyphen (as the upload form's example has it), a SQL keyword, both kinds of separator.
     let names = [("kull-2026", "test.\"kull-2026\""), ("select", "test.\"select\""), ("a_b-2", "test.\"a_b-2\"")];
     for (name, _) in names {
-        t.ok(&["ingest", &format!("test/{name}"), file.to_str().unwrap(), "--create", "--department", "data", "--title", "T", "--classification", "open"]);
+        t.ok(&[
+            "ingest",
+            &format!("test/{name}"),
+            file.to_str().unwrap(),
+            "--create",
+            "--department",
+            "data",
+            "--title",
+            "T",
+            "--classification",
+            "open",
+        ]);
     }
     let server = start(&t);
     let port = server.1;
@@ -687,7 +774,14 @@ fn runaway_queries_hold_neither_the_server_nor_the_processor() {
             failures.push(format!("{name}: /health did not answer within 2 s while the query ran"));
         }
         let small = br#"{"sql": "SELECT count(*) AS n FROM hamar.barnehager"}"#;
-        let other = common::send_within(port, "POST", "/api/v1/sql", &[("Content-Type", "application/json")], Some(small), Some(Duration::from_secs(5)));
+        let other = common::send_within(
+            port,
+            "POST",
+            "/api/v1/sql",
+            &[("Content-Type", "application/json")],
+            Some(small),
+            Some(Duration::from_secs(5)),
+        );
         if other.as_ref().map(|r| r.status) != Some(200) {
             failures.push(format!("{name}: a small query did not answer within 5 s while the query ran"));
         }
@@ -723,7 +817,14 @@ fn sigterm_stops_the_server_within_its_grace_period_even_during_a_runaway_query(
     let port = server.1;
     let runaway = br#"{"sql": "SELECT count(*) FROM hias.vannkvalitet a, hias.vannkvalitet b, hias.vannkvalitet c"}"#;
     let query = std::thread::spawn(move || {
-        common::send_within(port, "POST", "/api/v1/sql", &[("Content-Type", "application/json")], Some(runaway), Some(Duration::from_secs(60)))
+        common::send_within(
+            port,
+            "POST",
+            "/api/v1/sql",
+            &[("Content-Type", "application/json")],
+            Some(runaway),
+            Some(Duration::from_secs(60)),
+        )
     });
     std::thread::sleep(Duration::from_secs(1));
     let sent = Instant::now();

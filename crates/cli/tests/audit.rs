@@ -31,8 +31,15 @@ fn reads_are_logged_verified_and_refused_when_the_log_is_down() {
     // A case worker's read: an intent record naming who, why, what and how, then a completion.
     t.ok(&["sql", "--as", "ola", "--purpose", "byggesaksbehandling", "SELECT fornavn, fodselsnummer FROM hamar.innbyggere LIMIT 7"]);
     let intent = sqlite(&db, "SELECT payload FROM audit_log WHERE kind = 'access' ORDER BY seq DESC LIMIT 1");
-    for fragment in ["\"channel\":\"cli-sql\"", "\"username\":\"ola\"", "\"purpose\":\"byggesaksbehandling\"",
-        "\"dataset\":\"hamar/innbyggere\"", "\"mask\":\"hmac\"", "\"kind\":\"agreement\"", "\"version\":0"] {
+    for fragment in [
+        "\"channel\":\"cli-sql\"",
+        "\"username\":\"ola\"",
+        "\"purpose\":\"byggesaksbehandling\"",
+        "\"dataset\":\"hamar/innbyggere\"",
+        "\"mask\":\"hmac\"",
+        "\"kind\":\"agreement\"",
+        "\"version\":0",
+    ] {
         assert!(intent.contains(fragment), "{fragment} not in {intent}");
     }
     let completion = sqlite(&db, "SELECT payload FROM audit_log WHERE kind = 'completion' ORDER BY seq DESC LIMIT 1");
@@ -75,7 +82,8 @@ fn reads_are_logged_verified_and_refused_when_the_log_is_down() {
     // Fault injected into the store: the log refuses writes. Non-open reads are refused and
     // release nothing; open data still flows.
     sqlite(&db, "CREATE TRIGGER broken BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END");
-    let out = t.command()
+    let out = t
+        .command()
         .args(["sql", "--as", "ola", "--purpose", "byggesaksbehandling", "--format", "csv", "SELECT fornavn FROM hamar.innbyggere"])
         .output()
         .unwrap();
@@ -93,7 +101,10 @@ fn auditors_read_their_organisations_log_and_are_logged_reading_it() {
     // Agreement changes are logged, with who made them.
     t.ok(&["agreement", "revoke", "3", "--as", "lise", "--note", "slutt"]);
     let change = sqlite(&db, "SELECT payload FROM audit_log WHERE kind = 'agreement' ORDER BY seq DESC LIMIT 1");
-    assert!(change.contains("\"agreement\":3") && change.contains("\"state\":\"revoked\"") && change.contains("\"username\":\"lise\""), "{change}");
+    assert!(
+        change.contains("\"agreement\":3") && change.contains("\"state\":\"revoked\"") && change.contains("\"username\":\"lise\""),
+        "{change}"
+    );
     t.ok(&["sql", "--as", "ola", "--purpose", "byggesaksbehandling", "SELECT count(*) FROM hamar.innbyggere"]);
     t.ok(&["sql", "--as", "lise", "--purpose", "vannforsyning", "SELECT count(*) FROM hias.vannmalere"]);
 
@@ -182,9 +193,7 @@ fn tamper_cases() -> Vec<TamperCase> {
         .into_iter()
         .map(|f| {
             let text = std::fs::read_to_string(&f).unwrap();
-            let field = |key: &str| {
-                text.lines().find_map(|l| l.strip_prefix(&format!("{key}:")).map(|v| v.trim().to_string()))
-            };
+            let field = |key: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{key}:")).map(|v| v.trim().to_string()));
             let need = |key: &str| field(key).unwrap_or_else(|| panic!("{}: missing `{key}:`", f.display()));
             TamperCase {
                 name: f.file_name().unwrap().to_string_lossy().into_owned(),
@@ -247,7 +256,8 @@ fn a_client_that_goes_away_mid_stream_leaves_a_completion() {
     let siri = t.ok(&["token", "create", "--user", "siri"]).trim().to_string();
     let server = common::start(&t);
     // Four million rows: far more than the socket buffers hold.
-    let body = r#"{"sql": "SELECT a.fornavn, a.etternavn, a.adresse, b.fornavn AS f2 FROM hamar.innbyggere a CROSS JOIN hamar.innbyggere b"}"#;
+    let body =
+        r#"{"sql": "SELECT a.fornavn, a.etternavn, a.adresse, b.fornavn AS f2 FROM hamar.innbyggere a CROSS JOIN hamar.innbyggere b"}"#;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", server.1)).unwrap();
     write!(
         s,

@@ -78,12 +78,26 @@ fn policy_layer_on_postgresql() {
     let url = fresh_database();
     let t = Tverr::with_env(&[("TVERR_CATALOG", &url)]);
     t.ok(&["demo", "--persons", "300"]);
-    let n = t.ok(&["sql", "--as", "ola", "--purpose", "byggesaksbehandling", "--format", "csv",
-        "SELECT count(DISTINCT fodselsnummer) AS n FROM hamar.innbyggere"]);
+    let n = t.ok(&[
+        "sql",
+        "--as",
+        "ola",
+        "--purpose",
+        "byggesaksbehandling",
+        "--format",
+        "csv",
+        "SELECT count(DISTINCT fodselsnummer) AS n FROM hamar.innbyggere",
+    ]);
     // Everyone but the protected persons, whom byggesak's agreement does not cover: protection
     // by person works on PostgreSQL too.
-    let unprotected = t.ok(&["sql", "--purpose", "tilsyn", "--format", "csv",
-        "SELECT count(*) AS n FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert'"]);
+    let unprotected = t.ok(&[
+        "sql",
+        "--purpose",
+        "tilsyn",
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert'",
+    ]);
     assert_eq!(n, unprotected);
     let unprotected = unprotected.lines().nth(1).unwrap().to_string();
     assert!(unprotected.parse::<u32>().unwrap() < 300);
@@ -95,8 +109,16 @@ fn policy_layer_on_postgresql() {
     };
     // (The operator's count above read the same people.)
     assert_eq!(psql("SELECT count(DISTINCT subject) FROM audit_subjects"), unprotected);
-    let someone = t.ok(&["sql", "--as", "siri", "--purpose", "folkeregisterforvaltning", "--format", "csv",
-        "SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert' LIMIT 1"]);
+    let someone = t.ok(&[
+        "sql",
+        "--as",
+        "siri",
+        "--purpose",
+        "folkeregisterforvaltning",
+        "--format",
+        "csv",
+        "SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert' LIMIT 1",
+    ]);
     let someone = someone.lines().nth(1).unwrap();
     let found = t.ok(&["audit", "search", "--subject", someone]);
     assert!(found.contains("\"username\":\"ola\"") && found.contains("\"username\":\"siri\""), "{found}");

@@ -31,8 +31,16 @@ fn a_case_workers_read_shows_in_exactly_the_affected_citizens_logs() {
 
     // Everyone's number, post code and address protection, read by the Folkeregister itself
     // (also logged).
-    let all = t.ok(&["sql", "--as", "siri", "--purpose", "folkeregisterforvaltning", "--format", "csv",
-        "SELECT fodselsnummer, postnummer, adressebeskyttelse FROM hamar.innbyggere"]);
+    let all = t.ok(&[
+        "sql",
+        "--as",
+        "siri",
+        "--purpose",
+        "folkeregisterforvaltning",
+        "--format",
+        "csv",
+        "SELECT fodselsnummer, postnummer, adressebeskyttelse FROM hamar.innbyggere",
+    ]);
     // Byggesak sees the post code only of people without address protection.
     let mut by_post: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut hidden: Vec<String> = Vec::new();
@@ -54,8 +62,14 @@ fn a_case_workers_read_shows_in_exactly_the_affected_citizens_logs() {
     let ola = t.ok(&["token", "create", "--user", "ola"]).trim().to_string();
     let revisor = t.ok(&["token", "create", "--user", "revisor"]).trim().to_string();
     // A LIMIT reaches the scan: exactly three people are named, not the whole batch.
-    t.ok(&["sql", "--as", "ola", "--purpose", "byggesaksbehandling",
-        &format!("SELECT fornavn FROM hamar.innbyggere WHERE postnummer = '{limited_post}' LIMIT 3")]);
+    t.ok(&[
+        "sql",
+        "--as",
+        "ola",
+        "--purpose",
+        "byggesaksbehandling",
+        &format!("SELECT fornavn FROM hamar.innbyggere WHERE postnummer = '{limited_post}' LIMIT 3"),
+    ]);
     let limited = sqlite(&db, "SELECT count(*) FROM audit_subjects WHERE access = (SELECT max(seq) FROM audit_log WHERE kind = 'access')");
     assert_eq!(limited, "[(3,)]");
 
@@ -126,7 +140,10 @@ fn a_case_workers_read_shows_in_exactly_the_affected_citizens_logs() {
     let my_rows = innbyggere["rows"].as_array().unwrap();
     assert_eq!(my_rows.len(), 1);
     assert_eq!(my_rows[0]["fodselsnummer"], me.as_str());
-    assert!(datasets.iter().all(|d| d["rows"].as_array().unwrap().iter().all(|r| r.to_string().contains(me.as_str()))), "only rows about me");
+    assert!(
+        datasets.iter().all(|d| d["rows"].as_array().unwrap().iter().all(|r| r.to_string().contains(me.as_str()))),
+        "only rows about me"
+    );
     let raw = raw_get(port, "/api/v1/me/data?download=true", &token);
     assert!(raw.to_ascii_lowercase().contains("content-disposition: attachment; filename=\"mine-data-"), "{raw}");
     // Personal data is never kept by a cache, nor read by a browser as another type.
@@ -171,7 +188,12 @@ fn a_case_workers_read_shows_in_exactly_the_affected_citizens_logs() {
     let (code, _) = t.fail(&["audit", "search", "--subject", "nope"]);
     assert_eq!(code, 65);
     // Hiding the read from the citizen by editing the index is caught.
-    sqlite(&db, &format!("DELETE FROM audit_subjects WHERE access = (SELECT min(seq) FROM audit_log WHERE kind = 'access' AND payload LIKE '%http-sql%')"));
+    sqlite(
+        &db,
+        &format!(
+            "DELETE FROM audit_subjects WHERE access = (SELECT min(seq) FROM audit_log WHERE kind = 'access' AND payload LIKE '%http-sql%')"
+        ),
+    );
     let (code, err) = t.fail(&["audit", "verify"]);
     assert_eq!(code, 1);
     assert!(err.contains("data-subject index"), "{err}");
@@ -182,8 +204,16 @@ fn statistics_only_reads_name_no_one() {
     let t = Tverr::new();
     t.ok(&["demo", "--persons", "300"]);
     let db = t.data().join("catalog.db");
-    let out = t.ok(&["sql", "--as", "nina", "--purpose", "helsestasjon", "--format", "csv",
-        "SELECT bydel, count(*) AS n FROM hamar.innbyggere GROUP BY bydel"]);
+    let out = t.ok(&[
+        "sql",
+        "--as",
+        "nina",
+        "--purpose",
+        "helsestasjon",
+        "--format",
+        "csv",
+        "SELECT bydel, count(*) AS n FROM hamar.innbyggere GROUP BY bydel",
+    ]);
     assert!(out.lines().count() > 1, "{out}");
     assert_eq!(sqlite(&db, "SELECT count(*) FROM audit_log WHERE kind = 'access'"), "[(1,)]");
     assert_eq!(sqlite(&db, "SELECT count(*) FROM audit_subjects"), "[(0,)]");
@@ -194,8 +224,16 @@ fn reads_of_more_people_than_the_limit_are_recorded_as_bulk_reads() {
     let t = Tverr::with_env(&[("TVERR_AUDIT_NAMED_LIMIT", "50")]);
     t.ok(&["demo", "--persons", "300"]);
     let db = t.data().join("catalog.db");
-    let everyone = t.ok(&["sql", "--as", "siri", "--purpose", "folkeregisterforvaltning", "--format", "csv",
-        "SELECT fodselsnummer FROM hamar.innbyggere"]);
+    let everyone = t.ok(&[
+        "sql",
+        "--as",
+        "siri",
+        "--purpose",
+        "folkeregisterforvaltning",
+        "--format",
+        "csv",
+        "SELECT fodselsnummer FROM hamar.innbyggere",
+    ]);
     let someone = everyone.lines().nth(1).unwrap().to_string();
     t.ok(&["sql", "--as", "ola", "--purpose", "byggesaksbehandling", "SELECT fornavn FROM hamar.innbyggere LIMIT 10"]);
     // The whole-register read names no one but is indexed as a bulk read; the small read names
@@ -210,7 +248,8 @@ fn reads_of_more_people_than_the_limit_are_recorded_as_bulk_reads() {
 
     let token = t.ok(&["token", "create", "--citizen", &someone]).trim().to_string();
     let server = common::start(&t);
-    let (status, _, body) = common::request(server.1, "GET", "/api/v1/me/access-log", &[("Authorization", &format!("Bearer {token}"))], None);
+    let (status, _, body) =
+        common::request(server.1, "GET", "/api/v1/me/access-log", &[("Authorization", &format!("Bearer {token}"))], None);
     assert_eq!(status, 200, "{body}");
     let log = json(&body);
     let siri = log["accesses"].as_array().unwrap().iter().find(|a| a["reader"]["department"] == "folkeregister").expect("the bulk read");
@@ -222,11 +261,23 @@ fn a_guardian_gets_every_row_that_names_them() {
     let t = Tverr::new();
     t.ok(&["demo", "--persons", "300"]);
     // A guardian of a kindergarten place: named in foresatt_fnr, not in the dataset's first key.
-    let guardian = t.ok(&["sql", "--purpose", "tilsyn", "--format", "csv",
-        "SELECT foresatt_fnr FROM hamar.barnehageplasser WHERE foresatt_fnr IS NOT NULL ORDER BY foresatt_fnr LIMIT 1"]);
+    let guardian = t.ok(&[
+        "sql",
+        "--purpose",
+        "tilsyn",
+        "--format",
+        "csv",
+        "SELECT foresatt_fnr FROM hamar.barnehageplasser WHERE foresatt_fnr IS NOT NULL ORDER BY foresatt_fnr LIMIT 1",
+    ]);
     let guardian = guardian.lines().nth(1).expect("a guardian").to_string();
-    let expected = t.ok(&["sql", "--purpose", "tilsyn", "--format", "csv",
-        &format!("SELECT count(*) AS n FROM hamar.barnehageplasser WHERE foresatt_fnr = '{guardian}' OR barn_fnr = '{guardian}'")]);
+    let expected = t.ok(&[
+        "sql",
+        "--purpose",
+        "tilsyn",
+        "--format",
+        "csv",
+        &format!("SELECT count(*) AS n FROM hamar.barnehageplasser WHERE foresatt_fnr = '{guardian}' OR barn_fnr = '{guardian}'"),
+    ]);
     let expected: usize = expected.lines().nth(1).unwrap().parse().unwrap();
     assert!(expected >= 1);
     let token = t.ok(&["token", "create", "--citizen", &guardian]).trim().to_string();
@@ -235,7 +286,8 @@ fn a_guardian_gets_every_row_that_names_them() {
     let (status, _, body) = common::request(server.1, "GET", "/api/v1/me/data", &[("Authorization", auth.as_str())], None);
     assert_eq!(status, 200, "{body}");
     let data = json(&body);
-    let places = data["datasets"].as_array().unwrap().iter().find(|d| d["dataset"] == "hamar/barnehageplasser").expect("the guardian's places");
+    let places =
+        data["datasets"].as_array().unwrap().iter().find(|d| d["dataset"] == "hamar/barnehageplasser").expect("the guardian's places");
     let rows = places["rows"].as_array().unwrap();
     assert_eq!(rows.len(), expected, "{places}");
     assert!(rows.iter().all(|r| r["foresatt_fnr"] == guardian.as_str() || r["barn_fnr"] == guardian.as_str()));

@@ -12,21 +12,34 @@ fn demo_municipality() {
     assert!(out.contains("11 datasets"), "{out}");
     let list = t.ok(&["datasets", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&list).unwrap();
-    let mut names: Vec<String> = v.as_array().unwrap().iter().map(|d| format!("{}/{} {}", d["org"].as_str().unwrap(), d["slug"].as_str().unwrap(), d["classification"].as_str().unwrap())).collect();
+    let mut names: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| format!("{}/{} {}", d["org"].as_str().unwrap(), d["slug"].as_str().unwrap(), d["classification"].as_str().unwrap()))
+        .collect();
     names.sort();
     assert_eq!(
         names,
         [
-            "hamar/barnehageplasser confidential", "hamar/barnehager open", "hamar/byggesaker internal",
-            "hamar/eiendommer internal", "hamar/hjemmetjenester strictly-confidential", "hamar/innbyggere confidential",
+            "hamar/barnehageplasser confidential",
+            "hamar/barnehager open",
+            "hamar/byggesaker internal",
+            "hamar/eiendommer internal",
+            "hamar/hjemmetjenester strictly-confidential",
+            "hamar/innbyggere confidential",
             "hamar/kommunegrense open",
-            "hamar/reguleringsplaner open", "hias/vannkvalitet open", "hias/vannmaler_avlesninger internal",
+            "hamar/reguleringsplaner open",
+            "hias/vannkvalitet open",
+            "hias/vannmaler_avlesninger internal",
             "hias/vannmalere internal",
         ]
     );
     assert_eq!(t.sql_csv("SELECT count(*) AS n FROM hamar.innbyggere"), "n\n1500\n");
     // Windows-1252 in the source, æøå in the lake.
-    let names = t.sql_csv("SELECT count(*) AS n FROM hamar.innbyggere WHERE etternavn IN ('Ødegård', 'Bøe', 'Nygård', 'Sæther', 'Løken', 'Ånestad')");
+    let names = t.sql_csv(
+        "SELECT count(*) AS n FROM hamar.innbyggere WHERE etternavn IN ('Ødegård', 'Bøe', 'Nygård', 'Sæther', 'Løken', 'Ånestad')",
+    );
     assert_ne!(names, "n\n0\n");
     // Synthetic numbers: month + 80 in every fødselsnummer.
     assert_eq!(t.sql_csv("SELECT count(*) AS n FROM hamar.innbyggere WHERE CAST(substr(fodselsnummer, 3, 2) AS INT) < 81"), "n\n0\n");
@@ -37,7 +50,9 @@ fn demo_municipality() {
     );
     // Every building case's property is there, but for those that place a strengt fortrolig
     // owner or applicant: their matrikkel is withheld from everyone, the operator included.
-    let unmatched = t.sql_csv("SELECT count(*) AS n FROM hamar.byggesaker b LEFT JOIN hamar.eiendommer e ON b.matrikkel = e.matrikkel WHERE e.matrikkel IS NULL");
+    let unmatched = t.sql_csv(
+        "SELECT count(*) AS n FROM hamar.byggesaker b LEFT JOIN hamar.eiendommer e ON b.matrikkel = e.matrikkel WHERE e.matrikkel IS NULL",
+    );
     let strengt = t.sql_csv("SELECT count(*) AS n FROM hamar.innbyggere WHERE adressebeskyttelse = 'strengt_fortrolig'");
     let count = |csv: &str| -> usize { csv.lines().nth(1).unwrap().parse().unwrap() };
     assert!(count(&unmatched) <= 2 * count(&strengt), "{unmatched} unmatched for {strengt} protected");

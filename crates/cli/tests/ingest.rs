@@ -167,8 +167,7 @@ fn a_geo_datasets_csv_export_ingests_again_as_geometry() {
     args.extend(create);
     let (code, err) = t.fail(&args);
     assert_eq!(code, 65, "{err}");
-    let expected =
-        "geo.csv: line 2, column \"geometry\": coordinates are outside longitude/latitude ranges for EPSG:4326";
+    let expected = "geo.csv: line 2, column \"geometry\": coordinates are outside longitude/latitude ranges for EPSG:4326";
     assert!(err.contains(expected), "{err}");
     // With the CRS given it is the same dataset again: a geometry column in EPSG:25833, the same
     // rows in every export format.
@@ -304,7 +303,18 @@ fn invalid_utf8_after_the_sample_is_located() {
     }
     bytes.extend_from_slice(b"999999;Bj\xF8rn\n");
     std::fs::write(&f, bytes).unwrap();
-    let (code, err) = t.fail(&["ingest", "test/mixed", f.to_str().unwrap(), "--create", "--department", "data", "--title", "T", "--classification", "open"]);
+    let (code, err) = t.fail(&[
+        "ingest",
+        "test/mixed",
+        f.to_str().unwrap(),
+        "--create",
+        "--department",
+        "data",
+        "--title",
+        "T",
+        "--classification",
+        "open",
+    ]);
     assert_eq!(code, 65);
     assert!(err.contains(&format!("mixed.csv: line {}, column \"navn\": not valid UTF-8", line + 1)), "{err}");
 }
@@ -404,7 +414,8 @@ fn append_replace_upsert_and_time_travel() {
     assert_eq!(t.sql_csv("SELECT count(*) AS n FROM test.people"), "n\n3\n");
 
     let up = t.dir.path().join("up.csv");
-    std::fs::write(&up, "fodselsnummer;navn;fodt;belop;aktiv\n178580-12392;Åse Ny;17.05.1980;99;nei\n24929923681;Per;24.12.1999;1;ja\n").unwrap();
+    std::fs::write(&up, "fodselsnummer;navn;fodt;belop;aktiv\n178580-12392;Åse Ny;17.05.1980;99;nei\n24929923681;Per;24.12.1999;1;ja\n")
+        .unwrap();
     let out = t.ok(&["ingest", "test/people", up.to_str().unwrap(), "--mode", "upsert", "--key", "fodselsnummer"]);
     assert!(out.contains("version 2 (1 rows removed)"), "{out}");
     assert_eq!(
@@ -449,10 +460,7 @@ fn evolve_adds_nullable_columns() {
     assert!(err.contains("kommune"), "{err}");
     let out = t.ok(&["ingest", "test/people", f.to_str().unwrap(), "--evolve"]);
     assert!(out.contains("new columns: kommune"), "{out}");
-    assert_eq!(
-        t.sql_csv("SELECT navn, kommune FROM test.people ORDER BY navn"),
-        "navn,kommune\nBjørn Ærø,\nKari,Hamar\nÅse Ødegård,\n"
-    );
+    assert_eq!(t.sql_csv("SELECT navn, kommune FROM test.people ORDER BY navn"), "navn,kommune\nBjørn Ærø,\nKari,Hamar\nÅse Ødegård,\n");
     let show = t.ok(&["dataset", "show", "test/people"]);
     assert!(show.contains("kommune"), "{show}");
 }
@@ -473,27 +481,49 @@ fn catalogue_validation() {
     let (_, err) = t.fail(&["department", "create", "nope/x", "--name", "X"]);
     assert!(err.contains("organisation nope does not exist"), "{err}");
     let f = data_dir().join("ingest/people.csv");
-    let (_, err) = t.fail(&["ingest", "test/p", f.to_str().unwrap(), "--create", "--department", "nope", "--title", "T", "--classification", "open"]);
+    let (_, err) =
+        t.fail(&["ingest", "test/p", f.to_str().unwrap(), "--create", "--department", "nope", "--title", "T", "--classification", "open"]);
     assert!(err.contains("department test/nope does not exist"), "{err}");
-    let (_, err) = t.fail(&["ingest", "test/p", f.to_str().unwrap(), "--create", "--department", "data", "--title", "T", "--classification", "hemmelig"]);
+    let (_, err) = t.fail(&[
+        "ingest",
+        "test/p",
+        f.to_str().unwrap(),
+        "--create",
+        "--department",
+        "data",
+        "--title",
+        "T",
+        "--classification",
+        "hemmelig",
+    ]);
     assert!(err.contains("unknown classification \"hemmelig\""), "{err}");
     let (_, err) = t.fail(&["ingest", "test/p", f.to_str().unwrap()]);
     assert!(err.contains("dataset test/p (give --create to create it) does not exist"), "{err}");
-    let (_, err) = t.fail(&["ingest", "test/p", f.to_str().unwrap(), "--create", "--department", "data", "--title", "T", "--classification", "open", "--category", "nope=personal"]);
+    let (_, err) = t.fail(&[
+        "ingest",
+        "test/p",
+        f.to_str().unwrap(),
+        "--create",
+        "--department",
+        "data",
+        "--title",
+        "T",
+        "--classification",
+        "open",
+        "--category",
+        "nope=personal",
+    ]);
     assert!(err.contains("invalid category: column \"nope\" is not in the dataset"), "{err}");
     assert!(t.fail(&["dataset", "show", "test/p"]).1.contains("does not exist"));
     t.create("test/p", &f, &["--category", "navn=personal", "--subject", "fodselsnummer=person"]);
-    let (_, err) = t.fail(&["ingest", "test/p", f.to_str().unwrap(), "--create", "--department", "data", "--title", "T", "--classification", "open"]);
+    let (_, err) =
+        t.fail(&["ingest", "test/p", f.to_str().unwrap(), "--create", "--department", "data", "--title", "T", "--classification", "open"]);
     assert!(err.contains("dataset test/p already exists"), "{err}");
     let listed = t.ok(&["datasets"]);
     assert!(listed.contains("test/p") && listed.contains("internal"), "{listed}");
     let show: serde_json::Value = serde_json::from_str(&t.ok(&["dataset", "show", "test/p", "--json"])).unwrap();
-    let cats: Vec<(&str, &str)> = show["columns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| (c["name"].as_str().unwrap(), c["category"].as_str().unwrap()))
-        .collect();
+    let cats: Vec<(&str, &str)> =
+        show["columns"].as_array().unwrap().iter().map(|c| (c["name"].as_str().unwrap(), c["category"].as_str().unwrap())).collect();
     assert!(cats.contains(&("fodselsnummer", "person-id")) && cats.contains(&("navn", "personal")), "{cats:?}");
 }
 
@@ -525,9 +555,18 @@ fn sql_is_read_only() {
 fn help_everywhere() {
     let t = Tverr::new();
     for cmd in [
-        vec!["--help"], vec!["org", "--help"], vec!["org", "create", "--help"], vec!["department", "create", "--help"],
-        vec!["ingest", "--help"], vec!["datasets", "--help"], vec!["dataset", "show", "--help"], vec!["history", "--help"],
-        vec!["export", "--help"], vec!["sql", "--help"], vec!["demo", "--help"], vec!["serve", "--help"],
+        vec!["--help"],
+        vec!["org", "--help"],
+        vec!["org", "create", "--help"],
+        vec!["department", "create", "--help"],
+        vec!["ingest", "--help"],
+        vec!["datasets", "--help"],
+        vec!["dataset", "show", "--help"],
+        vec!["history", "--help"],
+        vec!["export", "--help"],
+        vec!["sql", "--help"],
+        vec!["demo", "--help"],
+        vec!["serve", "--help"],
     ] {
         let out = t.ok(&cmd);
         assert!(out.contains("Usage:"), "{cmd:?}");

@@ -57,21 +57,37 @@ fn placeholders(t: &Tverr) -> BTreeMap<&'static str, String> {
     let siri = |sql: &str| first(t, &["sql", "--as", "siri", "--purpose", "folkeregisterforvaltning", "--format", "csv", sql]);
     let op = |sql: &str| first(t, &["sql", "--format", "csv", sql]);
     let ugradert: BTreeSet<String> = t
-        .ok(&["sql", "--as", "siri", "--purpose", "folkeregisterforvaltning", "--format", "csv",
-            "SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert'"])
+        .ok(&[
+            "sql",
+            "--as",
+            "siri",
+            "--purpose",
+            "folkeregisterforvaltning",
+            "--format",
+            "csv",
+            "SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert'",
+        ])
         .lines()
         .skip(1)
         .map(str::to_string)
         .collect();
     let pick = |sql: &str| -> String {
-        t.ok(&["sql", "--format", "csv", sql]).lines().skip(1).find(|f| ugradert.contains(*f)).unwrap_or_else(|| panic!("none: {sql}")).to_string()
+        t.ok(&["sql", "--format", "csv", sql])
+            .lines()
+            .skip(1)
+            .find(|f| ugradert.contains(*f))
+            .unwrap_or_else(|| panic!("none: {sql}"))
+            .to_string()
     };
     let decided = "SELECT matrikkel FROM hamar.byggesaker WHERE status IN ('Innvilget', 'Avslått')";
     let decided_property = op(&format!("{decided} ORDER BY matrikkel LIMIT 1"));
     let mut m = BTreeMap::new();
     m.insert("guardian", pick("SELECT DISTINCT p.foresatt_fnr FROM hamar.barnehageplasser p JOIN hamar.eiendommer e ON e.eier_fnr = p.foresatt_fnr ORDER BY 1"));
     m.insert("elder", pick("SELECT DISTINCT fodselsnummer FROM hamar.hjemmetjenester ORDER BY 1"));
-    m.insert("protected", siri("SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'strengt_fortrolig' ORDER BY 1 LIMIT 1"));
+    m.insert(
+        "protected",
+        siri("SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'strengt_fortrolig' ORDER BY 1 LIMIT 1"),
+    );
     m.insert("protected_owner", op("SELECT e.eier_fnr FROM hamar.eiendommer e JOIN hamar.innbyggere i ON e.eier_fnr = i.fodselsnummer WHERE i.adressebeskyttelse <> 'ugradert' ORDER BY 1 LIMIT 1"));
     m.insert("protected_property", op("SELECT e.matrikkel FROM hamar.eiendommer e JOIN hamar.innbyggere i ON e.eier_fnr = i.fodselsnummer WHERE i.adressebeskyttelse <> 'ugradert' ORDER BY 1 LIMIT 1"));
     m.insert("applicant", pick("SELECT DISTINCT soker_fnr FROM hamar.byggesaker ORDER BY 1"));
@@ -112,7 +128,12 @@ fn lookup_attack_cases() {
         let who = field("as").expect("as:");
         let tok = match who {
             "anonymous" => None,
-            "citizen" => Some(tokens.entry(who.into()).or_insert_with(|| t.ok(&["token", "create", "--citizen", &values["elder"]]).trim().to_string()).clone()),
+            "citizen" => Some(
+                tokens
+                    .entry(who.into())
+                    .or_insert_with(|| t.ok(&["token", "create", "--citizen", &values["elder"]]).trim().to_string())
+                    .clone(),
+            ),
             user => Some(tokens.entry(user.into()).or_insert_with(|| token(&t, user)).clone()),
         };
         let id = fill(field("id").expect("id:"));
@@ -193,7 +214,11 @@ fn lookup_attack_cases() {
                     // The look-up's compiled scan gives exactly the rows SQL gives the same
                     // caller for the same purpose and key test.
                     let dataset = ds["dataset"].as_str().unwrap();
-                    let test = ds["matched_on"].as_array().unwrap().iter().map(|c| format!("{} = '{}'", c.as_str().unwrap(), v["id"].as_str().unwrap()));
+                    let test = ds["matched_on"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|c| format!("{} = '{}'", c.as_str().unwrap(), v["id"].as_str().unwrap()));
                     let sql = format!("SELECT * FROM {} WHERE {}", dataset.replace('/', "."), test.collect::<Vec<_>>().join(" OR "));
                     let purpose = field("purpose").unwrap_or_default();
                     let scan = t.ok(&["sql", "--as", who, "--purpose", purpose, "--format", "ndjson", &sql]);
@@ -237,19 +262,27 @@ fn a_lookup_is_in_the_access_log_of_the_person_and_of_the_related() {
         r.json()
     };
     let mine = log(guardian);
-    let lookups: Vec<&serde_json::Value> =
-        mine["accesses"].as_array().unwrap().iter().filter(|a| a["channel"] == "http-lookup").collect();
-    let seen: BTreeSet<&str> = lookups.iter().flat_map(|a| a["datasets"].as_array().unwrap().iter().map(|d| d["dataset"].as_str().unwrap())).collect();
+    let lookups: Vec<&serde_json::Value> = mine["accesses"].as_array().unwrap().iter().filter(|a| a["channel"] == "http-lookup").collect();
+    let seen: BTreeSet<&str> =
+        lookups.iter().flat_map(|a| a["datasets"].as_array().unwrap().iter().map(|d| d["dataset"].as_str().unwrap())).collect();
     for d in datasets(&v).keys() {
         assert!(seen.contains(d.as_str()), "{d} is not in the guardian's log: {mine}");
     }
     assert!(lookups.iter().all(|a| a["purpose"] == "innbyggerservice"), "{mine}");
-    assert!(lookups.iter().all(|a| a["reader"]["department"].as_str().is_some_and(|d| d.contains("servicetorg") || d.contains("Servicetorget"))), "{mine}");
+    assert!(
+        lookups
+            .iter()
+            .all(|a| a["reader"]["department"].as_str().is_some_and(|d| d.contains("servicetorg") || d.contains("Servicetorget"))),
+        "{mine}"
+    );
     // The child, read as a related subject, sees the population register read too.
     let theirs = log(&child);
     assert!(
-        theirs["accesses"].as_array().unwrap().iter().any(|a| a["channel"] == "http-lookup"
-            && a["datasets"].as_array().unwrap().iter().any(|d| d["dataset"] == "hamar/innbyggere")),
+        theirs["accesses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["channel"] == "http-lookup" && a["datasets"].as_array().unwrap().iter().any(|d| d["dataset"] == "hamar/innbyggere")),
         "{theirs}"
     );
     // The log names people only by their keyed digest.
@@ -262,7 +295,9 @@ fn a_lookup_is_in_the_access_log_of_the_person_and_of_the_related() {
     let lookup_accesses = "SELECT seq FROM audit_log WHERE kind = 'access' AND json_extract(payload, '$.channel') = 'http-lookup'";
     let outcomes = common::sqlite(
         &db,
-        &format!("SELECT json_extract(payload, '$.outcome.status'), json_extract(payload, '$.outcome.rows') > 0 FROM audit_log WHERE seq IN ({lookup_accesses})"),
+        &format!(
+            "SELECT json_extract(payload, '$.outcome.status'), json_extract(payload, '$.outcome.rows') > 0 FROM audit_log WHERE seq IN ({lookup_accesses})"
+        ),
     );
     assert!(outcomes.starts_with("[('ok', 1)") && !outcomes.contains("None") && !outcomes.contains(", 0)"), "{outcomes}");
     let completions = common::sqlite(
@@ -323,8 +358,13 @@ fn hops_agree(t: &Tverr, key: &str, when: &str) {
 }
 
 fn canonical(v: &serde_json::Value) -> String {
-    let m: BTreeMap<String, String> =
-        v.as_object().unwrap().iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect();
+    let m: BTreeMap<String, String> = v
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+        .collect();
     format!("{m:?}")
 }
 
@@ -371,8 +411,22 @@ fn the_index_follows_append_replace_upsert_and_erasure() {
         path
     };
     let first_file = write("v0.csv", &mut (0..300_000).map(|i| (i, if i % 10 == 0 { i + 1 } else { usize::MAX }, "v0")));
-    t.ok(&["ingest", "hamar/register", first_file.to_str().unwrap(), "--create", "--department", "folkeregister", "--title", "Register",
-        "--classification", "confidential", "--subject", "pid=person", "--subject", "guardian=person"]);
+    t.ok(&[
+        "ingest",
+        "hamar/register",
+        first_file.to_str().unwrap(),
+        "--create",
+        "--department",
+        "folkeregister",
+        "--title",
+        "Register",
+        "--classification",
+        "confidential",
+        "--subject",
+        "pid=person",
+        "--subject",
+        "guardian=person",
+    ]);
     let keys = [person(0), person(1), person(150_001), person(299_999), person(131_072)];
     let check = |when: &str| {
         for k in &keys {
@@ -426,7 +480,19 @@ fn an_erased_person_is_not_served_from_the_servers_memory() {
     let server = start(&t);
     let port = server.1;
     let siri = token(&t, "siri");
-    let fnr = first(&t, &["sql", "--as", "siri", "--purpose", "folkeregisterforvaltning", "--format", "csv", "SELECT fodselsnummer FROM hamar.innbyggere ORDER BY fodselsnummer LIMIT 1"]);
+    let fnr = first(
+        &t,
+        &[
+            "sql",
+            "--as",
+            "siri",
+            "--purpose",
+            "folkeregisterforvaltning",
+            "--format",
+            "csv",
+            "SELECT fodselsnummer FROM hamar.innbyggere ORDER BY fodselsnummer LIMIT 1",
+        ],
+    );
     let rows = |version: &str| {
         let path = format!("/api/v1/datasets/hamar/innbyggere/rows?where=fodselsnummer%3D%27{fnr}%27&limit=10{version}");
         get_as(port, &path, Some(&siri), Some("folkeregisterforvaltning"))
@@ -452,17 +518,43 @@ fn a_row_filter_on_a_column_not_released_still_applies() {
     let t = Tverr::new();
     t.ok(&["demo", "--persons", "300"]);
     t.ok(&[
-        "agreement", "request", "--as", "admin", "--provider", "hamar/folkeregister", "--consumer", "hamar/eiendomsskatt",
-        "--dataset", "hamar/innbyggere", "--columns", "fodselsnummer,fornavn", "--filter", "bydel IS NULL OR bydel <> 'Sentrum'",
-        "--purpose", "eiendomsskatt",
+        "agreement",
+        "request",
+        "--as",
+        "admin",
+        "--provider",
+        "hamar/folkeregister",
+        "--consumer",
+        "hamar/eiendomsskatt",
+        "--dataset",
+        "hamar/innbyggere",
+        "--columns",
+        "fodselsnummer,fornavn",
+        "--filter",
+        "bydel IS NULL OR bydel <> 'Sentrum'",
+        "--purpose",
+        "eiendomsskatt",
     ]);
     let list: serde_json::Value = serde_json::from_str(&t.ok(&["agreement", "list", "--json"])).unwrap();
-    let id = list.as_array().unwrap().iter().find(|a| a["state"] == "requested" && a["consumer"]["department"] == "eiendomsskatt").expect("the request")["id"]
+    let id = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["state"] == "requested" && a["consumer"]["department"] == "eiendomsskatt")
+        .expect("the request")["id"]
         .to_string();
     t.ok(&["agreement", "approve", &id, "--as", "frode"]);
     let person = |sentrum: bool| {
         let op = if sentrum { "=" } else { "<>" };
-        first(&t, &["sql", "--format", "csv", &format!("SELECT fodselsnummer FROM hamar.innbyggere WHERE bydel {op} 'Sentrum' ORDER BY 1 LIMIT 1")])
+        first(
+            &t,
+            &[
+                "sql",
+                "--format",
+                "csv",
+                &format!("SELECT fodselsnummer FROM hamar.innbyggere WHERE bydel {op} 'Sentrum' ORDER BY 1 LIMIT 1"),
+            ],
+        )
     };
     let rows = |fnr: &str| {
         let out = t.ok(&["lookup", "person", fnr, "--json", "--as", "per", "--purpose", "eiendomsskatt"]);

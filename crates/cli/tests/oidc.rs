@@ -64,7 +64,11 @@ fn parse_case(path: &std::path::Path) -> std::collections::BTreeMap<String, Stri
 /// Fills the placeholders of a case's claims: issuers, the citizen's number, and times
 /// (`"{now+600}"` becomes a number of seconds).
 fn fill(claims: &str, citizen_fnr: &str) -> serde_json::Value {
-    let mut text = claims.replace("{entra}", ENTRA).replace("{idporten}", IDPORTEN).replace("{ansattporten}", ANSATTPORTEN).replace("{maskinporten}", MASKINPORTEN);
+    let mut text = claims
+        .replace("{entra}", ENTRA)
+        .replace("{idporten}", IDPORTEN)
+        .replace("{ansattporten}", ANSATTPORTEN)
+        .replace("{maskinporten}", MASKINPORTEN);
     text = text.replace("{citizen_fnr}", citizen_fnr);
     while let Some(start) = text.find("\"{now") {
         let end = start + text[start..].find("}\"").expect("closed placeholder") + 2;
@@ -86,9 +90,7 @@ fn sign(keys: &Keys<'_>, alg: &str, key: &str, kid: &str, claims: &serde_json::V
     match alg {
         "RS256" => jsonwebtoken::encode(&header(Algorithm::RS256), claims, &EncodingKey::from_rsa_pem(&rsa.pem).unwrap()).unwrap(),
         "ES256" => jsonwebtoken::encode(&header(Algorithm::ES256), claims, &EncodingKey::from_ec_der(keys.ec_pkcs8)).unwrap(),
-        "HS256-public" => {
-            jsonwebtoken::encode(&header(Algorithm::HS256), claims, &EncodingKey::from_secret(&rsa.public_pem)).unwrap()
-        }
+        "HS256-public" => jsonwebtoken::encode(&header(Algorithm::HS256), claims, &EncodingKey::from_secret(&rsa.public_pem)).unwrap(),
         "none" => format!("{}.{}.", B64.encode(format!(r#"{{"alg":"none","kid":"{kid}"}}"#)), B64.encode(claims.to_string())),
         "garbage" => "abc.def.ghi".to_string(),
         other => panic!("unknown alg {other}"),
@@ -99,7 +101,8 @@ fn sign(keys: &Keys<'_>, alg: &str, key: &str, kid: &str, claims: &serde_json::V
 fn oidc_tokens_are_verified_and_forgeries_refused() {
     let t = Tverr::new();
     t.ok(&["demo", "--persons", "300"]);
-    let citizen_fnr = t.ok(&["sql", "SELECT fodselsnummer FROM hamar.innbyggere ORDER BY fodselsnummer LIMIT 1", "--format", "csv"])
+    let citizen_fnr = t
+        .ok(&["sql", "SELECT fodselsnummer FROM hamar.innbyggere ORDER BY fodselsnummer LIMIT 1", "--format", "csv"])
         .lines()
         .nth(1)
         .unwrap()
@@ -107,11 +110,9 @@ fn oidc_tokens_are_verified_and_forgeries_refused() {
 
     let rsa = rsa_key(t.dir.path(), "issuer");
     let attacker = rsa_key(t.dir.path(), "attacker");
-    let ec_pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
-        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-        &ring::rand::SystemRandom::new(),
-    )
-    .unwrap();
+    let ec_pkcs8 =
+        ring::signature::EcdsaKeyPair::generate_pkcs8(&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, &ring::rand::SystemRandom::new())
+            .unwrap();
     let ec = ring::signature::EcdsaKeyPair::from_pkcs8(
         &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
         ec_pkcs8.as_ref(),
@@ -180,7 +181,16 @@ fn oidc_tokens_are_verified_and_forgeries_refused() {
     // Without --oidc, JWTs are not accepted at all.
     drop(server);
     let plain = common::start(&t);
-    let good = sign(&keys, "RS256", "issuer", "rsa1", &fill(r#"{"iss": "{entra}", "aud": "api://tverr", "exp": "{now+600}", "preferred_username": "ola", "department": "byggesak", "roles": "employee"}"#, &citizen_fnr));
+    let good = sign(
+        &keys,
+        "RS256",
+        "issuer",
+        "rsa1",
+        &fill(
+            r#"{"iss": "{entra}", "aud": "api://tverr", "exp": "{now+600}", "preferred_username": "ola", "department": "byggesak", "roles": "employee"}"#,
+            &citizen_fnr,
+        ),
+    );
     let auth = format!("Bearer {good}");
     let (status, _, body) = request(plain.1, "GET", "/api/v1/datasets", &[("Authorization", &auth)], None);
     assert_eq!(status, 401, "{body}");

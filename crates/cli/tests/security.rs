@@ -22,14 +22,26 @@ struct Demo {
 /// Operator queries whose first value becomes a fixture.
 const FIXTURES: &[(&str, &str)] = &[
     ("any_fnr", "SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert' ORDER BY fodselsnummer LIMIT 1"),
-    ("strengt_fnr", "SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'strengt_fortrolig' ORDER BY fodselsnummer LIMIT 1"),
+    (
+        "strengt_fnr",
+        "SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'strengt_fortrolig' ORDER BY fodselsnummer LIMIT 1",
+    ),
     ("hjemme_fnr", "SELECT fodselsnummer FROM hamar.hjemmetjenester ORDER BY fodselsnummer LIMIT 1"),
     ("hjemme_tjeneste", "SELECT tjeneste FROM hamar.hjemmetjenester ORDER BY fodselsnummer LIMIT 1"),
     ("soker_fnr", "SELECT soker_fnr FROM hamar.byggesaker WHERE soker_fnr IS NOT NULL ORDER BY saksnr LIMIT 1"),
     ("soker_navn", "SELECT soker_navn FROM hamar.byggesaker WHERE soker_navn IS NOT NULL ORDER BY saksnr LIMIT 1"),
-    ("protected_owner_fnr", "SELECT e.eier_fnr FROM hamar.eiendommer e JOIN hamar.innbyggere i ON e.eier_fnr = i.fodselsnummer WHERE i.adressebeskyttelse <> 'ugradert' ORDER BY 1 LIMIT 1"),
-    ("protected_property", "SELECT e.matrikkel FROM hamar.eiendommer e JOIN hamar.innbyggere i ON e.eier_fnr = i.fodselsnummer WHERE i.adressebeskyttelse <> 'ugradert' ORDER BY 1 LIMIT 1"),
-    ("protected_meter", "SELECT v.maler_id FROM hias.vannmalere v JOIN hamar.eiendommer e ON v.matrikkel = e.matrikkel JOIN hamar.innbyggere i ON e.eier_fnr = i.fodselsnummer WHERE i.adressebeskyttelse <> 'ugradert' ORDER BY 1 LIMIT 1"),
+    (
+        "protected_owner_fnr",
+        "SELECT e.eier_fnr FROM hamar.eiendommer e JOIN hamar.innbyggere i ON e.eier_fnr = i.fodselsnummer WHERE i.adressebeskyttelse <> 'ugradert' ORDER BY 1 LIMIT 1",
+    ),
+    (
+        "protected_property",
+        "SELECT e.matrikkel FROM hamar.eiendommer e JOIN hamar.innbyggere i ON e.eier_fnr = i.fodselsnummer WHERE i.adressebeskyttelse <> 'ugradert' ORDER BY 1 LIMIT 1",
+    ),
+    (
+        "protected_meter",
+        "SELECT v.maler_id FROM hias.vannmalere v JOIN hamar.eiendommer e ON v.matrikkel = e.matrikkel JOIN hamar.innbyggere i ON e.eier_fnr = i.fodselsnummer WHERE i.adressebeskyttelse <> 'ugradert' ORDER BY 1 LIMIT 1",
+    ),
 ];
 
 fn demo() -> &'static Demo {
@@ -76,9 +88,7 @@ fn parse(file: PathBuf) -> Case {
         } else if line.starts_with('#') || line.trim().is_empty() {
             continue;
         } else {
-            let (k, v) = line
-                .split_once(':')
-                .unwrap_or_else(|| panic!("{}: expected `key: value`, got {line:?}", case.file.display()));
+            let (k, v) = line.split_once(':').unwrap_or_else(|| panic!("{}: expected `key: value`, got {line:?}", case.file.display()));
             case.fields.insert(k.trim().to_string(), v.trim().to_string());
         }
     }
@@ -241,7 +251,14 @@ fn agreements_change_what_the_next_request_sees() {
     let out = kari();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Everyone but the protected persons: the agreement does not release fortrolig addresses.
-    let unprotected = t.ok(&["sql", "--purpose", "tilsyn", "--format", "csv", "SELECT count(*) AS n FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert'"]);
+    let unprotected = t.ok(&[
+        "sql",
+        "--purpose",
+        "tilsyn",
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert'",
+    ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), unprotected);
 }
 
@@ -286,9 +303,17 @@ fn a_running_server_applies_policy_changes_made_elsewhere_at_once() {
     assert!(datasets().contains(&"hamar/innbyggere".to_string()));
     assert_eq!(sql(), 200);
     let list: serde_json::Value = serde_json::from_str(&t.ok(&["agreement", "list", "--json"])).unwrap();
-    let id = list.as_array().unwrap().iter().find(|a| {
-        a["consumer"]["department"] == "servicetorg" && a["state"] == "approved" && a["terms"]["datasets"].as_array().unwrap().iter().any(|d| d["dataset"] == "hamar/innbyggere")
-    }).expect("the desk's agreement on the register")["id"].to_string();
+    let id = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| {
+            a["consumer"]["department"] == "servicetorg"
+                && a["state"] == "approved"
+                && a["terms"]["datasets"].as_array().unwrap().iter().any(|d| d["dataset"] == "hamar/innbyggere")
+        })
+        .expect("the desk's agreement on the register")["id"]
+        .to_string();
     t.ok(&["agreement", "revoke", &id, "--as", "frode", "--note", "test"]);
     assert!(!datasets().contains(&"hamar/innbyggere".to_string()), "the revoked agreement still applies to look-ups");
     assert_eq!(sql(), 404, "the revoked agreement still applies to SQL");
@@ -307,16 +332,42 @@ fn row_filters_are_checked_when_requested() {
         ("1 = 1; DROP TABLE x", "row filter for hamar/innbyggere"),
     ] {
         let (code, err) = t.fail(&[
-            "agreement", "request", "--as", "admin", "--provider", "hamar/folkeregister", "--consumer", "hamar/byggesak",
-            "--dataset", "hamar/innbyggere", "--columns", "fornavn", "--filter", filter, "--purpose", "byggesaksbehandling",
+            "agreement",
+            "request",
+            "--as",
+            "admin",
+            "--provider",
+            "hamar/folkeregister",
+            "--consumer",
+            "hamar/byggesak",
+            "--dataset",
+            "hamar/innbyggere",
+            "--columns",
+            "fornavn",
+            "--filter",
+            filter,
+            "--purpose",
+            "byggesaksbehandling",
         ]);
         assert_eq!(code, 65, "{filter}: {err}");
         assert!(err.contains(expected), "{filter}: {err}");
     }
     // Someone who may not request learns nothing about the datasets from the filter check.
     let (code, err) = t.fail(&[
-        "agreement", "request", "--as", "ola", "--provider", "hamar/folkeregister", "--consumer", "hamar/byggesak",
-        "--dataset", "hamar/innbyggere", "--filter", "finnes_ikke = 1", "--purpose", "byggesaksbehandling",
+        "agreement",
+        "request",
+        "--as",
+        "ola",
+        "--provider",
+        "hamar/folkeregister",
+        "--consumer",
+        "hamar/byggesak",
+        "--dataset",
+        "hamar/innbyggere",
+        "--filter",
+        "finnes_ikke = 1",
+        "--purpose",
+        "byggesaksbehandling",
     ]);
     assert_eq!(code, 77, "{err}");
     assert_eq!(t.ok(&["agreement", "list", "--json"]), before, "refused requests store nothing");

@@ -11,7 +11,18 @@ fn open_catalogue_and_hidden_datasets() {
     t.org();
     let people = data_dir().join("ingest/people.csv");
     t.create("test/people", &people, &[]);
-    t.ok(&["ingest", "test/open", people.to_str().unwrap(), "--create", "--department", "data", "--title", "Åpne data", "--classification", "open"]);
+    t.ok(&[
+        "ingest",
+        "test/open",
+        people.to_str().unwrap(),
+        "--create",
+        "--department",
+        "data",
+        "--title",
+        "Åpne data",
+        "--classification",
+        "open",
+    ]);
     let server = start(&t);
 
     let (status, ctype, body) = get(server.1, "/health");
@@ -72,8 +83,13 @@ fn sql_and_agreements_over_http() {
     let port = server.1;
 
     // JSON: columns with types, rows as objects keyed by column name.
-    let (status, ctype, body) = sql(port, Some(&ola), Some("byggesaksbehandling"),
-        "SELECT fornavn, length(fodselsnummer) AS l FROM hamar.innbyggere ORDER BY fornavn LIMIT 2", "application/json");
+    let (status, ctype, body) = sql(
+        port,
+        Some(&ola),
+        Some("byggesaksbehandling"),
+        "SELECT fornavn, length(fodselsnummer) AS l FROM hamar.innbyggere ORDER BY fornavn LIMIT 2",
+        "application/json",
+    );
     assert_eq!(status, 200, "{body}");
     assert_eq!(ctype, "application/json");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -82,9 +98,13 @@ fn sql_and_agreements_over_http() {
     assert_eq!(v["rows"][0]["l"], 32, "the person number arrives as its pseudonym");
 
     // CSV by Accept; the purpose may also come as purpose=.
-    let (status, ctype, body) = request(port, "POST", "/api/v1/sql?purpose=byggesaksbehandling",
+    let (status, ctype, body) = request(
+        port,
+        "POST",
+        "/api/v1/sql?purpose=byggesaksbehandling",
         &[("Authorization", &format!("Bearer {ola}")), ("Accept", "text/csv")],
-        Some(r#"{"sql": "SELECT count(*) AS n FROM hamar.innbyggere"}"#));
+        Some(r#"{"sql": "SELECT count(*) AS n FROM hamar.innbyggere"}"#),
+    );
     // Everyone but the protected persons, whom byggesak's agreement does not cover.
     let unprotected = t.sql_csv("SELECT count(*) AS n FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert'");
     assert_eq!((status, ctype.as_str(), body.as_str()), (200, "text/csv; charset=utf-8", unprotected.as_str()));
@@ -95,7 +115,8 @@ fn sql_and_agreements_over_http() {
     assert!(body.contains("line 1, column"), "{body}");
 
     // Empty results are still well-formed.
-    let (_, _, body) = sql(port, Some(&ola), Some("byggesaksbehandling"), "SELECT fornavn FROM hamar.innbyggere WHERE false", "application/json");
+    let (_, _, body) =
+        sql(port, Some(&ola), Some("byggesaksbehandling"), "SELECT fornavn FROM hamar.innbyggere WHERE false", "application/json");
     assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["rows"], serde_json::json!([]));
 
     // Problems: purpose required, not entitled = not existing, refused SQL, forged and missing tokens.
@@ -121,8 +142,13 @@ fn sql_and_agreements_over_http() {
     let (status, _) = problem(sql(port, Some("eyJhbGciOiJub25lIn0.eyJzdWIiOiJvbGEifQ."), None, "SELECT 1", "application/json"));
     assert_eq!(status, 401, "an unsigned JWT is refused");
     // Identity headers from the client are ignored: anonymous stays anonymous.
-    let spoofed = request(port, "POST", "/api/v1/sql", &[("X-User", "ola"), ("X-Remote-User", "ola"), ("Tverr-Purpose", "byggesaksbehandling")],
-        Some(r#"{"sql": "SELECT 1 FROM hamar.innbyggere"}"#));
+    let spoofed = request(
+        port,
+        "POST",
+        "/api/v1/sql",
+        &[("X-User", "ola"), ("X-Remote-User", "ola"), ("Tverr-Purpose", "byggesaksbehandling")],
+        Some(r#"{"sql": "SELECT 1 FROM hamar.innbyggere"}"#),
+    );
     assert_eq!(spoofed.0, 404);
     // Anonymous reads open data without a purpose.
     let (status, _, body) = sql(port, None, None, "SELECT count(*) AS n FROM hamar.barnehager", "text/csv");
@@ -131,13 +157,24 @@ fn sql_and_agreements_over_http() {
     // The catalogue shows what the caller may read.
     let (_, _, body) = request(port, "GET", "/api/v1/datasets", &[("Authorization", &format!("Bearer {ola}"))], None);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let names: Vec<String> = v["datasets"].as_array().unwrap().iter().map(|d| format!("{}/{}:{}", d["org"].as_str().unwrap(), d["slug"].as_str().unwrap(), d["access"].as_str().unwrap())).collect();
+    let names: Vec<String> = v["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| format!("{}/{}:{}", d["org"].as_str().unwrap(), d["slug"].as_str().unwrap(), d["access"].as_str().unwrap()))
+        .collect();
     // The organisation's own non-open datasets are listed as metadata only; another
     // organisation's are not listed at all.
     assert!(names.contains(&"hamar/innbyggere:read".to_string()), "{names:?}");
     assert!(names.contains(&"hamar/hjemmetjenester:metadata".to_string()), "{names:?}");
     assert!(!names.iter().any(|n| n.starts_with("hias/") && !n.ends_with(":read")), "{names:?}");
-    let (status, _, body) = request(port, "GET", "/api/v1/datasets/hamar/innbyggere?purpose=byggesaksbehandling", &[("Authorization", &format!("Bearer {ola}"))], None);
+    let (status, _, body) = request(
+        port,
+        "GET",
+        "/api/v1/datasets/hamar/innbyggere?purpose=byggesaksbehandling",
+        &[("Authorization", &format!("Bearer {ola}"))],
+        None,
+    );
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let cols: Vec<&str> = v["columns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
@@ -155,7 +192,8 @@ fn sql_and_agreements_over_http() {
     assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["events"].as_array().unwrap().len(), 2);
     let (status, _, body) = request(port, "POST", "/api/v1/agreements/1/revoke", &[("Authorization", &auth(&ola))], Some("{}"));
     assert_eq!(status, 403, "{body}");
-    let (status, _, body) = request(port, "POST", "/api/v1/agreements/1/revoke", &[("Authorization", &auth(&frode))], Some(r#"{"note": "slutt"}"#));
+    let (status, _, body) =
+        request(port, "POST", "/api/v1/agreements/1/revoke", &[("Authorization", &auth(&frode))], Some(r#"{"note": "slutt"}"#));
     assert_eq!(status, 200, "{body}");
     assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["state"], "revoked");
     assert_eq!(sql(port, Some(&ola), Some("byggesaksbehandling"), "SELECT 1 FROM hamar.innbyggere", "text/csv").0, 404);
@@ -168,7 +206,8 @@ fn sql_and_agreements_over_http() {
 
     // A request through HTTP, with bad input refused first.
     let admin = t.ok(&["token", "create", "--user", "admin"]).trim().to_string();
-    let (status, _, body) = request(port, "POST", "/api/v1/agreements", &[("Authorization", &auth(&admin))], Some(r#"{"provider": "hamar/folkeregister"}"#));
+    let (status, _, body) =
+        request(port, "POST", "/api/v1/agreements", &[("Authorization", &auth(&admin))], Some(r#"{"provider": "hamar/folkeregister"}"#));
     assert_eq!(status, 400, "{body}");
     let good = r#"{"provider": "hamar/folkeregister", "consumer": "hamar/byggesak", "purposes": ["byggesaksbehandling"],
         "datasets": [{"dataset": "hamar/innbyggere", "columns": ["fornavn"], "masks": {"fornavn": "partial"}}]}"#;
@@ -177,7 +216,13 @@ fn sql_and_agreements_over_http() {
     let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_i64().unwrap();
     let (status, _, _) = request(port, "POST", &format!("/api/v1/agreements/{id}/approve"), &[("Authorization", &auth(&frode))], None);
     assert_eq!(status, 200);
-    let (_, _, body) = sql(port, Some(&ola), Some("byggesaksbehandling"), "SELECT DISTINCT length(fornavn) AS l FROM hamar.innbyggere WHERE fornavn NOT LIKE '%***'", "text/csv");
+    let (_, _, body) = sql(
+        port,
+        Some(&ola),
+        Some("byggesaksbehandling"),
+        "SELECT DISTINCT length(fornavn) AS l FROM hamar.innbyggere WHERE fornavn NOT LIKE '%***'",
+        "text/csv",
+    );
     assert_eq!(body, "l\n", "every first name arrives masked");
 
     // A revoked token stops working at once.

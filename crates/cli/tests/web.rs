@@ -21,7 +21,14 @@ fn demo(extra: &[&str]) -> (Tverr, common::Server, String, String) {
     let mut args = vec!["--demo"];
     args.extend_from_slice(extra);
     let server = start_with(&t, &args);
-    let fnrs = t.ok(&["sql", "--purpose", "folkeregisterforvaltning", "--format", "csv", "SELECT fodselsnummer FROM hamar.innbyggere ORDER BY fodselsnummer LIMIT 2"]);
+    let fnrs = t.ok(&[
+        "sql",
+        "--purpose",
+        "folkeregisterforvaltning",
+        "--format",
+        "csv",
+        "SELECT fodselsnummer FROM hamar.innbyggere ORDER BY fodselsnummer LIMIT 2",
+    ]);
     let mut lines = fnrs.lines().skip(1).map(str::to_string);
     let (a, b) = (lines.next().unwrap(), lines.next().unwrap());
     (t, server, a, b)
@@ -82,7 +89,8 @@ impl Jar {
 
     fn post(&mut self, port: u16, path: &str, form: &str) -> Response {
         let cookie = self.header();
-        let r = send(port, "POST", path, &[("Cookie", &cookie), ("Content-Type", "application/x-www-form-urlencoded")], Some(form.as_bytes()));
+        let r =
+            send(port, "POST", path, &[("Cookie", &cookie), ("Content-Type", "application/x-www-form-urlencoded")], Some(form.as_bytes()));
         self.take(&r);
         r
     }
@@ -149,7 +157,9 @@ fn every_web_attack_case_is_refused() {
                 .get("header")
                 .into_iter()
                 .flatten()
-                .map(|h| h.split_once(": ").map(|(k, v)| (k.to_string(), v.to_string())).unwrap_or_else(|| panic!("{name}: header: NAME: VALUE")))
+                .map(|h| {
+                    h.split_once(": ").map(|(k, v)| (k.to_string(), v.to_string())).unwrap_or_else(|| panic!("{name}: header: NAME: VALUE"))
+                })
                 .collect();
             let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             jar.get_with(port, &target, &extra)
@@ -173,7 +183,11 @@ fn every_web_attack_case_is_refused() {
             let twin = jar.get(port, &other);
             // The same page but for the path itself (in the language switch's link).
             let strip = |text: &str, path: &str| text.replace(path.split('?').next().unwrap_or(path), "PATH");
-            assert_eq!((twin.status, strip(&twin.text(), &other)), (response.status, strip(&body, &target)), "{name}: differs from {other}");
+            assert_eq!(
+                (twin.status, strip(&twin.text(), &other)),
+                (response.status, strip(&body, &target)),
+                "{name}: differs from {other}"
+            );
         }
         if one("then-logged-in").as_deref() == Some("true") {
             assert!(jar.get(port, "/").text().contains("/logg-ut"), "{name}: the session ended");
@@ -227,7 +241,13 @@ fn repeated_failed_log_ins_are_throttled_even_with_the_right_password_then() {
     assert_eq!(r.status, 429, "{}", r.text());
     assert!(r.text().contains("For mange forsøk"));
     // The API's log-in shares the count.
-    let api = send(port, "POST", "/api/v1/login", &[("Content-Type", "application/json")], Some(format!("{{\"username\":\"kari\",\"password\":\"{PASSWORD}\"}}").as_bytes()));
+    let api = send(
+        port,
+        "POST",
+        "/api/v1/login",
+        &[("Content-Type", "application/json")],
+        Some(format!("{{\"username\":\"kari\",\"password\":\"{PASSWORD}\"}}").as_bytes()),
+    );
     assert_eq!(api.status, 429, "{}", api.text());
     // Another user is not locked out by kari's attacker.
     login(port, "ola");
@@ -310,7 +330,12 @@ fn serve_issuer(jwks: String) -> Issuer {
                 raw.extend_from_slice(&buf[..n]);
                 let text = String::from_utf8_lossy(&raw).to_string();
                 if let Some(head_end) = text.find("\r\n\r\n") {
-                    let len = text[..head_end].lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0))).unwrap_or(0);
+                    let len = text[..head_end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
                     if raw.len() >= head_end + 4 + len || n == 0 {
                         break;
                     }
@@ -344,7 +369,11 @@ fn serve_issuer(jwks: String) -> Issuer {
             } else {
                 ("404 Not Found", "{}".to_string())
             };
-            let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
         }
     });
     Issuer { port, codes, seen }
@@ -354,7 +383,8 @@ fn serve_issuer(jwks: String) -> Issuer {
 fn oidc_log_in_with_pkce_signs_in_a_citizen_and_refuses_replays_and_wrong_nonces() {
     let dir = tempfile::tempdir().unwrap();
     let key = rsa_key(dir.path(), "issuer");
-    let jwks = serde_json::json!({"keys": [{"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig", "n": key.n, "e": "AQAB"}]}).to_string();
+    let jwks =
+        serde_json::json!({"keys": [{"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig", "n": key.n, "e": "AQAB"}]}).to_string();
     let issuer = serve_issuer(jwks);
     let iss = format!("http://127.0.0.1:{}", issuer.port);
     let config = dir.path().join("oidc.json");

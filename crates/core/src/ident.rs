@@ -40,8 +40,7 @@ pub fn canonical_digits(input: &str) -> String {
         .filter_map(|c| match c {
             '0'..='9' => Some(c),
             '\u{FF10}'..='\u{FF19}' => char::from_u32(c as u32 - 0xFF10 + '0' as u32),
-            ' ' | '\u{A0}' | '\u{202F}' | '\u{2009}' | '-' | '\u{2010}' | '\u{2011}' | '\u{2013}'
-            | '.' => None,
+            ' ' | '\u{A0}' | '\u{202F}' | '\u{2009}' | '-' | '\u{2010}' | '\u{2011}' | '\u{2013}' | '.' => None,
             other => Some(other),
         })
         .collect()
@@ -203,15 +202,11 @@ impl Orgnr {
     /// Canonicalises and validates an organisasjonsnummer; accepts an `NO`/`0192:` prefix.
     pub fn parse(input: &str) -> Result<Self, IdentError> {
         let trimmed = input.trim();
-        let trimmed = trimmed
-            .strip_prefix("0192:")
-            .or_else(|| trimmed.strip_prefix("NO"))
-            .unwrap_or(trimmed);
+        let trimmed = trimmed.strip_prefix("0192:").or_else(|| trimmed.strip_prefix("NO")).unwrap_or(trimmed);
         let canonical = canonical_digits(trimmed);
         let canonical = canonical.strip_suffix("MVA").unwrap_or(&canonical).to_string();
         let d = digits_of::<9>(&canonical, "9")?;
-        let k = check_digit(weighted_sum(&d[..8], &[3, 2, 7, 6, 5, 4, 3, 2]))
-            .ok_or(IdentError::CheckDigits)?;
+        let k = check_digit(weighted_sum(&d[..8], &[3, 2, 7, 6, 5, 4, 3, 2])).ok_or(IdentError::CheckDigits)?;
         if k != d[8] {
             return Err(IdentError::CheckDigits);
         }
@@ -295,11 +290,7 @@ impl Matrikkel {
                 _ => c.to_ascii_lowercase(),
             })
             .collect();
-        let (knr, nums) = if normalised.contains("gnr") {
-            Self::words(&normalised)?
-        } else {
-            Self::numbers(&normalised)?
-        };
+        let (knr, nums) = if normalised.contains("gnr") { Self::words(&normalised)? } else { Self::numbers(&normalised)? };
         let kommunenummer = match knr {
             Some(k) => k,
             None => home.ok_or(IdentError::Matrikkel)?,
@@ -565,14 +556,39 @@ mod tests {
     fn matrikkel_forms() {
         let m = Matrikkel::parse("3403-12/345").unwrap();
         assert_eq!(m.to_string(), "3403-12/345");
-        for same in ["3403-12/345/0/0", " 3403 12/345 ", "3403/12/345", "3403 - 12 / 345", "knr 3403 gnr 12 bnr 345", "Gnr. 12, bnr. 345, knr. 3403", "３４０３－１２／３４５", "3403\u{2013}12/345"] {
+        for same in [
+            "3403-12/345/0/0",
+            " 3403 12/345 ",
+            "3403/12/345",
+            "3403 - 12 / 345",
+            "knr 3403 gnr 12 bnr 345",
+            "Gnr. 12, bnr. 345, knr. 3403",
+            "３４０３－１２／３４５",
+            "3403\u{2013}12/345",
+        ] {
             assert_eq!(Matrikkel::parse(same).unwrap(), m, "{same}");
         }
         assert_eq!(Matrikkel::parse("0301-1/2/3").unwrap().to_string(), "0301-1/2/3");
         assert_eq!(Matrikkel::parse("301-1/2/3").unwrap().to_string(), "0301-1/2/3");
         assert_eq!(Matrikkel::parse("3403-1/2/0/4").unwrap().to_string(), "3403-1/2/0/4");
         assert_eq!(Matrikkel::parse("gnr 1 bnr 2 snr 4 knr 3403").unwrap().to_string(), "3403-1/2/0/4");
-        for bad in ["3403", "3403-12", "3-12/345", "34030-12/345", "3403-12/abc", "3403-0/1", "0000-1/1", "3403-1/2/3/4/5", "", "3403-1234567/1", "gnr 12", "gnr 12 bnr", "gnr 12 bnr 3 gnr 4", "gnr 12 bnr 3 hus 4", "3403-12//345"] {
+        for bad in [
+            "3403",
+            "3403-12",
+            "3-12/345",
+            "34030-12/345",
+            "3403-12/abc",
+            "3403-0/1",
+            "0000-1/1",
+            "3403-1/2/3/4/5",
+            "",
+            "3403-1234567/1",
+            "gnr 12",
+            "gnr 12 bnr",
+            "gnr 12 bnr 3 gnr 4",
+            "gnr 12 bnr 3 hus 4",
+            "3403-12//345",
+        ] {
             assert_eq!(Matrikkel::parse(bad), Err(IdentError::Matrikkel), "{bad}");
         }
     }

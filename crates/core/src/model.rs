@@ -43,14 +43,8 @@ impl Slug {
     pub fn parse(value: &str, what: &'static str) -> Result<Self, ModelError> {
         let ok = (1..=63).contains(&value.len())
             && value.starts_with(|c: char| c.is_ascii_lowercase())
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if ok {
-            Ok(Self(value.to_string()))
-        } else {
-            Err(ModelError::Slug { what, value: value.to_string() })
-        }
+            && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if ok { Ok(Self(value.to_string())) } else { Err(ModelError::Slug { what, value: value.to_string() }) }
     }
 
     /// The slug text.

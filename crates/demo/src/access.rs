@@ -31,14 +31,56 @@ pub const USERS: &[(&str, Option<&str>, &str, Role)] = &[
 /// (org, slug, GDPR article, hjemmel, lovdata URL).
 const LEGAL_BASES: &[(&str, &str, &str, &str, &str)] = &[
     ("hamar", "barnehageloven-18", "6(1)(e)", "barnehageloven § 18 (opptak)", "https://lovdata.no/lov/2005-06-17-64/§18"),
-    ("hamar", "hol-3-2-helsestasjon", "9(2)(h)", "helse- og omsorgstjenesteloven § 3-2 første ledd nr. 1 (helsestasjon)", "https://lovdata.no/lov/2011-06-24-30/§3-2"),
-    ("hamar", "hol-3-2-hjemmetjenester", "9(2)(h)", "helse- og omsorgstjenesteloven § 3-2 første ledd nr. 6 bokstav a (helsetjenester i hjemmet)", "https://lovdata.no/lov/2011-06-24-30/§3-2"),
+    (
+        "hamar",
+        "hol-3-2-helsestasjon",
+        "9(2)(h)",
+        "helse- og omsorgstjenesteloven § 3-2 første ledd nr. 1 (helsestasjon)",
+        "https://lovdata.no/lov/2011-06-24-30/§3-2",
+    ),
+    (
+        "hamar",
+        "hol-3-2-hjemmetjenester",
+        "9(2)(h)",
+        "helse- og omsorgstjenesteloven § 3-2 første ledd nr. 6 bokstav a (helsetjenester i hjemmet)",
+        "https://lovdata.no/lov/2011-06-24-30/§3-2",
+    ),
     ("hamar", "pbl-21-4", "6(1)(e)", "plan- og bygningsloven § 21-4 (behandling av søknad)", "https://lovdata.no/lov/2008-06-27-71/§21-4"),
-    ("hamar", "eigedomsskattelova-8a", "6(1)(e)", "eigedomsskattelova §§ 3 og 8 A-2 (utskriving og verdsetting)", "https://lovdata.no/lov/1975-06-06-29"),
-    ("hamar", "vass-og-avlopsanleggslova-3", "6(1)(e)", "vass- og avløpsanleggslova § 3 (kommunale gebyr)", "https://lovdata.no/lov/2012-03-16-12/§3"),
-    ("hamar", "folkeregisterloven-10-2", "6(1)(e)", "folkeregisterloven § 10-2 (utlevering til offentlige myndigheter)", "https://lovdata.no/lov/2016-12-09-88/§10-2"),
-    ("hamar", "fvl-11-veiledning", "6(1)(e)", "forvaltningsloven § 11 (veiledningsplikt) og kommuneloven § 4-1 (innbyggerservice)", "https://lovdata.no/lov/1967-02-10/§11"),
-    ("hias", "vass-og-avlopsanleggslova-3", "6(1)(e)", "vass- og avløpsanleggslova § 3 (vassforsyning og gebyr)", "https://lovdata.no/lov/2012-03-16-12/§3"),
+    (
+        "hamar",
+        "eigedomsskattelova-8a",
+        "6(1)(e)",
+        "eigedomsskattelova §§ 3 og 8 A-2 (utskriving og verdsetting)",
+        "https://lovdata.no/lov/1975-06-06-29",
+    ),
+    (
+        "hamar",
+        "vass-og-avlopsanleggslova-3",
+        "6(1)(e)",
+        "vass- og avløpsanleggslova § 3 (kommunale gebyr)",
+        "https://lovdata.no/lov/2012-03-16-12/§3",
+    ),
+    (
+        "hamar",
+        "folkeregisterloven-10-2",
+        "6(1)(e)",
+        "folkeregisterloven § 10-2 (utlevering til offentlige myndigheter)",
+        "https://lovdata.no/lov/2016-12-09-88/§10-2",
+    ),
+    (
+        "hamar",
+        "fvl-11-veiledning",
+        "6(1)(e)",
+        "forvaltningsloven § 11 (veiledningsplikt) og kommuneloven § 4-1 (innbyggerservice)",
+        "https://lovdata.no/lov/1967-02-10/§11",
+    ),
+    (
+        "hias",
+        "vass-og-avlopsanleggslova-3",
+        "6(1)(e)",
+        "vass- og avløpsanleggslova § 3 (vassforsyning og gebyr)",
+        "https://lovdata.no/lov/2012-03-16-12/§3",
+    ),
 ];
 
 /// (org, slug, department, name, legal basis).
@@ -132,12 +174,8 @@ pub async fn create(policy: &Policy) -> Result<(), PolicyError> {
     .await?;
 
     // 2. Oppvekst → helse: kindergarten places for the health centre.
-    agree(
-        request("hamar/oppvekst", "hamar/helse", vec![dataset("hamar/barnehageplasser", &[], &[], None)], "helsestasjon"),
-        "kari",
-        None,
-    )
-    .await?;
+    agree(request("hamar/oppvekst", "hamar/helse", vec![dataset("hamar/barnehageplasser", &[], &[], None)], "helsestasjon"), "kari", None)
+        .await?;
 
     // 3. Hias IKS vann → Hamar eiendomsskatt: water meters and readings, across organisations.
     agree(
@@ -206,10 +244,27 @@ pub async fn create(policy: &Policy) -> Result<(), PolicyError> {
     // 8. The service desk: what it needs to answer a citizen about their own matters, from four
     // departments and Hias IKS. Health data is not shared with it.
     let shared: [(&str, DatasetTerms, &'static str); 5] = [
-        ("hamar/folkeregister", dataset("hamar/innbyggere", &["fodselsnummer", "fornavn", "etternavn", "adresse", "postnummer", "poststed", "bydel"], &[], None), "frode"),
+        (
+            "hamar/folkeregister",
+            dataset(
+                "hamar/innbyggere",
+                &["fodselsnummer", "fornavn", "etternavn", "adresse", "postnummer", "poststed", "bydel"],
+                &[],
+                None,
+            ),
+            "frode",
+        ),
         ("hamar/oppvekst", dataset("hamar/barnehageplasser", &["barn_fnr", "foresatt_fnr", "barnehage", "startdato"], &[], None), "kari"),
-        ("hamar/byggesak", dataset("hamar/byggesaker", &["saksnr", "matrikkel", "soker_fnr", "sakstype", "status", "mottatt", "vedtatt"], &[], None), "bjorn"),
-        ("hamar/eiendomsskatt", dataset("hamar/eiendommer", &["matrikkel", "adresse", "areal_m2", "eier_fnr", "eier_orgnr"], &[], None), "eva"),
+        (
+            "hamar/byggesak",
+            dataset("hamar/byggesaker", &["saksnr", "matrikkel", "soker_fnr", "sakstype", "status", "mottatt", "vedtatt"], &[], None),
+            "bjorn",
+        ),
+        (
+            "hamar/eiendomsskatt",
+            dataset("hamar/eiendommer", &["matrikkel", "adresse", "areal_m2", "eier_fnr", "eier_orgnr"], &[], None),
+            "eva",
+        ),
         ("hias/vann", dataset("hias/vannmalere", &[], &[], None), "lise"),
     ];
     for (provider, terms, steward) in shared {

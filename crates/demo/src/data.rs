@@ -255,7 +255,10 @@ impl Population {
     fn write_barnehager(&self, dir: &Path) -> Result<(), DemoError> {
         let mut rng = self.rng(1);
         let mut w = BufWriter::new(File::create(dir.join("barnehager.geojson"))?);
-        write!(w, "{{\"type\":\"FeatureCollection\",\"crs\":{{\"type\":\"name\",\"properties\":{{\"name\":\"urn:ogc:def:crs:EPSG::25833\"}}}},\"features\":[")?;
+        write!(
+            w,
+            "{{\"type\":\"FeatureCollection\",\"crs\":{{\"type\":\"name\",\"properties\":{{\"name\":\"urn:ogc:def:crs:EPSG::25833\"}}}},\"features\":["
+        )?;
         for i in 0..self.kindergarten_count() {
             let street = rng.random_range(0..STREETS.len());
             let (sname, bydel, _) = STREETS[street];
@@ -329,10 +332,7 @@ impl Population {
         let date_format = rust_xlsxwriter::Format::new().set_num_format("dd.mm.yyyy");
         let sheet = book.add_worksheet_with_constant_memory()?;
         sheet.set_name("Byggesaker")?;
-        for (c, h) in ["saksnr", "matrikkel", "soker_navn", "soker_fnr", "sakstype", "status", "mottatt", "vedtatt"]
-            .iter()
-            .enumerate()
-        {
+        for (c, h) in ["saksnr", "matrikkel", "soker_navn", "soker_fnr", "sakstype", "status", "mottatt", "vedtatt"].iter().enumerate() {
             sheet.write_string(0, c as u16, *h)?;
         }
         let mut row = 1u32;
@@ -342,7 +342,8 @@ impl Population {
                 continue;
             }
             let applicant = &self.persons[h.members[0] as usize];
-            let received = NaiveDate::from_ymd_opt(rng.random_range(2019..2026), rng.random_range(1..13), rng.random_range(1..29)).expect("valid");
+            let received =
+                NaiveDate::from_ymd_opt(rng.random_range(2019..2026), rng.random_range(1..13), rng.random_range(1..29)).expect("valid");
             let n = serial.entry(received.year()).or_insert(0u32);
             *n += 1;
             let status = BUILDING_CASE_STATUS[rng.random_range(0..BUILDING_CASE_STATUS.len())];
@@ -366,7 +367,10 @@ impl Population {
     fn write_eiendommer(&self, dir: &Path) -> Result<(), DemoError> {
         let mut rng = self.rng(4);
         let mut w = BufWriter::new(File::create(dir.join("eiendommer.geojson"))?);
-        write!(w, "{{\"type\":\"FeatureCollection\",\"crs\":{{\"type\":\"name\",\"properties\":{{\"name\":\"urn:ogc:def:crs:EPSG::25833\"}}}},\"features\":[")?;
+        write!(
+            w,
+            "{{\"type\":\"FeatureCollection\",\"crs\":{{\"type\":\"name\",\"properties\":{{\"name\":\"urn:ogc:def:crs:EPSG::25833\"}}}},\"features\":["
+        )?;
         for (i, h) in self.households.iter().enumerate() {
             let side: f64 = rng.random_range(15.0..45.0);
             let (x, y) = (h.x.round(), h.y.round());
@@ -397,12 +401,32 @@ impl Population {
     fn write_reguleringsplaner(&self, dir: &Path) -> Result<(), DemoError> {
         let mut rng = self.rng(5);
         let mut w = BufWriter::new(File::create(dir.join("reguleringsplaner.geojson"))?);
-        write!(w, "{{\"type\":\"FeatureCollection\",\"crs\":{{\"type\":\"name\",\"properties\":{{\"name\":\"urn:ogc:def:crs:EPSG::25833\"}}}},\"features\":[")?;
-        let names = ["Vikingskipet", "Åkersvika", "Espern", "Jernbaneområdet", "Ingeberg sentrum", "Børstad", "Prestrud", "Ridabu", "Stangebyen", "Kaupangen"];
+        write!(
+            w,
+            "{{\"type\":\"FeatureCollection\",\"crs\":{{\"type\":\"name\",\"properties\":{{\"name\":\"urn:ogc:def:crs:EPSG::25833\"}}}},\"features\":["
+        )?;
+        let names = [
+            "Vikingskipet",
+            "Åkersvika",
+            "Espern",
+            "Jernbaneområdet",
+            "Ingeberg sentrum",
+            "Børstad",
+            "Prestrud",
+            "Ridabu",
+            "Stangebyen",
+            "Kaupangen",
+        ];
         for i in 0..25 {
             let (x, y) = (CENTER_X + rng.random_range(-5000.0..5000.0), CENTER_Y + rng.random_range(-5000.0..5000.0));
             let (dx, dy) = (rng.random_range(150.0..700.0), rng.random_range(150.0..700.0));
-            let ring = [[x.round(), y.round()], [(x + dx).round(), y.round()], [(x + dx).round(), (y + dy).round()], [x.round(), (y + dy).round()], [x.round(), y.round()]];
+            let ring = [
+                [x.round(), y.round()],
+                [(x + dx).round(), y.round()],
+                [(x + dx).round(), (y + dy).round()],
+                [x.round(), (y + dy).round()],
+                [x.round(), y.round()],
+            ];
             let status = ["Vedtatt", "Vedtatt", "Forslag", "Under arbeid"][rng.random_range(0..4)];
             let feature = serde_json::json!({
                 "type": "Feature",
@@ -434,7 +458,8 @@ impl Population {
             if age_on(p.birth, today) < 67 || rng.random_range(0..100) >= 8 {
                 continue;
             }
-            let decided = NaiveDate::from_ymd_opt(rng.random_range(2018..2026), rng.random_range(1..13), rng.random_range(1..29)).expect("valid");
+            let decided =
+                NaiveDate::from_ymd_opt(rng.random_range(2018..2026), rng.random_range(1..13), rng.random_range(1..29)).expect("valid");
             let hours = f64::from(rng.random_range(1..60)) / 2.0;
             writeln!(
                 w,

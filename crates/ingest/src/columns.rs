@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, TimeUnit};
 use serde::Serialize;
@@ -211,9 +210,8 @@ impl Inference {
     /// broken one is an error at its line, not a reason to store the column as text);
     /// otherwise [`Inference::decide`].
     pub fn decide_for(&self, name: &str) -> ColumnType {
-        let geometry = self.non_empty > 0
-            && self.geometry_written
-            && ((self.geometry_valid && self.wkt) || geometry::is_geometry_name(name));
+        let geometry =
+            self.non_empty > 0 && self.geometry_written && ((self.geometry_valid && self.wkt) || geometry::is_geometry_name(name));
         if geometry { ColumnType::Geometry } else { self.decide() }
     }
 
@@ -262,12 +260,7 @@ pub(crate) struct Plan {
 ///
 /// `inferred` holds, per source column, the type inferred from the sample (or forced by the
 /// source, e.g. geometry). Returns located problems for duplicate, unknown and missing columns.
-pub(crate) fn plan(
-    file: &str,
-    source_names: &[String],
-    inferred: &[ColumnType],
-    options: &IngestOptions,
-) -> Result<Plan, Vec<Problem>> {
+pub(crate) fn plan(file: &str, source_names: &[String], inferred: &[ColumnType], options: &IngestOptions) -> Result<Plan, Vec<Problem>> {
     if source_names.len() > MAX_COLUMNS {
         return Err(vec![limits::column_limit(file, None, &source_names[MAX_COLUMNS], source_names.len())]);
     }
@@ -286,18 +279,10 @@ pub(crate) fn plan(
         }
     }
     let subject_of = |name: &str| -> Option<SubjectKind> {
-        options
-            .subjects
-            .get(name)
-            .copied()
-            .or_else(|| options.target.as_ref().and_then(|t| t.subjects.get(name).copied()))
+        options.subjects.get(name).copied().or_else(|| options.target.as_ref().and_then(|t| t.subjects.get(name).copied()))
     };
     let source_type = |i: usize, name: &str| -> ColumnType {
-        if subject_of(name).is_some() {
-            ColumnType::Text
-        } else {
-            options.types.get(name).copied().unwrap_or(inferred[i])
-        }
+        if subject_of(name).is_some() { ColumnType::Text } else { options.types.get(name).copied().unwrap_or(inferred[i]) }
     };
 
     let plan = match &options.target {
@@ -305,12 +290,7 @@ pub(crate) fn plan(
             columns: source_names
                 .iter()
                 .enumerate()
-                .map(|(i, n)| ColumnPlan {
-                    name: n.clone(),
-                    column_type: source_type(i, n),
-                    subject: subject_of(n),
-                    srid: None,
-                })
+                .map(|(i, n)| ColumnPlan { name: n.clone(), column_type: source_type(i, n), subject: subject_of(n), srid: None })
                 .collect(),
             source_index: (0..source_names.len()).map(Some).collect(),
             added: Vec::new(),
@@ -339,16 +319,10 @@ pub(crate) fn plan(
                         source_index.push(None);
                     }
                 }
-                columns.push(ColumnPlan {
-                    name: field.name().clone(),
-                    column_type,
-                    subject: subject_of(field.name()),
-                    srid: None,
-                });
+                columns.push(ColumnPlan { name: field.name().clone(), column_type, subject: subject_of(field.name()), srid: None });
             }
             if !missing.is_empty() {
-                problems
-                    .push(Problem::file(file, format!("missing columns that the dataset has: {}", missing.join(", "))));
+                problems.push(Problem::file(file, format!("missing columns that the dataset has: {}", missing.join(", "))));
             }
             let unknown: Vec<(usize, &String)> =
                 source_names.iter().enumerate().filter(|(_, n)| schema.field_with_name(n).is_err()).collect();
@@ -361,12 +335,7 @@ pub(crate) fn plan(
                 ));
             } else {
                 for (i, n) in unknown {
-                    columns.push(ColumnPlan {
-                        name: n.clone(),
-                        column_type: source_type(i, n),
-                        subject: subject_of(n),
-                        srid: None,
-                    });
+                    columns.push(ColumnPlan { name: n.clone(), column_type: source_type(i, n), subject: subject_of(n), srid: None });
                     source_index.push(Some(i));
                     added.push(n.clone());
                 }
@@ -375,10 +344,8 @@ pub(crate) fn plan(
         }
     };
     if plan.columns.len() > MAX_COLUMNS {
-        problems.push(Problem::file(
-            file,
-            format!("the dataset would have {} columns; at most {MAX_COLUMNS} are allowed", plan.columns.len()),
-        ));
+        problems
+            .push(Problem::file(file, format!("the dataset would have {} columns; at most {MAX_COLUMNS} are allowed", plan.columns.len())));
     }
     if problems.is_empty() { Ok(plan) } else { Err(problems) }
 }
@@ -405,11 +372,7 @@ pub(crate) fn text_geometry_crs(
             Some(target) => {
                 let crs = target.crs.get(&col.name).and_then(|c| geometry::epsg(c)).unwrap_or(4326);
                 if let Some(o) = option.filter(|o| *o != crs) {
-                    problems.push(Problem::column(
-                        file,
-                        &col.name,
-                        format!("--crs EPSG:{o} does not match the dataset's CRS EPSG:{crs}"),
-                    ));
+                    problems.push(Problem::column(file, &col.name, format!("--crs EPSG:{o} does not match the dataset's CRS EPSG:{crs}")));
                 }
                 crs
             }
@@ -427,7 +390,9 @@ pub(crate) fn text_geometry_crs(
                     Some(other) if other != srid => problems.push(Problem::column(
                         file,
                         &col.name,
-                        format!("EPSG:{srid} differs from another geometry column's EPSG:{other}; a file's new geometry columns share one CRS"),
+                        format!(
+                            "EPSG:{srid} differs from another geometry column's EPSG:{other}; a file's new geometry columns share one CRS"
+                        ),
                     )),
                     _ => new_crs = Some(srid),
                 }
@@ -466,9 +431,7 @@ impl Builder {
             ColumnType::Integer => Builder::Integer(Int64Builder::with_capacity(capacity)),
             ColumnType::Float => Builder::Float(Float64Builder::with_capacity(capacity)),
             ColumnType::Date => Builder::Date(Date32Builder::with_capacity(capacity)),
-            ColumnType::Timestamp => {
-                Builder::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"))
-            }
+            ColumnType::Timestamp => Builder::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC")),
             ColumnType::Text => Builder::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
             ColumnType::Geometry => Builder::Geometry(BinaryBuilder::with_capacity(capacity, capacity * 32), None),
         }

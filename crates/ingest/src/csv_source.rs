@@ -38,11 +38,7 @@ impl Encoding {
             return Encoding::Utf8Bom;
         }
         let (valid, invalid) = utf8_census(head);
-        if invalid > 0 && (valid == 0 || invalid > CLEARLY_MORE * valid) {
-            Encoding::Windows1252
-        } else {
-            Encoding::Utf8
-        }
+        if invalid > 0 && (valid == 0 || invalid > CLEARLY_MORE * valid) { Encoding::Windows1252 } else { Encoding::Utf8 }
     }
 }
 
@@ -136,10 +132,7 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
             file,
             line,
             None,
-            format!(
-                "a record starting here is longer than {} MiB; is a quote not closed?",
-                chunker::MAX_RECORD_BYTES >> 20
-            ),
+            format!("a record starting here is longer than {} MiB; is a quote not closed?", chunker::MAX_RECORD_BYTES >> 20),
         )]),
         ChunkError::TooManyFields { line, fields, max } => IngestError::Invalid(vec![Problem::at_line(
             file,
@@ -312,8 +305,7 @@ fn for_each_record(encoding: Encoding, delimiter: u8, chunk: &Chunk, mut f: impl
         },
         Encoding::Utf8 | Encoding::Utf8Bom => std::borrow::Cow::Borrowed(&chunk.bytes),
     };
-    let mut reader =
-        csv::ReaderBuilder::new().delimiter(delimiter).has_headers(false).flexible(true).from_reader(&text[..]);
+    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).has_headers(false).flexible(true).from_reader(&text[..]);
     let mut record = csv::ByteRecord::new();
     // The line of a record is counted here from its byte offset. After a CRLF the csv crate
     // reports the next record as starting at the `\n` (it ends records at the `\r`), so its own
@@ -321,10 +313,8 @@ fn for_each_record(encoding: Encoding, delimiter: u8, chunk: &Chunk, mut f: impl
     let (mut line, mut counted_to) = (chunk.first_line, 0usize);
     // Reading from memory cannot fail, and `flexible` accepts every record length.
     while reader.read_byte_record(&mut record).unwrap_or(false) {
-        let mut start = record
-            .position()
-            .map_or(counted_to, |p| usize::try_from(p.byte()).unwrap_or(counted_to))
-            .clamp(counted_to, text.len());
+        let mut start =
+            record.position().map_or(counted_to, |p| usize::try_from(p.byte()).unwrap_or(counted_to)).clamp(counted_to, text.len());
         while start < text.len() && matches!(text[start], b'\r' | b'\n') {
             start += 1;
         }
@@ -454,12 +444,7 @@ mod line_tests {
 
     #[test]
     fn records_keep_their_file_line_whatever_the_line_ends() {
-        for text in [
-            &b"a;1\r\nb;2\r\nc;x\r\n"[..],
-            b"a;1\nb;2\nc;x\n",
-            b"a;1\rb;2\rc;x",
-            b"a;1\r\n\r\nb;2\r\n\"c\nd\";x\r\ne;y",
-        ] {
+        for text in [&b"a;1\r\nb;2\r\nc;x\r\n"[..], b"a;1\nb;2\nc;x\n", b"a;1\rb;2\rc;x", b"a;1\r\n\r\nb;2\r\n\"c\nd\";x\r\ne;y"] {
             let chunk = Chunk { seq: 0, first_line: 2, bytes: text.to_vec() };
             let mut lines = Vec::new();
             for_each_record(Encoding::Utf8, b';', &chunk, |line, _| lines.push(line));

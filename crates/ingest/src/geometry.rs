@@ -34,8 +34,7 @@ pub(crate) fn is_geometry_name(name: &str) -> bool {
 }
 
 /// WKT geometry keywords.
-const KEYWORDS: [&str; 7] =
-    ["POINT", "LINESTRING", "POLYGON", "MULTIPOINT", "MULTILINESTRING", "MULTIPOLYGON", "GEOMETRYCOLLECTION"];
+const KEYWORDS: [&str; 7] = ["POINT", "LINESTRING", "POLYGON", "MULTIPOINT", "MULTILINESTRING", "MULTIPOLYGON", "GEOMETRYCOLLECTION"];
 
 /// How a value writes its geometry, judged by its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,8 +133,7 @@ fn parse_wkt(value: &str) -> Result<Geometry, String> {
     if memchr::memchr_iter(b',', text.as_bytes()).count() >= 2 * MAX_POINTS {
         return Err(limits::too_many_points());
     }
-    let wkb =
-        geozero::wkt::Wkt(text).to_wkb(CoordDimensions::xy()).map_err(|e| format!("invalid WKT: {}", reason(e)))?;
+    let wkb = geozero::wkt::Wkt(text).to_wkb(CoordDimensions::xy()).map_err(|e| format!("invalid WKT: {}", reason(e)))?;
     let mut count = Count::default();
     geozero::wkb::Wkb(&wkb).process_geom(&mut count).map_err(|e| format!("invalid WKT: {}", reason(e)))?;
     Ok(Geometry { wkb, srid, fits_wgs84: !count.outside_wgs84 })
@@ -158,11 +156,8 @@ fn parse_hex(value: &str) -> Result<Geometry, String> {
     let srid = if kind & 0x2000_0000 != 0 { Some(word(5).ok_or("invalid EWKB: too short")?) } else { None };
     // Counted first, without building anything: a header may claim any number of points.
     let mut count = Count::default();
-    let counted = if extended {
-        geozero::wkb::Ewkb(&bytes).process_geom(&mut count)
-    } else {
-        geozero::wkb::Wkb(&bytes).process_geom(&mut count)
-    };
+    let counted =
+        if extended { geozero::wkb::Ewkb(&bytes).process_geom(&mut count) } else { geozero::wkb::Wkb(&bytes).process_geom(&mut count) };
     counted.map_err(|e| format!("invalid WKB: {}", reason(e)))?;
     let wkb = if extended {
         geozero::wkb::Ewkb(&bytes).to_wkb(CoordDimensions::xy())
@@ -223,9 +218,7 @@ mod tests {
     #[test]
     fn bad_values_are_refused_without_echoing_them() {
         let long = format!("POLYGON(({}))", "1 2 3 4 5 ".repeat(10_000));
-        for bad in
-            ["POINT(1)", "POINT(1 2", "LINESTRING(a b, c d)", "SRID=x;POINT(1 2)", "0102000000FFFFFFFF", long.as_str()]
-        {
+        for bad in ["POINT(1)", "POINT(1 2", "LINESTRING(a b, c d)", "SRID=x;POINT(1 2)", "0102000000FFFFFFFF", long.as_str()] {
             let err = parse(bad).unwrap_err();
             assert!(err.len() < 200, "{err}");
             assert!(!err.contains("1 2 3 4 5 1 2 3 4 5"), "{err}");

@@ -150,8 +150,7 @@ impl<'a, 's> RowConsumer<'a, 's> {
         if self.geo {
             inferred[0] = ColumnType::Geometry;
         }
-        let plan = columns::plan(&self.ctx.file_name, &self.names, &inferred, &self.ctx.options)
-            .map_err(IngestError::Invalid)?;
+        let plan = columns::plan(&self.ctx.file_name, &self.names, &inferred, &self.ctx.options).map_err(IngestError::Invalid)?;
         self.sampled = self.sample.len();
         let sink = self.sink.take().expect("started once");
         let mut batcher = Batcher::new(self.ctx, plan, sink)?;
@@ -174,11 +173,7 @@ impl<'a, 's> RowConsumer<'a, 's> {
         let mut problems = Vec::new();
         for key in row.fields.keys() {
             if !(self.index.contains_key(key.as_str()) || self.geo && key == GEOMETRY_COLUMN) {
-                problems.push(row.loc.problem(
-                    &file,
-                    Some(key),
-                    format!("field not present in the first {} records", self.sampled),
-                ));
+                problems.push(row.loc.problem(&file, Some(key), format!("field not present in the first {} records", self.sampled)));
             }
         }
         {
@@ -351,20 +346,14 @@ impl<'de> Visitor<'de> for Bounded<'_> {
 /// Parses one element within the budget; returns it with the memory it takes.
 fn bounded_element<'de, A: SeqAccess<'de>>(seq: &mut A) -> Result<Option<(Value, usize)>, A::Error> {
     let left = std::cell::Cell::new(MAX_ELEMENT_BYTES);
-    Ok(seq
-        .next_element_seed(Bounded { left: &left, sentinel: TOO_LARGE })?
-        .map(|v| (v, MAX_ELEMENT_BYTES - left.get())))
+    Ok(seq.next_element_seed(Bounded { left: &left, sentinel: TOO_LARGE })?.map(|v| (v, MAX_ELEMENT_BYTES - left.get())))
 }
 
 /// The problem for an element larger than [`MAX_ELEMENT_BYTES`].
 fn too_large(file: &str, loc: Loc, geo: bool) -> Problem {
     let what = if geo { "feature" } else { "record" };
     let hint = if geo { format!(" (a geometry may have at most {MAX_POINTS} points)") } else { String::new() };
-    loc.problem(
-        file,
-        None,
-        format!("the {what} takes more than {} MiB once read; at most that is allowed{hint}", MAX_ELEMENT_BYTES >> 20),
-    )
+    loc.problem(file, None, format!("the {what} takes more than {} MiB once read; at most that is allowed{hint}", MAX_ELEMENT_BYTES >> 20))
 }
 
 struct ElementSeq<'c, F>(&'c mut F);
@@ -435,18 +424,14 @@ pub(crate) fn read(ctx: &Context, shape: Shape, sink: &mut dyn BatchSink) -> Res
             loop {
                 // A line is read up to the record limit, not without bound.
                 bytes.clear();
-                let n = (&mut reader)
-                    .take(MAX_RECORD_BYTES as u64 + 1)
-                    .read_until(b'\n', &mut bytes)
-                    .map_err(|e| ctx.io(e))?;
+                let n = (&mut reader).take(MAX_RECORD_BYTES as u64 + 1).read_until(b'\n', &mut bytes).map_err(|e| ctx.io(e))?;
                 if n == 0 {
                     break;
                 }
                 line_no += 1;
                 let loc = Loc::Line(line_no);
                 if bytes.len() > MAX_RECORD_BYTES {
-                    let msg =
-                        format!("the line is longer than {} MiB; at most that is allowed", MAX_RECORD_BYTES >> 20);
+                    let msg = format!("the line is longer than {} MiB; at most that is allowed", MAX_RECORD_BYTES >> 20);
                     consumer.problem(loc.problem(&file, None, msg));
                     break;
                 }
@@ -459,17 +444,13 @@ pub(crate) fn read(ctx: &Context, shape: Shape, sink: &mut dyn BatchSink) -> Res
                 }
                 let left = std::cell::Cell::new(MAX_ELEMENT_BYTES);
                 let mut de = serde_json::Deserializer::from_str(trimmed);
-                let parsed = Bounded { left: &left, sentinel: TOO_LARGE }
-                    .deserialize(&mut de)
-                    .and_then(|v| de.end().map(|()| v));
+                let parsed = Bounded { left: &left, sentinel: TOO_LARGE }.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
                 let size = MAX_ELEMENT_BYTES - left.get();
                 match parsed {
                     Ok(Value::Object(fields)) => consumer.push(Row { loc, fields, geometry: None, size })?,
                     Ok(_) => consumer.problem(loc.problem(&file, None, "expected a JSON object")),
                     Err(e) if e.to_string().starts_with(TOO_LARGE) => consumer.problem(too_large(&file, loc, false)),
-                    Err(e) => {
-                        consumer.problem(loc.problem(&file, None, format!("invalid JSON: {}", serde_message(&e))))
-                    }
+                    Err(e) => consumer.problem(loc.problem(&file, None, format!("invalid JSON: {}", serde_message(&e)))),
                 }
                 if consumer.stop {
                     break;
@@ -518,9 +499,7 @@ pub(crate) fn read(ctx: &Context, shape: Shape, sink: &mut dyn BatchSink) -> Res
             }
             match result {
                 Err(e) if e.to_string().starts_with(STOP) => {}
-                Err(e) if e.to_string().starts_with(TOO_LARGE) => {
-                    consumer.problem(too_large(&file, Loc::Row(row_no + 1), geo))
-                }
+                Err(e) if e.to_string().starts_with(TOO_LARGE) => consumer.problem(too_large(&file, Loc::Row(row_no + 1), geo)),
                 Err(e) if e.to_string().starts_with(CRS_TOO_LARGE) => consumer.problem(Problem::at_line(
                     &file,
                     e.line() as u64,
@@ -531,8 +510,7 @@ pub(crate) fn read(ctx: &Context, shape: Shape, sink: &mut dyn BatchSink) -> Res
                     let msg = if e.is_data() && e.to_string().contains("invalid type") {
                         match shape {
                             Shape::GeoJson => "expected a GeoJSON FeatureCollection object".to_string(),
-                            _ => "expected a JSON array of objects (use --format ndjson for one object per line)"
-                                .to_string(),
+                            _ => "expected a JSON array of objects (use --format ndjson for one object per line)".to_string(),
                         }
                     } else {
                         format!("invalid JSON: {}", serde_message(&e))
@@ -546,15 +524,11 @@ pub(crate) fn read(ctx: &Context, shape: Shape, sink: &mut dyn BatchSink) -> Res
                     // Without a `crs` member or `--crs`, a file appended to a dataset is in the
                     // dataset's CRS; one that names another is refused (nothing is reprojected).
                     let dataset_crs = ctx.options.target.as_ref().and_then(|t| t.crs.get(GEOMETRY_COLUMN)).cloned();
-                    let crs =
-                        resolve_crs(&file, crs_value.as_ref(), ctx.options.crs.as_deref().or(dataset_crs.as_deref()));
+                    let crs = resolve_crs(&file, crs_value.as_ref(), ctx.options.crs.as_deref().or(dataset_crs.as_deref()));
                     match crs {
                         Ok(crs) => {
                             if let Some(d) = dataset_crs.filter(|d| *d != crs) {
-                                consumer.problem(Problem::file(
-                                    &file,
-                                    format!("the file's CRS {crs} differs from the dataset's CRS {d}"),
-                                ));
+                                consumer.problem(Problem::file(&file, format!("the file's CRS {crs} differs from the dataset's CRS {d}")));
                             }
                             if crs == "EPSG:4326" && !bbox.fits_wgs84() {
                                 consumer.problem(Problem::file(
@@ -619,8 +593,7 @@ fn feature_row(file: &str, loc: Loc, v: Value, bbox: &mut BBox) -> Result<Row, P
     let geometry = match feature.remove("geometry") {
         None | Some(Value::Null) => None,
         Some(g) => {
-            check_geometry(&g, bbox)
-                .map_err(|m| loc.problem(file, Some(GEOMETRY_COLUMN), format!("invalid geometry: {m}")))?;
+            check_geometry(&g, bbox).map_err(|m| loc.problem(file, Some(GEOMETRY_COLUMN), format!("invalid geometry: {m}")))?;
             use geozero::ToWkb;
             let text = g.to_string();
             let wkb = geozero::geojson::GeoJson(&text)
@@ -629,8 +602,7 @@ fn feature_row(file: &str, loc: Loc, v: Value, bbox: &mut BBox) -> Result<Row, P
             Some(wkb)
         }
     };
-    let size =
-        geometry.as_ref().map_or(0, Vec::len) + fields.iter().map(|(k, v)| k.len() + value_size(v)).sum::<usize>();
+    let size = geometry.as_ref().map_or(0, Vec::len) + fields.iter().map(|(k, v)| k.len() + value_size(v)).sum::<usize>();
     Ok(Row { loc, fields, geometry, size })
 }
 
@@ -668,8 +640,7 @@ impl BBox {
         self.max_y = self.max_y.max(y);
     }
     fn fits_wgs84(&self) -> bool {
-        self.min_x > self.max_x
-            || (self.min_x >= -180.0 && self.max_x <= 180.0 && self.min_y >= -90.0 && self.max_y <= 90.0)
+        self.min_x > self.max_x || (self.min_x >= -180.0 && self.max_x <= 180.0 && self.min_y >= -90.0 && self.max_y <= 90.0)
     }
 }
 
@@ -688,10 +659,8 @@ fn position(v: &Value, w: &mut Walk<'_>) -> Result<(), String> {
     if !(2..=3).contains(&arr.len()) {
         return Err(format!("a position needs 2 or 3 numbers, found {}", arr.len()));
     }
-    let nums: Vec<f64> = arr
-        .iter()
-        .map(|n| n.as_f64().filter(|f| f.is_finite()).ok_or("a coordinate is not a number"))
-        .collect::<Result<_, _>>()?;
+    let nums: Vec<f64> =
+        arr.iter().map(|n| n.as_f64().filter(|f| f.is_finite()).ok_or("a coordinate is not a number")).collect::<Result<_, _>>()?;
     w.bbox.add(nums[0], nums[1]);
     Ok(())
 }
@@ -742,9 +711,7 @@ fn walk_geometry(g: &Value, w: &mut Walk<'_>) -> Result<(), String> {
         "Point" => position(c, w),
         "MultiPoint" => positions(c, 0, "MultiPoint", w).map(|_| ()),
         "LineString" => positions(c, 2, "a LineString", w).map(|_| ()),
-        "MultiLineString" => {
-            each(c, "MultiLineString")?.iter().try_for_each(|l| positions(l, 2, "a LineString", w).map(|_| ()))
-        }
+        "MultiLineString" => each(c, "MultiLineString")?.iter().try_for_each(|l| positions(l, 2, "a LineString", w).map(|_| ())),
         "Polygon" => polygon(c, w),
         "MultiPolygon" => each(c, "MultiPolygon")?.iter().try_for_each(|p| polygon(p, w)),
         other => Err(format!("unknown geometry type {}", values::quote(other))),
@@ -753,21 +720,15 @@ fn walk_geometry(g: &Value, w: &mut Walk<'_>) -> Result<(), String> {
 
 /// The CRS from the `crs` member, the option, or EPSG:4326 (RFC 7946).
 fn resolve_crs(file: &str, member: Option<&Value>, option: Option<&str>) -> Result<String, Problem> {
-    let named = member.and_then(|m| {
-        m.as_str()
-            .map(str::to_string)
-            .or_else(|| m.pointer("/properties/name").and_then(Value::as_str).map(str::to_string))
-    });
+    let named = member
+        .and_then(|m| m.as_str().map(str::to_string).or_else(|| m.pointer("/properties/name").and_then(Value::as_str).map(str::to_string)));
     let raw = match (named, option) {
         (Some(n), _) => n,
         (None, Some(o)) => o.to_string(),
         (None, None) => return Ok("EPSG:4326".into()),
     };
     normalise_crs(&raw).ok_or_else(|| {
-        Problem::file(
-            file,
-            format!("unsupported CRS {}; expected EPSG:4326, EPSG:25832 or EPSG:25833", values::quote(&raw)),
-        )
+        Problem::file(file, format!("unsupported CRS {}; expected EPSG:4326, EPSG:25832 or EPSG:25833", values::quote(&raw)))
     })
 }
 

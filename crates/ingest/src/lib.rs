@@ -58,8 +58,7 @@ pub enum Format {
 
 impl Format {
     /// Every format, in the order the CLI lists them.
-    pub const ALL: &'static [Format] =
-        &[Format::Csv, Format::Json, Format::Ndjson, Format::GeoJson, Format::Xlsx, Format::Parquet];
+    pub const ALL: &'static [Format] = &[Format::Csv, Format::Json, Format::Ndjson, Format::GeoJson, Format::Xlsx, Format::Parquet];
 
     /// The name used by `--format` and in reports.
     pub fn as_str(self) -> &'static str {
@@ -216,17 +215,15 @@ pub trait BatchSink {
 /// returns [`IngestError::Invalid`] with the first [`MAX_PROBLEMS`] of them; the sink may have
 /// received batches before the first problem was found and must then discard them.
 pub fn read_file(path: &Path, options: &IngestOptions, sink: &mut dyn BatchSink) -> Result<SourceReport, IngestError> {
-    let file_name =
-        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
     let head = reader::read_head(path, 8192).map_err(|source| IngestError::Io { file: file_name.clone(), source })?;
     if head.is_empty() {
         return Err(IngestError::Invalid(vec![Problem::file(&file_name, "the file is empty")]));
     }
     let format = match options.format {
         Some(f) => f,
-        None => Format::detect(path, &head).ok_or_else(|| {
-            IngestError::Invalid(vec![Problem::file(&file_name, "cannot tell the file's format; give --format")])
-        })?,
+        None => Format::detect(path, &head)
+            .ok_or_else(|| IngestError::Invalid(vec![Problem::file(&file_name, "cannot tell the file's format; give --format")]))?,
     };
     let ctx = reader::Context { path: PathBuf::from(path), file_name, options: options.clone() };
     let mut report = match format {

@@ -33,11 +33,7 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
         match ColumnType::from_arrow(field.data_type()) {
             Some(t) => inferred.push(t),
             None => {
-                problems.push(Problem::column(
-                    file,
-                    field.name(),
-                    format!("type {} is not supported", field.data_type()),
-                ));
+                problems.push(Problem::column(file, field.name(), format!("type {} is not supported", field.data_type())));
                 inferred.push(ColumnType::Text);
             }
         }
@@ -67,9 +63,8 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
     let strict = CastOptions { safe: false, ..Default::default() };
     let mut row_offset = 0u64;
     for batch in reader {
-        let batch = batch.map_err(|e| {
-            IngestError::Invalid(vec![Problem::at_row(file, row_offset + 1, None, format!("cannot read ({e})"))])
-        })?;
+        let batch =
+            batch.map_err(|e| IngestError::Invalid(vec![Problem::at_row(file, row_offset + 1, None, format!("cannot read ({e})"))]))?;
         let rows = batch.num_rows();
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(out_types.len());
         let mut stop = false;
@@ -81,9 +76,7 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
             let column = batch.column(*src);
             let converted = match subject {
                 Some(kind) => canonical_keys(column, *kind).map_err(|(i, m)| (Some(i), m)),
-                None => {
-                    cast_with_options(column, dt, &strict).map_err(|e| (None, format!("cannot convert to {dt}: {e}")))
-                }
+                None => cast_with_options(column, dt, &strict).map_err(|e| (None, format!("cannot convert to {dt}: {e}"))),
             };
             match converted {
                 Ok(a) => arrays.push(a),

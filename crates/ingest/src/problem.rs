@@ -28,35 +28,17 @@ impl Problem {
 
     /// A problem at a line of a text file.
     pub fn at_line(file: &str, line: u64, column: Option<&str>, message: impl Into<String>) -> Self {
-        Self {
-            file: file.to_string(),
-            line: Some(line),
-            row: None,
-            column: column.map(str::to_string),
-            message: message.into(),
-        }
+        Self { file: file.to_string(), line: Some(line), row: None, column: column.map(str::to_string), message: message.into() }
     }
 
     /// A problem at a data row.
     pub fn at_row(file: &str, row: u64, column: Option<&str>, message: impl Into<String>) -> Self {
-        Self {
-            file: file.to_string(),
-            line: None,
-            row: Some(row),
-            column: column.map(str::to_string),
-            message: message.into(),
-        }
+        Self { file: file.to_string(), line: None, row: Some(row), column: column.map(str::to_string), message: message.into() }
     }
 
     /// A problem with one column as a whole.
     pub fn column(file: &str, column: &str, message: impl Into<String>) -> Self {
-        Self {
-            file: file.to_string(),
-            line: None,
-            row: None,
-            column: Some(column.to_string()),
-            message: message.into(),
-        }
+        Self { file: file.to_string(), line: None, row: None, column: Some(column.to_string()), message: message.into() }
     }
 }
 

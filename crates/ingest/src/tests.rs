@@ -115,9 +115,8 @@ fn workbook(dir: &str, extra: &[(&str, Vec<u8>)]) -> Vec<u8> {
 }
 
 fn shared_strings(count: usize) -> Vec<u8> {
-    let mut xml = format!(
-        r#"<?xml version="1.0"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" uniqueCount="{count}">"#
-    );
+    let mut xml =
+        format!(r#"<?xml version="1.0"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" uniqueCount="{count}">"#);
     xml.push_str(&"<si><t>navn</t></si>".repeat(count));
     xml.push_str("</sst>");
     xml.into_bytes()
@@ -137,10 +136,7 @@ fn shared_strings_that_unpack_beyond_the_limit_are_refused_before_calamine_reads
     // The same wherever the package puts the workbook: calamine looks beside it.
     let moved = workbook("elsewhere/deeper/", &[("sharedStrings.xml", shared_strings(4 << 20))]);
     let err = refused(read_bytes("moved.xlsx", &moved, &options()));
-    assert!(
-        err.starts_with("moved.xlsx (elsewhere/deeper/sharedStrings.xml): the part unpacks to more than 64 MiB"),
-        "{err}"
-    );
+    assert!(err.starts_with("moved.xlsx (elsewhere/deeper/sharedStrings.xml): the part unpacks to more than 64 MiB"), "{err}");
 }
 
 #[test]
@@ -149,10 +145,7 @@ fn every_part_read_whole_is_bounded() {
     for (name, bytes) in [("styles.xml", big("styleSheet")), ("theme/theme1.xml", big("theme"))] {
         let book = workbook("xl/", &[("sharedStrings.xml", shared_strings(1)), (name, bytes)]);
         let err = refused(read_bytes("parts.xlsx", &book, &options()));
-        assert_eq!(
-            err,
-            format!("parts.xlsx (xl/{name}): the part unpacks to more than 16 MiB; at most that is allowed")
-        );
+        assert_eq!(err, format!("parts.xlsx (xl/{name}): the part unpacks to more than 16 MiB; at most that is allowed"));
     }
     // A sheet is streamed: a large one is fine (its tokens and references are what is bounded).
     let rows: String = (3..=400_000).map(|r| format!(r#"<row r="{r}"><c r="A{r}"><v>{r}</v></c></row>"#)).collect();
@@ -215,12 +208,9 @@ fn an_ndjson_line_longer_than_the_record_limit_is_refused() {
 
 #[test]
 fn parquet_with_more_columns_than_allowed_is_refused() {
-    let fields: Vec<Field> =
-        (0..crate::MAX_COLUMNS + 1).map(|i| Field::new(format!("k{i}"), DataType::Int64, true)).collect();
+    let fields: Vec<Field> = (0..crate::MAX_COLUMNS + 1).map(|i| Field::new(format!("k{i}"), DataType::Int64, true)).collect();
     let schema = Arc::new(Schema::new(fields));
-    let columns = (0..schema.fields().len())
-        .map(|_| Arc::new(arrow::array::Int64Array::from(vec![1])) as arrow::array::ArrayRef)
-        .collect();
+    let columns = (0..schema.fields().len()).map(|_| Arc::new(arrow::array::Int64Array::from(vec![1])) as arrow::array::ArrayRef).collect();
     let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
     let mut bytes = Vec::new();
     let mut writer = parquet::arrow::ArrowWriter::try_new(&mut bytes, schema, None).unwrap();
@@ -268,8 +258,7 @@ fn wkt_ewkt_and_hex_wkb_in_csv_become_geometry_columns_stored_as_geojson_geometr
     assert_eq!(report.crs.as_deref(), Some("EPSG:25833"));
     assert_eq!(geometry_column(&keep, "geometry"), vec![Some(point.clone())]);
     // Hex WKB and EWKB, as PostGIS and ogr2ogr write them.
-    let hex =
-        format!("geom;navn\n{};a\n0101000020E96400000000000060841141000000006DBA5941;b\n", hex::encode_upper(&point));
+    let hex = format!("geom;navn\n{};a\n0101000020E96400000000000060841141000000006DBA5941;b\n", hex::encode_upper(&point));
     let (report, keep) = read_bytes("hex.csv", hex.as_bytes(), &options()).unwrap();
     assert_eq!(report.crs.as_deref(), Some("EPSG:25833"));
     assert_eq!(geometry_column(&keep, "geom"), vec![Some(point.clone()), Some(point.clone())]);
@@ -301,11 +290,8 @@ fn wkt_appended_to_a_dataset_is_read_in_the_datasets_crs() {
         Field::new("geometry", DataType::Binary, true).with_metadata(meta),
         Field::new("navn", DataType::Utf8, true),
     ]));
-    let target = TargetSchema {
-        schema,
-        subjects: BTreeMap::new(),
-        crs: BTreeMap::from([("geometry".to_string(), "EPSG:25833".to_string())]),
-    };
+    let target =
+        TargetSchema { schema, subjects: BTreeMap::new(), crs: BTreeMap::from([("geometry".to_string(), "EPSG:25833".to_string())]) };
     let append = IngestOptions { target: Some(target), ..options() };
     // UTM coordinates without an SRID: the dataset's CRS, not EPSG:4326.
     let (report, keep) = read_bytes("more.csv", b"geometry;navn\nPOINT(287000 6744500);A\n", &append).unwrap();
@@ -323,8 +309,7 @@ fn wkt_appended_to_a_dataset_is_read_in_the_datasets_crs() {
     // GeoJSON without a crs member appended to the dataset is in its CRS, too.
     let geojson = r#"{"type":"FeatureCollection","features":[{"type":"Feature","properties":{"navn":"A"},"geometry":{"type":"Point","coordinates":[287000,6744500]}}]}"#;
     assert!(read_bytes("more.geojson", geojson.as_bytes(), &append).is_ok());
-    let named =
-        geojson.replace(r#""features""#, r#""crs":{"type":"name","properties":{"name":"EPSG:4326"}},"features""#);
+    let named = geojson.replace(r#""features""#, r#""crs":{"type":"name","properties":{"name":"EPSG:4326"}},"features""#);
     let err = refused(read_bytes("named.geojson", named.as_bytes(), &append));
     assert!(err.contains("the file's CRS EPSG:4326 differs from the dataset's CRS EPSG:25833"), "{err}");
 }
@@ -340,8 +325,5 @@ fn wkt_in_a_workbook_becomes_a_geometry_column() {
     let bytes = book.save_to_buffer().unwrap();
     let (report, keep) = read_bytes("geo.xlsx", &bytes, &options()).unwrap();
     assert_eq!(report.crs.as_deref(), Some("EPSG:25833"));
-    assert_eq!(
-        geometry_column(&keep, "WKT"),
-        vec![Some(wkb_of_geojson(r#"{"type":"Point","coordinates":[287000,6744500]}"#))]
-    );
+    assert_eq!(geometry_column(&keep, "WKT"), vec![Some(wkb_of_geojson(r#"{"type":"Point","coordinates":[287000,6744500]}"#))]);
 }

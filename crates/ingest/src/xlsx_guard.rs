@@ -49,9 +49,7 @@ pub(crate) fn check(path: &Path, file: &str) -> Result<(), Problem> {
         }
         let part = format!("{file} ({name})");
         let mut on_tag = |tag: &Tag<'_>| {
-            if tag.local_name() == b"Relationship"
-                && tag.attr(b"Type").is_some_and(|t| t.ends_with(b"/relationships/officeDocument"))
-            {
+            if tag.local_name() == b"Relationship" && tag.attr(b"Type").is_some_and(|t| t.ends_with(b"/relationships/officeDocument")) {
                 targets.push(tag.attr(b"Target").map(|t| decode_entities(&t)).unwrap_or_default());
             }
             Ok(())
@@ -71,12 +69,7 @@ pub(crate) fn check(path: &Path, file: &str) -> Result<(), Problem> {
         let dir = dir.strip_prefix('/').unwrap_or(dir);
         let name = if name.is_empty() { "workbook.xml" } else { name };
         shared_strings.push(normal(&format!("{dir}sharedStrings.xml")));
-        for p in [
-            format!("{dir}{name}"),
-            format!("{dir}_rels/{name}.rels"),
-            format!("{dir}styles.xml"),
-            format!("{dir}theme/theme1.xml"),
-        ] {
+        for p in [format!("{dir}{name}"), format!("{dir}_rels/{name}.rels"), format!("{dir}styles.xml"), format!("{dir}theme/theme1.xml")] {
             whole.push(normal(&p));
         }
     }
@@ -108,10 +101,7 @@ pub(crate) fn check(path: &Path, file: &str) -> Result<(), Problem> {
             };
             scan(entry, MAX_SHARED_STRINGS_BYTES, &mut on_tag).map_err(|e| e.problem(&part))?;
             if declared > held + DECLARED_SLACK {
-                return Err(Problem::file(
-                    &part,
-                    format!("the shared strings table declares {declared} strings but holds {held}"),
-                ));
+                return Err(Problem::file(&part, format!("the shared strings table declares {declared} strings but holds {held}")));
             }
         } else if whole.contains(&normal_name) {
             scan(entry, MAX_PART_BYTES, &mut |_| Ok(())).map_err(|e| e.problem(&part))?;
@@ -160,21 +150,15 @@ enum ScanError {
 impl ScanError {
     fn problem(self, part: &str) -> Problem {
         match self {
-            ScanError::TooLarge(limit) => Problem::file(
-                part,
-                format!("the part unpacks to more than {} MiB; at most that is allowed", limit >> 20),
-            ),
-            ScanError::LongToken => Problem::file(
-                part,
-                format!("a value or tag longer than {} MiB; at most that is allowed", MAX_XML_TOKEN_BYTES >> 20),
-            ),
+            ScanError::TooLarge(limit) => {
+                Problem::file(part, format!("the part unpacks to more than {} MiB; at most that is allowed", limit >> 20))
+            }
+            ScanError::LongToken => {
+                Problem::file(part, format!("a value or tag longer than {} MiB; at most that is allowed", MAX_XML_TOKEN_BYTES >> 20))
+            }
             ScanError::Doctype => Problem::file(part, "a document type declaration, which a workbook never has"),
-            ScanError::Reference { row, column, message } => {
-                Problem::at_row(part, row.max(1), column.as_deref(), message)
-            }
-            ScanError::Io(e) => {
-                Problem::file(part, format!("not a readable XLSX workbook ({e}); is the file complete?"))
-            }
+            ScanError::Reference { row, column, message } => Problem::at_row(part, row.max(1), column.as_deref(), message),
+            ScanError::Io(e) => Problem::file(part, format!("not a readable XLSX workbook ({e}); is the file complete?")),
         }
     }
 }
@@ -301,10 +285,7 @@ fn check_references(tag: &Tag<'_>, row: &mut u64) -> Result<(), ScanError> {
                 return Err(ScanError::Reference {
                     row: *row,
                     column: Some(text(&letters)),
-                    message: format!(
-                        "cell {} is beyond the last column (XFD) or row (1048576) of a worksheet",
-                        text(&r)
-                    ),
+                    message: format!("cell {} is beyond the last column (XFD) or row (1048576) of a worksheet", text(&r)),
                 });
             }
         }
@@ -315,10 +296,7 @@ fn check_references(tag: &Tag<'_>, row: &mut u64) -> Result<(), ScanError> {
                 return Err(ScanError::Reference {
                     row: 1,
                     column: None,
-                    message: format!(
-                        "dimension {} is beyond the last column (XFD) or row (1048576) of a worksheet",
-                        text(&r)
-                    ),
+                    message: format!("dimension {} is beyond the last column (XFD) or row (1048576) of a worksheet", text(&r)),
                 });
             }
         }
@@ -336,8 +314,7 @@ fn parse_reference(r: &[u8]) -> Option<(Option<u64>, Option<u64>)> {
     if letters > 3 || digits.len() > 7 || !digits.iter().all(u8::is_ascii_digit) || r.is_empty() {
         return None;
     }
-    let column = (letters > 0)
-        .then(|| r[..letters].iter().fold(0u64, |n, b| n * 26 + u64::from(b.to_ascii_uppercase() - b'A') + 1));
+    let column = (letters > 0).then(|| r[..letters].iter().fold(0u64, |n, b| n * 26 + u64::from(b.to_ascii_uppercase() - b'A') + 1));
     let row = (!digits.is_empty()).then(|| digits.iter().fold(0u64, |n, b| n * 10 + u64::from(b - b'0')));
     if column.is_some_and(|c| c > EXCEL_COLUMNS) || row.is_some_and(|n| n == 0 || n > EXCEL_ROWS) {
         return None;
@@ -357,11 +334,7 @@ enum State {
 
 /// Unpacks `entry` through an XML scanner: no more than `limit` bytes, no token longer than
 /// [`MAX_XML_TOKEN_BYTES`], no document type; `on_tag` sees every start tag.
-fn scan(
-    mut entry: impl Read,
-    limit: u64,
-    on_tag: &mut dyn FnMut(&Tag<'_>) -> Result<(), ScanError>,
-) -> Result<(), ScanError> {
+fn scan(mut entry: impl Read, limit: u64, on_tag: &mut dyn FnMut(&Tag<'_>) -> Result<(), ScanError>) -> Result<(), ScanError> {
     let mut buf = vec![0u8; 64 << 10];
     let mut total = 0u64;
     let mut state = State::Text;

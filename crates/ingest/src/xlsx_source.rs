@@ -120,8 +120,7 @@ impl<'a, R: std::io::Read + std::io::Seek> Rows<'a, R> {
                 Some(row) if row.r != r => self.current.take(),
                 _ => None,
             };
-            let row =
-                self.current.get_or_insert_with(|| Row { r, cells: Vec::new(), beyond: None, last_beyond: 0, size: 0 });
+            let row = self.current.get_or_insert_with(|| Row { r, cells: Vec::new(), beyond: None, last_beyond: 0, size: 0 });
             if let Some(value) = value {
                 if c >= self.limit {
                     row.beyond = Some(row.beyond.map_or(c, |b| b.min(c)));
@@ -155,10 +154,7 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
     crate::xlsx_guard::check(&ctx.path, file).map_err(|p| IngestError::Invalid(vec![p]))?;
     let handle = std::fs::File::open(&ctx.path).map_err(|e| ctx.io(e))?;
     let mut workbook: Xlsx<_> = Xlsx::new(BufReader::new(handle)).map_err(|e| {
-        IngestError::Invalid(vec![Problem::file(
-            file,
-            format!("not a readable XLSX workbook ({e}); is the file complete?"),
-        )])
+        IngestError::Invalid(vec![Problem::file(file, format!("not a readable XLSX workbook ({e}); is the file complete?"))])
     })?;
     let names = workbook.sheet_names();
     let sheet = match &ctx.options.sheet {
@@ -169,17 +165,11 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
                 format!("no sheet named {}; the workbook has: {}", values::quote(s), names.join(", ")),
             )]));
         }
-        None => names
-            .first()
-            .cloned()
-            .ok_or_else(|| IngestError::Invalid(vec![Problem::file(file, "the workbook has no sheets")]))?,
+        None => names.first().cloned().ok_or_else(|| IngestError::Invalid(vec![Problem::file(file, "the workbook has no sheets")]))?,
     };
     let located = format!("{file} (sheet {sheet})");
     let bad = |e: calamine::XlsxError| {
-        IngestError::Invalid(vec![Problem::file(
-            &located,
-            format!("cannot read the sheet ({e}); is the file complete?"),
-        )])
+        IngestError::Invalid(vec![Problem::file(&located, format!("cannot read the sheet ({e}); is the file complete?"))])
     };
     let cells = workbook.worksheet_cells_reader(&sheet).map_err(bad)?;
     let mut rows = Rows { cells, current: None, finished: false, limit: MAX_COLUMNS as u32 };
@@ -230,8 +220,7 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
     }
     let inferred: Vec<ColumnType> = inference.iter().zip(&names).map(|(i, n)| i.decide_for(n)).collect();
     let mut plan = columns::plan(&located, &names, &inferred, &ctx.options).map_err(IngestError::Invalid)?;
-    let crs =
-        columns::text_geometry_crs(&located, &mut plan, &inference, &ctx.options).map_err(IngestError::Invalid)?;
+    let crs = columns::text_geometry_crs(&located, &mut plan, &inference, &ctx.options).map_err(IngestError::Invalid)?;
     let mut batcher = Batcher::new(ctx, plan, sink)?;
 
     // Where each source column's cell is in the row being processed.

@@ -73,10 +73,19 @@ impl Policy {
 
     /// Asks to change a column's category: applied at once when it raises protection, kept as
     /// `requested` for a second person when it lowers it.
-    pub async fn change_category(&self, who: &Principal, r: &DatasetRef, column: &str, to: ColumnCategory) -> Result<CategoryChange, PolicyError> {
+    pub async fn change_category(
+        &self,
+        who: &Principal,
+        r: &DatasetRef,
+        column: &str,
+        to: ColumnCategory,
+    ) -> Result<CategoryChange, PolicyError> {
         let dataset = self.catalog.dataset(r).await?;
         if !Self::may_classify(who, &dataset.org, &dataset.department) {
-            return Err(PolicyError::Forbidden(format!("only a steward of {}/{} changes the columns of {r}", dataset.org, dataset.department)));
+            return Err(PolicyError::Forbidden(format!(
+                "only a steward of {}/{} changes the columns of {r}",
+                dataset.org, dataset.department
+            )));
         }
         let columns = self.catalog.columns(r).await?;
         let from = columns
@@ -91,7 +100,8 @@ impl Policy {
         let at = crate::now();
         let state = if raises(from, to) { "applied" } else { "requested" };
         let mut tx = self.catalog.begin_write().await?;
-        let id: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) + 1 AS next FROM column_changes").fetch_one(&mut *tx).await?.try_get("next")?;
+        let id: i64 =
+            sqlx::query("SELECT COALESCE(MAX(id), 0) + 1 AS next FROM column_changes").fetch_one(&mut *tx).await?.try_get("next")?;
         sqlx::query(
             "INSERT INTO column_changes (id, dataset, column_name, from_category, to_category, state, requested_by, requested_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -135,25 +145,31 @@ impl Policy {
         }
         let by = actor(who)?;
         if by == change.requested_by {
-            return Err(PolicyError::Forbidden("a change that lowers protection is decided by someone other than the one who asked".into()));
+            return Err(PolicyError::Forbidden(
+                "a change that lowers protection is decided by someone other than the one who asked".into(),
+            ));
         }
         if change.state != "requested" {
             return Err(PolicyError::invalid("state", format!("change {id} is {}, not requested", change.state)));
         }
         let current = self.catalog.columns(&r).await?.into_iter().find(|c| c.name == change.column).map(|c| c.category);
         if approve && current != Some(change.from) {
-            return Err(PolicyError::invalid("state", format!("column {:?} of {r} changed since change {id} was asked for; ask again", change.column)));
+            return Err(PolicyError::invalid(
+                "state",
+                format!("column {:?} of {r} changed since change {id} was asked for; ask again", change.column),
+            ));
         }
         let at = crate::now();
         let state = if approve { "applied" } else { "denied" };
         let mut tx = self.catalog.begin_write().await?;
-        let done = sqlx::query("UPDATE column_changes SET state = $1, decided_by = $2, decided_at = $3 WHERE id = $4 AND state = 'requested'")
-            .bind(state)
-            .bind(&by)
-            .bind(&at)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let done =
+            sqlx::query("UPDATE column_changes SET state = $1, decided_by = $2, decided_at = $3 WHERE id = $4 AND state = 'requested'")
+                .bind(state)
+                .bind(&by)
+                .bind(&at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         if done.rows_affected() != 1 {
             return Err(PolicyError::invalid("state", format!("change {id} was decided by someone else just now")));
         }
@@ -166,7 +182,11 @@ impl Policy {
 
     /// One change.
     pub async fn category_change(&self, id: i64) -> Result<CategoryChange, PolicyError> {
-        self.category_changes().await?.into_iter().find(|c| c.id == id).ok_or_else(|| PolicyError::invalid("id", format!("no category change {id}")))
+        self.category_changes()
+            .await?
+            .into_iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| PolicyError::invalid("id", format!("no category change {id}")))
     }
 
     /// Every change, oldest first.
@@ -199,7 +219,12 @@ impl Policy {
     }
 }
 
-async fn set_category(tx: &mut sqlx::Transaction<'static, sqlx::Any>, r: &DatasetRef, column: &str, to: ColumnCategory) -> Result<(), PolicyError> {
+async fn set_category(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    r: &DatasetRef,
+    column: &str,
+    to: ColumnCategory,
+) -> Result<(), PolicyError> {
     sqlx::query("UPDATE dataset_columns SET category = $1 WHERE org = $2 AND dataset = $3 AND name = $4")
         .bind(to.as_str())
         .bind(r.org.as_str())

@@ -147,11 +147,7 @@ pub(crate) struct Facts<'a> {
 
 /// The decision itself: pure, so every branch is tested without a database.
 pub(crate) fn decide(f: &Facts<'_>) -> Result<Grant, Denial> {
-    let r: DatasetRef = f
-        .dataset
-        .reference()
-        .parse()
-        .map_err(|_| Denial::NotFound)?;
+    let r: DatasetRef = f.dataset.reference().parse().map_err(|_| Denial::NotFound)?;
     let all = || f.columns.iter().map(|c| column_grant(c, None)).collect::<Vec<_>>();
     // Who may see that a person is protected: those who hold the data already (the owning
     // department, the operator) and consumers whose agreement releases fortrolig addresses.
@@ -206,9 +202,7 @@ pub(crate) fn decide(f: &Facts<'_>) -> Result<Grant, Denial> {
     if own {
         entitled_somehow = true;
         if let Some(p) = f.purpose {
-            let allowed = f.purposes.iter().any(|x| {
-                x.slug == p && x.org == user.org && x.department.as_deref() == Some(department)
-            });
+            let allowed = f.purposes.iter().any(|x| x.slug == p && x.org == user.org && x.department.as_deref() == Some(department));
             if allowed {
                 return Ok(grant(all(), None, true, Basis::OwnDepartment { purpose: p.into() }, Vec::new()));
             }
@@ -311,19 +305,13 @@ fn protection(all: &[ColumnMeta], granted: &[ColumnGrant], release_fortrolig: bo
     if !granted.iter().any(|c| c.category == ColumnCategory::ProtectedAddress) {
         return Protection::NotApplicable;
     }
-    if all.iter().any(|c| c.name == PROTECTION_COLUMN) {
-        Protection::ByRow { release_fortrolig }
-    } else {
-        Protection::WithholdAll
-    }
+    if all.iter().any(|c| c.name == PROTECTION_COLUMN) { Protection::ByRow { release_fortrolig } } else { Protection::WithholdAll }
 }
 
 /// Whether a role may act for a department in agreement matters.
 pub(crate) fn is_steward_of(principal: &Principal, org: &str, department: &str) -> bool {
     match principal {
-        Principal::User(u) => {
-            u.role == Role::Steward && u.org == org && u.department.as_deref() == Some(department)
-        }
+        Principal::User(u) => u.role == Role::Steward && u.org == org && u.department.as_deref() == Some(department),
         _ => false,
     }
 }

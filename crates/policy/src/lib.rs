@@ -20,10 +20,7 @@ use tverr_store::{Catalog, StoreError};
 
 pub use categories::{CategoryChange, raises};
 pub use grant::{Basis, ColumnGrant, Denial, Grant, PROTECTION_COLUMN, Protection};
-pub use model::{
-    Agreement, AgreementEvent, AgreementState, DatasetTerms, LegalBasis, Mask, Party, Principal, Purpose, Role, Terms,
-    User,
-};
+pub use model::{Agreement, AgreementEvent, AgreementState, DatasetTerms, LegalBasis, Mask, Party, Principal, Purpose, Role, Terms, User};
 
 /// What can go wrong in the policy layer.
 #[derive(Debug, thiserror::Error)]
@@ -65,9 +62,7 @@ impl From<sqlx::Error> for PolicyError {
 
 fn exists_or(e: sqlx::Error, what: &'static str, name: &str) -> PolicyError {
     match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => {
-            PolicyError::Store(StoreError::Exists { what, name: name.to_string() })
-        }
+        sqlx::Error::Database(d) if d.is_unique_violation() => PolicyError::Store(StoreError::Exists { what, name: name.to_string() }),
         _ => e.into(),
     }
 }
@@ -265,9 +260,7 @@ impl Policy {
 
     /// All users, optionally of one organisation.
     pub async fn users(&self, org: Option<&str>) -> Result<Vec<User>, PolicyError> {
-        let rows = sqlx::query("SELECT username, org, department, role FROM users ORDER BY org, username")
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query("SELECT username, org, department, role FROM users ORDER BY org, username").fetch_all(self.pool()).await?;
         let users = rows.iter().map(user_from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(users.into_iter().filter(|u| org.is_none_or(|o| u.org == o)).collect())
     }
@@ -311,9 +304,8 @@ impl Policy {
         rand::rng().fill_bytes(&mut secret);
         let id = hex::encode(id);
         let secret = format!("{TOKEN_PREFIX}{id}_{}", hex::encode(secret));
-        let expires_at = expires_days.map(|d| {
-            (chrono::Utc::now() + chrono::Duration::days(i64::from(d))).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        });
+        let expires_at = expires_days
+            .map(|d| (chrono::Utc::now() + chrono::Duration::days(i64::from(d))).to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         sqlx::query(&format!("INSERT INTO {table} (id, {owner_column}, hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)"))
             .bind(&id)
             .bind(owner)
@@ -362,8 +354,8 @@ impl Policy {
         rand::rng().fill_bytes(&mut secret);
         let id = hex::encode(id);
         let secret = format!("{SESSION_PREFIX}{id}_{}", hex::encode(secret));
-        let expires_at = (chrono::Utc::now() + chrono::Duration::hours(i64::from(hours.max(1))))
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let expires_at =
+            (chrono::Utc::now() + chrono::Duration::hours(i64::from(hours.max(1)))).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         sqlx::query(
             "INSERT INTO web_sessions (id, hash, method, kind, username, org, department, role, pid, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -391,11 +383,13 @@ impl Policy {
         if !secret.starts_with(SESSION_PREFIX) {
             return Err(refused("not a Tverr session"));
         }
-        let row = sqlx::query("SELECT method, kind, username, org, department, role, pid, expires_at, revoked_at FROM web_sessions WHERE hash = $1")
-            .bind(token_hash(secret))
-            .fetch_optional(self.pool())
-            .await?
-            .ok_or_else(|| refused("unknown session"))?;
+        let row = sqlx::query(
+            "SELECT method, kind, username, org, department, role, pid, expires_at, revoked_at FROM web_sessions WHERE hash = $1",
+        )
+        .bind(token_hash(secret))
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| refused("unknown session"))?;
         if row.try_get::<Option<String>, _>("revoked_at")?.is_some() {
             return Err(refused("the session has ended"));
         }
@@ -443,7 +437,8 @@ impl Policy {
         // generation on, so a token read under this generation is what the catalogue holds.
         // An unknown token is an error, which `kept` does not keep.
         let snapshot = self.snapshot().await?;
-        let token = kept(&snapshot.tokens, hash.clone(), async { self.load_token(&hash).await?.ok_or_else(|| refused("unknown token")) }).await?;
+        let token =
+            kept(&snapshot.tokens, hash.clone(), async { self.load_token(&hash).await?.ok_or_else(|| refused("unknown token")) }).await?;
         if token.revoked {
             return Err(refused("the token has been revoked"));
         }
@@ -468,7 +463,10 @@ impl Policy {
                 (row, Principal::User(user))
             }
             None => {
-                let row = sqlx::query("SELECT pid, expires_at, revoked_at FROM citizen_tokens WHERE hash = $1").bind(hash).fetch_optional(self.pool()).await?;
+                let row = sqlx::query("SELECT pid, expires_at, revoked_at FROM citizen_tokens WHERE hash = $1")
+                    .bind(hash)
+                    .fetch_optional(self.pool())
+                    .await?;
                 let Some(row) = row else { return Ok(None) };
                 let pid: String = row.try_get("pid")?;
                 (row, Principal::Citizen { pid })
@@ -477,7 +475,9 @@ impl Policy {
         let revoked: Option<String> = row.try_get("revoked_at")?;
         let expires: Option<String> = row.try_get("expires_at")?;
         let expires_at = match expires {
-            Some(e) => Some(chrono::DateTime::parse_from_rfc3339(&e).map_err(|e| PolicyError::Corrupt(e.to_string()))?.with_timezone(&chrono::Utc)),
+            Some(e) => {
+                Some(chrono::DateTime::parse_from_rfc3339(&e).map_err(|e| PolicyError::Corrupt(e.to_string()))?.with_timezone(&chrono::Utc))
+            }
             None => None,
         };
         Ok(Some(HeldToken { principal, expires_at, revoked: revoked.is_some() }))
@@ -544,17 +544,19 @@ impl Policy {
         if p.name.trim().is_empty() {
             return Err(PolicyError::invalid("name", "must not be empty"));
         }
-        sqlx::query("INSERT INTO purposes (org, slug, department, name, description, legal_basis, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(&p.org)
-            .bind(&p.slug)
-            .bind(p.department.clone())
-            .bind(p.name.trim())
-            .bind(p.description.trim())
-            .bind(&p.legal_basis)
-            .bind(now())
-            .execute(self.pool())
-            .await
-            .map_err(|e| exists_or(e, "purpose", &p.slug))?;
+        sqlx::query(
+            "INSERT INTO purposes (org, slug, department, name, description, legal_basis, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&p.org)
+        .bind(&p.slug)
+        .bind(p.department.clone())
+        .bind(p.name.trim())
+        .bind(p.description.trim())
+        .bind(&p.legal_basis)
+        .bind(now())
+        .execute(self.pool())
+        .await
+        .map_err(|e| exists_or(e, "purpose", &p.slug))?;
         Ok(())
     }
 
@@ -620,10 +622,8 @@ impl Policy {
         let mut key = [0u8; 32];
         rand::rng().fill_bytes(&mut key);
         let mut tx = self.catalog.begin_write().await?;
-        let next: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) + 1 AS next FROM agreements")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("next")?;
+        let next: i64 =
+            sqlx::query("SELECT COALESCE(MAX(id), 0) + 1 AS next FROM agreements").fetch_one(&mut *tx).await?.try_get("next")?;
         let at = now();
         sqlx::query(
             "INSERT INTO agreements (id, provider_org, provider_department, consumer_org, consumer_department, consumer_role, \
@@ -686,9 +686,10 @@ impl Policy {
         }
         let columns = self.catalog.columns(&r).await?;
         let find = |name: &str, field: &str| {
-            columns.iter().find(|c| c.name == name).ok_or_else(|| {
-                PolicyError::invalid(field, format!("{} has no column {name:?}", d.dataset))
-            })
+            columns
+                .iter()
+                .find(|c| c.name == name)
+                .ok_or_else(|| PolicyError::invalid(field, format!("{} has no column {name:?}", d.dataset)))
         };
         for c in &d.columns {
             find(c, "column")?;
@@ -759,22 +760,15 @@ impl Policy {
         self.transition(actor, id, note, AgreementState::Revoked).await
     }
 
-    async fn transition(
-        &self,
-        actor: &Principal,
-        id: i64,
-        note: Option<&str>,
-        to: AgreementState,
-    ) -> Result<Agreement, PolicyError> {
+    async fn transition(&self, actor: &Principal, id: i64, note: Option<&str>, to: AgreementState) -> Result<Agreement, PolicyError> {
         let a = self.agreement(id).await?;
         let provider_steward = grant::is_steward_of(actor, &a.provider.org, &a.provider.department);
         let consumer_steward = grant::is_steward_of(actor, &a.consumer.org, &a.consumer.department);
         let (allowed_from, may): (&[AgreementState], bool) = match to {
             AgreementState::Approved | AgreementState::Denied => (&[AgreementState::Requested], provider_steward),
-            AgreementState::Revoked => (
-                &[AgreementState::Requested, AgreementState::Approved, AgreementState::Expired],
-                provider_steward || consumer_steward,
-            ),
+            AgreementState::Revoked => {
+                (&[AgreementState::Requested, AgreementState::Approved, AgreementState::Expired], provider_steward || consumer_steward)
+            }
             AgreementState::Requested | AgreementState::Expired => (&[], false),
         };
         if !may {
@@ -792,26 +786,29 @@ impl Policy {
         let at = now();
         let mut tx = self.catalog.begin_write().await?;
         // Guarded by the revision, so two concurrent changes cannot both apply.
-        let done = sqlx::query("UPDATE agreements SET state = $1, revision = revision + 1, updated_at = $2 WHERE id = $3 AND revision = $4")
-            .bind(to.as_str())
-            .bind(&at)
-            .bind(id)
-            .bind(a.revision)
-            .execute(&mut *tx)
-            .await?;
+        let done =
+            sqlx::query("UPDATE agreements SET state = $1, revision = revision + 1, updated_at = $2 WHERE id = $3 AND revision = $4")
+                .bind(to.as_str())
+                .bind(&at)
+                .bind(id)
+                .bind(a.revision)
+                .execute(&mut *tx)
+                .await?;
         if done.rows_affected() != 1 {
             return Err(PolicyError::invalid("state", format!("agreement {id} changed meanwhile; try again")));
         }
-        sqlx::query("INSERT INTO agreement_events (agreement, revision, state, terms, actor, note, at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(id)
-            .bind(a.revision + 1)
-            .bind(to.as_str())
-            .bind(&terms_json)
-            .bind(actor.name())
-            .bind(note.map(str::to_string))
-            .bind(&at)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO agreement_events (agreement, revision, state, terms, actor, note, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id)
+        .bind(a.revision + 1)
+        .bind(to.as_str())
+        .bind(&terms_json)
+        .bind(actor.name())
+        .bind(note.map(str::to_string))
+        .bind(&at)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         self.agreement(id).await
     }
@@ -820,7 +817,12 @@ impl Policy {
 
     /// What `principal` may read of a dataset for `purpose`. A missing dataset and one the
     /// caller is not entitled to give the same [`Denial::NotFound`].
-    pub async fn entitle(&self, principal: &Principal, purpose: Option<&str>, r: &DatasetRef) -> Result<Result<Grant, Denial>, PolicyError> {
+    pub async fn entitle(
+        &self,
+        principal: &Principal,
+        purpose: Option<&str>,
+        r: &DatasetRef,
+    ) -> Result<Result<Grant, Denial>, PolicyError> {
         let snapshot = self.snapshot().await?;
         self.entitle_in(&snapshot, principal, purpose, r).await
     }
@@ -974,10 +976,7 @@ fn hash_password(p: &str) -> Result<String, PolicyError> {
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
     let salt = SaltString::encode_b64(&salt).map_err(|e| PolicyError::Corrupt(e.to_string()))?;
-    argon2::Argon2::default()
-        .hash_password(p.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| PolicyError::Corrupt(e.to_string()))
+    argon2::Argon2::default().hash_password(p.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| PolicyError::Corrupt(e.to_string()))
 }
 
 fn verify_password(p: &str, hash: &str) -> bool {

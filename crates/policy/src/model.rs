@@ -50,9 +50,11 @@ impl fmt::Display for Role {
 impl FromStr for Role {
     type Err = PolicyError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL.iter().copied().find(|r| r.as_str().eq_ignore_ascii_case(s.trim())).ok_or_else(|| {
-            PolicyError::invalid("role", format!("{s:?} is not a role; expected admin, steward, employee or auditor"))
-        })
+        Role::ALL
+            .iter()
+            .copied()
+            .find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| PolicyError::invalid("role", format!("{s:?} is not a role; expected admin, steward, employee or auditor")))
     }
 }
 
@@ -363,9 +365,7 @@ pub struct Agreement {
 impl Agreement {
     /// Whether it is in force on `day`.
     pub fn in_force(&self, day: chrono::NaiveDate) -> bool {
-        self.state == AgreementState::Approved
-            && self.terms.valid_from <= day
-            && self.terms.valid_to.is_none_or(|to| day <= to)
+        self.state == AgreementState::Approved && self.terms.valid_from <= day && self.terms.valid_to.is_none_or(|to| day <= to)
     }
 }
 

@@ -22,9 +22,7 @@ fn principal(u: User) -> Principal {
 
 async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&StoreConfig { data_dir: dir.path().join("data"), catalog_url: None, storage_url: None })
-        .await
-        .unwrap();
+    let store = Store::open(&StoreConfig { data_dir: dir.path().join("data"), catalog_url: None, storage_url: None }).await.unwrap();
     let c = &store.catalog;
     c.create_org("hamar", "Hamar kommune", "970540008", Some("3403")).await.unwrap();
     for d in ["folkeregister", "byggesak", "helse"] {
@@ -147,10 +145,7 @@ async fn agreement_lifecycle_and_who_may_do_what() {
     assert_eq!(g.hmac_key.len(), 32);
     // No purpose, and the wrong purpose, are refused with what is wrong.
     assert_eq!(p.entitle(&w.ola, None, &r).await.unwrap().unwrap_err(), Denial::PurposeRequired);
-    assert_eq!(
-        p.entitle(&w.ola, Some("folkeregisterforvaltning"), &r).await.unwrap().unwrap_err(),
-        Denial::PurposeNotAllowed
-    );
+    assert_eq!(p.entitle(&w.ola, Some("folkeregisterforvaltning"), &r).await.unwrap().unwrap_err(), Denial::PurposeNotAllowed);
 
     // Revocation applies to the very next decision.
     p.revoke(&w.siri, a.id, Some("no longer needed")).await.unwrap();
@@ -206,9 +201,12 @@ async fn requests_are_checked() {
     };
     let cases: Vec<(AgreementRequest, &str)> = vec![
         (bad(|r| r.datasets[0].columns.push("nope".into())), "no column \"nope\""),
-        (bad(|r| {
-            r.datasets[0].masks.insert("navn".into(), Mask::YearOnly);
-        }), "year_only does not apply"),
+        (
+            bad(|r| {
+                r.datasets[0].masks.insert("navn".into(), Mask::YearOnly);
+            }),
+            "year_only does not apply",
+        ),
         (bad(|r| r.purposes = vec!["spionasje".into()]), "not a purpose"),
         (bad(|r| r.provider = "hamar/helse".parse().unwrap()), "not to the provider"),
         (bad(|r| r.consumer = "hamar/folkeregister".parse().unwrap()), "own datasets"),

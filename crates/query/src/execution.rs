@@ -10,14 +10,14 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::stats::Precision;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::config::ConfigOptions;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::DataFrame;
 use futures::StreamExt;
 
@@ -118,7 +118,9 @@ impl Drop for Task {
 
 /// Why a plan was refused before it ran.
 #[derive(Debug, thiserror::Error)]
-#[error("the query would compute more than {MAX_ESTIMATED_ROWS} rows in one step (estimated from its plan); join on a key or narrow it with WHERE")]
+#[error(
+    "the query would compute more than {MAX_ESTIMATED_ROWS} rows in one step (estimated from its plan); join on a key or narrow it with WHERE"
+)]
 pub(crate) struct TooLarge;
 
 /// Refuses a plan in which some join is estimated to produce more than

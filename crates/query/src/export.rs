@@ -131,7 +131,9 @@ fn neutralise_formulas(batch: RecordBatch) -> Result<RecordBatch, QueryError> {
     let mut changed = false;
     for c in batch.columns() {
         let text = match c.data_type() {
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => cast(c, &DataType::Utf8).map_err(|e| QueryError::Output(e.to_string()))?,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                cast(c, &DataType::Utf8).map_err(|e| QueryError::Output(e.to_string()))?
+            }
             _ => {
                 cols.push(c.clone());
                 continue;
@@ -216,9 +218,10 @@ pub async fn write_export(
             }
         }
         ExportFormat::GeoJson => {
-            let geom = options.geometry.first().ok_or_else(|| {
-                QueryError::Invalid("GeoJSON needs a geometry column; this dataset has none".into())
-            })?;
+            let geom = options
+                .geometry
+                .first()
+                .ok_or_else(|| QueryError::Invalid("GeoJSON needs a geometry column; this dataset has none".into()))?;
             write!(out, "{{\"type\":\"FeatureCollection\"").map_err(|e| out_err(&e))?;
             if geom.crs != "EPSG:4326" {
                 let code = geom.crs.trim_start_matches("EPSG:");
@@ -245,11 +248,8 @@ pub async fn write_export(
                     if rows > 0 {
                         out.write_all(b",").map_err(|e| out_err(&e))?;
                     }
-                    let g = if geometry.is_null(i) {
-                        "null".to_string()
-                    } else {
-                        Wkb(geometry.value(i)).to_json().map_err(|e| out_err(&e))?
-                    };
+                    let g =
+                        if geometry.is_null(i) { "null".to_string() } else { Wkb(geometry.value(i)).to_json().map_err(|e| out_err(&e))? };
                     write!(out, "\n{{\"type\":\"Feature\",\"geometry\":{g},\"properties\":").map_err(|e| out_err(&e))?;
                     out.write_all(line).map_err(|e| out_err(&e))?;
                     out.write_all(b"}").map_err(|e| out_err(&e))?;
@@ -260,9 +260,7 @@ pub async fn write_export(
         }
         ExportFormat::Parquet => {
             let schema = plain_schema(&stream.schema());
-            let props = parquet::file::properties::WriterProperties::builder()
-                .set_compression(parquet::basic::Compression::SNAPPY)
-                .build();
+            let props = parquet::file::properties::WriterProperties::builder().set_compression(parquet::basic::Compression::SNAPPY).build();
             let mut w = parquet::arrow::ArrowWriter::try_new(&mut *out, schema.clone(), Some(props)).map_err(|e| out_err(&e))?;
             while let Some(batch) = stream.next().await {
                 let batch = plain(batch?, &schema)?;
@@ -290,13 +288,7 @@ fn plain_type(dt: &DataType) -> DataType {
 }
 
 fn plain_schema(schema: &Schema) -> Arc<Schema> {
-    Arc::new(Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| Field::new(f.name(), plain_type(f.data_type()), true))
-            .collect::<Vec<_>>(),
-    ))
+    Arc::new(Schema::new(schema.fields().iter().map(|f| Field::new(f.name(), plain_type(f.data_type()), true)).collect::<Vec<_>>()))
 }
 
 fn plain(batch: RecordBatch, schema: &Arc<Schema>) -> Result<RecordBatch, QueryError> {
@@ -360,7 +352,10 @@ fn decimal_commas(batch: RecordBatch) -> Result<RecordBatch, QueryError> {
     let mut fields = Vec::with_capacity(batch.num_columns());
     let mut cols: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
     for (c, f) in batch.columns().iter().zip(batch.schema().fields()) {
-        if matches!(f.data_type(), DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(..) | DataType::Decimal256(..)) {
+        if matches!(
+            f.data_type(),
+            DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(..) | DataType::Decimal256(..)
+        ) {
             let text = cast(c, &DataType::Utf8).map_err(|e| QueryError::Output(e.to_string()))?;
             let text = text.as_string::<i32>();
             let replaced: arrow::array::StringArray = text.iter().map(|v| v.map(|v| v.replace('.', ","))).collect();
@@ -413,8 +408,16 @@ async fn write_xlsx(
                     DataType::Boolean => {
                         sheet.write_boolean(row, c, col.as_boolean().value(i)).map_err(xerr)?;
                     }
-                    DataType::Int64 | DataType::Int32 | DataType::Int16 | DataType::Int8 | DataType::UInt8
-                    | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 | DataType::Float32 | DataType::Float64
+                    DataType::Int64
+                    | DataType::Int32
+                    | DataType::Int16
+                    | DataType::Int8
+                    | DataType::UInt8
+                    | DataType::UInt16
+                    | DataType::UInt32
+                    | DataType::UInt64
+                    | DataType::Float32
+                    | DataType::Float64
                     | DataType::Decimal128(_, _) => {
                         let f = cast(&col.slice(i, 1), &DataType::Float64).map_err(|e| QueryError::Output(e.to_string()))?;
                         let v = f.as_primitive::<arrow::datatypes::Float64Type>().value(0);
@@ -511,10 +514,8 @@ pub fn json_objects(batch: &RecordBatch, geometry: &[GeometryColumn]) -> Result<
 pub fn csv_rows(batch: &RecordBatch, header: bool) -> Result<Vec<u8>, QueryError> {
     let batch = neutralise_formulas(tabular(batch.clone(), &[])?)?;
     let mut buf = Vec::new();
-    let mut w = arrow::csv::WriterBuilder::new()
-        .with_header(header)
-        .with_timestamp_tz_format("%Y-%m-%dT%H:%M:%S%.fZ".to_string())
-        .build(&mut buf);
+    let mut w =
+        arrow::csv::WriterBuilder::new().with_header(header).with_timestamp_tz_format("%Y-%m-%dT%H:%M:%S%.fZ".to_string()).build(&mut buf);
     w.write(&batch).map_err(|e| QueryError::Output(e.to_string()))?;
     drop(w);
     Ok(buf)

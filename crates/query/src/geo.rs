@@ -274,11 +274,7 @@ fn srid_argument(function: &str, value: Option<&ScalarValue>) -> DfResult<Crs> {
 }
 
 fn geometry_argument(function: &str, field: &Field) -> DfResult<()> {
-    if is_geometry(field) {
-        Ok(())
-    } else {
-        plan_err!("{function}: expected a geometry, found {} ({})", field.name(), field.data_type())
-    }
+    if is_geometry(field) { Ok(()) } else { plan_err!("{function}: expected a geometry, found {} ({})", field.name(), field.data_type()) }
 }
 
 /// `ST_SetSRID(geometry, srid)`: the same geometries, marked as being in `srid`.
@@ -421,7 +417,8 @@ impl ScalarUDFImpl for Transform {
                 None => out.append_null(),
                 Some(bytes) => {
                     let mut g = from_wkb(bytes)?;
-                    transform_geometry(&mut g, from, to).map_err(|e| datafusion::error::DataFusionError::Execution(format!("ST_Transform: {e}")))?;
+                    transform_geometry(&mut g, from, to)
+                        .map_err(|e| datafusion::error::DataFusionError::Execution(format!("ST_Transform: {e}")))?;
                     out.append_value(to_wkb(&g).map_err(datafusion::error::DataFusionError::Execution)?);
                 }
             }
@@ -593,8 +590,12 @@ static FUNCTIONS: LazyLock<Vec<Arc<ScalarUDF>>> = LazyLock::new(|| {
     let ctx = SessionContext::new();
     geodatafusion::register(&ctx);
     let state = ctx.state();
-    let mut functions: Vec<Arc<ScalarUDF>> =
-        state.scalar_functions().iter().filter(|(name, _)| name.starts_with("st_") || *name == "box2d" || *name == "box3d" || *name == "geometrytype").map(|(_, f)| f.clone()).collect();
+    let mut functions: Vec<Arc<ScalarUDF>> = state
+        .scalar_functions()
+        .iter()
+        .filter(|(name, _)| name.starts_with("st_") || *name == "box2d" || *name == "box3d" || *name == "geometrytype")
+        .map(|(_, f)| f.clone())
+        .collect();
     functions.retain(|f| !matches!(f.name(), "st_setsrid" | "st_srid" | "st_transform" | "st_dwithin"));
     // geodatafusion's functions panic on some inputs (a NULL geometry beside a column, for
     // `ST_Intersects`); each call is made a failure of that query instead.
@@ -751,7 +752,14 @@ mod tests {
 
     #[test]
     fn parses_the_ways_a_crs_is_written() {
-        for text in ["EPSG:25833", "epsg:25833", "25833", "urn:ogc:def:crs:EPSG::25833", "http://www.opengis.net/def/crs/EPSG/0/25833", "<http://www.opengis.net/def/crs/EPSG/0/25833>"] {
+        for text in [
+            "EPSG:25833",
+            "epsg:25833",
+            "25833",
+            "urn:ogc:def:crs:EPSG::25833",
+            "http://www.opengis.net/def/crs/EPSG/0/25833",
+            "<http://www.opengis.net/def/crs/EPSG/0/25833>",
+        ] {
             assert_eq!(Crs::parse(text), Some(Crs::Utm33), "{text}");
         }
         assert_eq!(Crs::parse("CRS84"), Some(Crs::Wgs84));
@@ -770,7 +778,10 @@ mod tests {
                 let (gx, gy) = transform_point(Crs::Wgs84, crs, lon, lat).unwrap();
                 assert!((gx - x).abs() < 0.001 && (gy - y).abs() < 0.001, "{lon},{lat} → {crs}: ({gx}, {gy}), PROJ says ({x}, {y})");
                 let (blon, blat) = transform_point(crs, Crs::Wgs84, x, y).unwrap();
-                assert!((blon - lon).abs() < 1e-8 && (blat - lat).abs() < 1e-8, "{crs} ({x}, {y}) → ({blon}, {blat}), expected ({lon}, {lat})");
+                assert!(
+                    (blon - lon).abs() < 1e-8 && (blat - lat).abs() < 1e-8,
+                    "{crs} ({x}, {y}) → ({blon}, {blat}), expected ({lon}, {lat})"
+                );
             }
             let (ux, uy) = transform_point(Crs::Utm32, Crs::Utm33, x32, y32).unwrap();
             assert!((ux - x33).abs() < 0.001 && (uy - y33).abs() < 0.001, "zone 32 → 33 at {lon},{lat}");

@@ -10,15 +10,14 @@
 
 use std::ops::ControlFlow;
 
-use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, SelectItem, SetExpr, Statement, TableFactor, Visit,
-    Visitor,
-};
 use datafusion::common::DFSchema;
 use datafusion::execution::SessionState;
 use datafusion::sql::parser::DFParserBuilder;
+use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::ExprWithAlias;
+use datafusion::sql::sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, SelectItem, SetExpr, Statement, TableFactor, Visit, Visitor,
+};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -31,26 +30,130 @@ use crate::QueryError;
 /// or `lpad`) is refused.
 pub const ALLOWED_FUNCTIONS: &[&str] = &[
     // aggregates
-    "count", "sum", "avg", "mean", "min", "max", "median", "stddev", "stddev_samp", "stddev_pop", "var", "var_samp",
-    "var_pop", "bool_and", "bool_or", "string_agg", "array_agg", "first_value", "last_value", "approx_distinct",
-    "approx_percentile_cont", "percentile_cont", "corr", "covar_samp", "covar_pop",
+    "count",
+    "sum",
+    "avg",
+    "mean",
+    "min",
+    "max",
+    "median",
+    "stddev",
+    "stddev_samp",
+    "stddev_pop",
+    "var",
+    "var_samp",
+    "var_pop",
+    "bool_and",
+    "bool_or",
+    "string_agg",
+    "array_agg",
+    "first_value",
+    "last_value",
+    "approx_distinct",
+    "approx_percentile_cont",
+    "percentile_cont",
+    "corr",
+    "covar_samp",
+    "covar_pop",
     // window
-    "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag", "lead", "nth_value",
+    "row_number",
+    "rank",
+    "dense_rank",
+    "percent_rank",
+    "cume_dist",
+    "ntile",
+    "lag",
+    "lead",
+    "nth_value",
     // conditional
-    "coalesce", "nullif", "nvl", "ifnull", "greatest", "least",
+    "coalesce",
+    "nullif",
+    "nvl",
+    "ifnull",
+    "greatest",
+    "least",
     // text
-    "lower", "upper", "length", "char_length", "character_length", "octet_length", "trim", "btrim", "ltrim",
-    "rtrim", "substr", "substring", "left", "right", "concat", "concat_ws", "replace", "starts_with", "ends_with",
-    "strpos", "position", "split_part", "initcap", "regexp_like", "regexp_match", "regexp_replace", "regexp_count",
+    "lower",
+    "upper",
+    "length",
+    "char_length",
+    "character_length",
+    "octet_length",
+    "trim",
+    "btrim",
+    "ltrim",
+    "rtrim",
+    "substr",
+    "substring",
+    "left",
+    "right",
+    "concat",
+    "concat_ws",
+    "replace",
+    "starts_with",
+    "ends_with",
+    "strpos",
+    "position",
+    "split_part",
+    "initcap",
+    "regexp_like",
+    "regexp_match",
+    "regexp_replace",
+    "regexp_count",
     "translate",
     // numbers
-    "abs", "round", "floor", "ceil", "ceiling", "trunc", "power", "pow", "sqrt", "cbrt", "ln", "log", "log10", "log2",
-    "exp", "sign", "signum", "pi", "radians", "degrees", "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "mod",
-    "gcd", "lcm", "isnan", "iszero",
+    "abs",
+    "round",
+    "floor",
+    "ceil",
+    "ceiling",
+    "trunc",
+    "power",
+    "pow",
+    "sqrt",
+    "cbrt",
+    "ln",
+    "log",
+    "log10",
+    "log2",
+    "exp",
+    "sign",
+    "signum",
+    "pi",
+    "radians",
+    "degrees",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "atan2",
+    "mod",
+    "gcd",
+    "lcm",
+    "isnan",
+    "iszero",
     // dates and times
-    "date_part", "datepart", "date_trunc", "datetrunc", "date_bin", "extract", "now", "current_date",
-    "current_time", "current_timestamp", "to_date", "to_timestamp", "to_timestamp_seconds", "to_timestamp_millis",
-    "to_timestamp_micros", "to_char", "make_date", "to_unixtime", "from_unixtime",
+    "date_part",
+    "datepart",
+    "date_trunc",
+    "datetrunc",
+    "date_bin",
+    "extract",
+    "now",
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "to_date",
+    "to_timestamp",
+    "to_timestamp_seconds",
+    "to_timestamp_millis",
+    "to_timestamp_micros",
+    "to_char",
+    "make_date",
+    "to_unixtime",
+    "from_unixtime",
 ];
 
 /// How deeply the expressions of one statement or filter may nest (operators, keywords and
@@ -72,14 +175,9 @@ const PARSER_RECURSION_LIMIT: usize = 64;
 /// level, plus the depth of the brackets within, bounds the depth of the tree from above.
 pub fn bounded(text: &str) -> Result<(), QueryError> {
     if text.len() > MAX_SQL_BYTES {
-        return Err(QueryError::NotAllowed(format!(
-            "the query is {} bytes long; at most {MAX_SQL_BYTES} bytes are allowed",
-            text.len()
-        )));
+        return Err(QueryError::NotAllowed(format!("the query is {} bytes long; at most {MAX_SQL_BYTES} bytes are allowed", text.len())));
     }
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, text)
-        .tokenize()
-        .map_err(|e| QueryError::Invalid(e.to_string()))?;
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, text).tokenize().map_err(|e| QueryError::Invalid(e.to_string()))?;
     /// One bracket level: nesting tokens in the current comma-separated part, the deepest
     /// bracket inside that part, and the deepest part closed so far.
     #[derive(Default)]
@@ -201,10 +299,7 @@ pub fn check(statement: &DfStatement) -> Result<(), QueryError> {
         DfStatement::Statement(s) => match s.as_ref() {
             q @ Statement::Query(_) => q,
             other => {
-                return Err(QueryError::NotAllowed(format!(
-                    "only SELECT queries are allowed, not {}",
-                    statement_kind(other)
-                )));
+                return Err(QueryError::NotAllowed(format!("only SELECT queries are allowed, not {}", statement_kind(other))));
             }
         },
         DfStatement::Explain(_) => return Err(QueryError::NotAllowed("EXPLAIN is not allowed".into())),
@@ -239,9 +334,7 @@ impl Visitor for Guard {
             TableFactor::Table { args: Some(_), name, .. } => {
                 ControlFlow::Break(format!("table functions such as {name}(…) are not allowed"))
             }
-            TableFactor::Table { .. } | TableFactor::Derived { .. } | TableFactor::NestedJoin { .. } => {
-                ControlFlow::Continue(())
-            }
+            TableFactor::Table { .. } | TableFactor::Derived { .. } | TableFactor::NestedJoin { .. } => ControlFlow::Continue(()),
             _ => ControlFlow::Break("only tables, subqueries and joins may appear in FROM".into()),
         }
     }
@@ -280,12 +373,17 @@ pub fn statistics(statement: &mut DfStatement, k: u32) -> Result<(), QueryError>
     };
     let DfStatement::Statement(s) = statement else { return refuse("not a SELECT") };
     let Statement::Query(query) = s.as_mut() else { return refuse("not a SELECT") };
-    let Query { with, body, order_by, limit_clause, fetch, locks, for_clause, settings, format_clause, pipe_operators } =
-        query.as_mut();
+    let Query { with, body, order_by, limit_clause, fetch, locks, for_clause, settings, format_clause, pipe_operators } = query.as_mut();
     if with.is_some() {
         return refuse("WITH is not allowed");
     }
-    if fetch.is_some() || !locks.is_empty() || for_clause.is_some() || settings.is_some() || format_clause.is_some() || !pipe_operators.is_empty() {
+    if fetch.is_some()
+        || !locks.is_empty()
+        || for_clause.is_some()
+        || settings.is_some()
+        || format_clause.is_some()
+        || !pipe_operators.is_empty()
+    {
         return refuse("only ORDER BY, LIMIT and OFFSET may follow GROUP BY");
     }
     let literal = |e: &Expr| matches!(e, Expr::Value(v) if matches!(v.value, Value::Number(..)));
@@ -329,10 +427,23 @@ pub fn statistics(statement: &mut DfStatement, k: u32) -> Result<(), QueryError>
         value_table_mode,
         flavor: _,
     } = select.as_mut();
-    if !optimizer_hints.is_empty() || distinct.is_some() || select_modifiers.is_some() || top.is_some() || exclude.is_some() || into.is_some() {
+    if !optimizer_hints.is_empty()
+        || distinct.is_some()
+        || select_modifiers.is_some()
+        || top.is_some()
+        || exclude.is_some()
+        || into.is_some()
+    {
         return refuse("DISTINCT, TOP, EXCLUDE and INTO are not allowed");
     }
-    if !lateral_views.is_empty() || !connect_by.is_empty() || !cluster_by.is_empty() || !distribute_by.is_empty() || !sort_by.is_empty() || !named_window.is_empty() || value_table_mode.is_some() {
+    if !lateral_views.is_empty()
+        || !connect_by.is_empty()
+        || !cluster_by.is_empty()
+        || !distribute_by.is_empty()
+        || !sort_by.is_empty()
+        || !named_window.is_empty()
+        || value_table_mode.is_some()
+    {
         return refuse("only SELECT, FROM, GROUP BY, ORDER BY and LIMIT are allowed");
     }
     if from.len() != 1 || !from[0].joins.is_empty() {

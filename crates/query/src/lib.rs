@@ -18,16 +18,18 @@ use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
 use datafusion::common::TableReference;
 pub use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
-use tverr_core::DatasetRef;
 use tverr_audit::{Audit, AuditError};
+use tverr_core::DatasetRef;
 use tverr_policy::{Denial, Grant, Policy, PolicyError, Principal};
 use tverr_store::{Store, StoreError};
 
-pub use export::{CsvOptions, ExportFormat, ExportOptions, GeometryColumn, ResultColumn, csv_rows, json_objects, result_columns, write_export};
 pub use execution::MAX_ESTIMATED_ROWS;
+pub use export::{
+    CsvOptions, ExportFormat, ExportOptions, GeometryColumn, ResultColumn, csv_rows, json_objects, result_columns, write_export,
+};
 pub use guard::{ALLOWED_FUNCTIONS, MAX_NESTING, MAX_SQL_BYTES};
-pub use memory::{DEFAULT_QUERY_MEMORY, DEFAULT_SERVER_MEMORY};
 pub use lookup::{Found, Lookup, LookupOrg, Related};
+pub use memory::{DEFAULT_QUERY_MEMORY, DEFAULT_SERVER_MEMORY};
 
 /// Why a query failed. Texts never contain values from data.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +74,9 @@ pub enum QueryError {
     #[error("the query took longer than the {0} s it may take, and was stopped")]
     Timeout(u64),
     /// The result is larger than the caller may receive in one query.
-    #[error("the result has more than the {0} rows one query may return without signing in; narrow it (WHERE, LIMIT) or download the dataset's file")]
+    #[error(
+        "the result has more than the {0} rows one query may return without signing in; narrow it (WHERE, LIMIT) or download the dataset's file"
+    )]
     TooManyRows(u64),
 }
 
@@ -354,8 +358,7 @@ impl Tracker {
             .into_iter()
             .map(|(named, ids)| (named, serde_json::Value::Object(Default::default()), ids))
             .collect();
-        let new_bulk: BTreeMap<String, u64> =
-            taken.bulk.into_iter().filter(|(d, _)| !self.bulk_recorded.contains(d)).collect();
+        let new_bulk: BTreeMap<String, u64> = taken.bulk.into_iter().filter(|(d, _)| !self.bulk_recorded.contains(d)).collect();
         if !new_bulk.is_empty() {
             if chunks.is_empty() {
                 chunks.push((serde_json::Value::Object(Default::default()), serde_json::Value::Null, Vec::new()));
@@ -615,7 +618,13 @@ impl Engine {
     }
 
     /// The result stream as it leaves: audited when there is an intent record.
-    fn release(&self, stream: SendableRecordBatchStream, intent: Option<serde_json::Value>, sink: secure::SubjectSink, started: std::time::Instant) -> SendableRecordBatchStream {
+    fn release(
+        &self,
+        stream: SendableRecordBatchStream,
+        intent: Option<serde_json::Value>,
+        sink: secure::SubjectSink,
+        started: std::time::Instant,
+    ) -> SendableRecordBatchStream {
         match intent {
             None => stream,
             Some(intent) => audited(stream, self.tracker(intent, sink, started)),
@@ -625,7 +634,16 @@ impl Engine {
     /// The access-log side of one release of non-open data: its intent, and the people its taps
     /// see in `sink`.
     fn tracker(&self, intent: serde_json::Value, sink: secure::SubjectSink, started: std::time::Instant) -> Tracker {
-        Tracker { audit: self.audit.clone(), intent: Some(intent), access: None, sink, bulk_recorded: Vec::new(), rows: 0, started, finished: false }
+        Tracker {
+            audit: self.audit.clone(),
+            intent: Some(intent),
+            access: None,
+            sink,
+            bulk_recorded: Vec::new(),
+            rows: 0,
+            started,
+            finished: false,
+        }
     }
 
     /// Records an event other than a read (authentication, agreement change, audit read) with
@@ -683,15 +701,11 @@ impl Engine {
                 config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
                 let ctx = SessionContext::new_with_config(config);
                 geo::register(&ctx);
-                SessionStateBuilder::new_from_existing(ctx.state())
-                    .with_physical_optimizer_rule(Arc::new(execution::Yielding))
-                    .build()
+                SessionStateBuilder::new_from_existing(ctx.state()).with_physical_optimizer_rule(Arc::new(execution::Yielding)).build()
             })
             .clone();
         let catalog = MemoryCatalogProvider::new();
-        catalog
-            .register_schema("public", Arc::new(MemorySchemaProvider::new()))
-            .expect("a new catalogue takes a schema");
+        catalog.register_schema("public", Arc::new(MemorySchemaProvider::new())).expect("a new catalogue takes a schema");
         let catalogs = MemoryCatalogProviderList::new();
         catalogs.register_catalog("datafusion".to_string(), Arc::new(catalog));
         let state = SessionStateBuilder::new_from_existing(template).with_catalog_list(Arc::new(catalogs)).build();
@@ -716,15 +730,20 @@ impl Engine {
             Ok(g) => Ok(g),
             Err(Denial::NotFound) => Err(QueryError::NotFound(shown.to_string())),
             Err(Denial::PurposeRequired) => Err(QueryError::PurposeRequired(shown.to_string())),
-            Err(Denial::PurposeNotAllowed) => Err(QueryError::PurposeNotAllowed {
-                dataset: shown.to_string(),
-                purpose: purpose.unwrap_or_default().to_string(),
-            }),
+            Err(Denial::PurposeNotAllowed) => {
+                Err(QueryError::PurposeNotAllowed { dataset: shown.to_string(), purpose: purpose.unwrap_or_default().to_string() })
+            }
         }
     }
 
     /// Registers a dataset, as `grant` lets the caller see it, as `org.dataset`.
-    async fn register(&self, ctx: &SessionContext, grant: &Grant, version: Option<i64>, sink: &secure::SubjectSink) -> Result<Option<i64>, QueryError> {
+    async fn register(
+        &self,
+        ctx: &SessionContext,
+        grant: &Grant,
+        version: Option<i64>,
+        sink: &secure::SubjectSink,
+    ) -> Result<Option<i64>, QueryError> {
         let r = &grant.dataset;
         if matches!(grant.protection, tverr_policy::Protection::ByPerson { .. }) {
             self.protected.refresh(&self.store).await?;
@@ -742,7 +761,13 @@ impl Engine {
 
     /// `inner` (the dataset's rows, or some of them) behind the grant's secure scan, with the
     /// tap that names the people of the rows it releases.
-    fn secure_table(&self, ctx: &SessionContext, grant: &Grant, inner: Arc<dyn TableProvider>, sink: &secure::SubjectSink) -> Result<secure::SecureTable, QueryError> {
+    fn secure_table(
+        &self,
+        ctx: &SessionContext,
+        grant: &Grant,
+        inner: Arc<dyn TableProvider>,
+        sink: &secure::SubjectSink,
+    ) -> Result<secure::SecureTable, QueryError> {
         let r = &grant.dataset;
         // Statistics-only grants release no one's rows, so they name no one.
         let tapped = self.audit.enabled() && grant.classification != tverr_core::Classification::Open && grant.min_group_size.is_none();
@@ -763,7 +788,13 @@ impl Engine {
     }
 
     /// Registers `inner` behind the grant's secure scan as `org.dataset`.
-    fn register_provider(&self, ctx: &SessionContext, grant: &Grant, inner: Arc<dyn TableProvider>, sink: &secure::SubjectSink) -> Result<(), QueryError> {
+    fn register_provider(
+        &self,
+        ctx: &SessionContext,
+        grant: &Grant,
+        inner: Arc<dyn TableProvider>,
+        sink: &secure::SubjectSink,
+    ) -> Result<(), QueryError> {
         let r = &grant.dataset;
         let secure: Arc<dyn TableProvider> = Arc::new(self.secure_table(ctx, grant, inner, sink)?);
         let catalog = ctx.catalog("datafusion").expect("default catalog");
@@ -805,9 +836,7 @@ impl Engine {
         let mut statement = statement;
         if let Some(k) = grants.values().filter_map(|(g, _)| g.min_group_size).min() {
             if grants.len() != 1 {
-                return Err(QueryError::NotAllowed(
-                    "a dataset shared as statistics only cannot be combined with other tables".into(),
-                ));
+                return Err(QueryError::NotAllowed("a dataset shared as statistics only cannot be combined with other tables".into()));
             }
             guard::statistics(&mut statement, k)?;
         }
@@ -853,7 +882,14 @@ impl Engine {
     /// A dataset's rows as a REST client asks for them: chosen columns, a checked filter, an
     /// order, a window and a version. Column names are checked against what the caller may see,
     /// so a column outside the grant is as unknown as one that does not exist.
-    pub async fn rows(&self, who: &Principal, purpose: Option<&str>, r: &DatasetRef, q: &RowsQuery, channel: &str) -> Result<Released, QueryError> {
+    pub async fn rows(
+        &self,
+        who: &Principal,
+        purpose: Option<&str>,
+        r: &DatasetRef,
+        q: &RowsQuery,
+        channel: &str,
+    ) -> Result<Released, QueryError> {
         use datafusion::prelude::ident;
         let started = std::time::Instant::now();
         if q.offset > MAX_ROW_WINDOW || q.limit.is_some_and(|l| l > MAX_ROW_WINDOW) {
@@ -914,7 +950,14 @@ impl Engine {
             if q.stable_order {
                 // Ties are broken by the other columns, so every page sees one order.
                 for f in df.schema().fields() {
-                    let sortable = f.data_type().is_primitive() || matches!(f.data_type(), arrow::datatypes::DataType::Utf8 | arrow::datatypes::DataType::Utf8View | arrow::datatypes::DataType::LargeUtf8 | arrow::datatypes::DataType::Boolean);
+                    let sortable = f.data_type().is_primitive()
+                        || matches!(
+                            f.data_type(),
+                            arrow::datatypes::DataType::Utf8
+                                | arrow::datatypes::DataType::Utf8View
+                                | arrow::datatypes::DataType::LargeUtf8
+                                | arrow::datatypes::DataType::Boolean
+                        );
                     if sortable && !q.order_by.iter().any(|(n, _)| n == f.name()) {
                         sort.push(ident(f.name()).sort(true, false));
                     }

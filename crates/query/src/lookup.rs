@@ -164,7 +164,14 @@ impl Engine {
     /// Everything `who` may see about one subject for `purpose`: the rows from every dataset
     /// whose key columns hold it, grouped by organisation, department and dataset, and the
     /// subjects one hop away. Each dataset released is one audited access naming the subject.
-    pub async fn lookup(&self, who: &Principal, purpose: Option<&str>, kind: SubjectKind, id: &str, channel: &str) -> Result<Lookup, QueryError> {
+    pub async fn lookup(
+        &self,
+        who: &Principal,
+        purpose: Option<&str>,
+        kind: SubjectKind,
+        id: &str,
+        channel: &str,
+    ) -> Result<Lookup, QueryError> {
         match who {
             Principal::Anonymous => return Err(QueryError::NotAllowed("a look-up needs a signed-in user".into())),
             Principal::Citizen { .. } => {
@@ -237,7 +244,12 @@ impl Engine {
         }
         let related = hops
             .into_iter()
-            .map(|(k, value, via, found)| Related { kind: k.as_str().to_string(), id: value, via, organizations: group(found, &view.names) })
+            .map(|(k, value, via, found)| Related {
+                kind: k.as_str().to_string(),
+                id: value,
+                via,
+                organizations: group(found, &view.names),
+            })
             .collect();
         Ok(Lookup {
             kind: kind.as_str().to_string(),
@@ -330,12 +342,8 @@ impl Engine {
         }
         let schema = self.store().schema_at(r, version).await?;
         // Only key columns of this kind that the grant releases in clear may match.
-        let clear: BTreeSet<&str> = grant
-            .columns
-            .iter()
-            .filter(|c| c.mask.is_none() && c.subject == Some(kind))
-            .map(|c| c.name.as_str())
-            .collect();
+        let clear: BTreeSet<&str> =
+            grant.columns.iter().filter(|c| c.mask.is_none() && c.subject == Some(kind)).map(|c| c.name.as_str()).collect();
         let matched: BTreeMap<i64, &str> = places
             .iter()
             .filter_map(|p| {
@@ -355,11 +363,7 @@ impl Engine {
         let (_, batches) = self.store().read_rows(r, version, &rows, Some(prepared.reads())).await?;
         let read: Vec<(String, String, i64)> = rows.into_iter().map(|(path, row)| (r.to_string(), path, row)).collect();
         let sink = SubjectSink::new(self.named_limit);
-        let test = matched_on
-            .iter()
-            .map(|c| ident(*c).eq(lit(key)))
-            .reduce(Expr::or)
-            .expect("at least one column matched");
+        let test = matched_on.iter().map(|c| ident(*c).eq(lit(key))).reduce(Expr::or).expect("at least one column matched");
         // The grant's secure scan, compiled once per grant and version, runs the key test as a
         // filter on released values, below its tap.
         let batches = prepared.apply(&batches, test, &self.lookups.state, &sink)?;
@@ -461,9 +465,13 @@ impl Engine {
     /// filter, protection, keys, basis) compiles anew.
     fn prepared(&self, grant: &Grant, version: i64, schema: arrow::datatypes::SchemaRef) -> Result<Arc<PreparedScan>, QueryError> {
         let key = (version, grant.dataset.clone());
-        let kept = self.lookups.prepared.lock().unwrap_or_else(|p| p.into_inner()).get(&key).and_then(|scans| {
-            scans.iter().find(|(g, _)| g == grant).map(|(_, p)| p.clone())
-        });
+        let kept = self
+            .lookups
+            .prepared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .and_then(|scans| scans.iter().find(|(g, _)| g == grant).map(|(_, p)| p.clone()));
         if let Some(p) = kept {
             return Ok(p);
         }

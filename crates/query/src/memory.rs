@@ -79,10 +79,7 @@ impl MemoryPool for QueryPool {
         let before = self.used.fetch_add(additional, Ordering::Relaxed);
         if before.saturating_add(additional) > self.limit {
             self.used.fetch_sub(additional, Ordering::Relaxed);
-            return Err(resources_datafusion_err!(
-                "the query needs more memory than the {} MiB one query may use",
-                self.limit >> 20
-            ));
+            return Err(resources_datafusion_err!("the query needs more memory than the {} MiB one query may use", self.limit >> 20));
         }
         if let Err(e) = self.server.try_grow(reservation, additional) {
             self.used.fetch_sub(additional, Ordering::Relaxed);

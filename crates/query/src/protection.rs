@@ -193,16 +193,25 @@ async fn read_link(
 
 /// Reads one register's protected people (every status but `ugradert`, a missing one included)
 /// into `levels`, keeping the highest level a person has in any register.
-async fn read_register(store: &tverr_store::Store, register: &tverr_store::ProtectionRegister, levels: &mut HashMap<Box<str>, i8>) -> Result<(), QueryError> {
+async fn read_register(
+    store: &tverr_store::Store,
+    register: &tverr_store::ProtectionRegister,
+    levels: &mut HashMap<Box<str>, i8>,
+) -> Result<(), QueryError> {
     use datafusion::prelude::{col, lit};
     use futures::StreamExt;
     let r: DatasetRef = register.dataset.parse().map_err(|e: tverr_core::ModelError| QueryError::Invalid(e.to_string()))?;
-    let status = datafusion::functions::string::expr_fn::lower(datafusion::functions::string::expr_fn::btrim(vec![
-        datafusion::logical_expr::cast(datafusion::prelude::ident(&register.status_column), DataType::Utf8),
-    ]));
+    let status =
+        datafusion::functions::string::expr_fn::lower(datafusion::functions::string::expr_fn::btrim(vec![datafusion::logical_expr::cast(
+            datafusion::prelude::ident(&register.status_column),
+            DataType::Utf8,
+        )]));
     let df = raw_frame(store, &r)
         .await?
-        .select(vec![datafusion::logical_expr::cast(datafusion::prelude::ident(&register.key_column), DataType::Utf8).alias("k"), status.alias("s")])?
+        .select(vec![
+            datafusion::logical_expr::cast(datafusion::prelude::ident(&register.key_column), DataType::Utf8).alias("k"),
+            status.alias("s"),
+        ])?
         .filter(col("s").is_null().or(col("s").not_eq(lit("ugradert"))))?;
     let mut stream = df.execute_stream().await?;
     while let Some(batch) = stream.next().await {
@@ -260,9 +269,13 @@ impl ScalarUDFImpl for ProtectionLevel {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let persons = self.protected.current.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or_else(|| {
-            datafusion::error::DataFusionError::Execution("who is protected is not known yet".into())
-        })?;
+        let persons = self
+            .protected
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| datafusion::error::DataFusionError::Execution("who is protected is not known yet".into()))?;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let mut levels = vec![NONE; args.number_rows];
         for (n, array) in arrays.iter().enumerate() {

@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex};
 use arrow::array::{Array, ArrayRef, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
-use datafusion::catalog::{Session, TableProvider};
 use datafusion::catalog::default_table_source::provider_as_source;
+use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, Result as DfResult, ScalarValue};
 use datafusion::datasource::TableType;
@@ -34,11 +34,9 @@ use datafusion::logical_expr::{
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::filter::FilterExecBuilder;
 use datafusion::physical_plan::limit::GlobalLimitExec;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::projection::ProjectionExec;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, PhysicalExpr, PlanProperties, ReplaceChildrenOptions,
-};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PhysicalExpr, PlanProperties, ReplaceChildrenOptions};
 use datafusion::prelude::{DataFrame, SessionContext};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -151,8 +149,7 @@ impl SubjectTap {
             .as_any()
             .downcast_ref::<arrow::array::StringArray>()
             .ok_or_else(|| datafusion::error::DataFusionError::Internal("subject key is not text".into()))?;
-        let base = Hmac::<Sha256>::new_from_slice(&self.key)
-            .map_err(|e| datafusion::error::DataFusionError::Internal(e.to_string()))?;
+        let base = Hmac::<Sha256>::new_from_slice(&self.key).map_err(|e| datafusion::error::DataFusionError::Internal(e.to_string()))?;
         // Several key columns arrive joined by spaces (see `SubjectTap::expr`).
         let ids: Vec<[u8; 16]> = text
             .iter()
@@ -217,7 +214,8 @@ impl SecureTable {
         // that tree.
         let mut row_filter = match &grant.row_filter {
             Some(f) => {
-                let checked = crate::guard::filter(f).map_err(|e| datafusion::error::DataFusionError::Plan(format!("the agreement's row filter: {e}")))?;
+                let checked = crate::guard::filter(f)
+                    .map_err(|e| datafusion::error::DataFusionError::Plan(format!("the agreement's row filter: {e}")))?;
                 Some(checked.plan(&ctx.state(), df.schema())?)
             }
             None => None,
@@ -227,7 +225,8 @@ impl SecureTable {
         // protected-address columns withheld (`protect`).
         let by_person = match &grant.protection {
             Protection::ByPerson { keys, properties, visible, release_fortrolig } => {
-                let level = level.ok_or_else(|| datafusion::error::DataFusionError::Internal("protection by person needs the register".into()))?;
+                let level =
+                    level.ok_or_else(|| datafusion::error::DataFusionError::Internal("protection by person needs the register".into()))?;
                 let level = level.call(keys.iter().chain(properties).map(|k| cast(ident(k), DataType::Utf8)).collect());
                 let withheld_from = if *release_fortrolig { crate::protection::STRENGT } else { crate::protection::FORTROLIG };
                 if !visible {
@@ -287,9 +286,8 @@ impl SecureTable {
 
 /// Whether a user filter may run inside the scan: not one with a subquery or a volatile function.
 fn pushable(f: &Expr) -> DfResult<bool> {
-    let nested = f.exists(|e| {
-        Ok(matches!(e, Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_) | Expr::OuterReferenceColumn(..)))
-    })?;
+    let nested =
+        f.exists(|e| Ok(matches!(e, Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_) | Expr::OuterReferenceColumn(..))))?;
     Ok(!nested && !f.is_volatile())
 }
 
@@ -340,7 +338,8 @@ fn protect(p: &Protection, by_person: Option<&(Expr, i8)>, released: Expr, sourc
     match p {
         Protection::NotApplicable => Ok(released),
         Protection::ByPerson { .. } => {
-            let (level, withheld_from) = by_person.ok_or_else(|| datafusion::error::DataFusionError::Internal("protection by person needs the register".into()))?;
+            let (level, withheld_from) =
+                by_person.ok_or_else(|| datafusion::error::DataFusionError::Internal("protection by person needs the register".into()))?;
             when(level.clone().gt_eq(lit(*withheld_from)), typed_null(&data_type)?).otherwise(released)
         }
         Protection::WithholdAll => typed_null(&data_type),
@@ -506,11 +505,7 @@ impl PreparedScan {
             Some(f) => Some(state.create_physical_expr(unqualified(f.clone())?, &inner_df)?),
             None => None,
         };
-        let released = table
-            .released
-            .iter()
-            .map(|e| state.create_physical_expr(e.clone(), &inner_df))
-            .collect::<DfResult<Vec<_>>>()?;
+        let released = table.released.iter().map(|e| state.create_physical_expr(e.clone(), &inner_df)).collect::<DfResult<Vec<_>>>()?;
         let tap = match &table.tap {
             Some(t) => Some((state.create_physical_expr(t.expr(), &inner_df)?, t.dataset.clone(), t.columns.clone(), t.key.clone())),
             None => None,
@@ -627,10 +622,7 @@ impl ExecutionPlan for SubjectTapExec {
         vec![&self.input]
     }
 
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
-    ) -> DfResult<TreeNodeRecursion> {
+    fn apply_expressions(&self, _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>) -> DfResult<TreeNodeRecursion> {
         Ok(TreeNodeRecursion::Continue)
     }
 
@@ -686,10 +678,7 @@ impl ExecutionPlan for SecureScanExec {
         vec![&self.input]
     }
 
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
-    ) -> DfResult<TreeNodeRecursion> {
+    fn apply_expressions(&self, _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>) -> DfResult<TreeNodeRecursion> {
         Ok(TreeNodeRecursion::Continue)
     }
 
@@ -744,8 +733,7 @@ impl ScalarUDFImpl for Pseudonym {
             .downcast_ref::<arrow::array::StringArray>()
             .ok_or_else(|| datafusion::error::DataFusionError::Internal("pseudonym expects text".into()))?;
         let mut out = StringBuilder::with_capacity(input.len(), input.len() * 32);
-        let base = Hmac::<Sha256>::new_from_slice(&self.key)
-            .map_err(|e| datafusion::error::DataFusionError::Internal(e.to_string()))?;
+        let base = Hmac::<Sha256>::new_from_slice(&self.key).map_err(|e| datafusion::error::DataFusionError::Internal(e.to_string()))?;
         for v in input.iter() {
             match v {
                 None => out.append_null(),

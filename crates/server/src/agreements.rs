@@ -106,8 +106,8 @@ pub async fn request(
 /// Requests an agreement from a JSON body (the API's and the web form's), logged on `channel`.
 pub(crate) async fn request_as(state: &AppState, caller: &Caller, body: &[u8], channel: &str) -> Result<Agreement, Problem> {
     signed_in(caller)?;
-    let b: RequestBody = serde_json::from_slice(body)
-        .map_err(|e| invalid_body(format!("line {}, column {}: {e}", e.line(), e.column())))?;
+    let b: RequestBody =
+        serde_json::from_slice(body).map_err(|e| invalid_body(format!("line {}, column {}: {e}", e.line(), e.column())))?;
     let req = AgreementRequest {
         provider: b.provider.parse().map_err(Problem::from_policy)?,
         consumer: b.consumer.parse().map_err(Problem::from_policy)?,
@@ -123,7 +123,12 @@ pub(crate) async fn request_as(state: &AppState, caller: &Caller, body: &[u8], c
     let a = state.engine.policy().request_agreement(&caller.principal, req).await.map_err(Problem::from_policy)?;
     state
         .engine
-        .log_event("agreement", &caller.principal, channel, serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision}))
+        .log_event(
+            "agreement",
+            &caller.principal,
+            channel,
+            serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision}),
+        )
         .await
         .map_err(Problem::from_query)?;
     Ok(a)
@@ -159,7 +164,14 @@ pub async fn transition(
 
 /// Approves, denies or revokes an agreement the caller's organisation is a party to, logged on
 /// `channel`.
-pub(crate) async fn transition_as(state: &AppState, caller: &Caller, id: i64, action: &str, note: Option<String>, channel: &str) -> Result<Agreement, Problem> {
+pub(crate) async fn transition_as(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    action: &str,
+    note: Option<String>,
+    channel: &str,
+) -> Result<Agreement, Problem> {
     let u = signed_in(caller)?;
     visible(state, u, id).await?;
     let note_for_log = note.clone();

@@ -67,9 +67,6 @@ pub fn file_response(stream: SendableRecordBatchStream, options: ExportOptions, 
     });
     let body = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     let disposition = format!("attachment; filename=\"{}\"", name.replace(['"', '\\', '\r', '\n'], "_"));
-    (
-        [(header::CONTENT_TYPE, content_type.to_string()), (header::CONTENT_DISPOSITION, disposition)],
-        Body::from_stream(body),
-    )
+    ([(header::CONTENT_TYPE, content_type.to_string()), (header::CONTENT_DISPOSITION, disposition)], Body::from_stream(body))
         .into_response()
 }

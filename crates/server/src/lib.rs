@@ -8,12 +8,12 @@
 mod agreements;
 mod audit;
 mod auth;
-mod login;
-mod openapi;
-mod me;
-mod oidc;
 mod download;
 mod limits;
+mod login;
+mod me;
+mod oidc;
+mod openapi;
 mod problem;
 mod rows;
 mod sql;
@@ -21,8 +21,8 @@ mod subjects;
 mod upload;
 mod web;
 
-use std::time::Duration;
 use std::future::IntoFuture;
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::routing::{get, post};
@@ -37,8 +37,8 @@ use tverr_store::{ColumnMeta, DatasetMeta, Store, VersionMeta};
 
 pub use auth::{Caller, PURPOSE_HEADER};
 pub use limits::Limits;
-pub use openapi::openapi;
 pub use oidc::{OidcConfig, Verifier};
+pub use openapi::openapi;
 pub use problem::Problem;
 
 /// Shared services of every handler.
@@ -74,7 +74,10 @@ impl AppState {
 
     /// The services over an engine as configured (its log, its named-subject limit).
     pub fn from_engine(engine: Engine) -> Self {
-        Self { store: engine.store().clone(), engine, oidc: None,
+        Self {
+            store: engine.store().clone(),
+            engine,
+            oidc: None,
             limits: Limits::default(),
             gate: limits::Gate::default(),
             logins: limits::LoginThrottle::default(),
@@ -237,15 +240,18 @@ async fn list_datasets(State(state): State<AppState>, caller: Caller, RawQuery(r
             "department" => &mut department,
             "classification" => &mut classification,
             "purpose" => continue,
-            other => return Err(bad(format!("unknown parameter {other:?}; this route takes q, theme, org, department, classification, purpose"))),
+            other => {
+                return Err(bad(format!(
+                    "unknown parameter {other:?}; this route takes q, theme, org, department, classification, purpose"
+                )));
+            }
         };
         if slot.replace(v.into_owned()).is_some() {
             return Err(bad(format!("{k}: given more than once")));
         }
     }
-    let classification = classification
-        .map(|c| c.parse::<tverr_core::Classification>().map_err(|e| bad(format!("classification: {e}"))))
-        .transpose()?;
+    let classification =
+        classification.map(|c| c.parse::<tverr_core::Classification>().map_err(|e| bad(format!("classification: {e}")))).transpose()?;
     let filters = CatalogFilters { q, theme, org, department, classification };
     let datasets = find_datasets(&state, &caller, &filters).await?;
     Ok(Json(DatasetList { datasets }))
@@ -284,12 +290,8 @@ pub(crate) async fn find_datasets(state: &AppState, caller: &Caller, f: &Catalog
             None => 0,
         };
         let Ok(r) = d.reference().parse::<DatasetRef>() else { continue };
-        let decision = state
-            .engine
-            .policy()
-            .entitle(&caller.principal, caller.purpose.as_deref(), &r)
-            .await
-            .map_err(Problem::from_policy)?;
+        let decision =
+            state.engine.policy().entitle(&caller.principal, caller.purpose.as_deref(), &r).await.map_err(Problem::from_policy)?;
         let access = if !matches!(decision, Err(Denial::NotFound)) {
             "read"
         } else if own_org(&caller.principal) == Some(d.org.as_str()) {
@@ -391,7 +393,9 @@ async fn show_dataset(
     let r: DatasetRef = format!("{org}/{dataset}").parse().map_err(|_| Problem::dataset_not_found())?;
     let grant = match entitled(&state, &caller, &r).await {
         Ok(g) => Some(g),
-        Err(_) if own_org(&caller.principal) == Some(r.org.as_str()) && state.store.catalog.dataset_exists(&r).await.unwrap_or(false) => None,
+        Err(_) if own_org(&caller.principal) == Some(r.org.as_str()) && state.store.catalog.dataset_exists(&r).await.unwrap_or(false) => {
+            None
+        }
         Err(p) => return Err(p),
     };
     let meta = state.store.catalog.dataset(&r).await.map_err(Problem::from_store)?;

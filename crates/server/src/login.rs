@@ -33,9 +33,14 @@ pub struct LoginResponse {
     responses((status = 201, description = "A token valid one day", body = LoginResponse)))]
 pub async fn login(State(state): State<AppState>, request: Request) -> Result<(StatusCode, Json<LoginResponse>), Problem> {
     let client = request.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
-    let body = axum::body::to_bytes(request.into_body(), state.limits.body_bytes)
-        .await
-        .map_err(|_| Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "For stor forespørsel / Request too large", "the log-in body is too large"))?;
+    let body = axum::body::to_bytes(request.into_body(), state.limits.body_bytes).await.map_err(|_| {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "For stor forespørsel / Request too large",
+            "the log-in body is too large",
+        )
+    })?;
     let req: LoginRequest = Problem::json_body(&body, "{\"username\": …, \"password\": …}")?;
     if let Err(wait) = state.logins.attempt(&req.username, client) {
         let details = serde_json::json!({"outcome": "throttled", "username": req.username});

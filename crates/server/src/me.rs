@@ -107,12 +107,8 @@ pub(crate) async fn access_log_of(state: &AppState, caller: &Caller, channel: &s
         .log_event("citizen-read", &caller.principal, channel, serde_json::json!({"what": "access-log"}))
         .await
         .map_err(Problem::from_query)?;
-    let found = state
-        .engine
-        .audit()
-        .accesses_of(pid)
-        .await
-        .map_err(|e| Problem::from_query(QueryError::AuditUnavailable(e.to_string())))?;
+    let found =
+        state.engine.audit().accesses_of(pid).await.map_err(|e| Problem::from_query(QueryError::AuditUnavailable(e.to_string())))?;
     let orgs: BTreeMap<String, String> =
         state.store.catalog.orgs().await.map_err(Problem::from_store)?.into_iter().map(|o| (o.slug, o.name)).collect();
     let mut titles: BTreeMap<String, String> = BTreeMap::new();
@@ -213,8 +209,8 @@ pub async fn data(State(state): State<AppState>, caller: Caller, Query(q): Query
             let mut text = b"[".to_vec();
             text.extend(tverr_query::json_objects(&batch, &[]).map_err(Problem::from_query)?);
             text.push(b']');
-            let parsed: Vec<serde_json::Value> = serde_json::from_slice(&text)
-                .map_err(|e| Problem::from_query(QueryError::Output(e.to_string())))?;
+            let parsed: Vec<serde_json::Value> =
+                serde_json::from_slice(&text).map_err(|e| Problem::from_query(QueryError::Output(e.to_string())))?;
             rows.extend(parsed);
         }
         if rows.is_empty() {

@@ -116,8 +116,8 @@ impl OidcConfig {
     /// Reads and checks a configuration file.
     pub fn load(path: &std::path::Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let config: OidcConfig = serde_json::from_str(&text)
-            .map_err(|e| format!("{}: line {}, column {}: {e}", path.display(), e.line(), e.column()))?;
+        let config: OidcConfig =
+            serde_json::from_str(&text).map_err(|e| format!("{}: line {}, column {}: {e}", path.display(), e.line(), e.column()))?;
         for (i, iss) in config.issuers.iter().enumerate() {
             let org_claim = iss.claims.as_ref().is_some_and(|c| c.org.is_some());
             if iss.kind == IssuerKind::Employee && iss.org.is_none() && !org_claim {
@@ -227,12 +227,8 @@ impl Verifier {
         let kid = header.kid.ok_or("the token names no signing key (kid)")?;
         // The issuer decides which keys to check with; it is verified again with the signature.
         let claimed = unverified_claims(token)?;
-        let issuer = self
-            .config
-            .issuers
-            .iter()
-            .find(|i| Some(&i.issuer) == claimed.iss.as_ref())
-            .ok_or("the token's issuer is not trusted")?;
+        let issuer =
+            self.config.issuers.iter().find(|i| Some(&i.issuer) == claimed.iss.as_ref()).ok_or("the token's issuer is not trusted")?;
         let key = self.key(issuer, &kid).await?;
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&issuer.issuer]);
@@ -324,11 +320,7 @@ fn citizen(claims: &serde_json::Value) -> Result<Principal, String> {
 }
 
 async fn system(claims: &serde_json::Value, catalog: &Catalog) -> Result<Principal, String> {
-    let id = claims
-        .get("consumer")
-        .and_then(|c| c.get("ID"))
-        .and_then(serde_json::Value::as_str)
-        .ok_or("the token lacks consumer.ID")?;
+    let id = claims.get("consumer").and_then(|c| c.get("ID")).and_then(serde_json::Value::as_str).ok_or("the token lacks consumer.ID")?;
     let orgnr = id.strip_prefix("0192:").ok_or("consumer.ID is not 0192:<orgnr>")?;
     let org = catalog
         .orgs()

@@ -82,13 +82,20 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearer",
-        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("A Tverr API token or an OIDC token")).build()),
+        SecurityScheme::Http(
+            HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("A Tverr API token or an OIDC token")).build(),
+        ),
     );
     let problem = ResponseBuilder::new()
-        .description("An RFC 9457 problem: 400 invalid input, 401 not authenticated, 403 not allowed or purpose missing, \
+        .description(
+            "An RFC 9457 problem: 400 invalid input, 401 not authenticated, 403 not allowed or purpose missing, \
                       404 not found (or not yours to see), 405, 409, 413 too large, 415, 422 a file that cannot be read, \
-                      429 too many queries or failed log-ins, 503 access log unavailable, 504 query timed out")
-        .content("application/problem+json", ContentBuilder::new().schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Problem")))).build())
+                      429 too many queries or failed log-ins, 503 access log unavailable, 504 query timed out",
+        )
+        .content(
+            "application/problem+json",
+            ContentBuilder::new().schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Problem")))).build(),
+        )
         .build();
     for item in doc.paths.paths.values_mut() {
         for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch].into_iter().flatten() {

@@ -66,7 +66,12 @@ impl Problem {
             }
             StoreError::Ingest(tverr_store::tverr_ingest::IngestError::Invalid(problems)) => {
                 let detail = StoreError::Ingest(tverr_store::tverr_ingest::IngestError::Invalid(problems.clone())).to_string();
-                let mut p = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-file", "Filen kan ikke leses inn / The file cannot be ingested", detail);
+                let mut p = Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid-file",
+                    "Filen kan ikke leses inn / The file cannot be ingested",
+                    detail,
+                );
                 p.problems = Some(problems);
                 p
             }
@@ -88,15 +93,23 @@ impl Problem {
         use tverr_query::QueryError as Q;
         match e {
             Q::NotFound(_) => Self::dataset_not_found(),
-            Q::PurposeRequired(_) => Self::new(StatusCode::FORBIDDEN, "purpose-required", "Formål mangler / Purpose required", e.to_string()),
+            Q::PurposeRequired(_) => {
+                Self::new(StatusCode::FORBIDDEN, "purpose-required", "Formål mangler / Purpose required", e.to_string())
+            }
             Q::PurposeNotAllowed { .. } => {
                 Self::new(StatusCode::FORBIDDEN, "purpose-not-allowed", "Formålet gir ikke tilgang / Purpose not allowed", e.to_string())
             }
             Q::NotAllowed(_) => Self::new(StatusCode::BAD_REQUEST, "sql-not-allowed", "Ikke tillatt / Not allowed", e.to_string()),
             Q::Invalid(_) => Self::new(StatusCode::BAD_REQUEST, "invalid-sql", "Ugyldig spørring / Invalid query", e.to_string()),
-            Q::Execution(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "query-failed", "Spørringen feilet / Query failed", e.to_string()),
-            Q::Timeout(_) => Self::new(StatusCode::GATEWAY_TIMEOUT, "query-timeout", "Spørringen tok for lang tid / Query timed out", e.to_string()),
-            Q::TooManyRows(_) => Self::new(StatusCode::BAD_REQUEST, "too-many-rows", "For stort resultat / Result too large", e.to_string()),
+            Q::Execution(_) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "query-failed", "Spørringen feilet / Query failed", e.to_string())
+            }
+            Q::Timeout(_) => {
+                Self::new(StatusCode::GATEWAY_TIMEOUT, "query-timeout", "Spørringen tok for lang tid / Query timed out", e.to_string())
+            }
+            Q::TooManyRows(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "too-many-rows", "For stort resultat / Result too large", e.to_string())
+            }
             Q::Store(s) => Self::from_store(s),
             Q::Policy(p) => Self::from_policy(p),
             Q::AuditUnavailable(_) => {
@@ -119,7 +132,9 @@ impl Problem {
     pub fn from_policy(e: tverr_policy::PolicyError) -> Self {
         use tverr_policy::PolicyError as P;
         match e {
-            P::Invalid { .. } => Self::new(StatusCode::BAD_REQUEST, "invalid-input", "Ugyldig forespørsel / Invalid request", e.to_string()),
+            P::Invalid { .. } => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid-input", "Ugyldig forespørsel / Invalid request", e.to_string())
+            }
             P::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", "Ikke tillatt / Forbidden", e.to_string()),
             P::Unauthenticated(_) => {
                 Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Ikke autentisert / Not authenticated", e.to_string())
@@ -138,15 +153,19 @@ impl Problem {
         match d {
             tverr_policy::Denial::NotFound => Self::dataset_not_found(),
             tverr_policy::Denial::PurposeRequired => Self::from_query(Q::PurposeRequired(dataset.to_string())),
-            tverr_policy::Denial::PurposeNotAllowed => Self::from_query(Q::PurposeNotAllowed {
-                dataset: dataset.to_string(),
-                purpose: purpose.unwrap_or_default().to_string(),
-            }),
+            tverr_policy::Denial::PurposeNotAllowed => {
+                Self::from_query(Q::PurposeNotAllowed { dataset: dataset.to_string(), purpose: purpose.unwrap_or_default().to_string() })
+            }
         }
     }
 
     fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Intern feil / Internal error", "the server could not complete the request")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Intern feil / Internal error",
+            "the server could not complete the request",
+        )
     }
 }
 
@@ -155,39 +174,37 @@ impl Problem {
 /// The response for a request whose handler panicked: a 500 problem that says nothing of why
 /// (the panic's text goes to the server's log).
 pub fn panicked(cause: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let why = cause
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| cause.downcast_ref::<&str>().copied())
-        .unwrap_or("unknown");
+    let why = cause.downcast_ref::<String>().map(String::as_str).or_else(|| cause.downcast_ref::<&str>().copied()).unwrap_or("unknown");
     tracing::error!(panic = why, "a request's handler panicked");
-    Problem::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "Intern feil / Internal error",
-        "the server could not complete the request",
-    )
-    .into_response()
+    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Intern feil / Internal error", "the server could not complete the request")
+        .into_response()
 }
 
 pub async fn problems_everywhere(response: Response) -> Response {
     let status = response.status();
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    let is_problem = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
     // The web pages answer errors with pages of their own.
     let is_page = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
     if status.as_u16() < 400 || is_problem || is_page {
         return response;
     }
     let (kind, title, detail) = match status {
-        StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Metoden er ikke tillatt / Method not allowed", "this route does not take that HTTP method"),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "For stor forespørsel / Request too large", "the request body is larger than this route accepts"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "Ukjent innholdstype / Unsupported media type", "the Content-Type is not one this route reads"),
-        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => ("timeout", "Tidsavbrudd / Timed out", "the request took longer than the server allows"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method-not-allowed", "Metoden er ikke tillatt / Method not allowed", "this route does not take that HTTP method")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ("payload-too-large", "For stor forespørsel / Request too large", "the request body is larger than this route accepts")
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("unsupported-media-type", "Ukjent innholdstype / Unsupported media type", "the Content-Type is not one this route reads")
+        }
+        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => {
+            ("timeout", "Tidsavbrudd / Timed out", "the request took longer than the server allows")
+        }
         StatusCode::NOT_FOUND => ("not-found", "Ikke funnet / Not found", "no such resource"),
-        s if s.is_client_error() => ("invalid-request", "Ugyldig forespørsel / Invalid request", "the request is not one this route understands"),
+        s if s.is_client_error() => {
+            ("invalid-request", "Ugyldig forespørsel / Invalid request", "the request is not one this route understands")
+        }
         _ => ("internal", "Intern feil / Internal error", "the server could not complete the request"),
     };
     let mut problem = Problem::new(status, kind, title, detail);

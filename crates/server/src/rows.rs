@@ -20,8 +20,25 @@ pub const MAX_PAGE: usize = 10_000;
 
 /// The parameters this route takes.
 const PARAMETERS: &[&str] = &[
-    "select", "where", "order_by", "limit", "offset", "cursor", "version", "as_of", "format", "delimiter", "decimal", "bom", "raw",
-    "bbox", "bbox-crs", "near", "near-crs", "crs", "purpose",
+    "select",
+    "where",
+    "order_by",
+    "limit",
+    "offset",
+    "cursor",
+    "version",
+    "as_of",
+    "format",
+    "delimiter",
+    "decimal",
+    "bom",
+    "raw",
+    "bbox",
+    "bbox-crs",
+    "near",
+    "near-crs",
+    "crs",
+    "purpose",
 ];
 
 /// The request's parameters, parsed and checked.
@@ -85,7 +102,8 @@ fn column_list(name: &str, value: &str) -> Result<Vec<String>, Problem> {
 /// `n` finite numbers separated by commas.
 fn numbers<const N: usize>(name: &str, value: &str, shape: &str) -> Result<[f64; N], Problem> {
     let bad = || Problem::invalid_parameter(format!("{name}: expected {shape}, found {value:?}"));
-    let parts: Vec<f64> = value.split(',').map(|v| v.trim().parse::<f64>().ok().filter(|n| n.is_finite())).collect::<Option<_>>().ok_or_else(bad)?;
+    let parts: Vec<f64> =
+        value.split(',').map(|v| v.trim().parse::<f64>().ok().filter(|n| n.is_finite())).collect::<Option<_>>().ok_or_else(bad)?;
     parts.try_into().map_err(|_| bad())
 }
 
@@ -108,7 +126,9 @@ fn timestamp(value: &str) -> Result<chrono::DateTime<chrono::Utc>, Problem> {
     if let Ok(d) = chrono::NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d") {
         return Ok(d.and_hms_opt(23, 59, 59).expect("valid time").and_utc());
     }
-    Err(Problem::invalid_parameter(format!("as_of: expected a date (2026-01-31) or an RFC 3339 time (2026-01-31T12:00:00Z), found {value:?}")))
+    Err(Problem::invalid_parameter(format!(
+        "as_of: expected a date (2026-01-31) or an RFC 3339 time (2026-01-31T12:00:00Z), found {value:?}"
+    )))
 }
 
 fn format_from_accept(headers: &HeaderMap) -> Option<ExportFormat> {
@@ -161,7 +181,10 @@ fn parse(raw: Option<&str>) -> Result<Params, Problem> {
             "offset" => p.offset = Some(window("offset", &value)?),
             "cursor" => p.cursor = Some(Cursor::decode(&value)?),
             "version" => {
-                let v: i64 = value.trim().parse().map_err(|_| Problem::invalid_parameter(format!("version: expected a version number, found {value:?}")))?;
+                let v: i64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| Problem::invalid_parameter(format!("version: expected a version number, found {value:?}")))?;
                 if v < 0 {
                     return Err(Problem::invalid_parameter("version: versions start at 0"));
                 }
@@ -204,7 +227,9 @@ fn parse(raw: Option<&str>) -> Result<Params, Problem> {
             "bbox" => {
                 let b = numbers::<4>("bbox", &value, "minx,miny,maxx,maxy")?;
                 if b[0] > b[2] || b[1] > b[3] {
-                    return Err(Problem::invalid_parameter(format!("bbox: the minimum comes first (minx,miny,maxx,maxy), found {value:?}")));
+                    return Err(Problem::invalid_parameter(format!(
+                        "bbox: the minimum comes first (minx,miny,maxx,maxy), found {value:?}"
+                    )));
                 }
                 p.bbox = Some(b);
             }
@@ -246,14 +271,18 @@ fn parse(raw: Option<&str>) -> Result<Params, Problem> {
     if let Some([min_x, min_y, max_x, max_y]) = p.bbox {
         let crs = p.bbox_crs.unwrap_or(Crs::Wgs84);
         if crs.is_geographic() && (min_x < -180.0 || max_x > 180.0 || min_y < -90.0 || max_y > 90.0) {
-            return Err(Problem::invalid_parameter("bbox: longitudes lie in -180..180 and latitudes in -90..90 (EPSG:4326, longitude first); give bbox-crs for metres"));
+            return Err(Problem::invalid_parameter(
+                "bbox: longitudes lie in -180..180 and latitudes in -90..90 (EPSG:4326, longitude first); give bbox-crs for metres",
+            ));
         }
         p.query.spatial = Some(Spatial::Bbox { min_x, min_y, max_x, max_y, crs });
     }
     if let Some([x, y, metres]) = p.near {
         let crs = p.near_crs.unwrap_or(Crs::Wgs84);
         if crs.is_geographic() && !((-180.0..=180.0).contains(&x) && (-90.0..=90.0).contains(&y)) {
-            return Err(Problem::invalid_parameter("near: a longitude lies in -180..180 and a latitude in -90..90 (EPSG:4326, longitude first); give near-crs for metres"));
+            return Err(Problem::invalid_parameter(
+                "near: a longitude lies in -180..180 and a latitude in -90..90 (EPSG:4326, longitude first); give near-crs for metres",
+            ));
         }
         p.query.spatial = Some(Spatial::Near { x, y, metres, crs });
     }
@@ -334,7 +363,9 @@ pub async fn rows(
     if paged {
         let limit = p.limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(Problem::invalid_parameter(format!("limit: a JSON page holds 1 to {MAX_PAGE} rows; use format=csv, ndjson or parquet for more")));
+            return Err(Problem::invalid_parameter(format!(
+                "limit: a JSON page holds 1 to {MAX_PAGE} rows; use format=csv, ndjson or parquet for more"
+            )));
         }
         p.query.limit = Some(limit);
         p.query.stable_order = true;
@@ -344,7 +375,9 @@ pub async fn rows(
     p.query.offset = p.offset.unwrap_or(0);
     if let Some(c) = &p.cursor {
         if c.q != digest {
-            return Err(Problem::invalid_parameter("cursor: it belongs to another query (select, where, order_by, bbox, near or crs changed); start again without cursor="));
+            return Err(Problem::invalid_parameter(
+                "cursor: it belongs to another query (select, where, order_by, bbox, near or crs changed); start again without cursor=",
+            ));
         }
         p.query.version = Some(c.v);
         p.query.offset = c.o;
@@ -354,16 +387,9 @@ pub async fn rows(
         crate::entitled(&state, &caller, &r).await?;
         p.query.version = Some(version_at(&state, &r, at).await?);
     }
-    let released = state
-        .engine
-        .rows(&caller.principal, caller.purpose.as_deref(), &r, &p.query, "http-rows")
-        .await
-        .map_err(Problem::from_query)?;
-    let released = state
-        .admit(&caller, released)?
-        .started()
-        .await
-        .map_err(Problem::from_query)?;
+    let released =
+        state.engine.rows(&caller.principal, caller.purpose.as_deref(), &r, &p.query, "http-rows").await.map_err(Problem::from_query)?;
+    let released = state.admit(&caller, released)?.started().await.map_err(Problem::from_query)?;
     let schema = released.stream.schema();
     let mut geometry = Engine::geometry_columns(&released.grants[0], p.query.crs);
     geometry.retain(|g| schema.field_with_name(&g.name).is_ok());
@@ -480,10 +506,7 @@ mod tests {
     #[test]
     fn order_by_takes_signs_and_directions() {
         let p = parse(Some("order_by=a,-b,c%20desc,d%20ASC&select=a")).unwrap();
-        assert_eq!(
-            p.query.order_by,
-            vec![("a".into(), false), ("b".into(), true), ("c".into(), true), ("d".into(), false)]
-        );
+        assert_eq!(p.query.order_by, vec![("a".into(), false), ("b".into(), true), ("c".into(), true), ("d".into(), false)]);
         assert_eq!(p.kept.len(), 2);
     }
 

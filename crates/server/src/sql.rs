@@ -21,10 +21,7 @@ pub struct SqlRequest {
 }
 
 fn wants_csv(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.split(',').any(|t| t.trim().starts_with("text/csv")))
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.split(',').any(|t| t.trim().starts_with("text/csv")))
 }
 
 /// The most rows one SQL query returns to a caller who is not signed in: a bound on what an
@@ -45,12 +42,7 @@ struct Rows {
     params(crate::openapi::PurposeHeader),
     request_body(content = SqlRequest, example = json!({"sql": "SELECT navn, ledige_plasser FROM hamar.barnehager WHERE ledige_plasser > 0"})),
     responses((status = 200, description = "The result, streamed", content((SqlResult = "application/json"), (String = "text/csv")))))]
-pub async fn query(
-    State(state): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Problem> {
+pub async fn query(State(state): State<AppState>, caller: Caller, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     // The body is read as JSON whatever its Content-Type, so `curl -d '{"sql": …}'` works.
     let req: SqlRequest = Problem::json_body(&body, "{\"sql\": \"SELECT …\"}")?;
     let released =

@@ -114,14 +114,7 @@ fn format_of(headers: &HeaderMap) -> Result<Option<&'static str>, Problem> {
 
 /// A file name that is safe as a path component; it is recorded with the version.
 fn safe_name(name: Option<&str>, format: Option<&str>) -> String {
-    let base: String = name
-        .unwrap_or("")
-        .rsplit(['/', '\\'])
-        .next()
-        .unwrap_or("")
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect();
+    let base: String = name.unwrap_or("").rsplit(['/', '\\']).next().unwrap_or("").chars().filter(|c| !c.is_control()).collect();
     let base = base.trim().trim_start_matches('.').to_string();
     if base.is_empty() { format!("upload.{}", format.unwrap_or("bin")) } else { base }
 }
@@ -156,7 +149,14 @@ async fn receive(body: Body, path: &std::path::Path, limit: u64) -> Result<u64, 
 }
 
 /// Receives the file and ingests it; the ingest is logged with who made it.
-async fn ingest(state: &AppState, caller: &Caller, r: DatasetRef, mut u: Upload, headers: &HeaderMap, body: Body) -> Result<Response, Problem> {
+async fn ingest(
+    state: &AppState,
+    caller: &Caller,
+    r: DatasetRef,
+    mut u: Upload,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
     let detected = format_of(headers)?;
     if u.settings.format.is_none() {
         u.settings.format = detected.map(str::to_string);
@@ -203,12 +203,27 @@ async fn ingest(state: &AppState, caller: &Caller, r: DatasetRef, mut u: Upload,
         content((Vec<u8> = "text/csv"), (Vec<u8> = "application/json"), (Vec<u8> = "application/x-ndjson"), (Vec<u8> = "application/geo+json"), (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"), (Vec<u8> = "application/vnd.apache.parquet"), (Vec<u8> = "application/octet-stream"))),
     responses((status = 201, description = "Created as version 0", body = tverr_store::IngestOutcome)),
     security(("bearer" = [])))]
-pub async fn create(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
     let u = parse(raw.as_deref(), true)?;
     let org = u.org.clone().ok_or_else(|| Problem::invalid_parameter("org: creating a dataset needs its organisation (org=)"))?;
-    let dataset = u.dataset.clone().ok_or_else(|| Problem::invalid_parameter("dataset: creating a dataset needs its name (dataset=, lower case, digits and -)"))?;
-    let r: DatasetRef = format!("{org}/{dataset}").parse().map_err(|e: tverr_core::ModelError| Problem::invalid_parameter(format!("dataset: {e}")))?;
-    let department = u.settings.create.as_ref().and_then(|c| c.department.clone()).ok_or_else(|| Problem::invalid_parameter("department: creating a dataset needs its owning department"))?;
+    let dataset = u
+        .dataset
+        .clone()
+        .ok_or_else(|| Problem::invalid_parameter("dataset: creating a dataset needs its name (dataset=, lower case, digits and -)"))?;
+    let r: DatasetRef =
+        format!("{org}/{dataset}").parse().map_err(|e: tverr_core::ModelError| Problem::invalid_parameter(format!("dataset: {e}")))?;
+    let department = u
+        .settings
+        .create
+        .as_ref()
+        .and_then(|c| c.department.clone())
+        .ok_or_else(|| Problem::invalid_parameter("department: creating a dataset needs its owning department"))?;
     Policy::may_write(&caller.principal, &org, &department).map_err(Problem::from_policy)?;
     ingest(&state, &caller, r, u, &headers, body).await
 }
@@ -223,7 +238,10 @@ async fn writable(state: &AppState, caller: &Caller, org: &str, dataset: &str) -
     };
     if let Err(e) = Policy::may_write(&caller.principal, &r.org.to_string(), &meta.department) {
         let visible = crate::own_org(&caller.principal) == Some(r.org.as_str())
-            || !matches!(state.engine.policy().entitle(&caller.principal, caller.purpose.as_deref(), &r).await, Ok(Err(tverr_policy::Denial::NotFound)) | Err(_));
+            || !matches!(
+                state.engine.policy().entitle(&caller.principal, caller.purpose.as_deref(), &r).await,
+                Ok(Err(tverr_policy::Denial::NotFound)) | Err(_)
+            );
         return Err(if visible { Problem::from_policy(e) } else { Problem::dataset_not_found() });
     }
     Ok(r)
@@ -268,7 +286,11 @@ pub struct Versions {
 #[utoipa::path(get, path = "/api/v1/datasets/{org}/{dataset}/versions", operation_id = "list_versions", tag = "catalogue",
     params(("org" = String, Path, example = "hamar"), ("dataset" = String, Path, example = "barnehager"), crate::openapi::PurposeHeader),
     responses((status = 200, description = "Every version, oldest first", body = Versions)))]
-pub async fn list(State(state): State<AppState>, caller: Caller, Path((org, dataset)): Path<(String, String)>) -> Result<Json<Versions>, Problem> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, dataset)): Path<(String, String)>,
+) -> Result<Json<Versions>, Problem> {
     let r: DatasetRef = format!("{org}/{dataset}").parse().map_err(|_| Problem::dataset_not_found())?;
     let grant = crate::entitled(&state, &caller, &r).await?;
     let counts = crate::shows_row_counts(Some(&grant), &[]);

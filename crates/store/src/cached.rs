@@ -20,8 +20,8 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMultipartOptions,
+    PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
 
 /// What is cached of one file: the version it belongs to and its ranges.
@@ -132,8 +132,7 @@ impl ObjectStore for CachedRanges {
         // Asked every time: a file removed (erasure, vacuum) or rewritten is never served.
         let meta = self.inner.head(location).await?;
         let mut found = self.lookup(location, &meta, ranges);
-        let missing: Vec<Range<u64>> =
-            ranges.iter().zip(&found).filter(|(_, b)| b.is_none()).map(|(r, _)| r.clone()).collect();
+        let missing: Vec<Range<u64>> = ranges.iter().zip(&found).filter(|(_, b)| b.is_none()).map(|(r, _)| r.clone()).collect();
         if !missing.is_empty() {
             let fetched = self.inner.get_ranges(location, &missing).await?;
             let pairs: Vec<(Range<u64>, Bytes)> = missing.into_iter().zip(fetched).collect();

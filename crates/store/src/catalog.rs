@@ -211,9 +211,10 @@ async fn generation_triggers(pool: &AnyPool, sqlite: bool) -> Result<(), sqlx::E
     let bump = "UPDATE catalog_generation SET n = n + 1 WHERE id = 1";
     if sqlite {
         // Every process start connects: when all triggers are there, it writes nothing.
-        let installed: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE '%\\_generation\\_%' ESCAPE '\\'")
-            .fetch_one(pool)
-            .await?;
+        let installed: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE '%\\_generation\\_%' ESCAPE '\\'")
+                .fetch_one(pool)
+                .await?;
         if installed >= 3 * GENERATION_TABLES.len() as i64 {
             return Ok(());
         }
@@ -230,8 +231,12 @@ async fn generation_triggers(pool: &AnyPool, sqlite: bool) -> Result<(), sqlx::E
     } else {
         // Serialises processes that start at once; the check keeps restarts from rewriting.
         sqlx::query("SELECT pg_advisory_xact_lock(740300001)").execute(&mut *tx).await?;
-        let installed: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
-             WHERE t.tgname = c.relname || '_generation' AND pg_table_is_visible(c.oid)").fetch_one(&mut *tx).await?;
+        let installed: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+             WHERE t.tgname = c.relname || '_generation' AND pg_table_is_visible(c.oid)",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         if installed < GENERATION_TABLES.len() as i64 {
             sqlx::query(&format!(
                 "CREATE OR REPLACE FUNCTION tverr_next_generation() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {bump}; RETURN NULL; END $$"
@@ -261,9 +266,7 @@ impl Catalog {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
         if !sqlite && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
-            return Err(StoreError::Config {
-                message: format!("unsupported catalogue URL {url:?}: use sqlite://PATH or postgres://…"),
-            });
+            return Err(StoreError::Config { message: format!("unsupported catalogue URL {url:?}: use sqlite://PATH or postgres://…") });
         }
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 4 } else { 16 })
@@ -320,11 +323,7 @@ impl Catalog {
     /// IMMEDIATE`), waiting for other writers within the busy timeout, instead of failing later
     /// when another writer committed after its first read.
     pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        if self.sqlite {
-            self.pool.begin_with("BEGIN IMMEDIATE").await
-        } else {
-            self.pool.begin().await
-        }
+        if self.sqlite { self.pool.begin_with("BEGIN IMMEDIATE").await } else { self.pool.begin().await }
     }
 
     /// The database file of a SQLite catalogue (`None` on PostgreSQL and for an in-memory
@@ -345,13 +344,7 @@ impl Catalog {
 
     /// Creates an organisation; the orgnr is validated (mod 11) and the kommunenummer must have
     /// four digits.
-    pub async fn create_org(
-        &self,
-        slug: &str,
-        name: &str,
-        orgnr: &str,
-        kommunenummer: Option<&str>,
-    ) -> Result<Organization, StoreError> {
+    pub async fn create_org(&self, slug: &str, name: &str, orgnr: &str, kommunenummer: Option<&str>) -> Result<Organization, StoreError> {
         let slug = Slug::parse(slug, "organisation").map_err(|e| StoreError::invalid("slug", e.to_string()))?;
         if name.trim().is_empty() {
             return Err(StoreError::invalid("name", "must not be empty"));
@@ -388,9 +381,7 @@ impl Catalog {
 
     /// All organisations.
     pub async fn orgs(&self) -> Result<Vec<Organization>, StoreError> {
-        let rows = sqlx::query("SELECT slug, name, orgnr, kommunenummer FROM organizations ORDER BY slug")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query("SELECT slug, name, orgnr, kommunenummer FROM organizations ORDER BY slug").fetch_all(&self.pool).await?;
         rows.iter().map(org_from_row).collect()
     }
 
@@ -419,11 +410,7 @@ impl Catalog {
             .execute(&self.pool)
             .await
             .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Exists { what: "department", name: format!("{org}/{slug}") }
-                } else {
-                    e.into()
-                }
+                if is_unique_violation(&e) { StoreError::Exists { what: "department", name: format!("{org}/{slug}") } } else { e.into() }
             })?;
         Ok(Department { org: org.into(), slug: slug.to_string(), name: name.trim().into() })
     }
@@ -431,15 +418,15 @@ impl Catalog {
     /// Departments of an organisation (all organisations when `org` is `None`).
     pub async fn departments(&self, org: Option<&str>) -> Result<Vec<Department>, StoreError> {
         let rows = match org {
-            Some(o) => sqlx::query("SELECT org, slug, name FROM departments WHERE org = $1 ORDER BY org, slug")
-                .bind(o)
-                .fetch_all(&self.pool)
-                .await?,
+            Some(o) => {
+                sqlx::query("SELECT org, slug, name FROM departments WHERE org = $1 ORDER BY org, slug")
+                    .bind(o)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
             None => sqlx::query("SELECT org, slug, name FROM departments ORDER BY org, slug").fetch_all(&self.pool).await?,
         };
-        rows.iter()
-            .map(|r| Ok(Department { org: r.try_get("org")?, slug: r.try_get("slug")?, name: r.try_get("name")? }))
-            .collect()
+        rows.iter().map(|r| Ok(Department { org: r.try_get("org")?, slug: r.try_get("slug")?, name: r.try_get("name")? })).collect()
     }
 
     /// Checks that a department exists.
@@ -512,7 +499,13 @@ impl Catalog {
     /// Names `r` as an authoritative register of address protection: `key` holds the person
     /// number and `status` the protection (`ugradert`, `fortrolig`, `strengt_fortrolig`).
     /// Both must be columns of the dataset, and `key` its person key.
-    pub async fn set_protection_register(&self, r: &DatasetRef, key: &str, status: &str, actor: &str) -> Result<ProtectionRegister, StoreError> {
+    pub async fn set_protection_register(
+        &self,
+        r: &DatasetRef,
+        key: &str,
+        status: &str,
+        actor: &str,
+    ) -> Result<ProtectionRegister, StoreError> {
         let columns = self.columns(r).await?;
         let find = |name: &str| columns.iter().find(|c| c.name == name);
         match find(key) {
@@ -535,7 +528,13 @@ impl Catalog {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(ProtectionRegister { dataset: r.to_string(), key_column: key.into(), status_column: status.into(), set_by: actor.into(), set_at: at })
+        Ok(ProtectionRegister {
+            dataset: r.to_string(),
+            key_column: key.into(),
+            status_column: status.into(),
+            set_by: actor.into(),
+            set_at: at,
+        })
     }
 
     /// Stops reading address protection from `r`; false when it was not a register.
@@ -665,11 +664,7 @@ impl Catalog {
     }
 
     /// Updates column categories (e.g. `--category COL=personal` on a later ingest).
-    pub(crate) async fn set_categories(
-        &self,
-        r: &DatasetRef,
-        categories: &BTreeMap<String, ColumnCategory>,
-    ) -> Result<(), StoreError> {
+    pub(crate) async fn set_categories(&self, r: &DatasetRef, categories: &BTreeMap<String, ColumnCategory>) -> Result<(), StoreError> {
         for (name, cat) in categories {
             sqlx::query("UPDATE dataset_columns SET category = $1 WHERE org = $2 AND dataset = $3 AND name = $4")
                 .bind(cat.as_str())
@@ -724,10 +719,7 @@ fn column_from_row(r: &AnyRow) -> Result<ColumnMeta, StoreError> {
         column_type: r.try_get("column_type")?,
         description: r.try_get("description")?,
         category: ColumnCategory::from_str(&category).map_err(|e| corrupt("category", e))?,
-        subject_key: subject
-            .map(|s| SubjectKind::from_str(&s))
-            .transpose()
-            .map_err(|e| corrupt("subject key", e))?,
+        subject_key: subject.map(|s| SubjectKind::from_str(&s)).transpose().map_err(|e| corrupt("subject key", e))?,
         crs: r.try_get("crs")?,
     })
 }

@@ -98,14 +98,10 @@ struct ChannelSink(mpsc::Sender<Message>);
 
 impl BatchSink for ChannelSink {
     fn schema(&mut self, schema: &SchemaRef) -> Result<(), IngestError> {
-        self.0
-            .blocking_send(Message::Schema(schema.clone()))
-            .map_err(|_| IngestError::Sink("the writer stopped".into()))
+        self.0.blocking_send(Message::Schema(schema.clone())).map_err(|_| IngestError::Sink("the writer stopped".into()))
     }
     fn batch(&mut self, batch: RecordBatch) -> Result<(), IngestError> {
-        self.0
-            .blocking_send(Message::Batch(batch))
-            .map_err(|_| IngestError::Sink("the writer stopped".into()))
+        self.0.blocking_send(Message::Batch(batch)).map_err(|_| IngestError::Sink("the writer stopped".into()))
     }
 }
 
@@ -177,20 +173,15 @@ pub(crate) fn new_writer(
 ) -> Result<RecordBatchWriter, StoreError> {
     let writer = match table {
         Some(t) => RecordBatchWriter::for_table(t)?,
-        None => RecordBatchWriter::try_new(
-            store.lake.table_url(r).as_str(),
-            schema.clone(),
-            None,
-            Some(store.lake.storage_options().clone()),
-        )?,
+        None => {
+            RecordBatchWriter::try_new(store.lake.table_url(r).as_str(), schema.clone(), None, Some(store.lake.storage_options().clone()))?
+        }
     };
     Ok(writer.with_writer_properties(writer_properties(sample)).with_target_file_size(TARGET_FILE_SIZE))
 }
 
 fn key_strings(batch: &RecordBatch, key: &str) -> Result<StringArray, StoreError> {
-    let col = batch
-        .column_by_name(key)
-        .ok_or_else(|| StoreError::invalid("key", format!("column {key:?} is not in the data")))?;
+    let col = batch.column_by_name(key).ok_or_else(|| StoreError::invalid("key", format!("column {key:?} is not in the data")))?;
     let as_text = cast(col, &DataType::Utf8).map_err(|e| StoreError::Read(e.to_string()))?;
     Ok(as_text.as_any().downcast_ref::<StringArray>().expect("cast to Utf8").clone())
 }
@@ -228,10 +219,8 @@ impl Store {
     fn fit_target(req: &mut IngestRequest, table: Option<&DeltaTable>, known_columns: &[ColumnMeta]) -> Result<(), StoreError> {
         if let Some(t) = table {
             let schema: arrow::datatypes::Schema = t.snapshot()?.schema().as_ref().try_into_arrow()?;
-            let subjects: BTreeMap<String, SubjectKind> = known_columns
-                .iter()
-                .filter_map(|c| c.subject_key.map(|s| (c.name.clone(), s)))
-                .collect();
+            let subjects: BTreeMap<String, SubjectKind> =
+                known_columns.iter().filter_map(|c| c.subject_key.map(|s| (c.name.clone(), s))).collect();
             for (col, kind) in &req.options.subjects {
                 if let Some(existing) = subjects.get(col) {
                     if existing != kind {
@@ -509,10 +498,7 @@ impl Store {
                     partition_by: None,
                     predicate: None,
                 };
-                let finalized = CommitBuilder::from(props)
-                    .with_actions(actions)
-                    .build(Some(snapshot), t.log_store(), operation)
-                    .await?;
+                let finalized = CommitBuilder::from(props).with_actions(actions).build(Some(snapshot), t.log_store(), operation).await?;
                 finalized.version() as i64
             }
         };
@@ -544,12 +530,9 @@ impl Store {
             source_sha256: Some(report.sha256.clone()),
             source_format: Some(report.format.clone()),
         };
-        self.catalog
-            .record_version(&r, req.create.as_ref(), &columns, &meta, &index)
-            .await
-            .map_err(|e| StoreError::Config {
-                message: format!("version {version} of {r} is committed to storage, but the catalogue could not record it: {e}"),
-            })?;
+        self.catalog.record_version(&r, req.create.as_ref(), &columns, &meta, &index).await.map_err(|e| StoreError::Config {
+            message: format!("version {version} of {r} is committed to storage, but the catalogue could not record it: {e}"),
+        })?;
         if exists && !req.categories.is_empty() {
             self.catalog.set_categories(&r, &req.categories).await?;
         }
@@ -568,13 +551,9 @@ async fn index_change(
     key_columns: &[(String, i64)],
 ) -> Result<crate::subjects::IndexChange, StoreError> {
     let added: Vec<String> = actions.iter().filter_map(|a| if let Action::Add(a) = a { Some(a.path.clone()) } else { None }).collect();
-    let removed: Vec<String> =
-        actions.iter().filter_map(|a| if let Action::Remove(a) = a { Some(a.path.clone()) } else { None }).collect();
-    let mut to_read: Vec<String> = if rebuild {
-        live_before.iter().filter(|p| !removed.contains(p)).cloned().collect()
-    } else {
-        Vec::new()
-    };
+    let removed: Vec<String> = actions.iter().filter_map(|a| if let Action::Remove(a) = a { Some(a.path.clone()) } else { None }).collect();
+    let mut to_read: Vec<String> =
+        if rebuild { live_before.iter().filter(|p| !removed.contains(p)).cloned().collect() } else { Vec::new() };
     to_read.extend(added);
     let object_store = store.lake.log_store(r)?.object_store(None);
     let added = crate::subjects::keys_of_files(object_store, &to_read, key_columns).await?;
@@ -605,18 +584,14 @@ async fn rewrite_without_keys(
             .bytes()
             .await
             .map_err(|e| StoreError::Read(e.to_string()))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .and_then(|b| b.build())
-            .map_err(|e| StoreError::Read(e.to_string()))?;
-        let batches: Vec<RecordBatch> =
-            reader.collect::<Result<_, _>>().map_err(|e| StoreError::Read(e.to_string()))?;
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(bytes).and_then(|b| b.build()).map_err(|e| StoreError::Read(e.to_string()))?;
+        let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().map_err(|e| StoreError::Read(e.to_string()))?;
         let mut kept = Vec::with_capacity(batches.len());
         let mut hit = 0u64;
         for batch in batches {
             let values = key_strings(&batch, key)?;
-            let keep: BooleanArray = (0..values.len())
-                .map(|i| Some(values.is_null(i) || !keys.contains_key(values.value(i))))
-                .collect();
+            let keep: BooleanArray = (0..values.len()).map(|i| Some(values.is_null(i) || !keys.contains_key(values.value(i)))).collect();
             hit += keep.iter().filter(|k| *k == Some(false)).count() as u64;
             kept.push(filter_record_batch(&batch, &keep).map_err(|e| StoreError::Read(e.to_string()))?);
         }

@@ -30,8 +30,7 @@ impl Lake {
     /// (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
     /// `AWS_ALLOW_HTTP`, …).
     pub fn new(url: &str) -> Result<Self, StoreError> {
-        let mut root = Url::parse(url)
-            .map_err(|e| StoreError::Config { message: format!("invalid storage URL {url:?}: {e}") })?;
+        let mut root = Url::parse(url).map_err(|e| StoreError::Config { message: format!("invalid storage URL {url:?}: {e}") })?;
         match root.scheme() {
             "file" | "s3" | "s3a" | "memory" => {}
             other => {
@@ -70,9 +69,7 @@ impl Lake {
 
     /// The URL of a dataset's table.
     pub fn table_url(&self, r: &DatasetRef) -> Url {
-        self.root
-            .join(&format!("{}/{}/", r.org, r.dataset))
-            .expect("slugs are valid URL path segments")
+        self.root.join(&format!("{}/{}/", r.org, r.dataset)).expect("slugs are valid URL path segments")
     }
 
     fn builder(&self, r: &DatasetRef) -> Result<DeltaTableBuilder, StoreError> {
@@ -89,9 +86,8 @@ impl Lake {
         let url = self.table_url(r);
         if url.scheme() == "file" {
             if let Ok(path) = url.to_file_path() {
-                std::fs::create_dir_all(&path).map_err(|e| StoreError::Config {
-                    message: format!("cannot create {}: {e}", path.display()),
-                })?;
+                std::fs::create_dir_all(&path)
+                    .map_err(|e| StoreError::Config { message: format!("cannot create {}: {e}", path.display()) })?;
             }
         }
         Ok(())
@@ -154,5 +150,9 @@ impl Lake {
 fn is_missing_version(e: &deltalake::DeltaTableError) -> bool {
     let s = e.to_string().to_lowercase();
     s.contains("version")
-        && (s.contains("not found") || s.contains("invalid") || s.contains("does not exist") || s.contains("no commit") || s.contains("not the same as the specified end version"))
+        && (s.contains("not found")
+            || s.contains("invalid")
+            || s.contains("does not exist")
+            || s.contains("no commit")
+            || s.contains("not the same as the specified end version"))
 }

@@ -18,7 +18,9 @@ mod subjects;
 use std::path::{Path, PathBuf};
 
 pub use cached::CachedRanges;
-pub use catalog::{Catalog, ColumnMeta, DatasetMeta, Department, GENERATION_TABLES, NewDataset, Organization, ProtectionRegister, VersionMeta};
+pub use catalog::{
+    Catalog, ColumnMeta, DatasetMeta, Department, GENERATION_TABLES, NewDataset, Organization, ProtectionRegister, VersionMeta,
+};
 pub use error::StoreError;
 pub use ingest::{IngestOutcome, IngestRequest, Inspection, WriteMode};
 pub use lake::Lake;
@@ -51,9 +53,8 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the catalogue and the lake, and runs migrations.
     pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| StoreError::Config {
-            message: format!("cannot create the data directory {}: {e}", config.data_dir.display()),
-        })?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StoreError::Config { message: format!("cannot create the data directory {}: {e}", config.data_dir.display()) })?;
         let data_dir = absolute(&config.data_dir)?;
         let catalog_url = match &config.catalog_url {
             Some(u) => u.clone(),
@@ -64,9 +65,8 @@ impl Store {
             Some(u) => u.clone(),
             None => {
                 let lake = data_dir.join("lake");
-                std::fs::create_dir_all(&lake).map_err(|e| StoreError::Config {
-                    message: format!("cannot create {}: {e}", lake.display()),
-                })?;
+                std::fs::create_dir_all(&lake)
+                    .map_err(|e| StoreError::Config { message: format!("cannot create {}: {e}", lake.display()) })?;
                 url::Url::from_directory_path(&lake)
                     .map_err(|()| StoreError::Config { message: format!("bad lake path {}", lake.display()) })?
                     .to_string()

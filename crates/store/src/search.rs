@@ -55,11 +55,7 @@ impl CatalogQuery {
         }
         let mut total = 0;
         for term in &self.terms {
-            let best = fields
-                .iter()
-                .filter(|(_, ws)| ws.iter().any(|w| matches(term, w)))
-                .map(|(weight, _)| *weight)
-                .max()?;
+            let best = fields.iter().filter(|(_, ws)| ws.iter().any(|w| matches(term, w))).map(|(weight, _)| *weight).max()?;
             total += best;
         }
         Some(total)

@@ -86,7 +86,10 @@ impl IngestSettings {
         let format = self
             .format
             .as_deref()
-            .map(|f| Format::parse(f).ok_or_else(|| StoreError::invalid("format", format!("{f:?}: expected csv, json, ndjson, geojson, xlsx or parquet"))))
+            .map(|f| {
+                Format::parse(f)
+                    .ok_or_else(|| StoreError::invalid("format", format!("{f:?}: expected csv, json, ndjson, geojson, xlsx or parquet")))
+            })
             .transpose()?;
         let subjects = pairs(&self.subjects, "subject", |v| SubjectKind::from_str(v).map_err(|e| e.to_string()))?;
         let categories = pairs(&self.categories, "category", |v| ColumnCategory::from_str(v).map_err(|e| e.to_string()))?;

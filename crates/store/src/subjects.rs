@@ -22,7 +22,9 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 use object_store::path::Path;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowReaderBuilder, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderBuilder, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+};
 use parquet::arrow::async_reader::{AsyncFileReader, MetadataSuffixFetch, ParquetRecordBatchStreamBuilder};
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use sqlx::Row;
@@ -88,11 +90,7 @@ pub(crate) async fn apply(
             .bind(dataset)
             .execute(&mut **tx)
             .await?;
-        sqlx::query("DELETE FROM subject_files WHERE org = $1 AND dataset = $2")
-            .bind(org)
-            .bind(dataset)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query("DELETE FROM subject_files WHERE org = $1 AND dataset = $2").bind(org).bind(dataset).execute(&mut **tx).await?;
     }
     for path in &change.removed {
         let id = file_id(r, path);
@@ -115,26 +113,26 @@ pub(crate) async fn apply(
     // touching a random page of it for every row.
     keys.sort_unstable();
     for chunk in keys.chunks(INSERT_CHUNK) {
-            let mut sql = String::with_capacity(64 + chunk.len() * 24);
-            sql.push_str("INSERT INTO subject_keys (subject, file_id, row_no, position) VALUES ");
-            for i in 0..chunk.len() {
-                let b = i * 4;
-                if i > 0 {
-                    sql.push(',');
-                }
-                // SQLite looks a numbered parameter up by name, which is quadratic in a
-                // statement of thousands of them; anonymous ones are bound by position.
-                if sqlite {
-                    sql.push_str("(?, ?, ?, ?)");
-                } else {
-                    sql.push_str(&format!("(${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4));
-                }
+        let mut sql = String::with_capacity(64 + chunk.len() * 24);
+        sql.push_str("INSERT INTO subject_keys (subject, file_id, row_no, position) VALUES ");
+        for i in 0..chunk.len() {
+            let b = i * 4;
+            if i > 0 {
+                sql.push(',');
             }
-            let mut q = sqlx::query(&sql);
-            for (key, id, row, position) in chunk {
-                q = q.bind(*key).bind(*id).bind(*row).bind(*position);
+            // SQLite looks a numbered parameter up by name, which is quadratic in a
+            // statement of thousands of them; anonymous ones are bound by position.
+            if sqlite {
+                sql.push_str("(?, ?, ?, ?)");
+            } else {
+                sql.push_str(&format!("(${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4));
             }
-            q.execute(&mut **tx).await?;
+        }
+        let mut q = sqlx::query(&sql);
+        for (key, id, row, position) in chunk {
+            q = q.bind(*key).bind(*id).bind(*row).bind(*position);
+        }
+        q.execute(&mut **tx).await?;
     }
     let updated = sqlx::query("UPDATE subject_indexed SET version = $1 WHERE org = $2 AND dataset = $3")
         .bind(version)
@@ -170,10 +168,8 @@ pub(crate) async fn keys_of_files(
         let reader = FileReader::new(store.clone(), object_path(path)?);
         let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(read_error)?;
         let schema = builder.schema().clone();
-        let present: Vec<(usize, i64)> = columns
-            .iter()
-            .filter_map(|(name, position)| schema.index_of(name).ok().map(|i| (i, *position)))
-            .collect();
+        let present: Vec<(usize, i64)> =
+            columns.iter().filter_map(|(name, position)| schema.index_of(name).ok().map(|i| (i, *position))).collect();
         if present.is_empty() {
             out.push(file);
             continue;
@@ -218,10 +214,15 @@ fn parquet_error(e: object_store::Error) -> parquet::errors::ParquetError {
 
 impl AsyncFileReader for FileReader {
     fn get_bytes(&mut self, range: std::ops::Range<u64>) -> futures::future::BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
-        Box::pin(async move { object_store::ObjectStoreExt::get_range(self.store.as_ref(), &self.path, range).await.map_err(parquet_error) })
+        Box::pin(
+            async move { object_store::ObjectStoreExt::get_range(self.store.as_ref(), &self.path, range).await.map_err(parquet_error) },
+        )
     }
 
-    fn get_byte_ranges(&mut self, ranges: Vec<std::ops::Range<u64>>) -> futures::future::BoxFuture<'_, parquet::errors::Result<Vec<bytes::Bytes>>> {
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<Vec<bytes::Bytes>>> {
         Box::pin(async move { self.store.get_ranges(&self.path, &ranges).await.map_err(parquet_error) })
     }
 
@@ -276,7 +277,8 @@ impl LocalFile {
 
     fn read(&self, range: std::ops::Range<u64>) -> parquet::errors::Result<bytes::Bytes> {
         use std::os::unix::fs::FileExt;
-        let len = usize::try_from(range.end.saturating_sub(range.start)).map_err(|_| parquet::errors::ParquetError::General("range too large".into()))?;
+        let len = usize::try_from(range.end.saturating_sub(range.start))
+            .map_err(|_| parquet::errors::ParquetError::General("range too large".into()))?;
         let mut buf = vec![0u8; len];
         self.file.read_exact_at(&mut buf, range.start).map_err(|e| self.error(e))?;
         Ok(buf.into())
@@ -325,7 +327,12 @@ impl std::io::Read for LocalRead {
 
 /// A reader of only the row groups, rows and (with a projection) columns asked for, whether it
 /// reads synchronously or not.
-fn select<T>(builder: ArrowReaderBuilder<T>, groups: Vec<usize>, rows: RowSelection, projection: Option<ProjectionMask>) -> ArrowReaderBuilder<T> {
+fn select<T>(
+    builder: ArrowReaderBuilder<T>,
+    groups: Vec<usize>,
+    rows: RowSelection,
+    projection: Option<ProjectionMask>,
+) -> ArrowReaderBuilder<T> {
     let builder = builder.with_row_groups(groups).with_row_selection(rows);
     match projection {
         Some(p) => builder.with_projection(p),
@@ -343,13 +350,7 @@ fn read_error(e: impl std::fmt::Display) -> StoreError {
 
 /// The subject-key columns of a table schema with their positions, from the catalogue's kinds.
 pub(crate) fn key_columns(schema: &arrow::datatypes::Schema, subjects: &BTreeMap<String, SubjectKind>) -> Vec<(String, i64)> {
-    schema
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| subjects.contains_key(f.name()))
-        .map(|(i, f)| (f.name().clone(), i as i64))
-        .collect()
+    schema.fields().iter().enumerate().filter(|(_, f)| subjects.contains_key(f.name())).map(|(i, f)| (f.name().clone(), i as i64)).collect()
 }
 
 /// What the index reader keeps between look-ups: file footers (with page indexes) and table
@@ -458,18 +459,20 @@ impl Store {
 
     /// Rebuilds a dataset's index from its latest version.
     pub async fn reindex(&self, r: &DatasetRef) -> Result<(), StoreError> {
-        let version = self.catalog.versions(r).await?.last().map(|v| v.version).ok_or_else(|| StoreError::NotFound { what: "version", name: r.to_string() })?;
+        let version = self
+            .catalog
+            .versions(r)
+            .await?
+            .last()
+            .map(|v| v.version)
+            .ok_or_else(|| StoreError::NotFound { what: "version", name: r.to_string() })?;
         let table = self.lake.open(r, Some(version)).await?;
         let snapshot = table.snapshot()?;
         let schema: arrow::datatypes::Schema = snapshot.schema().as_ref().try_into_arrow()?;
         let subjects = self.subject_columns(r).await?;
         let columns = key_columns(&schema, &subjects);
-        let paths: Vec<String> = snapshot
-            .snapshot()
-            .file_views(table.log_store().as_ref(), None)
-            .map_ok(|v| v.path().to_string())
-            .try_collect()
-            .await?;
+        let paths: Vec<String> =
+            snapshot.snapshot().file_views(table.log_store().as_ref(), None).map_ok(|v| v.path().to_string()).try_collect().await?;
         let added = keys_of_files(table.log_store().object_store(None), &paths, &columns).await?;
         let change = IndexChange { rebuild: true, removed: Vec::new(), added };
         let mut tx = self.catalog.begin_write().await?;
@@ -533,9 +536,7 @@ impl Store {
             let cached = self.lake.cache.footers.lock().expect("cache lock").get(&key).cloned();
             let location = object_path(path)?;
             // A local table's file, where the local object store would put it.
-            let local = (root.scheme() == "file")
-                .then(|| root.join(location.as_ref()).ok().and_then(|u| u.to_file_path().ok()))
-                .flatten();
+            let local = (root.scheme() == "file").then(|| root.join(location.as_ref()).ok().and_then(|u| u.to_file_path().ok())).flatten();
             let local = local.map(LocalFile::open).transpose()?;
             let metadata = match cached {
                 Some(m) => m,
@@ -581,9 +582,12 @@ impl Store {
             }
             let selection = RowSelection::from_consecutive_ranges(ranges.into_iter(), offset);
             let projection = only.map(|only| {
-                let read = metadata.schema().fields().iter().enumerate().filter(|(_, f)| {
-                    only.contains(f.name()) || schema.field_with_name(f.name()).is_ok_and(|t| !t.is_nullable())
-                });
+                let read = metadata
+                    .schema()
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| only.contains(f.name()) || schema.field_with_name(f.name()).is_ok_and(|t| !t.is_nullable()));
                 ProjectionMask::roots(metadata.parquet_schema(), read.map(|(i, _)| i).collect::<Vec<_>>())
             });
             let read: Vec<RecordBatch> = match local {
@@ -592,12 +596,17 @@ impl Store {
                     .map_err(read_error)?
                     .collect::<Result<_, _>>()
                     .map_err(read_error)?,
-                None => select(ParquetRecordBatchStreamBuilder::new_with_metadata(FileReader::new(store.clone(), location), metadata), groups, selection, projection)
-                    .build()
-                    .map_err(read_error)?
-                    .try_collect()
-                    .await
-                    .map_err(read_error)?,
+                None => select(
+                    ParquetRecordBatchStreamBuilder::new_with_metadata(FileReader::new(store.clone(), location), metadata),
+                    groups,
+                    selection,
+                    projection,
+                )
+                .build()
+                .map_err(read_error)?
+                .try_collect()
+                .await
+                .map_err(read_error)?,
             };
             for b in read {
                 batches.push(conform(&b, &schema)?);
@@ -701,11 +710,7 @@ impl Store {
             message: format!("version {version} of {r} is committed to storage, but the catalogue could not record it: {e}"),
         })?;
         let table = self.lake.open(r, Some(version)).await?;
-        let (_, metrics) = table
-            .vacuum()
-            .with_retention_period(chrono::Duration::zero())
-            .with_enforce_retention_duration(false)
-            .await?;
+        let (_, metrics) = table.vacuum().with_retention_period(chrono::Duration::zero()).with_enforce_retention_duration(false).await?;
         outcome.files_deleted = metrics.files_deleted.len();
         outcome.version = Some(version);
         Ok(outcome)

@@ -73,7 +73,11 @@ impl Tverr {
 
     pub fn command(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_tverr"));
-        c.env("TVERR_DATA", self.data()).env("TVERR_ACTOR", "tester").env("TVERR_PURPOSE", "test").env_remove("TVERR_CATALOG").env_remove("TVERR_STORAGE");
+        c.env("TVERR_DATA", self.data())
+            .env("TVERR_ACTOR", "tester")
+            .env("TVERR_PURPOSE", "test")
+            .env_remove("TVERR_CATALOG")
+            .env_remove("TVERR_STORAGE");
         for (k, v) in &self.env {
             c.env(k, v);
         }
@@ -100,11 +104,7 @@ impl Tverr {
     /// Runs and expects failure; returns (exit code, stderr).
     pub fn fail(&self, args: &[&str]) -> (i32, String) {
         let out = self.run(args);
-        assert!(
-            !out.status.success(),
-            "tverr {args:?} should fail but printed:\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        assert!(!out.status.success(), "tverr {args:?} should fail but printed:\n{}", String::from_utf8_lossy(&out.stdout));
         (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
     }
 
@@ -117,8 +117,16 @@ impl Tverr {
     /// `ingest --create` with the usual metadata.
     pub fn create(&self, dataset: &str, file: &Path, extra: &[&str]) -> String {
         let mut args = vec![
-            "ingest", dataset, file.to_str().expect("path"), "--create", "--department", "data", "--title", "T",
-            "--classification", "internal",
+            "ingest",
+            dataset,
+            file.to_str().expect("path"),
+            "--create",
+            "--department",
+            "data",
+            "--title",
+            "T",
+            "--classification",
+            "internal",
         ];
         args.extend_from_slice(extra);
         self.ok(&args)
@@ -154,9 +162,7 @@ pub fn visible_snapshot(table_dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let all = snapshot(table_dir);
     let log: Vec<_> = all.iter().filter(|(p, _)| p.starts_with("_delta_log")).cloned().collect();
     let text: String = log.iter().map(|(_, b)| String::from_utf8_lossy(b).into_owned()).collect();
-    all.into_iter()
-        .filter(|(p, _)| p.starts_with("_delta_log") || text.contains(&*p.to_string_lossy()))
-        .collect()
+    all.into_iter().filter(|(p, _)| p.starts_with("_delta_log") || text.contains(&*p.to_string_lossy())).collect()
 }
 
 /// Starts `tverr serve` on a free loopback port.
@@ -267,7 +273,14 @@ pub fn send(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body:
 }
 
 /// [`send`], giving up (`None`) when the server has not answered within `limit`.
-pub fn send_within(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>, limit: Option<Duration>) -> Option<Response> {
+pub fn send_within(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    limit: Option<Duration>,
+) -> Option<Response> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(limit).unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
@@ -315,7 +328,6 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
     }
 }
 
-
 /// Runs SQL against a SQLite catalogue with Python's sqlite3 module (an independent client) and
 /// returns the rows as Python prints them.
 pub fn sqlite(db: &std::path::Path, sql: &str) -> String {
@@ -350,7 +362,11 @@ pub fn rsa_key(dir: &std::path::Path, name: &str) -> Rsa {
     let modulus = Command::new("openssl").args(["rsa", "-noout", "-modulus", "-in"]).arg(&path).output().expect("openssl");
     let hex_n = String::from_utf8(modulus.stdout).unwrap().trim().trim_start_matches("Modulus=").to_string();
     let public = Command::new("openssl").args(["rsa", "-pubout", "-in"]).arg(&path).output().expect("openssl");
-    Rsa { pem: std::fs::read(&path).unwrap(), public_pem: public.stdout, n: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hex::decode(hex_n).unwrap()) }
+    Rsa {
+        pem: std::fs::read(&path).unwrap(),
+        public_pem: public.stdout,
+        n: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hex::decode(hex_n).unwrap()),
+    }
 }
 
 /// An API token and a citizen's token, so that [`every_change_moves_the_generation_on`] has a
@@ -391,7 +407,9 @@ pub fn every_change_moves_the_generation_on(exec: &dyn Fn(&str) -> String, row: 
         assert!(generation() > before, "an update of {table} left the generation at {before}");
     }
     let before = generation();
-    exec("INSERT INTO legal_bases (org, slug, gdpr_article, hjemmel, created_at) SELECT org, 'generation-test', gdpr_article, hjemmel, created_at FROM legal_bases WHERE slug <> 'generation-test' LIMIT 1");
+    exec(
+        "INSERT INTO legal_bases (org, slug, gdpr_article, hjemmel, created_at) SELECT org, 'generation-test', gdpr_article, hjemmel, created_at FROM legal_bases WHERE slug <> 'generation-test' LIMIT 1",
+    );
     let inserted = generation();
     assert!(inserted > before, "an insert left the generation at {before}");
     exec("DELETE FROM legal_bases WHERE slug = 'generation-test'");

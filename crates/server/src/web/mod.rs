@@ -22,13 +22,13 @@ pub use pages::Charts;
 pub use upload::Uploads;
 
 use askama::Template;
+use axum::Router;
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use tverr_policy::Principal;
 
 use crate::AppState;
@@ -207,7 +207,8 @@ impl FromRequestParts<AppState> for Visitor {
                 None => visitor.path.clone(),
             };
             let chrome = visitor.chrome(lang.t("foreign_title"));
-            let message = Message::new(chrome, lang.t("foreign_title"), lang.t("foreign_text").to_string()).with_link(here, lang.t("foreign_go"));
+            let message =
+                Message::new(chrome, lang.t("foreign_title"), lang.t("foreign_text").to_string()).with_link(here, lang.t("foreign_go"));
             return Err(visitor.page(StatusCode::OK, &message));
         }
         if let Some(secret) = cookie(parts, SESSION_COOKIE).filter(|_| !foreign) {
@@ -267,7 +268,8 @@ impl Visitor {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, "a template failed to render");
-                return (StatusCode::INTERNAL_SERVER_ERROR, Html("<!doctype html><title>Feil</title><p>Feil / Error</p>".to_string())).into_response();
+                return (StatusCode::INTERNAL_SERVER_ERROR, Html("<!doctype html><title>Feil</title><p>Feil / Error</p>".to_string()))
+                    .into_response();
             }
         };
         let mut response = (status, Html(body)).into_response();

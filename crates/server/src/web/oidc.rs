@@ -137,7 +137,9 @@ pub async fn callback(State(state): State<AppState>, v: Visitor, headers: axum::
         Ok(r) => return refused(&v, StatusCode::UNAUTHORIZED, &format!("the token endpoint refused the code ({})", r.status())),
         Err(e) => return refused(&v, StatusCode::BAD_GATEWAY, &format!("the token endpoint did not answer: {e}")),
     };
-    let Some(id_token) = tokens["id_token"].as_str() else { return refused(&v, StatusCode::BAD_GATEWAY, "the token endpoint sent no ID token") };
+    let Some(id_token) = tokens["id_token"].as_str() else {
+        return refused(&v, StatusCode::BAD_GATEWAY, "the token endpoint sent no ID token");
+    };
     let principal = match verifier.verify(id_token, &state.store.catalog).await {
         Ok(p) => p,
         Err(why) => return refused(&v, StatusCode::UNAUTHORIZED, &why),

@@ -119,7 +119,11 @@ pub async fn front(State(state): State<AppState>, v: Visitor) -> Response {
         Ok(f) => f,
         Err(p) => return problem_page(&v, p),
     };
-    let unfiltered = filters.q.is_none() && filters.theme.is_none() && filters.org.is_none() && filters.department.is_none() && filters.classification.is_none();
+    let unfiltered = filters.q.is_none()
+        && filters.theme.is_none()
+        && filters.org.is_none()
+        && filters.department.is_none()
+        && filters.classification.is_none();
     let found = if unfiltered {
         None
     } else {
@@ -200,7 +204,11 @@ async fn collect(released: Released, max: usize) -> Result<(Table, Vec<geo::Geom
     use arrow::util::display::{ArrayFormatter, FormatOptions};
     let mut stream = released.stream;
     let schema = stream.schema();
-    let geometry: Vec<bool> = schema.fields().iter().map(|f| tverr_query::result_columns(&arrow::datatypes::Schema::new(vec![f.as_ref().clone()]))[0].column_type == "geometry").collect();
+    let geometry: Vec<bool> = schema
+        .fields()
+        .iter()
+        .map(|f| tverr_query::result_columns(&arrow::datatypes::Schema::new(vec![f.as_ref().clone()]))[0].column_type == "geometry")
+        .collect();
     let mut table = Table { columns: schema.fields().iter().map(|f| f.name().clone()).collect(), rows: Vec::new() };
     let mut shapes = Vec::new();
     let options = FormatOptions::default().with_null("");
@@ -234,14 +242,22 @@ async fn collect(released: Released, max: usize) -> Result<(Table, Vec<geo::Geom
 pub(crate) fn batch_table(batch: &arrow::record_batch::RecordBatch) -> Table {
     use arrow::util::display::{ArrayFormatter, FormatOptions};
     let options = FormatOptions::default().with_null("");
-    let formatters: Vec<Option<ArrayFormatter>> = batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok()).collect();
+    let formatters: Vec<Option<ArrayFormatter>> =
+        batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok()).collect();
     let rows = (0..batch.num_rows())
         .map(|row| {
             formatters
                 .iter()
                 .enumerate()
                 .map(|(i, f)| match f {
-                    Some(f) if !matches!(batch.column(i).data_type(), arrow::datatypes::DataType::Binary | arrow::datatypes::DataType::LargeBinary) => f.value(row).to_string(),
+                    Some(f)
+                        if !matches!(
+                            batch.column(i).data_type(),
+                            arrow::datatypes::DataType::Binary | arrow::datatypes::DataType::LargeBinary
+                        ) =>
+                    {
+                        f.value(row).to_string()
+                    }
                     _ => wkb_at(batch.column(i).as_ref(), row).as_ref().map(describe_shape).unwrap_or_default(),
                 })
                 .collect()
@@ -251,17 +267,23 @@ pub(crate) fn batch_table(batch: &arrow::record_batch::RecordBatch) -> Table {
 }
 
 fn wkb_at(array: &dyn arrow::array::Array, row: usize) -> Option<geo::Geometry> {
-    use arrow::array::{Array, BinaryArray, LargeBinaryArray, BinaryViewArray};
+    use arrow::array::{Array, BinaryArray, BinaryViewArray, LargeBinaryArray};
     use geozero::ToGeo;
     let any = array.as_any();
     let bytes: &[u8] = if let Some(a) = any.downcast_ref::<BinaryArray>() {
-        if a.is_null(row) { return None; }
+        if a.is_null(row) {
+            return None;
+        }
         a.value(row)
     } else if let Some(a) = any.downcast_ref::<LargeBinaryArray>() {
-        if a.is_null(row) { return None; }
+        if a.is_null(row) {
+            return None;
+        }
         a.value(row)
     } else if let Some(a) = any.downcast_ref::<BinaryViewArray>() {
-        if a.is_null(row) { return None; }
+        if a.is_null(row) {
+            return None;
+        }
         a.value(row)
     } else {
         return None;
@@ -379,7 +401,9 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
         })
         .collect();
     let purposes = match &v.principal {
-        Principal::User(u) => super::own_purposes(&state, u).await.into_iter().map(|p| (p.slug.clone(), format!("{} ({})", p.name, p.slug))).collect(),
+        Principal::User(u) => {
+            super::own_purposes(&state, u).await.into_iter().map(|p| (p.slug.clone(), format!("{} ({})", p.name, p.slug))).collect()
+        }
         _ => Vec::new(),
     };
     let needs_purpose = matches!(decision, Err(Denial::PurposeRequired)) || (grant.is_none() && matches!(v.principal, Principal::User(_)));
@@ -395,7 +419,15 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
         description: meta.description.clone(),
         owner: format!(
             "{org_name} – {}",
-            state.store.catalog.departments(Some(r.org.as_str())).await.unwrap_or_default().into_iter().find(|d| d.slug == meta.department).map_or(meta.department.clone(), |d| d.name)
+            state
+                .store
+                .catalog
+                .departments(Some(r.org.as_str()))
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .find(|d| d.slug == meta.department)
+                .map_or(meta.department.clone(), |d| d.name)
         ),
         class_key: class_key(meta.classification),
         class_slug: class_slug(meta.classification),
@@ -407,7 +439,13 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
         versions: versions
             .iter()
             .rev()
-            .map(|x| VersionRow { version: x.version, when: short_time(&x.committed_at), actor: x.actor.clone(), operation: x.mode.clone(), rows: counts.then_some(x.rows_written) })
+            .map(|x| VersionRow {
+                version: x.version,
+                when: short_time(&x.committed_at),
+                actor: x.actor.clone(),
+                operation: x.mode.clone(),
+                rows: counts.then_some(x.rows_written),
+            })
             .collect(),
         purposes: choices(purposes, purpose.as_deref()),
         purpose: purpose.clone().unwrap_or_default(),
@@ -425,10 +463,8 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
     };
     if let Some(grant) = grant {
         // The columns the grant lets through unmasked, with their catalogue types.
-        let granted: Vec<&tverr_store::ColumnMeta> = catalog_columns
-            .iter()
-            .filter(|c| grant.columns.iter().any(|g| g.name == c.name && g.mask.is_none()))
-            .collect();
+        let granted: Vec<&tverr_store::ColumnMeta> =
+            catalog_columns.iter().filter(|c| grant.columns.iter().any(|g| g.name == c.name && g.mask.is_none())).collect();
         let q = RowsQuery { limit: Some(PREVIEW_ROWS), stable_order: true, ..RowsQuery::default() };
         match state.engine.rows(&caller.principal, purpose.as_deref(), &r, &q, CHANNEL).await {
             Ok(released) => match collect(released, PREVIEW_ROWS).await {
@@ -543,7 +579,10 @@ fn examples(r: &DatasetRef, purpose: Option<&str>, class: Classification) -> Vec
         format!(",\n    headers={{\"Authorization\": f\"Bearer {{token}}\", \"Tverr-Purpose\": \"{}\"}}", purpose.unwrap_or("<formål>"))
     };
     vec![
-        Example { label: "curl", code: format!("curl \"$TVERR_URL/api/v1/datasets/{}/{}/rows?limit=10\"{auth}{purpose_h}", r.org, r.dataset) },
+        Example {
+            label: "curl",
+            code: format!("curl \"$TVERR_URL/api/v1/datasets/{}/{}/rows?limit=10\"{auth}{purpose_h}", r.org, r.dataset),
+        },
         Example {
             label: "Python",
             code: format!(
@@ -564,7 +603,13 @@ fn examples(r: &DatasetRef, purpose: Option<&str>, class: Classification) -> Vec
 /// A chart for a dataset with a date or time column and a number column: the monthly average,
 /// one line per value of the text column that best separates the numbers (pH from °C, say),
 /// through `Engine::sql` like any other read.
-async fn time_series(state: &AppState, caller: &crate::Caller, r: &DatasetRef, columns: &[&tverr_store::ColumnMeta], lang: super::Lang) -> Option<(String, String)> {
+async fn time_series(
+    state: &AppState,
+    caller: &crate::Caller,
+    r: &DatasetRef,
+    columns: &[&tverr_store::ColumnMeta],
+    lang: super::Lang,
+) -> Option<(String, String)> {
     let time = columns.iter().find(|c| c.column_type == "date" || c.column_type == "timestamp")?;
     let value = columns.iter().find(|c| c.subject_key.is_none() && matches!(c.column_type.as_str(), "float" | "integer" | "decimal"))?;
     let table = format!("\"{}\".\"{}\"", r.org, r.dataset);
@@ -682,13 +727,14 @@ pub async fn kindergartens(State(state): State<AppState>, v: Visitor) -> Respons
     let district = query_value(v.query.as_deref(), "bydel").filter(|a| !a.is_empty());
     let mut error = None;
     // The districts offered are the dataset's own; a value from elsewhere is refused, not quoted.
-    let districts: Vec<String> = match state.engine.sql(&who, None, "SELECT DISTINCT bydel FROM hamar.barnehager ORDER BY bydel", CHANNEL).await {
-        Ok(released) => match collect(released, 1000).await {
-            Ok((t, _)) => t.rows.into_iter().map(|mut r| r.remove(0)).filter(|d| !d.is_empty()).collect(),
+    let districts: Vec<String> =
+        match state.engine.sql(&who, None, "SELECT DISTINCT bydel FROM hamar.barnehager ORDER BY bydel", CHANNEL).await {
+            Ok(released) => match collect(released, 1000).await {
+                Ok((t, _)) => t.rows.into_iter().map(|mut r| r.remove(0)).filter(|d| !d.is_empty()).collect(),
+                Err(e) => return problem_page(&v, Problem::from_query(e)),
+            },
             Err(e) => return problem_page(&v, Problem::from_query(e)),
-        },
-        Err(e) => return problem_page(&v, Problem::from_query(e)),
-    };
+        };
     let mut filter = vec!["ledige_plasser > 0".to_string()];
     match age.as_deref().map(str::parse::<u8>) {
         Some(Ok(a)) if a <= 5 => filter.push(format!("alder_fra <= {a} AND alder_til >= {a}")),
@@ -822,7 +868,9 @@ fn access_row(a: &crate::me::Access, lang: super::Lang, names: &Names) -> Access
         "operator" => lang.t("me_operator").to_string(),
         kind => {
             let mut parts = vec![r.organisation_name.clone().or(r.organisation.clone()).unwrap_or_default()];
-            parts.extend(r.department.as_ref().map(|d| names.departments.get(&(org.clone(), d.clone())).cloned().unwrap_or_else(|| d.clone())));
+            parts.extend(
+                r.department.as_ref().map(|d| names.departments.get(&(org.clone(), d.clone())).cloned().unwrap_or_else(|| d.clone())),
+            );
             let role = match &r.role {
                 Some(role) => lang.label("role", role),
                 None if kind == "system" => lang.t("me_system").into(),
@@ -854,7 +902,11 @@ fn access_row(a: &crate::me::Access, lang: super::Lang, names: &Names) -> Access
     AccessRow {
         when: short_time(&a.at),
         who,
-        why: a.purpose.as_ref().map(|p| names.purposes.get(&(org.clone(), p.clone())).cloned().unwrap_or_else(|| p.clone())).unwrap_or_default(),
+        why: a
+            .purpose
+            .as_ref()
+            .map(|p| names.purposes.get(&(org.clone(), p.clone())).cloned().unwrap_or_else(|| p.clone()))
+            .unwrap_or_default(),
         law: laws.join("; "),
         what,
         how: a.channel.clone(),
@@ -912,10 +964,19 @@ pub async fn api(v: Visitor) -> Response {
                 .as_object()
                 .into_iter()
                 .flatten()
-                .map(|(code, r)| (code.clone(), r["description"].as_str().unwrap_or_default().lines().next().unwrap_or_default().to_string()))
+                .map(|(code, r)| {
+                    (code.clone(), r["description"].as_str().unwrap_or_default().lines().next().unwrap_or_default().to_string())
+                })
                 .collect();
             let anchor: String = format!("{method}-{path}").chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
-            tags.entry(tag).or_default().push(Operation { method: method.to_uppercase(), path: path.clone(), summary, anchor, parameters, responses });
+            tags.entry(tag).or_default().push(Operation {
+                method: method.to_uppercase(),
+                path: path.clone(),
+                summary,
+                anchor,
+                parameters,
+                responses,
+            });
         }
     }
     v.page(StatusCode::OK, &ApiPage { page: v.chrome(v.lang.t("api_title")), tags: tags.into_iter().collect() })

@@ -51,9 +51,25 @@ pub(crate) fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-fn login_form(state: &AppState, v: &Visitor, status: StatusCode, error: Option<&'static str>, citizen_error: Option<String>, username: String, next: String) -> Response {
+fn login_form(
+    state: &AppState,
+    v: &Visitor,
+    status: StatusCode,
+    error: Option<&'static str>,
+    citizen_error: Option<String>,
+    username: String,
+    next: String,
+) -> Response {
     let providers = state.oidc.as_ref().map(|o| o.browser_logins()).unwrap_or_default();
-    let page = LoginPage { page: v.chrome(v.lang.t("login_title")), error, citizen_error, username, next, citizen_demo: state.citizen_demo_login, providers };
+    let page = LoginPage {
+        page: v.chrome(v.lang.t("login_title")),
+        error,
+        citizen_error,
+        username,
+        next,
+        citizen_demo: state.citizen_demo_login,
+        providers,
+    };
     v.page(status, &page)
 }
 

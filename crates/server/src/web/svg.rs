@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use geo::{BoundingRect, CoordsIter, Coord, Geometry};
+use geo::{BoundingRect, Coord, CoordsIter, Geometry};
 
 /// Text for SVG/HTML content and attributes.
 pub fn escape(text: &str) -> String {
@@ -215,7 +215,10 @@ mod tests {
 
     #[test]
     fn an_outline_sets_the_extent_and_is_drawn_under_the_data() {
-        let square = geo::Polygon::new(geo::LineString::from(vec![(0.0, 0.0), (10_000.0, 0.0), (10_000.0, 10_000.0), (0.0, 10_000.0), (0.0, 0.0)]), vec![]);
+        let square = geo::Polygon::new(
+            geo::LineString::from(vec![(0.0, 0.0), (10_000.0, 0.0), (10_000.0, 10_000.0), (0.0, 10_000.0), (0.0, 0.0)]),
+            vec![],
+        );
         let shapes = vec![Geometry::Point(geo::Point::new(5_000.0, 5_000.0))];
         let svg = map(&shapes, &[], "x", Some(&Geometry::Polygon(square)));
         assert!(svg.find("class=\"outline\"").expect("outline") < svg.find("class=\"point\"").expect("point"));

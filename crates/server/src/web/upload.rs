@@ -126,7 +126,14 @@ async fn form_page(state: &AppState, v: &Visitor, u: &User, status: StatusCode, 
         ("confidential", "class_confidential"),
         ("strictly-confidential", "class_strictly_confidential"),
     ];
-    let page = UploadPage { page: v.chrome(v.lang.t("upload_title")), datasets, values, problems, max_mb: state.limits.upload_bytes >> 20, classes };
+    let page = UploadPage {
+        page: v.chrome(v.lang.t("upload_title")),
+        datasets,
+        values,
+        problems,
+        max_mb: state.limits.upload_bytes >> 20,
+        classes,
+    };
     v.page(status, &page)
 }
 
@@ -284,14 +291,24 @@ pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Mul
         columns: rep
             .columns
             .iter()
-            .map(|c| ColumnRow { name: c.name.clone(), column_type: c.column_type.to_string(), subject: c.subject.map(|s| v.lang.label("subj", &s.to_string())).unwrap_or_default() })
+            .map(|c| ColumnRow {
+                name: c.name.clone(),
+                column_type: c.column_type.to_string(),
+                subject: c.subject.map(|s| v.lang.label("subj", &s.to_string())).unwrap_or_default(),
+            })
             .collect(),
         added: rep.added_columns.clone(),
         sample,
     };
     state.web_uploads.put(
         &id,
-        Upload { owner: u.username.clone(), dataset: r.to_string(), size, at: Instant::now(), state: Step::Checked { request: Box::new(request), _dir: dir } },
+        Upload {
+            owner: u.username.clone(),
+            dataset: r.to_string(),
+            size,
+            at: Instant::now(),
+            state: Step::Checked { request: Box::new(request), _dir: dir },
+        },
     );
     v.page(StatusCode::OK, &page)
 }
@@ -309,20 +326,22 @@ pub async fn confirm(State(state): State<AppState>, v: Visitor, Path(id): Path<S
         return not_found(&v);
     }
     let read = Arc::new(AtomicU64::new(0));
-    let taken = state.web_uploads.with(&id, &u.username, |up| match std::mem::replace(&mut up.state, Step::Running { read: read.clone() }) {
-        Step::Checked { request, _dir } => Some((request, _dir)),
-        other => {
-            up.state = other;
-            None
-        }
-    });
+    let taken =
+        state.web_uploads.with(&id, &u.username, |up| match std::mem::replace(&mut up.state, Step::Running { read: read.clone() }) {
+            Step::Checked { request, _dir } => Some((request, _dir)),
+            other => {
+                up.state = other;
+                None
+            }
+        });
     let Some(Some((request, dir))) = taken else {
         return Redirect::to(&format!("/last-opp/jobb/{id}")).into_response();
     };
     let mut request = *request;
     let counter = read.clone();
     request.options.progress = Some(Arc::new(move |bytes| counter.store(bytes, Ordering::Relaxed)));
-    let (uploads, engine, store, principal, owner) = (state.web_uploads.clone(), state.engine.clone(), state.store.clone(), v.principal.clone(), u.username.clone());
+    let (uploads, engine, store, principal, owner) =
+        (state.web_uploads.clone(), state.engine.clone(), state.store.clone(), v.principal.clone(), u.username.clone());
     let job = id.clone();
     tokio::spawn(async move {
         let dataset = request.dataset.to_string();

@@ -23,7 +23,10 @@ const CHANNEL: &str = "web";
 fn user_or_page(v: &Visitor, title_key: &str) -> Result<User, Response> {
     match &v.principal {
         Principal::User(u) => Ok(u.clone()),
-        Principal::Anonymous => Err(Redirect::to(&format!("/logg-inn?next={}", url::form_urlencoded::byte_serialize(v.path.as_bytes()).collect::<String>())).into_response()),
+        Principal::Anonymous => {
+            Err(Redirect::to(&format!("/logg-inn?next={}", url::form_urlencoded::byte_serialize(v.path.as_bytes()).collect::<String>()))
+                .into_response())
+        }
         _ => {
             let page = v.chrome(v.lang.t(title_key));
             Err(v.page(StatusCode::FORBIDDEN, &Message::new(page, v.lang.t(title_key), v.lang.t("employees_only").to_string())))
@@ -92,10 +95,16 @@ fn row(a: &Agreement, u: &User, today: chrono::NaiveDate) -> AgreementRow {
     let provider_steward = steward_of(u, &a.provider.org, &a.provider.department) || (u.role == Role::Admin && u.org == a.provider.org);
     match a.state {
         AgreementState::Requested if provider_steward => actions.extend([("approve", "approve"), ("deny", "deny")]),
-        AgreementState::Approved if provider_steward || steward_of(u, &a.consumer.org, &a.consumer.department) => actions.push(("revoke", "revoke")),
+        AgreementState::Approved if provider_steward || steward_of(u, &a.consumer.org, &a.consumer.department) => {
+            actions.push(("revoke", "revoke"))
+        }
         _ => {}
     }
-    let state = if a.state == AgreementState::Approved && t.valid_to.is_some_and(|to| to < today) { "expired".to_string() } else { a.state.to_string() };
+    let state = if a.state == AgreementState::Approved && t.valid_to.is_some_and(|to| to < today) {
+        "expired".to_string()
+    } else {
+        a.state.to_string()
+    };
     AgreementRow {
         id: a.id,
         provider: a.provider.to_string(),
@@ -119,7 +128,15 @@ fn row(a: &Agreement, u: &User, today: chrono::NaiveDate) -> AgreementRow {
     }
 }
 
-async fn agreements_page(state: &AppState, v: &Visitor, u: &User, status: StatusCode, notice: Option<String>, error: Option<String>, form: Option<RequestForm>) -> Response {
+async fn agreements_page(
+    state: &AppState,
+    v: &Visitor,
+    u: &User,
+    status: StatusCode,
+    notice: Option<String>,
+    error: Option<String>,
+    form: Option<RequestForm>,
+) -> Response {
     let policy = state.engine.policy();
     let all = match policy.agreements().await {
         Ok(a) => a,
@@ -199,7 +216,8 @@ pub async fn request(State(state): State<AppState>, v: Visitor, body: Bytes) -> 
     };
     let refuse = |field: &str, why: String| format!("{field}: {why}");
     let body = (|| {
-        let dataset: tverr_core::DatasetRef = values.dataset.parse().map_err(|e: tverr_core::ModelError| refuse(v.lang.t("dataset"), e.to_string()))?;
+        let dataset: tverr_core::DatasetRef =
+            values.dataset.parse().map_err(|e: tverr_core::ModelError| refuse(v.lang.t("dataset"), e.to_string()))?;
         let mut masks = serde_json::Map::new();
         for pair in values.masks.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (c, m) = pair.split_once('=').ok_or_else(|| refuse(v.lang.t("masks"), format!("expected column=mask, found {pair:?}")))?;
@@ -210,18 +228,23 @@ pub async fn request(State(state): State<AppState>, v: Visitor, body: Bytes) -> 
             if value.is_empty() {
                 return Ok(serde_json::Value::Null);
             }
-            chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| refuse(name, format!("expected a date such as 2026-01-31, found {value:?}")))?;
+            chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
+                .map_err(|_| refuse(name, format!("expected a date such as 2026-01-31, found {value:?}")))?;
             Ok(serde_json::Value::String(value.to_string()))
         };
         let meta_org = dataset.org.to_string();
-        Ok::<_, String>((dataset, meta_org, serde_json::json!({
-            "consumer": values.consumer,
-            "datasets": [{"dataset": values.dataset, "columns": columns, "masks": masks}],
-            "purposes": [values.purpose],
-            "legal_basis": if values.legal_basis.is_empty() { serde_json::Value::Null } else { values.legal_basis.clone().into() },
-            "valid_from": date(v.lang.t("valid_from"), &values.valid_from)?,
-            "valid_to": date(v.lang.t("valid_to"), &values.valid_to)?,
-        })))
+        Ok::<_, String>((
+            dataset,
+            meta_org,
+            serde_json::json!({
+                "consumer": values.consumer,
+                "datasets": [{"dataset": values.dataset, "columns": columns, "masks": masks}],
+                "purposes": [values.purpose],
+                "legal_basis": if values.legal_basis.is_empty() { serde_json::Value::Null } else { values.legal_basis.clone().into() },
+                "valid_from": date(v.lang.t("valid_from"), &values.valid_from)?,
+                "valid_to": date(v.lang.t("valid_to"), &values.valid_to)?,
+            }),
+        ))
     })();
     let (dataset, _, mut json) = match body {
         Ok(b) => b,
@@ -537,11 +560,18 @@ fn entry_row(e: &crate::audit::EntryView) -> EntryRow {
     let r = &e.record;
     let p = &r["principal"];
     let who = match p["kind"].as_str() {
-        Some("user") => format!("{} ({}/{}, {})", p["username"].as_str().unwrap_or(""), p["org"].as_str().unwrap_or(""), p["department"].as_str().unwrap_or("-"), p["role"].as_str().unwrap_or("")),
+        Some("user") => format!(
+            "{} ({}/{}, {})",
+            p["username"].as_str().unwrap_or(""),
+            p["org"].as_str().unwrap_or(""),
+            p["department"].as_str().unwrap_or("-"),
+            p["role"].as_str().unwrap_or("")
+        ),
         Some(k) => k.to_string(),
         None => String::new(),
     };
-    let datasets: BTreeMap<String, ()> = r["datasets"].as_array().into_iter().flatten().filter_map(|d| d["dataset"].as_str().map(|s| (s.to_string(), ()))).collect();
+    let datasets: BTreeMap<String, ()> =
+        r["datasets"].as_array().into_iter().flatten().filter_map(|d| d["dataset"].as_str().map(|s| (s.to_string(), ()))).collect();
     EntryRow {
         seq: e.seq,
         at: e.at.replace('T', " ").chars().take(19).collect(),
