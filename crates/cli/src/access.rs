@@ -4,7 +4,7 @@ use std::io::Read;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use tverr_policy::{AgreementRequest, DatasetTerms, LegalBasis, Mask, Party, Policy, Principal, Purpose, Role};
+use tverr_policy::{Agreement, AgreementRequest, DatasetTerms, LegalBasis, Mask, Party, Policy, Principal, Purpose, Role};
 
 /// Who acts: `--as USERNAME`, or the built-in operator.
 #[derive(Debug, Args)]
@@ -357,10 +357,9 @@ pub async fn agreement(engine: &tverr_query::Engine, cmd: AgreementCommand) -> R
             };
             Policy::may_request(&actor, &req.consumer)?;
             engine.check_terms(&req.datasets).await?;
-            let ag = policy.request_agreement(&actor, req).await?;
-            engine
-                .log_event("agreement", &actor, "cli", serde_json::json!({"agreement": ag.id, "state": ag.state, "revision": ag.revision}))
-                .await?;
+            let datasets = tverr_query::datasets_field(req.datasets.iter().map(|d| d.dataset.as_str()));
+            let intent = serde_json::json!({"action": "request", "datasets": datasets});
+            let ag = logged_change(engine, &actor, intent, None, policy.request_agreement(&actor, req)).await?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&ag)?);
             } else {
@@ -370,41 +369,20 @@ pub async fn agreement(engine: &tverr_query::Engine, cmd: AgreementCommand) -> R
         }
         AgreementCommand::Approve(t) => {
             let actor = t.actor.principal(policy).await?;
-            let a = policy.approve(&actor, t.id, t.note.as_deref()).await?;
-            engine
-                .log_event(
-                    "agreement",
-                    &actor,
-                    "cli",
-                    serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision, "note": t.note}),
-                )
-                .await?;
+            let (intent, note) = transition_intent(policy, "approve", &t).await?;
+            let a = logged_change(engine, &actor, intent, note, policy.approve(&actor, t.id, t.note.as_deref())).await?;
             eprintln!("agreement {} is {}", a.id, a.state);
         }
         AgreementCommand::Deny(t) => {
             let actor = t.actor.principal(policy).await?;
-            let a = policy.deny(&actor, t.id, t.note.as_deref()).await?;
-            engine
-                .log_event(
-                    "agreement",
-                    &actor,
-                    "cli",
-                    serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision, "note": t.note}),
-                )
-                .await?;
+            let (intent, note) = transition_intent(policy, "deny", &t).await?;
+            let a = logged_change(engine, &actor, intent, note, policy.deny(&actor, t.id, t.note.as_deref())).await?;
             eprintln!("agreement {} is {}", a.id, a.state);
         }
         AgreementCommand::Revoke(t) => {
             let actor = t.actor.principal(policy).await?;
-            let a = policy.revoke(&actor, t.id, t.note.as_deref()).await?;
-            engine
-                .log_event(
-                    "agreement",
-                    &actor,
-                    "cli",
-                    serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision, "note": t.note}),
-                )
-                .await?;
+            let (intent, note) = transition_intent(policy, "revoke", &t).await?;
+            let a = logged_change(engine, &actor, intent, note, policy.revoke(&actor, t.id, t.note.as_deref())).await?;
             eprintln!("agreement {} is {}", a.id, a.state);
         }
         AgreementCommand::List { json } => {
@@ -476,4 +454,32 @@ pub async fn agreement(engine: &tverr_query::Engine, cmd: AgreementCommand) -> R
         }
     }
     Ok(())
+}
+
+/// What an approve, deny or revoke is about to change, for its intent record; and its note.
+async fn transition_intent(policy: &Policy, action: &str, t: &Transition) -> Result<(serde_json::Value, Option<serde_json::Value>)> {
+    let before = policy.agreement(t.id).await?;
+    let datasets = tverr_query::datasets_field(before.terms.datasets.iter().map(|d| d.dataset.as_str()));
+    let intent = serde_json::json!({"action": action, "agreement": t.id, "revision": before.revision, "datasets": datasets});
+    Ok((intent, Some(serde_json::json!(t.note))))
+}
+
+/// Records an agreement change before it is made (a log that cannot be written refuses it),
+/// makes it, and records the agreement's new state with the same datasets.
+async fn logged_change(
+    engine: &tverr_query::Engine,
+    actor: &Principal,
+    intent: serde_json::Value,
+    note: Option<serde_json::Value>,
+    change: impl std::future::Future<Output = Result<Agreement, tverr_policy::PolicyError>>,
+) -> Result<Agreement> {
+    let datasets = intent["datasets"].clone();
+    engine.log_event("agreement-intent", actor, "cli", intent).await?;
+    let a = change.await?;
+    let mut record = serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision, "datasets": datasets});
+    if let Some(note) = note {
+        record["note"] = note;
+    }
+    engine.log_event("agreement", actor, "cli", record).await?;
+    Ok(a)
 }

@@ -661,7 +661,7 @@ async fn dispatch(cli: Cli, store: Store, engine: &Engine) -> Result<()> {
                 }
             }
         }
-        Command::Ingest(args) => ingest(&store, args).await?,
+        Command::Ingest(args) => ingest(engine, args).await?,
         Command::Datasets(f) => {
             let datasets = store.catalog.datasets().await?;
             if f.json {
@@ -725,7 +725,7 @@ async fn dispatch(cli: Cli, store: Store, engine: &Engine) -> Result<()> {
     Ok(())
 }
 
-async fn ingest(store: &Store, a: IngestArgs) -> Result<()> {
+async fn ingest(engine: &Engine, a: IngestArgs) -> Result<()> {
     let dataset = dataset_ref(&a.dataset)?;
     let size = std::fs::metadata(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?.len();
     let settings = IngestSettings {
@@ -756,7 +756,7 @@ async fn ingest(store: &Store, a: IngestArgs) -> Result<()> {
     })?;
     let bar = progress_bar(size);
     req.options.progress = bar.clone().map(|b| Arc::new(move |n: u64| b.set_position(n)) as tverr_store::tverr_ingest::Progress);
-    let result = store.ingest(req).await;
+    let result = engine.ingest(&tverr_policy::Principal::Operator, "cli", req).await;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -993,14 +993,7 @@ async fn erase(engine: &Engine, a: EraseArgs) -> Result<()> {
         refs.push(d.parse::<DatasetRef>().map_err(|e| anyhow!("--dataset {d:?}: {e}"))?);
     }
     for r in refs {
-        let outcome = engine.store().erase(&r, kind, &a.id, "operator").await?;
-        let mut details = serde_json::to_value(&outcome)?;
-        details["kind"] = serde_json::json!(kind.as_str());
-        if kind == tverr_core::SubjectKind::Person {
-            let key = kind.canonicalise(&a.id).map_err(|e| anyhow!("{e}"))?;
-            details["subject"] = serde_json::json!(engine.audit().subject_id(&key));
-        }
-        engine.log_event("erasure", &tverr_policy::Principal::Operator, "cli", details).await?;
+        let outcome = engine.erase(&tverr_policy::Principal::Operator, "cli", &r, kind, &a.id).await?;
         match outcome.version {
             Some(v) => println!("{r}: {} rows erased in version {v}; {} data files deleted", outcome.rows_removed, outcome.files_deleted),
             None => println!("{r}: no rows about this subject"),

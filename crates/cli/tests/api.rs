@@ -248,7 +248,14 @@ fn uploads_append_replace_upsert_and_refuse_bad_files_without_change() {
 
     // Each write is in the access log, with who made it.
     let log = t.ok(&["audit", "search"]);
-    assert_eq!(log.matches("http-upload").count(), 4, "{log}");
+    let uploads: Vec<&str> = log.lines().filter(|l| l.contains("http-upload")).collect();
+    let count = |kind: &str| uploads.iter().filter(|l| l.contains(&format!("\"kind\":\"{kind}\""))).count();
+    assert_eq!(count("ingest"), 4, "{log}");
+    // Every attempt, refused or not, was announced before it started.
+    assert_eq!(count("write-intent"), count("ingest") + count("write-failed"), "{log}");
+    assert!(count("write-failed") > 0, "{log}");
+    // A refused file's values (`tre`, `Cid`) stay out of the log: it records how many problems.
+    assert!(uploads.iter().filter(|l| l.contains("write-failed")).all(|l| !l.contains("tre") && !l.contains("Cid")), "{log}");
 }
 
 #[test]

@@ -320,3 +320,64 @@ fn logins_are_logged_whatever_their_outcome() {
     assert!(!logins.contains("feil passord") && !logins.contains("hamar-demo-2026"), "passwords are never logged");
     t.ok(&["audit", "verify"]);
 }
+
+#[test]
+fn every_write_is_logged_before_it_is_made_whatever_the_channel() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "200"]);
+    let db = t.data().join("catalog.db");
+    let file = t.data().join("kull.csv");
+    std::fs::write(&file, "navn;alder\nAnne;3\nBo;4\n").unwrap();
+    let file = file.to_str().unwrap();
+    let kinds = |dataset: &str| -> Vec<String> {
+        t.ok(&["audit", "search", "--dataset", dataset])
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].as_str().unwrap().to_string())
+            .filter(|k| k != "audit-read" && k != "access")
+            .collect()
+    };
+
+    // `tverr ingest`: the intent, then the outcome.
+    t.ok(&["ingest", "hamar/kull", file, "--create", "--department", "oppvekst", "--title", "Kull", "--classification", "internal"]);
+    assert_eq!(kinds("hamar/kull"), ["write-intent", "ingest"]);
+
+    // `tverr erase`.
+    let guardian =
+        t.ok(&["sql", "--purpose", "tilsyn", "--format", "csv", "SELECT foresatt_fnr FROM hamar.barnehageplasser ORDER BY 1 LIMIT 1"]);
+    let guardian = guardian.lines().nth(1).unwrap().to_string();
+    t.ok(&["erase", "person", &guardian, "--dataset", "hamar/barnehageplasser"]);
+    assert_eq!(kinds("hamar/barnehageplasser"), ["write-intent", "erasure"]);
+    let erased = t.ok(&["audit", "search", "--dataset", "hamar/barnehageplasser"]);
+    assert!(!erased.contains(&guardian), "the log names the person by HMAC only: {erased}");
+
+    // An agreement change over the API: approving the requested one (folkeregister → oppvekst).
+    let server = common::start(&t);
+    let steward = common::token(&t, "frode");
+    let auth = format!("Bearer {steward}");
+    let r = common::send(server.1, "POST", "/api/v1/agreements/7/approve", &[("Authorization", &auth)], None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let logged = kinds("hamar/innbyggere");
+    assert!(logged.ends_with(&["agreement-intent".to_string(), "agreement".to_string()]), "{logged:?}");
+
+    // A log that cannot be written refuses every write, and nothing changes.
+    sqlite(&db, "CREATE TRIGGER broken BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END");
+    let (_, err) = t.fail(&["ingest", "hamar/kull", file]);
+    assert!(err.contains("the access log cannot be written"), "{err}");
+    let (_, err) = t.fail(&["erase", "person", &guardian, "--dataset", "hamar/innbyggere"]);
+    assert!(err.contains("the access log cannot be written"), "{err}");
+    let r = common::send(server.1, "POST", "/api/v1/agreements/7/revoke", &[("Authorization", &auth)], None);
+    assert_eq!(r.status, 503, "{}", r.text());
+    sqlite(&db, "DROP TRIGGER broken");
+    assert_eq!(t.ok(&["history", "hamar/kull"]).lines().count(), 2, "a heading and one version: no second");
+    let still = t.ok(&[
+        "sql",
+        "--purpose",
+        "tilsyn",
+        "--format",
+        "csv",
+        &format!("SELECT count(*) FROM hamar.innbyggere WHERE fodselsnummer = '{guardian}'"),
+    ]);
+    assert_eq!(still.lines().nth(1), Some("1"), "the person is still in the register");
+    let r = common::send(server.1, "GET", "/api/v1/agreements/7", &[("Authorization", &auth)], None);
+    assert_eq!(r.json()["state"], "approved", "{}", r.text());
+}

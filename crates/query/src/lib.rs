@@ -10,6 +10,7 @@ mod lookup;
 mod memory;
 mod protection;
 mod secure;
+mod writes;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub use export::{
 pub use guard::{ALLOWED_FUNCTIONS, MAX_NESTING, MAX_SQL_BYTES};
 pub use lookup::{Found, Lookup, LookupOrg, Related};
 pub use memory::{DEFAULT_QUERY_MEMORY, DEFAULT_SERVER_MEMORY};
+pub use writes::datasets_field;
 
 /// Why a query failed. Texts never contain values from data.
 #[derive(Debug, thiserror::Error)]

@@ -120,6 +120,13 @@ pub(crate) async fn request_as(state: &AppState, caller: &Caller, body: &[u8], c
     };
     tverr_policy::Policy::may_request(&caller.principal, &req.consumer).map_err(Problem::from_policy)?;
     state.engine.check_terms(&req.datasets).await.map_err(Problem::from_query)?;
+    let datasets = tverr_query::datasets_field(req.datasets.iter().map(|d| d.dataset.as_str()));
+    // The change is recorded before it is made: a log that cannot be written refuses it.
+    state
+        .engine
+        .log_event("agreement-intent", &caller.principal, channel, serde_json::json!({"action": "request", "datasets": datasets}))
+        .await
+        .map_err(Problem::from_query)?;
     let a = state.engine.policy().request_agreement(&caller.principal, req).await.map_err(Problem::from_policy)?;
     state
         .engine
@@ -127,7 +134,7 @@ pub(crate) async fn request_as(state: &AppState, caller: &Caller, body: &[u8], c
             "agreement",
             &caller.principal,
             channel,
-            serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision}),
+            serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision, "datasets": datasets}),
         )
         .await
         .map_err(Problem::from_query)?;
@@ -173,7 +180,22 @@ pub(crate) async fn transition_as(
     channel: &str,
 ) -> Result<Agreement, Problem> {
     let u = signed_in(caller)?;
-    visible(state, u, id).await?;
+    let before = visible(state, u, id).await?;
+    if !matches!(action, "approve" | "deny" | "revoke") {
+        return Err(Problem::new(StatusCode::NOT_FOUND, "not-found", "Ikke funnet / Not found", "expected approve, deny or revoke"));
+    }
+    let datasets = tverr_query::datasets_field(before.terms.datasets.iter().map(|d| d.dataset.as_str()));
+    // The change is recorded before it is made: a log that cannot be written refuses it.
+    state
+        .engine
+        .log_event(
+            "agreement-intent",
+            &caller.principal,
+            channel,
+            serde_json::json!({"action": action, "agreement": id, "revision": before.revision, "datasets": datasets}),
+        )
+        .await
+        .map_err(Problem::from_query)?;
     let note_for_log = note.clone();
     let policy = state.engine.policy();
     let result = match action {
@@ -189,7 +211,7 @@ pub(crate) async fn transition_as(
             "agreement",
             &caller.principal,
             channel,
-            serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision, "note": note_for_log}),
+            serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision, "note": note_for_log, "datasets": datasets}),
         )
         .await
         .map_err(Problem::from_query)?;

@@ -173,14 +173,7 @@ async fn ingest(
     }
     let creating = u.settings.create.is_some();
     let request = u.settings.request(r.clone(), path, actor).map_err(Problem::from_store)?;
-    let outcome = state.store.ingest(request).await.map_err(Problem::from_store)?;
-    let details = serde_json::json!({
-        "dataset": r.to_string(), "version": outcome.version, "rows": outcome.report.rows,
-        "rows_removed": outcome.rows_removed, "sha256": outcome.report.sha256, "file": outcome.report.file_name,
-    });
-    if let Err(e) = state.engine.log_event("ingest", &caller.principal, "http-upload", details).await {
-        tracing::error!(error = %e, "cannot record an ingest");
-    }
+    let outcome = state.engine.ingest(&caller.principal, "http-upload", request).await.map_err(Problem::from_query)?;
     let status = if creating { StatusCode::CREATED } else { StatusCode::OK };
     let location = format!("/api/v1/datasets/{}/{}/versions", r.org, r.dataset);
     Ok((status, [(header::LOCATION, location)], Json(outcome)).into_response())

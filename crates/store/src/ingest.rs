@@ -47,7 +47,8 @@ pub enum WriteMode {
 }
 
 impl WriteMode {
-    fn label(&self) -> &'static str {
+    /// The mode's name: `append`, `replace` or `upsert`.
+    pub fn label(&self) -> &'static str {
         match self {
             WriteMode::Append => "append",
             WriteMode::Replace => "replace",

@@ -340,25 +340,15 @@ pub async fn confirm(State(state): State<AppState>, v: Visitor, Path(id): Path<S
     let mut request = *request;
     let counter = read.clone();
     request.options.progress = Some(Arc::new(move |bytes| counter.store(bytes, Ordering::Relaxed)));
-    let (uploads, engine, store, principal, owner) =
-        (state.web_uploads.clone(), state.engine.clone(), state.store.clone(), v.principal.clone(), u.username.clone());
+    let (uploads, engine, principal, owner) = (state.web_uploads.clone(), state.engine.clone(), v.principal.clone(), u.username.clone());
     let job = id.clone();
     tokio::spawn(async move {
-        let dataset = request.dataset.to_string();
-        let outcome = store.ingest(request).await;
+        let outcome = engine.ingest(&principal, "web-upload", request).await;
         drop(dir);
         let step = match outcome {
-            Ok(o) => {
-                let details = serde_json::json!({
-                    "dataset": dataset, "version": o.version, "rows": o.report.rows, "rows_removed": o.rows_removed,
-                    "sha256": o.report.sha256, "file": o.report.file_name,
-                });
-                if let Err(e) = engine.log_event("ingest", &principal, "web-upload", details).await {
-                    tracing::error!(error = %e, "cannot record an ingest");
-                }
-                Step::Done { version: o.version, rows: o.report.rows }
-            }
-            Err(e) => Step::Failed { problems: problems(&e) },
+            Ok(o) => Step::Done { version: o.version, rows: o.report.rows },
+            Err(tverr_query::QueryError::Store(e)) => Step::Failed { problems: problems(&e) },
+            Err(e) => Step::Failed { problems: vec![e.to_string()] },
         };
         uploads.with(&job, &owner, |up| {
             up.state = step;

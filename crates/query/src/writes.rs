@@ -1,0 +1,111 @@
+//! Writes through the engine, so that every channel (CLI, API, web) leaves the same records in
+//! the access log: an intent, durable before the write starts (a log that cannot be written
+//! refuses the write, as it refuses a read), and the outcome once the write is committed or has
+//! failed.
+
+use tverr_core::{DatasetRef, SubjectKind};
+use tverr_policy::Principal;
+use tverr_store::{Erasure, IngestOutcome, IngestRequest, StoreError};
+
+use crate::{Engine, QueryError};
+
+/// The `datasets` field of a record about a change to these datasets, in the shape
+/// `tverr audit search --dataset` reads.
+pub fn datasets_field<'a>(datasets: impl IntoIterator<Item = &'a str>) -> serde_json::Value {
+    serde_json::Value::Array(datasets.into_iter().map(|d| serde_json::json!({ "dataset": d })).collect())
+}
+
+impl Engine {
+    /// Ingests a file as one new version of a dataset, recorded as `write-intent` before and
+    /// `ingest` (or `write-failed`) after, on `channel`, in `who`'s name.
+    pub async fn ingest(&self, who: &Principal, channel: &str, request: IngestRequest) -> Result<IngestOutcome, QueryError> {
+        let dataset = request.dataset.to_string();
+        let file = request.path.file_name().map(|f| f.to_string_lossy().into_owned());
+        let intent = serde_json::json!({
+            "action": "ingest", "dataset": dataset, "mode": request.mode.label(), "create": request.create.is_some(),
+            "file": file, "actor": request.actor,
+        });
+        self.log_event("write-intent", who, channel, intent).await?;
+        match self.store().ingest(request).await {
+            Ok(o) => {
+                let details = serde_json::json!({
+                    "dataset": dataset, "version": o.version, "rows": o.report.rows, "rows_removed": o.rows_removed,
+                    "created": o.created, "sha256": o.report.sha256, "file": o.report.file_name,
+                });
+                self.record_outcome("ingest", who, channel, details).await;
+                Ok(o)
+            }
+            Err(e) => {
+                self.record_outcome(
+                    "write-failed",
+                    who,
+                    channel,
+                    serde_json::json!({"action": "ingest", "dataset": dataset, "error": failure(&e)}),
+                )
+                .await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Erases every row about a subject from a dataset (a new version without them, then a
+    /// vacuum), recorded as `write-intent` before and `erasure` (or `write-failed`) after. A
+    /// person is named in the records by the HMAC of their number, as in every access record.
+    pub async fn erase(&self, who: &Principal, channel: &str, r: &DatasetRef, kind: SubjectKind, id: &str) -> Result<Erasure, QueryError> {
+        let key = kind.canonicalise(id).map_err(|e| QueryError::Invalid(format!("invalid {}: {e}", kind.label())))?;
+        let mut subject = serde_json::json!({"kind": kind.as_str()});
+        if kind == SubjectKind::Person {
+            subject["subject"] = serde_json::json!(self.audit().subject_id(&key));
+        } else {
+            subject["id"] = serde_json::json!(key);
+        }
+        let mut intent = serde_json::json!({"action": "erasure", "dataset": r.to_string()});
+        merge(&mut intent, &subject);
+        self.log_event("write-intent", who, channel, intent).await?;
+        let actor = match who {
+            Principal::User(u) => u.username.clone(),
+            _ => "operator".to_string(),
+        };
+        match self.store().erase(r, kind, &key, &actor).await {
+            Ok(outcome) => {
+                let mut details = serde_json::to_value(&outcome).unwrap_or_default();
+                merge(&mut details, &subject);
+                self.record_outcome("erasure", who, channel, details).await;
+                Ok(outcome)
+            }
+            Err(e) => {
+                let mut details = serde_json::json!({"action": "erasure", "dataset": r.to_string(), "error": failure(&e)});
+                merge(&mut details, &subject);
+                self.record_outcome("write-failed", who, channel, details).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Records what a write came to. The intent is already durable, so a log that fails now
+    /// cannot hide the write; the failure is reported to the operator's log.
+    async fn record_outcome(&self, kind: &str, who: &Principal, channel: &str, details: serde_json::Value) {
+        if let Err(e) = self.log_event(kind, who, channel, details).await {
+            tracing::error!(error = %e, kind, "cannot record the outcome of a write (its intent is recorded)");
+        }
+    }
+}
+
+/// What kind of failure stopped a write, without its text: an ingest error quotes the file's
+/// values, which do not belong in the access log.
+fn failure(e: &StoreError) -> String {
+    match e {
+        StoreError::Ingest(tverr_store::tverr_ingest::IngestError::Invalid(problems)) => format!("{} problems in the file", problems.len()),
+        StoreError::Ingest(_) => "the file could not be read".into(),
+        StoreError::NotFound { what, name } => format!("no {what} {name}"),
+        StoreError::Exists { what, name } => format!("{what} {name} exists"),
+        StoreError::Invalid { field, .. } => format!("invalid {field}"),
+        _ => "the store failed".into(),
+    }
+}
+
+fn merge(into: &mut serde_json::Value, from: &serde_json::Value) {
+    if let (Some(a), Some(b)) = (into.as_object_mut(), from.as_object()) {
+        a.extend(b.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+}
