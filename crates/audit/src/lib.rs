@@ -168,15 +168,15 @@ impl Search {
         if let Some(d) = record["dataset"].as_str() {
             datasets.push(d.replacen('.', "/", 1));
         }
-        if let Some(u) = &self.user {
-            if principal["username"].as_str() != Some(u.as_str()) {
-                return false;
-            }
+        if let Some(u) = &self.user
+            && principal["username"].as_str() != Some(u.as_str())
+        {
+            return false;
         }
-        if let Some(d) = &self.dataset {
-            if !datasets.iter().any(|x| x == d) {
-                return false;
-            }
+        if let Some(d) = &self.dataset
+            && !datasets.iter().any(|x| x == d)
+        {
+            return false;
         }
         if let Some(o) = &self.org {
             let own = principal["org"].as_str() == Some(o.as_str());
@@ -658,7 +658,7 @@ impl Audit {
         let mut tx = self.catalog.begin_write().await?;
         let known = match state.head.take() {
             Some(known) => known,
-            None => head(&mut *tx).await?,
+            None => head(&mut tx).await?,
         };
         if state.last_checkpoint_seq < 0 {
             let r = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM audit_checkpoints").fetch_one(&mut *tx).await?;
@@ -699,7 +699,7 @@ impl Audit {
         self.flush().await;
         let _state = self.state.lock().await;
         let mut conn = self.catalog.pool().acquire().await?;
-        let (seq, head) = head(&mut *conn).await?;
+        let (seq, head) = head(&mut conn).await?;
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let c = self.sign(seq, &head, &at);
         if seq > 0 {
@@ -1095,10 +1095,10 @@ fn find_problem(entries: &[Entry], checkpoints: &[Checkpoint], public_key: &str,
         // A witness older than the retained log can only be compared with the anchor.
         let known =
             if w.seq >= first_seq { hash_at(w.seq) } else { checkpoints.iter().find(|c| c.seq == w.seq).map(|c| c.head_hash.as_str()) };
-        if let Some(h) = known {
-            if h != w.head_hash {
-                return Some(format!("entry {} differs from its checkpoint kept outside the catalogue: rolled back or rewritten", w.seq));
-            }
+        if let Some(h) = known
+            && h != w.head_hash
+        {
+            return Some(format!("entry {} differs from its checkpoint kept outside the catalogue: rolled back or rewritten", w.seq));
         }
     }
     None

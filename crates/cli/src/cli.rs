@@ -41,6 +41,8 @@ pub struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of its largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Organisations.
@@ -451,6 +453,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         return match q {
             QueryError::NotAllowed(_) | QueryError::Invalid(_) => 65,
             QueryError::PurposeRequired(_) | QueryError::PurposeNotAllowed { .. } => 77,
+            QueryError::Store(s) => store_exit_code(s),
             _ => 1,
         };
     }
@@ -462,9 +465,12 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
             _ => 1,
         };
     }
-    match e.downcast_ref::<StoreError>() {
-        Some(StoreError::Ingest(IngestError::Invalid(_))) => 65,
-        Some(StoreError::Invalid { .. }) => 65,
+    e.downcast_ref::<StoreError>().map_or(1, store_exit_code)
+}
+
+fn store_exit_code(e: &StoreError) -> u8 {
+    match e {
+        StoreError::Ingest(IngestError::Invalid(_)) | StoreError::Invalid { .. } => 65,
         _ => 1,
     }
 }
@@ -738,7 +744,7 @@ async fn ingest(engine: &Engine, a: IngestArgs) -> Result<()> {
         types: a.types,
         crs: a.crs,
         evolve: a.evolve,
-        create: a.create.then(|| CreateSettings {
+        create: a.create.then_some(CreateSettings {
             department: a.department,
             title: a.title,
             description: a.description,

@@ -190,9 +190,7 @@ fn a_case_workers_read_shows_in_exactly_the_affected_citizens_logs() {
     // Hiding the read from the citizen by editing the index is caught.
     sqlite(
         &db,
-        &format!(
-            "DELETE FROM audit_subjects WHERE access = (SELECT min(seq) FROM audit_log WHERE kind = 'access' AND payload LIKE '%http-sql%')"
-        ),
+        "DELETE FROM audit_subjects WHERE access = (SELECT min(seq) FROM audit_log WHERE kind = 'access' AND payload LIKE '%http-sql%')",
     );
     let (code, err) = t.fail(&["audit", "verify"]);
     assert_eq!(code, 1);

@@ -167,10 +167,10 @@ fn oidc_tokens_are_verified_and_forgeries_refused() {
         let name = file.file_name().unwrap_or_default().to_string_lossy().into_owned();
         if status.to_string() != case["status"] {
             failures.push(format!("{name}: status {status}, expected {}: {body}", case["status"]));
-        } else if let Some(want) = case.get("contains") {
-            if !body.contains(want.as_str()) {
-                failures.push(format!("{name}: {body:?} should contain {want:?}"));
-            }
+        } else if let Some(want) = case.get("contains")
+            && !body.contains(want.as_str())
+        {
+            failures.push(format!("{name}: {body:?} should contain {want:?}"));
         }
         if body.contains(&token) && token.len() > 10 {
             failures.push(format!("{name}: the response echoes the token"));

@@ -128,10 +128,10 @@ fn run_case(demo: &Demo, case: &Case) -> Result<(), String> {
             if !stderr.contains(&want) {
                 return Err(format!("error should contain {want:?}: {stderr}"));
             }
-            if let Some(exit) = case.get("exit") {
-                if exit != code.to_string() {
-                    return Err(format!("exit code {code}, expected {exit}: {stderr}"));
-                }
+            if let Some(exit) = case.get("exit")
+                && exit != code.to_string()
+            {
+                return Err(format!("exit code {code}, expected {exit}: {stderr}"));
             }
         }
         "rows" => {

@@ -305,7 +305,7 @@ impl Matrikkel {
     /// `knr 3403 gnr 12 bnr 345 fnr 0 snr 2`, with optional dots, commas and colons.
     fn words(s: &str) -> Result<(Option<u16>, [u32; 4]), IdentError> {
         let tokens: Vec<&str> = s.split([' ', ',', '.', ':']).filter(|t| !t.is_empty()).collect();
-        if tokens.len() % 2 != 0 {
+        if !tokens.len().is_multiple_of(2) {
             return Err(IdentError::Matrikkel);
         }
         let mut knr = None;

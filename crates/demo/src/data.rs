@@ -98,31 +98,31 @@ impl Population {
                 let yy = birth.year() % 100;
                 let individual: u16 = if birth.year() >= 2000 { rng.random_range(500..1000) } else { rng.random_range(0..500) };
                 let ddmmyy = format!("{:02}{:02}{:02}", birth.day(), birth.month() + 80, yy);
-                if let Some(f) = Fodselsnummer::from_parts(&ddmmyy, individual) {
-                    if used.insert(f.as_str().to_string()) {
-                        let female = individual % 2 == 0;
-                        let first = if female {
-                            FIRST_FEMALE[rng.random_range(0..FIRST_FEMALE.len())]
-                        } else {
-                            FIRST_MALE[rng.random_range(0..FIRST_MALE.len())]
-                        };
-                        let p: f64 = rng.random();
-                        let protection = if p < 0.002 {
-                            "strengt_fortrolig"
-                        } else if p < 0.006 {
-                            "fortrolig"
-                        } else {
-                            "ugradert"
-                        };
-                        return Person {
-                            fnr: f.as_str().to_string(),
-                            first,
-                            last: LAST[rng.random_range(0..LAST.len())],
-                            birth,
-                            household,
-                            protection,
-                        };
-                    }
+                if let Some(f) = Fodselsnummer::from_parts(&ddmmyy, individual)
+                    && used.insert(f.as_str().to_string())
+                {
+                    let female = individual.is_multiple_of(2);
+                    let first = if female {
+                        FIRST_FEMALE[rng.random_range(0..FIRST_FEMALE.len())]
+                    } else {
+                        FIRST_MALE[rng.random_range(0..FIRST_MALE.len())]
+                    };
+                    let p: f64 = rng.random();
+                    let protection = if p < 0.002 {
+                        "strengt_fortrolig"
+                    } else if p < 0.006 {
+                        "fortrolig"
+                    } else {
+                        "ugradert"
+                    };
+                    return Person {
+                        fnr: f.as_str().to_string(),
+                        first,
+                        last: LAST[rng.random_range(0..LAST.len())],
+                        birth,
+                        household,
+                        protection,
+                    };
                 }
             }
         };

@@ -498,10 +498,10 @@ impl Policy {
         if basis.hjemmel.trim().is_empty() {
             return Err(PolicyError::invalid("hjemmel", "must name the Norwegian law, e.g. \"barnehageloven § 18\""));
         }
-        if let Some(u) = &basis.lovdata_url {
-            if !u.starts_with("https://lovdata.no/") {
-                return Err(PolicyError::invalid("lovdata-url", "must start with https://lovdata.no/"));
-            }
+        if let Some(u) = &basis.lovdata_url
+            && !u.starts_with("https://lovdata.no/")
+        {
+            return Err(PolicyError::invalid("lovdata-url", "must start with https://lovdata.no/"));
         }
         sqlx::query("INSERT INTO legal_bases (org, slug, gdpr_article, hjemmel, lovdata_url, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(&basis.org)
@@ -605,10 +605,10 @@ impl Policy {
         let legal_basis = self.legal_basis(&req.consumer.org, &basis_slug).await?;
         let today = chrono::Utc::now().date_naive();
         let valid_from = req.valid_from.unwrap_or(today);
-        if let Some(to) = req.valid_to {
-            if to < valid_from {
-                return Err(PolicyError::invalid("valid-to", "is before valid-from"));
-            }
+        if let Some(to) = req.valid_to
+            && to < valid_from
+        {
+            return Err(PolicyError::invalid("valid-to", "is before valid-from"));
         }
         let terms = Terms {
             datasets: req.datasets,
@@ -712,10 +712,10 @@ impl Policy {
         if d.min_group_size.is_some_and(|k| k < 3) {
             return Err(PolicyError::invalid("min-group-size", "must be at least 3"));
         }
-        if let Some(f) = &d.row_filter {
-            if f.trim().is_empty() || f.contains(';') {
-                return Err(PolicyError::invalid("row-filter", "must be one SQL boolean expression"));
-            }
+        if let Some(f) = &d.row_filter
+            && (f.trim().is_empty() || f.contains(';'))
+        {
+            return Err(PolicyError::invalid("row-filter", "must be one SQL boolean expression"));
         }
         Ok(())
     }
@@ -873,13 +873,12 @@ impl Policy {
             today,
             protection_registered: !registers.is_empty(),
         });
-        if let Ok(g) = &mut decision {
-            if let Basis::OwnDepartment { purpose } = &g.basis {
-                if let Some(p) = purposes.iter().find(|p| &p.slug == purpose) {
-                    let key = (p.org.clone(), p.legal_basis.clone());
-                    g.legal_basis = Some(kept(&snapshot.legal_bases, key, self.legal_basis(&p.org, &p.legal_basis)).await?);
-                }
-            }
+        if let Ok(g) = &mut decision
+            && let Basis::OwnDepartment { purpose } = &g.basis
+            && let Some(p) = purposes.iter().find(|p| &p.slug == purpose)
+        {
+            let key = (p.org.clone(), p.legal_basis.clone());
+            g.legal_basis = Some(kept(&snapshot.legal_bases, key, self.legal_basis(&p.org, &p.legal_basis)).await?);
         }
         Ok(decision)
     }

@@ -137,10 +137,10 @@ fn within_estimate(plan: &Arc<dyn ExecutionPlan>) -> DfResult<()> {
         if node.children().len() < 2 {
             return Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue);
         }
-        if let Ok(stats) = statistics.compute(node.as_ref(), &StatisticsArgs::new()) {
-            if let Precision::Exact(n) | Precision::Inexact(n) = stats.num_rows {
-                largest = largest.max(n as u64);
-            }
+        if let Ok(stats) = statistics.compute(node.as_ref(), &StatisticsArgs::new())
+            && let Precision::Exact(n) | Precision::Inexact(n) = stats.num_rows
+        {
+            largest = largest.max(n as u64);
         }
         Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
     })?;

@@ -717,15 +717,15 @@ impl Engine {
     /// The grant for one dataset, or the error the caller may see.
     async fn grant(&self, who: &Principal, purpose: Option<&str>, r: &DatasetRef, shown: &str, channel: &str) -> Result<Grant, QueryError> {
         let decision = self.policy.entitle(who, purpose, r).await?;
-        if let Err(denial) = &decision {
-            if *who != Principal::Anonymous {
-                let record = serde_json::json!({
-                    "channel": channel, "principal": self.principal_record(who), "purpose": purpose,
-                    "dataset": shown, "reason": format!("{denial:?}"),
-                });
-                if let Err(e) = self.audit.append("refusal", &record).await {
-                    tracing::error!(error = %e, "cannot record a refusal");
-                }
+        if let Err(denial) = &decision
+            && *who != Principal::Anonymous
+        {
+            let record = serde_json::json!({
+                "channel": channel, "principal": self.principal_record(who), "purpose": purpose,
+                "dataset": shown, "reason": format!("{denial:?}"),
+            });
+            if let Err(e) = self.audit.append("refusal", &record).await {
+                tracing::error!(error = %e, "cannot record a refusal");
             }
         }
         match decision {

@@ -474,6 +474,10 @@ impl TableProvider for SecureTable {
     }
 }
 
+/// A compiled tap: the person-key expression over the stored row, the dataset it records, the
+/// key columns, and the HMAC key.
+type TapPlan = (Arc<dyn PhysicalExpr>, String, Vec<String>, Arc<Vec<u8>>);
+
 /// A secure scan compiled for rows already in memory (look-ups): the same row filter, released
 /// expressions and tap as [`SecureTable::scan`], as physical expressions over the dataset's
 /// schema, so a few rows pass through the grant without a query being planned. Built once per
@@ -491,7 +495,7 @@ pub(crate) struct PreparedScan {
     released_df: DFSchema,
     /// The tap's expression over the stored row and what it records, without a sink: each
     /// application records into its own request's sink.
-    tap: Option<(Arc<dyn PhysicalExpr>, String, Vec<String>, Arc<Vec<u8>>)>,
+    tap: Option<TapPlan>,
     /// The stored columns the row filter, the released values and the tap read.
     reads: BTreeSet<String>,
 }

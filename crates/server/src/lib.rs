@@ -19,6 +19,8 @@ mod rows;
 mod sql;
 mod subjects;
 mod upload;
+// A page helper's `Err(Response)` is the page to send instead, built at most once per request.
+#[allow(clippy::result_large_err)]
 mod web;
 
 use std::future::IntoFuture;
@@ -302,7 +304,7 @@ pub(crate) async fn find_datasets(state: &AppState, caller: &Caller, f: &Catalog
         found.push((score, ListedDataset { meta: d, access }));
     }
     // Best match first; the catalogue's order (organisation, name) among equals.
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|a| std::cmp::Reverse(a.0));
     Ok(found.into_iter().map(|(_, d)| d).collect())
 }
 

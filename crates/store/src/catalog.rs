@@ -350,10 +350,10 @@ impl Catalog {
             return Err(StoreError::invalid("name", "must not be empty"));
         }
         let orgnr = Orgnr::parse(orgnr).map_err(|e| StoreError::invalid("orgnr", e.to_string()))?;
-        if let Some(k) = kommunenummer {
-            if k.len() != 4 || !k.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(StoreError::invalid("kommunenummer", "expected four digits, e.g. 3403 or 0301"));
-            }
+        if let Some(k) = kommunenummer
+            && (k.len() != 4 || !k.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(StoreError::invalid("kommunenummer", "expected four digits, e.g. 3403 or 0301"));
         }
         let org = Organization {
             slug: slug.to_string(),

@@ -223,10 +223,10 @@ impl Store {
             let subjects: BTreeMap<String, SubjectKind> =
                 known_columns.iter().filter_map(|c| c.subject_key.map(|s| (c.name.clone(), s))).collect();
             for (col, kind) in &req.options.subjects {
-                if let Some(existing) = subjects.get(col) {
-                    if existing != kind {
-                        return Err(StoreError::invalid("subject", format!("column {col:?} is already a {existing} key")));
-                    }
+                if let Some(existing) = subjects.get(col)
+                    && existing != kind
+                {
+                    return Err(StoreError::invalid("subject", format!("column {col:?} is already a {existing} key")));
                 }
             }
             // What a column is (its category) decides who may read it and how: it is changed on
@@ -247,10 +247,10 @@ impl Store {
             let crs = known_columns.iter().filter_map(|c| c.crs.clone().map(|crs| (c.name.clone(), crs))).collect();
             req.options.target = Some(TargetSchema { schema: Arc::new(schema), subjects, crs });
         }
-        if let (WriteMode::Upsert { key: k }, Some(target)) = (&req.mode, &req.options.target) {
-            if target.schema.field_with_name(k).is_err() {
-                return Err(StoreError::invalid("key", format!("the dataset has no column {k:?}")));
-            }
+        if let (WriteMode::Upsert { key: k }, Some(target)) = (&req.mode, &req.options.target)
+            && target.schema.field_with_name(k).is_err()
+        {
+            return Err(StoreError::invalid("key", format!("the dataset has no column {k:?}")));
         }
         Ok(())
     }
@@ -287,10 +287,10 @@ impl Store {
         if let Some(col) = req.categories.keys().find(|c| !names.contains(&c.as_str())) {
             return Err(StoreError::invalid("category", format!("column {col:?} is not in the dataset")));
         }
-        if let WriteMode::Upsert { key } = &req.mode {
-            if !names.contains(&key.as_str()) {
-                return Err(StoreError::invalid("key", format!("the file has no column {key:?}")));
-            }
+        if let WriteMode::Upsert { key } = &req.mode
+            && !names.contains(&key.as_str())
+        {
+            return Err(StoreError::invalid("key", format!("the file has no column {key:?}")));
         }
         Ok(Inspection { report, sample })
     }
@@ -351,10 +351,10 @@ impl Store {
             let step = async {
                 match msg {
                     Message::Schema(schema) => {
-                        if let Some(k) = &key {
-                            if schema.field_with_name(k).is_err() {
-                                return Err(StoreError::invalid("key", format!("the file has no column {k:?}")));
-                            }
+                        if let Some(k) = &key
+                            && schema.field_with_name(k).is_err()
+                        {
+                            return Err(StoreError::invalid("key", format!("the file has no column {k:?}")));
                         }
                         schema_read = Some(schema);
                     }

@@ -84,11 +84,10 @@ impl Lake {
     /// Makes sure a local table directory exists before a first write.
     pub(crate) fn prepare(&self, r: &DatasetRef) -> Result<(), StoreError> {
         let url = self.table_url(r);
-        if url.scheme() == "file" {
-            if let Ok(path) = url.to_file_path() {
-                std::fs::create_dir_all(&path)
-                    .map_err(|e| StoreError::Config { message: format!("cannot create {}: {e}", path.display()) })?;
-            }
+        if url.scheme() == "file"
+            && let Ok(path) = url.to_file_path()
+        {
+            std::fs::create_dir_all(&path).map_err(|e| StoreError::Config { message: format!("cannot create {}: {e}", path.display()) })?;
         }
         Ok(())
     }

@@ -488,10 +488,10 @@ impl Store {
     /// The table schema of a dataset at a version (cached: a version never changes).
     pub async fn schema_at(&self, r: &DatasetRef, version: i64) -> Result<SchemaRef, StoreError> {
         let name = r.to_string();
-        if let Some((v, s)) = self.lake.cache.schemas.lock().expect("cache lock").get(&name) {
-            if *v == version {
-                return Ok(s.clone());
-            }
+        if let Some((v, s)) = self.lake.cache.schemas.lock().expect("cache lock").get(&name)
+            && *v == version
+        {
+            return Ok(s.clone());
         }
         let table = self.lake.open(r, Some(version)).await?;
         let schema: arrow::datatypes::Schema = table.snapshot()?.schema().as_ref().try_into_arrow()?;

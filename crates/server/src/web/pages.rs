@@ -483,14 +483,13 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
         page.map_on_request = about_people && !map_asked && !geometry.is_empty();
         if let Some(g) = geometry.first().filter(|_| !about_people || map_asked) {
             let q = RowsQuery { select: vec![g.clone()], limit: Some(MAP_SHAPES), ..RowsQuery::default() };
-            if let Ok(released) = state.engine.rows(&caller.principal, purpose.as_deref(), &r, &q, CHANNEL).await {
-                if let Ok((_, shapes)) = collect(released, MAP_SHAPES).await {
-                    if !shapes.is_empty() {
-                        page.map_alt = v.lang.t("map_alt").replace("{n}", &shapes.len().to_string());
-                        let outline = if r.dataset.as_str() == OUTLINE { None } else { outline(&state, r.org.as_str()).await };
-                        page.map = Some(svg::map(&shapes, &[], &page.map_alt, outline.as_ref()));
-                    }
-                }
+            if let Ok(released) = state.engine.rows(&caller.principal, purpose.as_deref(), &r, &q, CHANNEL).await
+                && let Ok((_, shapes)) = collect(released, MAP_SHAPES).await
+                && !shapes.is_empty()
+            {
+                page.map_alt = v.lang.t("map_alt").replace("{n}", &shapes.len().to_string());
+                let outline = if r.dataset.as_str() == OUTLINE { None } else { outline(&state, r.org.as_str()).await };
+                page.map = Some(svg::map(&shapes, &[], &page.map_alt, outline.as_ref()));
             }
         }
         let chart = if about_people {
@@ -528,9 +527,12 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
 
 /// Charts of open datasets by (dataset, version, language): `None` for a dataset without one.
 #[derive(Debug, Clone, Default)]
-pub struct Charts(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<ChartKey, Option<(String, String)>>>>);
+pub struct Charts(std::sync::Arc<std::sync::Mutex<ChartCache>>);
 
 type ChartKey = (String, i64, &'static str);
+
+/// A chart's SVG and its text alternative, or `None` for a dataset without one.
+type ChartCache = std::collections::HashMap<ChartKey, Option<(String, String)>>;
 
 /// Charts kept at most; past it, the cache starts again.
 const CHARTS_KEPT: usize = 256;
@@ -889,10 +891,10 @@ fn access_row(a: &crate::me::Access, lang: super::Lang, names: &Names) -> Access
         .datasets
         .iter()
         .map(|d| {
-            if let Some(h) = d.legal_basis.get("hjemmel").and_then(|h| h.as_str()) {
-                if !laws.contains(&h.to_string()) {
-                    laws.push(h.to_string());
-                }
+            if let Some(h) = d.legal_basis.get("hjemmel").and_then(|h| h.as_str())
+                && !laws.contains(&h.to_string())
+            {
+                laws.push(h.to_string());
             }
             let scope = if d.scope == "bulk" { format!(" ({})", lang.t("me_bulk")) } else { String::new() };
             format!("{}{scope}", d.title)

@@ -441,7 +441,7 @@ async fn lookup_page(state: &AppState, v: &Visitor, purpose: String, kind: Strin
     let purpose = Some(purpose.as_str()).filter(|p| !p.is_empty());
     let _permit = match state.gate.admit(&v.caller(purpose.map(str::to_string)), &state.limits) {
         Ok(p) => p,
-        Err(p) => return problem_page(&v, p),
+        Err(p) => return problem_page(v, p),
     };
     match state.engine.lookup(&v.principal, purpose, subject, &id, CHANNEL).await {
         Ok(l) => {
@@ -467,7 +467,7 @@ async fn lookup_page(state: &AppState, v: &Visitor, purpose: String, kind: Strin
                 page.error = Some(format!("{}: {}", p.title, p.detail));
                 v.page(StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST), &page)
             }
-            p => problem_page(&v, p),
+            p => problem_page(v, p),
         },
     }
 }
