@@ -600,21 +600,24 @@ static FUNCTIONS: LazyLock<Vec<Arc<ScalarUDF>>> = LazyLock::new(|| {
     // geodatafusion's functions panic on some inputs (a NULL geometry beside a column, for
     // `ST_Intersects`); each call is made a failure of that query instead.
     let mut functions: Vec<Arc<ScalarUDF>> =
-        functions.into_iter().map(|f| Arc::new(ScalarUDF::new_from_impl(Guarded { inner: f.inner().clone() }))).collect();
+        functions.into_iter().map(|f| Arc::new(ScalarUDF::new_from_impl(Guarded { inner: f.inner().clone(), bound: None }))).collect();
     functions.extend([SetSrid::udf(), Srid::udf(), Transform::udf(), DWithin::udf()].map(Arc::new));
     functions
 });
 
-/// A geo function of a dependency whose panics become the query's error ("the function failed
-/// on its input"), so no input can end the process that runs it.
+/// A function of a dependency behind a guard. A geo function (`bound: None`): its panics become
+/// the query's error ("the function failed on its input"), so no input can end the process that
+/// runs it. A text function (`bound: Some`): its result's size is bounded before it runs
+/// (`text.rs`).
 #[derive(Debug)]
-struct Guarded {
-    inner: Arc<dyn ScalarUDFImpl>,
+pub(crate) struct Guarded {
+    pub(crate) inner: Arc<dyn ScalarUDFImpl>,
+    pub(crate) bound: Option<crate::text::Growth>,
 }
 
 impl PartialEq for Guarded {
     fn eq(&self, other: &Self) -> bool {
-        self.inner.name() == other.inner.name() && self.inner.signature() == other.inner.signature()
+        self.inner.name() == other.inner.name() && self.inner.signature() == other.inner.signature() && self.bound == other.bound
     }
 }
 
@@ -668,6 +671,10 @@ impl ScalarUDFImpl for Guarded {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        if let Some(growth) = self.bound {
+            crate::text::check(self.inner.name(), growth, &args.args, args.number_rows)?;
+            return self.inner.invoke_with_args(args);
+        }
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.inner.invoke_with_args(args))) {
             Ok(result) => result,
             Err(_) => exec_err!("ST_ functions: {}", GUARDED_FAILURE),

@@ -244,8 +244,11 @@ pub fn statement(sql: &str) -> Result<DfStatement, QueryError> {
     if statements.len() > 1 {
         return Err(QueryError::NotAllowed("only one statement per request".into()));
     }
-    let statement = statements.pop_front().ok_or_else(|| QueryError::Invalid("the query is empty".into()))?;
+    let mut statement = statements.pop_front().ok_or_else(|| QueryError::Invalid("the query is empty".into()))?;
     check(&statement)?;
+    if let DfStatement::Statement(s) = &mut statement {
+        bounded_concat(s.as_mut());
+    }
     Ok(statement)
 }
 
@@ -290,7 +293,40 @@ pub fn filter(text: &str) -> Result<CheckedFilter, QueryError> {
     if nested {
         return Err(QueryError::NotAllowed("a filter cannot contain a subquery".into()));
     }
+    let mut expr = expr;
+    bounded_concat(&mut expr);
     Ok(CheckedFilter(expr))
+}
+
+/// Plans every `a || b` as the bounded text concatenation (`text::CONCAT_OPERATOR`), so a chain
+/// of them cannot build text without limit.
+fn bounded_concat<V: datafusion::sql::sqlparser::ast::VisitMut>(tree: &mut V) {
+    use datafusion::sql::sqlparser::ast::{
+        BinaryOperator, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName,
+    };
+    let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(tree, |e| {
+        if let Expr::BinaryOp { op: BinaryOperator::StringConcat, .. } = e {
+            let Expr::BinaryOp { left, right, .. } = std::mem::replace(e, Expr::value(datafusion::sql::sqlparser::ast::Value::Null)) else {
+                unreachable!("matched above")
+            };
+            let arg = |x: Box<Expr>| FunctionArg::Unnamed(FunctionArgExpr::Expr(*x));
+            *e = Expr::Function(Function {
+                name: ObjectName::from(vec![Ident::new(crate::text::CONCAT_OPERATOR)]),
+                uses_odbc_syntax: false,
+                parameters: FunctionArguments::None,
+                args: FunctionArguments::List(FunctionArgumentList {
+                    duplicate_treatment: None,
+                    args: vec![arg(left), arg(right)],
+                    clauses: vec![],
+                }),
+                filter: None,
+                null_treatment: None,
+                over: None,
+                within_group: vec![],
+            });
+        }
+        ControlFlow::<()>::Continue(())
+    });
 }
 
 /// Checks a parsed statement; the error names what is not allowed and never echoes data.

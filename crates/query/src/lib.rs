@@ -10,6 +10,7 @@ mod lookup;
 mod memory;
 mod protection;
 mod secure;
+mod text;
 mod writes;
 
 use std::collections::BTreeMap;
@@ -31,6 +32,7 @@ pub use export::{
 pub use guard::{ALLOWED_FUNCTIONS, MAX_NESTING, MAX_SQL_BYTES};
 pub use lookup::{Found, Lookup, LookupOrg, Related};
 pub use memory::{DEFAULT_QUERY_MEMORY, DEFAULT_SERVER_MEMORY};
+pub use text::{MAX_BATCH_TEXT_BYTES, MAX_TEXT_BYTES};
 pub use writes::datasets_field;
 
 /// Why a query failed. Texts never contain values from data.
@@ -128,6 +130,10 @@ fn plan_message(text: &str) -> String {
 fn execution_message(e: &datafusion::error::DataFusionError) -> String {
     let original = e.to_string();
     let text = original.to_ascii_lowercase();
+    // A bounded text function's refusal is a fixed text that never quotes a value.
+    if original.contains(text::TOO_LONG) {
+        return format!("a text function: {}", text::TOO_LONG);
+    }
     // Tverr's own geo functions fail with fixed texts that never quote a value.
     for function in geo::FAILING_FUNCTIONS {
         for failure in geo::FAILURES {
@@ -703,6 +709,7 @@ impl Engine {
                 config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
                 let ctx = SessionContext::new_with_config(config);
                 geo::register(&ctx);
+                text::register(&ctx);
                 SessionStateBuilder::new_from_existing(ctx.state()).with_physical_optimizer_rule(Arc::new(execution::Yielding)).build()
             })
             .clone();

@@ -255,7 +255,11 @@ impl SecureTable {
                     None => column.clone(),
                     Some(m) => mask(m, column.clone(), &data_type, c.category, &grant.hmac_key)?,
                 };
-                let released = if c.category == ColumnCategory::ProtectedAddress {
+                // A property key places its owner as surely as an address: under protection by
+                // person it is withheld like one (a water meter's matrikkel as the property's).
+                let places = c.category == ColumnCategory::ProtectedAddress
+                    || (c.subject == Some(tverr_core::SubjectKind::Property) && by_person.is_some());
+                let released = if places {
                     protect(&grant.protection, by_person.as_ref(), masked, &source)?
                 } else {
                     // A geometry column is released with its CRS attached, so filters on it

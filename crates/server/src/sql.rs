@@ -30,10 +30,17 @@ pub const ANONYMOUS_ROWS: u64 = 1_000_000;
 
 struct Rows {
     stream: tverr_query::SendableRecordBatchStream,
-    pending: Option<arrow::record_batch::RecordBatch>,
+    /// The first batch, already written out (so that a batch that cannot be written is a
+    /// problem before the response starts, not a dropped connection).
+    pending: Option<Vec<u8>>,
     csv: bool,
     wrote_any: bool,
     finished: bool,
+}
+
+/// One batch as CSV lines or JSON objects.
+fn write(batch: &arrow::record_batch::RecordBatch, csv: bool) -> Result<Vec<u8>, QueryError> {
+    if csv { tverr_query::csv_rows(batch, false) } else { tverr_query::json_objects(batch, &[]) }
 }
 
 /// Runs the query. The first batch is computed before the response starts, so errors in
@@ -63,7 +70,15 @@ pub async fn query(State(state): State<AppState>, caller: Caller, headers: Heade
         let columns = serde_json::to_string(&tverr_query::result_columns(&schema)).unwrap_or_else(|_| "[]".into());
         format!("{{\"columns\":{columns},\"rows\":[").into_bytes()
     };
-    let rows = Rows { stream, pending: first, csv, wrote_any: false, finished: false };
+    let pending = first.as_ref().map(|b| write(b, csv)).transpose().map_err(|_| {
+        Problem::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "query-failed",
+            "Spørringen feilet / Query failed",
+            "a column of the result has a type that cannot be written as JSON or CSV; convert it in the query (a geometry with ST_AsText)",
+        )
+    })?;
+    let rows = Rows { stream, pending, csv, wrote_any: false, finished: false };
     let body = futures::stream::once(async move { Ok::<Bytes, std::io::Error>(Bytes::from(head)) }).chain(futures::stream::unfold(
         rows,
         |mut st| async move {
@@ -71,28 +86,25 @@ pub async fn query(State(state): State<AppState>, caller: Caller, headers: Heade
                 return None;
             }
             let next = match st.pending.take() {
-                Some(b) => Some(Ok(b)),
-                None => st.stream.next().await,
+                Some(bytes) => Some(Ok(Ok(bytes))),
+                None => st.stream.next().await.map(|b| b.map(|batch| write(&batch, st.csv))),
             };
             match next {
-                Some(Ok(batch)) => {
-                    let chunk = if st.csv { tverr_query::csv_rows(&batch, false) } else { tverr_query::json_objects(&batch, &[]) };
-                    match chunk {
-                        Ok(mut bytes) => {
-                            if !st.csv && !bytes.is_empty() {
-                                if st.wrote_any {
-                                    bytes.insert(0, b',');
-                                }
-                                st.wrote_any = true;
+                Some(Ok(chunk)) => match chunk {
+                    Ok(mut bytes) => {
+                        if !st.csv && !bytes.is_empty() {
+                            if st.wrote_any {
+                                bytes.insert(0, b',');
                             }
-                            Some((Ok(Bytes::from(bytes)), st))
+                            st.wrote_any = true;
                         }
-                        Err(e) => {
-                            st.finished = true;
-                            Some((Err(std::io::Error::other(e.to_string())), st))
-                        }
+                        Some((Ok(Bytes::from(bytes)), st))
                     }
-                }
+                    Err(e) => {
+                        st.finished = true;
+                        Some((Err(std::io::Error::other(e.to_string())), st))
+                    }
+                },
                 Some(Err(e)) => {
                     st.finished = true;
                     Some((Err(std::io::Error::other(QueryError::from(e).to_string())), st))
