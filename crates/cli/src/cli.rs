@@ -444,6 +444,9 @@ struct ServeArgs {
     /// Queries one principal may run at the same time.
     #[arg(long, env = "TVERR_QUERIES_PER_PRINCIPAL", default_value_t = 4)]
     queries_per_principal: usize,
+    /// Connections one client address may hold open at the same time (more are closed at once).
+    #[arg(long, env = "TVERR_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 1024)]
+    max_connections_per_client: usize,
 }
 
 /// Input problems exit with 65 (EX_DATAERR), refusals of the policy layer with 77 (EX_NOPERM),
@@ -714,6 +717,7 @@ async fn dispatch(cli: Cli, store: Store, engine: &Engine) -> Result<()> {
                 upload_bytes: a.max_upload_bytes,
                 query_time: std::time::Duration::from_secs(a.query_seconds.max(1)),
                 queries_per_principal: a.queries_per_principal.max(1),
+                connections_per_client: a.max_connections_per_client.max(1),
             };
             let mut state = tverr_server::AppState::from_engine(engine.clone()).with_limits(limits);
             if a.demo {

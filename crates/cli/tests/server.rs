@@ -229,3 +229,46 @@ fn sql_and_agreements_over_http() {
     t.ok(&["token", "revoke", &ola]);
     assert_eq!(sql(port, Some(&ola), None, "SELECT 1", "text/csv").0, 401);
 }
+
+#[test]
+fn one_client_with_unfinished_requests_cannot_take_every_connection() {
+    // Final attack on issue 23, release build (F4): 21,000 connections that each sent half a
+    // request head were held open until the server ran out of file descriptors and answered no
+    // one. Each client address may now hold a bounded number at once; more are closed as they
+    // are accepted, and other clients are served.
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let t = Tverr::new();
+    let server = common::start_with(&t, &["--max-connections-per-client", "64"]);
+    let port = server.1;
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n");
+        held.push(s);
+    }
+    // The connections past the limit are closed by the server: their reads end.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut closed = 0;
+    for s in &mut held {
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
+        s.set_read_timeout(Some(left.min(Duration::from_millis(200)))).unwrap();
+        let mut buf = [0u8; 16];
+        if matches!(s.read(&mut buf), Ok(0) | Err(_)) && s.read(&mut buf).is_ok_and(|n| n == 0) {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 200 - 64 - 8, "only {closed} of the 136 connections past the limit were closed");
+    // Another client address is served meanwhile.
+    let probe = format!(
+        "import socket; s = socket.create_connection(('127.0.0.1', {port}), timeout=5, source_address=('127.0.0.2', 0)); \
+         s.sendall(b'GET /health HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n'); print(s.recv(64).decode().split()[1])"
+    );
+    let out = std::process::Command::new("python3").args(["-c", &probe]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "200", "{}", String::from_utf8_lossy(&out.stderr));
+    // Once the client lets go, it is served again.
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _, _) = get(port, "/health");
+    assert_eq!(status, 200);
+}

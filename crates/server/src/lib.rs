@@ -456,13 +456,9 @@ async fn stop_signal() {
 /// under way get [`SHUTDOWN_GRACE`] to finish.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
-    // Without TCP_NODELAY a small response written in several chunks (head, rows, tail) waits
-    // for the client's delayed ACK: about 40 ms per request on Linux.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
+    // `tap_io` only for the client address as `ConnectInfo<SocketAddr>` (axum provides it for
+    // tapped listeners); `Capped` sets TCP_NODELAY itself.
+    let listener = limits::Capped::new(listener, state.limits.connections_per_client).tap_io(|_: &mut limits::Counted| {});
     let audit = state.engine.audit().clone();
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())

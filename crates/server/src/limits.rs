@@ -22,11 +22,21 @@ pub struct Limits {
     pub query_time: Duration,
     /// Queries one principal may run at the same time.
     pub queries_per_principal: usize,
+    /// Connections one client address may hold open at the same time; more are closed as they
+    /// are accepted (a client that opens connections and never finishes a request cannot take
+    /// every file descriptor).
+    pub connections_per_client: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { body_bytes: 1 << 20, upload_bytes: 1 << 30, query_time: Duration::from_secs(60), queries_per_principal: 4 }
+        Self {
+            body_bytes: 1 << 20,
+            upload_bytes: 1 << 30,
+            query_time: Duration::from_secs(60),
+            queries_per_principal: 4,
+            connections_per_client: 1024,
+        }
     }
 }
 
@@ -137,6 +147,110 @@ pub fn login_throttled(wait: u64) -> Problem {
         "For mange innloggingsforsøk / Too many log-in attempts",
         format!("too many failed log-ins for this user name or address; try again in {wait} s"),
     )
+}
+
+/// A listener that lets each client address hold at most `per_client` connections at once.
+pub(crate) struct Capped {
+    inner: tokio::net::TcpListener,
+    per_client: usize,
+    open: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl Capped {
+    pub(crate) fn new(inner: tokio::net::TcpListener, per_client: usize) -> Self {
+        Self { inner, per_client: per_client.max(1), open: Arc::default() }
+    }
+}
+
+impl axum::serve::Listener for Capped {
+    type Io = Counted;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+            let ip = addr.ip();
+            {
+                let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+                let held = open.entry(ip).or_default();
+                if *held >= self.per_client {
+                    // Closed at once: the client has as many connections as it may hold.
+                    drop(io);
+                    continue;
+                }
+                *held += 1;
+            }
+            // Without TCP_NODELAY a small response written in several chunks (head, rows,
+            // tail) waits for the client's delayed ACK: about 40 ms per request on Linux.
+            if let Err(e) = io.set_nodelay(true) {
+                tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+            }
+            return (Counted { io, ip, open: self.open.clone() }, addr);
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection counted against its client address until it is dropped.
+pub(crate) struct Counted {
+    io: tokio::net::TcpStream,
+    ip: std::net::IpAddr,
+    open: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(held) = open.get_mut(&self.ip) {
+            *held -= 1;
+            if *held == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
 }
 
 #[cfg(test)]
