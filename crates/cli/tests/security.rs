@@ -184,6 +184,13 @@ fn run_case(demo: &Demo, case: &Case) -> Result<(), String> {
             return Err(format!("the access is not recorded as a bulk read of {dataset}"));
         }
     }
+    if let Some(reason) = case.get("logged-refusal") {
+        let db = demo.tverr.data().join("catalog.db");
+        let last = common::sqlite(&db, "SELECT kind, payload FROM audit_log ORDER BY seq DESC LIMIT 1");
+        if !(last.contains("'refusal'") && last.contains(&format!("\"reason\":\"{reason}\""))) {
+            return Err(format!("the refusal is not the log's last entry with reason {reason}: {last}"));
+        }
+    }
     // Whatever else happens, error texts never echo a secret fixture.
     for (name, value) in &demo.fixtures {
         if name != "any_fnr" && stderr.contains(value.as_str()) && !sql.contains(value.as_str()) {

@@ -847,7 +847,19 @@ impl Engine {
             if grants.len() != 1 {
                 return Err(QueryError::NotAllowed("a dataset shared as statistics only cannot be combined with other tables".into()));
             }
-            guard::statistics(&mut statement, k)?;
+            if let Err(refused) = guard::statistics(&mut statement, k) {
+                // A refusal of the statistics rule is a refusal like the policy layer's: an
+                // auditor sees the probing for single rows.
+                let datasets: Vec<String> = grants.keys().map(ToString::to_string).collect();
+                let record = serde_json::json!({
+                    "channel": channel, "principal": self.principal_record(who), "purpose": purpose,
+                    "dataset": datasets.first(), "reason": "statistics-only",
+                });
+                if let Err(e) = self.audit.append("refusal", &record).await {
+                    tracing::error!(error = %e, "cannot record a refusal");
+                }
+                return Err(refused);
+            }
         }
         let plan = state.statement_to_plan(statement).await.map_err(|e| {
             let text = e.strip_backtrace().to_string();
