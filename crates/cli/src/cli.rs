@@ -115,7 +115,31 @@ enum ProtectionCommand {
         /// ORG/DATASET.
         dataset: String,
     },
-    /// The registers of address protection.
+    /// Protect rows of a dataset through a key that is not a subject key: rows whose COLUMN
+    /// holds the TARGET-COLUMN value of a protected row of TARGET (a meter reading through its
+    /// meter's property) are protected alike.
+    Link {
+        /// ORG/DATASET whose rows are protected, e.g. hias/vannmaler_avlesninger.
+        dataset: String,
+        /// Its column with the key.
+        #[arg(long)]
+        column: String,
+        /// ORG/DATASET the key points into (with a person or property key), e.g. hias/vannmalere.
+        #[arg(long)]
+        to: String,
+        /// The target's column with the key (default: the same name).
+        #[arg(long)]
+        target_column: Option<String>,
+    },
+    /// Remove a protection link.
+    Unlink {
+        /// ORG/DATASET.
+        dataset: String,
+        /// Its linked column.
+        #[arg(long)]
+        column: String,
+    },
+    /// The registers of address protection, and the protection links.
     List(JsonFlag),
 }
 
@@ -611,15 +635,46 @@ async fn protection_command(engine: &Engine, c: ProtectionCommand) -> Result<()>
             }
             println!("address protection is no longer read from {r}");
         }
+        ProtectionCommand::Link { dataset, column, to, target_column } => {
+            let (r, target) = (dataset_ref(&dataset)?, dataset_ref(&to)?);
+            let target_column = target_column.unwrap_or_else(|| column.clone());
+            let details = serde_json::json!({"dataset": r.to_string(), "column": column, "target": target.to_string(), "target_column": target_column});
+            engine.log_event("protection-link", &Principal::Operator, "cli", details).await?;
+            let l = catalog.set_protection_link(&r, &column, &target, &target_column, "operator").await?;
+            println!(
+                "rows of {} take the protection of the rows of {} with the same {} ({})",
+                l.dataset, l.target, l.column, l.target_column
+            );
+        }
+        ProtectionCommand::Unlink { dataset, column } => {
+            let r = dataset_ref(&dataset)?;
+            engine
+                .log_event(
+                    "protection-link-removed",
+                    &Principal::Operator,
+                    "cli",
+                    serde_json::json!({"dataset": r.to_string(), "column": column}),
+                )
+                .await?;
+            if !catalog.remove_protection_link(&r, &column).await? {
+                bail!("{r} has no protection link on {column}");
+            }
+            println!("{r}.{column} carries no protection any more");
+        }
         ProtectionCommand::List(f) => {
             let registers = catalog.protection_registers().await?;
+            let links = catalog.protection_links().await?;
             if f.json {
-                println!("{}", serde_json::to_string_pretty(&registers)?);
-            } else if registers.is_empty() {
-                println!("no register of address protection: each dataset's own {} column decides", tverr_policy::PROTECTION_COLUMN);
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"registers": registers, "links": links}))?);
             } else {
+                if registers.is_empty() {
+                    println!("no register of address protection: each dataset's own {} column decides", tverr_policy::PROTECTION_COLUMN);
+                }
                 for r in registers {
                     println!("{}\tkey {}\tstatus {}\tset by {} at {}", r.dataset, r.key_column, r.status_column, r.set_by, r.set_at);
+                }
+                for l in links {
+                    println!("{}.{}\tlinked to {}.{}\tset by {} at {}", l.dataset, l.column, l.target, l.target_column, l.set_by, l.set_at);
                 }
             }
         }

@@ -416,3 +416,35 @@ fn lowering_a_columns_protection_needs_a_second_steward() {
     let changes = t.ok(&["dataset", "category-changes", "--json"]);
     assert!(changes.contains("\"requested_by\": \"frode\"") && changes.contains("\"decided_by\": \"frida\""), "{changes}");
 }
+
+/// `tverr protection link` refuses links that would protect nothing, names the field, and lists
+/// what is linked; removing the demo's link brings the meters' readings back to the consumer.
+#[test]
+fn protection_links_are_checked_listed_and_applied() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "2000"]);
+    let (code, err) = t.fail(&["protection", "link", "hias/vannmaler_avlesninger", "--column", "nope", "--to", "hias/vannmalere"]);
+    assert_eq!(code, 65, "{err}");
+    assert!(err.contains("invalid column: hias/vannmaler_avlesninger has no column nope"), "{err}");
+    let (code, err) = t.fail(&[
+        "protection",
+        "link",
+        "hamar/barnehageplasser",
+        "--column",
+        "barnehage",
+        "--to",
+        "hamar/barnehager",
+        "--target-column",
+        "navn",
+    ]);
+    assert_eq!(code, 65, "{err}");
+    assert!(err.contains("invalid to: hamar/barnehager has no person or property key"), "{err}");
+    let listed = t.ok(&["protection", "list"]);
+    assert!(listed.contains("hias/vannmaler_avlesninger.maler_id\tlinked to hias/vannmalere.maler_id"), "{listed}");
+    let hidden = "SELECT count(*) AS n FROM (SELECT DISTINCT maler_id FROM hias.vannmaler_avlesninger EXCEPT SELECT maler_id FROM hias.vannmalere) d";
+    let count =
+        |t: &Tverr| t.ok(&["sql", "--as", "per", "--purpose", "vanngebyr", "--format", "csv", hidden]).lines().nth(1).unwrap().to_string();
+    assert_eq!(count(&t), "0");
+    t.ok(&["protection", "unlink", "hias/vannmaler_avlesninger", "--column", "maler_id"]);
+    assert_ne!(count(&t), "0", "without the link the readings of protected households are there again");
+}

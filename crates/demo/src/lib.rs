@@ -304,6 +304,10 @@ pub async fn create(store: &Store, config: &DemoConfig) -> Result<u64, DemoError
     // The Folkeregister copy is the authority on who is protected, in every dataset.
     let register: DatasetRef = "hamar/innbyggere".parse().expect("a valid name");
     c.set_protection_register(&register, "fodselsnummer", tverr_policy::PROTECTION_COLUMN, "demo").await?;
+    // Meter readings name no one; their meter number ties them to a property, and so to its owner.
+    let readings: DatasetRef = "hias/vannmaler_avlesninger".parse().expect("a valid name");
+    let meters: DatasetRef = "hias/vannmalere".parse().expect("a valid name");
+    c.set_protection_link(&readings, "maler_id", &meters, "maler_id", "demo").await?;
     access::create(&tverr_policy::Policy::new(store.catalog.clone())).await?;
     Ok(rows)
 }

@@ -81,6 +81,8 @@ pub enum Protection {
         keys: Vec<String>,
         /// The property key columns whose properties decide the row's level.
         properties: Vec<String>,
+        /// The columns that carry the level of another dataset's rows (protection links).
+        links: Vec<String>,
         /// Whether the reader may see that a person is protected.
         visible: bool,
         /// Whether `fortrolig` rows keep their address (and, when not `visible`, their row).
@@ -143,6 +145,8 @@ pub(crate) struct Facts<'a> {
     pub today: chrono::NaiveDate,
     /// Whether a register of address protection is named: then protection is the person's.
     pub protection_registered: bool,
+    /// The dataset's columns that carry protection from another dataset (protection links).
+    pub links: &'a [String],
 }
 
 /// The decision itself: pure, so every branch is tested without a database.
@@ -159,10 +163,11 @@ pub(crate) fn decide(f: &Facts<'_>) -> Result<Grant, Denial> {
         };
         let keys_of_rows = person_keys(f.columns);
         let properties = property_keys(f.columns);
-        let protection = if f.protection_registered && !(keys_of_rows.is_empty() && properties.is_empty()) {
+        let links = f.links.to_vec();
+        let protection = if f.protection_registered && !(keys_of_rows.is_empty() && properties.is_empty() && links.is_empty()) {
             // Open data is for anyone: it releases no protected person's address.
             let release_fortrolig = release_fortrolig && basis != Basis::Open;
-            Protection::ByPerson { keys: keys_of_rows.clone(), properties, visible, release_fortrolig }
+            Protection::ByPerson { keys: keys_of_rows.clone(), properties, links, visible, release_fortrolig }
         } else {
             protection(f.columns, &columns, release_fortrolig)
         };

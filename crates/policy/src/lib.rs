@@ -136,6 +136,8 @@ pub struct PolicySnapshot {
     legal_bases: Mutex<HashMap<(String, String), LegalBasis>>,
     /// The registers of address protection (one entry, key `()`).
     registers: Mutex<HashMap<(), Arc<Vec<tverr_store::ProtectionRegister>>>>,
+    /// The protection links (one entry, key `()`).
+    links: Mutex<HashMap<(), Arc<Vec<tverr_store::ProtectionLink>>>>,
     /// API tokens found, by hash (unknown ones are not kept: [`kept`] keeps no error).
     tokens: Mutex<HashMap<String, HeldToken>>,
 }
@@ -863,6 +865,8 @@ impl Policy {
             _ => (Arc::default(), Vec::new()),
         };
         let registers = kept(&snapshot.registers, (), async { Ok(Arc::new(self.catalog.protection_registers().await?)) }).await?;
+        let links = kept(&snapshot.links, (), async { Ok(Arc::new(self.catalog.protection_links().await?)) }).await?;
+        let linked: Vec<String> = links.iter().filter(|l| l.dataset == name).map(|l| l.column.clone()).collect();
         let mut decision = grant::decide(&grant::Facts {
             principal,
             purpose,
@@ -872,6 +876,7 @@ impl Policy {
             agreements: &agreements,
             today,
             protection_registered: !registers.is_empty(),
+            links: &linked,
         });
         if let Ok(g) = &mut decision
             && let Basis::OwnDepartment { purpose } = &g.basis

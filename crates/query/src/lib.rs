@@ -790,7 +790,10 @@ impl Engine {
             sink: sink.clone(),
         });
         let level = match &grant.protection {
-            tverr_policy::Protection::ByPerson { keys, .. } => Some(self.protected.level_udf(keys.len())),
+            tverr_policy::Protection::ByPerson { keys, properties, links, .. } => {
+                let links = links.iter().map(|c| protection::link_key(&grant.dataset.to_string(), c)).collect();
+                Some(self.protected.level_udf(keys.len(), properties.len(), links))
+            }
             _ => None,
         };
         Ok(secure::SecureTable::new(ctx, inner, grant, tap, level.as_ref())?)

@@ -33,6 +33,9 @@ pub(crate) struct Persons {
     levels: HashMap<Box<str>, i8>,
     /// Canonical matrikkel unit → the highest level of the people linked to it.
     properties: HashMap<Box<str>, i8>,
+    /// Per protection link (`link_key`): key value → the highest level of the target's rows
+    /// holding it.
+    linked: HashMap<String, HashMap<Box<str>, i8>>,
     /// The registers and linking datasets, and the versions they were read at.
     read_from: Vec<(String, i64)>,
 }
@@ -40,6 +43,10 @@ pub(crate) struct Persons {
 impl Persons {
     fn level(&self, key: &str) -> i8 {
         self.levels.get(key).copied().unwrap_or(NONE)
+    }
+
+    fn linked_level(&self, link: &str, key: &str) -> i8 {
+        self.linked.get(link).and_then(|m| m.get(key.trim())).copied().unwrap_or(NONE)
     }
 
     fn property_level(&self, key: &str) -> i8 {
@@ -66,12 +73,19 @@ pub(crate) struct Protected {
 }
 
 impl Protected {
-    /// The function that gives a row's level from its key columns: the first `persons`
-    /// arguments are person keys, the rest property keys.
-    pub(crate) fn level_udf(self: &Arc<Self>, persons: usize) -> datafusion::logical_expr::ScalarUDF {
+    /// The function that gives a row's level from its key columns: `persons` person keys, then
+    /// `properties` property keys, then one column per link of `links` (`link_key`s).
+    pub(crate) fn level_udf(
+        self: &Arc<Self>,
+        persons: usize,
+        properties: usize,
+        links: Vec<String>,
+    ) -> datafusion::logical_expr::ScalarUDF {
         datafusion::logical_expr::ScalarUDF::new_from_impl(ProtectionLevel {
             protected: self.clone(),
             persons,
+            properties,
+            links,
             signature: Signature::variadic(vec![DataType::Utf8], Volatility::Immutable),
         })
     }
@@ -85,21 +99,27 @@ impl Protected {
         }
         let registers = store.catalog.protection_registers().await?;
         let links = links(store).await?;
+        let declared = store.catalog.protection_links().await?;
         let mut versions = Vec::new();
-        for name in registers.iter().map(|r| &r.dataset).chain(links.iter().map(|l| &l.dataset)) {
+        let named = registers.iter().map(|r| &r.dataset).chain(links.iter().map(|l| &l.dataset)).chain(declared.iter().map(|l| &l.target));
+        for name in named {
             let dataset: DatasetRef = name.parse().map_err(|e: tverr_core::ModelError| QueryError::Invalid(e.to_string()))?;
             let version = store.catalog.versions(&dataset).await?.last().map_or(-1, |v| v.version);
             versions.push((name.clone(), version));
         }
         let unchanged = self.current.read().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|p| p.read_from == versions);
         if !unchanged {
-            let mut persons = Persons { levels: HashMap::new(), properties: HashMap::new(), read_from: versions };
+            let mut persons = Persons { levels: HashMap::new(), properties: HashMap::new(), linked: HashMap::new(), read_from: versions };
             for r in &registers {
                 read_register(store, r, &mut persons.levels).await?;
             }
             if !persons.levels.is_empty() {
                 for link in links.iter().filter(|l| l.has_rows) {
                     read_link(store, link, &persons.levels, &mut persons.properties).await?;
+                }
+                for link in &declared {
+                    let map = read_declared(store, link, &persons).await?;
+                    persons.linked.insert(link_key(&link.dataset, &link.column), map);
                 }
             }
             *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(persons));
@@ -191,6 +211,60 @@ async fn read_link(
     Ok(())
 }
 
+/// The name a protection link is kept under: the linked dataset and its column.
+pub(crate) fn link_key(dataset: &str, column: &str) -> String {
+    format!("{dataset}\n{column}")
+}
+
+/// The protected values of a declared link: each value of the target's column, with the highest
+/// level of the target's rows holding it (by their person and property keys).
+async fn read_declared(
+    store: &tverr_store::Store,
+    link: &tverr_store::ProtectionLink,
+    persons: &Persons,
+) -> Result<HashMap<Box<str>, i8>, QueryError> {
+    use futures::StreamExt;
+    use tverr_core::SubjectKind;
+    let mut out = HashMap::new();
+    let target: DatasetRef = link.target.parse().map_err(|e: tverr_core::ModelError| QueryError::Invalid(e.to_string()))?;
+    if store.catalog.versions(&target).await?.is_empty() {
+        return Ok(out);
+    }
+    let columns = store.catalog.columns(&target).await?;
+    let of = |kind| columns.iter().filter(|c| c.subject_key == Some(kind)).map(|c| c.name.clone()).collect::<Vec<_>>();
+    let (person_keys, property_keys) = (of(SubjectKind::Person), of(SubjectKind::Property));
+    let selected = std::iter::once(&link.target_column)
+        .chain(&person_keys)
+        .chain(&property_keys)
+        .map(|c| datafusion::logical_expr::cast(datafusion::prelude::ident(c), DataType::Utf8))
+        .enumerate()
+        .map(|(i, e)| e.alias(format!("c{i}")))
+        .collect::<Vec<_>>();
+    let mut stream = raw_frame(store, &target).await?.select(selected)?.execute_stream().await?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let values = batch.column(0).as_string::<i32>();
+        for i in 0..batch.num_rows() {
+            if values.is_null(i) {
+                continue;
+            }
+            let mut level = NONE;
+            for c in 1..batch.num_columns() {
+                let keys = batch.column(c).as_string::<i32>();
+                if keys.is_valid(i) {
+                    let key = keys.value(i);
+                    level = level.max(if c <= person_keys.len() { persons.level(key) } else { persons.property_level(key) });
+                }
+            }
+            if level > NONE {
+                let entry = out.entry(values.value(i).trim().into()).or_insert(level);
+                *entry = (*entry).max(level);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Reads one register's protected people (every status but `ugradert`, a missing one included)
 /// into `levels`, keeping the highest level a person has in any register.
 async fn read_register(
@@ -237,12 +311,17 @@ async fn read_register(
 struct ProtectionLevel {
     protected: Arc<Protected>,
     persons: usize,
+    properties: usize,
+    links: Vec<String>,
     signature: Signature,
 }
 
 impl PartialEq for ProtectionLevel {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.protected, &other.protected) && self.persons == other.persons
+        Arc::ptr_eq(&self.protected, &other.protected)
+            && self.persons == other.persons
+            && self.properties == other.properties
+            && self.links == other.links
     }
 }
 
@@ -252,6 +331,8 @@ impl std::hash::Hash for ProtectionLevel {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         (Arc::as_ptr(&self.protected) as usize).hash(state);
         self.persons.hash(state);
+        self.properties.hash(state);
+        self.links.hash(state);
     }
 }
 
@@ -281,10 +362,16 @@ impl ScalarUDFImpl for ProtectionLevel {
         for (n, array) in arrays.iter().enumerate() {
             let text = arrow::compute::cast(array, &DataType::Utf8)?;
             let text = text.as_string::<i32>();
-            let of = if n < self.persons { Persons::level } else { Persons::property_level };
+            let link = n.checked_sub(self.persons + self.properties).and_then(|l| self.links.get(l));
             for (i, level) in levels.iter_mut().enumerate() {
                 if text.is_valid(i) {
-                    *level = (*level).max(of(&persons, text.value(i)));
+                    let key = text.value(i);
+                    let found = match link {
+                        Some(link) => persons.linked_level(link, key),
+                        None if n < self.persons => persons.level(key),
+                        None => persons.property_level(key),
+                    };
+                    *level = (*level).max(found);
                 }
             }
         }

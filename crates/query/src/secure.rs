@@ -224,10 +224,10 @@ impl SecureTable {
         // rows (so no withheld address singles them out); the others get them with the
         // protected-address columns withheld (`protect`).
         let by_person = match &grant.protection {
-            Protection::ByPerson { keys, properties, visible, release_fortrolig } => {
+            Protection::ByPerson { keys, properties, links, visible, release_fortrolig } => {
                 let level =
                     level.ok_or_else(|| datafusion::error::DataFusionError::Internal("protection by person needs the register".into()))?;
-                let level = level.call(keys.iter().chain(properties).map(|k| cast(ident(k), DataType::Utf8)).collect());
+                let level = level.call(keys.iter().chain(properties).chain(links).map(|k| cast(ident(k), DataType::Utf8)).collect());
                 let withheld_from = if *release_fortrolig { crate::protection::STRENGT } else { crate::protection::FORTROLIG };
                 if !visible {
                     let kept = level.clone().lt(lit(withheld_from));

@@ -77,6 +77,24 @@ pub struct ProtectionRegister {
     pub set_at: String,
 }
 
+/// A link that carries address protection through a key that is not a subject key
+/// ([`Catalog::set_protection_link`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProtectionLink {
+    /// `org/dataset` whose rows are protected through the link.
+    pub dataset: String,
+    /// Its column holding the key.
+    pub column: String,
+    /// `org/dataset` the key points into.
+    pub target: String,
+    /// The target's column holding the same key.
+    pub target_column: String,
+    /// Who made it.
+    pub set_by: String,
+    /// When (RFC 3339).
+    pub set_at: String,
+}
+
 /// A dataset as the catalogue knows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DatasetMeta {
@@ -190,7 +208,7 @@ async fn sqlite_audit_log_by_rowid(pool: &AnyPool) -> Result<(), sqlx::Error> {
 
 /// The tables whose changes move the catalogue generation on ([`Catalog::generation`]): what
 /// access decisions, look-ups, token checks and the catalogue's names read.
-pub const GENERATION_TABLES: [&str; 12] = [
+pub const GENERATION_TABLES: [&str; 13] = [
     "organizations",
     "departments",
     "datasets",
@@ -203,6 +221,7 @@ pub const GENERATION_TABLES: [&str; 12] = [
     "api_tokens",
     "citizen_tokens",
     "protection_registers",
+    "protection_links",
 ];
 
 /// Installs the triggers that move the generation on: in the statement's own transaction, so a
@@ -554,6 +573,93 @@ impl Catalog {
                     dataset: row.try_get("dataset")?,
                     key_column: row.try_get("key_column")?,
                     status_column: row.try_get("status_column")?,
+                    set_by: row.try_get("set_by")?,
+                    set_at: row.try_get("set_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Protects the rows of `r` whose `column` equals `target_column` of a protected row of
+    /// `target` (a person's or property's protection, through that dataset's keys). Both columns
+    /// must exist, and `target` must have a person or property key.
+    pub async fn set_protection_link(
+        &self,
+        r: &DatasetRef,
+        column: &str,
+        target: &DatasetRef,
+        target_column: &str,
+        actor: &str,
+    ) -> Result<ProtectionLink, StoreError> {
+        if r == target {
+            return Err(StoreError::invalid("to", format!("{r} cannot link to itself")));
+        }
+        if !self.columns(r).await?.iter().any(|c| c.name == column) {
+            return Err(StoreError::invalid("column", format!("{r} has no column {column}")));
+        }
+        let target_columns = self.columns(target).await?;
+        if !target_columns.iter().any(|c| c.name == target_column) {
+            return Err(StoreError::invalid("target-column", format!("{target} has no column {target_column}")));
+        }
+        let keyed = target_columns
+            .iter()
+            .any(|c| matches!(c.subject_key, Some(tverr_core::SubjectKind::Person | tverr_core::SubjectKind::Property)));
+        if !keyed {
+            return Err(StoreError::invalid("to", format!("{target} has no person or property key, so a link to it protects nothing")));
+        }
+        let at = chrono::Utc::now().to_rfc3339();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM protection_links WHERE dataset = $1 AND column_name = $2")
+            .bind(r.to_string())
+            .bind(column)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO protection_links (dataset, column_name, target, target_column, set_by, set_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(r.to_string())
+        .bind(column)
+        .bind(target.to_string())
+        .bind(target_column)
+        .bind(actor)
+        .bind(&at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ProtectionLink {
+            dataset: r.to_string(),
+            column: column.into(),
+            target: target.to_string(),
+            target_column: target_column.into(),
+            set_by: actor.into(),
+            set_at: at,
+        })
+    }
+
+    /// Removes the link of `r`'s `column`; false when there was none.
+    pub async fn remove_protection_link(&self, r: &DatasetRef, column: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM protection_links WHERE dataset = $1 AND column_name = $2")
+            .bind(r.to_string())
+            .bind(column)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Every protection link, by dataset and column.
+    pub async fn protection_links(&self) -> Result<Vec<ProtectionLink>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT dataset, column_name, target, target_column, set_by, set_at FROM protection_links ORDER BY dataset, column_name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ProtectionLink {
+                    dataset: row.try_get("dataset")?,
+                    column: row.try_get("column_name")?,
+                    target: row.try_get("target")?,
+                    target_column: row.try_get("target_column")?,
                     set_by: row.try_get("set_by")?,
                     set_at: row.try_get("set_at")?,
                 })

@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 
 pub use cached::CachedRanges;
 pub use catalog::{
-    Catalog, ColumnMeta, DatasetMeta, Department, GENERATION_TABLES, NewDataset, Organization, ProtectionRegister, VersionMeta,
+    Catalog, ColumnMeta, DatasetMeta, Department, GENERATION_TABLES, NewDataset, Organization, ProtectionLink, ProtectionRegister,
+    VersionMeta,
 };
 pub use error::StoreError;
 pub use ingest::{IngestOutcome, IngestRequest, Inspection, WriteMode};
