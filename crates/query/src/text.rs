@@ -38,6 +38,10 @@ pub(crate) enum Growth {
     Sum,
     /// `concat_ws(sep, …)`: the parts with the separator between every two.
     Joined,
+    /// A function whose result has at most this many times the bytes of its first argument:
+    /// `translate` (an ASCII letter may become a four-byte one), `upper`, `lower`, `initcap`
+    /// (a letter's other case may take more bytes).
+    Expand(u64),
 }
 
 impl Growth {
@@ -57,6 +61,7 @@ impl Growth {
                 s.saturating_add((s + 1).saturating_mul(replacement)).saturating_add(references.saturating_mul(s))
             }
             Growth::Sum => lengths.iter().map(|l| l.unwrap_or(0)).fold(0, u64::saturating_add),
+            Growth::Expand(times) => len(0).saturating_mul(times),
             Growth::Joined => {
                 let parts = Growth::Sum.bound(lengths);
                 parts.saturating_add(len(0).saturating_mul(lengths.len() as u64))
@@ -159,9 +164,17 @@ impl ScalarUDFImpl for ConcatOperator {
 /// Replaces the text functions that can lengthen text with bounded ones, and registers the
 /// function `||` is planned as.
 pub(crate) fn register(ctx: &SessionContext) {
-    for (name, growth) in
-        [("replace", Growth::Replace), ("regexp_replace", Growth::RegexpReplace), ("concat", Growth::Sum), ("concat_ws", Growth::Joined)]
-    {
+    let bounded = [
+        ("replace", Growth::Replace),
+        ("regexp_replace", Growth::RegexpReplace),
+        ("concat", Growth::Sum),
+        ("concat_ws", Growth::Joined),
+        ("translate", Growth::Expand(4)),
+        ("upper", Growth::Expand(3)),
+        ("lower", Growth::Expand(3)),
+        ("initcap", Growth::Expand(3)),
+    ];
+    for (name, growth) in bounded {
         if let Some(f) = ctx.state().scalar_functions().get(name).cloned() {
             ctx.register_udf(ScalarUDF::new_from_impl(crate::geo::Guarded { inner: f.inner().clone(), bound: Some(growth) }));
         }
