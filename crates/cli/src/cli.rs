@@ -468,9 +468,17 @@ struct ServeArgs {
     /// Queries one principal may run at the same time.
     #[arg(long, env = "TVERR_QUERIES_PER_PRINCIPAL", default_value_t = 4)]
     queries_per_principal: usize,
-    /// Connections one client address may hold open at the same time (more are closed at once).
+    /// Connections one client (an IPv4 address or an IPv6 /64) may hold open at the same time
+    /// (more are closed at once).
     #[arg(long, env = "TVERR_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 1024)]
     max_connections_per_client: usize,
+    /// Connections the server holds open at the same time, from all clients.
+    #[arg(long, env = "TVERR_MAX_CONNECTIONS", default_value_t = 8192)]
+    max_connections: usize,
+    /// Seconds the server waits for a request head, or for the next part of a request body,
+    /// before it closes the connection.
+    #[arg(long, env = "TVERR_CLIENT_SECONDS", default_value_t = 20)]
+    client_seconds: u64,
 }
 
 /// Input problems exit with 65 (EX_DATAERR), refusals of the policy layer with 77 (EX_NOPERM),
@@ -773,6 +781,8 @@ async fn dispatch(cli: Cli, store: Store, engine: &Engine) -> Result<()> {
                 query_time: std::time::Duration::from_secs(a.query_seconds.max(1)),
                 queries_per_principal: a.queries_per_principal.max(1),
                 connections_per_client: a.max_connections_per_client.max(1),
+                connections: a.max_connections.max(1),
+                client_time: std::time::Duration::from_secs(a.client_seconds.max(1)),
             };
             let mut state = tverr_server::AppState::from_engine(engine.clone()).with_limits(limits);
             if a.demo {

@@ -272,3 +272,67 @@ fn one_client_with_unfinished_requests_cannot_take_every_connection() {
     let (status, _, _) = get(port, "/health");
     assert_eq!(status, 200);
 }
+
+/// True when the server closes `s` (its read ends) within `within`.
+fn closed_within(s: &mut std::net::TcpStream, within: std::time::Duration) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => return matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe),
+        }
+    }
+}
+
+#[test]
+fn silent_clients_are_closed_and_cannot_hold_the_server() {
+    // Release-build attack on issue 23: half-sent request heads from many addresses were never
+    // timed out, so enough addresses held every connection the server would take. A client
+    // that sends no request head, or no part of a body, for --client-seconds is now closed,
+    // and the server as a whole holds at most --max-connections.
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let t = Tverr::new();
+    let server = common::start_with(&t, &["--client-seconds", "2", "--max-connections", "12"]);
+    let port = server.1;
+    let connect = || std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // The server is serving (the start-up probe's connection is gone) before it is filled.
+    assert_eq!(get(port, "/health").0, 200);
+    std::thread::sleep(Duration::from_millis(200));
+
+    // Every way of falling silent: nothing at all, half a head, a head and half a body, and an
+    // idle connection after a complete response.
+    let mut silent = [connect(), connect(), connect(), connect()];
+    silent[1].write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+    silent[2]
+        .write_all(b"POST /api/v1/sql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"sql\": \"SEL")
+        .unwrap();
+    silent[3].write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    // The server is full: eight more take its last places, and the next is closed at once.
+    let mut filling: Vec<_> = (0..8).map(|_| connect()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut turned_away = connect();
+    assert!(closed_within(&mut turned_away, Duration::from_secs(1)), "a connection past --max-connections is closed at once");
+
+    let started = Instant::now();
+    for (i, s) in silent.iter_mut().chain(filling.iter_mut()).enumerate() {
+        let left = Duration::from_secs(6).saturating_sub(started.elapsed()).max(Duration::from_millis(10));
+        assert!(closed_within(s, left), "silent connection {i} was still open after {:?}", started.elapsed());
+    }
+    assert!(started.elapsed() >= Duration::from_secs(1), "closed before the client had its time: {:?}", started.elapsed());
+    // The half-sent body got a problem before its connection closed.
+    let mut answer = String::new();
+    let mut again = connect();
+    again
+        .write_all(b"POST /api/v1/sql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"sql\": \"SEL")
+        .unwrap();
+    again.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+    let _ = std::io::Read::read_to_string(&mut again, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    // Once they are gone, the server answers again.
+    let (status, _, _) = get(port, "/health");
+    assert_eq!(status, 200);
+}

@@ -126,16 +126,26 @@ impl Population {
                 }
             }
         };
+        // Property numbers leave gaps, as real ones do (parcels merged, numbers retired), from
+        // their own generator so the population stays the same: a number missing from what a
+        // reader sees is no sign of a protected household.
+        let mut numbering = ChaCha8Rng::seed_from_u64(config.seed ^ 0x6d61_7472_696b_6b65);
+        let (mut gnr, mut bnr) = (1u32, 0u32);
         while persons.len() < config.persons {
             let h = households.len() as u32;
+            bnr += numbering.random_range(1..=4);
+            if bnr > 900 {
+                gnr += 1;
+                bnr = numbering.random_range(1..=4);
+            }
             let street = rng.random_range(0..STREETS.len());
             let angle: f64 = rng.random::<f64>() * std::f64::consts::TAU;
             let radius: f64 = rng.random::<f64>().sqrt() * 6000.0;
             let mut household = Household {
                 street,
                 number: rng.random_range(1..140),
-                gnr: 1 + h / 400,
-                bnr: 1 + h % 400,
+                gnr,
+                bnr,
                 x: CENTER_X + radius * angle.cos(),
                 y: CENTER_Y + radius * angle.sin(),
                 members: Vec::new(),
@@ -480,8 +490,20 @@ impl Population {
         let mut readings = BufWriter::new(File::create(dir.join("vannmaler_avlesninger.csv"))?);
         writeln!(meters, "maler_id;matrikkel;installert")?;
         writeln!(readings, "maler_id;maaned;forbruk_m3")?;
-        for (i, h) in self.households.iter().enumerate() {
-            let id = format!("HIAS-{:07}", i + 1);
+        // Meters are listed in no particular order under serial numbers of their own, so
+        // neither a meter's place nor its number points to a property (the numbers of a
+        // protected household's meter would otherwise be the gap in a sequence).
+        let mut order: Vec<usize> = (0..self.households.len()).collect();
+        let mut serials = std::collections::HashSet::with_capacity(order.len());
+        let mut numbering = self.rng(8);
+        order.sort_by_cached_key(|_| numbering.random::<u64>());
+        for h in order.into_iter().map(|i| &self.households[i]) {
+            let id = loop {
+                let serial = numbering.random_range(1_000_000..10_000_000u32);
+                if serials.insert(serial) {
+                    break format!("HIAS-{serial}");
+                }
+            };
             let installed = NaiveDate::from_ymd_opt(rng.random_range(2005..2020), rng.random_range(1..13), 1).expect("valid");
             writeln!(meters, "{id};{};{}", h.matrikkel(), installed.format("%d.%m.%Y"))?;
             let base = 3.0 + 4.0 * h.members.len() as f64;
@@ -522,5 +544,53 @@ impl Population {
         }
         w.flush()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn neither_a_missing_number_nor_a_meter_number_points_to_a_household() {
+        let population = Population::generate(&DemoConfig { persons: 3000, seed: 7 });
+        let numbers: Vec<(u32, u32)> = population.households.iter().map(|h| (h.gnr, h.bnr)).collect();
+        let gaps = numbers.windows(2).filter(|w| w[0].0 == w[1].0 && w[1].1 > w[0].1 + 1).count();
+        assert!(gaps * 2 > numbers.len(), "property numbers have gaps throughout: {gaps} of {}", numbers.len());
+        assert_eq!(numbers.iter().collect::<std::collections::HashSet<_>>().len(), numbers.len(), "every property number once");
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        population.write_vann(dir.path()).expect("written");
+        let meters = std::fs::read_to_string(dir.path().join("vannmalere.csv")).expect("meters");
+        let place: HashMap<String, usize> = population.households.iter().enumerate().map(|(i, h)| (h.matrikkel(), i)).collect();
+        // Rank of each meter's serial against its property's place in the register: no order
+        // between them (a rank correlation near zero), and none between a meter's line and its
+        // property's place either.
+        let rows: Vec<(u32, usize)> = meters
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split(';').collect();
+                (f[0].trim_start_matches("HIAS-").parse().expect("serial"), place[f[1]])
+            })
+            .collect();
+        assert_eq!(rows.len(), population.households.len());
+        let rank_correlation = |pairs: &[(f64, f64)]| {
+            let n = pairs.len() as f64;
+            let mean = |v: &dyn Fn(&(f64, f64)) -> f64| pairs.iter().map(v).sum::<f64>() / n;
+            let (mx, my) = (mean(&|p| p.0), mean(&|p| p.1));
+            let cov: f64 = pairs.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+            let sx: f64 = pairs.iter().map(|p| (p.0 - mx).powi(2)).sum::<f64>().sqrt();
+            let sy: f64 = pairs.iter().map(|p| (p.1 - my).powi(2)).sum::<f64>().sqrt();
+            cov / (sx * sy)
+        };
+        let mut by_serial: Vec<usize> = (0..rows.len()).collect();
+        by_serial.sort_by_key(|&i| rows[i].0);
+        let serial_vs_place: Vec<(f64, f64)> = by_serial.iter().enumerate().map(|(rank, &i)| (rank as f64, rows[i].1 as f64)).collect();
+        let line_vs_place: Vec<(f64, f64)> = rows.iter().enumerate().map(|(line, r)| (line as f64, r.1 as f64)).collect();
+        assert!(rank_correlation(&serial_vs_place).abs() < 0.1, "serials follow the register: {}", rank_correlation(&serial_vs_place));
+        assert!(rank_correlation(&line_vs_place).abs() < 0.1, "lines follow the register: {}", rank_correlation(&line_vs_place));
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! The physical plan of one scan is: the dataset's scan → the row filter → a barrier → user
 //! filters that read only unmasked, unprotected columns → a barrier → the masking projection →
-//! user filters on released values → a LIMIT that reached the scan → the tap → a barrier.
+//! user filters on released values → rows with withheld columns held back to the end → a LIMIT
+//! that reached the scan → the tap → a barrier.
 //! * User filters run only on permitted rows: the barrier ([`SecureScanExec`]) stops DataFusion
 //!   from merging them into, or pushing them below, the row filter; the barrier above them stops
 //!   the optimizer from moving the masks below them (masks then run only on kept rows).
@@ -46,6 +47,13 @@ use tverr_policy::{Grant, Mask, PROTECTION_COLUMN, Protection};
 /// The name of the hidden column that carries the person key from the masks to the tap; not a
 /// name a dataset column can have (they never start with a space).
 const SUBJECT_COLUMN: &str = " tverr_subject";
+
+/// The hidden column that tells [`WithheldLastExec`] which rows have columns withheld.
+const WITHHELD_COLUMN: &str = " tverr_withheld";
+
+/// Withheld rows held back before they are sent on anyway (in bytes of Arrow memory), so a
+/// dataset whose rows are nearly all withheld is not gathered in memory whole.
+const WITHHELD_HELD_BYTES: usize = 32 << 20;
 
 /// Data subjects seen by the taps of one request, by dataset, as HMACs of their numbers.
 #[derive(Debug, Clone)]
@@ -195,6 +203,9 @@ pub(crate) struct SecureTable {
     schema: SchemaRef,
     /// Records the person key of every row that leaves the scan.
     tap: Option<SubjectTap>,
+    /// Whether a row has columns withheld by protection, over the inner columns; such rows
+    /// leave the scan after all the others ([`WithheldLastExec`]).
+    withheld: Option<Expr>,
 }
 
 impl SecureTable {
@@ -277,7 +288,11 @@ impl SecureTable {
             .collect::<DfResult<Vec<_>>>()?;
         let aliased = grant.columns.iter().zip(&released).map(|(c, e)| e.clone().alias(&c.name)).collect::<Vec<_>>();
         let schema = Arc::new(df.select(aliased)?.schema().as_arrow().clone());
-        Ok(Self { inner, row_filter, released, plain, schema, tap })
+        let withholds = grant.columns.iter().any(|c| {
+            c.category == ColumnCategory::ProtectedAddress || (c.subject == Some(tverr_core::SubjectKind::Property) && by_person.is_some())
+        });
+        let withheld = if withholds { withheld_rows(&grant.protection, by_person.as_ref())? } else { None };
+        Ok(Self { inner, row_filter, released, plain, schema, tap, withheld })
     }
 
     /// Whether a user filter uses only plain columns, so it may run on permitted rows before the
@@ -360,6 +375,30 @@ fn protect(p: &Protection, by_person: Option<&(Expr, i8)>, released: Expr, sourc
     }
 }
 
+/// Whether a row has its protected columns withheld under `p` (never null), or `None` when
+/// protection withholds in no row or in every row (then a row's place tells nothing).
+fn withheld_rows(p: &Protection, by_person: Option<&(Expr, i8)>) -> DfResult<Option<Expr>> {
+    match p {
+        Protection::NotApplicable | Protection::WithholdAll => Ok(None),
+        // A reader who may not see protected people gets none of their rows.
+        Protection::ByPerson { visible: false, .. } => Ok(None),
+        Protection::ByPerson { .. } => {
+            let (level, withheld_from) =
+                by_person.ok_or_else(|| datafusion::error::DataFusionError::Internal("protection by person needs the register".into()))?;
+            Ok(Some(when(level.clone().gt_eq(lit(*withheld_from)), lit(true)).otherwise(lit(false))?))
+        }
+        Protection::ByRow { release_fortrolig } => {
+            use datafusion::functions::string;
+            let status = string::lower().call(vec![string::btrim().call(vec![cast(ident(PROTECTION_COLUMN), DataType::Utf8)])]);
+            let mut open = status.clone().eq(lit("ugradert"));
+            if *release_fortrolig {
+                open = open.or(status.eq(lit("fortrolig")));
+            }
+            Ok(Some(when(open, lit(false)).otherwise(lit(true))?))
+        }
+    }
+}
+
 #[async_trait]
 impl TableProvider for SecureTable {
     fn schema(&self) -> SchemaRef {
@@ -380,7 +419,7 @@ impl TableProvider for SecureTable {
     }
 
     /// Builds: scan → row filter → [barrier] → user filters on plain columns → [barrier] → masks
-    /// → user filters on released values → limit → tap → [barrier]. The first barrier keeps user filters
+    /// → user filters on released values → withheld rows last → limit → tap → [barrier]. The first barrier keeps user filters
     /// from being merged into or pushed below the row filter, so they never run on rows the
     /// caller may not see.
     async fn scan(
@@ -414,7 +453,7 @@ impl TableProvider for SecureTable {
         // The inner columns the released expressions, the plain filters and the tap need.
         let mut needed: Vec<String> = Vec::new();
         let tapped = self.tap.as_ref().map(SubjectTap::expr);
-        for e in outputs.iter().map(|i| &self.released[*i]).chain(plain.iter()).chain(tapped.iter()) {
+        for e in outputs.iter().map(|i| &self.released[*i]).chain(plain.iter()).chain(tapped.iter()).chain(self.withheld.iter()) {
             for c in e.column_refs() {
                 if !needed.contains(&c.name) {
                     needed.push(c.name.clone());
@@ -431,7 +470,7 @@ impl TableProvider for SecureTable {
         // The topmost filter stops once it has the rows a LIMIT that reached the scan asks for;
         // otherwise it would gather a full batch (8,192 rows) first, reading most of a table for
         // a selective condition.
-        let plain_fetch = if on_released.is_empty() { limit } else { None };
+        let plain_fetch = if on_released.is_empty() && self.withheld.is_none() { limit } else { None };
         if let Some(predicate) = plain.into_iter().reduce(Expr::and) {
             let predicate = state.create_physical_expr(predicate, &inner_schema)?;
             plan = Arc::new(FilterExecBuilder::new(predicate, plan).with_fetch(plain_fetch).build()?);
@@ -449,11 +488,21 @@ impl TableProvider for SecureTable {
         if let Some(t) = &tapped {
             exprs.push((state.create_physical_expr(t.clone(), &inner_schema)?, SUBJECT_COLUMN.to_string()));
         }
+        let mut withheld_at = None;
+        if let Some(w) = &self.withheld {
+            withheld_at = Some(exprs.len());
+            exprs.push((state.create_physical_expr(w.clone(), &inner_schema)?, WITHHELD_COLUMN.to_string()));
+        }
         plan = Arc::new(ProjectionExec::try_new(exprs, plan)?);
         if let Some(predicate) = on_released.into_iter().reduce(Expr::and) {
             let released_schema = DFSchema::try_from(plan.schema().as_ref().clone())?;
             let predicate = state.create_physical_expr(predicate, &released_schema)?;
-            plan = Arc::new(FilterExecBuilder::new(predicate, plan).with_fetch(limit).build()?);
+            // A limit here would keep the first rows in stored order, withheld ones among them.
+            let fetch = if self.withheld.is_none() { limit } else { None };
+            plan = Arc::new(FilterExecBuilder::new(predicate, plan).with_fetch(fetch).build()?);
+        }
+        if let Some(column) = withheld_at {
+            plan = WithheldLastExec::over(plan, column);
         }
         // DataFusion hands a LIMIT to the scan only when no filter stays above it, so applying it
         // here returns the same rows, and the tap sees only those.
@@ -463,7 +512,7 @@ impl TableProvider for SecureTable {
         if let Some(tap) = &self.tap {
             plan = Arc::new(SubjectTapExec { input: plan, column: outputs.len(), tap: tap.clone() });
         }
-        if outputs.len() != wanted.len() || self.tap.is_some() {
+        if outputs.len() != wanted.len() || self.tap.is_some() || self.withheld.is_some() {
             let schema = plan.schema();
             let exprs = (0..wanted.len())
                 .map(|i| {
@@ -591,6 +640,121 @@ fn mask_of(predicate: &dyn PhysicalExpr, batch: &RecordBatch) -> DfResult<arrow:
         .downcast_ref::<arrow::array::BooleanArray>()
         .cloned()
         .ok_or_else(|| datafusion::error::DataFusionError::Internal("a filter is not boolean".into()))
+}
+
+/// Sends on rows whose protected columns are released as they come, and holds back rows with
+/// withheld columns until the end of its input (or until [`WITHHELD_HELD_BYTES`] are held).
+///
+/// Without it a withheld value could be read from its row's neighbours in stored order: a
+/// dataset sorted by matrikkel shows `3403-1/183`, a withheld row, `3403-1/185`, and
+/// `row_number() OVER ()` or `LIMIT`/`OFFSET` give the position.
+#[derive(Debug)]
+pub(crate) struct WithheldLastExec {
+    input: Arc<dyn ExecutionPlan>,
+    /// Index of the boolean withheld column in the input.
+    column: usize,
+    properties: Arc<PlanProperties>,
+}
+
+impl WithheldLastExec {
+    fn over(input: Arc<dyn ExecutionPlan>, column: usize) -> Arc<dyn ExecutionPlan> {
+        use datafusion::physical_expr::EquivalenceProperties;
+        let p = input.properties();
+        // No ordering is promised: the rows leave in another order than they came.
+        let properties =
+            PlanProperties::new(EquivalenceProperties::new(input.schema()), p.partitioning.clone(), p.emission_type, p.boundedness);
+        Arc::new(Self { input, column, properties: Arc::new(properties) })
+    }
+}
+
+impl DisplayAs for WithheldLastExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WithheldLastExec")
+    }
+}
+
+impl ExecutionPlan for WithheldLastExec {
+    fn name(&self) -> &str {
+        "WithheldLastExec"
+    }
+
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(&self, _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: ReplaceChildrenOptions,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(Self::over(children.swap_remove(0), self.column))
+    }
+
+    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(Self::over(children.swap_remove(0), self.column))
+    }
+
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+        use arrow::compute::{filter_record_batch, not};
+        use futures::StreamExt;
+        let input = self.input.execute(partition, context)?;
+        let schema = input.schema();
+        let column = self.column;
+        let held: Arc<Mutex<(Vec<RecordBatch>, usize)>> = Arc::default();
+        let holding = held.clone();
+        let released = input.filter_map(move |batch| {
+            let out = (|| {
+                let batch = batch?;
+                let withheld = batch
+                    .column(column)
+                    .as_any()
+                    .downcast_ref::<arrow::array::BooleanArray>()
+                    .ok_or_else(|| datafusion::error::DataFusionError::Internal("the withheld column is not boolean".into()))?;
+                if withheld.true_count() == 0 {
+                    return Ok(Some(batch));
+                }
+                let back = filter_record_batch(&batch, withheld)?;
+                let mut h = holding.lock().unwrap_or_else(|p| p.into_inner());
+                h.1 += back.get_array_memory_size();
+                h.0.push(back);
+                let mut out = vec![filter_record_batch(&batch, &not(withheld)?)?];
+                if h.1 > WITHHELD_HELD_BYTES {
+                    out.extend(std::mem::take(&mut h.0));
+                    h.1 = 0;
+                }
+                drop(h);
+                out.retain(|b| b.num_rows() > 0);
+                Ok(match out.len() {
+                    0 => None,
+                    1 => out.pop(),
+                    _ => Some(arrow::compute::concat_batches(&batch.schema(), &out)?),
+                })
+            })();
+            std::future::ready(out.transpose())
+        });
+        let rest = futures::stream::once(async move {
+            let batches = std::mem::take(&mut held.lock().unwrap_or_else(|p| p.into_inner()).0);
+            futures::stream::iter(batches.into_iter().map(Ok))
+        })
+        .flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, released.chain(rest))))
+    }
 }
 
 /// Records the person key of every row that passes, before the row goes on.

@@ -23,7 +23,6 @@ mod upload;
 #[allow(clippy::result_large_err)]
 mod web;
 
-use std::future::IntoFuture;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
@@ -454,34 +453,103 @@ async fn stop_signal() {
 
 /// Serves the app on a listener until the process is stopped (SIGINT or SIGTERM): requests
 /// under way get [`SHUTDOWN_GRACE`] to finish.
+///
+/// Connections speak HTTP/1.1 (HTTP/2 and TLS belong to the reverse proxy in front). Each is
+/// admitted within [`Limits::connections_per_client`] and [`Limits::connections`], and closed
+/// when its client sends no request head, or no part of a request body, for
+/// [`Limits::client_time`].
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // `tap_io` only for the client address as `ConnectInfo<SocketAddr>` (axum provides it for
-    // tapped listeners); `Capped` sets TCP_NODELAY itself.
-    let listener = limits::Capped::new(listener, state.limits.connections_per_client).tap_io(|_: &mut limits::Counted| {});
+    let limits = state.limits.clone();
+    let admission = limits::Admission::new(limits.connections_per_client, limits.connections);
     let audit = state.engine.audit().clone();
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let serving = axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(async move {
-            stop_signal().await;
-            let _ = stopping_tx.send(());
-        })
-        .into_future();
-    // After a stop signal, requests under way get a grace period; then the server stops anyway
-    // (their streams are dropped, which aborts their queries).
-    let grace = async {
-        if stopping_rx.await.is_ok() {
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-            tracing::warn!("requests still open after the grace period; stopping anyway");
-        } else {
-            std::future::pending::<()>().await;
+    let router = app(state);
+    // `stopping` tells every connection to finish its request and close; each connection
+    // holds a `closed` receiver, so the sender sees when the last has gone.
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    let (closed_tx, closed_rx) = tokio::sync::watch::channel(());
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    loop {
+        let (io, addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors or memory: wait instead of spinning; errors of a
+                    // single connection that went away need no pause.
+                    if !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionRefused
+                    ) {
+                        tracing::error!(error = %e, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let Some(ticket) = admission.admit(addr.ip()) else {
+            // Closed at once: the client, or the server, holds as many connections as it may.
+            drop(io);
+            continue;
+        };
+        // Without TCP_NODELAY a small response written in several chunks (head, rows, tail)
+        // waits for the client's delayed ACK: about 40 ms per request on Linux.
+        if let Err(e) = io.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
         }
-    };
-    let served = tokio::select! {
-        served = serving => served,
-        () = grace => Ok(()),
-    };
+        tokio::spawn(connection(io, addr, router.clone(), limits.client_time, stopping_rx.clone(), closed_rx.clone(), ticket));
+    }
+    drop(listener);
+    let _ = stopping_tx.send(true);
+    drop(closed_rx);
+    // Requests under way get a grace period; then the server stops anyway (their streams are
+    // dropped, which aborts their queries).
+    if tokio::time::timeout(SHUTDOWN_GRACE, closed_tx.closed()).await.is_err() {
+        tracing::warn!("requests still open after the grace period; stopping anyway");
+    }
     // Records that gate nothing (completions, token uses) are written before the process ends.
     audit.flush().await;
-    served
+    Ok(())
+}
+
+/// Serves one connection until it closes, the client falls silent, or the server stops.
+async fn connection(
+    io: tokio::net::TcpStream,
+    addr: std::net::SocketAddr,
+    router: Router,
+    client_time: Duration,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+    closed: tokio::sync::watch::Receiver<()>,
+    ticket: limits::Ticket,
+) {
+    use tower::ServiceExt;
+    let service = hyper::service::service_fn(move |req: axum::http::Request<hyper::body::Incoming>| {
+        let mut req = req.map(|body| axum::body::Body::new(limits::Patient::new(body, client_time)));
+        req.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+        router.clone().oneshot(req)
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(client_time);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut asked_to_close = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, client = %addr, "connection ended");
+                }
+                break;
+            }
+            changed = stopping.changed(), if !asked_to_close => {
+                asked_to_close = true;
+                if changed.is_ok() {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+    drop(ticket);
+    drop(closed);
 }

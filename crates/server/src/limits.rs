@@ -22,10 +22,15 @@ pub struct Limits {
     pub query_time: Duration,
     /// Queries one principal may run at the same time.
     pub queries_per_principal: usize,
-    /// Connections one client address may hold open at the same time; more are closed as they
-    /// are accepted (a client that opens connections and never finishes a request cannot take
-    /// every file descriptor).
+    /// Connections one client (an IPv4 address or an IPv6 /64) may hold open at the same time;
+    /// more are closed as they are accepted (a client that opens connections and never finishes
+    /// a request cannot take every file descriptor).
     pub connections_per_client: usize,
+    /// Connections the server holds open at the same time, from all clients.
+    pub connections: usize,
+    /// How long the server waits for a request head (counted from the connection's start or the
+    /// previous response), and for each part of a request body, before it closes the connection.
+    pub client_time: Duration,
 }
 
 impl Default for Limits {
@@ -36,6 +41,8 @@ impl Default for Limits {
             query_time: Duration::from_secs(60),
             queries_per_principal: 4,
             connections_per_client: 1024,
+            connections: 8192,
+            client_time: Duration::from_secs(20),
         }
     }
 }
@@ -47,7 +54,7 @@ pub struct Gate(Arc<Mutex<HashMap<String, Arc<Semaphore>>>>);
 /// The key a caller's queries are counted under.
 fn key(caller: &Caller) -> String {
     match &caller.principal {
-        Principal::Anonymous => format!("anonymous:{}", caller.client.map(|a| a.ip().to_string()).unwrap_or_default()),
+        Principal::Anonymous => format!("anonymous:{}", caller.client.map(|a| client_of(a.ip()).to_string()).unwrap_or_default()),
         Principal::Operator => "operator".into(),
         Principal::User(u) => format!("user:{}", u.username),
         Principal::Citizen { pid } => format!("citizen:{pid}"),
@@ -99,7 +106,7 @@ impl LoginThrottle {
     }
 
     fn client_key(client: Option<std::net::SocketAddr>) -> String {
-        format!("client:{}", client.map(|a| a.ip().to_string()).unwrap_or_default())
+        format!("client:{}", client.map(|a| client_of(a.ip()).to_string()).unwrap_or_default())
     }
 
     /// Counts an attempt for this user name and client, or `Err(seconds to wait)` when either
@@ -149,107 +156,125 @@ pub fn login_throttled(wait: u64) -> Problem {
     )
 }
 
-/// A listener that lets each client address hold at most `per_client` connections at once.
-pub(crate) struct Capped {
-    inner: tokio::net::TcpListener,
+/// The address a client is counted under: an IPv4 address, or the /64 prefix of an IPv6 one
+/// (one household or host is usually given a whole /64, so its addresses are one client). An
+/// IPv4 address mapped into IPv6 is counted as IPv4.
+pub fn client_of(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V4(_) => ip,
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+/// Counts open connections, per client (see [`client_of`]) and in all, and admits a new one
+/// only within both limits.
+#[derive(Debug)]
+pub(crate) struct Admission {
     per_client: usize,
-    open: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+    total: usize,
+    open: Mutex<(usize, HashMap<std::net::IpAddr, usize>)>,
 }
 
-impl Capped {
-    pub(crate) fn new(inner: tokio::net::TcpListener, per_client: usize) -> Self {
-        Self { inner, per_client: per_client.max(1), open: Arc::default() }
-    }
-}
-
-impl axum::serve::Listener for Capped {
-    type Io = Counted;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-            let ip = addr.ip();
-            {
-                let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-                let held = open.entry(ip).or_default();
-                if *held >= self.per_client {
-                    // Closed at once: the client has as many connections as it may hold.
-                    drop(io);
-                    continue;
-                }
-                *held += 1;
-            }
-            // Without TCP_NODELAY a small response written in several chunks (head, rows,
-            // tail) waits for the client's delayed ACK: about 40 ms per request on Linux.
-            if let Err(e) = io.set_nodelay(true) {
-                tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-            }
-            return (Counted { io, ip, open: self.open.clone() }, addr);
-        }
+impl Admission {
+    pub(crate) fn new(per_client: usize, total: usize) -> Arc<Self> {
+        Arc::new(Self { per_client: per_client.max(1), total: total.max(1), open: Mutex::default() })
     }
 
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
-
-/// A connection counted against its client address until it is dropped.
-pub(crate) struct Counted {
-    io: tokio::net::TcpStream,
-    ip: std::net::IpAddr,
-    open: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
+    /// A ticket for one more connection from `ip`, or `None` when the client or the server
+    /// holds as many as it may (the connection is then closed at once).
+    pub(crate) fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<Ticket> {
+        let client = client_of(ip);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(held) = open.get_mut(&self.ip) {
+        if open.0 >= self.total {
+            return None;
+        }
+        let held = open.1.entry(client).or_default();
+        if *held >= self.per_client {
+            return None;
+        }
+        *held += 1;
+        open.0 += 1;
+        Some(Ticket { admission: self.clone(), client })
+    }
+}
+
+/// One admitted connection, counted until it is dropped.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    admission: Arc<Admission>,
+    client: std::net::IpAddr,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut open = self.admission.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.0 = open.0.saturating_sub(1);
+        if let Some(held) = open.1.get_mut(&self.client) {
             *held -= 1;
             if *held == 0 {
-                open.remove(&self.ip);
+                open.1.remove(&self.client);
             }
         }
     }
 }
 
-impl tokio::io::AsyncRead for Counted {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+/// The error of a request body whose client sent nothing for too long.
+#[derive(Debug, thiserror::Error)]
+#[error("the client sent no part of the request body for {0} s")]
+pub(crate) struct SilentClient(u64);
+
+/// A request body that fails when the client sends nothing for `limit` (counted from the
+/// handler's first read, then from each part received): a client that sends a body one byte a
+/// minute cannot hold a connection and a handler for ever.
+pub(crate) struct Patient {
+    inner: hyper::body::Incoming,
+    limit: Duration,
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Patient {
+    pub(crate) fn new(inner: hyper::body::Incoming, limit: Duration) -> Self {
+        Self { inner, limit, deadline: None }
     }
 }
 
-impl tokio::io::AsyncWrite for Counted {
-    fn poll_write(
+impl http_body::Body for Patient {
+    type Data = axum::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = &mut *self;
+        let limit = this.limit;
+        let deadline = this.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                deadline.as_mut().reset(tokio::time::Instant::now() + limit);
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(SilentClient(limit.as_secs()).into()))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
     }
 
-    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
     }
 
-    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -298,6 +323,31 @@ mod tests {
             }
         });
         assert_eq!(passed.into_inner(), LOGIN_FAILURES_PER_USER, "only the limit's worth of password checks, from any addresses");
+    }
+
+    #[test]
+    fn the_addresses_of_one_ipv6_64_are_one_client() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("address");
+        assert_eq!(client_of(ip("2001:db8:1:2::1")), client_of(ip("2001:db8:1:2:ffff:1:2:3")));
+        assert_ne!(client_of(ip("2001:db8:1:2::1")), client_of(ip("2001:db8:1:3::1")));
+        assert_eq!(client_of(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
+        assert_ne!(client_of(ip("10.0.0.1")), client_of(ip("10.0.0.2")));
+    }
+
+    #[test]
+    fn connections_are_admitted_within_the_client_and_the_server_limit() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("address");
+        let admission = Admission::new(3, 5);
+        // Many addresses of one /64 are one client.
+        let mut held: Vec<Ticket> = (1..=3).map(|i| admission.admit(ip(&format!("2001:db8::{i}"))).expect("admitted")).collect();
+        assert!(admission.admit(ip("2001:db8::ffff")).is_none(), "a fourth from the same /64");
+        held.push(admission.admit(ip("10.0.0.1")).expect("another client"));
+        held.push(admission.admit(ip("10.0.0.2")).expect("another client"));
+        assert!(admission.admit(ip("10.0.0.3")).is_none(), "the server holds as many as it may");
+        held.truncate(1);
+        assert!(admission.admit(ip("2001:db8::9")).is_some(), "a closed connection frees its place");
+        drop(held);
+        assert!(admission.open.lock().expect("lock").1.is_empty(), "nothing is counted once all are closed");
     }
 
     #[test]
