@@ -18,7 +18,7 @@ impl Actor {
     /// The principal this names.
     pub async fn principal(&self, policy: &Policy) -> Result<Principal> {
         match &self.username {
-            None => Ok(Principal::Operator),
+            None => Ok(crate::operator()),
             Some(u) => Ok(Principal::User(policy.user(u).await?)),
         }
     }

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
 use tverr_core::{ColumnCategory, DatasetRef};
-use tverr_policy::{Policy, PolicyError, Principal};
+use tverr_policy::{Policy, PolicyError};
 use tverr_query::{Engine, ExportFormat, ExportOptions, QueryError};
 use tverr_store::tverr_ingest::IngestError;
 use tverr_store::{CreateSettings, IngestSettings, Store, StoreConfig, StoreError};
@@ -630,14 +630,14 @@ async fn protection_command(engine: &Engine, c: ProtectionCommand) -> Result<()>
         ProtectionCommand::Register { dataset, key, status } => {
             let r = dataset_ref(&dataset)?;
             let details = serde_json::json!({"dataset": r.to_string(), "key": key, "status": status});
-            engine.log_event("protection-register", &Principal::Operator, "cli", details).await?;
+            engine.log_event("protection-register", &crate::operator(), "cli", details).await?;
             let set = catalog.set_protection_register(&r, &key, &status, "operator").await?;
             println!("address protection is read from {} ({} by {})", set.dataset, set.status_column, set.key_column);
         }
         ProtectionCommand::Remove { dataset } => {
             let r = dataset_ref(&dataset)?;
             let details = serde_json::json!({"dataset": r.to_string()});
-            engine.log_event("protection-register-removed", &Principal::Operator, "cli", details).await?;
+            engine.log_event("protection-register-removed", &crate::operator(), "cli", details).await?;
             if !catalog.remove_protection_register(&r).await? {
                 bail!("{r} is not a register of address protection");
             }
@@ -647,7 +647,7 @@ async fn protection_command(engine: &Engine, c: ProtectionCommand) -> Result<()>
             let (r, target) = (dataset_ref(&dataset)?, dataset_ref(&to)?);
             let target_column = target_column.unwrap_or_else(|| column.clone());
             let details = serde_json::json!({"dataset": r.to_string(), "column": column, "target": target.to_string(), "target_column": target_column});
-            engine.log_event("protection-link", &Principal::Operator, "cli", details).await?;
+            engine.log_event("protection-link", &crate::operator(), "cli", details).await?;
             let l = catalog.set_protection_link(&r, &column, &target, &target_column, "operator").await?;
             println!(
                 "rows of {} take the protection of the rows of {} with the same {} ({})",
@@ -659,7 +659,7 @@ async fn protection_command(engine: &Engine, c: ProtectionCommand) -> Result<()>
             engine
                 .log_event(
                     "protection-link-removed",
-                    &Principal::Operator,
+                    &crate::operator(),
                     "cli",
                     serde_json::json!({"dataset": r.to_string(), "column": column}),
                 )
@@ -831,7 +831,7 @@ async fn ingest(engine: &Engine, a: IngestArgs) -> Result<()> {
     })?;
     let bar = progress_bar(size);
     req.options.progress = bar.clone().map(|b| Arc::new(move |n: u64| b.set_position(n)) as tverr_store::tverr_ingest::Progress);
-    let result = engine.ingest(&tverr_policy::Principal::Operator, "cli", req).await;
+    let result = engine.ingest(&crate::operator(), "cli", req).await;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -1068,7 +1068,7 @@ async fn erase(engine: &Engine, a: EraseArgs) -> Result<()> {
         refs.push(d.parse::<DatasetRef>().map_err(|e| anyhow!("--dataset {d:?}: {e}"))?);
     }
     for r in refs {
-        let outcome = engine.erase(&tverr_policy::Principal::Operator, "cli", &r, kind, &a.id).await?;
+        let outcome = engine.erase(&crate::operator(), "cli", &r, kind, &a.id).await?;
         match outcome.version {
             Some(v) => println!("{r}: {} rows erased in version {v}; {} data files deleted", outcome.rows_removed, outcome.files_deleted),
             None => println!("{r}: no rows about this subject"),
@@ -1151,7 +1151,7 @@ async fn audit_command(engine: &Engine, c: AuditCommand) -> Result<()> {
             }
             let subject_id = subject.as_deref().map(|p| engine.audit().subject_id(p));
             let details = serde_json::json!({"what": "search", "user": user, "dataset": dataset, "org": org, "from": from, "to": to, "subject": subject_id});
-            engine.log_event("audit-read", &tverr_policy::Principal::Operator, "cli", details).await?;
+            engine.log_event("audit-read", &crate::operator(), "cli", details).await?;
             let search = tverr_audit::Search { org, user, dataset, from, to, subject };
             for e in engine.audit().search(&search).await? {
                 println!(

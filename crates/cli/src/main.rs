@@ -14,7 +14,19 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The operator capability, taken by `main` before anything else runs (so no library code can
+/// take it) and used only by the command line's own commands.
+static OPERATOR: std::sync::OnceLock<tverr_policy::OperatorKey> = std::sync::OnceLock::new();
+
+/// The built-in operator of the command line.
+fn operator() -> tverr_policy::Principal {
+    OPERATOR.get().expect("main takes the operator key first").principal()
+}
+
 fn main() -> ExitCode {
+    if let Some(key) = tverr_policy::OperatorKey::take() {
+        let _ = OPERATOR.set(key);
+    }
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -54,7 +54,7 @@ pub fn raises(from: ColumnCategory, to: ColumnCategory) -> bool {
 /// A name for who acts, as the change records it.
 fn actor(who: &Principal) -> Result<String, PolicyError> {
     match who {
-        Principal::Operator => Ok("operator".into()),
+        Principal::Operator(_) => Ok("operator".into()),
         Principal::User(u) => Ok(u.username.clone()),
         _ => Err(PolicyError::Forbidden("only the owning department's steward or the operator changes a column's category".into())),
     }
@@ -65,7 +65,7 @@ impl Policy {
     /// department's steward, or the operator.
     fn may_classify(who: &Principal, org: &str, department: &str) -> bool {
         match who {
-            Principal::Operator => true,
+            Principal::Operator(_) => true,
             Principal::User(u) => u.role == Role::Steward && u.org == org && u.department.as_deref() == Some(department),
             _ => false,
         }

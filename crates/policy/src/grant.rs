@@ -94,30 +94,104 @@ pub enum Protection {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Grant {
     /// The dataset.
-    pub dataset: DatasetRef,
+    pub(crate) dataset: DatasetRef,
     /// Its classification.
-    pub classification: Classification,
+    pub(crate) classification: Classification,
     /// Permitted columns, in the dataset's order.
-    pub columns: Vec<ColumnGrant>,
+    pub(crate) columns: Vec<ColumnGrant>,
     /// Rows to share: a SQL boolean expression over the dataset's columns.
-    pub row_filter: Option<String>,
+    pub(crate) row_filter: Option<String>,
     /// The address-protection rule.
-    pub protection: Protection,
+    pub(crate) protection: Protection,
     /// Why it is allowed.
-    pub basis: Basis,
+    pub(crate) basis: Basis,
     /// Statistics only, with groups smaller than this suppressed.
-    pub min_group_size: Option<u32>,
+    pub(crate) min_group_size: Option<u32>,
     /// Key for `hmac` masks (the agreement's own).
     #[serde(skip)]
-    pub hmac_key: Vec<u8>,
+    pub(crate) hmac_key: Vec<u8>,
     /// The dataset's person subject key (a fødselsnummer column), whether or not it is granted:
     /// the scan records whose data each released row is.
-    pub subject_key: Option<String>,
+    pub(crate) subject_key: Option<String>,
     /// Every person subject-key column (a guardian's as well as a child's): the scan records
     /// the people of each released row from all of them.
-    pub person_keys: Vec<String>,
+    pub(crate) person_keys: Vec<String>,
     /// The legal basis of the read: the agreement's, or that of the department's purpose.
-    pub legal_basis: Option<crate::LegalBasis>,
+    pub(crate) legal_basis: Option<crate::LegalBasis>,
+}
+
+/// Read access to a grant; it is minted only by the policy layer ([`crate::Policy::decide`]
+/// and its kin), so code elsewhere cannot widen, forge or edit one.
+///
+/// ```compile_fail,E0451
+/// // Outside the policy crate a grant cannot be built…
+/// fn forge(g: &tverr_policy::Grant) -> tverr_policy::Grant {
+///     tverr_policy::Grant { row_filter: None, ..g.clone() }
+/// }
+/// ```
+///
+/// ```compile_fail,E0616
+/// // …nor changed.
+/// fn widen(mut g: tverr_policy::Grant) -> tverr_policy::Grant {
+///     g.row_filter = None;
+///     g
+/// }
+/// ```
+impl Grant {
+    /// The dataset.
+    pub fn dataset(&self) -> &DatasetRef {
+        &self.dataset
+    }
+
+    /// Its classification.
+    pub fn classification(&self) -> Classification {
+        self.classification
+    }
+
+    /// Permitted columns, in the dataset's order.
+    pub fn columns(&self) -> &[ColumnGrant] {
+        &self.columns
+    }
+
+    /// Rows to share: a SQL boolean expression over the dataset's columns.
+    pub fn row_filter(&self) -> Option<&str> {
+        self.row_filter.as_deref()
+    }
+
+    /// The address-protection rule.
+    pub fn protection(&self) -> &Protection {
+        &self.protection
+    }
+
+    /// Why it is allowed.
+    pub fn basis(&self) -> &Basis {
+        &self.basis
+    }
+
+    /// Statistics only, with groups smaller than this suppressed.
+    pub fn min_group_size(&self) -> Option<u32> {
+        self.min_group_size
+    }
+
+    /// Key for `hmac` masks (the agreement's own).
+    pub fn hmac_key(&self) -> &[u8] {
+        &self.hmac_key
+    }
+
+    /// The dataset's person subject key, whether or not it is granted.
+    pub fn subject_key(&self) -> Option<&str> {
+        self.subject_key.as_deref()
+    }
+
+    /// Every person subject-key column.
+    pub fn person_keys(&self) -> &[String] {
+        &self.person_keys
+    }
+
+    /// The legal basis of the read.
+    pub fn legal_basis(&self) -> Option<&crate::LegalBasis> {
+        self.legal_basis.as_ref()
+    }
 }
 
 /// Why a principal may not read a dataset. The server turns every variant except
@@ -191,7 +265,7 @@ pub(crate) fn decide(f: &Facts<'_>) -> Result<Grant, Denial> {
     let user = match f.principal {
         // Citizens and systems read open data only, until look-ups and system agreements exist.
         Principal::Anonymous | Principal::Citizen { .. } | Principal::System { .. } => return Err(Denial::NotFound),
-        Principal::Operator => {
+        Principal::Operator(_) => {
             let purpose = f.purpose.ok_or(Denial::PurposeRequired)?;
             return Ok(grant(all(), None, true, Basis::Operator { purpose: purpose.into() }, Vec::new()));
         }

@@ -20,7 +20,10 @@ use tverr_store::{Catalog, StoreError};
 
 pub use categories::{CategoryChange, raises};
 pub use grant::{Basis, ColumnGrant, Denial, Grant, PROTECTION_COLUMN, Protection};
-pub use model::{Agreement, AgreementEvent, AgreementState, DatasetTerms, LegalBasis, Mask, Party, Principal, Purpose, Role, Terms, User};
+pub use model::{
+    Agreement, AgreementEvent, AgreementState, DatasetTerms, LegalBasis, Mask, OperatorKey, OperatorSeal, Party, Principal, Purpose, Role,
+    Terms, User,
+};
 
 /// What can go wrong in the policy layer.
 #[derive(Debug, thiserror::Error)]

@@ -77,8 +77,8 @@ pub enum Principal {
     /// No credential: open datasets only.
     Anonymous,
     /// The built-in operator of the command line: may read everything, but must give a purpose
-    /// for non-open data and is logged like anyone else.
-    Operator,
+    /// for non-open data and is logged like anyone else. Made only from the [`OperatorKey`].
+    Operator(OperatorSeal),
     /// An employee: a local user (password or API token), or one whose verified OIDC token
     /// (Entra ID, Ansattporten) names the organisation, department and role.
     User(User),
@@ -96,12 +96,42 @@ pub enum Principal {
     },
 }
 
+/// The proof inside [`Principal::Operator`]: it has no public constructor, so an operator
+/// principal comes only from [`OperatorKey::principal`].
+///
+/// ```compile_fail,E0423
+/// // Code outside the policy layer cannot make an operator out of nothing.
+/// let forged = tverr_policy::Principal::Operator(tverr_policy::OperatorSeal(()));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorSeal(pub(crate) ());
+
+/// The capability to act as the built-in operator. The first call of [`OperatorKey::take`] in
+/// a process gets it (the command line's `main` makes that call before anything else runs);
+/// every later call gets `None`, so no library code, handler or connector can take it.
+#[derive(Debug)]
+pub struct OperatorKey(());
+
+static OPERATOR_KEY_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl OperatorKey {
+    /// The key, the first time it is asked for in this process; `None` after that.
+    pub fn take() -> Option<Self> {
+        (!OPERATOR_KEY_TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst)).then_some(Self(()))
+    }
+
+    /// The operator principal.
+    pub fn principal(&self) -> Principal {
+        Principal::Operator(OperatorSeal(()))
+    }
+}
+
 impl Principal {
     /// A short name for messages and logs.
     pub fn name(&self) -> String {
         match self {
             Principal::Anonymous => "anonymous".into(),
-            Principal::Operator => "operator".into(),
+            Principal::Operator(_) => "operator".into(),
             Principal::User(u) => u.username.clone(),
             Principal::Citizen { pid } => format!("citizen:{pid}"),
             Principal::System { org, .. } => format!("system:{org}"),

@@ -232,8 +232,8 @@ async fn own_department_operator_and_special_categories() {
     assert_eq!(kari_grant.protection, Protection::ByRow { release_fortrolig: true });
     // Her own department, but another department's purpose.
     assert_eq!(p.entitle(&w.kari, Some("byggesaksbehandling"), &r).await.unwrap().unwrap_err(), Denial::PurposeNotAllowed);
-    assert_eq!(p.entitle(&Principal::Operator, None, &r).await.unwrap().unwrap_err(), Denial::PurposeRequired);
-    assert!(p.entitle(&Principal::Operator, Some("tilsyn"), &r).await.unwrap().is_ok());
+    assert_eq!(p.entitle(&Principal::Operator(crate::OperatorSeal(())), None, &r).await.unwrap().unwrap_err(), Denial::PurposeRequired);
+    assert!(p.entitle(&Principal::Operator(crate::OperatorSeal(())), Some("tilsyn"), &r).await.unwrap().is_ok());
     assert_eq!(p.entitle(&Principal::Anonymous, None, &r).await.unwrap().unwrap_err(), Denial::NotFound);
     let missing: DatasetRef = "hamar/finnes-ikke".parse().unwrap();
     assert_eq!(p.entitle(&w.kari, Some("folkeregisterforvaltning"), &missing).await.unwrap().unwrap_err(), Denial::NotFound);
@@ -320,4 +320,11 @@ fn masks_parse() {
     }
     assert!(is_gdpr_article("6(1)(e)") && is_gdpr_article("9(2)(h)"));
     assert!(!is_gdpr_article("6(1)(g)") && !is_gdpr_article("9(2)") && !is_gdpr_article("art. 6"));
+}
+
+#[test]
+fn the_operator_key_is_taken_once_per_process() {
+    let key = OperatorKey::take().expect("the first take gets the key");
+    assert!(OperatorKey::take().is_none(), "no second holder");
+    assert!(matches!(key.principal(), Principal::Operator(_)));
 }

@@ -577,7 +577,7 @@ impl Engine {
     fn principal_record(&self, who: &Principal) -> serde_json::Value {
         match who {
             Principal::Anonymous => serde_json::json!({"kind": "anonymous"}),
-            Principal::Operator => serde_json::json!({"kind": "operator"}),
+            Principal::Operator(_) => serde_json::json!({"kind": "operator"}),
             Principal::User(u) => serde_json::json!({
                 "kind": "user", "username": u.username, "org": u.org, "department": u.department, "role": u.role
             }),
@@ -596,7 +596,7 @@ impl Engine {
         query: &str,
         grants: &[(Grant, Option<i64>)],
     ) -> Option<serde_json::Value> {
-        if !self.audit.enabled() || grants.iter().all(|(g, _)| g.classification == tverr_core::Classification::Open) {
+        if !self.audit.enabled() || grants.iter().all(|(g, _)| g.classification() == tverr_core::Classification::Open) {
             return None;
         }
         use sha2::Digest;
@@ -604,15 +604,15 @@ impl Engine {
             .iter()
             .map(|(g, version)| {
                 serde_json::json!({
-                    "dataset": g.dataset.to_string(),
+                    "dataset": g.dataset().to_string(),
                     "version": version,
-                    "basis": g.basis,
-                    "legal_basis": g.legal_basis,
-                    "columns": g.columns.iter().map(|c| serde_json::json!({"name": c.name, "mask": c.mask})).collect::<Vec<_>>(),
-                    "special_category": g.columns.iter().any(|c| c.category == tverr_core::ColumnCategory::SpecialCategory),
-                    "row_filter": g.row_filter.is_some(),
-                    "protection": g.protection,
-                    "min_group_size": g.min_group_size,
+                    "basis": g.basis(),
+                    "legal_basis": g.legal_basis(),
+                    "columns": g.columns().iter().map(|c| serde_json::json!({"name": c.name, "mask": c.mask})).collect::<Vec<_>>(),
+                    "special_category": g.columns().iter().any(|c| c.category == tverr_core::ColumnCategory::SpecialCategory),
+                    "row_filter": g.row_filter().is_some(),
+                    "protection": g.protection(),
+                    "min_group_size": g.min_group_size(),
                 })
             })
             .collect();
@@ -753,8 +753,8 @@ impl Engine {
         version: Option<i64>,
         sink: &secure::SubjectSink,
     ) -> Result<Option<i64>, QueryError> {
-        let r = &grant.dataset;
-        if matches!(grant.protection, tverr_policy::Protection::ByPerson { .. }) {
+        let r = &grant.dataset();
+        if matches!(grant.protection(), tverr_policy::Protection::ByPerson { .. }) {
             self.protected.refresh(&self.store).await?;
         }
         let table = self.store.lake.open_for_reading(r, version).await?;
@@ -777,21 +777,21 @@ impl Engine {
         inner: Arc<dyn TableProvider>,
         sink: &secure::SubjectSink,
     ) -> Result<secure::SecureTable, QueryError> {
-        let r = &grant.dataset;
+        let r = &grant.dataset();
         // Statistics-only grants release no one's rows, so they name no one.
-        let tapped = self.audit.enabled() && grant.classification != tverr_core::Classification::Open && grant.min_group_size.is_none();
-        if tapped && !grant.person_keys.is_empty() {
+        let tapped = self.audit.enabled() && grant.classification() != tverr_core::Classification::Open && grant.min_group_size().is_none();
+        if tapped && !grant.person_keys().is_empty() {
             sink.watch(&r.to_string());
         }
-        let tap = (tapped && !grant.person_keys.is_empty()).then(|| secure::SubjectTap {
+        let tap = (tapped && !grant.person_keys().is_empty()).then(|| secure::SubjectTap {
             dataset: r.to_string(),
-            columns: grant.person_keys.clone(),
+            columns: grant.person_keys().to_vec(),
             key: self.audit.subject_key(),
             sink: sink.clone(),
         });
-        let level = match &grant.protection {
+        let level = match &grant.protection() {
             tverr_policy::Protection::ByPerson { keys, properties, links, .. } => {
-                let links = links.iter().map(|c| protection::link_key(&grant.dataset.to_string(), c)).collect();
+                let links = links.iter().map(|c| protection::link_key(&grant.dataset().to_string(), c)).collect();
                 Some(self.protected.level_udf(keys.len(), properties.len(), links))
             }
             _ => None,
@@ -807,7 +807,7 @@ impl Engine {
         inner: Arc<dyn TableProvider>,
         sink: &secure::SubjectSink,
     ) -> Result<(), QueryError> {
-        let r = &grant.dataset;
+        let r = &grant.dataset();
         let secure: Arc<dyn TableProvider> = Arc::new(self.secure_table(ctx, grant, inner, sink)?);
         let catalog = ctx.catalog("datafusion").expect("default catalog");
         let schema = match catalog.schema(r.org.as_str()) {
@@ -846,7 +846,7 @@ impl Engine {
             grants.insert(r, (grant, version));
         }
         let mut statement = statement;
-        if let Some(k) = grants.values().filter_map(|(g, _)| g.min_group_size).min() {
+        if let Some(k) = grants.values().filter_map(|(g, _)| g.min_group_size()).min() {
             if grants.len() != 1 {
                 return Err(QueryError::NotAllowed("a dataset shared as statistics only cannot be combined with other tables".into()));
             }
@@ -920,7 +920,7 @@ impl Engine {
             return Err(QueryError::Invalid(format!("offset and limit: at most {MAX_ROW_WINDOW}")));
         }
         let grant = self.grant(who, purpose, r, &r.to_string(), channel).await?;
-        if grant.min_group_size.is_some() {
+        if grant.min_group_size().is_some() {
             return Err(QueryError::NotAllowed(format!("{r} is shared as statistics only: use SQL with GROUP BY")));
         }
         let filter = q.filter.as_deref().map(guard::filter).transpose()?;
@@ -941,7 +941,7 @@ impl Engine {
             df = df.filter(expr)?;
         }
         let geometry: Vec<(&str, geo::Crs)> =
-            grant.columns.iter().filter_map(|c| Some((c.name.as_str(), geo::Crs::parse(c.crs.as_deref()?)?))).collect();
+            grant.columns().iter().filter_map(|c| Some((c.name.as_str(), geo::Crs::parse(c.crs.as_deref()?)?))).collect();
         if let Some(spatial) = &q.spatial {
             let Some((column, crs)) = geometry.first() else {
                 return Err(QueryError::Invalid(format!("bbox and near need a geometry column, and {r} has none you may read")));
@@ -1023,7 +1023,7 @@ impl Engine {
         let who = Principal::Citizen { pid: pid.to_string() };
         let mut out = Vec::new();
         for grant in self.policy.own_data(pid).await? {
-            let query = format!("own data {}", grant.dataset);
+            let query = format!("own data {}", grant.dataset());
             out.push(self.read_table(&who, None, grant, None, None, channel, &query, std::time::Instant::now()).await?);
         }
         Ok(out)
@@ -1047,7 +1047,7 @@ impl Engine {
         let ctx = self.context()?;
         let sink = secure::SubjectSink::new(self.named_limit);
         let opened = self.register(&ctx, &grant, version, &sink).await?;
-        let mut df: DataFrame = ctx.table(table_reference(&grant.dataset)).await?;
+        let mut df: DataFrame = ctx.table(table_reference(grant.dataset())).await?;
         if let Some(f) = &filter {
             let expr = f.plan(&ctx.state(), df.schema())?;
             df = df.filter(expr)?;
@@ -1087,7 +1087,7 @@ impl Engine {
     /// [`RowsQuery::crs`] does).
     pub fn geometry_columns(grant: &Grant, output: Option<geo::Crs>) -> Vec<GeometryColumn> {
         grant
-            .columns
+            .columns()
             .iter()
             .filter_map(|c| {
                 let stored = c.crs.clone()?;

@@ -200,7 +200,7 @@ impl Engine {
         // One hop: other key columns released in clear in the rows found.
         let mut related: BTreeMap<(SubjectKind, String), Via> = BTreeMap::new();
         for c in &direct {
-            for column in c.grant.columns.iter().filter(|g| g.mask.is_none()) {
+            for column in c.grant.columns().iter().filter(|g| g.mask.is_none()) {
                 let Some(k) = column.subject else { continue };
                 for value in column_values(&c.batches, &column.name) {
                     if (k == kind && value == key) || related.len() >= MAX_RELATED {
@@ -337,13 +337,13 @@ impl Engine {
         let started = std::time::Instant::now();
         let (who, purpose) = (scope.who, scope.purpose);
         let Ok(grant) = self.policy().entitle_in(scope.policy, who, Some(purpose), r).await? else { return Ok(None) };
-        if grant.min_group_size.is_some() {
+        if grant.min_group_size().is_some() {
             return Ok(None);
         }
         let schema = self.store().schema_at(r, version).await?;
         // Only key columns of this kind that the grant releases in clear may match.
         let clear: BTreeSet<&str> =
-            grant.columns.iter().filter(|c| c.mask.is_none() && c.subject == Some(kind)).map(|c| c.name.as_str()).collect();
+            grant.columns().iter().filter(|c| c.mask.is_none() && c.subject == Some(kind)).map(|c| c.name.as_str()).collect();
         let matched: BTreeMap<i64, &str> = places
             .iter()
             .filter_map(|p| {
@@ -401,7 +401,7 @@ impl Engine {
         let columns = crate::result_columns(&schema)
             .into_iter()
             .map(|c| LookupColumn {
-                mask: grant.columns.iter().find(|g| g.name == c.name).and_then(|g| g.mask),
+                mask: grant.columns().iter().find(|g| g.name == c.name).and_then(|g| g.mask),
                 name: c.name,
                 column_type: c.column_type,
             })
@@ -410,8 +410,8 @@ impl Engine {
             dataset: r.to_string(),
             title: String::new(),
             version,
-            basis: grant.basis.clone(),
-            legal_basis: grant.legal_basis.clone(),
+            basis: grant.basis().clone(),
+            legal_basis: grant.legal_basis().cloned(),
             matched_on: matched_on.iter().map(|s| s.to_string()).collect(),
             columns,
             rows,
@@ -464,7 +464,7 @@ impl Engine {
     /// `schema`). The whole grant is the key: a grant differing in anything (columns, masks, row
     /// filter, protection, keys, basis) compiles anew.
     fn prepared(&self, grant: &Grant, version: i64, schema: arrow::datatypes::SchemaRef) -> Result<Arc<PreparedScan>, QueryError> {
-        let key = (version, grant.dataset.clone());
+        let key = (version, grant.dataset().clone());
         let kept = self
             .lookups
             .prepared

@@ -223,7 +223,7 @@ impl SecureTable {
         let mut df: DataFrame = ctx.read_table(inner.clone())?;
         // Parsed and checked as it was when the agreement was requested, and planned from
         // that tree.
-        let mut row_filter = match &grant.row_filter {
+        let mut row_filter = match &grant.row_filter() {
             Some(f) => {
                 let checked = crate::guard::filter(f)
                     .map_err(|e| datafusion::error::DataFusionError::Plan(format!("the agreement's row filter: {e}")))?;
@@ -234,7 +234,7 @@ impl SecureTable {
         // Protection by person: a reader who may not see protected people gets none of their
         // rows (so no withheld address singles them out); the others get them with the
         // protected-address columns withheld (`protect`).
-        let by_person = match &grant.protection {
+        let by_person = match &grant.protection() {
             Protection::ByPerson { keys, properties, links, visible, release_fortrolig } => {
                 let level =
                     level.ok_or_else(|| datafusion::error::DataFusionError::Internal("protection by person needs the register".into()))?;
@@ -257,21 +257,21 @@ impl SecureTable {
         let source = df.schema().clone();
         let mut plain = HashSet::new();
         let released = grant
-            .columns
+            .columns()
             .iter()
             .map(|c| {
                 let column = ident(&c.name);
                 let data_type = source.field_with_unqualified_name(&c.name)?.data_type().clone();
                 let masked = match c.mask {
                     None => column.clone(),
-                    Some(m) => mask(m, column.clone(), &data_type, c.category, &grant.hmac_key)?,
+                    Some(m) => mask(m, column.clone(), &data_type, c.category, grant.hmac_key())?,
                 };
                 // A property key places its owner as surely as an address: under protection by
                 // person it is withheld like one (a water meter's matrikkel as the property's).
                 let places = c.category == ColumnCategory::ProtectedAddress
                     || (c.subject == Some(tverr_core::SubjectKind::Property) && by_person.is_some());
                 let released = if places {
-                    protect(&grant.protection, by_person.as_ref(), masked, &source)?
+                    protect(grant.protection(), by_person.as_ref(), masked, &source)?
                 } else {
                     // A geometry column is released with its CRS attached, so filters on it
                     // see the released value rather than the stored one.
@@ -286,12 +286,12 @@ impl SecureTable {
                 })
             })
             .collect::<DfResult<Vec<_>>>()?;
-        let aliased = grant.columns.iter().zip(&released).map(|(c, e)| e.clone().alias(&c.name)).collect::<Vec<_>>();
+        let aliased = grant.columns().iter().zip(&released).map(|(c, e)| e.clone().alias(&c.name)).collect::<Vec<_>>();
         let schema = Arc::new(df.select(aliased)?.schema().as_arrow().clone());
-        let withholds = grant.columns.iter().any(|c| {
+        let withholds = grant.columns().iter().any(|c| {
             c.category == ColumnCategory::ProtectedAddress || (c.subject == Some(tverr_core::SubjectKind::Property) && by_person.is_some())
         });
-        let withheld = if withholds { withheld_rows(&grant.protection, by_person.as_ref())? } else { None };
+        let withheld = if withholds { withheld_rows(grant.protection(), by_person.as_ref())? } else { None };
         Ok(Self { inner, row_filter, released, plain, schema, tap, withheld })
     }
 

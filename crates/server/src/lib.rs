@@ -358,7 +358,7 @@ pub struct VersionView {
 /// a dataset about people or properties.
 pub(crate) fn shows_row_counts(grant: Option<&tverr_policy::Grant>, columns: &[ColumnMeta]) -> bool {
     match grant {
-        Some(g) => !matches!(g.protection, tverr_policy::Protection::ByPerson { visible: false, .. }),
+        Some(g) => !matches!(g.protection(), tverr_policy::Protection::ByPerson { visible: false, .. }),
         None => !columns.iter().any(|c| matches!(c.subject_key, Some(tverr_core::SubjectKind::Person | tverr_core::SubjectKind::Property))),
     }
 }
@@ -409,7 +409,7 @@ async fn show_dataset(
         .into_iter()
         .filter_map(|c| match &grant {
             Some(grant) => {
-                let g: &ColumnGrant = grant.columns.iter().find(|g| g.name == c.name)?;
+                let g: &ColumnGrant = grant.columns().iter().find(|g| g.name == c.name)?;
                 Some(VisibleColumn { mask: g.mask, meta: c })
             }
             None => Some(VisibleColumn { mask: None, meta: c }),

@@ -55,7 +55,7 @@ pub struct Gate(Arc<Mutex<HashMap<String, Arc<Semaphore>>>>);
 fn key(caller: &Caller) -> String {
     match &caller.principal {
         Principal::Anonymous => format!("anonymous:{}", caller.client.map(|a| client_of(a.ip()).to_string()).unwrap_or_default()),
-        Principal::Operator => "operator".into(),
+        Principal::Operator(_) => "operator".into(),
         Principal::User(u) => format!("user:{}", u.username),
         Principal::Citizen { pid } => format!("citizen:{pid}"),
         Principal::System { org, .. } => format!("system:{org}"),

@@ -197,7 +197,7 @@ pub async fn data(State(state): State<AppState>, caller: Caller, Query(q): Query
     let mut datasets = Vec::new();
     for released in reads {
         let grant = &released.grants[0];
-        let meta = state.store.catalog.dataset(&grant.dataset).await.map_err(Problem::from_store)?;
+        let meta = state.store.catalog.dataset(grant.dataset()).await.map_err(Problem::from_store)?;
         let mut stream = released.stream;
         let columns = serde_json::to_value(tverr_query::result_columns(&stream.schema())).unwrap_or_default();
         let mut rows = Vec::new();
@@ -217,7 +217,7 @@ pub async fn data(State(state): State<AppState>, caller: Caller, Query(q): Query
             continue;
         }
         datasets.push(serde_json::json!({
-            "dataset": grant.dataset.to_string(),
+            "dataset": grant.dataset().to_string(),
             "title": meta.title,
             "department": meta.department,
             "columns": columns,

@@ -387,14 +387,14 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
     let counts = crate::shows_row_counts(grant, &catalog_columns);
     let columns = catalog_columns
         .iter()
-        .filter(|c| grant.is_none_or(|g| g.columns.iter().any(|x| x.name == c.name)))
+        .filter(|c| grant.is_none_or(|g| g.columns().iter().any(|x| x.name == c.name)))
         .map(|c| ColumnRow {
             name: c.name.clone(),
             column_type: c.column_type.clone(),
             category: v.lang.label("cat", &c.category.to_string()),
             subject: c.subject_key.map(|k| v.lang.label("subj", &k.to_string())).unwrap_or_default(),
             mask: grant
-                .and_then(|g| g.columns.iter().find(|x| x.name == c.name))
+                .and_then(|g| g.columns().iter().find(|x| x.name == c.name))
                 .and_then(|x| x.mask)
                 .map(|m| v.lang.label("mask", &m.to_string()))
                 .unwrap_or_default(),
@@ -464,7 +464,7 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
     if let Some(grant) = grant {
         // The columns the grant lets through unmasked, with their catalogue types.
         let granted: Vec<&tverr_store::ColumnMeta> =
-            catalog_columns.iter().filter(|c| grant.columns.iter().any(|g| g.name == c.name && g.mask.is_none())).collect();
+            catalog_columns.iter().filter(|c| grant.columns().iter().any(|g| g.name == c.name && g.mask.is_none())).collect();
         let q = RowsQuery { limit: Some(PREVIEW_ROWS), stable_order: true, ..RowsQuery::default() };
         match state.engine.rows(&caller.principal, purpose.as_deref(), &r, &q, CHANNEL).await {
             Ok(released) => match collect(released, PREVIEW_ROWS).await {
@@ -844,7 +844,7 @@ pub async fn me(State(state): State<AppState>, v: Visitor) -> Response {
     };
     let mut data = Vec::new();
     for released in reads {
-        let r = released.grants[0].dataset.clone();
+        let r = released.grants[0].dataset().clone();
         let title = state.store.catalog.dataset(&r).await.map(|m| m.title).unwrap_or_else(|_| r.to_string());
         match collect(released, 1000).await {
             Ok((table, _)) if !table.rows.is_empty() => data.push(OwnData { title, table }),
