@@ -355,7 +355,7 @@ pub async fn agreement(engine: &tverr_query::Engine, cmd: AgreementCommand) -> R
                 valid_to: a.valid_to,
                 release_fortrolig: a.release_fortrolig,
             };
-            Policy::may_request(&actor, &req.consumer)?;
+            Policy::may(&actor, tverr_policy::Action::RequestAgreement(&req.consumer))?;
             engine.check_terms(&req.datasets).await?;
             let datasets = tverr_query::datasets_field(req.datasets.iter().map(|d| d.dataset.as_str()));
             let intent = serde_json::json!({"action": "request", "datasets": datasets});

@@ -579,7 +579,7 @@ impl Policy {
     /// admin) may ask; every dataset must belong to the provider department, every named column
     /// and mask must exist, and every purpose must be the consumer's.
     pub async fn request_agreement(&self, actor: &Principal, req: AgreementRequest) -> Result<Agreement, PolicyError> {
-        Self::may_request(actor, &req.consumer)?;
+        Self::may(actor, Action::RequestAgreement(&req.consumer))?;
         self.catalog.department(&req.provider.org, &req.provider.department).await?;
         self.catalog.department(&req.consumer.org, &req.consumer.department).await?;
         if req.provider.role.is_some() {
@@ -657,27 +657,32 @@ impl Policy {
         self.agreement(next).await
     }
 
-    /// Whether `actor` may request agreements for `consumer`: its steward, or its organisation's
-    /// admin. Checked before anything else about a request is looked at.
-    pub fn may_request(actor: &Principal, consumer: &Party) -> Result<(), PolicyError> {
-        let may = grant::is_steward_of(actor, &consumer.org, &consumer.department)
-            || matches!(actor, Principal::User(u) if u.role == Role::Admin && u.org == consumer.org);
-        if !may {
-            return Err(PolicyError::Forbidden(format!(
-                "only a steward of {}/{} or an admin of {} may request an agreement for it",
-                consumer.org, consumer.department, consumer.org
-            )));
-        }
-        Ok(())
-    }
-
-    /// Whether `actor` may create datasets in, and write versions of the datasets of, a
-    /// department: only that department's stewards may.
-    pub fn may_write(actor: &Principal, org: &str, department: &str) -> Result<(), PolicyError> {
-        if grant::is_steward_of(actor, org, department) {
-            return Ok(());
-        }
-        Err(PolicyError::Forbidden(format!("only a steward of {org}/{department} may create or change its datasets")))
+    /// Whether `who` may do `action`: the one answer that handlers, the command line and what
+    /// the web pages offer all ask. `Err(Forbidden)` says who may.
+    pub fn may(who: &Principal, action: Action<'_>) -> Result<(), PolicyError> {
+        let user = match who {
+            Principal::User(u) => Some(u),
+            _ => None,
+        };
+        let admin_of = |org: &str| user.is_some_and(|u| u.role == Role::Admin && u.org == org);
+        let (may, who_may) = match action {
+            Action::RequestAgreement(consumer) => (
+                grant::is_steward_of(who, &consumer.org, &consumer.department) || admin_of(&consumer.org),
+                format!("a steward of {consumer} or an admin of {}", consumer.org),
+            ),
+            Action::Decide(a) => {
+                (grant::is_steward_of(who, &a.provider.org, &a.provider.department), format!("a steward of the provider {}", a.provider))
+            }
+            Action::Revoke(a) => (
+                grant::is_steward_of(who, &a.provider.org, &a.provider.department)
+                    || grant::is_steward_of(who, &a.consumer.org, &a.consumer.department),
+                format!("a steward of {} or {}", a.provider, a.consumer),
+            ),
+            Action::Write { org, department } => (grant::is_steward_of(who, org, department), format!("a steward of {org}/{department}")),
+            Action::Upload => (user.is_some_and(|u| u.role == Role::Steward && u.department.is_some()), "a steward".to_string()),
+            Action::ReadAuditLog { org } => (user.is_some_and(|u| u.role == Role::Auditor && u.org == org), format!("an auditor of {org}")),
+        };
+        if may { Ok(()) } else { Err(PolicyError::Forbidden(format!("only {who_may} may {action}"))) }
     }
 
     async fn check_dataset_terms(&self, provider: &Party, d: &DatasetTerms) -> Result<(), PolicyError> {
@@ -767,23 +772,19 @@ impl Policy {
 
     async fn transition(&self, actor: &Principal, id: i64, note: Option<&str>, to: AgreementState) -> Result<Agreement, PolicyError> {
         let a = self.agreement(id).await?;
-        let provider_steward = grant::is_steward_of(actor, &a.provider.org, &a.provider.department);
-        let consumer_steward = grant::is_steward_of(actor, &a.consumer.org, &a.consumer.department);
-        let (allowed_from, may): (&[AgreementState], bool) = match to {
-            AgreementState::Approved | AgreementState::Denied => (&[AgreementState::Requested], provider_steward),
-            AgreementState::Revoked => {
-                (&[AgreementState::Requested, AgreementState::Approved, AgreementState::Expired], provider_steward || consumer_steward)
+        let allowed_from: &[AgreementState] = match to {
+            AgreementState::Approved | AgreementState::Denied => {
+                Self::may(actor, Action::Decide(&a))?;
+                &[AgreementState::Requested]
             }
-            AgreementState::Requested | AgreementState::Expired => (&[], false),
+            AgreementState::Revoked => {
+                Self::may(actor, Action::Revoke(&a))?;
+                &[AgreementState::Requested, AgreementState::Approved, AgreementState::Expired]
+            }
+            AgreementState::Requested | AgreementState::Expired => {
+                return Err(PolicyError::invalid("state", format!("agreement {id} cannot be set to {to}")));
+            }
         };
-        if !may {
-            let who = if to == AgreementState::Revoked {
-                format!("a steward of {} or {}", a.provider, a.consumer)
-            } else {
-                format!("a steward of the provider {}", a.provider)
-            };
-            return Err(PolicyError::Forbidden(format!("only {who} may set agreement {id} to {to}")));
-        }
         if !allowed_from.contains(&a.state) {
             return Err(PolicyError::invalid("state", format!("agreement {id} is {}; it cannot become {to}", a.state)));
         }
@@ -988,6 +989,44 @@ fn hash_password(p: &str) -> Result<String, PolicyError> {
 
 fn verify_password(p: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|h| argon2::Argon2::default().verify_password(p.as_bytes(), &h).is_ok())
+}
+
+/// Something a principal asks to do rather than read, answered by [`Policy::may`].
+#[derive(Debug, Clone, Copy)]
+pub enum Action<'a> {
+    /// Request an agreement for a consumer department.
+    RequestAgreement(&'a Party),
+    /// Approve or deny a requested agreement.
+    Decide(&'a Agreement),
+    /// Revoke an agreement.
+    Revoke(&'a Agreement),
+    /// Create datasets in, or write versions of the datasets of, a department.
+    Write {
+        /// The organisation.
+        org: &'a str,
+        /// The department.
+        department: &'a str,
+    },
+    /// Upload files at all (whether the upload page is offered).
+    Upload,
+    /// Read an organisation's access log.
+    ReadAuditLog {
+        /// The organisation.
+        org: &'a str,
+    },
+}
+
+impl std::fmt::Display for Action<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::RequestAgreement(c) => write!(f, "request an agreement for {c}"),
+            Action::Decide(a) => write!(f, "approve or deny agreement {}", a.id),
+            Action::Revoke(a) => write!(f, "revoke agreement {}", a.id),
+            Action::Write { org, department } => write!(f, "create or change the datasets of {org}/{department}"),
+            Action::Upload => write!(f, "upload"),
+            Action::ReadAuditLog { org } => write!(f, "read the access log of {org}"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -328,3 +328,46 @@ fn the_operator_key_is_taken_once_per_process() {
     assert!(OperatorKey::take().is_none(), "no second holder");
     assert!(matches!(key.principal(), Principal::Operator(_)));
 }
+
+#[test]
+fn one_answer_says_who_may_act() {
+    let user = |org: &str, department: Option<&str>, role: Role| {
+        Principal::User(User { username: "u".into(), org: org.into(), department: department.map(Into::into), role })
+    };
+    let steward = user("hamar", Some("oppvekst"), Role::Steward);
+    let other_steward = user("hamar", Some("helse"), Role::Steward);
+    let admin = user("hamar", None, Role::Admin);
+    let employee = user("hamar", Some("oppvekst"), Role::Employee);
+    let auditor = user("hamar", None, Role::Auditor);
+    let operator = Principal::Operator(crate::OperatorSeal(()));
+    let write = Action::Write { org: "hamar", department: "oppvekst" };
+    let consumer = Party { org: "hamar".into(), department: "oppvekst".into(), role: None };
+    let request = Action::RequestAgreement(&consumer);
+    let audit = Action::ReadAuditLog { org: "hamar" };
+    let cases: [(&Principal, Action<'_>, bool); 17] = [
+        (&steward, write, true),
+        (&other_steward, write, false),
+        (&admin, write, false),
+        (&employee, write, false),
+        (&operator, write, false),
+        (&Principal::Anonymous, write, false),
+        (&steward, Action::Upload, true),
+        (&admin, Action::Upload, false),
+        (&auditor, Action::Upload, false),
+        (&steward, request, true),
+        (&admin, request, true),
+        (&other_steward, request, false),
+        (&employee, request, false),
+        (&auditor, audit, true),
+        (&admin, audit, false),
+        (&user("hias", None, Role::Auditor), audit, false),
+        (&operator, audit, false),
+    ];
+    for (who, action, expected) in cases {
+        let answer = Policy::may(who, action);
+        assert_eq!(answer.is_ok(), expected, "{} may {action}: {answer:?}", who.name());
+        if let Err(e) = answer {
+            assert!(matches!(e, PolicyError::Forbidden(_)), "{e:?}");
+        }
+    }
+}

@@ -118,7 +118,7 @@ pub(crate) async fn request_as(state: &AppState, caller: &Caller, body: &[u8], c
         valid_to: b.valid_to,
         release_fortrolig: b.release_fortrolig,
     };
-    tverr_policy::Policy::may_request(&caller.principal, &req.consumer).map_err(Problem::from_policy)?;
+    tverr_policy::Policy::may(&caller.principal, tverr_policy::Action::RequestAgreement(&req.consumer)).map_err(Problem::from_policy)?;
     state.engine.check_terms(&req.datasets).await.map_err(Problem::from_query)?;
     let datasets = tverr_query::datasets_field(req.datasets.iter().map(|d| d.dataset.as_str()));
     // The change is recorded before it is made: a log that cannot be written refuses it.

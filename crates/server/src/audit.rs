@@ -8,13 +8,13 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 use tverr_audit::{Search, Verification};
-use tverr_policy::{Principal, Role};
+use tverr_policy::{Action, Policy, Principal};
 
 use crate::{AppState, Caller, Problem};
 
 pub(crate) fn auditor_org(caller: &Caller) -> Result<String, Problem> {
     match &caller.principal {
-        Principal::User(u) if u.role == Role::Auditor => Ok(u.org.clone()),
+        Principal::User(u) if Policy::may(&caller.principal, Action::ReadAuditLog { org: &u.org }).is_ok() => Ok(u.org.clone()),
         Principal::Anonymous => Err(Problem::new(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tverr_core::DatasetRef;
-use tverr_policy::Policy;
+use tverr_policy::{Action, Policy};
 use tverr_store::{CreateSettings, IngestSettings};
 
 use crate::{AppState, Caller, Problem};
@@ -217,7 +217,7 @@ pub async fn create(
         .as_ref()
         .and_then(|c| c.department.clone())
         .ok_or_else(|| Problem::invalid_parameter("department: creating a dataset needs its owning department"))?;
-    Policy::may_write(&caller.principal, &org, &department).map_err(Problem::from_policy)?;
+    Policy::may(&caller.principal, Action::Write { org: &org, department: &department }).map_err(Problem::from_policy)?;
     ingest(&state, &caller, r, u, &headers, body).await
 }
 
@@ -229,7 +229,7 @@ async fn writable(state: &AppState, caller: &Caller, org: &str, dataset: &str) -
         Ok(m) => m,
         Err(_) => return Err(Problem::dataset_not_found()),
     };
-    if let Err(e) = Policy::may_write(&caller.principal, &r.org.to_string(), &meta.department) {
+    if let Err(e) = Policy::may(&caller.principal, Action::Write { org: r.org.as_str(), department: &meta.department }) {
         let visible = crate::own_org(&caller.principal) == Some(r.org.as_str())
             || !matches!(
                 state.engine.policy().entitle(&caller.principal, caller.purpose.as_deref(), &r).await,

@@ -407,7 +407,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "Velg en fil (CSV, Excel, JSON, GeoJSON eller Parquet). Tverr finner format, tegnsett, skilletegn og kolonner, og viser dem før noe lagres.",
         "Choose a file (CSV, Excel, JSON, GeoJSON or Parquet). Tverr finds the format, encoding, delimiter and columns, and shows them before anything is stored.",
     ),
-    ("stewards_only", "Opplasting er for forvaltere (stewards) og administratorer.", "Uploading is for stewards and administrators."),
+    ("stewards_only", "Bare forvaltere av en avdeling kan laste opp data.", "Only the stewards of a department can upload data."),
     ("upload_file", "Fil", "File"),
     ("upload_file_help", "Største fil:", "Largest file:"),
     ("upload_no_file", "Velg en fil som ikke er tom.", "Choose a file that is not empty."),

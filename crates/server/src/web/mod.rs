@@ -255,7 +255,7 @@ impl Visitor {
             citizen: matches!(self.principal, Principal::Citizen { .. }),
             employee: matches!(self.principal, Principal::User(_)),
             auditor: matches!(&self.principal, Principal::User(u) if u.role == tverr_policy::Role::Auditor),
-            steward: matches!(&self.principal, Principal::User(u) if matches!(u.role, tverr_policy::Role::Steward | tverr_policy::Role::Admin)),
+            steward: tverr_policy::Policy::may(&self.principal, tverr_policy::Action::Upload).is_ok(),
             csrf: self.csrf.clone(),
             switch_href,
             path: self.path.clone(),

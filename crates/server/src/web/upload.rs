@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use tokio::io::AsyncWriteExt;
 use tverr_core::DatasetRef;
-use tverr_policy::{Principal, Role, User};
+use tverr_policy::{Principal, User};
 use tverr_store::{CreateSettings, IngestRequest, IngestSettings, StoreError};
 
 use super::pages::Table;
@@ -65,10 +65,10 @@ impl Uploads {
     }
 }
 
-/// A steward or admin, or the page that says who may upload.
+/// A steward, or the page that says who may upload.
 fn uploader(v: &Visitor) -> Result<User, Response> {
     match &v.principal {
-        Principal::User(u) if matches!(u.role, Role::Steward | Role::Admin) => Ok(u.clone()),
+        Principal::User(u) if tverr_policy::Policy::may(&v.principal, tverr_policy::Action::Upload).is_ok() => Ok(u.clone()),
         Principal::Anonymous => Err(Redirect::to("/logg-inn?next=/last-opp").into_response()),
         _ => {
             let page = v.chrome(v.lang.t("upload_title"));
@@ -109,7 +109,7 @@ struct UploadPage {
     classes: Vec<(&'static str, &'static str)>,
 }
 
-async fn form_page(state: &AppState, v: &Visitor, u: &User, status: StatusCode, values: FormValues, problems: Vec<String>) -> Response {
+async fn form_page(state: &AppState, v: &Visitor, status: StatusCode, values: FormValues, problems: Vec<String>) -> Response {
     let datasets = state
         .store
         .catalog
@@ -117,7 +117,7 @@ async fn form_page(state: &AppState, v: &Visitor, u: &User, status: StatusCode, 
         .await
         .unwrap_or_default()
         .into_iter()
-        .filter(|d| d.org == u.org && (u.role == Role::Admin || u.department.as_deref() == Some(d.department.as_str())))
+        .filter(|d| tverr_policy::Policy::may(&v.principal, tverr_policy::Action::Write { org: &d.org, department: &d.department }).is_ok())
         .map(|d| (d.reference(), format!("{} ({})", d.title, d.reference())))
         .collect();
     let classes = vec![
@@ -139,12 +139,11 @@ async fn form_page(state: &AppState, v: &Visitor, u: &User, status: StatusCode, 
 
 /// `GET /last-opp`.
 pub async fn start(State(state): State<AppState>, v: Visitor) -> Response {
-    let u = match uploader(&v) {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    if let Err(r) = uploader(&v) {
+        return r;
+    }
     let values = FormValues { mode: "append".into(), classification: "internal".into(), ..FormValues::default() };
-    form_page(&state, &v, &u, StatusCode::OK, values, Vec::new()).await
+    form_page(&state, &v, StatusCode::OK, values, Vec::new()).await
 }
 
 struct ColumnRow {
@@ -191,7 +190,7 @@ pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Mul
         let field = match multipart.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => return form_page(&state, &v, &u, StatusCode::BAD_REQUEST, FormValues::default(), vec![e.body_text()]).await,
+            Err(e) => return form_page(&state, &v, StatusCode::BAD_REQUEST, FormValues::default(), vec![e.body_text()]).await,
         };
         let name = field.name().unwrap_or_default().to_string();
         if name == "file" {
@@ -202,14 +201,14 @@ pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Mul
             let path = dir.path().join(&file_name);
             match receive(field, &path, limit).await {
                 Ok(size) => file = Some((path, size)),
-                Err(why) => return form_page(&state, &v, &u, StatusCode::PAYLOAD_TOO_LARGE, FormValues::default(), vec![why]).await,
+                Err(why) => return form_page(&state, &v, StatusCode::PAYLOAD_TOO_LARGE, FormValues::default(), vec![why]).await,
             }
         } else {
             match field.text().await {
                 Ok(t) => {
                     fields.insert(name, t);
                 }
-                Err(e) => return form_page(&state, &v, &u, StatusCode::BAD_REQUEST, FormValues::default(), vec![e.body_text()]).await,
+                Err(e) => return form_page(&state, &v, StatusCode::BAD_REQUEST, FormValues::default(), vec![e.body_text()]).await,
             }
         }
     }
@@ -228,8 +227,8 @@ pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Mul
         return bad_form(&v);
     }
     let refuse = |status: StatusCode, why: String, values: FormValues| {
-        let (state, v, u) = (&state, &v, &u);
-        async move { form_page(state, v, u, status, values, vec![why]).await }
+        let (state, v) = (&state, &v);
+        async move { form_page(state, v, status, values, vec![why]).await }
     };
     let Some((path, size)) = file.filter(|(_, size)| *size > 0) else {
         return refuse(StatusCode::BAD_REQUEST, v.lang.t("upload_no_file").to_string(), values).await;
@@ -248,7 +247,7 @@ pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Mul
             Err(_) => return refuse(StatusCode::NOT_FOUND, format!("{}: {r}", v.lang.t("not_found")), values).await,
         }
     };
-    if let Err(e) = tverr_policy::Policy::may_write(&v.principal, r.org.as_str(), &department) {
+    if let Err(e) = tverr_policy::Policy::may(&v.principal, tverr_policy::Action::Write { org: r.org.as_str(), department: &department }) {
         return refuse(StatusCode::FORBIDDEN, e.to_string(), values).await;
     }
     let settings = IngestSettings {
@@ -270,7 +269,7 @@ pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Mul
     };
     let inspection = match state.store.inspect(request.clone(), 10).await {
         Ok(i) => i,
-        Err(e) => return form_page(&state, &v, &u, StatusCode::UNPROCESSABLE_ENTITY, values, problems(&e)).await,
+        Err(e) => return form_page(&state, &v, StatusCode::UNPROCESSABLE_ENTITY, values, problems(&e)).await,
     };
     let rep = &inspection.report;
     let sample = inspection.sample.as_ref().map(super::pages::batch_table).unwrap_or_default();

@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use tverr_core::SubjectKind;
-use tverr_policy::{Agreement, AgreementState, Basis, Principal, Role, User};
+use tverr_policy::{Action, Agreement, AgreementState, Basis, Policy, Principal, Role, User};
 use tverr_query::{Found, LookupOrg, QueryError};
 
 use super::pages::problem_page;
@@ -85,19 +85,15 @@ struct RequestForm {
     valid_to: String,
 }
 
-fn steward_of(u: &User, org: &str, department: &str) -> bool {
-    u.role == Role::Steward && u.org == org && u.department.as_deref() == Some(department)
-}
-
-fn row(a: &Agreement, u: &User, today: chrono::NaiveDate) -> AgreementRow {
+/// The row of one agreement, with the actions the policy lets `who` take on it.
+fn row(a: &Agreement, who: &Principal, today: chrono::NaiveDate) -> AgreementRow {
     let t = &a.terms;
     let mut actions = Vec::new();
-    let provider_steward = steward_of(u, &a.provider.org, &a.provider.department) || (u.role == Role::Admin && u.org == a.provider.org);
     match a.state {
-        AgreementState::Requested if provider_steward => actions.extend([("approve", "approve"), ("deny", "deny")]),
-        AgreementState::Approved if provider_steward || steward_of(u, &a.consumer.org, &a.consumer.department) => {
-            actions.push(("revoke", "revoke"))
+        AgreementState::Requested if Policy::may(who, Action::Decide(a)).is_ok() => {
+            actions.extend([("approve", "approve"), ("deny", "deny")])
         }
+        AgreementState::Approved if Policy::may(who, Action::Revoke(a)).is_ok() => actions.push(("revoke", "revoke")),
         _ => {}
     }
     let state = if a.state == AgreementState::Approved && t.valid_to.is_some_and(|to| to < today) {
@@ -156,7 +152,7 @@ async fn agreements_page(
         form: form.unwrap_or_default(),
     };
     for a in all.iter().filter(|a| crate::agreements::party(u, a)) {
-        let r = row(a, u, today);
+        let r = row(a, &v.principal, today);
         match a.state {
             AgreementState::Requested if !r.actions.is_empty() => page.inbox.push(r),
             AgreementState::Requested => page.mine_requested.push(r),
