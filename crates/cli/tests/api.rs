@@ -893,3 +893,39 @@ fn version_row_counts_go_only_to_readers_who_see_every_row() {
     assert!(r.json()["versions"][0]["rows_written"].as_i64().is_some_and(|n| n > 0), "{}", r.text());
     // The dataset pages: `tests/security/web/35-*.case` and `36-*.case`.
 }
+
+#[test]
+fn an_upsert_by_a_key_that_protection_withholds_is_refused() {
+    // Third release-build attack on issue 23 (finding 3): a steward's upsert by matrikkel of a
+    // strengt fortrolig owner's property (withheld from every reader) answered rows_removed 1,
+    // and the withheld row that vanished named its owner. An upsert by a key that protection
+    // withholds is refused before anything is written; the operator, who holds the lake, may.
+    let (t, server) = demo();
+    let port = server.1;
+    let eva = token(&t, "eva");
+    let catalog = t.data().join("catalog.db");
+    let versions = || common::sqlite(&catalog, "SELECT count(*) FROM dataset_versions WHERE org = 'hamar' AND dataset = 'eiendommer'");
+    let before = versions();
+    let feature = r#"{"type":"FeatureCollection","crs":{"type":"name","properties":{"name":"urn:ogc:def:crs:EPSG::25833"}},"features":[{"type":"Feature","geometry":{"type":"Polygon","coordinates":[[[280000,6740000],[280010,6740000],[280010,6740010],[280000,6740000]]]},"properties":{"adresse":"Testvegen 1","areal_m2":1.0,"eier_fnr":null,"eier_orgnr":null,"matrikkel":"3403-1/467"}}]}"#;
+    for key in ["matrikkel", "adresse"] {
+        let r = upload(
+            port,
+            &format!("/api/v1/datasets/hamar/eiendommer/versions?mode=upsert&key={key}"),
+            &eva,
+            "application/geo+json",
+            feature.as_bytes(),
+        );
+        assert_eq!(r.status, 400, "upsert by {key}: {}", r.text());
+        assert!(r.text().contains("address protection withholds"), "{}", r.text());
+    }
+    assert_eq!(versions(), before, "nothing was written");
+    // An upsert by a key that is never withheld is the steward's to make.
+    let r = upload(
+        port,
+        "/api/v1/datasets/hamar/eiendommer/versions?mode=upsert&key=eier_orgnr",
+        &eva,
+        "application/geo+json",
+        feature.as_bytes(),
+    );
+    assert_ne!(r.status, 400, "{}", r.text());
+}

@@ -56,21 +56,15 @@ fn rows_of<'a>(v: &'a serde_json::Value, dataset: &str, related: bool) -> Vec<&'
 fn placeholders(t: &Tverr) -> BTreeMap<&'static str, String> {
     let siri = |sql: &str| first(t, &["sql", "--as", "siri", "--purpose", "folkeregisterforvaltning", "--format", "csv", sql]);
     let op = |sql: &str| first(t, &["sql", "--format", "csv", sql]);
-    let ugradert: BTreeSet<String> = t
-        .ok(&[
-            "sql",
-            "--as",
-            "siri",
-            "--purpose",
-            "folkeregisterforvaltning",
-            "--format",
-            "csv",
-            "SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert'",
-        ])
-        .lines()
-        .skip(1)
-        .map(str::to_string)
-        .collect();
+    let register = |status: &str| -> Vec<String> {
+        let sql = format!("SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = '{status}'");
+        t.ok(&["sql", "--as", "siri", "--purpose", "folkeregisterforvaltning", "--format", "csv", &sql])
+            .lines()
+            .skip(1)
+            .map(str::to_string)
+            .collect()
+    };
+    let ugradert: BTreeSet<String> = register("ugradert").into_iter().collect();
     let pick = |sql: &str| -> String {
         t.ok(&["sql", "--format", "csv", sql])
             .lines()
@@ -90,6 +84,19 @@ fn placeholders(t: &Tverr) -> BTreeMap<&'static str, String> {
     );
     m.insert("protected_owner", op("SELECT e.eier_fnr FROM hamar.eiendommer e JOIN hamar.innbyggere i ON e.eier_fnr = i.fodselsnummer WHERE i.adressebeskyttelse <> 'ugradert' ORDER BY 1 LIMIT 1"));
     m.insert("protected_property", op("SELECT e.matrikkel FROM hamar.eiendommer e JOIN hamar.innbyggere i ON e.eier_fnr = i.fodselsnummer WHERE i.adressebeskyttelse <> 'ugradert' ORDER BY 1 LIMIT 1"));
+    // A strengt fortrolig owner's matrikkel is withheld from every reader, the operator
+    // included; the subject index, which holds keys as stored, gives it.
+    let strengt: Vec<String> = register("strengt_fortrolig").iter().map(|f| format!("'{f}'")).collect();
+    let found = common::sqlite(
+        &t.data().join("catalog.db"),
+        &format!(
+            "SELECT b.subject FROM subject_keys a JOIN subject_keys b ON a.file_id = b.file_id AND a.row_no = b.row_no \
+             JOIN subject_files f ON f.id = a.file_id WHERE f.dataset = 'eiendommer' AND a.subject IN ({}) \
+             AND b.subject LIKE '3403-%' ORDER BY 1 LIMIT 1",
+            strengt.join(", ")
+        ),
+    );
+    m.insert("strengt_property", found.trim_matches(|c| "[]()',".contains(c)).to_string());
     m.insert("applicant", pick("SELECT DISTINCT soker_fnr FROM hamar.byggesaker ORDER BY 1"));
     m.insert(
         "pending_property",
@@ -137,6 +144,9 @@ fn lookup_attack_cases() {
             user => Some(tokens.entry(user.into()).or_insert_with(|| token(&t, user)).clone()),
         };
         let id = fill(field("id").expect("id:"));
+        let catalog = t.data().join("catalog.db");
+        let accesses = || common::sqlite(&catalog, "SELECT count(*) FROM audit_log WHERE kind = 'access'");
+        let before = field("accesses").map(|_| accesses());
         let r = lookup(port, field("kind").expect("kind:"), &id, tok.as_deref(), field("purpose"));
         let body = r.text();
         let status: u16 = field("status").expect("status:").parse().unwrap();
@@ -144,6 +154,15 @@ fn lookup_attack_cases() {
         if r.status != status {
             fail(format!("status {} instead of {status}", r.status));
             continue;
+        }
+        // `accesses: N`: the look-up left N access records (none: nothing was read, exactly as
+        // for a key held nowhere, so neither the log nor the time of the answer differs).
+        if let (Some(expected), Some(before)) = (field("accesses"), before) {
+            let count = |s: &str| s.trim_matches(|c: char| !c.is_ascii_digit()).parse::<i64>().unwrap_or(-1);
+            let added = count(&accesses()) - count(&before);
+            if added.to_string() != expected {
+                fail(format!("{added} access records, expected {expected}"));
+            }
         }
         if r.status >= 400 && r.header("content-type") != Some("application/problem+json") {
             fail("an error that is not a problem".into());

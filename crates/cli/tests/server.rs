@@ -335,4 +335,72 @@ fn silent_clients_are_closed_and_cannot_hold_the_server() {
     // Once they are gone, the server answers again.
     let (status, _, _) = get(port, "/health");
     assert_eq!(status, 200);
+    // A body dribbled a byte at a time, each within the silence limit, is too slow on average
+    // (third release-build attack: one byte every 3 s held a connection for as long as wanted).
+    let mut dribble = connect();
+    dribble.write_all(b"POST /api/v1/sql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n").unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    dribble.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    while started.elapsed() < Duration::from_secs(12) {
+        if dribble.write_all(b" ").is_err() {
+            break;
+        }
+        let mut buf = [0u8; 512];
+        match std::io::Read::read(&mut dribble, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        if !answer.is_empty() {
+            break;
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "the dribble got {answer:?} after {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(6), "the dribble lasted {:?}", started.elapsed());
+}
+
+#[test]
+fn a_client_that_stops_reading_loses_its_connections_and_query_slots() {
+    // Third release-build attack on issue 23 (finding 5): four anonymous streaming queries whose
+    // client never read the answers held the address's four query slots for as long as the
+    // connections stayed open. A write that waits on the client for --client-seconds now fails,
+    // which closes the connection and stops its query.
+    use std::time::{Duration, Instant};
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "200"]);
+    let server = common::start_with(&t, &["--client-seconds", "2"]);
+    let port = server.1;
+    // About 50 MB of CSV: far more than the socket buffers hold.
+    let big = format!(r#"{{"sql": "SELECT concat({}) AS w FROM hias.vannkvalitet"}}"#, vec!["stasjon"; 150].join(", "));
+    // Four connections with small receive buffers that send the query and never read.
+    let script = r#"
+import socket, sys, time
+body = sys.argv[2].encode()
+head = b"POST /api/v1/sql HTTP/1.1\r\nHost: x\r\nAccept: text/csv\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+held = []
+for _ in range(4):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", int(sys.argv[1])))
+    s.sendall(head + body)
+    held.append(s)
+time.sleep(30)
+"#;
+    let mut stalled = std::process::Command::new("python3").args(["-c", script, &port.to_string(), &big]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let query = r#"{"sql": "SELECT 1 AS n"}"#;
+    let ask = || request(port, "POST", "/api/v1/sql", &[("Content-Type", "application/json"), ("Accept", "text/csv")], Some(query)).0;
+    assert_eq!(ask(), 429, "the four stalled queries hold the address's slots");
+    let started = Instant::now();
+    let mut status = 429;
+    while status == 429 && started.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(250));
+        status = ask();
+    }
+    let _ = stalled.kill();
+    let _ = stalled.wait();
+    assert_eq!(status, 200, "the slots were still held after {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(8), "freed only after {:?}", started.elapsed());
 }

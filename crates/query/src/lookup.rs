@@ -153,6 +153,8 @@ struct Names {
 
 /// What one look-up decides under: who, for what, over which catalogue state.
 struct Scope<'a> {
+    /// The protection level of the key looked up (of the subject one hop away, in a hop).
+    key_level: i8,
     who: &'a Principal,
     purpose: &'a str,
     channel: &'a str,
@@ -192,7 +194,9 @@ impl Engine {
             _ => None,
         };
         let key = kind.canonicalise_in(id, home).map_err(|e| QueryError::Invalid(format!("invalid {}: {e}", kind.label())))?;
-        let scope = Scope { who, purpose, channel, policy: &policy, view: &view };
+        // Found for every key, held anywhere or not, so a miss costs what a protected key does.
+        let key_level = self.protected.key_level(kind, &key);
+        let scope = Scope { key_level, who, purpose, channel, policy: &policy, view: &view };
         let record = self.lookup_record(kind, &key);
         let places = self.store().locate(&key).await?;
         let mut direct = self.gather(&scope, kind, &key, &places, &BTreeSet::new(), record.clone()).await?;
@@ -218,8 +222,10 @@ impl Engine {
         let located = self.store().locate_many(&keys).await?;
         let hops = related.into_iter().map(|((k, value), via)| {
             let places = located.get(&value).cloned().unwrap_or_default();
-            let (scope, seen, record) = (&scope, &seen, &record);
+            let scope = Scope { key_level: self.protected.key_level(k, &value), ..scope };
+            let (seen, record) = (&seen, &record);
             async move {
+                let scope = &scope;
                 let mut hop_record = self.lookup_record(k, &value);
                 hop_record["related_to"] = record.clone();
                 hop_record["via"] = serde_json::json!({"dataset": via.dataset, "column": via.column});
@@ -339,6 +345,17 @@ impl Engine {
         let Ok(grant) = self.policy().entitle_in(scope.policy, who, Some(purpose), r).await? else { return Ok(None) };
         if grant.min_group_size().is_some() {
             return Ok(None);
+        }
+        // A key the grant cannot match is answered as if the index did not hold it, before
+        // anything is read or logged: a protected person for a reader who may not see
+        // protected people, a protected property for anyone (its key is withheld). Reading
+        // first and finding nothing took measurably longer than a key held nowhere, so the
+        // time of an empty answer told which keys are protected.
+        if let tverr_policy::Protection::ByPerson { visible, release_fortrolig, .. } = grant.protection() {
+            let withheld_from = if *release_fortrolig { crate::protection::STRENGT } else { crate::protection::FORTROLIG };
+            if scope.key_level >= withheld_from && (!visible || kind == SubjectKind::Property) {
+                return Ok(None);
+            }
         }
         let schema = self.store().schema_at(r, version).await?;
         // Only key columns of this kind that the grant releases in clear may match.

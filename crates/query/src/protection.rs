@@ -129,6 +129,20 @@ impl Protected {
     }
 }
 
+impl Protected {
+    /// The level of one subject key as the registers give it: a person's own, a property's
+    /// from the people linked to it; other keys have none.
+    pub(crate) fn key_level(&self, kind: tverr_core::SubjectKind, key: &str) -> i8 {
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        let Some(persons) = current.as_ref() else { return NONE };
+        match kind {
+            tverr_core::SubjectKind::Person => persons.level(key),
+            tverr_core::SubjectKind::Property => persons.property_level(key),
+            _ => NONE,
+        }
+    }
+}
+
 /// A dataset that links people to properties: its person and property key columns.
 struct Link {
     dataset: String,

@@ -19,6 +19,7 @@ impl Engine {
     /// Ingests a file as one new version of a dataset, recorded as `write-intent` before and
     /// `ingest` (or `write-failed`) after, on `channel`, in `who`'s name.
     pub async fn ingest(&self, who: &Principal, channel: &str, request: IngestRequest) -> Result<IngestOutcome, QueryError> {
+        self.check_upsert_key(who, &request).await?;
         let dataset = request.dataset.to_string();
         let file = request.path.file_name().map(|f| f.to_string_lossy().into_owned());
         let intent = serde_json::json!({
@@ -80,6 +81,35 @@ impl Engine {
                 Err(e.into())
             }
         }
+    }
+
+    /// Refuses an upsert by a key that address protection withholds in some rows (a
+    /// `protected-address` column, or a property key once a register of protection is named):
+    /// the rows it replaced would tell the writer which withheld keys exist and whose rows they
+    /// are. The operator, who holds the lake itself, is not refused.
+    async fn check_upsert_key(&self, who: &Principal, request: &IngestRequest) -> Result<(), QueryError> {
+        let tverr_store::WriteMode::Upsert { key } = &request.mode else { return Ok(()) };
+        if request.create.is_some() || matches!(who, Principal::Operator(_)) {
+            return Ok(());
+        }
+        let columns = match self.store().catalog.columns(&request.dataset).await {
+            Ok(c) => c,
+            // The store answers a missing dataset itself, after the intent is logged.
+            Err(StoreError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(column) = columns.iter().find(|c| &c.name == key) else { return Ok(()) };
+        let by_person = !self.store().catalog.protection_registers().await?.is_empty();
+        if column.category == tverr_core::ColumnCategory::ProtectedAddress
+            || (column.subject_key == Some(SubjectKind::Property) && by_person)
+        {
+            return Err(QueryError::Invalid(format!(
+                "cannot upsert {} by {key}: address protection withholds {key} in some rows, and the rows an upsert replaces would \
+                 tell which of them exist; replace the dataset, or upsert by another key",
+                request.dataset
+            )));
+        }
+        Ok(())
     }
 
     /// Records what a write came to. The intent is already durable, so a log that fails now

@@ -531,7 +531,7 @@ async fn connection(
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(client_time);
-    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(limits::Stalling::new(io, client_time)), service);
     tokio::pin!(conn);
     let mut asked_to_close = false;
     loop {

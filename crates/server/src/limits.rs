@@ -224,23 +224,39 @@ impl Drop for Ticket {
     }
 }
 
-/// The error of a request body whose client sent nothing for too long.
-#[derive(Debug, thiserror::Error)]
-#[error("the client sent no part of the request body for {0} s")]
-pub(crate) struct SilentClient(u64);
+/// The slowest a request body may arrive on average, once the first [`Limits::client_time`] has
+/// passed: a client that sends one byte every few seconds cannot hold a connection for days.
+pub const MIN_BODY_BYTES_PER_SECOND: u64 = 8 * 1024;
 
-/// A request body that fails when the client sends nothing for `limit` (counted from the
-/// handler's first read, then from each part received): a client that sends a body one byte a
-/// minute cannot hold a connection and a handler for ever.
+/// The error of a request body whose client sent it too slowly.
+#[derive(Debug, thiserror::Error)]
+#[error("the client sent the request body too slowly (nothing for {0} s, or less than {MIN_BODY_BYTES_PER_SECOND} bytes a second)")]
+pub(crate) struct SlowClient(u64);
+
+/// A request body that fails when its client sends nothing for `limit`, or sends it slower than
+/// [`MIN_BODY_BYTES_PER_SECOND`] on average after the first `limit` (both counted from the
+/// handler's first read).
 pub(crate) struct Patient {
     inner: hyper::body::Incoming,
     limit: Duration,
-    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// When the handler first read, and the bytes received since.
+    started: Option<(tokio::time::Instant, u64)>,
+    /// When the last part arrived.
+    last: tokio::time::Instant,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Patient {
     pub(crate) fn new(inner: hyper::body::Incoming, limit: Duration) -> Self {
-        Self { inner, limit, deadline: None }
+        let now = tokio::time::Instant::now();
+        Self { inner, limit, started: None, last: now, deadline: Box::pin(tokio::time::sleep_until(now + limit)) }
+    }
+
+    /// The earlier of the silence and the rate deadlines.
+    fn next_deadline(&self) -> tokio::time::Instant {
+        let (start, received) = self.started.unwrap_or((self.last, 0));
+        let owed = Duration::from_secs_f64(received as f64 / MIN_BODY_BYTES_PER_SECOND as f64);
+        (self.last + self.limit).min(start + self.limit + owed)
     }
 }
 
@@ -255,15 +271,25 @@ impl http_body::Body for Patient {
         use std::future::Future;
         use std::task::Poll;
         let this = &mut *self;
-        let limit = this.limit;
-        let deadline = this.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if this.started.is_none() {
+            let now = tokio::time::Instant::now();
+            this.started = Some((now, 0));
+            this.last = now;
+            let at = this.next_deadline();
+            this.deadline.as_mut().reset(at);
+        }
         match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                deadline.as_mut().reset(tokio::time::Instant::now() + limit);
+                if let (Some(Ok(f)), Some((_, received))) = (&frame, this.started.as_mut()) {
+                    *received += f.data_ref().map_or(0, |d| d.len() as u64);
+                }
+                this.last = tokio::time::Instant::now();
+                let at = this.next_deadline();
+                this.deadline.as_mut().reset(at);
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
-            Poll::Pending => match deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(SilentClient(limit.as_secs()).into()))),
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(SlowClient(this.limit.as_secs()).into()))),
                 Poll::Pending => Poll::Pending,
             },
         }
@@ -275,6 +301,93 @@ impl http_body::Body for Patient {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A connection whose writes fail once the client has taken nothing for `limit`: a client that
+/// stops reading a response cannot keep its connection, and the query behind the response,
+/// for longer than that.
+pub(crate) struct Stalling {
+    io: tokio::net::TcpStream,
+    limit: Duration,
+    /// Since when writes have waited on the client, if they do.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Stalling {
+    pub(crate) fn new(io: tokio::net::TcpStream, limit: Duration) -> Self {
+        Self { io, limit, stalled: None }
+    }
+
+    /// Passes a write's outcome on; a write that has waited `limit` fails instead.
+    fn watch<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        polled: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        use std::future::Future;
+        use std::task::Poll;
+        match polled {
+            Poll::Ready(r) => {
+                self.stalled = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let limit = self.limit;
+                let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("the client took no data for {} s", limit.as_secs()),
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Stalling {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Stalling {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        self.watch(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.watch(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        let polled = std::pin::Pin::new(&mut self.io).poll_flush(cx);
+        self.watch(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        let polled = std::pin::Pin::new(&mut self.io).poll_shutdown(cx);
+        self.watch(cx, polled)
     }
 }
 
