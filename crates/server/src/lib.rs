@@ -524,10 +524,16 @@ async fn connection(
     ticket: limits::Ticket,
 ) {
     use tower::ServiceExt;
+    let activity = ticket.activity();
+    let requests = activity.clone();
     let service = hyper::service::service_fn(move |req: axum::http::Request<hyper::body::Incoming>| {
         let mut req = req.map(|body| axum::body::Body::new(limits::Patient::new(body, client_time)));
         req.extensions_mut().insert(axum::extract::ConnectInfo(addr));
-        router.clone().oneshot(req)
+        let (router, busy) = (router.clone(), requests.begin());
+        async move {
+            let response = router.oneshot(req).await?;
+            Ok::<_, std::convert::Infallible>(response.map(|body| axum::body::Body::new(limits::Answering::new(body, busy))))
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(client_time);
@@ -541,6 +547,15 @@ async fn connection(
                     tracing::debug!(error = %e, client = %addr, "connection ended");
                 }
                 break;
+            }
+            // Room is needed for a new connection, and this one was waiting for its next
+            // request; one that has begun a request meanwhile finishes it first.
+            () = activity.close.notified(), if !asked_to_close => {
+                asked_to_close = true;
+                if !activity.is_busy() {
+                    break;
+                }
+                conn.as_mut().graceful_shutdown();
             }
             changed = stopping.changed(), if !asked_to_close => {
                 asked_to_close = true;

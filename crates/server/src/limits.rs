@@ -173,12 +173,61 @@ pub fn client_of(ip: std::net::IpAddr) -> std::net::IpAddr {
 }
 
 /// Counts open connections, per client (see [`client_of`]) and in all, and admits a new one
-/// only within both limits.
+/// within both limits. When the server holds as many as it may, a new connection takes the
+/// place of the one that has waited longest for its next request (idle, or still sending a
+/// request head): many slow clients cannot keep a quick one out.
 #[derive(Debug)]
 pub(crate) struct Admission {
     per_client: usize,
     total: usize,
-    open: Mutex<(usize, HashMap<std::net::IpAddr, usize>)>,
+    open: Mutex<Open>,
+}
+
+#[derive(Debug, Default)]
+struct Open {
+    total: usize,
+    /// Connections asked to close to make room, not yet closed.
+    evicting: usize,
+    by_client: HashMap<std::net::IpAddr, usize>,
+    next: u64,
+    connections: HashMap<u64, Arc<Activity>>,
+}
+
+/// What the server knows of one connection's requests.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    /// Requests being answered (their responses not yet sent in full).
+    busy: std::sync::atomic::AtomicUsize,
+    /// Since when no request has been answered.
+    idle_since: Mutex<std::time::Instant>,
+    /// Set when the connection must close to make room for another.
+    evicted: std::sync::atomic::AtomicBool,
+    /// Wakes the connection's task to close.
+    pub(crate) close: tokio::sync::Notify,
+}
+
+impl Activity {
+    /// Whether a request is being answered.
+    pub(crate) fn is_busy(&self) -> bool {
+        self.busy.load(std::sync::atomic::Ordering::SeqCst) > 0
+    }
+
+    /// Marks a request as being answered until the returned guard is dropped.
+    pub(crate) fn begin(self: &Arc<Self>) -> Busy {
+        self.busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Busy(self.clone())
+    }
+}
+
+/// A request being answered; dropped when its response has been sent (or abandoned).
+#[derive(Debug)]
+pub(crate) struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        *self.0.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+        self.0.busy.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Admission {
@@ -186,21 +235,38 @@ impl Admission {
         Arc::new(Self { per_client: per_client.max(1), total: total.max(1), open: Mutex::default() })
     }
 
-    /// A ticket for one more connection from `ip`, or `None` when the client or the server
-    /// holds as many as it may (the connection is then closed at once).
+    /// A ticket for one more connection from `ip`, or `None` when the client holds as many
+    /// connections as it may, or the server does and every one of them is answering a request
+    /// (the connection is then closed at once).
     pub(crate) fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<Ticket> {
         let client = client_of(ip);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if open.0 >= self.total {
+        if open.by_client.get(&client).copied().unwrap_or(0) >= self.per_client {
             return None;
         }
-        let held = open.1.entry(client).or_default();
-        if *held >= self.per_client {
-            return None;
+        if open.total - open.evicting >= self.total {
+            let victim = open
+                .connections
+                .values()
+                .filter(|a| a.busy.load(std::sync::atomic::Ordering::SeqCst) == 0 && !a.evicted.load(std::sync::atomic::Ordering::SeqCst))
+                .min_by_key(|a| *a.idle_since.lock().unwrap_or_else(|p| p.into_inner()))
+                .cloned()?;
+            victim.evicted.store(true, std::sync::atomic::Ordering::SeqCst);
+            victim.close.notify_one();
+            open.evicting += 1;
         }
-        *held += 1;
-        open.0 += 1;
-        Some(Ticket { admission: self.clone(), client })
+        *open.by_client.entry(client).or_default() += 1;
+        open.total += 1;
+        open.next += 1;
+        let id = open.next;
+        let activity = Arc::new(Activity {
+            busy: std::sync::atomic::AtomicUsize::new(0),
+            idle_since: Mutex::new(std::time::Instant::now()),
+            evicted: std::sync::atomic::AtomicBool::new(false),
+            close: tokio::sync::Notify::new(),
+        });
+        open.connections.insert(id, activity.clone());
+        Some(Ticket { admission: self.clone(), client, id, activity })
     }
 }
 
@@ -209,18 +275,64 @@ impl Admission {
 pub(crate) struct Ticket {
     admission: Arc<Admission>,
     client: std::net::IpAddr,
+    id: u64,
+    activity: Arc<Activity>,
+}
+
+impl Ticket {
+    /// The connection's activity, which its requests mark and its task watches.
+    pub(crate) fn activity(&self) -> Arc<Activity> {
+        self.activity.clone()
+    }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         let mut open = self.admission.open.lock().unwrap_or_else(|p| p.into_inner());
-        open.0 = open.0.saturating_sub(1);
-        if let Some(held) = open.1.get_mut(&self.client) {
+        open.total = open.total.saturating_sub(1);
+        if self.activity.evicted.load(std::sync::atomic::Ordering::SeqCst) {
+            open.evicting = open.evicting.saturating_sub(1);
+        }
+        open.connections.remove(&self.id);
+        if let Some(held) = open.by_client.get_mut(&self.client) {
             *held -= 1;
             if *held == 0 {
-                open.1.remove(&self.client);
+                open.by_client.remove(&self.client);
             }
         }
+    }
+}
+
+/// A response body that keeps its request marked as being answered until it is sent in full
+/// or dropped.
+pub(crate) struct Answering {
+    inner: axum::body::Body,
+    _busy: Busy,
+}
+
+impl Answering {
+    pub(crate) fn new(inner: axum::body::Body, busy: Busy) -> Self {
+        Self { inner, _busy: busy }
+    }
+}
+
+impl http_body::Body for Answering {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -336,10 +448,12 @@ impl Stalling {
                 let limit = self.limit;
                 let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
                 match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("the client took no data for {} s", limit.as_secs()),
-                    ))),
+                    Poll::Ready(()) => Poll::Ready(Err({
+                        // Reset rather than close: the kernel would otherwise keep the unsent
+                        // answer (megabytes) for a client that takes nothing.
+                        let _ = self.io.set_zero_linger();
+                        std::io::Error::new(std::io::ErrorKind::TimedOut, format!("the client took no data for {} s", limit.as_secs()))
+                    })),
                     Poll::Pending => Poll::Pending,
                 }
             }
@@ -456,11 +570,26 @@ mod tests {
         assert!(admission.admit(ip("2001:db8::ffff")).is_none(), "a fourth from the same /64");
         held.push(admission.admit(ip("10.0.0.1")).expect("another client"));
         held.push(admission.admit(ip("10.0.0.2")).expect("another client"));
+        // Full, and every connection answering a request: the next is turned away.
+        let mut busy: Vec<Busy> = held.iter().map(|t| t.activity().begin()).collect();
         assert!(admission.admit(ip("10.0.0.3")).is_none(), "the server holds as many as it may");
+        // Full, but one connection waits for its next request: it makes room.
+        drop(busy.remove(1));
+        let newcomer = admission.admit(ip("10.0.0.3")).expect("room made");
+        assert!(held[1].activity().evicted.load(std::sync::atomic::Ordering::SeqCst), "the waiting one is asked to close");
+        assert!(!held[0].activity().evicted.load(std::sync::atomic::Ordering::SeqCst), "a busy one is not");
+        busy.push(newcomer.activity().begin());
+        assert!(admission.admit(ip("10.0.0.4")).is_none(), "no more room until another waits");
+        drop(busy);
+        drop(newcomer);
         held.truncate(1);
         assert!(admission.admit(ip("2001:db8::9")).is_some(), "a closed connection frees its place");
         drop(held);
-        assert!(admission.open.lock().expect("lock").1.is_empty(), "nothing is counted once all are closed");
+        let open = admission.open.lock().expect("lock");
+        assert!(
+            open.by_client.is_empty() && open.connections.is_empty() && open.total == 0 && open.evicting == 0,
+            "nothing is counted once all are closed"
+        );
     }
 
     #[test]
