@@ -5,9 +5,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
-use common::{Server, Tverr, get_as, percent_encode, send, start, start_with, token};
+use common::{Case, Server, Tverr, get_as, percent_encode, send, start, start_with, token};
 
 /// URL-encodes one query parameter value.
 fn enc(v: &str) -> String {
@@ -366,27 +365,6 @@ fn queries_are_limited_per_principal_and_in_time() {
     assert_eq!(r.header("content-type"), Some("application/problem+json"));
 }
 
-struct RestCase {
-    file: PathBuf,
-    fields: BTreeMap<String, String>,
-    params: Vec<(String, String)>,
-}
-
-fn parse_case(file: PathBuf) -> RestCase {
-    let text = std::fs::read_to_string(&file).unwrap();
-    let mut case = RestCase { file, fields: BTreeMap::new(), params: Vec::new() };
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
-        let (k, v) = line.split_once(':').unwrap_or_else(|| panic!("{}: expected `key: value`: {line:?}", case.file.display()));
-        match k.trim().strip_prefix("param.") {
-            Some(name) => case.params.push((name.to_string(), v.trim().to_string())),
-            None => {
-                case.fields.insert(k.trim().to_string(), v.trim().to_string());
-            }
-        }
-    }
-    case
-}
-
 #[test]
 fn rest_attack_cases() {
     let (t, server) = demo();
@@ -400,15 +378,15 @@ fn rest_attack_cases() {
     assert!(files.len() >= 15, "only {} REST cases", files.len());
     let mut failures = Vec::new();
     for f in files {
-        let case = parse_case(f);
-        let get_field = |k: &str| case.fields.get(k).map(String::as_str);
+        let case = Case::parse(f);
+        let get_field = |k: &str| case.get(k);
         let who = get_field("as").unwrap_or("anonymous");
         let tok = (who != "anonymous").then(|| tokens.entry(who.to_string()).or_insert_with(|| token(&t, who)).clone());
-        let query: Vec<String> = case.params.iter().map(|(k, v)| format!("{k}={}", enc(&fill(v)))).collect();
+        let query: Vec<String> = case.prefixed("param.").iter().map(|(k, v)| format!("{k}={}", enc(&fill(v)))).collect();
         let path = format!("/api/v1/datasets/{}/rows?{}", get_field("dataset").expect("dataset:"), query.join("&"));
         let r = get_as(port, &path, tok.as_deref(), get_field("purpose"));
         let body = r.text();
-        let name = case.file.file_name().unwrap().to_string_lossy().to_string();
+        let name = case.name();
         let status: u16 = get_field("status").expect("status:").parse().unwrap();
         let mut fail = |why: String| failures.push(format!("{name}: {why}\n  {body}"));
         if r.status != status {
@@ -434,7 +412,7 @@ fn rest_attack_cases() {
         if r.status >= 400 && r.header("content-type") != Some("application/problem+json") {
             fail("an error that is not a problem".into());
         }
-        if body.contains(&any_fnr) && !case.params.iter().any(|(_, v)| v.contains("{any_fnr}")) {
+        if body.contains(&any_fnr) && !case.prefixed("param.").iter().any(|(_, v)| v.contains("{any_fnr}")) {
             fail("a real person number in the answer".into());
         }
         // No case takes the server down or leaves it unable to answer.
@@ -760,9 +738,9 @@ fn runaway_queries_hold_neither_the_server_nor_the_processor() {
     assert!(files.len() >= 8, "only {} runaway cases", files.len());
     let mut failures = Vec::new();
     for f in files {
-        let case = parse_case(f);
-        let name = case.file.file_name().unwrap().to_string_lossy().to_string();
-        let field = |k: &str| case.fields.get(k).cloned();
+        let case = Case::parse(f);
+        let name = case.name();
+        let field = |k: &str| case.get(k).map(str::to_string);
         let who = field("as").unwrap_or_else(|| "anonymous".into());
         let tok = (who != "anonymous").then(|| tokens.entry(who.clone()).or_insert_with(|| token(&t, &who)).clone());
         let body = serde_json::json!({"sql": field("sql").expect("sql:")}).to_string();

@@ -185,22 +185,13 @@ struct TamperCase {
 }
 
 fn tamper_cases() -> Vec<TamperCase> {
-    let dir = common::data_dir().join("../security/audit");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("tests/security/audit").flatten().map(|e| e.path()).collect();
-    files.retain(|p| p.extension().is_some_and(|e| e == "case"));
-    files.sort();
-    files
+    common::Case::all_in("audit")
         .into_iter()
-        .map(|f| {
-            let text = std::fs::read_to_string(&f).unwrap();
-            let field = |key: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{key}:")).map(|v| v.trim().to_string()));
-            let need = |key: &str| field(key).unwrap_or_else(|| panic!("{}: missing `{key}:`", f.display()));
-            TamperCase {
-                name: f.file_name().unwrap().to_string_lossy().into_owned(),
-                tamper: need("tamper"),
-                witness: field("witness").as_deref() == Some("yes"),
-                contains: need("contains"),
-            }
+        .map(|c| TamperCase {
+            name: c.name(),
+            tamper: c.need("tamper").to_string(),
+            witness: c.get("witness") == Some("yes"),
+            contains: c.need("contains").to_string(),
         })
         .collect()
 }

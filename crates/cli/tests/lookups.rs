@@ -119,19 +119,13 @@ fn lookup_attack_cases() {
     let values = placeholders(&t);
     let fill = |s: &str| values.iter().fold(s.to_string(), |acc, (k, v)| acc.replace(&format!("{{{k}}}"), v));
     let mut tokens: BTreeMap<String, String> = BTreeMap::new();
-    let files = common::case_files("lookup");
-    assert!(files.len() >= 20, "only {} look-up cases", files.len());
+    let cases = common::Case::all_in("lookup");
+    assert!(cases.len() >= 20, "only {} look-up cases", cases.len());
     let mut failures = Vec::new();
-    for f in files {
-        let text = std::fs::read_to_string(&f).unwrap();
-        let mut fields: Vec<(String, String)> = Vec::new();
-        for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
-            let (k, v) = line.split_once(':').unwrap_or_else(|| panic!("{}: expected `key: value`: {line:?}", f.display()));
-            fields.push((k.trim().to_string(), v.trim().to_string()));
-        }
-        let field = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let all = |k: &str| fields.iter().filter(|(n, _)| n == k).map(|(_, v)| v.clone()).collect::<Vec<_>>();
-        let name = f.file_name().unwrap().to_string_lossy().to_string();
+    for case in cases {
+        let field = |k: &str| case.get(k);
+        let all = |k: &str| case.all(k).into_iter().map(str::to_string).collect::<Vec<_>>();
+        let name = case.name();
         let who = field("as").expect("as:");
         let tok = match who {
             "anonymous" => None,

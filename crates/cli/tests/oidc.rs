@@ -48,19 +48,6 @@ struct Keys<'a> {
     ec_pkcs8: &'a [u8],
 }
 
-/// `key: value` lines of a token case.
-fn parse_case(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
-    std::fs::read_to_string(path)
-        .expect("read case")
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let (k, v) = l.split_once(':').unwrap_or_else(|| panic!("{}: expected key: value, got {l:?}", path.display()));
-            (k.trim().to_string(), v.trim().to_string())
-        })
-        .collect()
-}
-
 /// Fills the placeholders of a case's claims: issuers, the citizen's number, and times
 /// (`"{now+600}"` becomes a number of seconds).
 fn fill(claims: &str, citizen_fnr: &str) -> serde_json::Value {
@@ -142,17 +129,13 @@ fn oidc_tokens_are_verified_and_forgeries_refused() {
     let port = server.1;
 
     let keys = Keys { rsa: &rsa, attacker: &attacker, ec_pkcs8: ec_pkcs8.as_ref() };
-    let dir = common::data_dir().join("../security/tokens");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("tests/security/tokens").flatten().map(|e| e.path()).collect();
-    files.retain(|p| p.extension().is_some_and(|e| e == "case"));
-    files.sort();
-    assert!(files.len() >= 20, "only {} token cases", files.len());
+    let cases = common::Case::all_in("tokens");
+    assert!(cases.len() >= 20, "only {} token cases", cases.len());
     let mut failures = Vec::new();
-    for file in &files {
-        let case = parse_case(file);
-        let claims = fill(&case["claims"], &citizen_fnr);
-        let token = sign(&keys, &case["alg"], &case["key"], &case["kid"], &claims);
-        let table = match case["table"].as_str() {
+    for case in &cases {
+        let claims = fill(case.need("claims"), &citizen_fnr);
+        let token = sign(&keys, case.need("alg"), case.need("key"), case.need("kid"), &claims);
+        let table = match case.need("table") {
             "innbyggere" => "hamar.innbyggere",
             "vannmalere" => "hias.vannmalere",
             _ => "hamar.barnehager",
@@ -164,11 +147,11 @@ fn oidc_tokens_are_verified_and_forgeries_refused() {
             headers.push(("Tverr-Purpose", p));
         }
         let (status, _, body) = request(port, "POST", "/api/v1/sql", &headers, Some(&body));
-        let name = file.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        if status.to_string() != case["status"] {
-            failures.push(format!("{name}: status {status}, expected {}: {body}", case["status"]));
+        let name = case.name();
+        if status.to_string() != case.need("status") {
+            failures.push(format!("{name}: status {status}, expected {}: {body}", case.need("status")));
         } else if let Some(want) = case.get("contains")
-            && !body.contains(want.as_str())
+            && !body.contains(want)
         {
             failures.push(format!("{name}: {body:?} should contain {want:?}"));
         }

@@ -9,10 +9,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use common::Tverr;
+use common::{Case, Tverr};
 
 struct Demo {
     tverr: Tverr,
@@ -57,42 +56,6 @@ fn demo() -> &'static Demo {
         }
         Demo { tverr, fixtures }
     })
-}
-
-#[derive(Debug, Default)]
-struct Case {
-    file: PathBuf,
-    fields: BTreeMap<String, String>,
-    body: Vec<String>,
-}
-
-impl Case {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.fields.get(key).map(String::as_str)
-    }
-
-    fn need(&self, key: &str) -> &str {
-        self.get(key).unwrap_or_else(|| panic!("{}: missing `{key}:`", self.file.display()))
-    }
-}
-
-fn parse(file: PathBuf) -> Case {
-    let text = std::fs::read_to_string(&file).expect("read case");
-    let mut case = Case { file, ..Case::default() };
-    let mut in_body = false;
-    for line in text.lines() {
-        if in_body {
-            case.body.push(line.to_string());
-        } else if line.trim() == "---" {
-            in_body = true;
-        } else if line.starts_with('#') || line.trim().is_empty() {
-            continue;
-        } else {
-            let (k, v) = line.split_once(':').unwrap_or_else(|| panic!("{}: expected `key: value`, got {line:?}", case.file.display()));
-            case.fields.insert(k.trim().to_string(), v.trim().to_string());
-        }
-    }
-    case
 }
 
 fn fill(text: &str, fixtures: &BTreeMap<String, String>) -> String {
@@ -208,7 +171,7 @@ fn adversarial_cases() {
     let mut failures = Vec::new();
     let mut classes = std::collections::BTreeSet::new();
     for f in files {
-        let case = parse(f);
+        let case = Case::parse(f);
         classes.insert(case.need("class").to_string());
         if let Err(e) = run_case(demo, &case) {
             failures.push(format!("{}: {e}", case.file.file_name().unwrap_or_default().to_string_lossy()));

@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-use common::{Response, Tverr, case_files, rsa_key, send, start_with, token};
+use common::{Response, Tverr, rsa_key, send, start_with, token};
 
 const PASSWORD: &str = "hamar-demo-2026";
 
@@ -119,16 +119,15 @@ fn citizen_login(port: u16, pid: &str) -> Jar {
 fn every_web_attack_case_is_refused() {
     let (t, server, any_fnr, other_fnr) = demo(&[]);
     let port = server.1;
-    let cases = case_files("web");
+    let cases = common::Case::all_in("web");
     assert!(cases.len() >= 20, "the web attack corpus shrank");
-    for path in cases {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(&path).unwrap().replace("{any_fnr}", &any_fnr).replace("{other_fnr}", &other_fnr);
-        let mut c: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
-            let (k, v) = line.split_once(": ").unwrap_or_else(|| panic!("{name}: bad line {line:?}"));
-            c.entry(k.to_string()).or_default().push(v.to_string());
-        }
+    for case in cases {
+        let name = case.name();
+        let fill = |v: &str| v.replace("{any_fnr}", &any_fnr).replace("{other_fnr}", &other_fnr);
+        let c: BTreeMap<String, Vec<String>> = case.fields.iter().fold(BTreeMap::new(), |mut c, (k, v)| {
+            c.entry(k.clone()).or_insert_with(Vec::new).push(fill(v));
+            c
+        });
         let one = |k: &str| c.get(k).and_then(|v| v.first()).cloned();
         let who = one("as").unwrap_or_else(|| panic!("{name}: needs as"));
         let mut jar = match who.as_str() {

@@ -22,6 +22,67 @@ pub fn case_files(sub: &str) -> Vec<PathBuf> {
     files
 }
 
+/// One attack case as the suites under `tests/security` write them: `key: value` lines (a key
+/// may repeat), `#` comments and blank lines, and after a `---` line a body kept as written.
+#[derive(Debug, Default)]
+pub struct Case {
+    pub file: PathBuf,
+    pub fields: Vec<(String, String)>,
+    pub body: Vec<String>,
+}
+
+impl Case {
+    /// Reads a case file; a line that is not `key: value` stops the test with its place.
+    pub fn parse(file: PathBuf) -> Case {
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let mut case = Case { file, ..Case::default() };
+        let mut in_body = false;
+        for (n, line) in text.lines().enumerate() {
+            if in_body {
+                case.body.push(line.to_string());
+            } else if line.trim() == "---" {
+                in_body = true;
+            } else if !(line.starts_with('#') || line.trim().is_empty()) {
+                let (k, v) = line
+                    .split_once(':')
+                    .unwrap_or_else(|| panic!("{}:{}: expected `key: value`, got {line:?}", case.file.display(), n + 1));
+                case.fields.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        case
+    }
+
+    /// The cases of a directory under `tests/security`, in name order.
+    pub fn all_in(sub: &str) -> Vec<Case> {
+        case_files(sub).into_iter().map(Case::parse).collect()
+    }
+
+    /// The file's name.
+    pub fn name(&self) -> String {
+        self.file.file_name().unwrap_or_default().to_string_lossy().into_owned()
+    }
+
+    /// The first value of a key.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of a key the case must have.
+    pub fn need(&self, key: &str) -> &str {
+        self.get(key).unwrap_or_else(|| panic!("{}: missing `{key}:`", self.file.display()))
+    }
+
+    /// Every value of a key, in order.
+    pub fn all(&self, key: &str) -> Vec<&str> {
+        self.fields.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
+    }
+
+    /// The keys that start with `prefix` (without it) and their values, in order.
+    pub fn prefixed(&self, prefix: &str) -> Vec<(&str, &str)> {
+        self.fields.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k, v.as_str()))).collect()
+    }
+}
+
 /// Expands `{repeat:N:TEXT}` in a case's text to TEXT written N times (TEXT without `}`), so a
 /// case can hold an input of thousands of terms in one readable line.
 pub fn expand_repeats(text: &str) -> String {
