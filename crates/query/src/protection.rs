@@ -127,9 +127,7 @@ impl Protected {
         *self.checked.lock().unwrap_or_else(|p| p.into_inner()) = Some(generation);
         Ok(())
     }
-}
 
-impl Protected {
     /// The level of one subject key as the registers give it: a person's own, a property's
     /// from the people linked to it; other keys have none.
     pub(crate) fn key_level(&self, kind: tverr_core::SubjectKind, key: &str) -> i8 {
