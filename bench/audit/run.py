@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Access-log benchmark: what auditing costs.
 
-Builds the release `tverr-bench` binary (`cargo build --release -p tverr-cli --features bench`;
+Builds the release `tverr-bench` binary (`cargo build --release -p tverr-bench --features unaudited`;
 the feature also compiles in a log that records nothing, used only by this binary) and runs it.
 In one run it measures:
 
@@ -100,7 +100,7 @@ def main():
     if binary is None:
         target = os.environ.get("CARGO_TARGET_DIR", str(pathlib.Path.home() / ".cache" / "tverr-target"))
         env = dict(os.environ, CARGO_TARGET_DIR=target)
-        subprocess.run(["cargo", "build", "--release", "-p", "tverr-cli", "--features", "bench", "--bin", "tverr-bench"],
+        subprocess.run(["cargo", "build", "--release", "-p", "tverr-bench", "--features", "unaudited", "--bin", "tverr-bench"],
                        cwd=ROOT, env=env, check=True)
         binary = str(pathlib.Path(target) / "release" / "tverr-bench")
     rest = [a for a in args.rest if a != "--"]

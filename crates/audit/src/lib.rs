@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use tokio::sync::{Mutex, mpsc, oneshot};
-use tverr_store::Catalog;
+use tverr_store::RawCatalog;
 
 mod local;
 
@@ -379,7 +379,7 @@ enum Message {
 /// nothing wait up to [`LINGER`] for one that does, to share its commit.
 #[derive(Clone)]
 pub struct Audit {
-    catalog: Catalog,
+    catalog: RawCatalog,
     key: Arc<Ed25519KeyPair>,
     subject_key: Arc<Vec<u8>>,
     config: AuditConfig,
@@ -440,7 +440,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 impl Audit {
     /// The log over a catalogue, with its key (made on first use).
-    pub fn open(catalog: &Catalog, config: AuditConfig) -> Result<Self, AuditError> {
+    pub fn open(catalog: &RawCatalog, config: AuditConfig) -> Result<Self, AuditError> {
         let key = load_or_make_key(&config.key_path)?;
         let subject_key = load_or_make_subject_key(&config.subject_key_path)?;
         Ok(Self {
@@ -457,7 +457,7 @@ impl Audit {
     /// A log that records nothing, for measuring what auditing costs. Exists only in builds with
     /// the `unaudited` feature, which only the benchmark binary turns on.
     #[cfg(feature = "unaudited")]
-    pub fn unaudited_for_benchmarks(catalog: &Catalog, config: AuditConfig) -> Result<Self, AuditError> {
+    pub fn unaudited_for_benchmarks(catalog: &RawCatalog, config: AuditConfig) -> Result<Self, AuditError> {
         Ok(Self { enabled: false, ..Self::open(catalog, config)? })
     }
 
@@ -837,7 +837,7 @@ const CHECKPOINT_WAL_EVERY: Duration = Duration::from_millis(500);
 /// [`CHECKPOINT_WAL_EVERY`] without blocking anyone. The writer's connection does not checkpoint
 /// itself: SQLite's automatic checkpoint runs inside the commit that crosses 1,000 pages, and its
 /// copy and fsync would then sit in that group's latency (measured: a third of the append rate).
-async fn checkpointer(catalog: Catalog) {
+async fn checkpointer(catalog: RawCatalog) {
     let mut tick = tokio::time::interval(CHECKPOINT_WAL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

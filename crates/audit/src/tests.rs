@@ -20,7 +20,7 @@ fn config(dir: &Path, subject_key: &str) -> AuditConfig {
 
 async fn setup(dir: &Path) -> (Store, Audit) {
     let store = Store::open(&StoreConfig { data_dir: dir.join("data"), catalog_url: None, storage_url: None }).await.unwrap();
-    let audit = Audit::open(&store.catalog, config(dir, "subject.key")).unwrap();
+    let audit = Audit::open(&store.raw_catalog(), config(dir, "subject.key")).unwrap();
     (store, audit)
 }
 
@@ -31,7 +31,7 @@ async fn fill(audit: &Audit, n: i64) {
 }
 
 async fn exec(store: &Store, sql: &str) {
-    sqlx::query(sql).execute(store.catalog.pool()).await.unwrap();
+    sqlx::query(sql).execute(store.raw_catalog().pool()).await.unwrap();
 }
 
 async fn problem(audit: &Audit, witness: Option<&Checkpoint>) -> String {
@@ -100,7 +100,7 @@ async fn rewrite_entry_2(store: &Store, audit: &Audit) {
             .bind(&prev)
             .bind(&hash)
             .bind(e.seq)
-            .execute(store.catalog.pool())
+            .execute(store.raw_catalog().pool())
             .await
             .unwrap();
         prev = hash;
@@ -118,8 +118,9 @@ async fn rewrite_without_checkpoints(store: &Store, audit: &Audit) {
 async fn with_witness(dir: &Path) -> (Store, Audit, Audit, PathBuf) {
     let store = Store::open(&StoreConfig { data_dir: dir.join("data"), catalog_url: None, storage_url: None }).await.unwrap();
     let witness = dir.join("witness.ndjson");
-    let audit = Audit::open(&store.catalog, AuditConfig { witness_path: Some(witness.clone()), ..config(dir, "subject.key") }).unwrap();
-    let bare = Audit::open(&store.catalog, config(dir, "subject.key")).unwrap();
+    let audit =
+        Audit::open(&store.raw_catalog(), AuditConfig { witness_path: Some(witness.clone()), ..config(dir, "subject.key") }).unwrap();
+    let bare = Audit::open(&store.raw_catalog(), config(dir, "subject.key")).unwrap();
     (store, audit, bare, witness)
 }
 
@@ -177,7 +178,7 @@ async fn two_writers_keep_one_chain() {
     let dir = tempfile::tempdir().unwrap();
     let (store, first) = setup(dir.path()).await;
     // A second node (its own lock and state) over the same catalogue and key.
-    let second = Audit::open(&store.catalog, config(dir.path(), "subject.key")).unwrap();
+    let second = Audit::open(&store.raw_catalog(), config(dir.path(), "subject.key")).unwrap();
     let mut tasks = Vec::new();
     for (n, audit) in [first.clone(), second].into_iter().enumerate() {
         tasks.push(tokio::spawn(async move {
@@ -292,11 +293,11 @@ async fn the_subject_key_is_kept_outside_the_catalogue_and_reused() {
     let dir = tempfile::tempdir().unwrap();
     let (store, audit) = setup(dir.path()).await;
     let id = audit.subject_id("01010012356");
-    let again = Audit::open(&store.catalog, config(dir.path(), "subject.key")).unwrap();
+    let again = Audit::open(&store.raw_catalog(), config(dir.path(), "subject.key")).unwrap();
     assert_eq!(again.subject_id("01010012356"), id, "same key file, same identifier");
     assert_eq!(std::fs::read(dir.path().join("subject.key")).unwrap().len(), 32);
     std::fs::write(dir.path().join("short.key"), b"too short").unwrap();
-    let short = Audit::open(&store.catalog, config(dir.path(), "short.key"));
+    let short = Audit::open(&store.raw_catalog(), config(dir.path(), "short.key"));
     assert!(matches!(short, Err(AuditError::Key { .. })));
 }
 
@@ -318,7 +319,7 @@ async fn concurrent_writers_share_a_commit() {
     for t in tasks {
         t.await.unwrap();
     }
-    let groups: i64 = sqlx::query_scalar("SELECT count(DISTINCT at) FROM audit_log").fetch_one(store.catalog.pool()).await.unwrap();
+    let groups: i64 = sqlx::query_scalar("SELECT count(DISTINCT at) FROM audit_log").fetch_one(store.raw_catalog().pool()).await.unwrap();
     // Entries of one group share their time stamp. Without group commit every entry is its own
     // commit; a writer that finds its entry already written must not start a group of one.
     assert!(groups <= 3200 / 8, "{groups} commits for 3,200 entries from 64 writers ({:?})", started.elapsed());
@@ -341,7 +342,7 @@ async fn an_sqlite_log_made_before_the_rowid_change_is_rebuilt_with_every_entry(
     .await;
     let declared = || async {
         let t: String = sqlx::query_scalar("SELECT type FROM pragma_table_info('audit_log') WHERE name = 'seq'")
-            .fetch_one(store.catalog.pool())
+            .fetch_one(store.raw_catalog().pool())
             .await
             .unwrap();
         t
@@ -349,7 +350,7 @@ async fn an_sqlite_log_made_before_the_rowid_change_is_rebuilt_with_every_entry(
     assert_eq!(declared().await, "BIGINT");
     let reopened = Store::open(&StoreConfig { data_dir: dir.path().join("data"), catalog_url: None, storage_url: None }).await.unwrap();
     assert_eq!(declared().await, "INTEGER");
-    let audit = Audit::open(&reopened.catalog, config(dir.path(), "subject.key")).unwrap();
+    let audit = Audit::open(&reopened.raw_catalog(), config(dir.path(), "subject.key")).unwrap();
     let after = audit.entries().await.unwrap();
     assert_eq!(serde_json::to_value(&after).unwrap(), serde_json::to_value(&before).unwrap());
     fill(&audit, 3).await;
@@ -403,7 +404,7 @@ async fn a_group_of_any_size_is_written_whole() {
     audit.flush().await;
     let v = audit.verify(None).await.unwrap();
     assert_eq!((v.entries, v.problem), (438, None));
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_subjects").fetch_one(store.catalog.pool()).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_subjects").fetch_one(store.raw_catalog().pool()).await.unwrap();
     assert_eq!(n, 874);
 }
 
@@ -418,7 +419,7 @@ async fn a_failed_group_writes_nothing_and_the_next_one_chains_on() {
     let message = refused.expect_err("the group cannot be written").to_string();
     assert!(message.contains("disk full"), "{message}");
     // The entry was inserted before its subject failed: the whole group is rolled back.
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log").fetch_one(store.catalog.pool()).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log").fetch_one(store.raw_catalog().pool()).await.unwrap();
     assert_eq!(n, 2);
     exec(&store, "DROP TRIGGER broken").await;
     audit.append_about("access", &json!({"subjects": {"hamar/innbyggere": ["s2"]}}), vec!["s2".into()], None).await.unwrap();

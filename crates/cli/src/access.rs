@@ -314,7 +314,7 @@ pub async fn purpose(policy: &Policy, cmd: PurposeCommand) -> Result<()> {
     Ok(())
 }
 
-pub async fn agreement(engine: &tverr_query::Engine, cmd: AgreementCommand) -> Result<()> {
+pub async fn agreement(engine: &tverr_access::Engine, cmd: AgreementCommand) -> Result<()> {
     let policy = engine.policy();
     match cmd {
         AgreementCommand::Request(a) => {
@@ -357,7 +357,7 @@ pub async fn agreement(engine: &tverr_query::Engine, cmd: AgreementCommand) -> R
             };
             Policy::may(&actor, tverr_policy::Action::RequestAgreement(&req.consumer))?;
             engine.check_terms(&req.datasets).await?;
-            let datasets = tverr_query::datasets_field(req.datasets.iter().map(|d| d.dataset.as_str()));
+            let datasets = tverr_access::datasets_field(req.datasets.iter().map(|d| d.dataset.as_str()));
             let intent = serde_json::json!({"action": "request", "datasets": datasets});
             let ag = logged_change(engine, &actor, intent, None, policy.request_agreement(&actor, req)).await?;
             if a.json {
@@ -459,7 +459,7 @@ pub async fn agreement(engine: &tverr_query::Engine, cmd: AgreementCommand) -> R
 /// What an approve, deny or revoke is about to change, for its intent record; and its note.
 async fn transition_intent(policy: &Policy, action: &str, t: &Transition) -> Result<(serde_json::Value, Option<serde_json::Value>)> {
     let before = policy.agreement(t.id).await?;
-    let datasets = tverr_query::datasets_field(before.terms.datasets.iter().map(|d| d.dataset.as_str()));
+    let datasets = tverr_access::datasets_field(before.terms.datasets.iter().map(|d| d.dataset.as_str()));
     let intent = serde_json::json!({"action": action, "agreement": t.id, "revision": before.revision, "datasets": datasets});
     Ok((intent, Some(serde_json::json!(t.note))))
 }
@@ -467,7 +467,7 @@ async fn transition_intent(policy: &Policy, action: &str, t: &Transition) -> Res
 /// Records an agreement change before it is made (a log that cannot be written refuses it),
 /// makes it, and records the agreement's new state with the same datasets.
 async fn logged_change(
-    engine: &tverr_query::Engine,
+    engine: &tverr_access::Engine,
     actor: &Principal,
     intent: serde_json::Value,
     note: Option<serde_json::Value>,

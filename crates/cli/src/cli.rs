@@ -9,11 +9,10 @@ use crate::access;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
+use tverr_access::ingest::IngestError;
+use tverr_access::{Catalog, CreateSettings, Engine, ExportFormat, ExportOptions, IngestSettings, QueryError, StoreConfig, StoreError};
 use tverr_core::{ColumnCategory, DatasetRef};
-use tverr_policy::{Policy, PolicyError};
-use tverr_query::{Engine, ExportFormat, ExportOptions, QueryError};
-use tverr_store::tverr_ingest::IngestError;
-use tverr_store::{CreateSettings, IngestSettings, Store, StoreConfig, StoreError};
+use tverr_policy::PolicyError;
 
 /// Tverr: a data platform for Norwegian municipalities — data across departments, lawfully.
 #[derive(Debug, Parser)]
@@ -514,9 +513,12 @@ fn dataset_ref(s: &str) -> Result<DatasetRef> {
     Ok(DatasetRef::from_str(s)?)
 }
 
-async fn open(cli: &Cli) -> Result<Store> {
+/// The engine over the store and access log the options name.
+async fn open(cli: &Cli) -> Result<Engine> {
     let config = StoreConfig { data_dir: cli.data.clone(), catalog_url: cli.catalog.clone(), storage_url: cli.storage.clone() };
-    Store::open(&config).await.context("cannot open the store")
+    let (per_query, server) = memory_limits()?;
+    let engine = Engine::open(&config, audit_config(cli)?).await.context("cannot open the store")?;
+    Ok(engine.with_named_limit(named_limit()?).with_memory_limits(per_query, server))
 }
 
 /// A whole number from the environment, or the default.
@@ -539,7 +541,7 @@ fn witness_path(cli: &Cli) -> Option<PathBuf> {
 
 /// The access log over the store, with checkpoints every 1,000 entries or 60 seconds
 /// (`TVERR_AUDIT_CHECKPOINT_EVERY`, `TVERR_AUDIT_CHECKPOINT_SECONDS`).
-fn audit(cli: &Cli, store: &Store) -> Result<tverr_audit::Audit> {
+fn audit_config(cli: &Cli) -> Result<tverr_audit::AuditConfig> {
     let config = tverr_audit::AuditConfig {
         key_path: cli.audit_key.clone().unwrap_or_else(|| cli.data.join("audit-key.pk8")),
         subject_key_path: cli.subject_key.clone().unwrap_or_else(|| cli.data.join("subject-key")),
@@ -547,13 +549,13 @@ fn audit(cli: &Cli, store: &Store) -> Result<tverr_audit::Audit> {
         checkpoint_interval: std::time::Duration::from_secs(env_number("TVERR_AUDIT_CHECKPOINT_SECONDS", 60)?),
         witness_path: witness_path(cli),
     };
-    Ok(tverr_audit::Audit::open(&store.catalog, config)?)
+    Ok(config)
 }
 
 /// How many people of one dataset one access names before it counts as a bulk read
 /// (`TVERR_AUDIT_NAMED_LIMIT`, default 10,000).
 fn named_limit() -> Result<usize> {
-    Ok(env_number("TVERR_AUDIT_NAMED_LIMIT", tverr_query::DEFAULT_NAMED_LIMIT as u64)? as usize)
+    Ok(env_number("TVERR_AUDIT_NAMED_LIMIT", tverr_access::DEFAULT_NAMED_LIMIT as u64)? as usize)
 }
 
 /// The memory one query may use and all queries together may use, in bytes
@@ -567,8 +569,8 @@ fn memory_limits() -> Result<(usize, usize)> {
         Ok((n as usize).saturating_mul(1 << 20))
     };
     Ok((
-        mib("TVERR_QUERY_MEMORY_MB", tverr_query::DEFAULT_QUERY_MEMORY)?,
-        mib("TVERR_SERVER_MEMORY_MB", tverr_query::DEFAULT_SERVER_MEMORY)?,
+        mib("TVERR_QUERY_MEMORY_MB", tverr_access::DEFAULT_QUERY_MEMORY)?,
+        mib("TVERR_SERVER_MEMORY_MB", tverr_access::DEFAULT_SERVER_MEMORY)?,
     ))
 }
 
@@ -580,7 +582,7 @@ async fn category_command(engine: &Engine, c: DatasetCommand) -> Result<()> {
         println!("change {}: {}.{} {} → {}: {}", change.id, change.dataset, change.column, change.from, change.to, change.state);
     };
     match c {
-        DatasetCommand::Show(a) => show(engine.store(), &a).await?,
+        DatasetCommand::Show(a) => show(engine.catalog(), &a).await?,
         DatasetCommand::Category { dataset, column, category, actor } => {
             let r = dataset_ref(&dataset)?;
             let to = ColumnCategory::from_str(&category).map_err(|e| anyhow!("{category:?}: {e}"))?;
@@ -625,7 +627,7 @@ async fn decide_category(engine: &Engine, id: i64, actor: &access::Actor, approv
 /// `tverr protection …`: each change is in the access log before it is made, like every
 /// change of what decisions read.
 async fn protection_command(engine: &Engine, c: ProtectionCommand) -> Result<()> {
-    let catalog = &engine.store().catalog;
+    let catalog = engine.catalog();
     match c {
         ProtectionCommand::Register { dataset, key, status } => {
             let r = dataset_ref(&dataset)?;
@@ -692,24 +694,23 @@ async fn protection_command(engine: &Engine, c: ProtectionCommand) -> Result<()>
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<()> {
-    let store = open(&cli).await?;
-    let (per_query, server) = memory_limits()?;
-    let engine = Engine::new(store.clone(), audit(&cli, &store)?).with_named_limit(named_limit()?).with_memory_limits(per_query, server);
-    let result = dispatch(cli, store, &engine).await;
+    let engine = open(&cli).await?;
+    let result = dispatch(cli, &engine).await;
     // Records that gate nothing (completions, token uses) wait for the next group commit: write
     // them before the process ends.
     engine.audit().flush().await;
     result
 }
 
-async fn dispatch(cli: Cli, store: Store, engine: &Engine) -> Result<()> {
+async fn dispatch(cli: Cli, engine: &Engine) -> Result<()> {
+    let catalog = engine.catalog();
     match cli.command {
         Command::Org(OrgCommand::Create { slug, name, orgnr, kommunenummer }) => {
-            let org = store.catalog.create_org(&slug, &name, &orgnr, kommunenummer.as_deref()).await?;
+            let org = catalog.create_org(&slug, &name, &orgnr, kommunenummer.as_deref()).await?;
             println!("created organisation {} ({}, orgnr {})", org.slug, org.name, org.orgnr);
         }
         Command::Org(OrgCommand::List(f)) => {
-            let orgs = store.catalog.orgs().await?;
+            let orgs = catalog.orgs().await?;
             if f.json {
                 println!("{}", serde_json::to_string_pretty(&orgs)?);
             } else {
@@ -720,11 +721,11 @@ async fn dispatch(cli: Cli, store: Store, engine: &Engine) -> Result<()> {
         }
         Command::Department(DepartmentCommand::Create { path, name }) => {
             let (org, slug) = path.split_once('/').ok_or_else(|| anyhow!("expected ORG/SLUG, e.g. hamar/oppvekst"))?;
-            let d = store.catalog.create_department(org, slug, &name).await?;
+            let d = catalog.create_department(org, slug, &name).await?;
             println!("created department {}/{} ({})", d.org, d.slug, d.name);
         }
         Command::Department(DepartmentCommand::List { org, json }) => {
-            let deps = store.catalog.departments(org.as_deref()).await?;
+            let deps = catalog.departments(org.as_deref()).await?;
             if json.json {
                 println!("{}", serde_json::to_string_pretty(&deps)?);
             } else {
@@ -735,7 +736,7 @@ async fn dispatch(cli: Cli, store: Store, engine: &Engine) -> Result<()> {
         }
         Command::Ingest(args) => ingest(engine, args).await?,
         Command::Datasets(f) => {
-            let datasets = store.catalog.datasets().await?;
+            let datasets = catalog.datasets().await?;
             if f.json {
                 println!("{}", serde_json::to_string_pretty(&datasets)?);
             } else {
@@ -746,30 +747,30 @@ async fn dispatch(cli: Cli, store: Store, engine: &Engine) -> Result<()> {
             }
         }
         Command::Dataset(c) => category_command(engine, c).await?,
-        Command::History(a) => history(&store, &a).await?,
+        Command::History(a) => history(catalog, &a).await?,
         Command::Export(a) => export(engine, a).await?,
         Command::Sql(a) => sql(engine, a).await?,
         Command::Lookup(a) => lookup(engine, a).await?,
         Command::Erase(a) => erase(engine, a).await?,
         Command::Audit(c) => audit_command(engine, c).await?,
         Command::Protection(c) => protection_command(engine, c).await?,
-        Command::User(c) => access::user(&Policy::new(store.catalog.clone()), c).await?,
-        Command::Token(c) => access::token(&Policy::new(store.catalog.clone()), c).await?,
-        Command::LegalBasis(c) => access::legal_basis(&Policy::new(store.catalog.clone()), c).await?,
-        Command::Purpose(c) => access::purpose(&Policy::new(store.catalog.clone()), c).await?,
+        Command::User(c) => access::user(engine.policy(), c).await?,
+        Command::Token(c) => access::token(engine.policy(), c).await?,
+        Command::LegalBasis(c) => access::legal_basis(engine.policy(), c).await?,
+        Command::Purpose(c) => access::purpose(engine.policy(), c).await?,
         Command::Agreement(c) => access::agreement(engine, c).await?,
         Command::Demo(a) => {
             let config = tverr_demo::DemoConfig { persons: a.persons, seed: a.seed };
-            let rows = tverr_demo::create(&store, &config).await?;
-            println!("created the demo municipality: {} datasets, {rows} rows", store.catalog.datasets().await?.len());
+            let rows = tverr_demo::create(engine, &crate::operator(), &config).await?;
+            println!("created the demo municipality: {} datasets, {rows} rows", catalog.datasets().await?.len());
         }
         Command::Serve(a) => {
-            if a.demo && store.catalog.orgs().await?.is_empty() {
+            if a.demo && catalog.orgs().await?.is_empty() {
                 eprintln!("creating the demo municipality ({} persons)…", a.persons);
                 let config = tverr_demo::DemoConfig { persons: a.persons, ..Default::default() };
-                tverr_demo::create(&store, &config).await?;
+                tverr_demo::create(engine, &crate::operator(), &config).await?;
             }
-            let indexed = store.ensure_indexed().await?;
+            let indexed = engine.ensure_indexed().await?;
             if !indexed.is_empty() {
                 eprintln!("indexed the subject keys of {}", indexed.join(", "));
             }
@@ -826,11 +827,11 @@ async fn ingest(engine: &Engine, a: IngestArgs) -> Result<()> {
     };
     let actor = a.actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "operator".into());
     let mut req = settings.request(dataset.clone(), a.file, actor).map_err(|e| match e {
-        tverr_store::StoreError::Invalid { field, message } => anyhow!("--{field}: {message}"),
+        StoreError::Invalid { field, message } => anyhow!("--{field}: {message}"),
         other => other.into(),
     })?;
     let bar = progress_bar(size);
-    req.options.progress = bar.clone().map(|b| Arc::new(move |n: u64| b.set_position(n)) as tverr_store::tverr_ingest::Progress);
+    req.options.progress = bar.clone().map(|b| Arc::new(move |n: u64| b.set_position(n)) as tverr_access::ingest::Progress);
     let result = engine.ingest(&crate::operator(), "cli", req).await;
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -878,11 +879,11 @@ fn progress_bar(size: u64) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
-async fn show(store: &Store, a: &DatasetArg) -> Result<()> {
+async fn show(catalog: &Catalog, a: &DatasetArg) -> Result<()> {
     let r = dataset_ref(&a.dataset)?;
-    let meta = store.catalog.dataset(&r).await?;
-    let columns = store.catalog.columns(&r).await?;
-    let versions = store.catalog.versions(&r).await?;
+    let meta = catalog.dataset(&r).await?;
+    let columns = catalog.columns(&r).await?;
+    let versions = catalog.versions(&r).await?;
     if a.json {
         let v = serde_json::json!({ "dataset": meta, "columns": columns, "versions": versions });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -927,10 +928,10 @@ async fn show(store: &Store, a: &DatasetArg) -> Result<()> {
     Ok(())
 }
 
-async fn history(store: &Store, a: &DatasetArg) -> Result<()> {
+async fn history(catalog: &Catalog, a: &DatasetArg) -> Result<()> {
     let r = dataset_ref(&a.dataset)?;
-    store.catalog.dataset(&r).await?;
-    let versions = store.catalog.versions(&r).await?;
+    catalog.dataset(&r).await?;
+    let versions = catalog.versions(&r).await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&versions)?);
         return Ok(());
@@ -956,7 +957,7 @@ async fn export(engine: &Engine, a: ExportArgs) -> Result<()> {
     let r = dataset_ref(&a.dataset)?;
     let format = ExportFormat::parse(&a.format)
         .ok_or_else(|| anyhow!("--format {:?}: expected csv, json, ndjson, geojson, xlsx or parquet", a.format))?;
-    let csv = tverr_query::CsvOptions {
+    let csv = tverr_access::CsvOptions {
         delimiter: match a.delimiter.as_str() {
             "," | ";" | "|" | "\t" => a.delimiter.as_bytes()[0],
             "tab" => b'\t',
@@ -970,17 +971,17 @@ async fn export(engine: &Engine, a: ExportArgs) -> Result<()> {
         bom: a.bom,
         raw: a.raw,
     };
-    if csv != tverr_query::CsvOptions::default() && format != ExportFormat::Csv {
+    if csv != tverr_access::CsvOptions::default() && format != ExportFormat::Csv {
         bail!("--delimiter, --decimal, --bom and --raw apply to --format csv only");
     }
     let crs = match &a.crs {
         Some(c) => {
-            Some(tverr_query::geo::Crs::parse(c).ok_or_else(|| anyhow!("--crs {c:?}: expected {}", tverr_query::geo::Crs::supported()))?)
+            Some(tverr_access::geo::Crs::parse(c).ok_or_else(|| anyhow!("--crs {c:?}: expected {}", tverr_access::geo::Crs::supported()))?)
         }
         None => None,
     };
     let who = a.actor.principal(engine.policy()).await?;
-    let query = tverr_query::RowsQuery { filter: a.filter.clone(), version: a.version, crs, ..Default::default() };
+    let query = tverr_access::RowsQuery { filter: a.filter.clone(), version: a.version, crs, ..Default::default() };
     let released = engine.rows(&who, a.purpose.as_deref(), &r, &query, "cli-export").await?;
     let stream = released.stream;
     let geometry = Engine::geometry_columns(&released.grants[0], crs);
@@ -991,7 +992,7 @@ async fn export(engine: &Engine, a: ExportArgs) -> Result<()> {
                 let tmp = path.with_extension("partial");
                 let mut file =
                     std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?);
-                let result = tverr_query::write_export(stream, &options, &mut file).await;
+                let result = tverr_access::write_export(stream, &options, &mut file).await;
                 drop(file);
                 match result {
                     Ok(n) => {
@@ -1006,7 +1007,7 @@ async fn export(engine: &Engine, a: ExportArgs) -> Result<()> {
             }
             None => {
                 let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
-                tverr_query::write_export(stream, &options, &mut out).await?
+                tverr_access::write_export(stream, &options, &mut out).await?
             }
         })
     }
@@ -1025,7 +1026,7 @@ fn subject_kind(kind: &str) -> Result<tverr_core::SubjectKind> {
 async fn lookup(engine: &Engine, a: LookupArgs) -> Result<()> {
     let kind = subject_kind(&a.kind)?;
     let who = a.actor.principal(engine.policy()).await?;
-    engine.store().ensure_indexed().await?;
+    engine.ensure_indexed().await?;
     let found = engine.lookup(&who, a.purpose.as_deref(), kind, &a.id, "cli-lookup").await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&found)?);
@@ -1042,7 +1043,7 @@ async fn lookup(engine: &Engine, a: LookupArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_orgs(orgs: &[tverr_query::LookupOrg], indent: &str) {
+fn print_orgs(orgs: &[tverr_access::LookupOrg], indent: &str) {
     for o in orgs {
         for d in &o.departments {
             for f in &d.datasets {
@@ -1084,7 +1085,7 @@ async fn sql(engine: &Engine, a: SqlArgs) -> Result<()> {
 }
 
 /// Prints a result as a table or in an export format; returns the number of rows.
-async fn print_result(mut stream: tverr_query::SendableRecordBatchStream, format: &str) -> Result<u64> {
+async fn print_result(mut stream: tverr_access::SendableRecordBatchStream, format: &str) -> Result<u64> {
     match format {
         "table" => {
             let mut batches = Vec::new();
@@ -1109,7 +1110,7 @@ async fn print_result(mut stream: tverr_query::SendableRecordBatchStream, format
                 other => bail!("--format {other:?}: expected table, csv, json or ndjson"),
             };
             let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
-            let rows = tverr_query::write_export(stream, &ExportOptions::new(format, Vec::new()), &mut out).await?;
+            let rows = tverr_access::write_export(stream, &ExportOptions::new(format, Vec::new()), &mut out).await?;
             out.flush()?;
             Ok(rows)
         }

@@ -13,9 +13,10 @@ mod names;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use tverr_access::ingest::{ColumnType, IngestOptions};
+use tverr_access::{Engine, IngestRequest, NewDataset, QueryError, StoreError, WriteMode};
 use tverr_core::{Classification, ColumnCategory, DatasetRef, SubjectKind};
-use tverr_store::tverr_ingest::{ColumnType, IngestOptions};
-use tverr_store::{IngestRequest, NewDataset, Store, StoreError, WriteMode};
+use tverr_policy::Principal;
 
 pub use access::{DEMO_PASSWORD, USERS};
 pub use data::Population;
@@ -33,9 +34,12 @@ pub enum DemoError {
     /// Writing an XLSX file failed.
     #[error("cannot write a demo workbook: {0}")]
     Xlsx(#[from] rust_xlsxwriter::XlsxError),
-    /// The store refused something.
+    /// The catalogue refused something.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A write was refused.
+    #[error(transparent)]
+    Write(#[from] QueryError),
     /// The policy layer refused something.
     #[error(transparent)]
     Policy(#[from] tverr_policy::PolicyError),
@@ -274,12 +278,13 @@ fn specs() -> Vec<Spec> {
     ]
 }
 
-/// Fills an empty store with the demo municipality. Returns the number of rows ingested.
-pub async fn create(store: &Store, config: &DemoConfig) -> Result<u64, DemoError> {
-    if !store.catalog.orgs().await?.is_empty() {
+/// Fills an empty store with the demo municipality, writing as `who` (each dataset's write is in
+/// the access log like any other). Returns the number of rows ingested.
+pub async fn create(engine: &Engine, who: &Principal, config: &DemoConfig) -> Result<u64, DemoError> {
+    let c = engine.catalog();
+    if !c.orgs().await?.is_empty() {
         return Err(DemoError::NotEmpty);
     }
-    let c = &store.catalog;
     c.create_org("hamar", "Hamar kommune", "970540008", Some("3403")).await?;
     c.create_org("hias", "Hias IKS", data::HIAS_ORGNR, None).await?;
     for (slug, name) in [
@@ -299,7 +304,7 @@ pub async fn create(store: &Store, config: &DemoConfig) -> Result<u64, DemoError
     population.write_files(dir.path())?;
     let mut rows = 0;
     for spec in specs() {
-        rows += ingest(store, dir.path(), &spec).await?;
+        rows += ingest(engine, who, dir.path(), &spec).await?;
     }
     // The Folkeregister copy is the authority on who is protected, in every dataset.
     let register: DatasetRef = "hamar/innbyggere".parse().expect("a valid name");
@@ -308,11 +313,11 @@ pub async fn create(store: &Store, config: &DemoConfig) -> Result<u64, DemoError
     let readings: DatasetRef = "hias/vannmaler_avlesninger".parse().expect("a valid name");
     let meters: DatasetRef = "hias/vannmalere".parse().expect("a valid name");
     c.set_protection_link(&readings, "maler_id", &meters, "maler_id", "demo").await?;
-    access::create(&tverr_policy::Policy::new(store.catalog.clone())).await?;
+    access::create(engine.policy()).await?;
     Ok(rows)
 }
 
-async fn ingest(store: &Store, dir: &Path, spec: &Spec) -> Result<u64, DemoError> {
+async fn ingest(engine: &Engine, who: &Principal, dir: &Path, spec: &Spec) -> Result<u64, DemoError> {
     let options = IngestOptions {
         types: spec.types.iter().map(|(c, t)| (c.to_string(), *t)).collect(),
         subjects: spec.subjects.iter().map(|(c, k)| (c.to_string(), *k)).collect(),
@@ -336,5 +341,5 @@ async fn ingest(store: &Store, dir: &Path, spec: &Spec) -> Result<u64, DemoError
         categories: spec.categories.iter().map(|(c, k)| (c.to_string(), *k)).collect::<BTreeMap<_, _>>(),
         actor: "demo".to_string(),
     };
-    Ok(store.ingest(req).await?.report.rows)
+    Ok(engine.ingest(who, "demo", req).await?.report.rows)
 }

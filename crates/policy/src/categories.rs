@@ -2,7 +2,7 @@
 //! applied at once; lowering it (special category, protected address, person id → less) waits
 //! for a second person's approval, because it can release what was withheld. Every change is
 //! in the access log before it is made (the caller writes the record first, see
-//! `tverr-query`'s `Engine::log_event`).
+//! `tverr-access`'s `Engine::log_event`).
 
 use serde::Serialize;
 use sqlx::Row;
@@ -99,7 +99,7 @@ impl Policy {
         let by = actor(who)?;
         let at = crate::now();
         let state = if raises(from, to) { "applied" } else { "requested" };
-        let mut tx = self.catalog.begin_write().await?;
+        let mut tx = self.raw.begin_write().await?;
         let id: i64 =
             sqlx::query("SELECT COALESCE(MAX(id), 0) + 1 AS next FROM column_changes").fetch_one(&mut *tx).await?.try_get("next")?;
         sqlx::query(
@@ -161,7 +161,7 @@ impl Policy {
         }
         let at = crate::now();
         let state = if approve { "applied" } else { "denied" };
-        let mut tx = self.catalog.begin_write().await?;
+        let mut tx = self.raw.begin_write().await?;
         let done =
             sqlx::query("UPDATE column_changes SET state = $1, decided_by = $2, decided_at = $3 WHERE id = $4 AND state = 'requested'")
                 .bind(state)
@@ -195,7 +195,7 @@ impl Policy {
             "SELECT id, dataset, column_name, from_category, to_category, state, requested_by, requested_at, decided_by, decided_at \
              FROM column_changes ORDER BY id",
         )
-        .fetch_all(self.catalog.pool())
+        .fetch_all(self.raw.pool())
         .await?;
         rows.iter()
             .map(|r| {

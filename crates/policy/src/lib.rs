@@ -16,7 +16,7 @@ use sqlx::{AnyPool, Row};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tverr_core::{DatasetRef, Slug};
-use tverr_store::{Catalog, StoreError};
+use tverr_store::{Catalog, RawCatalog, Store, StoreError};
 
 pub use categories::{CategoryChange, raises};
 pub use grant::{Basis, ColumnGrant, Denial, Grant, PROTECTION_COLUMN, Protection};
@@ -121,6 +121,7 @@ pub struct AgreementRequest {
 #[derive(Debug, Clone)]
 pub struct Policy {
     catalog: Catalog,
+    raw: RawCatalog,
     /// What decisions read, as of the newest catalogue generation seen.
     snapshot: Arc<Mutex<Arc<PolicySnapshot>>>,
 }
@@ -179,10 +180,10 @@ where
 }
 
 impl Policy {
-    /// The policy layer over a catalogue (whose migrations created its tables).
-    pub fn new(catalog: Catalog) -> Self {
+    /// The policy layer over a store's catalogue (whose migrations created its tables).
+    pub fn new(store: &Store) -> Self {
         let none = PolicySnapshot { generation: -1, ..Default::default() };
-        Self { catalog, snapshot: Arc::new(Mutex::new(Arc::new(none))) }
+        Self { catalog: store.catalog.clone(), raw: store.raw_catalog(), snapshot: Arc::new(Mutex::new(Arc::new(none))) }
     }
 
     /// What decisions read, as of the catalogue's current generation (one query when it has
@@ -202,7 +203,7 @@ impl Policy {
     }
 
     fn pool(&self) -> &AnyPool {
-        self.catalog.pool()
+        self.raw.pool()
     }
 
     /// The catalogue underneath.
@@ -626,7 +627,7 @@ impl Policy {
         let terms_json = serde_json::to_string(&terms).map_err(|e| PolicyError::Corrupt(e.to_string()))?;
         let mut key = [0u8; 32];
         rand::rng().fill_bytes(&mut key);
-        let mut tx = self.catalog.begin_write().await?;
+        let mut tx = self.raw.begin_write().await?;
         let next: i64 =
             sqlx::query("SELECT COALESCE(MAX(id), 0) + 1 AS next FROM agreements").fetch_one(&mut *tx).await?.try_get("next")?;
         let at = now();
@@ -790,7 +791,7 @@ impl Policy {
         }
         let terms_json = serde_json::to_string(&a.terms).map_err(|e| PolicyError::Corrupt(e.to_string()))?;
         let at = now();
-        let mut tx = self.catalog.begin_write().await?;
+        let mut tx = self.raw.begin_write().await?;
         // Guarded by the revision, so two concurrent changes cannot both apply.
         let done =
             sqlx::query("UPDATE agreements SET state = $1, revision = revision + 1, updated_at = $2 WHERE id = $3 AND revision = $4")

@@ -59,7 +59,7 @@ async fn world() -> World {
         })
         .await
         .unwrap();
-    let policy = Policy::new(store.catalog.clone());
+    let policy = Policy::new(&store);
     policy
         .create_legal_basis(&LegalBasis {
             org: "hamar".into(),

@@ -54,7 +54,7 @@ pub struct AgreementDetail {
 async fn visible(state: &AppState, u: &User, id: i64) -> Result<Agreement, Problem> {
     match state.engine.policy().agreement(id).await {
         Ok(a) if party(u, &a) => Ok(a),
-        Ok(_) | Err(tverr_policy::PolicyError::Store(tverr_store::StoreError::NotFound { .. })) => Err(agreement_not_found()),
+        Ok(_) | Err(tverr_policy::PolicyError::Store(tverr_access::StoreError::NotFound { .. })) => Err(agreement_not_found()),
         Err(e) => Err(Problem::from_policy(e)),
     }
 }
@@ -120,7 +120,7 @@ pub(crate) async fn request_as(state: &AppState, caller: &Caller, body: &[u8], c
     };
     tverr_policy::Policy::may(&caller.principal, tverr_policy::Action::RequestAgreement(&req.consumer)).map_err(Problem::from_policy)?;
     state.engine.check_terms(&req.datasets).await.map_err(Problem::from_query)?;
-    let datasets = tverr_query::datasets_field(req.datasets.iter().map(|d| d.dataset.as_str()));
+    let datasets = tverr_access::datasets_field(req.datasets.iter().map(|d| d.dataset.as_str()));
     // The change is recorded before it is made: a log that cannot be written refuses it.
     state
         .engine
@@ -184,7 +184,7 @@ pub(crate) async fn transition_as(
     if !matches!(action, "approve" | "deny" | "revoke") {
         return Err(Problem::new(StatusCode::NOT_FOUND, "not-found", "Ikke funnet / Not found", "expected approve, deny or revoke"));
     }
-    let datasets = tverr_query::datasets_field(before.terms.datasets.iter().map(|d| d.dataset.as_str()));
+    let datasets = tverr_access::datasets_field(before.terms.datasets.iter().map(|d| d.dataset.as_str()));
     // The change is recorded before it is made: a log that cannot be written refuses it.
     state
         .engine

@@ -26,7 +26,7 @@ pub(crate) fn auditor_org(caller: &Caller) -> Result<String, Problem> {
 }
 
 fn unavailable(e: tverr_audit::AuditError) -> Problem {
-    Problem::from_query(tverr_query::QueryError::AuditUnavailable(e.to_string()))
+    Problem::from_query(tverr_access::QueryError::AuditUnavailable(e.to_string()))
 }
 
 /// Checks the chain and every checkpoint.

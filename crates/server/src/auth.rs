@@ -50,7 +50,7 @@ impl FromRequestParts<AppState> for Caller {
             let Some(verifier) = &state.oidc else {
                 return Err(unauthorized("not a Tverr API token (no OIDC issuers are configured)"));
             };
-            let principal = verifier.verify(credential, &state.store.catalog).await.map_err(|why| unauthorized(&why))?;
+            let principal = verifier.verify(credential, state.engine.catalog()).await.map_err(|why| unauthorized(&why))?;
             log_use(state, &principal, "oidc");
             return Ok(Caller { principal, purpose, client });
         }

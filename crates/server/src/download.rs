@@ -6,7 +6,7 @@ use std::io::Write;
 use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use tverr_query::{ExportOptions, SendableRecordBatchStream};
+use tverr_access::{ExportOptions, SendableRecordBatchStream};
 
 /// Bytes handed to the response at a time.
 const CHUNK: usize = 64 << 10;
@@ -55,7 +55,7 @@ pub fn file_response(stream: SendableRecordBatchStream, options: ExportOptions, 
     let content_type = options.format.content_type();
     tokio::task::spawn_blocking(move || {
         let mut out = ChannelWriter { tx, buf: Vec::with_capacity(CHUNK) };
-        match handle.block_on(tverr_query::write_export(stream, &options, &mut out)) {
+        match handle.block_on(tverr_access::write_export(stream, &options, &mut out)) {
             Ok(_) => {
                 let _ = out.flush();
             }

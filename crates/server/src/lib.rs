@@ -4,6 +4,59 @@
 //! Every handler learns who calls from the [`auth::Caller`] extractor; every read of table data
 //! goes through the query engine's secure scan; a dataset the caller may not read looks exactly
 //! like one that does not exist (invariant 3).
+//!
+//! # The one door
+//!
+//! This crate cannot read table data except through [`tverr_access::Engine`], whose answers are
+//! released data (decided, masked, filtered, logged). It has no dependency on the store or on
+//! the crates that read storage (a test reads `cargo metadata` to keep it so), and no value it
+//! can get holds the raw readers. What a handler may use:
+//!
+//! ```
+//! async fn metadata(engine: &tverr_access::Engine) {
+//!     let _ = engine.catalog().datasets().await;
+//! }
+//! ```
+//!
+//! What it cannot: the store behind the engine,
+//!
+//! ```compile_fail,E0599
+//! fn rows(engine: &tverr_access::Engine) {
+//!     let _ = engine.store();
+//! }
+//! ```
+//!
+//! raw SQL over the catalogue (the policy's and the log's tables included),
+//!
+//! ```compile_fail,E0624
+//! fn sql(engine: &tverr_access::Engine) {
+//!     let _ = engine.catalog().pool();
+//! }
+//! ```
+//!
+//! ```compile_fail,E0616
+//! fn sql(engine: &tverr_access::Engine) {
+//!     let _ = &engine.catalog().pool;
+//! }
+//! ```
+//!
+//! nor the store, a Delta table, Parquet files or DataFusion directly:
+//!
+//! ```compile_fail,E0433
+//! let _ = tverr_store::Store::open;
+//! ```
+//!
+//! ```compile_fail,E0433
+//! let _ = deltalake::open_table;
+//! ```
+//!
+//! ```compile_fail,E0433
+//! let _ = parquet::arrow::ParquetRecordBatchStreamBuilder::<tokio::fs::File>::new;
+//! ```
+//!
+//! ```compile_fail,E0433
+//! let _ = datafusion::prelude::SessionContext::new;
+//! ```
 
 mod agreements;
 mod audit;
@@ -31,10 +84,10 @@ use axum::{Json, Router};
 use serde::Serialize;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use tverr_access::Engine;
+use tverr_access::{ColumnMeta, DatasetMeta, VersionMeta};
 use tverr_core::DatasetRef;
 use tverr_policy::{ColumnGrant, Denial, Mask};
-use tverr_query::Engine;
-use tverr_store::{ColumnMeta, DatasetMeta, Store, VersionMeta};
 
 pub use auth::{Caller, PURPOSE_HEADER};
 pub use limits::Limits;
@@ -45,8 +98,6 @@ pub use problem::Problem;
 /// Shared services of every handler.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// Catalogue and lake.
-    pub store: Store,
     /// The query engine and policy layer over the store.
     pub engine: Engine,
     /// Verifier of OIDC tokens, when issuers are configured.
@@ -68,15 +119,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The services over one store and its access log, with API tokens only.
-    pub fn new(store: Store, audit: tverr_audit::Audit) -> Self {
-        Self::from_engine(Engine::new(store, audit))
-    }
-
     /// The services over an engine as configured (its log, its named-subject limit).
     pub fn from_engine(engine: Engine) -> Self {
         Self {
-            store: engine.store().clone(),
             engine,
             oidc: None,
             limits: Limits::default(),
@@ -97,7 +142,7 @@ impl AppState {
 
     /// Admits one more query of `caller` (429 past the limit) and bounds its result in time;
     /// the permit is held until the result is dropped.
-    pub(crate) fn admit(&self, caller: &Caller, released: tverr_query::Released) -> Result<tverr_query::Released, Problem> {
+    pub(crate) fn admit(&self, caller: &Caller, released: tverr_access::Released) -> Result<tverr_access::Released, Problem> {
         let permit = self.gate.admit(caller, &self.limits)?;
         Ok(released.bounded(self.limits.query_time, permit))
     }
@@ -188,7 +233,7 @@ struct Health {
 
 #[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, description = "The service and its catalogue answer", body = Health)))]
 async fn health(State(state): State<AppState>) -> Result<Json<Health>, Problem> {
-    state.store.catalog.orgs().await.map_err(Problem::from_store)?;
+    state.engine.catalog().orgs().await.map_err(Problem::from_store)?;
     Ok(Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") }))
 }
 
@@ -272,10 +317,11 @@ pub(crate) struct CatalogFilters {
 /// and the web catalogue).
 pub(crate) async fn find_datasets(state: &AppState, caller: &Caller, f: &CatalogFilters) -> Result<Vec<ListedDataset>, Problem> {
     let CatalogFilters { q, theme, org, department, classification } = f;
-    let query = q.as_deref().and_then(tverr_store::CatalogQuery::parse);
-    let columns = if query.is_some() { state.store.catalog.all_columns().await.map_err(Problem::from_store)? } else { Default::default() };
+    let query = q.as_deref().and_then(tverr_access::CatalogQuery::parse);
+    let columns =
+        if query.is_some() { state.engine.catalog().all_columns().await.map_err(Problem::from_store)? } else { Default::default() };
     let mut found: Vec<(u32, ListedDataset)> = Vec::new();
-    for d in state.store.catalog.datasets().await.map_err(Problem::from_store)? {
+    for d in state.engine.catalog().datasets().await.map_err(Problem::from_store)? {
         if theme.as_deref().is_some_and(|t| !d.theme.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(t)))
             || org.as_deref().is_some_and(|o| o != d.org)
             || department.as_deref().is_some_and(|x| x != d.department)
@@ -394,15 +440,17 @@ async fn show_dataset(
     let r: DatasetRef = format!("{org}/{dataset}").parse().map_err(|_| Problem::dataset_not_found())?;
     let grant = match entitled(&state, &caller, &r).await {
         Ok(g) => Some(g),
-        Err(_) if own_org(&caller.principal) == Some(r.org.as_str()) && state.store.catalog.dataset_exists(&r).await.unwrap_or(false) => {
+        Err(_)
+            if own_org(&caller.principal) == Some(r.org.as_str()) && state.engine.catalog().dataset_exists(&r).await.unwrap_or(false) =>
+        {
             None
         }
         Err(p) => return Err(p),
     };
-    let meta = state.store.catalog.dataset(&r).await.map_err(Problem::from_store)?;
+    let meta = state.engine.catalog().dataset(&r).await.map_err(Problem::from_store)?;
     let columns = state
-        .store
-        .catalog
+        .engine
+        .catalog()
         .columns(&r)
         .await
         .map_err(Problem::from_store)?
@@ -415,8 +463,8 @@ async fn show_dataset(
             None => Some(VisibleColumn { mask: None, meta: c }),
         })
         .collect();
-    let counts = shows_row_counts(grant.as_ref(), &state.store.catalog.columns(&r).await.map_err(Problem::from_store)?);
-    let versions = version_views(state.store.catalog.versions(&r).await.map_err(Problem::from_store)?, counts);
+    let counts = shows_row_counts(grant.as_ref(), &state.engine.catalog().columns(&r).await.map_err(Problem::from_store)?);
+    let versions = version_views(state.engine.catalog().versions(&r).await.map_err(Problem::from_store)?, counts);
     let access = if grant.is_some() { "read" } else { "metadata" };
     Ok(Json(DatasetDetail { meta, access, columns, versions }))
 }

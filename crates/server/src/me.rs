@@ -21,9 +21,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use tverr_access::QueryError;
 use tverr_core::DatasetRef;
 use tverr_policy::Principal;
-use tverr_query::QueryError;
 
 use crate::{AppState, Caller, Problem};
 
@@ -110,7 +110,7 @@ pub(crate) async fn access_log_of(state: &AppState, caller: &Caller, channel: &s
     let found =
         state.engine.audit().accesses_of(pid).await.map_err(|e| Problem::from_query(QueryError::AuditUnavailable(e.to_string())))?;
     let orgs: BTreeMap<String, String> =
-        state.store.catalog.orgs().await.map_err(Problem::from_store)?.into_iter().map(|o| (o.slug, o.name)).collect();
+        state.engine.catalog().orgs().await.map_err(Problem::from_store)?.into_iter().map(|o| (o.slug, o.name)).collect();
     let mut titles: BTreeMap<String, String> = BTreeMap::new();
     let mut accesses = Vec::new();
     for a in found {
@@ -129,7 +129,7 @@ pub(crate) async fn access_log_of(state: &AppState, caller: &Caller, channel: &s
             special |= d["special_category"].as_bool().unwrap_or(false);
             if !titles.contains_key(&name) {
                 let title = match name.parse::<DatasetRef>() {
-                    Ok(r) => state.store.catalog.dataset(&r).await.map(|m| m.title).unwrap_or_else(|_| name.clone()),
+                    Ok(r) => state.engine.catalog().dataset(&r).await.map(|m| m.title).unwrap_or_else(|_| name.clone()),
                     Err(_) => name.clone(),
                 };
                 titles.insert(name.clone(), title);
@@ -197,9 +197,9 @@ pub async fn data(State(state): State<AppState>, caller: Caller, Query(q): Query
     let mut datasets = Vec::new();
     for released in reads {
         let grant = &released.grants[0];
-        let meta = state.store.catalog.dataset(grant.dataset()).await.map_err(Problem::from_store)?;
+        let meta = state.engine.catalog().dataset(grant.dataset()).await.map_err(Problem::from_store)?;
         let mut stream = released.stream;
-        let columns = serde_json::to_value(tverr_query::result_columns(&stream.schema())).unwrap_or_default();
+        let columns = serde_json::to_value(tverr_access::result_columns(&stream.schema())).unwrap_or_default();
         let mut rows = Vec::new();
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(|e| Problem::from_query(QueryError::from(e)))?;
@@ -207,7 +207,7 @@ pub async fn data(State(state): State<AppState>, caller: Caller, Query(q): Query
                 continue;
             }
             let mut text = b"[".to_vec();
-            text.extend(tverr_query::json_objects(&batch, &[]).map_err(Problem::from_query)?);
+            text.extend(tverr_access::json_objects(&batch, &[]).map_err(Problem::from_query)?);
             text.push(b']');
             let parsed: Vec<serde_json::Value> =
                 serde_json::from_slice(&text).map_err(|e| Problem::from_query(QueryError::Output(e.to_string())))?;

@@ -10,8 +10,8 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use tokio::sync::RwLock;
+use tverr_access::Catalog;
 use tverr_policy::{Principal, Role, User};
-use tverr_store::Catalog;
 
 /// What kind of subject an issuer's tokens name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

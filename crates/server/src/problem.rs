@@ -3,7 +3,7 @@
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use tverr_store::StoreError;
+use tverr_access::StoreError;
 
 /// A problem response (`application/problem+json`).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -19,7 +19,7 @@ pub struct Problem {
     pub detail: String,
     /// Located input problems (file, line or row, column, message), for a refused upload.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub problems: Option<Vec<tverr_store::tverr_ingest::Problem>>,
+    pub problems: Option<Vec<tverr_access::ingest::Problem>>,
 }
 
 impl Problem {
@@ -64,8 +64,8 @@ impl Problem {
             StoreError::NotFound { what, name } => {
                 Self::new(StatusCode::NOT_FOUND, "not-found", "Ikke funnet / Not found", format!("{what} {name} does not exist"))
             }
-            StoreError::Ingest(tverr_store::tverr_ingest::IngestError::Invalid(problems)) => {
-                let detail = StoreError::Ingest(tverr_store::tverr_ingest::IngestError::Invalid(problems.clone())).to_string();
+            StoreError::Ingest(tverr_access::ingest::IngestError::Invalid(problems)) => {
+                let detail = StoreError::Ingest(tverr_access::ingest::IngestError::Invalid(problems.clone())).to_string();
                 let mut p = Self::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "invalid-file",
@@ -89,8 +89,8 @@ impl Problem {
 
 impl Problem {
     /// Maps query errors. Not entitled and not existing are the same 404.
-    pub fn from_query(e: tverr_query::QueryError) -> Self {
-        use tverr_query::QueryError as Q;
+    pub fn from_query(e: tverr_access::QueryError) -> Self {
+        use tverr_access::QueryError as Q;
         match e {
             Q::NotFound(_) => Self::dataset_not_found(),
             Q::PurposeRequired(_) => {
@@ -149,7 +149,7 @@ impl Problem {
 
     /// Maps a denial for a dataset.
     pub fn from_denial(d: tverr_policy::Denial, dataset: &str, purpose: Option<&str>) -> Self {
-        use tverr_query::QueryError as Q;
+        use tverr_access::QueryError as Q;
         match d {
             tverr_policy::Denial::NotFound => Self::dataset_not_found(),
             tverr_policy::Denial::PurposeRequired => Self::from_query(Q::PurposeRequired(dataset.to_string())),

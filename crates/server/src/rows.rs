@@ -7,9 +7,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use futures::StreamExt;
+use tverr_access::geo::{Crs, Spatial};
+use tverr_access::{CsvOptions, Engine, ExportFormat, ExportOptions, GeometryColumn, MAX_ROW_WINDOW, QueryError, RowsQuery};
 use tverr_core::DatasetRef;
-use tverr_query::geo::{Crs, Spatial};
-use tverr_query::{CsvOptions, Engine, ExportFormat, ExportOptions, GeometryColumn, MAX_ROW_WINDOW, QueryError, RowsQuery};
 
 use crate::{AppState, Caller, Problem};
 
@@ -294,7 +294,7 @@ fn parse(raw: Option<&str>) -> Result<Params, Problem> {
 
 /// The version a dataset had at a time: the last committed at or before it.
 async fn version_at(state: &AppState, r: &DatasetRef, at: chrono::DateTime<chrono::Utc>) -> Result<i64, Problem> {
-    let versions = state.store.catalog.versions(r).await.map_err(Problem::from_store)?;
+    let versions = state.engine.catalog().versions(r).await.map_err(Problem::from_store)?;
     versions
         .iter()
         .filter(|v| chrono::DateTime::parse_from_rfc3339(&v.committed_at).is_ok_and(|t| t <= at))
@@ -437,13 +437,13 @@ pub struct RowsPage {
 async fn page(
     r: &DatasetRef,
     p: Params,
-    released: tverr_query::Released,
+    released: tverr_access::Released,
     geometry: &[GeometryColumn],
     version: Option<i64>,
     digest: String,
 ) -> Result<Response, Problem> {
     let mut stream = released.stream;
-    let columns = serde_json::to_string(&tverr_query::result_columns(&stream.schema())).unwrap_or_else(|_| "[]".into());
+    let columns = serde_json::to_string(&tverr_access::result_columns(&stream.schema())).unwrap_or_else(|_| "[]".into());
     let mut rows: Vec<u8> = Vec::new();
     let mut returned = 0usize;
     while let Some(batch) = stream.next().await {
@@ -455,7 +455,7 @@ async fn page(
             rows.push(b',');
         }
         returned += batch.num_rows();
-        rows.extend(tverr_query::json_objects(&batch, geometry).map_err(Problem::from_query)?);
+        rows.extend(tverr_access::json_objects(&batch, geometry).map_err(Problem::from_query)?);
     }
     let limit = p.query.limit.unwrap_or(DEFAULT_PAGE);
     let next = match version {

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Deserialize;
-use tverr_query::QueryError;
+use tverr_access::QueryError;
 
 use crate::openapi::SqlResult;
 use crate::{AppState, Caller, Problem};
@@ -29,7 +29,7 @@ fn wants_csv(headers: &HeaderMap) -> bool {
 pub const ANONYMOUS_ROWS: u64 = 1_000_000;
 
 struct Rows {
-    stream: tverr_query::SendableRecordBatchStream,
+    stream: tverr_access::SendableRecordBatchStream,
     /// The first batch, already written out (so that a batch that cannot be written is a
     /// problem before the response starts, not a dropped connection).
     pending: Option<Vec<u8>>,
@@ -40,7 +40,7 @@ struct Rows {
 
 /// One batch as CSV lines or JSON objects.
 fn write(batch: &arrow::record_batch::RecordBatch, csv: bool) -> Result<Vec<u8>, QueryError> {
-    if csv { tverr_query::csv_rows(batch, false) } else { tverr_query::json_objects(batch, &[]) }
+    if csv { tverr_access::csv_rows(batch, false) } else { tverr_access::json_objects(batch, &[]) }
 }
 
 /// Runs the query. The first batch is computed before the response starts, so errors in
@@ -65,9 +65,9 @@ pub async fn query(State(state): State<AppState>, caller: Caller, headers: Heade
     let schema = stream.schema();
     let csv = wants_csv(&headers);
     let head = if csv {
-        tverr_query::csv_rows(&arrow::record_batch::RecordBatch::new_empty(schema.clone()), true).map_err(Problem::from_query)?
+        tverr_access::csv_rows(&arrow::record_batch::RecordBatch::new_empty(schema.clone()), true).map_err(Problem::from_query)?
     } else {
-        let columns = serde_json::to_string(&tverr_query::result_columns(&schema)).unwrap_or_else(|_| "[]".into());
+        let columns = serde_json::to_string(&tverr_access::result_columns(&schema)).unwrap_or_else(|_| "[]".into());
         format!("{{\"columns\":{columns},\"rows\":[").into_bytes()
     };
     let pending = first.as_ref().map(|b| write(b, csv)).transpose().map_err(|_| {

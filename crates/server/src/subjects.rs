@@ -9,9 +9,9 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use tverr_access::{Lookup, QueryError};
 use tverr_core::SubjectKind;
 use tverr_policy::Principal;
-use tverr_query::{Lookup, QueryError};
 
 use crate::{AppState, Caller, Problem};
 

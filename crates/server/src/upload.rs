@@ -10,9 +10,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
+use tverr_access::{CreateSettings, IngestSettings};
 use tverr_core::DatasetRef;
 use tverr_policy::{Action, Policy};
-use tverr_store::{CreateSettings, IngestSettings};
 
 use crate::{AppState, Caller, Problem};
 
@@ -194,7 +194,7 @@ async fn ingest(
     ),
     request_body(description = "The file (CSV, JSON, NDJSON, GeoJSON, XLSX or Parquet); Content-Type selects the reader",
         content((Vec<u8> = "text/csv"), (Vec<u8> = "application/json"), (Vec<u8> = "application/x-ndjson"), (Vec<u8> = "application/geo+json"), (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"), (Vec<u8> = "application/vnd.apache.parquet"), (Vec<u8> = "application/octet-stream"))),
-    responses((status = 201, description = "Created as version 0", body = tverr_store::IngestOutcome)),
+    responses((status = 201, description = "Created as version 0", body = tverr_access::IngestOutcome)),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -225,7 +225,7 @@ pub async fn create(
 /// may see but not write it.
 async fn writable(state: &AppState, caller: &Caller, org: &str, dataset: &str) -> Result<DatasetRef, Problem> {
     let r: DatasetRef = format!("{org}/{dataset}").parse().map_err(|_| Problem::dataset_not_found())?;
-    let meta = match state.store.catalog.dataset(&r).await {
+    let meta = match state.engine.catalog().dataset(&r).await {
         Ok(m) => m,
         Err(_) => return Err(Problem::dataset_not_found()),
     };
@@ -252,7 +252,7 @@ async fn writable(state: &AppState, caller: &Caller, org: &str, dataset: &str) -
     ),
     request_body(description = "The file",
         content((Vec<u8> = "text/csv"), (Vec<u8> = "application/json"), (Vec<u8> = "application/x-ndjson"), (Vec<u8> = "application/geo+json"), (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"), (Vec<u8> = "application/vnd.apache.parquet"), (Vec<u8> = "application/octet-stream"))),
-    responses((status = 200, description = "The new version", body = tverr_store::IngestOutcome)),
+    responses((status = 200, description = "The new version", body = tverr_access::IngestOutcome)),
     security(("bearer" = [])))]
 pub async fn add_version(
     State(state): State<AppState>,
@@ -287,7 +287,7 @@ pub async fn list(
     let r: DatasetRef = format!("{org}/{dataset}").parse().map_err(|_| Problem::dataset_not_found())?;
     let grant = crate::entitled(&state, &caller, &r).await?;
     let counts = crate::shows_row_counts(Some(&grant), &[]);
-    let versions = crate::version_views(state.store.catalog.versions(&r).await.map_err(Problem::from_store)?, counts);
+    let versions = crate::version_views(state.engine.catalog().versions(&r).await.map_err(Problem::from_store)?, counts);
     Ok(Json(Versions { dataset: r.to_string(), versions }))
 }
 

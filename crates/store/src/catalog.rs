@@ -281,7 +281,7 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 impl Catalog {
     /// Connects to `sqlite://…` or `postgres://…` and brings the schema up to date.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub(crate) async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
         if !sqlite && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
@@ -319,6 +319,16 @@ impl Catalog {
         self.quick.as_deref()
     }
 
+    /// The connection pool (inside the store; other crates hold a [`RawCatalog`]).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// A transaction that will write (`BEGIN IMMEDIATE` on SQLite).
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        if self.sqlite { self.pool.begin_with("BEGIN IMMEDIATE").await } else { self.pool.begin().await }
+    }
+
     /// The catalogue generation: a number that moves on with every committed change to the
     /// tables in [`GENERATION_TABLES`], so what was read from them may be kept while it stays.
     pub async fn generation(&self) -> Result<i64, StoreError> {
@@ -326,23 +336,6 @@ impl Catalog {
             return quick.read(|c| c.prepare_cached("SELECT n FROM catalog_generation WHERE id = 1")?.query_row([], |r| r.get(0)));
         }
         Ok(sqlx::query_scalar("SELECT n FROM catalog_generation WHERE id = 1").fetch_one(&self.pool).await?)
-    }
-
-    /// Copies what SQLite's write-ahead log holds into the database file without waiting for
-    /// anyone (`PRAGMA wal_checkpoint(PASSIVE)`); nothing on PostgreSQL. For a writer whose own
-    /// connection does not checkpoint, so that the copy and its fsync stay out of its commits.
-    pub async fn checkpoint_wal(&self) -> Result<(), sqlx::Error> {
-        if self.sqlite {
-            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&self.pool).await?;
-        }
-        Ok(())
-    }
-
-    /// A transaction that will write. On SQLite it takes the write lock at once (`BEGIN
-    /// IMMEDIATE`), waiting for other writers within the busy timeout, instead of failing later
-    /// when another writer committed after its first read.
-    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        if self.sqlite { self.pool.begin_with("BEGIN IMMEDIATE").await } else { self.pool.begin().await }
     }
 
     /// The database file of a SQLite catalogue (`None` on PostgreSQL and for an in-memory
@@ -354,11 +347,6 @@ impl Catalog {
     /// Whether the catalogue is SQLite (else PostgreSQL).
     pub fn is_sqlite(&self) -> bool {
         self.sqlite
-    }
-
-    /// The connection pool, for crates that keep their own tables in the catalogue.
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
     }
 
     /// Creates an organisation; the orgnr is validated (mod 11) and the kommunenummer must have
@@ -828,4 +816,56 @@ fn column_from_row(r: &AnyRow) -> Result<ColumnMeta, StoreError> {
         subject_key: subject.map(|s| SubjectKind::from_str(&s)).transpose().map_err(|e| corrupt("subject key", e))?,
         crs: r.try_get("crs")?,
     })
+}
+
+/// Raw SQL over the catalogue, the policy's and the access log's tables included: for the crates
+/// that keep their own tables there (policy, audit). Only a [`crate::Store`]'s holder gets one
+/// ([`crate::Store::raw_catalog`]); a [`Catalog`] alone answers metadata questions only.
+#[derive(Debug, Clone)]
+pub struct RawCatalog {
+    catalog: Catalog,
+}
+
+impl RawCatalog {
+    pub(crate) fn new(catalog: Catalog) -> Self {
+        Self { catalog }
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &AnyPool {
+        self.catalog.pool()
+    }
+
+    /// The metadata view of the same catalogue.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Whether the catalogue is SQLite (else PostgreSQL).
+    pub fn is_sqlite(&self) -> bool {
+        self.catalog.sqlite
+    }
+
+    /// The database file of a SQLite catalogue (`None` on PostgreSQL and for an in-memory
+    /// database), for a connection of one's own outside the pool.
+    pub fn sqlite_file(&self) -> Option<&std::path::Path> {
+        self.catalog.sqlite_file()
+    }
+
+    /// Copies what SQLite's write-ahead log holds into the database file without waiting for
+    /// anyone (`PRAGMA wal_checkpoint(PASSIVE)`); nothing on PostgreSQL. For a writer whose own
+    /// connection does not checkpoint, so that the copy and its fsync stay out of its commits.
+    pub async fn checkpoint_wal(&self) -> Result<(), sqlx::Error> {
+        if self.catalog.sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(self.pool()).await?;
+        }
+        Ok(())
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), waiting for other writers within the busy timeout, instead of failing later
+    /// when another writer committed after its first read.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        self.catalog.begin_write().await
+    }
 }

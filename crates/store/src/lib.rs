@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 pub use cached::CachedRanges;
 pub use catalog::{
     Catalog, ColumnMeta, DatasetMeta, Department, GENERATION_TABLES, NewDataset, Organization, ProtectionLink, ProtectionRegister,
-    VersionMeta,
+    RawCatalog, VersionMeta,
 };
 pub use error::StoreError;
 pub use ingest::{IngestOutcome, IngestRequest, Inspection, WriteMode};
@@ -75,6 +75,11 @@ impl Store {
         };
         let lake = Lake::new(&storage_url)?;
         Ok(Self { catalog, lake })
+    }
+
+    /// Raw SQL over the catalogue, for the policy layer and the access log.
+    pub fn raw_catalog(&self) -> RawCatalog {
+        RawCatalog::new(self.catalog.clone())
     }
 }
 

@@ -458,7 +458,7 @@ pub fn every_change_moves_the_generation_on(exec: &dyn Fn(&str) -> String, row: 
         ("protection_links", "target_column"),
     ];
     let covered: Vec<&str> = updates.iter().map(|(t, _)| *t).collect();
-    assert_eq!(covered, tverr_store::GENERATION_TABLES, "every table that moves the generation on is tested");
+    assert_eq!(covered, tverr_access::GENERATION_TABLES, "every table that moves the generation on is tested");
     let generation = || -> i64 {
         let out = exec("SELECT n FROM catalog_generation WHERE id = 1");
         out.trim_matches(|c: char| !c.is_ascii_digit()).parse().unwrap_or_else(|_| panic!("generation: {out:?}"))

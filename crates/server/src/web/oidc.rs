@@ -140,7 +140,7 @@ pub async fn callback(State(state): State<AppState>, v: Visitor, headers: axum::
     let Some(id_token) = tokens["id_token"].as_str() else {
         return refused(&v, StatusCode::BAD_GATEWAY, "the token endpoint sent no ID token");
     };
-    let principal = match verifier.verify(id_token, &state.store.catalog).await {
+    let principal = match verifier.verify(id_token, state.engine.catalog()).await {
         Ok(p) => p,
         Err(why) => return refused(&v, StatusCode::UNAUTHORIZED, &why),
     };

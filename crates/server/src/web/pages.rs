@@ -10,9 +10,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use futures::StreamExt;
+use tverr_access::{QueryError, Released, RowsQuery};
 use tverr_core::{Classification, DatasetRef};
 use tverr_policy::{Denial, Principal};
-use tverr_query::{QueryError, Released, RowsQuery};
 
 use super::{Chrome, Message, Visitor, query_value, svg};
 use crate::{AppState, CatalogFilters, ListedDataset, Problem};
@@ -133,7 +133,7 @@ pub async fn front(State(state): State<AppState>, v: Visitor) -> Response {
         }
     };
     let found = found.as_ref().unwrap_or(&visible);
-    let catalog = &state.store.catalog;
+    let catalog = &state.engine.catalog();
     let (orgs, departments) = match (catalog.orgs().await, catalog.departments(None).await) {
         (Ok(o), Ok(d)) => (o, d),
         (Err(e), _) | (_, Err(e)) => return problem_page(&v, Problem::from_store(e)),
@@ -207,7 +207,7 @@ async fn collect(released: Released, max: usize) -> Result<(Table, Vec<geo::Geom
     let geometry: Vec<bool> = schema
         .fields()
         .iter()
-        .map(|f| tverr_query::result_columns(&arrow::datatypes::Schema::new(vec![f.as_ref().clone()]))[0].column_type == "geometry")
+        .map(|f| tverr_access::result_columns(&arrow::datatypes::Schema::new(vec![f.as_ref().clone()]))[0].column_type == "geometry")
         .collect();
     let mut table = Table { columns: schema.fields().iter().map(|f| f.name().clone()).collect(), rows: Vec::new() };
     let mut shapes = Vec::new();
@@ -368,20 +368,20 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
     };
     let own_org = matches!(&v.principal, Principal::User(u) if u.org == r.org.as_str());
     // Invariant 3: a dataset the visitor may not know of looks like one that does not exist.
-    let exists = state.store.catalog.dataset_exists(&r).await.unwrap_or(false);
+    let exists = state.engine.catalog().dataset_exists(&r).await.unwrap_or(false);
     let visible = exists && (!matches!(decision, Err(Denial::NotFound)) || own_org);
     if !visible {
         // The same page whether the dataset exists or not; a visitor who is not logged in is
         // told that logging in may show more.
         return not_found(&v);
     }
-    let meta = match state.store.catalog.dataset(&r).await {
+    let meta = match state.engine.catalog().dataset(&r).await {
         Ok(m) => m,
         Err(e) => return problem_page(&v, Problem::from_store(e)),
     };
-    let catalog_columns = state.store.catalog.columns(&r).await.unwrap_or_default();
-    let versions = state.store.catalog.versions(&r).await.unwrap_or_default();
-    let orgs = state.store.catalog.orgs().await.unwrap_or_default();
+    let catalog_columns = state.engine.catalog().columns(&r).await.unwrap_or_default();
+    let versions = state.engine.catalog().versions(&r).await.unwrap_or_default();
+    let orgs = state.engine.catalog().orgs().await.unwrap_or_default();
     let org_name = orgs.iter().find(|o| o.slug == r.org.as_str()).map_or(r.org.to_string(), |o| o.name.clone());
     let grant = decision.as_ref().ok();
     let counts = crate::shows_row_counts(grant, &catalog_columns);
@@ -420,8 +420,8 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
         owner: format!(
             "{org_name} – {}",
             state
-                .store
-                .catalog
+                .engine
+                .catalog()
                 .departments(Some(r.org.as_str()))
                 .await
                 .unwrap_or_default()
@@ -463,7 +463,7 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
     };
     if let Some(grant) = grant {
         // The columns the grant lets through unmasked, with their catalogue types.
-        let granted: Vec<&tverr_store::ColumnMeta> =
+        let granted: Vec<&tverr_access::ColumnMeta> =
             catalog_columns.iter().filter(|c| grant.columns().iter().any(|g| g.name == c.name && g.mask.is_none())).collect();
         let q = RowsQuery { limit: Some(PREVIEW_ROWS), stable_order: true, ..RowsQuery::default() };
         match state.engine.rows(&caller.principal, purpose.as_deref(), &r, &q, CHANNEL).await {
@@ -596,7 +596,7 @@ fn examples(r: &DatasetRef, purpose: Option<&str>, class: Classification) -> Vec
             label: "SQL",
             code: format!(
                 "curl \"$TVERR_URL/api/v1/sql\"{auth}{purpose_h} \\\n  --json '{{\"sql\": \"SELECT * FROM {} LIMIT 10\"}}'",
-                tverr_query::sql_name(r).replace('"', "\\\"")
+                tverr_access::sql_name(r).replace('"', "\\\"")
             ),
         },
     ]
@@ -609,7 +609,7 @@ async fn time_series(
     state: &AppState,
     caller: &crate::Caller,
     r: &DatasetRef,
-    columns: &[&tverr_store::ColumnMeta],
+    columns: &[&tverr_access::ColumnMeta],
     lang: super::Lang,
 ) -> Option<(String, String)> {
     let time = columns.iter().find(|c| c.column_type == "date" || c.column_type == "timestamp")?;
@@ -828,10 +828,10 @@ pub async fn me(State(state): State<AppState>, v: Visitor) -> Response {
     };
     // Names rather than slugs: "Servicetorget", "Svar til innbyggere i servicetorget".
     let mut names = Names::default();
-    for d in state.store.catalog.departments(None).await.unwrap_or_default() {
+    for d in state.engine.catalog().departments(None).await.unwrap_or_default() {
         names.departments.insert((d.org.clone(), d.slug.clone()), d.name.clone());
     }
-    for o in state.store.catalog.orgs().await.unwrap_or_default() {
+    for o in state.engine.catalog().orgs().await.unwrap_or_default() {
         for p in state.engine.policy().purposes(&o.slug).await.unwrap_or_default() {
             names.purposes.insert((p.org.clone(), p.slug.clone()), p.name.clone());
         }
@@ -845,7 +845,7 @@ pub async fn me(State(state): State<AppState>, v: Visitor) -> Response {
     let mut data = Vec::new();
     for released in reads {
         let r = released.grants[0].dataset().clone();
-        let title = state.store.catalog.dataset(&r).await.map(|m| m.title).unwrap_or_else(|_| r.to_string());
+        let title = state.engine.catalog().dataset(&r).await.map(|m| m.title).unwrap_or_else(|_| r.to_string());
         match collect(released, 1000).await {
             Ok((table, _)) if !table.rows.is_empty() => data.push(OwnData { title, table }),
             Ok(_) => {}

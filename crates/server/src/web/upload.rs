@@ -14,9 +14,9 @@ use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use tokio::io::AsyncWriteExt;
+use tverr_access::{CreateSettings, IngestRequest, IngestSettings, StoreError};
 use tverr_core::DatasetRef;
 use tverr_policy::{Principal, User};
-use tverr_store::{CreateSettings, IngestRequest, IngestSettings, StoreError};
 
 use super::pages::Table;
 use super::session::bad_form;
@@ -80,7 +80,7 @@ fn uploader(v: &Visitor) -> Result<User, Response> {
 /// The problems of a refused ingest, one per line.
 fn problems(e: &StoreError) -> Vec<String> {
     match e {
-        StoreError::Ingest(tverr_store::tverr_ingest::IngestError::Invalid(ps)) => ps.iter().map(ToString::to_string).collect(),
+        StoreError::Ingest(tverr_access::ingest::IngestError::Invalid(ps)) => ps.iter().map(ToString::to_string).collect(),
         other => vec![other.to_string()],
     }
 }
@@ -111,8 +111,8 @@ struct UploadPage {
 
 async fn form_page(state: &AppState, v: &Visitor, status: StatusCode, values: FormValues, problems: Vec<String>) -> Response {
     let datasets = state
-        .store
-        .catalog
+        .engine
+        .catalog()
         .datasets()
         .await
         .unwrap_or_default()
@@ -242,7 +242,7 @@ pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Mul
     let department = if creating {
         u.department.clone().unwrap_or_default()
     } else {
-        match state.store.catalog.dataset(&r).await {
+        match state.engine.catalog().dataset(&r).await {
             Ok(m) => m.department,
             Err(_) => return refuse(StatusCode::NOT_FOUND, format!("{}: {r}", v.lang.t("not_found")), values).await,
         }
@@ -267,7 +267,7 @@ pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Mul
         Ok(req) => req,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string(), values).await,
     };
-    let inspection = match state.store.inspect(request.clone(), 10).await {
+    let inspection = match state.engine.inspect(request.clone(), 10).await {
         Ok(i) => i,
         Err(e) => return form_page(&state, &v, StatusCode::UNPROCESSABLE_ENTITY, values, problems(&e)).await,
     };
@@ -346,7 +346,7 @@ pub async fn confirm(State(state): State<AppState>, v: Visitor, Path(id): Path<S
         drop(dir);
         let step = match outcome {
             Ok(o) => Step::Done { version: o.version, rows: o.report.rows },
-            Err(tverr_query::QueryError::Store(e)) => Step::Failed { problems: problems(&e) },
+            Err(tverr_access::QueryError::Store(e)) => Step::Failed { problems: problems(&e) },
             Err(e) => Step::Failed { problems: vec![e.to_string()] },
         };
         uploads.with(&job, &owner, |up| {

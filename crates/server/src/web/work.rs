@@ -9,9 +9,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use tverr_access::{Found, LookupOrg, QueryError};
 use tverr_core::SubjectKind;
 use tverr_policy::{Action, Agreement, AgreementState, Basis, Policy, Principal, Role, User};
-use tverr_query::{Found, LookupOrg, QueryError};
 
 use super::pages::problem_page;
 use super::{Chrome, Message, Visitor, query_value};
@@ -248,7 +248,7 @@ pub async fn request(State(state): State<AppState>, v: Visitor, body: Bytes) -> 
     };
     // The provider is the department that owns the dataset; an unknown dataset is refused by
     // the same check as the API's.
-    let provider = match state.store.catalog.dataset(&dataset).await {
+    let provider = match state.engine.catalog().dataset(&dataset).await {
         Ok(m) => format!("{}/{}", m.org, m.department),
         Err(_) => format!("{}/-", dataset.org),
     };

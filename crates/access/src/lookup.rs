@@ -226,7 +226,7 @@ impl Engine {
         let key_level = self.protected.key_level(kind, &key);
         let scope = Scope { key_level, who, purpose, channel, policy: &policy, view: &view };
         let record = self.lookup_record(kind, &key);
-        let places = self.store().locate(&key).await?;
+        let places = self.store.locate(&key).await?;
         let mut direct = self.gather(&scope, kind, &key, &places, &BTreeSet::new(), record.clone()).await?;
 
         // One hop: other key columns released in clear in the rows found.
@@ -247,7 +247,7 @@ impl Engine {
         // One catalogue query finds every related subject's places; the subjects are then read
         // concurrently, so their accesses share commits of the log.
         let keys: Vec<&str> = related.keys().map(|(_, value)| value.as_str()).collect();
-        let located = self.store().locate_many(&keys).await?;
+        let located = self.store.locate_many(&keys).await?;
         let hops = related.into_iter().map(|((k, value), via)| {
             let places = located.get(&value).cloned().unwrap_or_default();
             let scope = Scope { key_level: self.protected.key_level(k, &value), ..scope };
@@ -308,7 +308,7 @@ impl Engine {
         if let Some(v) = self.lookups.view.lock().unwrap_or_else(|p| p.into_inner()).as_ref().filter(|v| v.generation == generation) {
             return Ok(v.clone());
         }
-        let catalog = &self.store().catalog;
+        let catalog = &self.store.catalog;
         let mut names = Names::default();
         for d in catalog.datasets().await? {
             names.datasets.insert(d.reference(), (d.title.clone(), d.department.clone()));
@@ -321,7 +321,7 @@ impl Engine {
             kommune.insert(o.slug.clone(), o.kommunenummer.as_deref().and_then(|k| k.parse().ok()));
             names.orgs.insert(o.slug.clone(), o.name.clone());
         }
-        let versions = self.store().indexed_versions().await?;
+        let versions = self.store.indexed_versions().await?;
         let view = Arc::new(CatalogView { generation, names, kommune, versions });
         let mut kept = self.lookups.view.lock().unwrap_or_else(|p| p.into_inner());
         if kept.as_ref().is_none_or(|v| v.generation < generation) {
@@ -385,7 +385,7 @@ impl Engine {
                 return Ok(None);
             }
         }
-        let schema = self.store().schema_at(r, version).await?;
+        let schema = self.store.schema_at(r, version).await?;
         // Only key columns of this kind that the grant releases in clear may match.
         let clear: BTreeSet<&str> =
             grant.columns().iter().filter(|c| c.mask.is_none() && c.subject == Some(kind)).map(|c| c.name.as_str()).collect();
@@ -405,7 +405,7 @@ impl Engine {
         // Only the columns the grant's scan reads are decoded; the others come back null and
         // nothing reads them.
         let prepared = self.prepared(&grant, version, schema)?;
-        let (_, batches) = self.store().read_rows(r, version, &rows, Some(prepared.reads())).await?;
+        let (_, batches) = self.store.read_rows(r, version, &rows, Some(prepared.reads())).await?;
         let read: Vec<(String, String, i64)> = rows.into_iter().map(|(path, row)| (r.to_string(), path, row)).collect();
         let sink = SubjectSink::new(self.named_limit);
         let test = matched_on.iter().map(|c| ident(*c).eq(lit(key))).reduce(Expr::or).expect("at least one column matched");

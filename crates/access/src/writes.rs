@@ -27,7 +27,7 @@ impl Engine {
             "file": file, "actor": request.actor,
         });
         self.log_event("write-intent", who, channel, intent).await?;
-        match self.store().ingest(request).await {
+        match self.store.ingest(request).await {
             Ok(o) => {
                 let details = serde_json::json!({
                     "dataset": dataset, "version": o.version, "rows": o.report.rows, "rows_removed": o.rows_removed,
@@ -67,7 +67,7 @@ impl Engine {
             Principal::User(u) => u.username.clone(),
             _ => "operator".to_string(),
         };
-        match self.store().erase(r, kind, &key, &actor).await {
+        match self.store.erase(r, kind, &key, &actor).await {
             Ok(outcome) => {
                 let mut details = serde_json::to_value(&outcome).unwrap_or_default();
                 merge(&mut details, &subject);
@@ -92,14 +92,14 @@ impl Engine {
         if request.create.is_some() || matches!(who, Principal::Operator(_)) {
             return Ok(());
         }
-        let columns = match self.store().catalog.columns(&request.dataset).await {
+        let columns = match self.store.catalog.columns(&request.dataset).await {
             Ok(c) => c,
             // The store answers a missing dataset itself, after the intent is logged.
             Err(StoreError::NotFound { .. }) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
         let Some(column) = columns.iter().find(|c| &c.name == key) else { return Ok(()) };
-        let by_person = !self.store().catalog.protection_registers().await?.is_empty();
+        let by_person = !self.store.catalog.protection_registers().await?.is_empty();
         if column.category == tverr_core::ColumnCategory::ProtectedAddress
             || (column.subject_key == Some(SubjectKind::Property) && by_person)
         {

@@ -35,7 +35,7 @@ const AHEAD: usize = 2;
 static QUERIES: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .thread_name("tverr-query")
+        .thread_name("tverr-access")
         // Planning recurses over the expression tree (bounded by the guard's nesting limit).
         .thread_stack_size(8 * 1024 * 1024)
         .enable_all()

@@ -23,7 +23,18 @@ use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use tverr_audit::{Audit, AuditError};
 use tverr_core::DatasetRef;
 use tverr_policy::{Denial, Grant, Policy, PolicyError, Principal};
-use tverr_store::{Store, StoreError};
+use tverr_store::Store;
+pub use tverr_store::{
+    Catalog, CatalogQuery, ColumnMeta, CreateSettings, DatasetMeta, Department, Erasure, GENERATION_TABLES, IngestOutcome, IngestRequest,
+    IngestSettings, Inspection, NewDataset, Organization, ProtectionLink, ProtectionRegister, StoreConfig, StoreError, VersionMeta,
+    WriteMode,
+};
+
+/// The types of the file readers that write requests and their problems are made of. The readers
+/// themselves stay inside the store: a file becomes table data only through [`Engine::ingest`].
+pub mod ingest {
+    pub use tverr_store::tverr_ingest::{ColumnType, IngestError, IngestOptions, Problem, Progress, SourceReport};
+}
 
 pub use execution::MAX_ESTIMATED_ROWS;
 pub use export::{
@@ -538,9 +549,18 @@ fn audited(inner: SendableRecordBatchStream, tracker: Tracker) -> SendableRecord
 }
 
 impl Engine {
-    /// An engine over a store, logging to `audit`.
+    /// Opens (creating if needed) the store and its access log, and the engine over them.
+    pub async fn open(config: &StoreConfig, audit: tverr_audit::AuditConfig) -> Result<Self, QueryError> {
+        let store = Store::open(config).await?;
+        let audit = Audit::open(&store.raw_catalog(), audit).map_err(|e| QueryError::AuditUnavailable(e.to_string()))?;
+        Ok(Self::new(store, audit))
+    }
+
+    /// An engine over a store, logging to `audit`. Only a holder of the [`Store`] (the
+    /// benchmark harness, this crate's tests) calls this; everyone else opens with
+    /// [`Engine::open`].
     pub fn new(store: Store, audit: Audit) -> Self {
-        let policy = Policy::new(store.catalog.clone());
+        let policy = Policy::new(&store);
         Self {
             store,
             policy,
@@ -1096,9 +1116,22 @@ impl Engine {
             .collect()
     }
 
-    /// The store behind the engine.
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// The catalogue's metadata: organisations, departments, datasets, columns, versions, the
+    /// registers of address protection. Never rows, and never raw SQL.
+    pub fn catalog(&self) -> &Catalog {
+        &self.store.catalog
+    }
+
+    /// Indexes the subject keys of every dataset version not yet indexed; returns the datasets
+    /// indexed. Look-ups and erasure find a person's rows through this index.
+    pub async fn ensure_indexed(&self) -> Result<Vec<String>, QueryError> {
+        Ok(self.store.ensure_indexed().await?)
+    }
+
+    /// Reads the head of a file a write would ingest — its format, columns and first `rows`
+    /// rows — without writing anything: the preview of an upload, shown only to its uploader.
+    pub async fn inspect(&self, request: IngestRequest, rows: usize) -> Result<Inspection, StoreError> {
+        self.store.inspect(request, rows).await
     }
 
     /// The policy layer.

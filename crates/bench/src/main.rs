@@ -77,7 +77,7 @@ async fn append_rate(label: &str, catalog_url: &str, dir: &std::path::Path, appe
         let url = if catalog_url.is_empty() { None } else { Some(catalog_url.to_string()) };
         let store = Store::open(&StoreConfig { data_dir: data.clone(), catalog_url: url, storage_url: None }).await?;
         // One key per catalogue: the PostgreSQL runs share a database.
-        let audit = Audit::open(&store.catalog, config(&dir.join(format!("keys-{label}"))))?;
+        let audit = Audit::open(&store.raw_catalog(), config(&dir.join(format!("keys-{label}"))))?;
         // The callers' records exist before the clock starts: what is timed is the log's work
         // (canonical encoding, chaining, the durable commit), not building JSON values.
         let records: Vec<Vec<serde_json::Value>> = (0..writers).map(|w| (w..n).step_by(writers).map(sample_record).collect()).collect();
@@ -105,7 +105,7 @@ async fn append_rate(label: &str, catalog_url: &str, dir: &std::path::Path, appe
         if v.problem.is_some() || v.entries < n as i64 {
             bail!("the log does not verify after the benchmark: {v:?}");
         }
-        let commits: i64 = sqlx::query_scalar("SELECT count(DISTINCT at) FROM audit_log").fetch_one(store.catalog.pool()).await?;
+        let commits: i64 = sqlx::query_scalar("SELECT count(DISTINCT at) FROM audit_log").fetch_one(store.raw_catalog().pool()).await?;
         println!(
             "append {label:<10} writers {writers:>3}: {n:>6} entries in {secs:.2} s = {:>8.0} entries/s (durable; {commits} commits in the log so far)",
             n as f64 / secs
@@ -192,15 +192,17 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<()> {
     println!("# small reads of a confidential dataset: audited vs. a log that records nothing");
     let data = dir.join("demo");
     let store = Store::open(&StoreConfig { data_dir: data.clone(), catalog_url: None, storage_url: None }).await?;
+    let audited = Audit::open(&store.raw_catalog(), config(&data))?;
+    let unaudited = Audit::unaudited_for_benchmarks(&store.raw_catalog(), config(&data))?;
     if store.catalog.orgs().await?.is_empty() {
-        tverr_demo::create(&store, &tverr_demo::DemoConfig { persons: args.persons, ..Default::default() }).await?;
+        let writer = tverr_access::Engine::new(store.clone(), audited.clone());
+        let operator = tverr_policy::OperatorKey::take().context("the operator key is taken once")?.principal();
+        tverr_demo::create(&writer, &operator, &tverr_demo::DemoConfig { persons: args.persons, ..Default::default() }).await?;
     }
-    let audited = Audit::open(&store.catalog, config(&data))?;
-    let unaudited = Audit::unaudited_for_benchmarks(&store.catalog, config(&data))?;
-    let policy = Policy::new(store.catalog.clone());
+    let policy = Policy::new(&store);
     let token = policy.create_token("siri", None).await?.secret;
     // One person to look up, found as the Folkeregister would.
-    let engine = tverr_query::Engine::new(store.clone(), unaudited.clone());
+    let engine = tverr_access::Engine::new(store.clone(), unaudited.clone());
     let siri = Principal::User(policy.user("siri").await?);
     let mut found =
         engine.sql(&siri, Some("folkeregisterforvaltning"), "SELECT fodselsnummer FROM hamar.innbyggere LIMIT 1", "bench").await?.stream;
@@ -214,7 +216,7 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<()> {
     // The same read in process, without HTTP: planning (to the stream) and execution (the
     // first batch, which waits for the intent record when audited).
     let sql = format!("SELECT fornavn, etternavn, adresse, postnummer FROM hamar.innbyggere WHERE fodselsnummer = '{fnr}'");
-    let engines = [("audited", tverr_query::Engine::new(store.clone(), audited.clone())), ("unaudited", engine.clone())];
+    let engines = [("audited", tverr_access::Engine::new(store.clone(), audited.clone())), ("unaudited", engine.clone())];
     let mut timings: Vec<(Vec<Duration>, Vec<Duration>)> = vec![(Vec::new(), Vec::new()); 2];
     let mut firsts: Vec<Vec<Duration>> = vec![Vec::new(); 2];
     for round in 0..args.rounds {
@@ -304,7 +306,7 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<()> {
         let url = format!("http://{}/api/v1/sql", listener.local_addr()?);
         // As many queries at once as the rate measurement's clients.
         let limits = tverr_server::Limits { queries_per_principal: args.concurrency.max(4), ..Default::default() };
-        let state = tverr_server::AppState::new(store.clone(), audit).with_limits(limits);
+        let state = tverr_server::AppState::from_engine(tverr_access::Engine::new(store.clone(), audit)).with_limits(limits);
         tokio::spawn(async move { tverr_server::serve(listener, state).await });
         targets.push(Target { name, url });
     }

@@ -54,7 +54,7 @@ impl std::fmt::Display for QueryPool {
 
 impl MemoryPool for QueryPool {
     fn name(&self) -> &str {
-        "tverr-query"
+        "tverr-access"
     }
 
     fn register(&self, consumer: &MemoryConsumer) {
