@@ -21,13 +21,14 @@ use datafusion::common::TableReference;
 pub use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use tverr_audit::{Audit, AuditError};
+pub use tverr_audit::{Channel, RecordKind};
 use tverr_core::DatasetRef;
 use tverr_policy::{Denial, Grant, Policy, PolicyError, Principal};
 use tverr_store::Store;
 pub use tverr_store::{
     Catalog, CatalogQuery, ColumnMeta, CreateSettings, DatasetMeta, Department, Erasure, GENERATION_TABLES, IngestOutcome, IngestRequest,
     IngestSettings, Inspection, NewDataset, Organization, ProtectionLink, ProtectionRegister, StoreConfig, StoreError, VersionMeta,
-    WriteMode,
+    VersionMode, WriteMode,
 };
 
 /// The types of the file readers that write requests and their problems are made of. The readers
@@ -416,11 +417,11 @@ impl Tracker {
                 let bulk_rows = self.sink.take().bulk;
                 intent["outcome"] = serde_json::json!({"rows": self.rows, "status": "ok", "millis": millis, "bulk_rows": bulk_rows});
             }
-            self.access = Some(self.audit.append_about("access", &intent, ids, None).await?);
+            self.access = Some(self.audit.append_about(RecordKind::Access, &intent, ids, None).await?);
         }
         for (named, bulk, ids) in chunks {
             let record = serde_json::json!({"access": self.access, "subjects": named, "bulk": bulk});
-            self.audit.append_about("subjects", &record, ids, self.access).await?;
+            self.audit.append_about(RecordKind::Subjects, &record, ids, self.access).await?;
         }
         Ok(())
     }
@@ -444,7 +445,7 @@ impl Tracker {
     }
 
     /// The records that close this release: `(kind, record, index keys, access)`.
-    fn closing(&mut self, status: &str) -> Vec<(&'static str, serde_json::Value, Vec<String>, Option<i64>)> {
+    fn closing(&mut self, status: &str) -> Vec<(RecordKind, serde_json::Value, Vec<String>, Option<i64>)> {
         if self.finished {
             return Vec::new();
         }
@@ -460,21 +461,26 @@ impl Tracker {
                 intent["subjects"] = serde_json::to_value(&taken.named).unwrap_or_default();
                 intent["bulk"] = serde_json::to_value(&taken.bulk).unwrap_or_default();
                 intent["outcome"] = serde_json::json!({"rows": 0, "status": status, "millis": millis, "bulk_rows": taken.bulk});
-                vec![("access", intent, ids, None)]
+                vec![(RecordKind::Access, intent, ids, None)]
             }
             None => {
                 let mut out: Vec<_> = self
                     .naming()
                     .into_iter()
                     .map(|(named, bulk, ids)| {
-                        ("subjects", serde_json::json!({"access": self.access, "subjects": named, "bulk": bulk}), ids, self.access)
+                        (
+                            RecordKind::Subjects,
+                            serde_json::json!({"access": self.access, "subjects": named, "bulk": bulk}),
+                            ids,
+                            self.access,
+                        )
                     })
                     .collect();
                 let record = serde_json::json!({
                     "access": self.access, "rows": self.rows, "status": status, "millis": millis,
                     "bulk_rows": self.sink.take().bulk,
                 });
-                out.push(("completion", record, Vec::new(), None));
+                out.push((RecordKind::Completion, record, Vec::new(), None));
                 out
             }
         }
@@ -612,7 +618,7 @@ impl Engine {
         &self,
         who: &Principal,
         purpose: Option<&str>,
-        channel: &str,
+        channel: Channel,
         query: &str,
         grants: &[(Grant, Option<i64>)],
     ) -> Option<serde_json::Value> {
@@ -676,7 +682,13 @@ impl Engine {
 
     /// Records an event other than a read (authentication, agreement change, audit read) with
     /// who did it and on which channel.
-    pub async fn log_event(&self, kind: &str, who: &Principal, channel: &str, details: serde_json::Value) -> Result<(), QueryError> {
+    pub async fn log_event(
+        &self,
+        kind: RecordKind,
+        who: &Principal,
+        channel: Channel,
+        details: serde_json::Value,
+    ) -> Result<(), QueryError> {
         let mut record = serde_json::json!({"channel": channel, "principal": self.principal_record(who)});
         if let (Some(r), serde_json::Value::Object(d)) = (record.as_object_mut(), details) {
             r.extend(d);
@@ -685,7 +697,7 @@ impl Engine {
     }
 
     /// Records an event that gates nothing (a token use): queued for the next group commit.
-    pub fn note_event(&self, kind: &str, who: &Principal, channel: &str, details: serde_json::Value) {
+    pub fn note_event(&self, kind: RecordKind, who: &Principal, channel: Channel, details: serde_json::Value) {
         let mut record = serde_json::json!({"channel": channel, "principal": self.principal_record(who)});
         if let (Some(r), serde_json::Value::Object(d)) = (record.as_object_mut(), details) {
             r.extend(d);
@@ -742,7 +754,14 @@ impl Engine {
     }
 
     /// The grant for one dataset, or the error the caller may see.
-    async fn grant(&self, who: &Principal, purpose: Option<&str>, r: &DatasetRef, shown: &str, channel: &str) -> Result<Grant, QueryError> {
+    async fn grant(
+        &self,
+        who: &Principal,
+        purpose: Option<&str>,
+        r: &DatasetRef,
+        shown: &str,
+        channel: Channel,
+    ) -> Result<Grant, QueryError> {
         let decision = self.policy.entitle(who, purpose, r).await?;
         if let Err(denial) = &decision
             && *who != Principal::Anonymous
@@ -751,7 +770,7 @@ impl Engine {
                 "channel": channel, "principal": self.principal_record(who), "purpose": purpose,
                 "dataset": shown, "reason": format!("{denial:?}"),
             });
-            if let Err(e) = self.audit.append("refusal", &record).await {
+            if let Err(e) = self.audit.append(RecordKind::Refusal, &record).await {
                 tracing::error!(error = %e, "cannot record a refusal");
             }
         }
@@ -844,7 +863,7 @@ impl Engine {
 
     /// Plans a read-only SQL query over the `org.dataset` tables `who` may read for `purpose`,
     /// and returns its result stream with the grants it used.
-    pub async fn sql(&self, who: &Principal, purpose: Option<&str>, sql: &str, channel: &str) -> Result<Released, QueryError> {
+    pub async fn sql(&self, who: &Principal, purpose: Option<&str>, sql: &str, channel: Channel) -> Result<Released, QueryError> {
         let started = std::time::Instant::now();
         let ctx = self.context()?;
         let state = ctx.state();
@@ -878,7 +897,7 @@ impl Engine {
                     "channel": channel, "principal": self.principal_record(who), "purpose": purpose,
                     "dataset": datasets.first(), "reason": "statistics-only",
                 });
-                if let Err(e) = self.audit.append("refusal", &record).await {
+                if let Err(e) = self.audit.append(RecordKind::Refusal, &record).await {
                     tracing::error!(error = %e, "cannot record a refusal");
                 }
                 return Err(refused);
@@ -917,7 +936,7 @@ impl Engine {
         r: &DatasetRef,
         version: Option<i64>,
         filter: Option<&str>,
-        channel: &str,
+        channel: Channel,
     ) -> Result<Released, QueryError> {
         let q = RowsQuery { filter: filter.map(str::to_string), version, ..RowsQuery::default() };
         self.rows(who, purpose, r, &q, channel).await
@@ -932,7 +951,7 @@ impl Engine {
         purpose: Option<&str>,
         r: &DatasetRef,
         q: &RowsQuery,
-        channel: &str,
+        channel: Channel,
     ) -> Result<Released, QueryError> {
         use datafusion::prelude::ident;
         let started = std::time::Instant::now();
@@ -1039,7 +1058,7 @@ impl Engine {
     /// Everything about a citizen, from every dataset with a person key (GDPR art. 15): per
     /// dataset, the rows whose key is their number, with every column. Each dataset's read is
     /// audited like any other, naming the citizen as the data subject.
-    pub async fn own_data(&self, pid: &str, channel: &str) -> Result<Vec<Released>, QueryError> {
+    pub async fn own_data(&self, pid: &str, channel: Channel) -> Result<Vec<Released>, QueryError> {
         let who = Principal::Citizen { pid: pid.to_string() };
         let mut out = Vec::new();
         for grant in self.policy.own_data(pid).await? {
@@ -1059,7 +1078,7 @@ impl Engine {
         grant: Grant,
         version: Option<i64>,
         filter: Option<&str>,
-        channel: &str,
+        channel: Channel,
         query: &str,
         started: std::time::Instant,
     ) -> Result<Released, QueryError> {

@@ -23,7 +23,7 @@ use tverr_policy::{Basis, Grant, LegalBasis, Mask, PolicySnapshot, Principal};
 use tverr_store::Place;
 
 use crate::secure::{PreparedScan, SubjectSink};
-use crate::{Engine, QueryError};
+use crate::{Channel, Engine, QueryError};
 
 /// At most this many related subjects are followed from one look-up.
 pub const MAX_RELATED: usize = 20;
@@ -162,7 +162,7 @@ struct Scope<'a> {
     key_level: i8,
     who: &'a Principal,
     purpose: &'a str,
-    channel: &'a str,
+    channel: Channel,
     policy: &'a PolicySnapshot,
     view: &'a CatalogView,
 }
@@ -181,7 +181,7 @@ impl Engine {
         purpose: Option<&str>,
         kind: SubjectKind,
         id: &str,
-        channel: &str,
+        channel: Channel,
     ) -> Result<Lookup, QueryError> {
         let started = tokio::time::Instant::now();
         let answer = self.lookup_now(who, purpose, kind, id, channel).await;
@@ -200,7 +200,7 @@ impl Engine {
         purpose: Option<&str>,
         kind: SubjectKind,
         id: &str,
-        channel: &str,
+        channel: Channel,
     ) -> Result<Lookup, QueryError> {
         match who {
             Principal::Anonymous => return Err(QueryError::NotAllowed("a look-up needs a signed-in user".into())),
@@ -448,7 +448,7 @@ impl Engine {
             .map(|c| LookupColumn {
                 mask: grant.columns().iter().find(|g| g.name == c.name).and_then(|g| g.mask),
                 name: c.name,
-                column_type: c.column_type,
+                column_type: c.column_type.to_string(),
             })
             .collect();
         let found = Found {

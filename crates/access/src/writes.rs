@@ -7,7 +7,7 @@ use tverr_core::{DatasetRef, SubjectKind};
 use tverr_policy::Principal;
 use tverr_store::{Erasure, IngestOutcome, IngestRequest, StoreError};
 
-use crate::{Engine, QueryError};
+use crate::{Channel, Engine, QueryError, RecordKind};
 
 /// The `datasets` field of a record about a change to these datasets, in the shape
 /// `tverr audit search --dataset` reads.
@@ -18,7 +18,7 @@ pub fn datasets_field<'a>(datasets: impl IntoIterator<Item = &'a str>) -> serde_
 impl Engine {
     /// Ingests a file as one new version of a dataset, recorded as `write-intent` before and
     /// `ingest` (or `write-failed`) after, on `channel`, in `who`'s name.
-    pub async fn ingest(&self, who: &Principal, channel: &str, request: IngestRequest) -> Result<IngestOutcome, QueryError> {
+    pub async fn ingest(&self, who: &Principal, channel: Channel, request: IngestRequest) -> Result<IngestOutcome, QueryError> {
         self.check_upsert_key(who, &request).await?;
         let dataset = request.dataset.to_string();
         let file = request.path.file_name().map(|f| f.to_string_lossy().into_owned());
@@ -26,19 +26,19 @@ impl Engine {
             "action": "ingest", "dataset": dataset, "mode": request.mode.label(), "create": request.create.is_some(),
             "file": file, "actor": request.actor,
         });
-        self.log_event("write-intent", who, channel, intent).await?;
+        self.log_event(RecordKind::WriteIntent, who, channel, intent).await?;
         match self.store.ingest(request).await {
             Ok(o) => {
                 let details = serde_json::json!({
                     "dataset": dataset, "version": o.version, "rows": o.report.rows, "rows_removed": o.rows_removed,
                     "created": o.created, "sha256": o.report.sha256, "file": o.report.file_name,
                 });
-                self.record_outcome("ingest", who, channel, details).await;
+                self.record_outcome(RecordKind::Ingest, who, channel, details).await;
                 Ok(o)
             }
             Err(e) => {
                 self.record_outcome(
-                    "write-failed",
+                    RecordKind::WriteFailed,
                     who,
                     channel,
                     serde_json::json!({"action": "ingest", "dataset": dataset, "error": failure(&e)}),
@@ -52,7 +52,14 @@ impl Engine {
     /// Erases every row about a subject from a dataset (a new version without them, then a
     /// vacuum), recorded as `write-intent` before and `erasure` (or `write-failed`) after. A
     /// person is named in the records by the HMAC of their number, as in every access record.
-    pub async fn erase(&self, who: &Principal, channel: &str, r: &DatasetRef, kind: SubjectKind, id: &str) -> Result<Erasure, QueryError> {
+    pub async fn erase(
+        &self,
+        who: &Principal,
+        channel: Channel,
+        r: &DatasetRef,
+        kind: SubjectKind,
+        id: &str,
+    ) -> Result<Erasure, QueryError> {
         let key = kind.canonicalise(id).map_err(|e| QueryError::Invalid(format!("invalid {}: {e}", kind.label())))?;
         let mut subject = serde_json::json!({"kind": kind.as_str()});
         if kind == SubjectKind::Person {
@@ -62,7 +69,7 @@ impl Engine {
         }
         let mut intent = serde_json::json!({"action": "erasure", "dataset": r.to_string()});
         merge(&mut intent, &subject);
-        self.log_event("write-intent", who, channel, intent).await?;
+        self.log_event(RecordKind::WriteIntent, who, channel, intent).await?;
         let actor = match who {
             Principal::User(u) => u.username.clone(),
             _ => "operator".to_string(),
@@ -71,13 +78,13 @@ impl Engine {
             Ok(outcome) => {
                 let mut details = serde_json::to_value(&outcome).unwrap_or_default();
                 merge(&mut details, &subject);
-                self.record_outcome("erasure", who, channel, details).await;
+                self.record_outcome(RecordKind::Erasure, who, channel, details).await;
                 Ok(outcome)
             }
             Err(e) => {
                 let mut details = serde_json::json!({"action": "erasure", "dataset": r.to_string(), "error": failure(&e)});
                 merge(&mut details, &subject);
-                self.record_outcome("write-failed", who, channel, details).await;
+                self.record_outcome(RecordKind::WriteFailed, who, channel, details).await;
                 Err(e.into())
             }
         }
@@ -114,9 +121,9 @@ impl Engine {
 
     /// Records what a write came to. The intent is already durable, so a log that fails now
     /// cannot hide the write; the failure is reported to the operator's log.
-    async fn record_outcome(&self, kind: &str, who: &Principal, channel: &str, details: serde_json::Value) {
+    async fn record_outcome(&self, kind: RecordKind, who: &Principal, channel: Channel, details: serde_json::Value) {
         if let Err(e) = self.log_event(kind, who, channel, details).await {
-            tracing::error!(error = %e, kind, "cannot record the outcome of a write (its intent is recorded)");
+            tracing::error!(error = %e, kind = kind.as_str(), "cannot record the outcome of a write (its intent is recorded)");
         }
     }
 }

@@ -17,6 +17,9 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tverr_store::RawCatalog;
 
 mod local;
+mod vocabulary;
+
+pub use vocabulary::{Channel, RecordKind};
 
 /// Index key prefix of a bulk read: an access that read more people of a dataset than it names
 /// one by one is indexed as `bulk:org/dataset`.
@@ -244,10 +247,10 @@ impl Group {
         let mut subjects = Vec::new();
         for (i, p) in batch.iter().enumerate() {
             let seq = first + i as i64;
-            let hash = entry_hash(&prev_hash, seq, &at, &p.kind, &p.payload);
+            let hash = entry_hash(&prev_hash, seq, &at, p.kind, &p.payload);
             subjects.extend(p.subjects.iter().map(|s| (s.clone(), p.access.unwrap_or(seq), seq)));
             let prev = std::mem::replace(&mut prev_hash, hash.clone());
-            rows.push(GroupRow { seq, kind: p.kind.clone(), payload: p.payload.clone(), prev_hash: prev, hash });
+            rows.push(GroupRow { seq, kind: p.kind.to_string(), payload: p.payload.clone(), prev_hash: prev, hash });
         }
         let last = first + batch.len() as i64 - 1;
         let due = last - state.last_checkpoint_seq >= audit.config.checkpoint_every
@@ -324,7 +327,7 @@ fn bind_checkpoint<'q>(q: AnyQuery<'q>, c: &'q Checkpoint) -> AnyQuery<'q> {
 
 /// An entry ready for the writer: its canonical payload, the data subjects it names (each once).
 fn pending(
-    kind: &str,
+    kind: RecordKind,
     record: &serde_json::Value,
     mut subjects: Vec<String>,
     access: Option<i64>,
@@ -334,12 +337,12 @@ fn pending(
     let payload = serde_json::to_string(record).map_err(|e| AuditError::Unavailable(e.to_string()))?;
     subjects.sort_unstable();
     subjects.dedup();
-    Ok(Pending { kind: kind.to_string(), payload, subjects, access, reply })
+    Ok(Pending { kind: kind.as_str(), payload, subjects, access, reply })
 }
 
 /// An entry waiting for the next group commit.
 struct Pending {
-    kind: String,
+    kind: &'static str,
     payload: String,
     /// The data subjects the entry names, and the access they belong to (`None`: this entry).
     subjects: Vec<String>,
@@ -484,7 +487,7 @@ impl Audit {
 
     /// Appends one record durably and returns its sequence number. When this returns an error,
     /// nothing may be released.
-    pub async fn append(&self, kind: &str, record: &serde_json::Value) -> Result<i64, AuditError> {
+    pub async fn append(&self, kind: RecordKind, record: &serde_json::Value) -> Result<i64, AuditError> {
         self.append_about(kind, record, Vec::new(), None).await
     }
 
@@ -493,7 +496,7 @@ impl Audit {
     /// [`Audit::accesses_of`].
     pub async fn append_about(
         &self,
-        kind: &str,
+        kind: RecordKind,
         record: &serde_json::Value,
         subjects: Vec<String>,
         access: Option<i64>,
@@ -508,12 +511,12 @@ impl Audit {
 
     /// Queues a record that gates nothing (a completion, a token use): it is written with the
     /// next group commit, at most [`LINGER`] later. [`Audit::flush`] waits for it.
-    pub fn record(&self, kind: &str, record: &serde_json::Value) {
+    pub fn record(&self, kind: RecordKind, record: &serde_json::Value) {
         self.record_about(kind, record, Vec::new(), None);
     }
 
     /// [`Audit::record`] for a record that names data subjects, as [`Audit::append_about`].
-    pub fn record_about(&self, kind: &str, record: &serde_json::Value, subjects: Vec<String>, access: Option<i64>) {
+    pub fn record_about(&self, kind: RecordKind, record: &serde_json::Value, subjects: Vec<String>, access: Option<i64>) {
         if !self.enabled {
             return;
         }
@@ -731,7 +734,7 @@ impl Audit {
         sqlx::query("DELETE FROM audit_subjects WHERE seq <= $1").bind(anchor).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM audit_checkpoints WHERE seq < $1").bind(anchor).execute(&mut *tx).await?;
         tx.commit().await?;
-        self.append("retention", &serde_json::json!({"removed_through": anchor, "before": before, "entries": removed})).await?;
+        self.append(RecordKind::Retention, &serde_json::json!({"removed_through": anchor, "before": before, "entries": removed})).await?;
         Ok(removed as i64)
     }
 
@@ -778,7 +781,7 @@ impl Audit {
                 })
                 .unwrap_or_default();
             let bulk: Vec<String> = record["bulk"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
-            let target = if e.kind == "access" {
+            let target = if e.kind == RecordKind::Access.as_str() {
                 out.push(SubjectAccess { entry: e, datasets: Vec::new(), bulk: Vec::new() });
                 out.last_mut()
             } else {
@@ -894,11 +897,11 @@ async fn insert_checkpoint<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(exec
 /// The subjects an entry names, by the access they belong to: an `access` entry's own
 /// `subjects`, or a `subjects` entry's list for its `access`.
 fn named_subjects(e: &Entry) -> Vec<(String, i64, i64)> {
-    if e.kind != "access" && e.kind != "subjects" {
+    if e.kind != RecordKind::Access.as_str() && e.kind != RecordKind::Subjects.as_str() {
         return Vec::new();
     }
     let Ok(record) = serde_json::from_str::<serde_json::Value>(&e.payload) else { return Vec::new() };
-    let access = if e.kind == "access" { Some(e.seq) } else { record["access"].as_i64() };
+    let access = if e.kind == RecordKind::Access.as_str() { Some(e.seq) } else { record["access"].as_i64() };
     let Some(access) = access else { return Vec::new() };
     let mut out = Vec::new();
     if let Some(by_dataset) = record["subjects"].as_object() {
@@ -1037,7 +1040,7 @@ fn find_problem(entries: &[Entry], checkpoints: &[Checkpoint], public_key: &str,
             Some(anchor) => {
                 // …and the log itself must say that retention removed exactly that much.
                 let declared = entries.iter().any(|e| {
-                    e.kind == "retention"
+                    e.kind == RecordKind::Retention.as_str()
                         && serde_json::from_str::<serde_json::Value>(&e.payload)
                             .is_ok_and(|p| p["removed_through"].as_i64() == Some(first_seq - 1))
                 });

@@ -26,7 +26,7 @@ async fn setup(dir: &Path) -> (Store, Audit) {
 
 async fn fill(audit: &Audit, n: i64) {
     for i in 0..n {
-        audit.append("access", &json!({"who": "ola", "i": i, "dataset": "hamar/innbyggere"})).await.unwrap();
+        audit.append(RecordKind::Access, &json!({"who": "ola", "i": i, "dataset": "hamar/innbyggere"})).await.unwrap();
     }
 }
 
@@ -183,7 +183,7 @@ async fn two_writers_keep_one_chain() {
     for (n, audit) in [first.clone(), second].into_iter().enumerate() {
         tasks.push(tokio::spawn(async move {
             for i in 0..25 {
-                audit.append("access", &json!({"node": n, "i": i})).await.unwrap();
+                audit.append(RecordKind::Access, &json!({"node": n, "i": i})).await.unwrap();
             }
         }));
     }
@@ -230,7 +230,7 @@ async fn concurrent_appends_share_commits_and_keep_one_chain() {
             tokio::spawn(async move {
                 let mut seqs = Vec::new();
                 for i in 0..20 {
-                    seqs.push(audit.append("access", &json!({"task": n, "i": i})).await.unwrap());
+                    seqs.push(audit.append(RecordKind::Access, &json!({"task": n, "i": i})).await.unwrap());
                 }
                 seqs
             })
@@ -242,7 +242,7 @@ async fn concurrent_appends_share_commits_and_keep_one_chain() {
     }
     seqs.sort();
     assert_eq!(seqs, (1..=1280).collect::<Vec<_>>(), "every append got its own sequence number");
-    audit.record("completion", &json!({"deferred": true}));
+    audit.record(RecordKind::Completion, &json!({"deferred": true}));
     audit.flush().await;
     let v = audit.verify(None).await.unwrap();
     assert_eq!((v.entries, v.problem), (1281, None));
@@ -256,11 +256,16 @@ async fn data_subjects_are_indexed_by_keyed_digest_and_the_index_is_verified() {
     assert_eq!(kari.len(), 32);
     assert_ne!(kari, hex::encode(&Sha256::digest(b"01010012356")[..16]), "not a plain hash of the number");
     let access = audit
-        .append_about("access", &json!({"subjects": {"hamar/innbyggere": [&kari, &ola]}}), vec![kari.clone(), ola.clone()], None)
+        .append_about(RecordKind::Access, &json!({"subjects": {"hamar/innbyggere": [&kari, &ola]}}), vec![kari.clone(), ola.clone()], None)
         .await
         .unwrap();
     audit
-        .append_about("subjects", &json!({"access": access, "subjects": {"hamar/innbyggere": [&per]}}), vec![per.clone()], Some(access))
+        .append_about(
+            RecordKind::Subjects,
+            &json!({"access": access, "subjects": {"hamar/innbyggere": [&per]}}),
+            vec![per.clone()],
+            Some(access),
+        )
         .await
         .unwrap();
     fill(&audit, 2).await;
@@ -311,7 +316,7 @@ async fn concurrent_writers_share_a_commit() {
             let audit = audit.clone();
             tokio::spawn(async move {
                 for i in 0..50 {
-                    audit.append("access", &json!({"task": n, "i": i})).await.unwrap();
+                    audit.append(RecordKind::Access, &json!({"task": n, "i": i})).await.unwrap();
                 }
             })
         })
@@ -395,11 +400,11 @@ async fn a_group_of_any_size_is_written_whole() {
     let dir = tempfile::tempdir().unwrap();
     let (store, audit) = setup(dir.path()).await;
     // The first append learns the head; the rest go the writer's own connection.
-    audit.append("access", &json!({"first": true})).await.unwrap();
+    audit.append(RecordKind::Access, &json!({"first": true})).await.unwrap();
     // 437 records in one queue, 874 subjects.
     for i in 0..437 {
         let ids = vec![format!("s{}", i % 7), format!("t{i}")];
-        audit.record_about("access", &json!({"i": i, "subjects": {"hamar/innbyggere": ids.clone()}}), ids, None);
+        audit.record_about(RecordKind::Access, &json!({"i": i, "subjects": {"hamar/innbyggere": ids.clone()}}), ids, None);
     }
     audit.flush().await;
     let v = audit.verify(None).await.unwrap();
@@ -415,14 +420,14 @@ async fn a_failed_group_writes_nothing_and_the_next_one_chains_on() {
     // With the head known, groups go the writer's own connection.
     fill(&audit, 2).await;
     exec(&store, "CREATE TRIGGER broken BEFORE INSERT ON audit_subjects BEGIN SELECT RAISE(ABORT, 'disk full'); END").await;
-    let refused = audit.append_about("access", &json!({"subjects": {"hamar/innbyggere": ["s1"]}}), vec!["s1".into()], None).await;
+    let refused = audit.append_about(RecordKind::Access, &json!({"subjects": {"hamar/innbyggere": ["s1"]}}), vec!["s1".into()], None).await;
     let message = refused.expect_err("the group cannot be written").to_string();
     assert!(message.contains("disk full"), "{message}");
     // The entry was inserted before its subject failed: the whole group is rolled back.
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log").fetch_one(store.raw_catalog().pool()).await.unwrap();
     assert_eq!(n, 2);
     exec(&store, "DROP TRIGGER broken").await;
-    audit.append_about("access", &json!({"subjects": {"hamar/innbyggere": ["s2"]}}), vec!["s2".into()], None).await.unwrap();
+    audit.append_about(RecordKind::Access, &json!({"subjects": {"hamar/innbyggere": ["s2"]}}), vec!["s2".into()], None).await.unwrap();
     let v = audit.verify(None).await.unwrap();
     assert_eq!((v.entries, v.problem), (3, None));
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use futures::StreamExt;
+use tverr_access::{Channel, RecordKind};
 use tverr_audit::{Audit, AuditConfig};
 use tverr_policy::{Policy, Principal};
 use tverr_store::{Store, StoreConfig};
@@ -88,7 +89,7 @@ async fn append_rate(label: &str, catalog_url: &str, dir: &std::path::Path, appe
                 let audit = audit.clone();
                 tokio::spawn(async move {
                     for record in &records {
-                        audit.append("access", record).await?;
+                        audit.append(RecordKind::Access, record).await?;
                     }
                     // Handed back, so that freeing the callers' values is not timed either.
                     Ok::<_, tverr_audit::AuditError>(records)
@@ -204,8 +205,10 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<()> {
     // One person to look up, found as the Folkeregister would.
     let engine = tverr_access::Engine::new(store.clone(), unaudited.clone());
     let siri = Principal::User(policy.user("siri").await?);
-    let mut found =
-        engine.sql(&siri, Some("folkeregisterforvaltning"), "SELECT fodselsnummer FROM hamar.innbyggere LIMIT 1", "bench").await?.stream;
+    let mut found = engine
+        .sql(&siri, Some("folkeregisterforvaltning"), "SELECT fodselsnummer FROM hamar.innbyggere LIMIT 1", Channel::Bench)
+        .await?
+        .stream;
     let batch = found.next().await.context("no person")??;
     let fnr = arrow::util::display::array_value_to_string(batch.column(0), 0)?;
     let body = serde_json::json!({"sql": format!(
@@ -223,7 +226,7 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<()> {
         for m in if round % 2 == 0 { [0, 1] } else { [1, 0] } {
             for _ in 0..args.reads {
                 let started = Instant::now();
-                let mut stream = engines[m].1.sql(&siri, Some("folkeregisterforvaltning"), &sql, "bench").await?.stream;
+                let mut stream = engines[m].1.sql(&siri, Some("folkeregisterforvaltning"), &sql, Channel::Bench).await?.stream;
                 let planned = started.elapsed();
                 let mut first = None;
                 while let Some(b) = stream.next().await {
@@ -258,7 +261,7 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<()> {
             let id = audited.subject_id(&fnr);
             let mut record = sample_record(i);
             record["subjects"] = serde_json::json!({"hamar/innbyggere": [&id]});
-            audited.append_about("access", &record, vec![id], None).await?;
+            audited.append_about(RecordKind::Access, &record, vec![id], None).await?;
             appends.push(started.elapsed());
             if let Some(busy) = busy {
                 busy.await?;
@@ -275,7 +278,7 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<()> {
         let mut firsts = Vec::new();
         for _ in 0..args.reads {
             let started = Instant::now();
-            let mut stream = e.sql(&lise, Some("vannforsyning"), "SELECT * FROM hias.vannmalere LIMIT 5", "bench").await?.stream;
+            let mut stream = e.sql(&lise, Some("vannforsyning"), "SELECT * FROM hias.vannmalere LIMIT 5", Channel::Bench).await?.stream;
             let planned = started.elapsed();
             let mut first = None;
             while let Some(b) = stream.next().await {

@@ -4,6 +4,7 @@ use std::io::Read;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
+use tverr_access::{Channel, RecordKind};
 use tverr_policy::{Agreement, AgreementRequest, DatasetTerms, LegalBasis, Mask, Party, Policy, Principal, Purpose, Role};
 
 /// Who acts: `--as USERNAME`, or the built-in operator.
@@ -474,12 +475,12 @@ async fn logged_change(
     change: impl std::future::Future<Output = Result<Agreement, tverr_policy::PolicyError>>,
 ) -> Result<Agreement> {
     let datasets = intent["datasets"].clone();
-    engine.log_event("agreement-intent", actor, "cli", intent).await?;
+    engine.log_event(RecordKind::AgreementIntent, actor, Channel::Cli, intent).await?;
     let a = change.await?;
     let mut record = serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision, "datasets": datasets});
     if let Some(note) = note {
         record["note"] = note;
     }
-    engine.log_event("agreement", actor, "cli", record).await?;
+    engine.log_event(RecordKind::Agreement, actor, Channel::Cli, record).await?;
     Ok(a)
 }

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
 use tverr_access::ingest::IngestError;
 use tverr_access::{Catalog, CreateSettings, Engine, ExportFormat, ExportOptions, IngestSettings, QueryError, StoreConfig, StoreError};
+use tverr_access::{Channel, RecordKind};
 use tverr_core::{ColumnCategory, DatasetRef};
 use tverr_policy::PolicyError;
 
@@ -588,7 +589,7 @@ async fn category_command(engine: &Engine, c: DatasetCommand) -> Result<()> {
             let to = ColumnCategory::from_str(&category).map_err(|e| anyhow!("{category:?}: {e}"))?;
             let who = actor.principal(policy).await?;
             let details = serde_json::json!({"dataset": r.to_string(), "column": column, "to": to.as_str()});
-            engine.log_event("category-change", &who, "cli", details).await?;
+            engine.log_event(RecordKind::CategoryChange, &who, Channel::Cli, details).await?;
             let change = policy.change_category(&who, &r, &column, to).await?;
             print(&change);
             if change.state == "requested" {
@@ -618,7 +619,7 @@ async fn decide_category(engine: &Engine, id: i64, actor: &access::Actor, approv
     let policy = engine.policy();
     let who = actor.principal(policy).await?;
     let details = serde_json::json!({"change": id, "decision": if approve { "approve" } else { "deny" }});
-    engine.log_event("category-change", &who, "cli", details).await?;
+    engine.log_event(RecordKind::CategoryChange, &who, Channel::Cli, details).await?;
     let change = policy.decide_category_change(&who, id, approve).await?;
     println!("change {}: {}.{} {} → {}: {}", change.id, change.dataset, change.column, change.from, change.to, change.state);
     Ok(())
@@ -632,14 +633,14 @@ async fn protection_command(engine: &Engine, c: ProtectionCommand) -> Result<()>
         ProtectionCommand::Register { dataset, key, status } => {
             let r = dataset_ref(&dataset)?;
             let details = serde_json::json!({"dataset": r.to_string(), "key": key, "status": status});
-            engine.log_event("protection-register", &crate::operator(), "cli", details).await?;
+            engine.log_event(RecordKind::ProtectionRegister, &crate::operator(), Channel::Cli, details).await?;
             let set = catalog.set_protection_register(&r, &key, &status, "operator").await?;
             println!("address protection is read from {} ({} by {})", set.dataset, set.status_column, set.key_column);
         }
         ProtectionCommand::Remove { dataset } => {
             let r = dataset_ref(&dataset)?;
             let details = serde_json::json!({"dataset": r.to_string()});
-            engine.log_event("protection-register-removed", &crate::operator(), "cli", details).await?;
+            engine.log_event(RecordKind::ProtectionRegisterRemoved, &crate::operator(), Channel::Cli, details).await?;
             if !catalog.remove_protection_register(&r).await? {
                 bail!("{r} is not a register of address protection");
             }
@@ -649,7 +650,7 @@ async fn protection_command(engine: &Engine, c: ProtectionCommand) -> Result<()>
             let (r, target) = (dataset_ref(&dataset)?, dataset_ref(&to)?);
             let target_column = target_column.unwrap_or_else(|| column.clone());
             let details = serde_json::json!({"dataset": r.to_string(), "column": column, "target": target.to_string(), "target_column": target_column});
-            engine.log_event("protection-link", &crate::operator(), "cli", details).await?;
+            engine.log_event(RecordKind::ProtectionLink, &crate::operator(), Channel::Cli, details).await?;
             let l = catalog.set_protection_link(&r, &column, &target, &target_column, "operator").await?;
             println!(
                 "rows of {} take the protection of the rows of {} with the same {} ({})",
@@ -660,9 +661,9 @@ async fn protection_command(engine: &Engine, c: ProtectionCommand) -> Result<()>
             let r = dataset_ref(&dataset)?;
             engine
                 .log_event(
-                    "protection-link-removed",
+                    RecordKind::ProtectionLinkRemoved,
                     &crate::operator(),
-                    "cli",
+                    Channel::Cli,
                     serde_json::json!({"dataset": r.to_string(), "column": column}),
                 )
                 .await?;
@@ -832,7 +833,7 @@ async fn ingest(engine: &Engine, a: IngestArgs) -> Result<()> {
     })?;
     let bar = progress_bar(size);
     req.options.progress = bar.clone().map(|b| Arc::new(move |n: u64| b.set_position(n)) as tverr_access::ingest::Progress);
-    let result = engine.ingest(&crate::operator(), "cli", req).await;
+    let result = engine.ingest(&crate::operator(), Channel::Cli, req).await;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -982,7 +983,7 @@ async fn export(engine: &Engine, a: ExportArgs) -> Result<()> {
     };
     let who = a.actor.principal(engine.policy()).await?;
     let query = tverr_access::RowsQuery { filter: a.filter.clone(), version: a.version, crs, ..Default::default() };
-    let released = engine.rows(&who, a.purpose.as_deref(), &r, &query, "cli-export").await?;
+    let released = engine.rows(&who, a.purpose.as_deref(), &r, &query, Channel::CliExport).await?;
     let stream = released.stream;
     let geometry = Engine::geometry_columns(&released.grants[0], crs);
     let options = ExportOptions { csv, ..ExportOptions::new(format, geometry) };
@@ -1027,7 +1028,7 @@ async fn lookup(engine: &Engine, a: LookupArgs) -> Result<()> {
     let kind = subject_kind(&a.kind)?;
     let who = a.actor.principal(engine.policy()).await?;
     engine.ensure_indexed().await?;
-    let found = engine.lookup(&who, a.purpose.as_deref(), kind, &a.id, "cli-lookup").await?;
+    let found = engine.lookup(&who, a.purpose.as_deref(), kind, &a.id, Channel::CliLookup).await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&found)?);
         return Ok(());
@@ -1069,7 +1070,7 @@ async fn erase(engine: &Engine, a: EraseArgs) -> Result<()> {
         refs.push(d.parse::<DatasetRef>().map_err(|e| anyhow!("--dataset {d:?}: {e}"))?);
     }
     for r in refs {
-        let outcome = engine.erase(&crate::operator(), "cli", &r, kind, &a.id).await?;
+        let outcome = engine.erase(&crate::operator(), Channel::Cli, &r, kind, &a.id).await?;
         match outcome.version {
             Some(v) => println!("{r}: {} rows erased in version {v}; {} data files deleted", outcome.rows_removed, outcome.files_deleted),
             None => println!("{r}: no rows about this subject"),
@@ -1080,7 +1081,7 @@ async fn erase(engine: &Engine, a: EraseArgs) -> Result<()> {
 
 async fn sql(engine: &Engine, a: SqlArgs) -> Result<()> {
     let who = a.actor.principal(engine.policy()).await?;
-    let released = engine.sql(&who, a.purpose.as_deref(), &a.query, "cli-sql").await?;
+    let released = engine.sql(&who, a.purpose.as_deref(), &a.query, Channel::CliSql).await?;
     print_result(released.stream, &a.format).await.map(|_| ())
 }
 
@@ -1152,7 +1153,7 @@ async fn audit_command(engine: &Engine, c: AuditCommand) -> Result<()> {
             }
             let subject_id = subject.as_deref().map(|p| engine.audit().subject_id(p));
             let details = serde_json::json!({"what": "search", "user": user, "dataset": dataset, "org": org, "from": from, "to": to, "subject": subject_id});
-            engine.log_event("audit-read", &crate::operator(), "cli", details).await?;
+            engine.log_event(RecordKind::AuditRead, &crate::operator(), Channel::Cli, details).await?;
             let search = tverr_audit::Search { org, user, dataset, from, to, subject };
             for e in engine.audit().search(&search).await? {
                 println!(

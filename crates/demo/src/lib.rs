@@ -20,6 +20,7 @@ use tverr_policy::Principal;
 
 pub use access::{DEMO_PASSWORD, USERS};
 pub use data::Population;
+use tverr_access::Channel;
 
 /// Why the demo could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -341,5 +342,5 @@ async fn ingest(engine: &Engine, who: &Principal, dir: &Path, spec: &Spec) -> Re
         categories: spec.categories.iter().map(|(c, k)| (c.to_string(), *k)).collect::<BTreeMap<_, _>>(),
         actor: "demo".to_string(),
     };
-    Ok(engine.ingest(who, "demo", req).await?.report.rows)
+    Ok(engine.ingest(who, Channel::Demo, req).await?.report.rows)
 }

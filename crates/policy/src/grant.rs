@@ -376,7 +376,8 @@ pub(crate) fn own_rows(dataset: &DatasetMeta, columns: &[ColumnMeta], pid: &str)
 }
 
 fn column_grant(c: &ColumnMeta, mask: Option<Mask>) -> ColumnGrant {
-    let crs = (c.column_type == "geometry").then(|| c.crs.clone().unwrap_or_else(|| "EPSG:4326".into()));
+    let crs =
+        (c.column_type == tverr_store::tverr_ingest::ColumnType::Geometry).then(|| c.crs.clone().unwrap_or_else(|| "EPSG:4326".into()));
     ColumnGrant { name: c.name.clone(), mask, category: c.category, subject: c.subject_key, crs }
 }
 

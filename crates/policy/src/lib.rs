@@ -16,6 +16,7 @@ use sqlx::{AnyPool, Row};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tverr_core::{DatasetRef, Slug};
+use tverr_store::tverr_ingest::ColumnType;
 use tverr_store::{Catalog, RawCatalog, Store, StoreError};
 
 pub use categories::{CategoryChange, raises};
@@ -712,9 +713,9 @@ impl Policy {
             }
             let ok = match mask {
                 Mask::Redact | Mask::Hmac => true,
-                Mask::Partial => col.column_type == "text",
-                Mask::YearOnly => matches!(col.column_type.as_str(), "date" | "timestamp"),
-                Mask::Round(_) => matches!(col.column_type.as_str(), "integer" | "float"),
+                Mask::Partial => col.column_type == ColumnType::Text,
+                Mask::YearOnly => matches!(col.column_type, ColumnType::Date | ColumnType::Timestamp),
+                Mask::Round(_) => matches!(col.column_type, ColumnType::Integer | ColumnType::Float),
             };
             if !ok {
                 return Err(PolicyError::invalid("mask", format!("{mask} does not apply to {c:?}, a {} column", col.column_type)));

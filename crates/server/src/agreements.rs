@@ -5,21 +5,11 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use tverr_policy::{Agreement, AgreementEvent, AgreementRequest, DatasetTerms, Principal, User};
+use tverr_policy::{Agreement, AgreementEvent, AgreementRequest, DatasetTerms, User};
 
-use crate::{AppState, Caller, Problem};
-
-pub(crate) fn signed_in(caller: &Caller) -> Result<&User, Problem> {
-    match &caller.principal {
-        Principal::User(u) => Ok(u),
-        _ => Err(Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "Ikke autentisert / Not authenticated",
-            "agreements are for signed-in users: send Authorization: Bearer <token>",
-        )),
-    }
-}
+use crate::auth::SignedIn;
+use crate::{AppState, Problem, ProblemKind};
+use tverr_access::{Channel, RecordKind};
 
 /// Whether a user's organisation is a party (only parties see an agreement).
 pub(crate) fn party(u: &User, a: &Agreement) -> bool {
@@ -27,7 +17,7 @@ pub(crate) fn party(u: &User, a: &Agreement) -> bool {
 }
 
 fn agreement_not_found() -> Problem {
-    Problem::new(StatusCode::NOT_FOUND, "agreement-not-found", "Avtalen finnes ikke / Agreement not found", "no such agreement")
+    Problem::new(ProblemKind::AgreementNotFound, "no such agreement")
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -38,8 +28,8 @@ pub struct AgreementList {
 /// Agreements the caller's organisation is a party to.
 #[utoipa::path(get, path = "/api/v1/agreements", operation_id = "list_agreements", tag = "agreements",
     responses((status = 200, description = "Agreements the caller's organisation is a party to", body = AgreementList)), security(("bearer" = [])))]
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<AgreementList>, Problem> {
-    let u = signed_in(&caller)?;
+pub async fn list(State(state): State<AppState>, who: SignedIn) -> Result<Json<AgreementList>, Problem> {
+    let u = who.user();
     let agreements = state.engine.policy().agreements().await.map_err(Problem::from_policy)?;
     Ok(Json(AgreementList { agreements: agreements.into_iter().filter(|a| party(u, a)).collect() }))
 }
@@ -62,8 +52,8 @@ async fn visible(state: &AppState, u: &User, id: i64) -> Result<Agreement, Probl
 /// One agreement with its history.
 #[utoipa::path(get, path = "/api/v1/agreements/{id}", tag = "agreements", params(("id" = i64, Path)),
     responses((status = 200, description = "The agreement and its history", body = AgreementDetail)), security(("bearer" = [])))]
-pub async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> Result<Json<AgreementDetail>, Problem> {
-    let u = signed_in(&caller)?;
+pub async fn show(State(state): State<AppState>, who: SignedIn, Path(id): Path<i64>) -> Result<Json<AgreementDetail>, Problem> {
+    let u = who.user();
     let agreement = visible(&state, u, id).await?;
     let events = state.engine.policy().agreement_events(id).await.map_err(Problem::from_policy)?;
     Ok(Json(AgreementDetail { agreement, events }))
@@ -88,7 +78,7 @@ pub struct RequestBody {
 }
 
 fn invalid_body(e: impl std::fmt::Display) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Ugyldig forespørsel / Invalid request", e.to_string())
+    Problem::new(ProblemKind::InvalidInput, e.to_string())
 }
 
 /// Requests an agreement (the consumer's steward or admin).
@@ -96,16 +86,16 @@ fn invalid_body(e: impl std::fmt::Display) -> Problem {
     responses((status = 201, description = "The requested agreement", body = tverr_policy::Agreement)), security(("bearer" = [])))]
 pub async fn request(
     State(state): State<AppState>,
-    caller: Caller,
+    who: SignedIn,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Agreement>), Problem> {
-    let a = request_as(&state, &caller, &body, "http").await?;
+    let a = request_as(&state, &who, &body, Channel::Http).await?;
     Ok((StatusCode::CREATED, Json(a)))
 }
 
 /// Requests an agreement from a JSON body (the API's and the web form's), logged on `channel`.
-pub(crate) async fn request_as(state: &AppState, caller: &Caller, body: &[u8], channel: &str) -> Result<Agreement, Problem> {
-    signed_in(caller)?;
+pub(crate) async fn request_as(state: &AppState, who: &SignedIn, body: &[u8], channel: Channel) -> Result<Agreement, Problem> {
+    let caller = &who.caller;
     let b: RequestBody =
         serde_json::from_slice(body).map_err(|e| invalid_body(format!("line {}, column {}: {e}", e.line(), e.column())))?;
     let req = AgreementRequest {
@@ -124,14 +114,14 @@ pub(crate) async fn request_as(state: &AppState, caller: &Caller, body: &[u8], c
     // The change is recorded before it is made: a log that cannot be written refuses it.
     state
         .engine
-        .log_event("agreement-intent", &caller.principal, channel, serde_json::json!({"action": "request", "datasets": datasets}))
+        .log_event(RecordKind::AgreementIntent, &caller.principal, channel, serde_json::json!({"action": "request", "datasets": datasets}))
         .await
         .map_err(Problem::from_query)?;
     let a = state.engine.policy().request_agreement(&caller.principal, req).await.map_err(Problem::from_policy)?;
     state
         .engine
         .log_event(
-            "agreement",
+            RecordKind::Agreement,
             &caller.principal,
             channel,
             serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision, "datasets": datasets}),
@@ -155,7 +145,7 @@ pub struct TransitionBody {
     responses((status = 200, description = "The agreement in its new state", body = tverr_policy::Agreement)), security(("bearer" = [])))]
 pub async fn transition(
     State(state): State<AppState>,
-    caller: Caller,
+    who: SignedIn,
     Path((id, action)): Path<(i64, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<Agreement>, Problem> {
@@ -166,30 +156,30 @@ pub async fn transition(
             .map_err(|e| invalid_body(format!("line {}, column {}: {e}", e.line(), e.column())))?
             .note
     };
-    transition_as(&state, &caller, id, &action, note, "http").await.map(Json)
+    transition_as(&state, &who, id, &action, note, Channel::Http).await.map(Json)
 }
 
 /// Approves, denies or revokes an agreement the caller's organisation is a party to, logged on
 /// `channel`.
 pub(crate) async fn transition_as(
     state: &AppState,
-    caller: &Caller,
+    who: &SignedIn,
     id: i64,
     action: &str,
     note: Option<String>,
-    channel: &str,
+    channel: Channel,
 ) -> Result<Agreement, Problem> {
-    let u = signed_in(caller)?;
+    let (u, caller) = (who.user(), &who.caller);
     let before = visible(state, u, id).await?;
     if !matches!(action, "approve" | "deny" | "revoke") {
-        return Err(Problem::new(StatusCode::NOT_FOUND, "not-found", "Ikke funnet / Not found", "expected approve, deny or revoke"));
+        return Err(Problem::new(ProblemKind::NotFound, "expected approve, deny or revoke"));
     }
     let datasets = tverr_access::datasets_field(before.terms.datasets.iter().map(|d| d.dataset.as_str()));
     // The change is recorded before it is made: a log that cannot be written refuses it.
     state
         .engine
         .log_event(
-            "agreement-intent",
+            RecordKind::AgreementIntent,
             &caller.principal,
             channel,
             serde_json::json!({"action": action, "agreement": id, "revision": before.revision, "datasets": datasets}),
@@ -202,13 +192,13 @@ pub(crate) async fn transition_as(
         "approve" => policy.approve(&caller.principal, id, note.as_deref()).await,
         "deny" => policy.deny(&caller.principal, id, note.as_deref()).await,
         "revoke" => policy.revoke(&caller.principal, id, note.as_deref()).await,
-        _ => return Err(Problem::new(StatusCode::NOT_FOUND, "not-found", "Ikke funnet / Not found", "expected approve, deny or revoke")),
+        _ => return Err(Problem::new(ProblemKind::NotFound, "expected approve, deny or revoke")),
     };
     let a = result.map_err(Problem::from_policy)?;
     state
         .engine
         .log_event(
-            "agreement",
+            RecordKind::Agreement,
             &caller.principal,
             channel,
             serde_json::json!({"agreement": a.id, "state": a.state, "revision": a.revision, "note": note_for_log, "datasets": datasets}),

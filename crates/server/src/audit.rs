@@ -5,25 +5,12 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use serde::Serialize;
 use tverr_audit::{Search, Verification};
-use tverr_policy::{Action, Policy, Principal};
 
-use crate::{AppState, Caller, Problem};
-
-pub(crate) fn auditor_org(caller: &Caller) -> Result<String, Problem> {
-    match &caller.principal {
-        Principal::User(u) if Policy::may(&caller.principal, Action::ReadAuditLog { org: &u.org }).is_ok() => Ok(u.org.clone()),
-        Principal::Anonymous => Err(Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "Ikke autentisert / Not authenticated",
-            "the access log is for auditors: send Authorization: Bearer <token>",
-        )),
-        _ => Err(Problem::new(StatusCode::FORBIDDEN, "forbidden", "Ikke tillatt / Forbidden", "the access log is for auditors")),
-    }
-}
+use crate::auth::Auditor;
+use crate::{AppState, Problem, ProblemKind};
+use tverr_access::{Channel, RecordKind};
 
 fn unavailable(e: tverr_audit::AuditError) -> Problem {
     Problem::from_query(tverr_access::QueryError::AuditUnavailable(e.to_string()))
@@ -32,16 +19,15 @@ fn unavailable(e: tverr_audit::AuditError) -> Problem {
 /// Checks the chain and every checkpoint.
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
     responses((status = 200, description = "What the check of the chain and checkpoints found", body = tverr_audit::Verification)), security(("bearer" = [])))]
-pub async fn verify(State(state): State<AppState>, caller: Caller) -> Result<Json<Verification>, Problem> {
-    verify_as(&state, &caller, "http").await.map(Json)
+pub async fn verify(State(state): State<AppState>, auditor: Auditor) -> Result<Json<Verification>, Problem> {
+    verify_as(&state, &auditor, Channel::Http).await.map(Json)
 }
 
 /// Verifies the whole log for an auditor; the read is logged on `channel`.
-pub(crate) async fn verify_as(state: &AppState, caller: &Caller, channel: &str) -> Result<Verification, Problem> {
-    auditor_org(caller)?;
+pub(crate) async fn verify_as(state: &AppState, auditor: &Auditor, channel: Channel) -> Result<Verification, Problem> {
     state
         .engine
-        .log_event("audit-read", &caller.principal, channel, serde_json::json!({"what": "verify"}))
+        .log_event(RecordKind::AuditRead, &auditor.caller.principal, channel, serde_json::json!({"what": "verify"}))
         .await
         .map_err(Problem::from_query)?;
     state.engine.audit().verify(None).await.map_err(unavailable)
@@ -63,24 +49,22 @@ pub struct Entries {
 /// Entries about the auditor's organisation that match the filters.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(tverr_audit::Search),
     responses((status = 200, description = "Entries about the auditor's organisation", body = Entries)), security(("bearer" = [])))]
-pub async fn search(State(state): State<AppState>, caller: Caller, Query(q): Query<Search>) -> Result<Json<Entries>, Problem> {
-    search_as(&state, &caller, q, "http").await.map(Json)
+pub async fn search(State(state): State<AppState>, auditor: Auditor, Query(q): Query<Search>) -> Result<Json<Entries>, Problem> {
+    search_as(&state, &auditor, q, Channel::Http).await.map(Json)
 }
 
 /// An auditor's search of the entries about their organisation; the read is logged on `channel`.
-pub(crate) async fn search_as(state: &AppState, caller: &Caller, mut q: Search, channel: &str) -> Result<Entries, Problem> {
-    q.org = Some(auditor_org(caller)?);
+pub(crate) async fn search_as(state: &AppState, auditor: &Auditor, mut q: Search, channel: Channel) -> Result<Entries, Problem> {
+    q.org = Some(auditor.org().to_string());
     if let Some(pid) = &q.subject {
-        tverr_core::Fodselsnummer::parse(pid).map_err(|e| {
-            Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Ugyldig forespørsel / Invalid request", format!("subject: {e}"))
-        })?;
+        tverr_core::Fodselsnummer::parse(pid).map_err(|e| Problem::new(ProblemKind::InvalidInput, format!("subject: {e}")))?;
     }
     let subject = q.subject.as_deref().map(|p| state.engine.audit().subject_id(p));
     state
         .engine
         .log_event(
-            "audit-read",
-            &caller.principal,
+            RecordKind::AuditRead,
+            &auditor.caller.principal,
             channel,
             serde_json::json!({"what": "search", "user": q.user, "dataset": q.dataset, "from": q.from, "to": q.to, "subject": subject}),
         )

@@ -71,6 +71,8 @@ mod problem;
 mod rows;
 mod sql;
 mod subjects;
+#[cfg(test)]
+mod tests;
 mod upload;
 // A page helper's `Err(Response)` is the page to send instead, built at most once per request.
 #[allow(clippy::result_large_err)]
@@ -89,11 +91,11 @@ use tverr_access::{ColumnMeta, DatasetMeta, VersionMeta};
 use tverr_core::DatasetRef;
 use tverr_policy::{ColumnGrant, Denial, Mask};
 
-pub use auth::{Caller, PURPOSE_HEADER};
+pub use auth::{Auditor, Authenticated, Caller, CitizenCaller, PURPOSE_HEADER, SignedIn};
 pub use limits::Limits;
 pub use oidc::{OidcConfig, Verifier};
 pub use openapi::openapi;
-pub use problem::Problem;
+pub use problem::{Problem, ProblemKind};
 
 /// Shared services of every handler.
 #[derive(Debug, Clone)]
@@ -383,7 +385,7 @@ pub struct VersionView {
     /// Who wrote it.
     pub actor: String,
     /// `create`, `append`, `replace`, `upsert` or `erase`.
-    pub mode: String,
+    pub mode: tverr_access::VersionMode,
     /// Rows written; `null` for a reader who may not see protected persons, since the count
     /// would include rows withheld from them (and a one-row change would show that someone
     /// became protected).
@@ -430,7 +432,7 @@ pub(crate) fn version_views(versions: Vec<VersionMeta>, counts: bool) -> Vec<Ver
 /// A dataset's metadata, with the columns the caller may see and their masks. Reading it needs
 /// what reading the data needs (a purpose for non-open datasets).
 #[utoipa::path(get, path = "/api/v1/datasets/{org}/{dataset}", tag = "catalogue",
-    params(("org" = String, Path, example = "hamar"), ("dataset" = String, Path, example = "barnehager"), crate::openapi::PurposeHeader),
+    params(("org" = String, Path, example = "hamar"), ("dataset" = String, Path, example = "barnehager"), crate::auth::PurposeHeader),
     responses((status = 200, description = "Metadata, the columns as the caller sees them, and versions", body = DatasetDetail)))]
 async fn show_dataset(
     State(state): State<AppState>,
@@ -470,7 +472,7 @@ async fn show_dataset(
 }
 
 async fn not_found() -> Problem {
-    Problem::new(axum::http::StatusCode::NOT_FOUND, "not-found", "Ikke funnet / Not found", "no such resource")
+    Problem::new(ProblemKind::NotFound, "no such resource")
 }
 
 /// How long requests under way may go on after a stop signal.

@@ -5,11 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tverr_policy::Principal;
 
-use crate::{Caller, Problem};
+use crate::{Caller, Problem, ProblemKind};
 
 /// The server's limits.
 #[derive(Debug, Clone)]
@@ -75,12 +74,7 @@ impl Gate {
             map.entry(key(caller)).or_insert_with(|| Arc::new(Semaphore::new(max))).clone()
         };
         semaphore.try_acquire_owned().map_err(|_| {
-            Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too-many-queries",
-                "For mange samtidige spørringer / Too many queries at once",
-                format!("you are already running {max} queries; wait for one to finish"),
-            )
+            Problem::new(ProblemKind::TooManyQueries, format!("you are already running {max} queries; wait for one to finish"))
         })
     }
 }
@@ -148,12 +142,7 @@ impl LoginThrottle {
 
 /// The 429 problem of a throttled log-in.
 pub fn login_throttled(wait: u64) -> Problem {
-    Problem::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "too-many-logins",
-        "For mange innloggingsforsøk / Too many log-in attempts",
-        format!("too many failed log-ins for this user name or address; try again in {wait} s"),
-    )
+    Problem::new(ProblemKind::TooManyLogins, format!("too many failed log-ins for this user name or address; try again in {wait} s"))
 }
 
 /// The address a client is counted under: an IPv4 address, or the /64 prefix of an IPv6 one

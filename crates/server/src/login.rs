@@ -10,7 +10,8 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tverr_policy::{PolicyError, Principal};
 
-use crate::{AppState, Problem};
+use crate::{AppState, Problem, ProblemKind};
+use tverr_access::{Channel, RecordKind};
 
 /// The request body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -33,18 +34,13 @@ pub struct LoginResponse {
     responses((status = 201, description = "A token valid one day", body = LoginResponse)))]
 pub async fn login(State(state): State<AppState>, request: Request) -> Result<(StatusCode, Json<LoginResponse>), Problem> {
     let client = request.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
-    let body = axum::body::to_bytes(request.into_body(), state.limits.body_bytes).await.map_err(|_| {
-        Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload-too-large",
-            "For stor forespørsel / Request too large",
-            "the log-in body is too large",
-        )
-    })?;
+    let body = axum::body::to_bytes(request.into_body(), state.limits.body_bytes)
+        .await
+        .map_err(|_| Problem::new(ProblemKind::PayloadTooLarge, "the log-in body is too large"))?;
     let req: LoginRequest = Problem::json_body(&body, "{\"username\": …, \"password\": …}")?;
     if let Err(wait) = state.logins.attempt(&req.username, client) {
         let details = serde_json::json!({"outcome": "throttled", "username": req.username});
-        state.engine.note_event("login", &Principal::Anonymous, "http", details);
+        state.engine.note_event(RecordKind::Login, &Principal::Anonymous, Channel::Http, details);
         return Err(crate::limits::login_throttled(wait));
     }
     let policy = state.engine.policy();
@@ -53,13 +49,13 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<(S
             state.logins.succeeded(&req.username, client);
             let token = policy.create_token(&user.username, Some(1)).await.map_err(Problem::from_policy)?;
             let details = serde_json::json!({"outcome": "ok", "token": token.id});
-            state.engine.log_event("login", &Principal::User(user), "http", details).await.map_err(Problem::from_query)?;
+            state.engine.log_event(RecordKind::Login, &Principal::User(user), Channel::Http, details).await.map_err(Problem::from_query)?;
             Ok((StatusCode::CREATED, Json(LoginResponse { token: token.secret, expires_at: token.expires_at })))
         }
         Err(PolicyError::Unauthenticated(why)) => {
             let details = serde_json::json!({"outcome": "refused", "username": req.username});
-            state.engine.log_event("login", &Principal::Anonymous, "http", details).await.map_err(Problem::from_query)?;
-            Err(Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Ikke autentisert / Not authenticated", why))
+            state.engine.log_event(RecordKind::Login, &Principal::Anonymous, Channel::Http, details).await.map_err(Problem::from_query)?;
+            Err(Problem::new(ProblemKind::Unauthenticated, why))
         }
         Err(other) => Err(Problem::from_policy(other)),
     }

@@ -17,33 +17,16 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tverr_access::QueryError;
 use tverr_core::DatasetRef;
-use tverr_policy::Principal;
 
-use crate::{AppState, Caller, Problem};
-
-fn citizen(caller: &Caller) -> Result<&str, Problem> {
-    match &caller.principal {
-        Principal::Citizen { pid } => Ok(pid),
-        Principal::Anonymous => Err(Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "Ikke autentisert / Not authenticated",
-            "sign in as a citizen (ID-porten) to see your own data",
-        )),
-        _ => Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "Ikke tillatt / Forbidden",
-            "these pages show a citizen their own data; employees use the audit routes",
-        )),
-    }
-}
+use crate::auth::CitizenCaller;
+use crate::{AppState, Problem};
+use tverr_access::{Channel, RecordKind};
 
 /// Who read, as the citizen is shown it.
 #[derive(Debug, Default, Serialize, utoipa::ToSchema)]
@@ -95,16 +78,16 @@ pub struct AccessLog {
 /// Every access that released data about the calling citizen, newest first.
 #[utoipa::path(get, path = "/api/v1/me/access-log", tag = "citizens",
     responses((status = 200, description = "Every access to my data, newest first", body = AccessLog)), security(("bearer" = [])))]
-pub async fn access_log(State(state): State<AppState>, caller: Caller) -> Result<Json<AccessLog>, Problem> {
-    access_log_of(&state, &caller, "http").await.map(Json)
+pub async fn access_log(State(state): State<AppState>, citizen: CitizenCaller) -> Result<Json<AccessLog>, Problem> {
+    access_log_of(&state, &citizen, Channel::Http).await.map(Json)
 }
 
 /// The calling citizen's access log, read (and that read logged) on `channel`.
-pub(crate) async fn access_log_of(state: &AppState, caller: &Caller, channel: &str) -> Result<AccessLog, Problem> {
-    let pid = citizen(caller)?;
+pub(crate) async fn access_log_of(state: &AppState, citizen: &CitizenCaller, channel: Channel) -> Result<AccessLog, Problem> {
+    let (pid, caller) = (citizen.pid(), &citizen.caller);
     state
         .engine
-        .log_event("citizen-read", &caller.principal, channel, serde_json::json!({"what": "access-log"}))
+        .log_event(RecordKind::CitizenRead, &caller.principal, channel, serde_json::json!({"what": "access-log"}))
         .await
         .map_err(Problem::from_query)?;
     let found =
@@ -190,10 +173,10 @@ pub struct DataQuery {
 #[utoipa::path(get, path = "/api/v1/me/data", tag = "citizens",
     params(("download" = Option<bool>, Query, description = "As a file (Content-Disposition)"), ("purpose" = Option<String>, Query)),
     responses((status = 200, description = "Everything Tverr holds about me (GDPR art. 15)", body = serde_json::Value)), security(("bearer" = [])))]
-pub async fn data(State(state): State<AppState>, caller: Caller, Query(q): Query<DataQuery>) -> Result<Response, Problem> {
-    let pid = citizen(&caller)?;
-    let _permit = state.gate.admit(&caller, &state.limits)?;
-    let reads = state.engine.own_data(pid, "http-me").await.map_err(Problem::from_query)?;
+pub async fn data(State(state): State<AppState>, citizen: CitizenCaller, Query(q): Query<DataQuery>) -> Result<Response, Problem> {
+    let (pid, caller) = (citizen.pid(), &citizen.caller);
+    let _permit = state.gate.admit(caller, &state.limits)?;
+    let reads = state.engine.own_data(pid, Channel::HttpMe).await.map_err(Problem::from_query)?;
     let mut datasets = Vec::new();
     for released in reads {
         let grant = &released.grants[0];

@@ -3,44 +3,11 @@
 //! problems (the `default` response).
 
 use axum::Json;
+use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
-use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::Problem;
-
-/// The purpose a request is made for (`Tverr-Purpose` header; `?purpose=` also works).
-#[derive(Debug, IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code)]
-pub struct PurposeHeader {
-    /// A purpose registered by the data's organisation, e.g. `byggesaksbehandling`. Needed for
-    /// every dataset that is not open.
-    #[param(rename = "Tverr-Purpose")]
-    tverr_purpose: Option<String>,
-}
-
-/// A result column: name and type (`text`, `integer`, `float`, `boolean`, `date`, `timestamp`,
-/// `binary`, or Arrow's name for anything else).
-#[derive(Debug, serde::Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct Column {
-    name: String,
-    /// text, integer, float, boolean, date, timestamp, geometry (as WKT), binary, or Arrow's name.
-    #[serde(rename = "type")]
-    column_type: String,
-    /// A geometry column's CRS, e.g. EPSG:25833.
-    crs: Option<String>,
-}
-
-/// The JSON of `POST /api/v1/sql`.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
-pub struct SqlResult {
-    columns: Vec<Column>,
-    /// One object per row, keyed by column name.
-    rows: Vec<serde_json::Map<String, serde_json::Value>>,
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -61,7 +28,7 @@ pub struct SqlResult {
         crate::agreements::list, crate::agreements::show, crate::agreements::request, crate::agreements::transition,
         document,
     ),
-    components(schemas(Problem, Column)),
+    components(schemas(Problem, crate::rows::Column)),
     tags(
         (name = "catalogue", description = "Finding datasets"),
         (name = "data", description = "Reading data through the secure scan"),

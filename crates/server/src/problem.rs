@@ -5,6 +5,101 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tverr_access::StoreError;
 
+macro_rules! problem_kinds {
+    ($($(#[$meta:meta])* $variant:ident = ($slug:literal, $status:ident, $title:literal),)*) => {
+        /// Every kind of problem the API answers with: its `type` (`/problems/{slug}`), HTTP
+        /// status and title, in one table. A title names the kind, in bokmål and English, and
+        /// is the same in every occurrence; `detail` says what happened.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ProblemKind {
+            $($(#[$meta])* $variant,)*
+        }
+
+        impl ProblemKind {
+            /// Every kind, in the order listed.
+            pub const ALL: &'static [Self] = &[$(Self::$variant,)*];
+
+            /// The last part of the `type` URI.
+            pub const fn slug(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $slug,)*
+                }
+            }
+
+            /// The status a problem of this kind is sent with.
+            pub const fn status(self) -> StatusCode {
+                match self {
+                    $(Self::$variant => StatusCode::$status,)*
+                }
+            }
+
+            /// The title, bokmål first.
+            pub const fn title(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $title,)*
+                }
+            }
+        }
+    };
+}
+
+problem_kinds! {
+    /// The request body or a field of it is not valid.
+    InvalidInput = ("invalid-input", BAD_REQUEST, "Ugyldig forespørsel / Invalid request"),
+    /// A query parameter is unknown, repeated or malformed.
+    InvalidParameter = ("invalid-parameter", BAD_REQUEST, "Ugyldig parameter / Invalid parameter"),
+    /// The declared purpose is not one purpose in text.
+    InvalidPurpose = ("invalid-purpose", BAD_REQUEST, "Ugyldig formål / Invalid purpose"),
+    /// The SQL or expression is invalid.
+    InvalidSql = ("invalid-sql", BAD_REQUEST, "Ugyldig spørring / Invalid query"),
+    /// The SQL uses something Tverr does not run.
+    SqlNotAllowed = ("sql-not-allowed", BAD_REQUEST, "Ikke tillatt / Not allowed"),
+    /// The result is larger than one query may return.
+    TooManyRows = ("too-many-rows", BAD_REQUEST, "For stort resultat / Result too large"),
+    /// A request the route does not understand (axum's rejections).
+    InvalidRequest = ("invalid-request", BAD_REQUEST, "Ugyldig forespørsel / Invalid request"),
+    /// No credential, or one that is not valid.
+    Unauthenticated = ("unauthenticated", UNAUTHORIZED, "Ikke autentisert / Not authenticated"),
+    /// The caller may not do this.
+    Forbidden = ("forbidden", FORBIDDEN, "Ikke tillatt / Forbidden"),
+    /// Reading this dataset needs a declared purpose.
+    PurposeRequired = ("purpose-required", FORBIDDEN, "Formål mangler / Purpose required"),
+    /// The declared purpose does not cover this dataset.
+    PurposeNotAllowed = ("purpose-not-allowed", FORBIDDEN, "Formålet gir ikke tilgang / Purpose not allowed"),
+    /// No such resource.
+    NotFound = ("not-found", NOT_FOUND, "Ikke funnet / Not found"),
+    /// No such dataset, or one the caller may not see: the two look the same.
+    DatasetNotFound = ("dataset-not-found", NOT_FOUND, "Datasettet finnes ikke / Dataset not found"),
+    /// The dataset has no such version.
+    VersionNotFound = ("version-not-found", NOT_FOUND, "Versjonen finnes ikke / Version not found"),
+    /// No such agreement, or one the caller may not see.
+    AgreementNotFound = ("agreement-not-found", NOT_FOUND, "Avtalen finnes ikke / Agreement not found"),
+    /// The route does not take that HTTP method.
+    MethodNotAllowed = ("method-not-allowed", METHOD_NOT_ALLOWED, "Metoden er ikke tillatt / Method not allowed"),
+    /// What would be created exists already.
+    Exists = ("exists", CONFLICT, "Finnes allerede / Already exists"),
+    /// The body is larger than the route accepts.
+    PayloadTooLarge = ("payload-too-large", PAYLOAD_TOO_LARGE, "For stor forespørsel / Request too large"),
+    /// The Content-Type is not one the route reads.
+    UnsupportedMediaType = ("unsupported-media-type", UNSUPPORTED_MEDIA_TYPE, "Ukjent innholdstype / Unsupported media type"),
+    /// An uploaded file has problems; `problems` locates each.
+    InvalidFile = ("invalid-file", UNPROCESSABLE_ENTITY, "Filen kan ikke leses inn / The file cannot be ingested"),
+    /// The query failed while it ran.
+    QueryFailed = ("query-failed", UNPROCESSABLE_ENTITY, "Spørringen feilet / Query failed"),
+    /// The caller runs as many queries as it may at once.
+    TooManyQueries = ("too-many-queries", TOO_MANY_REQUESTS, "For mange samtidige spørringer / Too many queries at once"),
+    /// Too many failed log-ins for the user name or address.
+    TooManyLogins = ("too-many-logins", TOO_MANY_REQUESTS, "For mange innloggingsforsøk / Too many log-in attempts"),
+    /// The server could not complete the request (the cause is in its log).
+    Internal = ("internal", INTERNAL_SERVER_ERROR, "Intern feil / Internal error"),
+    /// The access log cannot be written, so nothing is released.
+    AuditUnavailable = ("audit-unavailable", SERVICE_UNAVAILABLE, "Tilgangsloggen er utilgjengelig / Access log unavailable"),
+    /// The query ran past its time limit and was stopped.
+    QueryTimeout = ("query-timeout", GATEWAY_TIMEOUT, "Spørringen tok for lang tid / Query timed out"),
+    /// The request took longer than the server allows.
+    Timeout = ("timeout", REQUEST_TIMEOUT, "Tidsavbrudd / Timed out"),
+}
+
 /// A problem response (`application/problem+json`).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
@@ -23,62 +118,51 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// A problem of the given kind (`/problems/{kind}`).
-    pub fn new(status: StatusCode, kind: &str, title: &str, detail: impl Into<String>) -> Self {
-        Self { kind: format!("/problems/{kind}"), title: title.to_string(), status: status.as_u16(), detail: detail.into(), problems: None }
+    /// A problem of the given kind (`/problems/{slug}`, its status and title).
+    pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("/problems/{}", kind.slug()),
+            title: kind.title().to_string(),
+            status: kind.status().as_u16(),
+            detail: detail.into(),
+            problems: None,
+        }
     }
 
     /// Reads a request body as JSON whatever its Content-Type (so `curl -d` works); a bad body is
     /// a 400 naming what was expected and the line and column.
     pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> Result<T, Self> {
         serde_json::from_slice(body).map_err(|e| {
-            Self::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-input",
-                "Ugyldig forespørsel / Invalid request",
-                format!("expected {expected}: line {}, column {}: {e}", e.line(), e.column()),
-            )
+            Self::new(ProblemKind::InvalidInput, format!("expected {expected}: line {}, column {}: {e}", e.line(), e.column()))
         })
     }
 
     /// A query parameter that is unknown, repeated or malformed; `detail` names it.
     pub fn invalid_parameter(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid-parameter", "Ugyldig parameter / Invalid parameter", detail)
+        Self::new(ProblemKind::InvalidParameter, detail)
     }
 
     /// The response for a dataset that does not exist *or* that the caller may not see.
     pub fn dataset_not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "dataset-not-found", "Datasettet finnes ikke / Dataset not found", "no such dataset")
+        Self::new(ProblemKind::DatasetNotFound, "no such dataset")
     }
 
     /// Maps store errors; internals are logged, not returned.
     pub fn from_store(e: StoreError) -> Self {
         match e {
             StoreError::NotFound { what: "dataset" | "table", .. } => Self::dataset_not_found(),
-            StoreError::NotFound { what: "version", name } => Self::new(
-                StatusCode::NOT_FOUND,
-                "version-not-found",
-                "Versjonen finnes ikke / Version not found",
-                format!("version {name} does not exist"),
-            ),
-            StoreError::NotFound { what, name } => {
-                Self::new(StatusCode::NOT_FOUND, "not-found", "Ikke funnet / Not found", format!("{what} {name} does not exist"))
+            StoreError::NotFound { what: "version", name } => {
+                Self::new(ProblemKind::VersionNotFound, format!("version {name} does not exist"))
             }
+            StoreError::NotFound { what, name } => Self::new(ProblemKind::NotFound, format!("{what} {name} does not exist")),
             StoreError::Ingest(tverr_access::ingest::IngestError::Invalid(problems)) => {
                 let detail = StoreError::Ingest(tverr_access::ingest::IngestError::Invalid(problems.clone())).to_string();
-                let mut p = Self::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid-file",
-                    "Filen kan ikke leses inn / The file cannot be ingested",
-                    detail,
-                );
+                let mut p = Self::new(ProblemKind::InvalidFile, detail);
                 p.problems = Some(problems);
                 p
             }
-            StoreError::Invalid { .. } | StoreError::Ingest(_) => {
-                Self::new(StatusCode::BAD_REQUEST, "invalid-input", "Ugyldig forespørsel / Invalid request", e.to_string())
-            }
-            StoreError::Exists { .. } => Self::new(StatusCode::CONFLICT, "exists", "Finnes allerede / Already exists", e.to_string()),
+            StoreError::Invalid { .. } | StoreError::Ingest(_) => Self::new(ProblemKind::InvalidInput, e.to_string()),
+            StoreError::Exists { .. } => Self::new(ProblemKind::Exists, e.to_string()),
             other => {
                 tracing::error!(error = %other, "internal error");
                 Self::internal()
@@ -93,33 +177,18 @@ impl Problem {
         use tverr_access::QueryError as Q;
         match e {
             Q::NotFound(_) => Self::dataset_not_found(),
-            Q::PurposeRequired(_) => {
-                Self::new(StatusCode::FORBIDDEN, "purpose-required", "Formål mangler / Purpose required", e.to_string())
-            }
-            Q::PurposeNotAllowed { .. } => {
-                Self::new(StatusCode::FORBIDDEN, "purpose-not-allowed", "Formålet gir ikke tilgang / Purpose not allowed", e.to_string())
-            }
-            Q::NotAllowed(_) => Self::new(StatusCode::BAD_REQUEST, "sql-not-allowed", "Ikke tillatt / Not allowed", e.to_string()),
-            Q::Invalid(_) => Self::new(StatusCode::BAD_REQUEST, "invalid-sql", "Ugyldig spørring / Invalid query", e.to_string()),
-            Q::Execution(_) => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "query-failed", "Spørringen feilet / Query failed", e.to_string())
-            }
-            Q::Timeout(_) => {
-                Self::new(StatusCode::GATEWAY_TIMEOUT, "query-timeout", "Spørringen tok for lang tid / Query timed out", e.to_string())
-            }
-            Q::TooManyRows(_) => {
-                Self::new(StatusCode::BAD_REQUEST, "too-many-rows", "For stort resultat / Result too large", e.to_string())
-            }
+            Q::PurposeRequired(_) => Self::new(ProblemKind::PurposeRequired, e.to_string()),
+            Q::PurposeNotAllowed { .. } => Self::new(ProblemKind::PurposeNotAllowed, e.to_string()),
+            Q::NotAllowed(_) => Self::new(ProblemKind::SqlNotAllowed, e.to_string()),
+            Q::Invalid(_) => Self::new(ProblemKind::InvalidSql, e.to_string()),
+            Q::Execution(_) => Self::new(ProblemKind::QueryFailed, e.to_string()),
+            Q::Timeout(_) => Self::new(ProblemKind::QueryTimeout, e.to_string()),
+            Q::TooManyRows(_) => Self::new(ProblemKind::TooManyRows, e.to_string()),
             Q::Store(s) => Self::from_store(s),
             Q::Policy(p) => Self::from_policy(p),
             Q::AuditUnavailable(_) => {
                 tracing::error!(error = %e, "access log unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "audit-unavailable",
-                    "Tilgangsloggen er utilgjengelig / Access log unavailable",
-                    "the access log cannot be written, so nothing is released; try again later",
-                )
+                Self::new(ProblemKind::AuditUnavailable, "the access log cannot be written, so nothing is released; try again later")
             }
             other => {
                 tracing::error!(error = %other, "query error");
@@ -132,13 +201,9 @@ impl Problem {
     pub fn from_policy(e: tverr_policy::PolicyError) -> Self {
         use tverr_policy::PolicyError as P;
         match e {
-            P::Invalid { .. } => {
-                Self::new(StatusCode::BAD_REQUEST, "invalid-input", "Ugyldig forespørsel / Invalid request", e.to_string())
-            }
-            P::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", "Ikke tillatt / Forbidden", e.to_string()),
-            P::Unauthenticated(_) => {
-                Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Ikke autentisert / Not authenticated", e.to_string())
-            }
+            P::Invalid { .. } => Self::new(ProblemKind::InvalidInput, e.to_string()),
+            P::Forbidden(_) => Self::new(ProblemKind::Forbidden, e.to_string()),
+            P::Unauthenticated(_) => Self::new(ProblemKind::Unauthenticated, e.to_string()),
             P::Store(s) => Self::from_store(s),
             other => {
                 tracing::error!(error = %other, "policy error");
@@ -160,12 +225,7 @@ impl Problem {
     }
 
     fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "Intern feil / Internal error",
-            "the server could not complete the request",
-        )
+        Self::new(ProblemKind::Internal, "the server could not complete the request")
     }
 }
 
@@ -176,8 +236,7 @@ impl Problem {
 pub fn panicked(cause: Box<dyn std::any::Any + Send + 'static>) -> Response {
     let why = cause.downcast_ref::<String>().map(String::as_str).or_else(|| cause.downcast_ref::<&str>().copied()).unwrap_or("unknown");
     tracing::error!(panic = why, "a request's handler panicked");
-    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Intern feil / Internal error", "the server could not complete the request")
-        .into_response()
+    Problem::new(ProblemKind::Internal, "the server could not complete the request").into_response()
 }
 
 pub async fn problems_everywhere(response: Response) -> Response {
@@ -188,26 +247,19 @@ pub async fn problems_everywhere(response: Response) -> Response {
     if status.as_u16() < 400 || is_problem || is_page {
         return response;
     }
-    let (kind, title, detail) = match status {
-        StatusCode::METHOD_NOT_ALLOWED => {
-            ("method-not-allowed", "Metoden er ikke tillatt / Method not allowed", "this route does not take that HTTP method")
-        }
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            ("payload-too-large", "For stor forespørsel / Request too large", "the request body is larger than this route accepts")
-        }
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            ("unsupported-media-type", "Ukjent innholdstype / Unsupported media type", "the Content-Type is not one this route reads")
-        }
+    let (kind, detail) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (ProblemKind::MethodNotAllowed, "this route does not take that HTTP method"),
+        StatusCode::PAYLOAD_TOO_LARGE => (ProblemKind::PayloadTooLarge, "the request body is larger than this route accepts"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (ProblemKind::UnsupportedMediaType, "the Content-Type is not one this route reads"),
         StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => {
-            ("timeout", "Tidsavbrudd / Timed out", "the request took longer than the server allows")
+            (ProblemKind::Timeout, "the request took longer than the server allows")
         }
-        StatusCode::NOT_FOUND => ("not-found", "Ikke funnet / Not found", "no such resource"),
-        s if s.is_client_error() => {
-            ("invalid-request", "Ugyldig forespørsel / Invalid request", "the request is not one this route understands")
-        }
-        _ => ("internal", "Intern feil / Internal error", "the server could not complete the request"),
+        StatusCode::NOT_FOUND => (ProblemKind::NotFound, "no such resource"),
+        s if s.is_client_error() => (ProblemKind::InvalidRequest, "the request is not one this route understands"),
+        _ => (ProblemKind::Internal, "the server could not complete the request"),
     };
-    let mut problem = Problem::new(status, kind, title, detail);
+    // The kinds that cover several statuses keep the one the layer chose.
+    let mut problem = Problem { status: status.as_u16(), ..Problem::new(kind, detail) };
     let (parts, body) = response.into_parts();
     if status.is_client_error() && status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED {
         // axum's rejections say what was wrong in a short text body; keep it.
@@ -229,5 +281,22 @@ impl IntoResponse for Problem {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self).unwrap_or_default();
         (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_own_type_and_a_title_in_both_languages() {
+        for (i, k) in ProblemKind::ALL.iter().enumerate() {
+            assert!(ProblemKind::ALL[..i].iter().all(|o| o.slug() != k.slug()), "{} twice", k.slug());
+            assert!(k.status().is_client_error() || k.status().is_server_error(), "{k:?}");
+            let (bokmal, english) = k.title().split_once(" / ").unwrap_or_else(|| panic!("{k:?}: bokmål / English"));
+            assert!(!bokmal.is_empty() && !english.is_empty(), "{k:?}");
+        }
+        let p = Problem::new(ProblemKind::DatasetNotFound, "no such dataset");
+        assert_eq!((p.kind.as_str(), p.status), ("/problems/dataset-not-found", 404));
     }
 }

@@ -3,7 +3,7 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use futures::StreamExt;
@@ -11,7 +11,8 @@ use tverr_access::geo::{Crs, Spatial};
 use tverr_access::{CsvOptions, Engine, ExportFormat, ExportOptions, GeometryColumn, MAX_ROW_WINDOW, QueryError, RowsQuery};
 use tverr_core::DatasetRef;
 
-use crate::{AppState, Caller, Problem};
+use crate::{AppState, Caller, Problem, ProblemKind};
+use tverr_access::Channel;
 
 /// Rows in a JSON page when `limit` is not given.
 pub const DEFAULT_PAGE: usize = 100;
@@ -300,14 +301,7 @@ async fn version_at(state: &AppState, r: &DatasetRef, at: chrono::DateTime<chron
         .filter(|v| chrono::DateTime::parse_from_rfc3339(&v.committed_at).is_ok_and(|t| t <= at))
         .map(|v| v.version)
         .max()
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::NOT_FOUND,
-                "version-not-found",
-                "Versjonen finnes ikke / Version not found",
-                format!("{r} had no version yet at {}", at.to_rfc3339()),
-            )
-        })
+        .ok_or_else(|| Problem::new(ProblemKind::VersionNotFound, format!("{r} had no version yet at {}", at.to_rfc3339())))
 }
 
 /// Reads a dataset's rows.
@@ -332,7 +326,7 @@ async fn version_at(state: &AppState, r: &DatasetRef, at: chrono::DateTime<chron
         ("near" = Option<String>, Query, description = "Rows whose geometry lies within a distance of a point: x,y,metres", example = "11.068,60.7945,1000"),
         ("near-crs" = Option<String>, Query, description = "CRS of the near point: EPSG:4326 (default), EPSG:25832 or EPSG:25833"),
         ("crs" = Option<String>, Query, description = "Return geometries in this CRS (EPSG:4326, EPSG:25832 or EPSG:25833) instead of the stored one"),
-        crate::openapi::PurposeHeader,
+        crate::auth::PurposeHeader,
     ),
     responses(
         (status = 200, description = "A JSON page, or the whole result as a file (Content-Disposition names it)",
@@ -387,8 +381,11 @@ pub async fn rows(
         crate::entitled(&state, &caller, &r).await?;
         p.query.version = Some(version_at(&state, &r, at).await?);
     }
-    let released =
-        state.engine.rows(&caller.principal, caller.purpose.as_deref(), &r, &p.query, "http-rows").await.map_err(Problem::from_query)?;
+    let released = state
+        .engine
+        .rows(&caller.principal, caller.purpose.as_deref(), &r, &p.query, Channel::HttpRows)
+        .await
+        .map_err(Problem::from_query)?;
     let released = state.admit(&caller, released)?.started().await.map_err(Problem::from_query)?;
     let schema = released.stream.schema();
     let mut geometry = Engine::geometry_columns(&released.grants[0], p.query.crs);
@@ -428,7 +425,7 @@ pub struct RowsPage {
     /// The next page, or null after the last (a page with fewer rows than `limit`).
     next: Option<String>,
     /// Result columns.
-    columns: Vec<crate::openapi::Column>,
+    columns: Vec<Column>,
     /// One object per row, keyed by column name.
     rows: Vec<serde_json::Map<String, serde_json::Value>>,
 }
@@ -479,6 +476,19 @@ async fn page(
     body.extend(rows);
     body.extend_from_slice(b"]}");
     Ok(([(header::CONTENT_TYPE, "application/json")], Body::from(Bytes::from(body))).into_response())
+}
+
+/// A result column: name and type (`text`, `integer`, `float`, `boolean`, `date`, `timestamp`,
+/// `binary`, or Arrow's name for anything else).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Column {
+    name: String,
+    /// text, integer, float, boolean, date, timestamp, geometry (as WKT), binary, or Arrow's name.
+    #[serde(rename = "type")]
+    column_type: String,
+    /// A geometry column's CRS, e.g. EPSG:25833.
+    crs: Option<String>,
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use futures::StreamExt;
 use serde::Deserialize;
 use tverr_access::QueryError;
 
-use crate::openapi::SqlResult;
-use crate::{AppState, Caller, Problem};
+use crate::{AppState, Caller, Problem, ProblemKind};
+use tverr_access::Channel;
 
 /// The request body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -46,14 +46,14 @@ fn write(batch: &arrow::record_batch::RecordBatch, csv: bool) -> Result<Vec<u8>,
 /// Runs the query. The first batch is computed before the response starts, so errors in
 /// planning and in most executions arrive as problems; a later failure ends the body early.
 #[utoipa::path(post, path = "/api/v1/sql", tag = "data",
-    params(crate::openapi::PurposeHeader),
+    params(crate::auth::PurposeHeader),
     request_body(content = SqlRequest, example = json!({"sql": "SELECT navn, ledige_plasser FROM hamar.barnehager WHERE ledige_plasser > 0"})),
     responses((status = 200, description = "The result, streamed", content((SqlResult = "application/json"), (String = "text/csv")))))]
 pub async fn query(State(state): State<AppState>, caller: Caller, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     // The body is read as JSON whatever its Content-Type, so `curl -d '{"sql": …}'` works.
     let req: SqlRequest = Problem::json_body(&body, "{\"sql\": \"SELECT …\"}")?;
     let released =
-        state.engine.sql(&caller.principal, caller.purpose.as_deref(), &req.sql, "http-sql").await.map_err(Problem::from_query)?;
+        state.engine.sql(&caller.principal, caller.purpose.as_deref(), &req.sql, Channel::HttpSql).await.map_err(Problem::from_query)?;
     let mut released = state.admit(&caller, released)?;
     if caller.principal == tverr_policy::Principal::Anonymous {
         released = released.capped(ANONYMOUS_ROWS);
@@ -72,9 +72,7 @@ pub async fn query(State(state): State<AppState>, caller: Caller, headers: Heade
     };
     let pending = first.as_ref().map(|b| write(b, csv)).transpose().map_err(|_| {
         Problem::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "query-failed",
-            "Spørringen feilet / Query failed",
+            ProblemKind::QueryFailed,
             "a column of the result has a type that cannot be written as JSON or CSV; convert it in the query (a geometry with ST_AsText)",
         )
     })?;
@@ -119,4 +117,13 @@ pub async fn query(State(state): State<AppState>, caller: Caller, headers: Heade
     ));
     let content_type = if csv { "text/csv; charset=utf-8" } else { "application/json" };
     Ok(([(header::CONTENT_TYPE, content_type)], Body::from_stream(body)).into_response())
+}
+
+/// The JSON of `POST /api/v1/sql`.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SqlResult {
+    columns: Vec<crate::rows::Column>,
+    /// One object per row, keyed by column name.
+    rows: Vec<serde_json::Map<String, serde_json::Value>>,
 }

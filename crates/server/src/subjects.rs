@@ -8,28 +8,21 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use tverr_access::{Lookup, QueryError};
 use tverr_core::SubjectKind;
-use tverr_policy::Principal;
 
-use crate::{AppState, Caller, Problem};
+use crate::auth::Authenticated;
+use crate::{AppState, Problem, ProblemKind};
+use tverr_access::Channel;
 
-async fn lookup(state: AppState, caller: Caller, kind: SubjectKind, id: &str) -> Result<Json<Lookup>, Problem> {
-    if caller.principal == Principal::Anonymous {
-        return Err(Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "Ikke autentisert / Not authenticated",
-            "a look-up needs a signed-in user: send a bearer token",
-        ));
-    }
+async fn lookup(state: AppState, who: Authenticated, kind: SubjectKind, id: &str) -> Result<Json<Lookup>, Problem> {
+    let caller = who.caller;
     let _permit = state.gate.admit(&caller, &state.limits)?;
-    let found = state.engine.lookup(&caller.principal, caller.purpose.as_deref(), kind, id, "http-lookup").await;
+    let found = state.engine.lookup(&caller.principal, caller.purpose.as_deref(), kind, id, Channel::HttpLookup).await;
     match found {
         Ok(l) => Ok(Json(l)),
         Err(QueryError::Invalid(m)) => Err(Problem::invalid_parameter(format!("id: {m}"))),
-        Err(QueryError::NotAllowed(m)) => Err(Problem::new(StatusCode::FORBIDDEN, "forbidden", "Ikke tillatt / Forbidden", m)),
+        Err(QueryError::NotAllowed(m)) => Err(Problem::new(ProblemKind::Forbidden, m)),
         Err(e) => Err(Problem::from_query(e)),
     }
 }
@@ -38,22 +31,22 @@ async fn lookup(state: AppState, caller: Caller, kind: SubjectKind, id: &str) ->
 #[utoipa::path(get, path = "/api/v1/subjects/person/{id}", tag = "look-ups",
     params(("id" = String, Path, description = "Fødselsnummer; spaces and dashes are ignored"), ("purpose" = Option<String>, Query, description = "The purpose (or the Tverr-Purpose header)")),
     responses((status = 200, description = "The rows about the person the caller may see for the purpose", body = Lookup)), security(("bearer" = [])))]
-pub async fn person(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Lookup>, Problem> {
-    lookup(state, caller, SubjectKind::Person, &id).await
+pub async fn person(State(state): State<AppState>, who: Authenticated, Path(id): Path<String>) -> Result<Json<Lookup>, Problem> {
+    lookup(state, who, SubjectKind::Person, &id).await
 }
 
 /// Everything about a property (matrikkel unit).
 #[utoipa::path(get, path = "/api/v1/subjects/property/{id}", tag = "look-ups",
     params(("id" = String, Path, description = "Matrikkel unit: 3403-12/345, 3403-12/345/0/2, or 12/345 in the caller's kommune; historical kommunenummer (0403) are mapped"), ("purpose" = Option<String>, Query, description = "The purpose (or the Tverr-Purpose header)")),
     responses((status = 200, description = "The rows about the property the caller may see for the purpose", body = Lookup)), security(("bearer" = [])))]
-pub async fn property(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Lookup>, Problem> {
-    lookup(state, caller, SubjectKind::Property, &id).await
+pub async fn property(State(state): State<AppState>, who: Authenticated, Path(id): Path<String>) -> Result<Json<Lookup>, Problem> {
+    lookup(state, who, SubjectKind::Property, &id).await
 }
 
 /// Everything about an organisation (organisasjonsnummer).
 #[utoipa::path(get, path = "/api/v1/subjects/organization/{id}", tag = "look-ups",
     params(("id" = String, Path, description = "Organisasjonsnummer (9 digits; NO…MVA accepted)"), ("purpose" = Option<String>, Query, description = "The purpose (or the Tverr-Purpose header)")),
     responses((status = 200, description = "The rows about the organisation the caller may see for the purpose", body = Lookup)), security(("bearer" = [])))]
-pub async fn organization(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Lookup>, Problem> {
-    lookup(state, caller, SubjectKind::Organization, &id).await
+pub async fn organization(State(state): State<AppState>, who: Authenticated, Path(id): Path<String>) -> Result<Json<Lookup>, Problem> {
+    lookup(state, who, SubjectKind::Organization, &id).await
 }

@@ -14,7 +14,8 @@ use tverr_access::{CreateSettings, IngestSettings};
 use tverr_core::DatasetRef;
 use tverr_policy::{Action, Policy};
 
-use crate::{AppState, Caller, Problem};
+use crate::{AppState, Caller, Problem, ProblemKind};
+use tverr_access::Channel;
 
 /// Parameters of both routes.
 const COMMON: &[&str] = &["mode", "key", "format", "sheet", "subject", "category", "type", "crs", "evolve", "filename"];
@@ -100,9 +101,7 @@ fn format_of(headers: &HeaderMap) -> Result<Option<&'static str>, Problem> {
         "application/octet-stream" | "" => None,
         other => {
             return Err(Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Ukjent filtype / Unsupported media type",
+                ProblemKind::UnsupportedMediaType,
                 format!(
                     "Content-Type {other:?} is not a format Tverr reads; send text/csv, application/json, application/x-ndjson, \
                      application/geo+json, an .xlsx or a Parquet file (or application/octet-stream to detect it)"
@@ -122,7 +121,7 @@ fn safe_name(name: Option<&str>, format: Option<&str>) -> String {
 /// The upload could not be written to local disk; the cause is logged, not returned.
 fn not_stored(e: &std::io::Error) -> Problem {
     tracing::error!(error = %e, "cannot store an upload");
-    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Intern feil / Internal error", "the upload could not be stored")
+    Problem::new(ProblemKind::Internal, "the upload could not be stored")
 }
 
 /// Writes the body to `path`, refusing it once it passes `limit` bytes.
@@ -135,12 +134,7 @@ async fn receive(body: Body, path: &std::path::Path, limit: u64) -> Result<u64, 
         let chunk = chunk.map_err(|e| Problem::invalid_parameter(format!("the upload was interrupted: {e}")))?;
         size += chunk.len() as u64;
         if size > limit {
-            return Err(Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload-too-large",
-                "Filen er for stor / File too large",
-                format!("the file is larger than this server accepts ({limit} bytes)"),
-            ));
+            return Err(Problem::new(ProblemKind::PayloadTooLarge, format!("the file is larger than this server accepts ({limit} bytes)")));
         }
         file.write_all(&chunk).await.map_err(failed)?;
     }
@@ -173,7 +167,7 @@ async fn ingest(
     }
     let creating = u.settings.create.is_some();
     let request = u.settings.request(r.clone(), path, actor).map_err(Problem::from_store)?;
-    let outcome = state.engine.ingest(&caller.principal, "http-upload", request).await.map_err(Problem::from_query)?;
+    let outcome = state.engine.ingest(&caller.principal, Channel::HttpUpload, request).await.map_err(Problem::from_query)?;
     let status = if creating { StatusCode::CREATED } else { StatusCode::OK };
     let location = format!("/api/v1/datasets/{}/{}/versions", r.org, r.dataset);
     Ok((status, [(header::LOCATION, location)], Json(outcome)).into_response())
@@ -277,7 +271,7 @@ pub struct Versions {
 /// `GET /api/v1/datasets/{org}/{dataset}/versions`: its history, newest last. Needs what reading
 /// the dataset needs.
 #[utoipa::path(get, path = "/api/v1/datasets/{org}/{dataset}/versions", operation_id = "list_versions", tag = "catalogue",
-    params(("org" = String, Path, example = "hamar"), ("dataset" = String, Path, example = "barnehager"), crate::openapi::PurposeHeader),
+    params(("org" = String, Path, example = "hamar"), ("dataset" = String, Path, example = "barnehager"), crate::auth::PurposeHeader),
     responses((status = 200, description = "Every version, oldest first", body = Versions)))]
 pub async fn list(
     State(state): State<AppState>,

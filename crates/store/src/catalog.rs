@@ -14,6 +14,7 @@ use tverr_core::{Classification, ColumnCategory, DatasetRef, Orgnr, Slug, Subjec
 
 use crate::StoreError;
 use crate::quick::QuickReader;
+use tverr_ingest::ColumnType;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -129,13 +130,56 @@ impl DatasetMeta {
     }
 }
 
+/// How a version came about, as the catalogue records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VersionMode {
+    /// The dataset's first version.
+    Create,
+    /// Rows added.
+    Append,
+    /// All rows replaced.
+    Replace,
+    /// Rows replaced and added by key.
+    Upsert,
+    /// A person's rows erased.
+    Erase,
+}
+
+impl VersionMode {
+    /// Every mode.
+    pub const ALL: [Self; 5] = [Self::Create, Self::Append, Self::Replace, Self::Upsert, Self::Erase];
+
+    /// The name the catalogue stores.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Append => "append",
+            Self::Replace => "replace",
+            Self::Upsert => "upsert",
+            Self::Erase => "erase",
+        }
+    }
+
+    /// The mode a stored name stands for.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for VersionMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// A column's metadata.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ColumnMeta {
     /// Name.
     pub name: String,
     /// Tverr column type (`text`, `integer`, …).
-    pub column_type: String,
+    pub column_type: ColumnType,
     /// Description.
     pub description: String,
     /// Privacy category.
@@ -155,8 +199,8 @@ pub struct VersionMeta {
     pub committed_at: String,
     /// Who wrote it.
     pub actor: String,
-    /// `create`, `append`, `replace` or `upsert`.
-    pub mode: String,
+    /// How the version came about.
+    pub mode: VersionMode,
     /// Rows written.
     pub rows_written: i64,
     /// Rows removed (replace, upsert).
@@ -671,7 +715,10 @@ impl Catalog {
                     version: row.try_get("version")?,
                     committed_at: row.try_get("committed_at")?,
                     actor: row.try_get("actor")?,
-                    mode: row.try_get("mode")?,
+                    mode: {
+                        let mode: String = row.try_get("mode")?;
+                        VersionMode::parse(&mode).ok_or_else(|| corrupt("write mode", &mode))?
+                    },
                     rows_written: row.try_get("rows_written")?,
                     rows_removed: row.try_get("rows_removed")?,
                     source_name: row.try_get("source_name")?,
@@ -690,7 +737,7 @@ impl Catalog {
         new: Option<&NewDataset>,
         columns: &[ColumnMeta],
         version: &VersionMeta,
-        index: &crate::subjects::IndexChange,
+        index: &crate::index::IndexChange,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         if let Some(d) = new {
@@ -727,7 +774,7 @@ impl Catalog {
             .bind(r.dataset.as_str())
             .bind(i as i64)
             .bind(&c.name)
-            .bind(&c.column_type)
+            .bind(c.column_type.to_string())
             .bind(&c.description)
             .bind(c.category.as_str())
             .bind(c.subject_key.map(|s| s.as_str().to_string()))
@@ -744,7 +791,7 @@ impl Catalog {
         .bind(version.version)
         .bind(&version.committed_at)
         .bind(&version.actor)
-        .bind(&version.mode)
+        .bind(version.mode.as_str())
         .bind(version.rows_written)
         .bind(version.rows_removed)
         .bind(version.source_name.clone())
@@ -752,7 +799,7 @@ impl Catalog {
         .bind(version.source_format.clone())
         .execute(&mut *tx)
         .await?;
-        crate::subjects::apply(&mut tx, r, version.version, index, self.sqlite).await?;
+        crate::index::apply(&mut tx, r, version.version, index, self.sqlite).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -808,9 +855,10 @@ fn dataset_from_row(r: &AnyRow) -> Result<DatasetMeta, StoreError> {
 fn column_from_row(r: &AnyRow) -> Result<ColumnMeta, StoreError> {
     let category: String = r.try_get("category")?;
     let subject: Option<String> = r.try_get("subject_key")?;
+    let column_type: String = r.try_get("column_type")?;
     Ok(ColumnMeta {
         name: r.try_get("name")?,
-        column_type: r.try_get("column_type")?,
+        column_type: ColumnType::parse(&column_type).ok_or_else(|| corrupt("column type", &column_type))?,
         description: r.try_get("description")?,
         category: ColumnCategory::from_str(&category).map_err(|e| corrupt("category", e))?,
         subject_key: subject.map(|s| SubjectKind::from_str(&s)).transpose().map_err(|e| corrupt("subject key", e))?,

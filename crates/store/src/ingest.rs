@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use tverr_core::{ColumnCategory, DatasetRef, SubjectKind};
 use tverr_ingest::{BatchSink, IngestError, IngestOptions, Problem, SourceReport, TargetSchema};
 
-use crate::catalog::{ColumnMeta, NewDataset, VersionMeta};
+use crate::catalog::{ColumnMeta, NewDataset, VersionMeta, VersionMode};
 use crate::{Store, StoreError};
 
 /// How a new version relates to the previous one.
@@ -434,7 +434,7 @@ impl Store {
             known_columns.iter().filter_map(|c| c.subject_key.map(|k| (c.name.clone(), k))).collect();
         let mut subjects_after = subjects_before.clone();
         subjects_after.extend(report.columns.iter().filter_map(|c| c.subject.map(|k| (c.name.clone(), k))));
-        let key_columns = crate::subjects::key_columns(&evolved_schema, &subjects_after);
+        let key_columns = crate::index::key_columns(&evolved_schema, &subjects_after);
         // A new key column means every live file must be indexed again, not only the new ones.
         let keys_changed = exists && subjects_after.len() != subjects_before.len();
         let adds = writer.flush().await?;
@@ -509,7 +509,7 @@ impl Store {
             .iter()
             .map(|c| ColumnMeta {
                 name: c.name.clone(),
-                column_type: c.column_type.to_string(),
+                column_type: c.column_type,
                 description: String::new(),
                 category: req.categories.get(&c.name).copied().unwrap_or(match c.subject {
                     Some(SubjectKind::Person) => ColumnCategory::PersonId,
@@ -524,7 +524,12 @@ impl Store {
             version,
             committed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             actor: req.actor.clone(),
-            mode: if exists { req.mode.label().to_string() } else { "create".to_string() },
+            mode: match (&req.mode, exists) {
+                (_, false) => VersionMode::Create,
+                (WriteMode::Append, true) => VersionMode::Append,
+                (WriteMode::Replace, true) => VersionMode::Replace,
+                (WriteMode::Upsert { .. }, true) => VersionMode::Upsert,
+            },
             rows_written: report.rows as i64,
             rows_removed: rows_removed as i64,
             source_name: Some(report.file_name.clone()),
@@ -550,15 +555,15 @@ async fn index_change(
     rebuild: bool,
     live_before: &[String],
     key_columns: &[(String, i64)],
-) -> Result<crate::subjects::IndexChange, StoreError> {
+) -> Result<crate::index::IndexChange, StoreError> {
     let added: Vec<String> = actions.iter().filter_map(|a| if let Action::Add(a) = a { Some(a.path.clone()) } else { None }).collect();
     let removed: Vec<String> = actions.iter().filter_map(|a| if let Action::Remove(a) = a { Some(a.path.clone()) } else { None }).collect();
     let mut to_read: Vec<String> =
         if rebuild { live_before.iter().filter(|p| !removed.contains(p)).cloned().collect() } else { Vec::new() };
     to_read.extend(added);
     let object_store = store.lake.log_store(r)?.object_store(None);
-    let added = crate::subjects::keys_of_files(object_store, &to_read, key_columns).await?;
-    Ok(crate::subjects::IndexChange { rebuild, removed: if rebuild { Vec::new() } else { removed }, added })
+    let added = crate::index::keys_of_files(object_store, &to_read, key_columns).await?;
+    Ok(crate::index::IndexChange { rebuild, removed: if rebuild { Vec::new() } else { removed }, added })
 }
 
 /// For an upsert: every existing file holding one of the new keys is rewritten without those

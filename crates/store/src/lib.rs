@@ -7,7 +7,10 @@
 
 mod cached;
 mod catalog;
+mod erase;
 mod error;
+mod files;
+mod index;
 mod ingest;
 mod lake;
 mod quick;
@@ -20,14 +23,15 @@ use std::path::{Path, PathBuf};
 pub use cached::CachedRanges;
 pub use catalog::{
     Catalog, ColumnMeta, DatasetMeta, Department, GENERATION_TABLES, NewDataset, Organization, ProtectionLink, ProtectionRegister,
-    RawCatalog, VersionMeta,
+    RawCatalog, VersionMeta, VersionMode,
 };
+pub use erase::Erasure;
 pub use error::StoreError;
 pub use ingest::{IngestOutcome, IngestRequest, Inspection, WriteMode};
 pub use lake::Lake;
 pub use search::CatalogQuery;
 pub use settings::{CreateSettings, IngestSettings};
-pub use subjects::{Erasure, Place};
+pub use subjects::Place;
 pub use tverr_ingest;
 
 /// Where the catalogue and the lake live.

@@ -90,7 +90,7 @@ mod tests {
     fn column(name: &str) -> ColumnMeta {
         ColumnMeta {
             name: name.into(),
-            column_type: "text".into(),
+            column_type: tverr_ingest::ColumnType::Text,
             description: String::new(),
             category: tverr_core::ColumnCategory::None,
             subject_key: None,

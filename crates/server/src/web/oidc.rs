@@ -20,6 +20,7 @@ use tverr_policy::Principal;
 use super::session::{SESSION_HOURS, failure, logged_in, safe_next};
 use super::{Message, Visitor, cookie_of, query_value};
 use crate::AppState;
+use tverr_access::{Channel, RecordKind};
 
 /// The cookie that ties a pending log-in to the browser that started it.
 const STATE_COOKIE: &str = "tverr_oidc";
@@ -164,7 +165,7 @@ pub async fn callback(State(state): State<AppState>, v: Visitor, headers: axum::
         Err(e) => return failure(&v, &e.to_string()),
     };
     let details = serde_json::json!({"outcome": "ok", "session": session.id, "method": method});
-    if let Err(e) = state.engine.log_event("login", &principal, "web", details).await {
+    if let Err(e) = state.engine.log_event(RecordKind::Login, &principal, Channel::Web, details).await {
         let _ = policy.end_session(&session.secret).await;
         return failure(&v, &e.to_string());
     }

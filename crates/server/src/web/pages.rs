@@ -15,10 +15,13 @@ use tverr_core::{Classification, DatasetRef};
 use tverr_policy::{Denial, Principal};
 
 use super::{Chrome, Message, Visitor, query_value, svg};
+use crate::auth::CitizenCaller;
 use crate::{AppState, CatalogFilters, ListedDataset, Problem};
+use tverr_access::Channel;
+use tverr_access::ingest::ColumnType;
 
 /// The channel page reads are logged under.
-const CHANNEL: &str = "web";
+const CHANNEL: Channel = Channel::Web;
 /// Rows in a dataset page's preview.
 const PREVIEW_ROWS: usize = 20;
 /// Geometries drawn on a dataset page's map at most.
@@ -41,6 +44,20 @@ pub(super) fn problem_page(v: &Visitor, p: Problem) -> Response {
     }
     let page = v.chrome(v.lang.t("error"));
     v.page(status, &Message::new(page, &p.title, p.detail))
+}
+
+/// The visitor as a role the policy answered for, or the page that says this page is not theirs,
+/// with the refusal's status (401 for the anonymous visitor, 403 for another role).
+pub(super) fn role_or_page<R: TryFrom<crate::Caller, Error = Problem>>(
+    v: &Visitor,
+    title_key: &str,
+    message_key: &str,
+) -> Result<R, Response> {
+    R::try_from(v.caller(None)).map_err(|p| {
+        let page = v.chrome(v.lang.t(title_key));
+        let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::FORBIDDEN);
+        v.page(status, &Message::new(page, v.lang.t(title_key), v.lang.t(message_key).to_string()))
+    })
 }
 
 fn class_key(c: Classification) -> &'static str {
@@ -390,7 +407,7 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
         .filter(|c| grant.is_none_or(|g| g.columns().iter().any(|x| x.name == c.name)))
         .map(|c| ColumnRow {
             name: c.name.clone(),
-            column_type: c.column_type.clone(),
+            column_type: c.column_type.to_string(),
             category: v.lang.label("cat", &c.category.to_string()),
             subject: c.subject_key.map(|k| v.lang.label("subj", &k.to_string())).unwrap_or_default(),
             mask: grant
@@ -443,7 +460,7 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
                 version: x.version,
                 when: short_time(&x.committed_at),
                 actor: x.actor.clone(),
-                operation: x.mode.clone(),
+                operation: x.mode.to_string(),
                 rows: counts.then_some(x.rows_written),
             })
             .collect(),
@@ -474,7 +491,7 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
             Err(QueryError::NotAllowed(why)) => page.denied = Some(why),
             Err(e) => return problem_page(&v, Problem::from_query(e)),
         }
-        let geometry: Vec<String> = granted.iter().filter(|c| c.column_type == "geometry").map(|c| c.name.clone()).collect();
+        let geometry: Vec<String> = granted.iter().filter(|c| c.column_type == ColumnType::Geometry).map(|c| c.name.clone()).collect();
         // Minimisation: a map or chart of a dataset about people reads many people's rows, and
         // every one of them is logged as accessed; such a map is drawn only when asked for, and
         // such a chart not at all.
@@ -612,8 +629,8 @@ async fn time_series(
     columns: &[&tverr_access::ColumnMeta],
     lang: super::Lang,
 ) -> Option<(String, String)> {
-    let time = columns.iter().find(|c| c.column_type == "date" || c.column_type == "timestamp")?;
-    let value = columns.iter().find(|c| c.subject_key.is_none() && matches!(c.column_type.as_str(), "float" | "integer" | "decimal"))?;
+    let time = columns.iter().find(|c| matches!(c.column_type, ColumnType::Date | ColumnType::Timestamp))?;
+    let value = columns.iter().find(|c| c.subject_key.is_none() && matches!(c.column_type, ColumnType::Float | ColumnType::Integer))?;
     let table = format!("\"{}\".\"{}\"", r.org, r.dataset);
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     let (t, val) = (quote(&time.name), quote(&value.name));
@@ -624,7 +641,7 @@ async fn time_series(
     };
     // The text column whose groups differ most in their average, if it splits them clearly.
     let mut split: Option<(f64, String)> = None;
-    for c in columns.iter().filter(|c| c.column_type == "text" && c.subject_key.is_none()) {
+    for c in columns.iter().filter(|c| c.column_type == ColumnType::Text && c.subject_key.is_none()) {
         let groups = run(format!("SELECT {q}, avg({val}) FROM {table} GROUP BY {q} LIMIT 9", q = quote(&c.name))).await?;
         if !(2..=8).contains(&groups.rows.len()) {
             continue;
@@ -816,13 +833,12 @@ struct MePage {
 
 /// `GET /min-side`: a citizen's data and who accessed it.
 pub async fn me(State(state): State<AppState>, v: Visitor) -> Response {
-    let Principal::Citizen { pid } = &v.principal else {
-        let page = v.chrome(v.lang.t("me_title"));
-        let status = if matches!(v.principal, Principal::Anonymous) { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
-        return v.page(status, &Message::new(page, v.lang.t("me_title"), v.lang.t("me_only_citizens").to_string()));
+    let citizen: CitizenCaller = match role_or_page(&v, "me_title", "me_only_citizens") {
+        Ok(citizen) => citizen,
+        Err(page) => return page,
     };
-    let caller = v.caller(None);
-    let log = match crate::me::access_log_of(&state, &caller, CHANNEL).await {
+    let pid = citizen.pid();
+    let log = match crate::me::access_log_of(&state, &citizen, CHANNEL).await {
         Ok(l) => l,
         Err(p) => return problem_page(&v, p),
     };
@@ -917,9 +933,12 @@ fn access_row(a: &crate::me::Access, lang: super::Lang, names: &Names) -> Access
 
 /// `GET /min-side/data.json`: everything about the citizen as a file, by the API's own code.
 pub async fn me_download(State(state): State<AppState>, v: Visitor) -> Response {
-    let caller = v.caller(None);
+    let citizen = match CitizenCaller::try_from(v.caller(None)) {
+        Ok(citizen) => citizen,
+        Err(p) => return problem_page(&v, p),
+    };
     let q = axum::extract::Query(crate::me::DataQuery { download: true, purpose: None });
-    match crate::me::data(State(state), caller, q).await {
+    match crate::me::data(State(state), citizen, q).await {
         Ok(r) => r,
         Err(p) => problem_page(&v, p),
     }

@@ -11,6 +11,7 @@ use tverr_policy::{PolicyError, Principal};
 
 use super::{Chrome, Message, PRE_SESSION_COOKIE, SESSION_COOKIE, Visitor};
 use crate::AppState;
+use tverr_access::{Channel, RecordKind};
 
 /// How long a browser session lasts.
 pub(crate) const SESSION_HOURS: u32 = 12;
@@ -107,7 +108,7 @@ pub async fn login(State(state): State<AppState>, v: Visitor, body: Bytes) -> Re
     let next = safe_next(f.get("next").map(String::as_str));
     if state.logins.attempt(&username, v.client).is_err() {
         let details = serde_json::json!({"outcome": "throttled", "username": username});
-        state.engine.note_event("login", &Principal::Anonymous, "web", details);
+        state.engine.note_event(RecordKind::Login, &Principal::Anonymous, Channel::Web, details);
         return login_form(&state, &v, StatusCode::TOO_MANY_REQUESTS, Some("login_limited"), None, username, next);
     }
     let policy = state.engine.policy();
@@ -119,7 +120,7 @@ pub async fn login(State(state): State<AppState>, v: Visitor, body: Bytes) -> Re
                 Err(e) => return failure(&v, &e.to_string()),
             };
             let details = serde_json::json!({"outcome": "ok", "token": token.id});
-            if let Err(e) = state.engine.log_event("login", &Principal::User(user), "web", details).await {
+            if let Err(e) = state.engine.log_event(RecordKind::Login, &Principal::User(user), Channel::Web, details).await {
                 let _ = policy.end_session(&token.secret).await;
                 return failure(&v, &e.to_string());
             }
@@ -127,7 +128,7 @@ pub async fn login(State(state): State<AppState>, v: Visitor, body: Bytes) -> Re
         }
         Err(PolicyError::Unauthenticated(_)) => {
             let details = serde_json::json!({"outcome": "refused", "username": username});
-            if let Err(e) = state.engine.log_event("login", &Principal::Anonymous, "web", details).await {
+            if let Err(e) = state.engine.log_event(RecordKind::Login, &Principal::Anonymous, Channel::Web, details).await {
                 return failure(&v, &e.to_string());
             }
             login_form(&state, &v, StatusCode::UNAUTHORIZED, Some("login_failed"), None, username, next)
@@ -164,7 +165,7 @@ pub async fn citizen_login(State(state): State<AppState>, v: Visitor, body: Byte
                 Err(e) => return failure(&v, &e.to_string()),
             };
             let details = serde_json::json!({"outcome": "ok", "token": token.id, "method": "demo-citizen"});
-            if let Err(e) = state.engine.log_event("login", &principal, "web", details).await {
+            if let Err(e) = state.engine.log_event(RecordKind::Login, &principal, Channel::Web, details).await {
                 let _ = policy.end_session(&token.secret).await;
                 return failure(&v, &e.to_string());
             }
@@ -184,7 +185,7 @@ pub async fn logout(State(state): State<AppState>, v: Visitor, body: Bytes) -> R
     }
     if let Some(secret) = &v.session {
         let _ = state.engine.policy().end_session(secret).await;
-        state.engine.note_event("logout", &v.principal, "web", serde_json::json!({}));
+        state.engine.note_event(RecordKind::Logout, &v.principal, Channel::Web, serde_json::json!({}));
     }
     let mut r = Redirect::to("/").into_response();
     r.headers_mut().append(header::SET_COOKIE, expired(SESSION_COOKIE, "Lax"));

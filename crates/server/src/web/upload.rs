@@ -22,6 +22,7 @@ use super::pages::Table;
 use super::session::bad_form;
 use super::{Chrome, Message, Visitor};
 use crate::AppState;
+use tverr_access::Channel;
 
 /// How long a checked upload waits for its confirmation, and a finished job for its reader.
 const KEEP: Duration = Duration::from_secs(3600);
@@ -342,7 +343,7 @@ pub async fn confirm(State(state): State<AppState>, v: Visitor, Path(id): Path<S
     let (uploads, engine, principal, owner) = (state.web_uploads.clone(), state.engine.clone(), v.principal.clone(), u.username.clone());
     let job = id.clone();
     tokio::spawn(async move {
-        let outcome = engine.ingest(&principal, "web-upload", request).await;
+        let outcome = engine.ingest(&principal, Channel::WebUpload, request).await;
         drop(dir);
         let step = match outcome {
             Ok(o) => Step::Done { version: o.version, rows: o.report.rows },

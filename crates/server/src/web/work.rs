@@ -13,11 +13,13 @@ use tverr_access::{Found, LookupOrg, QueryError};
 use tverr_core::SubjectKind;
 use tverr_policy::{Action, Agreement, AgreementState, Basis, Policy, Principal, Role, User};
 
-use super::pages::problem_page;
+use super::pages::{problem_page, role_or_page};
 use super::{Chrome, Message, Visitor, query_value};
+use crate::auth::{Auditor, SignedIn};
 use crate::{AppState, Problem};
+use tverr_access::Channel;
 
-const CHANNEL: &str = "web";
+const CHANNEL: Channel = Channel::Web;
 
 /// The signed-in user, or the page that asks them to log in (or says the page is not theirs).
 fn user_or_page(v: &Visitor, title_key: &str) -> Result<User, Response> {
@@ -253,8 +255,11 @@ pub async fn request(State(state): State<AppState>, v: Visitor, body: Bytes) -> 
         Err(_) => format!("{}/-", dataset.org),
     };
     json["provider"] = provider.into();
-    let caller = v.caller(None);
-    match crate::agreements::request_as(&state, &caller, json.to_string().as_bytes(), CHANNEL).await {
+    let who = match SignedIn::try_from(v.caller(None)) {
+        Ok(who) => who,
+        Err(p) => return problem_page(&v, p),
+    };
+    match crate::agreements::request_as(&state, &who, json.to_string().as_bytes(), CHANNEL).await {
         Ok(a) => Redirect::to(&format!("/avtaler?ok={}", a.id)).into_response(),
         Err(p) => {
             let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
@@ -270,8 +275,11 @@ pub async fn transition(State(state): State<AppState>, v: Visitor, Path((id, act
         Err(refused) => return refused,
     };
     let note = f.get("note").map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
-    let caller = v.caller(None);
-    match crate::agreements::transition_as(&state, &caller, id, &action, note, CHANNEL).await {
+    let who = match SignedIn::try_from(v.caller(None)) {
+        Ok(who) => who,
+        Err(p) => return problem_page(&v, p),
+    };
+    match crate::agreements::transition_as(&state, &who, id, &action, note, CHANNEL).await {
         Ok(a) => Redirect::to(&format!("/avtaler?ok={}", a.id)).into_response(),
         Err(p) => {
             let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
@@ -499,7 +507,6 @@ pub async fn audit(State(state): State<AppState>, v: Visitor) -> Response {
     if let Err(r) = user_or_page(&v, "audit_title") {
         return r;
     }
-    let caller = v.caller(None);
     let get = |k: &str| query_value(v.query.as_deref(), k).map(|x| x.trim().to_string()).filter(|x| !x.is_empty());
     let mut page = AuditPage {
         page: v.chrome(v.lang.t("audit_title")),
@@ -513,13 +520,12 @@ pub async fn audit(State(state): State<AppState>, v: Visitor) -> Response {
         verification: None,
         error: None,
     };
-    if let Err(p) = crate::audit::auditor_org(&caller) {
-        let chrome = v.chrome(v.lang.t("audit_title"));
-        let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::FORBIDDEN);
-        return v.page(status, &Message::new(chrome, v.lang.t("audit_title"), v.lang.t("auditors_only").to_string()));
-    }
+    let auditor: Auditor = match role_or_page(&v, "audit_title", "auditors_only") {
+        Ok(auditor) => auditor,
+        Err(page) => return page,
+    };
     if get("verify").is_some() {
-        match crate::audit::verify_as(&state, &caller, CHANNEL).await {
+        match crate::audit::verify_as(&state, &auditor, CHANNEL).await {
             Ok(ver) => {
                 let text = match &ver.problem {
                     None => v.lang.t("verify_ok").replace("{n}", &ver.entries.to_string()).replace("{c}", &ver.checkpoints.to_string()),
@@ -540,7 +546,7 @@ pub async fn audit(State(state): State<AppState>, v: Visitor) -> Response {
             to: get("to"),
             subject: get("subject"),
         };
-        match crate::audit::search_as(&state, &caller, q, CHANNEL).await {
+        match crate::audit::search_as(&state, &auditor, q, CHANNEL).await {
             Ok(found) => {
                 page.searched = true;
                 page.entries = found.entries.iter().rev().take(500).map(entry_row).collect();

@@ -1,0 +1,132 @@
+//! Erasure (GDPR art. 17): a person's rows removed from a dataset as a new version, written like
+//! any other version ([`crate::ingest`]'s writer), then the old files vacuumed.
+
+use arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
+use arrow::compute::{cast, filter_record_batch};
+use arrow::datatypes::DataType;
+use deltalake::kernel::Action;
+use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
+use deltalake::protocol::DeltaOperation;
+use futures::TryStreamExt;
+use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use tverr_core::{DatasetRef, SubjectKind};
+
+use crate::files::{FileReader, object_path, read_error};
+use crate::index::{IndexChange, key_columns, keys_of_files};
+use crate::{Store, StoreError};
+
+/// An erasure's outcome.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Erasure {
+    /// The dataset.
+    pub dataset: String,
+    /// The version that no longer holds the rows; `None` when no row held the key.
+    pub version: Option<i64>,
+    /// Rows removed.
+    pub rows_removed: u64,
+    /// Data files deleted from storage by the vacuum (this and earlier versions' copies).
+    pub files_deleted: usize,
+}
+
+impl Store {
+    /// Removes every row whose `kind` key columns hold `key` from a dataset, as one new version,
+    /// and vacuums the table so no earlier version's files keep the rows (GDPR art. 17). Earlier
+    /// versions stay in the history but can no longer be read.
+    pub async fn erase(&self, r: &DatasetRef, kind: SubjectKind, key: &str, actor: &str) -> Result<Erasure, StoreError> {
+        let key = kind.canonicalise(key).map_err(|e| StoreError::invalid("subject", format!("invalid {}: {e}", kind.label())))?;
+        let subjects = self.subject_columns(r).await?;
+        let columns: Vec<&String> = subjects.iter().filter(|(_, k)| **k == kind).map(|(c, _)| c).collect();
+        if columns.is_empty() {
+            return Err(StoreError::invalid("subject", format!("{r} has no {kind} key column")));
+        }
+        self.ensure_indexed().await?;
+        let files: std::collections::BTreeSet<String> =
+            self.locate(&key).await?.into_iter().filter(|p| &p.dataset == r).map(|p| p.path).collect();
+        let mut outcome = Erasure { dataset: r.to_string(), version: None, rows_removed: 0, files_deleted: 0 };
+        if files.is_empty() {
+            return Ok(outcome);
+        }
+        let table = self.lake.open(r, None).await?;
+        let snapshot = table.snapshot()?;
+        let schema: arrow::datatypes::Schema = snapshot.schema().as_ref().try_into_arrow()?;
+        let store = table.log_store().object_store(None);
+        let views: Vec<_> = snapshot.snapshot().file_views(table.log_store().as_ref(), None).try_collect().await?;
+        let mut actions = Vec::new();
+        let mut writer: Option<deltalake::writer::RecordBatchWriter> = None;
+        for view in views.iter().filter(|v| files.contains(v.path().as_ref())) {
+            let reader = FileReader::new(store.clone(), object_path(view.path().as_ref())?);
+            let batches: Vec<RecordBatch> = ParquetRecordBatchStreamBuilder::new(reader)
+                .await
+                .map_err(read_error)?
+                .build()
+                .map_err(read_error)?
+                .try_collect()
+                .await
+                .map_err(read_error)?;
+            for batch in batches {
+                let mut keep = vec![true; batch.num_rows()];
+                for c in &columns {
+                    let Some(col) = batch.column_by_name(c) else { continue };
+                    let text = cast(col, &DataType::Utf8)?;
+                    let text = text.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
+                    for (i, k) in keep.iter_mut().enumerate() {
+                        if text.is_valid(i) && text.value(i) == key {
+                            *k = false;
+                        }
+                    }
+                }
+                outcome.rows_removed += keep.iter().filter(|k| !**k).count() as u64;
+                let kept = filter_record_batch(&batch, &BooleanArray::from(keep))?;
+                if kept.num_rows() > 0 {
+                    let w = match &mut writer {
+                        Some(w) => w,
+                        None => writer.insert(crate::ingest::new_writer(self, r, Some(&table), &kept.schema(), Some(&kept))?),
+                    };
+                    deltalake::writer::DeltaWriter::write(w, kept).await?;
+                }
+            }
+            actions.push(Action::Remove(view.remove_action(true)));
+        }
+        let removed: Vec<String> = files.iter().cloned().collect();
+        let mut added_paths = Vec::new();
+        if let Some(mut w) = writer {
+            for add in deltalake::writer::DeltaWriter::flush(&mut w).await? {
+                added_paths.push(add.path.clone());
+                actions.push(Action::Add(add));
+            }
+        }
+        let subject_cols = key_columns(&schema, &subjects);
+        let added = keys_of_files(store, &added_paths, &subject_cols).await?;
+        let props = deltalake::kernel::transaction::CommitProperties::default().with_metadata(vec![
+            ("tverr.actor".to_string(), serde_json::json!(actor)),
+            ("tverr.mode".to_string(), serde_json::json!("erase")),
+            ("tverr.rows_removed".to_string(), serde_json::json!(outcome.rows_removed)),
+        ]);
+        let finalized = deltalake::kernel::transaction::CommitBuilder::from(props)
+            .with_actions(actions)
+            .build(Some(snapshot), table.log_store(), DeltaOperation::Delete { predicate: None })
+            .await?;
+        let version = finalized.version() as i64;
+        let columns_meta = self.catalog.columns(r).await?;
+        let meta = crate::VersionMeta {
+            version,
+            committed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            actor: actor.to_string(),
+            mode: crate::VersionMode::Erase,
+            rows_written: 0,
+            rows_removed: outcome.rows_removed as i64,
+            source_name: None,
+            source_sha256: None,
+            source_format: None,
+        };
+        let change = IndexChange { rebuild: false, removed, added };
+        self.catalog.record_version(r, None, &columns_meta, &meta, &change).await.map_err(|e| StoreError::Config {
+            message: format!("version {version} of {r} is committed to storage, but the catalogue could not record it: {e}"),
+        })?;
+        let table = self.lake.open(r, Some(version)).await?;
+        let (_, metrics) = table.vacuum().with_retention_period(chrono::Duration::zero()).with_enforce_retention_duration(false).await?;
+        outcome.files_deleted = metrics.files_deleted.len();
+        outcome.version = Some(version);
+        Ok(outcome)
+    }
+}
