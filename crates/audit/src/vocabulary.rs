@@ -77,6 +77,16 @@ vocabulary! {
         ProtectionLink = "protection-link",
         /// A protection link removed.
         ProtectionLinkRemoved = "protection-link-removed",
+        /// An organisation or department created.
+        OrganisationChange = "organisation-change",
+        /// A user account created.
+        UserChange = "user-change",
+        /// An API token issued or revoked.
+        TokenChange = "token-change",
+        /// A purpose registered.
+        PurposeChange = "purpose-change",
+        /// A legal basis registered.
+        LegalBasisChange = "legal-basis-change",
         /// A search or verification of the log itself.
         AuditRead = "audit-read",
         /// A citizen reading who accessed them.

@@ -4,7 +4,7 @@ use std::io::Read;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use tverr_access::{Channel, RecordKind};
+use tverr_access::{Channel, Engine, RecordKind};
 use tverr_policy::{Agreement, AgreementRequest, DatasetTerms, LegalBasis, Mask, Party, Policy, Principal, Purpose, Role};
 
 /// Who acts: `--as USERNAME`, or the built-in operator.
@@ -209,7 +209,15 @@ pub struct Transition {
     actor: Actor,
 }
 
-pub async fn user(policy: &Policy, cmd: UserCommand) -> Result<()> {
+/// Records an administrative change before it is made, as the operator on the command line: a
+/// log that cannot be written refuses the change.
+async fn log_change(engine: &Engine, kind: RecordKind, details: serde_json::Value) -> Result<()> {
+    engine.log_event(kind, &crate::operator(), Channel::Cli, details).await?;
+    Ok(())
+}
+
+pub async fn user(engine: &Engine, cmd: UserCommand) -> Result<()> {
+    let policy = engine.policy();
     match cmd {
         UserCommand::Create { path, role, password_stdin } => {
             let role: Role = role.parse()?;
@@ -226,6 +234,8 @@ pub async fn user(policy: &Policy, cmd: UserCommand) -> Result<()> {
             } else {
                 None
             };
+            let details = serde_json::json!({"action": "create", "user": name, "org": org, "department": dept, "role": role.to_string()});
+            log_change(engine, RecordKind::UserChange, details).await?;
             let u = policy.create_user(org, dept, name, role, password.as_deref()).await?;
             eprintln!("created user {} ({} in {}{})", u.username, u.role, u.org, u.department.map(|d| format!("/{d}")).unwrap_or_default());
         }
@@ -244,9 +254,18 @@ pub async fn user(policy: &Policy, cmd: UserCommand) -> Result<()> {
     Ok(())
 }
 
-pub async fn token(policy: &Policy, cmd: TokenCommand) -> Result<()> {
+pub async fn token(engine: &Engine, cmd: TokenCommand) -> Result<()> {
+    let policy = engine.policy();
     match cmd {
         TokenCommand::Create { user, citizen, expires } => {
+            // A citizen is named by the keyed digest of their number, as everywhere in the log.
+            let owner = match (&user, &citizen) {
+                (Some(user), _) => serde_json::json!({"user": user}),
+                (None, Some(pid)) => serde_json::json!({"citizen": engine.audit().subject_id(pid)}),
+                (None, None) => bail!("give --user or --citizen"),
+            };
+            log_change(engine, RecordKind::TokenChange, serde_json::json!({"action": "create", "for": owner, "expires_days": expires}))
+                .await?;
             let (t, owner) = match (user, citizen) {
                 (Some(user), _) => (policy.create_token(&user, expires).await?, user),
                 (None, Some(pid)) => (policy.create_citizen_token(&pid, expires).await?, "a citizen".to_string()),
@@ -260,6 +279,7 @@ pub async fn token(policy: &Policy, cmd: TokenCommand) -> Result<()> {
             );
         }
         TokenCommand::Revoke { id } => {
+            log_change(engine, RecordKind::TokenChange, serde_json::json!({"action": "revoke", "token": id})).await?;
             policy.revoke_token(&id).await?;
             eprintln!("revoked");
         }
@@ -271,11 +291,13 @@ fn org_slug(path: &str) -> Result<(&str, &str)> {
     path.split_once('/').ok_or_else(|| anyhow!("{path:?}: expected ORG/SLUG"))
 }
 
-pub async fn legal_basis(policy: &Policy, cmd: LegalBasisCommand) -> Result<()> {
+pub async fn legal_basis(engine: &Engine, cmd: LegalBasisCommand) -> Result<()> {
+    let policy = engine.policy();
     match cmd {
         LegalBasisCommand::Create { path, gdpr, hjemmel, lovdata } => {
             let (org, slug) = org_slug(&path)?;
             let b = LegalBasis { org: org.into(), slug: slug.into(), gdpr_article: gdpr, hjemmel, lovdata_url: lovdata };
+            log_change(engine, RecordKind::LegalBasisChange, serde_json::json!({"action": "create", "legal_basis": b})).await?;
             policy.create_legal_basis(&b).await?;
             eprintln!("registered legal basis {org}/{slug}: GDPR art. {}, {}", b.gdpr_article, b.hjemmel);
         }
@@ -293,11 +315,13 @@ pub async fn legal_basis(policy: &Policy, cmd: LegalBasisCommand) -> Result<()> 
     Ok(())
 }
 
-pub async fn purpose(policy: &Policy, cmd: PurposeCommand) -> Result<()> {
+pub async fn purpose(engine: &Engine, cmd: PurposeCommand) -> Result<()> {
+    let policy = engine.policy();
     match cmd {
         PurposeCommand::Create { path, name, description, department, legal_basis } => {
             let (org, slug) = org_slug(&path)?;
             let p = Purpose { org: org.into(), slug: slug.into(), department, name, description, legal_basis };
+            log_change(engine, RecordKind::PurposeChange, serde_json::json!({"action": "create", "purpose": p})).await?;
             policy.create_purpose(&p).await?;
             eprintln!("registered purpose {org}/{slug}");
         }
@@ -315,7 +339,7 @@ pub async fn purpose(policy: &Policy, cmd: PurposeCommand) -> Result<()> {
     Ok(())
 }
 
-pub async fn agreement(engine: &tverr_access::Engine, cmd: AgreementCommand) -> Result<()> {
+pub async fn agreement(engine: &Engine, cmd: AgreementCommand) -> Result<()> {
     let policy = engine.policy();
     match cmd {
         AgreementCommand::Request(a) => {
@@ -468,7 +492,7 @@ async fn transition_intent(policy: &Policy, action: &str, t: &Transition) -> Res
 /// Records an agreement change before it is made (a log that cannot be written refuses it),
 /// makes it, and records the agreement's new state with the same datasets.
 async fn logged_change(
-    engine: &tverr_access::Engine,
+    engine: &Engine,
     actor: &Principal,
     intent: serde_json::Value,
     note: Option<serde_json::Value>,

@@ -707,6 +707,9 @@ async fn dispatch(cli: Cli, engine: &Engine) -> Result<()> {
     let catalog = engine.catalog();
     match cli.command {
         Command::Org(OrgCommand::Create { slug, name, orgnr, kommunenummer }) => {
+            let details =
+                serde_json::json!({"action": "create", "org": slug, "name": name, "orgnr": orgnr, "kommunenummer": kommunenummer});
+            engine.log_event(RecordKind::OrganisationChange, &crate::operator(), Channel::Cli, details).await?;
             let org = catalog.create_org(&slug, &name, &orgnr, kommunenummer.as_deref()).await?;
             println!("created organisation {} ({}, orgnr {})", org.slug, org.name, org.orgnr);
         }
@@ -722,6 +725,8 @@ async fn dispatch(cli: Cli, engine: &Engine) -> Result<()> {
         }
         Command::Department(DepartmentCommand::Create { path, name }) => {
             let (org, slug) = path.split_once('/').ok_or_else(|| anyhow!("expected ORG/SLUG, e.g. hamar/oppvekst"))?;
+            let details = serde_json::json!({"action": "create", "org": org, "department": slug, "name": name});
+            engine.log_event(RecordKind::OrganisationChange, &crate::operator(), Channel::Cli, details).await?;
             let d = catalog.create_department(org, slug, &name).await?;
             println!("created department {}/{} ({})", d.org, d.slug, d.name);
         }
@@ -755,10 +760,10 @@ async fn dispatch(cli: Cli, engine: &Engine) -> Result<()> {
         Command::Erase(a) => erase(engine, a).await?,
         Command::Audit(c) => audit_command(engine, c).await?,
         Command::Protection(c) => protection_command(engine, c).await?,
-        Command::User(c) => access::user(engine.policy(), c).await?,
-        Command::Token(c) => access::token(engine.policy(), c).await?,
-        Command::LegalBasis(c) => access::legal_basis(engine.policy(), c).await?,
-        Command::Purpose(c) => access::purpose(engine.policy(), c).await?,
+        Command::User(c) => access::user(engine, c).await?,
+        Command::Token(c) => access::token(engine, c).await?,
+        Command::LegalBasis(c) => access::legal_basis(engine, c).await?,
+        Command::Purpose(c) => access::purpose(engine, c).await?,
         Command::Agreement(c) => access::agreement(engine, c).await?,
         Command::Demo(a) => {
             let config = tverr_demo::DemoConfig { persons: a.persons, seed: a.seed };

@@ -359,8 +359,31 @@ fn every_write_is_logged_before_it_is_made_whatever_the_channel() {
     let logged = kinds("hamar/innbyggere");
     assert!(logged.ends_with(&["agreement-intent".to_string(), "agreement".to_string()]), "{logged:?}");
 
+    // Administrative changes on the command line: each is in the log before it is made, the
+    // citizen's number only as its keyed digest.
+    let admin_kinds = || sqlite(&db, "SELECT kind FROM audit_log WHERE kind LIKE '%-change' AND kind != 'category-change' ORDER BY seq");
+    t.ok(&["org", "create", "loten", "--name", "Løten kommune", "--orgnr", "971028300", "--kommunenummer", "3412"]);
+    t.ok(&["department", "create", "loten/skole", "--name", "Skole"]);
+    t.ok(&["user", "create", "loten/skole/ingrid", "--role", "employee"]);
+    t.ok(&["token", "create", "--user", "ingrid"]);
+    t.ok(&["token", "create", "--citizen", &guardian]);
+    t.ok(&["legal-basis", "create", "loten/opplaringsloven", "--gdpr", "6(1)(e)", "--hjemmel", "opplæringslova § 1-1"]);
+    t.ok(&["purpose", "create", "loten/skoledrift", "--name", "Skoledrift", "--legal-basis", "opplaringsloven"]);
+    assert_eq!(
+        admin_kinds(),
+        // The first: frode's token for the API call above.
+        "[('token-change',), ('organisation-change',), ('organisation-change',), ('user-change',), ('token-change',), ('token-change',), \
+         ('legal-basis-change',), ('purpose-change',)]"
+    );
+    let tokens = sqlite(&db, "SELECT payload FROM audit_log WHERE kind = 'token-change'");
+    assert!(!tokens.contains(&guardian) && tokens.contains("\"citizen\""), "{tokens}");
+
     // A log that cannot be written refuses every write, and nothing changes.
     sqlite(&db, "CREATE TRIGGER broken BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END");
+    let (_, err) = t.fail(&["user", "create", "loten/skole/torstein", "--role", "employee"]);
+    assert!(err.contains("the access log cannot be written"), "{err}");
+    let (_, err) = t.fail(&["department", "create", "loten/barnehage", "--name", "Barnehage"]);
+    assert!(err.contains("the access log cannot be written"), "{err}");
     let (_, err) = t.fail(&["ingest", "hamar/kull", file]);
     assert!(err.contains("the access log cannot be written"), "{err}");
     let (_, err) = t.fail(&["erase", "person", &guardian, "--dataset", "hamar/innbyggere"]);
@@ -368,6 +391,8 @@ fn every_write_is_logged_before_it_is_made_whatever_the_channel() {
     let r = common::send(server.1, "POST", "/api/v1/agreements/7/revoke", &[("Authorization", &auth)], None);
     assert_eq!(r.status, 503, "{}", r.text());
     sqlite(&db, "DROP TRIGGER broken");
+    assert!(!t.ok(&["user", "list", "loten"]).contains("torstein"), "the refused user was not created");
+    assert!(!t.ok(&["department", "list", "loten"]).contains("barnehage"), "nor the department");
     assert_eq!(t.ok(&["history", "hamar/kull"]).lines().count(), 2, "a heading and one version: no second");
     let still = t.ok(&[
         "sql",
