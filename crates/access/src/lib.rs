@@ -2,6 +2,7 @@
 //! holds only the caller's entitled tables, each a [`secure::SecureTable`]; a guard that refuses
 //! everything but single read-only queries with allowed functions; and streaming exports.
 
+mod error;
 mod execution;
 mod export;
 pub mod geo;
@@ -23,7 +24,7 @@ use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use tverr_audit::{Audit, AuditError};
 pub use tverr_audit::{Channel, RecordKind};
 use tverr_core::DatasetRef;
-use tverr_policy::{Denial, Grant, Policy, PolicyError, Principal};
+use tverr_policy::{Denial, Grant, Policy, Principal};
 use tverr_store::Store;
 pub use tverr_store::{
     Catalog, CatalogQuery, ColumnMeta, CreateSettings, DatasetMeta, Department, Erasure, GENERATION_TABLES, IngestOutcome, IngestRequest,
@@ -37,6 +38,8 @@ pub mod ingest {
     pub use tverr_store::tverr_ingest::{ColumnType, IngestError, IngestOptions, Problem, Progress, SourceReport};
 }
 
+pub use error::QueryError;
+use error::{AuditFailure, RowCap, TimedOut};
 pub use execution::MAX_ESTIMATED_ROWS;
 pub use export::{
     CsvOptions, ExportFormat, ExportOptions, GeometryColumn, ResultColumn, csv_rows, json_objects, result_columns, write_export,
@@ -46,129 +49,6 @@ pub use lookup::{Found, Lookup, LookupOrg, Related};
 pub use memory::{DEFAULT_QUERY_MEMORY, DEFAULT_SERVER_MEMORY};
 pub use text::{MAX_BATCH_TEXT_BYTES, MAX_TEXT_BYTES};
 pub use writes::datasets_field;
-
-/// Why a query failed. Texts never contain values from data.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum QueryError {
-    /// The SQL is not allowed (DDL, DML, statements, several statements, functions).
-    #[error("not allowed: {0}")]
-    NotAllowed(String),
-    /// The SQL or expression is invalid.
-    #[error("invalid query: {0}")]
-    Invalid(String),
-    /// The table does not exist or the caller may not read it; the two look the same.
-    #[error("no dataset {0} exists that you may read")]
-    NotFound(String),
-    /// Reading this dataset needs a declared purpose.
-    #[error("a purpose is required to read {0}: declare one (Tverr-Purpose header, purpose= or --purpose)")]
-    PurposeRequired(String),
-    /// The declared purpose does not cover this dataset.
-    #[error("the purpose {purpose} does not allow reading {dataset}")]
-    PurposeNotAllowed {
-        /// The dataset.
-        dataset: String,
-        /// The declared purpose.
-        purpose: String,
-    },
-    /// A dataset or version does not exist (admin paths), or the catalogue failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The policy layer failed.
-    #[error(transparent)]
-    Policy(#[from] PolicyError),
-    /// Execution failed.
-    #[error("query failed: {0}")]
-    Execution(String),
-    /// Writing the output failed.
-    #[error("cannot write the output: {0}")]
-    Output(String),
-    /// The access log cannot be written, so nothing is released.
-    #[error("the access log cannot be written, so nothing is released: {0}")]
-    AuditUnavailable(String),
-    /// The query ran past its time limit and was stopped.
-    #[error("the query took longer than the {0} s it may take, and was stopped")]
-    Timeout(u64),
-    /// The result is larger than the caller may receive in one query.
-    #[error(
-        "the result has more than the {0} rows one query may return without signing in; narrow it (WHERE, LIMIT) or download the dataset's file"
-    )]
-    TooManyRows(u64),
-}
-
-impl From<datafusion::error::DataFusionError> for QueryError {
-    fn from(e: datafusion::error::DataFusionError) -> Self {
-        use datafusion::error::DataFusionError as E;
-        // Planning errors arrive wrapped (in diagnostics or context); decide by the root. The
-        // optimizer's and DataFusion's internal errors describe plans, not the query: never
-        // shown.
-        let root = e.find_root();
-        if matches!(root, E::Internal(_)) || e.to_string().contains("Optimizer rule") {
-            return QueryError::Invalid("the query could not be planned; simplify it".into());
-        }
-        match root {
-            E::External(inner) if inner.downcast_ref::<AuditFailure>().is_some() => QueryError::AuditUnavailable(inner.to_string()),
-            E::External(inner) if inner.downcast_ref::<RowCap>().is_some() => {
-                QueryError::TooManyRows(inner.downcast_ref::<RowCap>().map_or(0, |c| c.0))
-            }
-            E::External(inner) if inner.downcast_ref::<execution::TooLarge>().is_some() => QueryError::NotAllowed(inner.to_string()),
-            E::External(inner) if inner.downcast_ref::<TimedOut>().is_some() => {
-                QueryError::Timeout(inner.downcast_ref::<TimedOut>().map_or(0, |t| t.0))
-            }
-            E::SQL(..) | E::Plan(_) | E::SchemaError(..) => QueryError::Invalid(plan_message(&e.strip_backtrace())),
-            E::NotImplemented(m) => QueryError::NotAllowed(m.clone()),
-            other => QueryError::Execution(execution_message(other)),
-        }
-    }
-}
-
-/// A planning error's text, without DataFusion's list of every signature a function would
-/// have taken (thousands of characters for the geo functions).
-fn plan_message(text: &str) -> String {
-    const NO_MATCH: &str = "No function matches the given name and argument types '";
-    let Some(start) = text.find(NO_MATCH) else { return text.to_string() };
-    let call = text[start + NO_MATCH.len()..].split('\'').next().unwrap_or_default();
-    let mut message = format!("the function call {call} does not take these argument types");
-    if call.starts_with("st_") && call.contains("Binary") {
-        message.push_str(
-            "; geometry columns are WKB: convert them first, e.g. ST_X(ST_GeomFromWKB(geometry)), or use a function that takes WKB (ST_AsText, ST_Transform, ST_DWithin, ST_Area)",
-        );
-    }
-    message
-}
-
-/// A message for an execution error that says what kind of thing failed but never echoes a
-/// value (DataFusion's own texts quote the value that failed to cast, for example).
-fn execution_message(e: &datafusion::error::DataFusionError) -> String {
-    let original = e.to_string();
-    let text = original.to_ascii_lowercase();
-    // A bounded text function's refusal is a fixed text that never quotes a value.
-    if original.contains(text::TOO_LONG) {
-        return format!("a text function: {}", text::TOO_LONG);
-    }
-    // Tverr's own geo functions fail with fixed texts that never quote a value.
-    for function in geo::FAILING_FUNCTIONS {
-        for failure in geo::FAILURES {
-            let known = format!("{function}: {failure}");
-            if original.contains(&known) {
-                return known;
-            }
-        }
-    }
-    if text.contains("divide by zero") || text.contains("division by zero") {
-        "division by zero".into()
-    } else if text.contains("regex") || text.contains("regular expression") {
-        "a regular expression is invalid".into()
-    } else if text.contains("cast") || text.contains("parse") {
-        "a value could not be converted to the requested type".into()
-    } else if text.contains("resources exhausted") || text.contains("memory") {
-        "the query needs more memory than it may use".into()
-    } else if text.contains("overflow") {
-        "a number overflowed".into()
-    } else {
-        "the query could not be computed".into()
-    }
-}
 
 /// A dataset as the session's catalogue names it, whatever characters its slugs hold (a
 /// name is never parsed as SQL on the way).
@@ -335,21 +215,6 @@ pub const MAX_ROW_WINDOW: usize = 1_000_000_000_000;
 
 /// The index key that marks a bulk read of a dataset (`bulk:org/dataset`).
 pub const BULK_PREFIX: &str = "bulk:";
-
-/// Why an audited stream stopped releasing: the log could not be written.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct AuditFailure(String);
-
-/// Why a capped stream stopped: it would have released more rows than allowed.
-#[derive(Debug, thiserror::Error)]
-#[error("more than {0} rows")]
-struct RowCap(u64);
-
-/// Why a bounded stream stopped: its time was up (seconds allowed).
-#[derive(Debug, thiserror::Error)]
-#[error("the query took longer than {0} s")]
-struct TimedOut(u64);
 
 /// The access-log side of one release.
 struct Tracker {

@@ -7,6 +7,7 @@ use tverr_store::tverr_ingest::IngestOptions;
 use tverr_store::{IngestRequest, NewDataset, Store, StoreConfig, WriteMode};
 
 use super::*;
+use crate::bases::is_gdpr_article;
 
 struct World {
     _dir: tempfile::TempDir,
