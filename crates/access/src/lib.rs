@@ -472,8 +472,8 @@ impl Engine {
             Principal::User(u) => serde_json::json!({
                 "kind": "user", "username": u.username, "org": u.org, "department": u.department, "role": u.role
             }),
-            Principal::Citizen { pid } => serde_json::json!({"kind": "citizen", "subject": self.audit.subject_id(pid)}),
-            Principal::System { org, scopes } => serde_json::json!({"kind": "system", "org": org, "scopes": scopes}),
+            Principal::Citizen(c) => serde_json::json!({"kind": "citizen", "subject": self.audit.subject_id(c.pid())}),
+            Principal::System(s) => serde_json::json!({"kind": "system", "org": s.org(), "scopes": s.scopes()}),
         }
     }
 
@@ -922,13 +922,16 @@ impl Engine {
 
     /// Everything about a citizen, from every dataset with a person key (GDPR art. 15): per
     /// dataset, the rows whose key is their number, with every column. Each dataset's read is
-    /// audited like any other, naming the citizen as the data subject.
-    pub async fn own_data(&self, pid: &str, channel: Channel) -> Result<Vec<Released>, QueryError> {
-        let who = Principal::Citizen { pid: pid.to_string() };
+    /// audited like any other, naming the citizen as the data subject. Only a citizen the policy
+    /// layer authenticated asks.
+    pub async fn own_data(&self, who: &Principal, channel: Channel) -> Result<Vec<Released>, QueryError> {
+        let Principal::Citizen(citizen) = who else {
+            return Err(QueryError::NotAllowed("only a signed-in citizen reads their own data".into()));
+        };
         let mut out = Vec::new();
-        for grant in self.policy.own_data(pid).await? {
+        for grant in self.policy.own_data(citizen.pid()).await? {
             let query = format!("own data {}", grant.dataset());
-            out.push(self.read_table(&who, None, grant, None, None, channel, &query, std::time::Instant::now()).await?);
+            out.push(self.read_table(who, None, grant, None, None, channel, &query, std::time::Instant::now()).await?);
         }
         Ok(out)
     }

@@ -204,7 +204,7 @@ impl Engine {
     ) -> Result<Lookup, QueryError> {
         match who {
             Principal::Anonymous => return Err(QueryError::NotAllowed("a look-up needs a signed-in user".into())),
-            Principal::Citizen { .. } => {
+            Principal::Citizen(_) => {
                 return Err(QueryError::NotAllowed("citizens see what is held about them at /api/v1/me/data".into()));
             }
             _ => {}
@@ -218,7 +218,7 @@ impl Engine {
         self.protected.refresh(&self.store).await?;
         let home = match who {
             Principal::User(u) => view.kommune.get(&u.org).copied().flatten(),
-            Principal::System { org, .. } => view.kommune.get(org).copied().flatten(),
+            Principal::System(s) => view.kommune.get(s.org()).copied().flatten(),
             _ => None,
         };
         let key = kind.canonicalise_in(id, home).map_err(|e| QueryError::Invalid(format!("invalid {}: {e}", kind.label())))?;

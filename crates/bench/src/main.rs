@@ -19,7 +19,7 @@ use clap::Parser;
 use futures::StreamExt;
 use tverr_access::{Channel, RecordKind};
 use tverr_audit::{Audit, AuditConfig};
-use tverr_policy::{Policy, Principal};
+use tverr_policy::Policy;
 use tverr_store::{Store, StoreConfig};
 
 #[derive(Debug, Parser)]
@@ -195,16 +195,17 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<()> {
     let store = Store::open(&StoreConfig { data_dir: data.clone(), catalog_url: None, storage_url: None }).await?;
     let audited = Audit::open(&store.raw_catalog(), config(&data))?;
     let unaudited = Audit::unaudited_for_benchmarks(&store.raw_catalog(), config(&data))?;
+    // The harness acts as the demo's users, as the command line's `--as` does.
+    let operator = tverr_policy::OperatorKey::take().context("the operator key is taken once")?;
     if store.catalog.orgs().await?.is_empty() {
         let writer = tverr_access::Engine::new(store.clone(), audited.clone());
-        let operator = tverr_policy::OperatorKey::take().context("the operator key is taken once")?.principal();
         tverr_demo::create(&writer, &operator, &tverr_demo::DemoConfig { persons: args.persons, ..Default::default() }).await?;
     }
     let policy = Policy::new(&store);
     let token = policy.create_token("siri", None).await?.secret;
     // One person to look up, found as the Folkeregister would.
     let engine = tverr_access::Engine::new(store.clone(), unaudited.clone());
-    let siri = Principal::User(policy.user("siri").await?);
+    let siri = operator.act_as(policy.user("siri").await?);
     let mut found = engine
         .sql(&siri, Some("folkeregisterforvaltning"), "SELECT fodselsnummer FROM hamar.innbyggere LIMIT 1", Channel::Bench)
         .await?
@@ -273,7 +274,7 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<()> {
     let (warm, cold) = disk_flush(&data, args.reads)?;
     println!("the disk alone: 16 KiB written and flushed (fdatasync) back to back p50 {warm:.3} ms, after 10 ms idle p50 {cold:.3} ms");
     // A confidential dataset without a person key: no tap, the intent record alone.
-    let lise = Principal::User(policy.user("lise").await?);
+    let lise = operator.act_as(policy.user("lise").await?);
     for (name, e) in &engines {
         let mut firsts = Vec::new();
         for _ in 0..args.reads {

@@ -20,7 +20,7 @@ impl Actor {
     pub async fn principal(&self, policy: &Policy) -> Result<Principal> {
         match &self.username {
             None => Ok(crate::operator()),
-            Some(u) => Ok(Principal::User(policy.user(u).await?)),
+            Some(u) => Ok(crate::operator_key().act_as(policy.user(u).await?)),
         }
     }
 }

@@ -767,14 +767,14 @@ async fn dispatch(cli: Cli, engine: &Engine) -> Result<()> {
         Command::Agreement(c) => access::agreement(engine, c).await?,
         Command::Demo(a) => {
             let config = tverr_demo::DemoConfig { persons: a.persons, seed: a.seed };
-            let rows = tverr_demo::create(engine, &crate::operator(), &config).await?;
+            let rows = tverr_demo::create(engine, crate::operator_key(), &config).await?;
             println!("created the demo municipality: {} datasets, {rows} rows", catalog.datasets().await?.len());
         }
         Command::Serve(a) => {
             if a.demo && catalog.orgs().await?.is_empty() {
                 eprintln!("creating the demo municipality ({} persons)…", a.persons);
                 let config = tverr_demo::DemoConfig { persons: a.persons, ..Default::default() };
-                tverr_demo::create(engine, &crate::operator(), &config).await?;
+                tverr_demo::create(engine, crate::operator_key(), &config).await?;
             }
             let indexed = engine.ensure_indexed().await?;
             if !indexed.is_empty() {
@@ -794,7 +794,8 @@ async fn dispatch(cli: Cli, engine: &Engine) -> Result<()> {
             let mut state = tverr_server::AppState::from_engine(engine.clone()).with_limits(limits);
             if a.demo {
                 // The demo has no ID-porten: its log-in page lets anyone act as a citizen.
-                state = state.with_citizen_demo_login();
+                let key = tverr_policy::CitizenDemoKey::take().context("the demo's citizen log-in is taken once")?;
+                state = state.with_citizen_demo_login(key);
             }
             if let Some(path) = &a.oidc {
                 let config = tverr_server::OidcConfig::load(path).map_err(|e| anyhow!("--oidc: {e}"))?;

@@ -20,7 +20,12 @@ static OPERATOR: std::sync::OnceLock<tverr_policy::OperatorKey> = std::sync::Onc
 
 /// The built-in operator of the command line.
 fn operator() -> tverr_policy::Principal {
-    OPERATOR.get().expect("main takes the operator key first").principal()
+    operator_key().principal()
+}
+
+/// The operator capability itself: to act as a user (`--as`) or create the demo.
+fn operator_key() -> &'static tverr_policy::OperatorKey {
+    OPERATOR.get().expect("main takes the operator key first")
 }
 
 fn main() -> ExitCode {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use tverr_policy::{AgreementRequest, DatasetTerms, LegalBasis, Mask, Policy, PolicyError, Principal, Purpose, Role};
+use tverr_policy::{AgreementRequest, DatasetTerms, LegalBasis, Mask, OperatorKey, Policy, PolicyError, Purpose, Role};
 
 /// The password of every demo user (documented in the README; for the demo only).
 pub const DEMO_PASSWORD: &str = "hamar-demo-2026";
@@ -107,7 +107,7 @@ fn dataset(name: &str, columns: &[&str], masks: &[(&str, Mask)], row_filter: Opt
 }
 
 /// Creates the demo's users, legal bases, purposes and agreements.
-pub async fn create(policy: &Policy) -> Result<(), PolicyError> {
+pub async fn create(policy: &Policy, operator: &OperatorKey) -> Result<(), PolicyError> {
     for (org, dept, name, role) in USERS {
         policy.create_user(org, *dept, name, *role, Some(DEMO_PASSWORD)).await?;
     }
@@ -134,7 +134,7 @@ pub async fn create(policy: &Policy) -> Result<(), PolicyError> {
             })
             .await?;
     }
-    let user = |name: &'static str| async move { policy.user(name).await.map(Principal::User) };
+    let user = |name: &'static str| async move { policy.user(name).await.map(|u| operator.act_as(u)) };
     let admin = user("admin").await?;
     let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("a valid demo date");
     let request = |provider: &str, consumer: &str, datasets: Vec<DatasetTerms>, purpose: &str| AgreementRequest {

@@ -16,7 +16,7 @@ use std::path::Path;
 use tverr_access::ingest::{ColumnType, IngestOptions};
 use tverr_access::{Engine, IngestRequest, NewDataset, QueryError, StoreError, WriteMode};
 use tverr_core::{Classification, ColumnCategory, DatasetRef, SubjectKind};
-use tverr_policy::Principal;
+use tverr_policy::{OperatorKey, Principal};
 
 pub use access::{DEMO_PASSWORD, USERS};
 pub use data::Population;
@@ -279,9 +279,11 @@ fn specs() -> Vec<Spec> {
     ]
 }
 
-/// Fills an empty store with the demo municipality, writing as `who` (each dataset's write is in
-/// the access log like any other). Returns the number of rows ingested.
-pub async fn create(engine: &Engine, who: &Principal, config: &DemoConfig) -> Result<u64, DemoError> {
+/// Fills an empty store with the demo municipality as the operator: each dataset's write is in
+/// the access log like any other, and the demo's agreements are requested and approved by the
+/// demo's users, whom the operator acts as. Returns the number of rows ingested.
+pub async fn create(engine: &Engine, operator: &OperatorKey, config: &DemoConfig) -> Result<u64, DemoError> {
+    let who = &operator.principal();
     let c = engine.catalog();
     if !c.orgs().await?.is_empty() {
         return Err(DemoError::NotEmpty);
@@ -314,7 +316,7 @@ pub async fn create(engine: &Engine, who: &Principal, config: &DemoConfig) -> Re
     let readings: DatasetRef = "hias/vannmaler_avlesninger".parse().expect("a valid name");
     let meters: DatasetRef = "hias/vannmalere".parse().expect("a valid name");
     c.set_protection_link(&readings, "maler_id", &meters, "maler_id", "demo").await?;
-    access::create(engine.policy()).await?;
+    access::create(engine.policy(), operator).await?;
     Ok(rows)
 }
 

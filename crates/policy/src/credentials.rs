@@ -82,7 +82,7 @@ impl Policy {
     }
 
     /// Checks a user's password. Unknown users and wrong passwords give the same error.
-    pub async fn login(&self, username: &str, password: &str) -> Result<User, PolicyError> {
+    pub async fn login(&self, username: &str, password: &str) -> Result<Principal, PolicyError> {
         let refused = || PolicyError::Unauthenticated("wrong user name or password".into());
         let row = sqlx::query("SELECT username, org, department, role, password_hash FROM users WHERE username = $1")
             .bind(username)
@@ -95,7 +95,7 @@ impl Policy {
         };
         let hash: Option<String> = row.try_get("password_hash")?;
         match hash {
-            Some(h) if verify_password(password, &h) => user_from_row(&row),
+            Some(h) if verify_password(password, &h) => Ok(Principal::User(SignedIn::new(user_from_row(&row)?))),
             _ => Err(refused()),
         }
     }
@@ -161,7 +161,7 @@ impl Policy {
     pub async fn create_session(&self, who: &Principal, method: &str, hours: u32) -> Result<NewToken, PolicyError> {
         let (kind, user, pid) = match who {
             Principal::User(u) => ("user", Some(u), None),
-            Principal::Citizen { pid } => ("citizen", None, Some(pid.as_str())),
+            Principal::Citizen(c) => ("citizen", None, Some(c.pid())),
             _ => return Err(PolicyError::invalid("session", "only users and citizens sign in to the web pages")),
         };
         let mut id = [0u8; 6];
@@ -216,17 +216,17 @@ impl Policy {
         }
         let method: String = row.try_get("method")?;
         match row.try_get::<String, _>("kind")?.as_str() {
-            "citizen" => Ok(Principal::Citizen { pid: row.try_get("pid")? }),
+            "citizen" => Ok(Principal::Citizen(Citizen::new(row.try_get("pid")?))),
             "user" if method == "password" => {
                 let username: String = row.try_get("username")?;
-                self.user(&username).await.map(Principal::User).map_err(|_| refused("the user no longer exists"))
+                self.user(&username).await.map(|u| Principal::User(SignedIn::new(u))).map_err(|_| refused("the user no longer exists"))
             }
-            "user" => Ok(Principal::User(User {
+            "user" => Ok(Principal::User(SignedIn::new(User {
                 username: row.try_get("username")?,
                 org: row.try_get("org")?,
                 department: row.try_get("department")?,
                 role: row.try_get::<String, _>("role")?.parse()?,
-            })),
+            }))),
             other => Err(PolicyError::Corrupt(format!("a session of unknown kind {other:?}"))),
         }
     }
@@ -276,7 +276,7 @@ impl Policy {
         let (row, principal) = match user {
             Some(row) => {
                 let user = user_from_row(&row)?;
-                (row, Principal::User(user))
+                (row, Principal::User(SignedIn::new(user)))
             }
             None => {
                 let row = sqlx::query("SELECT pid, expires_at, revoked_at FROM citizen_tokens WHERE hash = $1")
@@ -285,7 +285,7 @@ impl Policy {
                     .await?;
                 let Some(row) = row else { return Ok(None) };
                 let pid: String = row.try_get("pid")?;
-                (row, Principal::Citizen { pid })
+                (row, Principal::Citizen(Citizen::new(pid)))
             }
         };
         let revoked: Option<String> = row.try_get("revoked_at")?;

@@ -11,6 +11,7 @@ mod categories;
 mod credentials;
 mod grant;
 mod model;
+pub mod oidc;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rand::RngCore;
@@ -29,8 +30,8 @@ pub use categories::{CategoryChange, raises};
 pub use credentials::{NewToken, SESSION_PREFIX, TOKEN_PREFIX};
 pub use grant::{Basis, ColumnGrant, Denial, Grant, PROTECTION_COLUMN, Protection};
 pub use model::{
-    Agreement, AgreementEvent, AgreementState, DatasetTerms, LegalBasis, Mask, OperatorKey, OperatorSeal, Party, Principal, Purpose, Role,
-    Terms, User,
+    Agreement, AgreementEvent, AgreementState, Citizen, CitizenDemoKey, DatasetTerms, LegalBasis, Mask, OperatorKey, OperatorSeal, Party,
+    Principal, Purpose, Role, SignedIn, System, Terms, User,
 };
 
 /// What can go wrong in the policy layer.

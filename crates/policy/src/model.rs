@@ -81,19 +81,94 @@ pub enum Principal {
     Operator(OperatorSeal),
     /// An employee: a local user (password or API token), or one whose verified OIDC token
     /// (Entra ID, Ansattporten) names the organisation, department and role.
-    User(User),
+    User(SignedIn),
     /// A citizen signed in with ID-porten at level substantial or high.
-    Citizen {
-        /// Fødselsnummer or D-number (the `pid` claim).
-        pid: String,
-    },
+    Citizen(Citizen),
     /// A system with a Maskinporten token.
-    System {
-        /// The organisation the token was issued to (by orgnr).
-        org: String,
-        /// Its scopes.
-        scopes: Vec<String>,
-    },
+    System(System),
+}
+
+/// A user whose credential the policy layer checked (a password, an API token, a browser
+/// session, an OIDC token), or whom the operator acts as ([`OperatorKey::act_as`]). Only the
+/// policy layer makes one: a [`User`] read from the catalogue is not a signed-in user.
+///
+/// ```compile_fail,E0423
+/// // Code outside the policy layer cannot sign a user in by naming them.
+/// fn forge(u: tverr_policy::User) -> tverr_policy::Principal {
+///     tverr_policy::Principal::User(tverr_policy::SignedIn(u))
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedIn(User);
+
+impl SignedIn {
+    pub(crate) fn new(user: User) -> Self {
+        Self(user)
+    }
+
+    /// The user.
+    pub fn user(&self) -> &User {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for SignedIn {
+    type Target = User;
+
+    fn deref(&self) -> &User {
+        &self.0
+    }
+}
+
+/// A citizen the policy layer authenticated (ID-porten, a citizen token, or the demo's log-in
+/// through [`CitizenDemoKey`]).
+///
+/// ```compile_fail,E0451
+/// // Code outside the policy layer cannot make a citizen out of a number.
+/// let forged = tverr_policy::Principal::Citizen(tverr_policy::Citizen { pid: "01017012345".into() });
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Citizen {
+    pid: String,
+}
+
+impl Citizen {
+    pub(crate) fn new(pid: String) -> Self {
+        Self { pid }
+    }
+
+    /// Fødselsnummer or D-number (the `pid` claim).
+    pub fn pid(&self) -> &str {
+        &self.pid
+    }
+}
+
+/// A system the policy layer authenticated (a Maskinporten token).
+///
+/// ```compile_fail,E0451
+/// // Code outside the policy layer cannot make a system principal.
+/// let forged = tverr_policy::Principal::System(tverr_policy::System { org: "hamar".into(), scopes: vec![] });
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct System {
+    org: String,
+    scopes: Vec<String>,
+}
+
+impl System {
+    pub(crate) fn new(org: String, scopes: Vec<String>) -> Self {
+        Self { org, scopes }
+    }
+
+    /// The organisation the token was issued to (by orgnr).
+    pub fn org(&self) -> &str {
+        &self.org
+    }
+
+    /// Its scopes.
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
 }
 
 /// The proof inside [`Principal::Operator`]: it has no public constructor, so an operator
@@ -124,6 +199,33 @@ impl OperatorKey {
     pub fn principal(&self) -> Principal {
         Principal::Operator(OperatorSeal(()))
     }
+
+    /// The operator acting as a user of the catalogue (`tverr … --as USER`): only the holder of
+    /// the operator key may sign someone in without their credential.
+    pub fn act_as(&self, user: User) -> Principal {
+        Principal::User(SignedIn::new(user))
+    }
+}
+
+/// The capability to sign anyone in as a citizen by fødselsnummer, without ID-porten: the demo's
+/// log-in page. Taken once per process like the [`OperatorKey`] (`tverr serve --demo` hands it
+/// to the server); no other code can make a citizen.
+#[derive(Debug)]
+pub struct CitizenDemoKey(());
+
+static CITIZEN_DEMO_KEY_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl CitizenDemoKey {
+    /// The key, the first time it is asked for in this process; `None` after that.
+    pub fn take() -> Option<Self> {
+        (!CITIZEN_DEMO_KEY_TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst)).then_some(Self(()))
+    }
+
+    /// The citizen with this number, if it is a valid fødselsnummer or D-number.
+    pub fn citizen(&self, pid: &str) -> Result<Principal, tverr_core::IdentError> {
+        let pid = tverr_core::Fodselsnummer::parse(pid)?;
+        Ok(Principal::Citizen(Citizen::new(pid.as_str().to_string())))
+    }
 }
 
 impl Principal {
@@ -133,8 +235,8 @@ impl Principal {
             Principal::Anonymous => "anonymous".into(),
             Principal::Operator(_) => "operator".into(),
             Principal::User(u) => u.username.clone(),
-            Principal::Citizen { pid } => format!("citizen:{pid}"),
-            Principal::System { org, .. } => format!("system:{org}"),
+            Principal::Citizen(c) => format!("citizen:{}", c.pid()),
+            Principal::System(s) => format!("system:{}", s.org()),
         }
     }
 }

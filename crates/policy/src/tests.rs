@@ -18,7 +18,7 @@ struct World {
 }
 
 fn principal(u: User) -> Principal {
-    Principal::User(u)
+    Principal::User(SignedIn::new(u))
 }
 
 async fn world() -> World {
@@ -254,7 +254,7 @@ async fn own_department_operator_and_special_categories() {
 async fn passwords_and_tokens() {
     let w = world().await;
     let p = &w.policy;
-    assert_eq!(p.login("kari", "et langt passord").await.unwrap().username, "kari");
+    assert_eq!(p.login("kari", "et langt passord").await.unwrap().name(), "kari");
     let wrong = p.login("kari", "feil passord!!").await.unwrap_err().to_string();
     let unknown = p.login("ingen", "et langt passord").await.unwrap_err().to_string();
     assert_eq!(wrong, unknown, "unknown users and wrong passwords look the same");
@@ -291,7 +291,7 @@ async fn passwords_and_tokens() {
 
     // Citizen tokens act as the citizen, and only for a valid number.
     let c = p.create_citizen_token("01010012356", None).await.unwrap();
-    assert_eq!(p.authenticate_token(&c.secret).await.unwrap(), Principal::Citizen { pid: "01010012356".into() });
+    assert_eq!(p.authenticate_token(&c.secret).await.unwrap(), Principal::Citizen(Citizen::new("01010012356".into())));
     for bad in ["01010012357", "0101001235", "x", ""] {
         assert!(p.create_citizen_token(bad, None).await.is_err(), "{bad}");
     }
@@ -333,7 +333,7 @@ fn the_operator_key_is_taken_once_per_process() {
 #[test]
 fn one_answer_says_who_may_act() {
     let user = |org: &str, department: Option<&str>, role: Role| {
-        Principal::User(User { username: "u".into(), org: org.into(), department: department.map(Into::into), role })
+        Principal::User(SignedIn::new(User { username: "u".into(), org: org.into(), department: department.map(Into::into), role }))
     };
     let steward = user("hamar", Some("oppvekst"), Role::Steward);
     let other_steward = user("hamar", Some("helse"), Role::Steward);

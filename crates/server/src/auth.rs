@@ -99,7 +99,7 @@ impl TryFrom<Caller> for SignedIn {
 
     fn try_from(caller: Caller) -> Result<Self, Problem> {
         match &caller.principal {
-            Principal::User(u) => Ok(Self { user: u.clone(), caller }),
+            Principal::User(u) => Ok(Self { user: u.user().clone(), caller }),
             _ => Err(unauthorized("agreements are for signed-in users: send Authorization: Bearer <token>")),
         }
     }
@@ -176,7 +176,7 @@ impl TryFrom<Caller> for CitizenCaller {
 
     fn try_from(caller: Caller) -> Result<Self, Problem> {
         match &caller.principal {
-            Principal::Citizen { pid } => Ok(Self { pid: pid.clone(), caller }),
+            Principal::Citizen(c) => Ok(Self { pid: c.pid().to_string(), caller }),
             Principal::Anonymous => Err(unauthorized("sign in as a citizen (ID-porten) to see your own data")),
             _ => Err(Problem::new(ProblemKind::Forbidden, "these pages show a citizen their own data; employees use the audit routes")),
         }

@@ -65,7 +65,6 @@ mod download;
 mod limits;
 mod login;
 mod me;
-mod oidc;
 mod openapi;
 mod problem;
 mod rows;
@@ -93,9 +92,9 @@ use tverr_policy::{ColumnGrant, Denial, Mask};
 
 pub use auth::{Auditor, Authenticated, Caller, CitizenCaller, PURPOSE_HEADER, SignedIn};
 pub use limits::Limits;
-pub use oidc::{OidcConfig, Verifier};
 pub use openapi::openapi;
 pub use problem::{Problem, ProblemKind};
+pub use tverr_policy::oidc::{OidcConfig, Verifier};
 
 /// Shared services of every handler.
 #[derive(Debug, Clone)]
@@ -110,8 +109,9 @@ pub struct AppState {
     pub(crate) gate: limits::Gate,
     /// Counts failed log-ins.
     pub(crate) logins: limits::LoginThrottle,
-    /// Whether the web log-in lets anyone act as a citizen by fødselsnummer (the demo only).
-    pub citizen_demo_login: bool,
+    /// The capability that lets the web log-in act as any citizen by fødselsnummer (the demo
+    /// only); without it there is no such log-in.
+    pub(crate) citizen_demo: Option<std::sync::Arc<tverr_policy::CitizenDemoKey>>,
     /// Web uploads between their steps.
     pub(crate) web_uploads: web::Uploads,
     /// Browser log-ins sent to an OIDC issuer and not yet back.
@@ -129,7 +129,7 @@ impl AppState {
             limits: Limits::default(),
             gate: limits::Gate::default(),
             logins: limits::LoginThrottle::default(),
-            citizen_demo_login: false,
+            citizen_demo: None,
             web_uploads: web::Uploads::default(),
             oidc_pending: web::OidcPending::default(),
             web_charts: web::Charts::default(),
@@ -151,8 +151,8 @@ impl AppState {
 
     /// Lets the web log-in act as any citizen by fødselsnummer, as the demo's stand-in for
     /// ID-porten. Never in production.
-    pub fn with_citizen_demo_login(mut self) -> Self {
-        self.citizen_demo_login = true;
+    pub fn with_citizen_demo_login(mut self, key: tverr_policy::CitizenDemoKey) -> Self {
+        self.citizen_demo = Some(std::sync::Arc::new(key));
         self
     }
 
@@ -258,7 +258,7 @@ struct DatasetList {
 fn own_org(p: &tverr_policy::Principal) -> Option<&str> {
     match p {
         tverr_policy::Principal::User(u) => Some(&u.org),
-        tverr_policy::Principal::System { org, .. } => Some(org),
+        tverr_policy::Principal::System(s) => Some(s.org()),
         _ => None,
     }
 }

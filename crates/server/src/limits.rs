@@ -56,8 +56,8 @@ fn key(caller: &Caller) -> String {
         Principal::Anonymous => format!("anonymous:{}", caller.client.map(|a| client_of(a.ip()).to_string()).unwrap_or_default()),
         Principal::Operator(_) => "operator".into(),
         Principal::User(u) => format!("user:{}", u.username),
-        Principal::Citizen { pid } => format!("citizen:{pid}"),
-        Principal::System { org, .. } => format!("system:{org}"),
+        Principal::Citizen(c) => format!("citizen:{}", c.pid()),
+        Principal::System(s) => format!("system:{}", s.org()),
     }
 }
 

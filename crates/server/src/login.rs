@@ -45,11 +45,11 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<(S
     }
     let policy = state.engine.policy();
     match policy.login(&req.username, &req.password).await {
-        Ok(user) => {
+        Ok(who) => {
             state.logins.succeeded(&req.username, client);
-            let token = policy.create_token(&user.username, Some(1)).await.map_err(Problem::from_policy)?;
+            let token = policy.create_token(&who.name(), Some(1)).await.map_err(Problem::from_policy)?;
             let details = serde_json::json!({"outcome": "ok", "token": token.id});
-            state.engine.log_event(RecordKind::Login, &Principal::User(user), Channel::Http, details).await.map_err(Problem::from_query)?;
+            state.engine.log_event(RecordKind::Login, &who, Channel::Http, details).await.map_err(Problem::from_query)?;
             Ok((StatusCode::CREATED, Json(LoginResponse { token: token.secret, expires_at: token.expires_at })))
         }
         Err(PolicyError::Unauthenticated(why)) => {

@@ -174,9 +174,9 @@ pub struct DataQuery {
     params(("download" = Option<bool>, Query, description = "As a file (Content-Disposition)"), ("purpose" = Option<String>, Query)),
     responses((status = 200, description = "Everything Tverr holds about me (GDPR art. 15)", body = serde_json::Value)), security(("bearer" = [])))]
 pub async fn data(State(state): State<AppState>, citizen: CitizenCaller, Query(q): Query<DataQuery>) -> Result<Response, Problem> {
-    let (pid, caller) = (citizen.pid(), &citizen.caller);
+    let caller = &citizen.caller;
     let _permit = state.gate.admit(caller, &state.limits)?;
-    let reads = state.engine.own_data(pid, Channel::HttpMe).await.map_err(Problem::from_query)?;
+    let reads = state.engine.own_data(&caller.principal, Channel::HttpMe).await.map_err(Problem::from_query)?;
     let mut datasets = Vec::new();
     for released in reads {
         let grant = &released.grants[0];

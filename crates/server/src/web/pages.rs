@@ -837,7 +837,6 @@ pub async fn me(State(state): State<AppState>, v: Visitor) -> Response {
         Ok(citizen) => citizen,
         Err(page) => return page,
     };
-    let pid = citizen.pid();
     let log = match crate::me::access_log_of(&state, &citizen, CHANNEL).await {
         Ok(l) => l,
         Err(p) => return problem_page(&v, p),
@@ -854,7 +853,7 @@ pub async fn me(State(state): State<AppState>, v: Visitor) -> Response {
     }
     // Who else: the citizen's own reads are in the API's log and the download, not in this list.
     let accesses = log.accesses.iter().filter(|a| a.reader.kind != "self").map(|a| access_row(a, v.lang, &names)).collect();
-    let reads = match state.engine.own_data(pid, CHANNEL).await {
+    let reads = match state.engine.own_data(&citizen.caller.principal, CHANNEL).await {
         Ok(r) => r,
         Err(e) => return problem_page(&v, Problem::from_query(e)),
     };

@@ -68,7 +68,7 @@ fn login_form(
         citizen_error,
         username,
         next,
-        citizen_demo: state.citizen_demo_login,
+        citizen_demo: state.citizen_demo.is_some(),
         providers,
     };
     v.page(status, &page)
@@ -113,14 +113,14 @@ pub async fn login(State(state): State<AppState>, v: Visitor, body: Bytes) -> Re
     }
     let policy = state.engine.policy();
     match policy.login(&username, &password).await {
-        Ok(user) => {
+        Ok(who) => {
             state.logins.succeeded(&username, v.client);
-            let token = match policy.create_session(&Principal::User(user.clone()), "password", SESSION_HOURS).await {
+            let token = match policy.create_session(&who, "password", SESSION_HOURS).await {
                 Ok(t) => t,
                 Err(e) => return failure(&v, &e.to_string()),
             };
             let details = serde_json::json!({"outcome": "ok", "token": token.id});
-            if let Err(e) = state.engine.log_event(RecordKind::Login, &Principal::User(user), Channel::Web, details).await {
+            if let Err(e) = state.engine.log_event(RecordKind::Login, &who, Channel::Web, details).await {
                 let _ = policy.end_session(&token.secret).await;
                 return failure(&v, &e.to_string());
             }
@@ -146,20 +146,18 @@ pub(crate) fn failure(v: &Visitor, detail: &str) -> Response {
 /// `POST /logg-inn/innbygger`: the demo's citizen log-in (ID-porten in production). Only when
 /// the server runs the demo.
 pub async fn citizen_login(State(state): State<AppState>, v: Visitor, body: Bytes) -> Response {
-    if !state.citizen_demo_login {
+    let Some(demo) = &state.citizen_demo else {
         let page = v.chrome(v.lang.t("not_found"));
         return v.page(StatusCode::NOT_FOUND, &Message::new(page, v.lang.t("not_found"), v.lang.t("not_found_text").to_string()));
-    }
+    };
     let f = match v.form(&body) {
         Ok(f) => f,
         Err(refused) => return refused,
     };
     let pid: String = f.get("fnr").map(|p| p.chars().filter(|c| !c.is_whitespace()).collect()).unwrap_or_default();
     let policy = state.engine.policy();
-    let parsed = tverr_core::Fodselsnummer::parse(&pid).map(|p| p.as_str().to_string());
-    match parsed {
-        Ok(pid) => {
-            let principal = Principal::Citizen { pid };
+    match demo.citizen(&pid) {
+        Ok(principal) => {
             let token = match policy.create_session(&principal, "demo-citizen", SESSION_HOURS).await {
                 Ok(t) => t,
                 Err(e) => return failure(&v, &e.to_string()),

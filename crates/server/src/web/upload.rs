@@ -69,7 +69,7 @@ impl Uploads {
 /// A steward, or the page that says who may upload.
 fn uploader(v: &Visitor) -> Result<User, Response> {
     match &v.principal {
-        Principal::User(u) if tverr_policy::Policy::may(&v.principal, tverr_policy::Action::Upload).is_ok() => Ok(u.clone()),
+        Principal::User(u) if tverr_policy::Policy::may(&v.principal, tverr_policy::Action::Upload).is_ok() => Ok(u.user().clone()),
         Principal::Anonymous => Err(Redirect::to("/logg-inn?next=/last-opp").into_response()),
         _ => {
             let page = v.chrome(v.lang.t("upload_title"));

@@ -24,7 +24,7 @@ const CHANNEL: Channel = Channel::Web;
 /// The signed-in user, or the page that asks them to log in (or says the page is not theirs).
 fn user_or_page(v: &Visitor, title_key: &str) -> Result<User, Response> {
     match &v.principal {
-        Principal::User(u) => Ok(u.clone()),
+        Principal::User(u) => Ok(u.user().clone()),
         Principal::Anonymous => {
             Err(Redirect::to(&format!("/logg-inn?next={}", url::form_urlencoded::byte_serialize(v.path.as_bytes()).collect::<String>()))
                 .into_response())

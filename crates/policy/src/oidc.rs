@@ -10,8 +10,9 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use tokio::sync::RwLock;
-use tverr_access::Catalog;
-use tverr_policy::{Principal, Role, User};
+use tverr_store::Catalog;
+
+use crate::{Citizen, Principal, Role, SignedIn, System, User};
 
 /// What kind of subject an issuer's tokens name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -301,12 +302,12 @@ async fn employee(issuer: &Issuer, claims: &serde_json::Value, catalog: &Catalog
         let d = department.as_deref().ok_or("the token names no department")?;
         catalog.department(&org, d).await.map_err(|_| format!("the department {d} does not exist in {org}"))?;
     }
-    Ok(Principal::User(User {
+    Ok(Principal::User(SignedIn::new(User {
         username: username.to_string(),
         org,
         department: if role.is_departmental() { department } else { None },
         role,
-    }))
+    })))
 }
 
 fn citizen(claims: &serde_json::Value) -> Result<Principal, String> {
@@ -316,7 +317,7 @@ fn citizen(claims: &serde_json::Value) -> Result<Principal, String> {
     }
     let pid = text(claims, "pid").ok_or("the token lacks the claim pid")?;
     let pid = tverr_core::Fodselsnummer::parse(pid).map_err(|_| "the pid claim is not a valid person number")?;
-    Ok(Principal::Citizen { pid: pid.as_str().to_string() })
+    Ok(Principal::Citizen(Citizen::new(pid.as_str().to_string())))
 }
 
 async fn system(claims: &serde_json::Value, catalog: &Catalog) -> Result<Principal, String> {
@@ -330,5 +331,5 @@ async fn system(claims: &serde_json::Value, catalog: &Catalog) -> Result<Princip
         .find(|o| o.orgnr == orgnr)
         .ok_or("the consumer organisation is not known to Tverr")?;
     let scopes = text(claims, "scope").unwrap_or("").split_whitespace().map(str::to_string).collect();
-    Ok(Principal::System { org: org.slug, scopes })
+    Ok(Principal::System(System::new(org.slug, scopes)))
 }
