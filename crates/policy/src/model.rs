@@ -187,12 +187,17 @@ pub struct OperatorSeal(pub(crate) ());
 #[derive(Debug)]
 pub struct OperatorKey(());
 
+/// Whether `taken` was still false, setting it: each key is handed out once per process.
+fn first_take(taken: &std::sync::atomic::AtomicBool) -> bool {
+    !taken.swap(true, std::sync::atomic::Ordering::SeqCst)
+}
+
 static OPERATOR_KEY_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 impl OperatorKey {
     /// The key, the first time it is asked for in this process; `None` after that.
     pub fn take() -> Option<Self> {
-        (!OPERATOR_KEY_TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst)).then_some(Self(()))
+        first_take(&OPERATOR_KEY_TAKEN).then_some(Self(()))
     }
 
     /// The operator principal.
@@ -216,9 +221,10 @@ pub struct CitizenDemoKey(());
 static CITIZEN_DEMO_KEY_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 impl CitizenDemoKey {
-    /// The key, the first time it is asked for in this process; `None` after that.
+    /// The key, the first time it is asked for in this process (`tverr serve --demo`); `None`
+    /// after that.
     pub fn take() -> Option<Self> {
-        (!CITIZEN_DEMO_KEY_TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst)).then_some(Self(()))
+        first_take(&CITIZEN_DEMO_KEY_TAKEN).then_some(Self(()))
     }
 
     /// The citizen with this number, if it is a valid fødselsnummer or D-number.

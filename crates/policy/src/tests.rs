@@ -328,6 +328,10 @@ fn the_operator_key_is_taken_once_per_process() {
     let key = OperatorKey::take().expect("the first take gets the key");
     assert!(OperatorKey::take().is_none(), "no second holder");
     assert!(matches!(key.principal(), Principal::Operator(_)));
+    let citizens = CitizenDemoKey::take().expect("the first take gets the demo's citizen key");
+    assert!(CitizenDemoKey::take().is_none(), "no second holder");
+    assert!(matches!(citizens.citizen("01010012356"), Ok(Principal::Citizen(c)) if c.pid() == "01010012356"));
+    assert!(citizens.citizen("01010012357").is_err(), "a wrong check digit is no citizen");
 }
 
 #[test]
