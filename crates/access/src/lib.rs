@@ -28,8 +28,8 @@ use tverr_policy::{Denial, Grant, Policy, Principal};
 use tverr_store::Store;
 pub use tverr_store::{
     Catalog, CatalogQuery, ColumnMeta, CreateSettings, DatasetMeta, Department, Erasure, GENERATION_TABLES, IngestOutcome, IngestRequest,
-    IngestSettings, Inspection, NewDataset, Organization, ProtectionLink, ProtectionRegister, StoreConfig, StoreError, VersionMeta,
-    VersionMode, WriteMode,
+    IngestSettings, Inspection, NewDataset, Organization, ProtectionLink, ProtectionRegister, StoreConfig, StoreError, Timestamp,
+    VersionMeta, VersionMode, WriteMode,
 };
 
 /// The types of the file readers that write requests and their problems are made of. The readers

@@ -381,7 +381,7 @@ pub struct VersionView {
     /// Delta version number.
     pub version: i64,
     /// Commit time (RFC 3339).
-    pub committed_at: String,
+    pub committed_at: tverr_access::Timestamp,
     /// Who wrote it.
     pub actor: String,
     /// `create`, `append`, `replace`, `upsert` or `erase`.

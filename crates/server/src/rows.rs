@@ -298,7 +298,7 @@ async fn version_at(state: &AppState, r: &DatasetRef, at: chrono::DateTime<chron
     let versions = state.engine.catalog().versions(r).await.map_err(Problem::from_store)?;
     versions
         .iter()
-        .filter(|v| chrono::DateTime::parse_from_rfc3339(&v.committed_at).is_ok_and(|t| t <= at))
+        .filter(|v| v.committed_at.instant() <= at)
         .map(|v| v.version)
         .max()
         .ok_or_else(|| Problem::new(ProblemKind::VersionNotFound, format!("{r} had no version yet at {}", at.to_rfc3339())))

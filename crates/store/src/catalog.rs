@@ -119,8 +119,8 @@ pub struct DatasetMeta {
     pub licence: Option<String>,
     /// Update frequency.
     pub update_frequency: Option<String>,
-    /// When the dataset was created (RFC 3339).
-    pub created_at: String,
+    /// When the dataset was created.
+    pub created_at: Timestamp,
 }
 
 impl DatasetMeta {
@@ -129,6 +129,59 @@ impl DatasetMeta {
         format!("{}/{}", self.org, self.slug)
     }
 }
+
+/// A moment the catalogue records (a commit, a creation), in UTC. Written and shown as RFC 3339
+/// with milliseconds and `Z`, e.g. `2026-12-06T19:25:14.123Z`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(chrono::DateTime<chrono::Utc>);
+
+impl Timestamp {
+    /// Now.
+    pub fn now() -> Self {
+        Self(chrono::Utc::now())
+    }
+
+    /// The instant.
+    pub fn instant(self) -> chrono::DateTime<chrono::Utc> {
+        self.0
+    }
+
+    fn from_row(row: &AnyRow, column: &str) -> Result<Self, StoreError> {
+        let text: String = row.try_get(column)?;
+        let at = chrono::DateTime::parse_from_rfc3339(&text).map_err(|e| corrupt(column, format!("{text:?}: {e}")))?;
+        Ok(Self(at.with_timezone(&chrono::Utc)))
+    }
+}
+
+impl From<chrono::DateTime<chrono::Utc>> for Timestamp {
+    fn from(at: chrono::DateTime<chrono::Utc>) -> Self {
+        Self(at)
+    }
+}
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(&self.0.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::DateTime)))
+            .examples(["2026-12-06T19:25:14.123Z"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
 
 /// How a version came about, as the catalogue records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -195,8 +248,8 @@ pub struct ColumnMeta {
 pub struct VersionMeta {
     /// Delta version number.
     pub version: i64,
-    /// Commit time (RFC 3339).
-    pub committed_at: String,
+    /// Commit time.
+    pub committed_at: Timestamp,
     /// Who wrote it.
     pub actor: String,
     /// How the version came about.
@@ -713,7 +766,7 @@ impl Catalog {
             .map(|row| {
                 Ok(VersionMeta {
                     version: row.try_get("version")?,
-                    committed_at: row.try_get("committed_at")?,
+                    committed_at: Timestamp::from_row(row, "committed_at")?,
                     actor: row.try_get("actor")?,
                     mode: {
                         let mode: String = row.try_get("mode")?;
@@ -755,7 +808,7 @@ impl Catalog {
             .bind(serde_json::to_string(&d.keywords).expect("strings serialise"))
             .bind(d.licence.clone())
             .bind(d.update_frequency.clone())
-            .bind(&version.committed_at)
+            .bind(version.committed_at.to_string())
             .execute(&mut *tx)
             .await?;
         }
@@ -789,7 +842,7 @@ impl Catalog {
         .bind(r.org.as_str())
         .bind(r.dataset.as_str())
         .bind(version.version)
-        .bind(&version.committed_at)
+        .bind(version.committed_at.to_string())
         .bind(&version.actor)
         .bind(version.mode.as_str())
         .bind(version.rows_written)
@@ -848,7 +901,7 @@ fn dataset_from_row(r: &AnyRow) -> Result<DatasetMeta, StoreError> {
         keywords: serde_json::from_str(&keywords).map_err(|e| corrupt("keyword list", e))?,
         licence: r.try_get("licence")?,
         update_frequency: r.try_get("update_frequency")?,
-        created_at: r.try_get("created_at")?,
+        created_at: Timestamp::from_row(r, "created_at")?,
     })
 }
 
@@ -915,5 +968,24 @@ impl RawCatalog {
     /// when another writer committed after its first read.
     pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         self.catalog.begin_write().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_texts_read_back_typed_and_print_as_before() {
+        // What ingest has always written, read back and printed unchanged.
+        let at: Timestamp = chrono::DateTime::parse_from_rfc3339("2026-12-06T19:25:14.123Z").unwrap().with_timezone(&chrono::Utc).into();
+        assert_eq!(at.to_string(), "2026-12-06T19:25:14.123Z");
+        assert_eq!(serde_json::to_string(&at).unwrap(), r#""2026-12-06T19:25:14.123Z""#);
+        assert_eq!(format!("{at:<26}|"), "2026-12-06T19:25:14.123Z  |", "columns line up in the CLI's tables");
+        for mode in VersionMode::ALL {
+            assert_eq!(VersionMode::parse(mode.as_str()), Some(mode));
+            assert_eq!(serde_json::to_value(mode).unwrap(), mode.as_str());
+        }
+        assert_eq!(VersionMode::parse("overwrite"), None);
     }
 }

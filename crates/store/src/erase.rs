@@ -110,7 +110,7 @@ impl Store {
         let columns_meta = self.catalog.columns(r).await?;
         let meta = crate::VersionMeta {
             version,
-            committed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            committed_at: crate::Timestamp::now(),
             actor: actor.to_string(),
             mode: crate::VersionMode::Erase,
             rows_written: 0,

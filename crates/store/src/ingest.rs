@@ -522,7 +522,7 @@ impl Store {
             .collect();
         let meta = VersionMeta {
             version,
-            committed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            committed_at: crate::Timestamp::now(),
             actor: req.actor.clone(),
             mode: match (&req.mode, exists) {
                 (_, false) => VersionMode::Create,

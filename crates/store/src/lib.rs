@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 pub use cached::CachedRanges;
 pub use catalog::{
     Catalog, ColumnMeta, DatasetMeta, Department, GENERATION_TABLES, NewDataset, Organization, ProtectionLink, ProtectionRegister,
-    RawCatalog, VersionMeta, VersionMode,
+    RawCatalog, Timestamp, VersionMeta, VersionMode,
 };
 pub use erase::Erasure;
 pub use error::StoreError;

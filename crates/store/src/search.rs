@@ -83,7 +83,7 @@ mod tests {
             keywords: keywords.iter().map(|k| k.to_string()).collect(),
             licence: None,
             update_frequency: None,
-            created_at: String::new(),
+            created_at: chrono::DateTime::UNIX_EPOCH.into(),
         }
     }
 

@@ -458,7 +458,7 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
             .rev()
             .map(|x| VersionRow {
                 version: x.version,
-                when: short_time(&x.committed_at),
+                when: short_time(&x.committed_at.to_string()),
                 actor: x.actor.clone(),
                 operation: x.mode.to_string(),
                 rows: counts.then_some(x.rows_written),
