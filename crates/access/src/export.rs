@@ -321,11 +321,29 @@ fn tabular_schema(schema: &Schema, geometry: &[GeometryColumn]) -> Arc<Schema> {
     ))
 }
 
+/// Fails when a date or timestamp lies beyond what a calendar can show: Arrow's writers would put
+/// their error text in the cell instead, and that text quotes the value (from which the data it
+/// was computed from can be read back). The failure names no value.
+fn on_the_calendar(c: &ArrayRef) -> Result<(), QueryError> {
+    if !matches!(c.data_type(), DataType::Timestamp(..) | DataType::Date32 | DataType::Date64) {
+        return Ok(());
+    }
+    let off = || QueryError::Execution("a value could not be converted to the requested type".into());
+    let options = arrow::compute::CastOptions { safe: false, ..Default::default() };
+    let micros = arrow::compute::cast_with_options(c, &DataType::Timestamp(TimeUnit::Microsecond, None), &options).map_err(|_| off())?;
+    let micros = micros.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+    match micros.iter().flatten().all(|m| chrono::DateTime::from_timestamp_micros(m).is_some()) {
+        true => Ok(()),
+        false => Err(off()),
+    }
+}
+
 /// Plain types, with geometry columns as WKT text.
 fn tabular(batch: RecordBatch, geometry: &[GeometryColumn]) -> Result<RecordBatch, QueryError> {
     let schema = tabular_schema(&batch.schema(), geometry);
     let mut cols: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
     for (c, f) in batch.columns().iter().zip(schema.fields()) {
+        on_the_calendar(c)?;
         if f.data_type() == &DataType::Utf8 && matches!(c.data_type(), DataType::Binary | DataType::LargeBinary | DataType::BinaryView) {
             let bin = cast(c, &DataType::Binary).map_err(|e| QueryError::Output(e.to_string()))?;
             let bin: &BinaryArray = bin.as_binary::<i32>();
@@ -524,6 +542,22 @@ pub fn csv_rows(batch: &RecordBatch, header: bool) -> Result<Vec<u8>, QueryError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_time_beyond_the_calendar_fails_without_its_value() {
+        // Attack 5, F4: from_unixtime(postnummer * 10^11) came back as a cell reading
+        // "ERROR: Cast error: Failed to convert 231900000000000 to datetime".
+        let schema = Arc::new(Schema::new(vec![Field::new("t", DataType::Timestamp(TimeUnit::Second, None), true)]));
+        let far = arrow::array::TimestampSecondArray::from(vec![Some(231_900_000_000_000), None]);
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(far)]).unwrap();
+        for result in [json_objects(&batch, &[]).map(|_| ()), csv_rows(&batch, true).map(|_| ())] {
+            let message = result.unwrap_err().to_string();
+            assert!(message.contains("could not be converted") && !message.contains("2319"), "{message}");
+        }
+        let near = arrow::array::TimestampSecondArray::from(vec![Some(1_765_000_000), None]);
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(near)]).unwrap();
+        assert!(String::from_utf8(json_objects(&batch, &[]).unwrap()).unwrap().contains("2025-12-06"));
+    }
 
     #[test]
     fn cells_a_spreadsheet_would_run_are_neutralised_unless_raw_is_asked() {

@@ -679,12 +679,17 @@ impl Audit {
             .await?;
         let Some(anchor) = anchor else { return Ok(0) };
         let anchor: i64 = anchor.try_get("seq")?;
+        let removing: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE seq <= $1").bind(anchor).fetch_one(self.catalog.pool()).await?;
+        // The record first, durable, as for every other change: a log that cannot be written
+        // keeps every entry (and a removal that then fails leaves a record of nothing removed,
+        // which verification accepts).
+        self.append(RecordKind::Retention, &serde_json::json!({"removed_through": anchor, "before": before, "entries": removing})).await?;
         let mut tx = self.catalog.begin_write().await?;
         let removed = sqlx::query("DELETE FROM audit_log WHERE seq <= $1").bind(anchor).execute(&mut *tx).await?.rows_affected();
         sqlx::query("DELETE FROM audit_subjects WHERE seq <= $1").bind(anchor).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM audit_checkpoints WHERE seq < $1").bind(anchor).execute(&mut *tx).await?;
         tx.commit().await?;
-        self.append(RecordKind::Retention, &serde_json::json!({"removed_through": anchor, "before": before, "entries": removed})).await?;
         Ok(removed as i64)
     }
 

@@ -449,3 +449,21 @@ async fn the_writer_stops_when_the_last_handle_is_dropped() {
     }
     panic!("the writer still holds the log's state 2 s after the last handle was dropped");
 }
+
+#[tokio::test]
+async fn retention_that_cannot_write_its_record_removes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, audit) = setup(dir.path()).await;
+    fill(&audit, 9).await;
+    audit.checkpoint().await.unwrap();
+    let count =
+        || async { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_log").fetch_one(store.raw_catalog().pool()).await.unwrap() };
+    let before = count().await;
+    exec(&store, "CREATE TRIGGER broken BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END").await;
+    assert!(audit.prune("9999-12-31").await.is_err(), "the record could not be written, so nothing may go");
+    assert_eq!(count().await, before, "every entry is still there");
+    exec(&store, "DROP TRIGGER broken").await;
+    assert_eq!(problem(&audit, None).await, "", "and the log still verifies");
+    assert!(audit.prune("9999-12-31").await.unwrap() > 0);
+    assert_eq!(problem(&audit, None).await, "", "a retention that could write its record verifies");
+}

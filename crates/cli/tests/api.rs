@@ -209,9 +209,9 @@ fn uploads_append_replace_upsert_and_refuse_bad_files_without_change() {
     let r = upload(port, "/api/v1/datasets/test/kull/versions", &other, "text/csv", b"navn;alder\nCid;5\n");
     assert_eq!(r.status, 403, "a steward of another department of the organisation: {}", r.text());
     let r = send(port, "POST", "/api/v1/datasets/test/hemmelig/versions", &[("Content-Type", "text/csv")], Some(b"navn;alder\nCid;5\n"));
-    assert_eq!(r.status, 404, "anonymous callers do not learn that an internal dataset exists: {}", r.text());
+    assert_eq!(r.status, 401, "anonymous callers are told to sign in, and learn nothing of the dataset: {}", r.text());
     let r = send(port, "POST", "/api/v1/datasets/test/kull/versions", &[("Content-Type", "text/csv")], Some(b"navn;alder\nCid;5\n"));
-    assert_eq!(r.status, 403, "an open dataset is visible, but not writable: {}", r.text());
+    assert_eq!(r.status, 401, "the same for an open dataset: {}", r.text());
     let r =
         upload(port, "/api/v1/datasets?org=test&dataset=x&department=andre&title=X&classification=open", &steward, "text/csv", b"a\n1\n");
     assert_eq!(r.status, 403, "creating in another department: {}", r.text());

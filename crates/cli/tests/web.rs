@@ -457,3 +457,35 @@ fn oidc_log_in_with_pkce_signs_in_a_citizen_and_refuses_replays_and_wrong_nonces
     assert_eq!(wrong.status, 401, "{}", wrong.text());
     assert!(!fresh.0.contains_key("tverr_session"));
 }
+
+#[test]
+fn a_refused_web_upload_tells_no_more_than_the_api() {
+    // Attack 5, F3: the upload form said 403 (naming the owning department) for another
+    // organisation's dataset the steward may not read, and 404 for one that does not exist.
+    let (_t, server, _, _) = demo(&[]);
+    let port = server.1;
+    let mut jar = login(port, "kari");
+    let csrf = csrf_in(&jar.get(port, "/last-opp").text());
+    let mut upload = |target: &str| {
+        let boundary = "tverrgrense7";
+        let mut body = String::new();
+        for (name, value) in [("csrf", csrf.as_str()), ("target", target), ("mode", "append")] {
+            body.push_str(&format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"));
+        }
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.csv\"\r\nContent-Type: text/csv\r\n\r\na;b\n1;2\n\r\n--{boundary}--\r\n"
+        ));
+        let cookie = jar.header();
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        let r = common::send(port, "POST", "/last-opp", &[("Cookie", &cookie), ("Content-Type", &content_type)], Some(body.as_bytes()));
+        jar.take(&r);
+        (r.status, r.text())
+    };
+    let (hidden, hidden_page) = upload("hias/vannmalere");
+    let (missing, _) = upload("hias/finnes-ikke");
+    assert_eq!((hidden, missing), (404, 404), "{hidden_page}");
+    assert!(!hidden_page.contains("hias/vann "), "the owning department is not named: {hidden_page}");
+    // The control: a dataset of her own organisation, in another department, is hers to see.
+    let (own_org, page) = upload("hamar/byggesaker");
+    assert_eq!(own_org, 403, "{page}");
+}

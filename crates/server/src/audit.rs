@@ -59,6 +59,15 @@ pub(crate) async fn search_as(state: &AppState, auditor: &Auditor, mut q: Search
     if let Some(pid) = &q.subject {
         tverr_core::Fodselsnummer::parse(pid).map_err(|e| Problem::new(ProblemKind::InvalidInput, format!("subject: {e}")))?;
     }
+    // A time that is not one would match nothing and read as "no entries".
+    for (name, value) in [("from", &q.from), ("to", &q.to)] {
+        if let Some(v) = value.as_deref()
+            && chrono::DateTime::parse_from_rfc3339(v).is_err()
+            && chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").is_err()
+        {
+            return Err(Problem::new(ProblemKind::InvalidInput, format!("{name}: expected RFC 3339 or YYYY-MM-DD, e.g. 2026-12-06")));
+        }
+    }
     let subject = q.subject.as_deref().map(|p| state.engine.audit().subject_id(p));
     state
         .engine

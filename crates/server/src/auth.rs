@@ -100,7 +100,8 @@ impl TryFrom<Caller> for SignedIn {
     fn try_from(caller: Caller) -> Result<Self, Problem> {
         match &caller.principal {
             Principal::User(u) => Ok(Self { user: u.user().clone(), caller }),
-            _ => Err(unauthorized("agreements are for signed-in users: send Authorization: Bearer <token>")),
+            Principal::Anonymous => Err(unauthorized("agreements are for signed-in users: send Authorization: Bearer <token>")),
+            _ => Err(Problem::new(ProblemKind::Forbidden, "agreements are for an organisation's employees")),
         }
     }
 }

@@ -39,6 +39,7 @@ async fn fixture() -> Fixture {
         engine.policy().create_user("hamar", department, name, role, None).await.unwrap();
         tokens.insert(name, engine.policy().create_token(name, None).await.unwrap().secret);
     }
+    tokens.insert("innbygger", engine.policy().create_citizen_token("01010012356", None).await.unwrap().secret);
     Fixture { _dir: dir, state: AppState::from_engine(engine), tokens }
 }
 
@@ -80,6 +81,12 @@ async fn each_role_is_answered_before_its_handler_runs() {
         ("/api/v1/me/access-log", Some("ansatt"), Err(ProblemKind::Forbidden)),
         ("/api/v1/me/data", Some("revisor"), Err(ProblemKind::Forbidden)),
         ("/api/v1/subjects/person/01017012345", None, Err(ProblemKind::Unauthenticated)),
+        // A citizen is signed in, but agreements are not theirs (403, not 401); Min side is.
+        ("/api/v1/agreements", Some("innbygger"), Err(ProblemKind::Forbidden)),
+        ("/api/v1/me/access-log", Some("innbygger"), Ok(StatusCode::OK)),
+        // A time that is not one is an error, not "no entries" (attack 5, F9).
+        ("/api/v1/audit?from=garbage", Some("revisor"), Err(ProblemKind::InvalidInput)),
+        ("/api/v1/audit?to=2026-99-99", Some("revisor"), Err(ProblemKind::InvalidInput)),
     ];
     for (path, who, expected) in cases {
         let (status, body) = f.call(Method::GET, path, *who).await;
@@ -127,6 +134,11 @@ async fn the_framework_answers_with_the_same_problem_table() {
     let (status, body) = f.call(Method::DELETE, "/api/v1/sql", None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert!(is_problem(&body, ProblemKind::MethodNotAllowed), "{body}");
+    // A write without a credential is told to send one, whatever the dataset (attack 5, F9).
+    for path in ["/api/v1/datasets?org=hamar&dataset=ny", "/api/v1/datasets/hamar/finnes-ikke/versions"] {
+        let (status, body) = f.call(Method::POST, path, None).await;
+        assert!(status == StatusCode::UNAUTHORIZED && is_problem(&body, ProblemKind::Unauthenticated), "{path}: {body}");
+    }
     let (status, body) = f.call(Method::GET, "/api/v1/datasets/hamar/finnes-ikke", Some("ansatt")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(is_problem(&body, ProblemKind::DatasetNotFound), "{body}");

@@ -197,6 +197,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
+    signed_in_to_write(&caller)?;
     let u = parse(raw.as_deref(), true)?;
     let org = u.org.clone().ok_or_else(|| Problem::invalid_parameter("org: creating a dataset needs its organisation (org=)"))?;
     let dataset = u
@@ -224,14 +225,29 @@ async fn writable(state: &AppState, caller: &Caller, org: &str, dataset: &str) -
         Err(_) => return Err(Problem::dataset_not_found()),
     };
     if let Err(e) = Policy::may(&caller.principal, Action::Write { org: r.org.as_str(), department: &meta.department }) {
-        let visible = crate::own_org(&caller.principal) == Some(r.org.as_str())
-            || !matches!(
-                state.engine.policy().entitle(&caller.principal, caller.purpose.as_deref(), &r).await,
-                Ok(Err(tverr_policy::Denial::NotFound)) | Err(_)
-            );
+        let visible = may_see(state, &caller.principal, caller.purpose.as_deref(), &r).await;
         return Err(if visible { Problem::from_policy(e) } else { Problem::dataset_not_found() });
     }
     Ok(r)
+}
+
+/// Writes need a credential: an anonymous caller is told to send one (401), before anything
+/// about the dataset is looked at.
+fn signed_in_to_write(caller: &Caller) -> Result<(), Problem> {
+    match caller.principal {
+        tverr_policy::Principal::Anonymous => {
+            Err(Problem::new(crate::ProblemKind::Unauthenticated, "writing a dataset needs a signed-in steward: send a bearer token"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether `who` may know that the dataset exists: it is their own organisation's, or one the
+/// policy would let them read. A refused write is a 403 only then; otherwise it is the same 404
+/// as a dataset that does not exist (API and web alike).
+pub(crate) async fn may_see(state: &AppState, who: &tverr_policy::Principal, purpose: Option<&str>, r: &DatasetRef) -> bool {
+    crate::own_org(who) == Some(r.org.as_str())
+        || !matches!(state.engine.policy().entitle(who, purpose, r).await, Ok(Err(tverr_policy::Denial::NotFound)) | Err(_))
 }
 
 /// `POST /api/v1/datasets/{org}/{dataset}/versions?mode=append|replace|upsert&key=` with the file.
@@ -256,6 +272,7 @@ pub async fn add_version(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
+    signed_in_to_write(&caller)?;
     let u = parse(raw.as_deref(), false)?;
     let r = writable(&state, &caller, &org, &dataset).await?;
     ingest(&state, &caller, r, u, &headers, body).await
