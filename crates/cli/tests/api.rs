@@ -907,3 +907,34 @@ fn an_upsert_by_a_key_that_protection_withholds_is_refused() {
     );
     assert_ne!(r.status, 400, "{}", r.text());
 }
+
+#[test]
+fn an_agreement_request_tells_nothing_of_a_dataset_the_requester_may_not_read() {
+    // Attack 5, F2: kari (steward of hamar/oppvekst) told Hias' internal datasets from missing
+    // ones, and their columns from wrong ones, by the answer to a request.
+    let (t, server) = demo();
+    let port = server.1;
+    let auth = format!("Bearer {}", common::token(&t, "kari"));
+    let request = |dataset: &str, column: &str| {
+        let body = format!(
+            r#"{{"provider":"hias/vann","consumer":"hamar/oppvekst","datasets":[{{"dataset":"{dataset}","columns":["{column}"]}}],"purposes":["barnehageopptak"]}}"#
+        );
+        let r = send(
+            port,
+            "POST",
+            "/api/v1/agreements",
+            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            Some(body.as_bytes()),
+        );
+        (r.status, r.text())
+    };
+    let missing = request("hias/finnes-ikke", "maler_id");
+    let wrong_column = request("hias/vannmalere", "ingen_slik_kolonne");
+    let wrong_department = request("hamar/innbyggere", "fornavn");
+    assert_eq!(missing.0, 404, "{}", missing.1);
+    assert_eq!(wrong_column, missing, "a wrong column of a hidden dataset answers as a missing dataset");
+    assert!(!wrong_column.1.contains("ingen_slik_kolonne"));
+    // Hamar's own dataset is hers to know: the real reason is given.
+    assert_eq!(wrong_department.0, 400, "{}", wrong_department.1);
+    assert!(wrong_department.1.contains("not to the provider"), "{}", wrong_department.1);
+}

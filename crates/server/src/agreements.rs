@@ -109,7 +109,17 @@ pub(crate) async fn request_as(state: &AppState, who: &SignedIn, body: &[u8], ch
         release_fortrolig: b.release_fortrolig,
     };
     tverr_policy::Policy::may(&caller.principal, tverr_policy::Action::RequestAgreement(&req.consumer)).map_err(Problem::from_policy)?;
-    state.engine.check_terms(&req.datasets).await.map_err(Problem::from_query)?;
+    // A dataset the requester may not read is one they can only name: whether it exists, whose
+    // it is and which columns it has is not told by a refusal, which is then the same 404 as for
+    // a dataset that does not exist (attack 5, F2).
+    let mut hidden = false;
+    for d in &req.datasets {
+        if let Ok(r) = d.dataset.parse::<tverr_core::DatasetRef>() {
+            hidden |= !crate::upload::may_see(state, &caller.principal, None, &r).await;
+        }
+    }
+    let refusal = |p: Problem| if hidden && matches!(p.status, 400 | 404 | 409 | 422) { Problem::dataset_not_found() } else { p };
+    state.engine.check_terms(&req.datasets).await.map_err(|e| refusal(Problem::from_query(e)))?;
     let datasets = tverr_access::datasets_field(req.datasets.iter().map(|d| d.dataset.as_str()));
     // The change is recorded before it is made: a log that cannot be written refuses it.
     state
@@ -117,7 +127,7 @@ pub(crate) async fn request_as(state: &AppState, who: &SignedIn, body: &[u8], ch
         .log_event(RecordKind::AgreementIntent, &caller.principal, channel, serde_json::json!({"action": "request", "datasets": datasets}))
         .await
         .map_err(Problem::from_query)?;
-    let a = state.engine.policy().request_agreement(&caller.principal, req).await.map_err(Problem::from_policy)?;
+    let a = state.engine.policy().request_agreement(&caller.principal, req).await.map_err(|e| refusal(Problem::from_policy(e)))?;
     state
         .engine
         .log_event(

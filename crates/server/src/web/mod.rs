@@ -10,6 +10,8 @@
 //! a CSRF token bound to the session (or, before log-in, to a random cookie of its own).
 
 mod i18n;
+mod kindergartens;
+mod me;
 mod oidc;
 mod pages;
 mod session;
@@ -47,9 +49,9 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(pages::front))
         .route("/datasett/{org}/{dataset}", get(pages::dataset))
         .route("/datasett/{org}/{dataset}/last-ned", get(pages::download))
-        .route("/apne-data/ledige-barnehageplasser", get(pages::kindergartens))
-        .route("/min-side", get(pages::me))
-        .route("/min-side/data.json", get(pages::me_download))
+        .route("/apne-data/ledige-barnehageplasser", get(kindergartens::kindergartens))
+        .route("/min-side", get(me::me))
+        .route("/min-side/data.json", get(me::me_download))
         .route("/api", get(pages::api))
         .route("/avtaler", get(work::agreements).post(work::request))
         .route("/avtaler/{id}/{action}", post(work::transition))

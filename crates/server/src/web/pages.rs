@@ -1,5 +1,5 @@
-//! The pages that show data: the catalogue, a dataset, the open-data page of free kindergarten
-//! places, a citizen's own page and the API document. Every read of table data goes through the
+//! The pages that show data: the catalogue, a dataset and the API document (the open page of
+//! free kindergarten places is `kindergartens.rs`, a citizen's own page `me.rs`). Every read of table data goes through the
 //! engine (`Engine::rows`, `Engine::sql`, `Engine::own_data`) as the visitor, with the purpose
 //! they chose, on channel `web` — the same door and the same access log as the API.
 
@@ -15,19 +15,18 @@ use tverr_core::{Classification, DatasetRef};
 use tverr_policy::{Denial, Principal};
 
 use super::{Chrome, Message, Visitor, query_value, svg};
-use crate::auth::CitizenCaller;
 use crate::{AppState, CatalogFilters, ListedDataset, Problem};
 use tverr_access::Channel;
 use tverr_access::ingest::ColumnType;
 
 /// The channel page reads are logged under.
-const CHANNEL: Channel = Channel::Web;
+pub(super) const CHANNEL: Channel = Channel::Web;
 /// Rows in a dataset page's preview.
-const PREVIEW_ROWS: usize = 20;
+pub(super) const PREVIEW_ROWS: usize = 20;
 /// Geometries drawn on a dataset page's map at most.
-const MAP_SHAPES: usize = 5_000;
+pub(super) const MAP_SHAPES: usize = 5_000;
 
-fn not_found(v: &Visitor) -> Response {
+pub(super) fn not_found(v: &Visitor) -> Response {
     let page = v.chrome(v.lang.t("not_found"));
     let mut text = v.lang.t("not_found_text").to_string();
     if matches!(v.principal, Principal::Anonymous) {
@@ -60,7 +59,7 @@ pub(super) fn role_or_page<R: TryFrom<crate::Caller, Error = Problem>>(
     })
 }
 
-fn class_key(c: Classification) -> &'static str {
+pub(super) fn class_key(c: Classification) -> &'static str {
     match c {
         Classification::Open => "class_open",
         Classification::Internal => "class_internal",
@@ -69,7 +68,7 @@ fn class_key(c: Classification) -> &'static str {
     }
 }
 
-fn class_slug(c: Classification) -> &'static str {
+pub(super) fn class_slug(c: Classification) -> &'static str {
     match c {
         Classification::Open => "open",
         Classification::Internal => "internal",
@@ -79,7 +78,7 @@ fn class_slug(c: Classification) -> &'static str {
 }
 
 /// A dataset as a card in the catalogue.
-struct Card {
+pub(super) struct Card {
     href: String,
     title: String,
     reference: String,
@@ -92,19 +91,19 @@ struct Card {
 }
 
 /// One `<option>`.
-struct Choice {
-    value: String,
-    label: String,
-    selected: bool,
+pub(super) struct Choice {
+    pub(super) value: String,
+    pub(super) label: String,
+    pub(super) selected: bool,
 }
 
-fn choices(items: impl IntoIterator<Item = (String, String)>, selected: Option<&str>) -> Vec<Choice> {
+pub(super) fn choices(items: impl IntoIterator<Item = (String, String)>, selected: Option<&str>) -> Vec<Choice> {
     items.into_iter().map(|(value, label)| Choice { selected: selected == Some(value.as_str()), value, label }).collect()
 }
 
 #[derive(Template)]
 #[template(path = "front.html")]
-struct Front {
+pub(super) struct Front {
     page: Chrome,
     q: String,
     orgs: Vec<Choice>,
@@ -184,11 +183,16 @@ pub async fn front(State(state): State<AppState>, v: Visitor) -> Response {
 }
 
 /// `2026-11-27T10:45:51.446Z` as `2026-11-27 10:45` (UTC).
-fn short_time(t: &str) -> String {
+pub(super) fn short_time(t: &str) -> String {
     t.replace('T', " ").chars().take(16).collect()
 }
 
-fn card(d: &ListedDataset, orgs: &BTreeMap<String, String>, depts: &BTreeMap<(String, String), String>, lang: super::Lang) -> Card {
+pub(super) fn card(
+    d: &ListedDataset,
+    orgs: &BTreeMap<String, String>,
+    depts: &BTreeMap<(String, String), String>,
+    lang: super::Lang,
+) -> Card {
     let m = &d.meta;
     Card {
         href: format!("/datasett/{}/{}", m.org, m.slug),
@@ -217,7 +221,7 @@ pub(crate) struct Table {
 /// Reads a released result into a table (at most `max` rows) and the geometries of its
 /// geometry columns; the rest of the stream is dropped (its completion record says how many
 /// rows left).
-async fn collect(released: Released, max: usize) -> Result<(Table, Vec<geo::Geometry>), QueryError> {
+pub(super) async fn collect(released: Released, max: usize) -> Result<(Table, Vec<geo::Geometry>), QueryError> {
     use arrow::util::display::{ArrayFormatter, FormatOptions};
     let mut stream = released.stream;
     let schema = stream.schema();
@@ -283,7 +287,7 @@ pub(crate) fn batch_table(batch: &arrow::record_batch::RecordBatch) -> Table {
     Table { columns: batch.schema().fields().iter().map(|f| f.name().clone()).collect(), rows }
 }
 
-fn wkb_at(array: &dyn arrow::array::Array, row: usize) -> Option<geo::Geometry> {
+pub(super) fn wkb_at(array: &dyn arrow::array::Array, row: usize) -> Option<geo::Geometry> {
     use arrow::array::{Array, BinaryArray, BinaryViewArray, LargeBinaryArray};
     use geozero::ToGeo;
     let any = array.as_any();
@@ -309,7 +313,7 @@ fn wkb_at(array: &dyn arrow::array::Array, row: usize) -> Option<geo::Geometry> 
 }
 
 /// A geometry in a table cell: a point's coordinates, otherwise its kind.
-fn describe_shape(g: &geo::Geometry) -> String {
+pub(super) fn describe_shape(g: &geo::Geometry) -> String {
     match g {
         geo::Geometry::Point(p) => format!("{:.0}, {:.0}", p.x(), p.y()),
         geo::Geometry::Polygon(_) | geo::Geometry::MultiPolygon(_) => "polygon".into(),
@@ -318,7 +322,7 @@ fn describe_shape(g: &geo::Geometry) -> String {
     }
 }
 
-struct ColumnRow {
+pub(super) struct ColumnRow {
     name: String,
     column_type: String,
     category: String,
@@ -326,7 +330,7 @@ struct ColumnRow {
     mask: String,
 }
 
-struct VersionRow {
+pub(super) struct VersionRow {
     version: i64,
     when: String,
     actor: String,
@@ -335,14 +339,14 @@ struct VersionRow {
     rows: Option<i64>,
 }
 
-struct Example {
+pub(super) struct Example {
     label: &'static str,
     code: String,
 }
 
 #[derive(Template)]
 #[template(path = "dataset.html")]
-struct DatasetPage {
+pub(super) struct DatasetPage {
     page: Chrome,
     title: String,
     reference: String,
@@ -552,7 +556,7 @@ type ChartKey = (String, i64, &'static str);
 type ChartCache = std::collections::HashMap<ChartKey, Option<(String, String)>>;
 
 /// Charts kept at most; past it, the cache starts again.
-const CHARTS_KEPT: usize = 256;
+pub(super) const CHARTS_KEPT: usize = 256;
 
 impl Charts {
     fn get(&self, key: &ChartKey) -> Option<Option<(String, String)>> {
@@ -569,10 +573,10 @@ impl Charts {
 }
 
 /// The open dataset of an organisation whose geometry is its outline, drawn under its maps.
-const OUTLINE: &str = "kommunegrense";
+pub(super) const OUTLINE: &str = "kommunegrense";
 
 /// The organisation's outline, when it publishes one as open data (`{org}/kommunegrense`).
-async fn outline(state: &AppState, org: &str) -> Option<geo::Geometry> {
+pub(super) async fn outline(state: &AppState, org: &str) -> Option<geo::Geometry> {
     let r: DatasetRef = format!("{org}/{OUTLINE}").parse().ok()?;
     let q = RowsQuery { limit: Some(10), ..RowsQuery::default() };
     let released = state.engine.rows(&Principal::Anonymous, None, &r, &q, CHANNEL).await.ok()?;
@@ -580,11 +584,11 @@ async fn outline(state: &AppState, org: &str) -> Option<geo::Geometry> {
     shapes.into_iter().next()
 }
 
-fn crate_encode(v: &str) -> String {
+pub(super) fn crate_encode(v: &str) -> String {
     url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
 }
 
-fn examples(r: &DatasetRef, purpose: Option<&str>, class: Classification) -> Vec<Example> {
+pub(super) fn examples(r: &DatasetRef, purpose: Option<&str>, class: Classification) -> Vec<Example> {
     let open = class == Classification::Open;
     let auth = if open { String::new() } else { " \\\n  -H \"Authorization: Bearer $TVERR_TOKEN\"".to_string() };
     let purpose_h = match (open, purpose) {
@@ -622,7 +626,7 @@ fn examples(r: &DatasetRef, purpose: Option<&str>, class: Classification) -> Vec
 /// A chart for a dataset with a date or time column and a number column: the monthly average,
 /// one line per value of the text column that best separates the numbers (pH from °C, say),
 /// through `Engine::sql` like any other read.
-async fn time_series(
+pub(super) async fn time_series(
     state: &AppState,
     caller: &crate::Caller,
     r: &DatasetRef,
@@ -712,238 +716,7 @@ pub async fn download(State(state): State<AppState>, v: Visitor, path: Path<(Str
     }
 }
 
-struct Kindergarten {
-    name: String,
-    address: String,
-    district: String,
-    ownership: String,
-    ages: String,
-    free: String,
-    capacity: String,
-}
-
-#[derive(Template)]
-#[template(path = "kindergartens.html")]
-struct Kindergartens {
-    page: Chrome,
-    ages: Vec<Choice>,
-    districts: Vec<Choice>,
-    rows: Vec<Kindergarten>,
-    map: Option<String>,
-    map_alt: String,
-    error: Option<String>,
-}
-
-/// The open dataset the page shows.
-const KINDERGARTENS: &str = "hamar/barnehager";
-
-/// `GET /apne-data/ledige-barnehageplasser?alder=&bydel=`: no log-in; kindergartens with free
-/// places, filtered by the child's age and the district, as a table and a map.
-pub async fn kindergartens(State(state): State<AppState>, v: Visitor) -> Response {
-    let r: DatasetRef = KINDERGARTENS.parse().expect("a valid reference");
-    let who = Principal::Anonymous;
-    let age = query_value(v.query.as_deref(), "alder").filter(|a| !a.is_empty());
-    let district = query_value(v.query.as_deref(), "bydel").filter(|a| !a.is_empty());
-    let mut error = None;
-    // The districts offered are the dataset's own; a value from elsewhere is refused, not quoted.
-    let districts: Vec<String> =
-        match state.engine.sql(&who, None, "SELECT DISTINCT bydel FROM hamar.barnehager ORDER BY bydel", CHANNEL).await {
-            Ok(released) => match collect(released, 1000).await {
-                Ok((t, _)) => t.rows.into_iter().map(|mut r| r.remove(0)).filter(|d| !d.is_empty()).collect(),
-                Err(e) => return problem_page(&v, Problem::from_query(e)),
-            },
-            Err(e) => return problem_page(&v, Problem::from_query(e)),
-        };
-    let mut filter = vec!["ledige_plasser > 0".to_string()];
-    match age.as_deref().map(str::parse::<u8>) {
-        Some(Ok(a)) if a <= 5 => filter.push(format!("alder_fra <= {a} AND alder_til >= {a}")),
-        Some(_) => error = Some(format!("{}: 0–5", v.lang.t("age"))),
-        None => {}
-    }
-    match &district {
-        Some(d) if districts.contains(d) => filter.push(format!("bydel = '{}'", d.replace('\'', "''"))),
-        Some(d) => error = Some(format!("{}: {d:?}", v.lang.t("district"))),
-        None => {}
-    }
-    let q = RowsQuery {
-        filter: Some(filter.join(" AND ")),
-        order_by: vec![("ledige_plasser".into(), true), ("navn".into(), false)],
-        limit: Some(1000),
-        stable_order: true,
-        ..RowsQuery::default()
-    };
-    let (table, shapes) = match state.engine.rows(&who, None, &r, &q, CHANNEL).await {
-        Ok(released) => match collect(released, 1000).await {
-            Ok(x) => x,
-            Err(e) => return problem_page(&v, Problem::from_query(e)),
-        },
-        Err(e) => return problem_page(&v, Problem::from_query(e)),
-    };
-    let col = |name: &str| table.columns.iter().position(|c| c == name);
-    let cell = |row: &Vec<String>, name: &str| col(name).map(|i| row[i].clone()).unwrap_or_default();
-    let rows: Vec<Kindergarten> = table
-        .rows
-        .iter()
-        .map(|row| Kindergarten {
-            name: cell(row, "navn"),
-            address: cell(row, "adresse"),
-            district: cell(row, "bydel"),
-            ownership: cell(row, "eierform"),
-            ages: format!("{}–{}", cell(row, "alder_fra"), cell(row, "alder_til")),
-            free: cell(row, "ledige_plasser"),
-            capacity: cell(row, "kapasitet"),
-        })
-        .collect();
-    let labels: Vec<String> = rows.iter().map(|k| format!("{}: {} {}", k.name, k.free, v.lang.t("free_places").to_lowercase())).collect();
-    let map_alt = v.lang.t("map_alt").replace("{n}", &shapes.len().to_string());
-    let outline = outline(&state, r.org.as_str()).await;
-    let page = Kindergartens {
-        page: v.chrome(v.lang.t("kg_title")),
-        ages: choices((0..=5).map(|a| (a.to_string(), format!("{a} {}", v.lang.t("years")))), age.as_deref()),
-        districts: choices(districts.into_iter().map(|d| (d.clone(), d)), district.as_deref()),
-        map: (!shapes.is_empty()).then(|| svg::map(&shapes, &labels, &map_alt, outline.as_ref())),
-        map_alt,
-        rows,
-        error,
-    };
-    v.page(if page.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK }, &page)
-}
-
-struct AccessRow {
-    when: String,
-    who: String,
-    why: String,
-    law: String,
-    what: String,
-    how: String,
-}
-
-struct OwnData {
-    title: String,
-    table: Table,
-}
-
-#[derive(Template)]
-#[template(path = "me.html")]
-struct MePage {
-    page: Chrome,
-    accesses: Vec<AccessRow>,
-    data: Vec<OwnData>,
-}
-
-/// `GET /min-side`: a citizen's data and who accessed it.
-pub async fn me(State(state): State<AppState>, v: Visitor) -> Response {
-    let citizen: CitizenCaller = match role_or_page(&v, "me_title", "me_only_citizens") {
-        Ok(citizen) => citizen,
-        Err(page) => return page,
-    };
-    let log = match crate::me::access_log_of(&state, &citizen, CHANNEL).await {
-        Ok(l) => l,
-        Err(p) => return problem_page(&v, p),
-    };
-    // Names rather than slugs: "Servicetorget", "Svar til innbyggere i servicetorget".
-    let mut names = Names::default();
-    for d in state.engine.catalog().departments(None).await.unwrap_or_default() {
-        names.departments.insert((d.org.clone(), d.slug.clone()), d.name.clone());
-    }
-    for o in state.engine.catalog().orgs().await.unwrap_or_default() {
-        for p in state.engine.policy().purposes(&o.slug).await.unwrap_or_default() {
-            names.purposes.insert((p.org.clone(), p.slug.clone()), p.name.clone());
-        }
-    }
-    // Who else: the citizen's own reads are in the API's log and the download, not in this list.
-    let accesses = log.accesses.iter().filter(|a| a.reader.kind != "self").map(|a| access_row(a, v.lang, &names)).collect();
-    let reads = match state.engine.own_data(&citizen.caller.principal, CHANNEL).await {
-        Ok(r) => r,
-        Err(e) => return problem_page(&v, Problem::from_query(e)),
-    };
-    let mut data = Vec::new();
-    for released in reads {
-        let r = released.grants[0].dataset().clone();
-        let title = state.engine.catalog().dataset(&r).await.map(|m| m.title).unwrap_or_else(|_| r.to_string());
-        match collect(released, 1000).await {
-            Ok((table, _)) if !table.rows.is_empty() => data.push(OwnData { title, table }),
-            Ok(_) => {}
-            Err(e) => return problem_page(&v, Problem::from_query(e)),
-        }
-    }
-    v.page(StatusCode::OK, &MePage { page: v.chrome(v.lang.t("me_title")), accesses, data })
-}
-
-/// Display names of departments and purposes, by (organisation, slug).
-#[derive(Default)]
-struct Names {
-    departments: BTreeMap<(String, String), String>,
-    purposes: BTreeMap<(String, String), String>,
-}
-
-fn access_row(a: &crate::me::Access, lang: super::Lang, names: &Names) -> AccessRow {
-    let r = &a.reader;
-    let org = r.organisation.clone().unwrap_or_default();
-    let who = match r.kind.as_str() {
-        "self" => lang.t("me_self").to_string(),
-        "operator" => lang.t("me_operator").to_string(),
-        kind => {
-            let mut parts = vec![r.organisation_name.clone().or(r.organisation.clone()).unwrap_or_default()];
-            parts.extend(
-                r.department.as_ref().map(|d| names.departments.get(&(org.clone(), d.clone())).cloned().unwrap_or_else(|| d.clone())),
-            );
-            let role = match &r.role {
-                Some(role) => lang.label("role", role),
-                None if kind == "system" => lang.t("me_system").into(),
-                None => lang.t("me_employee").into(),
-            };
-            parts.push(match &r.employee {
-                Some(name) => format!("{role} {name}"),
-                None => role,
-            });
-            parts.retain(|p| !p.is_empty());
-            parts.join(", ")
-        }
-    };
-    let mut laws = Vec::new();
-    let what = a
-        .datasets
-        .iter()
-        .map(|d| {
-            if let Some(h) = d.legal_basis.get("hjemmel").and_then(|h| h.as_str())
-                && !laws.contains(&h.to_string())
-            {
-                laws.push(h.to_string());
-            }
-            let scope = if d.scope == "bulk" { format!(" ({})", lang.t("me_bulk")) } else { String::new() };
-            format!("{}{scope}", d.title)
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
-    AccessRow {
-        when: short_time(&a.at),
-        who,
-        why: a
-            .purpose
-            .as_ref()
-            .map(|p| names.purposes.get(&(org.clone(), p.clone())).cloned().unwrap_or_else(|| p.clone()))
-            .unwrap_or_default(),
-        law: laws.join("; "),
-        what,
-        how: a.channel.clone(),
-    }
-}
-
-/// `GET /min-side/data.json`: everything about the citizen as a file, by the API's own code.
-pub async fn me_download(State(state): State<AppState>, v: Visitor) -> Response {
-    let citizen = match CitizenCaller::try_from(v.caller(None)) {
-        Ok(citizen) => citizen,
-        Err(p) => return problem_page(&v, p),
-    };
-    let q = axum::extract::Query(crate::me::DataQuery { download: true, purpose: None });
-    match crate::me::data(State(state), citizen, q).await {
-        Ok(r) => r,
-        Err(p) => problem_page(&v, p),
-    }
-}
-
-struct Operation {
+pub(super) struct Operation {
     method: String,
     path: String,
     summary: String,
@@ -954,7 +727,7 @@ struct Operation {
 
 #[derive(Template)]
 #[template(path = "api.html")]
-struct ApiPage {
+pub(super) struct ApiPage {
     page: Chrome,
     tags: Vec<(String, Vec<Operation>)>,
 }
