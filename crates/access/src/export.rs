@@ -325,7 +325,10 @@ fn tabular_schema(schema: &Schema, geometry: &[GeometryColumn]) -> Arc<Schema> {
 /// their error text in the cell instead, and that text quotes the value (from which the data it
 /// was computed from can be read back). The failure names no value.
 fn on_the_calendar(c: &ArrayRef) -> Result<(), QueryError> {
-    if !matches!(c.data_type(), DataType::Timestamp(..) | DataType::Date32 | DataType::Date64) {
+    // Nanoseconds in an i64 span ±292 years: always on the calendar, and no pass is needed.
+    if !matches!(c.data_type(), DataType::Timestamp(..) | DataType::Date32 | DataType::Date64)
+        || matches!(c.data_type(), DataType::Timestamp(TimeUnit::Nanosecond, _))
+    {
         return Ok(());
     }
     let off = || QueryError::Execution("a value could not be converted to the requested type".into());

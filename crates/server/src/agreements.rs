@@ -115,7 +115,7 @@ pub(crate) async fn request_as(state: &AppState, who: &SignedIn, body: &[u8], ch
     let mut hidden = false;
     for d in &req.datasets {
         if let Ok(r) = d.dataset.parse::<tverr_core::DatasetRef>() {
-            hidden |= !crate::upload::may_see(state, &caller.principal, None, &r).await;
+            hidden |= !crate::may_see(state, &caller.principal, None, &r).await;
         }
     }
     let refusal = |p: Problem| if hidden && matches!(p.status, 400 | 404 | 409 | 422) { Problem::dataset_not_found() } else { p };

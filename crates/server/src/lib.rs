@@ -254,6 +254,14 @@ struct DatasetList {
     datasets: Vec<ListedDataset>,
 }
 
+/// Whether `who` may know that the dataset exists: it is their own organisation's, or one the
+/// policy would let them read. A refused write is a 403 only then; otherwise it is the same 404
+/// as a dataset that does not exist (API and web alike).
+pub(crate) async fn may_see(state: &AppState, who: &tverr_policy::Principal, purpose: Option<&str>, r: &DatasetRef) -> bool {
+    crate::own_org(who) == Some(r.org.as_str())
+        || !matches!(state.engine.policy().entitle(who, purpose, r).await, Ok(Err(tverr_policy::Denial::NotFound)) | Err(_))
+}
+
 /// The organisation a principal works for, if any.
 fn own_org(p: &tverr_policy::Principal) -> Option<&str> {
     match p {

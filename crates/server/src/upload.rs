@@ -225,7 +225,7 @@ async fn writable(state: &AppState, caller: &Caller, org: &str, dataset: &str) -
         Err(_) => return Err(Problem::dataset_not_found()),
     };
     if let Err(e) = Policy::may(&caller.principal, Action::Write { org: r.org.as_str(), department: &meta.department }) {
-        let visible = may_see(state, &caller.principal, caller.purpose.as_deref(), &r).await;
+        let visible = crate::may_see(state, &caller.principal, caller.purpose.as_deref(), &r).await;
         return Err(if visible { Problem::from_policy(e) } else { Problem::dataset_not_found() });
     }
     Ok(r)
@@ -240,14 +240,6 @@ fn signed_in_to_write(caller: &Caller) -> Result<(), Problem> {
         }
         _ => Ok(()),
     }
-}
-
-/// Whether `who` may know that the dataset exists: it is their own organisation's, or one the
-/// policy would let them read. A refused write is a 403 only then; otherwise it is the same 404
-/// as a dataset that does not exist (API and web alike).
-pub(crate) async fn may_see(state: &AppState, who: &tverr_policy::Principal, purpose: Option<&str>, r: &DatasetRef) -> bool {
-    crate::own_org(who) == Some(r.org.as_str())
-        || !matches!(state.engine.policy().entitle(who, purpose, r).await, Ok(Err(tverr_policy::Denial::NotFound)) | Err(_))
 }
 
 /// `POST /api/v1/datasets/{org}/{dataset}/versions?mode=append|replace|upsert&key=` with the file.

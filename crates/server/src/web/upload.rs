@@ -250,7 +250,7 @@ pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Mul
     };
     if let Err(e) = tverr_policy::Policy::may(&v.principal, tverr_policy::Action::Write { org: r.org.as_str(), department: &department }) {
         // Another organisation's dataset the visitor may not read is the same 404 as none.
-        if !creating && !crate::upload::may_see(&state, &v.principal, None, &r).await {
+        if !creating && !crate::may_see(&state, &v.principal, None, &r).await {
             return refuse(StatusCode::NOT_FOUND, format!("{}: {r}", v.lang.t("not_found")), values).await;
         }
         return refuse(StatusCode::FORBIDDEN, e.to_string(), values).await;
