@@ -208,6 +208,86 @@ test('a link on another site neither looks a person up nor reads data in the cas
   assert.ok(accesses() > before, "the posted look-up is logged");
 });
 
+test('a case worker sees a property, its zoning plans and neighbours in one view; the owner sees theirs without the neighbours', async () => {
+  // A larger municipality, so parcels have neighbours within 200 m.
+  const town = await startServer([], {}, 3000);
+  try {
+    const sql = (q) => town.cli('sql', '--purpose', 'eiendomsskatt', '--format', 'csv', q).split('\n').slice(1);
+    const open = "e.eier_fnr IN (SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert')";
+    // A property a zoning plan covers, whose owner has no protected address.
+    const [planned] = sql(`SELECT e.matrikkel FROM hamar.eiendommer e JOIN hamar.reguleringsplaner p ON ST_Intersects(e.geometry, p.geometry) WHERE ${open} ORDER BY e.matrikkel LIMIT 1`);
+    assert.match(planned, /^3403-\d+\/\d+$/);
+    // A property with neighbours within 200 m.
+    const parcels = sql(`SELECT e.matrikkel, ST_X(ST_Centroid(e.geometry)), ST_Y(ST_Centroid(e.geometry)) FROM hamar.eiendommer e WHERE ${open}`)
+      .map((l) => l.split(',')).map(([m, x, y]) => [m, Number(x), Number(y)]);
+    const near = parcels.map(([m, x, y]) => [m, parcels.filter(([o, a, b]) => o !== m && Math.hypot(a - x, b - y) < 150).length])
+      .sort((a, b) => b[1] - a[1])[0][0];
+    const page = await fresh();
+    await login(page, town.url, 'ola');
+    await page.goto(town.url + '/byggesak');
+    await page.fill('#bs-q', planned);
+    await page.selectOption('#bs-avstand', '200');
+    await submit(page, 'form[action="/byggesak"] button[type=submit]');
+    assert.match(await page.locator('h2#bs-property').textContent(), new RegExp(planned));
+    const shares = await page.locator('#bs-zoning-caption ~ tbody td.num:nth-of-type(4)').allTextContents();
+    assert.ok(shares.length >= 1, 'a zoning plan applies');
+    for (const s of shares) assert.match(s, /^\d{1,3},\d %$/, `share written as Norwegians read it: ${s}`);
+    assert.ok(await page.locator('svg.map path.parcel').count() >= 1, 'the parcel on the map');
+    assert.ok(await page.locator('svg.map path.plan').count() >= 1, 'the plan area on the map');
+    assert.match(await page.locator('.notice').first().textContent(), /Folkeregisteret/);
+    assert.ok(await page.locator('.found').count() >= 2, 'rows from several departments');
+    assert.deepEqual(await axe(page), []);
+    await screenshots(page, 'byggesak-property');
+
+    // The neighbour list of a property in a denser spot, as a table, a CSV file and a printable list.
+    await page.fill('#bs-q', near);
+    await page.selectOption('#bs-avstand', '200');
+    await submit(page, 'form[action="/byggesak"] button[type=submit]');
+    const neighbours = await page.locator('#bs-neighbours-caption ~ tbody tr').count();
+    assert.ok(neighbours >= 1, `neighbours of ${near}`);
+    assert.ok(await page.locator('svg.map path.neighbour').count() >= neighbours);
+    await screenshots(page, 'byggesak-neighbours');
+    assert.deepEqual(await axe(page), []);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('form[action="/byggesak/naboliste"] button[value=csv]')]);
+    assert.match(download.suggestedFilename(), /^naboliste-3403-\d+-\d+\.csv$/);
+    const csv = (await (await import('node:fs/promises')).readFile(await download.path(), 'utf8')).trim().split('\n');
+    assert.equal(csv[0], 'matrikkel,adresse,eier_navn,eier_orgnr');
+    assert.equal(csv.length - 1, neighbours);
+    await submit(page, 'form[action="/byggesak/naboliste"] button[value=print]');
+    assert.equal(await page.locator('h1').textContent(), 'Naboliste for nabovarsel');
+    assert.equal(await page.locator('tbody tr').count(), neighbours);
+    assert.deepEqual(await axe(page), []);
+    await screenshots(page, 'byggesak-print');
+    // The reads are in the log, with the purpose.
+    const log = town.cli('audit', 'search', '--user', 'ola');
+    assert.match(log, /"purpose":"byggesaksbehandling"/);
+    assert.match(log, /"channel":"web"/);
+
+    // The owner of the planned property logs in as a citizen and sees it, without neighbours.
+    const owner = sql(`SELECT eier_fnr FROM hamar.eiendommer WHERE matrikkel = '${planned}'`)[0];
+    const citizen = await fresh();
+    await citizen.goto(town.url + '/logg-inn');
+    await citizen.fill('#fnr', owner);
+    await submit(citizen, 'form[action="/logg-inn/innbygger"] button');
+    await citizen.goto(town.url + '/byggesak');
+    const own = await citizen.locator('#bs-matches ~ form button').allTextContents();
+    assert.ok(own.some((t) => t.startsWith(planned)), `own properties: ${own}`);
+    await submit(citizen, `#bs-matches ~ form button[value="${planned}"]`);
+    assert.ok((await citizen.locator('#bs-zoning-caption ~ tbody tr').count()) >= 1, 'the plans that apply');
+    assert.equal(await citizen.locator('#bs-neighbours').count(), 0, 'no neighbour list for a citizen');
+    assert.equal(await citizen.locator('svg.map path.neighbour').count(), 0);
+    assert.deepEqual(await axe(citizen), []);
+    await screenshots(citizen, 'byggesak-citizen');
+    // Someone else's property is not found.
+    await citizen.fill('#bs-q', near);
+    await submit(citizen, 'form[action="/byggesak"] button[type=submit]');
+    assert.match(await citizen.locator('.error').textContent(), /Fant ingen eiendom du har lov å se/);
+    assert.deepEqual(await axe(citizen), []);
+  } finally {
+    town.stop();
+  }
+});
+
 test('every page switches language, and passes axe in both languages logged in and out', async () => {
   const pages = [
     [null, '/', 'front'],
@@ -221,10 +301,12 @@ test('every page switches language, and passes axe in both languages logged in a
     ['ola', '/datasett/hamar/innbyggere?purpose=byggesaksbehandling', 'dataset-masked'],
     ['ola', '/datasett/hamar/innbyggere', 'dataset-purpose-picker'],
     ['ola', '/oppslag', 'lookup'],
+    ['ola', '/byggesak', 'byggesak'],
     ['ola', '/avtaler', 'agreements'],
     ['kari', '/last-opp', 'upload'],
     ['revisor', '/revisjon?verify=1&search=1&user=ola', 'audit'],
     ['citizen', '/min-side', 'min-side'],
+    ['citizen', '/byggesak', 'byggesak-own'],
   ];
   const pid = server.cli('sql', '--purpose', 'folkeregisterforvaltning', '--format', 'csv',
     'SELECT fodselsnummer FROM hamar.innbyggere ORDER BY fodselsnummer LIMIT 1').split('\n')[1];

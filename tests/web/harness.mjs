@@ -22,11 +22,11 @@ function freePort() {
 }
 
 /** A demo municipality served on loopback; `stop()` ends it and removes its data. */
-export async function startServer(extraArgs = [], env = {}) {
+export async function startServer(extraArgs = [], env = {}, persons = 300) {
   const dir = mkdtempSync(join(tmpdir(), 'tverr-web-'));
   const data = join(dir, 'data');
   const allEnv = { ...process.env, TVERR_DATA: data, ...env };
-  execFileSync(bin, ['demo', '--persons', '300'], { env: allEnv, stdio: 'ignore' });
+  execFileSync(bin, ['demo', '--persons', String(persons)], { env: allEnv, stdio: 'ignore' });
   const port = await freePort();
   const proc = spawn(bin, ['serve', '--demo', '--listen', `127.0.0.1:${port}`, ...extraArgs], { env: allEnv, stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';

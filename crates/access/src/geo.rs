@@ -1,5 +1,5 @@
 //! Coordinate reference systems and the geo functions Tverr adds to SQL next to geodatafusion's:
-//! `ST_SetSRID`, `ST_SRID`, `ST_Transform` (proj4rs) and `ST_DWithin`.
+//! `ST_SetSRID`, `ST_SRID`, `ST_Transform` (proj4rs), `ST_DWithin` and `ST_Intersection`.
 //!
 //! Geometries are WKB. A geometry column's CRS is catalogue metadata; the secure scan releases
 //! each geometry column through `ST_SetSRID`, so the CRS travels with the column as GeoArrow
@@ -129,10 +129,14 @@ pub const FAILURES: &[&str] = &[
     "a coordinate cannot be transformed",
     "a coordinate has no position in the target CRS",
     "a distance is negative or not a number",
+    AREAS_ONLY,
 ];
 
+/// What `ST_Intersection` says of a geometry that is not an area.
+const AREAS_ONLY: &str = "both geometries must be polygons or multipolygons";
+
 /// The names in front of [`FAILURES`].
-pub const FAILING_FUNCTIONS: &[&str] = &["ST_Transform", "ST_DWithin", "ST_ functions"];
+pub const FAILING_FUNCTIONS: &[&str] = &["ST_Transform", "ST_DWithin", "ST_Intersection", "ST_ functions"];
 
 /// Transforms a coordinate pair between two CRSs.
 pub fn transform_point(from: Crs, to: Crs, x: f64, y: f64) -> Result<(f64, f64), String> {
@@ -585,6 +589,92 @@ impl ScalarUDFImpl for DWithin {
     }
 }
 
+/// `ST_Intersection(a, b)`: the area `a` and `b` share, as a (multi)polygon in `a`'s CRS (`b` is
+/// transformed into it when both carry one and they differ). Both must be areal (polygons or
+/// multipolygons); an empty result is an empty multipolygon, whose `ST_Area` is 0.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Intersection {
+    signature: Signature,
+}
+
+impl Intersection {
+    /// The function.
+    pub fn udf() -> ScalarUDF {
+        ScalarUDF::new_from_impl(Self { signature: Signature::any(2, Volatility::Immutable) })
+    }
+}
+
+/// An areal geometry as a multipolygon, or why it is not one.
+fn areal(g: Geometry) -> DfResult<geo::MultiPolygon> {
+    match g {
+        Geometry::Polygon(p) => Ok(geo::MultiPolygon::new(vec![p])),
+        Geometry::MultiPolygon(m) => Ok(m),
+        Geometry::Rect(r) => Ok(geo::MultiPolygon::new(vec![r.to_polygon()])),
+        _ => exec_err!("ST_Intersection: {AREAS_ONLY}"),
+    }
+}
+
+impl ScalarUDFImpl for Intersection {
+    fn name(&self) -> &str {
+        "st_intersection"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Binary)
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        geometry_argument("ST_Intersection", &args.arg_fields[0])?;
+        geometry_argument("ST_Intersection", &args.arg_fields[1])?;
+        Ok(Arc::new(match field_crs(&args.arg_fields[0]).or_else(|| field_crs(&args.arg_fields[1])) {
+            Some(crs) => geometry_field(self.name(), crs),
+            None => Field::new(self.name(), DataType::Binary, true),
+        }))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        use geo::BooleanOps;
+        let rows = args.number_rows;
+        let (crs_a, crs_b) = (field_crs(&args.arg_fields[0]), field_crs(&args.arg_fields[1]));
+        let a = wkb_array(&args.args[0].to_array(rows)?, &args.arg_fields[0])?;
+        let b = wkb_array(&args.args[1].to_array(rows)?, &args.arg_fields[1])?;
+        let mut out = BinaryBuilder::with_capacity(rows, 64 * rows);
+        // A constant b (a parcel compared with every plan) is read once.
+        let constant = matches!(args.args[1], ColumnarValue::Scalar(_));
+        let load_b = |i: usize| -> DfResult<Option<geo::MultiPolygon>> {
+            if b.is_null(i) {
+                return Ok(None);
+            }
+            let mut g = from_wkb(b.value(i))?;
+            if let (Some(from), Some(to)) = (crs_b, crs_a) {
+                transform_geometry(&mut g, from, to)
+                    .map_err(|e| datafusion::error::DataFusionError::Execution(format!("ST_Intersection: {e}")))?;
+            }
+            areal(g).map(Some)
+        };
+        let fixed = if constant && rows > 0 { Some(load_b(0)?) } else { None };
+        for i in 0..rows {
+            let gb = match &fixed {
+                Some(g) => g.clone(),
+                None => load_b(i)?,
+            };
+            match (a.is_null(i), gb) {
+                (false, Some(gb)) => {
+                    let shared = areal(from_wkb(a.value(i))?)?.intersection(&gb);
+                    out.append_value(to_wkb(&Geometry::MultiPolygon(shared)).map_err(datafusion::error::DataFusionError::Execution)?);
+                }
+                _ => out.append_null(),
+            }
+        }
+        let array: ArrayRef = Arc::new(out.finish());
+        Ok(ColumnarValue::Array(array))
+    }
+}
+
 /// The geo functions, built once.
 static FUNCTIONS: LazyLock<Vec<Arc<ScalarUDF>>> = LazyLock::new(|| {
     let ctx = SessionContext::new();
@@ -596,12 +686,14 @@ static FUNCTIONS: LazyLock<Vec<Arc<ScalarUDF>>> = LazyLock::new(|| {
         .filter(|(name, _)| name.starts_with("st_") || *name == "box2d" || *name == "box3d" || *name == "geometrytype")
         .map(|(_, f)| f.clone())
         .collect();
-    functions.retain(|f| !matches!(f.name(), "st_setsrid" | "st_srid" | "st_transform" | "st_dwithin"));
+    functions.retain(|f| !matches!(f.name(), "st_setsrid" | "st_srid" | "st_transform" | "st_dwithin" | "st_intersection"));
     // geodatafusion's functions panic on some inputs (a NULL geometry beside a column, for
     // `ST_Intersects`); each call is made a failure of that query instead.
     let mut functions: Vec<Arc<ScalarUDF>> =
         functions.into_iter().map(|f| Arc::new(ScalarUDF::new_from_impl(Guarded { inner: f.inner().clone(), bound: None }))).collect();
     functions.extend([SetSrid::udf(), Srid::udf(), Transform::udf(), DWithin::udf()].map(Arc::new));
+    // Polygon clipping can panic on degenerate rings: guarded like geodatafusion's functions.
+    functions.push(Arc::new(ScalarUDF::new_from_impl(Guarded { inner: Intersection::udf().inner().clone(), bound: None })));
     functions
 });
 
@@ -838,5 +930,22 @@ mod tests {
         let Geometry::Point(p) = back else { panic!("a point") };
         assert!((p.x() - 287_000.0).abs() < 1e-6 && (p.y() - 6_744_500.0).abs() < 1e-6);
         assert!(from_wkb(b"not wkb").is_err());
+    }
+
+    #[tokio::test]
+    async fn the_intersection_of_two_squares_is_their_shared_area() {
+        let ctx = SessionContext::new();
+        register(&ctx);
+        let sql = "SELECT ST_Area(ST_Intersection(ST_GeomFromText('POLYGON((0 0, 10 0, 10 10, 0 10, 0 0))'), \
+                   ST_GeomFromText('POLYGON((5 0, 20 0, 20 10, 5 10, 5 0))'))) AS shared, \
+                   ST_Area(ST_Intersection(ST_GeomFromText('POLYGON((0 0, 1 0, 1 1, 0 1, 0 0))'), \
+                   ST_GeomFromText('POLYGON((5 5, 6 5, 6 6, 5 6, 5 5))'))) AS apart";
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        let value = |c: usize| batches[0].column(c).as_primitive::<arrow::datatypes::Float64Type>().value(0);
+        assert!((value(0) - 50.0).abs() < 1e-9, "shared {}", value(0));
+        assert_eq!(value(1), 0.0);
+        let points = "SELECT ST_Intersection(ST_Point(1, 1), ST_GeomFromText('POLYGON((0 0, 1 0, 1 1, 0 1, 0 0))'))";
+        let failed = ctx.sql(points).await.unwrap().collect().await.unwrap_err().to_string();
+        assert!(failed.contains(&format!("ST_Intersection: {AREAS_ONLY}")), "{failed}");
     }
 }

@@ -9,6 +9,7 @@ pub mod geo;
 mod guard;
 mod lookup;
 mod memory;
+mod property;
 mod protection;
 mod released;
 mod secure;
@@ -46,8 +47,12 @@ pub use export::{
     CsvOptions, ExportFormat, ExportOptions, GeometryColumn, ResultColumn, csv_rows, json_objects, result_columns, write_export,
 };
 pub use guard::{ALLOWED_FUNCTIONS, MAX_NESTING, MAX_SQL_BYTES};
-pub use lookup::{Found, Lookup, LookupOrg, Related};
+pub use lookup::{Found, Lookup, LookupColumn, LookupOrg, Related};
 pub use memory::{DEFAULT_QUERY_MEMORY, DEFAULT_SERVER_MEMORY};
+pub use property::{
+    MAX_ADDRESS_MATCHES, MAX_NEIGHBOUR_DISTANCE, MAX_NEIGHBOURS, Neighbours, PROTECTED_NOTICE, Parcel, PropertySources, PropertyView,
+    ZoningPlan,
+};
 pub use released::Released;
 use released::{Tracker, audited};
 pub use text::{MAX_BATCH_TEXT_BYTES, MAX_TEXT_BYTES};

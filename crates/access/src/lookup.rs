@@ -161,7 +161,10 @@ struct Scope<'a> {
     /// The protection level of the key looked up (of the subject one hop away, in a hop).
     key_level: i8,
     who: &'a Principal,
-    purpose: &'a str,
+    /// The declared purpose (none for a citizen reading their own rows).
+    purpose: Option<&'a str>,
+    /// A citizen's own grants, which replace the policy's decisions.
+    own: Option<&'a [Grant]>,
     channel: Channel,
     policy: &'a PolicySnapshot,
     view: &'a CatalogView,
@@ -184,7 +187,7 @@ impl Engine {
         channel: Channel,
     ) -> Result<Lookup, QueryError> {
         let started = tokio::time::Instant::now();
-        let answer = self.lookup_now(who, purpose, kind, id, channel).await;
+        let answer = self.lookup_now(who, purpose, kind, id, channel, true).await;
         if let Ok(found) = &answer
             && found.organizations.is_empty()
             && found.related.is_empty()
@@ -194,23 +197,31 @@ impl Engine {
         answer
     }
 
-    async fn lookup_now(
+    /// A look-up without the padding of empty answers; with `hops`, the subjects one hop away
+    /// too. Without hops a citizen may ask, and sees only rows about themselves (their own
+    /// property's rows, for the property service).
+    pub(crate) async fn lookup_now(
         &self,
         who: &Principal,
         purpose: Option<&str>,
         kind: SubjectKind,
         id: &str,
         channel: Channel,
+        hops: bool,
     ) -> Result<Lookup, QueryError> {
-        match who {
+        let own = match who {
             Principal::Anonymous => return Err(QueryError::NotAllowed("a look-up needs a signed-in user".into())),
-            Principal::Citizen(_) => {
+            Principal::Citizen(_) if hops => {
                 return Err(QueryError::NotAllowed("citizens see what is held about them at /api/v1/me/data".into()));
             }
-            _ => {}
-        }
-        let Some(purpose) = purpose.filter(|p| !p.trim().is_empty()) else {
-            return Err(QueryError::PurposeRequired("a look-up".into()));
+            Principal::Citizen(c) => Some(self.policy().own_data(c.pid()).await?),
+            _ => None,
+        };
+        let purpose = match (&own, purpose.filter(|p| !p.trim().is_empty())) {
+            // A citizen reads their own rows under their own right, for no declared purpose.
+            (Some(_), _) => None,
+            (None, Some(p)) => Some(p),
+            (None, None) => return Err(QueryError::PurposeRequired("a look-up".into())),
         };
         let policy = self.policy().snapshot().await?;
         let view = self.catalog_view(policy.generation()).await?;
@@ -224,10 +235,20 @@ impl Engine {
         let key = kind.canonicalise_in(id, home).map_err(|e| QueryError::Invalid(format!("invalid {}: {e}", kind.label())))?;
         // Found for every key, held anywhere or not, so a miss costs what a protected key does.
         let key_level = self.protected.key_level(kind, &key);
-        let scope = Scope { key_level, who, purpose, channel, policy: &policy, view: &view };
+        let scope = Scope { key_level, who, purpose, own: own.as_deref(), channel, policy: &policy, view: &view };
         let record = self.lookup_record(kind, &key);
         let places = self.store.locate(&key).await?;
         let mut direct = self.gather(&scope, kind, &key, &places, &BTreeSet::new(), record.clone()).await?;
+        if !hops {
+            log_together(direct.iter_mut().filter_map(|c| c.tracker.as_mut()).collect()).await?;
+            return Ok(Lookup {
+                kind: kind.as_str().to_string(),
+                id: key,
+                purpose: purpose.unwrap_or_default().to_string(),
+                organizations: group(direct, &view.names),
+                related: Vec::new(),
+            });
+        }
 
         // One hop: other key columns released in clear in the rows found.
         let mut related: BTreeMap<(SubjectKind, String), Via> = BTreeMap::new();
@@ -264,18 +285,8 @@ impl Engine {
         let mut hops: Vec<_> = futures::future::try_join_all(hops).await?.into_iter().flatten().collect();
         // Nothing leaves before every access of the look-up is in the log: all its intents go
         // to the log at once and share one durable commit.
-        let mut trackers: Vec<&mut crate::Tracker> =
-            direct.iter_mut().chain(hops.iter_mut().flat_map(|h| h.3.iter_mut())).filter_map(|c| c.tracker.as_mut()).collect();
-        // The answer is whole before it leaves, so each intent carries its outcome and no
-        // completion record follows.
-        let written = futures::future::join_all(trackers.iter_mut().map(|t| t.before_release_of_whole())).await;
-        let failed = written.into_iter().find_map(Result::err);
-        for t in trackers {
-            t.finish(if failed.is_some() { "refused: the access log cannot be written" } else { "ok" });
-        }
-        if let Some(e) = failed {
-            return Err(QueryError::AuditUnavailable(e.to_string()));
-        }
+        log_together(direct.iter_mut().chain(hops.iter_mut().flat_map(|h| h.3.iter_mut())).filter_map(|c| c.tracker.as_mut()).collect())
+            .await?;
         let related = hops
             .into_iter()
             .map(|(k, value, via, found)| Related {
@@ -288,7 +299,7 @@ impl Engine {
         Ok(Lookup {
             kind: kind.as_str().to_string(),
             id: key,
-            purpose: purpose.to_string(),
+            purpose: purpose.unwrap_or_default().to_string(),
             organizations: group(direct, &view.names),
             related,
         })
@@ -370,7 +381,11 @@ impl Engine {
     ) -> Result<Option<Contribution>, QueryError> {
         let started = std::time::Instant::now();
         let (who, purpose) = (scope.who, scope.purpose);
-        let Ok(grant) = self.policy().entitle_in(scope.policy, who, Some(purpose), r).await? else { return Ok(None) };
+        let grant = match scope.own {
+            Some(own) => own.iter().find(|g| g.dataset() == r).cloned(),
+            None => self.policy().entitle_in(scope.policy, who, purpose, r).await?.ok(),
+        };
+        let Some(grant) = grant else { return Ok(None) };
         if grant.min_group_size().is_some() {
             return Ok(None);
         }
@@ -413,7 +428,7 @@ impl Engine {
         // filter on released values, below its tap.
         let batches = prepared.apply(&batches, test, &self.lookups.state, &sink)?;
         let grants = vec![(grant.clone(), Some(version))];
-        let mut intent = self.intent(who, Some(purpose), scope.channel, &format!("lookup {kind} in {r}"), &grants);
+        let mut intent = self.intent(who, purpose, scope.channel, &format!("lookup {kind} in {r}"), &grants);
         if let Some(i) = &mut intent {
             record["matched_on"] = serde_json::json!(matched_on);
             i["lookup"] = record;
@@ -531,6 +546,21 @@ impl Engine {
         }
         cache.entry(key).or_default().push((grant.clone(), prepared.clone()));
         Ok(prepared)
+    }
+}
+
+/// Writes every access of one answer to the log in one durable commit, before any of it leaves.
+/// The answer is whole before it leaves, so each intent carries its outcome and no completion
+/// record follows.
+async fn log_together(mut trackers: Vec<&mut crate::Tracker>) -> Result<(), QueryError> {
+    let written = futures::future::join_all(trackers.iter_mut().map(|t| t.before_release_of_whole())).await;
+    let failed = written.into_iter().find_map(Result::err);
+    for t in trackers {
+        t.finish(if failed.is_some() { "refused: the access log cannot be written" } else { "ok" });
+    }
+    match failed {
+        Some(e) => Err(QueryError::AuditUnavailable(e.to_string())),
+        None => Ok(()),
     }
 }
 

@@ -121,6 +121,8 @@ vocabulary! {
         HttpLookup = "http-lookup",
         /// `/api/v1/me/data`.
         HttpMe = "http-me",
+        /// `/api/v1/properties…` (the property service).
+        HttpProperty = "http-property",
         /// An upload over the API.
         HttpUpload = "http-upload",
         /// The web pages.

@@ -453,13 +453,15 @@ fn the_openapi_document_covers_every_route() {
         "/api/v1/subjects/person/{id}",
         "/api/v1/subjects/property/{id}",
         "/api/v1/subjects/organization/{id}",
+        "/api/v1/properties",
+        "/api/v1/properties/{id}",
     ] {
         let item = paths.get(route).unwrap_or_else(|| panic!("{route} is not in the document"));
         for (method, op) in item.as_object().unwrap() {
             assert!(op["responses"]["default"]["content"]["application/problem+json"].is_object(), "{method} {route}: no problem response");
         }
     }
-    assert_eq!(paths.len(), 18, "a route was added without documenting it, or documented without a route");
+    assert_eq!(paths.len(), 20, "a route was added without documenting it, or documented without a route");
     assert!(doc["components"]["schemas"]["Problem"].is_object());
 }
 

@@ -185,7 +185,7 @@ fn sql_and_agreements_over_http() {
     let auth = |tok: &str| format!("Bearer {tok}");
     let (status, _, body) = request(port, "GET", "/api/v1/agreements", &[("Authorization", &auth(&ola))], None);
     assert_eq!(status, 200);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["agreements"].as_array().unwrap().len(), 12);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["agreements"].as_array().unwrap().len(), 14);
     assert_eq!(request(port, "GET", "/api/v1/agreements", &[], None).0, 401);
     let (status, _, body) = request(port, "GET", "/api/v1/agreements/1", &[("Authorization", &auth(&ola))], None);
     assert_eq!(status, 200);

@@ -45,6 +45,13 @@ const LEGAL_BASES: &[(&str, &str, &str, &str, &str)] = &[
         "helse- og omsorgstjenesteloven § 3-2 første ledd nr. 6 bokstav a (helsetjenester i hjemmet)",
         "https://lovdata.no/lov/2011-06-24-30/§3-2",
     ),
+    (
+        "hamar",
+        "pbl-21-3",
+        "6(1)(e)",
+        "plan- og bygningsloven § 21-3 (nabovarsel) og byggesaksforskriften § 5-2",
+        "https://lovdata.no/lov/2008-06-27-71/§21-3",
+    ),
     ("hamar", "pbl-21-4", "6(1)(e)", "plan- og bygningsloven § 21-4 (behandling av søknad)", "https://lovdata.no/lov/2008-06-27-71/§21-4"),
     (
         "hamar",
@@ -271,5 +278,21 @@ pub async fn create(policy: &Policy, operator: &OperatorKey) -> Result<(), Polic
         let req = request(provider, "hamar/servicetorg", vec![terms], "innbyggerservice");
         agree(req, steward, Some("Servicetorget svarer innbyggere på henvendelser")).await?;
     }
+
+    // 9. Eiendomsskatt → byggesak: the property register for building cases and neighbour
+    // notices (pbl § 21-3): the parcel, its address and tax valuation, and the owners' names.
+    // The owners' person numbers are not needed to notify them and are not shared.
+    let mut notices = request(
+        "hamar/eiendomsskatt",
+        "hamar/byggesak",
+        vec![dataset("hamar/eiendommer", &["matrikkel", "adresse", "areal_m2", "eier_navn", "eier_orgnr", "takst", "geometry"], &[], None)],
+        "byggesaksbehandling",
+    );
+    notices.legal_basis = Some("pbl-21-3".to_string());
+    agree(notices, "eva", Some("Eiendomsopplysninger og eiere for byggesaksbehandling og nabovarsling")).await?;
+
+    // 10. Hias IKS vann → byggesak: the water meter and connection of a property in a case.
+    let water = request("hias/vann", "hamar/byggesak", vec![dataset("hias/vannmalere", &[], &[], None)], "byggesaksbehandling");
+    agree(water, "lise", Some("Vanntilknytning i byggesaker")).await?;
     Ok(())
 }

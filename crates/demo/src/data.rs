@@ -385,7 +385,9 @@ impl Population {
             let side: f64 = rng.random_range(15.0..45.0);
             let (x, y) = (h.x.round(), h.y.round());
             let ring = [[x, y], [x + side, y], [x + side, y + side], [x, y + side], [x, y]];
-            let owner_fnr = h.owner_org.is_none().then(|| self.persons[h.members[0] as usize].fnr.clone());
+            let owner = h.owner_org.is_none().then(|| &self.persons[h.members[0] as usize]);
+            // The property tax valuation (takst): a price per square metre by district and size.
+            let per_m2: f64 = rng.random_range(18_000.0..42_000.0);
             let feature = serde_json::json!({
                 "type": "Feature",
                 "geometry": {"type": "Polygon", "coordinates": [ring]},
@@ -393,8 +395,10 @@ impl Population {
                     "matrikkel": h.matrikkel(),
                     "adresse": h.address(),
                     "areal_m2": (side * side * 10.0).round() / 10.0,
-                    "eier_fnr": owner_fnr,
+                    "eier_fnr": owner.map(|p| p.fnr.clone()),
+                    "eier_navn": owner.map(|p| format!("{} {}", p.first, p.last)),
                     "eier_orgnr": h.owner_org,
+                    "takst": ((side * side * per_m2) / 10_000.0).round() * 10_000.0,
                 }
             });
             if i > 0 {

@@ -168,7 +168,7 @@ fn specs() -> Vec<Spec> {
             slug: "eiendommer",
             department: "eiendomsskatt",
             title: "Eiendommer",
-            description: "Matrikkelenheter med adresse, areal, eier og teig.",
+            description: "Matrikkelenheter med adresse, areal, eier, eiendomsskattetakst og teig.",
             classification: Internal,
             theme: "GOVE",
             keywords: &["eiendom", "matrikkel", "eiendomsskatt"],
@@ -178,7 +178,12 @@ fn specs() -> Vec<Spec> {
             subjects: &[("matrikkel", Property), ("eier_fnr", Person), ("eier_orgnr", Organization)],
             types: &[],
             // The owner lives there: the address, the parcel and its number place them.
-            categories: &[("adresse", ProtectedAddress), ("geometry", ProtectedAddress), ("matrikkel", ProtectedAddress)],
+            categories: &[
+                ("eier_navn", Personal),
+                ("adresse", ProtectedAddress),
+                ("geometry", ProtectedAddress),
+                ("matrikkel", ProtectedAddress),
+            ],
         },
         Spec {
             org: "hamar",

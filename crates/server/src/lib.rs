@@ -67,6 +67,7 @@ mod login;
 mod me;
 mod openapi;
 mod problem;
+mod properties;
 mod rows;
 mod sql;
 mod subjects;
@@ -186,6 +187,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/subjects/person/{id}", get(subjects::person))
         .route("/api/v1/subjects/property/{*id}", get(subjects::property))
         .route("/api/v1/subjects/organization/{id}", get(subjects::organization))
+        .route("/api/v1/properties", get(properties::search))
+        .route("/api/v1/properties/{*id}", get(properties::show))
         .route("/api/v1/agreements", get(agreements::list).post(agreements::request))
         .route("/api/v1/agreements/{id}", get(agreements::show))
         .route("/api/v1/agreements/{id}/{action}", post(agreements::transition))

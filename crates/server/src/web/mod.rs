@@ -9,6 +9,7 @@
 //! engine's secure scan, with the declared purpose, and into the access log (channel `web`). Every form carries
 //! a CSRF token bound to the session (or, before log-in, to a random cookie of its own).
 
+mod byggesak;
 mod i18n;
 mod kindergartens;
 mod me;
@@ -56,6 +57,8 @@ pub fn routes() -> Router<AppState> {
         .route("/avtaler", get(work::agreements).post(work::request))
         .route("/avtaler/{id}/{action}", post(work::transition))
         .route("/oppslag", get(work::lookup).post(work::lookup_post))
+        .route("/byggesak", get(byggesak::start).post(byggesak::show))
+        .route("/byggesak/naboliste", post(byggesak::neighbour_list))
         .route("/revisjon", get(work::audit))
         .route("/logg-inn", get(session::login_page).post(session::login))
         .route("/logg-inn/innbygger", post(session::citizen_login))

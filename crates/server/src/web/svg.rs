@@ -34,6 +34,12 @@ pub const MAP_VERTICES: usize = 20_000;
 /// organisation's `outline` when given (which then also sets the extent); `labels[i]` is the
 /// hover title of shape `i` when given.
 pub fn map(shapes: &[Geometry], labels: &[String], alt: &str, outline: Option<&Geometry>) -> String {
+    map_classed(shapes, &[], labels, alt, outline)
+}
+
+/// [`map`] with a class per shape (`classes[i]`, added to the shape's own), so layers can be
+/// styled apart (a parcel, the plans around it, its neighbours).
+pub fn map_classed(shapes: &[Geometry], classes: &[&str], labels: &[String], alt: &str, outline: Option<&Geometry>) -> String {
     let mut bounds: Option<geo::Rect> = None;
     for s in shapes.iter().chain(outline) {
         if let Some(r) = s.bounding_rect() {
@@ -83,7 +89,17 @@ pub fn map(shapes: &[Geometry], labels: &[String], alt: &str, outline: Option<&G
         }
         budget -= vertices;
         let title = labels.get(i).map(|l| format!("<title>{}</title>", escape(l))).unwrap_or_default();
-        draw(&mut out, s, &px, &title);
+        match classes.get(i) {
+            Some(class) => {
+                let mut shape = String::new();
+                draw(&mut shape, s, &px, &title);
+                for kind in ["area", "point", "line"] {
+                    shape = shape.replace(&format!("class=\"{kind}\""), &format!("class=\"{kind} {}\"", escape(class)));
+                }
+                out.push_str(&shape);
+            }
+            None => draw(&mut out, s, &px, &title),
+        }
     }
     // A scale bar of a round length about a fifth of the width.
     let target = (w + 2.0 * pad) / 5.0;

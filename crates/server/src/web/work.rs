@@ -289,24 +289,24 @@ pub async fn transition(State(state): State<AppState>, v: Visitor, Path((id, act
 }
 
 /// A dataset's rows in a look-up, as a table, with where they came from.
-struct FoundView {
-    title: String,
-    dataset: String,
-    version: i64,
-    why: String,
-    legal_basis: String,
-    columns: Vec<String>,
-    rows: Vec<Vec<String>>,
+pub(super) struct FoundView {
+    pub(super) title: String,
+    pub(super) dataset: String,
+    pub(super) version: i64,
+    pub(super) why: String,
+    pub(super) legal_basis: String,
+    pub(super) columns: Vec<String>,
+    pub(super) rows: Vec<Vec<String>>,
 }
 
-struct DepartmentView {
-    name: String,
-    datasets: Vec<FoundView>,
+pub(super) struct DepartmentView {
+    pub(super) name: String,
+    pub(super) datasets: Vec<FoundView>,
 }
 
-struct OrgView {
-    name: String,
-    departments: Vec<DepartmentView>,
+pub(super) struct OrgView {
+    pub(super) name: String,
+    pub(super) departments: Vec<DepartmentView>,
 }
 
 struct RelatedView {
@@ -327,7 +327,10 @@ struct LookupPage {
     related: Vec<RelatedView>,
 }
 
-fn found_view(f: &Found, lang: super::Lang) -> FoundView {
+/// A dataset's rows as a table; with `geometry` false, without its geometry columns (shown on a
+/// map instead).
+fn found_view(f: &Found, lang: super::Lang, geometry: bool) -> FoundView {
+    let shown: Vec<&tverr_access::LookupColumn> = f.columns.iter().filter(|c| geometry || c.column_type != "geometry").collect();
     let why = match &f.basis {
         Basis::Open => lang.t("basis_open").to_string(),
         Basis::OwnDepartment { purpose } => format!("{} ({purpose})", lang.t("basis_own")),
@@ -335,8 +338,7 @@ fn found_view(f: &Found, lang: super::Lang) -> FoundView {
         Basis::Operator { purpose } => format!("operator ({purpose})"),
         Basis::DataSubject => lang.t("me_self").to_string(),
     };
-    let columns: Vec<String> = f
-        .columns
+    let columns: Vec<String> = shown
         .iter()
         .map(|c| match c.mask {
             Some(m) => format!("{} ({})", c.name, lang.label("mask", &m.to_string())),
@@ -347,7 +349,7 @@ fn found_view(f: &Found, lang: super::Lang) -> FoundView {
         .row_objects()
         .iter()
         .map(|r| {
-            f.columns
+            shown
                 .iter()
                 .map(|c| match r.get(&c.name) {
                     None | Some(serde_json::Value::Null) => String::new(),
@@ -368,14 +370,17 @@ fn found_view(f: &Found, lang: super::Lang) -> FoundView {
     }
 }
 
-fn org_views(orgs: &[LookupOrg], lang: super::Lang) -> Vec<OrgView> {
+pub(super) fn org_views(orgs: &[LookupOrg], lang: super::Lang, geometry: bool) -> Vec<OrgView> {
     orgs.iter()
         .map(|o| OrgView {
             name: o.name.clone(),
             departments: o
                 .departments
                 .iter()
-                .map(|d| DepartmentView { name: d.name.clone(), datasets: d.datasets.iter().map(|f| found_view(f, lang)).collect() })
+                .map(|d| DepartmentView {
+                    name: d.name.clone(),
+                    datasets: d.datasets.iter().map(|f| found_view(f, lang, geometry)).collect(),
+                })
                 .collect(),
         })
         .collect()
@@ -450,13 +455,13 @@ async fn lookup_page(state: &AppState, v: &Visitor, purpose: String, kind: Strin
     match state.engine.lookup(&v.principal, purpose, subject, &id, CHANNEL).await {
         Ok(l) => {
             page.searched = true;
-            page.orgs = org_views(&l.organizations, v.lang);
+            page.orgs = org_views(&l.organizations, v.lang, true);
             page.related = l
                 .related
                 .iter()
                 .map(|r| RelatedView {
                     heading: format!("{}: {} ({}.{})", v.lang.label("subj", &r.kind), r.id, r.via.dataset, r.via.column),
-                    orgs: org_views(&r.organizations, v.lang),
+                    orgs: org_views(&r.organizations, v.lang, true),
                 })
                 .collect();
             v.page(StatusCode::OK, &page)

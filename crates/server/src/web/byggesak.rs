@@ -1,0 +1,452 @@
+//! `/byggesak`: the property service on the web pages. A case worker finds a property by
+//! matrikkel unit or address and sees, in one view, what every department holds about it
+//! (through the look-up's door), the zoning plans whose plan area meets its parcel with the
+//! share each covers, its parcel on a map, and the neighbours to notify (pbl § 21-3) as a
+//! table, a CSV file and a printable list. A citizen sees the properties they own, the plans
+//! that apply and their own cases, never the neighbours.
+//!
+//! Each read writes an access record in the visitor's name, so, as on `/oppslag`, only a form
+//! posted from this site with the visitor's CSRF token reads anything about a property; `GET`
+//! shows the form (and a citizen's own properties, read under their own right).
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tverr_access::{Neighbours, PropertySources, PropertyView, QueryError};
+use tverr_policy::Principal;
+
+use super::pages::{CHANNEL, Choice, choices, problem_page};
+use super::work::{OrgView, org_views};
+use super::{Chrome, Lang, Visitor, query_value, svg};
+use crate::AppState;
+use crate::properties::{DEFAULT_WITHIN, home_org, sources};
+
+/// The purpose a case worker reads for on this page.
+pub const PURPOSE: &str = "byggesaksbehandling";
+
+/// The distances offered for the neighbour list, in metres.
+const DISTANCES: &[u32] = &[0, 25, 50, 100, 200];
+
+struct ZoningRow {
+    id: String,
+    name: String,
+    status: String,
+    decided: String,
+    share: String,
+    covered: String,
+}
+
+struct NeighbourRow {
+    matrikkel: String,
+    address: String,
+    owner: String,
+}
+
+struct NeighbourList {
+    within: String,
+    rows: Vec<NeighbourRow>,
+}
+
+struct Shown {
+    id: String,
+    facts: Vec<(&'static str, String)>,
+    orgs: Vec<OrgView>,
+    zoning: Vec<ZoningRow>,
+    map: Option<String>,
+    map_alt: String,
+    neighbours: Option<NeighbourList>,
+}
+
+#[derive(Template)]
+#[template(path = "byggesak.html")]
+struct ByggesakPage {
+    page: Chrome,
+    citizen: bool,
+    q: String,
+    avstand: String,
+    distances: Vec<Choice>,
+    error: Option<String>,
+    searched: bool,
+    matches: Vec<(String, String)>,
+    shown: Option<Shown>,
+}
+
+#[derive(Template)]
+#[template(path = "neighbours_print.html")]
+struct PrintPage {
+    page: Chrome,
+    id: String,
+    within: String,
+    today: String,
+    rows: Vec<NeighbourRow>,
+}
+
+/// A number as the page's language writes it: `1 299,5` in bokmål (a no-break space between
+/// thousands), `1,299.5` in English.
+pub(super) fn number(lang: Lang, x: f64, decimals: usize) -> String {
+    let text = format!("{:.*}", decimals, x.abs());
+    let (whole, fraction) = text.split_once('.').map_or((text.as_str(), None), |(w, f)| (w, Some(f)));
+    let (group, point) = match lang {
+        Lang::Nb => ('\u{a0}', ','),
+        Lang::En => (',', '.'),
+    };
+    let mut out = String::new();
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i).is_multiple_of(3) {
+            out.push(group);
+        }
+        out.push(c);
+    }
+    if let Some(f) = fraction {
+        out.push(point);
+        out.push_str(f);
+    }
+    if x < 0.0 && x.abs() >= 0.5 * 10f64.powi(-(decimals as i32)) {
+        out.insert(0, '−');
+    }
+    out
+}
+
+/// An ISO date (`2017-10-03`) as the page's language writes it (`03.10.2017` in bokmål).
+pub(super) fn date(lang: Lang, iso: &str) -> String {
+    match (lang, chrono::NaiveDate::parse_from_str(iso.get(..10).unwrap_or(iso), "%Y-%m-%d")) {
+        (Lang::Nb, Ok(d)) => d.format("%d.%m.%Y").to_string(),
+        (Lang::En, Ok(d)) => d.format("%-d %b %Y").to_string(),
+        (_, Err(_)) => iso.to_string(),
+    }
+}
+
+fn text(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// The distance asked for, one of [`DISTANCES`] (the default when absent or anything else).
+fn distance(text: Option<&str>) -> u32 {
+    text.and_then(|t| t.trim().parse::<u32>().ok()).filter(|d| DISTANCES.contains(d)).unwrap_or(DEFAULT_WITHIN as u32)
+}
+
+fn empty_page(v: &Visitor, q: String, avstand: u32) -> ByggesakPage {
+    ByggesakPage {
+        page: v.chrome(v.lang.t("bs_title")),
+        citizen: matches!(v.principal, Principal::Citizen(_)),
+        q,
+        avstand: avstand.to_string(),
+        distances: choices(
+            DISTANCES.iter().map(|d| (d.to_string(), if *d == 0 { v.lang.t("bs_border").to_string() } else { format!("{d} m") })),
+            Some(&avstand.to_string()),
+        ),
+        error: None,
+        searched: false,
+        matches: Vec::new(),
+        shown: None,
+    }
+}
+
+/// Who may use the page: employees and citizens; anyone else is sent to log in.
+fn admitted(v: &Visitor) -> Result<(), Response> {
+    match &v.principal {
+        Principal::User(_) | Principal::Citizen(_) => Ok(()),
+        Principal::Anonymous => Err(axum::response::Redirect::to("/logg-inn?next=%2Fbyggesak").into_response()),
+        _ => {
+            let page = v.chrome(v.lang.t("bs_title"));
+            Err(v.page(StatusCode::FORBIDDEN, &super::Message::new(page, v.lang.t("bs_title"), v.lang.t("employees_only").to_string())))
+        }
+    }
+}
+
+fn purpose_of(v: &Visitor) -> Option<&'static str> {
+    matches!(v.principal, Principal::User(_)).then_some(PURPOSE)
+}
+
+/// The page's words for what went wrong; `None` for failures that get the error page.
+fn refusal(lang: Lang, e: &QueryError) -> Option<(StatusCode, String)> {
+    Some(match e {
+        QueryError::NotFound(_) => (StatusCode::NOT_FOUND, lang.t("bs_none").to_string()),
+        QueryError::Invalid(_) => (StatusCode::BAD_REQUEST, lang.t("bs_invalid").to_string()),
+        QueryError::PurposeRequired(_) | QueryError::PurposeNotAllowed { .. } => {
+            (StatusCode::FORBIDDEN, lang.t("bs_no_purpose").to_string())
+        }
+        QueryError::NotAllowed(_) => (StatusCode::FORBIDDEN, lang.t("bs_not_allowed").to_string()),
+        _ => return None,
+    })
+}
+
+async fn service(state: &AppState, v: &Visitor) -> Result<PropertySources, Response> {
+    match home_org(state, &v.principal).await {
+        Ok(org) => sources(&org).ok_or_else(|| problem_page(v, crate::properties::problem(QueryError::NotFound(String::new())))),
+        Err(p) => Err(problem_page(v, p)),
+    }
+}
+
+/// `GET /byggesak[?q=&avstand=]`: the form, filled in from the query but not run; for a
+/// citizen, the properties they own.
+pub async fn start(State(state): State<AppState>, v: Visitor) -> Response {
+    if let Err(r) = admitted(&v) {
+        return r;
+    }
+    let q = query_value(v.query.as_deref(), "q").unwrap_or_default();
+    let mut page = empty_page(&v, q, distance(query_value(v.query.as_deref(), "avstand").as_deref()));
+    if page.citizen {
+        let sources = match service(&state, &v).await {
+            Ok(s) => s,
+            Err(r) => return r,
+        };
+        match state.engine.properties_by_address(&v.principal, None, "", &sources, CHANNEL).await {
+            Ok(found) => {
+                page.searched = true;
+                page.matches = found.into_iter().map(|m| (m["matrikkel"].clone(), m["address"].clone())).collect();
+            }
+            Err(e) => return problem_page(&v, crate::properties::problem(e)),
+        }
+    }
+    v.page(StatusCode::OK, &page)
+}
+
+/// `POST /byggesak` (`csrf`, `q`: a matrikkel unit or the start of an address, `avstand`): one
+/// property in full, or the properties at an address to choose from.
+pub async fn show(State(state): State<AppState>, v: Visitor, body: axum::body::Bytes) -> Response {
+    if let Err(r) = admitted(&v) {
+        return r;
+    }
+    let f = match v.form(&body) {
+        Ok(f) => f,
+        Err(refused) => return refused,
+    };
+    let q = f.get("q").map(|s| s.trim().to_string()).unwrap_or_default();
+    let within = distance(f.get("avstand").map(String::as_str));
+    let mut page = empty_page(&v, q.clone(), within);
+    let sources = match service(&state, &v).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let purpose = purpose_of(&v);
+    let _permit = match state.gate.admit(&v.caller(purpose.map(str::to_string)), &state.limits) {
+        Ok(p) => p,
+        Err(p) => return problem_page(&v, p),
+    };
+    let refused = |mut page: ByggesakPage, e: QueryError| match refusal(v.lang, &e) {
+        Some((status, message)) => {
+            page.error = Some(message);
+            v.page(status, &page)
+        }
+        None => problem_page(&v, crate::properties::problem(e)),
+    };
+    if q.is_empty() {
+        page.error = Some(v.lang.t("bs_invalid").to_string());
+        return v.page(StatusCode::BAD_REQUEST, &page);
+    }
+    // A matrikkel unit has a slash (12/345, 3403-12/345); anything else is an address.
+    if !q.contains('/') {
+        return match state.engine.properties_by_address(&v.principal, purpose, &q, &sources, CHANNEL).await {
+            Ok(found) => {
+                page.searched = true;
+                page.matches = found.into_iter().map(|m| (m["matrikkel"].clone(), m["address"].clone())).collect();
+                v.page(StatusCode::OK, &page)
+            }
+            Err(e) => refused(page, e),
+        };
+    }
+    let view = match state.engine.property(&v.principal, purpose, &q, &sources, CHANNEL).await {
+        Ok(view) => view,
+        Err(e) => return refused(page, e),
+    };
+    let neighbours = if page.citizen {
+        None
+    } else {
+        match state.engine.neighbours(&v.principal, purpose, &view.id, f64::from(within), &sources, CHANNEL).await {
+            Ok(n) => Some(n),
+            // The property's register row may be out of the visitor's reach while other rows
+            // about it are not: then there is no parcel to measure from, and no list.
+            Err(QueryError::NotFound(_)) => None,
+            Err(e) => return refused(page, e),
+        }
+    };
+    page.q = view.id.clone();
+    page.shown = Some(shown(v.lang, &view, neighbours.as_ref(), within, &sources));
+    v.page(StatusCode::OK, &page)
+}
+
+fn shown(lang: Lang, view: &PropertyView, neighbours: Option<&Neighbours>, within: u32, sources: &PropertySources) -> Shown {
+    let register = sources.register.to_string();
+    let row = view
+        .organizations
+        .iter()
+        .flat_map(|o| &o.departments)
+        .flat_map(|d| &d.datasets)
+        .find(|f| f.dataset == register)
+        .and_then(|f| f.row_objects().into_iter().next());
+    let mut facts = Vec::new();
+    if let Some(r) = &row {
+        let put = |facts: &mut Vec<(&'static str, String)>, key: &'static str, value: String| {
+            if !value.is_empty() {
+                facts.push((key, value));
+            }
+        };
+        put(&mut facts, "address", text(r.get(&sources.address)));
+        put(
+            &mut facts,
+            "bs_area",
+            r.get("areal_m2").and_then(|v| v.as_f64()).map(|a| format!("{} m²", number(lang, a, 0))).unwrap_or_default(),
+        );
+        put(&mut facts, "bs_owner", text(r.get("eier_navn")));
+        put(&mut facts, "bs_owner_org", text(r.get("eier_orgnr")));
+        put(
+            &mut facts,
+            "bs_tax_value",
+            r.get("takst").and_then(|v| v.as_f64()).map(|t| format!("{} kr", number(lang, t, 0))).unwrap_or_default(),
+        );
+    }
+    let zoning: Vec<ZoningRow> = view
+        .zoning
+        .iter()
+        .map(|z| ZoningRow {
+            id: text(z.plan.get("planid")),
+            name: text(z.plan.get("plannavn")),
+            status: text(z.plan.get("status")),
+            decided: z.plan.get("vedtaksdato").map(|d| date(lang, &text(Some(d)))).unwrap_or_default(),
+            share: format!("{} %", number(lang, z.share * 100.0, 1)),
+            covered: format!("{} m²", number(lang, z.covered_m2, 0)),
+        })
+        .collect();
+    let mut shapes = Vec::new();
+    let mut classes = Vec::new();
+    let mut labels = Vec::new();
+    for z in &view.zoning {
+        if let Some(s) = &z.shape {
+            shapes.push(s.clone());
+            classes.push("plan");
+            labels.push(format!("{} {}", lang.t("bs_plan"), text(z.plan.get("plannavn"))));
+        }
+    }
+    if let Some(n) = neighbours {
+        for (s, r) in n.shapes.iter().zip(&n.rows) {
+            if let Some(s) = s {
+                shapes.push(s.clone());
+                classes.push("neighbour");
+                labels.push(format!("{} {}", lang.t("bs_neighbour"), text(r.get("matrikkel"))));
+            }
+        }
+    }
+    if let Some(p) = &view.parcel {
+        shapes.push(p.shape.clone());
+        classes.push("parcel");
+        labels.push(view.id.clone());
+    }
+    let map_alt = lang
+        .t("bs_map_alt")
+        .replace("{id}", &view.id)
+        .replace("{plans}", &view.zoning.len().to_string())
+        .replace("{neighbours}", &neighbours.map_or(0, |n| n.rows.len()).to_string());
+    let map = view.parcel.as_ref().map(|_| svg::map_classed(&shapes, &classes, &labels, &map_alt, None));
+    Shown {
+        id: view.id.clone(),
+        facts,
+        orgs: org_views(&view.organizations, lang, false),
+        zoning,
+        map,
+        map_alt,
+        neighbours: neighbours.map(|n| NeighbourList { within: within_text(lang, within), rows: neighbour_rows(n) }),
+    }
+}
+
+fn within_text(lang: Lang, within: u32) -> String {
+    if within == 0 { lang.t("bs_border").to_string() } else { format!("{within} m") }
+}
+
+fn neighbour_rows(n: &Neighbours) -> Vec<NeighbourRow> {
+    n.rows
+        .iter()
+        .map(|r| NeighbourRow {
+            matrikkel: text(r.get("matrikkel")),
+            address: text(r.get("adresse")),
+            owner: [text(r.get("eier_navn")), text(r.get("eier_orgnr"))]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+        .collect()
+}
+
+/// `POST /byggesak/naboliste` (`csrf`, `matrikkel`, `avstand`, `format`: `csv` or `print`): the
+/// neighbour list as a CSV file or a printable page, read anew (and logged) like the page.
+pub async fn neighbour_list(State(state): State<AppState>, v: Visitor, body: axum::body::Bytes) -> Response {
+    let Principal::User(_) = &v.principal else {
+        return match admitted(&v) {
+            Err(r) => r,
+            Ok(()) => {
+                let page = v.chrome(v.lang.t("bs_title"));
+                v.page(StatusCode::FORBIDDEN, &super::Message::new(page, v.lang.t("bs_title"), v.lang.t("employees_only").to_string()))
+            }
+        };
+    };
+    let f = match v.form(&body) {
+        Ok(f) => f,
+        Err(refused) => return refused,
+    };
+    let id = f.get("matrikkel").map(|s| s.trim().to_string()).unwrap_or_default();
+    let within = distance(f.get("avstand").map(String::as_str));
+    let sources = match service(&state, &v).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let _permit = match state.gate.admit(&v.caller(Some(PURPOSE.to_string())), &state.limits) {
+        Ok(p) => p,
+        Err(p) => return problem_page(&v, p),
+    };
+    let list = match state.engine.neighbours(&v.principal, Some(PURPOSE), &id, f64::from(within), &sources, CHANNEL).await {
+        Ok(n) => n,
+        Err(e) => {
+            let mut page = empty_page(&v, id, within);
+            return match refusal(v.lang, &e) {
+                Some((status, message)) => {
+                    page.error = Some(message);
+                    v.page(status, &page)
+                }
+                None => problem_page(&v, crate::properties::problem(e)),
+            };
+        }
+    };
+    if f.get("format").map(String::as_str) == Some("csv") {
+        let name = format!("naboliste-{}.csv", list.id.replace('/', "-"));
+        return (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+            ],
+            list.csv,
+        )
+            .into_response();
+    }
+    let page = PrintPage {
+        page: v.chrome(v.lang.t("bs_print_title")),
+        id: list.id.clone(),
+        within: within_text(v.lang, within),
+        today: date(v.lang, &chrono::Utc::now().date_naive().to_string()),
+        rows: neighbour_rows(&list),
+    };
+    v.page(StatusCode::OK, &page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_dates_read_as_each_language_writes_them() {
+        assert_eq!(number(Lang::Nb, 1299.04, 1), "1\u{a0}299,0");
+        assert_eq!(number(Lang::En, 1299.04, 1), "1,299.0");
+        assert_eq!(number(Lang::Nb, 14_990_000.0, 0), "14\u{a0}990\u{a0}000");
+        assert_eq!(number(Lang::Nb, 64.7, 1), "64,7");
+        assert_eq!(number(Lang::Nb, 0.0, 1), "0,0");
+        assert_eq!(number(Lang::Nb, -1234.0, 0), "−1\u{a0}234");
+        assert_eq!(date(Lang::Nb, "2017-10-03"), "03.10.2017");
+        assert_eq!(date(Lang::En, "2017-10-03"), "3 Oct 2017");
+        assert_eq!(date(Lang::Nb, "not a date"), "not a date");
+    }
+}
