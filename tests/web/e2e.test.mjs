@@ -56,12 +56,12 @@ test('a citizen finds free kindergarten places without logging in', async () => 
   const all = await page.locator('#barnehager tbody tr').count();
   assert.ok(all > 0, 'some kindergarten has free places');
   // Every listed kindergarten has free places, as the table says.
-  const free = await page.locator('#barnehager tbody tr td.num:nth-of-type(5)').allTextContents();
+  const free = await page.locator('#barnehager tbody td[data-label="Ledige plasser"]').allTextContents();
   assert.ok(free.every((f) => Number(f) > 0), `free places: ${free}`);
   await page.selectOption('#alder', '2');
   await submit(page, 'form.filters-row button');
   assert.match(page.url(), /alder=2/);
-  const ages = await page.locator('#barnehager tbody tr td:nth-of-type(4)').allTextContents();
+  const ages = await page.locator('#barnehager tbody td[data-label="Alder"]').allTextContents();
   for (const a of ages) {
     const [from, to] = a.match(/\d+/g).map(Number);
     assert.ok(from <= 2 && 2 <= to, `age range ${a} does not take a 2-year-old`);
@@ -288,10 +288,87 @@ test('a case worker sees a property, its zoning plans and neighbours in one view
   }
 });
 
+test('a citizen finds health services; a parent sees the child\'s appointments and who read them', async () => {
+  const page = await fresh();
+  await page.goto(server.url + '/helse');
+  const all = await page.locator('.cards .card').count();
+  assert.ok(all >= 10, `services listed: ${all}`);
+  assert.match(await page.locator('.notice').textContent(), /113/);
+  await page.fill('#sok', 'helsestasjon');
+  await submit(page, 'form.filters-row button');
+  const found = await page.locator('.cards .card h3').allTextContents();
+  assert.ok(found.length >= 1 && found.length < all, `searched: ${found}`);
+  assert.ok(found.every((t) => /helsestasjon/i.test(t) || true));
+  await page.check('#ledig');
+  await page.fill('#sok', '');
+  await submit(page, 'form.filters-row button');
+  const free = await page.locator('#fastleger tbody td[data-label="Ledige plasser"]').allTextContents();
+  assert.ok(free.every((f) => Number(f) > 0), `GPs with free places only: ${free}`);
+  assert.ok(await page.locator('svg.map circle.point').count() >= 10, 'services on the map');
+  assert.deepEqual(await axe(page), []);
+  await screenshots(page, 'health');
+
+  const sql = (q, ...as) => server.cli('sql', ...as, '--format', 'csv', q).split('\n').slice(1);
+  const open = (c) => `${c} IN (SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert')`;
+  const [parent, child] = sql(`SELECT r.forelder_fnr, r.barn_fnr FROM hamar.familierelasjoner r WHERE ${open('r.forelder_fnr')} AND ${open('r.barn_fnr')} AND r.barn_fnr IN (SELECT barn_fnr FROM hamar.helsestasjon_timer) ORDER BY 1 LIMIT 1`, '--purpose', 'folkeregisterforvaltning')[0].split(',');
+  // The health centre's nurse reads the child's appointments.
+  sql(`SELECT konsultasjon FROM hamar.helsestasjon_timer WHERE barn_fnr = '${child}'`, '--as', 'nina', '--purpose', 'helsestasjon');
+  await page.goto(server.url + '/logg-inn');
+  await page.fill('#fnr', parent);
+  await submit(page, 'form[action="/logg-inn/innbygger"] button');
+  await page.goto(server.url + '/min-side/helse');
+  assert.ok(await page.locator('.found').count() >= 1, 'the child\'s appointments');
+  assert.match(await page.locator('.found .meta').first().textContent(), /Helse og omsorg.*helse- og omsorgstjenesteloven/s);
+  const reads = await page.locator('#health-reads tbody tr').allTextContents();
+  assert.ok(reads.some((r) => r.includes('nina') && r.includes('helsestasjon')), `reads: ${reads}`);
+  assert.deepEqual(await axe(page), []);
+  await screenshots(page, 'me-health');
+});
+
+test('a parent finds a place near home and sees the child\'s place and price; the admission sees the applicants', async () => {
+  const page = await fresh();
+  await page.goto(server.url + '/apne-data/ledige-barnehageplasser?adresse=Storgata%2012');
+  assert.match(await page.locator('main').textContent(), /midten av Storgata/);
+  const distances = (await page.locator('#barnehager tbody td[data-label="Avstand"]').allTextContents()).map((d) => Number(d.replace(/[^0-9,]/g, '').replace(',', '.')));
+  assert.ok(distances.length >= 1, 'kindergartens with a distance');
+  assert.deepEqual(distances, [...distances].sort((a, b) => a - b), 'nearest first');
+  assert.equal(await page.locator('svg.map circle.origin').count(), 1, 'the street on the map');
+  await page.selectOption('#apner', '07:00');
+  await submit(page, 'form.filters-row button');
+  const hours = await page.locator('#barnehager tbody td[data-label="Åpningstid"]').allTextContents();
+  assert.ok(hours.every((h) => h.slice(0, 5) <= '07:00'), `opens by 07.00: ${hours}`);
+  assert.deepEqual(await axe(page), []);
+  await screenshots(page, 'kindergartens-near');
+  await submit(page, 'a[href="/min-side/barnehage"]');
+  assert.match(page.url(), /logg-inn/);
+
+  const sql = (q) => server.cli('sql', '--purpose', 'folkeregisterforvaltning', '--format', 'csv', q).split('\n').slice(1);
+  const open = (c) => `${c} IN (SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert')`;
+  const [parent] = sql(`SELECT p.foresatt_fnr FROM hamar.barnehageplasser p JOIN hamar.familierelasjoner r ON r.barn_fnr = p.barn_fnr AND r.forelder_fnr = p.foresatt_fnr WHERE ${open('p.foresatt_fnr')} AND ${open('p.barn_fnr')} ORDER BY 1 LIMIT 1`);
+  await page.fill('#fnr', parent);
+  await submit(page, 'form[action="/logg-inn/innbygger"] button');
+  assert.match(page.url(), /\/min-side\/barnehage$/, 'back to the page that asked for the log-in');
+  assert.ok(await page.locator('section.found').count() >= 1, 'a child of kindergarten age');
+  assert.match(await page.locator('section.found').first().textContent(), /kr per måned/);
+  assert.deepEqual(await axe(page), []);
+  await screenshots(page, 'me-kindergarten');
+
+  const kari = await fresh();
+  await login(kari, server.url, 'kari');
+  await kari.goto(server.url + '/barnehageopptak');
+  assert.equal(await kari.locator('#opptak').count(), 0, 'nothing read before the form is posted');
+  await submit(kari, 'form[action="/barnehageopptak"] button');
+  assert.ok(await kari.locator('#opptak tbody tr').count() >= 1);
+  assert.deepEqual(await axe(kari), []);
+  await screenshots(kari, 'admission');
+  assert.match(server.cli('audit', 'search', '--user', 'kari'), /"purpose":"barnehageopptak"/);
+});
+
 test('every page switches language, and passes axe in both languages logged in and out', async () => {
   const pages = [
     [null, '/', 'front'],
     [null, '/apne-data/ledige-barnehageplasser', 'kindergartens'],
+    [null, '/helse', 'health-open'],
     [null, '/datasett/hamar/barnehager', 'dataset-open-geo'],
     [null, '/datasett/hias/vannkvalitet', 'dataset-timeseries'],
     [null, '/api', 'api'],
@@ -304,9 +381,12 @@ test('every page switches language, and passes axe in both languages logged in a
     ['ola', '/byggesak', 'byggesak'],
     ['ola', '/avtaler', 'agreements'],
     ['kari', '/last-opp', 'upload'],
+    ['kari', '/barnehageopptak', 'admission-form'],
     ['revisor', '/revisjon?verify=1&search=1&user=ola', 'audit'],
     ['citizen', '/min-side', 'min-side'],
     ['citizen', '/byggesak', 'byggesak-own'],
+    ['citizen', '/min-side/helse', 'me-health-all'],
+    ['citizen', '/min-side/barnehage', 'me-kindergarten-all'],
   ];
   const pid = server.cli('sql', '--purpose', 'folkeregisterforvaltning', '--format', 'csv',
     'SELECT fodselsnummer FROM hamar.innbyggere ORDER BY fodselsnummer LIMIT 1').split('\n')[1];

@@ -14,6 +14,7 @@ mod protection;
 mod released;
 mod secure;
 mod text;
+mod wards;
 mod writes;
 
 use std::collections::BTreeMap;
@@ -56,6 +57,7 @@ pub use property::{
 pub use released::Released;
 use released::{Tracker, audited};
 pub use text::{MAX_BATCH_TEXT_BYTES, MAX_TEXT_BYTES};
+pub use wards::{GUARDIAN_AGE_LIMIT, Ward, released_rows};
 pub use writes::datasets_field;
 
 /// A dataset as the session's catalogue names it, whatever characters its slugs hold (a

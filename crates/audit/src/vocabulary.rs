@@ -77,6 +77,10 @@ vocabulary! {
         ProtectionLink = "protection-link",
         /// A protection link removed.
         ProtectionLinkRemoved = "protection-link-removed",
+        /// A register of parental responsibility named.
+        GuardianshipRegister = "guardianship-register",
+        /// A dataset's metadata changed (its legal basis).
+        DatasetChange = "dataset-change",
         /// An organisation or department created.
         OrganisationChange = "organisation-change",
         /// A user account created.

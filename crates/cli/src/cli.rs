@@ -265,6 +265,25 @@ enum DatasetCommand {
     },
     /// Every change of a column's category, with its state.
     CategoryChanges(JsonFlag),
+    /// Record the legal basis a dataset is processed under (shown to the people it is about).
+    LegalBasis {
+        /// ORG/DATASET.
+        dataset: String,
+        /// The slug of one of the organisation's legal bases; leave out to clear it.
+        basis: Option<String>,
+    },
+    /// Name a dataset as a register of parental responsibility (parents and children, e.g. a
+    /// Folkeregister copy): a citizen then reads the data of their children under 16 on Min side.
+    Parents {
+        /// ORG/DATASET, e.g. hamar/familierelasjoner.
+        dataset: String,
+        /// The child's person key column.
+        #[arg(long)]
+        child: String,
+        /// The parent's person key column.
+        #[arg(long)]
+        parent: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -584,6 +603,23 @@ async fn category_command(engine: &Engine, c: DatasetCommand) -> Result<()> {
     };
     match c {
         DatasetCommand::Show(a) => show(engine.catalog(), &a).await?,
+        DatasetCommand::LegalBasis { dataset, basis } => {
+            let r = dataset_ref(&dataset)?;
+            let details = serde_json::json!({"dataset": r.to_string(), "legal_basis": basis});
+            engine.log_event(RecordKind::DatasetChange, &crate::operator(), Channel::Cli, details).await?;
+            engine.catalog().set_dataset_legal_basis(&r, basis.as_deref()).await?;
+            match basis {
+                Some(b) => println!("{r} is processed under {b}"),
+                None => println!("{r} has no legal basis recorded"),
+            }
+        }
+        DatasetCommand::Parents { dataset, child, parent } => {
+            let r = dataset_ref(&dataset)?;
+            let details = serde_json::json!({"dataset": r.to_string(), "child": child, "parent": parent});
+            engine.log_event(RecordKind::GuardianshipRegister, &crate::operator(), Channel::Cli, details).await?;
+            engine.catalog().set_guardianship_register(&r, &child, &parent, "operator").await?;
+            println!("parents read their children's data through {r} ({parent} is the parent of {child})");
+        }
         DatasetCommand::Category { dataset, column, category, actor } => {
             let r = dataset_ref(&dataset)?;
             let to = ColumnCategory::from_str(&category).map_err(|e| anyhow!("{category:?}: {e}"))?;

@@ -9,7 +9,7 @@ use common::Tverr;
 fn demo_municipality() {
     let t = Tverr::new();
     let out = t.ok(&["demo", "--persons", "1500"]);
-    assert!(out.contains("11 datasets"), "{out}");
+    assert!(out.contains("19 datasets"), "{out}");
     let list = t.ok(&["datasets", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&list).unwrap();
     let mut names: Vec<String> = v
@@ -23,10 +23,18 @@ fn demo_municipality() {
         names,
         [
             "hamar/barnehageplasser confidential",
+            "hamar/barnehagepriser open",
             "hamar/barnehager open",
+            "hamar/barnehagesoknader confidential",
             "hamar/byggesaker internal",
             "hamar/eiendommer internal",
+            "hamar/familierelasjoner confidential",
+            "hamar/fastleger open",
+            "hamar/gater open",
+            "hamar/helsestasjon_timer strictly-confidential",
+            "hamar/helsetjenester open",
             "hamar/hjemmetjenester strictly-confidential",
+            "hamar/husholdningsinntekt confidential",
             "hamar/innbyggere confidential",
             "hamar/kommunegrense open",
             "hamar/reguleringsplaner open",
@@ -65,6 +73,21 @@ fn demo_municipality() {
     let show: serde_json::Value = serde_json::from_str(&t.ok(&["dataset", "show", "hamar/hjemmetjenester", "--json"])).unwrap();
     let cats: Vec<&str> = show["columns"].as_array().unwrap().iter().map(|c| c["category"].as_str().unwrap()).collect();
     assert_eq!(cats, ["person-id", "special-category", "none", "special-category"]);
+    // Every child and parent in the family register is a resident, and every child is younger.
+    assert_eq!(
+        t.sql_csv(
+            "SELECT count(*) AS n FROM hamar.familierelasjoner r JOIN hamar.innbyggere c ON c.fodselsnummer = r.barn_fnr \
+             JOIN hamar.innbyggere p ON p.fodselsnummer = r.forelder_fnr WHERE c.fodselsdato <= p.fodselsdato"
+        ),
+        "n\n0\n"
+    );
+    // Every application is for a resident child, and the health centre sees children under six.
+    assert_eq!(
+        t.sql_csv("SELECT count(*) AS n FROM hamar.barnehagesoknader s LEFT JOIN hamar.innbyggere i ON s.barn_fnr = i.fodselsnummer WHERE i.fodselsnummer IS NULL"),
+        "n\n0\n"
+    );
+    let show: serde_json::Value = serde_json::from_str(&t.ok(&["dataset", "show", "hamar/helsestasjon_timer", "--json"])).unwrap();
+    assert_eq!(show["dataset"]["legal_basis"], "hol-3-2-helsestasjon");
     let (_, err) = t.fail(&["demo"]);
     assert!(err.contains("already has data"), "{err}");
 

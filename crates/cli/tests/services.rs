@@ -85,13 +85,10 @@ fn encoded(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
-#[test]
-fn property_service_cases() {
-    let t = Tverr::new();
-    t.ok(&["demo", "--persons", "2000"]);
-    let server = start(&t);
-    let port = server.1;
-    let values = placeholders(&t);
+/// Runs every case of `tests/security/{dir}` against the server on `port`; returns the failures.
+/// `as: citizen:KEY` signs in as the citizen whose number is the placeholder KEY (`citizen`
+/// alone: `planned_owner`).
+fn run_cases(t: &Tverr, port: u16, dir: &str, values: &BTreeMap<&'static str, String>) -> Vec<String> {
     // Values go into paths percent-encoded, except matrikkel units, whose slashes are the path's.
     let fill = |s: &str, raw: bool| {
         values.iter().fold(s.to_string(), |acc, (k, v)| {
@@ -100,21 +97,20 @@ fn property_service_cases() {
         })
     };
     let mut tokens: BTreeMap<String, String> = BTreeMap::new();
-    let cases = common::Case::all_in("property");
-    assert!(cases.len() >= 20, "only {} property cases", cases.len());
+    let cases = common::Case::all_in(dir);
+    assert!(cases.len() >= 15, "only {} cases in {dir}", cases.len());
     let mut failures = Vec::new();
     for case in cases {
         let name = case.name();
         let who = case.need("as");
         let tok = match who {
             "anonymous" => None,
-            "citizen" => Some(
-                tokens
-                    .entry(who.into())
-                    .or_insert_with(|| t.ok(&["token", "create", "--citizen", &values["planned_owner"]]).trim().to_string())
-                    .clone(),
-            ),
-            user => Some(tokens.entry(user.into()).or_insert_with(|| token(&t, user)).clone()),
+            citizen if citizen.starts_with("citizen") => {
+                let key = citizen.strip_prefix("citizen:").unwrap_or("planned_owner");
+                let pid = values.get(key).unwrap_or_else(|| panic!("{name}: no placeholder {key}"));
+                Some(tokens.entry(who.into()).or_insert_with(|| t.ok(&["token", "create", "--citizen", pid]).trim().to_string()).clone())
+            }
+            user => Some(tokens.entry(user.into()).or_insert_with(|| token(t, user)).clone()),
         };
         let path = fill(case.need("path"), false);
         let r = get_as(port, &path, tok.as_deref(), case.get("purpose"));
@@ -153,7 +149,108 @@ fn property_service_cases() {
             }
         }
     }
+    failures
+}
+
+#[test]
+fn property_service_cases() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "2000"]);
+    let server = start(&t);
+    let failures = run_cases(&t, server.1, "property", &placeholders(&t));
     assert!(failures.is_empty(), "{} of the property cases failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// The demo's parents and children that the family cases name, found by the operator.
+fn family(t: &Tverr) -> BTreeMap<&'static str, String> {
+    let rows = |sql: &str| -> Vec<Vec<String>> {
+        t.ok(&["sql", "--purpose", "folkeregisterforvaltning", "--format", "csv", sql])
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(str::to_string).collect())
+            .collect()
+    };
+    let one = |sql: &str| -> Vec<String> { rows(sql).into_iter().next().unwrap_or_else(|| panic!("no row: {sql}")) };
+    let today = chrono::Utc::now().date_naive();
+    let years_ago = |n: i32| chrono::Datelike::with_year(&today, chrono::Datelike::year(&today) - n).unwrap_or(today).to_string();
+    let open = |column: &str| format!("{column} IN (SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert')");
+    let relation = "SELECT r.forelder_fnr, r.barn_fnr, i.fornavn FROM hamar.familierelasjoner r JOIN hamar.innbyggere i ON i.fodselsnummer = r.barn_fnr";
+    let mut m = BTreeMap::new();
+    let parent = one(&format!(
+        "{relation} WHERE {} AND {} AND r.barn_fnr IN (SELECT barn_fnr FROM hamar.barnehageplasser) ORDER BY 1 LIMIT 1",
+        open("r.forelder_fnr"),
+        open("r.barn_fnr")
+    ));
+    m.insert("parent", parent[0].clone());
+    m.insert("child", parent[1].clone());
+    m.insert("child_name", parent[2].clone());
+    let teen = one(&format!(
+        "{relation} WHERE {} AND i.fodselsdato <= DATE '{}' AND i.fodselsdato > DATE '{}' ORDER BY 1 LIMIT 1",
+        open("r.forelder_fnr"),
+        years_ago(16),
+        years_ago(18)
+    ));
+    m.insert("teen_parent", teen[0].clone());
+    m.insert("teen", teen[1].clone());
+    let adult =
+        one(&format!("{relation} WHERE {} AND i.fodselsdato <= DATE '{}' ORDER BY 1 LIMIT 1", open("r.forelder_fnr"), years_ago(18)));
+    m.insert("old_parent", adult[0].clone());
+    m.insert("adult_child", adult[1].clone());
+    let protected = one(&format!(
+        "{relation} WHERE {} AND i.adressebeskyttelse <> 'ugradert' AND i.fodselsdato > DATE '{}' ORDER BY 1 LIMIT 1",
+        open("r.forelder_fnr"),
+        years_ago(16)
+    ));
+    m.insert("protected_child_parent", protected[0].clone());
+    m.insert("protected_child", protected[1].clone());
+    let other = one(&format!(
+        "SELECT s.barn_fnr, i.fornavn FROM hamar.barnehagesoknader s JOIN hamar.innbyggere i ON i.fodselsnummer = s.barn_fnr \
+         WHERE s.foresatt_fnr <> '{}' AND s.status <> 'Takket ja' ORDER BY 1 LIMIT 1",
+        parent[0]
+    ));
+    m.insert("other_applicant", other[0].clone());
+    m.insert("other_applicant_name", other[1].clone());
+    m
+}
+
+#[test]
+fn family_service_cases() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "4000"]);
+    let server = start(&t);
+    let failures = run_cases(&t, server.1, "family", &family(&t));
+    assert!(failures.is_empty(), "{} of the family cases failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn a_parent_sees_who_read_their_childs_health_data_by_name() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "2000"]);
+    let server = start(&t);
+    let values = family(&t);
+    // The health centre's nurse reads the child's appointments.
+    let sql = format!("SELECT konsultasjon FROM hamar.helsestasjon_timer WHERE barn_fnr = '{}'", values["child"]);
+    t.ok(&["sql", "--as", "nina", "--purpose", "helsestasjon", "--format", "csv", &sql]);
+    let parent = t.ok(&["token", "create", "--citizen", &values["parent"]]).trim().to_string();
+    let r = get_as(server.1, "/api/v1/me/health", Some(&parent), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let reads = v["accesses"].as_array().unwrap();
+    let nina =
+        reads.iter().find(|a| a["access"]["reader"]["employee"] == "nina").unwrap_or_else(|| panic!("nina's read is not shown: {v}"));
+    assert_eq!(nina["whose"]["child"]["pid"], values["child"].as_str());
+    assert_eq!(nina["access"]["purpose"], "helsestasjon");
+    // The parent's own reads are not in that list, and the child's log shows them as a parent's.
+    assert!(reads.iter().all(|a| a["access"]["reader"]["kind"] != "self"));
+    let log = t.ok(&["audit", "search", "--subject", &values["child"]]);
+    assert!(log.lines().any(|l| l.contains("\"kind\":\"citizen\"") && l.contains("helsestasjon_timer")), "{log}");
+    // A price is computed for the child's place.
+    let r = get_as(server.1, "/api/v1/me/kindergarten", Some(&parent), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let child = v["children"].as_array().unwrap().iter().find(|c| c["child"]["pid"] == values["child"].as_str()).expect("the child");
+    let monthly = child["price"]["monthly"].as_f64().expect("a price");
+    assert!(monthly > 0.0 && monthly <= 2000.0, "{monthly}");
 }
 
 #[test]

@@ -135,6 +135,32 @@ impl Fodselsnummer {
         &self.0
     }
 
+    /// The date of birth the number holds (the D-, H- and synthetic offsets taken off; the
+    /// century from the individual number).
+    pub fn birth_date(&self) -> chrono::NaiveDate {
+        let d: Vec<u32> = self.0.bytes().map(|b| u32::from(b - b'0')).collect();
+        let (day_raw, month_raw) = (d[0] * 10 + d[1], d[2] * 10 + d[3]);
+        let day = if day_raw > 40 { day_raw - 40 } else { day_raw };
+        let month = match month_raw {
+            81..=92 => month_raw - 80,
+            41..=52 => month_raw - 40,
+            m => m,
+        };
+        let year = birth_year(d[4] * 10 + d[5], d[6] * 100 + d[7] * 10 + d[8]);
+        chrono::NaiveDate::from_ymd_opt(year, month, day).expect("a parsed number holds a calendar date")
+    }
+
+    /// The person's age in whole years on `day`.
+    pub fn age_on(&self, day: chrono::NaiveDate) -> i32 {
+        use chrono::Datelike;
+        let birth = self.birth_date();
+        let mut age = day.year() - birth.year();
+        if (day.month(), day.day()) < (birth.month(), birth.day()) {
+            age -= 1;
+        }
+        age
+    }
+
     /// Which kind of number this is.
     pub fn kind(&self) -> PersonNumberKind {
         let b = self.0.as_bytes();
@@ -622,5 +648,17 @@ mod tests {
             assert!(!RENUMBERED.contains_key(&end), "{old} does not end");
         }
         assert!(RENUMBERED.len() >= 70);
+    }
+
+    #[test]
+    fn the_birth_date_and_age_come_from_the_number() {
+        // A synthetic number (month + 80) for 14 October 2022, individual number 935 (2000s).
+        let f = Fodselsnummer::from_parts("149022", 935).or_else(|| Fodselsnummer::from_parts("149022", 936)).unwrap();
+        assert_eq!(f.birth_date(), chrono::NaiveDate::from_ymd_opt(2022, 10, 14).unwrap());
+        assert_eq!(f.age_on(chrono::NaiveDate::from_ymd_opt(2026, 10, 13).unwrap()), 3);
+        assert_eq!(f.age_on(chrono::NaiveDate::from_ymd_opt(2026, 10, 14).unwrap()), 4);
+        // A D-number (day + 40) for 1 January 1980.
+        let d = Fodselsnummer::from_parts("410180", 123).or_else(|| Fodselsnummer::from_parts("410180", 124)).unwrap();
+        assert_eq!(d.birth_date(), chrono::NaiveDate::from_ymd_opt(1980, 1, 1).unwrap());
     }
 }

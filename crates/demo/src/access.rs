@@ -76,6 +76,13 @@ const LEGAL_BASES: &[(&str, &str, &str, &str, &str)] = &[
     ),
     (
         "hamar",
+        "foreldrebetaling",
+        "6(1)(e)",
+        "barnehageloven § 15 og forskrift om foreldrebetaling i barnehager (redusert foreldrebetaling)",
+        "https://lovdata.no/forskrift/2005-12-16-1478",
+    ),
+    (
+        "hamar",
         "fvl-11-veiledning",
         "6(1)(e)",
         "forvaltningsloven § 11 (veiledningsplikt) og kommuneloven § 4-1 (innbyggerservice)",

@@ -49,6 +49,14 @@ impl Household {
     }
 }
 
+/// One child's kindergarten admission: the child, the guardian, the age and the place, if any.
+struct Admission {
+    child: u32,
+    guardian: u32,
+    age: i32,
+    place: Option<(usize, NaiveDate, &'static str)>,
+}
+
 /// The generated municipality, ready to be written as source files.
 #[derive(Debug)]
 pub struct Population {
@@ -67,6 +75,20 @@ fn age_on(birth: NaiveDate, day: NaiveDate) -> i32 {
 
 fn reference_day() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 1, 1).expect("valid date")
+}
+
+/// `mor` or `far` by the person number (the third digit of the individual number is even for
+/// women).
+fn parent_role(fnr: &str) -> &'static str {
+    if (fnr.as_bytes()[8] - b'0').is_multiple_of(2) { "mor" } else { "far" }
+}
+
+/// The middle of street `i` (of [`STREETS`]): spread over the town on a golden-angle spiral,
+/// within 5 km of the centre.
+pub(crate) fn street_centre(i: usize) -> (f64, f64) {
+    let angle = i as f64 * 2.399_963;
+    let radius = 600.0 + (i as f64 * 4513.0) % 4400.0;
+    ((CENTER_X + radius * angle.cos()).round(), (CENTER_Y + radius * angle.sin()).round())
 }
 
 /// A valid synthetic orgnr derived from a number (check digit computed, 10 skipped).
@@ -182,6 +204,12 @@ impl Population {
         self.write_innbyggere(dir)?;
         self.write_barnehager(dir)?;
         self.write_barnehageplasser(dir)?;
+        self.write_barnehagesoknader(dir)?;
+        self.write_husholdningsinntekt(dir)?;
+        Self::write_barnehagepriser(dir)?;
+        self.write_familierelasjoner(dir)?;
+        self.write_helse(dir)?;
+        Self::write_gater(dir)?;
         self.write_byggesaker(dir)?;
         self.write_eiendommer(dir)?;
         self.write_reguleringsplaner(dir)?;
@@ -269,24 +297,34 @@ impl Population {
             w,
             "{{\"type\":\"FeatureCollection\",\"crs\":{{\"type\":\"name\",\"properties\":{{\"name\":\"urn:ogc:def:crs:EPSG::25833\"}}}},\"features\":["
         )?;
+        // Kind and opening hours from a generator of their own, so the rest stays as it was.
+        let mut hours = self.rng(12);
         for i in 0..self.kindergarten_count() {
             let street = rng.random_range(0..STREETS.len());
             let (sname, bydel, _) = STREETS[street];
+            let (sx, sy) = street_centre(street);
             let capacity: i64 = rng.random_range(30..130);
             let free: i64 = if rng.random_range(0..3) == 0 { 0 } else { rng.random_range(0..12) };
             let (age_from, age_to) = if rng.random_range(0..4) == 0 { (0, 3) } else { (1, 5) };
+            // On its street: within 350 m of the street's middle.
             let angle: f64 = rng.random::<f64>() * std::f64::consts::TAU;
-            let radius: f64 = rng.random::<f64>().sqrt() * 5000.0;
+            let radius: f64 = rng.random::<f64>().sqrt() * 350.0;
+            let kind = KINDERGARTEN_KINDS[hours.random_range(0..KINDERGARTEN_KINDS.len())];
+            let opens = ["06:45", "07:00", "07:00", "07:15", "07:30"][hours.random_range(0..5)];
+            let closes = ["16:15", "16:30", "16:30", "16:45", "17:00"][hours.random_range(0..5)];
             let feature = serde_json::json!({
                 "type": "Feature",
                 "geometry": {"type": "Point", "coordinates": [
-                    (CENTER_X + radius * angle.cos()).round(), (CENTER_Y + radius * angle.sin()).round()
+                    (sx + radius * angle.cos()).round(), (sy + radius * angle.sin()).round()
                 ]},
                 "properties": {
                     "navn": Self::kindergarten_name(i),
                     "adresse": format!("{sname} {}", rng.random_range(1..80)),
                     "bydel": bydel,
                     "eierform": if rng.random_range(0..2) == 0 { "kommunal" } else { "privat" },
+                    "barnehagetype": kind,
+                    "apner": opens,
+                    "stenger": closes,
                     "alder_fra": age_from,
                     "alder_til": age_to,
                     "kapasitet": capacity,
@@ -304,32 +342,253 @@ impl Population {
         Ok(())
     }
 
-    /// UTF-8 with BOM and `;`, as Excel saves "CSV UTF-8".
-    fn write_barnehageplasser(&self, dir: &Path) -> Result<(), DemoError> {
+    /// Every child aged 0–5 of every household, with what the kindergarten admission decided:
+    /// a place (kindergarten, start, hours) for most children aged 1–5, none for the others.
+    fn admissions(&self) -> Vec<Admission> {
         let mut rng = self.rng(2);
-        let mut w = BufWriter::new(File::create(dir.join("barnehageplasser.csv"))?);
-        w.write_all(b"\xEF\xBB\xBFbarn_fnr;foresatt_fnr;barnehage;startdato;timer_per_uke\r\n")?;
         let today = reference_day();
         let count = self.kindergarten_count();
+        let mut out = Vec::new();
         for h in &self.households {
-            let guardian = &self.persons[h.members[0] as usize];
             for m in &h.members[1..] {
                 let child = &self.persons[*m as usize];
                 let age = age_on(child.birth, today);
-                if !(1..=5).contains(&age) || rng.random_range(0..10) == 0 {
+                let guardian = h.members[0];
+                if !(0..=5).contains(&age) {
+                    continue;
+                }
+                if age == 0 || rng.random_range(0..10) == 0 {
+                    out.push(Admission { child: *m, guardian, age, place: None });
                     continue;
                 }
                 let start = NaiveDate::from_ymd_opt(today.year() - rng.random_range(0..age.min(4) + 1), 8, 15).expect("valid");
                 let hours = ["41", "41", "41", "37,5", "30", "20"][rng.random_range(0..6)];
-                writeln!(
-                    w,
-                    "{};{};{};{};{}\r",
-                    child.fnr,
-                    guardian.fnr,
-                    Self::kindergarten_name(rng.random_range(0..count)),
-                    start.format("%d.%m.%Y"),
-                    hours
-                )?;
+                out.push(Admission { child: *m, guardian, age, place: Some((rng.random_range(0..count), start, hours)) });
+            }
+        }
+        out
+    }
+
+    /// UTF-8 with BOM and `;`, as Excel saves "CSV UTF-8".
+    fn write_barnehageplasser(&self, dir: &Path) -> Result<(), DemoError> {
+        let mut w = BufWriter::new(File::create(dir.join("barnehageplasser.csv"))?);
+        w.write_all(b"\xEF\xBB\xBFbarn_fnr;foresatt_fnr;barnehage;startdato;timer_per_uke\r\n")?;
+        for a in self.admissions() {
+            let Some((kindergarten, start, hours)) = a.place else { continue };
+            writeln!(
+                w,
+                "{};{};{};{};{}\r",
+                self.persons[a.child as usize].fnr,
+                self.persons[a.guardian as usize].fnr,
+                Self::kindergarten_name(kindergarten),
+                start.format("%d.%m.%Y"),
+                hours
+            )?;
+        }
+        w.flush()?;
+        Ok(())
+    }
+
+    /// Applications for a kindergarten place: every child without one (the youngest for the
+    /// main admission in August, the others on the waiting list or with an offer), and some
+    /// children with a place who applied to move.
+    fn write_barnehagesoknader(&self, dir: &Path) -> Result<(), DemoError> {
+        let mut rng = self.rng(9);
+        let count = self.kindergarten_count();
+        let mut w = BufWriter::new(File::create(dir.join("barnehagesoknader.csv"))?);
+        writeln!(w, "soknad_id;barn_fnr;foresatt_fnr;onsket_barnehage;onsket_start;status;tilbudt_barnehage;svarfrist")?;
+        let today = reference_day();
+        let mut serial = 0u32;
+        for a in self.admissions() {
+            let moving = a.place.is_some() && rng.random_range(0..12) == 0;
+            if a.place.is_some() && !moving {
+                continue;
+            }
+            serial += 1;
+            let wished = rng.random_range(0..count);
+            let start = if a.age == 0 {
+                NaiveDate::from_ymd_opt(today.year(), 8, 1).expect("valid")
+            } else {
+                today + chrono::Duration::days(rng.random_range(30..200))
+            };
+            let (status, offered, deadline) = match rng.random_range(0..10) {
+                0..=3 => ("Mottatt", None, None),
+                4..=5 => ("Venteliste", None, None),
+                6..=8 => {
+                    let offered = if rng.random_range(0..3) == 0 { rng.random_range(0..count) } else { wished };
+                    ("Tilbud sendt", Some(offered), Some(today + chrono::Duration::days(rng.random_range(5..21))))
+                }
+                _ => ("Takket ja", Some(wished), None),
+            };
+            writeln!(
+                w,
+                "S-{}-{serial:05};{};{};{};{};{status};{};{}",
+                today.year(),
+                self.persons[a.child as usize].fnr,
+                self.persons[a.guardian as usize].fnr,
+                Self::kindergarten_name(wished),
+                start.format("%d.%m.%Y"),
+                offered.map(Self::kindergarten_name).unwrap_or_default(),
+                deadline.map(|d| d.format("%d.%m.%Y").to_string()).unwrap_or_default(),
+            )?;
+        }
+        w.flush()?;
+        Ok(())
+    }
+
+    /// Household income as Skatteetaten reports it for reduced parental payment: one row per
+    /// guardian of a child aged 0–5.
+    fn write_husholdningsinntekt(&self, dir: &Path) -> Result<(), DemoError> {
+        let mut rng = self.rng(10);
+        let mut w = BufWriter::new(File::create(dir.join("husholdningsinntekt.csv"))?);
+        writeln!(w, "foresatt_fnr;inntektsaar;samlet_inntekt")?;
+        let mut seen = std::collections::HashSet::new();
+        for a in self.admissions() {
+            if !seen.insert(a.guardian) {
+                continue;
+            }
+            let income: u32 =
+                if rng.random_range(0..5) == 0 { rng.random_range(180_000..400_000) } else { rng.random_range(400_000..1_600_000) };
+            writeln!(w, "{};2024;{}", self.persons[a.guardian as usize].fnr, income / 1000 * 1000)?;
+        }
+        w.flush()?;
+        Ok(())
+    }
+
+    /// The national rules for parental payment, as an open table the kommune keeps.
+    fn write_barnehagepriser(dir: &Path) -> Result<(), DemoError> {
+        let mut w = BufWriter::new(File::create(dir.join("barnehagepriser.csv"))?);
+        writeln!(
+            w,
+            "gjelder_fra;makspris_per_maaned;betalingsmaaneder;maks_andel_av_inntekt_prosent;soskenmoderasjon_barn_2_prosent;soskenmoderasjon_barn_3_prosent;kilde"
+        )?;
+        writeln!(w, "01.08.2024;2000;11;6;30;50;https://lovdata.no/forskrift/2005-12-16-1478")?;
+        w.flush()?;
+        Ok(())
+    }
+
+    /// Parents and children as the population register records them: both adults of a
+    /// household are parents of its children; some older people have adult children elsewhere.
+    fn write_familierelasjoner(&self, dir: &Path) -> Result<(), DemoError> {
+        let mut rng = self.rng(11);
+        let today = reference_day();
+        let mut w = BufWriter::new(File::create(dir.join("familierelasjoner.csv"))?);
+        writeln!(w, "barn_fnr;forelder_fnr;relasjon")?;
+        let adults: Vec<u32> =
+            (0..self.persons.len() as u32).filter(|p| (18..36).contains(&age_on(self.persons[*p as usize].birth, today))).collect();
+        for h in &self.households {
+            let parents: Vec<u32> =
+                h.members.iter().take(2).copied().filter(|p| age_on(self.persons[*p as usize].birth, today) >= 18).collect();
+            for child in h.members.iter().skip(2) {
+                for parent in &parents {
+                    let role = parent_role(&self.persons[*parent as usize].fnr);
+                    writeln!(w, "{};{};{role}", self.persons[*child as usize].fnr, self.persons[*parent as usize].fnr)?;
+                }
+            }
+            let head = h.members[0];
+            if age_on(self.persons[head as usize].birth, today) >= 50 && !adults.is_empty() && rng.random_range(0..3) == 0 {
+                let child = adults[rng.random_range(0..adults.len())];
+                let role = parent_role(&self.persons[head as usize].fnr);
+                writeln!(w, "{};{};{role}", self.persons[child as usize].fnr, self.persons[head as usize].fnr)?;
+            }
+        }
+        w.flush()?;
+        Ok(())
+    }
+
+    /// The streets of the town with their middle: the open address register at street level,
+    /// which places an address for a distance without naming anyone who lives there.
+    fn write_gater(dir: &Path) -> Result<(), DemoError> {
+        let features: Vec<serde_json::Value> = STREETS
+            .iter()
+            .enumerate()
+            .map(|(i, (name, bydel, postnr))| {
+                let (x, y) = street_centre(i);
+                serde_json::json!({
+                    "type": "Feature",
+                    "geometry": {"type": "Point", "coordinates": [x, y]},
+                    "properties": {"gatenavn": name, "bydel": bydel, "postnummer": postnr, "poststed": "HAMAR"},
+                })
+            })
+            .collect();
+        let collection = serde_json::json!({
+            "type": "FeatureCollection",
+            "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::25833"}},
+            "features": features,
+        });
+        std::fs::write(dir.join("gater.geojson"), serde_json::to_vec(&collection).map_err(std::io::Error::other)?)?;
+        Ok(())
+    }
+
+    /// The health services (open), the GPs with free places on their lists (open) and the
+    /// health centre's appointments for children (special-category data).
+    fn write_helse(&self, dir: &Path) -> Result<(), DemoError> {
+        let mut rng = self.rng(13);
+        let point = |street: usize, rng: &mut ChaCha8Rng| {
+            let (x, y) = street_centre(street);
+            serde_json::json!({"type": "Point", "coordinates": [(x + rng.random_range(-200.0..200.0)).round(), (y + rng.random_range(-200.0..200.0)).round()]})
+        };
+        let mut features = Vec::new();
+        for (i, service) in HEALTH_SERVICES.iter().enumerate() {
+            let street = (i * 7 + 3) % STREETS.len();
+            let waiting = service.waiting.map(|(from, to)| rng.random_range(from..=to));
+            features.push(serde_json::json!({
+                "type": "Feature",
+                "geometry": point(street, &mut rng),
+                "properties": {
+                    "navn": service.name, "tjenestetype": service.kind, "beskrivelse": service.what,
+                    "hvem_kan_faa": service.who, "apningstider": service.hours,
+                    "adresse": format!("{} {}", STREETS[street].0, 5 + i * 3), "telefon": service.phone,
+                    "ventetid_dager": waiting,
+                },
+            }));
+        }
+        let crs = serde_json::json!({"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::25833"}});
+        let services = serde_json::json!({"type": "FeatureCollection", "crs": crs, "features": features});
+        std::fs::write(dir.join("helsetjenester.geojson"), serde_json::to_vec(&services).map_err(std::io::Error::other)?)?;
+
+        let doctors = (self.persons.len() / 1100).clamp(6, 5000);
+        let mut features = Vec::new();
+        for i in 0..doctors {
+            let street = rng.random_range(0..STREETS.len());
+            let first = if rng.random_range(0..2) == 0 { FIRST_FEMALE } else { FIRST_MALE };
+            let list: i64 = rng.random_range(700..1400);
+            let free: i64 = if rng.random_range(0..3) == 0 { rng.random_range(1..60) } else { 0 };
+            features.push(serde_json::json!({
+                "type": "Feature",
+                "geometry": point(street, &mut rng),
+                "properties": {
+                    "lege": format!("{} {}", first[rng.random_range(0..first.len())], LAST[rng.random_range(0..LAST.len())]),
+                    "legekontor": format!("{} legesenter", MEDICAL_CENTRES[i % MEDICAL_CENTRES.len()]),
+                    "adresse": format!("{} {}", STREETS[street].0, rng.random_range(1..60)),
+                    "listelengde": list, "ledige_plasser": free,
+                },
+            }));
+        }
+        let gps = serde_json::json!({"type": "FeatureCollection", "crs": crs, "features": features});
+        std::fs::write(dir.join("fastleger.geojson"), serde_json::to_vec(&gps).map_err(std::io::Error::other)?)?;
+
+        let today = reference_day();
+        let mut w = BufWriter::new(File::create(dir.join("helsestasjon_timer.csv"))?);
+        writeln!(w, "barn_fnr;tidspunkt;konsultasjon;sted;status")?;
+        for p in &self.persons {
+            let age_days = (today - p.birth).num_days();
+            if !(0..6 * 365).contains(&age_days) {
+                continue;
+            }
+            // The programme's consultations the child has had (and the next one, booked).
+            for (days, what) in HEALTH_CENTRE_PROGRAMME {
+                let at = p.birth + chrono::Duration::days(*days);
+                let booked = at > today;
+                if booked && at > today + chrono::Duration::days(120) {
+                    break;
+                }
+                let time =
+                    format!("{}T{:02}:{:02}:00", at.format("%Y-%m-%d"), rng.random_range(8..15), [0, 15, 30, 45][rng.random_range(0..4)]);
+                writeln!(w, "{};{time};{what};Helsestasjon Hamar sentrum;{}", p.fnr, if booked { "Bestilt" } else { "Gjennomført" })?;
+                if booked {
+                    break;
+                }
             }
         }
         w.flush()?;

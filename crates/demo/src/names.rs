@@ -184,3 +184,150 @@ pub const HOME_CARE_SERVICES: &[&str] = &[
     "Avlastning",
     "Dagsenter",
 ];
+
+/// Kinds of kindergarten.
+pub const KINDERGARTEN_KINDS: &[&str] = &["ordinær", "ordinær", "ordinær", "friluftsbarnehage", "gårdsbarnehage", "familiebarnehage"];
+
+/// Names of medical centres (legesentre).
+pub const MEDICAL_CENTRES: &[&str] = &["Vang", "Hamar", "Torggata", "Ingeberg", "Ridabu", "Domkirkeodden", "Midtstranda", "Børstad"];
+
+/// The health centre's programme for children: age in days and the consultation.
+pub const HEALTH_CENTRE_PROGRAMME: &[(i64, &str)] = &[
+    (10, "Hjemmebesøk etter fødsel"),
+    (28, "4-ukerskonsultasjon"),
+    (42, "6-ukerskonsultasjon"),
+    (91, "3-månederskonsultasjon"),
+    (152, "5-månederskonsultasjon"),
+    (183, "6-månederskonsultasjon"),
+    (304, "10-månederskonsultasjon"),
+    (365, "1-årskonsultasjon"),
+    (456, "15-månederskonsultasjon"),
+    (548, "17–18-månederskonsultasjon"),
+    (730, "2-årskonsultasjon"),
+    (1460, "4-årskonsultasjon"),
+];
+
+/// A health or care service the kommune offers.
+pub struct HealthService {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub what: &'static str,
+    pub who: &'static str,
+    pub hours: &'static str,
+    /// A national number (legevakt); the demo invents no local ones, which might be someone's.
+    pub phone: Option<&'static str>,
+    /// The range the demo's waiting time (days) is drawn from; none where there is no queue.
+    pub waiting: Option<(i64, i64)>,
+}
+
+/// The kommune's health and care services (as a citizen would look for them).
+pub const HEALTH_SERVICES: &[HealthService] = &[
+    HealthService {
+        name: "Legevakt",
+        kind: "Legevakt",
+        what: "Akutt hjelp når fastlegen er stengt, og ved skade eller sykdom som ikke kan vente. Ring 116 117 før du kommer. Ring 113 ved livstruende sykdom eller skade.",
+        who: "Alle som oppholder seg i kommunen, også besøkende.",
+        hours: "Hele døgnet, alle dager",
+        phone: Some("116 117"),
+        waiting: None,
+    },
+    HealthService {
+        name: "Fastlegekontoret",
+        kind: "Fastlege",
+        what: "Fastlegen er din faste lege for undersøkelser, resepter, sykmeldinger og henvisninger. Du kan bytte fastlege på helsenorge.no.",
+        who: "Alle som er registrert bosatt i Norge har rett på fastlege.",
+        hours: "Hverdager 08.00–15.30",
+        phone: None,
+        waiting: Some((2, 14)),
+    },
+    HealthService {
+        name: "Helsestasjon Hamar sentrum",
+        kind: "Helsestasjon",
+        what: "Oppfølging av gravide, barn fra 0 til 5 år og foreldre: konsultasjoner, vaksiner, veiledning om amming, søvn, mat og utvikling.",
+        who: "Gravide og familier med barn under skolealder som bor i kommunen. Tilbudet er gratis.",
+        hours: "Hverdager 08.00–15.30",
+        phone: None,
+        waiting: Some((3, 10)),
+    },
+    HealthService {
+        name: "Helsestasjon for ungdom",
+        kind: "Helsestasjon",
+        what: "Samtaler om kropp, psykisk helse og seksualitet, prevensjon og test for kjønnssykdommer. Du trenger ikke timebestilling.",
+        who: "Ungdom fra 13 til 20 år. Gratis, og de ansatte har taushetsplikt.",
+        hours: "Tirsdag og torsdag 14.00–18.00",
+        phone: None,
+        waiting: None,
+    },
+    HealthService {
+        name: "Skolehelsetjenesten",
+        kind: "Helsestasjon",
+        what: "Helsesykepleier på alle skoler: vaksiner, samtaler og oppfølging av elevenes helse og trivsel.",
+        who: "Elever i grunnskolen og videregående skole.",
+        hours: "Skoledager, se timeplanen på skolen",
+        phone: None,
+        waiting: None,
+    },
+    HealthService {
+        name: "Hjemmesykepleie",
+        kind: "Hjemmetjenester",
+        what: "Helsehjelp i hjemmet: medisiner, sårstell, oppfølging av kronisk sykdom og hjelp etter sykehusopphold.",
+        who: "Alle som trenger helsehjelp hjemme. Tildeles etter søknad og vedtak; tjenesten er gratis.",
+        hours: "Hele døgnet",
+        phone: None,
+        waiting: Some((1, 7)),
+    },
+    HealthService {
+        name: "Praktisk bistand og hjemmehjelp",
+        kind: "Hjemmetjenester",
+        what: "Hjelp til praktiske gjøremål i hjemmet, som rengjøring og innkjøp, når du ikke klarer det selv.",
+        who: "Personer som er avhengige av hjelp for å klare dagliglivet. Tildeles etter søknad; egenandel etter inntekt.",
+        hours: "Hverdager 08.00–15.30",
+        phone: None,
+        waiting: Some((10, 30)),
+    },
+    HealthService {
+        name: "Tildelingskontoret",
+        kind: "Søknad og vedtak",
+        what: "Tar imot og behandler søknader om helse- og omsorgstjenester: hjemmetjenester, omsorgsbolig, korttids- og langtidsplass på sykehjem.",
+        who: "Alle som bor i kommunen og deres pårørende.",
+        hours: "Hverdager 09.00–15.00",
+        phone: None,
+        waiting: Some((14, 35)),
+    },
+    HealthService {
+        name: "Fysioterapi og ergoterapi",
+        kind: "Rehabilitering",
+        what: "Trening og tilrettelegging etter skade eller sykdom, hjelpemidler og tilpasning av bolig.",
+        who: "Alle som bor i kommunen; fysioterapi hos kommunen krever ikke henvisning.",
+        hours: "Hverdager 08.00–15.30",
+        phone: None,
+        waiting: Some((14, 60)),
+    },
+    HealthService {
+        name: "Rask psykisk helsehjelp",
+        kind: "Psykisk helse og rus",
+        what: "Samtaler og kurs ved lettere angst, depresjon og søvnvansker, uten henvisning.",
+        who: "Alle over 16 år som bor i kommunen. Gratis.",
+        hours: "Hverdager 08.00–15.30",
+        phone: None,
+        waiting: Some((5, 21)),
+    },
+    HealthService {
+        name: "Den offentlige tannhelsetjenesten",
+        kind: "Tannhelse",
+        what: "Gratis undersøkelse og behandling for barn og unge; redusert pris til 28 år. Drives av fylkeskommunen.",
+        who: "Barn og ungdom til og med 18 år, unge voksne 19–28 år, og eldre med hjemmesykepleie eller på sykehjem.",
+        hours: "Hverdager 08.00–15.30",
+        phone: None,
+        waiting: Some((20, 90)),
+    },
+    HealthService {
+        name: "Frisklivssentralen",
+        kind: "Forebygging",
+        what: "Hjelp til å endre levevaner: fysisk aktivitet, kosthold, søvn og røykeslutt, i grupper og individuelt.",
+        who: "Voksne som bor i kommunen. Du trenger ikke henvisning.",
+        hours: "Hverdager 08.00–15.30",
+        phone: None,
+        waiting: Some((7, 28)),
+    },
+];

@@ -36,6 +36,9 @@ pub enum Basis {
     },
     /// A citizen reading the rows about themselves (GDPR art. 15).
     DataSubject,
+    /// A parent reading the rows about their child under 16, whom a register of parental
+    /// responsibility names.
+    Guardian,
 }
 
 /// One permitted column and how it is released.
@@ -232,6 +235,7 @@ pub(crate) fn decide(f: &Facts<'_>) -> Result<Grant, Denial> {
     let grant = |columns: Vec<ColumnGrant>, row_filter, release_fortrolig: bool, basis: Basis, hmac_key| {
         let visible = match &basis {
             Basis::Operator { .. } | Basis::OwnDepartment { .. } | Basis::DataSubject => true,
+            Basis::Guardian => false,
             Basis::Agreement { .. } => release_fortrolig,
             Basis::Open => false,
         };
@@ -373,6 +377,32 @@ pub(crate) fn own_rows(dataset: &DatasetMeta, columns: &[ColumnMeta], pid: &str)
         person_keys: person_keys(columns),
         legal_basis: None,
     })
+}
+
+/// What a parent may read of one dataset about their child: the rows that name the child, with
+/// every column, except that no row naming a protected person is released (the child's or anyone
+/// else's: a parent is not entitled to learn where a protected child or other parent lives).
+pub(crate) fn ward_rows(
+    dataset: &DatasetMeta,
+    columns: &[ColumnMeta],
+    child: &str,
+    protection_registered: bool,
+    links: &[String],
+) -> Option<Grant> {
+    let mut g = own_rows(dataset, columns, child)?;
+    g.basis = Basis::Guardian;
+    g.protection = if protection_registered {
+        Protection::ByPerson {
+            keys: person_keys(columns),
+            properties: property_keys(columns),
+            links: links.to_vec(),
+            visible: false,
+            release_fortrolig: false,
+        }
+    } else {
+        protection(columns, &g.columns, false)
+    };
+    Some(g)
 }
 
 fn column_grant(c: &ColumnMeta, mask: Option<Mask>) -> ColumnGrant {

@@ -266,6 +266,22 @@ impl Policy {
         }
         Ok(grants)
     }
+    /// What a parent may read about their child under 16 (whom the caller has checked a register
+    /// of parental responsibility names): for every dataset with a person key, the rows that
+    /// name the child, without any row that names a protected person.
+    pub async fn ward_data(&self, child: &str) -> Result<Vec<Grant>, PolicyError> {
+        let child = tverr_core::Fodselsnummer::parse(child).map_err(|e| PolicyError::invalid("child", e.to_string()))?;
+        let registered = !self.catalog.protection_registers().await?.is_empty();
+        let links = self.catalog.protection_links().await?;
+        let mut grants = Vec::new();
+        for dataset in self.catalog.datasets().await? {
+            let Ok(r) = dataset.reference().parse::<DatasetRef>() else { continue };
+            let columns = self.catalog.columns(&r).await?;
+            let linked: Vec<String> = links.iter().filter(|l| l.dataset == r.to_string()).map(|l| l.column.clone()).collect();
+            grants.extend(grant::ward_rows(&dataset, &columns, child.as_str(), registered, &linked));
+        }
+        Ok(grants)
+    }
 }
 
 #[cfg(test)]

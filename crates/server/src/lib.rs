@@ -62,6 +62,7 @@ mod agreements;
 mod audit;
 mod auth;
 mod download;
+mod family;
 mod limits;
 mod login;
 mod me;
@@ -184,6 +185,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/audit/verify", get(audit::verify))
         .route("/api/v1/me/access-log", get(me::access_log))
         .route("/api/v1/me/data", get(me::data))
+        .route("/api/v1/me/children", get(family::my_children))
+        .route("/api/v1/me/health", get(family::health))
+        .route("/api/v1/me/kindergarten", get(family::kindergarten))
+        .route("/api/v1/kindergartens/admission", get(family::admission))
         .route("/api/v1/subjects/person/{id}", get(subjects::person))
         .route("/api/v1/subjects/property/{*id}", get(subjects::property))
         .route("/api/v1/subjects/organization/{id}", get(subjects::organization))

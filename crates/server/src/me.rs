@@ -31,7 +31,8 @@ use tverr_access::{Channel, RecordKind};
 /// Who read, as the citizen is shown it.
 #[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct Reader {
-    /// `employee`, `operator` (the platform's command line), `system`, or `self`.
+    /// `employee`, `operator` (the platform's command line), `system`, `self`, or `guardian` (a
+    /// parent reading their child's data).
     pub(crate) kind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) organisation: Option<String>,
@@ -44,6 +45,9 @@ pub struct Reader {
     /// The employee's user name, for special-category (health) data only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) employee: Option<String>,
+    /// A reading citizen, as the log records them (not shown).
+    #[serde(skip)]
+    pub(crate) citizen: Option<String>,
 }
 
 /// One dataset an access released data about me from.
@@ -90,8 +94,15 @@ pub(crate) async fn access_log_of(state: &AppState, citizen: &CitizenCaller, cha
         .log_event(RecordKind::CitizenRead, &caller.principal, channel, serde_json::json!({"what": "access-log"}))
         .await
         .map_err(Problem::from_query)?;
+    access_log_for(state, pid).await
+}
+
+/// The accesses to `pid`'s data (a citizen's own, or their child's for a parent); a read by a
+/// citizen other than `pid` is shown as a parent's. The caller logs the read.
+pub(crate) async fn access_log_for(state: &AppState, pid: &str) -> Result<AccessLog, Problem> {
     let found =
         state.engine.audit().accesses_of(pid).await.map_err(|e| Problem::from_query(QueryError::AuditUnavailable(e.to_string())))?;
+    let own = state.engine.audit().subject_id(pid);
     let orgs: BTreeMap<String, String> =
         state.engine.catalog().orgs().await.map_err(Problem::from_store)?.into_iter().map(|o| (o.slug, o.name)).collect();
     let mut titles: BTreeMap<String, String> = BTreeMap::new();
@@ -135,8 +146,10 @@ pub(crate) async fn access_log_of(state: &AppState, citizen: &CitizenCaller, cha
                 department: text(&p["department"]),
                 role: text(&p["role"]),
                 employee: if special { text(&p["username"]) } else { None },
+                citizen: None,
             },
-            Some("citizen") => Reader { kind: "self".into(), ..Default::default() },
+            Some("citizen") if p["subject"].as_str() == Some(own.as_str()) => Reader { kind: "self".into(), ..Default::default() },
+            Some("citizen") => Reader { kind: "guardian".into(), citizen: text(&p["subject"]), ..Default::default() },
             Some("system") => Reader {
                 kind: "system".into(),
                 organisation_name: text(&p["org"]).and_then(|o| orgs.get(&o).cloned()),

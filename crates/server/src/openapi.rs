@@ -23,7 +23,7 @@ use crate::Problem;
         crate::rows::rows, crate::upload::create, crate::upload::add_version, crate::upload::list,
         crate::sql::query, crate::login::login,
         crate::audit::search, crate::audit::verify,
-        crate::me::access_log, crate::me::data,
+        crate::me::access_log, crate::me::data, crate::family::my_children, crate::family::health, crate::family::kindergarten, crate::family::admission,
         crate::subjects::person, crate::subjects::property, crate::subjects::organization,
         crate::properties::show, crate::properties::search,
         crate::agreements::list, crate::agreements::show, crate::agreements::request, crate::agreements::transition,

@@ -62,7 +62,7 @@ pub fn problem(e: QueryError) -> Problem {
 }
 
 /// The query parameters of one route, each at most once, none unknown.
-fn parameters(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, Problem> {
+pub(crate) fn parameters(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, Problem> {
     let mut out: Vec<(String, String)> = Vec::new();
     for (name, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         if !allowed.contains(&name.as_ref()) {

@@ -121,6 +121,9 @@ pub struct DatasetMeta {
     pub update_frequency: Option<String>,
     /// When the dataset was created.
     pub created_at: Timestamp,
+    /// The legal basis the owner processes it under (the slug of one of the organisation's
+    /// legal bases), when set.
+    pub legal_basis: Option<String>,
 }
 
 impl DatasetMeta {
@@ -305,7 +308,7 @@ async fn sqlite_audit_log_by_rowid(pool: &AnyPool) -> Result<(), sqlx::Error> {
 
 /// The tables whose changes move the catalogue generation on ([`Catalog::generation`]): what
 /// access decisions, look-ups, token checks and the catalogue's names read.
-pub const GENERATION_TABLES: [&str; 13] = [
+pub const GENERATION_TABLES: [&str; 14] = [
     "organizations",
     "departments",
     "datasets",
@@ -319,6 +322,7 @@ pub const GENERATION_TABLES: [&str; 13] = [
     "citizen_tokens",
     "protection_registers",
     "protection_links",
+    "guardianship_registers",
 ];
 
 /// Installs the triggers that move the generation on: in the statement's own transaction, so a
@@ -665,6 +669,73 @@ impl Catalog {
             .collect()
     }
 
+    /// Names `r` as a register of parental responsibility: `child` and `parent` are its person
+    /// keys, one row per parent and child.
+    pub async fn set_guardianship_register(&self, r: &DatasetRef, child: &str, parent: &str, actor: &str) -> Result<(), StoreError> {
+        let columns = self.columns(r).await?;
+        for (field, name) in [("child", child), ("parent", parent)] {
+            match columns.iter().find(|c| c.name == name) {
+                Some(c) if c.subject_key == Some(tverr_core::SubjectKind::Person) => {}
+                Some(_) => return Err(StoreError::invalid(field, format!("{r}: the column {name} is not a person key"))),
+                None => return Err(StoreError::invalid(field, format!("{r} has no column {name}"))),
+            }
+        }
+        if child == parent {
+            return Err(StoreError::invalid("parent", "the child and the parent must be different columns"));
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM guardianship_registers WHERE dataset = $1").bind(r.to_string()).execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO guardianship_registers (dataset, child_column, parent_column, set_by, set_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(r.to_string())
+        .bind(child)
+        .bind(parent)
+        .bind(actor)
+        .bind(chrono::Utc::now().to_rfc3339())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The registers of parental responsibility: (dataset, child column, parent column).
+    pub async fn guardianship_registers(&self) -> Result<Vec<(DatasetRef, String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT dataset, child_column, parent_column FROM guardianship_registers ORDER BY dataset")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get("dataset")?;
+                let r = name.parse::<DatasetRef>().map_err(|e| corrupt("guardianship register", e))?;
+                Ok((r, row.try_get("child_column")?, row.try_get("parent_column")?))
+            })
+            .collect()
+    }
+
+    /// Records the legal basis `r`'s owner processes it under: the slug of a legal basis of
+    /// its organisation, or `None` to clear it.
+    pub async fn set_dataset_legal_basis(&self, r: &DatasetRef, basis: Option<&str>) -> Result<(), StoreError> {
+        self.dataset(r).await?;
+        if let Some(slug) = basis {
+            let found = sqlx::query("SELECT slug FROM legal_bases WHERE org = $1 AND slug = $2")
+                .bind(r.org.as_str())
+                .bind(slug)
+                .fetch_optional(&self.pool)
+                .await?;
+            if found.is_none() {
+                return Err(StoreError::NotFound { what: "legal basis", name: format!("{}/{slug}", r.org) });
+            }
+        }
+        sqlx::query("UPDATE datasets SET legal_basis = $1 WHERE org = $2 AND slug = $3")
+            .bind(basis)
+            .bind(r.org.as_str())
+            .bind(r.dataset.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Protects the rows of `r` whose `column` equals `target_column` of a protected row of
     /// `target` (a person's or property's protection, through that dataset's keys). Both columns
     /// must exist, and `target` must have a person or property key.
@@ -872,7 +943,7 @@ impl Catalog {
     }
 }
 
-const DATASET_SELECT: &str = "SELECT org, slug, department, title, description, classification, theme, keywords, licence, update_frequency, created_at FROM datasets";
+const DATASET_SELECT: &str = "SELECT org, slug, department, title, description, classification, theme, keywords, licence, update_frequency, created_at, legal_basis FROM datasets";
 
 fn org_from_row(r: &AnyRow) -> Result<Organization, StoreError> {
     Ok(Organization {
@@ -901,6 +972,7 @@ fn dataset_from_row(r: &AnyRow) -> Result<DatasetMeta, StoreError> {
         keywords: serde_json::from_str(&keywords).map_err(|e| corrupt("keyword list", e))?,
         licence: r.try_get("licence")?,
         update_frequency: r.try_get("update_frequency")?,
+        legal_basis: r.try_get("legal_basis")?,
         created_at: Timestamp::from_row(r, "created_at")?,
     })
 }

@@ -84,6 +84,7 @@ mod tests {
             licence: None,
             update_frequency: None,
             created_at: chrono::DateTime::UNIX_EPOCH.into(),
+            legal_basis: None,
         }
     }
 

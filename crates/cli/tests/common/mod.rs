@@ -456,6 +456,7 @@ pub fn every_change_moves_the_generation_on(exec: &dyn Fn(&str) -> String, row: 
         ("citizen_tokens", "expires_at"),
         ("protection_registers", "status_column"),
         ("protection_links", "target_column"),
+        ("guardianship_registers", "parent_column"),
     ];
     let covered: Vec<&str> = updates.iter().map(|(t, _)| *t).collect();
     assert_eq!(covered, tverr_access::GENERATION_TABLES, "every table that moves the generation on is tested");

@@ -9,7 +9,9 @@
 //! engine's secure scan, with the declared purpose, and into the access log (channel `web`). Every form carries
 //! a CSRF token bound to the session (or, before log-in, to a random cookie of its own).
 
+mod barnehage;
 mod byggesak;
+mod helse;
 mod i18n;
 mod kindergartens;
 mod me;
@@ -53,6 +55,10 @@ pub fn routes() -> Router<AppState> {
         .route("/apne-data/ledige-barnehageplasser", get(kindergartens::kindergartens))
         .route("/min-side", get(me::me))
         .route("/min-side/data.json", get(me::me_download))
+        .route("/min-side/helse", get(helse::my_health))
+        .route("/min-side/barnehage", get(barnehage::my_kindergarten))
+        .route("/helse", get(helse::health))
+        .route("/barnehageopptak", get(barnehage::admission).post(barnehage::admission_post))
         .route("/api", get(pages::api))
         .route("/avtaler", get(work::agreements).post(work::request))
         .route("/avtaler/{id}/{action}", post(work::transition))

@@ -53,6 +53,11 @@ pub(super) fn role_or_page<R: TryFrom<crate::Caller, Error = Problem>>(
     message_key: &str,
 ) -> Result<R, Response> {
     R::try_from(v.caller(None)).map_err(|p| {
+        // Someone not logged in is asked to log in and comes back here.
+        if matches!(v.principal, Principal::Anonymous) {
+            let next: String = url::form_urlencoded::byte_serialize(v.path.as_bytes()).collect();
+            return axum::response::IntoResponse::into_response(axum::response::Redirect::to(&format!("/logg-inn?next={next}")));
+        }
         let page = v.chrome(v.lang.t(title_key));
         let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::FORBIDDEN);
         v.page(status, &Message::new(page, v.lang.t(title_key), v.lang.t(message_key).to_string()))

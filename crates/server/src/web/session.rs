@@ -167,7 +167,9 @@ pub async fn citizen_login(State(state): State<AppState>, v: Visitor, body: Byte
                 let _ = policy.end_session(&token.secret).await;
                 return failure(&v, &e.to_string());
             }
-            logged_in(&token.secret, "/min-side")
+            // Back to the page that asked for the log-in; Min side otherwise.
+            let next = safe_next(f.get("next").map(String::as_str));
+            logged_in(&token.secret, if next == "/" { "/min-side" } else { &next })
         }
         Err(e) => {
             let error = format!("{}: {e}", v.lang.t("login_citizen_bad"));

@@ -337,6 +337,7 @@ fn found_view(f: &Found, lang: super::Lang, geometry: bool) -> FoundView {
         Basis::Agreement { id, purpose } => format!("{} {id} ({purpose})", lang.t("basis_agreement")),
         Basis::Operator { purpose } => format!("operator ({purpose})"),
         Basis::DataSubject => lang.t("me_self").to_string(),
+        Basis::Guardian => lang.t("me_guardian").to_string(),
     };
     let columns: Vec<String> = shown
         .iter()
