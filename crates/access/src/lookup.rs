@@ -483,7 +483,7 @@ impl Engine {
 /// What look-ups keep between calls: a session without tables, each grant's secure scan
 /// compiled for in-memory rows (per grant and version), and the catalogue's names.
 pub(crate) struct LookupCache {
-    state: datafusion::execution::session_state::SessionState,
+    pub(crate) state: datafusion::execution::session_state::SessionState,
     /// Per version and dataset, each grant seen with its compiled scan (found by comparing
     /// whole grants).
     prepared: Mutex<HashMap<(i64, DatasetRef), Vec<CompiledFor>>>,
@@ -523,7 +523,12 @@ impl Engine {
     /// The grant's secure scan compiled for rows of the dataset at `version` (whose schema is
     /// `schema`). The whole grant is the key: a grant differing in anything (columns, masks, row
     /// filter, protection, keys, basis) compiles anew.
-    fn prepared(&self, grant: &Grant, version: i64, schema: arrow::datatypes::SchemaRef) -> Result<Arc<PreparedScan>, QueryError> {
+    pub(crate) fn prepared(
+        &self,
+        grant: &Grant,
+        version: i64,
+        schema: arrow::datatypes::SchemaRef,
+    ) -> Result<Arc<PreparedScan>, QueryError> {
         let key = (version, grant.dataset().clone());
         let kept = self
             .lookups
@@ -552,7 +557,7 @@ impl Engine {
 /// Writes every access of one answer to the log in one durable commit, before any of it leaves.
 /// The answer is whole before it leaves, so each intent carries its outcome and no completion
 /// record follows.
-async fn log_together(mut trackers: Vec<&mut crate::Tracker>) -> Result<(), QueryError> {
+pub(crate) async fn log_together(mut trackers: Vec<&mut crate::Tracker>) -> Result<(), QueryError> {
     let written = futures::future::join_all(trackers.iter_mut().map(|t| t.before_release_of_whole())).await;
     let failed = written.into_iter().find_map(Result::err);
     for t in trackers {

@@ -135,6 +135,21 @@ async fn collect(released: Released, max: usize) -> Result<Collected, QueryError
     let mut stream = released.stream;
     let mut out = Collected { rows: Vec::new(), shapes: Vec::new(), batches: Vec::new() };
     while let Some(batch) = stream.next().await.transpose()? {
+        let got = batch_rows(&batch, max - out.rows.len())?;
+        out.rows.extend(got.rows);
+        out.shapes.extend(got.shapes);
+        out.batches.extend(got.batches);
+        if out.rows.len() >= max {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// One batch's rows (at most `max`), its geometry split off.
+fn batch_rows(batch: &RecordBatch, max: usize) -> Result<Collected, QueryError> {
+    let mut out = Collected { rows: Vec::new(), shapes: Vec::new(), batches: Vec::new() };
+    {
         let geometry: Vec<usize> = batch
             .schema()
             .fields()
@@ -160,11 +175,22 @@ async fn collect(released: Released, max: usize) -> Result<Collected, QueryError
             out.shapes.push(shape);
         }
         out.batches.push(tabular);
-        if out.rows.len() >= max {
-            break;
-        }
     }
     Ok(out)
+}
+
+/// What a neighbour search by cells needs to know.
+struct Near<'a> {
+    who: &'a Principal,
+    purpose: Option<&'a str>,
+    register: &'a DatasetRef,
+    parcel: &'a geo::Geometry,
+    crs: Crs,
+    within: f64,
+    geometry: &'a str,
+    key: &'a str,
+    id: &'a str,
+    channel: Channel,
 }
 
 /// A geometry as SQL: `ST_SetSRID(ST_GeomFromText('…'), srid)` (WKT holds only numbers and
@@ -350,7 +376,16 @@ impl Engine {
             stable_order: true,
             ..RowsQuery::default()
         };
-        let got = collect(self.rows(who, purpose, register, &q, channel).await?, MAX_NEIGHBOURS).await?;
+        let indexed = self
+            .neighbours_by_cells(
+                Near { who, purpose, register, parcel: &parcel.shape, crs, within, geometry: &geometry, key, id: &found.id, channel },
+                &q.select,
+            )
+            .await?;
+        let got = match indexed {
+            Some(got) => got,
+            None => collect(self.rows(who, purpose, register, &q, channel).await?, MAX_NEIGHBOURS).await?,
+        };
         let mut csv = Vec::new();
         for (i, b) in got.batches.iter().enumerate() {
             csv.extend(crate::csv_rows(b, i == 0)?);
@@ -368,6 +403,83 @@ impl Engine {
             shapes: got.shapes,
             csv,
         })
+    }
+
+    /// The neighbours through the register's grid cells in the subject index
+    /// (`tverr_store::cell_keys`): the rows of the cells within reach of the parcel are read (a
+    /// few pages each), through the grant's secure scan with the distance test as a filter on
+    /// released values, and logged as one access — the same rows as the scan, without reading the
+    /// whole register. `None` when the register's cells are not indexed (a CRS in degrees, or an
+    /// index built before cells were): then the caller scans.
+    async fn neighbours_by_cells(&self, near: Near<'_>, select: &[String]) -> Result<Option<Collected>, QueryError> {
+        use datafusion::prelude::{ident, lit};
+        let started = std::time::Instant::now();
+        if near.crs.is_geographic() {
+            return Ok(None);
+        }
+        let Some(version) = self.store.indexed_versions().await?.get(&near.register.to_string()).copied() else { return Ok(None) };
+        let Some(rect) = geo::BoundingRect::bounding_rect(near.parcel) else { return Ok(None) };
+        let reach = [rect.min().x - near.within, rect.min().y - near.within, rect.max().x + near.within, rect.max().y + near.within];
+        // At most 500 m around a parcel: a few hundred cells of 100 m.
+        let mut keys = tverr_store::cells_within(reach, 1024);
+        if keys.iter().any(|k| k == tverr_store::BIG_CELL) {
+            return Ok(None);
+        }
+        keys.push(tverr_store::BIG_CELL.to_string());
+        keys.push(tverr_store::CELLS_MARKER.to_string());
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let schema = self.store.schema_at(near.register, version).await?;
+        let Ok(position) = schema.index_of(near.geometry) else { return Ok(None) };
+        let located = self.store.locate_many(&keys).await?;
+        let ours =
+            |key: &str| located.get(key).into_iter().flatten().filter(|p| &p.dataset == near.register && p.position == position as i64);
+        if ours(tverr_store::CELLS_MARKER).next().is_none() {
+            return Ok(None);
+        }
+        let rows: std::collections::BTreeSet<(String, i64)> =
+            keys.iter().filter(|k| **k != tverr_store::CELLS_MARKER).flat_map(|k| ours(k)).map(|p| (p.path.clone(), p.row)).collect();
+        let grant = self.grant(near.who, near.purpose, near.register, &near.register.to_string(), near.channel).await?;
+        if grant.min_group_size().is_some() {
+            return Err(QueryError::NotAllowed(format!("{} is shared as statistics only", near.register)));
+        }
+        let prepared = self.prepared(&grant, version, schema)?;
+        let rows: Vec<(String, i64)> = rows.into_iter().collect();
+        let (_, batches) = self.store.read_rows(near.register, version, &rows, Some(prepared.reads())).await?;
+        let sink = crate::secure::SubjectSink::new(self.named_limit);
+        let target = crate::geo::to_wkb(near.parcel).map_err(QueryError::Output)?;
+        let test = crate::geo::DWithin::udf()
+            .call(vec![ident(near.geometry), lit(datafusion::common::ScalarValue::Binary(Some(target))), lit(near.within)])
+            .and(ident(near.key).not_eq(lit(near.id)));
+        let batches = prepared.apply(&batches, test, &self.lookups.state, &sink)?;
+        let query = format!("neighbours of {} within {} in {}", near.id, near.within, near.register);
+        let grants = vec![(grant, Some(version))];
+        let intent = self.intent(near.who, near.purpose, near.channel, &query, &grants);
+        let mut tracker = intent.map(|intent| self.tracker(intent, sink, started));
+        // Only what a notice needs, in the order asked, by the property key.
+        let projected: Vec<RecordBatch> = batches
+            .iter()
+            .map(|b| {
+                let columns: Vec<usize> = select.iter().filter_map(|c| b.schema().index_of(c).ok()).collect();
+                b.project(&columns).map_err(|e| QueryError::Output(e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut got = Collected { rows: Vec::new(), shapes: Vec::new(), batches: Vec::new() };
+        if let Some(first) = projected.first() {
+            let all = arrow::compute::concat_batches(&first.schema(), &projected).map_err(|e| QueryError::Output(e.to_string()))?;
+            let order = arrow::compute::sort_to_indices(
+                all.column(all.schema().index_of(near.key).map_err(|e| QueryError::Output(e.to_string()))?),
+                None,
+                Some(MAX_NEIGHBOURS),
+            )
+            .map_err(|e| QueryError::Output(e.to_string()))?;
+            let sorted = arrow::compute::take_record_batch(&all, &order).map_err(|e| QueryError::Output(e.to_string()))?;
+            got = batch_rows(&sorted, MAX_NEIGHBOURS)?;
+        }
+        if let Some(t) = &mut tracker {
+            t.rows = got.rows.len() as u64;
+        }
+        crate::lookup::log_together(tracker.iter_mut().collect()).await?;
+        Ok(Some(got))
     }
 
     /// The properties of `sources.register` whose address starts with `address` (case aside),

@@ -301,3 +301,36 @@ fn a_property_read_is_logged_with_its_purpose_and_the_owners() {
     let named = last["record"]["subjects"]["hamar/eiendommer"].as_array().map_or(0, Vec::len);
     assert!(named >= listed, "{named} people named for {listed} neighbours: {last}");
 }
+
+#[test]
+fn neighbours_found_by_cells_are_the_neighbours_a_scan_finds() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "3000"]);
+    let server = start(&t);
+    let ola = token(&t, "ola");
+    let sql = |q: &str| -> Vec<String> {
+        t.ok(&["sql", "--as", "ola", "--purpose", "byggesaksbehandling", "--format", "csv", q])
+            .lines()
+            .skip(1)
+            .map(str::to_string)
+            .collect()
+    };
+    // Properties spread over the register, and large distances as well as a shared border.
+    let properties = sql("SELECT matrikkel FROM hamar.eiendommer ORDER BY matrikkel");
+    let step = properties.len() / 12;
+    for (i, m) in properties.iter().step_by(step.max(1)).take(12).enumerate() {
+        let within = [0, 50, 200, 500][i % 4];
+        let r = get_as(server.1, &format!("/api/v1/properties/{m}/neighbours?within={within}"), Some(&ola), Some("byggesaksbehandling"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let mut listed: Vec<String> =
+            r.json()["rows"].as_array().unwrap().iter().map(|row| row["matrikkel"].as_str().unwrap().to_string()).collect();
+        listed.sort();
+        let wkt =
+            sql(&format!("SELECT ST_AsText(geometry) FROM hamar.eiendommer WHERE matrikkel = '{m}'"))[0].trim_matches('"').to_string();
+        let mut scanned = sql(&format!(
+            "SELECT matrikkel FROM hamar.eiendommer WHERE ST_DWithin(geometry, ST_SetSRID(ST_GeomFromText('{wkt}'), 25833), {within}) AND matrikkel <> '{m}'"
+        ));
+        scanned.sort();
+        assert_eq!(listed, scanned, "{m} within {within} m");
+    }
+}

@@ -95,7 +95,7 @@ impl Store {
                 actions.push(Action::Add(add));
             }
         }
-        let subject_cols = key_columns(&schema, &subjects);
+        let subject_cols = key_columns(&schema, &subjects, &self.geometry_columns(r).await?);
         let added = keys_of_files(store, &added_paths, &subject_cols).await?;
         let props = deltalake::kernel::transaction::CommitProperties::default().with_metadata(vec![
             ("tverr.actor".to_string(), serde_json::json!(actor)),

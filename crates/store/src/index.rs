@@ -2,11 +2,16 @@
 //! version makes to the index, applied in the transaction that records the version
 //! ([`crate::Catalog`]'s `record_version`). The keys of new files are read back from storage
 //! before the Delta commit, so a file that cannot be indexed is never committed.
+//!
+//! In a dataset with a person or property key, each geometry is also indexed by the grid cells
+//! its bounding box meets ([`cell_keys`]: squares of [`CELL_SIZE`] in the column's own units,
+//! metres in UTM), so the rows near a place are found without reading the whole table (the
+//! neighbours of a property). Cell keys start with `~`, which no subject key does.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, StringArray};
+use arrow::array::{Array, BinaryArray, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use futures::StreamExt;
@@ -17,6 +22,49 @@ use tverr_core::{DatasetRef, SubjectKind};
 
 use crate::StoreError;
 use crate::files::{FileReader, object_path, read_error};
+
+/// The side of a grid cell, in the geometry's units (metres in EPSG:25832/25833).
+pub const CELL_SIZE: f64 = 100.0;
+
+/// A geometry whose bounding box meets more cells than this is indexed under [`BIG_CELL`]
+/// instead, which every search of its column includes.
+pub const MAX_CELLS: usize = 64;
+
+/// The cell key of geometries too large for cells of their own.
+pub const BIG_CELL: &str = "~cell:big";
+
+/// The key every data file with indexed cells holds once (row 0), so a reader can tell a
+/// dataset whose cells are indexed from one indexed before cells were.
+pub const CELLS_MARKER: &str = "~cells";
+
+/// The cell keys of a bounding box (`[min_x, min_y, max_x, max_y]`), or [`BIG_CELL`] alone
+/// when it meets more than [`MAX_CELLS`] cells; none for a box that is not finite.
+pub fn cell_keys(bbox: [f64; 4]) -> Vec<String> {
+    cells_within(bbox, MAX_CELLS)
+}
+
+/// The cell keys of a box searched (a parcel grown by a distance), up to `max` of them, or
+/// [`BIG_CELL`] alone past that (then the caller searches otherwise).
+pub fn cells_within(bbox: [f64; 4], max: usize) -> Vec<String> {
+    if bbox.iter().any(|v| !v.is_finite()) || bbox[0] > bbox[2] || bbox[1] > bbox[3] {
+        return Vec::new();
+    }
+    let cell = |v: f64| (v / CELL_SIZE).floor() as i64;
+    let (x0, y0, x1, y1) = (cell(bbox[0]), cell(bbox[1]), cell(bbox[2]), cell(bbox[3]));
+    let count = (x1 - x0 + 1).saturating_mul(y1 - y0 + 1);
+    if count > max as i64 || count <= 0 {
+        return vec![BIG_CELL.to_string()];
+    }
+    (x0..=x1).flat_map(|x| (y0..=y1).map(move |y| format!("~cell:{x}:{y}"))).collect()
+}
+
+/// The bounding box of a WKB geometry, if it parses and has one.
+fn wkb_bbox(bytes: &[u8]) -> Option<[f64; 4]> {
+    use geo::BoundingRect;
+    use geozero::ToGeo;
+    let r = geozero::wkb::Wkb(bytes).to_geo().ok()?.bounding_rect()?;
+    Some([r.min().x, r.min().y, r.max().x, r.max().y])
+}
 
 /// The keys of one data file: `(key, row, column position)`.
 #[derive(Debug, Default)]
@@ -129,7 +177,7 @@ pub(crate) async fn apply(
 pub(crate) async fn keys_of_files(
     store: Arc<dyn ObjectStore>,
     paths: &[String],
-    columns: &[(String, i64)],
+    columns: &[KeyColumn],
 ) -> Result<Vec<FileKeys>, StoreError> {
     let mut out = Vec::with_capacity(paths.len());
     for path in paths {
@@ -141,23 +189,37 @@ pub(crate) async fn keys_of_files(
         let reader = FileReader::new(store.clone(), object_path(path)?);
         let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(read_error)?;
         let schema = builder.schema().clone();
-        let present: Vec<(usize, i64)> =
-            columns.iter().filter_map(|(name, position)| schema.index_of(name).ok().map(|i| (i, *position))).collect();
+        // Projected columns come back in file order, whatever order they were asked for in.
+        let mut present: Vec<(usize, &KeyColumn)> = columns.iter().filter_map(|c| schema.index_of(&c.name).ok().map(|i| (i, c))).collect();
+        present.sort_by_key(|(i, _)| *i);
         if present.is_empty() {
             out.push(file);
             continue;
+        }
+        if let Some((_, c)) = present.iter().find(|(_, c)| c.cells) {
+            file.keys.push((CELLS_MARKER.to_string(), 0, c.position));
         }
         let mask = ProjectionMask::roots(builder.parquet_schema(), present.iter().map(|(i, _)| *i));
         let mut stream = builder.with_projection(mask).with_batch_size(64 * 1024).build().map_err(read_error)?;
         let mut row = 0i64;
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(read_error)?;
-            for (k, (_, position)) in present.iter().enumerate() {
+            for (k, (_, column)) in present.iter().enumerate() {
+                let position = column.position;
+                if column.cells {
+                    let values = cast(batch.column(k), &DataType::Binary)?;
+                    let values = values.as_any().downcast_ref::<BinaryArray>().expect("cast to Binary");
+                    for i in 0..values.len() {
+                        let Some(bbox) = values.is_valid(i).then(|| wkb_bbox(values.value(i))).flatten() else { continue };
+                        file.keys.extend(cell_keys(bbox).into_iter().map(|key| (key, row + i as i64, position)));
+                    }
+                    continue;
+                }
                 let text = cast(batch.column(k), &DataType::Utf8)?;
                 let text = text.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
                 for i in 0..text.len() {
                     if text.is_valid(i) {
-                        file.keys.push((text.value(i).to_string(), row + i as i64, *position));
+                        file.keys.push((text.value(i).to_string(), row + i as i64, position));
                     }
                 }
             }
@@ -168,7 +230,47 @@ pub(crate) async fn keys_of_files(
     Ok(out)
 }
 
+/// A column the index reads: a subject key (its values are keys), or a geometry (its cells are).
+#[derive(Debug, Clone)]
+pub(crate) struct KeyColumn {
+    pub name: String,
+    pub position: i64,
+    pub cells: bool,
+}
+
 /// The subject-key columns of a table schema with their positions, from the catalogue's kinds.
-pub(crate) fn key_columns(schema: &arrow::datatypes::Schema, subjects: &BTreeMap<String, SubjectKind>) -> Vec<(String, i64)> {
-    schema.fields().iter().enumerate().filter(|(_, f)| subjects.contains_key(f.name())).map(|(i, f)| (f.name().clone(), i as i64)).collect()
+pub(crate) fn key_columns(
+    schema: &arrow::datatypes::Schema,
+    subjects: &BTreeMap<String, SubjectKind>,
+    geometry: &[String],
+) -> Vec<KeyColumn> {
+    // Cells only where there are subjects: the datasets whose reads name people.
+    let cells = !subjects.is_empty();
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            let cell = cells && geometry.contains(f.name());
+            (subjects.contains_key(f.name()) || cell).then(|| KeyColumn { name: f.name().clone(), position: i as i64, cells: cell })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_box_meets_the_cells_it_overlaps_and_a_large_one_is_big() {
+        assert_eq!(cell_keys([250.0, 250.0, 260.0, 260.0]), ["~cell:2:2"]);
+        assert_eq!(
+            cell_keys([-10.0, 95.0, 105.0, 105.0]),
+            ["~cell:-1:0", "~cell:-1:1", "~cell:0:0", "~cell:0:1", "~cell:1:0", "~cell:1:1"]
+        );
+        assert_eq!(cell_keys([0.0, 0.0, 10_000.0, 10.0]), [BIG_CELL]);
+        assert!(cell_keys([f64::NAN, 0.0, 1.0, 1.0]).is_empty());
+        assert!(cell_keys([5.0, 0.0, 1.0, 1.0]).is_empty());
+        assert_eq!(cells_within([0.0, 0.0, 1000.0, 1000.0], 1024).len(), 121);
+    }
 }

@@ -434,7 +434,13 @@ impl Store {
             known_columns.iter().filter_map(|c| c.subject_key.map(|k| (c.name.clone(), k))).collect();
         let mut subjects_after = subjects_before.clone();
         subjects_after.extend(report.columns.iter().filter_map(|c| c.subject.map(|k| (c.name.clone(), k))));
-        let key_columns = crate::index::key_columns(&evolved_schema, &subjects_after);
+        let geometry: Vec<String> = known_columns
+            .iter()
+            .filter(|c| c.column_type == tverr_ingest::ColumnType::Geometry)
+            .map(|c| c.name.clone())
+            .chain(report.columns.iter().filter(|c| c.column_type == tverr_ingest::ColumnType::Geometry).map(|c| c.name.clone()))
+            .collect();
+        let key_columns = crate::index::key_columns(&evolved_schema, &subjects_after, &geometry);
         // A new key column means every live file must be indexed again, not only the new ones.
         let keys_changed = exists && subjects_after.len() != subjects_before.len();
         let adds = writer.flush().await?;
@@ -554,7 +560,7 @@ async fn index_change(
     actions: &[Action],
     rebuild: bool,
     live_before: &[String],
-    key_columns: &[(String, i64)],
+    key_columns: &[crate::index::KeyColumn],
 ) -> Result<crate::index::IndexChange, StoreError> {
     let added: Vec<String> = actions.iter().filter_map(|a| if let Action::Add(a) = a { Some(a.path.clone()) } else { None }).collect();
     let removed: Vec<String> = actions.iter().filter_map(|a| if let Action::Remove(a) = a { Some(a.path.clone()) } else { None }).collect();

@@ -27,6 +27,7 @@ pub use catalog::{
 };
 pub use erase::Erasure;
 pub use error::StoreError;
+pub use index::{BIG_CELL, CELL_SIZE, CELLS_MARKER, MAX_CELLS, cell_keys, cells_within};
 pub use ingest::{IngestOutcome, IngestRequest, Inspection, WriteMode};
 pub use lake::Lake;
 pub use search::CatalogQuery;

@@ -145,7 +145,7 @@ impl Store {
         let snapshot = table.snapshot()?;
         let schema: arrow::datatypes::Schema = snapshot.schema().as_ref().try_into_arrow()?;
         let subjects = self.subject_columns(r).await?;
-        let columns = key_columns(&schema, &subjects);
+        let columns = key_columns(&schema, &subjects, &self.geometry_columns(r).await?);
         let paths: Vec<String> =
             snapshot.snapshot().file_views(table.log_store().as_ref(), None).map_ok(|v| v.path().to_string()).try_collect().await?;
         let added = keys_of_files(table.log_store().object_store(None), &paths, &columns).await?;
@@ -154,6 +154,12 @@ impl Store {
         apply(&mut tx, r, version, &change, self.catalog.is_sqlite()).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The names of a dataset's geometry columns.
+    pub(crate) async fn geometry_columns(&self, r: &DatasetRef) -> Result<Vec<String>, StoreError> {
+        use tverr_ingest::ColumnType;
+        Ok(self.catalog.columns(r).await?.into_iter().filter(|c| c.column_type == ColumnType::Geometry).map(|c| c.name).collect())
     }
 
     pub(crate) async fn subject_columns(&self, r: &DatasetRef) -> Result<BTreeMap<String, SubjectKind>, StoreError> {
