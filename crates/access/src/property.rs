@@ -179,6 +179,25 @@ fn batch_rows(batch: &RecordBatch, max: usize) -> Result<Collected, QueryError> 
     Ok(out)
 }
 
+/// The neighbours' rows as a notice needs them: the columns of `select` in that order, by the
+/// property key, at most [`MAX_NEIGHBOURS`].
+fn notice_rows(batches: &[RecordBatch], select: &[String], key: &str) -> Result<Collected, QueryError> {
+    let output = |e: arrow::error::ArrowError| QueryError::Output(e.to_string());
+    let projected: Vec<RecordBatch> = batches
+        .iter()
+        .map(|b| {
+            let columns: Vec<usize> = select.iter().filter_map(|c| b.schema().index_of(c).ok()).collect();
+            b.project(&columns).map_err(output)
+        })
+        .collect::<Result<_, _>>()?;
+    let Some(first) = projected.first() else { return Ok(Collected { rows: Vec::new(), shapes: Vec::new(), batches: Vec::new() }) };
+    let all = arrow::compute::concat_batches(&first.schema(), &projected).map_err(output)?;
+    let order = arrow::compute::sort_to_indices(all.column(all.schema().index_of(key).map_err(output)?), None, Some(MAX_NEIGHBOURS))
+        .map_err(output)?;
+    let sorted = arrow::compute::take_record_batch(&all, &order).map_err(output)?;
+    batch_rows(&sorted, MAX_NEIGHBOURS)
+}
+
 /// What a neighbour search by cells needs to know.
 struct Near<'a> {
     who: &'a Principal,
@@ -384,7 +403,19 @@ impl Engine {
             .await?;
         let got = match indexed {
             Some(got) => got,
-            None => collect(self.rows(who, purpose, register, &q, channel).await?, MAX_NEIGHBOURS).await?,
+            None => {
+                // A document that leaves the municipality: no protected owner, whoever reads.
+                let grant = self.grant(who, purpose, register, &register.to_string(), channel).await?.without_protected();
+                let query = format!("neighbours of {} within {within} in {register} (scan)", found.id);
+                let started = std::time::Instant::now();
+                let released = self.read_table(who, purpose, grant, None, q.filter.as_deref(), channel, &query, started).await?;
+                let mut stream = released.stream;
+                let mut batches = Vec::new();
+                while let Some(b) = stream.next().await.transpose()? {
+                    batches.push(b);
+                }
+                notice_rows(&batches, &q.select, key)?
+            }
         };
         let mut csv = Vec::new();
         for (i, b) in got.batches.iter().enumerate() {
@@ -438,7 +469,8 @@ impl Engine {
         }
         let rows: std::collections::BTreeSet<(String, i64)> =
             keys.iter().filter(|k| **k != tverr_store::CELLS_MARKER).flat_map(|k| ours(k)).map(|p| (p.path.clone(), p.row)).collect();
-        let grant = self.grant(near.who, near.purpose, near.register, &near.register.to_string(), near.channel).await?;
+        // A document that leaves the municipality: no protected owner, whoever reads.
+        let grant = self.grant(near.who, near.purpose, near.register, &near.register.to_string(), near.channel).await?.without_protected();
         if grant.min_group_size().is_some() {
             return Err(QueryError::NotAllowed(format!("{} is shared as statistics only", near.register)));
         }
@@ -455,26 +487,7 @@ impl Engine {
         let grants = vec![(grant, Some(version))];
         let intent = self.intent(near.who, near.purpose, near.channel, &query, &grants);
         let mut tracker = intent.map(|intent| self.tracker(intent, sink, started));
-        // Only what a notice needs, in the order asked, by the property key.
-        let projected: Vec<RecordBatch> = batches
-            .iter()
-            .map(|b| {
-                let columns: Vec<usize> = select.iter().filter_map(|c| b.schema().index_of(c).ok()).collect();
-                b.project(&columns).map_err(|e| QueryError::Output(e.to_string()))
-            })
-            .collect::<Result<_, _>>()?;
-        let mut got = Collected { rows: Vec::new(), shapes: Vec::new(), batches: Vec::new() };
-        if let Some(first) = projected.first() {
-            let all = arrow::compute::concat_batches(&first.schema(), &projected).map_err(|e| QueryError::Output(e.to_string()))?;
-            let order = arrow::compute::sort_to_indices(
-                all.column(all.schema().index_of(near.key).map_err(|e| QueryError::Output(e.to_string()))?),
-                None,
-                Some(MAX_NEIGHBOURS),
-            )
-            .map_err(|e| QueryError::Output(e.to_string()))?;
-            let sorted = arrow::compute::take_record_batch(&all, &order).map_err(|e| QueryError::Output(e.to_string()))?;
-            got = batch_rows(&sorted, MAX_NEIGHBOURS)?;
-        }
+        let got = notice_rows(&batches, select, near.key)?;
         if let Some(t) = &mut tracker {
             t.rows = got.rows.len() as u64;
         }

@@ -238,7 +238,18 @@ impl SecureTable {
             Protection::ByPerson { keys, properties, links, visible, release_fortrolig } => {
                 let level =
                     level.ok_or_else(|| datafusion::error::DataFusionError::Internal("protection by person needs the register".into()))?;
-                let level = level.call(keys.iter().chain(properties).chain(links).map(|k| cast(ident(k), DataType::Utf8)).collect());
+                // The reading citizen's own number counts as no one: their own protection does
+                // not hide their own rows from them.
+                let person = |k: &String| -> DfResult<Expr> {
+                    let value = cast(ident(k), DataType::Utf8);
+                    match grant.reader() {
+                        Some(pid) => when(value.clone().eq(lit(pid)), lit(ScalarValue::Utf8(None))).otherwise(value),
+                        None => Ok(value),
+                    }
+                };
+                let mut args = keys.iter().map(person).collect::<DfResult<Vec<_>>>()?;
+                args.extend(properties.iter().chain(links).map(|k| cast(ident(k), DataType::Utf8)));
+                let level = level.call(args);
                 let withheld_from = if *release_fortrolig { crate::protection::STRENGT } else { crate::protection::FORTROLIG };
                 if !visible {
                     let kept = level.clone().lt(lit(withheld_from));

@@ -103,8 +103,9 @@ impl Engine {
         if !self.wards(who).await?.iter().any(|w| w.pid == child.as_str()) {
             return Err(QueryError::NotFound("the child".into()));
         }
+        let Principal::Citizen(parent) = who else { return Err(QueryError::NotFound("the child".into())) };
         let mut out = Vec::new();
-        for grant in self.policy().ward_data(child.as_str()).await? {
+        for grant in self.policy().ward_data(child.as_str(), parent.pid()).await? {
             if datasets.is_some_and(|only| !only.contains(grant.dataset())) {
                 continue;
             }

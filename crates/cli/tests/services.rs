@@ -201,6 +201,11 @@ fn family(t: &Tverr) -> BTreeMap<&'static str, String> {
         open("r.forelder_fnr"),
         years_ago(16)
     ));
+    let grown = one(&format!(
+        "SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse <> 'ugradert' AND fodselsdato <= DATE '{}' ORDER BY 1 LIMIT 1",
+        years_ago(18)
+    ));
+    m.insert("protected_person", grown[0].clone());
     m.insert("protected_child_parent", protected[0].clone());
     m.insert("protected_child", protected[1].clone());
     let other = one(&format!(
@@ -333,4 +338,33 @@ fn neighbours_found_by_cells_are_the_neighbours_a_scan_finds() {
         scanned.sort();
         assert_eq!(listed, scanned, "{m} within {within} m");
     }
+}
+
+#[test]
+fn an_index_without_cells_gets_them_when_the_server_starts() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "1000"]);
+    let db = t.data().join("catalog.db");
+    let cells = || common::sqlite(&db, "SELECT count(*) FROM subject_keys WHERE subject LIKE '~cell%'");
+    let before = cells();
+    assert_ne!(before.trim_matches(|c: char| !c.is_ascii_digit()), "0", "the demo's parcels are in cells");
+    // An index built before cells were: no cell keys at all.
+    common::sqlite(&db, "DELETE FROM subject_keys WHERE subject LIKE '~cell%'");
+    assert_eq!(cells().trim_matches(|c: char| !c.is_ascii_digit()), "0");
+    let server = start(&t);
+    assert_eq!(cells(), before, "the register is indexed again when the server starts");
+    let ola = token(&t, "ola");
+    let m = t.ok(&[
+        "sql",
+        "--as",
+        "ola",
+        "--purpose",
+        "byggesaksbehandling",
+        "--format",
+        "csv",
+        "SELECT matrikkel FROM hamar.eiendommer ORDER BY 1 LIMIT 1",
+    ]);
+    let m = m.lines().nth(1).unwrap();
+    let r = get_as(server.1, &format!("/api/v1/properties/{m}/neighbours?within=500"), Some(&ola), Some("byggesaksbehandling"));
+    assert_eq!(r.status, 200, "{}", r.text());
 }

@@ -121,6 +121,10 @@ pub struct Grant {
     pub(crate) person_keys: Vec<String>,
     /// The legal basis of the read: the agreement's, or that of the department's purpose.
     pub(crate) legal_basis: Option<crate::LegalBasis>,
+    /// The citizen reading (their own rows, or a child's): their own protection does not count
+    /// towards a row's level, so they see their own rows; anyone else's in the row does.
+    #[serde(skip)]
+    pub(crate) reader: Option<String>,
 }
 
 /// Read access to a grant; it is minted only by the policy layer ([`crate::Policy::decide`]
@@ -195,6 +199,21 @@ impl Grant {
     pub fn legal_basis(&self) -> Option<&crate::LegalBasis> {
         self.legal_basis.as_ref()
     }
+
+    /// The citizen reading, whose own protection does not count towards a row's level.
+    pub fn reader(&self) -> Option<&str> {
+        self.reader.as_deref()
+    }
+
+    /// The same grant, releasing no row that names a protected person, whoever reads: for a
+    /// document that goes out of the municipality (a neighbour notice's list of owners).
+    pub fn without_protected(mut self) -> Self {
+        if let Protection::ByPerson { visible, release_fortrolig, .. } = &mut self.protection {
+            *visible = false;
+            *release_fortrolig = false;
+        }
+        self
+    }
 }
 
 /// Why a principal may not read a dataset. The server turns every variant except
@@ -261,6 +280,7 @@ pub(crate) fn decide(f: &Facts<'_>) -> Result<Grant, Denial> {
             subject_key: person_key(f.columns),
             person_keys: keys_of_rows,
             legal_basis: None,
+            reader: None,
         }
     };
     if f.dataset.classification == Classification::Open {
@@ -355,6 +375,25 @@ pub(crate) fn property_keys(columns: &[ColumnMeta]) -> Vec<String> {
 /// What a citizen may read of a dataset about themselves: every column of the rows where any
 /// person key is their number, their own protected address included; `None` without a person
 /// key.
+/// What a citizen may read about themselves in one dataset: the rows that name them, with every
+/// column. With a register of address protection named, no row that also names another,
+/// protected person is released (a parent does not learn where a protected child goes to
+/// kindergarten); the citizen's own protection does not count.
+pub(crate) fn own_rows_protected(dataset: &DatasetMeta, columns: &[ColumnMeta], pid: &str, protection_registered: bool) -> Option<Grant> {
+    let mut g = own_rows(dataset, columns, pid)?;
+    if protection_registered {
+        g.protection = others_protected(columns);
+    }
+    g.reader = Some(pid.to_string());
+    Some(g)
+}
+
+/// Rows naming a protected person (other than the reader) withheld whole, by person keys only
+/// (a property's level is its owner's, who may be the reader).
+fn others_protected(columns: &[ColumnMeta]) -> Protection {
+    Protection::ByPerson { keys: person_keys(columns), properties: Vec::new(), links: Vec::new(), visible: false, release_fortrolig: false }
+}
+
 pub(crate) fn own_rows(dataset: &DatasetMeta, columns: &[ColumnMeta], pid: &str) -> Option<Grant> {
     let key = person_key(columns)?;
     let r: DatasetRef = dataset.reference().parse().ok()?;
@@ -376,6 +415,7 @@ pub(crate) fn own_rows(dataset: &DatasetMeta, columns: &[ColumnMeta], pid: &str)
         subject_key: Some(key),
         person_keys: person_keys(columns),
         legal_basis: None,
+        reader: None,
     })
 }
 
@@ -386,6 +426,7 @@ pub(crate) fn ward_rows(
     dataset: &DatasetMeta,
     columns: &[ColumnMeta],
     child: &str,
+    parent: &str,
     protection_registered: bool,
     links: &[String],
 ) -> Option<Grant> {
@@ -402,6 +443,8 @@ pub(crate) fn ward_rows(
     } else {
         protection(columns, &g.columns, false)
     };
+    // The parent's own protection does not hide the rows that name them with their child.
+    g.reader = Some(parent.to_string());
     Some(g)
 }
 

@@ -255,22 +255,25 @@ impl Policy {
     }
 
     /// What a citizen may read about themselves: for every dataset with a person key, the rows
-    /// whose key is their number (GDPR art. 15), with every column.
+    /// whose key is their number (GDPR art. 15), with every column — but no row that also names
+    /// another person with a protected address.
     pub async fn own_data(&self, pid: &str) -> Result<Vec<Grant>, PolicyError> {
         let pid = tverr_core::Fodselsnummer::parse(pid).map_err(|e| PolicyError::invalid("citizen", e.to_string()))?;
+        let registered = !self.catalog.protection_registers().await?.is_empty();
         let mut grants = Vec::new();
         for dataset in self.catalog.datasets().await? {
             let Ok(r) = dataset.reference().parse::<DatasetRef>() else { continue };
             let columns = self.catalog.columns(&r).await?;
-            grants.extend(grant::own_rows(&dataset, &columns, pid.as_str()));
+            grants.extend(grant::own_rows_protected(&dataset, &columns, pid.as_str(), registered));
         }
         Ok(grants)
     }
     /// What a parent may read about their child under 16 (whom the caller has checked a register
     /// of parental responsibility names): for every dataset with a person key, the rows that
-    /// name the child, without any row that names a protected person.
-    pub async fn ward_data(&self, child: &str) -> Result<Vec<Grant>, PolicyError> {
+    /// name the child, without any row that names a protected person (but the parent).
+    pub async fn ward_data(&self, child: &str, parent: &str) -> Result<Vec<Grant>, PolicyError> {
         let child = tverr_core::Fodselsnummer::parse(child).map_err(|e| PolicyError::invalid("child", e.to_string()))?;
+        let parent = tverr_core::Fodselsnummer::parse(parent).map_err(|e| PolicyError::invalid("parent", e.to_string()))?;
         let registered = !self.catalog.protection_registers().await?.is_empty();
         let links = self.catalog.protection_links().await?;
         let mut grants = Vec::new();
@@ -278,7 +281,7 @@ impl Policy {
             let Ok(r) = dataset.reference().parse::<DatasetRef>() else { continue };
             let columns = self.catalog.columns(&r).await?;
             let linked: Vec<String> = links.iter().filter(|l| l.dataset == r.to_string()).map(|l| l.column.clone()).collect();
-            grants.extend(grant::ward_rows(&dataset, &columns, child.as_str(), registered, &linked));
+            grants.extend(grant::ward_rows(&dataset, &columns, child.as_str(), parent.as_str(), registered, &linked));
         }
         Ok(grants)
     }

@@ -203,15 +203,15 @@ pub(crate) async fn health_of(state: &AppState, citizen: &CitizenCaller, channel
     let details = serde_json::json!({"what": "health access log", "children": children.len()});
     state.engine.log_event(RecordKind::CitizenRead, who, channel, details).await.map_err(Problem::from_query)?;
     let special_names: Vec<String> = special.iter().map(ToString::to_string).collect();
-    // The asker's own reads (of their own data or their children's) are theirs to know already.
-    let asker = state.engine.audit().subject_id(citizen.pid());
     let mut accesses = Vec::new();
     let mut subjects = vec![(me, citizen.pid().to_string())];
     subjects.extend(children.into_iter().map(|c| (Whose { kind: "child", child: Some(c.clone()) }, c.pid)));
     for (whose, pid) in subjects {
         for mut a in crate::me::access_log_for(state, &pid).await?.accesses {
             a.datasets.retain(|d| special_names.contains(&d.dataset));
-            if !a.datasets.is_empty() && a.reader.kind != "self" && a.reader.citizen.as_deref() != Some(asker.as_str()) {
+            // Who in the municipality: not citizens (the asker, or another parent, who may be
+            // protected and whose reads would tell when they are about).
+            if !a.datasets.is_empty() && !matches!(a.reader.kind.as_str(), "self" | "guardian") {
                 accesses.push(HealthAccess { whose: whose.clone(), access: a });
             }
         }

@@ -45,9 +45,6 @@ pub struct Reader {
     /// The employee's user name, for special-category (health) data only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) employee: Option<String>,
-    /// A reading citizen, as the log records them (not shown).
-    #[serde(skip)]
-    pub(crate) citizen: Option<String>,
 }
 
 /// One dataset an access released data about me from.
@@ -146,10 +143,9 @@ pub(crate) async fn access_log_for(state: &AppState, pid: &str) -> Result<Access
                 department: text(&p["department"]),
                 role: text(&p["role"]),
                 employee: if special { text(&p["username"]) } else { None },
-                citizen: None,
             },
             Some("citizen") if p["subject"].as_str() == Some(own.as_str()) => Reader { kind: "self".into(), ..Default::default() },
-            Some("citizen") => Reader { kind: "guardian".into(), citizen: text(&p["subject"]), ..Default::default() },
+            Some("citizen") => Reader { kind: "guardian".into(), ..Default::default() },
             Some("system") => Reader {
                 kind: "system".into(),
                 organisation_name: text(&p["org"]).and_then(|o| orgs.get(&o).cloned()),

@@ -119,10 +119,18 @@ impl Store {
     pub async fn ensure_indexed(&self) -> Result<Vec<String>, StoreError> {
         let indexed = self.indexed_versions().await?;
         let all_columns = self.catalog.all_columns().await?;
+        // Datasets whose geometries' cells are in the index (those indexed before cells were
+        // are indexed again, once).
+        let with_cells: BTreeSet<String> =
+            self.locate(crate::index::CELLS_MARKER).await?.into_iter().map(|p| p.dataset.to_string()).collect();
         let mut done = Vec::new();
         for meta in self.catalog.datasets().await? {
             let name = meta.reference();
-            if indexed.contains_key(&name) || !all_columns.get(&name).is_some_and(|c| c.iter().any(|c| c.subject_key.is_some())) {
+            let columns = all_columns.get(&name).map(Vec::as_slice).unwrap_or_default();
+            let keyed = columns.iter().any(|c| c.subject_key.is_some());
+            let cells_missing =
+                keyed && !with_cells.contains(&name) && columns.iter().any(|c| c.column_type == tverr_ingest::ColumnType::Geometry);
+            if !keyed || (indexed.contains_key(&name) && !cells_missing) {
                 continue;
             }
             let r: DatasetRef = name.parse().map_err(|e: tverr_core::ModelError| StoreError::Read(e.to_string()))?;
