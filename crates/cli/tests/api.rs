@@ -470,7 +470,17 @@ fn the_openapi_document_covers_every_route() {
         }
     }
     assert_eq!(paths.len(), 24, "a route was added without documenting it, or documented without a route");
+    // Every operation has its own id (generators name client methods after them).
+    let mut ids: Vec<&str> =
+        paths.values().flat_map(|item| item.as_object().unwrap().values()).filter_map(|op| op["operationId"].as_str()).collect();
+    let all = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "an operation id is used twice: {ids:?}");
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+    // The problem schema is the RFC 9457 problem, not an upload's located input problem.
+    assert!(doc["components"]["schemas"]["Problem"]["properties"]["type"].is_object(), "{}", doc["components"]["schemas"]["Problem"]);
+    assert!(doc["components"]["schemas"]["InputProblem"]["properties"]["file"].is_object());
 }
 
 /// The reference points of `tests/geo/known_points.csv` (PROJ's figures): name, lon, lat, and

@@ -224,7 +224,11 @@ pub(crate) async fn health_of(state: &AppState, citizen: &CitizenCaller, channel
 #[utoipa::path(get, path = "/api/v1/me/health", tag = "citizens",
     responses((status = 200, description = "My and my children's health and care services, and who in the municipality has read them", body = HealthView)),
     security(("bearer" = [])))]
-pub async fn health(State(state): State<AppState>, citizen: CitizenCaller, RawQuery(raw): RawQuery) -> Result<Json<HealthView>, Problem> {
+pub async fn my_health(
+    State(state): State<AppState>,
+    citizen: CitizenCaller,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<HealthView>, Problem> {
     crate::properties::parameters(raw.as_deref(), &["purpose"])?;
     let _permit = state.gate.admit(&citizen.caller, &state.limits)?;
     health_of(&state, &citizen, Channel::HttpMe).await.map(Json)
@@ -362,7 +366,7 @@ pub(crate) async fn kindergarten_of(state: &AppState, citizen: &CitizenCaller, c
 #[utoipa::path(get, path = "/api/v1/me/kindergarten", tag = "citizens",
     responses((status = 200, description = "Per child of kindergarten age: the place, the applications and offers, and the monthly price", body = KindergartenView)),
     security(("bearer" = [])))]
-pub async fn kindergarten(
+pub async fn my_kindergarten(
     State(state): State<AppState>,
     citizen: CitizenCaller,
     RawQuery(raw): RawQuery,
@@ -449,7 +453,11 @@ pub(crate) async fn admission_of(state: &AppState, who: &Principal, purpose: Opt
     params(("purpose" = Option<String>, Query, description = "The purpose, e.g. barnehageopptak (or the Tverr-Purpose header)")),
     responses((status = 200, description = "Per kindergarten: places free and applicants by age group", body = Admission)),
     security(("bearer" = [])))]
-pub async fn admission(State(state): State<AppState>, who: Authenticated, RawQuery(raw): RawQuery) -> Result<Json<Admission>, Problem> {
+pub async fn kindergarten_admission(
+    State(state): State<AppState>,
+    who: Authenticated,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Admission>, Problem> {
     crate::properties::parameters(raw.as_deref(), &["purpose"])?;
     let caller = who.caller;
     if matches!(caller.principal, Principal::Citizen(_)) {

@@ -110,7 +110,7 @@ pub const DEFAULT_WITHIN: f64 = 50.0;
     responses((status = 200, description = "The property as the caller may see it, with its zoning plans; or its neighbours", body = PropertyView),
         (status = 404, description = "No property the caller may see has this number", body = Problem)),
     security(("bearer" = [])))]
-pub async fn show(State(state): State<AppState>, who: Authenticated, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {
+pub async fn property_view(State(state): State<AppState>, who: Authenticated, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {
     let caller = who.caller;
     let answer = async {
         let _permit = state.gate.admit(&caller, &state.limits)?;
@@ -163,7 +163,7 @@ pub struct AddressMatch {
         ("purpose" = Option<String>, Query, description = "The purpose (or the Tverr-Purpose header); none for a citizen")),
     responses((status = 200, description = "Matching properties, by address", body = Vec<AddressMatch>)),
     security(("bearer" = [])))]
-pub async fn search(
+pub async fn properties_by_address(
     State(state): State<AppState>,
     who: Authenticated,
     RawQuery(raw): RawQuery,
