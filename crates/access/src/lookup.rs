@@ -187,7 +187,7 @@ impl Engine {
         channel: Channel,
     ) -> Result<Lookup, QueryError> {
         let started = tokio::time::Instant::now();
-        let answer = self.lookup_now(who, purpose, kind, id, channel, true).await;
+        let answer = self.lookup_now(who, purpose, kind, id, channel, Hops::Follow).await;
         if let Ok(found) = &answer
             && found.organizations.is_empty()
             && found.related.is_empty()
@@ -197,9 +197,9 @@ impl Engine {
         answer
     }
 
-    /// A look-up without the padding of empty answers; with `hops`, the subjects one hop away
-    /// too. Without hops a citizen may ask, and sees only rows about themselves (their own
-    /// property's rows, for the property service).
+    /// A look-up without the padding of empty answers; with [`Hops::Follow`], the subjects one
+    /// hop away too. Without hops a citizen may ask, and sees only rows about themselves (their
+    /// own property's rows, for the property service); [`Hops::Only`] reads one dataset alone.
     pub(crate) async fn lookup_now(
         &self,
         who: &Principal,
@@ -207,8 +207,9 @@ impl Engine {
         kind: SubjectKind,
         id: &str,
         channel: Channel,
-        hops: bool,
+        only: Hops<'_>,
     ) -> Result<Lookup, QueryError> {
+        let hops = matches!(only, Hops::Follow);
         let own = match who {
             Principal::Anonymous => return Err(QueryError::NotAllowed("a look-up needs a signed-in user".into())),
             Principal::Citizen(_) if hops => {
@@ -237,7 +238,10 @@ impl Engine {
         let key_level = self.protected.key_level(kind, &key);
         let scope = Scope { key_level, who, purpose, own: own.as_deref(), channel, policy: &policy, view: &view };
         let record = self.lookup_record(kind, &key);
-        let places = self.store.locate(&key).await?;
+        let mut places = self.store.locate(&key).await?;
+        if let Hops::Only(r) = only {
+            places.retain(|p| &p.dataset == r);
+        }
         let mut direct = self.gather(&scope, kind, &key, &places, &BTreeSet::new(), record.clone()).await?;
         if !hops {
             log_together(direct.iter_mut().filter_map(|c| c.tracker.as_mut()).collect()).await?;
@@ -478,6 +482,17 @@ impl Engine {
         };
         Ok(Some(Contribution { found, grant, batches, rows: read, tracker }))
     }
+}
+
+/// How far a look-up reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Hops<'a> {
+    /// The subject's rows and the subjects one hop away.
+    Follow,
+    /// The subject's rows only.
+    None,
+    /// The subject's rows in one dataset only.
+    Only(&'a DatasetRef),
 }
 
 /// What look-ups keep between calls: a session without tables, each grant's secure scan

@@ -244,7 +244,7 @@ impl Engine {
         channel: Channel,
     ) -> Result<PropertyView, QueryError> {
         let started = tokio::time::Instant::now();
-        let found = self.lookup_now(who, purpose, SubjectKind::Property, id, channel, false).await?;
+        let found = self.lookup_now(who, purpose, SubjectKind::Property, id, channel, crate::lookup::Hops::None).await?;
         if found.organizations.is_empty() {
             // As slow as a look-up that finds nothing, whatever the reason.
             tokio::time::sleep_until(started + crate::lookup::EMPTY_LOOKUP_TIME).await;
@@ -359,8 +359,10 @@ impl Engine {
             return Err(QueryError::Invalid(format!("within: a distance from 0 to {MAX_NEIGHBOUR_DISTANCE} metres")));
         }
         let started = tokio::time::Instant::now();
-        let found = self.lookup_now(who, purpose, SubjectKind::Property, id, channel, false).await?;
         let register = &sources.register;
+        // The parcel, from the register alone: the other datasets about the property are not
+        // this read's business.
+        let found = self.lookup_now(who, purpose, SubjectKind::Property, id, channel, crate::lookup::Hops::Only(register)).await?;
         let Some(parcel) = self.parcel(&found.organizations, Some(register)).await? else {
             tokio::time::sleep_until(started + crate::lookup::EMPTY_LOOKUP_TIME).await;
             return Err(QueryError::NotFound(format!("property {}", found.id)));
@@ -451,7 +453,7 @@ impl Engine {
         let Some(version) = self.store.indexed_versions().await?.get(&near.register.to_string()).copied() else { return Ok(None) };
         let Some(rect) = geo::BoundingRect::bounding_rect(near.parcel) else { return Ok(None) };
         let reach = [rect.min().x - near.within, rect.min().y - near.within, rect.max().x + near.within, rect.max().y + near.within];
-        // At most 500 m around a parcel: a few hundred cells of 100 m.
+        // At most 500 m around a parcel: a few hundred cells of 50 m.
         let mut keys = tverr_store::cells_within(reach, 1024);
         if keys.iter().any(|k| k == tverr_store::BIG_CELL) {
             return Ok(None);

@@ -24,7 +24,7 @@ use crate::StoreError;
 use crate::files::{FileReader, object_path, read_error};
 
 /// The side of a grid cell, in the geometry's units (metres in EPSG:25832/25833).
-pub const CELL_SIZE: f64 = 100.0;
+pub const CELL_SIZE: f64 = 50.0;
 
 /// A geometry whose bounding box meets more cells than this is indexed under [`BIG_CELL`]
 /// instead, which every search of its column includes.
@@ -33,9 +33,10 @@ pub const MAX_CELLS: usize = 64;
 /// The cell key of geometries too large for cells of their own.
 pub const BIG_CELL: &str = "~cell:big";
 
-/// The key every data file with indexed cells holds once (row 0), so a reader can tell a
-/// dataset whose cells are indexed from one indexed before cells were.
-pub const CELLS_MARKER: &str = "~cells";
+/// The key every data file with indexed cells holds once (row 0), naming the cell size, so a
+/// reader can tell a dataset whose cells are indexed at this size from one indexed before cells
+/// were, or at another size (`Store::ensure_indexed` indexes those again).
+pub const CELLS_MARKER: &str = "~cells:50";
 
 /// The cell keys of a bounding box (`[min_x, min_y, max_x, max_y]`), or [`BIG_CELL`] alone
 /// when it meets more than [`MAX_CELLS`] cells; none for a box that is not finite.
@@ -263,14 +264,12 @@ mod tests {
 
     #[test]
     fn a_box_meets_the_cells_it_overlaps_and_a_large_one_is_big() {
-        assert_eq!(cell_keys([250.0, 250.0, 260.0, 260.0]), ["~cell:2:2"]);
-        assert_eq!(
-            cell_keys([-10.0, 95.0, 105.0, 105.0]),
-            ["~cell:-1:0", "~cell:-1:1", "~cell:0:0", "~cell:0:1", "~cell:1:0", "~cell:1:1"]
-        );
+        assert_eq!(CELLS_MARKER, format!("~cells:{CELL_SIZE}"), "the marker names the cell size");
+        assert_eq!(cell_keys([120.0, 120.0, 130.0, 130.0]), ["~cell:2:2"]);
+        assert_eq!(cell_keys([-10.0, 45.0, 55.0, 55.0]), ["~cell:-1:0", "~cell:-1:1", "~cell:0:0", "~cell:0:1", "~cell:1:0", "~cell:1:1"]);
         assert_eq!(cell_keys([0.0, 0.0, 10_000.0, 10.0]), [BIG_CELL]);
         assert!(cell_keys([f64::NAN, 0.0, 1.0, 1.0]).is_empty());
         assert!(cell_keys([5.0, 0.0, 1.0, 1.0]).is_empty());
-        assert_eq!(cells_within([0.0, 0.0, 1000.0, 1000.0], 1024).len(), 121);
+        assert_eq!(cells_within([0.0, 0.0, 500.0, 500.0], 1024).len(), 121);
     }
 }
