@@ -381,42 +381,29 @@ impl Engine {
             quoted(key),
             literal(&found.id)
         );
-        // Only what a notice needs: the unit, its address and its owners (of what the reader
-        // may see at all; the read itself decides again).
+        // A document that leaves the municipality: no protected owner, whoever reads. One
+        // decision serves both ways of reading.
+        let grant = self.grant(who, purpose, register, &register.to_string(), channel).await?.without_protected();
+        if grant.min_group_size().is_some() {
+            return Err(QueryError::NotAllowed(format!("{register} is shared as statistics only")));
+        }
+        // Only what a notice needs: the unit, its address and its owners, of what the grant releases.
         let wanted: Vec<&str> =
             [*key, sources.address.as_str(), geometry.as_str()].into_iter().chain(sources.owners.iter().map(String::as_str)).collect();
-        let select = match self.policy().entitle(who, purpose, register).await? {
-            Ok(grant) => wanted.iter().filter(|w| grant.columns().iter().any(|c| c.name == **w)).map(|w| w.to_string()).collect(),
-            Err(_) => Vec::new(),
-        };
-        let q = RowsQuery {
-            select,
-            filter: Some(filter),
-            order_by: vec![(key.to_string(), false)],
-            limit: Some(MAX_NEIGHBOURS),
-            stable_order: true,
-            ..RowsQuery::default()
-        };
-        let indexed = self
-            .neighbours_by_cells(
-                Near { who, purpose, register, parcel: &parcel.shape, crs, within, geometry: &geometry, key, id: &found.id, channel },
-                &q.select,
-            )
-            .await?;
-        let got = match indexed {
+        let select: Vec<String> = wanted.iter().filter(|w| grant.columns().iter().any(|c| c.name == **w)).map(|w| w.to_string()).collect();
+        let near = Near { who, purpose, register, parcel: &parcel.shape, crs, within, geometry: &geometry, key, id: &found.id, channel };
+        let got = match self.neighbours_by_cells(near, &grant, &select).await? {
             Some(got) => got,
             None => {
-                // A document that leaves the municipality: no protected owner, whoever reads.
-                let grant = self.grant(who, purpose, register, &register.to_string(), channel).await?.without_protected();
                 let query = format!("neighbours of {} within {within} in {register} (scan)", found.id);
-                let started = std::time::Instant::now();
-                let released = self.read_table(who, purpose, grant, None, q.filter.as_deref(), channel, &query, started).await?;
+                let released =
+                    self.read_table(who, purpose, grant, None, Some(&filter), channel, &query, std::time::Instant::now()).await?;
                 let mut stream = released.stream;
                 let mut batches = Vec::new();
                 while let Some(b) = stream.next().await.transpose()? {
                     batches.push(b);
                 }
-                notice_rows(&batches, &q.select, key)?
+                notice_rows(&batches, &select, key)?
             }
         };
         let mut csv = Vec::new();
@@ -424,7 +411,7 @@ impl Engine {
             csv.extend(crate::csv_rows(b, i == 0)?);
         }
         if got.batches.is_empty() {
-            let names: Vec<&str> = q.select.iter().map(String::as_str).filter(|n| *n != geometry).collect();
+            let names: Vec<&str> = select.iter().map(String::as_str).filter(|n| *n != geometry).collect();
             csv.extend(format!("{}\n", names.join(",")).as_bytes());
         }
         Ok(Neighbours {
@@ -444,7 +431,12 @@ impl Engine {
     /// released values, and logged as one access — the same rows as the scan, without reading the
     /// whole register. `None` when the register's cells are not indexed (a CRS in degrees, or an
     /// index built before cells were): then the caller scans.
-    async fn neighbours_by_cells(&self, near: Near<'_>, select: &[String]) -> Result<Option<Collected>, QueryError> {
+    async fn neighbours_by_cells(
+        &self,
+        near: Near<'_>,
+        grant: &tverr_policy::Grant,
+        select: &[String],
+    ) -> Result<Option<Collected>, QueryError> {
         use datafusion::prelude::{ident, lit};
         let started = std::time::Instant::now();
         if near.crs.is_geographic() {
@@ -471,12 +463,7 @@ impl Engine {
         }
         let rows: std::collections::BTreeSet<(String, i64)> =
             keys.iter().filter(|k| **k != tverr_store::CELLS_MARKER).flat_map(|k| ours(k)).map(|p| (p.path.clone(), p.row)).collect();
-        // A document that leaves the municipality: no protected owner, whoever reads.
-        let grant = self.grant(near.who, near.purpose, near.register, &near.register.to_string(), near.channel).await?.without_protected();
-        if grant.min_group_size().is_some() {
-            return Err(QueryError::NotAllowed(format!("{} is shared as statistics only", near.register)));
-        }
-        let prepared = self.prepared(&grant, version, schema)?;
+        let prepared = self.prepared(grant, version, schema)?;
         let rows: Vec<(String, i64)> = rows.into_iter().collect();
         let (_, batches) = self.store.read_rows(near.register, version, &rows, Some(prepared.reads())).await?;
         let sink = crate::secure::SubjectSink::new(self.named_limit);
@@ -486,7 +473,7 @@ impl Engine {
             .and(ident(near.key).not_eq(lit(near.id)));
         let batches = prepared.apply(&batches, test, &self.lookups.state, &sink)?;
         let query = format!("neighbours of {} within {} in {}", near.id, near.within, near.register);
-        let grants = vec![(grant, Some(version))];
+        let grants = vec![(grant.clone(), Some(version))];
         let intent = self.intent(near.who, near.purpose, near.channel, &query, &grants);
         let mut tracker = intent.map(|intent| self.tracker(intent, sink, started));
         let got = notice_rows(&batches, select, near.key)?;

@@ -115,14 +115,19 @@ impl Engine {
         Ok(out)
     }
 
-    /// [`Engine::own_data`] limited to `datasets`.
-    pub async fn own_data_in(&self, who: &Principal, datasets: &[DatasetRef], channel: Channel) -> Result<Vec<Released>, QueryError> {
+    /// [`Engine::own_data`], limited to `datasets` when given.
+    pub async fn own_data_in(
+        &self,
+        who: &Principal,
+        datasets: Option<&[DatasetRef]>,
+        channel: Channel,
+    ) -> Result<Vec<Released>, QueryError> {
         let Principal::Citizen(citizen) = who else {
             return Err(QueryError::NotAllowed("only a signed-in citizen reads their own data".into()));
         };
         let mut out = Vec::new();
         for grant in self.policy().own_data(citizen.pid()).await? {
-            if datasets.contains(grant.dataset()) {
+            if datasets.is_none_or(|only| only.contains(grant.dataset())) {
                 let query = format!("own data {}", grant.dataset());
                 out.push(self.read_table(who, None, grant, None, None, channel, &query, std::time::Instant::now()).await?);
             }

@@ -191,7 +191,7 @@ pub(crate) async fn health_of(state: &AppState, citizen: &CitizenCaller, channel
     let who = &citizen.caller.principal;
     let special = special_datasets(state).await?;
     let me = Whose { kind: "me", child: None };
-    let own = state.engine.own_data_in(who, &special, channel).await.map_err(Problem::from_query)?;
+    let own = state.engine.own_data_in(who, Some(&special), channel).await.map_err(Problem::from_query)?;
     let mut services = held(state, &me, released_rows(own, 1000).await.map_err(Problem::from_query)?).await?;
     let children = children(state, who, channel).await?;
     for child in &children {
@@ -333,7 +333,7 @@ pub(crate) async fn kindergarten_of(state: &AppState, citizen: &CitizenCaller, c
     let income = if children.is_empty() {
         None
     } else {
-        let own = state.engine.own_data_in(who, std::slice::from_ref(&s.income), channel).await.map_err(Problem::from_query)?;
+        let own = state.engine.own_data_in(who, Some(std::slice::from_ref(&s.income)), channel).await.map_err(Problem::from_query)?;
         released_rows(own, 10).await.map_err(Problem::from_query)?.into_values().flatten().find_map(|r| number(&r, "samlet_inntekt"))
     };
     let mut out = Vec::new();
