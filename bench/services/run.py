@@ -118,7 +118,7 @@ class PgPage:
             plans = len(cur.fetchall())
             cur.execute(
                 "SELECT n.matrikkel, n.adresse, n.eier_navn, n.eier_orgnr FROM hamar.eiendommer n, hamar.eiendommer e "
-                "WHERE e.matrikkel = %s AND n.matrikkel <> e.matrikkel AND ST_DWithin(n.geom, e.geom, %s) ORDER BY n.matrikkel",
+                "WHERE e.matrikkel = %s AND n.matrikkel <> e.matrikkel AND ST_DWithin(n.geom, e.geom, %s) ORDER BY n.matrikkel LIMIT 500",
                 [matrikkel, WITHIN],
                 prepare=True,
             )

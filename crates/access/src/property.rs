@@ -113,6 +113,11 @@ pub struct Neighbours {
     /// The neighbouring parcels' rows as the reader may see them, without geometry, by matrikkel.
     #[schema(value_type = Vec<Object>)]
     pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// How many parcels lie within the distance, as the reader may see them.
+    pub found: usize,
+    /// Whether `rows` holds only the first [`MAX_NEIGHBOURS`] of them by matrikkel (then a notice
+    /// needs a shorter distance, or the list from the land register).
+    pub truncated: bool,
     /// What the list says of protected owners (always the same).
     pub protected_addresses: &'static str,
     /// The parcels, for maps (in `rows`' order).
@@ -181,7 +186,7 @@ fn batch_rows(batch: &RecordBatch, max: usize) -> Result<Collected, QueryError> 
 
 /// The neighbours' rows as a notice needs them: the columns of `select` in that order, by the
 /// property key, at most [`MAX_NEIGHBOURS`].
-fn notice_rows(batches: &[RecordBatch], select: &[String], key: &str) -> Result<Collected, QueryError> {
+fn notice_rows(batches: &[RecordBatch], select: &[String], key: &str) -> Result<(Collected, usize), QueryError> {
     let output = |e: arrow::error::ArrowError| QueryError::Output(e.to_string());
     let projected: Vec<RecordBatch> = batches
         .iter()
@@ -190,12 +195,14 @@ fn notice_rows(batches: &[RecordBatch], select: &[String], key: &str) -> Result<
             b.project(&columns).map_err(output)
         })
         .collect::<Result<_, _>>()?;
-    let Some(first) = projected.first() else { return Ok(Collected { rows: Vec::new(), shapes: Vec::new(), batches: Vec::new() }) };
+    let Some(first) = projected.first() else { return Ok((Collected { rows: Vec::new(), shapes: Vec::new(), batches: Vec::new() }, 0)) };
     let all = arrow::compute::concat_batches(&first.schema(), &projected).map_err(output)?;
-    let order = arrow::compute::sort_to_indices(all.column(all.schema().index_of(key).map_err(output)?), None, Some(MAX_NEIGHBOURS))
-        .map_err(output)?;
-    let sorted = arrow::compute::take_record_batch(&all, &order).map_err(output)?;
-    batch_rows(&sorted, MAX_NEIGHBOURS)
+    let order = arrow::compute::SortOptions { descending: false, nulls_first: false };
+    let indices =
+        arrow::compute::sort_to_indices(all.column(all.schema().index_of(key).map_err(output)?), Some(order), Some(MAX_NEIGHBOURS))
+            .map_err(output)?;
+    let sorted = arrow::compute::take_record_batch(&all, &indices).map_err(output)?;
+    Ok((batch_rows(&sorted, MAX_NEIGHBOURS)?, all.num_rows()))
 }
 
 /// What a neighbour search by cells needs to know.
@@ -406,6 +413,7 @@ impl Engine {
                 notice_rows(&batches, &select, key)?
             }
         };
+        let (got, total) = got;
         let mut csv = Vec::new();
         for (i, b) in got.batches.iter().enumerate() {
             csv.extend(crate::csv_rows(b, i == 0)?);
@@ -418,6 +426,8 @@ impl Engine {
             id: found.id,
             within_m: within,
             dataset: register.to_string(),
+            truncated: total > got.rows.len(),
+            found: total,
             rows: got.rows,
             protected_addresses: PROTECTED_NOTICE,
             shapes: got.shapes,
@@ -436,7 +446,7 @@ impl Engine {
         near: Near<'_>,
         grant: &tverr_policy::Grant,
         select: &[String],
-    ) -> Result<Option<Collected>, QueryError> {
+    ) -> Result<Option<(Collected, usize)>, QueryError> {
         use datafusion::prelude::{ident, lit};
         let started = std::time::Instant::now();
         if near.crs.is_geographic() {
@@ -471,17 +481,18 @@ impl Engine {
         let test = crate::geo::DWithin::udf()
             .call(vec![ident(near.geometry), lit(datafusion::common::ScalarValue::Binary(Some(target))), lit(near.within)])
             .and(ident(near.key).not_eq(lit(near.id)));
-        let batches = prepared.apply(&batches, test, &self.lookups.state, &sink)?;
+        // Only the listed neighbours are released and named in the log.
+        let (first, found) = prepared.apply_first(&batches, test, near.key, MAX_NEIGHBOURS, &self.lookups.state, &sink)?;
         let query = format!("neighbours of {} within {} in {}", near.id, near.within, near.register);
         let grants = vec![(grant.clone(), Some(version))];
         let intent = self.intent(near.who, near.purpose, near.channel, &query, &grants);
         let mut tracker = intent.map(|intent| self.tracker(intent, sink, started));
-        let got = notice_rows(&batches, select, near.key)?;
+        let (got, _) = notice_rows(&Vec::from_iter(first), select, near.key)?;
         if let Some(t) = &mut tracker {
             t.rows = got.rows.len() as u64;
         }
         crate::lookup::log_together(tracker.iter_mut().collect()).await?;
-        Ok(Some(got))
+        Ok(Some((got, found)))
     }
 
     /// The properties of `sources.register` whose address starts with `address` (case aside),

@@ -609,37 +609,92 @@ impl PreparedScan {
     /// The rows of `batches` the grant lets through and `test` (over released columns, as a user
     /// filter on released values) keeps, released: row filter → masks → test → tap into `sink`.
     pub(crate) fn apply(&self, batches: &[RecordBatch], test: Expr, state: &dyn Session, sink: &SubjectSink) -> DfResult<Vec<RecordBatch>> {
-        use datafusion::error::DataFusionError;
-        if !pushable(&test)? {
-            return Err(DataFusionError::Plan("a look-up's key test must run inside the secure scan".into()));
-        }
-        let test = state.create_physical_expr(unqualified(test)?, &self.released_df)?;
-        let tap = self.tap.as_ref().map(|(e, dataset, columns, key)| {
-            (e, SubjectTap { dataset: dataset.clone(), columns: columns.clone(), key: key.clone(), sink: sink.clone() })
-        });
+        let (test, tap) = self.tested(test, state, sink)?;
         let mut out = Vec::with_capacity(batches.len());
         for batch in batches {
-            if batch.schema().fields() != self.inner_schema.fields() {
-                return Err(DataFusionError::Internal("rows of another schema than the prepared scan's".into()));
-            }
-            let permitted = match &self.row_filter {
-                Some(f) => arrow::compute::filter_record_batch(batch, &mask_of(f.as_ref(), batch)?)?,
-                None => batch.clone(),
-            };
-            let n = permitted.num_rows();
-            let columns = self.released.iter().map(|e| e.evaluate(&permitted)?.into_array(n)).collect::<DfResult<Vec<_>>>()?;
-            let released = RecordBatch::try_new(self.schema.clone(), columns)?;
-            let keep = mask_of(test.as_ref(), &released)?;
-            let kept = arrow::compute::filter_record_batch(&released, &keep)?;
-            if let Some((expr, tap)) = &tap {
-                let people = expr.evaluate(&permitted)?.into_array(n)?;
-                tap.observe(&arrow::compute::filter(&people, &keep)?)?;
+            let (kept, people) = self.release(batch, test.as_ref(), tap.is_some())?;
+            if let (Some((_, tap)), Some(people)) = (&tap, people) {
+                tap.observe(&people)?;
             }
             if kept.num_rows() > 0 {
                 out.push(kept);
             }
         }
         Ok(out)
+    }
+
+    /// As [`Prepared::apply`], but only the first `limit` rows by the released column `order_by`
+    /// (ascending, empty values last) are released and tapped: the people of rows cut off are
+    /// not named in the log, since no one sees them. Also returns how many rows `test` kept.
+    pub(crate) fn apply_first(
+        &self,
+        batches: &[RecordBatch],
+        test: Expr,
+        order_by: &str,
+        limit: usize,
+        state: &dyn Session,
+        sink: &SubjectSink,
+    ) -> DfResult<(Option<RecordBatch>, usize)> {
+        let (test, tap) = self.tested(test, state, sink)?;
+        let (mut kept, mut people) = (Vec::new(), Vec::new());
+        for batch in batches {
+            let (k, p) = self.release(batch, test.as_ref(), tap.is_some())?;
+            kept.push(k);
+            people.extend(p);
+        }
+        let all = arrow::compute::concat_batches(&self.schema, &kept)?;
+        let found = all.num_rows();
+        let order = arrow::compute::SortOptions { descending: false, nulls_first: false };
+        let indices = arrow::compute::sort_to_indices(all.column(self.schema.index_of(order_by)?), Some(order), Some(limit))?;
+        if let Some((_, tap)) = &tap {
+            let people: Vec<&dyn arrow::array::Array> = people.iter().map(|p| p.as_ref()).collect();
+            let people = if people.is_empty() { arrow::array::new_empty_array(&DataType::Utf8) } else { arrow::compute::concat(&people)? };
+            tap.observe(&arrow::compute::take(&people, &indices, None)?)?;
+        }
+        let first = arrow::compute::take_record_batch(&all, &indices)?;
+        Ok(((first.num_rows() > 0).then_some(first), found))
+    }
+
+    /// The test as a physical expression over released columns, and the subject tap.
+    #[allow(clippy::type_complexity)]
+    fn tested(
+        &self,
+        test: Expr,
+        state: &dyn Session,
+        sink: &SubjectSink,
+    ) -> DfResult<(Arc<dyn PhysicalExpr>, Option<(Arc<dyn PhysicalExpr>, SubjectTap)>)> {
+        use datafusion::error::DataFusionError;
+        if !pushable(&test)? {
+            return Err(DataFusionError::Plan("a look-up's key test must run inside the secure scan".into()));
+        }
+        let test = state.create_physical_expr(unqualified(test)?, &self.released_df)?;
+        let tap = self.tap.as_ref().map(|(e, dataset, columns, key)| {
+            (e.clone(), SubjectTap { dataset: dataset.clone(), columns: columns.clone(), key: key.clone(), sink: sink.clone() })
+        });
+        Ok((test, tap))
+    }
+
+    /// One batch through row filter → masks → test: the rows kept, released, and when `people`
+    /// is asked for, the subject keys of those rows (from the rows before masking).
+    fn release(&self, batch: &RecordBatch, test: &dyn PhysicalExpr, people: bool) -> DfResult<(RecordBatch, Option<ArrayRef>)> {
+        use datafusion::error::DataFusionError;
+        if batch.schema().fields() != self.inner_schema.fields() {
+            return Err(DataFusionError::Internal("rows of another schema than the prepared scan's".into()));
+        }
+        let permitted = match &self.row_filter {
+            Some(f) => arrow::compute::filter_record_batch(batch, &mask_of(f.as_ref(), batch)?)?,
+            None => batch.clone(),
+        };
+        let n = permitted.num_rows();
+        let columns = self.released.iter().map(|e| e.evaluate(&permitted)?.into_array(n)).collect::<DfResult<Vec<_>>>()?;
+        let released = RecordBatch::try_new(self.schema.clone(), columns)?;
+        let keep = mask_of(test, &released)?;
+        let kept = arrow::compute::filter_record_batch(&released, &keep)?;
+        let people = match (&self.tap, people) {
+            (Some((expr, ..)), true) => Some(arrow::compute::filter(&expr.evaluate(&permitted)?.into_array(n)?, &keep)?),
+            _ => None,
+        };
+        Ok((kept, people))
     }
 }
 

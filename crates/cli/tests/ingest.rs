@@ -588,3 +588,41 @@ fn the_read_cache_setting_is_checked_and_zero_turns_the_cache_off() {
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("TVERR_READ_CACHE_MB") && stderr.contains("\"lots\""), "{stderr}");
 }
+
+#[test]
+fn the_rows_of_one_place_are_written_together() {
+    let t = Tverr::new();
+    t.org();
+    // 3,000 points in random order over 1 km², about 7 in each 50 m cell, keyed by property.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 1_000_000) as f64 / 1000.0
+    };
+    let features: Vec<String> = (0..3000)
+        .map(|i| {
+            let (x, y) = (600_000.0 + next(), 6_740_000.0 + next());
+            format!(
+                r#"{{"type":"Feature","geometry":{{"type":"Point","coordinates":[{x},{y}]}},"properties":{{"matrikkel":"3403-{}/{}","n":{i}}}}}"#,
+                i / 500 + 1,
+                i % 500 + 1
+            )
+        })
+        .collect();
+    let file = common::write_geojson(&t, "points.geojson", &features);
+    t.create("test/points", &file, &["--subject", "matrikkel=property"]);
+    let db = t.data().join("catalog.db");
+    let count = |sql: &str| common::sqlite(&db, sql).trim_matches(|c: char| !c.is_ascii_digit()).parse::<u64>().unwrap();
+    let cells = "FROM subject_keys WHERE subject LIKE '~cell:%' AND subject <> '~cell:big'";
+    assert_eq!(count(&format!("SELECT count(*) {cells}")), 3000, "every point is in one cell");
+    assert!(count(&format!("SELECT count(DISTINCT subject) {cells}")) > 300);
+    // Each cell's rows are one run in one file: the span of its row numbers is its row count.
+    let scattered = count(&format!(
+        "SELECT count(*) FROM (SELECT max(row_no) - min(row_no) + 1 AS span, count(*) AS n {cells} GROUP BY subject, file_id) WHERE span <> n"
+    ));
+    assert_eq!(scattered, 0, "cells whose rows are not written together");
+    // The data is the data that was read, in another order.
+    assert_eq!(t.sql_csv("SELECT count(*) AS n, sum(n) AS s FROM test.points"), "n,s\n3000,4498500\n");
+}

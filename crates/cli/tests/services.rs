@@ -368,3 +368,42 @@ fn an_index_without_cells_gets_them_when_the_server_starts() {
     let r = get_as(server.1, &format!("/api/v1/properties/{m}/neighbours?within=500"), Some(&ola), Some("byggesaksbehandling"));
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+#[test]
+fn a_neighbour_list_cut_short_says_so_and_names_only_the_listed_owners() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "1500"]);
+    let owners = common::dense_register(&t, 650);
+    let server = start(&t);
+    let ola = token(&t, "ola");
+    let path = "/api/v1/properties/3403-9000/1/neighbours?within=50";
+    let r = get_as(server.1, path, Some(&ola), Some("byggesaksbehandling"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["found"], 649, "{}", v["found"]);
+    assert_eq!(v["truncated"], true);
+    let listed: Vec<&str> = v["rows"].as_array().unwrap().iter().map(|r| r["matrikkel"].as_str().unwrap()).collect();
+    assert_eq!(listed.len(), tverr_access::MAX_NEIGHBOURS);
+    // The first by matrikkel, in that order.
+    let mut all: Vec<String> = (2..=650).map(|i| format!("3403-9000/{i}")).collect();
+    all.sort();
+    assert_eq!(listed, all[..listed.len()].iter().map(String::as_str).collect::<Vec<_>>());
+    // Owners listed are in the log; owners cut off are not, since no one saw them.
+    let logged = |m: &str| {
+        let i: usize = m.rsplit('/').next().unwrap().parse::<usize>().unwrap() - 1;
+        t.ok(&["audit", "search", "--subject", &owners[i]]).lines().any(|l| l.contains("http-property"))
+    };
+    assert!(logged(&all[0]), "a listed owner is not in the log");
+    assert!(!logged(all.last().unwrap()), "an owner cut off is in the log");
+    // The CSV has no room for it, so its headers say it.
+    let r = get_as(server.1, &format!("{path}&format=csv"), Some(&ola), Some("byggesaksbehandling"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("tverr-found"), Some("649"));
+    assert_eq!(r.header("tverr-truncated"), Some("true"));
+    assert_eq!(r.text().lines().count(), tverr_access::MAX_NEIGHBOURS + 1);
+    // A shorter distance lists them all.
+    let r = get_as(server.1, "/api/v1/properties/3403-9000/1/neighbours?within=0", Some(&ola), Some("byggesaksbehandling"));
+    let v = r.json();
+    assert_eq!(v["truncated"], false, "{v}");
+    assert_eq!(v["found"], v["rows"].as_array().unwrap().len());
+}

@@ -489,3 +489,28 @@ fn a_refused_web_upload_tells_no_more_than_the_api() {
     let (own_org, page) = upload("hamar/byggesaker");
     assert_eq!(own_org, 403, "{page}");
 }
+
+#[test]
+fn a_neighbour_list_cut_short_says_so_and_is_not_offered_for_download() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "1500"]);
+    common::dense_register(&t, 650);
+    let server = start_with(&t, &["--demo"]);
+    let mut jar = login(server.1, "ola");
+    let page = jar.get(server.1, "/byggesak").text();
+    let csrf = csrf_in(&page);
+    let r = jar.post(server.1, "/byggesak", &format!("csrf={csrf}&q=3403-9000%2F1&avstand=50"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let page = r.text();
+    assert!(page.contains("Listen viser de første 500 av de 649 eiendommene"), "{page}");
+    assert!(!page.contains("value=\"csv\""), "a cut list is offered as CSV");
+    let r = jar.post(server.1, "/byggesak/naboliste", &format!("csrf={csrf}&matrikkel=3403-9000%2F1&avstand=50&format=csv"));
+    assert_eq!(r.status, 409);
+    assert!(r.text().contains("Nabolisten er for lang til å lastes ned: 649 eiendommer"), "{}", r.text());
+    let r = jar.post(server.1, "/byggesak/naboliste", &format!("csrf={csrf}&matrikkel=3403-9000%2F1&avstand=50&format=print"));
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("de første 500 av de 649"), "{}", r.text());
+    // A list that is whole is offered for download.
+    let r = jar.post(server.1, "/byggesak", &format!("csrf={csrf}&q=3403-9000%2F1&avstand=0"));
+    assert!(r.text().contains("value=\"csv\""));
+}

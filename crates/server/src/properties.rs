@@ -128,10 +128,13 @@ pub async fn property_view(State(state): State<AppState>, who: Authenticated, Pa
                 state.engine.neighbours(&caller.principal, purpose, id, within, &sources, Channel::HttpProperty).await.map_err(problem)?;
             if csv {
                 let name = format!("naboliste-{}.csv", found.id.replace('/', "-"));
+                // The CSV has no room to say it was cut short; its headers say it.
                 return Ok((
                     [
                         (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
                         (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+                        (header::HeaderName::from_static("tverr-found"), found.found.to_string()),
+                        (header::HeaderName::from_static("tverr-truncated"), found.truncated.to_string()),
                     ],
                     found.csv,
                 )

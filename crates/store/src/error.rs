@@ -60,6 +60,12 @@ impl From<deltalake::kernel::Error> for StoreError {
     }
 }
 
+impl From<datafusion::error::DataFusionError> for StoreError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        StoreError::Read(format!("sorting rows by place: {e}"))
+    }
+}
+
 impl StoreError {
     pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         StoreError::Invalid { field: field.into(), message: message.into() }

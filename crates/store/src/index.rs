@@ -60,7 +60,7 @@ pub fn cells_within(bbox: [f64; 4], max: usize) -> Vec<String> {
 }
 
 /// The bounding box of a WKB geometry, if it parses and has one.
-fn wkb_bbox(bytes: &[u8]) -> Option<[f64; 4]> {
+pub(crate) fn wkb_bbox(bytes: &[u8]) -> Option<[f64; 4]> {
     use geo::BoundingRect;
     use geozero::ToGeo;
     let r = geozero::wkb::Wkb(bytes).to_geo().ok()?.bounding_rect()?;

@@ -7,7 +7,7 @@
 //! commit at the end. On any problem the commit never happens and the previous version stays
 //! exactly as it was.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -30,6 +30,7 @@ use tverr_core::{ColumnCategory, DatasetRef, SubjectKind};
 use tverr_ingest::{BatchSink, IngestError, IngestOptions, Problem, SourceReport, TargetSchema};
 
 use crate::catalog::{ColumnMeta, NewDataset, VersionMeta, VersionMode};
+use crate::cluster::Clustering;
 use crate::{Store, StoreError};
 
 /// How a new version relates to the previous one.
@@ -179,6 +180,24 @@ pub(crate) fn new_writer(
         }
     };
     Ok(writer.with_writer_properties(writer_properties(sample)).with_target_file_size(TARGET_FILE_SIZE))
+}
+
+/// Writes rows to the writer, made for the first rows written, which decide the encoding.
+async fn write_batch(
+    store: &Store,
+    r: &DatasetRef,
+    table: Option<&DeltaTable>,
+    schema: &Option<SchemaRef>,
+    writer: &mut Option<RecordBatchWriter>,
+    batch: RecordBatch,
+    mode: DeltaWriteMode,
+) -> Result<(), StoreError> {
+    let w = match writer {
+        Some(w) => w,
+        None => writer.insert(new_writer(store, r, table, schema.as_ref().expect("schema comes first"), Some(&batch))?),
+    };
+    w.write_with_mode(batch, mode).await?;
+    Ok(())
 }
 
 fn key_strings(batch: &RecordBatch, key: &str) -> Result<StringArray, StoreError> {
@@ -346,6 +365,16 @@ impl Store {
         let mut key_problems = Vec::new();
         let mut data_row = 0u64;
         let mut write_error: Option<StoreError> = None;
+        // A geometry in a dataset with subject keys is indexed by cell: its rows are written in
+        // cell order (`cluster`), so a read of one place touches few pages.
+        let subject_names: BTreeSet<&str> = known_columns
+            .iter()
+            .filter(|c| c.subject_key.is_some())
+            .map(|c| c.name.as_str())
+            .chain(req.options.subjects.keys().map(String::as_str))
+            .collect();
+        let mut clustering: Option<Clustering> = None;
+        let mode = if evolve { DeltaWriteMode::MergeSchema } else { DeltaWriteMode::Default };
         let file_name = req.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         while let Some(msg) = rx.recv().await {
             let step = async {
@@ -355,6 +384,10 @@ impl Store {
                             && schema.field_with_name(k).is_err()
                         {
                             return Err(StoreError::invalid("key", format!("the file has no column {k:?}")));
+                        }
+                        let geometry = schema.fields().iter().position(|f| f.data_type() == &DataType::Binary);
+                        if let (Some(column), false) = (geometry, subject_names.is_empty()) {
+                            clustering = Some(Clustering::start(&schema, column)?);
                         }
                         schema_read = Some(schema);
                     }
@@ -376,16 +409,10 @@ impl Store {
                             }
                         }
                         data_row += batch.num_rows() as u64;
-                        // The writer is made for the first rows, which decide the encoding.
-                        let w = match &mut writer {
-                            Some(w) => w,
-                            None => {
-                                let schema = schema_read.as_ref().expect("schema comes first");
-                                writer.insert(new_writer(self, &r, table.as_ref(), schema, Some(&batch))?)
-                            }
-                        };
-                        let mode = if evolve { DeltaWriteMode::MergeSchema } else { DeltaWriteMode::Default };
-                        w.write_with_mode(batch, mode).await?;
+                        match &mut clustering {
+                            Some(c) => c.push(batch).await?,
+                            None => write_batch(self, &r, table.as_ref(), &schema_read, &mut writer, batch, mode).await?,
+                        }
                     }
                 }
                 Ok::<(), StoreError>(())
@@ -423,6 +450,18 @@ impl Store {
             if !column_names.contains(&col.as_str()) {
                 abort(writer);
                 return Err(StoreError::invalid("category", format!("column {col:?} is not in the dataset")));
+            }
+        }
+        if let Some(mut sorted) = clustering.take() {
+            while let Some(batch) = sorted.next().await {
+                let written = match batch {
+                    Ok(batch) => write_batch(self, &r, table.as_ref(), &schema_read, &mut writer, batch, mode).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = written {
+                    abort(writer);
+                    return Err(e);
+                }
             }
         }
         let mut writer = match writer {

@@ -7,6 +7,7 @@
 
 mod cached;
 mod catalog;
+mod cluster;
 mod erase;
 mod error;
 mod files;
@@ -25,6 +26,7 @@ pub use catalog::{
     Catalog, ColumnMeta, DatasetMeta, Department, GENERATION_TABLES, NewDataset, Organization, ProtectionLink, ProtectionRegister,
     RawCatalog, Timestamp, VersionMeta, VersionMode,
 };
+pub use cluster::cell_order;
 pub use erase::Erasure;
 pub use error::StoreError;
 pub use index::{BIG_CELL, CELL_SIZE, CELLS_MARKER, MAX_CELLS, cell_keys, cells_within};

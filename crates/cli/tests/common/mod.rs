@@ -478,3 +478,50 @@ pub fn every_change_moves_the_generation_on(exec: &dyn Fn(&str) -> String, row: 
     exec("DELETE FROM legal_bases WHERE slug = 'generation-test'");
     assert!(generation() > inserted, "a delete left the generation at {inserted}");
 }
+
+/// Replaces the demo's property register with `n` parcels of 1 m² packed 0.2 m apart in rows
+/// of 27 (up to 675 lie within 50 m of each other, and none touch), each owned by an unprotected person of the population; returns
+/// the owners' person numbers by parcel (`3403-9000/{i + 1}` is `owners[i]`'s). The demo
+/// must have at least `n` unprotected persons.
+pub fn dense_register(t: &Tverr, n: usize) -> Vec<String> {
+    let owners: Vec<String> = t
+        .ok(&[
+            "sql",
+            "--purpose",
+            "eiendomsskatt",
+            "--format",
+            "csv",
+            &format!("SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert' ORDER BY 1 LIMIT {n}"),
+        ])
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    assert_eq!(owners.len(), n, "not enough unprotected persons in the demo");
+    let features: Vec<String> = owners
+        .iter()
+        .enumerate()
+        .map(|(i, fnr)| {
+            let (x, y) = (281_000.0 + (i % 27) as f64 * 1.2, 6_743_000.0 + (i / 27) as f64 * 1.2);
+            let ring = format!("[[{x},{y}],[{},{y}],[{},{}],[{x},{}],[{x},{y}]]", x + 1.0, x + 1.0, y + 1.0, y + 1.0);
+            format!(
+                r#"{{"type":"Feature","geometry":{{"type":"Polygon","coordinates":[{ring}]}},"properties":{{"matrikkel":"3403-9000/{}","adresse":"Tettgata {}","areal_m2":1.0,"eier_fnr":"{fnr}","eier_navn":"Eier {i}","eier_orgnr":null,"takst":1000000.0}}}}"#,
+                i + 1,
+                i + 1
+            )
+        })
+        .collect();
+    let file = write_geojson(t, "eiendommer.geojson", &features);
+    t.ok(&["ingest", "hamar/eiendommer", file.to_str().expect("path"), "--mode", "replace"]);
+    owners
+}
+
+/// Writes features (JSON text each) as a GeoJSON collection in EPSG:25833 into the test's
+/// directory and returns its path.
+pub fn write_geojson(t: &Tverr, name: &str, features: &[String]) -> PathBuf {
+    let file = t.dir.path().join(name);
+    let crs = r#"{"type":"name","properties":{"name":"urn:ogc:def:crs:EPSG::25833"}}"#;
+    std::fs::write(&file, format!(r#"{{"type":"FeatureCollection","crs":{crs},"features":[{}]}}"#, features.join(",")))
+        .expect("write GeoJSON");
+    file
+}

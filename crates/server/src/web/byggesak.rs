@@ -46,6 +46,8 @@ struct NeighbourRow {
 struct NeighbourList {
     within: String,
     rows: Vec<NeighbourRow>,
+    /// Said when the list holds only the first of more neighbours.
+    truncated: Option<String>,
 }
 
 struct Shown {
@@ -80,6 +82,15 @@ struct PrintPage {
     within: String,
     today: String,
     rows: Vec<NeighbourRow>,
+    truncated: Option<String>,
+}
+
+/// What a list cut at [`tverr_access::MAX_NEIGHBOURS`] says (`key`: on the page, or refusing a
+/// download), or `None` when it is whole.
+fn truncated(lang: Lang, list: &Neighbours, key: &str) -> Option<String> {
+    list.truncated.then(|| {
+        lang.t(key).replace("{shown}", &number(lang, list.rows.len() as f64, 0)).replace("{found}", &number(lang, list.found as f64, 0))
+    })
 }
 
 /// A number as the page's language writes it: `1 299,5` in bokmål (a no-break space between
@@ -350,7 +361,11 @@ fn shown(lang: Lang, view: &PropertyView, neighbours: Option<&Neighbours>, withi
         zoning,
         map,
         map_alt,
-        neighbours: neighbours.map(|n| NeighbourList { within: within_text(lang, within), rows: neighbour_rows(n) }),
+        neighbours: neighbours.map(|n| NeighbourList {
+            within: within_text(lang, within),
+            rows: neighbour_rows(n),
+            truncated: truncated(lang, n, "bs_truncated"),
+        }),
     }
 }
 
@@ -413,6 +428,12 @@ pub async fn neighbour_list(State(state): State<AppState>, v: Visitor, body: axu
         }
     };
     if f.get("format").map(String::as_str) == Some("csv") {
+        // A notice sent from a list cut short would miss neighbours without anyone knowing.
+        if let Some(message) = truncated(v.lang, &list, "bs_truncated_download") {
+            let mut page = empty_page(&v, id, within);
+            page.error = Some(message);
+            return v.page(StatusCode::CONFLICT, &page);
+        }
         let name = format!("naboliste-{}.csv", list.id.replace('/', "-"));
         return (
             [
@@ -429,6 +450,7 @@ pub async fn neighbour_list(State(state): State<AppState>, v: Visitor, body: axu
         within: within_text(v.lang, within),
         today: date(v.lang, &chrono::Utc::now().date_naive().to_string()),
         rows: neighbour_rows(&list),
+        truncated: truncated(v.lang, &list, "bs_truncated"),
     };
     v.page(StatusCode::OK, &page)
 }

@@ -537,6 +537,16 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "Ingen naboeiendommer du har lov å se innenfor avstanden.",
         "No neighbouring properties you may see within the distance.",
     ),
+    (
+        "bs_truncated",
+        "Listen viser de første {shown} av de {found} eiendommene innenfor avstanden, etter matrikkelnummer. Velg en kortere avstand for å få med alle.",
+        "The list shows the first {shown} of the {found} properties within the distance, by cadastral number. Choose a shorter distance to list them all.",
+    ),
+    (
+        "bs_truncated_download",
+        "Nabolisten er for lang til å lastes ned: {found} eiendommer ligger innenfor avstanden, og listen tar med høyst {shown}. Velg en kortere avstand.",
+        "The neighbour list is too long to download: {found} properties lie within the distance, and the list holds at most {shown}. Choose a shorter distance.",
+    ),
     ("bs_matrikkel", "Matrikkel", "Cadastral unit"),
     ("bs_csv", "Last ned naboliste (CSV)", "Download neighbour list (CSV)"),
     ("bs_print", "Utskriftsvennlig naboliste", "Printable neighbour list"),
