@@ -120,12 +120,35 @@ impl Default for CsvOptions {
 }
 
 /// The characters that make a spreadsheet read a cell as a formula when it starts with one
-/// (OWASP, "CSV Injection"): `=`, `+`, `-`, `@`, a tab and a carriage return.
-const FORMULA_STARTS: &[char] = &['=', '+', '-', '@', '\t', '\r'];
+/// (OWASP, "CSV Injection"): `=`, `+`, `-`, `@`, a tab and a carriage return, and their
+/// full-width forms, which some spreadsheets read as the same.
+const FORMULA_STARTS: &[char] = &['=', '+', '-', '@', '\t', '\r', '＝', '＋', '－', '＠'];
 
-/// Text cells that start like a formula get a leading `'`, so Excel and LibreOffice show them
-/// as text instead of running them (`=HYPERLINK(…)`). Numbers are numeric columns and are
-/// left alone.
+/// Where a spreadsheet may split a cell, whatever the file's own delimiter: Excel set to
+/// Norwegian opens a comma-separated file split on `;`.
+const CELL_SPLITS: &[char] = &[',', ';', '\t'];
+
+/// A text cell made safe to open in a spreadsheet, or `None` when it is safe as it is: each
+/// part of it a spreadsheet could read as a cell of its own (the text, and what follows each
+/// `,`, `;` or tab) that starts like a formula, after any spaces, gets a leading `'`.
+fn defused(v: &str) -> Option<String> {
+    let risky = |part: &str| part.starts_with(FORMULA_STARTS) || part.trim_start().starts_with(FORMULA_STARTS);
+    if !v.split_inclusive(CELL_SPLITS).any(risky) {
+        return None;
+    }
+    let mut out = String::with_capacity(v.len() + 2);
+    for part in v.split_inclusive(CELL_SPLITS) {
+        if risky(part) {
+            out.push('\'');
+        }
+        out.push_str(part);
+    }
+    Some(out)
+}
+
+/// Text cells that start like a formula get a leading `'` (see [`defused`]), so Excel and
+/// LibreOffice show them as text instead of running them (`=HYPERLINK(…)`). Numbers are
+/// numeric columns and are left alone.
 fn neutralise_formulas(batch: RecordBatch) -> Result<RecordBatch, QueryError> {
     let mut cols: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
     let mut changed = false;
@@ -140,13 +163,12 @@ fn neutralise_formulas(batch: RecordBatch) -> Result<RecordBatch, QueryError> {
             }
         };
         let text = text.as_string::<i32>();
-        if !text.iter().flatten().any(|v| v.starts_with(FORMULA_STARTS)) {
+        if !text.iter().flatten().any(|v| defused(v).is_some()) {
             cols.push(c.clone());
             continue;
         }
         changed = true;
-        let safe: arrow::array::StringArray =
-            text.iter().map(|v| v.map(|v| if v.starts_with(FORMULA_STARTS) { format!("'{v}") } else { v.to_string() })).collect();
+        let safe: arrow::array::StringArray = text.iter().map(|v| v.map(|v| defused(v).unwrap_or_else(|| v.to_string()))).collect();
         cols.push(cast(&safe, c.data_type()).map_err(|e| QueryError::Output(e.to_string()))?);
     }
     if !changed {
@@ -584,6 +606,18 @@ mod tests {
         assert_eq!(lines[4], "'@SUM(A1),");
         assert!(lines[5].starts_with("\"'\tx\"") || lines[5].starts_with("'\tx"), "{:?}", lines[5]);
         assert_eq!(lines[6], "Hamar,");
+        // What a spreadsheet that splits on `;` or reads past spaces would run is defused too.
+        for (cell, safe) in [
+            (";=1+1;", ";'=1+1;"),
+            ("Eier AS;=cmd|' /C calc'!A0", "Eier AS;'=cmd|' /C calc'!A0"),
+            (" =1+1", "' =1+1"),
+            ("\u{a0}@SUM(A1)", "'\u{a0}@SUM(A1)"),
+            ("＝1+1", "'＝1+1"),
+            ("a, -b", "a,' -b"),
+            ("Storgata 1, 2317 Hamar", "Storgata 1, 2317 Hamar"),
+        ] {
+            assert_eq!(defused(cell).as_deref().unwrap_or(cell), safe);
+        }
         // Asked for raw values, the cells are written as they are.
         let kept = neutralise_formulas(batch.clone()).unwrap();
         assert_ne!(kept.column(0).as_ref(), batch.column(0).as_ref());

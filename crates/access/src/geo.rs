@@ -477,7 +477,15 @@ impl Near {
         Self { b, reach, distance, geographic }
     }
 
-    fn within(&self, a: &Geometry) -> DfResult<bool> {
+    /// Whether `a` is within the distance; `None` (unknown) when either cannot be measured.
+    fn within(&self, a: &Geometry) -> DfResult<Option<bool>> {
+        if !measurable(a) || !measurable(&self.b) {
+            return Ok(None);
+        }
+        self.measured(a).map(Some)
+    }
+
+    fn measured(&self, a: &Geometry) -> DfResult<bool> {
         if !self.geographic {
             if let (Some(reach), Some(ra)) = (self.reach, a.bounding_rect())
                 && !reach.intersects(&ra)
@@ -501,7 +509,41 @@ impl Near {
             .map_err(|e| datafusion::error::DataFusionError::Execution(format!("ST_DWithin: {e}")))?;
             Ok(g)
         };
-        Near::new(project(&self.b)?, self.distance, false).within(&project(a)?)
+        Near::new(project(&self.b)?, self.distance, false).measured(&project(a)?)
+    }
+}
+
+/// Coordinates beyond this are not measured (the ingest refuses them; older data may hold them).
+const MAX_COORDINATE: f64 = 1e9;
+
+/// Whether distances to a geometry can be computed: every coordinate finite and within
+/// ±[`MAX_COORDINATE`], line strings of two points or more, polygon rings of four or more, closed,
+/// and no empty collection. The geometry library cannot measure others (it panics), so their
+/// distance is unknown rather than a failure of every read near them.
+fn measurable(g: &Geometry) -> bool {
+    fn coord(c: &Coord) -> bool {
+        c.x.is_finite() && c.y.is_finite() && c.x.abs() <= MAX_COORDINATE && c.y.abs() <= MAX_COORDINATE
+    }
+    fn line(l: &geo::LineString, min: usize) -> bool {
+        l.0.len() >= min && l.0.iter().all(coord)
+    }
+    fn ring(l: &geo::LineString) -> bool {
+        line(l, 4) && l.0.first() == l.0.last()
+    }
+    fn polygon(p: &geo::Polygon) -> bool {
+        ring(p.exterior()) && p.interiors().iter().all(ring)
+    }
+    match g {
+        Geometry::Point(p) => coord(&p.0),
+        Geometry::Line(l) => coord(&l.start) && coord(&l.end),
+        Geometry::LineString(l) => line(l, 2),
+        Geometry::Polygon(p) => polygon(p),
+        Geometry::MultiPoint(m) => !m.0.is_empty() && m.0.iter().all(|p| coord(&p.0)),
+        Geometry::MultiLineString(m) => !m.0.is_empty() && m.0.iter().all(|l| line(l, 2)),
+        Geometry::MultiPolygon(m) => !m.0.is_empty() && m.0.iter().all(polygon),
+        Geometry::GeometryCollection(c) => !c.0.is_empty() && c.0.iter().all(measurable),
+        Geometry::Rect(r) => coord(&r.min()) && coord(&r.max()),
+        Geometry::Triangle(t) => t.to_array().iter().all(coord),
     }
 }
 
@@ -546,9 +588,12 @@ impl ScalarUDFImpl for DWithin {
         let mut out = BooleanBuilder::with_capacity(rows);
         // A constant b (the usual case: a point or a box) is read once.
         let constant = match (&args.args[1], &args.args[2]) {
-            (ColumnarValue::Scalar(b), ColumnarValue::Scalar(_)) => {
+            (ColumnarValue::Scalar(b), ColumnarValue::Scalar(d)) => {
                 let b = wkb_array(&b.to_array_of_size(1)?, &args.arg_fields[1])?;
-                let d = distances.is_valid(0).then(|| distances.value(0));
+                // From the scalar itself: a batch may have no rows.
+                let d = cast(&d.to_array_of_size(1)?, &DataType::Float64)?;
+                let d = d.as_primitive::<arrow::datatypes::Float64Type>();
+                let d = d.is_valid(0).then(|| d.value(0));
                 match (b.is_valid(0), d) {
                     (true, Some(d)) if d >= 0.0 && d.is_finite() => Some(Some(Near::new(load(b.value(0))?, d, geographic))),
                     (true, Some(_)) => return exec_err!("ST_DWithin: a distance is negative or not a number"),
@@ -569,7 +614,7 @@ impl ScalarUDFImpl for DWithin {
             let ga = from_wkb(a.value(i))?;
             match (&constant, &bs) {
                 (Some(None), _) => out.append_null(),
-                (Some(Some(near)), _) => out.append_value(near.within(&ga)?),
+                (Some(Some(near)), _) => out.append_option(near.within(&ga)?),
                 (None, Some(bs)) => {
                     if bs.is_null(i) || distances.is_null(i) {
                         out.append_null();
@@ -579,7 +624,7 @@ impl ScalarUDFImpl for DWithin {
                     if !(d >= 0.0 && d.is_finite()) {
                         return exec_err!("ST_DWithin: a distance is negative or not a number");
                     }
-                    out.append_value(Near::new(load(bs.value(i))?, d, geographic).within(&ga)?);
+                    out.append_option(Near::new(load(bs.value(i))?, d, geographic).within(&ga)?);
                 }
                 (None, None) => unreachable!("b is either constant or an array"),
             }
@@ -911,13 +956,28 @@ mod tests {
         // One minute of latitude at 60° N is 1856.874 m on the WGS 84 ellipsoid (PROJ's geod).
         let b = Geometry::Point(Point::new(10.0, 60.0));
         let a = Geometry::Point(Point::new(10.0, 60.0 + 1.0 / 60.0));
-        assert!(Near::new(b.clone(), 1856.88, true).within(&a).unwrap());
-        assert!(!Near::new(b.clone(), 1856.86, true).within(&a).unwrap());
+        assert!(Near::new(b.clone(), 1856.88, true).within(&a).unwrap().unwrap());
+        assert!(!Near::new(b.clone(), 1856.86, true).within(&a).unwrap().unwrap());
         // A line through a, compared in UTM zone 32: the straight segment lies about 4 m north of
         // the parallel through a.
         let line = Geometry::LineString(geo::LineString::from(vec![(9.9, 60.0 + 1.0 / 60.0), (10.1, 60.0 + 1.0 / 60.0)]));
-        assert!(Near::new(b.clone(), 1865.0, true).within(&line).unwrap());
-        assert!(!Near::new(b, 1850.0, true).within(&line).unwrap());
+        assert!(Near::new(b.clone(), 1865.0, true).within(&line).unwrap().unwrap());
+        assert!(!Near::new(b, 1850.0, true).within(&line).unwrap().unwrap());
+    }
+
+    #[test]
+    fn a_shape_that_cannot_be_measured_is_at_an_unknown_distance() {
+        let near = Near::new(Geometry::Point(Point::new(0.0, 0.0)), 10.0, false);
+        // A ring of two points (closed to three) and a coordinate past a billion: the geometry
+        // library would panic on both.
+        let sliver = Geometry::Polygon(geo::Polygon::new(geo::LineString::from(vec![(1.0, 1.0), (2.0, 2.0)]), vec![]));
+        let far = Geometry::LineString(geo::LineString::from(vec![(1.0, 1.0), (1e308, 1.0)]));
+        let empty = Geometry::MultiPolygon(geo::MultiPolygon(vec![]));
+        for g in [&sliver, &far, &empty] {
+            assert_eq!(near.within(g).unwrap(), None, "{g:?}");
+        }
+        assert_eq!(Near::new(far.clone(), 10.0, false).within(&Geometry::Point(Point::new(0.0, 0.0))).unwrap(), None);
+        assert_eq!(near.within(&Geometry::Point(Point::new(3.0, 4.0))).unwrap(), Some(true));
     }
 
     #[test]

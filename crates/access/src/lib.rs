@@ -57,6 +57,7 @@ pub use property::{
 pub use released::Released;
 use released::{Tracker, audited};
 pub use text::{MAX_BATCH_TEXT_BYTES, MAX_TEXT_BYTES};
+pub use tverr_store::DEFAULT_SORT_MEMORY;
 pub use wards::{GUARDIAN_AGE_LIMIT, Ward, released_rows};
 pub use writes::datasets_field;
 
@@ -165,6 +166,13 @@ impl Engine {
     /// `server` bytes (DataFusion's memory pools); a query past either fails, and nothing else.
     pub fn with_memory_limits(mut self, per_query: usize, server: usize) -> Self {
         self.memory = memory::MemoryLimits::new(per_query, server);
+        self
+    }
+
+    /// Lets an ingest's sort by place hold `bytes` in memory before it spills
+    /// ([`Store::with_sort_memory`]).
+    pub fn with_sort_memory(mut self, bytes: usize) -> Self {
+        self.store = self.store.with_sort_memory(bytes);
         self
     }
 

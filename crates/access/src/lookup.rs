@@ -156,6 +156,25 @@ struct Names {
 /// whatever the key: measured differences of 25 µs named protected keys.
 pub const EMPTY_LOOKUP_TIME: std::time::Duration = std::time::Duration::from_millis(5);
 
+/// Waits until `deadline`, to within the operating system's fine timer. Tokio's timer wakes on
+/// millisecond ticks counted from when the worker parks, so where in a millisecond it wakes
+/// depends on how much work came before, and an empty answer after more work (a protected key)
+/// came a few tens of microseconds later. So tokio sleeps to two milliseconds short, and a
+/// blocking thread sleeps the rest to the deadline itself.
+pub(crate) async fn pad_until(deadline: tokio::time::Instant) {
+    if let Some(coarse) = deadline.checked_sub(std::time::Duration::from_millis(2)) {
+        tokio::time::sleep_until(coarse).await;
+    }
+    let deadline = deadline.into_std();
+    let _ = tokio::task::spawn_blocking(move || {
+        let now = std::time::Instant::now();
+        if deadline > now {
+            std::thread::sleep(deadline - now);
+        }
+    })
+    .await;
+}
+
 /// What one look-up decides under: who, for what, over which catalogue state.
 struct Scope<'a> {
     /// The protection level of the key looked up (of the subject one hop away, in a hop).
@@ -192,7 +211,7 @@ impl Engine {
             && found.organizations.is_empty()
             && found.related.is_empty()
         {
-            tokio::time::sleep_until(started + EMPTY_LOOKUP_TIME).await;
+            pad_until(started + EMPTY_LOOKUP_TIME).await;
         }
         answer
     }

@@ -198,9 +198,9 @@ fn notice_rows(batches: &[RecordBatch], select: &[String], key: &str) -> Result<
     let Some(first) = projected.first() else { return Ok((Collected { rows: Vec::new(), shapes: Vec::new(), batches: Vec::new() }, 0)) };
     let all = arrow::compute::concat_batches(&first.schema(), &projected).map_err(output)?;
     let order = arrow::compute::SortOptions { descending: false, nulls_first: false };
-    let indices =
-        arrow::compute::sort_to_indices(all.column(all.schema().index_of(key).map_err(output)?), Some(order), Some(MAX_NEIGHBOURS))
-            .map_err(output)?;
+    let keys = crate::secure::natural_keys(all.column(all.schema().index_of(key).map_err(output)?))
+        .map_err(|e| QueryError::Output(e.to_string()))?;
+    let indices = arrow::compute::sort_to_indices(&keys, Some(order), Some(MAX_NEIGHBOURS)).map_err(output)?;
     let sorted = arrow::compute::take_record_batch(&all, &indices).map_err(output)?;
     Ok((batch_rows(&sorted, MAX_NEIGHBOURS)?, all.num_rows()))
 }
@@ -254,7 +254,7 @@ impl Engine {
         let found = self.lookup_now(who, purpose, SubjectKind::Property, id, channel, crate::lookup::Hops::None).await?;
         if found.organizations.is_empty() {
             // As slow as a look-up that finds nothing, whatever the reason.
-            tokio::time::sleep_until(started + crate::lookup::EMPTY_LOOKUP_TIME).await;
+            crate::lookup::pad_until(started + crate::lookup::EMPTY_LOOKUP_TIME).await;
             return Err(QueryError::NotFound(format!("property {}", found.id)));
         }
         let parcel = self.parcel(&found.organizations, None).await?;
@@ -371,7 +371,7 @@ impl Engine {
         // this read's business.
         let found = self.lookup_now(who, purpose, SubjectKind::Property, id, channel, crate::lookup::Hops::Only(register)).await?;
         let Some(parcel) = self.parcel(&found.organizations, Some(register)).await? else {
-            tokio::time::sleep_until(started + crate::lookup::EMPTY_LOOKUP_TIME).await;
+            crate::lookup::pad_until(started + crate::lookup::EMPTY_LOOKUP_TIME).await;
             return Err(QueryError::NotFound(format!("property {}", found.id)));
         };
         let columns = self.catalog().columns(register).await?;

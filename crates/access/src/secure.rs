@@ -624,8 +624,9 @@ impl PreparedScan {
     }
 
     /// As [`Prepared::apply`], but only the first `limit` rows by the released column `order_by`
-    /// (ascending, empty values last) are released and tapped: the people of rows cut off are
-    /// not named in the log, since no one sees them. Also returns how many rows `test` kept.
+    /// (ascending in [`natural_keys`] order, empty values last) are released and tapped: the
+    /// people of rows cut off are not named in the log, since no one sees them. Also returns
+    /// how many rows `test` kept.
     pub(crate) fn apply_first(
         &self,
         batches: &[RecordBatch],
@@ -645,7 +646,8 @@ impl PreparedScan {
         let all = arrow::compute::concat_batches(&self.schema, &kept)?;
         let found = all.num_rows();
         let order = arrow::compute::SortOptions { descending: false, nulls_first: false };
-        let indices = arrow::compute::sort_to_indices(all.column(self.schema.index_of(order_by)?), Some(order), Some(limit))?;
+        let keys = natural_keys(all.column(self.schema.index_of(order_by)?))?;
+        let indices = arrow::compute::sort_to_indices(&keys, Some(order), Some(limit))?;
         if let Some((_, tap)) = &tap {
             let people: Vec<&dyn arrow::array::Array> = people.iter().map(|p| p.as_ref()).collect();
             let people = if people.is_empty() { arrow::array::new_empty_array(&DataType::Utf8) } else { arrow::compute::concat(&people)? };
@@ -686,6 +688,11 @@ impl PreparedScan {
             None => batch.clone(),
         };
         let n = permitted.num_rows();
+        // Nothing left to test: a batch whose rows were all withheld answers as one that had none.
+        if n == 0 {
+            let people = (people && self.tap.is_some()).then(|| arrow::array::new_empty_array(&DataType::Utf8));
+            return Ok((RecordBatch::new_empty(self.schema.clone()), people));
+        }
         let columns = self.released.iter().map(|e| e.evaluate(&permitted)?.into_array(n)).collect::<DfResult<Vec<_>>>()?;
         let released = RecordBatch::try_new(self.schema.clone(), columns)?;
         let keep = mask_of(test, &released)?;
@@ -696,6 +703,41 @@ impl PreparedScan {
         };
         Ok((kept, people))
     }
+}
+
+/// Values as text whose byte order is their natural order: every run of digits is compared as
+/// a number (`3403-9/2` before `3403-10/1`, `3403-1/2` before `3403-1/10`), nulls stay null.
+pub(crate) fn natural_keys(values: &ArrayRef) -> DfResult<ArrayRef> {
+    let text = arrow::compute::cast(values, &DataType::Utf8)?;
+    let text = text.as_any().downcast_ref::<arrow::array::StringArray>().expect("cast to Utf8");
+    let padded: arrow::array::StringArray = text
+        .iter()
+        .map(|v| {
+            v.map(|v| {
+                let mut out = String::with_capacity(v.len() + 16);
+                let mut digits = String::new();
+                let flush = |digits: &mut String, out: &mut String| {
+                    if !digits.is_empty() {
+                        // The run's length first: a longer number is a larger one.
+                        let run = digits.trim_start_matches('0');
+                        out.push_str(&format!("{:04}{run}", run.len()));
+                        digits.clear();
+                    }
+                };
+                for c in v.chars() {
+                    if c.is_ascii_digit() {
+                        digits.push(c);
+                    } else {
+                        flush(&mut digits, &mut out);
+                        out.push(c);
+                    }
+                }
+                flush(&mut digits, &mut out);
+                out
+            })
+        })
+        .collect();
+    Ok(Arc::new(padded))
 }
 
 /// A predicate's value on a batch as a filter mask (null counts as false, as in a `WHERE`).
@@ -990,6 +1032,22 @@ impl ScalarUDFImpl for Pseudonym {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn natural_keys_order_numbers_as_numbers() {
+        let values: super::ArrayRef = std::sync::Arc::new(arrow::array::StringArray::from(vec![
+            Some("3403-10/1"),
+            Some("3403-9/2"),
+            Some("3403-9/10"),
+            None,
+            Some("3403-9/0003"),
+            Some("3403-9/1"),
+        ]));
+        let keys = super::natural_keys(&values).unwrap();
+        let order = arrow::compute::SortOptions { descending: false, nulls_first: false };
+        let indices = arrow::compute::sort_to_indices(&keys, Some(order), None).unwrap();
+        assert_eq!(indices.values(), &[5, 1, 4, 2, 0, 3]);
+    }
+
     use super::*;
     use sha2::Digest;
 

@@ -536,9 +536,9 @@ fn dataset_ref(s: &str) -> Result<DatasetRef> {
 /// The engine over the store and access log the options name.
 async fn open(cli: &Cli) -> Result<Engine> {
     let config = StoreConfig { data_dir: cli.data.clone(), catalog_url: cli.catalog.clone(), storage_url: cli.storage.clone() };
-    let (per_query, server) = memory_limits()?;
+    let (per_query, server, sort) = memory_limits()?;
     let engine = Engine::open(&config, audit_config(cli)?).await.context("cannot open the store")?;
-    Ok(engine.with_named_limit(named_limit()?).with_memory_limits(per_query, server))
+    Ok(engine.with_named_limit(named_limit()?).with_memory_limits(per_query, server).with_sort_memory(sort))
 }
 
 /// A whole number from the environment, or the default.
@@ -578,9 +578,10 @@ fn named_limit() -> Result<usize> {
     Ok(env_number("TVERR_AUDIT_NAMED_LIMIT", tverr_access::DEFAULT_NAMED_LIMIT as u64)? as usize)
 }
 
-/// The memory one query may use and all queries together may use, in bytes
-/// (`TVERR_QUERY_MEMORY_MB`, default 1,024; `TVERR_SERVER_MEMORY_MB`, default 4,096).
-fn memory_limits() -> Result<(usize, usize)> {
+/// The memory one query may use, all queries together may use, and an ingest's sort by place may
+/// hold before it spills, in bytes (`TVERR_QUERY_MEMORY_MB`, default 1,024;
+/// `TVERR_SERVER_MEMORY_MB`, default 4,096; `TVERR_INGEST_SORT_MEMORY_MB`, default 256).
+fn memory_limits() -> Result<(usize, usize, usize)> {
     let mib = |name: &str, default: usize| -> Result<usize> {
         let n = env_number(name, (default >> 20) as u64)?;
         if n == 0 {
@@ -591,6 +592,7 @@ fn memory_limits() -> Result<(usize, usize)> {
     Ok((
         mib("TVERR_QUERY_MEMORY_MB", tverr_access::DEFAULT_QUERY_MEMORY)?,
         mib("TVERR_SERVER_MEMORY_MB", tverr_access::DEFAULT_SERVER_MEMORY)?,
+        mib("TVERR_INGEST_SORT_MEMORY_MB", tverr_access::DEFAULT_SORT_MEMORY)?,
     ))
 }
 

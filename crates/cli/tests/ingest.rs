@@ -626,3 +626,26 @@ fn the_rows_of_one_place_are_written_together() {
     // The data is the data that was read, in another order.
     assert_eq!(t.sql_csv("SELECT count(*) AS n, sum(n) AS s FROM test.points"), "n,s\n3000,4498500\n");
 }
+
+#[test]
+fn rows_too_large_for_the_sort_by_place_are_written_unsorted() {
+    // A sort that may hold 1 MiB, and rows of 1.6 MB each: the sort cannot take the first batch.
+    let t = Tverr::with_env(&[("TVERR_INGEST_SORT_MEMORY_MB", "1")]);
+    t.org();
+    let line =
+        |i: usize| (0..100_000).map(|p| format!("[{},{}]", 600_000 + p % 1000 + i, 6_740_000 + p / 1000)).collect::<Vec<_>>().join(",");
+    let features: Vec<String> = (0..4)
+        .map(|i| {
+            format!(
+                r#"{{"type":"Feature","geometry":{{"type":"LineString","coordinates":[{}]}},"properties":{{"matrikkel":"3403-1/{}"}}}}"#,
+                line(i),
+                i + 1
+            )
+        })
+        .collect();
+    let file = common::write_geojson(&t, "lines.geojson", &features);
+    t.create("test/lines", &file, &["--subject", "matrikkel=property"]);
+    assert_eq!(t.sql_csv("SELECT count(*) AS n, min(matrikkel) AS a, max(matrikkel) AS b FROM test.lines"), "n,a,b\n4,3403-1/1,3403-1/4\n");
+    let history: serde_json::Value = serde_json::from_str(&t.ok(&["history", "test/lines", "--json"])).unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 1, "one version, not one per attempt");
+}

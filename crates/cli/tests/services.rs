@@ -384,9 +384,8 @@ fn a_neighbour_list_cut_short_says_so_and_names_only_the_listed_owners() {
     assert_eq!(v["truncated"], true);
     let listed: Vec<&str> = v["rows"].as_array().unwrap().iter().map(|r| r["matrikkel"].as_str().unwrap()).collect();
     assert_eq!(listed.len(), tverr_access::MAX_NEIGHBOURS);
-    // The first by matrikkel, in that order.
-    let mut all: Vec<String> = (2..=650).map(|i| format!("3403-9000/{i}")).collect();
-    all.sort();
+    // The first by matrikkel number (9000/2, 9000/3 … 9000/501), in that order.
+    let all: Vec<String> = (2..=650).map(|i| format!("3403-9000/{i}")).collect();
     assert_eq!(listed, all[..listed.len()].iter().map(String::as_str).collect::<Vec<_>>());
     // Owners listed are in the log; owners cut off are not, since no one saw them.
     let logged = |m: &str| {
@@ -406,4 +405,51 @@ fn a_neighbour_list_cut_short_says_so_and_names_only_the_listed_owners() {
     let v = r.json();
     assert_eq!(v["truncated"], false, "{v}");
     assert_eq!(v["found"], v["rows"].as_array().unwrap().len());
+}
+
+#[test]
+fn a_file_whose_every_candidate_is_withheld_answers_like_any_other() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "1500"]);
+    common::dense_register(&t, 100);
+    // A co-owner with a protected address, appended alone in a file of its own, in the middle of
+    // the packed parcels: every row of that file is withheld from the case worker.
+    let protected = t.ok(&[
+        "sql",
+        "--purpose",
+        "eiendomsskatt",
+        "--format",
+        "csv",
+        "SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse <> 'ugradert' ORDER BY 1 LIMIT 1",
+    ]);
+    let protected = protected.lines().nth(1).expect("a protected person in the demo");
+    let (x, y) = (281_006.0, 6_743_002.4);
+    let ring = format!("[[{x},{y}],[{},{y}],[{},{}],[{x},{}],[{x},{y}]]", x + 1.0, x + 1.0, y + 1.0, y + 1.0);
+    let file = common::write_geojson(
+        &t,
+        "co-owner.geojson",
+        &[format!(
+            r#"{{"type":"Feature","geometry":{{"type":"Polygon","coordinates":[{ring}]}},"properties":{{"matrikkel":"3403-9000/999","adresse":"Tettgata 999","areal_m2":1.0,"eier_fnr":"{protected}","eier_navn":"Skjult","eier_orgnr":null,"takst":1.0}}}}"#
+        )],
+    );
+    t.ok(&["ingest", "hamar/eiendommer", file.to_str().unwrap()]);
+    let server = start(&t);
+    let ola = token(&t, "ola");
+    // Every property around it answers, at every distance, as if the parcel were not there.
+    for i in 1..=100 {
+        for within in [0, 50] {
+            let r = get_as(
+                server.1,
+                &format!("/api/v1/properties/3403-9000/{i}/neighbours?within={within}"),
+                Some(&ola),
+                Some("byggesaksbehandling"),
+            );
+            assert_eq!(r.status, 200, "3403-9000/{i} within {within}: {}", r.text());
+            let v = r.json();
+            assert!(!r.text().contains("3403-9000/999") && !r.text().contains("Skjult"), "{v}");
+            if within == 50 {
+                assert_eq!(v["found"], 99, "3403-9000/{i}");
+            }
+        }
+    }
 }

@@ -86,11 +86,29 @@ pub(crate) struct Geometry {
     pub fits_wgs84: bool,
 }
 
-/// Counts the points of a geometry and their extent, refusing more than [`MAX_POINTS`].
+/// Counts the points of a geometry and their extent, refusing more than [`MAX_POINTS`], and
+/// checks its structure as the GeoJSON reader does: a line string has at least two points, a
+/// polygon at least one ring, and a ring at least four points, the first equal to the last.
 #[derive(Default)]
 struct Count {
     points: usize,
     outside_wgs84: bool,
+    /// Inside a polygon: line strings are its rings.
+    in_polygon: bool,
+    /// The current line string, if one is being read.
+    line: Option<Line>,
+}
+
+/// A line string as it is read: its points so far, its first and its last.
+#[derive(Default)]
+struct Line {
+    points: usize,
+    first: (f64, f64),
+    last: (f64, f64),
+}
+
+fn invalid(message: &str) -> geozero::error::GeozeroError {
+    geozero::error::GeozeroError::Geometry(message.into())
 }
 
 impl GeomProcessor for Count {
@@ -100,9 +118,52 @@ impl GeomProcessor for Count {
             return Err(geozero::error::GeozeroError::Geometry(limits::too_many_points()));
         }
         if !x.is_finite() || !y.is_finite() {
-            return Err(geozero::error::GeozeroError::Geometry("a coordinate is not a number".into()));
+            return Err(invalid("a coordinate is not a number"));
+        }
+        if x.abs() > limits::MAX_COORDINATE || y.abs() > limits::MAX_COORDINATE {
+            return Err(geozero::error::GeozeroError::Geometry(limits::coordinate_out_of_range()));
         }
         self.outside_wgs84 |= !(-180.0..=180.0).contains(&x) || !(-90.0..=90.0).contains(&y);
+        if let Some(line) = &mut self.line {
+            if line.points == 0 {
+                line.first = (x, y);
+            }
+            line.last = (x, y);
+            line.points += 1;
+        }
+        Ok(())
+    }
+
+    fn linestring_begin(&mut self, _tagged: bool, _size: usize, _idx: usize) -> geozero::error::Result<()> {
+        self.line = Some(Line::default());
+        Ok(())
+    }
+
+    fn linestring_end(&mut self, _tagged: bool, _idx: usize) -> geozero::error::Result<()> {
+        let Some(Line { points: n, first, last }) = self.line.take() else { return Ok(()) };
+        if self.in_polygon {
+            if n < 4 {
+                return Err(invalid(&format!("a Polygon ring needs at least 4 positions, found {n}")));
+            }
+            if first != last {
+                return Err(invalid("a Polygon ring must be closed (first and last positions equal)"));
+            }
+        } else if n < 2 {
+            return Err(invalid(&format!("a LineString needs at least 2 positions, found {n}")));
+        }
+        Ok(())
+    }
+
+    fn polygon_begin(&mut self, _tagged: bool, size: usize, _idx: usize) -> geozero::error::Result<()> {
+        if size == 0 {
+            return Err(invalid("a Polygon needs at least one ring"));
+        }
+        self.in_polygon = true;
+        Ok(())
+    }
+
+    fn polygon_end(&mut self, _tagged: bool, _idx: usize) -> geozero::error::Result<()> {
+        self.in_polygon = false;
         Ok(())
     }
 }
@@ -223,6 +284,30 @@ mod tests {
             assert!(err.len() < 200, "{err}");
             assert!(!err.contains("1 2 3 4 5 1 2 3 4 5"), "{err}");
         }
+    }
+
+    #[test]
+    fn degenerate_shapes_and_far_coordinates_are_refused_as_in_geojson() {
+        for (bad, says) in [
+            ("POLYGON((1 2, 3 4, 5 6))", "at least 4 positions, found 3"),
+            ("POLYGON((1 2))", "at least 4 positions, found 1"),
+            ("POLYGON((0 0, 1 0, 1 1, 0 1))", "must be closed"),
+            ("MULTIPOLYGON(((0 0, 1 0, 1 1, 0 0)), ((5 5, 6 6, 5 5)))", "at least 4 positions, found 3"),
+            ("POLYGON((0 0, 9 0, 9 9, 0 0), (1 1, 2 2, 1 1))", "at least 4 positions, found 3"),
+            ("LINESTRING(1 2)", "at least 2 positions, found 1"),
+            ("MULTILINESTRING((0 0, 1 1), (2 2))", "at least 2 positions, found 1"),
+            ("POINT(1e300 0)", "out of range"),
+            ("SRID=25833;LINESTRING(0 0, 0 -1000000001)", "out of range"),
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        for good in ["POLYGON((0 0, 1 0, 1 1, 0 0))", "MULTILINESTRING((0 0, 1 1), (2 2, 3 3))", "POINT(-1000000000 1000000000)"] {
+            parse(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        // The same checks on hex WKB: a ring of three points.
+        let ring3 = geozero::wkt::Wkt("POLYGON((1 2, 3 4, 1 2))").to_wkb(CoordDimensions::xy()).unwrap();
+        assert!(parse(&hex::encode(ring3)).unwrap_err().contains("at least 4 positions"));
     }
 
     #[test]

@@ -661,6 +661,9 @@ fn position(v: &Value, w: &mut Walk<'_>) -> Result<(), String> {
     }
     let nums: Vec<f64> =
         arr.iter().map(|n| n.as_f64().filter(|f| f.is_finite()).ok_or("a coordinate is not a number")).collect::<Result<_, _>>()?;
+    if nums[0].abs() > limits::MAX_COORDINATE || nums[1].abs() > limits::MAX_COORDINATE {
+        return Err(limits::coordinate_out_of_range());
+    }
     w.bbox.add(nums[0], nums[1]);
     Ok(())
 }

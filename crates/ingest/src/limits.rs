@@ -65,6 +65,16 @@ pub(crate) fn short(s: &str) -> String {
     }
 }
 
+/// The largest coordinate value a geometry may have, in any CRS: a billion (metres, feet or
+/// degrees), well past every coordinate on Earth in the CRSs Tverr reads, and small enough that
+/// distances and areas stay finite.
+pub const MAX_COORDINATE: f64 = 1e9;
+
+/// The message for a coordinate beyond [`MAX_COORDINATE`].
+pub(crate) fn coordinate_out_of_range() -> String {
+    "a coordinate is out of range: at most 1000000000 either way".to_string()
+}
+
 /// The message for a geometry with too many points.
 pub(crate) fn too_many_points() -> String {
     format!("the geometry has more than {MAX_POINTS} points; at most {MAX_POINTS} are allowed")

@@ -6,7 +6,10 @@
 //!
 //! The rows are sorted by DataFusion's external sort as the file is read: it keeps at most
 //! [`SORT_MEMORY`] in memory and spills sorted runs to temporary files past that, so a write of
-//! any size is clustered in bounded memory. Within a cell, rows keep the order of the file.
+//! any size is clustered in bounded memory. Within a cell, rows keep the order of the file. A
+//! sort that fails (rows too large to merge within its memory) fails with [`StoreError::Sort`],
+//! and the ingest writes the file again unsorted: the order is an aid to reading, never a
+//! condition of storing.
 
 use std::sync::{Arc, Mutex};
 
@@ -30,8 +33,9 @@ use tokio::sync::mpsc;
 use crate::StoreError;
 use crate::index::{CELL_SIZE, wkb_bbox};
 
-/// The memory the sort may hold before it spills sorted runs to disk.
-pub(crate) const SORT_MEMORY: usize = 256 << 20;
+/// The memory the sort may hold before it spills sorted runs to disk, unless the store is
+/// told otherwise ([`crate::Store::with_sort_memory`]).
+pub const SORT_MEMORY: usize = 256 << 20;
 
 /// The Z-order position of a point's grid cell: the bits of the cell's column and row
 /// interleaved, so cells near each other mostly get positions near each other.
@@ -103,8 +107,9 @@ pub(crate) struct Clustering {
 }
 
 impl Clustering {
-    /// Starts a sort of rows of `schema` by the cells of its geometry column `column`.
-    pub(crate) fn start(schema: &SchemaRef, column: usize) -> Result<Self, StoreError> {
+    /// Starts a sort of rows of `schema` by the cells of its geometry column `column`, holding
+    /// at most `memory` bytes before it spills.
+    pub(crate) fn start(schema: &SchemaRef, column: usize, memory: usize) -> Result<Self, StoreError> {
         let width = schema.fields().len();
         let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new("~cell_order", DataType::UInt64, true));
@@ -120,7 +125,7 @@ impl Clustering {
         ])
         .expect("two sort keys");
         let sort: Arc<dyn ExecutionPlan> = Arc::new(SortExec::new(ordering, Arc::new(plan)));
-        let runtime = RuntimeEnvBuilder::new().with_memory_limit(SORT_MEMORY, 1.0).build_arc()?;
+        let runtime = RuntimeEnvBuilder::new().with_memory_limit(memory, 1.0).build_arc()?;
         let context = Arc::new(TaskContext::default().with_runtime(runtime));
         let (sender, output) = mpsc::channel(2);
         let task = tokio::spawn(async move {
@@ -149,12 +154,12 @@ impl Clustering {
         columns.push(Arc::new(orders));
         columns.push(Arc::new(rows));
         let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
-        let Some(input) = &self.input else { return Err(StoreError::Read("rows pushed to a finished sort".into())) };
+        let Some(input) = &self.input else { return Err(StoreError::Sort("rows pushed to a finished sort".into())) };
         if input.send(batch).await.is_err() {
             // The sort stopped: its error is waiting at the output.
             return Err(match self.output.recv().await {
                 Some(Err(e)) => e.into(),
-                _ => StoreError::Read("the sort by cell stopped".into()),
+                _ => StoreError::Sort("the sort stopped".into()),
             });
         }
         Ok(())
@@ -205,7 +210,7 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false), Field::new("geom", DataType::Binary, true)]));
         // Two batches: ids 0–1, then ids 2–5 (the last without a geometry).
         let places = [Some((5000.0, 5000.0)), Some((10.0, 10.0)), Some((20.0, 20.0)), Some((60.0, 10.0)), Some((-30.0, -30.0)), None];
-        let mut clustering = Clustering::start(&schema, 1).unwrap();
+        let mut clustering = Clustering::start(&schema, 1, SORT_MEMORY).unwrap();
         for range in [0..2usize, 2..6] {
             let mut geoms = BinaryBuilder::new();
             for place in &places[range.clone()] {

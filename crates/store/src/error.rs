@@ -52,6 +52,9 @@ pub enum StoreError {
     /// Reading stored data failed.
     #[error("storage: {0}")]
     Read(String),
+    /// Sorting a write's rows by place failed (an ingest then writes them unsorted).
+    #[error("storage: sorting rows by place: {0}")]
+    Sort(String),
 }
 
 impl From<deltalake::kernel::Error> for StoreError {
@@ -62,7 +65,7 @@ impl From<deltalake::kernel::Error> for StoreError {
 
 impl From<datafusion::error::DataFusionError> for StoreError {
     fn from(e: datafusion::error::DataFusionError) -> Self {
-        StoreError::Read(format!("sorting rows by place: {e}"))
+        StoreError::Sort(e.to_string())
     }
 }
 

@@ -315,7 +315,21 @@ impl Store {
     }
 
     /// Reads a file and commits it as one new version of a dataset.
-    pub async fn ingest(&self, mut req: IngestRequest) -> Result<IngestOutcome, StoreError> {
+    pub async fn ingest(&self, req: IngestRequest) -> Result<IngestOutcome, StoreError> {
+        match self.ingest_sorted(req.clone(), true).await {
+            // Rows too large for the sort's memory: the file is read again and written as it
+            // comes (nothing of the first attempt was committed).
+            Err(StoreError::Sort(reason)) => {
+                tracing::warn!(dataset = %req.dataset, %reason, "the rows could not be sorted by place; writing them unsorted");
+                self.ingest_sorted(req, false).await
+            }
+            other => other,
+        }
+    }
+
+    /// [`Store::ingest`], with the rows sorted by place when `sort` is set and the dataset's
+    /// geometry is indexed by cell.
+    async fn ingest_sorted(&self, mut req: IngestRequest, sort: bool) -> Result<IngestOutcome, StoreError> {
         let r = req.dataset.clone();
         self.catalog.org(r.org.as_str()).await?;
         let exists = self.catalog.dataset_exists(&r).await?;
@@ -386,8 +400,8 @@ impl Store {
                             return Err(StoreError::invalid("key", format!("the file has no column {k:?}")));
                         }
                         let geometry = schema.fields().iter().position(|f| f.data_type() == &DataType::Binary);
-                        if let (Some(column), false) = (geometry, subject_names.is_empty()) {
-                            clustering = Some(Clustering::start(&schema, column)?);
+                        if let (Some(column), false, true) = (geometry, subject_names.is_empty(), sort) {
+                            clustering = Some(Clustering::start(&schema, column, self.sort_memory)?);
                         }
                         schema_read = Some(schema);
                     }

@@ -26,7 +26,7 @@ pub use catalog::{
     Catalog, ColumnMeta, DatasetMeta, Department, GENERATION_TABLES, NewDataset, Organization, ProtectionLink, ProtectionRegister,
     RawCatalog, Timestamp, VersionMeta, VersionMode,
 };
-pub use cluster::cell_order;
+pub use cluster::{SORT_MEMORY as DEFAULT_SORT_MEMORY, cell_order};
 pub use erase::Erasure;
 pub use error::StoreError;
 pub use index::{BIG_CELL, CELL_SIZE, CELLS_MARKER, MAX_CELLS, cell_keys, cells_within};
@@ -56,6 +56,8 @@ pub struct Store {
     pub catalog: Catalog,
     /// Table data.
     pub lake: Lake,
+    /// The memory an ingest's sort by place may hold before it spills ([`Store::with_sort_memory`]).
+    sort_memory: usize,
 }
 
 impl Store {
@@ -81,7 +83,14 @@ impl Store {
             }
         };
         let lake = Lake::new(&storage_url)?;
-        Ok(Self { catalog, lake })
+        Ok(Self { catalog, lake, sort_memory: cluster::SORT_MEMORY })
+    }
+
+    /// Lets an ingest's sort by place (`cluster.rs`) hold `bytes` in memory before it spills
+    /// to disk (default 256 MiB). An ingest whose sort runs out of it is written unsorted.
+    pub fn with_sort_memory(mut self, bytes: usize) -> Self {
+        self.sort_memory = bytes;
+        self
     }
 
     /// Raw SQL over the catalogue, for the policy layer and the access log.

@@ -136,9 +136,19 @@ fn text(v: Option<&serde_json::Value>) -> String {
     }
 }
 
-/// The distance asked for, one of [`DISTANCES`] (the default when absent or anything else).
-fn distance(text: Option<&str>) -> u32 {
-    text.and_then(|t| t.trim().parse::<u32>().ok()).filter(|d| DISTANCES.contains(d)).unwrap_or(DEFAULT_WITHIN as u32)
+/// The distance asked for, one of [`DISTANCES`] (the default when absent); `Err` for any other.
+fn distance(text: Option<&str>) -> Result<u32, ()> {
+    match text {
+        None => Ok(DEFAULT_WITHIN as u32),
+        Some(t) => t.trim().parse::<u32>().ok().filter(|d| DISTANCES.contains(d)).ok_or(()),
+    }
+}
+
+/// The form again with an error beside it, for a distance not in the list.
+fn wrong_distance(v: &Visitor, q: String) -> Response {
+    let mut page = empty_page(v, q, DEFAULT_WITHIN as u32);
+    page.error = Some(v.lang.t("bs_wrong_distance").to_string());
+    v.page(StatusCode::BAD_REQUEST, &page)
 }
 
 fn empty_page(v: &Visitor, q: String, avstand: u32) -> ByggesakPage {
@@ -201,7 +211,9 @@ pub async fn start(State(state): State<AppState>, v: Visitor) -> Response {
         return r;
     }
     let q = query_value(v.query.as_deref(), "q").unwrap_or_default();
-    let mut page = empty_page(&v, q, distance(query_value(v.query.as_deref(), "avstand").as_deref()));
+    // A link may name a distance to preselect; one not in the list preselects the default.
+    let within = distance(query_value(v.query.as_deref(), "avstand").as_deref()).unwrap_or(DEFAULT_WITHIN as u32);
+    let mut page = empty_page(&v, q, within);
     if page.citizen {
         let sources = match service(&state, &v).await {
             Ok(s) => s,
@@ -229,7 +241,7 @@ pub async fn show(State(state): State<AppState>, v: Visitor, body: axum::body::B
         Err(refused) => return refused,
     };
     let q = f.get("q").map(|s| s.trim().to_string()).unwrap_or_default();
-    let within = distance(f.get("avstand").map(String::as_str));
+    let Ok(within) = distance(f.get("avstand").map(String::as_str)) else { return wrong_distance(&v, q) };
     let mut page = empty_page(&v, q.clone(), within);
     let sources = match service(&state, &v).await {
         Ok(s) => s,
@@ -405,7 +417,7 @@ pub async fn neighbour_list(State(state): State<AppState>, v: Visitor, body: axu
         Err(refused) => return refused,
     };
     let id = f.get("matrikkel").map(|s| s.trim().to_string()).unwrap_or_default();
-    let within = distance(f.get("avstand").map(String::as_str));
+    let Ok(within) = distance(f.get("avstand").map(String::as_str)) else { return wrong_distance(&v, id) };
     let sources = match service(&state, &v).await {
         Ok(s) => s,
         Err(r) => return r,

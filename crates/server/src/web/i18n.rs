@@ -547,6 +547,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "Nabolisten er for lang til å lastes ned: {found} eiendommer ligger innenfor avstanden, og listen tar med høyst {shown}. Velg en kortere avstand.",
         "The neighbour list is too long to download: {found} properties lie within the distance, and the list holds at most {shown}. Choose a shorter distance.",
     ),
+    ("bs_wrong_distance", "Velg en av avstandene i listen.", "Choose one of the distances in the list."),
     ("bs_matrikkel", "Matrikkel", "Cadastral unit"),
     ("bs_csv", "Last ned naboliste (CSV)", "Download neighbour list (CSV)"),
     ("bs_print", "Utskriftsvennlig naboliste", "Printable neighbour list"),
