@@ -106,6 +106,7 @@ test('a steward uploads a CSV and sees version 2; a bad CSV shows its line and c
     await page.waitForSelector('#upload-done', { timeout: 30000 });
   }
   assert.match(await page.locator('#upload-done').textContent(), /Lagret som versjon 2 \(2 rader\)/);
+  assert.equal((await page.locator('h1').textContent()).trim(), 'Lagret', 'the heading says it is stored, not «Lagrer»');
   await screenshots(page, 'upload-done');
   assert.deepEqual(await axe(page), []);
   await submit(page, '#upload-done ~ p a');
@@ -362,6 +363,39 @@ test('a parent finds a place near home and sees the child\'s place and price; th
   assert.deepEqual(await axe(kari), []);
   await screenshots(kari, 'admission');
   assert.match(server.cli('audit', 'search', '--user', 'kari'), /"purpose":"barnehageopptak"/);
+});
+
+test('a visitor who is not logged in finds Min side and a way on from a missing page, on a desktop and a phone', async () => {
+  const pid = server.cli('sql', '--purpose', 'folkeregisterforvaltning', '--format', 'csv',
+    "SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert' ORDER BY fodselsnummer LIMIT 1").split('\n')[1];
+  for (const [label, viewport] of [['desktop', { width: 1280, height: 900 }], ['phone', { width: 390, height: 844 }]]) {
+    const page = await fresh();
+    await page.setViewportSize(viewport);
+    await page.goto(server.url + '/');
+    const mine = page.getByRole('navigation', { name: 'Hovedmeny' }).getByRole('link', { name: 'Min side' });
+    assert.ok(await mine.isVisible(), `${label}: Min side is in the navigation`);
+    await Promise.all([page.waitForNavigation(), mine.click()]);
+    assert.equal(new URL(page.url()).pathname + new URL(page.url()).search, '/logg-inn?next=%2Fmin-side');
+    // The citizen's log-in comes first, as a section of its own with its own button.
+    const order = await page.locator('main section h2').allTextContents();
+    assert.equal(order[0], 'Innbyggere', `${label}: ${order}`);
+    if (label === 'desktop') await screenshots(page, 'login-from-min-side');
+    await page.fill('#fnr', pid);
+    await submit(page, 'form[action="/logg-inn/innbygger"] button');
+    assert.equal(new URL(page.url()).pathname, '/min-side', `${label}: back on Min side after logging in`);
+
+    const lost = await fresh();
+    await lost.setViewportSize(viewport);
+    const r = await lost.goto(server.url + '/datasett/hamar/finnes-ikke');
+    assert.equal(r.status(), 404);
+    const ways = lost.getByRole('navigation', { name: 'Veien videre' });
+    assert.equal(await ways.getByRole('link', { name: 'Til forsiden' }).getAttribute('href'), '/');
+    assert.equal(await ways.getByRole('link', { name: 'Logg inn' }).getAttribute('href'), '/logg-inn?next=%2Fdatasett%2Fhamar%2Ffinnes-ikke');
+    assert.deepEqual(await axe(lost), []);
+    if (label === 'desktop') await screenshots(lost, 'not-found-ways-on');
+    await Promise.all([lost.waitForNavigation(), ways.getByRole('link', { name: 'Til forsiden' }).click()]);
+    assert.equal(new URL(lost.url()).pathname, '/');
+  }
 });
 
 test('every page switches language, and passes axe in both languages logged in and out', async () => {

@@ -121,24 +121,46 @@ impl Default for CsvOptions {
 
 /// The characters that make a spreadsheet read a cell as a formula when it starts with one
 /// (OWASP, "CSV Injection"): `=`, `+`, `-`, `@`, a tab and a carriage return, and their
-/// full-width forms, which some spreadsheets read as the same.
-const FORMULA_STARTS: &[char] = &['=', '+', '-', '@', '\t', '\r', '＝', '＋', '－', '＠'];
+/// full-width, small and mathematical forms, which some spreadsheets read as the same.
+const FORMULA_STARTS: &[char] = &['=', '+', '-', '@', '\t', '\r', '＝', '＋', '－', '＠', '﹦', '﹢', '﹣', '−'];
 
 /// Where a spreadsheet may split a cell, whatever the file's own delimiter: Excel set to
 /// Norwegian opens a comma-separated file split on `;`.
 const CELL_SPLITS: &[char] = &[',', ';', '\t'];
 
+/// What a spreadsheet may skip before a formula: spaces and the invisible characters.
+fn skipped(c: char) -> bool {
+    c.is_whitespace() && c != '\t' && c != '\r' || matches!(c, '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{180E}')
+}
+
+/// Whether a part of a cell starts like a formula. A part after a separator that is only a
+/// signed number, or numbers (`-3 4))` in WKT, `-2` in a list), runs nothing and is left alone.
+fn formula_like(part: &str, first: bool) -> bool {
+    let trimmed = part.trim_start_matches(skipped);
+    let starts = |t: &str| t.starts_with(FORMULA_STARTS);
+    if first {
+        return starts(part) || starts(trimmed);
+    }
+    let body = trimmed.trim_end_matches(CELL_SPLITS);
+    match body.chars().next() {
+        Some('+' | '-' | '＋' | '－' | '﹢' | '﹣' | '−') => {
+            !body.chars().all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '.' | 'e' | 'E' | ' ' | '(' | ')'))
+        }
+        _ => starts(body) || starts(part),
+    }
+}
+
 /// A text cell made safe to open in a spreadsheet, or `None` when it is safe as it is: each
 /// part of it a spreadsheet could read as a cell of its own (the text, and what follows each
 /// `,`, `;` or tab) that starts like a formula, after any spaces, gets a leading `'`.
 fn defused(v: &str) -> Option<String> {
-    let risky = |part: &str| part.starts_with(FORMULA_STARTS) || part.trim_start().starts_with(FORMULA_STARTS);
-    if !v.split_inclusive(CELL_SPLITS).any(risky) {
+    let risky = |(i, part): (usize, &str)| formula_like(part, i == 0);
+    if !v.split_inclusive(CELL_SPLITS).enumerate().any(risky) {
         return None;
     }
     let mut out = String::with_capacity(v.len() + 2);
-    for part in v.split_inclusive(CELL_SPLITS) {
-        if risky(part) {
+    for (i, part) in v.split_inclusive(CELL_SPLITS).enumerate() {
+        if risky((i, part)) {
             out.push('\'');
         }
         out.push_str(part);
@@ -614,7 +636,15 @@ mod tests {
             ("\u{a0}@SUM(A1)", "'\u{a0}@SUM(A1)"),
             ("＝1+1", "'＝1+1"),
             ("a, -b", "a,' -b"),
+            ("a;-1+cmd|' /C calc'!A0", "a;'-1+cmd|' /C calc'!A0"),
+            ("\u{200b}=1+1", "'\u{200b}=1+1"),
+            ("\u{feff}@SUM(A1)", "'\u{feff}@SUM(A1)"),
+            ("﹦1+1", "'﹦1+1"),
+            ("−1+cmd", "'−1+cmd"),
             ("Storgata 1, 2317 Hamar", "Storgata 1, 2317 Hamar"),
+            // WKT and number lists keep their negative numbers.
+            ("POLYGON((-1 -2, -3 4, -1 -2))", "POLYGON((-1 -2, -3 4, -1 -2))"),
+            ("1,-2,+3.5e-2", "1,-2,+3.5e-2"),
         ] {
             assert_eq!(defused(cell).as_deref().unwrap_or(cell), safe);
         }

@@ -180,8 +180,13 @@ fn every_web_attack_case_is_refused() {
         }
         if let Some(other) = one("same-as") {
             let twin = jar.get(port, &other);
-            // The same page but for the path itself (in the language switch's link).
-            let strip = |text: &str, path: &str| text.replace(path.split('?').next().unwrap_or(path), "PATH");
+            // The same page but for the path itself (in the language switch's link, and
+            // encoded in the log-in link's way back).
+            let strip = |text: &str, path: &str| {
+                let path = path.split('?').next().unwrap_or(path);
+                let encoded: String = url::form_urlencoded::byte_serialize(path.as_bytes()).collect();
+                text.replace(&encoded, "PATH").replace(path, "PATH")
+            };
             assert_eq!(
                 (twin.status, strip(&twin.text(), &other)),
                 (response.status, strip(&body, &target)),
@@ -513,4 +518,25 @@ fn a_neighbour_list_cut_short_says_so_and_is_not_offered_for_download() {
     // A list that is whole is offered for download.
     let r = jar.post(server.1, "/byggesak", &format!("csrf={csrf}&q=3403-9000%2F1&avstand=0"));
     assert!(r.text().contains("value=\"csv\""));
+}
+
+#[test]
+fn a_visitor_not_logged_in_finds_min_side_and_a_way_on_from_any_error_page() {
+    let (_t, server, _, _) = demo(&[]);
+    let front = send(server.1, "GET", "/", &[], None).text();
+    assert!(front.contains(r#"<a href="/min-side">Min side</a>"#), "Min side is not in the navigation");
+    let r = send(server.1, "GET", "/min-side", &[], None);
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/logg-inn?next=%2Fmin-side"));
+    // A missing page: back to the front page, and to log-in and back here.
+    let r = send(server.1, "GET", "/datasett/hamar/finnes-ikke", &[], None);
+    assert_eq!(r.status, 404);
+    let body = r.text();
+    assert!(body.contains(r#"<a class="button secondary" href="/">Til forsiden</a>"#), "{body}");
+    assert!(body.contains(r#"<a class="button secondary" href="/logg-inn?next=%2Fdatasett%2Fhamar%2Ffinnes-ikke">Logg inn</a>"#), "{body}");
+    // Logged in, the error page offers no log-in, and an employee's navigation no Min side.
+    let mut jar = login(server.1, "ola");
+    let body = jar.get(server.1, "/datasett/hamar/finnes-ikke").text();
+    assert!(body.contains("Til forsiden") && !body.contains(">Logg inn</a>"), "{body}");
+    assert!(!body.contains(r#"href="/min-side""#));
 }

@@ -166,6 +166,46 @@ impl GeomProcessor for Count {
         self.in_polygon = false;
         Ok(())
     }
+
+    // Only the seven simple feature types are stored: the distance and area functions know no
+    // others (a TIN made every spatial query over its dataset fail).
+    fn circularstring_begin(&mut self, _size: usize, _idx: usize) -> geozero::error::Result<()> {
+        Err(unsupported("CircularString"))
+    }
+
+    fn compoundcurve_begin(&mut self, _size: usize, _idx: usize) -> geozero::error::Result<()> {
+        Err(unsupported("CompoundCurve"))
+    }
+
+    fn curvepolygon_begin(&mut self, _size: usize, _idx: usize) -> geozero::error::Result<()> {
+        Err(unsupported("CurvePolygon"))
+    }
+
+    fn multicurve_begin(&mut self, _size: usize, _idx: usize) -> geozero::error::Result<()> {
+        Err(unsupported("MultiCurve"))
+    }
+
+    fn multisurface_begin(&mut self, _size: usize, _idx: usize) -> geozero::error::Result<()> {
+        Err(unsupported("MultiSurface"))
+    }
+
+    fn triangle_begin(&mut self, _tagged: bool, _size: usize, _idx: usize) -> geozero::error::Result<()> {
+        Err(unsupported("Triangle"))
+    }
+
+    fn polyhedralsurface_begin(&mut self, _size: usize, _idx: usize) -> geozero::error::Result<()> {
+        Err(unsupported("PolyhedralSurface"))
+    }
+
+    fn tin_begin(&mut self, _size: usize, _idx: usize) -> geozero::error::Result<()> {
+        Err(unsupported("TIN"))
+    }
+}
+
+fn unsupported(kind: &str) -> geozero::error::GeozeroError {
+    invalid(&format!(
+        "a {kind} is not supported: Point, LineString, Polygon, MultiPoint, MultiLineString, MultiPolygon or GeometryCollection"
+    ))
 }
 
 /// An error from a geometry library, shortened: messages never carry much of the value.
@@ -202,6 +242,12 @@ fn parse_wkt(value: &str) -> Result<Geometry, String> {
 
 fn parse_hex(value: &str) -> Result<Geometry, String> {
     let bytes = hex::decode(value).map_err(|_| "invalid hex WKB".to_string())?;
+    parse_wkb(&bytes)
+}
+
+/// Reads WKB or EWKB bytes (a Parquet geometry column's values) with the same checks as every
+/// other notation, as 2D OGC WKB.
+pub(crate) fn parse_wkb(bytes: &[u8]) -> Result<Geometry, String> {
     // The header: byte order, type (EWKB flags in the high bits), SRID if flagged.
     let little = match bytes.first() {
         Some(1) => true,

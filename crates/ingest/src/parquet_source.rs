@@ -78,6 +78,11 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
                 Some(kind) => canonical_keys(column, *kind).map_err(|(i, m)| (Some(i), m)),
                 None => cast_with_options(column, dt, &strict).map_err(|e| (None, format!("cannot convert to {dt}: {e}"))),
             };
+            // Geometries are checked as in every other format, and stored as 2D WKB.
+            let converted = match converted {
+                Ok(a) if *dt == DataType::Binary => geometries(&a).map_err(|(i, m)| (Some(i), m)),
+                other => other,
+            };
             match converted {
                 Ok(a) => arrays.push(a),
                 Err((row, msg)) => {
@@ -98,6 +103,22 @@ pub(crate) fn read(ctx: &Context, sink: &mut dyn BatchSink) -> Result<SourceRepo
     }
     let (sha256, bytes) = ctx.hash_file()?;
     batcher.finish(sha256, bytes)
+}
+
+/// A geometry column's WKB values checked ([`crate::geometry::parse_wkb`]) and made 2D;
+/// returns the first bad row.
+fn geometries(column: &ArrayRef) -> Result<ArrayRef, (usize, String)> {
+    let values = column.as_any().downcast_ref::<arrow::array::BinaryArray>().ok_or((0, "a geometry column must hold WKB".to_string()))?;
+    let mut out = arrow::array::BinaryBuilder::with_capacity(values.len(), values.value_data().len());
+    for i in 0..values.len() {
+        if values.is_null(i) {
+            out.append_null();
+            continue;
+        }
+        let g = crate::geometry::parse_wkb(values.value(i)).map_err(|e| (i, e))?;
+        out.append_value(g.wkb);
+    }
+    Ok(Arc::new(out.finish()))
 }
 
 /// Canonicalises subject keys; numbers that lost a leading zero (fødselsnummer stored as an

@@ -327,3 +327,35 @@ fn wkt_in_a_workbook_becomes_a_geometry_column() {
     assert_eq!(report.crs.as_deref(), Some("EPSG:25833"));
     assert_eq!(geometry_column(&keep, "WKT"), vec![Some(wkb_of_geojson(r#"{"type":"Point","coordinates":[287000,6744500]}"#))]);
 }
+
+#[test]
+fn parquet_geometries_are_checked_like_every_other_notation() {
+    use geozero::ToWkb;
+    let wkb = |wkt: &str| geozero::wkt::Wkt(wkt).to_wkb(geozero::CoordDimensions::xy()).unwrap();
+    let parquet = |values: Vec<Option<Vec<u8>>>| {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false), Field::new("geometry", DataType::Binary, true)]));
+        let n = arrow::array::Int64Array::from_iter_values(0..values.len() as i64);
+        let g: BinaryArray = values.iter().map(|v| v.as_deref()).collect();
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(n), Arc::new(g)]).unwrap();
+        let mut bytes = Vec::new();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(&mut bytes, schema, None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        bytes
+    };
+    let good = wkb("POLYGON((0 0, 1 0, 1 1, 0 0))");
+    for (bad, says) in [
+        (vec![1u8, 2, 3], "invalid WKB"),
+        (wkb("POLYGON((0 0, 1 0, 0 0))"), "at least 4 positions, found 3"),
+        (wkb("LINESTRING(0 0, 1e300 0)"), "out of range"),
+        (Vec::new(), "invalid WKB"),
+        (hex::decode("0111000000010000000400000000000000000000000000000000000000000000000000F03F0000000000000000000000000000F03F00000000000000000000000000000000").unwrap(), "Triangle is not supported"),
+    ] {
+        let bytes = parquet(vec![Some(good.clone()), None, Some(bad)]);
+        let err = refused(read_bytes("parceller.parquet", &bytes, &options()));
+        assert!(err.starts_with("parceller.parquet: row 3, column \"geometry\"") && err.contains(says), "{err}");
+    }
+    let bytes = parquet(vec![Some(good.clone()), None]);
+    let (_, keep) = read_bytes("parceller.parquet", &bytes, &options()).unwrap();
+    assert_eq!(geometry_column(&keep, "geometry"), vec![Some(good), None]);
+}

@@ -140,7 +140,8 @@ fn text(v: Option<&serde_json::Value>) -> String {
 fn distance(text: Option<&str>) -> Result<u32, ()> {
     match text {
         None => Ok(DEFAULT_WITHIN as u32),
-        Some(t) => t.trim().parse::<u32>().ok().filter(|d| DISTANCES.contains(d)).ok_or(()),
+        // Exactly as the form writes it: ` 50`, `050` and `+50` are not what it offers.
+        Some(t) => DISTANCES.iter().copied().find(|d| d.to_string() == t).ok_or(()),
     }
 }
 
@@ -418,6 +419,15 @@ pub async fn neighbour_list(State(state): State<AppState>, v: Visitor, body: axu
     };
     let id = f.get("matrikkel").map(|s| s.trim().to_string()).unwrap_or_default();
     let Ok(within) = distance(f.get("avstand").map(String::as_str)) else { return wrong_distance(&v, id) };
+    let csv = match f.get("format").map(String::as_str) {
+        Some("csv") => true,
+        Some("print") | None => false,
+        Some(_) => {
+            let mut page = empty_page(&v, id.clone(), within);
+            page.error = Some(v.lang.t("bs_wrong_format").to_string());
+            return v.page(StatusCode::BAD_REQUEST, &page);
+        }
+    };
     let sources = match service(&state, &v).await {
         Ok(s) => s,
         Err(r) => return r,
@@ -439,7 +449,7 @@ pub async fn neighbour_list(State(state): State<AppState>, v: Visitor, body: axu
             };
         }
     };
-    if f.get("format").map(String::as_str) == Some("csv") {
+    if csv {
         // A notice sent from a list cut short would miss neighbours without anyone knowing.
         if let Some(message) = truncated(v.lang, &list, "bs_truncated_download") {
             let mut page = empty_page(&v, id, within);

@@ -361,6 +361,15 @@ impl Chrome {
     pub fn current(&self, href: &str) -> bool {
         self.path == href
     }
+
+    /// The log-in page, coming back here afterwards (to the front page from the log-in page).
+    pub fn login_href(&self) -> String {
+        if self.path.starts_with("/logg-inn") || self.path == "/" {
+            return "/logg-inn".to_string();
+        }
+        let next: String = url::form_urlencoded::byte_serialize(self.path.as_bytes()).collect();
+        format!("/logg-inn?next={next}")
+    }
 }
 
 /// A page that says what went wrong, in the visitor's language.

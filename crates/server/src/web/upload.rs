@@ -412,6 +412,13 @@ pub async fn job(State(state): State<AppState>, v: Visitor, Path(id): Path<Strin
             }
             Step::Failed { problems } => page.problems = problems.clone(),
         }
+        // The heading says where it stands: «Lagrer» while it runs, «Lagret» once it is.
+        let title = match (&page.version, page.problems.is_empty()) {
+            (Some(_), _) => "upload_stored_title",
+            (None, false) => "upload_failed_title",
+            (None, true) => "upload_job_title",
+        };
+        page.page = v.chrome(v.lang.t(title));
         page
     });
     match view {
