@@ -88,28 +88,35 @@ def start_pg(work):
     return f"postgresql://postgres@127.0.0.1:{port}/postgres", stop, pid
 
 
+def copy_table(binary, data, conn, table, work):
+    """Exports `table` (org.name) from Tverr as CSV and copies it into PostgreSQL as text
+    columns; returns the column names."""
+    org, name = table.split(".")
+    csv_path = pathlib.Path(work) / f"{name}.csv"
+    tverr(binary, data, "export", f"{org}/{name}", "--format", "csv", "--out", str(csv_path))
+    with open(csv_path, encoding="utf-8") as f:
+        header = f.readline().strip().split(",")
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {org}")
+    conn.execute(f"CREATE TABLE {table} ({', '.join(f'{c} text' for c in header)})")
+    with conn.cursor() as cur, open(csv_path, "rb") as f:
+        with cur.copy(f"COPY {table} FROM STDIN (FORMAT csv, HEADER true)") as copy:
+            while chunk := f.read(1 << 20):
+                copy.write(chunk)
+    csv_path.unlink()
+    return header
+
+
 def load_pg(binary, data, url, work):
     with psycopg.connect(url, autocommit=True) as conn:
         for table in sorted(set(PERSON) | set(PROPERTY)):
-            org, name = table.split(".")
             t = time.time()
-            csv_path = pathlib.Path(work) / f"{name}.csv"
-            tverr(binary, data, "export", f"{org}/{name}", "--format", "csv", "--out", str(csv_path))
-            with open(csv_path, encoding="utf-8") as f:
-                header = f.readline().strip().split(",")
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {org}")
-            conn.execute(f"CREATE TABLE {table} ({', '.join(f'{c} text' for c in header)})")
-            with conn.cursor() as cur, open(csv_path, "rb") as f:
-                with cur.copy(f"COPY {table} FROM STDIN (FORMAT csv, HEADER true)") as copy:
-                    while chunk := f.read(1 << 20):
-                        copy.write(chunk)
+            copy_table(binary, data, conn, table, work)
             keys = set(PERSON.get(table, [])) | ({PROPERTY[table]} if table in PROPERTY else set())
             for k in sorted(keys):
                 conn.execute(f"CREATE INDEX ON {table} ({k})")
             conn.execute(f"VACUUM ANALYZE {table}")
             rows = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             print(f"  PostgreSQL {table}: {rows:,} rows, indexed on {', '.join(sorted(keys))} ({time.time() - t:.0f} s)", flush=True)
-            csv_path.unlink()
 
 
 def sample_keys(binary, data, n, seed):

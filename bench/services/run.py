@@ -38,7 +38,7 @@ import psycopg
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from common import free_port  # noqa: E402
-from lookup.run import ensure_demo, start_pg, tverr  # noqa: E402
+from lookup.run import copy_table, ensure_demo, start_pg, tverr  # noqa: E402
 
 WITHIN = 50
 TABLES = {
@@ -53,19 +53,8 @@ def load_pg(binary, data, url, work):
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
         for table, geometry in TABLES.items():
-            org, name = table.split(".")
             t = time.time()
-            csv_path = pathlib.Path(work) / f"{name}.csv"
-            tverr(binary, data, "export", f"{org}/{name}", "--format", "csv", "--out", str(csv_path))
-            with open(csv_path, encoding="utf-8") as f:
-                header = f.readline().strip().split(",")
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {org}")
-            conn.execute(f"CREATE TABLE {table} ({', '.join(f'{c} text' for c in header)})")
-            with conn.cursor() as cur, open(csv_path, "rb") as f:
-                with cur.copy(f"COPY {table} FROM STDIN (FORMAT csv, HEADER true)") as copy:
-                    while chunk := f.read(1 << 20):
-                        copy.write(chunk)
-            csv_path.unlink()
+            header = copy_table(binary, data, conn, table, work)
             if geometry:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN geom geometry")
                 conn.execute(f"UPDATE {table} SET geom = ST_GeomFromText({geometry}, 25833) WHERE {geometry} <> ''")
