@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { startServer, startBrowser, login, axe, screenshots } from './harness.mjs';
+import { startServer, startBrowser, login, axe, screenshots, readable } from './harness.mjs';
 
 let server, browser;
 const fixtures = join(import.meta.dirname, 'fixtures');
@@ -43,6 +43,7 @@ async function check(page, path, name) {
     assert.equal(await page.getAttribute('html', 'lang'), lang, path);
     const violations = await axe(page);
     assert.deepEqual(violations, [], `${name} (${lang}) has axe violations`);
+    assert.deepEqual(await readable(page, lang), [], `${name} (${lang}) shows what a reader of ${lang} should not see`);
     await screenshots(page, `${name}-${lang}`);
   }
   await page.goto(`${server.url}${path}${path.includes('?') ? '&' : '?'}lang=nb`);
@@ -115,7 +116,8 @@ test('a steward uploads a CSV and sees version 2; a bad CSV shows its line and c
 
   await upload('kull-feil.csv', 'hamar/kull-2026', 'append');
   const problem = await page.locator('#upload-problems').textContent();
-  assert.match(problem, /kull-feil\.csv: line 3, column "alder": expected an integer, found "fire"/);
+  assert.match(problem, /kull-feil\.csv, linje 3, kolonne «alder»: ventet et heltall, fant "fire"/);
+  assert.deepEqual(await readable(page, 'nb'), [], 'the upload problems are in bokmål');
   await screenshots(page, 'upload-error');
   assert.deepEqual(await axe(page), []);
 });
@@ -144,13 +146,25 @@ test('a steward approves a requested agreement and the consumer sees the preview
   assert.deepEqual(await axe(page), []);
   await page.fill(`#note-${id}-approve`, 'Godkjent for byggesak');
   await submit(page, `form[action="/avtaler/${id}/approve"] button`);
-  assert.match(await page.locator('.notice').textContent(), new RegExp(id));
+  assert.match(await page.locator('.notice').textContent(), new RegExp(`Godkjent: avtale nr\\. ${id} gjelder nå`));
+  // The list filters by state and dataset, and each agreement shows its history with the notes.
+  await page.goto(server.url + '/avtaler?status=requested');
+  assert.equal(await page.locator(`form[action="/avtaler/${id}/approve"]`).count(), 0, 'no longer waiting');
+  await page.goto(server.url + '/avtaler?status=approved&i_datasett=hamar%2Fbarnehageplasser');
+  const item = page.locator('.agreement', { hasText: `Nr. ${id}:` });
+  assert.equal(await item.count(), 1);
+  assert.ok(await page.locator('.agreement').count() < 6, 'the filters leave few agreements');
+  await item.locator('summary').click();
+  assert.match(await item.locator('.history').textContent(), /Godkjent – kari: «Godkjent for byggesak»/);
+  assert.deepEqual(await readable(page, 'nb'), []);
   await logout(page);
 
   await login(page, server.url, 'ola');
   await page.goto(server.url + preview);
-  const headers = await page.locator('table.data thead th').allTextContents();
+  const headers = await page.locator('table.data thead th code').allTextContents();
   assert.deepEqual(headers.sort(), ['barnehage', 'startdato', 'timer_per_uke']);
+  // Each column is titled by the catalogue's description, its technical name in small print.
+  assert.match(await page.locator('table.data thead th').first().textContent(), /^[A-ZÆØÅ]/);
   assert.ok((await page.locator('table.data tbody tr').count()) > 0, 'rows in the preview');
 });
 
@@ -180,7 +194,7 @@ test('a case worker looks up a person with a purpose and the citizen sees it on 
   const mine = rows.find((r) => r.includes('Servicetorget') && r.includes('Svar til innbyggere i servicetorget'));
   assert.ok(mine, `the look-up is not in Min side: ${rows.join(' | ')}`);
   assert.match(mine, /forvaltningsloven § 11/);
-  assert.match(mine, /web/);
+  assert.match(mine, /nettsidene/);
 });
 
 test('a link on another site neither looks a person up nor reads data in the case worker\'s name', async () => {
@@ -414,6 +428,9 @@ test('every page switches language, and passes axe in both languages logged in a
     ['ola', '/oppslag', 'lookup'],
     ['ola', '/byggesak', 'byggesak'],
     ['ola', '/avtaler', 'agreements'],
+    ['ola', '/datasett/hamar/barnehagesoknader?purpose=byggesaksbehandling', 'dataset-denied'],
+    ['ola', '/avtaler?datasett=hamar%2Fbarnehagesoknader&kolonner=soknad_id%2Cstatus', 'agreements-prefilled'],
+    ['ola', '/datasett/hamar/innbyggere/last-ned?format=excel&purpose=byggesaksbehandling', 'download-confirm'],
     ['kari', '/last-opp', 'upload'],
     ['kari', '/barnehageopptak', 'admission-form'],
     ['revisor', '/revisjon?verify=1&search=1&user=ola', 'audit'],
@@ -452,4 +469,110 @@ test('every page switches language, and passes axe in both languages logged in a
     assert.equal(await page.locator('a.lang').textContent(), 'Norsk', path);
     await check(page, path, name);
   }
+});
+
+test('errors, refusals and values read in the page\'s language, with a way on', async () => {
+  const page = await fresh();
+  await login(page, server.url, 'tove');
+  // A look-up with a wrong check digit says so in bokmål, and in English on the English page.
+  for (const [lang, words] of [['nb', /kontrollsifrene stemmer ikke/], ['en', /the check digits do not match/]]) {
+    await page.goto(`${server.url}/oppslag?lang=${lang}`);
+    await page.selectOption('#lookup-purpose', 'innbyggerservice');
+    await page.check('#kind-person');
+    await page.fill('#lookup-id', '01010012357');
+    await submit(page, 'form[action="/oppslag"] button');
+    assert.match(await page.locator('.error').textContent(), words);
+    assert.deepEqual(await readable(page, lang), [], `look-up error (${lang})`);
+  }
+  // A format the page does not offer is a page in the visitor's language, not the API's title.
+  for (const lang of ['nb', 'en']) {
+    const r = await page.goto(`${server.url}/datasett/hamar/barnehager/last-ned?format=exe&lang=${lang}`);
+    assert.equal(r.status(), 400);
+    assert.doesNotMatch(await page.locator('h1').textContent(), / \/ /, 'one language in the heading');
+    assert.deepEqual(await readable(page, lang), [], `bad download (${lang})`);
+  }
+  await page.goto(server.url + '/?lang=nb');
+  await logout(page);
+
+  // «Ingen tilgang» says why and offers the request, prefilled.
+  await login(page, server.url, 'ola');
+  await page.goto(server.url + '/datasett/hamar/barnehagesoknader?purpose=byggesaksbehandling');
+  assert.match(await page.locator('#denied').textContent(), /ingen delingsavtale/);
+  await submit(page, '#denied a.button');
+  assert.match(await page.locator('#request-summary').textContent(), /hamar\/barnehagesoknader/);
+  await screenshots(page, 'request-access-case-worker');
+  await logout(page);
+  await login(page, server.url, 'bjorn');
+  await page.goto(server.url + '/datasett/hamar/barnehagesoknader?purpose=byggesaksbehandling');
+  await submit(page, '#denied a.button');
+  assert.equal(await page.inputValue('#dataset'), 'hamar/barnehagesoknader');
+  assert.match(await page.inputValue('#columns'), /soknad_id/);
+  await page.selectOption('#agreement-purpose', 'byggesaksbehandling');
+  await submit(page, 'form[action="/avtaler"] button[type=submit]');
+  assert.match(await page.locator('.notice').textContent(), /Forespørselen er sendt: avtale nr\. \d+/);
+  // The same request again is warned about, and the dataset page says one is waiting.
+  await page.goto(server.url + '/avtaler?datasett=hamar%2Fbarnehagesoknader');
+  assert.match(await page.locator('#agreement-pending').textContent(), /venter allerede på svar/);
+  await page.goto(server.url + '/datasett/hamar/barnehagesoknader?purpose=byggesaksbehandling');
+  assert.match(await page.locator('#denied').textContent(), /ikke godkjent ennå/);
+  await logout(page);
+
+  // A file about people is confirmed first, and «Excel (norsk)» has semicolons, decimal commas and a BOM.
+  await login(page, server.url, 'ola');
+  await page.goto(server.url + '/datasett/hamar/innbyggere?purpose=byggesaksbehandling');
+  const excel = page.getByRole('link', { name: 'Excel (norsk)' });
+  assert.equal(await excel.getAttribute('download'), null, 'no direct download of data about people');
+  await submit(page, 'a:text-is("Excel (norsk)")');
+  assert.match(await page.locator('#download-warning').textContent(), /logget/);
+  const [file] = await Promise.all([page.waitForEvent('download'), page.click('a[href*="bekreftet=1"]')]);
+  const text = await new Promise((resolve, reject) => {
+    file.createReadStream().then((stream) => {
+      const parts = [];
+      stream.on('data', (d) => parts.push(d));
+      stream.on('end', () => resolve(Buffer.concat(parts).toString('utf8')));
+      stream.on('error', reject);
+    }, reject);
+  });
+  assert.ok(text.startsWith('\ufeff'), 'a byte order mark, so Excel reads UTF-8');
+  assert.match(text.split('\n')[0], /;/, 'semicolons between fields');
+  // An open dataset's GeoJSON is in WGS 84: longitudes and latitudes around Hamar.
+  const geo = await (await page.request.get(server.url + '/datasett/hamar/barnehager/last-ned?format=geojson')).json();
+  const [lon, lat] = geo.features[0].geometry.coordinates;
+  assert.ok(lon > 10 && lon < 12 && lat > 60 && lat < 61.5, `WGS 84 coordinates: ${lon}, ${lat}`);
+});
+
+test('Min side filters the access log, groups repeats and says how to complain', async () => {
+  const pid = server.cli('sql', '--purpose', 'folkeregisterforvaltning', '--format', 'csv',
+    "SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert' ORDER BY fodselsnummer DESC LIMIT 1").split('\n')[1];
+  const worker = await fresh();
+  await login(worker, server.url, 'tove');
+  for (let i = 0; i < 2; i++) {
+    await worker.goto(server.url + '/oppslag');
+    await worker.selectOption('#lookup-purpose', 'innbyggerservice');
+    await worker.check('#kind-person');
+    await worker.fill('#lookup-id', pid);
+    await submit(worker, 'form[action="/oppslag"] button');
+  }
+  const page = await fresh();
+  await page.goto(server.url + '/logg-inn');
+  await page.fill('#fnr', pid);
+  await submit(page, 'form[action="/logg-inn/innbygger"] button');
+  const rows = await page.locator('#access-log tbody tr').allTextContents();
+  assert.ok(rows.some((r) => /2 ganger samme minutt/.test(r)), `two look-ups in one minute are one row: ${rows.join(' | ')}`);
+  assert.ok(await page.locator('#access-log a[href^="https://lovdata.no/"]').count() > 0, 'the legal basis links to Lovdata');
+  assert.match(await page.locator('#rights-h + p').textContent(), /rettet/);
+  assert.equal(await page.locator('a[href="https://www.datatilsynet.no/"]').count(), 1);
+  await page.fill('#fra', '2001-01-01');
+  await page.fill('#til', '2001-01-02');
+  await submit(page, 'form[action="/min-side"] button');
+  assert.equal(await page.locator('#access-log').count(), 0, 'nothing in 2001');
+  assert.match(await page.locator('#access-h ~ .count').textContent(), /Viser 0 av \d+/);
+  await page.goto(server.url + '/min-side');
+  await page.setViewportSize({ width: 390, height: 844 });
+  // On a phone each access is a card: the table's header row is out of sight.
+  const header = await page.locator('#access-log thead').boundingBox();
+  assert.ok(!header || header.x < 0, 'no column headings on a phone');
+  await screenshots(page, 'min-side-cards');
+  assert.deepEqual(await axe(page), []);
+  assert.deepEqual(await readable(page, 'nb'), []);
 });

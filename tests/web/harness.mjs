@@ -78,3 +78,56 @@ export async function login(page, url, username, password = 'hamar-demo-2026') {
   await page.fill('#password', password);
   await Promise.all([page.waitForNavigation(), page.click('form[action="/logg-inn"] button[type=submit]')]);
 }
+
+/** Words that only a page in the other language would show. A page's own words come from the
+ * message table; text in another language on purpose (the catalogue's bokmål titles on an English
+ * page, the language switch) carries its own `lang` attribute and is not scanned. */
+const FOREIGN = {
+  nb: /(?<![\p{L}\p{N}])(the|and|is|are|not|does|must|cannot|could|invalid|error|please|was|were|with|which|this|that|your|you|from|missing|expected|found|unknown|allowed|only|line|column)(?![\p{L}\p{N}])/iu,
+  en: /(?<![\p{L}\p{N}])(og|ikke|er|som|med|eller|til|av|kan|skal|må|har|denne|dette|din|ditt|ingen|fra|mangler|ugyldig|feil|på)(?![\p{L}\p{N}])/u,
+};
+
+/** What a page shows that a reader of `lang` should not see: words of the other language, raw
+ * ISO timestamps and dates, WKT, and (in bokmål) decimal points in numbers. Returns the problems. */
+export async function readable(page, lang) {
+  const texts = await page.evaluate((lang) => {
+    const out = [];
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      const el = n.parentElement;
+      if (!el || el.closest('script,style,code,pre,kbd,samp,[hidden]')) continue;
+      const tagged = el.closest('[lang]');
+      const other = !!tagged && tagged !== document.documentElement && tagged.getAttribute('lang') !== lang;
+      const style = getComputedStyle(el);
+      if (style.display === 'none' || style.visibility === 'hidden') continue;
+      const t = n.textContent.replace(/\s+/g, ' ').trim();
+      if (t) out.push([t, other]);
+    }
+    for (const el of document.querySelectorAll('[aria-label],[title],[alt],[placeholder]')) {
+      const tagged = el.closest('[lang]');
+      const other = !!tagged && tagged !== document.documentElement && tagged.getAttribute('lang') !== lang;
+      for (const a of ['aria-label', 'title', 'alt', 'placeholder']) if (el.getAttribute(a)) out.push([el.getAttribute(a), other]);
+    }
+    return out;
+  }, lang);
+  const problems = [];
+  for (const [t, other] of texts) {
+    // Text marked as another language (the catalogue's bokmål on an English page) is not
+    // scanned for words, but its numbers and dates are still the page's.
+    const w = other ? null : t.match(FOREIGN[lang]);
+    if (w) problems.push(`other language («${w[0]}»): ${t.slice(0, 120)}`);
+    if (/\d{4}-\d{2}-\d{2}/.test(t)) problems.push(`ISO date: ${t.slice(0, 120)}`);
+    if (/\b(POINT|LINESTRING|POLYGON|MULTIPOINT|MULTILINESTRING|MULTIPOLYGON|GEOMETRYCOLLECTION)\s*Z?\s*\(/i.test(t)) {
+      problems.push(`WKT: ${t.slice(0, 120)}`);
+    }
+    if (lang === 'nb') {
+      // Dates (06.12.2026), times of day (kl. 14.30, 08.00–15.30) and licence versions are not
+      // decimals.
+      const plain = t.replace(/\b\d{1,2}\.\d{1,2}\.\d{4}\b/g, '')
+        .replace(/\b([01]\d|2[0-3])\.[0-5]\d\b/g, '')
+        .replace(/\b(NLOD|CC BY(-SA)?|CC0|ODbL|PDDL|ODC-By)\s*\d+(\.\d+)*/g, '');
+      if (/\d\.\d/.test(plain)) problems.push(`decimal point: ${t.slice(0, 120)}`);
+    }
+  }
+  return problems;
+}

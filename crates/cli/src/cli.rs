@@ -341,6 +341,9 @@ struct IngestArgs {
     /// COL=none|person-id|personal|special-category|protected-address (repeatable).
     #[arg(long = "category", value_name = "COL=CATEGORY")]
     categories: Vec<String>,
+    /// COL=TEXT: the column's description, the title people read above its values (repeatable).
+    #[arg(long = "describe", value_name = "COL=TEXT")]
+    descriptions: Vec<String>,
     /// append | replace | upsert.
     #[arg(long, default_value = "append")]
     mode: String,
@@ -856,6 +859,7 @@ async fn ingest(engine: &Engine, a: IngestArgs) -> Result<()> {
         sheet: a.sheet,
         subjects: a.subjects,
         categories: a.categories,
+        descriptions: a.descriptions,
         types: a.types,
         crs: a.crs,
         evolve: a.evolve,

@@ -528,6 +528,39 @@ fn catalogue_validation() {
 }
 
 #[test]
+fn column_descriptions_are_recorded_and_checked() {
+    let t = Tverr::new();
+    t.org();
+    let f = t.data().join("p.csv");
+    std::fs::write(&f, "fodselsnummer;navn\n01010012356;Kari\n").unwrap();
+    let describe = |extra: &[&str]| {
+        let mut args = vec!["ingest", "test/p", f.to_str().unwrap(), "--create", "--department", "data", "--title", "T"];
+        args.extend_from_slice(&["--classification", "open"]);
+        args.extend_from_slice(extra);
+        args.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let run = |extra: &[&str]| {
+        let args = describe(extra);
+        t.fail(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let (_, err) = run(&["--describe", "nope=Ingenting"]);
+    assert!(err.contains("invalid describe: column \"nope\" is not in the dataset"), "{err}");
+    let (_, err) = run(&["--describe", "navn="]);
+    assert!(err.contains("the description is empty"), "{err}");
+    let long = format!("navn={}", "x".repeat(201));
+    let (_, err) = run(&["--describe", &long]);
+    assert!(err.contains("at most 200 are allowed"), "{err}");
+    assert!(t.fail(&["dataset", "show", "test/p"]).1.contains("does not exist"), "a refused description creates nothing");
+    t.create("test/p", &f, &["--describe", "navn=Fornavn", "--describe", "fodselsnummer=Fødselsnummer"]);
+    let title = |name: &str| column_of(&t, "test/p", name)["description"].as_str().unwrap().to_string();
+    assert_eq!(title("navn"), "Fornavn");
+    // A later version may set a description; it changes nothing else.
+    t.ok(&["ingest", "test/p", f.to_str().unwrap(), "--describe", "navn=Fornavn (som i Folkeregisteret)"]);
+    assert_eq!(title("navn"), "Fornavn (som i Folkeregisteret)");
+    assert_eq!(title("fodselsnummer"), "Fødselsnummer");
+}
+
+#[test]
 fn sql_is_read_only() {
     let t = Tverr::new();
     people(&t);

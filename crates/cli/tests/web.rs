@@ -292,7 +292,8 @@ fn every_page_answers_in_both_languages_with_a_switch() {
     // The time series is drawn from the data: one line per unit (°C, pH, NTU), monthly means.
     let water = Jar::default().get(port, "/datasett/hias/vannkvalitet").text();
     assert_eq!(water.matches("<polyline class=\"series\"").count(), 3, "{water}");
-    assert!(water.contains("2020-01") && water.contains("2025-12"));
+    assert!(water.contains("jan. 2020") && water.contains("des. 2025"), "months as Norwegians write them");
+    assert!(!water.contains("2020-01"), "no ISO months on a page");
     // The chart of open data is kept per version: a new version with a fourth unit draws four.
     let extra = t.data().join("klor.ndjson");
     let rows: String = ["2025-01-01", "2025-02-01"]

@@ -7,6 +7,7 @@
 //! the demo exercises the same code as real data. The same seed and size give the same data.
 
 mod access;
+mod columns;
 mod data;
 mod names;
 
@@ -493,6 +494,11 @@ async fn ingest(engine: &Engine, who: &Principal, dir: &Path, spec: &Spec) -> Re
             update_frequency: Some(spec.frequency.to_string()),
         }),
         categories: spec.categories.iter().map(|(c, k)| (c.to_string(), *k)).collect::<BTreeMap<_, _>>(),
+        descriptions: columns::TITLES
+            .iter()
+            .filter(|(d, _, _)| *d == format!("{}/{}", spec.org, spec.slug))
+            .map(|(_, c, t)| (c.to_string(), t.to_string()))
+            .collect(),
         actor: "demo".to_string(),
     };
     Ok(engine.ingest(who, Channel::Demo, req).await?.report.rows)

@@ -56,6 +56,7 @@ async fn world() -> World {
                 ("adresse".to_string(), ColumnCategory::ProtectedAddress),
                 ("diagnose".to_string(), ColumnCategory::SpecialCategory),
             ]),
+            descriptions: BTreeMap::new(),
             actor: "test".into(),
         })
         .await

@@ -42,7 +42,7 @@ fn parse(raw: Option<&str>, create: bool) -> Result<Upload, Problem> {
             let all: Vec<&str> = COMMON.iter().chain(if create { CREATE } else { &[] }).copied().collect();
             return Err(Problem::invalid_parameter(format!("unknown parameter {k:?}; this route takes {}", all.join(", "))));
         }
-        let repeatable = matches!(k.as_str(), "subject" | "category" | "type" | "keyword");
+        let repeatable = matches!(k.as_str(), "subject" | "category" | "describe" | "type" | "keyword");
         if !repeatable && seen.contains(&k) {
             return Err(Problem::invalid_parameter(format!("{k}: given more than once")));
         }
@@ -55,6 +55,7 @@ fn parse(raw: Option<&str>, create: bool) -> Result<Upload, Problem> {
             "sheet" => s.sheet = Some(v),
             "subject" => s.subjects.push(v),
             "category" => s.categories.push(v),
+            "describe" => s.descriptions.push(v),
             "type" => s.types.push(v),
             "crs" => s.crs = Some(v),
             "evolve" => {

@@ -943,6 +943,23 @@ impl Catalog {
     }
 }
 
+impl Catalog {
+    /// Records column descriptions (`--describe COL=TEXT` on a later ingest); a description is
+    /// what people read as the column's title, and changes nothing about who may read it.
+    pub(crate) async fn set_descriptions(&self, r: &DatasetRef, descriptions: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        for (name, text) in descriptions {
+            sqlx::query("UPDATE dataset_columns SET description = $1 WHERE org = $2 AND dataset = $3 AND name = $4")
+                .bind(text)
+                .bind(r.org.as_str())
+                .bind(r.dataset.as_str())
+                .bind(name)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
 const DATASET_SELECT: &str = "SELECT org, slug, department, title, description, classification, theme, keywords, licence, update_frequency, created_at, legal_basis FROM datasets";
 
 fn org_from_row(r: &AnyRow) -> Result<Organization, StoreError> {

@@ -73,6 +73,8 @@ pub struct IngestRequest {
     pub create: Option<NewDataset>,
     /// Column categories to record.
     pub categories: BTreeMap<String, ColumnCategory>,
+    /// Column descriptions to record: the titles people read above the values.
+    pub descriptions: BTreeMap<String, String>,
     /// Who ingests (recorded with the version).
     pub actor: String,
 }
@@ -306,6 +308,9 @@ impl Store {
         if let Some(col) = req.categories.keys().find(|c| !names.contains(&c.as_str())) {
             return Err(StoreError::invalid("category", format!("column {col:?} is not in the dataset")));
         }
+        if let Some(col) = req.descriptions.keys().find(|c| !names.contains(&c.as_str())) {
+            return Err(StoreError::invalid("describe", format!("column {col:?} is not in the dataset")));
+        }
         if let WriteMode::Upsert { key } = &req.mode
             && !names.contains(&key.as_str())
         {
@@ -466,6 +471,10 @@ impl Store {
                 return Err(StoreError::invalid("category", format!("column {col:?} is not in the dataset")));
             }
         }
+        if let Some(col) = req.descriptions.keys().find(|c| !column_names.contains(&c.as_str())) {
+            abort(writer);
+            return Err(StoreError::invalid("describe", format!("column {col:?} is not in the dataset")));
+        }
         if let Some(mut sorted) = clustering.take() {
             while let Some(batch) = sorted.next().await {
                 let written = match batch {
@@ -569,7 +578,7 @@ impl Store {
             .map(|c| ColumnMeta {
                 name: c.name.clone(),
                 column_type: c.column_type,
-                description: String::new(),
+                description: req.descriptions.get(&c.name).cloned().unwrap_or_default(),
                 category: req.categories.get(&c.name).copied().unwrap_or(match c.subject {
                     Some(SubjectKind::Person) => ColumnCategory::PersonId,
                     _ => ColumnCategory::None,
@@ -600,6 +609,9 @@ impl Store {
         })?;
         if exists && !req.categories.is_empty() {
             self.catalog.set_categories(&r, &req.categories).await?;
+        }
+        if exists && !req.descriptions.is_empty() {
+            self.catalog.set_descriptions(&r, &req.descriptions).await?;
         }
         Ok(IngestOutcome { version, report, rows_removed, created: !exists })
     }

@@ -10,6 +10,9 @@ use tverr_ingest::{ColumnType, Format, IngestOptions};
 
 use crate::{IngestRequest, NewDataset, StoreError, WriteMode};
 
+/// The longest column description, in characters.
+pub const MAX_DESCRIPTION: usize = 200;
+
 /// Settings of one ingest; every field is text as the user typed it. Errors name the setting.
 #[derive(Debug, Clone, Default)]
 pub struct IngestSettings {
@@ -25,6 +28,8 @@ pub struct IngestSettings {
     pub subjects: Vec<String>,
     /// `COL=CATEGORY` privacy categories.
     pub categories: Vec<String>,
+    /// `COL=TEXT` column descriptions (the title people read).
+    pub descriptions: Vec<String>,
     /// `COL=TYPE` type overrides.
     pub types: Vec<String>,
     /// CRS of GeoJSON without a `crs` member.
@@ -93,6 +98,15 @@ impl IngestSettings {
             .transpose()?;
         let subjects = pairs(&self.subjects, "subject", |v| SubjectKind::from_str(v).map_err(|e| e.to_string()))?;
         let categories = pairs(&self.categories, "category", |v| ColumnCategory::from_str(v).map_err(|e| e.to_string()))?;
+        let descriptions = pairs(&self.descriptions, "describe", |v| {
+            let text = v.trim();
+            match text.chars().count() {
+                0 => Err("the description is empty".to_string()),
+                n if n > MAX_DESCRIPTION => Err(format!("the description has {n} characters; at most {MAX_DESCRIPTION} are allowed")),
+                _ if text.chars().any(char::is_control) => Err("the description holds a control character".to_string()),
+                _ => Ok(text.to_string()),
+            }
+        })?;
         let types = pairs(&self.types, "type", |v| {
             ColumnType::parse(v).ok_or_else(|| format!("unknown type {v:?}; expected one of: {}", ColumnType::NAMES))
         })?;
@@ -124,6 +138,6 @@ impl IngestSettings {
             })
             .transpose()?;
         let options = IngestOptions { format, sheet: self.sheet, types, subjects, crs, evolve: self.evolve, ..IngestOptions::default() };
-        Ok(IngestRequest { dataset, path, options, mode, create, categories, actor })
+        Ok(IngestRequest { dataset, path, options, mode, create, categories, descriptions, actor })
     }
 }

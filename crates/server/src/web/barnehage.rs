@@ -13,10 +13,9 @@ use axum::response::Response;
 use tverr_core::Fodselsnummer;
 use tverr_policy::Principal;
 
-use super::byggesak::{date, number};
-use super::helse::{cell_text, whose_text};
+use super::helse::whose_text;
 use super::pages::{CHANNEL, problem_page, role_or_page};
-use super::{Chrome, Lang, Visitor};
+use super::{Chrome, Lang, Visitor, format};
 use crate::AppState;
 use crate::auth::CitizenCaller;
 use crate::family::{Price, Whose};
@@ -40,26 +39,25 @@ struct MyKindergartenPage {
     rules: String,
 }
 
-fn text(row: &serde_json::Map<String, serde_json::Value>, column: &str) -> String {
-    match row.get(column) {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(serde_json::Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    }
-}
-
 /// The price and how it came about, as sentences.
 fn price_view(lang: Lang, p: &Price) -> (String, Vec<String>) {
-    let kr = |x: f64| format!("{} kr", number(lang, x, 0));
-    let mut why =
-        vec![lang.t("kgm_why_maximum").replace("{max}", &kr(p.maximum)).replace("{share}", &number(lang, p.share_of_full_time * 100.0, 0))];
+    let kr = |x: f64| format!("{} kr", format::number(lang, x, 0));
+    let mut why = vec![
+        lang.t("kgm_why_maximum")
+            .replace("{max}", &kr(p.maximum))
+            .replace("{share}", &format::number(lang, p.share_of_full_time * 100.0, 0)),
+    ];
     if let (Some(income), Some(cap)) = (p.income, p.income_cap) {
         why.push(lang.t("kgm_why_income").replace("{income}", &kr(income)).replace("{cap}", &kr(cap.round())));
     } else {
         why.push(lang.t("kgm_why_no_income").to_string());
     }
     if p.sibling > 1 {
-        why.push(lang.t("kgm_why_sibling").replace("{n}", &p.sibling.to_string()).replace("{pct}", &number(lang, p.sibling_reduction, 0)));
+        why.push(
+            lang.t("kgm_why_sibling")
+                .replace("{n}", &p.sibling.to_string())
+                .replace("{pct}", &format::number(lang, p.sibling_reduction, 0)),
+        );
     }
     (lang.t("kgm_per_month").replace("{kr}", &kr(p.monthly)), why)
 }
@@ -82,10 +80,13 @@ pub async fn my_kindergarten(State(state): State<AppState>, v: Visitor) -> Respo
             let whose = Whose { kind: "child", child: Some(c.child.clone()) };
             ChildView {
                 heading: whose_text(v.lang, &whose),
-                place: c
-                    .places
-                    .first()
-                    .map(|p| (text(p, "barnehage"), date(v.lang, &text(p, "startdato")), cell_text(v.lang, p.get("timer_per_uke")))),
+                place: c.places.first().map(|p| {
+                    (
+                        format::plain(p.get("barnehage")),
+                        format::date(v.lang, &format::plain(p.get("startdato"))),
+                        format::json(v.lang, p.get("timer_per_uke")),
+                    )
+                }),
                 price: c.price.as_ref().map(|p| price_view(v.lang, p)),
                 offers: c
                     .offers
@@ -93,9 +94,9 @@ pub async fn my_kindergarten(State(state): State<AppState>, v: Visitor) -> Respo
                     .map(|o| {
                         v.lang
                             .t("kgm_offer")
-                            .replace("{kg}", &text(o, "tilbudt_barnehage"))
-                            .replace("{start}", &date(v.lang, &text(o, "onsket_start")))
-                            .replace("{deadline}", &date(v.lang, &text(o, "svarfrist")))
+                            .replace("{kg}", &format::plain(o.get("tilbudt_barnehage")))
+                            .replace("{start}", &format::date(v.lang, &format::plain(o.get("onsket_start"))))
+                            .replace("{deadline}", &format::date(v.lang, &format::plain(o.get("svarfrist"))))
                     })
                     .collect(),
                 applications: c
@@ -103,12 +104,12 @@ pub async fn my_kindergarten(State(state): State<AppState>, v: Visitor) -> Respo
                     .iter()
                     .map(|a| {
                         [
-                            text(a, "soknad_id"),
-                            text(a, "onsket_barnehage"),
-                            date(v.lang, &text(a, "onsket_start")),
-                            text(a, "status"),
-                            text(a, "tilbudt_barnehage"),
-                            date(v.lang, &text(a, "svarfrist")),
+                            format::plain(a.get("soknad_id")),
+                            format::plain(a.get("onsket_barnehage")),
+                            format::date(v.lang, &format::plain(a.get("onsket_start"))),
+                            format::plain(a.get("status")),
+                            format::plain(a.get("tilbudt_barnehage")),
+                            format::date(v.lang, &format::plain(a.get("svarfrist"))),
                         ]
                     })
                     .collect(),
@@ -121,12 +122,12 @@ pub async fn my_kindergarten(State(state): State<AppState>, v: Visitor) -> Respo
         .map(|r| {
             v.lang
                 .t("kgm_rules")
-                .replace("{max}", &cell_text(v.lang, r.get("makspris_per_maaned")))
-                .replace("{pct}", &cell_text(v.lang, r.get("maks_andel_av_inntekt_prosent")))
-                .replace("{months}", &cell_text(v.lang, r.get("betalingsmaaneder")))
-                .replace("{second}", &cell_text(v.lang, r.get("soskenmoderasjon_barn_2_prosent")))
-                .replace("{third}", &cell_text(v.lang, r.get("soskenmoderasjon_barn_3_prosent")))
-                .replace("{from}", &date(v.lang, &text(r, "gjelder_fra")))
+                .replace("{max}", &format::json(v.lang, r.get("makspris_per_maaned")))
+                .replace("{pct}", &format::json(v.lang, r.get("maks_andel_av_inntekt_prosent")))
+                .replace("{months}", &format::json(v.lang, r.get("betalingsmaaneder")))
+                .replace("{second}", &format::json(v.lang, r.get("soskenmoderasjon_barn_2_prosent")))
+                .replace("{third}", &format::json(v.lang, r.get("soskenmoderasjon_barn_3_prosent")))
+                .replace("{from}", &format::date(v.lang, &format::plain(r.get("gjelder_fra"))))
         })
         .unwrap_or_default();
     v.page(StatusCode::OK, &MyKindergartenPage { page: v.chrome(v.lang.t("kgm_title")), children, rules })
@@ -213,12 +214,12 @@ pub async fn admission_post(State(state): State<AppState>, v: Visitor, body: axu
                     let applicants = rows
                         .iter()
                         .map(|a| Applicant {
-                            id: text(a, "soknad_id"),
-                            born: Fodselsnummer::parse(&text(a, "barn_fnr"))
-                                .map(|f| date(v.lang, &f.birth_date().to_string()))
+                            id: format::plain(a.get("soknad_id")),
+                            born: Fodselsnummer::parse(&format::plain(a.get("barn_fnr")))
+                                .map(|f| format::date(v.lang, &f.birth_date().to_string()))
                                 .unwrap_or_default(),
-                            start: date(v.lang, &text(a, "onsket_start")),
-                            status: text(a, "status"),
+                            start: format::date(v.lang, &format::plain(a.get("onsket_start"))),
+                            status: format::plain(a.get("status")),
                         })
                         .collect();
                     (v.lang.t("adm_group").replace("{g}", &group), applicants)

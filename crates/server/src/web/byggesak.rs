@@ -18,7 +18,7 @@ use tverr_policy::Principal;
 
 use super::pages::{CHANNEL, Choice, choices, problem_page};
 use super::work::{OrgView, org_views};
-use super::{Chrome, Lang, Visitor, query_value, svg};
+use super::{Chrome, Lang, Visitor, format, query_value, svg};
 use crate::AppState;
 use crate::properties::{DEFAULT_WITHIN, home_org, sources};
 
@@ -89,51 +89,10 @@ struct PrintPage {
 /// download), or `None` when it is whole.
 fn truncated(lang: Lang, list: &Neighbours, key: &str) -> Option<String> {
     list.truncated.then(|| {
-        lang.t(key).replace("{shown}", &number(lang, list.rows.len() as f64, 0)).replace("{found}", &number(lang, list.found as f64, 0))
+        lang.t(key)
+            .replace("{shown}", &format::number(lang, list.rows.len() as f64, 0))
+            .replace("{found}", &format::number(lang, list.found as f64, 0))
     })
-}
-
-/// A number as the page's language writes it: `1 299,5` in bokmål (a no-break space between
-/// thousands), `1,299.5` in English.
-pub(super) fn number(lang: Lang, x: f64, decimals: usize) -> String {
-    let text = format!("{:.*}", decimals, x.abs());
-    let (whole, fraction) = text.split_once('.').map_or((text.as_str(), None), |(w, f)| (w, Some(f)));
-    let (group, point) = match lang {
-        Lang::Nb => ('\u{a0}', ','),
-        Lang::En => (',', '.'),
-    };
-    let mut out = String::new();
-    for (i, c) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i).is_multiple_of(3) {
-            out.push(group);
-        }
-        out.push(c);
-    }
-    if let Some(f) = fraction {
-        out.push(point);
-        out.push_str(f);
-    }
-    if x < 0.0 && x.abs() >= 0.5 * 10f64.powi(-(decimals as i32)) {
-        out.insert(0, '−');
-    }
-    out
-}
-
-/// An ISO date (`2017-10-03`) as the page's language writes it (`03.10.2017` in bokmål).
-pub(super) fn date(lang: Lang, iso: &str) -> String {
-    match (lang, chrono::NaiveDate::parse_from_str(iso.get(..10).unwrap_or(iso), "%Y-%m-%d")) {
-        (Lang::Nb, Ok(d)) => d.format("%d.%m.%Y").to_string(),
-        (Lang::En, Ok(d)) => d.format("%-d %b %Y").to_string(),
-        (_, Err(_)) => iso.to_string(),
-    }
-}
-
-fn text(v: Option<&serde_json::Value>) -> String {
-    match v {
-        None | Some(serde_json::Value::Null) => String::new(),
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
 }
 
 /// The distance asked for, one of [`DISTANCES`] (the default when absent); `Err` for any other.
@@ -311,30 +270,30 @@ fn shown(lang: Lang, view: &PropertyView, neighbours: Option<&Neighbours>, withi
                 facts.push((key, value));
             }
         };
-        put(&mut facts, "address", text(r.get(&sources.address)));
+        put(&mut facts, "address", format::plain(r.get(&sources.address)));
         put(
             &mut facts,
             "bs_area",
-            r.get("areal_m2").and_then(|v| v.as_f64()).map(|a| format!("{} m²", number(lang, a, 0))).unwrap_or_default(),
+            r.get("areal_m2").and_then(|v| v.as_f64()).map(|a| format!("{} m²", format::number(lang, a, 0))).unwrap_or_default(),
         );
-        put(&mut facts, "bs_owner", text(r.get("eier_navn")));
-        put(&mut facts, "bs_owner_org", text(r.get("eier_orgnr")));
+        put(&mut facts, "bs_owner", format::plain(r.get("eier_navn")));
+        put(&mut facts, "bs_owner_org", format::plain(r.get("eier_orgnr")));
         put(
             &mut facts,
             "bs_tax_value",
-            r.get("takst").and_then(|v| v.as_f64()).map(|t| format!("{} kr", number(lang, t, 0))).unwrap_or_default(),
+            r.get("takst").and_then(|v| v.as_f64()).map(|t| format!("{} kr", format::number(lang, t, 0))).unwrap_or_default(),
         );
     }
     let zoning: Vec<ZoningRow> = view
         .zoning
         .iter()
         .map(|z| ZoningRow {
-            id: text(z.plan.get("planid")),
-            name: text(z.plan.get("plannavn")),
-            status: text(z.plan.get("status")),
-            decided: z.plan.get("vedtaksdato").map(|d| date(lang, &text(Some(d)))).unwrap_or_default(),
-            share: format!("{} %", number(lang, z.share * 100.0, 1)),
-            covered: format!("{} m²", number(lang, z.covered_m2, 0)),
+            id: format::plain(z.plan.get("planid")),
+            name: format::plain(z.plan.get("plannavn")),
+            status: format::plain(z.plan.get("status")),
+            decided: z.plan.get("vedtaksdato").map(|d| format::date(lang, &format::plain(Some(d)))).unwrap_or_default(),
+            share: format!("{} %", format::number(lang, z.share * 100.0, 1)),
+            covered: format!("{} m²", format::number(lang, z.covered_m2, 0)),
         })
         .collect();
     let mut shapes = Vec::new();
@@ -344,7 +303,7 @@ fn shown(lang: Lang, view: &PropertyView, neighbours: Option<&Neighbours>, withi
         if let Some(s) = &z.shape {
             shapes.push(s.clone());
             classes.push("plan");
-            labels.push(format!("{} {}", lang.t("bs_plan"), text(z.plan.get("plannavn"))));
+            labels.push(format!("{} {}", lang.t("bs_plan"), format::plain(z.plan.get("plannavn"))));
         }
     }
     if let Some(n) = neighbours {
@@ -352,7 +311,7 @@ fn shown(lang: Lang, view: &PropertyView, neighbours: Option<&Neighbours>, withi
             if let Some(s) = s {
                 shapes.push(s.clone());
                 classes.push("neighbour");
-                labels.push(format!("{} {}", lang.t("bs_neighbour"), text(r.get("matrikkel"))));
+                labels.push(format!("{} {}", lang.t("bs_neighbour"), format::plain(r.get("matrikkel"))));
             }
         }
     }
@@ -390,9 +349,9 @@ fn neighbour_rows(n: &Neighbours) -> Vec<NeighbourRow> {
     n.rows
         .iter()
         .map(|r| NeighbourRow {
-            matrikkel: text(r.get("matrikkel")),
-            address: text(r.get("adresse")),
-            owner: [text(r.get("eier_navn")), text(r.get("eier_orgnr"))]
+            matrikkel: format::plain(r.get("matrikkel")),
+            address: format::plain(r.get("adresse")),
+            owner: [format::plain(r.get("eier_navn")), format::plain(r.get("eier_orgnr"))]
                 .into_iter()
                 .filter(|s| !s.is_empty())
                 .collect::<Vec<_>>()
@@ -470,27 +429,9 @@ pub async fn neighbour_list(State(state): State<AppState>, v: Visitor, body: axu
         page: v.chrome(v.lang.t("bs_print_title")),
         id: list.id.clone(),
         within: within_text(v.lang, within),
-        today: date(v.lang, &chrono::Utc::now().date_naive().to_string()),
+        today: format::long_day(v.lang, chrono::Utc::now().with_timezone(&chrono_tz::Europe::Oslo).date_naive()),
         rows: neighbour_rows(&list),
         truncated: truncated(v.lang, &list, "bs_truncated"),
     };
     v.page(StatusCode::OK, &page)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_and_dates_read_as_each_language_writes_them() {
-        assert_eq!(number(Lang::Nb, 1299.04, 1), "1\u{a0}299,0");
-        assert_eq!(number(Lang::En, 1299.04, 1), "1,299.0");
-        assert_eq!(number(Lang::Nb, 14_990_000.0, 0), "14\u{a0}990\u{a0}000");
-        assert_eq!(number(Lang::Nb, 64.7, 1), "64,7");
-        assert_eq!(number(Lang::Nb, 0.0, 1), "0,0");
-        assert_eq!(number(Lang::Nb, -1234.0, 0), "−1\u{a0}234");
-        assert_eq!(date(Lang::Nb, "2017-10-03"), "03.10.2017");
-        assert_eq!(date(Lang::En, "2017-10-03"), "3 Oct 2017");
-        assert_eq!(date(Lang::Nb, "not a date"), "not a date");
-    }
 }

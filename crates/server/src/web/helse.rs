@@ -11,9 +11,8 @@ use tverr_access::RowsQuery;
 use tverr_core::DatasetRef;
 use tverr_policy::Principal;
 
-use super::byggesak::{date, number};
 use super::pages::{CHANNEL, collect, outline, problem_page, role_or_page};
-use super::{Chrome, Lang, Visitor, query_value, svg};
+use super::{Chrome, Lang, Visitor, format, query_value, svg};
 use crate::AppState;
 use crate::auth::CitizenCaller;
 
@@ -168,30 +167,6 @@ struct MyHealthPage {
     reads: Vec<ReadView>,
 }
 
-/// A cell as a person reads it: dates and times as the language writes them, numbers too.
-pub(super) fn cell_text(lang: Lang, v: Option<&serde_json::Value>) -> String {
-    match v {
-        None | Some(serde_json::Value::Null) => String::new(),
-        Some(serde_json::Value::String(s)) if s.len() == 20 && s.ends_with('Z') && s.as_bytes()[10] == b'T' => {
-            match chrono::DateTime::parse_from_rfc3339(s) {
-                Ok(t) => {
-                    let local = t.with_timezone(&chrono_tz::Europe::Oslo);
-                    format!("{} {}", date(lang, &local.date_naive().to_string()), local.format("%H:%M"))
-                }
-                Err(_) => s.clone(),
-            }
-        }
-        Some(serde_json::Value::String(s)) if s.len() == 10 && s.as_bytes()[4] == b'-' => date(lang, s),
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(serde_json::Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => number(lang, i as f64, 0),
-            (None, Some(f)) => number(lang, f, if f.fract() == 0.0 { 0 } else { 1 }),
-            _ => n.to_string(),
-        },
-        Some(other) => other.to_string(),
-    }
-}
-
 /// Whose data, as the page says it.
 pub(super) fn whose_text(lang: Lang, whose: &crate::family::Whose) -> String {
     match &whose.child {
@@ -222,7 +197,7 @@ pub async fn my_health(State(state): State<AppState>, v: Visitor) -> Response {
                 department: h.department_name.clone(),
                 law: h.legal_basis.as_ref().and_then(|b| b["hjemmel"].as_str()).unwrap_or_default().to_string(),
                 law_url: h.legal_basis.as_ref().and_then(|b| b["lovdata_url"].as_str()).unwrap_or_default().to_string(),
-                rows: h.rows.iter().map(|r| columns.iter().map(|c| cell_text(v.lang, r.get(c))).collect()).collect(),
+                rows: h.rows.iter().map(|r| columns.iter().map(|c| format::json(v.lang, r.get(c))).collect()).collect(),
                 columns,
             }
         })
@@ -245,7 +220,7 @@ pub async fn my_health(State(state): State<AppState>, v: Visitor) -> Response {
                     .join(", "),
             };
             ReadView {
-                when: cell_text(v.lang, Some(&serde_json::Value::String(a.access.at.chars().take(19).collect::<String>() + "Z"))),
+                when: format::json(v.lang, Some(&serde_json::Value::String(a.access.at.chars().take(19).collect::<String>() + "Z"))),
                 whose: whose_text(v.lang, &a.whose),
                 who,
                 why: a.access.purpose.clone().unwrap_or_default(),

@@ -174,7 +174,7 @@ pub async fn kindergartens(State(state): State<AppState>, v: Visitor) -> Respons
                 ages: format!("{}–{}", cell(row, "alder_fra"), cell(row, "alder_til")),
                 free: cell(row, "ledige_plasser"),
                 capacity: cell(row, "kapasitet"),
-                distance: d.map(|m| format!("{} km", super::byggesak::number(v.lang, m / 1000.0, 1))).unwrap_or_default(),
+                distance: d.map(|m| format!("{} km", super::format::number(v.lang, m / 1000.0, 1))).unwrap_or_default(),
             };
             (d, k, shape.cloned())
         })

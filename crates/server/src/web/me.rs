@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::{Chrome, Visitor};
+use super::{Chrome, Visitor, query_value};
 use crate::auth::CitizenCaller;
 use crate::{AppState, Problem};
 
@@ -16,15 +16,24 @@ use super::pages::*;
 
 struct AccessRow {
     when: String,
+    /// The minute (local time) and department the row falls in, for grouping and filtering.
+    minute: String,
+    day: Option<chrono::NaiveDate>,
+    department: String,
     who: String,
     why: String,
-    law: String,
+    /// Each legal basis: its words and its Lovdata address (empty when none is recorded).
+    laws: Vec<(String, String)>,
     what: String,
     how: String,
+    /// How many identical accesses in the same minute this row stands for.
+    times: usize,
 }
 
 struct OwnData {
     title: String,
+    /// (title from the catalogue's description, technical name).
+    headings: Vec<(String, String)>,
     table: Table,
 }
 
@@ -33,6 +42,11 @@ struct OwnData {
 struct MePage {
     page: Chrome,
     accesses: Vec<AccessRow>,
+    /// Accesses in the log before filtering.
+    total: usize,
+    from: String,
+    to: String,
+    departments: Vec<Choice>,
     data: Vec<OwnData>,
 }
 
@@ -57,7 +71,35 @@ pub async fn me(State(state): State<AppState>, v: Visitor) -> Response {
         }
     }
     // Who else: the citizen's own reads are in the API's log and the download, not in this list.
-    let accesses = log.accesses.iter().filter(|a| a.reader.kind != "self").map(|a| access_row(a, v.lang, &names)).collect();
+    let all: Vec<AccessRow> = log.accesses.iter().filter(|a| a.reader.kind != "self").map(|a| access_row(a, v.lang, &names)).collect();
+    let total = all.len();
+    // Filters: from and to a date (inclusive), and one department.
+    let day = |k: &str| query_value(v.query.as_deref(), k).and_then(|d| chrono::NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").ok());
+    let (from, to) = (day("fra"), day("til"));
+    let department = query_value(v.query.as_deref(), "avdeling").unwrap_or_default();
+    let mut departments: Vec<String> = all.iter().map(|a| a.department.clone()).filter(|d| !d.is_empty()).collect();
+    departments.sort();
+    departments.dedup();
+    let mut accesses: Vec<AccessRow> = Vec::new();
+    for a in all {
+        if from.is_some_and(|f| a.day.is_some_and(|d| d < f)) || to.is_some_and(|t| a.day.is_some_and(|d| d > t)) {
+            continue;
+        }
+        if !department.is_empty() && a.department != department {
+            continue;
+        }
+        // Identical accesses in the same minute are one row, with how many there were (the log
+        // is newest first, so a minute's accesses are next to each other).
+        let same = accesses
+            .iter_mut()
+            .rev()
+            .take_while(|b| b.minute == a.minute)
+            .find(|b| b.who == a.who && b.why == a.why && b.what == a.what && b.how == a.how);
+        match same {
+            Some(b) => b.times += 1,
+            None => accesses.push(a),
+        }
+    }
     let reads = match state.engine.own_data(&citizen.caller.principal, CHANNEL).await {
         Ok(r) => r,
         Err(e) => return problem_page(&v, Problem::from_query(e)),
@@ -66,13 +108,30 @@ pub async fn me(State(state): State<AppState>, v: Visitor) -> Response {
     for released in reads {
         let r = released.grants[0].dataset().clone();
         let title = state.engine.catalog().dataset(&r).await.map(|m| m.title).unwrap_or_else(|_| r.to_string());
-        match collect(released, 1000).await {
-            Ok((table, _)) if !table.rows.is_empty() => data.push(OwnData { title, table }),
+        let described = state.engine.catalog().columns(&r).await.unwrap_or_default();
+        match collect_shown(released, 1000, v.lang).await {
+            Ok((table, _)) if !table.rows.is_empty() => {
+                let headings = table
+                    .columns
+                    .iter()
+                    .map(|n| (described.iter().find(|c| &c.name == n).map(|c| c.description.clone()).unwrap_or_default(), n.clone()))
+                    .collect();
+                data.push(OwnData { title, headings, table })
+            }
             Ok(_) => {}
             Err(e) => return problem_page(&v, Problem::from_query(e)),
         }
     }
-    v.page(StatusCode::OK, &MePage { page: v.chrome(v.lang.t("me_title")), accesses, data })
+    let page = MePage {
+        page: v.chrome(v.lang.t("me_title")),
+        accesses,
+        total,
+        from: from.map(|d| d.to_string()).unwrap_or_default(),
+        to: to.map(|d| d.to_string()).unwrap_or_default(),
+        departments: choices(departments.into_iter().map(|d| (d.clone(), d)), Some(department.as_str())),
+        data,
+    };
+    v.page(StatusCode::OK, &page)
 }
 
 /// Display names of departments and purposes, by (organisation, slug).
@@ -106,32 +165,42 @@ fn access_row(a: &crate::me::Access, lang: super::Lang, names: &Names) -> Access
             parts.join(", ")
         }
     };
-    let mut laws = Vec::new();
+    let mut laws: Vec<(String, String)> = Vec::new();
     let what = a
         .datasets
         .iter()
         .map(|d| {
             if let Some(h) = d.legal_basis.get("hjemmel").and_then(|h| h.as_str())
-                && !laws.contains(&h.to_string())
+                && !laws.iter().any(|(l, _)| l == h)
             {
-                laws.push(h.to_string());
+                let url = d.legal_basis.get("lovdata_url").and_then(|u| u.as_str()).filter(|u| u.starts_with("https://lovdata.no/"));
+                laws.push((h.to_string(), url.unwrap_or_default().to_string()));
             }
             let scope = if d.scope == "bulk" { format!(" ({})", lang.t("me_bulk")) } else { String::new() };
             format!("{}{scope}", d.title)
         })
         .collect::<Vec<_>>()
         .join("; ");
+    let local = chrono::DateTime::parse_from_rfc3339(&a.at).ok().map(|t| t.with_timezone(&chrono_tz::Europe::Oslo));
     AccessRow {
-        when: short_time(&a.at),
+        when: super::format::moment_text(lang, &a.at),
+        minute: local.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| a.at.clone()),
+        day: local.map(|t| t.date_naive()),
+        department: r
+            .department
+            .as_ref()
+            .map(|d| names.departments.get(&(org.clone(), d.clone())).cloned().unwrap_or_else(|| d.clone()))
+            .unwrap_or_default(),
+        times: 1,
         who,
         why: a
             .purpose
             .as_ref()
             .map(|p| names.purposes.get(&(org.clone(), p.clone())).cloned().unwrap_or_else(|| p.clone()))
             .unwrap_or_default(),
-        law: laws.join("; "),
+        laws,
         what,
-        how: a.channel.clone(),
+        how: lang.label("channel", &a.channel),
     }
 }
 

@@ -9,12 +9,16 @@
 //! engine's secure scan, with the declared purpose, and into the access log (channel `web`). Every form carries
 //! a CSRF token bound to the session (or, before log-in, to a random cookie of its own).
 
+mod api_nb;
 mod barnehage;
 mod byggesak;
+mod format;
 mod helse;
 mod i18n;
+mod ingest_nb;
 mod kindergartens;
 mod me;
+mod messages;
 mod oidc;
 mod pages;
 mod session;

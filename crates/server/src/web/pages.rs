@@ -14,7 +14,7 @@ use tverr_access::{QueryError, Released, RowsQuery};
 use tverr_core::{Classification, DatasetRef};
 use tverr_policy::{Denial, Principal};
 
-use super::{Chrome, Message, Visitor, query_value, svg};
+use super::{Chrome, Lang, Message, Visitor, format, query_value, svg};
 use crate::{AppState, CatalogFilters, ListedDataset, Problem};
 use tverr_access::Channel;
 use tverr_access::ingest::ColumnType;
@@ -41,8 +41,24 @@ pub(super) fn problem_page(v: &Visitor, p: Problem) -> Response {
     if status == StatusCode::NOT_FOUND {
         return not_found(v);
     }
-    let page = v.chrome(v.lang.t("error"));
-    v.page(status, &Message::new(page, &p.title, p.detail))
+    let (title, text) = problem_words(v.lang, &p);
+    let page = v.chrome(&title);
+    v.page(status, &Message::new(page, &title, text))
+}
+
+/// A problem's title and text in `lang`: the kind's title in that language (the API's title
+/// holds both, bokmål first), and what happened: the detail when it can be said in the language,
+/// else what the kind means.
+pub(super) fn problem_words(lang: Lang, p: &Problem) -> (String, String) {
+    let slug = p.kind.rsplit('/').next().unwrap_or_default();
+    let title = match (p.title.split_once(" / "), lang) {
+        (Some((nb, _)), Lang::Nb) => nb.to_string(),
+        (Some((_, en)), Lang::En) => en.to_string(),
+        (None, _) => lang.t("error").to_string(),
+    };
+    let said = super::messages::translate(lang, &p.detail);
+    let text = if said == lang.t("msg_unknown") { lang.label("problem", slug) } else { said };
+    (title, text)
 }
 
 /// The visitor as a role the policy answered for, or the page that says this page is not theirs,
@@ -187,11 +203,6 @@ pub async fn front(State(state): State<AppState>, v: Visitor) -> Response {
     v.page(StatusCode::OK, &page)
 }
 
-/// `2026-11-27T10:45:51.446Z` as `2026-11-27 10:45` (UTC).
-pub(super) fn short_time(t: &str) -> String {
-    t.replace('T', " ").chars().take(16).collect()
-}
-
 pub(super) fn card(
     d: &ListedDataset,
     orgs: &BTreeMap<String, String>,
@@ -223,11 +234,19 @@ pub(crate) struct Table {
     pub rows: Vec<Vec<String>>,
 }
 
-/// Reads a released result into a table (at most `max` rows) and the geometries of its
-/// geometry columns; the rest of the stream is dropped (its completion record says how many
-/// rows left).
+/// Reads a released result into a table (at most `max` rows) of the values as text (numbers
+/// with a decimal point, ISO dates) and the geometries of its geometry columns; the rest of the
+/// stream is dropped (its completion record says how many rows left).
 pub(super) async fn collect(released: Released, max: usize) -> Result<(Table, Vec<geo::Geometry>), QueryError> {
-    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    read_table(released, max, None).await
+}
+
+/// [`collect`], with the values as a reader of `lang` reads them ([`format::cell`]).
+pub(super) async fn collect_shown(released: Released, max: usize, lang: Lang) -> Result<(Table, Vec<geo::Geometry>), QueryError> {
+    read_table(released, max, Some(lang)).await
+}
+
+async fn read_table(released: Released, max: usize, lang: Option<Lang>) -> Result<(Table, Vec<geo::Geometry>), QueryError> {
     let mut stream = released.stream;
     let schema = stream.schema();
     let geometry: Vec<bool> = schema
@@ -237,58 +256,64 @@ pub(super) async fn collect(released: Released, max: usize) -> Result<(Table, Ve
         .collect();
     let mut table = Table { columns: schema.fields().iter().map(|f| f.name().clone()).collect(), rows: Vec::new() };
     let mut shapes = Vec::new();
-    let options = FormatOptions::default().with_null("");
     while table.rows.len() < max {
         let Some(batch) = stream.next().await.transpose()? else { break };
-        let formatters: Vec<Option<ArrayFormatter>> = batch
-            .columns()
-            .iter()
-            .zip(&geometry)
-            .map(|(c, g)| if *g { None } else { ArrayFormatter::try_new(c.as_ref(), &options).ok() })
-            .collect();
-        for row in 0..batch.num_rows().min(max - table.rows.len()) {
-            let mut cells = Vec::with_capacity(formatters.len());
-            for (i, f) in formatters.iter().enumerate() {
-                match f {
-                    Some(f) => cells.push(f.value(row).to_string()),
-                    None => {
-                        let shape = wkb_at(batch.column(i).as_ref(), row);
-                        cells.push(shape.as_ref().map(describe_shape).unwrap_or_default());
-                        shapes.extend(shape);
-                    }
-                }
-            }
-            table.rows.push(cells);
-        }
+        let take = batch.num_rows().min(max - table.rows.len());
+        let (rows, found) = batch_rows(&batch.slice(0, take), &geometry, lang);
+        table.rows.extend(rows);
+        shapes.extend(found);
     }
     Ok((table, shapes))
 }
 
-/// A record batch as a table of text (the upload check's first rows).
-pub(crate) fn batch_table(batch: &arrow::record_batch::RecordBatch) -> Table {
+/// The rows of a batch as text, and the geometries of the columns marked in `geometry`.
+fn batch_rows(batch: &arrow::record_batch::RecordBatch, geometry: &[bool], lang: Option<Lang>) -> (Vec<Vec<String>>, Vec<geo::Geometry>) {
     use arrow::util::display::{ArrayFormatter, FormatOptions};
     let options = FormatOptions::default().with_null("");
-    let formatters: Vec<Option<ArrayFormatter>> =
-        batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok()).collect();
+    let schema = batch.schema();
+    let formatters: Vec<Option<ArrayFormatter>> = batch
+        .columns()
+        .iter()
+        .zip(geometry)
+        .map(|(c, g)| if *g || lang.is_some() { None } else { ArrayFormatter::try_new(c.as_ref(), &options).ok() })
+        .collect();
+    let mut shapes = Vec::new();
     let rows = (0..batch.num_rows())
         .map(|row| {
-            formatters
-                .iter()
-                .enumerate()
-                .map(|(i, f)| match f {
-                    Some(f)
-                        if !matches!(
-                            batch.column(i).data_type(),
-                            arrow::datatypes::DataType::Binary | arrow::datatypes::DataType::LargeBinary
-                        ) =>
-                    {
-                        f.value(row).to_string()
+            (0..batch.num_columns())
+                .map(|i| {
+                    let column = batch.column(i).as_ref();
+                    if geometry[i] {
+                        let shape = wkb_at(column, row);
+                        let text = match (lang, &shape) {
+                            (Some(lang), Some(g)) => format::shape(lang, g).to_string(),
+                            _ => String::new(),
+                        };
+                        shapes.extend(shape);
+                        return text;
                     }
-                    _ => wkb_at(batch.column(i).as_ref(), row).as_ref().map(describe_shape).unwrap_or_default(),
+                    match (lang, &formatters[i]) {
+                        (Some(lang), _) => format::cell(lang, column, row, schema.field(i).name()).unwrap_or_default(),
+                        (None, Some(f)) => f.value(row).to_string(),
+                        (None, None) => String::new(),
+                    }
                 })
                 .collect()
         })
         .collect();
+    (rows, shapes)
+}
+
+/// A record batch as a table of text as a reader of `lang` reads it (the upload check's first
+/// rows); a geometry shows as what it is, in words.
+pub(crate) fn batch_table(batch: &arrow::record_batch::RecordBatch, lang: Lang) -> Table {
+    let geometry: Vec<bool> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| matches!(f.data_type(), arrow::datatypes::DataType::Binary | arrow::datatypes::DataType::LargeBinary))
+        .collect();
+    let (rows, _) = batch_rows(batch, &geometry, Some(lang));
     Table { columns: batch.schema().fields().iter().map(|f| f.name().clone()).collect(), rows }
 }
 
@@ -317,17 +342,9 @@ pub(super) fn wkb_at(array: &dyn arrow::array::Array, row: usize) -> Option<geo:
     geozero::wkb::Wkb(bytes).to_geo().ok()
 }
 
-/// A geometry in a table cell: a point's coordinates, otherwise its kind.
-pub(super) fn describe_shape(g: &geo::Geometry) -> String {
-    match g {
-        geo::Geometry::Point(p) => format!("{:.0}, {:.0}", p.x(), p.y()),
-        geo::Geometry::Polygon(_) | geo::Geometry::MultiPolygon(_) => "polygon".into(),
-        geo::Geometry::LineString(_) | geo::Geometry::MultiLineString(_) => "linje".into(),
-        _ => "geometri".into(),
-    }
-}
-
 pub(super) struct ColumnRow {
+    /// The catalogue's description, the title people read (empty when it has none).
+    title: String,
     name: String,
     column_type: String,
     category: String,
@@ -341,7 +358,7 @@ pub(super) struct VersionRow {
     actor: String,
     operation: String,
     /// `None` for a reader who is not shown row counts ([`crate::shows_row_counts`]).
-    rows: Option<i64>,
+    rows: Option<String>,
 }
 
 pub(super) struct Example {
@@ -360,10 +377,16 @@ pub(super) struct DatasetPage {
     class_key: &'static str,
     class_slug: &'static str,
     theme: String,
-    licence: String,
+    /// The licence's name and the address of its text.
+    licence: Option<(String, String)>,
     frequency: String,
     keywords: String,
     columns: Vec<ColumnRow>,
+    /// The preview's column headings: (title, technical name).
+    headings: Vec<(String, String)>,
+    /// The preview's cells: whether the value is text of the catalogue's language (names,
+    /// addresses), and the value as shown.
+    cells: Vec<Vec<(bool, String)>>,
     versions: Vec<VersionRow>,
     /// The purposes the visitor may choose from, when the data needs one.
     purposes: Vec<Choice>,
@@ -371,6 +394,8 @@ pub(super) struct DatasetPage {
     needs_purpose: bool,
     needs_login: bool,
     denied: Option<String>,
+    /// The agreement request for this dataset, prefilled, when access is denied.
+    request_href: Option<String>,
     preview: Option<Table>,
     map: Option<String>,
     map_alt: String,
@@ -378,7 +403,9 @@ pub(super) struct DatasetPage {
     map_on_request: bool,
     chart: Option<String>,
     chart_alt: String,
-    downloads: Vec<(String, String)>,
+    /// (words, link, whether the link downloads at once: not for data about people, which is
+    /// confirmed first).
+    downloads: Vec<(String, String, bool)>,
     examples: Vec<Example>,
 }
 
@@ -415,8 +442,9 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
         .iter()
         .filter(|c| grant.is_none_or(|g| g.columns().iter().any(|x| x.name == c.name)))
         .map(|c| ColumnRow {
+            title: c.description.clone(),
             name: c.name.clone(),
-            column_type: c.column_type.to_string(),
+            column_type: format::type_name(v.lang, c.column_type).to_string(),
             category: v.lang.label("cat", &c.category.to_string()),
             subject: c.subject_key.map(|k| v.lang.label("subj", &k.to_string())).unwrap_or_default(),
             mask: grant
@@ -427,17 +455,26 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
         })
         .collect();
     let purposes = match &v.principal {
-        Principal::User(u) => {
-            super::own_purposes(&state, u).await.into_iter().map(|p| (p.slug.clone(), format!("{} ({})", p.name, p.slug))).collect()
-        }
+        Principal::User(u) => super::own_purposes(&state, u).await.into_iter().map(|p| (p.slug.clone(), p.name.clone())).collect(),
         _ => Vec::new(),
     };
     let needs_purpose = matches!(decision, Err(Denial::PurposeRequired)) || (grant.is_none() && matches!(v.principal, Principal::User(_)));
-    let denied = match &decision {
-        Err(Denial::PurposeNotAllowed) => Some(format!("{}: {}", v.lang.t("denied"), purpose.clone().unwrap_or_default())),
-        Err(Denial::NotFound) if purpose.is_some() => Some(v.lang.t("denied").to_string()),
+    let denied = match (&decision, &v.principal) {
+        (Err(Denial::PurposeNotAllowed), Principal::User(u)) | (Err(Denial::NotFound), Principal::User(u)) if purpose.is_some() => {
+            Some(denial_reason(&state, u, &r, purpose.as_deref().unwrap_or_default(), v.lang).await)
+        }
         _ => None,
     };
+    // «Be om tilgang»: the agreement request, prefilled with this dataset and its columns.
+    let request_href = denied.as_ref().map(|_| {
+        let columns = catalog_columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(",");
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("datasett", &r.to_string()).append_pair("kolonner", &columns);
+        if let Some(p) = &purpose {
+            q.append_pair("formal", p);
+        }
+        format!("/avtaler?{}#be-om-tilgang", q.finish())
+    });
     let mut page = DatasetPage {
         page: v.chrome(&meta.title),
         title: meta.title.clone(),
@@ -458,19 +495,21 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
         class_key: class_key(meta.classification),
         class_slug: class_slug(meta.classification),
         theme: meta.theme.as_deref().map(|t| v.lang.label("theme", t)).unwrap_or_default(),
-        licence: meta.licence.clone().unwrap_or_default(),
+        licence: meta.licence.as_deref().filter(|l| !l.trim().is_empty()).map(format::licence),
         frequency: meta.update_frequency.as_deref().map(|f| v.lang.label("freq", f)).unwrap_or_default(),
         keywords: meta.keywords.join(", "),
         columns,
+        headings: Vec::new(),
+        cells: Vec::new(),
         versions: versions
             .iter()
             .rev()
             .map(|x| VersionRow {
                 version: x.version,
-                when: short_time(&x.committed_at.to_string()),
+                when: format::moment(v.lang, x.committed_at.instant()),
                 actor: x.actor.clone(),
-                operation: x.mode.to_string(),
-                rows: counts.then_some(x.rows_written),
+                operation: v.lang.label("version", x.mode.as_str()),
+                rows: counts.then(|| format::count(v.lang, x.rows_written)),
             })
             .collect(),
         purposes: choices(purposes, purpose.as_deref()),
@@ -478,6 +517,7 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
         needs_purpose,
         needs_login: false,
         denied,
+        request_href,
         preview: None,
         map: None,
         map_alt: String::new(),
@@ -493,11 +533,27 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
             catalog_columns.iter().filter(|c| grant.columns().iter().any(|g| g.name == c.name && g.mask.is_none())).collect();
         let q = RowsQuery { limit: Some(PREVIEW_ROWS), stable_order: true, ..RowsQuery::default() };
         match state.engine.rows(&caller.principal, purpose.as_deref(), &r, &q, CHANNEL).await {
-            Ok(released) => match collect(released, PREVIEW_ROWS).await {
-                Ok((table, _)) => page.preview = Some(table),
+            Ok(released) => match collect_shown(released, PREVIEW_ROWS, v.lang).await {
+                Ok((table, _)) => {
+                    page.headings = table
+                        .columns
+                        .iter()
+                        .map(|n| {
+                            let title = catalog_columns.iter().find(|c| &c.name == n).map(|c| c.description.clone()).unwrap_or_default();
+                            (title, n.clone())
+                        })
+                        .collect();
+                    let text: Vec<bool> = table
+                        .columns
+                        .iter()
+                        .map(|n| catalog_columns.iter().any(|c| &c.name == n && c.column_type == ColumnType::Text))
+                        .collect();
+                    page.cells = table.rows.iter().map(|row| text.iter().copied().zip(row.iter().cloned()).collect()).collect();
+                    page.preview = Some(table);
+                }
                 Err(e) => return problem_page(&v, Problem::from_query(e)),
             },
-            Err(QueryError::NotAllowed(why)) => page.denied = Some(why),
+            Err(QueryError::NotAllowed(why)) => page.denied = Some(super::messages::translate(v.lang, &why)),
             Err(e) => return problem_page(&v, Problem::from_query(e)),
         }
         let geometry: Vec<String> = granted.iter().filter(|c| c.column_type == ColumnType::Geometry).map(|c| c.name.clone()).collect();
@@ -540,15 +596,51 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
             page.chart_alt = alt;
         }
         let p = purpose.as_deref().map(|p| format!("&purpose={}", crate_encode(p))).unwrap_or_default();
-        page.downloads = ["csv", "xlsx", "json", "ndjson", "parquet"]
-            .into_iter()
-            .chain(geometry.first().map(|_| "geojson"))
-            .map(|f| (f.to_uppercase(), format!("/datasett/{}/{}/last-ned?format={f}{p}", r.org, r.dataset)))
+        page.downloads = DOWNLOADS
+            .iter()
+            .filter(|(f, _)| *f != "geojson" || !geometry.is_empty())
+            .map(|(f, key)| (v.lang.t(key).to_string(), format!("/datasett/{}/{}/last-ned?format={f}{p}", r.org, r.dataset), !about_people))
             .collect();
     } else if matches!(v.principal, Principal::Anonymous) {
         page.needs_login = true;
     }
     v.page(StatusCode::OK, &page)
+}
+
+/// Why `u` may not read `r` for `purpose`, from the agreements of their department: none covers
+/// the dataset, one does but not for this purpose, one has expired, or a request is waiting.
+async fn denial_reason(state: &AppState, u: &tverr_policy::User, r: &DatasetRef, purpose: &str, lang: Lang) -> String {
+    use tverr_policy::AgreementState;
+    let today = chrono::Utc::now().with_timezone(&chrono_tz::Europe::Oslo).date_naive();
+    let all = state.engine.policy().agreements().await.unwrap_or_default();
+    let ours: Vec<_> = all
+        .iter()
+        .filter(|a| a.consumer.org == u.org && Some(&a.consumer.department) == u.department.as_ref())
+        .filter(|a| a.terms.datasets.iter().any(|d| d.dataset == r.to_string()))
+        .collect();
+    let purpose_name = state
+        .engine
+        .policy()
+        .purposes(&u.org)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .find(|p| p.slug == purpose)
+        .map_or_else(|| purpose.to_string(), |p| p.name);
+    let in_force = |a: &&&tverr_policy::Agreement| {
+        a.state == AgreementState::Approved && a.terms.valid_from <= today && a.terms.valid_to.is_none_or(|t| t >= today)
+    };
+    let key_and_id = if let Some(a) = ours.iter().find(in_force) {
+        if a.terms.purposes.iter().any(|p| p == purpose) { ("denied_columns", a.id) } else { ("denied_purpose", a.id) }
+    } else if let Some(a) = ours.iter().find(|a| a.state == AgreementState::Requested) {
+        ("denied_pending", a.id)
+    } else if let Some(a) = ours.iter().find(|a| a.state == AgreementState::Approved && a.terms.valid_to.is_some_and(|t| t < today)) {
+        let to = a.terms.valid_to.map(|t| format::long_day(lang, t)).unwrap_or_default();
+        return lang.t("denied_expired").replace("{id}", &a.id.to_string()).replace("{date}", &to);
+    } else {
+        ("denied_no_agreement", 0)
+    };
+    lang.t(key_and_id.0).replace("{id}", &key_and_id.1.to_string()).replace("{purpose}", &purpose_name)
 }
 
 /// Charts of open datasets by (dataset, version, language): `None` for a dataset without one.
@@ -679,30 +771,93 @@ pub(super) async fn time_series(
     if series.values().all(|s| s.len() < 2) {
         return None;
     }
+    // The value's title is the catalogue's description of its column, when it has one.
+    let title = if value.description.is_empty() { value.name.clone() } else { value.description.clone() };
     let mut alt = Vec::new();
     for (name, points) in &series {
         let (min, max) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), (_, y)| (a.min(*y), b.max(*y)));
         alt.push(
             lang.t("chart_alt")
-                .replace("{v}", &value.name)
-                .replace("{s}", name)
-                .replace("{from}", &points[0].0.format("%Y-%m").to_string())
-                .replace("{to}", &points[points.len() - 1].0.format("%Y-%m").to_string())
-                .replace("{min}", &format!("{min:.2}"))
-                .replace("{max}", &format!("{max:.2}")),
+                .replace("{v}", &format!("<span lang=\"nb\">{}</span>", svg::escape(&title)))
+                .replace("{s}", &svg::escape(name))
+                .replace("{from}", &format::month(lang, points[0].0))
+                .replace("{to}", &format::month(lang, points[points.len() - 1].0))
+                .replace("{min}", &format::number(lang, min, 2))
+                .replace("{max}", &format::number(lang, max, 2)),
         );
     }
-    Some((svg::charts(&series, &value.name), alt.join(" ")))
+    Some((svg::charts(&series, &title, lang), alt.join(" ")))
+}
+
+/// The downloads a dataset page offers: (the `format` of the link, its words). «Excel (norsk)» is
+/// CSV as Excel opens it in Norway (semicolons, decimal comma, a byte order mark); GeoJSON is in
+/// WGS 84 (EPSG:4326), as web maps read it.
+const DOWNLOADS: &[(&str, &str)] = &[
+    ("excel", "download_excel"),
+    ("csv", "download_csv"),
+    ("xlsx", "download_xlsx"),
+    ("json", "download_json"),
+    ("ndjson", "download_ndjson"),
+    ("parquet", "download_parquet"),
+    ("geojson", "download_geojson"),
+];
+
+#[derive(Template)]
+#[template(path = "download_confirm.html")]
+struct ConfirmPage {
+    page: Chrome,
+    title: String,
+    reference: String,
+    href: String,
+    back: String,
 }
 
 /// `GET /datasett/{org}/{dataset}/last-ned?format=&purpose=`: the whole dataset as a file, by
-/// the REST route's own code with the session's principal.
+/// the REST route's own code with the session's principal. A file about people is sent only
+/// after the visitor has confirmed it (`bekreftet=1`), told that every person in it is logged
+/// as read by them.
 pub async fn download(State(state): State<AppState>, v: Visitor, path: Path<(String, String)>, headers: HeaderMap) -> Response {
     let purpose = query_value(v.query.as_deref(), "purpose");
     let format = query_value(v.query.as_deref(), "format").unwrap_or_else(|| "csv".into());
+    if !DOWNLOADS.iter().any(|(f, _)| *f == format) {
+        return problem_page(&v, Problem::invalid_parameter(format!("format: {format:?}")));
+    }
+    let Ok(r) = format!("{}/{}", path.0.0, path.0.1).parse::<DatasetRef>() else { return not_found(&v) };
+    let about_people =
+        state.engine.catalog().columns(&r).await.unwrap_or_default().iter().any(|c| c.subject_key == Some(tverr_core::SubjectKind::Person));
+    if about_people && query_value(v.query.as_deref(), "bekreftet").as_deref() != Some("1") {
+        // Only data the visitor may read, for the purpose given, gets a confirmation page; any
+        // other is refused below exactly as without one.
+        if matches!(state.engine.policy().entitle(&v.principal, purpose.as_deref(), &r).await, Ok(Ok(_))) {
+            let title = state.engine.catalog().dataset(&r).await.map(|m| m.title).unwrap_or_else(|_| r.to_string());
+            let here = format!("{}?{}", v.path, v.query.as_deref().unwrap_or_default());
+            let back = match &purpose {
+                Some(p) => format!("/datasett/{r}?purpose={}", crate_encode(p)),
+                None => format!("/datasett/{r}"),
+            };
+            let page = ConfirmPage {
+                page: v.chrome(v.lang.t("download_confirm_title")),
+                title,
+                reference: r.to_string(),
+                href: format!("{here}&bekreftet=1"),
+                back,
+            };
+            return v.page(StatusCode::OK, &page);
+        }
+    }
     let query = {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
-        q.append_pair("format", &format);
+        match format.as_str() {
+            "excel" => {
+                q.append_pair("format", "csv").append_pair("delimiter", ";").append_pair("decimal", ",").append_pair("bom", "true");
+            }
+            "geojson" => {
+                q.append_pair("format", "geojson").append_pair("crs", "EPSG:4326");
+            }
+            other => {
+                q.append_pair("format", other);
+            }
+        }
         if let Some(p) = &purpose {
             q.append_pair("purpose", p);
         }
@@ -724,27 +879,65 @@ pub async fn download(State(state): State<AppState>, v: Visitor, path: Path<(Str
 pub(super) struct Operation {
     method: String,
     path: String,
-    summary: String,
+    summary: Vec<Span>,
     anchor: String,
-    parameters: Vec<(String, String, bool, String)>,
-    responses: Vec<(String, String)>,
+    parameters: Vec<(String, String, bool, Vec<Span>)>,
+    responses: Vec<(String, Vec<Span>)>,
+}
+
+/// A piece of a text from the API document: words, or code (between backticks there).
+pub(super) struct Span {
+    code: bool,
+    text: String,
+}
+
+/// A text of the API document in the page's language ([`super::api_nb::API_NB`] for bokmål), cut
+/// into words and code.
+fn api_text(lang: Lang, english: &str) -> Vec<Span> {
+    let text = match lang {
+        Lang::En => english,
+        Lang::Nb => super::api_nb::API_NB.iter().find(|(en, _)| *en == english).map_or(english, |(_, nb)| nb),
+    };
+    text.split('`').enumerate().filter(|(_, t)| !t.is_empty()).map(|(i, t)| Span { code: i % 2 == 1, text: t.replace('\n', " ") }).collect()
 }
 
 #[derive(Template)]
 #[template(path = "api.html")]
 pub(super) struct ApiPage {
     page: Chrome,
-    tags: Vec<(String, Vec<Operation>)>,
+    /// (anchor, heading, operations).
+    tags: Vec<(String, String, Vec<Operation>)>,
 }
 
-/// `GET /api`: the OpenAPI document, readable.
+/// The texts of the API document a page shows: summaries, parameter descriptions, the first
+/// line of each response's description, and `TAG:` names.
+#[cfg(test)]
+pub(super) fn api_texts(doc: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for item in doc["paths"].as_object().into_iter().flat_map(|p| p.values()) {
+        for op in item.as_object().into_iter().flat_map(|o| o.values()) {
+            out.extend(op["tags"][0].as_str().map(|t| format!("TAG:{t}")));
+            out.extend(op["summary"].as_str().or(op["description"].as_str()).map(str::to_string));
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                out.extend(p["description"].as_str().map(str::to_string));
+            }
+            for r in op["responses"].as_object().into_iter().flat_map(|r| r.values()) {
+                out.extend(r["description"].as_str().and_then(|d| d.lines().next()).map(str::to_string));
+            }
+        }
+    }
+    out.retain(|t| !t.is_empty());
+    out
+}
+
+/// `GET /api`: the OpenAPI document, readable, in the page's language.
 pub async fn api(v: Visitor) -> Response {
     let doc = serde_json::to_value(crate::openapi()).unwrap_or_default();
     let mut tags: BTreeMap<String, Vec<Operation>> = BTreeMap::new();
     for (path, item) in doc["paths"].as_object().into_iter().flatten() {
         for (method, op) in item.as_object().into_iter().flatten() {
             let tag = op["tags"][0].as_str().unwrap_or("other").to_string();
-            let summary = op["summary"].as_str().or(op["description"].as_str()).unwrap_or_default().to_string();
+            let summary = api_text(v.lang, op["summary"].as_str().or(op["description"].as_str()).unwrap_or_default());
             let parameters = op["parameters"]
                 .as_array()
                 .into_iter()
@@ -752,9 +945,9 @@ pub async fn api(v: Visitor) -> Response {
                 .map(|p| {
                     (
                         p["name"].as_str().unwrap_or_default().to_string(),
-                        p["in"].as_str().unwrap_or_default().to_string(),
+                        v.lang.label("api_in", p["in"].as_str().unwrap_or_default()),
                         p["required"].as_bool().unwrap_or(false),
-                        p["description"].as_str().unwrap_or_default().to_string(),
+                        api_text(v.lang, p["description"].as_str().unwrap_or_default()),
                     )
                 })
                 .collect();
@@ -763,7 +956,7 @@ pub async fn api(v: Visitor) -> Response {
                 .into_iter()
                 .flatten()
                 .map(|(code, r)| {
-                    (code.clone(), r["description"].as_str().unwrap_or_default().lines().next().unwrap_or_default().to_string())
+                    (code.clone(), api_text(v.lang, r["description"].as_str().unwrap_or_default().lines().next().unwrap_or_default()))
                 })
                 .collect();
             let anchor: String = format!("{method}-{path}").chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
@@ -777,5 +970,13 @@ pub async fn api(v: Visitor) -> Response {
             });
         }
     }
-    v.page(StatusCode::OK, &ApiPage { page: v.chrome(v.lang.t("api_title")), tags: tags.into_iter().collect() })
+    let tags = tags
+        .into_iter()
+        .map(|(tag, ops)| {
+            let heading = api_text(v.lang, &format!("TAG:{tag}")).into_iter().map(|s| s.text).collect::<String>();
+            let heading = heading.strip_prefix("TAG:").map_or(heading.clone(), str::to_string);
+            (tag, heading, ops)
+        })
+        .collect();
+    v.page(StatusCode::OK, &ApiPage { page: v.chrome(v.lang.t("api_title")), tags })
 }

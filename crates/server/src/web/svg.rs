@@ -88,7 +88,7 @@ pub fn map_classed(shapes: &[Geometry], classes: &[&str], labels: &[String], alt
             break;
         }
         budget -= vertices;
-        let title = labels.get(i).map(|l| format!("<title>{}</title>", escape(l))).unwrap_or_default();
+        let title = labels.get(i).map(|l| format!("<title lang=\"nb\">{}</title>", escape(l))).unwrap_or_default();
         match classes.get(i) {
             Some(class) => {
                 let mut shape = String::new();
@@ -166,7 +166,7 @@ fn draw(out: &mut String, g: &Geometry, px: &impl Fn(Coord) -> (f64, f64), title
 }
 
 /// One small line chart per series, each scaled to its own range.
-pub fn charts(series: &BTreeMap<String, Vec<(chrono::NaiveDate, f64)>>, value: &str) -> String {
+pub fn charts(series: &BTreeMap<String, Vec<(chrono::NaiveDate, f64)>>, value: &str, lang: super::Lang) -> String {
     let (w, h, left, bottom) = (640.0, 180.0, 56.0, 24.0);
     let mut out = String::new();
     for (i, (name, points)) in series.iter().enumerate() {
@@ -182,12 +182,12 @@ pub fn charts(series: &BTreeMap<String, Vec<(chrono::NaiveDate, f64)>>, value: &
         let id = format!("chart-{i}");
         let _ = write!(
             out,
-            "<figure class=\"chart\"><figcaption id=\"{id}\">{} – {}</figcaption>\
+            "<figure class=\"chart\"><figcaption id=\"{id}\">{} – <span lang=\"nb\">{}</span></figcaption>\
              <svg viewBox=\"0 0 {w} {h}\" role=\"img\" aria-labelledby=\"{id}\" xmlns=\"http://www.w3.org/2000/svg\">\
              <line class=\"axis\" x1=\"{left}\" y1=\"8\" x2=\"{left}\" y2=\"{}\"/>\
              <line class=\"axis\" x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\"/>\
-             <text x=\"{}\" y=\"16\" text-anchor=\"end\">{hi:.2}</text>\
-             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{lo:.2}</text>\
+             <text x=\"{}\" y=\"16\" text-anchor=\"end\">{}</text>\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\
              <text x=\"{left}\" y=\"{}\">{}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text><polyline class=\"series\" points=\"",
             escape(name),
             escape(value),
@@ -196,13 +196,15 @@ pub fn charts(series: &BTreeMap<String, Vec<(chrono::NaiveDate, f64)>>, value: &
             w - 8.0,
             h - bottom,
             left - 6.0,
+            super::format::number(lang, hi, 2),
             left - 6.0,
             h - bottom - 6.0,
+            super::format::number(lang, lo, 2),
             h - 6.0,
-            t0.format("%Y-%m"),
+            super::format::month(lang, t0),
             w - 8.0,
             h - 6.0,
-            t1.format("%Y-%m"),
+            super::format::month(lang, t1),
         );
         for (d, v) in points {
             let _ = write!(out, "{:.1},{:.1} ", x(*d), y(*v));
@@ -262,8 +264,8 @@ mod tests {
         let mut s = BTreeMap::new();
         s.insert("pH".to_string(), vec![(d(1), 7.2), (d(2), 7.6)]);
         s.insert("temperatur".to_string(), vec![(d(1), 1.0), (d(3), 9.5)]);
-        let svg = charts(&s, "verdi");
+        let svg = charts(&s, "verdi", super::super::Lang::Nb);
         assert_eq!(svg.matches("<polyline").count(), 2);
-        assert!(svg.contains("7.60") && svg.contains("1.00") && svg.contains("2024-03"));
+        assert!(svg.contains("7,60") && svg.contains("1,00") && svg.contains("mars 2024"), "{svg}");
     }
 }

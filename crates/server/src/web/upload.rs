@@ -18,9 +18,10 @@ use tverr_access::{CreateSettings, IngestRequest, IngestSettings, StoreError};
 use tverr_core::DatasetRef;
 use tverr_policy::{Principal, User};
 
+use super::messages::{Said, translate};
 use super::pages::Table;
 use super::session::bad_form;
-use super::{Chrome, Message, Visitor};
+use super::{Chrome, Lang, Message, Visitor};
 use crate::AppState;
 use tverr_access::Channel;
 
@@ -50,7 +51,7 @@ enum Step {
     /// Done: the new version and its rows.
     Done { version: i64, rows: u64 },
     /// Refused: the problems.
-    Failed { problems: Vec<String> },
+    Failed { problems: Vec<Said> },
 }
 
 impl Uploads {
@@ -78,12 +79,9 @@ fn uploader(v: &Visitor) -> Result<User, Response> {
     }
 }
 
-/// The problems of a refused ingest, one per line.
-fn problems(e: &StoreError) -> Vec<String> {
-    match e {
-        StoreError::Ingest(tverr_access::ingest::IngestError::Invalid(ps)) => ps.iter().map(ToString::to_string).collect(),
-        other => vec![other.to_string()],
-    }
+/// The problems of a refused ingest, one per line, in `lang`.
+fn problems(e: &StoreError, lang: Lang) -> Vec<String> {
+    Said::of(e).iter().map(|s| s.text(lang)).collect()
 }
 
 #[derive(Default)]
@@ -182,7 +180,7 @@ pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Mul
     };
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
-        Err(e) => return failure(&v, &e.to_string()),
+        Err(e) => return failure(&v, &translate(v.lang, &e.to_string())),
     };
     let mut fields: HashMap<String, String> = HashMap::new();
     let mut file: Option<(std::path::PathBuf, u64)> = None;
@@ -191,7 +189,10 @@ pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Mul
         let field = match multipart.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => return form_page(&state, &v, StatusCode::BAD_REQUEST, FormValues::default(), vec![e.body_text()]).await,
+            Err(e) => {
+                return form_page(&state, &v, StatusCode::BAD_REQUEST, FormValues::default(), vec![translate(v.lang, &e.body_text())])
+                    .await;
+            }
         };
         let name = field.name().unwrap_or_default().to_string();
         if name == "file" {
@@ -202,14 +203,20 @@ pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Mul
             let path = dir.path().join(&file_name);
             match receive(field, &path, limit).await {
                 Ok(size) => file = Some((path, size)),
-                Err(why) => return form_page(&state, &v, StatusCode::PAYLOAD_TOO_LARGE, FormValues::default(), vec![why]).await,
+                Err(why) => {
+                    return form_page(&state, &v, StatusCode::PAYLOAD_TOO_LARGE, FormValues::default(), vec![translate(v.lang, &why)])
+                        .await;
+                }
             }
         } else {
             match field.text().await {
                 Ok(t) => {
                     fields.insert(name, t);
                 }
-                Err(e) => return form_page(&state, &v, StatusCode::BAD_REQUEST, FormValues::default(), vec![e.body_text()]).await,
+                Err(e) => {
+                    return form_page(&state, &v, StatusCode::BAD_REQUEST, FormValues::default(), vec![translate(v.lang, &e.body_text())])
+                        .await;
+                }
             }
         }
     }
@@ -238,7 +245,10 @@ pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Mul
     let dataset = if creating { format!("{}/{}", u.org, values.slug) } else { values.target.clone() };
     let r: DatasetRef = match dataset.parse() {
         Ok(r) => r,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("{}: {e}", v.lang.t("dataset")), values).await,
+        Err(e) => {
+            return refuse(StatusCode::BAD_REQUEST, format!("{}: {}", v.lang.t("dataset"), translate(v.lang, &e.to_string())), values)
+                .await;
+        }
     };
     let department = if creating {
         u.department.clone().unwrap_or_default()
@@ -248,12 +258,12 @@ pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Mul
             Err(_) => return refuse(StatusCode::NOT_FOUND, format!("{}: {r}", v.lang.t("not_found")), values).await,
         }
     };
-    if let Err(e) = tverr_policy::Policy::may(&v.principal, tverr_policy::Action::Write { org: r.org.as_str(), department: &department }) {
+    if tverr_policy::Policy::may(&v.principal, tverr_policy::Action::Write { org: r.org.as_str(), department: &department }).is_err() {
         // Another organisation's dataset the visitor may not read is the same 404 as none.
         if !creating && !crate::may_see(&state, &v.principal, None, &r).await {
             return refuse(StatusCode::NOT_FOUND, format!("{}: {r}", v.lang.t("not_found")), values).await;
         }
-        return refuse(StatusCode::FORBIDDEN, e.to_string(), values).await;
+        return refuse(StatusCode::FORBIDDEN, v.lang.t("upload_not_yours").to_string(), values).await;
     }
     let settings = IngestSettings {
         mode: (!creating).then(|| values.mode.clone()).filter(|m| !m.is_empty()),
@@ -270,14 +280,14 @@ pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Mul
     };
     let request = match settings.request(r.clone(), path, u.username.clone()) {
         Ok(req) => req,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string(), values).await,
+        Err(e) => return form_page(&state, &v, StatusCode::BAD_REQUEST, values, problems(&e, v.lang)).await,
     };
     let inspection = match state.engine.inspect(request.clone(), 10).await {
         Ok(i) => i,
-        Err(e) => return form_page(&state, &v, StatusCode::UNPROCESSABLE_ENTITY, values, problems(&e)).await,
+        Err(e) => return form_page(&state, &v, StatusCode::UNPROCESSABLE_ENTITY, values, problems(&e, v.lang)).await,
     };
     let rep = &inspection.report;
-    let sample = inspection.sample.as_ref().map(super::pages::batch_table).unwrap_or_default();
+    let sample = inspection.sample.as_ref().map(|b| super::pages::batch_table(b, v.lang)).unwrap_or_default();
     let id = super::random_hex(12);
     let page = CheckPage {
         page: v.chrome(v.lang.t("upload_check_title")),
@@ -351,8 +361,8 @@ pub async fn confirm(State(state): State<AppState>, v: Visitor, Path(id): Path<S
         drop(dir);
         let step = match outcome {
             Ok(o) => Step::Done { version: o.version, rows: o.report.rows },
-            Err(tverr_access::QueryError::Store(e)) => Step::Failed { problems: problems(&e) },
-            Err(e) => Step::Failed { problems: vec![e.to_string()] },
+            Err(tverr_access::QueryError::Store(e)) => Step::Failed { problems: Said::of(&e) },
+            Err(e) => Step::Failed { problems: vec![Said::Plain(e.to_string())] },
         };
         uploads.with(&job, &owner, |up| {
             up.state = step;
@@ -410,7 +420,7 @@ pub async fn job(State(state): State<AppState>, v: Visitor, Path(id): Path<Strin
                 page.read = up.size;
                 page.percent = 100;
             }
-            Step::Failed { problems } => page.problems = problems.clone(),
+            Step::Failed { problems } => page.problems = problems.iter().map(|s| s.text(v.lang)).collect(),
         }
         // The heading says where it stands: «Lagrer» while it runs, «Lagret» once it is.
         let title = match (&page.version, page.problems.is_empty()) {

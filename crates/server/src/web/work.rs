@@ -13,8 +13,8 @@ use tverr_access::{Found, LookupOrg, QueryError};
 use tverr_core::SubjectKind;
 use tverr_policy::{Action, Agreement, AgreementState, Basis, Policy, Principal, Role, User};
 
-use super::pages::{problem_page, role_or_page};
-use super::{Chrome, Message, Visitor, query_value};
+use super::pages::{Choice, problem_page, role_or_page};
+use super::{Chrome, Lang, Message, Visitor, query_value};
 use crate::auth::{Auditor, SignedIn};
 use crate::{AppState, Problem};
 use tverr_access::Channel;
@@ -53,6 +53,19 @@ struct AgreementRow {
     state_key: String,
     /// Actions this user may take: (action, label key).
     actions: Vec<(&'static str, &'static str)>,
+    /// The changes, oldest first: (when, state in words, who, note).
+    history: Vec<(String, String, String, String)>,
+}
+
+/// The agreement list's filters: state, dataset and counterpart (`status`, `i_datasett`,
+/// `motpart`), each with the choices the visitor's agreements offer.
+#[derive(Default)]
+struct Filters {
+    status: Vec<Choice>,
+    datasets: Vec<Choice>,
+    parties: Vec<Choice>,
+    /// Whether any filter is set.
+    active: bool,
 }
 
 #[derive(Template)]
@@ -69,6 +82,7 @@ struct AgreementsPage {
     /// Stewards and admins request agreements; other employees ask them.
     may_request: bool,
     form: RequestForm,
+    filters: Filters,
 }
 
 /// The request form's values and choices.
@@ -85,10 +99,24 @@ struct RequestForm {
     legal_basis: String,
     valid_from: String,
     valid_to: String,
+    /// A request from the same department for the same dataset that is waiting.
+    pending: Option<i64>,
 }
 
 /// The row of one agreement, with the actions the policy lets `who` take on it.
-fn row(a: &Agreement, who: &Principal, today: chrono::NaiveDate) -> AgreementRow {
+/// The names of purposes by their slug, and of departments by `org/department`, as the
+/// agreements page shows them.
+#[derive(Default)]
+struct Names {
+    purposes: BTreeMap<String, String>,
+    parties: BTreeMap<String, String>,
+}
+
+fn row(a: &Agreement, who: &Principal, today: chrono::NaiveDate, lang: Lang, names: &Names) -> AgreementRow {
+    let party = |p: &tverr_policy::Party| {
+        let key = format!("{}/{}", p.org, p.department);
+        names.parties.get(&key).cloned().unwrap_or(key)
+    };
     let t = &a.terms;
     let mut actions = Vec::new();
     match a.state {
@@ -105,24 +133,33 @@ fn row(a: &Agreement, who: &Principal, today: chrono::NaiveDate) -> AgreementRow
     };
     AgreementRow {
         id: a.id,
-        provider: a.provider.to_string(),
-        consumer: a.consumer.to_string(),
+        provider: party(&a.provider),
+        consumer: party(&a.consumer),
         datasets: t
             .datasets
             .iter()
             .map(|d| {
                 let cols = if d.columns.is_empty() { String::new() } else { format!(" ({})", d.columns.join(", ")) };
-                let masks = d.masks.iter().map(|(c, m)| format!("{c}={m}")).collect::<Vec<_>>();
+                let masks = d
+                    .masks
+                    .iter()
+                    .map(|(c, m)| format!("{c}: {}", lang.label("mask", &m.to_string().replace('_', "-"))))
+                    .collect::<Vec<_>>();
                 let masks = if masks.is_empty() { String::new() } else { format!(" [{}]", masks.join(", ")) };
                 format!("{}{cols}{masks}", d.dataset)
             })
             .collect::<Vec<_>>()
             .join("; "),
-        purposes: t.purposes.join(", "),
+        purposes: t.purposes.iter().map(|p| names.purposes.get(p).cloned().unwrap_or_else(|| p.clone())).collect::<Vec<_>>().join(", "),
         legal_basis: t.legal_basis.hjemmel.clone(),
-        period: format!("{} – {}", t.valid_from, t.valid_to.map(|d| d.to_string()).unwrap_or_default()),
+        period: format!(
+            "{} – {}",
+            super::format::day(lang, t.valid_from),
+            t.valid_to.map(|d| super::format::day(lang, d)).unwrap_or_default()
+        ),
         state_key: format!("state_{state}"),
         actions,
+        history: Vec::new(),
     }
 }
 
@@ -152,9 +189,66 @@ async fn agreements_page(
         error,
         may_request: matches!(u.role, Role::Steward | Role::Admin),
         form: form.unwrap_or_default(),
+        filters: Filters::default(),
     };
-    for a in all.iter().filter(|a| crate::agreements::party(u, a)) {
-        let r = row(a, &v.principal, today);
+    let mut names = Names::default();
+    let orgs = state.engine.catalog().orgs().await.unwrap_or_default();
+    for o in &orgs {
+        for p in policy.purposes(&o.slug).await.unwrap_or_default() {
+            names.purposes.entry(p.slug).or_insert(p.name);
+        }
+    }
+    for d in state.engine.catalog().departments(None).await.unwrap_or_default() {
+        let org = orgs.iter().find(|o| o.slug == d.org).map_or(d.org.clone(), |o| o.name.clone());
+        names.parties.insert(format!("{}/{}", d.org, d.slug), format!("{} ({org})", d.name));
+    }
+    let mine: Vec<&Agreement> = all.iter().filter(|a| crate::agreements::party(u, a)).collect();
+    // The filters offer what the visitor's agreements hold; a value not offered filters nothing.
+    let wanted = |k: &str| query_value(v.query.as_deref(), k).filter(|x| !x.is_empty());
+    let (state_wanted, dataset, party) = (wanted("status"), wanted("i_datasett"), wanted("motpart"));
+    let mut datasets: Vec<String> = mine.iter().flat_map(|a| a.terms.datasets.iter().map(|d| d.dataset.clone())).collect();
+    datasets.sort();
+    datasets.dedup();
+    let own = format!("{}/{}", u.org, u.department.clone().unwrap_or_default());
+    let mut parties: Vec<String> =
+        mine.iter().flat_map(|a| [a.provider.to_string(), a.consumer.to_string()]).filter(|p| *p != own).collect();
+    parties.sort();
+    parties.dedup();
+    page.filters = Filters {
+        status: super::pages::choices(
+            ["requested", "approved", "expired", "ended"].map(|s| (s.to_string(), v.lang.t(&format!("filter_{s}")).to_string())),
+            state_wanted.as_deref(),
+        ),
+        datasets: super::pages::choices(datasets.iter().map(|d| (d.clone(), d.clone())), dataset.as_deref()),
+        parties: super::pages::choices(
+            parties.iter().map(|p| (p.clone(), names.parties.get(p).cloned().unwrap_or_else(|| p.clone()))),
+            party.as_deref(),
+        ),
+        active: state_wanted.is_some() || dataset.is_some() || party.is_some(),
+    };
+    for a in mine {
+        let mut r = row(a, &v.principal, today, v.lang, &names);
+        let kept = state_wanted.as_deref().is_none_or(|s| match s {
+            "requested" => a.state == AgreementState::Requested,
+            "approved" => a.state == AgreementState::Approved && r.state_key != "state_expired",
+            "expired" => r.state_key == "state_expired" || a.state == AgreementState::Expired,
+            "ended" => matches!(a.state, AgreementState::Denied | AgreementState::Revoked),
+            _ => true,
+        }) && dataset.as_deref().is_none_or(|d| a.terms.datasets.iter().any(|x| x.dataset == d))
+            && party.as_deref().is_none_or(|p| a.provider.to_string() == p || a.consumer.to_string() == p);
+        if !kept {
+            continue;
+        }
+        r.history = policy
+            .agreement_events(a.id)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| {
+                let state = v.lang.t(&format!("state_{}", e.state)).to_string();
+                (super::format::moment_text(v.lang, &e.at), state, e.actor, e.note.unwrap_or_default())
+            })
+            .collect();
         match a.state {
             AgreementState::Requested if !r.actions.is_empty() => page.inbox.push(r),
             AgreementState::Requested => page.mine_requested.push(r),
@@ -165,6 +259,17 @@ async fn agreements_page(
         }
     }
     let f = &mut page.form;
+    // A request like this one already waiting is said before a second is sent.
+    if !f.dataset.is_empty()
+        && let Some(a) = all.iter().find(|a| {
+            a.state == AgreementState::Requested
+                && a.consumer.org == u.org
+                && Some(&a.consumer.department) == u.department.as_ref()
+                && a.terms.datasets.iter().any(|d| d.dataset == f.dataset)
+        })
+    {
+        f.pending = Some(a.id);
+    }
     if f.consumer.is_empty() {
         f.consumer = format!("{}/{}", u.org, u.department.clone().unwrap_or_default());
     }
@@ -176,7 +281,7 @@ async fn agreements_page(
         .filter(|d| d.meta.classification != tverr_core::Classification::Open)
         .map(|d| d.meta.reference())
         .collect();
-    f.purposes = super::own_purposes(state, u).await.into_iter().map(|p| (p.slug.clone(), format!("{} ({})", p.name, p.slug))).collect();
+    f.purposes = super::own_purposes(state, u).await.into_iter().map(|p| (p.slug.clone(), p.name.clone())).collect();
     f.legal_bases = policy.legal_bases(&u.org).await.unwrap_or_default().into_iter().map(|b| (b.slug.clone(), b.hjemmel.clone())).collect();
     if f.valid_from.is_empty() {
         f.valid_from = today.to_string();
@@ -190,8 +295,25 @@ pub async fn agreements(State(state): State<AppState>, v: Visitor) -> Response {
         Ok(u) => u,
         Err(r) => return r,
     };
-    let notice = query_value(v.query.as_deref(), "ok").map(|id| format!("{} {id}", v.lang.t("agreement_saved")));
-    agreements_page(&state, &v, &u, StatusCode::OK, notice, None, None).await
+    // What just happened, in words: a request sent, or an agreement approved, denied or revoked.
+    let notice = query_value(v.query.as_deref(), "ok").filter(|id| id.parse::<i64>().is_ok()).map(|id| {
+        let key = match query_value(v.query.as_deref(), "endret").as_deref() {
+            Some("approved") => "agreement_approved",
+            Some("denied") => "agreement_denied",
+            Some("revoked") => "agreement_revoked",
+            _ => "agreement_saved",
+        };
+        v.lang.t(key).replace("{id}", &id)
+    });
+    // «Be om tilgang» from a dataset page: the request prefilled with the dataset and columns.
+    let form =
+        query_value(v.query.as_deref(), "datasett").filter(|d| d.parse::<tverr_core::DatasetRef>().is_ok()).map(|dataset| RequestForm {
+            dataset,
+            columns: query_value(v.query.as_deref(), "kolonner").unwrap_or_default().chars().take(2000).collect(),
+            purpose: query_value(v.query.as_deref(), "formal").unwrap_or_default(),
+            ..RequestForm::default()
+        });
+    agreements_page(&state, &v, &u, StatusCode::OK, notice, None, form).await
 }
 
 /// `POST /avtaler`: a request from the form, as the API's JSON body.
@@ -214,11 +336,14 @@ pub async fn request(State(state): State<AppState>, v: Visitor, body: Bytes) -> 
     };
     let refuse = |field: &str, why: String| format!("{field}: {why}");
     let body = (|| {
-        let dataset: tverr_core::DatasetRef =
-            values.dataset.parse().map_err(|e: tverr_core::ModelError| refuse(v.lang.t("dataset"), e.to_string()))?;
+        let dataset: tverr_core::DatasetRef = values
+            .dataset
+            .parse()
+            .map_err(|e: tverr_core::ModelError| refuse(v.lang.t("dataset"), super::messages::translate(v.lang, &e.to_string())))?;
         let mut masks = serde_json::Map::new();
         for pair in values.masks.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (c, m) = pair.split_once('=').ok_or_else(|| refuse(v.lang.t("masks"), format!("expected column=mask, found {pair:?}")))?;
+            let (c, m) =
+                pair.split_once('=').ok_or_else(|| refuse(v.lang.t("masks"), v.lang.t("form_mask_pair").replace("{found}", pair)))?;
             masks.insert(c.trim().to_string(), serde_json::Value::String(m.trim().to_string()));
         }
         let columns: Vec<String> = values.columns.split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_string).collect();
@@ -227,7 +352,7 @@ pub async fn request(State(state): State<AppState>, v: Visitor, body: Bytes) -> 
                 return Ok(serde_json::Value::Null);
             }
             chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
-                .map_err(|_| refuse(name, format!("expected a date such as 2026-01-31, found {value:?}")))?;
+                .map_err(|_| refuse(name, v.lang.t("form_date").replace("{found}", value)))?;
             Ok(serde_json::Value::String(value.to_string()))
         };
         let meta_org = dataset.org.to_string();
@@ -263,7 +388,8 @@ pub async fn request(State(state): State<AppState>, v: Visitor, body: Bytes) -> 
         Ok(a) => Redirect::to(&format!("/avtaler?ok={}", a.id)).into_response(),
         Err(p) => {
             let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
-            agreements_page(&state, &v, &u, status, None, Some(p.detail), Some(values)).await
+            let (_, text) = super::pages::problem_words(v.lang, &p);
+            agreements_page(&state, &v, &u, status, None, Some(text), Some(values)).await
         }
     }
 }
@@ -280,10 +406,11 @@ pub async fn transition(State(state): State<AppState>, v: Visitor, Path((id, act
         Err(p) => return problem_page(&v, p),
     };
     match crate::agreements::transition_as(&state, &who, id, &action, note, CHANNEL).await {
-        Ok(a) => Redirect::to(&format!("/avtaler?ok={}", a.id)).into_response(),
+        Ok(a) => Redirect::to(&format!("/avtaler?ok={}&endret={}", a.id, a.state)).into_response(),
         Err(p) => {
             let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
-            agreements_page(&state, &v, &u, status, None, Some(p.detail), None).await
+            let (_, text) = super::pages::problem_words(v.lang, &p);
+            agreements_page(&state, &v, &u, status, None, Some(text), None).await
         }
     }
 }
@@ -420,7 +547,7 @@ async fn lookup_page(state: &AppState, v: &Visitor, purpose: String, kind: Strin
         .into_iter()
         .map(|p| {
             let selected = p.slug == purpose;
-            (p.slug.clone(), format!("{} ({})", p.name, p.slug), selected)
+            (p.slug.clone(), p.name.clone(), selected)
         })
         .collect();
     let mut page = LookupPage {
@@ -444,7 +571,7 @@ async fn lookup_page(state: &AppState, v: &Visitor, purpose: String, kind: Strin
         "property" => SubjectKind::Property,
         "organization" => SubjectKind::Organization,
         other => {
-            page.error = Some(format!("kind: {other:?}"));
+            page.error = Some(format!("{}: {other:?}", v.lang.t("lookup_kind")));
             return v.page(StatusCode::BAD_REQUEST, &page);
         }
     };
@@ -468,13 +595,14 @@ async fn lookup_page(state: &AppState, v: &Visitor, purpose: String, kind: Strin
             v.page(StatusCode::OK, &page)
         }
         Err(QueryError::Invalid(m) | QueryError::NotAllowed(m)) => {
-            page.error = Some(m);
+            page.error = Some(super::messages::translate(v.lang, m.strip_prefix("invalid query: ").unwrap_or(&m)));
             v.page(StatusCode::BAD_REQUEST, &page)
         }
         // A missing or wrong purpose is said on the form, with the API's status.
         Err(e) => match Problem::from_query(e) {
             p if (400..500).contains(&p.status) => {
-                page.error = Some(format!("{}: {}", p.title, p.detail));
+                let (title, text) = super::pages::problem_words(v.lang, &p);
+                page.error = Some(format!("{title}: {text}"));
                 v.page(StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST), &page)
             }
             p => problem_page(v, p),
@@ -555,16 +683,16 @@ pub async fn audit(State(state): State<AppState>, v: Visitor) -> Response {
         match crate::audit::search_as(&state, &auditor, q, CHANNEL).await {
             Ok(found) => {
                 page.searched = true;
-                page.entries = found.entries.iter().rev().take(500).map(entry_row).collect();
+                page.entries = found.entries.iter().rev().take(500).map(|e| entry_row(e, v.lang)).collect();
             }
-            Err(p) if p.status == 400 => page.error = Some(p.detail),
+            Err(p) if p.status == 400 => page.error = Some(super::pages::problem_words(v.lang, &p).1),
             Err(p) => return problem_page(&v, p),
         }
     }
     v.page(if page.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK }, &page)
 }
 
-fn entry_row(e: &crate::audit::EntryView) -> EntryRow {
+fn entry_row(e: &crate::audit::EntryView, lang: Lang) -> EntryRow {
     let r = &e.record;
     let p = &r["principal"];
     let who = match p["kind"].as_str() {
@@ -582,11 +710,11 @@ fn entry_row(e: &crate::audit::EntryView) -> EntryRow {
         r["datasets"].as_array().into_iter().flatten().filter_map(|d| d["dataset"].as_str().map(|s| (s.to_string(), ()))).collect();
     EntryRow {
         seq: e.seq,
-        at: e.at.replace('T', " ").chars().take(19).collect(),
-        kind: e.kind.clone(),
+        at: super::format::moment_exact(lang, &e.at),
+        kind: lang.label("record", &e.kind),
         who,
         purpose: r["purpose"].as_str().unwrap_or_default().to_string(),
         datasets: datasets.into_keys().collect::<Vec<_>>().join(", "),
-        channel: r["channel"].as_str().unwrap_or_default().to_string(),
+        channel: r["channel"].as_str().map(|c| lang.label("channel", c)).unwrap_or_default(),
     }
 }
