@@ -428,6 +428,7 @@ test('every page switches language, and passes axe in both languages logged in a
     ['ola', '/oppslag', 'lookup'],
     ['ola', '/byggesak', 'byggesak'],
     ['ola', '/avtaler', 'agreements'],
+    ['ola', '/mine-nokler', 'tokens'],
     ['ola', '/datasett/hamar/barnehagesoknader?purpose=byggesaksbehandling', 'dataset-denied'],
     ['ola', '/avtaler?datasett=hamar%2Fbarnehagesoknader&kolonner=soknad_id%2Cstatus', 'agreements-prefilled'],
     ['ola', '/datasett/hamar/innbyggere/last-ned?format=excel&purpose=byggesaksbehandling', 'download-confirm'],
@@ -575,4 +576,61 @@ test('Min side filters the access log, groups repeats and says how to complain',
   await screenshots(page, 'min-side-cards');
   assert.deepEqual(await axe(page), []);
   assert.deepEqual(await readable(page, 'nb'), []);
+});
+
+test('a preview pages, sorts and filters on the server, newest first for a time series', async () => {
+  const page = await fresh();
+  await page.goto(server.url + '/datasett/hias/vannkvalitet');
+  const headers = await page.locator('table.data thead th code').allTextContents();
+  const at = headers.indexOf('tidspunkt');
+  assert.ok(at >= 0, `a time column: ${headers}`);
+  const col = async (i) => page.locator(`table.data tbody tr td:nth-child(${i + 1})`).allTextContents();
+  const first = await col(at);
+  const parse = (t) => { const m = t.match(/(\d\d)\.(\d\d)\.(\d{4}) kl\. (\d\d)\.(\d\d)/); return `${m[3]}${m[2]}${m[1]}${m[4]}${m[5]}`; };
+  assert.ok(parse(first[0]) >= parse(first[first.length - 1]), `newest first: ${first[0]} … ${first[first.length - 1]}`);
+  assert.match(await page.locator('#preview-range').textContent(), /Viser rad 1–20/);
+  await submit(page, 'a[rel=next]');
+  assert.match(await page.locator('#preview-range').textContent(), /Viser rad 21–40/);
+  assert.ok(parse((await col(at))[0]) <= parse(first[first.length - 1]), 'the second page goes on back in time');
+  await page.selectOption('#kolonne', 'enhet');
+  await page.fill('#verdi', 'ph');
+  await page.selectOption('#sorter', 'verdi');
+  await page.selectOption('#retning', 'stigende');
+  await submit(page, '#browse button');
+  const units = await col(headers.indexOf('enhet'));
+  assert.ok(units.length > 0 && units.every((u) => u === 'pH'), `only pH rows: ${units}`);
+  const values = (await col(headers.indexOf('verdi'))).map((v) => Number(v.replace(',', '.').replace('−', '-')));
+  assert.deepEqual(values, [...values].sort((a, b) => a - b), 'sorted by value, ascending');
+  assert.match(await page.locator('#preview-range').textContent(), /Viser rad 1–/, 'a new selection starts on page 1');
+  await screenshots(page, 'preview-browse');
+  assert.deepEqual(await axe(page), []);
+  assert.deepEqual(await readable(page, 'nb'), []);
+});
+
+test('an employee makes an API token on a page, sees it once, uses it and revokes it', async () => {
+  const page = await fresh();
+  await login(page, server.url, 'ola');
+  await page.goto(server.url + '/mine-nokler');
+  await page.selectOption('#dager', '1');
+  await submit(page, 'form[action="/mine-nokler"] button');
+  const secret = await page.inputValue('#token-secret');
+  assert.match(secret, /^tverr_[0-9a-f]{12}_[0-9a-f]{64}$/);
+  await screenshots(page, 'token-new');
+  assert.deepEqual(await axe(page), []);
+  assert.deepEqual(await readable(page, 'nb'), []);
+  const id = secret.split('_')[1];
+  const api = async () => (await fetch(`${server.url}/api/v1/datasets`, { headers: { Authorization: `Bearer ${secret}` } })).status;
+  assert.equal(await api(), 200, 'the token works');
+  // Shown once: the list has its id, never the secret.
+  await page.goto(server.url + '/mine-nokler');
+  assert.equal(await page.locator('#token-secret').count(), 0);
+  assert.doesNotMatch(await page.content(), new RegExp(secret.split('_')[2]));
+  await submit(page, `form[action="/mine-nokler/${id}/trekk-tilbake"] button`);
+  assert.match(await page.locator('.notice').textContent(), new RegExp(`Nøkkel ${id} er trukket tilbake`));
+  assert.equal(await api(), 401, 'a revoked token no longer works');
+  // Another employee cannot revoke it, nor learn that it exists.
+  const other = await fresh();
+  await login(other, server.url, 'kari');
+  await other.goto(server.url + '/mine-nokler');
+  assert.equal(await other.locator(`code:text-is("${id}")`).count(), 0);
 });

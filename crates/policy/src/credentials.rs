@@ -22,6 +22,19 @@ pub struct NewToken {
     pub expires_at: Option<String>,
 }
 
+/// An API token as its owner sees it listed: never its secret, which is not kept.
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    /// The token's id (the part of the secret after `tverr_`, before the second `_`).
+    pub id: String,
+    /// When it was made (RFC 3339).
+    pub created_at: String,
+    /// When it stops working, if ever.
+    pub expires_at: Option<String>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<String>,
+}
+
 impl Policy {
     /// Creates a local user. Departmental roles (steward, employee) need a department; admin and
     /// auditor belong to the organisation. The password, if given, is stored as an argon2id hash.
@@ -131,6 +144,41 @@ impl Policy {
             .execute(self.pool())
             .await?;
         Ok(NewToken { id, secret, expires_at })
+    }
+
+    /// A user's API tokens, newest first (never their secrets, which are not kept).
+    pub async fn tokens(&self, username: &str) -> Result<Vec<TokenInfo>, PolicyError> {
+        let rows =
+            sqlx::query("SELECT id, created_at, expires_at, revoked_at FROM api_tokens WHERE username = $1 ORDER BY created_at DESC, id")
+                .bind(username)
+                .fetch_all(self.pool())
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TokenInfo {
+                    id: r.try_get("id")?,
+                    created_at: r.try_get("created_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                    revoked_at: r.try_get("revoked_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Revokes one of `username`'s own API tokens by its id. Another user's token, or one already
+    /// revoked, is not found: a user learns nothing of tokens that are not theirs.
+    pub async fn revoke_own_token(&self, username: &str, id: &str) -> Result<(), PolicyError> {
+        let revoked = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND username = $3 AND revoked_at IS NULL")
+            .bind(now())
+            .bind(id)
+            .bind(username)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        if revoked == 0 {
+            return Err(not_found("active token", id));
+        }
+        Ok(())
     }
 
     /// Revokes a token by its id (or by the token itself); it stops working at once.

@@ -27,7 +27,7 @@ use tverr_store::{Catalog, RawCatalog, Store, StoreError};
 pub use actions::Action;
 pub use agreements::AgreementRequest;
 pub use categories::{CategoryChange, raises};
-pub use credentials::{NewToken, SESSION_PREFIX, TOKEN_PREFIX};
+pub use credentials::{NewToken, SESSION_PREFIX, TOKEN_PREFIX, TokenInfo};
 pub use grant::{Basis, ColumnGrant, Denial, Grant, PROTECTION_COLUMN, Protection};
 pub use model::{
     Agreement, AgreementEvent, AgreementState, Citizen, CitizenDemoKey, DatasetTerms, LegalBasis, Mask, OperatorKey, OperatorSeal, Party,

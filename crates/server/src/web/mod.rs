@@ -23,6 +23,7 @@ mod oidc;
 mod pages;
 mod session;
 mod svg;
+mod tokens;
 mod upload;
 mod work;
 
@@ -70,6 +71,8 @@ pub fn routes() -> Router<AppState> {
         .route("/byggesak", get(byggesak::start).post(byggesak::show))
         .route("/byggesak/naboliste", post(byggesak::neighbour_list))
         .route("/revisjon", get(work::audit))
+        .route("/mine-nokler", get(tokens::list).post(tokens::create))
+        .route("/mine-nokler/{id}/trekk-tilbake", post(tokens::revoke))
         .route("/logg-inn", get(session::login_page).post(session::login))
         .route("/logg-inn/innbygger", post(session::citizen_login))
         .route("/logg-ut", post(session::logout))

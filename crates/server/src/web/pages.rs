@@ -396,6 +396,8 @@ pub(super) struct DatasetPage {
     denied: Option<String>,
     /// The agreement request for this dataset, prefilled, when access is denied.
     request_href: Option<String>,
+    /// The preview's paging, sorting and filter.
+    browse: Option<BrowseView>,
     preview: Option<Table>,
     map: Option<String>,
     map_alt: String,
@@ -518,6 +520,7 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
         needs_login: false,
         denied,
         request_href,
+        browse: None,
         preview: None,
         map: None,
         map_alt: String::new(),
@@ -531,10 +534,25 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
         // The columns the grant lets through unmasked, with their catalogue types.
         let granted: Vec<&tverr_access::ColumnMeta> =
             catalog_columns.iter().filter(|c| grant.columns().iter().any(|g| g.name == c.name && g.mask.is_none())).collect();
-        let q = RowsQuery { limit: Some(PREVIEW_ROWS), stable_order: true, ..RowsQuery::default() };
+        let browse = match Browse::read(&v, &granted) {
+            Ok(b) => b,
+            Err(p) => return problem_page(&v, p),
+        };
+        let q = RowsQuery {
+            limit: Some(PREVIEW_ROWS),
+            offset: (browse.page - 1) * PREVIEW_ROWS,
+            order_by: browse.order.iter().cloned().collect(),
+            filter: browse.filter.clone(),
+            stable_order: true,
+            ..RowsQuery::default()
+        };
         match state.engine.rows(&caller.principal, purpose.as_deref(), &r, &q, CHANNEL).await {
             Ok(released) => match collect_shown(released, PREVIEW_ROWS, v.lang).await {
                 Ok((table, _)) => {
+                    // A full page may have a next one. Reading one row more to know would log a
+                    // person whose row is not shown.
+                    let more = table.rows.len() == PREVIEW_ROWS;
+                    page.browse = Some(browse.view(&v, &granted, more, table.rows.len()));
                     page.headings = table
                         .columns
                         .iter()
@@ -605,6 +623,136 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
         page.needs_login = true;
     }
     v.page(StatusCode::OK, &page)
+}
+
+/// The preview's pages at most (a million rows in pages of 20: past that, the API).
+const MAX_PREVIEW_PAGE: usize = 50_000;
+
+/// How the visitor browses a preview: `side` (page, from 1), `sorter` and `retning` (a column
+/// and `stigende`/`synkende`), `kolonne` and `verdi` (rows whose column has this value). Only
+/// columns the grant releases unmasked may be sorted or filtered on (a masked column's order
+/// would tell its values); the filter is built here, quoted, and checked by the engine like any
+/// other. A time series is newest first unless another order is asked for.
+struct Browse {
+    page: usize,
+    order: Option<(String, bool)>,
+    column: String,
+    value: String,
+    filter: Option<String>,
+}
+
+/// What the preview's form and links show.
+pub(super) struct BrowseView {
+    /// (column, its title) of the columns that may be sorted and filtered on.
+    columns: Vec<(String, String)>,
+    sort: String,
+    descending: bool,
+    column: String,
+    value: String,
+    /// Rows shown: first and last, 1-based.
+    from: usize,
+    to: usize,
+    previous: Option<String>,
+    next: Option<String>,
+}
+
+impl Browse {
+    fn read(v: &Visitor, granted: &[&tverr_access::ColumnMeta]) -> Result<Self, Problem> {
+        let get = |k: &str| query_value(v.query.as_deref(), k).map(|x| x.trim().to_string()).filter(|x| !x.is_empty());
+        let offered = |name: &str| granted.iter().find(|c| c.name == name && c.column_type != ColumnType::Geometry).copied();
+        let page =
+            match get("side") {
+                None => 1,
+                Some(p) => p.parse::<usize>().ok().filter(|p| (1..=MAX_PREVIEW_PAGE).contains(p)).ok_or_else(|| {
+                    Problem::invalid_parameter(format!("side: expected a page from 1 to {MAX_PREVIEW_PAGE}, found {p:?}"))
+                })?,
+            };
+        let descending = match get("retning").as_deref() {
+            None | Some("stigende") => false,
+            Some("synkende") => true,
+            Some(other) => return Err(Problem::invalid_parameter(format!("retning: expected stigende or synkende, found {other:?}"))),
+        };
+        let order = match get("sorter") {
+            Some(c) => match offered(&c) {
+                Some(col) => Some((col.name.clone(), descending)),
+                None => return Err(Problem::invalid_parameter(format!("sorter: {c:?} is not a column you may sort on"))),
+            },
+            // A time series reads newest first.
+            None => {
+                granted.iter().find(|c| matches!(c.column_type, ColumnType::Date | ColumnType::Timestamp)).map(|c| (c.name.clone(), true))
+            }
+        };
+        let column = get("kolonne").unwrap_or_default();
+        let value: String = get("verdi").unwrap_or_default().chars().take(200).collect();
+        let filter = match (column.is_empty(), value.is_empty()) {
+            (true, _) | (_, true) => None,
+            (false, false) => {
+                let col = offered(&column)
+                    .ok_or_else(|| Problem::invalid_parameter(format!("kolonne: {column:?} is not a column you may filter on")))?;
+                Some(condition(col, &value)?)
+            }
+        };
+        Ok(Self { page, order, column, value, filter })
+    }
+
+    fn view(&self, v: &Visitor, granted: &[&tverr_access::ColumnMeta], more: bool, shown: usize) -> BrowseView {
+        let link = |page: usize| {
+            let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(v.query.as_deref().unwrap_or("").as_bytes())
+                .filter(|(k, _)| k != "side" && k != "lang")
+                .map(|(k, val)| (k.into_owned(), val.into_owned()))
+                .collect();
+            pairs.push(("side".into(), page.to_string()));
+            format!("{}?{}#preview", v.path, url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish())
+        };
+        let from = (self.page - 1) * PREVIEW_ROWS + 1;
+        BrowseView {
+            columns: granted
+                .iter()
+                .filter(|c| c.column_type != ColumnType::Geometry)
+                .map(|c| (c.name.clone(), if c.description.is_empty() { c.name.clone() } else { c.description.clone() }))
+                .collect(),
+            sort: self.order.as_ref().map(|o| o.0.clone()).unwrap_or_default(),
+            descending: self.order.as_ref().is_some_and(|o| o.1),
+            column: self.column.clone(),
+            value: self.value.clone(),
+            from: if shown == 0 { 0 } else { from },
+            to: if shown == 0 { 0 } else { from + shown - 1 },
+            previous: (self.page > 1).then(|| link(self.page - 1)),
+            next: (more && self.page < MAX_PREVIEW_PAGE).then(|| link(self.page + 1)),
+        }
+    }
+}
+
+/// `column = value` as SQL, the value read as the column's type (a number, a date as
+/// `dd.mm.åååå` or ISO, `ja`/`nei`) and quoted; text matches whole, ignoring case.
+fn condition(col: &tverr_access::ColumnMeta, value: &str) -> Result<String, Problem> {
+    let name = format!("\"{}\"", col.name.replace('"', "\"\""));
+    let bad = |what: &str| Problem::invalid_parameter(format!("verdi: {value:?} is not {what}"));
+    Ok(match col.column_type {
+        ColumnType::Integer => {
+            format!("{name} = {}", value.replace([' ', '\u{a0}', '\u{202f}'], "").parse::<i64>().map_err(|_| bad("a whole number"))?)
+        }
+        ColumnType::Float => {
+            let x = value.replace([' ', '\u{a0}', '\u{202f}'], "").replace(',', ".").parse::<f64>().map_err(|_| bad("a number"))?;
+            if !x.is_finite() {
+                return Err(bad("a number"));
+            }
+            format!("{name} = {x:?}")
+        }
+        ColumnType::Boolean => match value.to_lowercase().as_str() {
+            "ja" | "yes" | "true" => format!("{name} = true"),
+            "nei" | "no" | "false" => format!("{name} = false"),
+            _ => return Err(bad("ja or nei")),
+        },
+        ColumnType::Date | ColumnType::Timestamp => {
+            let d = chrono::NaiveDate::parse_from_str(value, "%d.%m.%Y")
+                .or_else(|_| chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d"))
+                .map_err(|_| bad("a date"))?;
+            format!("CAST({name} AS DATE) = DATE '{d}'")
+        }
+        ColumnType::Text => format!("lower({name}) = '{}'", value.to_lowercase().replace('\'', "''")),
+        ColumnType::Geometry => return Err(bad("something a map column can be compared with")),
+    })
 }
 
 /// Why `u` may not read `r` for `purpose`, from the agreements of their department: none covers
