@@ -78,19 +78,27 @@ test('a citizen finds free kindergarten places without logging in', async () => 
 test('a steward uploads a CSV and sees version 2; a bad CSV shows its line and column', async () => {
   const page = await fresh();
   await login(page, server.url, 'kari');
-  const upload = async (file, target, mode) => {
+  const upload = async (file, target, mode, licence = 'https://data.norge.no/nlod/no/2.0') => {
     await page.goto(server.url + '/last-opp');
     await page.setInputFiles('#file', join(fixtures, file));
     await page.selectOption('#target', target);
     if (target === 'new') {
       await page.fill('#slug', 'kull-2026');
       await page.fill('#title', 'Barnekull 2026');
+      await page.selectOption('#classification', 'open');
+      await page.selectOption('#licence', licence);
+      await page.selectOption('#theme', 'SOCI');
+      await page.fill('#keywords', 'barn, fødsler');
     } else {
       await page.check(`#mode-${mode}`);
     }
     await submit(page, 'form[action="/last-opp"] button[type=submit]');
   };
+  // Open data needs a licence.
+  await upload('kull.csv', 'new', undefined, '');
+  assert.match(await page.locator('#upload-problems').textContent(), /Et åpent datasett må ha en lisens/);
   await upload('kull.csv', 'new');
+  assert.deepEqual(await readable(page, 'nb'), [], 'the check page in bokmål');
   // What was detected is shown before anything is stored.
   assert.equal((await page.locator('#detected-format').textContent()).trim(), 'csv');
   assert.equal((await page.locator('#detected-encoding').textContent()).trim(), 'UTF-8');
@@ -103,6 +111,8 @@ test('a steward uploads a CSV and sees version 2; a bad CSV shows its line and c
   assert.match(await page.locator('#upload-done').textContent(), /versjon 0/);
   for (const mode of ['append', 'replace']) {
     await upload('kull.csv', 'hamar/kull-2026', mode);
+    // The same file again is said before it is stored.
+    assert.match(await page.locator('#upload-warnings').textContent(), /den samme som ble lagret som versjon/);
     await submit(page, 'form[action^="/last-opp/"] button');
     await page.waitForSelector('#upload-done', { timeout: 30000 });
   }
@@ -113,6 +123,7 @@ test('a steward uploads a CSV and sees version 2; a bad CSV shows its line and c
   await submit(page, '#upload-done ~ p a');
   assert.match(await page.locator('h1').textContent(), /Barnekull 2026/);
   assert.ok((await page.locator('#versions-h ~ div tbody tr').count()) === 3, 'three versions listed');
+  assert.equal(await page.locator('a[rel=license]').textContent(), 'NLOD 2.0');
 
   await upload('kull-feil.csv', 'hamar/kull-2026', 'append');
   const problem = await page.locator('#upload-problems').textContent();

@@ -94,7 +94,20 @@ struct FormValues {
     description: String,
     classification: String,
     subjects: String,
+    licence: String,
+    theme: String,
+    keywords: String,
 }
+
+/// The licences the new-dataset form offers: (URI, name). An open dataset needs one.
+const LICENCES: &[(&str, &str)] = &[
+    ("https://data.norge.no/nlod/no/2.0", "NLOD 2.0"),
+    ("https://creativecommons.org/licenses/by/4.0/", "CC BY 4.0"),
+    ("https://creativecommons.org/publicdomain/zero/1.0/", "CC0 1.0"),
+];
+
+/// The EU data themes the form offers.
+const THEMES: &[&str] = &["AGRI", "ECON", "EDUC", "ENER", "ENVI", "GOVE", "HEAL", "INTR", "JUST", "REGI", "SOCI", "TECH", "TRAN"];
 
 #[derive(Template)]
 #[template(path = "upload.html")]
@@ -106,6 +119,10 @@ struct UploadPage {
     max_mb: u64,
     /// (value, text key) of each classification.
     classes: Vec<(&'static str, &'static str)>,
+    /// (URI, name) of each licence offered.
+    licences: Vec<(&'static str, &'static str)>,
+    /// (code, words) of each theme.
+    themes: Vec<(&'static str, String)>,
 }
 
 async fn form_page(state: &AppState, v: &Visitor, status: StatusCode, values: FormValues, problems: Vec<String>) -> Response {
@@ -132,6 +149,8 @@ async fn form_page(state: &AppState, v: &Visitor, status: StatusCode, values: Fo
         problems,
         max_mb: state.limits.upload_bytes >> 20,
         classes,
+        licences: LICENCES.to_vec(),
+        themes: THEMES.iter().map(|t| (*t, v.lang.label("theme", t))).collect(),
     };
     v.page(status, &page)
 }
@@ -169,6 +188,8 @@ struct CheckPage {
     columns: Vec<ColumnRow>,
     added: Vec<String>,
     sample: Table,
+    /// What to know before storing: the same file as the latest version, a changed shape.
+    warnings: Vec<String>,
 }
 
 /// `POST /last-opp` (multipart): receives the file, checks it without writing, and shows what
@@ -230,6 +251,9 @@ pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Mul
         description: get("description"),
         classification: get("classification"),
         subjects: get("subjects"),
+        licence: get("licence"),
+        theme: get("theme"),
+        keywords: get("keywords"),
     };
     if !v.csrf_ok(&get("csrf")) {
         return bad_form(&v);
@@ -242,6 +266,18 @@ pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Mul
         return refuse(StatusCode::BAD_REQUEST, v.lang.t("upload_no_file").to_string(), values).await;
     };
     let creating = values.target == "new";
+    if creating {
+        // Only what the form offers; open data needs a licence, or nobody may reuse it.
+        if !values.licence.is_empty() && !LICENCES.iter().any(|(u, _)| *u == values.licence) {
+            return refuse(StatusCode::BAD_REQUEST, v.lang.t("upload_licence_unknown").to_string(), values).await;
+        }
+        if values.classification == "open" && values.licence.is_empty() {
+            return refuse(StatusCode::BAD_REQUEST, v.lang.t("upload_open_needs_licence").to_string(), values).await;
+        }
+        if !values.theme.is_empty() && !THEMES.contains(&values.theme.as_str()) {
+            return refuse(StatusCode::BAD_REQUEST, v.lang.t("upload_theme_unknown").to_string(), values).await;
+        }
+    }
     let dataset = if creating { format!("{}/{}", u.org, values.slug) } else { values.target.clone() };
     let r: DatasetRef = match dataset.parse() {
         Ok(r) => r,
@@ -274,6 +310,16 @@ pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Mul
             title: Some(values.title.clone()),
             description: values.description.clone(),
             classification: Some(values.classification.clone()),
+            licence: Some(values.licence.clone()).filter(|l| !l.is_empty()),
+            theme: Some(values.theme.clone()).filter(|t| !t.is_empty()),
+            keywords: values
+                .keywords
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .take(20)
+                .map(|k| k.chars().take(60).collect())
+                .collect(),
             ..CreateSettings::default()
         }),
         ..IngestSettings::default()
@@ -287,6 +333,40 @@ pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Mul
         Err(e) => return form_page(&state, &v, StatusCode::UNPROCESSABLE_ENTITY, values, problems(&e, v.lang)).await,
     };
     let rep = &inspection.report;
+    // Before anything is stored: is this the file of the latest version again, and does its
+    // shape differ from the dataset's?
+    let mut warnings = Vec::new();
+    if !creating {
+        let versions = state.engine.catalog().versions(&r).await.unwrap_or_default();
+        if let Some(last) = versions.last().filter(|x| x.source_sha256.as_deref() == Some(rep.sha256.as_str())) {
+            warnings.push(v.lang.t("upload_identical").replace("{version}", &last.version.to_string()));
+        }
+        let known = state.engine.catalog().columns(&r).await.unwrap_or_default();
+        let differs: Vec<String> = rep
+            .columns
+            .iter()
+            .filter_map(|c| match known.iter().find(|k| k.name == c.name) {
+                None => Some(v.lang.t("upload_column_new").replace("{c}", &c.name)),
+                Some(k) if k.column_type != c.column_type => Some(
+                    v.lang
+                        .t("upload_column_type")
+                        .replace("{c}", &c.name)
+                        .replace("{was}", super::format::type_name(v.lang, k.column_type))
+                        .replace("{now}", super::format::type_name(v.lang, c.column_type)),
+                ),
+                Some(_) => None,
+            })
+            .chain(
+                known
+                    .iter()
+                    .filter(|k| !rep.columns.iter().any(|c| c.name == k.name))
+                    .map(|k| v.lang.t("upload_column_missing").replace("{c}", &k.name)),
+            )
+            .collect();
+        if !differs.is_empty() {
+            warnings.push(format!("{} {}", v.lang.t("upload_schema_differs"), differs.join("; ")));
+        }
+    }
     let sample = inspection.sample.as_ref().map(|b| super::pages::batch_table(b, v.lang)).unwrap_or_default();
     let id = super::random_hex(12);
     let page = CheckPage {
@@ -294,7 +374,8 @@ pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Mul
         id: id.clone(),
         dataset: r.to_string(),
         creating,
-        mode: if creating { "create".into() } else { values.mode.clone() },
+        mode: if creating { v.lang.t("upload_new").to_string() } else { v.lang.label("mode", &values.mode) },
+        warnings,
         file: rep.file_name.clone(),
         format: rep.format.clone(),
         encoding: rep.encoding.clone().unwrap_or_default(),
@@ -307,7 +388,7 @@ pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Mul
             .iter()
             .map(|c| ColumnRow {
                 name: c.name.clone(),
-                column_type: c.column_type.to_string(),
+                column_type: super::format::type_name(v.lang, c.column_type).to_string(),
                 subject: c.subject.map(|s| v.lang.label("subj", &s.to_string())).unwrap_or_default(),
             })
             .collect(),
