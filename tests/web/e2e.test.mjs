@@ -143,10 +143,21 @@ test('a steward approves a requested agreement and the consumer sees the preview
 
   await login(page, server.url, 'bjorn');
   await page.goto(server.url + '/avtaler');
-  await page.fill('#dataset', 'hamar/barnehageplasser');
-  await page.fill('#columns', 'barnehage, startdato, timer_per_uke');
+  // The dataset is picked from a list, then its columns, each with its category and a mask.
+  await page.selectOption('#datasett', 'hamar/barnehageplasser');
+  await submit(page, '#choose-dataset button');
+  for (const box of await page.locator('input[name=kolonne]').all()) await box.uncheck();
   await page.selectOption('#agreement-purpose', 'byggesaksbehandling');
-  await submit(page, 'form[action="/avtaler"] button[type=submit]');
+  await submit(page, '#request-form button[type=submit]');
+  // Nothing picked is said beside the list.
+  assert.match(await page.locator('#columns-error').textContent(), /Kryss av for minst én kolonne/);
+  assert.equal(await page.getAttribute('#columns', 'aria-describedby'), 'columns-error');
+  for (const c of ['barnehage', 'startdato', 'timer_per_uke']) await page.check(`#kolonne-${c}`);
+  assert.match(await page.locator('#kolonne-barn_fnr').locator('xpath=../..').textContent(), /Personidentifikator/);
+  await page.selectOption('#agreement-purpose', 'byggesaksbehandling');
+  await screenshots(page, 'agreement-request-form');
+  assert.deepEqual(await axe(page), []);
+  await submit(page, '#request-form button[type=submit]');
   const saved = await page.locator('.notice').textContent();
   const id = saved.match(/\d+/)[0];
   await logout(page);
@@ -517,10 +528,10 @@ test('errors, refusals and values read in the page\'s language, with a way on', 
   await login(page, server.url, 'bjorn');
   await page.goto(server.url + '/datasett/hamar/barnehagesoknader?purpose=byggesaksbehandling');
   await submit(page, '#denied a.button');
-  assert.equal(await page.inputValue('#dataset'), 'hamar/barnehagesoknader');
-  assert.match(await page.inputValue('#columns'), /soknad_id/);
+  assert.equal(await page.inputValue('#datasett'), 'hamar/barnehagesoknader');
+  assert.ok(await page.isChecked('#kolonne-soknad_id'), 'the columns are picked as the link asked');
   await page.selectOption('#agreement-purpose', 'byggesaksbehandling');
-  await submit(page, 'form[action="/avtaler"] button[type=submit]');
+  await submit(page, '#request-form button[type=submit]');
   assert.match(await page.locator('.notice').textContent(), /Forespørselen er sendt: avtale nr\. \d+/);
   // The same request again is warned about, and the dataset page says one is waiting.
   await page.goto(server.url + '/avtaler?datasett=hamar%2Fbarnehagesoknader');
@@ -574,6 +585,10 @@ test('Min side filters the access log, groups repeats and says how to complain',
   assert.ok(await page.locator('#access-log a[href^="https://lovdata.no/"]').count() > 0, 'the legal basis links to Lovdata');
   assert.match(await page.locator('#rights-h + p').textContent(), /rettet/);
   assert.equal(await page.locator('a[href="https://www.datatilsynet.no/"]').count(), 1);
+  // «Mine data» as a spreadsheet: a line per value, with the column's title.
+  const csv = await (await page.request.get(server.url + '/min-side/data.csv')).text();
+  assert.ok(csv.startsWith('\ufeffDatasett;Rad;Opplysning;Verdi'), csv.slice(0, 80));
+  assert.match(csv, /Fødselsnummer;/);
   await page.fill('#fra', '2001-01-01');
   await page.fill('#til', '2001-01-02');
   await submit(page, 'form[action="/min-side"] button');

@@ -577,10 +577,18 @@ pub fn json_objects(batch: &RecordBatch, geometry: &[GeometryColumn]) -> Result<
 /// A batch as CSV rows, with the header line when `header` is set; text cells that start
 /// like a spreadsheet formula are neutralised.
 pub fn csv_rows(batch: &RecordBatch, header: bool) -> Result<Vec<u8>, QueryError> {
+    csv_rows_as(batch, header, b',')
+}
+
+/// [`csv_rows`] with another field separator (`;` for Excel set to Norwegian).
+pub fn csv_rows_as(batch: &RecordBatch, header: bool, delimiter: u8) -> Result<Vec<u8>, QueryError> {
     let batch = neutralise_formulas(tabular(batch.clone(), &[])?)?;
     let mut buf = Vec::new();
-    let mut w =
-        arrow::csv::WriterBuilder::new().with_header(header).with_timestamp_tz_format("%Y-%m-%dT%H:%M:%S%.fZ".to_string()).build(&mut buf);
+    let mut w = arrow::csv::WriterBuilder::new()
+        .with_header(header)
+        .with_delimiter(delimiter)
+        .with_timestamp_tz_format("%Y-%m-%dT%H:%M:%S%.fZ".to_string())
+        .build(&mut buf);
     w.write(&batch).map_err(|e| QueryError::Output(e.to_string()))?;
     drop(w);
     Ok(buf)

@@ -45,7 +45,8 @@ pub use error::QueryError;
 use error::{AuditFailure, RowCap, TimedOut};
 pub use execution::MAX_ESTIMATED_ROWS;
 pub use export::{
-    CsvOptions, ExportFormat, ExportOptions, GeometryColumn, ResultColumn, csv_rows, json_objects, result_columns, write_export,
+    CsvOptions, ExportFormat, ExportOptions, GeometryColumn, ResultColumn, csv_rows, csv_rows_as, json_objects, result_columns,
+    write_export,
 };
 pub use guard::{ALLOWED_FUNCTIONS, MAX_NESTING, MAX_SQL_BYTES};
 pub use lookup::{Found, Lookup, LookupColumn, LookupOrg, Related};

@@ -205,6 +205,20 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("login_to_see", "Logg inn for å se data fra dette datasettet.", "Log in to see data from this dataset."),
     ("denied", "Ingen tilgang", "No access"),
     ("request_access", "Be om tilgang", "Request access"),
+    ("request_pick_dataset", "Velg datasett", "Choose dataset"),
+    (
+        "request_pick_first",
+        "Velg datasettet du vil be om tilgang til, så vises kolonnene.",
+        "Choose the dataset you want access to, and its columns are shown.",
+    ),
+    ("request_columns", "Kolonner i", "Columns of"),
+    (
+        "request_columns_help",
+        "Kryss av for kolonnene avdelingen trenger for formålet, og velg maskering der hele verdien ikke trengs. Særlige kategorier må velges én for én.",
+        "Tick the columns the department needs for the purpose, and choose a mask where the whole value is not needed. Special categories are chosen one by one.",
+    ),
+    ("request_no_columns", "Kryss av for minst én kolonne.", "Tick at least one column."),
+    ("mask_none", "Ingen maskering", "No mask"),
     ("tokens_title", "Mine API-nøkler", "My API tokens"),
     (
         "tokens_intro",
@@ -312,8 +326,13 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("map", "Kart", "Map"),
     (
         "map_alt",
-        "Kartet viser {n} objekter fra datasettet i EPSG:25833. Tabellen over har de samme objektene som tekst.",
-        "The map shows {n} objects from the dataset in EPSG:25833. The table above lists the same objects as text.",
+        "Kartet viser alle de {n} objektene i datasettet. Radene over sier hva hvert av dem er.",
+        "The map shows all {n} objects of the dataset. The rows above say what each of them is.",
+    ),
+    (
+        "map_alt_cut",
+        "Kartet viser de første {n} objektene i datasettet, som kan ha flere. Last ned GeoJSON for å se alle.",
+        "The map shows the first {n} objects of the dataset, which may have more. Download GeoJSON to see them all.",
     ),
     (
         "map_about_people",
@@ -383,6 +402,11 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("me_no_data", "Vi fant ingen opplysninger om deg.", "We found no data about you."),
     ("me_download", "Last ned alt om meg (JSON)", "Download everything about me (JSON)"),
     ("me_who", "Hvem", "Who"),
+    ("me_download_csv", "Last ned som regneark (CSV)", "Download as a spreadsheet (CSV)"),
+    ("me_csv_dataset", "Datasett", "Dataset"),
+    ("me_csv_row", "Rad", "Row"),
+    ("me_csv_field", "Opplysning", "Field"),
+    ("me_csv_value", "Verdi", "Value"),
     ("me_from", "Fra dato", "From date"),
     ("me_to", "Til dato", "To date"),
     ("me_filter", "Vis", "Show"),

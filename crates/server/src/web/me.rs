@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use super::{Chrome, Visitor, query_value};
 use crate::auth::CitizenCaller;
@@ -100,28 +100,10 @@ pub async fn me(State(state): State<AppState>, v: Visitor) -> Response {
             None => accesses.push(a),
         }
     }
-    let reads = match state.engine.own_data(&citizen.caller.principal, CHANNEL).await {
-        Ok(r) => r,
-        Err(e) => return problem_page(&v, Problem::from_query(e)),
+    let data = match own_data(&state, &citizen, v.lang).await {
+        Ok(d) => d,
+        Err(p) => return problem_page(&v, p),
     };
-    let mut data = Vec::new();
-    for released in reads {
-        let r = released.grants[0].dataset().clone();
-        let title = state.engine.catalog().dataset(&r).await.map(|m| m.title).unwrap_or_else(|_| r.to_string());
-        let described = state.engine.catalog().columns(&r).await.unwrap_or_default();
-        match collect_shown(released, 1000, v.lang).await {
-            Ok((table, _)) if !table.rows.is_empty() => {
-                let headings = table
-                    .columns
-                    .iter()
-                    .map(|n| (described.iter().find(|c| &c.name == n).map(|c| c.description.clone()).unwrap_or_default(), n.clone()))
-                    .collect();
-                data.push(OwnData { title, headings, table })
-            }
-            Ok(_) => {}
-            Err(e) => return problem_page(&v, Problem::from_query(e)),
-        }
-    }
     let page = MePage {
         page: v.chrome(v.lang.t("me_title")),
         accesses,
@@ -132,6 +114,78 @@ pub async fn me(State(state): State<AppState>, v: Visitor) -> Response {
         data,
     };
     v.page(StatusCode::OK, &page)
+}
+
+/// Everything about the citizen, dataset by dataset, as a reader of `lang` reads it, with the
+/// columns' titles.
+async fn own_data(state: &AppState, citizen: &CitizenCaller, lang: super::Lang) -> Result<Vec<OwnData>, Problem> {
+    let reads = state.engine.own_data(&citizen.caller.principal, CHANNEL).await.map_err(Problem::from_query)?;
+    let mut data = Vec::new();
+    for released in reads {
+        let r = released.grants[0].dataset().clone();
+        let title = state.engine.catalog().dataset(&r).await.map(|m| m.title).unwrap_or_else(|_| r.to_string());
+        let described = state.engine.catalog().columns(&r).await.unwrap_or_default();
+        let (table, _) = collect_shown(released, 1000, lang).await.map_err(Problem::from_query)?;
+        if table.rows.is_empty() {
+            continue;
+        }
+        let headings = table
+            .columns
+            .iter()
+            .map(|n| (described.iter().find(|c| &c.name == n).map(|c| c.description.clone()).unwrap_or_default(), n.clone()))
+            .collect();
+        data.push(OwnData { title, headings, table });
+    }
+    Ok(data)
+}
+
+/// `GET /min-side/data.csv`: everything about the citizen as one readable CSV for a spreadsheet
+/// set to Norwegian (`;`, a byte order mark): a line per value with the dataset, the row, the
+/// column's title and the value as the page shows it.
+pub async fn me_csv(State(state): State<AppState>, v: Visitor) -> Response {
+    use arrow::array::{ArrayRef, StringArray};
+    let citizen = match CitizenCaller::try_from(v.caller(None)) {
+        Ok(citizen) => citizen,
+        Err(p) => return problem_page(&v, p),
+    };
+    let data = match own_data(&state, &citizen, v.lang).await {
+        Ok(d) => d,
+        Err(p) => return problem_page(&v, p),
+    };
+    let mut columns: [Vec<String>; 4] = Default::default();
+    for d in &data {
+        for (i, row) in d.table.rows.iter().enumerate() {
+            for ((title, name), value) in d.headings.iter().zip(row) {
+                columns[0].push(d.title.clone());
+                columns[1].push((i + 1).to_string());
+                columns[2].push(if title.is_empty() { name.clone() } else { title.clone() });
+                columns[3].push(value.clone());
+            }
+        }
+    }
+    let names = ["me_csv_dataset", "me_csv_row", "me_csv_field", "me_csv_value"];
+    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(
+        names.iter().map(|k| arrow::datatypes::Field::new(v.lang.t(k), arrow::datatypes::DataType::Utf8, false)).collect::<Vec<_>>(),
+    ));
+    let arrays: Vec<ArrayRef> = columns.into_iter().map(|c| std::sync::Arc::new(StringArray::from(c)) as ArrayRef).collect();
+    let csv = arrow::record_batch::RecordBatch::try_new(schema, arrays)
+        .map_err(|e| tverr_access::QueryError::Output(e.to_string()))
+        .and_then(|b| tverr_access::csv_rows_as(&b, true, b';'));
+    match csv {
+        Ok(body) => {
+            let mut bytes = "\u{feff}".as_bytes().to_vec();
+            bytes.extend(body);
+            (
+                [
+                    (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                    (axum::http::header::CONTENT_DISPOSITION, "attachment; filename=\"mine-data.csv\""),
+                ],
+                bytes,
+            )
+                .into_response()
+        }
+        Err(e) => problem_page(&v, Problem::from_query(e)),
+    }
 }
 
 /// Display names of departments and purposes, by (organisation, slug).

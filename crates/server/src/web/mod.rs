@@ -60,6 +60,7 @@ pub fn routes() -> Router<AppState> {
         .route("/apne-data/ledige-barnehageplasser", get(kindergartens::kindergartens))
         .route("/min-side", get(me::me))
         .route("/min-side/data.json", get(me::me_download))
+        .route("/min-side/data.csv", get(me::me_csv))
         .route("/min-side/helse", get(helse::my_health))
         .route("/min-side/barnehage", get(barnehage::my_kindergarten))
         .route("/helse", get(helse::health))

@@ -587,7 +587,9 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
                 && let Ok((_, shapes)) = collect(released, MAP_SHAPES).await
                 && !shapes.is_empty()
             {
-                page.map_alt = v.lang.t("map_alt").replace("{n}", &shapes.len().to_string());
+                // A map cut at MAP_SHAPES says so.
+                let key = if shapes.len() >= MAP_SHAPES { "map_alt_cut" } else { "map_alt" };
+                page.map_alt = v.lang.t(key).replace("{n}", &format::count(v.lang, shapes.len() as i64));
                 let outline = if r.dataset.as_str() == OUTLINE { None } else { outline(&state, r.org.as_str()).await };
                 page.map = Some(svg::map(&shapes, &[], &page.map_alt, outline.as_ref()));
             }

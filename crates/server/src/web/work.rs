@@ -83,13 +83,16 @@ struct AgreementsPage {
     may_request: bool,
     form: RequestForm,
     filters: Filters,
+    /// The masks the request form offers.
+    masks: [&'static str; 4],
 }
 
 /// The request form's values and choices.
 #[derive(Default)]
 struct RequestForm {
     consumer: String,
-    datasets: Vec<String>,
+    /// (reference, title) of each dataset that may be asked for.
+    datasets: Vec<(String, String)>,
     dataset: String,
     columns: String,
     masks: String,
@@ -101,7 +104,33 @@ struct RequestForm {
     valid_to: String,
     /// A request from the same department for the same dataset that is waiting.
     pending: Option<i64>,
+    /// The chosen dataset's columns to pick from.
+    choices: Vec<ColumnChoice>,
+    /// A refusal of the form: the field it concerns (`dataset`, `columns`, `valid_from`,
+    /// `valid_to`, or empty for the request as a whole) and what is wrong.
+    problem: Option<(&'static str, String)>,
 }
+
+/// A column of the chosen dataset in the request form: picked or not, and its mask.
+struct ColumnChoice {
+    name: String,
+    title: String,
+    category: String,
+    /// Special categories are asked for one by one, never by default.
+    special: bool,
+    picked: bool,
+    mask: String,
+}
+
+impl ColumnChoice {
+    /// Whether `mask` is this column's mask (`year-only` and `year_only` alike).
+    fn has(&self, mask: &str) -> bool {
+        self.mask.replace('_', "-") == mask
+    }
+}
+
+/// The masks the request form offers, one vocabulary with the dataset page's.
+const MASKS: [&str; 4] = ["redact", "partial", "hmac", "year-only"];
 
 /// The row of one agreement, with the actions the policy lets `who` take on it.
 /// The names of purposes by their slug, and of departments by `org/department`, as the
@@ -190,6 +219,7 @@ async fn agreements_page(
         may_request: matches!(u.role, Role::Steward | Role::Admin),
         form: form.unwrap_or_default(),
         filters: Filters::default(),
+        masks: MASKS,
     };
     let mut names = Names::default();
     let orgs = state.engine.catalog().orgs().await.unwrap_or_default();
@@ -259,6 +289,33 @@ async fn agreements_page(
         }
     }
     let f = &mut page.form;
+    // The chosen dataset's columns, with their categories, to pick from.
+    if let Ok(r) = f.dataset.parse::<tverr_core::DatasetRef>()
+        && crate::may_see(state, &v.principal, None, &r).await
+    {
+        let wanted: Vec<&str> = f.columns.split(',').map(str::trim).filter(|c| !c.is_empty()).collect();
+        let masks: BTreeMap<&str, &str> = f.masks.split(',').filter_map(|p| p.split_once('=')).map(|(c, m)| (c.trim(), m.trim())).collect();
+        f.choices = state
+            .engine
+            .catalog()
+            .columns(&r)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| {
+                let special = c.category == tverr_core::ColumnCategory::SpecialCategory;
+                ColumnChoice {
+                    // Untouched, every column but the special categories; sent back refused, as sent.
+                    picked: if wanted.is_empty() && f.problem.is_none() { !special } else { wanted.contains(&c.name.as_str()) },
+                    mask: masks.get(c.name.as_str()).map(|m| m.to_string()).unwrap_or_default(),
+                    title: if c.description.is_empty() { c.name.clone() } else { c.description.clone() },
+                    category: v.lang.label("cat", &c.category.to_string()),
+                    special,
+                    name: c.name,
+                }
+            })
+            .collect();
+    }
     // A request like this one already waiting is said before a second is sent.
     if !f.dataset.is_empty()
         && let Some(a) = all.iter().find(|a| {
@@ -279,7 +336,7 @@ async fn agreements_page(
         .unwrap_or_default()
         .into_iter()
         .filter(|d| d.meta.classification != tverr_core::Classification::Open)
-        .map(|d| d.meta.reference())
+        .map(|d| (d.meta.reference(), format!("{} ({})", d.meta.title, d.meta.reference())))
         .collect();
     f.purposes = super::own_purposes(state, u).await.into_iter().map(|p| (p.slug.clone(), p.name.clone())).collect();
     f.legal_bases = policy.legal_bases(&u.org).await.unwrap_or_default().into_iter().map(|b| (b.slug.clone(), b.hjemmel.clone())).collect();
@@ -323,7 +380,16 @@ pub async fn request(State(state): State<AppState>, v: Visitor, body: Bytes) -> 
         Err(refused) => return refused,
     };
     let get = |k: &str| f.get(k).map(|x| x.trim().to_string()).unwrap_or_default();
-    let values = RequestForm {
+    // Columns picked from the list (each `kolonne` once per column) and their masks
+    // (`maske.COLUMN`), read from the body as it is: a form repeats a name for a list.
+    let picked: Vec<String> =
+        url::form_urlencoded::parse(&body).filter(|(k, _)| k == "kolonne").map(|(_, c)| c.trim().to_string()).collect();
+    let picked_masks: Vec<String> = url::form_urlencoded::parse(&body)
+        .filter_map(|(k, m)| k.strip_prefix("maske.").map(|c| (c.to_string(), m.trim().to_string())))
+        .filter(|(c, m)| !m.is_empty() && picked.contains(c))
+        .map(|(c, m)| format!("{c}={}", m.replace('-', "_")))
+        .collect();
+    let mut values = RequestForm {
         consumer: get("consumer"),
         dataset: get("dataset"),
         columns: get("columns"),
@@ -334,20 +400,27 @@ pub async fn request(State(state): State<AppState>, v: Visitor, body: Bytes) -> 
         valid_to: get("valid_to"),
         ..RequestForm::default()
     };
-    let refuse = |field: &str, why: String| format!("{field}: {why}");
+    if !picked.is_empty() {
+        values.columns = picked.join(",");
+        values.masks = picked_masks.join(",");
+    } else if f.contains_key("velger") {
+        // The list was shown and nothing picked: say so beside it.
+        values.problem = Some(("columns", v.lang.t("request_no_columns").to_string()));
+        return agreements_page(&state, &v, &u, StatusCode::BAD_REQUEST, None, None, Some(values)).await;
+    }
+    let refuse = |field: &'static str, why: String| (field, why);
     let body = (|| {
         let dataset: tverr_core::DatasetRef = values
             .dataset
             .parse()
-            .map_err(|e: tverr_core::ModelError| refuse(v.lang.t("dataset"), super::messages::translate(v.lang, &e.to_string())))?;
+            .map_err(|e: tverr_core::ModelError| refuse("dataset", super::messages::translate(v.lang, &e.to_string())))?;
         let mut masks = serde_json::Map::new();
         for pair in values.masks.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (c, m) =
-                pair.split_once('=').ok_or_else(|| refuse(v.lang.t("masks"), v.lang.t("form_mask_pair").replace("{found}", pair)))?;
+            let (c, m) = pair.split_once('=').ok_or_else(|| refuse("columns", v.lang.t("form_mask_pair").replace("{found}", pair)))?;
             masks.insert(c.trim().to_string(), serde_json::Value::String(m.trim().to_string()));
         }
         let columns: Vec<String> = values.columns.split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_string).collect();
-        let date = |name: &str, value: &str| -> Result<serde_json::Value, String> {
+        let date = |name: &'static str, value: &str| -> Result<serde_json::Value, (&'static str, String)> {
             if value.is_empty() {
                 return Ok(serde_json::Value::Null);
             }
@@ -356,7 +429,7 @@ pub async fn request(State(state): State<AppState>, v: Visitor, body: Bytes) -> 
             Ok(serde_json::Value::String(value.to_string()))
         };
         let meta_org = dataset.org.to_string();
-        Ok::<_, String>((
+        Ok::<_, (&'static str, String)>((
             dataset,
             meta_org,
             serde_json::json!({
@@ -364,14 +437,17 @@ pub async fn request(State(state): State<AppState>, v: Visitor, body: Bytes) -> 
                 "datasets": [{"dataset": values.dataset, "columns": columns, "masks": masks}],
                 "purposes": [values.purpose],
                 "legal_basis": if values.legal_basis.is_empty() { serde_json::Value::Null } else { values.legal_basis.clone().into() },
-                "valid_from": date(v.lang.t("valid_from"), &values.valid_from)?,
-                "valid_to": date(v.lang.t("valid_to"), &values.valid_to)?,
+                "valid_from": date("valid_from", &values.valid_from)?,
+                "valid_to": date("valid_to", &values.valid_to)?,
             }),
         ))
     })();
     let (dataset, _, mut json) = match body {
         Ok(b) => b,
-        Err(e) => return agreements_page(&state, &v, &u, StatusCode::BAD_REQUEST, None, Some(e), Some(values)).await,
+        Err(e) => {
+            values.problem = Some(e);
+            return agreements_page(&state, &v, &u, StatusCode::BAD_REQUEST, None, None, Some(values)).await;
+        }
     };
     // The provider is the department that owns the dataset; an unknown dataset is refused by
     // the same check as the API's.
@@ -389,7 +465,8 @@ pub async fn request(State(state): State<AppState>, v: Visitor, body: Bytes) -> 
         Err(p) => {
             let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
             let (_, text) = super::pages::problem_words(v.lang, &p);
-            agreements_page(&state, &v, &u, status, None, Some(text), Some(values)).await
+            values.problem = Some(("", text));
+            agreements_page(&state, &v, &u, status, None, None, Some(values)).await
         }
     }
 }
