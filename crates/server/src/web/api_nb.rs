@@ -15,7 +15,7 @@ pub(super) const API_NB: &[(&str, &str)] = &[
         "A purpose registered by the data's organisation, e.g. `byggesaksbehandling`. Needed for\nevery dataset that is not open.",
         "Et formål som virksomheten som eier dataene, har registrert, f.eks. `byggesaksbehandling`. Kreves for alle datasett som ikke er åpne.",
     ),
-    ("A token valid one day", "Et token som gjelder i ett døgn"),
+    ("A token valid one day", "En API-nøkkel som gjelder i ett døgn"),
     ("Agreements the caller's organisation is a party to", "Avtaler virksomheten din er part i"),
     ("Agreements the caller's organisation is a party to.", "Avtaler virksomheten din er part i."),
     (
@@ -46,7 +46,7 @@ pub(super) const API_NB: &[(&str, &str)] = &[
         "CSV: skriv tekstceller uendret; som standard får en celle som begynner med =, +, -, @, tabulator eller vognretur, en ' foran, slik at regneark ikke kjører den som en formel",
     ),
     ("Checks the chain and every checkpoint.", "Kontrollerer kjeden og alle kontrollpunktene."),
-    ("Checks the password and issues a token.", "Kontrollerer passordet og utsteder et token."),
+    ("Checks the password and issues a token.", "Kontrollerer passordet og utsteder en API-nøkkel."),
     ("Classification", "Klassifisering"),
     ("Columns, comma-separated", "Kolonner, kommaseparert"),
     (
@@ -54,7 +54,7 @@ pub(super) const API_NB: &[(&str, &str)] = &[
         "Kolonner, kommaseparert; `-col` eller `col desc` for synkende rekkefølge",
     ),
     ("Created as version 0", "Opprettet som versjon 0"),
-    ("Declared purpose (or the Tverr-Purpose header)", "Oppgitt formål (eller Tverr-Purpose-headeren)"),
+    ("Declared purpose (or the Tverr-Purpose header)", "Oppgitt formål (eller hodefeltet Tverr-Purpose)"),
     ("EU data theme", "EU-datatema"),
     ("Entries about the auditor's organisation", "Loggoppføringer om revisorens virksomhet"),
     ("Entries about the auditor's organisation that match the filters.", "Loggoppføringer om revisorens virksomhet som passer filtrene."),
@@ -191,12 +191,15 @@ pub(super) const API_NB: &[(&str, &str)] = &[
         "The property as the caller may see it, with its zoning plans; or its neighbours",
         "Eiendommen slik du har lov å se den, med reguleringsplaner; eller naboene",
     ),
-    ("The purpose (or the Tverr-Purpose header)", "Formålet (eller Tverr-Purpose-headeren)"),
-    ("The purpose (or the Tverr-Purpose header); none for a citizen", "Formålet (eller Tverr-Purpose-headeren); utelates for innbyggere"),
-    ("The purpose, e.g. barnehageopptak (or the Tverr-Purpose header)", "Formålet, f.eks. barnehageopptak (eller Tverr-Purpose-headeren)"),
+    ("The purpose (or the Tverr-Purpose header)", "Formålet (eller hodefeltet Tverr-Purpose)"),
+    ("The purpose (or the Tverr-Purpose header); none for a citizen", "Formålet (eller hodefeltet Tverr-Purpose); utelates for innbyggere"),
+    (
+        "The purpose, e.g. barnehageopptak (or the Tverr-Purpose header)",
+        "Formålet, f.eks. barnehageopptak (eller hodefeltet Tverr-Purpose)",
+    ),
     (
         "The purpose, e.g. byggesaksbehandling (or the Tverr-Purpose header); none for a citizen",
-        "Formålet, f.eks. byggesaksbehandling (eller Tverr-Purpose-headeren); utelates for innbyggere",
+        "Formålet, f.eks. byggesaksbehandling (eller hodefeltet Tverr-Purpose); utelates for innbyggere",
     ),
     ("The requested agreement", "Den forespurte avtalen"),
     ("The result, streamed", "Resultatet, sendt som strøm"),
@@ -231,7 +234,7 @@ pub(super) const API_NB: &[(&str, &str)] = &[
     ("approve, deny or revoke", "approve, deny eller revoke"),
     (
         "json (pages), csv, ndjson, geojson, xlsx or parquet (whole files); or use Accept",
-        "json (sider), csv, ndjson, geojson, xlsx eller parquet (hele filer); eller bruk Accept-headeren",
+        "json (sider), csv, ndjson, geojson, xlsx eller parquet (hele filer); eller bruk hodefeltet Accept",
     ),
 ];
 

@@ -139,7 +139,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("oidc_failed", "Innloggingen ble ikke fullført", "The log-in was not completed"),
     (
         "bad_form",
-        "Skjemaet var utløpt eller ikke sendt fra denne siden. Prøv igjen.",
+        "Skjemaet var utløpt eller ble ikke sendt fra denne siden. Prøv igjen.",
         "The form had expired or was not sent from this page. Try again.",
     ),
     // Catalogue
@@ -254,8 +254,8 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "Copy the token now. It is shown this once only; Tverr keeps only a fingerprint of it.",
     ),
     ("token_secret", "Nøkkel", "Token"),
-    ("token_use", "Send den i hodet Authorization, for eksempel slik:", "Send it in the Authorization header, for example:"),
-    ("token_bad_lifetime", "Velg hvor lenge nøkkelen skal gjelde, fra listen.", "Choose from the list how long the token is valid."),
+    ("token_use", "Send den i hodefeltet Authorization, for eksempel slik:", "Send it in the Authorization header, for example:"),
+    ("token_bad_lifetime", "Velg fra listen hvor lenge nøkkelen skal gjelde.", "Choose from the list how long the token is valid."),
     (
         "token_not_local",
         "Du er logget inn via en identitetsleverandør, og API-nøkler lages bare for lokale brukere. Spør en administrator.",
@@ -280,7 +280,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("download_confirm_title", "Last ned opplysninger om personer", "Download data about people"),
     (
         "download_confirm_text",
-        "Filen inneholder opplysninger om alle personene i datasettet du har tilgang til. Nedlastingen blir logget som at du har lest opplysningene om hver enkelt av dem, og hver person kan se det på Min side. Last ned bare det du trenger for formålet.",
+        "Filen inneholder opplysninger om alle personene i datasettet du har tilgang til. Nedlastingen blir logget som lesing av opplysningene om hver enkelt av dem, og hver person kan se det på Min side. Last ned bare det du trenger for formålet.",
         "The file holds data about every person in the dataset that you may read. The download is logged as your reading the data of each one of them, and each person can see it on their My page. Download only what you need for the purpose.",
     ),
     ("download_confirm_go", "Jeg forstår – last ned", "I understand – download"),
@@ -322,7 +322,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "Hele datasettet i valgt format (samme tilgang og logging som forhåndsvisningen).",
         "The whole dataset in the chosen format (the same access and logging as the preview).",
     ),
-    ("api_examples", "Bruk fra API", "Use from the API"),
+    ("api_examples", "Bruk via API-et", "Use from the API"),
     ("map", "Kart", "Map"),
     (
         "map_alt",
@@ -331,7 +331,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ),
     (
         "map_alt_cut",
-        "Kartet viser de første {n} objektene i datasettet, som kan ha flere. Last ned GeoJSON for å se alle.",
+        "Kartet viser de første {n} objektene i datasettet, men datasettet kan ha flere. Last ned GeoJSON for å se alle.",
         "The map shows the first {n} objects of the dataset, which may have more. Download GeoJSON to see them all.",
     ),
     (
@@ -410,12 +410,12 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("me_from", "Fra dato", "From date"),
     ("me_to", "Til dato", "To date"),
     ("me_filter", "Vis", "Show"),
-    ("me_shown", "Viser {n} av {total} innsyn i opplysningene dine.", "Showing {n} of {total} accesses to your data."),
+    ("me_shown", "Viser {n} av {total} oppslag i opplysningene dine.", "Showing {n} of {total} accesses to your data."),
     ("me_times", "{n} ganger samme minutt", "{n} times in the same minute"),
-    ("me_rights", "Uenig eller noe som er feil?", "Disagree, or something wrong?"),
+    ("me_rights", "Er du uenig, eller er noe feil?", "Disagree, or something wrong?"),
     (
         "me_rights_correct",
-        "Er noe av det kommunen har registrert om deg feil, kan du be om å få det rettet (personvernforordningen artikkel 16). Kontakt avdelingen som er ansvarlig for opplysningene, eller kommunens personvernombud.",
+        "Hvis noe av det kommunen har registrert om deg, er feil, kan du be om å få det rettet (personvernforordningen artikkel 16). Kontakt avdelingen som er ansvarlig for opplysningene, eller kommunens personvernombud.",
         "If something the municipality has recorded about you is wrong, you can ask for it to be corrected (GDPR article 16). Contact the department responsible for the data, or the municipality's data protection officer.",
     ),
     (
@@ -428,7 +428,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("me_law", "Lovgrunnlag", "Legal basis"),
     ("me_what", "Hva", "What"),
     ("me_how", "Kanal", "Channel"),
-    ("me_bulk", "en samlet uttrekk der du kan ha vært med", "a bulk read you may have been part of"),
+    ("me_bulk", "et samlet uttrekk der du kan ha vært med", "a bulk read you may have been part of"),
     ("me_employee", "ansatt", "employee"),
     ("me_self", "deg selv", "yourself"),
     ("me_guardian", "foresatt", "parent"),
@@ -441,7 +441,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("citizen_you", "innbygger", "citizen"),
     (
         "me_self_hidden",
-        "Listen viser andres tilgang. Dine egne besøk på Min side er ikke med.",
+        "Listen viser når andre har sett opplysningene dine. Dine egne besøk på Min side er ikke med.",
         "The list shows others' access. Your own visits to My page are not included.",
     ),
     // Employees' pages
@@ -457,13 +457,13 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ),
     (
         "health_emergency",
-        "Ring 113 ved livstruende sykdom eller skade. Ring legevakten på 116 117 når fastlegen er stengt.",
+        "Ring 113 ved livstruende sykdom eller skade. Ring legevakten på 116 117 når fastlegekontoret er stengt.",
         "Call 113 in a life-threatening emergency. Call the out-of-hours service on 116 117 when your GP is closed.",
     ),
     ("health_search", "Søk i tjenestene", "Search the services"),
     (
         "health_search_help",
-        "For eksempel helsestasjon, hjemmesykepleie eller tannlege.",
+        "For eksempel helsestasjon, hjemmesykepleie eller tannhelse.",
         "For example helsestasjon (health centre), hjemmesykepleie (home nursing) or tannhelse (dental care).",
     ),
     ("health_free_only", "Bare fastleger med ledige plasser", "Only GPs with free places"),
@@ -492,7 +492,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("me_health_title", "Mine helse- og omsorgstjenester", "My health and care services"),
     (
         "me_health_intro",
-        "Helse- og omsorgstjenestene kommunen har registrert om deg og barna dine under 16 år, hvem som har ansvaret, lovgrunnlaget, og hvem i kommunen som har lest opplysningene.",
+        "Helse- og omsorgstjenestene kommunen har registrert om deg og barna dine under 16 år, hvem som har ansvaret, lovgrunnlaget og hvem i kommunen som har lest opplysningene.",
         "The health and care services the municipality has registered about you and your children under 16, who is responsible, the legal basis, and who in the municipality has read the information.",
     ),
     ("me_health_held", "Tjenester og timer", "Services and appointments"),
@@ -546,7 +546,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ),
     (
         "kgm_why_no_income",
-        "Kommunen har ikke inntekten deres. Har husholdningen lav inntekt, kan dere søke om redusert foreldrebetaling.",
+        "Kommunen har ikke opplysninger om inntekten deres. Har husholdningen lav inntekt, kan dere søke om redusert foreldrebetaling.",
         "The municipality does not have your income. If the household has a low income, you can apply for reduced parental payment.",
     ),
     ("kgm_why_sibling", "Søskenmoderasjon for barn nummer {n}: {pct} %.", "Sibling reduction for child number {n}: {pct} %."),
@@ -565,7 +565,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ),
     (
         "kgm_rules",
-        "Prisene følger forskrift om foreldrebetaling fra {from}: maksimalpris {max} kr per måned, høyst {pct} % av husholdningens inntekt over {months} måneder, søskenmoderasjon {second} % for barn nummer to og {third} % fra barn nummer tre.",
+        "Prisene følger forskrift om foreldrebetaling fra {from}: maksimalpris {max} kr per måned, høyst {pct} % av husholdningens inntekt fordelt på {months} måneder, søskenmoderasjon {second} % for barn nummer to og {third} % fra barn nummer tre.",
         "Prices follow the regulations on parental payment from {from}: a maximum of NOK {max} a month, at most {pct} % of the household's income over {months} months, and a sibling reduction of {second} % for the second child and {third} % from the third.",
     ),
     ("kg_apply", "Søk plass eller se søknaden din", "Apply for a place or see your application"),
@@ -609,7 +609,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("bs_title", "Byggesak: eiendom, planer og naboer", "Building case: property, plans and neighbours"),
     (
         "bs_intro",
-        "Se alt du har lov å se om en eiendom i én visning: opplysninger fra alle avdelinger, reguleringsplanene som gjelder og naboene som skal varsles. Du leser for formålet byggesaksbehandling, og alt du ser blir logget.",
+        "Se alt du har lov å se om en eiendom i én visning: opplysninger fra alle avdelinger, reguleringsplanene som gjelder og naboene som skal varsles. Du leser for formålet byggesaksbehandling, og alt du ser, blir logget.",
         "See everything you may see about a property in one view: what every department holds, the zoning plans that apply and the neighbours to notify. You read for the purpose byggesaksbehandling (building case processing), and everything you see is logged.",
     ),
     (
@@ -688,7 +688,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ),
     (
         "bs_truncated",
-        "Listen viser de første {shown} av de {found} eiendommene innenfor avstanden, etter matrikkelnummer. Velg en kortere avstand for å få med alle.",
+        "Listen viser de første {shown} av de {found} eiendommene innenfor avstanden, sortert etter matrikkelnummer. Velg en kortere avstand for å få med alle.",
         "The list shows the first {shown} of the {found} properties within the distance, by cadastral number. Choose a shorter distance to list them all.",
     ),
     (
@@ -718,10 +718,10 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "Denne siden er for ansatte. Logg inn med din ansattbruker.",
         "This page is for employees. Log in with your employee account.",
     ),
-    ("agreements_title", "Avtaler om deling", "Data-sharing agreements"),
+    ("agreements_title", "Delingsavtaler", "Data-sharing agreements"),
     (
         "agreements_intro",
-        "Avtaler gir en avdeling tilgang til en annen avdelings data for et formål med rettslig grunnlag. Den som eier dataene godkjenner.",
+        "Delingsavtaler gir en avdeling tilgang til en annen avdelings data for et formål med rettslig grunnlag. Den som eier dataene, godkjenner avtalen.",
         "Agreements give one department access to another department's data for a purpose with a legal basis. The owner of the data approves.",
     ),
     ("agreement_saved", "Forespørselen er sendt: avtale nr. {id}.", "The request is sent: agreement no. {id}."),
@@ -739,7 +739,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ),
     (
         "request_pass_on",
-        "Gi forvalteren i avdelingen din lenken til denne siden, så er forespørselen fylt ut når de åpner den.",
+        "Gi forvalteren i avdelingen din lenken til denne siden, så er forespørselen allerede fylt ut når lenken åpnes.",
         "Give the steward of your department the link to this page; the request is filled in when they open it.",
     ),
     ("agreement_no", "Nr.", "No."),
@@ -754,7 +754,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("dataset", "Datasett", "Dataset"),
     (
         "dataset_help",
-        "Som organisasjon/datasett, for eksempel hamar/barnehageplasser.",
+        "Skriv organisasjon/datasett, for eksempel hamar/barnehageplasser.",
         "As organisation/dataset, for example hamar/barnehageplasser.",
     ),
     ("columns_wanted", "Kolonner (tomt: alle unntatt særlige kategorier)", "Columns (empty: all except special categories)"),
@@ -767,7 +767,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("basis_of_purpose", "Formålets eget grunnlag", "The purpose's own basis"),
     ("valid_from", "Gyldig fra", "Valid from"),
-    ("valid_to", "Gyldig til (tomt: til den trekkes)", "Valid to (empty: until revoked)"),
+    ("valid_to", "Gyldig til (tomt: til den trekkes tilbake)", "Valid to (empty: until revoked)"),
     ("period", "Periode", "Period"),
     ("state", "Status", "State"),
     ("actions", "Handlinger", "Actions"),
@@ -801,7 +801,11 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "Find everything you may see about a person, a property or an organisation, from every department, for the purpose you choose. The look-up is logged, and the person can see it on My page.",
     ),
     ("lookup_kind", "Hva slår du opp?", "What are you looking up?"),
-    ("lookup_id", "Fødselsnummer, matrikkel eller organisasjonsnummer", "National identity number, cadastral unit or organisation number"),
+    (
+        "lookup_id",
+        "Fødselsnummer, matrikkelnummer eller organisasjonsnummer",
+        "National identity number, cadastral unit or organisation number",
+    ),
     ("lookup_id_help", "For eksempel 3403-12/345 for en eiendom i Hamar.", "For example 3403-12/345 for a property in Hamar."),
     ("lookup_go", "Slå opp", "Look up"),
     ("lookup_none", "Fant ingenting du har lov å se for dette formålet.", "Found nothing you may see for this purpose."),
@@ -830,7 +834,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("verify_bad", "Kjeden er brutt:", "The chain is broken:"),
     ("from", "Fra dato", "From date"),
     ("to", "Til dato", "To date"),
-    ("entries_found", "oppføringer (de nyeste 500)", "entries (the newest 500)"),
+    ("entries_found", "oppføringer (de 500 nyeste)", "entries (the newest 500)"),
     ("entry_kind", "Type", "Kind"),
     ("upload_title", "Last opp data", "Upload data"),
     (
@@ -840,7 +844,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("stewards_only", "Bare forvaltere av en avdeling kan laste opp data.", "Only the stewards of a department can upload data."),
     ("upload_file", "Fil", "File"),
-    ("upload_file_help", "Største fil:", "Largest file:"),
+    ("upload_file_help", "Største tillatte filstørrelse:", "Largest file:"),
     ("upload_no_file", "Velg en fil som ikke er tom.", "Choose a file that is not empty."),
     ("upload_new", "Nytt datasett", "New dataset"),
     ("upload_mode", "Ny versjon", "New version"),
@@ -908,7 +912,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("rows_lower", "rader", "rows"),
     (
         "rows_withheld",
-        "Antallet vises bare for dem som ser alle radene, også personer med adressesperre",
+        "Antallet vises bare for dem som ser alle radene, også personer med adressebeskyttelse",
         "The count is shown only to those who see every row, including people with protected addresses",
     ),
     ("upload_see", "Se datasettet", "See the dataset"),
@@ -917,7 +921,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("api_title", "API", "API"),
     (
         "api_intro",
-        "Alt på disse sidene finnes også i API-et. Send et API-token i Authorization-headeren og formålet i Tverr-Purpose.",
+        "Alt på disse sidene finnes også i API-et. Send API-nøkkelen i hodefeltet Authorization og formålet i hodefeltet Tverr-Purpose.",
         "Everything on these pages is also in the API. Send an API token in the Authorization header and the purpose in Tverr-Purpose.",
     ),
     ("api_document", "OpenAPI-dokumentet (JSON)", "The OpenAPI document (JSON)"),
@@ -925,7 +929,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("responses", "Svar", "Responses"),
     ("required", "påkrevd", "required"),
     ("api_in_query", "i adressen", "query"),
-    ("api_in_header", "i et hode", "header"),
+    ("api_in_header", "i et hodefelt", "header"),
     ("api_in_path", "i stien", "path"),
     // Values and their kinds, in words.
     ("yes", "ja", "yes"),
@@ -1004,7 +1008,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ),
     (
         "problem_too-many-queries",
-        "Tjenesten har mange spørringer akkurat nå. Vent litt og prøv igjen.",
+        "Tjenesten får mange spørringer akkurat nå. Vent litt og prøv igjen.",
         "The service has many queries right now. Wait a little and try again.",
     ),
     (

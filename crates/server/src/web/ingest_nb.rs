@@ -6,9 +6,9 @@ pub(super) const INGEST_NB: &[(&str, &str)] = &[
     ("the file is larger than this server accepts ({} bytes)", "filen er større enn denne tjenesten tar imot ({} byte)"),
     (
         "mode: {}: expected append, replace or upsert",
-        "skrivemåte: {}: velg legge til (append), erstatte (replace) eller oppdatere etter nøkkel (upsert)",
+        "modus: {}: velg «Legg til rader» (append), «Erstatt alt» (replace) eller «Oppdater etter nøkkel» (upsert)",
     ),
-    ("mode: upsert needs a key column (key)", "skrivemåte: oppdatering etter nøkkel trenger en nøkkelkolonne"),
+    ("mode: upsert needs a key column (key)", "modus: oppdatering etter nøkkel krever en nøkkelkolonne"),
     ("key: a key is only for mode upsert", "nøkkel: en nøkkel brukes bare ved oppdatering etter nøkkel"),
     ("key: the file has no column {}", "nøkkel: filen har ingen kolonne {}"),
     ("subject: {}: expected COLUMN=VALUE", "subjektnøkkel: {}: skriv KOLONNE=VERDI"),
@@ -69,7 +69,7 @@ pub(super) const INGEST_NB: &[(&str, &str)] = &[
     ("header field {} is not valid {}", "felt {} i overskriftsraden er ikke gyldig {}"),
     (
         "not valid UTF-8 (the file is UTF-8; is this line in another encoding?)",
-        "ikke gyldig UTF-8 (filen er UTF-8; har denne linjen en annen tegnkoding?)",
+        "ikke gyldig UTF-8 (filen er UTF-8; er denne linjen i et annet tegnsett?)",
     ),
     ("not valid UTF-8", "ikke gyldig UTF-8"),
     ("expected {} digits, found {} characters", "ventet {} sifre, fant {} tegn"),
@@ -104,7 +104,7 @@ pub(super) const INGEST_NB: &[(&str, &str)] = &[
     ("invalid WKB: {}", "ugyldig WKB: {}"),
     (
         "a coordinate is out of range: at most 1000000000 either way",
-        "en koordinat er utenfor tillatt område: tallverdien kan være høyst 1000000000",
+        "en koordinat er utenfor tillatt område: tallverdien kan være høyst 1 000 000 000",
     ),
     ("a coordinate is not a number", "en koordinat er ikke et tall"),
     ("the geometry has more than {} points; at most {} are allowed", "geometrien har mer enn {} punkter; høyst {} er tillatt"),
@@ -192,14 +192,14 @@ pub(super) const INGEST_NB: &[(&str, &str)] = &[
     ("a value or tag longer than {} MiB; at most that is allowed", "en verdi eller tagg som er lengre enn {} MiB; mer er ikke tillatt"),
     ("a document type declaration, which a workbook never has", "en dokumenttypedeklarasjon, som en arbeidsbok aldri har"),
     ("not a readable XLSX workbook ({}); is the file complete?", "ikke en lesbar XLSX-arbeidsbok ({}); er filen fullstendig?"),
-    ("row number {} is beyond the last row of a worksheet (1048576)", "radnummer {} går utover den siste raden i et regneark (1048576)"),
+    ("row number {} is beyond the last row of a worksheet (1048576)", "radnummer {} går utover den siste raden i et regneark (1 048 576)"),
     (
         "cell {} is beyond the last column (XFD) or row (1048576) of a worksheet",
-        "celle {} går utover den siste kolonnen (XFD) eller raden (1048576) i et regneark",
+        "celle {} går utover den siste kolonnen (XFD) eller raden (1 048 576) i et regneark",
     ),
     (
         "dimension {} is beyond the last column (XFD) or row (1048576) of a worksheet",
-        "dimensjonen {} går utover den siste kolonnen (XFD) eller raden (1048576) i et regneark",
+        "dimensjonen {} går utover den siste kolonnen (XFD) eller raden (1 048 576) i et regneark",
     ),
     ("no sheet named {}; the workbook has: {}", "det finnes ikke noe regneark som heter {}; arbeidsboken har: {}"),
     ("the workbook has no sheets", "arbeidsboken har ingen regneark"),
