@@ -122,15 +122,48 @@ impl Default for CsvOptions {
 /// The characters that make a spreadsheet read a cell as a formula when it starts with one
 /// (OWASP, "CSV Injection"): `=`, `+`, `-`, `@`, a tab and a carriage return, and their
 /// full-width, small and mathematical forms, which some spreadsheets read as the same.
-const FORMULA_STARTS: &[char] = &['=', '+', '-', '@', '\t', '\r', '＝', '＋', '－', '＠', '﹦', '﹢', '﹣', '−'];
+const FORMULA_STARTS: &[char] = &['=', '+', '-', '@', '\t', '\r', '＝', '＋', '－', '＠', '﹦', '﹢', '﹣', '﹫', '−'];
 
 /// Where a spreadsheet may split a cell, whatever the file's own delimiter: Excel set to
 /// Norwegian opens a comma-separated file split on `;`.
-const CELL_SPLITS: &[char] = &[',', ';', '\t'];
+const CELL_SPLITS: &[char] = &[',', ';', '\t', '\n', '\r'];
 
 /// What a spreadsheet may skip before a formula: spaces and the invisible characters.
 fn skipped(c: char) -> bool {
-    c.is_whitespace() && c != '\t' && c != '\r' || matches!(c, '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{180E}')
+    c.is_whitespace() && c != '\t' && c != '\r' && c != '\n'
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{E0000}'..='\u{E007F}'
+        )
+}
+
+/// Whether a word is a signed number, with closing brackets after it (`-3`, `4))`, `+2.5e-3`).
+fn number_word(w: &str) -> bool {
+    let w = w.trim_end_matches(')');
+    let w = w.strip_prefix(['+', '-', '−']).unwrap_or(w);
+    let (mantissa, exponent) = match w.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e.strip_prefix(['+', '-']).unwrap_or(e))),
+        None => (w, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((a, b)) => digits(a) && digits(b),
+        None => digits(mantissa),
+    };
+    mantissa_ok && exponent.is_none_or(digits)
 }
 
 /// Whether a part of a cell starts like a formula. A part after a separator that is only a
@@ -143,9 +176,9 @@ fn formula_like(part: &str, first: bool) -> bool {
     }
     let body = trimmed.trim_end_matches(CELL_SPLITS);
     match body.chars().next() {
-        Some('+' | '-' | '＋' | '－' | '﹢' | '﹣' | '−') => {
-            !body.chars().all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '.' | 'e' | 'E' | ' ' | '(' | ')'))
-        }
+        // Signed numbers, each a word of its own (`-3 4))` in WKT), run nothing; `+2+3` or
+        // `-(1+2)` would be computed.
+        Some('+' | '-' | '＋' | '－' | '﹢' | '﹣' | '−') => !body.split(' ').filter(|w| !w.is_empty()).all(number_word),
         _ => starts(body) || starts(part),
     }
 }
@@ -154,13 +187,17 @@ fn formula_like(part: &str, first: bool) -> bool {
 /// part of it a spreadsheet could read as a cell of its own (the text, and what follows each
 /// `,`, `;` or tab) that starts like a formula, after any spaces, gets a leading `'`.
 fn defused(v: &str) -> Option<String> {
-    let risky = |(i, part): (usize, &str)| formula_like(part, i == 0);
-    if !v.split_inclusive(CELL_SPLITS).enumerate().any(risky) {
+    // A part after a line break starts a row of its own in a spreadsheet that splits the
+    // line, so it is read as a first cell (attack 9, F6).
+    let parts: Vec<&str> = v.split_inclusive(CELL_SPLITS).collect();
+    let first = |i: usize| i == 0 || parts[i - 1].ends_with(['\n', '\r']);
+    let risky = |i: usize| formula_like(parts[i], first(i));
+    if !(0..parts.len()).any(risky) {
         return None;
     }
     let mut out = String::with_capacity(v.len() + 2);
-    for (i, part) in v.split_inclusive(CELL_SPLITS).enumerate() {
-        if risky((i, part)) {
+    for (i, part) in parts.iter().enumerate() {
+        if risky(i) {
             out.push('\'');
         }
         out.push_str(part);
@@ -653,6 +690,19 @@ mod tests {
             // WKT and number lists keep their negative numbers.
             ("POLYGON((-1 -2, -3 4, -1 -2))", "POLYGON((-1 -2, -3 4, -1 -2))"),
             ("1,-2,+3.5e-2", "1,-2,+3.5e-2"),
+            // Attack 9, F6: a line break starts a row of its own; more invisible characters; the
+            // small commercial at; signed arithmetic after a separator.
+            ("foo;-1\n=1+2", "foo;-1\n'=1+2"),
+            ("a\r\n@SUM(A1)", "a\r\n'@SUM(A1)"),
+            ("\u{200e}=1+1", "'\u{200e}=1+1"),
+            ("\u{ad}=1+1", "'\u{ad}=1+1"),
+            ("\u{3164}=1+1", "'\u{3164}=1+1"),
+            ("\u{2800}=1+1", "'\u{2800}=1+1"),
+            ("\u{e0020}=1+1", "'\u{e0020}=1+1"),
+            ("﹫SUM(A1)", "'﹫SUM(A1)"),
+            ("foo;+2+3", "foo;'+2+3"),
+            ("foo;-(1+2)", "foo;'-(1+2)"),
+            ("foo;-2-3", "foo;'-2-3"),
         ] {
             assert_eq!(defused(cell).as_deref().unwrap_or(cell), safe);
         }

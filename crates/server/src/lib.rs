@@ -487,8 +487,15 @@ async fn show_dataset(
     Ok(Json(DatasetDetail { meta, access, columns, versions }))
 }
 
-async fn not_found() -> Problem {
-    Problem::new(ProblemKind::NotFound, "no such resource")
+/// A path no route takes: the API's 404 problem under `/api/`, elsewhere the web's not-found
+/// page in the visitor's language, with its ways on (attack 9: a mistyped page address answered
+/// with the API's JSON).
+async fn not_found(uri: axum::http::Uri, visitor: Result<web::Visitor, axum::response::Response>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match visitor {
+        Ok(v) if !uri.path().starts_with("/api/") => web::not_found_page(&v),
+        _ => Problem::new(ProblemKind::NotFound, "no such resource").into_response(),
+    }
 }
 
 /// How long requests under way may go on after a stop signal.

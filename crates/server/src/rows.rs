@@ -342,9 +342,21 @@ async fn version_at(state: &AppState, r: &DatasetRef, at: chrono::DateTime<chron
 pub async fn rows(
     State(state): State<AppState>,
     caller: Caller,
+    path: Path<(String, String)>,
+    raw: RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    rows_on(State(state), caller, path, raw, headers, Channel::HttpRows).await
+}
+
+/// [`rows`], logged on `channel` (the web page's downloads are `web`).
+pub(crate) async fn rows_on(
+    State(state): State<AppState>,
+    caller: Caller,
     Path((org, dataset)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
+    channel: Channel,
 ) -> Result<Response, Problem> {
     let r: DatasetRef = format!("{org}/{dataset}").parse().map_err(|_| Problem::dataset_not_found())?;
     let mut p = parse(raw.as_deref())?;
@@ -381,11 +393,8 @@ pub async fn rows(
         crate::entitled(&state, &caller, &r).await?;
         p.query.version = Some(version_at(&state, &r, at).await?);
     }
-    let released = state
-        .engine
-        .rows(&caller.principal, caller.purpose.as_deref(), &r, &p.query, Channel::HttpRows)
-        .await
-        .map_err(Problem::from_query)?;
+    let released =
+        state.engine.rows(&caller.principal, caller.purpose.as_deref(), &r, &p.query, channel).await.map_err(Problem::from_query)?;
     let released = state.admit(&caller, released)?.started().await.map_err(Problem::from_query)?;
     let schema = released.stream.schema();
     let mut geometry = Engine::geometry_columns(&released.grants[0], p.query.crs);

@@ -18,7 +18,7 @@ use crate::{AppState, Caller, Problem, ProblemKind};
 use tverr_access::Channel;
 
 /// Parameters of both routes.
-const COMMON: &[&str] = &["mode", "key", "format", "sheet", "subject", "category", "type", "crs", "evolve", "filename"];
+const COMMON: &[&str] = &["mode", "key", "format", "sheet", "subject", "category", "describe", "type", "crs", "evolve", "filename"];
 /// Parameters that only creating a dataset takes.
 const CREATE: &[&str] =
     &["org", "dataset", "department", "title", "description", "classification", "theme", "keyword", "licence", "frequency"];
@@ -184,6 +184,7 @@ async fn ingest(
         ("frequency" = Option<String>, Query), ("format" = Option<String>, Query), ("sheet" = Option<String>, Query),
         ("subject" = Option<Vec<String>>, Query, description = "COL=person|property|organization"),
         ("category" = Option<Vec<String>>, Query, description = "COL=none|person-id|personal|special-category|protected-address"),
+        ("describe" = Option<Vec<String>>, Query, description = "COL=TEXT: the column's description, the title people read"),
         ("type" = Option<Vec<String>>, Query, description = "COL=boolean|integer|float|date|timestamp|text"),
         ("crs" = Option<String>, Query), ("evolve" = Option<bool>, Query), ("filename" = Option<String>, Query),
     ),
@@ -251,6 +252,7 @@ fn signed_in_to_write(caller: &Caller) -> Result<(), Problem> {
         ("key" = Option<String>, Query, description = "The key column of an upsert"),
         ("format" = Option<String>, Query), ("sheet" = Option<String>, Query),
         ("subject" = Option<Vec<String>>, Query), ("category" = Option<Vec<String>>, Query), ("type" = Option<Vec<String>>, Query),
+        ("describe" = Option<Vec<String>>, Query, description = "COL=TEXT: the column's description, the title people read"),
         ("crs" = Option<String>, Query), ("evolve" = Option<bool>, Query), ("filename" = Option<String>, Query),
     ),
     request_body(description = "The file",

@@ -3,6 +3,10 @@
 /// (English, bokmål).
 pub(super) const API_NB: &[(&str, &str)] = &[
     (
+        "COL=TEXT: the column's description, the title people read",
+        "KOLONNE=TEKST: kolonnens beskrivelse, tittelen folk leser over verdiene",
+    ),
+    (
         "A JSON page, or the whole result as a file (Content-Disposition names it)",
         "En JSON-side, eller hele resultatet som fil (filnavnet står i Content-Disposition)",
     ),

@@ -49,6 +49,15 @@ impl Lang {
         }
     }
 
+    /// A mask in words: one vocabulary on every page (`year_only` and `year-only` alike;
+    /// `round:N` as rounding to the nearest N).
+    pub fn mask(self, mask: &str) -> String {
+        match mask.strip_prefix("round:") {
+            Some(n) => self.t("mask_round").replace("{n}", n),
+            None => self.label("mask", &mask.replace('_', "-")),
+        }
+    }
+
     /// A key's text in this language.
     pub fn t(self, key: &str) -> &'static str {
         static TABLE: OnceLock<HashMap<&'static str, (&'static str, &'static str)>> = OnceLock::new();
@@ -115,6 +124,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("mask_partial", "Delvis skjult", "Partly hidden"),
     ("mask_hmac", "Pseudonym (HMAC)", "Pseudonym (HMAC)"),
     ("mask_year-only", "Bare årstall", "Year only"),
+    ("mask_round", "Avrundet til nærmeste {n}", "Rounded to the nearest {n}"),
     ("freq_continuous", "Løpende", "Continuously"),
     ("freq_daily", "Daglig", "Daily"),
     ("freq_weekly", "Ukentlig", "Weekly"),
@@ -432,6 +442,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("me_employee", "ansatt", "employee"),
     ("me_self", "deg selv", "yourself"),
     ("me_guardian", "foresatt", "parent"),
+    ("me_guardian_reader", "en foresatt på Min side (barnets opplysninger)", "a parent on My page (the child's data)"),
     ("me_operator", "driftsoperatør (kommandolinje)", "operator (command line)"),
     ("me_system", "system", "system"),
     ("role_admin", "administrator", "administrator"),

@@ -201,6 +201,9 @@ fn access_row(a: &crate::me::Access, lang: super::Lang, names: &Names) -> Access
     let who = match r.kind.as_str() {
         "self" => lang.t("me_self").to_string(),
         "operator" => lang.t("me_operator").to_string(),
+        // A parent reading their child's data that names this person too: said as such, never
+        // who (attack 9, F4: it read «ansatt»).
+        "guardian" => lang.t("me_guardian_reader").to_string(),
         kind => {
             let mut parts = vec![r.organisation_name.clone().or(r.organisation.clone()).unwrap_or_default()];
             parts.extend(

@@ -44,6 +44,13 @@ use tverr_policy::Principal;
 use crate::AppState;
 pub use i18n::Lang;
 
+/// The not-found page for `v`, with every page's security headers.
+pub fn not_found_page(v: &Visitor) -> Response {
+    let mut response = pages::not_found(v);
+    page_headers(response.headers_mut());
+    response
+}
+
 /// The cookie that holds the session's API token.
 const SESSION_COOKIE: &str = "tverr_session";
 /// The cookie that holds a visitor's CSRF secret before they log in.
@@ -112,13 +119,7 @@ async fn secure_headers(request: Request, next: Next) -> Response {
     let lang = query_value(request.uri().query(), "lang").and_then(|v| Lang::parse(&v));
     let mut response = next.run(request).await;
     let h = response.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    if !h.contains_key(header::CACHE_CONTROL) {
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
+    page_headers(h);
     if let Some(lang) = lang {
         let cookie = format!("{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax", lang.code());
         if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -126,6 +127,17 @@ async fn secure_headers(request: Request, next: Next) -> Response {
         }
     }
     response
+}
+
+/// The headers every page is sent with.
+fn page_headers(h: &mut axum::http::HeaderMap) {
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
 }
 
 /// One value of a query string, the first if given more than once.

@@ -452,7 +452,7 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
             mask: grant
                 .and_then(|g| g.columns().iter().find(|x| x.name == c.name))
                 .and_then(|x| x.mask)
-                .map(|m| v.lang.label("mask", &m.to_string()))
+                .map(|m| v.lang.mask(&m.to_string()))
                 .unwrap_or_default(),
         })
         .collect();
@@ -528,7 +528,7 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
         chart: None,
         chart_alt: String::new(),
         downloads: Vec::new(),
-        examples: examples(&r, purpose.as_deref(), meta.classification),
+        examples: examples(&r, purpose.as_deref(), meta.classification, v.lang),
     };
     if let Some(grant) = grant {
         // The columns the grant lets through unmasked, with their catalogue types.
@@ -619,12 +619,24 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
         page.downloads = DOWNLOADS
             .iter()
             .filter(|(f, _)| *f != "geojson" || !geometry.is_empty())
-            .map(|(f, key)| (v.lang.t(key).to_string(), format!("/datasett/{}/{}/last-ned?format={f}{p}", r.org, r.dataset), !about_people))
+            .map(|(f, key)| {
+                (
+                    v.lang.t(key).to_string(),
+                    format!("/datasett/{}/{}/last-ned?format={f}{p}", r.org, r.dataset),
+                    !holds_personal(&catalog_columns),
+                )
+            })
             .collect();
     } else if matches!(v.principal, Principal::Anonymous) {
         page.needs_login = true;
     }
     v.page(StatusCode::OK, &page)
+}
+
+/// Whether a dataset holds data about people: a person key, or any column of a personal
+/// category (a property's owner is a person). Its downloads are confirmed first.
+fn holds_personal(columns: &[tverr_access::ColumnMeta]) -> bool {
+    columns.iter().any(|c| c.subject_key == Some(tverr_core::SubjectKind::Person) || c.category != tverr_core::ColumnCategory::None)
 }
 
 /// The preview's pages at most (a million rows in pages of 20: past that, the API).
@@ -784,7 +796,10 @@ async fn denial_reason(state: &AppState, u: &tverr_policy::User, r: &DatasetRef,
         if a.terms.purposes.iter().any(|p| p == purpose) { ("denied_columns", a.id) } else { ("denied_purpose", a.id) }
     } else if let Some(a) = ours.iter().find(|a| a.state == AgreementState::Requested) {
         ("denied_pending", a.id)
-    } else if let Some(a) = ours.iter().find(|a| a.state == AgreementState::Approved && a.terms.valid_to.is_some_and(|t| t < today)) {
+    } else if let Some(a) = ours
+        .iter()
+        .find(|a| a.state == AgreementState::Expired || a.state == AgreementState::Approved && a.terms.valid_to.is_some_and(|t| t < today))
+    {
         let to = a.terms.valid_to.map(|t| format::long_day(lang, t)).unwrap_or_default();
         return lang.t("denied_expired").replace("{id}", &a.id.to_string()).replace("{date}", &to);
     } else {
@@ -835,18 +850,22 @@ pub(super) fn crate_encode(v: &str) -> String {
     url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
 }
 
-pub(super) fn examples(r: &DatasetRef, purpose: Option<&str>, class: Classification) -> Vec<Example> {
+pub(super) fn examples(r: &DatasetRef, purpose: Option<&str>, class: Classification, lang: Lang) -> Vec<Example> {
     let open = class == Classification::Open;
+    let placeholder = match lang {
+        Lang::Nb => "<formål>",
+        Lang::En => "<purpose>",
+    };
     let auth = if open { String::new() } else { " \\\n  -H \"Authorization: Bearer $TVERR_TOKEN\"".to_string() };
     let purpose_h = match (open, purpose) {
         (false, Some(p)) => format!(" \\\n  -H \"Tverr-Purpose: {p}\""),
-        (false, None) => " \\\n  -H \"Tverr-Purpose: <formål>\"".to_string(),
+        (false, None) => format!(" \\\n  -H \"Tverr-Purpose: {placeholder}\""),
         _ => String::new(),
     };
     let py_headers = if open {
         String::new()
     } else {
-        format!(",\n    headers={{\"Authorization\": f\"Bearer {{token}}\", \"Tverr-Purpose\": \"{}\"}}", purpose.unwrap_or("<formål>"))
+        format!(",\n    headers={{\"Authorization\": f\"Bearer {{token}}\", \"Tverr-Purpose\": \"{}\"}}", purpose.unwrap_or(placeholder))
     };
     vec![
         Example {
@@ -973,8 +992,7 @@ pub async fn download(State(state): State<AppState>, v: Visitor, path: Path<(Str
         return problem_page(&v, Problem::invalid_parameter(format!("format: {format:?}")));
     }
     let Ok(r) = format!("{}/{}", path.0.0, path.0.1).parse::<DatasetRef>() else { return not_found(&v) };
-    let about_people =
-        state.engine.catalog().columns(&r).await.unwrap_or_default().iter().any(|c| c.subject_key == Some(tverr_core::SubjectKind::Person));
+    let about_people = holds_personal(&state.engine.catalog().columns(&r).await.unwrap_or_default());
     if about_people && query_value(v.query.as_deref(), "bekreftet").as_deref() != Some("1") {
         // Only data the visitor may read, for the purpose given, gets a confirmation page; any
         // other is refused below exactly as without one.
@@ -1014,7 +1032,7 @@ pub async fn download(State(state): State<AppState>, v: Visitor, path: Path<(Str
         q.finish()
     };
     let caller = v.caller(purpose);
-    match crate::rows::rows(State(state), caller, path, axum::extract::RawQuery(Some(query)), headers).await {
+    match crate::rows::rows_on(State(state), caller, path, axum::extract::RawQuery(Some(query)), headers, CHANNEL).await {
         Ok(mut r) => {
             let name = r.headers().get(axum::http::header::CONTENT_DISPOSITION).is_some();
             if !name {

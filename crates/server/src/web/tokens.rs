@@ -96,8 +96,10 @@ pub async fn list(State(state): State<AppState>, v: Visitor) -> Response {
         Ok(u) => u,
         Err(r) => return r,
     };
+    // Said only of the visitor's own token, and only when it is revoked.
+    let own = state.engine.policy().tokens(&u.username).await.unwrap_or_default();
     let notice = query_value(v.query.as_deref(), "trukket")
-        .filter(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .filter(|id| own.iter().any(|t| &t.id == id && t.revoked_at.is_some()))
         .map(|id| v.lang.t("token_revoked_notice").replace("{id}", &id));
     page(&state, &v, &u, StatusCode::OK, None, notice, None).await
 }

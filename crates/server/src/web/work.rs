@@ -169,11 +169,7 @@ fn row(a: &Agreement, who: &Principal, today: chrono::NaiveDate, lang: Lang, nam
             .iter()
             .map(|d| {
                 let cols = if d.columns.is_empty() { String::new() } else { format!(" ({})", d.columns.join(", ")) };
-                let masks = d
-                    .masks
-                    .iter()
-                    .map(|(c, m)| format!("{c}: {}", lang.label("mask", &m.to_string().replace('_', "-"))))
-                    .collect::<Vec<_>>();
+                let masks = d.masks.iter().map(|(c, m)| format!("{c}: {}", lang.mask(&m.to_string()))).collect::<Vec<_>>();
                 let masks = if masks.is_empty() { String::new() } else { format!(" [{}]", masks.join(", ")) };
                 format!("{}{cols}{masks}", d.dataset)
             })
@@ -232,7 +228,14 @@ async fn agreements_page(
         let org = orgs.iter().find(|o| o.slug == d.org).map_or(d.org.clone(), |o| o.name.clone());
         names.parties.insert(format!("{}/{}", d.org, d.slug), format!("{} ({org})", d.name));
     }
-    let mine: Vec<&Agreement> = all.iter().filter(|a| crate::agreements::party(u, a)).collect();
+    // The department's own agreements; an organisation's admin and auditor see all of its
+    // (attack 9, F2: every employee saw every department's terms, with datasets hidden from them).
+    let department_party = |p: &tverr_policy::Party| p.org == u.org && Some(&p.department) == u.department.as_ref();
+    let mine: Vec<&Agreement> = all
+        .iter()
+        .filter(|a| crate::agreements::party(u, a))
+        .filter(|a| matches!(u.role, Role::Admin | Role::Auditor) || department_party(&a.provider) || department_party(&a.consumer))
+        .collect();
     // The filters offer what the visitor's agreements hold; a value not offered filters nothing.
     let wanted = |k: &str| query_value(v.query.as_deref(), k).filter(|x| !x.is_empty());
     let (state_wanted, dataset, party) = (wanted("status"), wanted("i_datasett"), wanted("motpart"));
@@ -353,15 +356,23 @@ pub async fn agreements(State(state): State<AppState>, v: Visitor) -> Response {
         Err(r) => return r,
     };
     // What just happened, in words: a request sent, or an agreement approved, denied or revoked.
-    let notice = query_value(v.query.as_deref(), "ok").filter(|id| id.parse::<i64>().is_ok()).map(|id| {
-        let key = match query_value(v.query.as_deref(), "endret").as_deref() {
-            Some("approved") => "agreement_approved",
-            Some("denied") => "agreement_denied",
-            Some("revoked") => "agreement_revoked",
-            _ => "agreement_saved",
+    // What just happened, said only of an agreement the visitor is party to and in the state
+    // said (attack 9, F9: any number in the address was «sent»).
+    let mut notice = None;
+    if let Some(id) = query_value(v.query.as_deref(), "ok").and_then(|id| id.parse::<i64>().ok())
+        && let Ok(a) = state.engine.policy().agreement(id).await
+        && crate::agreements::party(&u, &a)
+    {
+        let (key, state_now) = match query_value(v.query.as_deref(), "endret").as_deref() {
+            Some("approved") => ("agreement_approved", AgreementState::Approved),
+            Some("denied") => ("agreement_denied", AgreementState::Denied),
+            Some("revoked") => ("agreement_revoked", AgreementState::Revoked),
+            _ => ("agreement_saved", AgreementState::Requested),
         };
-        v.lang.t(key).replace("{id}", &id)
-    });
+        if a.state == state_now {
+            notice = Some(v.lang.t(key).replace("{id}", &id.to_string()));
+        }
+    }
     // «Be om tilgang» from a dataset page: the request prefilled with the dataset and columns.
     let form =
         query_value(v.query.as_deref(), "datasett").filter(|d| d.parse::<tverr_core::DatasetRef>().is_ok()).map(|dataset| RequestForm {
@@ -472,7 +483,10 @@ pub async fn request(State(state): State<AppState>, v: Visitor, body: Bytes) -> 
 }
 
 /// `POST /avtaler/{id}/{action}`: approve, deny or revoke, with an optional note.
-pub async fn transition(State(state): State<AppState>, v: Visitor, Path((id, action)): Path<(i64, String)>, body: Bytes) -> Response {
+pub async fn transition(State(state): State<AppState>, v: Visitor, Path((id, action)): Path<(String, String)>, body: Bytes) -> Response {
+    // An agreement number that is no number is no agreement: the not-found page, not a parser's
+    // message.
+    let Ok(id) = id.parse::<i64>() else { return super::pages::not_found(&v) };
     let (u, f) = match user_and_form(&v, "agreements_title", &body) {
         Ok(found) => found,
         Err(refused) => return refused,
@@ -546,7 +560,7 @@ fn found_view(f: &Found, lang: super::Lang, geometry: bool) -> FoundView {
     let columns: Vec<String> = shown
         .iter()
         .map(|c| match c.mask {
-            Some(m) => format!("{} ({})", c.name, lang.label("mask", &m.to_string())),
+            Some(m) => format!("{} ({})", c.name, lang.mask(&m.to_string())),
             None => c.name.clone(),
         })
         .collect();
