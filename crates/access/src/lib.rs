@@ -49,7 +49,7 @@ pub use export::{
     write_export,
 };
 pub use guard::{ALLOWED_FUNCTIONS, MAX_NESTING, MAX_SQL_BYTES};
-pub use lookup::{Found, Lookup, LookupColumn, LookupOrg, Related};
+pub use lookup::{Found, Lookup, LookupColumn, LookupOrg, Related, pad_until};
 pub use memory::{DEFAULT_QUERY_MEMORY, DEFAULT_SERVER_MEMORY};
 pub use property::{
     MAX_ADDRESS_MATCHES, MAX_NEIGHBOUR_DISTANCE, MAX_NEIGHBOURS, Neighbours, PROTECTED_NOTICE, Parcel, PropertySources, PropertyView,

@@ -161,7 +161,7 @@ pub const EMPTY_LOOKUP_TIME: std::time::Duration = std::time::Duration::from_mil
 /// depends on how much work came before, and an empty answer after more work (a protected key)
 /// came a few tens of microseconds later. So tokio sleeps to two milliseconds short, and a
 /// blocking thread sleeps the rest to the deadline itself.
-pub(crate) async fn pad_until(deadline: tokio::time::Instant) {
+pub async fn pad_until(deadline: tokio::time::Instant) {
     if let Some(coarse) = deadline.checked_sub(std::time::Duration::from_millis(2)) {
         tokio::time::sleep_until(coarse).await;
     }

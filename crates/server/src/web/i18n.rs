@@ -215,6 +215,11 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("login_to_see", "Logg inn for å se data fra dette datasettet.", "Log in to see data from this dataset."),
     ("denied", "Ingen tilgang", "No access"),
     ("request_access", "Be om tilgang", "Request access"),
+    (
+        "denied_statistics",
+        "Avtalen gir avdelingen din bare statistikk over dette datasettet: antall per gruppe, med minst {k} personer i hver gruppe. Enkeltrader vises ikke og kan ikke lastes ned. Bruk SQL-eksempelet nedenfor med GROUP BY.",
+        "The agreement gives your department only statistics on this dataset: counts per group, with at least {k} people in each group. Single rows are not shown and cannot be downloaded. Use the SQL example below with GROUP BY.",
+    ),
     ("request_pick_dataset", "Velg datasett", "Choose dataset"),
     (
         "request_pick_first",

@@ -21,6 +21,8 @@ use tverr_access::ingest::ColumnType;
 
 /// The channel page reads are logged under.
 pub(super) const CHANNEL: Channel = Channel::Web;
+/// How long a dataset page that is not found takes at least, whether the dataset exists or not.
+const NOT_FOUND_TIME: std::time::Duration = std::time::Duration::from_millis(5);
 /// Rows in a dataset page's preview.
 pub(super) const PREVIEW_ROWS: usize = 20;
 /// Geometries drawn on a dataset page's map at most.
@@ -413,6 +415,7 @@ pub(super) struct DatasetPage {
 
 /// `GET /datasett/{org}/{dataset}?purpose=`.
 pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, dataset)): Path<(String, String)>) -> Response {
+    let started = tokio::time::Instant::now();
     let Ok(r) = format!("{org}/{dataset}").parse::<DatasetRef>() else { return not_found(&v) };
     let purpose = query_value(v.query.as_deref(), "purpose").filter(|p| !p.is_empty());
     let caller = v.caller(purpose.clone());
@@ -426,8 +429,10 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
     let exists = state.engine.catalog().dataset_exists(&r).await.unwrap_or(false);
     let visible = exists && (!matches!(decision, Err(Denial::NotFound)) || own_org);
     if !visible {
-        // The same page whether the dataset exists or not; a visitor who is not logged in is
-        // told that logging in may show more.
+        // The same page whether the dataset exists or not, and at the same time: a hidden
+        // dataset's policy check took some 20 µs longer than a missing one's (attack 9, F5). A
+        // visitor who is not logged in is told that logging in may show more.
+        tverr_access::pad_until(started + NOT_FOUND_TIME).await;
         return not_found(&v);
     }
     let meta = match state.engine.catalog().dataset(&r).await {
@@ -530,6 +535,12 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
         downloads: Vec::new(),
         examples: examples(&r, purpose.as_deref(), meta.classification, v.lang),
     };
+    // A statistics-only agreement releases counts of groups, never rows: the page says so and
+    // offers no preview or download that would only be refused.
+    if let Some(k) = grant.and_then(|g| g.min_group_size()) {
+        page.denied = Some(v.lang.t("denied_statistics").replace("{k}", &k.to_string()));
+        return v.page(StatusCode::OK, &page);
+    }
     if let Some(grant) = grant {
         // The columns the grant lets through unmasked, with their catalogue types.
         let granted: Vec<&tverr_access::ColumnMeta> =
