@@ -153,6 +153,8 @@ test('a steward approves a requested agreement and the consumer sees the preview
   assert.match(await page.locator('#columns-error').textContent(), /Kryss av for minst én kolonne/);
   assert.equal(await page.getAttribute('#columns', 'aria-describedby'), 'columns-error');
   for (const c of ['barnehage', 'startdato', 'timer_per_uke']) await page.check(`#kolonne-${c}`);
+  // The receiving department is the steward's own, by name.
+  assert.deepEqual(await page.locator('#consumer option').allTextContents(), ['Plan og byggesak (Hamar kommune)']);
   assert.match(await page.locator('#kolonne-barn_fnr').locator('xpath=../..').textContent(), /Personidentifikator/);
   await page.selectOption('#agreement-purpose', 'byggesaksbehandling');
   await screenshots(page, 'agreement-request-form');

@@ -760,12 +760,8 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("agreement_no", "Nr.", "No."),
     ("provider", "Gir data", "Provider"),
-    ("consumer", "Får data (organisasjon/avdeling)", "Receives data (organisation/department)"),
-    (
-        "consumer_help",
-        "For eksempel hamar/byggesak. Din egen avdeling er fylt inn.",
-        "For example hamar/byggesak. Your own department is filled in.",
-    ),
+    ("consumer", "Avdelingen som får dataene", "The department that receives the data"),
+    ("consumer_help", "En forvalter ber om tilgang for sin egen avdeling.", "A steward asks for access for their own department."),
     ("datasets", "Datasett", "Datasets"),
     ("dataset", "Datasett", "Dataset"),
     (

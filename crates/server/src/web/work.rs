@@ -91,6 +91,9 @@ struct AgreementsPage {
 #[derive(Default)]
 struct RequestForm {
     consumer: String,
+    /// (`org/department`, name) of the departments the visitor may ask for: a steward's own, an
+    /// admin's organisation's.
+    consumers: Vec<(String, String)>,
     /// (reference, title) of each dataset that may be asked for.
     datasets: Vec<(String, String)>,
     dataset: String,
@@ -333,6 +336,14 @@ async fn agreements_page(
     if f.consumer.is_empty() {
         f.consumer = format!("{}/{}", u.org, u.department.clone().unwrap_or_default());
     }
+    f.consumers = names
+        .parties
+        .iter()
+        .filter(|(key, _)| {
+            key.split_once('/').is_some_and(|(org, dept)| org == u.org && (u.role == Role::Admin || Some(dept) == u.department.as_deref()))
+        })
+        .map(|(key, name)| (key.clone(), name.clone()))
+        .collect();
     let caller = v.caller(None);
     f.datasets = crate::find_datasets(state, &caller, &crate::CatalogFilters::default())
         .await
