@@ -43,14 +43,23 @@ impl Policy {
         }
         for d in &req.datasets {
             self.check_dataset_terms(&req.provider, d).await?;
+            // A column named twice is a mistake or an attempt to swell every party's view of the
+            // agreement (attack 9, F8: 20 000 copies).
+            let mut seen = std::collections::BTreeSet::new();
+            if let Some(c) = d.columns.iter().find(|c| !seen.insert(c.as_str())) {
+                return Err(PolicyError::invalid("columns", format!("{c:?} of {} is named more than once", d.dataset)));
+            }
         }
         if req.purposes.is_empty() {
             return Err(PolicyError::invalid("purpose", "name at least one purpose"));
         }
         let purposes = self.purposes(&req.consumer.org).await?;
+        // The consumer department's own purposes or its organisation's shared ones: a department
+        // does not read under another's purpose and legal basis (attack 9, F3).
         for p in &req.purposes {
-            if !purposes.iter().any(|x| &x.slug == p) {
-                return Err(PolicyError::invalid("purpose", format!("{p:?} is not a purpose of {}", req.consumer.org)));
+            let own = |x: &&Purpose| &x.slug == p && x.department.as_ref().is_none_or(|d| *d == req.consumer.department);
+            if !purposes.iter().any(|x| own(&x)) {
+                return Err(PolicyError::invalid("purpose", format!("{p:?} is not a purpose of {}", req.consumer)));
             }
         }
         let basis_slug = match &req.legal_basis {
@@ -60,6 +69,12 @@ impl Policy {
         let legal_basis = self.legal_basis(&req.consumer.org, &basis_slug).await?;
         let today = chrono::Utc::now().date_naive();
         let valid_from = req.valid_from.unwrap_or(today);
+        for day in [Some(valid_from), req.valid_to].into_iter().flatten() {
+            use chrono::Datelike;
+            if !(2000..=2199).contains(&day.year()) {
+                return Err(PolicyError::invalid("valid", format!("{day}: an agreement's dates lie in the years 2000 to 2199")));
+            }
+        }
         if let Some(to) = req.valid_to
             && to < valid_from
         {

@@ -16,6 +16,11 @@ pub(crate) fn party(u: &User, a: &Agreement) -> bool {
     a.provider.org == u.org || a.consumer.org == u.org
 }
 
+/// Whether `p` is `u`'s own department.
+pub(crate) fn own_department(u: &User, p: &tverr_policy::Party) -> bool {
+    p.org == u.org && Some(&p.department) == u.department.as_ref()
+}
+
 fn agreement_not_found() -> Problem {
     Problem::new(ProblemKind::AgreementNotFound, "no such agreement")
 }
@@ -124,29 +129,6 @@ pub(crate) async fn request_as(state: &AppState, who: &SignedIn, body: &[u8], ch
         return Err(Problem::dataset_not_found());
     }
     let refusal = |p: Problem| if hidden && matches!(p.status, 400 | 404 | 409 | 422) { Problem::dataset_not_found() } else { p };
-    // The purposes are the consumer department's own (or its organisation's shared ones): a
-    // department does not read under another's purpose and legal basis (attack 9, F3).
-    let purposes = state.engine.policy().purposes(&req.consumer.org).await.map_err(Problem::from_policy)?;
-    for p in &req.purposes {
-        let own = purposes.iter().any(|x| &x.slug == p && x.department.as_ref().is_none_or(|d| *d == req.consumer.department));
-        if !own {
-            return Err(Problem::new(ProblemKind::InvalidInput, format!("purpose {p:?} is not one of {}'s purposes", req.consumer)));
-        }
-    }
-    // A column named twice, or a validity outside these two centuries, is a mistake or an
-    // attempt to swell every party's page (attack 9, F8).
-    for d in &req.datasets {
-        let mut seen = std::collections::BTreeSet::new();
-        if let Some(c) = d.columns.iter().find(|c| !seen.insert(c.as_str())) {
-            return Err(Problem::new(ProblemKind::InvalidInput, format!("column {c:?} of {} is named more than once", d.dataset)));
-        }
-    }
-    for day in [req.valid_from, req.valid_to].into_iter().flatten() {
-        use chrono::Datelike;
-        if !(2000..=2199).contains(&day.year()) {
-            return Err(Problem::new(ProblemKind::InvalidInput, format!("{day}: an agreement's dates lie in the years 2000 to 2199")));
-        }
-    }
     state.engine.check_terms(&req.datasets).await.map_err(|e| refusal(Problem::from_query(e)))?;
     let datasets = tverr_access::datasets_field(req.datasets.iter().map(|d| d.dataset.as_str()));
     // The change is recorded before it is made: a log that cannot be written refuses it.

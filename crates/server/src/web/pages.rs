@@ -792,7 +792,7 @@ async fn denial_reason(state: &AppState, u: &tverr_policy::User, r: &DatasetRef,
     let all = state.engine.policy().agreements().await.unwrap_or_default();
     let ours: Vec<_> = all
         .iter()
-        .filter(|a| a.consumer.org == u.org && Some(&a.consumer.department) == u.department.as_ref())
+        .filter(|a| crate::agreements::own_department(u, &a.consumer))
         .filter(|a| a.terms.datasets.iter().any(|d| d.dataset == r.to_string()))
         .collect();
     let purpose_name = state

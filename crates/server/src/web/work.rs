@@ -233,11 +233,11 @@ async fn agreements_page(
     }
     // The department's own agreements; an organisation's admin and auditor see all of its
     // (attack 9, F2: every employee saw every department's terms, with datasets hidden from them).
-    let department_party = |p: &tverr_policy::Party| p.org == u.org && Some(&p.department) == u.department.as_ref();
+    let own = |p: &tverr_policy::Party| crate::agreements::own_department(u, p);
     let mine: Vec<&Agreement> = all
         .iter()
         .filter(|a| crate::agreements::party(u, a))
-        .filter(|a| matches!(u.role, Role::Admin | Role::Auditor) || department_party(&a.provider) || department_party(&a.consumer))
+        .filter(|a| matches!(u.role, Role::Admin | Role::Auditor) || own(&a.provider) || own(&a.consumer))
         .collect();
     // The filters offer what the visitor's agreements hold; a value not offered filters nothing.
     let wanted = |k: &str| query_value(v.query.as_deref(), k).filter(|x| !x.is_empty());
@@ -326,8 +326,7 @@ async fn agreements_page(
     if !f.dataset.is_empty()
         && let Some(a) = all.iter().find(|a| {
             a.state == AgreementState::Requested
-                && a.consumer.org == u.org
-                && Some(&a.consumer.department) == u.department.as_ref()
+                && crate::agreements::own_department(u, &a.consumer)
                 && a.terms.datasets.iter().any(|d| d.dataset == f.dataset)
         })
     {
