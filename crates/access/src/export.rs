@@ -310,32 +310,9 @@ pub async fn write_export(
                     .map_err(|e| out_err(&e))?;
             }
             write!(out, ",\"features\":[").map_err(|e| out_err(&e))?;
-            let rest: Vec<GeometryColumn> = options.geometry[1..].to_vec();
+            let mut first = true;
             while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                let idx = batch.schema().index_of(&geom.name).map_err(|e| out_err(&e))?;
-                let geometry = cast(batch.column(idx), &DataType::Binary).map_err(|e| out_err(&e))?;
-                let geometry = geometry.as_binary::<i32>();
-                let mut props = batch.clone();
-                props.remove_column(idx);
-                let props = tabular(props, &rest)?;
-                let mut buf = Vec::new();
-                {
-                    let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
-                    w.write(&props).map_err(|e| out_err(&e))?;
-                    w.finish().map_err(|e| out_err(&e))?;
-                }
-                for (i, line) in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
-                    if rows > 0 {
-                        out.write_all(b",").map_err(|e| out_err(&e))?;
-                    }
-                    let g =
-                        if geometry.is_null(i) { "null".to_string() } else { Wkb(geometry.value(i)).to_json().map_err(|e| out_err(&e))? };
-                    write!(out, "\n{{\"type\":\"Feature\",\"geometry\":{g},\"properties\":").map_err(|e| out_err(&e))?;
-                    out.write_all(line).map_err(|e| out_err(&e))?;
-                    out.write_all(b"}").map_err(|e| out_err(&e))?;
-                    rows += 1;
-                }
+                rows += write_features(&batch?, &options.geometry, None, false, &mut first, &mut *out)?;
             }
             out.write_all(b"\n]}\n").map_err(|e| out_err(&e))?;
         }
@@ -343,10 +320,15 @@ pub async fn write_export(
             let schema = plain_schema(&stream.schema());
             let props = parquet::file::properties::WriterProperties::builder().set_compression(parquet::basic::Compression::SNAPPY).build();
             let mut w = parquet::arrow::ArrowWriter::try_new(&mut *out, schema.clone(), Some(props)).map_err(|e| out_err(&e))?;
+            let mut geo = GeoParquet::new(&schema, &options.geometry);
             while let Some(batch) = stream.next().await {
                 let batch = plain(batch?, &schema)?;
+                geo.observe(&batch);
                 rows += batch.num_rows() as u64;
                 w.write(&batch).map_err(|e| out_err(&e))?;
+            }
+            if let Some(metadata) = geo.metadata() {
+                w.append_key_value_metadata(parquet::file::metadata::KeyValue::new("geo".to_string(), metadata));
             }
             w.close().map_err(|e| out_err(&e))?;
         }
@@ -356,6 +338,157 @@ pub async fn write_export(
     }
     out.flush().map_err(|e| out_err(&e))?;
     Ok(rows)
+}
+
+/// Writes a batch as GeoJSON Features, each on a line of its own and after a comma unless it is
+/// the very first (`first`, cleared by the first one written). The first of `geometry` is the
+/// feature's geometry, the others become WKT properties; `id_column`, when given, is the
+/// feature's `id` and not a property; `lat_lon` writes each coordinate's axes swapped (EPSG:4326's
+/// own order, for OGC API Features). Returns the features written.
+pub fn write_features(
+    batch: &RecordBatch,
+    geometry: &[GeometryColumn],
+    id_column: Option<&str>,
+    lat_lon: bool,
+    first: &mut bool,
+    out: &mut (dyn Write + Send),
+) -> Result<u64, QueryError> {
+    let out_err = |e: &dyn std::fmt::Display| QueryError::Output(e.to_string());
+    let geom = geometry.first().ok_or_else(|| QueryError::Invalid("GeoJSON needs a geometry column; this dataset has none".into()))?;
+    let idx = batch.schema().index_of(&geom.name).map_err(|e| out_err(&e))?;
+    let shapes = cast(batch.column(idx), &DataType::Binary).map_err(|e| out_err(&e))?;
+    let shapes = shapes.as_binary::<i32>();
+    let mut props = batch.clone();
+    let ids = match id_column.and_then(|name| batch.schema().index_of(name).ok()) {
+        Some(i) => Some(cast(batch.column(i), &DataType::Utf8).map_err(|e| out_err(&e))?),
+        None => None,
+    };
+    let drop: Vec<usize> = [Some(idx), id_column.and_then(|name| batch.schema().index_of(name).ok())].into_iter().flatten().collect();
+    let keep: Vec<usize> = (0..batch.num_columns()).filter(|i| !drop.contains(i)).collect();
+    props = props.project(&keep).map_err(|e| out_err(&e))?;
+    let props = tabular(props, &geometry[1..])?;
+    let mut buf = Vec::new();
+    {
+        let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
+        w.write(&props).map_err(|e| out_err(&e))?;
+        w.finish().map_err(|e| out_err(&e))?;
+    }
+    let mut lines = buf.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+    let mut written = 0u64;
+    for i in 0..batch.num_rows() {
+        // A row without properties is written by Arrow as nothing at all.
+        let line: &[u8] = if props.num_columns() == 0 { b"{}" } else { lines.next().unwrap_or(b"{}") };
+        if !std::mem::take(first) {
+            out.write_all(b",").map_err(|e| out_err(&e))?;
+        }
+        out.write_all(b"\n{\"type\":\"Feature\",").map_err(|e| out_err(&e))?;
+        if let Some(ids) = &ids {
+            let ids = ids.as_string::<i32>();
+            if ids.is_valid(i) {
+                let id = serde_json::to_string(ids.value(i)).map_err(|e| out_err(&e))?;
+                write!(out, "\"id\":{id},").map_err(|e| out_err(&e))?;
+            }
+        }
+        let g = if shapes.is_null(i) { "null".to_string() } else { geojson_geometry(shapes.value(i), lat_lon).map_err(|e| out_err(&e))? };
+        write!(out, "\"geometry\":{g},\"properties\":").map_err(|e| out_err(&e))?;
+        out.write_all(line).map_err(|e| out_err(&e))?;
+        out.write_all(b"}").map_err(|e| out_err(&e))?;
+        written += 1;
+    }
+    Ok(written)
+}
+
+/// A WKB geometry as a GeoJSON geometry object, its axes swapped when `lat_lon`.
+fn geojson_geometry(wkb: &[u8], lat_lon: bool) -> Result<String, geozero::error::GeozeroError> {
+    use geozero::ToGeo;
+    if !lat_lon {
+        return Wkb(wkb).to_json();
+    }
+    let mut g = Wkb(wkb).to_geo()?;
+    geo::MapCoordsInPlace::map_coords_in_place(&mut g, |c| geo::Coord { x: c.y, y: c.x });
+    g.to_json()
+}
+
+/// The GeoParquet 1.1 metadata of a Parquet export: each geometry column's encoding (WKB), the
+/// geometry types met, its CRS as PROJJSON (none for EPSG:4326, which GeoParquet reads as
+/// longitude/latitude, the order Tverr stores) and the bounding box of every row written.
+struct GeoParquet {
+    columns: Vec<GeoColumn>,
+}
+
+struct GeoColumn {
+    name: String,
+    index: usize,
+    crs: Option<crate::geo::Crs>,
+    types: std::collections::BTreeSet<&'static str>,
+    bbox: Option<[f64; 4]>,
+}
+
+/// EPSG:25832 and EPSG:25833 as PROJJSON, from PROJ 9's `projinfo -o PROJJSON`.
+const PROJJSON_25832: &str = include_str!("../assets/epsg-25832.projjson");
+const PROJJSON_25833: &str = include_str!("../assets/epsg-25833.projjson");
+
+impl GeoParquet {
+    fn new(schema: &Schema, geometry: &[GeometryColumn]) -> Self {
+        let columns = geometry
+            .iter()
+            .filter_map(|g| {
+                Some(GeoColumn {
+                    name: g.name.clone(),
+                    index: schema.index_of(&g.name).ok()?,
+                    crs: crate::geo::Crs::parse(&g.crs),
+                    types: Default::default(),
+                    bbox: None,
+                })
+            })
+            .collect();
+        Self { columns }
+    }
+
+    fn observe(&mut self, batch: &RecordBatch) {
+        use geo::BoundingRect;
+        use geozero::ToGeo;
+        for c in &mut self.columns {
+            let Some(array) = batch.column(c.index).as_binary_opt::<i32>() else { continue };
+            for value in array.iter().flatten() {
+                let Ok(shape) = Wkb(value).to_geo() else { continue };
+                c.types.insert(match shape {
+                    geo::Geometry::Point(_) => "Point",
+                    geo::Geometry::LineString(_) | geo::Geometry::Line(_) => "LineString",
+                    geo::Geometry::Polygon(_) | geo::Geometry::Rect(_) | geo::Geometry::Triangle(_) => "Polygon",
+                    geo::Geometry::MultiPoint(_) => "MultiPoint",
+                    geo::Geometry::MultiLineString(_) => "MultiLineString",
+                    geo::Geometry::MultiPolygon(_) => "MultiPolygon",
+                    geo::Geometry::GeometryCollection(_) => "GeometryCollection",
+                });
+                if let Some(r) = shape.bounding_rect() {
+                    let b = c.bbox.get_or_insert([f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY]);
+                    *b = [b[0].min(r.min().x), b[1].min(r.min().y), b[2].max(r.max().x), b[3].max(r.max().y)];
+                }
+            }
+        }
+    }
+
+    fn metadata(&self) -> Option<String> {
+        let primary = self.columns.first()?;
+        let mut columns = serde_json::Map::new();
+        for c in &self.columns {
+            let mut column = serde_json::json!({"encoding": "WKB", "geometry_types": c.types.iter().collect::<Vec<_>>()});
+            let projjson = match c.crs {
+                Some(crate::geo::Crs::Utm32) => Some(PROJJSON_25832),
+                Some(crate::geo::Crs::Utm33) => Some(PROJJSON_25833),
+                _ => None,
+            };
+            if let Some(text) = projjson {
+                column["crs"] = serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+            }
+            if let Some(b) = c.bbox {
+                column["bbox"] = serde_json::json!(b);
+            }
+            columns.insert(c.name.clone(), column);
+        }
+        Some(serde_json::json!({"version": "1.1.0", "primary_column": primary.name, "columns": columns}).to_string())
+    }
 }
 
 /// View types become plain types, so every writer and reader understands them.

@@ -24,7 +24,7 @@ use geozero::{CoordDimensions, ToGeo, ToWkb};
 use proj4rs::Proj;
 
 /// The coordinate reference systems Tverr stores and transforms between.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Crs {
     /// WGS 84 longitude/latitude in degrees (EPSG:4326, x = longitude).
     Wgs84,

@@ -5,6 +5,7 @@
 mod error;
 mod execution;
 mod export;
+mod feature;
 pub mod geo;
 mod guard;
 mod lookup;
@@ -46,8 +47,24 @@ use error::{AuditFailure, RowCap, TimedOut};
 pub use execution::MAX_ESTIMATED_ROWS;
 pub use export::{
     CsvOptions, ExportFormat, ExportOptions, GeometryColumn, ResultColumn, csv_rows, csv_rows_as, json_objects, result_columns,
-    write_export,
+    write_export, write_features,
 };
+pub use feature::{FEATURE_ID_COLUMN, feature_id};
+
+/// The number a [`Engine::count_rows`] stream holds.
+pub async fn count_of(released: Released) -> Result<u64, QueryError> {
+    use futures::StreamExt;
+    let mut stream = released.stream;
+    let mut n = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(QueryError::from)?;
+        if batch.num_rows() > 0 {
+            let counts = batch.column(0).as_any().downcast_ref::<arrow::array::Int64Array>();
+            n = counts.map_or(0, |c| c.value(0).max(0) as u64);
+        }
+    }
+    Ok(n)
+}
 pub use guard::{ALLOWED_FUNCTIONS, MAX_NESTING, MAX_SQL_BYTES};
 pub use lookup::{Found, Lookup, LookupColumn, LookupOrg, Related, pad_until};
 pub use memory::{DEFAULT_QUERY_MEMORY, DEFAULT_SERVER_MEMORY};
@@ -115,14 +132,18 @@ pub struct RowsQuery {
     pub spatial: Option<geo::Spatial>,
     /// Geometry columns in this CRS rather than the stored one.
     pub crs: Option<geo::Crs>,
+    /// Add the column [`FEATURE_ID_COLUMN`]: each row's feature id ([`feature_id`]).
+    pub feature_ids: bool,
+    /// Only the rows with this feature id.
+    pub feature_id: Option<String>,
 }
 
 impl RowsQuery {
     /// The request as one line, hashed into the intent record.
     fn describe(&self, r: &DatasetRef) -> String {
         format!(
-            "rows {r} select {:?} where {:?} order {:?} offset {} limit {:?} version {:?} spatial {:?} crs {:?}",
-            self.select, self.filter, self.order_by, self.offset, self.limit, self.version, self.spatial, self.crs
+            "rows {r} select {:?} where {:?} order {:?} offset {} limit {:?} version {:?} spatial {:?} crs {:?} feature {:?}",
+            self.select, self.filter, self.order_by, self.offset, self.limit, self.version, self.spatial, self.crs, self.feature_id
         )
     }
 }
@@ -545,8 +566,55 @@ impl Engine {
         q: &RowsQuery,
         channel: Channel,
     ) -> Result<Released, QueryError> {
-        use datafusion::prelude::ident;
         let started = std::time::Instant::now();
+        let (df, grant, opened, sink) = self.rows_frame(who, purpose, r, q, channel).await?;
+        let stream = execution::execute(df).await?;
+        let grants = vec![(grant, opened)];
+        let intent = self.intent(who, purpose, channel, &q.describe(r), &grants);
+        let stream = self.release(stream, intent, sink, started);
+        Ok(Released { stream, grants: grants.iter().map(|(g, _)| g.clone()).collect(), versions: vec![opened] })
+    }
+
+    /// How many rows [`Engine::rows`] would give for `q` without its window, as a stream of one
+    /// batch with one `Int64` column (read it with [`count_of`]): an audited read like the rows
+    /// themselves (the rows counted pass the secure scan and its tap), at `q`'s version or the
+    /// latest, which [`Released::versions`] names.
+    pub async fn count_rows(
+        &self,
+        who: &Principal,
+        purpose: Option<&str>,
+        r: &DatasetRef,
+        q: &RowsQuery,
+        channel: Channel,
+    ) -> Result<Released, QueryError> {
+        use datafusion::functions_aggregate::expr_fn::count;
+        let started = std::time::Instant::now();
+        let q = RowsQuery {
+            filter: q.filter.clone(),
+            version: q.version,
+            spatial: q.spatial,
+            feature_id: q.feature_id.clone(),
+            ..RowsQuery::default()
+        };
+        let (df, grant, opened, sink) = self.rows_frame(who, purpose, r, &q, channel).await?;
+        let df = df.aggregate(vec![], vec![count(datafusion::prelude::lit(1)).alias("n")])?;
+        let stream = execution::execute(df).await?;
+        let grants = vec![(grant, opened)];
+        let intent = self.intent(who, purpose, channel, &format!("count {}", q.describe(r)), &grants);
+        let stream = self.release(stream, intent, sink, started);
+        Ok(Released { stream, grants: grants.iter().map(|(g, _)| g.clone()).collect(), versions: vec![opened] })
+    }
+
+    /// The plan of [`Engine::rows`], with the grant, the version opened and the tap's sink.
+    async fn rows_frame(
+        &self,
+        who: &Principal,
+        purpose: Option<&str>,
+        r: &DatasetRef,
+        q: &RowsQuery,
+        channel: Channel,
+    ) -> Result<(DataFrame, Grant, Option<i64>, secure::SubjectSink), QueryError> {
+        use datafusion::prelude::ident;
         if q.offset > MAX_ROW_WINDOW || q.limit.is_some_and(|l| l > MAX_ROW_WINDOW) {
             return Err(QueryError::Invalid(format!("offset and limit: at most {MAX_ROW_WINDOW}")));
         }
@@ -596,6 +664,10 @@ impl Engine {
             ]);
             df = df.filter(test)?;
         }
+        let every_column: Vec<datafusion::prelude::Expr> = visible.iter().map(ident).collect();
+        if let Some(id) = &q.feature_id {
+            df = df.filter(feature::FeatureId::udf().call(every_column.clone()).eq(datafusion::prelude::lit(id.as_str())))?;
+        }
         if !q.order_by.is_empty() {
             let mut sort = Vec::new();
             for (name, descending) in &q.order_by {
@@ -623,11 +695,18 @@ impl Engine {
         if q.offset > 0 || q.limit.is_some() {
             df = df.limit(q.offset, q.limit)?;
         }
+        if q.feature_ids {
+            df = df.with_column(FEATURE_ID_COLUMN, feature::FeatureId::udf().call(every_column))?;
+        }
         if !q.select.is_empty() {
             for name in &q.select {
                 known(name)?;
             }
-            df = df.select(q.select.iter().map(ident).collect::<Vec<_>>())?;
+            let mut columns: Vec<_> = q.select.iter().map(ident).collect();
+            if q.feature_ids {
+                columns.push(ident(FEATURE_ID_COLUMN));
+            }
+            df = df.select(columns)?;
         }
         if let Some(to) = q.crs {
             let names: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
@@ -640,11 +719,7 @@ impl Engine {
             });
             df = df.select(columns.collect::<Vec<_>>())?;
         }
-        let stream = execution::execute(df).await?;
-        let grants = vec![(grant, opened)];
-        let intent = self.intent(who, purpose, channel, &q.describe(r), &grants);
-        let stream = self.release(stream, intent, sink, started);
-        Ok(Released { stream, grants: grants.iter().map(|(g, _)| g.clone()).collect(), versions: vec![opened] })
+        Ok((df, grant, opened, sink))
     }
 
     /// Everything about a citizen, from every dataset with a person key (GDPR art. 15): per

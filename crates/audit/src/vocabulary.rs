@@ -123,6 +123,8 @@ vocabulary! {
         HttpRows = "http-rows",
         /// `/api/v1/subjects/…`.
         HttpLookup = "http-lookup",
+        /// OGC API – Features (`/ogc/…`).
+        Ogc = "ogc",
         /// `/api/v1/me/data`.
         HttpMe = "http-me",
         /// `/api/v1/properties…` (the property service).

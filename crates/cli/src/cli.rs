@@ -91,6 +91,9 @@ enum Command {
     /// (a Folkeregister copy). A person's protection then applies in every dataset.
     #[command(subcommand)]
     Protection(ProtectionCommand),
+    /// The catalogue as DCAT-AP-NO 2, for data.norge.no.
+    #[command(subcommand)]
+    Dcat(DcatCommand),
     /// Fill an empty data directory with the demo municipality (Hamar kommune, Hias IKS).
     Demo(DemoArgs),
     /// Run the HTTP server.
@@ -179,6 +182,20 @@ enum DepartmentCommand {
         org: Option<String>,
         #[command(flatten)]
         json: JsonFlag,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DcatCommand {
+    /// Write every dataset's metadata as DCAT-AP-NO 2 (the organisation's publication: datasets
+    /// that are not open are described, with no download URL), for publishing offline.
+    Export {
+        /// The file: .ttl (Turtle), .rdf (RDF/XML) or .jsonld (JSON-LD); `-` for Turtle on stdout.
+        #[arg(long)]
+        out: PathBuf,
+        /// The site's public address the links start with.
+        #[arg(long, env = "TVERR_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+        base_url: String,
     },
 }
 
@@ -478,6 +495,10 @@ struct ServeArgs {
     /// Persons in the demo population (with --demo).
     #[arg(long, default_value_t = 32_000)]
     persons: usize,
+    /// The site's public address, e.g. https://data.hamar.kommune.no: the absolute links of OGC
+    /// API Features and DCAT-AP-NO start with it (default: the request's Host)
+    #[arg(long, env = "TVERR_PUBLIC_URL")]
+    public_url: Option<String>,
     /// The largest JSON request body, in bytes.
     #[arg(long, env = "TVERR_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     max_body_bytes: usize,
@@ -800,6 +821,25 @@ async fn dispatch(cli: Cli, engine: &Engine) -> Result<()> {
         Command::Lookup(a) => lookup(engine, a).await?,
         Command::Erase(a) => erase(engine, a).await?,
         Command::Audit(c) => audit_command(engine, c).await?,
+        Command::Dcat(DcatCommand::Export { out, base_url }) => {
+            let to_stdout = out.as_os_str() == "-";
+            let format = if to_stdout {
+                tverr_server::dcat::DcatFormat::Turtle
+            } else {
+                tverr_server::dcat::DcatFormat::for_file(&out.to_string_lossy())
+                    .ok_or_else(|| anyhow!("--out {}: name it .ttl, .rdf or .jsonld", out.display()))?
+            };
+            if !(base_url.starts_with("http://") || base_url.starts_with("https://")) || base_url.contains(char::is_whitespace) {
+                bail!("--base-url {base_url:?}: give an http:// or https:// address");
+            }
+            let bytes = tverr_server::dcat::export(engine, &base_url, format).await.map_err(|p| anyhow!("{}", p.detail))?;
+            if to_stdout {
+                std::io::Write::write_all(&mut std::io::stdout(), &bytes)?;
+            } else {
+                std::fs::write(&out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
+                eprintln!("wrote {} ({} bytes)", out.display(), bytes.len());
+            }
+        }
         Command::Protection(c) => protection_command(engine, c).await?,
         Command::User(c) => access::user(engine, c).await?,
         Command::Token(c) => access::token(engine, c).await?,
@@ -832,7 +872,7 @@ async fn dispatch(cli: Cli, engine: &Engine) -> Result<()> {
                 connections: a.max_connections.max(1),
                 client_time: std::time::Duration::from_secs(a.client_seconds.max(1)),
             };
-            let mut state = tverr_server::AppState::from_engine(engine.clone()).with_limits(limits);
+            let mut state = tverr_server::AppState::from_engine(engine.clone()).with_limits(limits).with_public_url(a.public_url.clone());
             if a.demo {
                 // The demo has no ID-porten: its log-in page lets anyone act as a citizen.
                 let key = tverr_policy::CitizenDemoKey::take().context("the demo's citizen log-in is taken once")?;

@@ -61,11 +61,13 @@
 mod agreements;
 mod audit;
 mod auth;
+pub mod dcat;
 mod download;
 mod family;
 mod limits;
 mod login;
 mod me;
+mod ogc;
 mod openapi;
 mod problem;
 mod properties;
@@ -120,6 +122,9 @@ pub struct AppState {
     pub(crate) oidc_pending: web::OidcPending,
     /// The web pages' charts of open datasets.
     pub(crate) web_charts: web::Charts,
+    /// The site's public address (`https://data.kommune.no`), for the absolute links of OGC API
+    /// Features and DCAT; the request's Host when unset.
+    pub public_url: Option<String>,
 }
 
 impl AppState {
@@ -135,7 +140,14 @@ impl AppState {
             web_uploads: web::Uploads::default(),
             oidc_pending: web::OidcPending::default(),
             web_charts: web::Charts::default(),
+            public_url: None,
         }
+    }
+
+    /// Links made absolute with this public address rather than the request's Host.
+    pub fn with_public_url(mut self, url: Option<String>) -> Self {
+        self.public_url = url.map(|u| u.trim_end_matches('/').to_string()).filter(|u| !u.is_empty());
+        self
     }
 
     /// With these limits.
@@ -198,6 +210,9 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/agreements/{id}", get(agreements::show))
         .route("/api/v1/agreements/{id}/{action}", post(agreements::transition))
         .merge(web::routes())
+        .merge(ogc::routes())
+        .merge(dcat::routes())
+        .route("/api/v1", get(api_index))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::GATEWAY_TIMEOUT, request_time))
         .route("/api/v1/datasets", post(upload::create))
         .route("/api/v1/datasets/{org}/{dataset}/versions", post(upload::add_version))
@@ -216,7 +231,7 @@ pub fn app(state: AppState) -> Router {
 /// otherwise), and no browser may read them as anything but their declared type.
 async fn api_headers(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
     use axum::http::{HeaderValue, header};
-    let api = request.uri().path().starts_with("/api/");
+    let api = request.uri().path().starts_with("/api/") || request.uri().path().starts_with("/ogc");
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -224,6 +239,21 @@ async fn api_headers(request: axum::extract::Request, next: axum::middleware::Ne
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
+}
+
+/// `GET /api/v1`: where the API's parts are, for people and link checkers that start at its
+/// root (the DCAT data service's endpoint).
+async fn api_index() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({
+        "title": "Tverr API",
+        "links": [
+            {"rel": "service-desc", "href": "/api/v1/openapi.json", "type": "application/vnd.oai.openapi+json;version=3.1"},
+            {"rel": "service-doc", "href": "/api", "type": "text/html"},
+            {"rel": "data", "href": "/api/v1/datasets", "type": "application/json"},
+            {"rel": "ogc-api-features", "href": "/ogc", "type": "application/json"},
+            {"rel": "dcat", "href": "/dcat", "type": "text/turtle"},
+        ]
+    }))
 }
 
 /// The caller's grant for a dataset, or the problem they may see (404 for one they may not read).
@@ -493,7 +523,7 @@ async fn show_dataset(
 async fn not_found(uri: axum::http::Uri, visitor: Result<web::Visitor, axum::response::Response>) -> axum::response::Response {
     use axum::response::IntoResponse;
     match visitor {
-        Ok(v) if !uri.path().starts_with("/api/") => web::not_found_page(&v),
+        Ok(v) if !uri.path().starts_with("/api/") && !uri.path().starts_with("/ogc/") => web::not_found_page(&v),
         _ => Problem::new(ProblemKind::NotFound, "no such resource").into_response(),
     }
 }

@@ -74,6 +74,8 @@ problem_kinds! {
     VersionNotFound = ("version-not-found", NOT_FOUND, "Versjonen finnes ikke / Version not found"),
     /// No such agreement, or one the caller may not see.
     AgreementNotFound = ("agreement-not-found", NOT_FOUND, "Avtalen finnes ikke / Agreement not found"),
+    /// None of the media types the client accepts can be given.
+    NotAcceptable = ("not-acceptable", NOT_ACCEPTABLE, "Formatet kan ikke leveres / Not acceptable"),
     /// The route does not take that HTTP method.
     MethodNotAllowed = ("method-not-allowed", METHOD_NOT_ALLOWED, "Metoden er ikke tillatt / Method not allowed"),
     /// What would be created exists already.
@@ -224,7 +226,7 @@ impl Problem {
         }
     }
 
-    fn internal() -> Self {
+    pub(crate) fn internal() -> Self {
         Self::new(ProblemKind::Internal, "the server could not complete the request")
     }
 }

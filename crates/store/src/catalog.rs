@@ -269,6 +269,10 @@ pub struct VersionMeta {
     pub source_format: Option<String>,
 }
 
+/// The write-ahead log's length, in pages, past which [`RawCatalog::checkpoint_wal`] truncates
+/// it (16,384 pages of 4 KiB: 64 MiB).
+pub const WAL_TRUNCATE_FRAMES: i64 = 16_384;
+
 /// The catalogue database.
 #[derive(Debug, Clone)]
 pub struct Catalog {
@@ -399,7 +403,7 @@ impl Catalog {
                         use sqlx::Executor;
                         // FULL: a commit (an access-log entry above all) survives a power loss,
                         // not only a crash of the process.
-                        conn.execute("PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL; PRAGMA cache_size = -32768;").await?;
+                        conn.execute("PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL; PRAGMA cache_size = -32768; PRAGMA journal_size_limit = 67108864;").await?;
                     }
                     Ok(())
                 })
@@ -1045,9 +1049,18 @@ impl RawCatalog {
     /// Copies what SQLite's write-ahead log holds into the database file without waiting for
     /// anyone (`PRAGMA wal_checkpoint(PASSIVE)`); nothing on PostgreSQL. For a writer whose own
     /// connection does not checkpoint, so that the copy and its fsync stay out of its commits.
+    ///
+    /// A passive checkpoint never waits, so under reads that never pause the log is never
+    /// started again from its beginning and grows with every write (measured: 22 GB in minutes
+    /// while a GIS client paged through a personal dataset). Past [`WAL_TRUNCATE_FRAMES`] the
+    /// checkpoint waits for the readers of the moment (within the busy timeout) and truncates it.
     pub async fn checkpoint_wal(&self) -> Result<(), sqlx::Error> {
         if self.catalog.sqlite {
-            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(self.pool()).await?;
+            let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(self.pool()).await?;
+            let frames: i64 = row.try_get(1).unwrap_or(0);
+            if frames > WAL_TRUNCATE_FRAMES {
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(self.pool()).await?;
+            }
         }
         Ok(())
     }

@@ -19,6 +19,7 @@ mod ingest_nb;
 mod kindergartens;
 mod me;
 mod messages;
+pub(crate) mod ogc_page;
 mod oidc;
 mod pages;
 mod session;
