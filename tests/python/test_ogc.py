@@ -4,9 +4,11 @@ and plain HTTP for the conformance classes the server claims. Every expected ans
 REST API (`/api/v1/datasets/.../rows`) of the same demo server, transformed with PROJ (pyproj)
 where a CRS is involved, so the two doors are checked against each other.
 
-One demo server serves the whole module (`tverr serve --demo`, about 40 s to build with a release
-binary). TVERR_BIN picks the binary; TVERR_OGC_PERSONS the demo's population (default 32000, which
-gives hamar/eiendommer more than 10,000 parcels, so the limit cap can be seen).
+One demo server serves the whole module (`tverr serve --demo`; the module takes about 70 s with a
+debug binary). TVERR_BIN picks the binary; TVERR_OGC_PERSONS the demo's population (default 32000,
+which gives hamar/eiendommer more than 10,000 parcels, so the limit cap can be seen);
+TVERR_OGC_SERVER + TVERR_OGC_DATA run the module against a demo server already running.
+Needs Debian's gdal-bin (ogrinfo, ogr2ogr) and pip's OWSLib, pyogrio, geopandas, shapely, requests.
 """
 import datetime
 import json

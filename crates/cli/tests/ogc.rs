@@ -77,6 +77,8 @@ fn core_geojson_html_and_openapi() {
     assert_eq!(c["storageCrs"], "http://www.opengis.net/def/crs/EPSG/0/25833");
     assert!(c["crs"].as_array().unwrap().iter().any(|x| x == "http://www.opengis.net/def/crs/OGC/1.3/CRS84"));
     assert!(c["links"].as_array().unwrap().iter().any(|l| l["rel"] == "items" && l["type"] == "application/geo+json"));
+    let b: Vec<f64> = c["extent"]["spatial"]["bbox"][0].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    assert!(b.len() == 4 && 10.5 < b[0] && b[0] < b[2] && b[2] < 11.6 && 60.5 < b[1] && b[1] < b[3] && b[3] < 61.0, "extent {b:?}");
 
     // Items: GeoJSON, CRS84 by default, numberMatched/numberReturned, links.
     let r = get_as(port, "/ogc/collections/hamar.barnehager/items?limit=5", None, None);

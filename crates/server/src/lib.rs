@@ -122,6 +122,8 @@ pub struct AppState {
     pub(crate) oidc_pending: web::OidcPending,
     /// The web pages' charts of open datasets.
     pub(crate) web_charts: web::Charts,
+    /// The extents of OGC collections, per reader and version.
+    pub(crate) ogc_extents: ogc::Extents,
     /// The site's public address (`https://data.kommune.no`), for the absolute links of OGC API
     /// Features and DCAT; the request's Host when unset.
     pub public_url: Option<String>,
@@ -140,6 +142,7 @@ impl AppState {
             web_uploads: web::Uploads::default(),
             oidc_pending: web::OidcPending::default(),
             web_charts: web::Charts::default(),
+            ogc_extents: ogc::Extents::default(),
             public_url: None,
         }
     }
@@ -241,19 +244,27 @@ async fn api_headers(request: axum::extract::Request, next: axum::middleware::Ne
     response
 }
 
+/// Where the API's parts are.
+#[derive(Serialize, utoipa::ToSchema)]
+struct ApiIndex {
+    /// The API's name.
+    title: &'static str,
+    /// Its parts: `rel`, `href` and media `type` of each.
+    links: Vec<serde_json::Value>,
+}
+
 /// `GET /api/v1`: where the API's parts are, for people and link checkers that start at its
 /// root (the DCAT data service's endpoint).
-async fn api_index() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({
-        "title": "Tverr API",
-        "links": [
-            {"rel": "service-desc", "href": "/api/v1/openapi.json", "type": "application/vnd.oai.openapi+json;version=3.1"},
-            {"rel": "service-doc", "href": "/api", "type": "text/html"},
-            {"rel": "data", "href": "/api/v1/datasets", "type": "application/json"},
-            {"rel": "ogc-api-features", "href": "/ogc", "type": "application/json"},
-            {"rel": "dcat", "href": "/dcat", "type": "text/turtle"},
-        ]
-    }))
+#[utoipa::path(get, path = "/api/v1", tag = "service", responses((status = 200, description = "The API's parts and where they are", body = ApiIndex)))]
+async fn api_index() -> Json<ApiIndex> {
+    let links = serde_json::json!([
+        {"rel": "service-desc", "href": "/api/v1/openapi.json", "type": "application/vnd.oai.openapi+json;version=3.1"},
+        {"rel": "service-doc", "href": "/api", "type": "text/html"},
+        {"rel": "data", "href": "/api/v1/datasets", "type": "application/json"},
+        {"rel": "ogc-api-features", "href": "/ogc", "type": "application/json"},
+        {"rel": "dcat", "href": "/dcat", "type": "text/turtle"},
+    ]);
+    Json(ApiIndex { title: "Tverr API", links: links.as_array().cloned().unwrap_or_default() })
 }
 
 /// The caller's grant for a dataset, or the problem they may see (404 for one they may not read).

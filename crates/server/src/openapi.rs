@@ -19,7 +19,7 @@ use crate::Problem;
         license(name = "Apache-2.0"),
     ),
     paths(
-        crate::health, crate::list_datasets, crate::show_dataset,
+        crate::health, crate::api_index, crate::list_datasets, crate::show_dataset,
         crate::rows::rows, crate::upload::create, crate::upload::add_version, crate::upload::list,
         crate::sql::query, crate::login::login,
         crate::audit::search, crate::audit::verify,

@@ -547,6 +547,7 @@ impl Parser<'_> {
         self.at += 1;
         match kind {
             Kind::Wkt(text) => {
+                wkt_rings(&text).map_err(|e| FilterError(format!("{here}: {e}")))?;
                 let shape =
                     geozero::wkt::Wkt(text.as_str()).to_geo().map_err(|e| FilterError(format!("{here}: not a WKT geometry: {e}")))?;
                 Ok(Spatial::Shape(shape))
@@ -699,8 +700,76 @@ impl Json<'_> {
             let Some(n) = n else { return fail("bbox: expected numbers") };
             return self.cx.bbox(&n);
         }
+        geojson_rings(v, 0)?;
         let text = v.to_string();
         geozero::geojson::GeoJson(&text).to_geo().map_err(|e| FilterError(format!("not a GeoJSON geometry: {e}")))
+    }
+}
+
+/// Checks what a geometry reader would quietly mend: a polygon's rings must be closed and hold
+/// four positions or more, a line two or more (WKT text: each innermost list by the kind of
+/// geometry it belongs to).
+fn wkt_rings(text: &str) -> std::result::Result<(), String> {
+    let upper = text.to_ascii_uppercase();
+    let mut kind = String::new();
+    let mut word = String::new();
+    let mut start = None;
+    for (i, b) in upper.bytes().enumerate() {
+        match b {
+            b'A'..=b'Z' => word.push(b as char),
+            b'(' => {
+                if !word.is_empty() && word != "Z" && word != "M" && word != "ZM" && word != "EMPTY" {
+                    kind = std::mem::take(&mut word);
+                }
+                word.clear();
+                start = Some(i + 1);
+            }
+            b')' => {
+                word.clear();
+                if let Some(from) = start.take() {
+                    let positions: Vec<&str> = upper[from..i].split(',').map(str::trim).collect();
+                    if kind.ends_with("POLYGON") && (positions.len() < 4 || positions.first() != positions.last()) {
+                        return Err(format!("a ring of the {kind} is not closed, or has fewer than four positions"));
+                    }
+                    if kind.ends_with("LINESTRING") && positions.len() < 2 {
+                        return Err(format!("a line of the {kind} has fewer than two positions"));
+                    }
+                }
+            }
+            _ => {
+                if !b.is_ascii_whitespace() {
+                    word.clear();
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`wkt_rings`] for a GeoJSON geometry.
+fn geojson_rings(v: &Value, depth: usize) -> Result<()> {
+    if depth > MAX_DEPTH {
+        return fail(format!("the geometry is nested more than {MAX_DEPTH} deep"));
+    }
+    let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
+    let list = |c: Option<&Value>| c.and_then(Value::as_array).cloned().unwrap_or_default();
+    let ring = |r: &Value| -> Result<()> {
+        let points = list(Some(r));
+        if points.len() < 4 || points.first() != points.last() {
+            return fail(format!("a ring of the {kind} is not closed, or has fewer than four positions"));
+        }
+        Ok(())
+    };
+    let coordinates = v.get("coordinates");
+    match kind {
+        "Polygon" => list(coordinates).iter().try_for_each(ring),
+        "MultiPolygon" => list(coordinates).iter().try_for_each(|p| list(Some(p)).iter().try_for_each(ring)),
+        "LineString" if list(coordinates).len() < 2 => fail("a line of the LineString has fewer than two positions"),
+        "MultiLineString" if list(coordinates).iter().any(|l| list(Some(l)).len() < 2) => {
+            fail("a line of the MultiLineString has fewer than two positions")
+        }
+        "GeometryCollection" => list(v.get("geometries")).iter().try_for_each(|g| geojson_rings(g, depth + 1)),
+        _ => Ok(()),
     }
 }
 
@@ -793,6 +862,13 @@ mod tests {
         assert!(text("S_INTERSECTS(geometry, POINT(11 60)").unwrap_err().0.contains("«)»"));
         assert!(text("S_CONTAINS(geometry, POINT(11 60))").unwrap_err().0.contains("only S_INTERSECTS"));
         assert!(text("S_INTERSECTS(geometry, POLYGON((1 2, 3))").is_err());
+        assert!(text("S_INTERSECTS(geometry, POLYGON((11 60, 11.1 60.8)))").unwrap_err().0.contains("not closed"));
+        assert!(text("S_INTERSECTS(geometry, POLYGON((0 0, 1 0, 1 1, 0 1)))").unwrap_err().0.contains("not closed"));
+        assert!(text("S_INTERSECTS(geometry, MULTIPOLYGON(((0 0, 1 0, 1 1, 0 0)), ((5 5, 6 5, 6 6))))").is_err());
+        assert!(text("S_INTERSECTS(geometry, LINESTRING(1 2))").unwrap_err().0.contains("fewer than two"));
+        assert!(text("S_INTERSECTS(geometry, POLYGON Z((11 60 1, 11.1 60 1, 11.1 60.1 1, 11 60 1)))").is_ok());
+        let open_ring = r#"{"op":"s_intersects","args":[{"property":"geometry"},{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1]]]}]}"#;
+        assert!(json(open_ring).unwrap_err().0.contains("not closed"));
         let j = json(r#"{"op":"s_intersects","args":[{"property":"geometry"},{"type":"Point","coordinates":[11.07,60.79]}]}"#).unwrap();
         assert!(j.contains("POINT("), "{j}");
         let b = json(r#"{"op":"s_intersects","args":[{"property":"geometry"},{"bbox":[11.0,60.7,11.2,60.85]}]}"#).unwrap();

@@ -250,10 +250,10 @@ impl Collection {
             .map(|(c, _)| (c.name.as_str(), c.column_type))
     }
 
-    fn json(&self, base: &str) -> Value {
+    fn json(&self, base: &str, extent: Option<[f64; 4]>) -> Value {
         let id = self.id();
         let storage = self.geometry.first().map(|(_, c)| OgcCrs { crs: *c, lat_lon: *c == Crs::Wgs84 }.uri());
-        json!({
+        let mut v = json!({
             "id": id,
             "title": self.meta.title,
             "description": self.meta.description,
@@ -261,6 +261,7 @@ impl Collection {
             "itemType": "feature",
             "crs": supported_crs(),
             "storageCrs": storage,
+            "extent": extent.map(|b| json!({"spatial": {"bbox": [b], "crs": CRS84}})),
             "links": [
                 link(format!("{base}/ogc/collections/{id}"), "self", "application/json", "Denne samlingen / This collection"),
                 link(format!("{base}/ogc/collections/{id}?f=html"), "alternate", "text/html", "Som HTML / As HTML"),
@@ -269,7 +270,13 @@ impl Collection {
                 link(format!("{base}/ogc/collections/{id}/queryables"), "http://www.opengis.net/def/rel/ogc/1.0/queryables", "application/schema+json", "Filtrerbare egenskaper / Queryables"),
                 link(format!("{base}/datasett/{}/{}", self.r.org, self.r.dataset), "describedby", "text/html", "Datasettets side / The dataset's page"),
             ]
-        })
+        });
+        if extent.is_none()
+            && let Some(o) = v.as_object_mut()
+        {
+            o.remove("extent");
+        }
+        v
     }
 }
 
@@ -299,6 +306,55 @@ async fn collection_of(state: &AppState, r: DatasetRef, grant: &tverr_policy::Gr
         })
         .collect();
     Ok(Some(Collection { r, meta, columns, geometry }))
+}
+
+/// Collection extents already computed: by dataset, version, reader and purpose. Past
+/// [`EXTENTS_KEPT`] entries the cache starts again.
+#[derive(Debug, Clone, Default)]
+pub struct Extents(std::sync::Arc<std::sync::Mutex<HashMap<String, Option<[f64; 4]>>>>);
+
+/// Extents kept at most.
+const EXTENTS_KEPT: usize = 1024;
+
+/// The bounding box, in CRS84, of the geometries of a collection that the caller may read: a read
+/// of every row the caller may see (so a logged access for data that is not open), once per
+/// version of the dataset, reader and purpose. GDAL reads the extent from the collection and
+/// otherwise fetches every feature to find it.
+async fn extent(state: &AppState, caller: &Caller, c: &Collection) -> Result<Option<[f64; 4]>, Problem> {
+    use geo::BoundingRect;
+    use geozero::ToGeo;
+    let Some((column, _)) = c.geometry.first() else { return Ok(None) };
+    let version = state.engine.catalog().versions(&c.r).await.map_err(Problem::from_store)?.last().map(|v| v.version);
+    let who = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(format!("{:?}|{:?}", caller.principal, caller.purpose).as_bytes()))
+    };
+    let key = format!("{}@{version:?}|{who}", c.r);
+    if let Some(found) = state.ogc_extents.0.lock().ok().and_then(|m| m.get(&key).copied()) {
+        return Ok(found);
+    }
+    let query = RowsQuery { select: vec![column.clone()], crs: Some(Crs::Wgs84), version, ..RowsQuery::default() };
+    let released =
+        state.engine.rows(&caller.principal, caller.purpose.as_deref(), &c.r, &query, Channel::Ogc).await.map_err(Problem::from_query)?;
+    let mut stream = state.admit(caller, released)?.stream;
+    let mut bbox: Option<[f64; 4]> = None;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| Problem::from_query(tverr_access::QueryError::from(e)))?;
+        let Ok(shapes) = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Binary) else { continue };
+        let Some(shapes) = arrow::array::AsArray::as_binary_opt::<i32>(&shapes) else { continue };
+        for wkb in shapes.iter().flatten() {
+            let Some(r) = geozero::wkb::Wkb(wkb).to_geo().ok().and_then(|g| g.bounding_rect()) else { continue };
+            let b = bbox.get_or_insert([f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY]);
+            *b = [b[0].min(r.min().x), b[1].min(r.min().y), b[2].max(r.max().x), b[3].max(r.max().y)];
+        }
+    }
+    if let Ok(mut m) = state.ogc_extents.0.lock() {
+        if m.len() >= EXTENTS_KEPT {
+            m.clear();
+        }
+        m.insert(key, bbox);
+    }
+    Ok(bbox)
 }
 
 /// Every collection the caller may read, in catalogue order.
@@ -331,12 +387,16 @@ async fn collections(
             found.iter().map(|c| (c.id(), c.meta.title.clone(), c.meta.description.clone())).collect();
         return Ok(web::ogc_page::collections(p.lang()?, &list));
     }
+    let mut described = Vec::new();
+    for c in &found {
+        described.push(c.json(&base, extent(&state, &caller, c).await?));
+    }
     let body = json!({
         "links": [
             link(format!("{base}/ogc/collections"), "self", "application/json", "Samlingene / The collections"),
             link(format!("{base}/ogc/collections?f=html"), "alternate", "text/html", "Som HTML / As HTML"),
         ],
-        "collections": found.iter().map(|c| c.json(&base)).collect::<Vec<_>>(),
+        "collections": described,
     });
     Ok(json_response(&body, "application/json"))
 }
@@ -355,7 +415,8 @@ async fn collection(
         let storage = c.geometry.first().map(|(_, crs)| crs.to_string()).unwrap_or_default();
         return Ok(web::ogc_page::collection(p.lang()?, &c.id(), &c.meta.title, &c.meta.description, &storage));
     }
-    Ok(json_response(&c.json(&base_url(&state, &headers)), "application/json"))
+    let extent = extent(&state, &caller, &c).await?;
+    Ok(json_response(&c.json(&base_url(&state, &headers), extent), "application/json"))
 }
 
 /// The JSON Schema type of a column.

@@ -211,6 +211,14 @@ pub(super) const API_NB: &[(&str, &str)] = &[
     ("The rows about the person the caller may see for the purpose", "Radene om personen som du har lov å se for formålet"),
     ("The rows about the property the caller may see for the purpose", "Radene om eiendommen som du har lov å se for formålet"),
     ("The service and its catalogue answer", "Tjenesten og katalogen svarer"),
+    ("The API's parts and where they are", "Delene av API-et og hvor de er"),
+    ("Where the API's parts are.", "Hvor delene av API-et er."),
+    ("The API's name.", "Navnet på API-et."),
+    ("Its parts: `rel`, `href` and media `type` of each.", "Delene: `rel`, `href` og medietype (`type`) for hver."),
+    (
+        "`GET /api/v1`: where the API's parts are, for people and link checkers that start at its\nroot (the DCAT data service's endpoint).",
+        "`GET /api/v1`: hvor delene av API-et er, for folk og lenkesjekkere som begynner ved roten (endepunktet til DCAT-datatjenesten).",
+    ),
     (
         "The start of an address, e.g. Storgata 12; at least two letters (a citizen may leave it out)",
         "Begynnelsen av en adresse, f.eks. Storgata 12; minst to bokstaver (innbyggere kan utelate den)",
