@@ -357,6 +357,28 @@ def wrk(base, paths_file, lua, seconds, threads, connections):
     return {"rate": requests / (micros / 1e6), "p50": p50 / 1000, "p99": p99 / 1000, "n": requests}
 
 
+def cpu_busy(seconds):
+    """The share of the machine's CPU time that was busy over the next `seconds`."""
+    def sample():
+        f = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+        return sum(f), f[3] + f[4]
+    t0, i0 = sample()
+    time.sleep(seconds)
+    t1, i1 = sample()
+    return 1 - (i1 - i0) / max(1, t1 - t0)
+
+
+def settle(limit=60):
+    """Waits until the machine is idle (a server still working on the requests wrk left behind
+    would otherwise run into the next round); returns the last busy share."""
+    busy = 1.0
+    for _ in range(limit * 2):
+        busy = cpu_busy(0.5)
+        if busy < 0.10:
+            break
+    return busy
+
+
 def warm(base, path, boxes):
     for box in boxes:
         fetch(base, path(box))
@@ -373,7 +395,7 @@ def main():
     ap.add_argument("--worker-class", default="sync", help="gunicorn worker class: sync (gevent, the default of pygeoapi's Docker image, did 19 pages/s here against 50)")
     ap.add_argument("--threads", type=int, default=2, help="wrk threads")
     ap.add_argument("--connections", type=int, default=4, help="wrk connections (concurrent clients)")
-    ap.add_argument("--warm", type=int, default=200, help="windows fetched once on each side before the rounds")
+    ap.add_argument("--warm", type=int, default=50, help="windows fetched once on each side before the rounds")
     ap.add_argument("--prepare-only", action="store_true")
     ap.add_argument("--pygeoapi-only", action="store_true")
     args = ap.parse_args()
@@ -430,6 +452,9 @@ def main():
               f"pygeoapi {pygeoapi.__version__} ({args.provider} provider) under gunicorn -w {args.workers} -k {args.worker_class}", flush=True)
         for r in range(args.rounds):
             for name, (base, _) in sides.items():
+                busy = settle()
+                if busy >= 0.10:
+                    print(f"  (the machine is not idle before this round: {busy:.0%} busy)", flush=True)
                 res = wrk(base, files[name], lua, args.seconds, args.threads, args.connections)
                 results[name].append(res)
                 print(f"round {r + 1} {name:<9} {res['rate']:8.1f} pages/s  p50 {res['p50']:7.1f} ms  "

@@ -125,7 +125,8 @@ export async function readable(page, lang) {
       // decimals.
       const plain = t.replace(/\b\d{1,2}\.\d{1,2}\.\d{4}\b/g, '')
         .replace(/\b([01]\d|2[0-3])\.[0-5]\d\b/g, '')
-        .replace(/\b(NLOD|CC BY(-SA)?|CC0|ODbL|PDDL|ODC-By)\s*\d+(\.\d+)*/g, '');
+        // Versions of licences and standards (NLOD 2.0, OpenAPI 3.0) are not decimals either.
+        .replace(/\b(NLOD|CC BY(-SA)?|CC0|ODbL|PDDL|ODC-By|OpenAPI)\s*\d+(\.\d+)*/g, '');
       if (/\d\.\d/.test(plain)) problems.push(`decimal point: ${t.slice(0, 120)}`);
     }
   }

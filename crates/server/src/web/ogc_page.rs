@@ -24,7 +24,8 @@ struct OgcPage {
     links: Vec<(String, String, bool, String)>,
     count: Option<String>,
     headings: Vec<String>,
-    rows: Vec<Vec<String>>,
+    /// Cells: whether the text is the catalogue's bokmål, and the text.
+    rows: Vec<Vec<(bool, String)>>,
     /// Target, words, rel.
     ways: Vec<(String, String, String)>,
 }
@@ -142,7 +143,7 @@ pub(crate) fn queryables(lang: Lang, id: &str, title: &str, list: &[(String, Str
     p.intro = Some(title.into());
     p.nb_intro = true;
     p.headings = vec![lang.t("ogc_property").into(), lang.t("ogc_description").into()];
-    p.rows = list.iter().map(|(n, d)| vec![n.clone(), d.clone()]).collect();
+    p.rows = list.iter().map(|(n, d)| vec![(true, n.clone()), (true, d.clone())]).collect();
     p.json_way(format!("/ogc/collections/{id}/queryables?f=json")).respond()
 }
 
@@ -155,7 +156,7 @@ pub(crate) struct Paging {
 
 /// A table of features: the id, each property as the page's language writes it, and the
 /// geometry's shape in words.
-fn table(lang: Lang, batches: &[RecordBatch], geometry: &[GeometryColumn]) -> (Vec<String>, Vec<Vec<String>>) {
+fn table(lang: Lang, batches: &[RecordBatch], geometry: &[GeometryColumn]) -> (Vec<String>, Vec<Vec<(bool, String)>>) {
     let Some(first) = batches.first() else { return (Vec::new(), Vec::new()) };
     let schema = first.schema();
     let mut headings = vec![lang.t("ogc_id").to_string()];
@@ -165,7 +166,7 @@ fn table(lang: Lang, batches: &[RecordBatch], geometry: &[GeometryColumn]) -> (V
     for batch in batches {
         let ids = batch.column_by_name(FEATURE_ID_COLUMN).and_then(|a| a.as_string_opt::<i32>().cloned());
         for row in 0..batch.num_rows() {
-            let mut cells = vec![ids.as_ref().map(|a| a.value(row).to_string()).unwrap_or_default()];
+            let mut cells = vec![(false, ids.as_ref().map(|a| a.value(row).to_string()).unwrap_or_default())];
             for i in &columns {
                 let name = schema.field(*i).name();
                 let array = batch.column(*i);
@@ -178,7 +179,11 @@ fn table(lang: Lang, batches: &[RecordBatch], geometry: &[GeometryColumn]) -> (V
                         .unwrap_or_default(),
                     None => String::new(),
                 };
-                cells.push(cell);
+                let text = matches!(
+                    array.data_type(),
+                    arrow::datatypes::DataType::Utf8 | arrow::datatypes::DataType::LargeUtf8 | arrow::datatypes::DataType::Utf8View
+                );
+                cells.push((text, cell));
             }
             rows.push(cells);
         }
