@@ -15,12 +15,12 @@
    printing, logging at ERROR; provider --provider (OGR by default: GDAL's GeoPackage driver,
    whose bbox filter uses the R-tree; SQLiteGPKG, spatialite's Intersects() with no index, is
    the other choice) under gunicorn (what pygeoapi's docs run it with in production), 2 sync
-   workers for the 2 cores; pages from `/collections/points/items?f=json&limit=100&bbox=…`.
+   workers for the 2 cores (gevent, the default of its Docker image, was slower here); pages from `/collections/points/items?f=json&limit=100&bbox=…`.
 4. Load: the same 1,000 seeded random bbox windows in CRS84 (lon/lat; each about
    0.6-1.1 km a side, so it holds about 350-1,300 points and every page of 100 is full) go to
    both servers through `wrk -t2 -c4` with a Lua script that walks the list (each thread from
    its own place); rounds alternate Tverr, pygeoapi, Tverr, … (--rounds each, --seconds each),
-   after one warm-up pass over the windows on each side. Every round prints pages/s, p50 and
+   after a warm-up of 50 pages on each side and once the machine is idle. Every round prints pages/s, p50 and
    p99 latency; then the medians over the rounds and the ratio Tverr / pygeoapi.
 
 Sanity (before the rounds): on a few small windows that hold fewer than 100 points, both servers

@@ -148,6 +148,10 @@ impl RowsQuery {
     }
 }
 
+/// A box read through the cell index reads at most this many cells (of
+/// [`tverr_store::CELL_SIZE`] metres: 3.2 km square); a larger box scans the table.
+pub const MAX_BOX_CELLS: usize = 4096;
+
 /// By default, at most this many people of one dataset are named in one access; a read past it
 /// is recorded as a bulk read of the dataset, with its row count
 /// ([`Engine::with_named_limit`]).
@@ -625,7 +629,16 @@ impl Engine {
         let filter = q.filter.as_deref().map(guard::filter).transpose()?;
         let ctx = if q.stable_order { self.session(1)? } else { self.context()? };
         let sink = secure::SubjectSink::new(self.named_limit);
-        let opened = self.register(&ctx, &grant, q.version, &sink).await?;
+        let opened = match self.rows_in_box(&grant, q).await? {
+            Some((version, rows)) => {
+                if matches!(grant.protection(), tverr_policy::Protection::ByPerson { .. }) {
+                    self.protected.refresh(&self.store).await?;
+                }
+                self.register_provider(&ctx, &grant, rows, &sink)?;
+                Some(version)
+            }
+            None => self.register(&ctx, &grant, q.version, &sink).await?,
+        };
         let mut df: DataFrame = ctx.table(table_reference(r)).await?;
         let visible: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
         let known = |name: &str| -> Result<(), QueryError> {
@@ -720,6 +733,64 @@ impl Engine {
             df = df.select(columns.collect::<Vec<_>>())?;
         }
         Ok((df, grant, opened, sink))
+    }
+
+    /// For a box read (`RowsQuery::spatial` a `Bbox`) of a dataset whose geometries are indexed
+    /// by cell, the rows of the cells the box meets, whole and as stored, to go behind the
+    /// grant's secure scan in place of the table (every test the scan makes, the box's exact one
+    /// included, still runs on them), with the version they are of. `None` when the table must be
+    /// scanned: a CRS in degrees, a box over more than [`MAX_BOX_CELLS`] cells, or a version one
+    /// of whose data files the index no longer holds (a later version replaced it). The rows come
+    /// in the order of their files' paths and their places in them, the same for every page of
+    /// one version.
+    async fn rows_in_box(&self, grant: &Grant, q: &RowsQuery) -> Result<Option<(i64, Arc<dyn TableProvider>)>, QueryError> {
+        use datafusion::datasource::MemTable;
+        use futures::TryStreamExt;
+        let Some(spatial @ geo::Spatial::Bbox { .. }) = &q.spatial else { return Ok(None) };
+        let r = grant.dataset();
+        let Some((column, crs)) = grant.columns().iter().find_map(|c| Some((c.name.clone(), geo::Crs::parse(c.crs.as_deref()?)?))) else {
+            return Ok(None);
+        };
+        if crs.is_geographic() {
+            return Ok(None);
+        }
+        let (shape, _) = spatial.in_crs(crs).map_err(QueryError::Invalid)?;
+        let Some(rect) = ::geo::BoundingRect::bounding_rect(&shape) else { return Ok(None) };
+        let mut keys = tverr_store::cells_within([rect.min().x, rect.min().y, rect.max().x, rect.max().y], MAX_BOX_CELLS);
+        if keys.is_empty() || keys.iter().any(|k| k == tverr_store::BIG_CELL) {
+            return Ok(None);
+        }
+        keys.push(tverr_store::BIG_CELL.to_string());
+        keys.push(tverr_store::CELLS_MARKER.to_string());
+        let table = self.store.lake.open_for_reading(&r, q.version).await?;
+        let Some(version) = table.version().map(|v| v as i64) else { return Ok(None) };
+        let files: std::collections::BTreeSet<String> = table
+            .snapshot()
+            .map_err(StoreError::from)?
+            .snapshot()
+            .file_views(table.log_store().as_ref(), None)
+            .map_ok(|v| v.path().to_string())
+            .try_collect()
+            .await
+            .map_err(StoreError::from)?;
+        let schema = self.store.schema_at(&r, version).await?;
+        let Ok(position) = schema.index_of(&column) else { return Ok(None) };
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let located = self.store.locate_many(&keys).await?;
+        let ours = |key: &str| {
+            located.get(key).into_iter().flatten().filter(|p| p.dataset == *r && p.position == position as i64 && files.contains(&p.path))
+        };
+        // Every data file of the version holds the marker once: all of them must be indexed.
+        let indexed: std::collections::BTreeSet<&str> = ours(tverr_store::CELLS_MARKER).map(|p| p.path.as_str()).collect();
+        if indexed.len() != files.len() {
+            return Ok(None);
+        }
+        let rows: std::collections::BTreeSet<(String, i64)> =
+            keys.iter().filter(|k| **k != tverr_store::CELLS_MARKER).flat_map(|k| ours(k)).map(|p| (p.path.clone(), p.row)).collect();
+        let rows: Vec<(String, i64)> = rows.into_iter().collect();
+        let (schema, batches) = if rows.is_empty() { (schema, Vec::new()) } else { self.store.read_rows(&r, version, &rows, None).await? };
+        let provider = MemTable::try_new(schema, vec![batches])?;
+        Ok(Some((version, Arc::new(provider))))
     }
 
     /// Everything about a citizen, from every dataset with a person key (GDPR art. 15): per

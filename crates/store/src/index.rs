@@ -3,7 +3,7 @@
 //! ([`crate::Catalog`]'s `record_version`). The keys of new files are read back from storage
 //! before the Delta commit, so a file that cannot be indexed is never committed.
 //!
-//! In a dataset with a person or property key, each geometry is also indexed by the grid cells
+//! Each geometry is also indexed by the grid cells
 //! its bounding box meets ([`cell_keys`]: squares of [`CELL_SIZE`] in the column's own units,
 //! metres in UTM), so the rows near a place are found without reading the whole table (the
 //! neighbours of a property). Cell keys start with `~`, which no subject key does.
@@ -245,14 +245,12 @@ pub(crate) fn key_columns(
     subjects: &BTreeMap<String, SubjectKind>,
     geometry: &[String],
 ) -> Vec<KeyColumn> {
-    // Cells only where there are subjects: the datasets whose reads name people.
-    let cells = !subjects.is_empty();
     schema
         .fields()
         .iter()
         .enumerate()
         .filter_map(|(i, f)| {
-            let cell = cells && geometry.contains(f.name());
+            let cell = geometry.contains(f.name());
             (subjects.contains_key(f.name()) || cell).then(|| KeyColumn { name: f.name().clone(), position: i as i64, cells: cell })
         })
         .collect()

@@ -7,7 +7,7 @@
 //! commit at the end. On any problem the commit never happens and the previous version stays
 //! exactly as it was.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -384,14 +384,8 @@ impl Store {
         let mut key_problems = Vec::new();
         let mut data_row = 0u64;
         let mut write_error: Option<StoreError> = None;
-        // A geometry in a dataset with subject keys is indexed by cell: its rows are written in
-        // cell order (`cluster`), so a read of one place touches few pages.
-        let subject_names: BTreeSet<&str> = known_columns
-            .iter()
-            .filter(|c| c.subject_key.is_some())
-            .map(|c| c.name.as_str())
-            .chain(req.options.subjects.keys().map(String::as_str))
-            .collect();
+        // A geometry is indexed by cell: its rows are written in cell order (`cluster`), so a read
+        // of one place touches few pages.
         let mut clustering: Option<Clustering> = None;
         let mode = if evolve { DeltaWriteMode::MergeSchema } else { DeltaWriteMode::Default };
         let file_name = req.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -405,7 +399,10 @@ impl Store {
                             return Err(StoreError::invalid("key", format!("the file has no column {k:?}")));
                         }
                         let geometry = schema.fields().iter().position(|f| f.data_type() == &DataType::Binary);
-                        if let (Some(column), false, true) = (geometry, subject_names.is_empty(), sort) {
+                        // Every geometry is indexed by cell (a box read over OGC API Features or
+                        // REST `bbox` reads the cells' rows), so every geometry dataset is
+                        // written in cell order.
+                        if let (Some(column), true) = (geometry, sort) {
                             clustering = Some(Clustering::start(&schema, column, self.sort_memory)?);
                         }
                         schema_read = Some(schema);

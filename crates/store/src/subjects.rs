@@ -128,9 +128,9 @@ impl Store {
             let name = meta.reference();
             let columns = all_columns.get(&name).map(Vec::as_slice).unwrap_or_default();
             let keyed = columns.iter().any(|c| c.subject_key.is_some());
-            let cells_missing =
-                keyed && !with_cells.contains(&name) && columns.iter().any(|c| c.column_type == tverr_ingest::ColumnType::Geometry);
-            if !keyed || (indexed.contains_key(&name) && !cells_missing) {
+            let placed = columns.iter().any(|c| c.column_type == tverr_ingest::ColumnType::Geometry);
+            let cells_missing = placed && !with_cells.contains(&name);
+            if !(keyed || placed) || (indexed.contains_key(&name) && !cells_missing) {
                 continue;
             }
             let r: DatasetRef = name.parse().map_err(|e: tverr_core::ModelError| StoreError::Read(e.to_string()))?;
