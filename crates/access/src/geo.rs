@@ -196,6 +196,22 @@ fn each_coord(g: &mut Geometry, f: &mut dyn FnMut(&mut Coord) -> Result<(), Stri
 /// first, so the curved image of a straight edge is followed closely.
 pub fn bbox_polygon(min_x: f64, min_y: f64, max_x: f64, max_y: f64, from: Crs, to: Crs) -> Result<Geometry, String> {
     const STEPS: usize = 32;
+    // A box in degrees taken to UTM is first cut to where the zone's projection holds (60° of
+    // longitude either side of its meridian, 80° S to 84° N): a box over the whole world would
+    // otherwise have no image, and no stored geometry lies outside.
+    let (min_x, min_y, max_x, max_y) = match (from.is_geographic(), to) {
+        (true, Crs::Utm32 | Crs::Utm33) => {
+            let meridian = if to == Crs::Utm32 { 9.0 } else { 15.0 };
+            let cut = (min_x.max(meridian - 60.0), min_y.max(-80.0), max_x.min(meridian + 60.0), max_y.min(84.0));
+            if cut.0 > cut.2 || cut.1 > cut.3 {
+                // Nowhere the zone reaches: a box at the meridian's foot that meets nothing stored.
+                (meridian, -80.0, meridian, -80.0)
+            } else {
+                cut
+            }
+        }
+        _ => (min_x, min_y, max_x, max_y),
+    };
     let corners = [(min_x, min_y), (max_x, min_y), (max_x, max_y), (min_x, max_y), (min_x, min_y)];
     let mut ring = Vec::with_capacity(4 * STEPS + 1);
     for w in corners.windows(2) {
@@ -493,6 +509,11 @@ impl Near {
                 return Ok(false);
             }
             return Ok(if self.distance == 0.0 { a.intersects(&self.b) } else { Euclidean.distance(a, &self.b) <= self.distance });
+        }
+        // Meeting a shape given in degrees (a box in longitude and latitude) is meeting it in
+        // degrees; only a distance needs the ellipsoid.
+        if self.distance == 0.0 {
+            return Ok(a.intersects(&self.b));
         }
         if let (Geometry::Point(pa), Geometry::Point(pb)) = (a, &self.b) {
             return Ok(Geodesic.distance(*pa, *pb) <= self.distance);

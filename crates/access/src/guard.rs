@@ -161,6 +161,11 @@ pub const ALLOWED_FUNCTIONS: &[&str] = &[
 /// far below what would exhaust a thread's stack in the parser, planner or evaluation.
 pub const MAX_NESTING: usize = 256;
 
+/// How many brackets opened after a word (`abs(`, `CAST(`, `NOT (`, `IN (`) may be open inside
+/// one another: sqlparser's time on them grows exponentially with their depth, and at this
+/// depth it stays within milliseconds.
+pub const MAX_CALL_NESTING: usize = 8;
+
 /// The longest SQL text or filter accepted, in bytes.
 pub const MAX_SQL_BYTES: usize = 256 * 1024;
 
@@ -193,7 +198,28 @@ pub fn bounded(text: &str) -> Result<(), QueryError> {
     }
     let mut levels = vec![Level::default()];
     let mut deepest = 0;
+    // Brackets opened right after a word (a function's or a keyword's: `abs(`, `CAST(`, `NOT (`),
+    // which sqlparser may parse more than one way, each way again inside: its time grows
+    // exponentially with their depth (measured: `CAST((` doubles three times a level).
+    let mut calls: Vec<bool> = Vec::new();
+    let mut after_word = false;
     for token in &tokens {
+        let word = matches!(token, Token::Word(_));
+        if !matches!(token, Token::Whitespace(_)) {
+            let opens = matches!(token, Token::LParen | Token::LBracket | Token::LBrace);
+            let closes = matches!(token, Token::RParen | Token::RBracket | Token::RBrace);
+            if opens {
+                calls.push(after_word);
+                if calls.iter().filter(|c| **c).count() > MAX_CALL_NESTING {
+                    return Err(QueryError::NotAllowed(format!(
+                        "the query nests too deeply: at most {MAX_CALL_NESTING} functions or keyword brackets (NOT (…), CAST(…), IN (…)) may be open inside one another"
+                    )));
+                }
+            } else if closes {
+                calls.pop();
+            }
+            after_word = word;
+        }
         match token {
             Token::Whitespace(_) | Token::EOF | Token::Period | Token::SemiColon | Token::Placeholder(_) => continue,
             Token::Word(w) if w.keyword == Keyword::NoKeyword || w.quote_style.is_some() => continue,

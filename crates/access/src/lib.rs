@@ -580,9 +580,10 @@ impl Engine {
     }
 
     /// How many rows [`Engine::rows`] would give for `q` without its window, as a stream of one
-    /// batch with one `Int64` column (read it with [`count_of`]): an audited read like the rows
-    /// themselves (the rows counted pass the secure scan and its tap), at `q`'s version or the
-    /// latest, which [`Released::versions`] names.
+    /// batch with one `Int64` column (read it with [`count_of`]): the rows counted pass the same
+    /// secure scan, and the count is in the access log (dataset, version, query, purpose) before
+    /// it is released, naming no one, as it releases no one. At `q`'s version or the latest,
+    /// which [`Released::versions`] names.
     pub async fn count_rows(
         &self,
         who: &Principal,
@@ -600,12 +601,14 @@ impl Engine {
             feature_id: q.feature_id.clone(),
             ..RowsQuery::default()
         };
-        let (df, grant, opened, sink) = self.rows_frame(who, purpose, r, &q, channel).await?;
+        let (df, grant, opened, _tapped) = self.rows_frame(who, purpose, r, &q, channel).await?;
         let df = df.aggregate(vec![], vec![count(datafusion::prelude::lit(1)).alias("n")])?;
         let stream = execution::execute(df).await?;
         let grants = vec![(grant, opened)];
         let intent = self.intent(who, purpose, channel, &format!("count {}", q.describe(r)), &grants);
-        let stream = self.release(stream, intent, sink, started);
+        // A count releases no one: its record names the dataset and the query, not the people
+        // counted (as a statistics-only read does). The rows a page shows are named by the page.
+        let stream = self.release(stream, intent, secure::SubjectSink::new(self.named_limit), started);
         Ok(Released { stream, grants: grants.iter().map(|(g, _)| g.clone()).collect(), versions: vec![opened] })
     }
 
@@ -762,7 +765,7 @@ impl Engine {
         }
         keys.push(tverr_store::BIG_CELL.to_string());
         keys.push(tverr_store::CELLS_MARKER.to_string());
-        let table = self.store.lake.open_for_reading(&r, q.version).await?;
+        let table = self.store.lake.open_for_reading(r, q.version).await?;
         let Some(version) = table.version().map(|v| v as i64) else { return Ok(None) };
         let files: std::collections::BTreeSet<String> = table
             .snapshot()
@@ -773,7 +776,7 @@ impl Engine {
             .try_collect()
             .await
             .map_err(StoreError::from)?;
-        let schema = self.store.schema_at(&r, version).await?;
+        let schema = self.store.schema_at(r, version).await?;
         let Ok(position) = schema.index_of(&column) else { return Ok(None) };
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         let located = self.store.locate_many(&keys).await?;
@@ -788,7 +791,7 @@ impl Engine {
         let rows: std::collections::BTreeSet<(String, i64)> =
             keys.iter().filter(|k| **k != tverr_store::CELLS_MARKER).flat_map(|k| ours(k)).map(|p| (p.path.clone(), p.row)).collect();
         let rows: Vec<(String, i64)> = rows.into_iter().collect();
-        let (schema, batches) = if rows.is_empty() { (schema, Vec::new()) } else { self.store.read_rows(&r, version, &rows, None).await? };
+        let (schema, batches) = if rows.is_empty() { (schema, Vec::new()) } else { self.store.read_rows(r, version, &rows, None).await? };
         let provider = MemTable::try_new(schema, vec![batches])?;
         Ok(Some((version, Arc::new(provider))))
     }

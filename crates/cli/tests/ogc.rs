@@ -181,6 +181,12 @@ fn crs_by_reference_and_axis_order() {
     assert!(in_crs84 > 0 && in_crs84 < count(""), "{in_crs84}");
     assert_eq!(count(&format!("bbox=60.75,11.0,60.82,11.1&bbox-crs={epsg4326}")), in_crs84, "EPSG:4326 boxes are latitude first");
     assert_eq!(count("bbox=11.0,60.75,0,11.1,60.82,100"), in_crs84, "a 3D box uses its 2D part");
+    // A box over the whole world, or a quarter of it, finds every feature of a UTM collection.
+    assert_eq!(count("bbox=-180,-90,180,90"), count(""), "the world holds every feature");
+    assert_eq!(count("bbox=0,0,90,90"), count(""));
+    assert_eq!(count("bbox=-180,-90,-170,-80"), 0);
+    let world = enc("S_INTERSECTS(geometry, BBOX(-180,-90,180,90))");
+    assert_eq!(count(&format!("filter={world}")), count(""));
     // A box in UTM 33 around one feature finds it.
     let near = format!(
         "bbox={},{},{},{}&bbox-crs={}",

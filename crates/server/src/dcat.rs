@@ -527,6 +527,7 @@ pub fn negotiate(accept: Option<&str>) -> Option<DcatFormat> {
             "application/rdf+xml" => DcatFormat::RdfXml,
             "application/ld+json" => DcatFormat::JsonLd,
             "*/*" | "text/*" => DcatFormat::Turtle,
+            "application/*" => DcatFormat::RdfXml,
             _ => continue,
         };
         if best.is_none_or(|(bq, bo, _)| q > bq || (q == bq && order < bo)) {
@@ -593,6 +594,7 @@ mod tests {
         assert_eq!(negotiate(Some("text/turtle;q=0.2, application/rdf+xml;q=0.9")), Some(DcatFormat::RdfXml));
         assert_eq!(negotiate(Some("text/turtle;q=0")), None);
         assert_eq!(negotiate(Some("image/png")), None);
+        assert_eq!(negotiate(Some("application/*")), Some(DcatFormat::RdfXml));
     }
 
     #[test]

@@ -121,30 +121,45 @@ fn timestamp(text: &str) -> Result<String> {
 
 impl Context<'_> {
     /// `S_INTERSECTS(property, literal)` as SQL: the literal in the property's CRS.
-    fn intersects(&self, property: &str, mut shape: Geometry) -> Result<String> {
+    fn intersects(&self, property: &str, literal: Literal) -> Result<String> {
         let Some(crs) = self.geometry.get(property) else {
             return fail(format!("S_INTERSECTS: {property:?} is not a geometry property you may read"));
         };
-        if self.lat_lon {
-            geo::MapCoordsInPlace::map_coords_in_place(&mut shape, |c| geo::Coord { x: c.y, y: c.x });
-        }
-        transform_geometry(&mut shape, self.crs, *crs).map_err(|e| FilterError(format!("S_INTERSECTS: {e}")))?;
+        let shape = match literal {
+            Literal::Shape(mut shape) => {
+                if self.lat_lon {
+                    geo::MapCoordsInPlace::map_coords_in_place(&mut shape, |c| geo::Coord { x: c.y, y: c.x });
+                }
+                transform_geometry(&mut shape, self.crs, *crs).map_err(|e| FilterError(format!("S_INTERSECTS: {e}")))?;
+                shape
+            }
+            Literal::Box([a, b, c, d]) => {
+                let [a, b, c, d] = if self.lat_lon { [b, a, d, c] } else { [a, b, c, d] };
+                bbox_polygon(a, b, c, d, self.crs, *crs).map_err(|e| FilterError(format!("S_INTERSECTS: {e}")))?
+            }
+        };
         let wkt = shape.to_wkt().map_err(|e| FilterError(format!("S_INTERSECTS: {e}")))?;
         Ok(format!("ST_Intersects({}, ST_GeomFromText({}))", identifier(property)?, string(&wkt)?))
     }
 
-    fn bbox(&self, n: &[f64]) -> Result<Geometry> {
+    fn bbox(&self, n: &[f64]) -> Result<Literal> {
         let [a, b, c, d] = match n.len() {
             4 => [n[0], n[1], n[2], n[3]],
             6 => [n[0], n[1], n[3], n[4]],
             k => return fail(format!("BBOX takes 4 or 6 numbers, not {k}")),
         };
-        // In the literal's own axis order; `intersects` swaps a latitude-first box like any shape.
         if a > c || b > d {
             return fail("BBOX: the lower corner must come first (a box across the antimeridian is not supported)");
         }
-        bbox_polygon(a, b, c, d, Crs::Wgs84, Crs::Wgs84).map_err(FilterError)
+        Ok(Literal::Box([a, b, c, d]))
     }
+}
+
+/// A geometry literal: a shape, or a box (kept as numbers, so it is cut to where the column's
+/// CRS holds before it is taken there).
+enum Literal {
+    Shape(Geometry),
+    Box([f64; 4]),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -550,7 +565,7 @@ impl Parser<'_> {
                 wkt_rings(&text).map_err(|e| FilterError(format!("{here}: {e}")))?;
                 let shape =
                     geozero::wkt::Wkt(text.as_str()).to_geo().map_err(|e| FilterError(format!("{here}: not a WKT geometry: {e}")))?;
-                Ok(Spatial::Shape(shape))
+                Ok(Spatial::Shape(Literal::Shape(shape)))
             }
             Kind::Word(w) if w.eq_ignore_ascii_case("BBOX") => {
                 self.expect(Kind::Open, "«(» after BBOX")?;
@@ -583,7 +598,7 @@ impl Parser<'_> {
 
 enum Spatial {
     Property(String),
-    Shape(Geometry),
+    Shape(Literal),
 }
 
 struct Json<'a> {
@@ -694,7 +709,7 @@ impl Json<'_> {
         }
     }
 
-    fn shape(&self, v: &Value) -> Result<Geometry> {
+    fn shape(&self, v: &Value) -> Result<Literal> {
         if let Some(b) = v.get("bbox").and_then(Value::as_array) {
             let n: Option<Vec<f64>> = b.iter().map(Value::as_f64).collect();
             let Some(n) = n else { return fail("bbox: expected numbers") };
@@ -702,7 +717,7 @@ impl Json<'_> {
         }
         geojson_rings(v, 0)?;
         let text = v.to_string();
-        geozero::geojson::GeoJson(&text).to_geo().map_err(|e| FilterError(format!("not a GeoJSON geometry: {e}")))
+        geozero::geojson::GeoJson(&text).to_geo().map(Literal::Shape).map_err(|e| FilterError(format!("not a GeoJSON geometry: {e}")))
     }
 }
 

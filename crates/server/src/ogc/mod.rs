@@ -231,6 +231,8 @@ struct Collection {
     meta: tverr_access::DatasetMeta,
     columns: Vec<(ColumnMeta, bool)>,
     geometry: Vec<(String, Crs)>,
+    /// A digest of the grant: readers with the same grant see the same rows (and extent).
+    grant_key: String,
 }
 
 impl Collection {
@@ -305,10 +307,14 @@ async fn collection_of(state: &AppState, r: DatasetRef, grant: &tverr_policy::Gr
             Some((c, g.mask.is_some()))
         })
         .collect();
-    Ok(Some(Collection { r, meta, columns, geometry }))
+    let grant_key = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(serde_json::to_vec(grant).unwrap_or_default()))
+    };
+    Ok(Some(Collection { r, meta, columns, geometry, grant_key }))
 }
 
-/// Collection extents already computed: by dataset, version, reader and purpose. Past
+/// Collection extents already computed: by dataset, version and grant (what the reader may see). Past
 /// [`EXTENTS_KEPT`] entries the cache starts again.
 #[derive(Debug, Clone, Default)]
 pub struct Extents(std::sync::Arc<std::sync::Mutex<HashMap<String, Option<[f64; 4]>>>>);
@@ -318,18 +324,15 @@ const EXTENTS_KEPT: usize = 1024;
 
 /// The bounding box, in CRS84, of the geometries of a collection that the caller may read: a read
 /// of every row the caller may see (so a logged access for data that is not open), once per
-/// version of the dataset, reader and purpose. GDAL reads the extent from the collection and
-/// otherwise fetches every feature to find it.
+/// version of the dataset and grant. GDAL reads the extent from the collection and
+/// otherwise fetches every feature to find it. Kept per version and grant, so neither another
+/// purpose nor another reader with the same grant makes it again.
 async fn extent(state: &AppState, caller: &Caller, c: &Collection) -> Result<Option<[f64; 4]>, Problem> {
     use geo::BoundingRect;
     use geozero::ToGeo;
     let Some((column, _)) = c.geometry.first() else { return Ok(None) };
     let version = state.engine.catalog().versions(&c.r).await.map_err(Problem::from_store)?.last().map(|v| v.version);
-    let who = {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(format!("{:?}|{:?}", caller.principal, caller.purpose).as_bytes()))
-    };
-    let key = format!("{}@{version:?}|{who}", c.r);
+    let key = format!("{}@{version:?}|{}", c.r, c.grant_key);
     if let Some(found) = state.ogc_extents.0.lock().ok().and_then(|m| m.get(&key).copied()) {
         return Ok(found);
     }
@@ -464,16 +467,41 @@ async fn queryables(
 }
 
 /// Where a page of items starts: the version it reads, the features before it and how many
-/// match in all, bound to the query it belongs to.
+/// match in all, bound to the query and the grant it belongs to, and signed with a key of this
+/// server process, so a cursor cannot be altered (a later page of the same read) nor used by a
+/// reader with another grant. A cursor from before a restart is refused as one not issued.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Cursor {
     v: Option<i64>,
     o: usize,
     m: u64,
     q: String,
+    #[serde(default)]
+    s: String,
 }
 
+/// The key cursors are signed with: random, made once per process.
+static CURSOR_KEY: std::sync::LazyLock<[u8; 32]> = std::sync::LazyLock::new(|| {
+    use rand::RngCore;
+    let mut key = [0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    key
+});
+
 impl Cursor {
+    fn signature(&self) -> String {
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(CURSOR_KEY.as_slice()).expect("any key length");
+        mac.update(format!("{:?}|{}|{}|{}", self.v, self.o, self.m, self.q).as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
+    fn new(v: Option<i64>, o: usize, m: u64, q: &str) -> Cursor {
+        let mut c = Cursor { v, o, m, q: q.to_string(), s: String::new() };
+        c.s = c.signature();
+        c
+    }
+
     fn encode(&self) -> String {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
     }
@@ -481,7 +509,10 @@ impl Cursor {
     fn decode(text: &str) -> Result<Cursor, Problem> {
         let broken = || Problem::invalid_parameter("cursor: not a cursor this server issued; start again without cursor=");
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).map_err(|_| broken())?;
-        serde_json::from_slice(&bytes).map_err(|_| broken())
+        let c: Cursor = serde_json::from_slice(&bytes).map_err(|_| broken())?;
+        let expected = c.signature();
+        let same = expected.len() == c.s.len() && expected.bytes().zip(c.s.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if same { Ok(c) } else { Err(broken()) }
     }
 }
 
@@ -541,6 +572,18 @@ fn datetime_condition(column: &str, kind: ColumnType, text: &str) -> Result<Stri
         Some((a, b)) => {
             if b.contains('/') {
                 return Err(bad("an interval has one «/»"));
+            }
+            let instant = |t: &str| -> Option<chrono::DateTime<chrono::Utc>> {
+                chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                    .ok()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(|d| d.and_utc())
+                    .or_else(|| chrono::DateTime::parse_from_rfc3339(t).ok().map(|t| t.with_timezone(&chrono::Utc)))
+            };
+            if let (Some(from), Some(to)) = (instant(a), instant(b))
+                && from > to
+            {
+                return Err(bad("the interval ends before it begins"));
             }
             let mut parts = Vec::new();
             if !open(a) {
@@ -628,7 +671,7 @@ fn items_query(p: &Params, c: &Collection) -> Result<ItemsQuery, Problem> {
     };
     let digest = {
         use sha2::Digest;
-        let text = format!("{} {:?} {:?} {:?} {:?}", c.id(), query.filter, query.spatial, output, query.crs);
+        let text = format!("{} {:?} {:?} {:?} {:?} {}", c.id(), query.filter, query.spatial, output, query.crs, c.grant_key);
         hex::encode(&sha2::Sha256::digest(text.as_bytes())[..12])
     };
     let cursor = p.get("cursor").map(Cursor::decode).transpose()?;
@@ -722,8 +765,8 @@ async fn items(
         }
     }
     let next = (returned as usize == limit && ((offset + limit) as u64) < matched)
-        .then(|| Cursor { v: version, o: offset + limit, m: matched, q: digest.clone() }.encode());
-    let prev = (offset > 0).then(|| Cursor { v: version, o: offset.saturating_sub(limit), m: matched, q: digest.clone() }.encode());
+        .then(|| Cursor::new(version, offset + limit, matched, &digest).encode());
+    let prev = (offset > 0).then(|| Cursor::new(version, offset.saturating_sub(limit), matched, &digest).encode());
     let mut response = if format == Format::Html {
         let html_links = web::ogc_page::Paging {
             next: next.as_ref().map(|n| items_url("", &id, &p, &[("cursor", Some(n.clone())), ("f", Some("html".into()))])),
@@ -844,14 +887,20 @@ mod tests {
         assert!(datetime_condition("d", ColumnType::Date, "yesterday").unwrap_err().detail.contains("datetime"));
         assert!(datetime_condition("d", ColumnType::Date, "a/b/c").is_err());
         assert!(datetime_condition("d", ColumnType::Date, "..").is_err());
+        assert!(datetime_condition("d", ColumnType::Date, "2021-01-01/2020-01-01").unwrap_err().detail.contains("ends before"));
         assert!(datetime_condition("d", ColumnType::Date, "2020-01-01' OR 1=1 --").is_err());
     }
 
     #[test]
     fn a_cursor_round_trips_and_refuses_forgeries() {
-        let c = Cursor { v: Some(3), o: 20, m: 41, q: "abc".into() };
+        let c = Cursor::new(Some(3), 20, 41, "abc");
         let d = Cursor::decode(&c.encode()).unwrap();
         assert_eq!((d.v, d.o, d.m, d.q.as_str()), (Some(3), 20, 41, "abc"));
+        let mut forged = Cursor::new(Some(3), 20, 41, "abc");
+        forged.m = 1_000_000_000_000;
+        assert!(Cursor::decode(&forged.encode()).is_err(), "an altered count is refused");
+        let unsigned = Cursor { s: String::new(), ..Cursor::new(Some(0), 0, 1, "abc") };
+        assert!(Cursor::decode(&unsigned.encode()).is_err());
         assert!(Cursor::decode("%%%").is_err());
         assert!(Cursor::decode("eyJ2Ijp0cnVlfQ").is_err());
     }
