@@ -105,6 +105,8 @@ pub struct Engine {
     audit: Audit,
     named_limit: usize,
     lookups: Arc<lookup::LookupCache>,
+    /// The stored rows of the last boxes read through the cell index ([`Engine::rows_in_box`]).
+    boxes: Arc<std::sync::Mutex<KeptBoxes>>,
     memory: memory::MemoryLimits,
     /// Who is protected, per the registers of address protection.
     protected: Arc<protection::Protected>,
@@ -152,6 +154,13 @@ impl RowsQuery {
 /// [`tverr_store::CELL_SIZE`] metres: 3.2 km square); a larger box scans the table.
 pub const MAX_BOX_CELLS: usize = 4096;
 
+/// The boxes [`Engine::rows_in_box`] keeps: each one's key and stored rows, oldest first.
+type KeptBoxes = std::collections::VecDeque<(String, Arc<dyn TableProvider>)>;
+
+/// How many boxes' stored rows [`Engine::rows_in_box`] keeps, and the most rows of one it keeps.
+const BOXES_KEPT: usize = 16;
+const BOX_ROWS_KEPT: usize = 20_000;
+
 /// By default, at most this many people of one dataset are named in one access; a read past it
 /// is recorded as a bulk read of the dataset, with its row count
 /// ([`Engine::with_named_limit`]).
@@ -183,6 +192,7 @@ impl Engine {
             audit,
             named_limit: DEFAULT_NAMED_LIMIT,
             lookups: Arc::new(lookup::LookupCache::new()),
+            boxes: Arc::default(),
             memory: memory::MemoryLimits::default(),
             protected: Arc::default(),
         }
@@ -776,6 +786,18 @@ impl Engine {
             .try_collect()
             .await
             .map_err(StoreError::from)?;
+        // The same box of the same version is read again at once for a page and its count: its
+        // stored rows (before any grant: every reader's scan still runs on them) are kept.
+        let remembered = format!("{r}@{version}:{column}:{}:{}", keys.first().map_or("", String::as_str), keys.len());
+        let remembered = format!("{remembered}:{}", keys.get(keys.len().saturating_sub(3)).map_or("", String::as_str));
+        // Only the latest version's rows are kept and given: an erasure makes a new version, so
+        // rows it removed are never given from here.
+        let latest = self.store.catalog.versions(r).await?.last().map(|v| v.version) == Some(version);
+        if latest
+            && let Some(found) = self.boxes.lock().ok().and_then(|b| b.iter().find(|(k, _)| *k == remembered).map(|(_, rows)| rows.clone()))
+        {
+            return Ok(Some((version, found)));
+        }
         let schema = self.store.schema_at(r, version).await?;
         let Ok(position) = schema.index_of(&column) else { return Ok(None) };
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
@@ -792,8 +814,17 @@ impl Engine {
             keys.iter().filter(|k| **k != tverr_store::CELLS_MARKER).flat_map(|k| ours(k)).map(|p| (p.path.clone(), p.row)).collect();
         let rows: Vec<(String, i64)> = rows.into_iter().collect();
         let (schema, batches) = if rows.is_empty() { (schema, Vec::new()) } else { self.store.read_rows(r, version, &rows, None).await? };
-        let provider = MemTable::try_new(schema, vec![batches])?;
-        Ok(Some((version, Arc::new(provider))))
+        let provider: Arc<dyn TableProvider> = Arc::new(MemTable::try_new(schema, vec![batches])?);
+        if latest
+            && rows.len() <= BOX_ROWS_KEPT
+            && let Ok(mut kept) = self.boxes.lock()
+        {
+            if kept.len() >= BOXES_KEPT {
+                kept.pop_front();
+            }
+            kept.push_back((remembered, provider.clone()));
+        }
+        Ok(Some((version, provider)))
     }
 
     /// Everything about a citizen, from every dataset with a person key (GDPR art. 15): per
