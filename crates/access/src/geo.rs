@@ -109,6 +109,11 @@ impl fmt::Display for Crs {
     }
 }
 
+/// The geometry columns a grant releases with a CRS Tverr knows, in the dataset's order.
+pub fn granted_geometry(grant: &tverr_policy::Grant) -> Vec<(String, Crs)> {
+    grant.columns().iter().filter_map(|c| Some((c.name.clone(), Crs::parse(c.crs.as_deref()?)?))).collect()
+}
+
 /// Transforms one coordinate; degrees for geographic systems.
 fn transform_with(from: &Proj, from_geographic: bool, to: &Proj, to_geographic: bool, x: f64, y: f64) -> Result<(f64, f64), String> {
     if !x.is_finite() || !y.is_finite() {

@@ -665,8 +665,7 @@ impl Engine {
             let expr = f.plan(&ctx.state(), df.schema())?;
             df = df.filter(expr)?;
         }
-        let geometry: Vec<(&str, geo::Crs)> =
-            grant.columns().iter().filter_map(|c| Some((c.name.as_str(), geo::Crs::parse(c.crs.as_deref()?)?))).collect();
+        let geometry = geo::granted_geometry(&grant);
         if let Some(spatial) = &q.spatial {
             let Some((column, crs)) = geometry.first() else {
                 return Err(QueryError::Invalid(format!("bbox and near need a geometry column, and {r} has none you may read")));
@@ -675,11 +674,12 @@ impl Engine {
             // UTM column is taken to EPSG:4326 first, as UTM's scale is off by up to 1.6 % at
             // Norway's edges.
             let (compared, target) = match spatial {
-                geo::Spatial::Bbox { .. } => (ident(*column), *crs),
-                geo::Spatial::Near { .. } if crs.is_geographic() => (ident(*column), *crs),
-                geo::Spatial::Near { .. } => {
-                    (geo::Transform::udf().call(vec![ident(*column), datafusion::prelude::lit(geo::Crs::Wgs84.srid())]), geo::Crs::Wgs84)
-                }
+                geo::Spatial::Bbox { .. } => (ident(column.as_str()), *crs),
+                geo::Spatial::Near { .. } if crs.is_geographic() => (ident(column.as_str()), *crs),
+                geo::Spatial::Near { .. } => (
+                    geo::Transform::udf().call(vec![ident(column.as_str()), datafusion::prelude::lit(geo::Crs::Wgs84.srid())]),
+                    geo::Crs::Wgs84,
+                ),
             };
             let (shape, distance) = spatial.in_crs(target).map_err(QueryError::Invalid)?;
             let wkb = geo::to_wkb(&shape).map_err(QueryError::Invalid)?;
@@ -788,8 +788,8 @@ impl Engine {
             .map_err(StoreError::from)?;
         // The same box of the same version is read again at once for a page and its count: its
         // stored rows (before any grant: every reader's scan still runs on them) are kept.
-        let remembered = format!("{r}@{version}:{column}:{}:{}", keys.first().map_or("", String::as_str), keys.len());
-        let remembered = format!("{remembered}:{}", keys.get(keys.len().saturating_sub(3)).map_or("", String::as_str));
+        // The cells run from the box's first corner to its last (then the big cell and the marker).
+        let remembered = format!("{r}@{version}:{column}:{}..{}", keys[0], keys[keys.len() - 3]);
         // Only the latest version's rows are kept and given: an erasure makes a new version, so
         // rows it removed are never given from here.
         let latest = self.store.catalog.versions(r).await?.last().map(|v| v.version) == Some(version);

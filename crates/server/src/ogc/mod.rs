@@ -292,8 +292,7 @@ async fn open_collection(state: &AppState, caller: &Caller, id: &str) -> Result<
 }
 
 async fn collection_of(state: &AppState, r: DatasetRef, grant: &tverr_policy::Grant) -> Result<Option<Collection>, Problem> {
-    let geometry: Vec<(String, Crs)> =
-        grant.columns().iter().filter_map(|c| Some((c.name.clone(), Crs::parse(c.crs.as_deref()?)?))).collect();
+    let geometry = tverr_access::geo::granted_geometry(grant);
     if geometry.is_empty() {
         return Ok(None);
     }
