@@ -382,13 +382,23 @@ impl ScalarUDFImpl for Srid {
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct Transform {
     signature: Signature,
+    /// A geometry with no position in the target CRS becomes null instead of failing the query.
+    lenient: bool,
 }
 
 impl Transform {
     /// The function.
     pub fn udf() -> ScalarUDF {
         let signature = Signature::one_of(vec![TypeSignature::Any(2), TypeSignature::Any(3)], Volatility::Immutable);
-        ScalarUDF::new_from_impl(Self { signature })
+        ScalarUDF::new_from_impl(Self { signature, lenient: false })
+    }
+
+    /// The function as reads use it for their output CRS (never registered by name): one stored
+    /// geometry that has no position in the asked CRS (a steward's typo of 10⁹ metres) is shown
+    /// as null, not a failure of every read of the dataset in that CRS.
+    pub fn output_udf() -> ScalarUDF {
+        let signature = Signature::one_of(vec![TypeSignature::Any(2), TypeSignature::Any(3)], Volatility::Immutable);
+        ScalarUDF::new_from_impl(Self { signature, lenient: true })
     }
 
     fn crs_pair(fields: &[FieldRef], scalars: &[Option<&ScalarValue>]) -> DfResult<(Crs, Crs)> {
@@ -409,7 +419,7 @@ impl Transform {
 
 impl ScalarUDFImpl for Transform {
     fn name(&self) -> &str {
-        "st_transform"
+        if self.lenient { "tverr_output_transform" } else { "st_transform" }
     }
 
     fn signature(&self) -> &Signature {
@@ -442,9 +452,11 @@ impl ScalarUDFImpl for Transform {
                 None => out.append_null(),
                 Some(bytes) => {
                     let mut g = from_wkb(bytes)?;
-                    transform_geometry(&mut g, from, to)
-                        .map_err(|e| datafusion::error::DataFusionError::Execution(format!("ST_Transform: {e}")))?;
-                    out.append_value(to_wkb(&g).map_err(datafusion::error::DataFusionError::Execution)?);
+                    match transform_geometry(&mut g, from, to) {
+                        Ok(()) => out.append_value(to_wkb(&g).map_err(datafusion::error::DataFusionError::Execution)?),
+                        Err(_) if self.lenient => out.append_null(),
+                        Err(e) => return Err(datafusion::error::DataFusionError::Execution(format!("ST_Transform: {e}"))),
+                    }
                 }
             }
         }

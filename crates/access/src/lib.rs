@@ -10,6 +10,7 @@ pub mod geo;
 mod guard;
 mod lookup;
 mod memory;
+mod page;
 mod property;
 mod protection;
 mod released;
@@ -68,6 +69,7 @@ pub async fn count_of(released: Released) -> Result<u64, QueryError> {
 pub use guard::{ALLOWED_FUNCTIONS, MAX_NESTING, MAX_SQL_BYTES};
 pub use lookup::{Found, Lookup, LookupColumn, LookupOrg, Related, pad_until};
 pub use memory::{DEFAULT_QUERY_MEMORY, DEFAULT_SERVER_MEMORY};
+pub use page::CountedPage;
 pub use property::{
     MAX_ADDRESS_MATCHES, MAX_NEIGHBOUR_DISTANCE, MAX_NEIGHBOURS, Neighbours, PROTECTED_NOTICE, Parcel, PropertySources, PropertyView,
     ZoningPlan,
@@ -155,7 +157,15 @@ impl RowsQuery {
 pub const MAX_BOX_CELLS: usize = 4096;
 
 /// The boxes [`Engine::rows_in_box`] keeps: each one's key and stored rows, oldest first.
-type KeptBoxes = std::collections::VecDeque<(String, Arc<dyn TableProvider>)>;
+type KeptBoxes = std::collections::VecDeque<(String, Arc<BoxRows>)>;
+
+/// The stored rows of the cells a box meets, whole and before any grant (see
+/// [`Engine::rows_in_box`]).
+#[derive(Debug)]
+pub(crate) struct BoxRows {
+    schema: arrow::datatypes::SchemaRef,
+    batches: Vec<arrow::record_batch::RecordBatch>,
+}
 
 /// How many boxes' stored rows [`Engine::rows_in_box`] keeps, and the most rows of one it keeps.
 const BOXES_KEPT: usize = 16;
@@ -647,6 +657,7 @@ impl Engine {
                 if matches!(grant.protection(), tverr_policy::Protection::ByPerson { .. }) {
                     self.protected.refresh(&self.store).await?;
                 }
+                let rows = Arc::new(datafusion::datasource::MemTable::try_new(rows.schema.clone(), vec![rows.batches.clone()])?);
                 self.register_provider(&ctx, &grant, rows, &sink)?;
                 Some(version)
             }
@@ -677,7 +688,7 @@ impl Engine {
                 geo::Spatial::Bbox { .. } => (ident(column.as_str()), *crs),
                 geo::Spatial::Near { .. } if crs.is_geographic() => (ident(column.as_str()), *crs),
                 geo::Spatial::Near { .. } => (
-                    geo::Transform::udf().call(vec![ident(column.as_str()), datafusion::prelude::lit(geo::Crs::Wgs84.srid())]),
+                    geo::Transform::output_udf().call(vec![ident(column.as_str()), datafusion::prelude::lit(geo::Crs::Wgs84.srid())]),
                     geo::Crs::Wgs84,
                 ),
             };
@@ -738,7 +749,7 @@ impl Engine {
             let names: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
             let columns = names.iter().map(|f| {
                 if geometry.iter().any(|(g, _)| g == f) {
-                    geo::Transform::udf().call(vec![ident(f), datafusion::prelude::lit(to.srid())]).alias(f)
+                    geo::Transform::output_udf().call(vec![ident(f), datafusion::prelude::lit(to.srid())]).alias(f)
                 } else {
                     ident(f)
                 }
@@ -756,8 +767,7 @@ impl Engine {
     /// of whose data files the index no longer holds (a later version replaced it). The rows come
     /// in the order of their files' paths and their places in them, the same for every page of
     /// one version.
-    async fn rows_in_box(&self, grant: &Grant, q: &RowsQuery) -> Result<Option<(i64, Arc<dyn TableProvider>)>, QueryError> {
-        use datafusion::datasource::MemTable;
+    pub(crate) async fn rows_in_box(&self, grant: &Grant, q: &RowsQuery) -> Result<Option<(i64, Arc<BoxRows>)>, QueryError> {
         use futures::TryStreamExt;
         let Some(spatial @ geo::Spatial::Bbox { .. }) = &q.spatial else { return Ok(None) };
         let r = grant.dataset();
@@ -814,7 +824,7 @@ impl Engine {
             keys.iter().filter(|k| **k != tverr_store::CELLS_MARKER).flat_map(|k| ours(k)).map(|p| (p.path.clone(), p.row)).collect();
         let rows: Vec<(String, i64)> = rows.into_iter().collect();
         let (schema, batches) = if rows.is_empty() { (schema, Vec::new()) } else { self.store.read_rows(r, version, &rows, None).await? };
-        let provider: Arc<dyn TableProvider> = Arc::new(MemTable::try_new(schema, vec![batches])?);
+        let provider = Arc::new(BoxRows { schema, batches });
         if latest
             && rows.len() <= BOX_ROWS_KEPT
             && let Ok(mut kept) = self.boxes.lock()

@@ -315,7 +315,7 @@ impl SecureTable {
 }
 
 /// Whether a user filter may run inside the scan: not one with a subquery or a volatile function.
-fn pushable(f: &Expr) -> DfResult<bool> {
+pub(crate) fn pushable(f: &Expr) -> DfResult<bool> {
     let nested =
         f.exists(|e| Ok(matches!(e, Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_) | Expr::OuterReferenceColumn(..))))?;
     Ok(!nested && !f.is_volatile())
@@ -655,6 +655,43 @@ impl PreparedScan {
         }
         let first = arrow::compute::take_record_batch(&all, &indices)?;
         Ok(((first.num_rows() > 0).then_some(first), found))
+    }
+
+    /// As [`PreparedScan::apply`], but only the rows from `offset` to `offset + limit` of those
+    /// `test` keeps, in the order of `batches`, are released and tapped: the people of rows
+    /// outside the window are not named in the log, since no one sees them. Also returns how many
+    /// rows `test` kept (a page and its count in one pass).
+    pub(crate) fn apply_window(
+        &self,
+        batches: &[RecordBatch],
+        test: Expr,
+        offset: usize,
+        limit: usize,
+        state: &dyn Session,
+        sink: &SubjectSink,
+    ) -> DfResult<(RecordBatch, usize)> {
+        let (test, tap) = self.tested(test, state, sink)?;
+        let (mut kept, mut people) = (Vec::new(), Vec::new());
+        for batch in batches {
+            let (k, p) = self.release(batch, test.as_ref(), tap.is_some())?;
+            kept.push(k);
+            people.extend(p);
+        }
+        let all = arrow::compute::concat_batches(&self.schema, &kept)?;
+        let found = all.num_rows();
+        let start = offset.min(found);
+        let length = limit.min(found - start);
+        if let Some((_, tap)) = &tap {
+            let people: Vec<&dyn arrow::array::Array> = people.iter().map(|p| p.as_ref()).collect();
+            let people = if people.is_empty() { arrow::array::new_empty_array(&DataType::Utf8) } else { arrow::compute::concat(&people)? };
+            tap.observe(&people.slice(start, length))?;
+        }
+        Ok((all.slice(start, length), found))
+    }
+
+    /// The released schema as the planner sees it (what a test is planned against).
+    pub(crate) fn released_schema(&self) -> &DFSchema {
+        &self.released_df
     }
 
     /// The test as a physical expression over released columns, and the subject tap.

@@ -48,7 +48,7 @@ impl QuickReader {
     fn open(&self) -> rusqlite::Result<Connection> {
         let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         conn.busy_timeout(Duration::from_secs(10))?;
-        // A look-up's index query has one form per number of keys (up to 21).
+        // The index query has one form per power of two of its keys (see `Store::locate_many`).
         conn.set_prepared_statement_cache_capacity(32);
         conn.execute_batch("PRAGMA query_only = ON; PRAGMA cache_size = -16384;")?;
         Ok(conn)

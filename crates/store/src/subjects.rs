@@ -67,7 +67,12 @@ impl Store {
         if keys.is_empty() {
             return Ok(out);
         }
-        let marks: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
+        // The key list is padded (with its last key again) to a power of two, so that a few
+        // forms of the statement serve every count and each is prepared once per connection.
+        let width = keys.len().next_power_of_two().max(8);
+        let last = keys[keys.len() - 1];
+        let keys: Vec<&str> = keys.iter().copied().chain(std::iter::repeat_n(last, width - keys.len())).collect();
+        let marks: Vec<String> = (1..=width).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT k.subject, f.org, f.dataset, f.path, k.row_no, k.position FROM subject_keys k \
              JOIN subject_files f ON f.id = k.file_id WHERE k.subject IN ({})",
@@ -78,14 +83,14 @@ impl Store {
         let found: Vec<Found> = match self.catalog.quick() {
             Some(quick) => quick.read(|c| {
                 let mut statement = c.prepare_cached(&sql)?;
-                let rows = statement.query_map(rusqlite::params_from_iter(keys), |r| {
+                let rows = statement.query_map(rusqlite::params_from_iter(&keys), |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
                 })?;
                 rows.collect()
             })?,
             None => {
                 let mut query = sqlx::query(&sql);
-                for key in keys {
+                for key in &keys {
                     query = query.bind(*key);
                 }
                 let rows = query.fetch_all(self.catalog.pool()).await?;

@@ -720,25 +720,43 @@ async fn items(
     let lang = p.lang()?;
     let c = open_collection(&state, &caller, &id).await?;
     let ItemsQuery { mut query, output, digest, cursor, limit } = items_query(&p, &c)?;
-    let (offset, matched) = match &cursor {
-        Some(cur) => {
-            query.version = cur.v;
-            query.offset = cur.o;
-            (cur.o, cur.m)
-        }
-        None => {
-            let counted = state
+    if let Some(cur) = &cursor {
+        query.version = cur.v;
+        query.offset = cur.o;
+    }
+    let offset = query.offset;
+    // A box read the cell index answers gives its page and count in one pass; any other reads
+    // its count (on the first page) and then its page.
+    let boxed = state
+        .engine
+        .box_page(&caller.principal, caller.purpose.as_deref(), &c.r, &query, Channel::Ogc)
+        .await
+        .map_err(Problem::from_query)?;
+    let (released, matched) = match (boxed, &cursor) {
+        (Some(page), Some(cur)) => (page.released, cur.m),
+        (Some(page), None) => (page.released, page.matched),
+        (None, cursor) => {
+            let matched = match cursor {
+                Some(cur) => cur.m,
+                None => {
+                    let counted = state
+                        .engine
+                        .count_rows(&caller.principal, caller.purpose.as_deref(), &c.r, &query, Channel::Ogc)
+                        .await
+                        .map_err(Problem::from_query)?;
+                    let counted = state.admit(&caller, counted)?;
+                    query.version = counted.versions.first().copied().flatten();
+                    tverr_access::count_of(counted).await.map_err(Problem::from_query)?
+                }
+            };
+            let released = state
                 .engine
-                .count_rows(&caller.principal, caller.purpose.as_deref(), &c.r, &query, Channel::Ogc)
+                .rows(&caller.principal, caller.purpose.as_deref(), &c.r, &query, Channel::Ogc)
                 .await
                 .map_err(Problem::from_query)?;
-            let counted = state.admit(&caller, counted)?;
-            query.version = counted.versions.first().copied().flatten();
-            (0, tverr_access::count_of(counted).await.map_err(Problem::from_query)?)
+            (released, matched)
         }
     };
-    let released =
-        state.engine.rows(&caller.principal, caller.purpose.as_deref(), &c.r, &query, Channel::Ogc).await.map_err(Problem::from_query)?;
     let released = state.admit(&caller, released)?.started().await.map_err(Problem::from_query)?;
     let version = released.versions.first().copied().flatten();
     let schema = released.stream.schema();
