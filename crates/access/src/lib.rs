@@ -144,6 +144,14 @@ pub struct RowsQuery {
 
 impl RowsQuery {
     /// The request as one line, hashed into the intent record.
+    /// The window's bounds, checked before anything is read.
+    fn check_window(&self) -> Result<(), QueryError> {
+        if self.offset > MAX_ROW_WINDOW || self.limit.is_some_and(|l| l > MAX_ROW_WINDOW) {
+            return Err(QueryError::Invalid(format!("offset and limit: at most {MAX_ROW_WINDOW}")));
+        }
+        Ok(())
+    }
+
     fn describe(&self, r: &DatasetRef) -> String {
         format!(
             "rows {r} select {:?} where {:?} order {:?} offset {} limit {:?} version {:?} spatial {:?} crs {:?} feature {:?}",
@@ -642,9 +650,7 @@ impl Engine {
         channel: Channel,
     ) -> Result<(DataFrame, Grant, Option<i64>, secure::SubjectSink), QueryError> {
         use datafusion::prelude::ident;
-        if q.offset > MAX_ROW_WINDOW || q.limit.is_some_and(|l| l > MAX_ROW_WINDOW) {
-            return Err(QueryError::Invalid(format!("offset and limit: at most {MAX_ROW_WINDOW}")));
-        }
+        q.check_window()?;
         let grant = self.grant(who, purpose, r, &r.to_string(), channel).await?;
         if grant.min_group_size().is_some() {
             return Err(QueryError::NotAllowed(format!("{r} is shared as statistics only: use SQL with GROUP BY")));

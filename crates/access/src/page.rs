@@ -46,9 +46,10 @@ impl Engine {
         let started = std::time::Instant::now();
         let Some(spatial @ geo::Spatial::Bbox { .. }) = &q.spatial else { return Ok(None) };
         let simple = q.select.is_empty() && q.order_by.is_empty() && q.feature_id.is_none() && q.stable_order;
-        if !simple || q.offset > crate::MAX_ROW_WINDOW || q.limit.is_none_or(|l| l > crate::MAX_ROW_WINDOW) {
+        if !simple || q.limit.is_none() {
             return Ok(None);
         }
+        q.check_window()?;
         let grant = self.grant(who, purpose, r, &r.to_string(), channel).await?;
         // Statistics-only grants are refused by the planned read; address protection needs its
         // rows with withheld values held back to the end, which only the planned read does.

@@ -636,22 +636,13 @@ impl PreparedScan {
         state: &dyn Session,
         sink: &SubjectSink,
     ) -> DfResult<(Option<RecordBatch>, usize)> {
-        let (test, tap) = self.tested(test, state, sink)?;
-        let (mut kept, mut people) = (Vec::new(), Vec::new());
-        for batch in batches {
-            let (k, p) = self.release(batch, test.as_ref(), tap.is_some())?;
-            kept.push(k);
-            people.extend(p);
-        }
-        let all = arrow::compute::concat_batches(&self.schema, &kept)?;
+        let (all, tapped) = self.release_all(batches, test, state, sink)?;
         let found = all.num_rows();
         let order = arrow::compute::SortOptions { descending: false, nulls_first: false };
         let keys = natural_keys(all.column(self.schema.index_of(order_by)?))?;
         let indices = arrow::compute::sort_to_indices(&keys, Some(order), Some(limit))?;
-        if let Some((_, tap)) = &tap {
-            let people: Vec<&dyn arrow::array::Array> = people.iter().map(|p| p.as_ref()).collect();
-            let people = if people.is_empty() { arrow::array::new_empty_array(&DataType::Utf8) } else { arrow::compute::concat(&people)? };
-            tap.observe(&arrow::compute::take(&people, &indices, None)?)?;
+        if let Some((people, tap)) = &tapped {
+            tap.observe(&arrow::compute::take(people, &indices, None)?)?;
         }
         let first = arrow::compute::take_record_batch(&all, &indices)?;
         Ok(((first.num_rows() > 0).then_some(first), found))
@@ -670,6 +661,26 @@ impl PreparedScan {
         state: &dyn Session,
         sink: &SubjectSink,
     ) -> DfResult<(RecordBatch, usize)> {
+        let (all, tapped) = self.release_all(batches, test, state, sink)?;
+        let found = all.num_rows();
+        let start = offset.min(found);
+        let length = limit.min(found - start);
+        if let Some((people, tap)) = &tapped {
+            tap.observe(&people.slice(start, length))?;
+        }
+        Ok((all.slice(start, length), found))
+    }
+
+    /// Every row of `batches` the grant lets through and `test` keeps, released as one batch,
+    /// with (when the scan taps) the subject key of each of those rows and the tap, which has
+    /// recorded nothing yet: the caller names the rows it releases.
+    fn release_all(
+        &self,
+        batches: &[RecordBatch],
+        test: Expr,
+        state: &dyn Session,
+        sink: &SubjectSink,
+    ) -> DfResult<(RecordBatch, Option<(ArrayRef, SubjectTap)>)> {
         let (test, tap) = self.tested(test, state, sink)?;
         let (mut kept, mut people) = (Vec::new(), Vec::new());
         for batch in batches {
@@ -678,15 +689,16 @@ impl PreparedScan {
             people.extend(p);
         }
         let all = arrow::compute::concat_batches(&self.schema, &kept)?;
-        let found = all.num_rows();
-        let start = offset.min(found);
-        let length = limit.min(found - start);
-        if let Some((_, tap)) = &tap {
-            let people: Vec<&dyn arrow::array::Array> = people.iter().map(|p| p.as_ref()).collect();
-            let people = if people.is_empty() { arrow::array::new_empty_array(&DataType::Utf8) } else { arrow::compute::concat(&people)? };
-            tap.observe(&people.slice(start, length))?;
-        }
-        Ok((all.slice(start, length), found))
+        let tapped = match tap {
+            Some((_, tap)) => {
+                let people: Vec<&dyn arrow::array::Array> = people.iter().map(|p| p.as_ref()).collect();
+                let people =
+                    if people.is_empty() { arrow::array::new_empty_array(&DataType::Utf8) } else { arrow::compute::concat(&people)? };
+                Some((people, tap))
+            }
+            None => None,
+        };
+        Ok((all, tapped))
     }
 
     /// The released schema as the planner sees it (what a test is planned against).

@@ -32,6 +32,11 @@ fn ids(v: &Value) -> Vec<String> {
     v["features"].as_array().expect("features").iter().map(|f| f["id"].as_str().expect("id").to_string()).collect()
 }
 
+/// The href of a page's `next` link.
+fn next_link(v: &Value) -> Option<String> {
+    v["links"].as_array().expect("links").iter().find(|l| l["rel"] == "next").map(|l| l["href"].as_str().expect("href").to_string())
+}
+
 fn first_point(v: &Value) -> (f64, f64) {
     let c = &v["features"][0]["geometry"]["coordinates"];
     (c[0].as_f64().unwrap(), c[1].as_f64().unwrap())
@@ -118,7 +123,7 @@ fn core_geojson_html_and_openapi() {
         if pages > 0 {
             assert!(v["links"].as_array().unwrap().iter().any(|l| l["rel"] == "prev"), "page {pages} has no prev link");
         }
-        next = v["links"].as_array().unwrap().iter().find(|l| l["rel"] == "next").map(|l| l["href"].as_str().unwrap().to_string());
+        next = next_link(&v);
         pages += 1;
     }
     assert_eq!(seen.len() as u64, matched);
@@ -314,13 +319,7 @@ fn paging_sees_one_version_while_new_ones_are_written() {
             nrs.push(f["properties"]["nr"].as_i64().unwrap());
             ids_seen.insert(f["id"].as_str().unwrap().to_string());
         }
-        next = v["links"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["rel"] == "next")
-            .map(|l| l["href"].as_str().unwrap())
-            .map(|h| h[h.find("/ogc").unwrap()..].to_string());
+        next = next_link(&v).map(|h| h[h.find("/ogc").unwrap()..].to_string());
         if appended < 2 {
             let more = common::write_geojson(
                 &t,
@@ -351,13 +350,7 @@ fn paging_sees_one_version_while_new_ones_are_written() {
     while let Some(path) = next {
         let v = json(port, &path);
         inside.extend(v["features"].as_array().unwrap().iter().map(|f| f["properties"]["nr"].as_i64().unwrap()));
-        next = v["links"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["rel"] == "next")
-            .map(|l| l["href"].as_str().unwrap())
-            .map(|h| h[h.find("/ogc").unwrap()..].to_string());
+        next = next_link(&v).map(|h| h[h.find("/ogc").unwrap()..].to_string());
         if more < 2 {
             let file = common::write_geojson(
                 &t,
@@ -472,13 +465,7 @@ fn box_pages_and_filtered_reads_release_the_same_features_under_an_agreement() {
             let v = read(&q);
             assert_eq!(v["numberMatched"], boxed["numberMatched"]);
             paged.extend(ids(&v));
-            next = v["links"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|l| l["rel"] == "next")
-                .map(|l| l["href"].as_str().unwrap())
-                .map(|h| h[h.find('?').unwrap() + 1..].to_string());
+            next = next_link(&v).map(|h| h[h.find('?').unwrap() + 1..].to_string());
         }
         assert_eq!(paged.len(), set(&boxed).len(), "box {bbox}: each feature once");
         assert_eq!(paged.iter().cloned().collect::<BTreeSet<_>>(), set(&boxed));
