@@ -2,6 +2,7 @@
 //! holds only the caller's entitled tables, each a [`secure::SecureTable`]; a guard that refuses
 //! everything but single read-only queries with allowed functions; and streaming exports.
 
+mod connectors;
 mod error;
 mod execution;
 mod export;
@@ -43,6 +44,9 @@ pub mod ingest {
     pub use tverr_store::tverr_ingest::{ColumnType, IngestError, IngestOptions, Problem, Progress, SourceReport};
 }
 
+pub use connectors::{
+    AddressPolicy, ConnectorConfig, ConnectorInfo, ConnectorRun, DEFAULT_RUNS_LISTED, NewConnector, Schedule, backoff, check_schedule,
+};
 pub use error::QueryError;
 use error::{AuditFailure, RowCap, TimedOut};
 pub use execution::MAX_ESTIMATED_ROWS;
@@ -51,6 +55,7 @@ pub use export::{
     write_export, write_features,
 };
 pub use feature::{FEATURE_ID_COLUMN, feature_id};
+pub use tverr_connect::{FetchConfig, SourceOptions};
 
 /// The number a [`Engine::count_rows`] stream holds.
 pub async fn count_of(released: Released) -> Result<u64, QueryError> {
@@ -112,6 +117,8 @@ pub struct Engine {
     memory: memory::MemoryLimits,
     /// Who is protected, per the registers of address protection.
     protected: Arc<protection::Protected>,
+    /// The key and settings connectors run with, when this engine runs them.
+    connectors: Option<Arc<connectors::Connectors>>,
 }
 
 /// A REST read of one dataset ([`Engine::rows`]).
@@ -213,6 +220,7 @@ impl Engine {
             boxes: Arc::default(),
             memory: memory::MemoryLimits::default(),
             protected: Arc::default(),
+            connectors: None,
         }
     }
 

@@ -101,6 +101,11 @@ vocabulary! {
         Logout = "logout",
         /// A credential's use.
         Authentication = "authentication",
+        /// A connector created or deleted.
+        ConnectorChange = "connector-change",
+        /// A connector run that ended without a new version (unchanged source, or a failure
+        /// before any write).
+        ConnectorRun = "connector-run",
     }
 }
 
@@ -139,6 +144,10 @@ vocabulary! {
         Demo = "demo",
         /// The benchmark harness.
         Bench = "bench",
+        /// A connector's scheduled or requested run.
+        Connector = "connector",
+        /// `/api/v1/connectors`.
+        HttpConnectors = "http-connectors",
     }
 }
 

@@ -37,6 +37,10 @@ pub struct Cli {
     /// (default: DATA/subject-key).
     #[arg(long, global = true, env = "TVERR_SUBJECT_KEY")]
     subject_key: Option<PathBuf>,
+    /// The key that seals connectors' secrets, a file outside the catalogue (default:
+    /// DATA/connector-key).
+    #[arg(long, global = true, env = "TVERR_CONNECTOR_KEY")]
+    connector_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -96,6 +100,10 @@ enum Command {
     Dcat(DcatCommand),
     /// Fill an empty data directory with the demo municipality (Hamar kommune, Hias IKS).
     Demo(DemoArgs),
+    /// Connectors: datasets pulled from municipal systems on a schedule (HTTP, PostgreSQL,
+    /// drop folders).
+    #[command(subcommand)]
+    Connector(crate::connectors::ConnectorCommand),
     /// Run the HTTP server.
     Serve(ServeArgs),
 }
@@ -325,6 +333,19 @@ struct IngestArgs {
     dataset: String,
     /// The source file.
     file: PathBuf,
+    #[command(flatten)]
+    how: IngestFlags,
+    /// Who ingests (recorded with the version; default: $USER).
+    #[arg(long, env = "TVERR_ACTOR")]
+    actor: Option<String>,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// How a file is ingested: the same flags for `tverr ingest` and `tverr connector create`.
+#[derive(Debug, Args)]
+pub struct IngestFlags {
     /// Create the dataset (it must not exist).
     #[arg(long)]
     create: bool,
@@ -382,12 +403,34 @@ struct IngestArgs {
     /// CRS of GeoJSON without a crs member: EPSG:4326 (default), EPSG:25832, EPSG:25833.
     #[arg(long)]
     crs: Option<String>,
-    /// Who ingests (recorded with the version; default: $USER).
-    #[arg(long, env = "TVERR_ACTOR")]
-    actor: Option<String>,
-    /// Print the outcome as JSON.
-    #[arg(long)]
-    json: bool,
+}
+
+impl IngestFlags {
+    pub fn settings(self) -> IngestSettings {
+        let a = self;
+        IngestSettings {
+            mode: Some(a.mode),
+            key: a.key,
+            format: a.format,
+            sheet: a.sheet,
+            subjects: a.subjects,
+            categories: a.categories,
+            descriptions: a.descriptions,
+            types: a.types,
+            crs: a.crs,
+            evolve: a.evolve,
+            create: a.create.then_some(CreateSettings {
+                department: a.department,
+                title: a.title,
+                description: a.description,
+                classification: a.classification,
+                theme: a.theme,
+                keywords: a.keywords,
+                licence: a.licence,
+                frequency: a.frequency,
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -532,6 +575,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
             QueryError::NotAllowed(_) | QueryError::Invalid(_) => 65,
             QueryError::PurposeRequired(_) | QueryError::PurposeNotAllowed { .. } => 77,
             QueryError::Store(s) => store_exit_code(s),
+            QueryError::Policy(PolicyError::Forbidden(_) | PolicyError::Unauthenticated(_)) => 77,
             _ => 1,
         };
     }
@@ -562,11 +606,12 @@ async fn open(cli: &Cli) -> Result<Engine> {
     let config = StoreConfig { data_dir: cli.data.clone(), catalog_url: cli.catalog.clone(), storage_url: cli.storage.clone() };
     let (per_query, server, sort) = memory_limits()?;
     let engine = Engine::open(&config, audit_config(cli)?).await.context("cannot open the store")?;
-    Ok(engine.with_named_limit(named_limit()?).with_memory_limits(per_query, server).with_sort_memory(sort))
+    let connectors = crate::connectors::config(&cli.data, cli.connector_key.clone())?;
+    Ok(engine.with_named_limit(named_limit()?).with_memory_limits(per_query, server).with_sort_memory(sort).with_connectors(connectors)?)
 }
 
 /// A whole number from the environment, or the default.
-fn env_number(name: &str, default: u64) -> Result<u64> {
+pub fn env_number(name: &str, default: u64) -> Result<u64> {
     match std::env::var(name) {
         Ok(v) => v.parse().map_err(|_| anyhow!("{name}={v:?}: expected a positive whole number")),
         Err(_) => Ok(default),
@@ -803,6 +848,7 @@ async fn dispatch(cli: Cli, engine: &Engine) -> Result<()> {
             }
         }
         Command::Ingest(args) => ingest(engine, args).await?,
+        Command::Connector(c) => crate::connectors::run(engine, c).await?,
         Command::Datasets(f) => {
             let datasets = catalog.datasets().await?;
             if f.json {
@@ -883,37 +929,31 @@ async fn dispatch(cli: Cli, engine: &Engine) -> Result<()> {
                 eprintln!("accepting OIDC tokens from {} issuers", config.issuers.len());
                 state = state.with_oidc(config);
             }
+            if std::env::var("TVERR_CONNECTORS").as_deref() != Ok("off") {
+                let tick = std::time::Duration::from_secs(env_number("TVERR_CONNECTOR_TICK_SECONDS", 10)?.max(1));
+                tokio::spawn(run_connectors(engine.clone(), tick));
+            }
             tverr_server::serve(listener, state).await?;
         }
     }
     Ok(())
 }
 
+/// Runs the connectors that are due, every `tick`, for as long as the server runs. Other nodes
+/// on the same catalogue do the same; a lease in the catalogue gives each run to one of them.
+async fn run_connectors(engine: Engine, tick: std::time::Duration) {
+    loop {
+        tokio::time::sleep(tick).await;
+        if let Err(e) = engine.run_due_connectors().await {
+            tracing::warn!(error = %e, "cannot run the connectors that are due");
+        }
+    }
+}
+
 async fn ingest(engine: &Engine, a: IngestArgs) -> Result<()> {
     let dataset = dataset_ref(&a.dataset)?;
     let size = std::fs::metadata(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?.len();
-    let settings = IngestSettings {
-        mode: Some(a.mode),
-        key: a.key,
-        format: a.format,
-        sheet: a.sheet,
-        subjects: a.subjects,
-        categories: a.categories,
-        descriptions: a.descriptions,
-        types: a.types,
-        crs: a.crs,
-        evolve: a.evolve,
-        create: a.create.then_some(CreateSettings {
-            department: a.department,
-            title: a.title,
-            description: a.description,
-            classification: a.classification,
-            theme: a.theme,
-            keywords: a.keywords,
-            licence: a.licence,
-            frequency: a.frequency,
-        }),
-    };
+    let settings = a.how.settings();
     let actor = a.actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "operator".into());
     let mut req = settings.request(dataset.clone(), a.file, actor).map_err(|e| match e {
         StoreError::Invalid { field, message } => anyhow!("--{field}: {message}"),

@@ -3,6 +3,7 @@
 
 mod access;
 mod cli;
+mod connectors;
 
 use std::process::ExitCode;
 

@@ -149,7 +149,7 @@ impl Timestamp {
         self.0
     }
 
-    fn from_row(row: &AnyRow, column: &str) -> Result<Self, StoreError> {
+    pub(crate) fn from_row(row: &AnyRow, column: &str) -> Result<Self, StoreError> {
         let text: String = row.try_get(column)?;
         let at = chrono::DateTime::parse_from_rfc3339(&text).map_err(|e| corrupt(column, format!("{text:?}: {e}")))?;
         Ok(Self(at.with_timezone(&chrono::Utc)))
@@ -380,7 +380,7 @@ async fn generation_triggers(pool: &AnyPool, sqlite: bool) -> Result<(), sqlx::E
     tx.commit().await
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
@@ -975,7 +975,7 @@ fn org_from_row(r: &AnyRow) -> Result<Organization, StoreError> {
     })
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Read(format!("catalogue holds an invalid {what}: {e}"))
 }
 

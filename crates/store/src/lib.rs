@@ -8,6 +8,7 @@
 mod cached;
 mod catalog;
 mod cluster;
+mod connectors;
 mod erase;
 mod error;
 mod files;
@@ -27,6 +28,7 @@ pub use catalog::{
     RawCatalog, Timestamp, VersionMeta, VersionMode,
 };
 pub use cluster::{SORT_MEMORY as DEFAULT_SORT_MEMORY, cell_order};
+pub use connectors::{ConnectorRow, ConnectorRun};
 pub use erase::Erasure;
 pub use error::StoreError;
 pub use index::{BIG_CELL, CELL_SIZE, CELLS_MARKER, MAX_CELLS, cell_keys, cells_within};

@@ -14,7 +14,8 @@ use crate::{IngestRequest, NewDataset, StoreError, WriteMode};
 pub const MAX_DESCRIPTION: usize = 200;
 
 /// Settings of one ingest; every field is text as the user typed it. Errors name the setting.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct IngestSettings {
     /// `append` (default), `replace` or `upsert`.
     pub mode: Option<String>,
@@ -41,7 +42,8 @@ pub struct IngestSettings {
 }
 
 /// Metadata of a dataset to create, as text.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct CreateSettings {
     /// Owning department's slug.
     pub department: Option<String>,

@@ -1,0 +1,364 @@
+//! What a connector reads: an HTTP(S) file or paged JSON API, a PostgreSQL query (in full, or
+//! the rows past an incremental column's high-water mark), or a drop folder. A fetch stages
+//! what it read as files the ingest reads, with the SHA-256 and validators that tell the next
+//! run whether anything changed. Nothing here writes to a source, to the catalogue or to the
+//! lake: the access layer ingests the staged files through the door.
+
+mod address;
+pub mod folder;
+mod http;
+mod postgres;
+mod schedule;
+pub mod secret;
+
+use std::path::{Path, PathBuf};
+
+pub use address::AddressPolicy;
+pub use schedule::Schedule;
+pub use secret::{SecretBox, Secrets};
+
+/// What can go wrong when reading a source or a connector's settings.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// A setting is wrong.
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The source could not be read (unreachable, an HTTP status, a SQL error).
+    #[error("{0}")]
+    Source(String),
+    /// The source's address is not allowed.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The secrets could not be sealed or opened.
+    #[error("secrets: {0}")]
+    Secret(String),
+    /// A local file could not be written or moved.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ConnectError {
+    pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        ConnectError::Invalid { field, message: message.into() }
+    }
+}
+
+/// The kind of source, by the URL's scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// `https://` or `http://`.
+    Http,
+    /// `postgres://` or `postgresql://`.
+    Postgres,
+    /// `file:///dir/`.
+    Folder,
+}
+
+impl SourceKind {
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Http => "http",
+            SourceKind::Postgres => "postgres",
+            SourceKind::Folder => "folder",
+        }
+    }
+}
+
+/// How to read a source, besides its URL (stored as JSON with the connector).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct SourceOptions {
+    /// The query of a SQL source.
+    pub query: Option<String>,
+    /// A SQL source's monotone column: each run reads only rows past the last run's highest
+    /// value.
+    pub incremental: Option<String>,
+    /// A JSON API's rows: a JSON pointer to the array (`""` for a top-level array); with it,
+    /// the API's pages are followed.
+    pub pointer: Option<String>,
+    /// A JSON pointer to the next page's URL in the body (a `Link: rel="next"` header is
+    /// followed as well).
+    pub next: Option<String>,
+    /// The names of the headers sent (their values are secrets).
+    pub header_names: Vec<String>,
+    /// The file format, when neither the response nor the name tells.
+    pub format: Option<String>,
+}
+
+/// What the last successful run saw (stored as JSON with the connector).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct SourceState {
+    /// The HTTP response's `ETag`.
+    pub etag: Option<String>,
+    /// The HTTP response's `Last-Modified`.
+    pub last_modified: Option<String>,
+    /// SHA-256 of what was ingested.
+    pub sha256: Option<String>,
+    /// The incremental column's highest value read, as text.
+    pub watermark: Option<String>,
+}
+
+/// A source: its kind and its URL without a password.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The kind.
+    pub kind: SourceKind,
+    /// The URL, without a password.
+    pub url: url::Url,
+}
+
+impl Source {
+    /// Reads a source URL; a password in it is returned apart, to be sealed.
+    pub fn parse(text: &str) -> Result<(Self, Option<String>), ConnectError> {
+        let mut url = url::Url::parse(text.trim()).map_err(|e| ConnectError::invalid("source", format!("{text:?}: {e}")))?;
+        let kind = match url.scheme() {
+            "https" | "http" => SourceKind::Http,
+            "postgres" | "postgresql" => SourceKind::Postgres,
+            "file" => SourceKind::Folder,
+            "mysql" | "mariadb" | "s3" => {
+                return Err(ConnectError::invalid(
+                    "source",
+                    format!("{}:// sources are not supported yet; use https://, postgres:// or file:///", url.scheme()),
+                ));
+            }
+            other => {
+                return Err(ConnectError::invalid("source", format!("{other}:// is not a source; use https://, postgres:// or file:///")));
+            }
+        };
+        if kind != SourceKind::Folder && url.host_str().is_none_or(str::is_empty) {
+            return Err(ConnectError::invalid("source", "the URL names no host"));
+        }
+        if kind == SourceKind::Folder && (url.host_str().is_some_and(|h| !h.is_empty()) || !url.path().ends_with('/')) {
+            return Err(ConnectError::invalid("source", "a drop folder is file:///absolute/dir/ (ending in /)"));
+        }
+        let password = url.password().map(percent_decode);
+        if password.is_some() {
+            let _ = url.set_password(None);
+        }
+        Ok((Self { kind, url }, password))
+    }
+
+    /// Checks the options fit the source (a query for SQL, no query elsewhere).
+    pub fn check_options(&self, o: &SourceOptions) -> Result<(), ConnectError> {
+        match self.kind {
+            SourceKind::Postgres => {
+                let q = o.query.as_deref().map(str::trim).unwrap_or_default();
+                if q.is_empty() {
+                    return Err(ConnectError::invalid("query", "a SQL source needs a query"));
+                }
+                if q.len() > 100_000 {
+                    return Err(ConnectError::invalid("query", "longer than 100,000 bytes"));
+                }
+            }
+            _ => {
+                if o.query.is_some() || o.incremental.is_some() {
+                    return Err(ConnectError::invalid("query", "only a SQL source takes a query or an incremental column"));
+                }
+            }
+        }
+        if self.kind != SourceKind::Http && (o.pointer.is_some() || o.next.is_some() || !o.header_names.is_empty()) {
+            return Err(ConnectError::invalid("pointer", "only an HTTP source takes headers, a JSON pointer or next links"));
+        }
+        for p in [&o.pointer, &o.next].into_iter().flatten() {
+            if !p.is_empty() && !p.starts_with('/') {
+                return Err(ConnectError::invalid("pointer", format!("{p:?}: a JSON pointer is empty or starts with /")));
+            }
+        }
+        if o.next.is_some() && o.pointer.is_none() {
+            return Err(ConnectError::invalid("next", "next links are followed only with a pointer to the rows"));
+        }
+        Ok(())
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Limits and permissions of fetching, set by the operator.
+#[derive(Debug, Clone)]
+pub struct FetchConfig {
+    /// Addresses allowed beyond the public ones.
+    pub addresses: AddressPolicy,
+    /// Directories drop folders may be in; none allows no drop folder.
+    pub drop_roots: Vec<PathBuf>,
+    /// The most bytes one fetch stages.
+    pub max_bytes: u64,
+    /// The most pages of a JSON API one fetch follows.
+    pub max_pages: usize,
+    /// How long one HTTP request or SQL statement may take.
+    pub timeout: std::time::Duration,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        Self {
+            addresses: AddressPolicy::default(),
+            drop_roots: Vec::new(),
+            max_bytes: 16 << 30,
+            max_pages: 10_000,
+            timeout: std::time::Duration::from_secs(600),
+        }
+    }
+}
+
+/// One file to ingest.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The staged or dropped file.
+    pub path: PathBuf,
+    /// The name shown in runs and versions.
+    pub name: String,
+    /// The state to keep once it is ingested.
+    pub state: SourceState,
+    /// Whether it holds what the last ingest held (no new version is made).
+    pub unchanged: bool,
+    dropped: Option<PathBuf>,
+    _staging: Option<tempfile::TempDir>,
+}
+
+impl Delivery {
+    fn staged(dir: tempfile::TempDir, path: PathBuf, name: String, state: SourceState) -> Self {
+        Self { path, name, state, unchanged: false, dropped: None, _staging: Some(dir) }
+    }
+
+    /// Marks a dropped file as done: moved to `processed/`, or to `failed/` with `error` in a
+    /// file beside it. Staged files are removed when the delivery is dropped.
+    pub fn finish(&self, error: Option<&str>) -> Result<(), ConnectError> {
+        match &self.dropped {
+            Some(folder) => folder::finish(folder, &self.path, error),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What one fetch found.
+#[derive(Debug)]
+pub enum Fetched {
+    /// Nothing new (a 304, the same validators, no new rows, an empty folder).
+    Unchanged,
+    /// Files to ingest, in order.
+    Deliveries(Vec<Delivery>),
+}
+
+/// Reads `source` as of `state`.
+pub async fn fetch(
+    config: &FetchConfig,
+    source: &Source,
+    options: &SourceOptions,
+    secrets: &Secrets,
+    state: &SourceState,
+) -> Result<Fetched, ConnectError> {
+    match source.kind {
+        SourceKind::Http => http::fetch(config, &source.url, options, secrets, state).await,
+        SourceKind::Postgres => postgres::fetch(config, &source.url, options, secrets, state).await,
+        SourceKind::Folder => folder::fetch(config, &source.url, state),
+    }
+}
+
+/// A file's extension for a format name, so the ingest reads it by name.
+pub(crate) fn extension(format: &str) -> Option<&'static str> {
+    Some(match format {
+        "csv" => "csv",
+        "tsv" => "tsv",
+        "json" => "json",
+        "ndjson" | "jsonl" => "ndjson",
+        "geojson" => "geojson",
+        "xlsx" => "xlsx",
+        "parquet" => "parquet",
+        _ => return None,
+    })
+}
+
+/// Writes chunks to a staged file with a running SHA-256 and a size limit.
+pub(crate) struct Staging {
+    file: tokio::io::BufWriter<tokio::fs::File>,
+    hasher: sha2::Sha256,
+    bytes: u64,
+    max: u64,
+}
+
+impl Staging {
+    pub(crate) async fn create(path: &Path, max: u64) -> Result<Self, ConnectError> {
+        use sha2::Digest;
+        let file = tokio::fs::File::create(path).await?;
+        Ok(Self { file: tokio::io::BufWriter::with_capacity(1 << 20, file), hasher: sha2::Sha256::new(), bytes: 0, max })
+    }
+
+    pub(crate) async fn write(&mut self, chunk: &[u8]) -> Result<(), ConnectError> {
+        use sha2::Digest;
+        use tokio::io::AsyncWriteExt;
+        self.bytes += chunk.len() as u64;
+        if self.bytes > self.max {
+            return Err(ConnectError::Source(format!("the source sent more than {} bytes (TVERR_CONNECTOR_MAX_BYTES)", self.max)));
+        }
+        self.hasher.update(chunk);
+        self.file.write_all(chunk).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn finish(mut self) -> Result<(String, u64), ConnectError> {
+        use sha2::Digest;
+        use tokio::io::AsyncWriteExt;
+        self.file.flush().await?;
+        self.file.get_mut().sync_all().await?;
+        Ok((hex::encode(self.hasher.finalize()), self.bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_read_by_scheme_and_passwords_kept_apart() {
+        let (s, p) = Source::parse("postgres://tverr:hemm%40lig@db.hamar.kommune.no:5432/sak").unwrap();
+        assert_eq!(s.kind, SourceKind::Postgres);
+        assert_eq!(p.as_deref(), Some("hemm@lig"));
+        assert!(!s.url.as_str().contains("hemm"));
+        assert_eq!(Source::parse("https://data.hamar.no/x.csv").unwrap().0.kind, SourceKind::Http);
+        assert_eq!(Source::parse("file:///srv/drop/skatt/").unwrap().0.kind, SourceKind::Folder);
+        for bad in ["ftp://x/y", "file:///srv/drop", "file://host/dir/", "not a url", "s3://b/p/", "mysql://h/db"] {
+            assert!(Source::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn options_must_fit_the_source() {
+        let (http, _) = Source::parse("https://x.no/api").unwrap();
+        let (pg, _) = Source::parse("postgres://h/db").unwrap();
+        assert!(pg.check_options(&SourceOptions::default()).is_err(), "a query is needed");
+        assert!(pg.check_options(&SourceOptions { query: Some("select 1".into()), ..Default::default() }).is_ok());
+        assert!(http.check_options(&SourceOptions { query: Some("select 1".into()), ..Default::default() }).is_err());
+        assert!(http.check_options(&SourceOptions { pointer: Some("data".into()), ..Default::default() }).is_err());
+        assert!(http.check_options(&SourceOptions { next: Some("/next".into()), ..Default::default() }).is_err());
+        assert!(
+            http.check_options(&SourceOptions { pointer: Some("/data".into()), next: Some("/links/next".into()), ..Default::default() })
+                .is_ok()
+        );
+    }
+}
