@@ -566,3 +566,65 @@ fn a_postgresql_table_is_pulled_in_full_and_then_incrementally() {
     assert_eq!(versions(&t, "test/alle"), 1);
     psql(&admin, &format!("DROP DATABASE {db} WITH (FORCE)"));
 }
+
+#[test]
+fn connectors_over_the_api() {
+    let t = installation();
+    let src = Source::start();
+    src.put_with("/a.csv", 200, "text/csv", b"gnr;belop\n1;10\n", Some("\"e1\""), &[("require-api-key", "api-hemmelighet-77")]);
+    let steward = common::token(&t, "steward");
+    let other = common::token(&t, "other");
+    let server = common::start(&t);
+    let port = server.1;
+    let auth = |tok: &str| format!("Bearer {tok}");
+    let body = serde_json::json!({
+        "name": "api-kilde", "dataset": "test/fra-api", "source": src.url("/a.csv"), "schedule": "0 3 * * 1-5",
+        "headers": {"X-Api-Key": "api-hemmelighet-77"},
+        "ingest": {"mode": "replace", "create": {"department": "data", "title": "Fra API", "classification": "internal"}}
+    })
+    .to_string();
+    fn with(a: &str) -> Vec<(&str, &str)> {
+        vec![("authorization", a), ("content-type", "application/json")]
+    }
+    let s = auth(&steward);
+    let created = common::send(port, "POST", "/api/v1/connectors", &with(&s), Some(body.as_bytes()));
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert!(!created.text().contains("api-hemmelighet-77"));
+    assert_eq!(created.json()["headers"][0], "X-Api-Key");
+    // The same name again is a conflict.
+    assert_eq!(common::send(port, "POST", "/api/v1/connectors", &with(&s), Some(body.as_bytes())).status, 409);
+    let run = common::send(port, "POST", "/api/v1/connectors/api-kilde/run", &with(&s), None);
+    assert_eq!(run.status, 200, "{}", run.text());
+    assert_eq!(run.json()["runs"][0]["status"], "ingested");
+    let runs = common::send(port, "GET", "/api/v1/connectors/api-kilde/runs?limit=5", &with(&s), None);
+    assert_eq!(runs.json()["runs"].as_array().unwrap().len(), 1);
+    let list = common::send(port, "GET", "/api/v1/connectors", &with(&s), None);
+    assert_eq!(list.json()["connectors"][0]["name"], "api-kilde");
+    assert!(!list.text().contains("api-hemmelighet-77"));
+    // Another department's steward: not there. Anonymous: a credential is needed.
+    let o = auth(&other);
+    assert_eq!(common::send(port, "GET", "/api/v1/connectors", &with(&o), None).json()["connectors"], serde_json::json!([]));
+    for (method, path) in
+        [("GET", "/api/v1/connectors/api-kilde"), ("POST", "/api/v1/connectors/api-kilde/run"), ("DELETE", "/api/v1/connectors/api-kilde")]
+    {
+        assert_eq!(common::send(port, method, path, &with(&o), None).status, 404, "{method} {path}");
+        assert_eq!(common::send(port, method, path, &[], None).status, 401, "{method} {path}");
+    }
+    // Bad bodies: located JSON errors, unknown fields, bad settings; nothing is made.
+    for (bad, needle) in [
+        ("{\"name\": \"x\",", "line 1"),
+        (
+            "{\"name\": \"x\", \"dataset\": \"test/x\", \"source\": \"https://x.no/a\", \"schedule\": \"@daily\", \"sql\": \"1\"}",
+            "unknown field",
+        ),
+        ("{\"name\": \"x\", \"dataset\": \"test/x\", \"source\": \"https://x.no/a\", \"schedule\": \"hver natt\"}", "schedule"),
+        ("{\"name\": \"X Y\", \"dataset\": \"test/x\", \"source\": \"https://x.no/a\", \"schedule\": \"@daily\"}", "name"),
+    ] {
+        let r = common::send(port, "POST", "/api/v1/connectors", &with(&s), Some(bad.as_bytes()));
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+        assert!(r.text().contains(needle), "{bad}: {}", r.text());
+    }
+    assert_eq!(common::send(port, "GET", "/api/v1/connectors", &with(&s), None).json()["connectors"].as_array().unwrap().len(), 1);
+    assert_eq!(common::send(port, "DELETE", "/api/v1/connectors/api-kilde", &with(&s), None).status, 204);
+    assert_eq!(common::send(port, "GET", "/api/v1/connectors/api-kilde", &with(&s), None).status, 404);
+}

@@ -61,6 +61,7 @@
 mod agreements;
 mod audit;
 mod auth;
+mod connectors;
 pub mod dcat;
 mod download;
 mod family;
@@ -219,6 +220,10 @@ pub fn app(state: AppState) -> Router {
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::GATEWAY_TIMEOUT, request_time))
         .route("/api/v1/datasets", post(upload::create))
         .route("/api/v1/datasets/{org}/{dataset}/versions", post(upload::add_version))
+        .route("/api/v1/connectors", get(connectors::list).post(connectors::create))
+        .route("/api/v1/connectors/{name}", get(connectors::show).delete(connectors::delete))
+        .route("/api/v1/connectors/{name}/runs", get(connectors::runs))
+        .route("/api/v1/connectors/{name}/run", post(connectors::run))
         .merge(web::upload_routes(state.limits.upload_bytes))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -263,6 +268,7 @@ async fn api_index() -> Json<ApiIndex> {
         {"rel": "data", "href": "/api/v1/datasets", "type": "application/json"},
         {"rel": "ogc-api-features", "href": "/ogc", "type": "application/json"},
         {"rel": "dcat", "href": "/dcat", "type": "text/turtle"},
+        {"rel": "connectors", "href": "/api/v1/connectors", "type": "application/json"},
     ]);
     Json(ApiIndex { title: "Tverr API", links: links.as_array().cloned().unwrap_or_default() })
 }
