@@ -5,19 +5,24 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { mkdtempSync, mkdirSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { startServer, startBrowser, login, axe, screenshots, readable } from './harness.mjs';
 
 let server, browser;
 const fixtures = join(import.meta.dirname, 'fixtures');
+// Drop folders the demo server may read (TVERR_DROP_ROOTS).
+const dropRoot = mkdtempSync(join(tmpdir(), 'tverr-drop-'));
 
 before(async () => {
-  server = await startServer();
+  server = await startServer([], { TVERR_DROP_ROOTS: dropRoot });
   browser = await startBrowser();
 });
 
 after(async () => {
   await browser?.close();
   server?.stop();
+  rmSync(dropRoot, { recursive: true, force: true });
 });
 
 /** A fresh browser (no cookies). */
@@ -462,6 +467,7 @@ test('every page switches language, and passes axe in both languages logged in a
     ['ola', '/avtaler?datasett=hamar%2Fbarnehagesoknader&kolonner=soknad_id%2Cstatus', 'agreements-prefilled'],
     ['ola', '/datasett/hamar/innbyggere/last-ned?format=excel&purpose=byggesaksbehandling', 'download-confirm'],
     ['kari', '/last-opp', 'upload'],
+    ['kari', '/koblinger', 'connectors'],
     ['kari', '/barnehageopptak', 'admission-form'],
     ['revisor', '/revisjon?verify=1&search=1&user=ola', 'audit'],
     ['citizen', '/min-side', 'min-side'],
@@ -666,4 +672,54 @@ test('an employee makes an API token on a page, sees it once, uses it and revoke
   await login(other, server.url, 'kari');
   await other.goto(server.url + '/mine-nokler');
   assert.equal(await other.locator(`code:text-is("${id}")`).count(), 0);
+});
+
+test('a steward makes a connector on a page, runs it, and sees its failure on the front page and the dataset page', async () => {
+  const folder = join(dropRoot, 'barnehager');
+  mkdirSync(folder, { recursive: true });
+  // A delivery with a column the dataset does not have: the run fails and changes nothing.
+  const columns = JSON.parse(server.cli('dataset', 'show', 'hamar/barnehager', '--json')).columns.map((c) => c.name);
+  writeFileSync(join(folder, 'levering-1.csv'), [...columns, 'x9'].join(';') + '\n');
+  const page = await fresh();
+  await login(page, server.url, 'kari');
+  await page.goto(server.url + '/koblinger');
+  await page.selectOption('#datasett', 'hamar/barnehager');
+  await page.fill('#navn', 'leveranse');
+  await page.fill('#kilde', `file://${folder}/`);
+  await page.fill('#tidsplan', '30 6 * * 1-5');
+  await page.selectOption('#modus', 'append');
+  await submit(page, '#connector-form button[type=submit]');
+  assert.match(await page.locator('.notice').textContent(), /Koblingen leveranse er laget/);
+  assert.match(await page.locator('#leveranse').textContent(), /Leveringsmappe/);
+  // A wrong schedule is refused with what is wrong, in bokmål, and the form keeps what was typed.
+  await page.fill('#navn', 'feil');
+  await page.fill('#kilde', `file://${folder}/`);
+  await page.fill('#tidsplan', 'hver natt');
+  await submit(page, '#connector-form button[type=submit]');
+  assert.match(await page.locator('#connector-error').textContent(), /tidsplan|schedule/i);
+  assert.equal(await page.inputValue('#navn'), 'feil');
+  assert.deepEqual(await readable(page, 'nb'), []);
+  await page.goto(server.url + '/koblinger');
+  await submit(page, 'form[action="/koblinger/leveranse/kjor"] button');
+  assert.match(await page.locator('#leveranse').textContent(), /mislyktes/);
+  assert.ok(existsSync(join(folder, 'failed', 'levering-1.csv')), 'the bad file is set aside');
+  await screenshots(page, 'connectors-failed');
+  assert.deepEqual(await axe(page), []);
+  assert.deepEqual(await readable(page, 'nb'), []);
+  await page.goto(server.url + '/');
+  assert.match(await page.locator('#failing-connectors').textContent(), /leveranse/);
+  assert.deepEqual(await axe(page), []);
+  await page.goto(server.url + '/datasett/hamar/barnehager');
+  assert.match(await page.locator('#dataset-connectors').textContent(), /leveranse/);
+  await page.goto(server.url + '/koblinger?lang=en');
+  assert.match(await page.locator('#leveranse').textContent(), /failed/);
+  assert.deepEqual(await readable(page, 'en'), []);
+  // Another steward does not see it; an employee is not offered the page.
+  const other = await fresh();
+  await login(other, server.url, 'ola');
+  const r = await other.goto(server.url + '/koblinger');
+  assert.equal(r.status(), 403);
+  await page.goto(server.url + '/koblinger?lang=nb');
+  await submit(page, 'form[action="/koblinger/leveranse/slett"] button');
+  assert.match(await page.locator('.notice').textContent(), /Koblingen leveranse er slettet/);
 });

@@ -397,6 +397,7 @@ impl Engine {
             rows: None,
             source_name: None,
             error: None,
+            problems: Vec::new(),
         };
         self.store.catalog.start_connector_run(&run).await?;
         let renewing = {
@@ -496,6 +497,7 @@ impl Engine {
                 run.version = None;
                 run.rows = None;
                 run.error = None;
+                run.problems = Vec::new();
                 self.store.catalog.start_connector_run(run).await.map_err(|e| e.to_string())?;
             }
             run.source_name = Some(delivery.name.clone());
@@ -523,7 +525,12 @@ impl Engine {
                             run.rows = Some(outcome.report.rows as i64);
                             Ok(())
                         }
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => {
+                            if let QueryError::Store(StoreError::Ingest(tverr_store::tverr_ingest::IngestError::Invalid(ps))) = &e {
+                                run.problems = ps.clone();
+                            }
+                            Err(e.to_string())
+                        }
                     },
                 }
             };

@@ -54,12 +54,13 @@ async fn send(r: reqwest::RequestBuilder, url: &url::Url) -> Result<reqwest::Res
     if status.is_redirection() && status != reqwest::StatusCode::NOT_MODIFIED {
         let to = response.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("?");
         return Err(ConnectError::Source(format!(
-            "{} answered {status} to {to}; give the connector the final URL (redirects are not followed)",
-            shown(url)
+            "{} answered HTTP {} to {to}; give the connector the final URL (redirects are not followed)",
+            shown(url),
+            status.as_u16()
         )));
     }
     if !status.is_success() && status != reqwest::StatusCode::NOT_MODIFIED {
-        return Err(ConnectError::Source(format!("{} answered {status}", shown(url))));
+        return Err(ConnectError::Source(format!("{} answered HTTP {}", shown(url), status.as_u16())));
     }
     Ok(response)
 }

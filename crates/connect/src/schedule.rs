@@ -19,10 +19,16 @@ impl Schedule {
     /// the like.
     pub fn parse(text: &str) -> Result<Self, ConnectError> {
         let text = text.trim();
+        let refused = || {
+            ConnectError::invalid(
+                "schedule",
+                format!("{text:?} is not a schedule: give five fields (minute hour day month weekday), e.g. \"0 2 * * *\""),
+            )
+        };
         if text.split_whitespace().count() == 6 {
-            return Err(ConnectError::invalid("schedule", format!("{text:?}: give five fields (minute hour day month weekday)")));
+            return Err(refused());
         }
-        let cron = croner::Cron::from_str(text).map_err(|e| ConnectError::invalid("schedule", format!("{text:?}: {e}")))?;
+        let cron = croner::Cron::from_str(text).map_err(|_| refused())?;
         Ok(Self { cron })
     }
 

@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// One thing wrong with the input, with where it is.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[schema(as = InputProblem)]
 pub struct Problem {
     /// The source file's name.

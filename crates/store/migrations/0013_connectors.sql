@@ -35,7 +35,8 @@ CREATE TABLE connector_runs (
     version       BIGINT,
     rows_written  BIGINT,
     source_name   TEXT,
-    error         TEXT
+    error         TEXT,
+    problems      TEXT
 );
 
 CREATE INDEX connector_runs_connector ON connector_runs (connector, started_at);

@@ -68,6 +68,8 @@ pub struct ConnectorRun {
     pub source_name: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
+    /// The located problems of a file it could not ingest.
+    pub problems: Vec<tverr_ingest::Problem>,
 }
 
 const CONNECTOR_COLUMNS: &str = "name, org, dataset, source, schedule, settings, secrets, owner, created_by, created_at, state, \
@@ -119,6 +121,13 @@ fn run_from_row(r: &AnyRow) -> Result<ConnectorRun, StoreError> {
         rows: r.try_get("rows_written")?,
         source_name: r.try_get("source_name")?,
         error: r.try_get("error")?,
+        problems: {
+            let text: Option<String> = r.try_get("problems")?;
+            match text {
+                None => Vec::new(),
+                Some(t) => serde_json::from_str(&t).map_err(|e| corrupt("run problems", e))?,
+            }
+        },
     })
 }
 
@@ -279,8 +288,8 @@ impl Catalog {
     /// Records how a run ended.
     pub async fn finish_connector_run(&self, run: &ConnectorRun) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE connector_runs SET finished_at = $1, status = $2, version = $3, rows_written = $4, source_name = $5, error = $6 \
-             WHERE id = $7",
+            "UPDATE connector_runs SET finished_at = $1, status = $2, version = $3, rows_written = $4, source_name = $5, error = $6, \
+             problems = $7 WHERE id = $8",
         )
         .bind(run.finished_at.unwrap_or_else(Timestamp::now).to_string())
         .bind(&run.status)
@@ -288,6 +297,7 @@ impl Catalog {
         .bind(run.rows)
         .bind(run.source_name.clone())
         .bind(run.error.clone())
+        .bind(if run.problems.is_empty() { None } else { serde_json::to_string(&run.problems).ok() })
         .bind(&run.id)
         .execute(self.pool())
         .await?;
@@ -297,7 +307,7 @@ impl Catalog {
     /// A connector's last `limit` runs, newest first.
     pub async fn connector_runs(&self, name: &str, limit: i64) -> Result<Vec<ConnectorRun>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, connector, trigger_kind, node, started_at, finished_at, status, version, rows_written, source_name, error \
+            "SELECT id, connector, trigger_kind, node, started_at, finished_at, status, version, rows_written, source_name, error, problems \
              FROM connector_runs WHERE connector = $1 ORDER BY started_at DESC, id DESC LIMIT $2",
         )
         .bind(name)

@@ -3,6 +3,47 @@
 /// (English pattern, bokmål pattern).
 pub(super) const INGEST_NB: &[(&str, &str)] = &[
     // The web's own and the settings' messages.
+    (
+        "schedule: {} is not a schedule: give five fields (minute hour day month weekday), e.g. \"0 2 * * *\"",
+        "tidsplan: {} er ikke en tidsplan: skriv fem felt (minutt time dag måned ukedag), for eksempel «0 2 * * *»",
+    ),
+    (
+        "source: {}:// is not a source; use https://, postgres:// or file:///",
+        "kilde: {}:// er ikke en kilde; bruk https://, postgres:// eller file:///",
+    ),
+    (
+        "source: {}:// sources are not supported yet; use https://, postgres:// or file:///",
+        "kilde: {}:// støttes ikke ennå; bruk https://, postgres:// eller file:///",
+    ),
+    ("source: the URL names no host", "kilde: adressen mangler vertsnavn"),
+    (
+        "source: a drop folder is file:///absolute/dir/ (ending in /)",
+        "kilde: en leveringsmappe skrives file:///absolutt/mappe/ (med / til slutt)",
+    ),
+    (
+        "not allowed: {} is not inside a directory the operator allows for drop folders (TVERR_DROP_ROOTS)",
+        "ikke tillatt: {} ligger ikke i en mappe driftsansvarlig har åpnet for leveringsmapper (TVERR_DROP_ROOTS)",
+    ),
+    ("connector {} already exists", "koblingen {} finnes allerede"),
+    ("query: a SQL source needs a query", "spørring: en databasekilde trenger en spørring"),
+    (
+        "query: only a SQL source takes a query or an incremental column",
+        "spørring: bare en databasekilde tar en spørring eller en endringskolonne",
+    ),
+    (
+        "incremental: an incremental read adds changed rows by their key: use --mode upsert --key COLUMN",
+        "endringskolonne: en inkrementell henting legger inn endrede rader etter nøkkel: velg «Oppdater etter nøkkel» og en nøkkelkolonne",
+    ),
+    ("header: {} is not a header name", "hodefelt: {} er ikke et gyldig navn på et hodefelt"),
+    ("{} answered HTTP {}", "{} svarte med HTTP-status {}"),
+    (
+        "{} answered HTTP {} to {}; give the connector the final URL (redirects are not followed)",
+        "{} svarte med HTTP-status {} og viste til {}; gi koblingen den endelige adressen (videresendinger følges ikke)",
+    ),
+    (
+        "refused: {} is a loopback, private or link-local address; the operator must allow it (TVERR_CONNECTOR_ALLOW)",
+        "avvist: {} er en lokal eller privat adresse; driftsansvarlig må åpne for den (TVERR_CONNECTOR_ALLOW)",
+    ),
     ("the file is larger than this server accepts ({} bytes)", "filen er større enn denne tjenesten tar imot ({} byte)"),
     (
         "mode: {}: expected append, replace or upsert",
@@ -214,6 +255,7 @@ pub(super) const INGEST_NB: &[(&str, &str)] = &[
 
 /// Words inside messages (CSV type names, JSON types) in bokmål.
 pub(super) const WORDS_NB: &[(&str, &str)] = &[
+    ("connector", "kobling"),
     ("integer", "heltall"),
     ("float", "desimaltall"),
     ("boolean", "sannhetsverdi"),

@@ -12,6 +12,7 @@
 mod api_nb;
 mod barnehage;
 mod byggesak;
+mod connectors;
 mod format;
 mod helse;
 mod i18n;
@@ -81,6 +82,9 @@ pub fn routes() -> Router<AppState> {
         .route("/byggesak/naboliste", post(byggesak::neighbour_list))
         .route("/revisjon", get(work::audit))
         .route("/mine-nokler", get(tokens::list).post(tokens::create))
+        .route("/koblinger", get(connectors::list).post(connectors::create))
+        .route("/koblinger/{name}/kjor", post(connectors::run))
+        .route("/koblinger/{name}/slett", post(connectors::delete))
         .route("/mine-nokler/{id}/trekk-tilbake", post(tokens::revoke))
         .route("/logg-inn", get(session::login_page).post(session::login))
         .route("/logg-inn/innbygger", post(session::citizen_login))

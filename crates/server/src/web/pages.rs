@@ -135,6 +135,8 @@ pub(super) struct Front {
     classes: Vec<Choice>,
     cards: Vec<Card>,
     error: Option<String>,
+    /// The visitor's connectors whose last run failed (stewards).
+    failing: Vec<super::connectors::ConnectorRow>,
 }
 
 /// `GET /`: the front page is the catalogue, searched and filtered.
@@ -184,6 +186,13 @@ pub async fn front(State(state): State<AppState>, v: Visitor) -> Response {
     themes.sort();
     themes.dedup();
     let cards = found.iter().map(|d: &ListedDataset| card(d, &org_names, &dept_names, v.lang)).collect();
+    // A steward sees the connectors of their datasets whose last run failed.
+    let failing = if tverr_policy::Policy::may(&v.principal, tverr_policy::Action::Upload).is_ok() {
+        let all = state.engine.connectors(&v.principal).await.unwrap_or_default();
+        all.iter().filter(|c| c.failures > 0).map(|c| super::connectors::ConnectorRow::of(c, v.lang)).collect()
+    } else {
+        Vec::new()
+    };
     let page = Front {
         page: v.chrome(v.lang.t("catalogue_title")),
         q: filters.q.clone().unwrap_or_default(),
@@ -201,6 +210,7 @@ pub async fn front(State(state): State<AppState>, v: Visitor) -> Response {
         ),
         cards,
         error,
+        failing,
     };
     v.page(StatusCode::OK, &page)
 }
@@ -410,6 +420,8 @@ pub(super) struct DatasetPage {
     /// (words, link, whether the link downloads at once: not for data about people, which is
     /// confirmed first).
     downloads: Vec<(String, String, bool)>,
+    /// The dataset's connectors, for a visitor who may write it.
+    connectors: Vec<super::connectors::ConnectorRow>,
     examples: Vec<Example>,
 }
 
@@ -537,6 +549,17 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
         chart: None,
         chart_alt: String::new(),
         downloads: Vec::new(),
+        connectors: if tverr_policy::Policy::may(
+            &v.principal,
+            tverr_policy::Action::Write { org: r.org.as_str(), department: &meta.department },
+        )
+        .is_ok()
+        {
+            let all = state.engine.dataset_connectors(&v.principal, &r).await.unwrap_or_default();
+            all.iter().map(|c| super::connectors::ConnectorRow::of(c, v.lang)).collect()
+        } else {
+            Vec::new()
+        },
         examples: examples(&r, purpose.as_deref(), meta.classification, v.lang),
     };
     // A statistics-only agreement releases counts of groups, never rows: the page says so and
