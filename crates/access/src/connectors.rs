@@ -482,7 +482,7 @@ impl Engine {
         };
         // The last version's source: a run that stopped after its commit and before its state
         // was kept does not write the same content again.
-        let last_sha = if exists {
+        let mut last_sha = if exists {
             self.store.catalog.versions(&dataset).await.ok().and_then(|v| v.last().and_then(|v| v.source_sha256.clone()))
         } else {
             None
@@ -502,10 +502,7 @@ impl Engine {
             }
             run.source_name = Some(delivery.name.clone());
             let same = delivery.unchanged
-                || (source.kind != SourceKind::Folder
-                    && delivery.state.watermark.is_none()
-                    && delivery.state.sha256.is_some()
-                    && delivery.state.sha256 == last_sha);
+                || (delivery.state.watermark.is_none() && delivery.state.sha256.is_some() && delivery.state.sha256 == last_sha);
             let result = if same {
                 run.status = "unchanged".into();
                 Ok(())
@@ -520,6 +517,7 @@ impl Engine {
                     Ok(request) => match self.ingest(&who, Channel::Connector, request).await {
                         Ok(outcome) => {
                             exists = true;
+                            last_sha = Some(outcome.report.sha256.clone());
                             run.status = "ingested".into();
                             run.version = Some(outcome.version);
                             run.rows = Some(outcome.report.rows as i64);

@@ -2,6 +2,7 @@
 //! holds only the caller's entitled tables, each a [`secure::SecureTable`]; a guard that refuses
 //! everything but single read-only queries with allowed functions; and streaming exports.
 
+mod changes;
 mod connectors;
 mod error;
 mod execution;
@@ -44,6 +45,7 @@ pub mod ingest {
     pub use tverr_store::tverr_ingest::{ColumnType, IngestError, IngestOptions, Problem, Progress, SourceReport};
 }
 
+pub use changes::{CHANGE_COLUMN, MAX_CHANGE_ROWS, VERSION_COLUMN};
 pub use connectors::{
     AddressPolicy, ConnectorConfig, ConnectorInfo, ConnectorRun, DEFAULT_RUNS_LISTED, NewConnector, Schedule, backoff, check_schedule,
 };

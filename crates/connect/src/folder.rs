@@ -48,18 +48,38 @@ pub(crate) fn fetch(config: &FetchConfig, url: &url::Url, state: &SourceState) -
     if names.is_empty() {
         return Ok(Fetched::Unchanged);
     }
-    let deliveries = names
-        .into_iter()
-        .map(|name| Delivery {
-            path: dir.join(&name),
+    let mut deliveries = Vec::with_capacity(names.len());
+    for name in names {
+        let path = dir.join(&name);
+        // The file's digest: one identical to the last version's source was ingested by a run
+        // that stopped before it could move the file, and is not ingested twice.
+        let sha256 = digest(&path)?;
+        deliveries.push(Delivery {
+            path,
             name,
-            state: SourceState { watermark: None, ..state.clone() },
+            state: SourceState { watermark: None, sha256: Some(sha256), ..state.clone() },
             unchanged: false,
             dropped: Some(dir.clone()),
             _staging: None,
-        })
-        .collect();
+        });
+    }
     Ok(Fetched::Deliveries(deliveries))
+}
+
+fn digest(path: &Path) -> Result<String, ConnectError> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
 }
 
 pub(crate) fn finish(folder: &Path, file: &Path, error: Option<&str>) -> Result<(), ConnectError> {

@@ -294,39 +294,72 @@ pub(crate) fn extension(format: &str) -> Option<&'static str> {
     })
 }
 
-/// Writes chunks to a staged file with a running SHA-256 and a size limit.
+/// Writes chunks to a staged file with a running SHA-256 and a size limit. Chunks are gathered
+/// into blocks of 1 MiB and hashed and written on a blocking thread, so the source's stream (a
+/// `COPY` sends one message per row) is read while the previous block is written. The file is
+/// not synced: it is an input that a run killed midway fetches again.
 pub(crate) struct Staging {
-    file: tokio::io::BufWriter<tokio::fs::File>,
-    hasher: sha2::Sha256,
+    block: Vec<u8>,
     bytes: u64,
     max: u64,
+    blocks: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    writer: tokio::task::JoinHandle<std::io::Result<String>>,
 }
+
+const BLOCK: usize = 1 << 20;
 
 impl Staging {
     pub(crate) async fn create(path: &Path, max: u64) -> Result<Self, ConnectError> {
-        use sha2::Digest;
-        let file = tokio::fs::File::create(path).await?;
-        Ok(Self { file: tokio::io::BufWriter::with_capacity(1 << 20, file), hasher: sha2::Sha256::new(), bytes: 0, max })
+        let mut file = std::fs::File::create(path)?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        let writer = tokio::task::spawn_blocking(move || {
+            use sha2::Digest;
+            use std::io::Write;
+            let mut hasher = sha2::Sha256::new();
+            while let Some(block) = rx.blocking_recv() {
+                hasher.update(&block);
+                file.write_all(&block)?;
+            }
+            file.flush()?;
+            Ok(hex::encode(hasher.finalize()))
+        });
+        Ok(Self { block: Vec::with_capacity(BLOCK), bytes: 0, max, blocks: Some(tx), writer })
     }
 
     pub(crate) async fn write(&mut self, chunk: &[u8]) -> Result<(), ConnectError> {
-        use sha2::Digest;
-        use tokio::io::AsyncWriteExt;
         self.bytes += chunk.len() as u64;
         if self.bytes > self.max {
             return Err(ConnectError::Source(format!("the source sent more than {} bytes (TVERR_CONNECTOR_MAX_BYTES)", self.max)));
         }
-        self.hasher.update(chunk);
-        self.file.write_all(chunk).await?;
+        self.block.extend_from_slice(chunk);
+        if self.block.len() >= BLOCK {
+            self.send().await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self) -> Result<(), ConnectError> {
+        let block = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK));
+        let sender = self.blocks.as_ref().ok_or_else(|| ConnectError::Source("the staged file is closed".into()))?;
+        if sender.send(block).await.is_err() {
+            // The writer stopped: its error says why.
+            self.blocks = None;
+            let writer = std::mem::replace(&mut self.writer, tokio::task::spawn_blocking(|| Ok(String::new())));
+            return Err(match writer.await {
+                Ok(Err(e)) => e.into(),
+                _ => ConnectError::Source("the staged file could not be written".into()),
+            });
+        }
         Ok(())
     }
 
     pub(crate) async fn finish(mut self) -> Result<(String, u64), ConnectError> {
-        use sha2::Digest;
-        use tokio::io::AsyncWriteExt;
-        self.file.flush().await?;
-        self.file.get_mut().sync_all().await?;
-        Ok((hex::encode(self.hasher.finalize()), self.bytes))
+        if !self.block.is_empty() {
+            self.send().await?;
+        }
+        self.blocks = None;
+        let sha256 = self.writer.await.map_err(|e| ConnectError::Source(format!("the staging writer failed: {e}")))??;
+        Ok((sha256, self.bytes))
     }
 }
 

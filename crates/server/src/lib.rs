@@ -61,6 +61,7 @@
 mod agreements;
 mod audit;
 mod auth;
+mod changes;
 mod connectors;
 pub mod dcat;
 mod download;
@@ -193,6 +194,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/datasets", get(list_datasets))
         .route("/api/v1/datasets/{org}/{dataset}", get(show_dataset))
         .route("/api/v1/datasets/{org}/{dataset}/rows", get(rows::rows))
+        .route("/api/v1/datasets/{org}/{dataset}/changes", get(changes::changes))
         .route("/api/v1/datasets/{org}/{dataset}/versions", get(upload::list))
         .route("/api/v1/sql", post(sql::query))
         .route("/api/v1/openapi.json", get(openapi::document))

@@ -20,7 +20,7 @@ use crate::Problem;
     ),
     paths(
         crate::health, crate::api_index, crate::list_datasets, crate::show_dataset,
-        crate::rows::rows, crate::upload::create, crate::upload::add_version, crate::upload::list,
+        crate::rows::rows, crate::changes::changes, crate::upload::create, crate::upload::add_version, crate::upload::list,
         crate::sql::query, crate::login::login,
         crate::audit::search, crate::audit::verify,
         crate::me::access_log, crate::me::data, crate::family::my_children, crate::family::my_health, crate::family::my_kindergarten, crate::family::kindergarten_admission,

@@ -7,6 +7,7 @@
 
 mod cached;
 mod catalog;
+mod changes;
 mod cluster;
 mod connectors;
 mod erase;
@@ -27,6 +28,7 @@ pub use catalog::{
     Catalog, ColumnMeta, DatasetMeta, Department, GENERATION_TABLES, NewDataset, Organization, ProtectionLink, ProtectionRegister,
     RawCatalog, Timestamp, VersionMeta, VersionMode,
 };
+pub use changes::VersionChange;
 pub use cluster::{SORT_MEMORY as DEFAULT_SORT_MEMORY, cell_order};
 pub use connectors::{ConnectorRow, ConnectorRun};
 pub use erase::Erasure;

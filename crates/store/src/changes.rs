@@ -1,0 +1,209 @@
+//! What versions changed: the rows each version took away and the rows it added, from the Delta
+//! log's file lists (the files a version no longer references against the files it added) with
+//! the rows both hold in common taken out, so an upsert that rewrote a file shows only the rows
+//! it changed. Rows leave here raw; the access layer puts them behind the grant's secure scan.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, new_null_array};
+use arrow::compute::{cast, interleave_record_batch};
+use arrow::datatypes::SchemaRef;
+use arrow::row::{RowConverter, SortField};
+use futures::{StreamExt, TryStreamExt};
+use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use tverr_core::DatasetRef;
+
+use crate::files::{FileReader, object_path, read_error};
+use crate::{Store, StoreError};
+
+/// The rows one version deleted and inserted, in the schema of the last version asked for.
+#[derive(Debug)]
+pub struct VersionChange {
+    /// The version.
+    pub version: i64,
+    /// Rows it took away (for an upsert, the old form of each changed row).
+    pub deleted: Vec<RecordBatch>,
+    /// Rows it added (for an upsert, the new form of each changed row).
+    pub inserted: Vec<RecordBatch>,
+}
+
+impl Store {
+    /// The changes of versions `from + 1 ..= to` of a dataset, each against the version before
+    /// it, with every row in `to`'s schema (a column a version did not have is null). At most
+    /// `max_rows` rows are read (the files each version added and removed).
+    pub async fn changes(
+        &self,
+        r: &DatasetRef,
+        from: i64,
+        to: i64,
+        max_rows: usize,
+    ) -> Result<(SchemaRef, Vec<VersionChange>), StoreError> {
+        let versions = self.catalog.versions(r).await?;
+        let latest = versions.last().map(|v| v.version).ok_or_else(|| StoreError::NotFound { what: "dataset", name: r.to_string() })?;
+        if from < 0 || from >= to {
+            return Err(StoreError::invalid("from_version", format!("give a version from 0 to {} below to_version", latest.max(1) - 1)));
+        }
+        if to > latest {
+            return Err(StoreError::invalid("to_version", format!("{r} has versions 0 to {latest}")));
+        }
+        let schema = self.schema_at(r, to).await?;
+        let store = self.object_store_of_table(r).await?;
+        let mut previous = self.files_at(r, from).await?;
+        let mut out = Vec::new();
+        let mut read = 0usize;
+        for version in from + 1..=to {
+            let files = self.files_at(r, version).await?;
+            let removed: Vec<&String> = previous.difference(&files).collect();
+            let added: Vec<&String> = files.difference(&previous).collect();
+            let erased = versions.iter().any(|v| v.version == version && v.mode.as_str() == "erase");
+            let mut old = Vec::new();
+            for path in &removed {
+                old.extend(read_file(&store, path, &schema, version, erased).await?);
+            }
+            let mut new = Vec::new();
+            for path in &added {
+                new.extend(read_file(&store, path, &schema, version, erased).await?);
+            }
+            read += old.iter().chain(&new).map(RecordBatch::num_rows).sum::<usize>();
+            if read > max_rows {
+                return Err(StoreError::invalid(
+                    "to_version",
+                    format!("the changes up to version {version} touch more than {max_rows} rows; ask for fewer versions at a time"),
+                ));
+            }
+            let (deleted, inserted) = difference(&schema, &old, &new)?;
+            out.push(VersionChange { version, deleted, inserted });
+            previous = files;
+        }
+        Ok((schema, out))
+    }
+
+    async fn files_at(&self, r: &DatasetRef, version: i64) -> Result<BTreeSet<String>, StoreError> {
+        let table = self.lake.open(r, Some(version)).await?;
+        let snapshot = table.snapshot()?;
+        let paths: Vec<String> =
+            snapshot.snapshot().file_views(table.log_store().as_ref(), None).map_ok(|v| v.path().to_string()).try_collect().await?;
+        Ok(paths.into_iter().collect())
+    }
+
+    async fn object_store_of_table(&self, r: &DatasetRef) -> Result<Arc<dyn object_store::ObjectStore>, StoreError> {
+        let table = self.lake.open(r, None).await?;
+        Ok(table.log_store().object_store(None))
+    }
+}
+
+/// A data file's rows in `schema` (columns by name; a missing one null, another type cast).
+async fn read_file(
+    store: &Arc<dyn object_store::ObjectStore>,
+    path: &str,
+    schema: &SchemaRef,
+    version: i64,
+    erased: bool,
+) -> Result<Vec<RecordBatch>, StoreError> {
+    let gone = || {
+        StoreError::invalid(
+            "from_version",
+            if erased {
+                format!("version {version} is an erasure: the rows it removed are deleted for good; start at version {version} or later")
+            } else {
+                format!("the files of versions before {version} were removed by an erasure; start at version {version} or later")
+            },
+        )
+    };
+    let reader = FileReader::new(store.clone(), object_path(path)?);
+    let builder = match ParquetRecordBatchStreamBuilder::new(reader).await {
+        Ok(b) => b,
+        Err(parquet::errors::ParquetError::External(e))
+            if e.to_string().contains("not found") || e.to_string().contains("No such file") =>
+        {
+            return Err(gone());
+        }
+        Err(e) if e.to_string().contains("not found") || e.to_string().contains("No such file") => return Err(gone()),
+        Err(e) => return Err(read_error(e)),
+    };
+    let mut stream = builder.with_batch_size(64 * 1024).build().map_err(read_error)?;
+    let mut out = Vec::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(read_error)?;
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| match batch.column_by_name(f.name()) {
+                Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+                Some(c) => cast(c, f.data_type()).map_err(StoreError::from),
+                None => Ok(new_null_array(f.data_type(), batch.num_rows())),
+            })
+            .collect::<Result<_, _>>()?;
+        out.push(RecordBatch::try_new(schema.clone(), columns)?);
+    }
+    Ok(out)
+}
+
+/// The rows of `old` not in `new` and of `new` not in `old`, as multisets: a row twice in `old`
+/// and once in `new` is deleted once.
+fn difference(schema: &SchemaRef, old: &[RecordBatch], new: &[RecordBatch]) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>), StoreError> {
+    if old.is_empty() || new.is_empty() {
+        return Ok((old.to_vec(), new.to_vec()));
+    }
+    let converter = RowConverter::new(schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect())?;
+    // Each distinct old row, with where it occurs.
+    let mut left: HashMap<Vec<u8>, Vec<(usize, usize)>> = HashMap::new();
+    for (b, batch) in old.iter().enumerate() {
+        let rows = converter.convert_columns(batch.columns())?;
+        for (i, row) in rows.iter().enumerate() {
+            left.entry(row.as_ref().to_vec()).or_default().push((b, i));
+        }
+    }
+    let mut inserted = Vec::new();
+    for (b, batch) in new.iter().enumerate() {
+        let rows = converter.convert_columns(batch.columns())?;
+        for (i, row) in rows.iter().enumerate() {
+            match left.get_mut(row.as_ref()) {
+                Some(places) if !places.is_empty() => {
+                    places.pop();
+                }
+                _ => inserted.push((b, i)),
+            }
+        }
+    }
+    let mut deleted: Vec<(usize, usize)> = left.into_values().flatten().collect();
+    deleted.sort_unstable();
+    Ok((take(old, &deleted)?, take(new, &inserted)?))
+}
+
+fn take(batches: &[RecordBatch], rows: &[(usize, usize)]) -> Result<Vec<RecordBatch>, StoreError> {
+    rows.chunks(64 * 1024)
+        .map(|chunk| {
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            interleave_record_batch(&refs, chunk).map_err(StoreError::from)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    fn batch(schema: &SchemaRef, ids: &[i64], names: &[&str]) -> RecordBatch {
+        RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(ids.to_vec())), Arc::new(StringArray::from(names.to_vec()))])
+            .unwrap()
+    }
+
+    #[test]
+    fn rows_in_both_are_not_changes_and_duplicates_count() {
+        let schema: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true), Field::new("navn", DataType::Utf8, true)]));
+        let old = vec![batch(&schema, &[1, 2, 2, 3], &["Åse", "Bjørn", "Bjørn", "Kari"])];
+        let new = vec![batch(&schema, &[1, 2, 3], &["Åse", "Bjørn", "Kari Nordmann"]), batch(&schema, &[4], &["Ola"])];
+        let (deleted, inserted) = difference(&schema, &old, &new).unwrap();
+        let d = arrow::util::pretty::pretty_format_batches(&deleted).unwrap().to_string();
+        let i = arrow::util::pretty::pretty_format_batches(&inserted).unwrap().to_string();
+        assert!(d.contains("Bjørn") && d.contains("| 3  | Kari ") && !d.contains("Åse"), "{d}");
+        assert_eq!(deleted.iter().map(RecordBatch::num_rows).sum::<usize>(), 2);
+        assert!(i.contains("Kari Nordmann") && i.contains("Ola") && !i.contains("Åse"), "{i}");
+        assert_eq!(inserted.iter().map(RecordBatch::num_rows).sum::<usize>(), 2);
+    }
+}
