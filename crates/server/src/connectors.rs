@@ -60,7 +60,7 @@ pub struct CreateBody {
 }
 
 /// Makes a connector that writes in the caller's name.
-#[utoipa::path(post, path = "/api/v1/connectors", tag = "connectors", request_body = CreateBody,
+#[utoipa::path(post, path = "/api/v1/connectors", operation_id = "create_connector", tag = "connectors", request_body = CreateBody,
     responses((status = 201, description = "The connector (never its secrets)", body = ConnectorInfo)), security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -103,14 +103,14 @@ pub async fn list(State(state): State<AppState>, who: SignedIn) -> Result<Json<C
 }
 
 /// One connector.
-#[utoipa::path(get, path = "/api/v1/connectors/{name}", tag = "connectors", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/connectors/{name}", operation_id = "show_connector", tag = "connectors", params(("name" = String, Path)),
     responses((status = 200, description = "The connector", body = ConnectorInfo)), security(("bearer" = [])))]
 pub async fn show(State(state): State<AppState>, who: SignedIn, Path(name): Path<String>) -> Result<Json<ConnectorInfo>, Problem> {
     state.engine.connector(&who.caller.principal, &name).await.map(Json).map_err(problem)
 }
 
 /// Deletes a connector (its token is revoked).
-#[utoipa::path(delete, path = "/api/v1/connectors/{name}", tag = "connectors", params(("name" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/connectors/{name}", operation_id = "delete_connector", tag = "connectors", params(("name" = String, Path)),
     responses((status = 204, description = "Deleted")), security(("bearer" = [])))]
 pub async fn delete(State(state): State<AppState>, who: SignedIn, Path(name): Path<String>) -> Result<StatusCode, Problem> {
     state.engine.delete_connector(&who.caller.principal, Channel::HttpConnectors, &name).await.map_err(problem)?;
@@ -124,7 +124,7 @@ pub struct RunList {
 
 /// Runs a connector now and answers when it has finished: its runs (one per file for a drop
 /// folder). A failed run is a run too (200, with its error); 409 when another node is running it.
-#[utoipa::path(post, path = "/api/v1/connectors/{name}/run", tag = "connectors", params(("name" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/connectors/{name}/run", operation_id = "run_connector", tag = "connectors", params(("name" = String, Path)),
     responses((status = 200, description = "The runs it made", body = RunList)), security(("bearer" = [])))]
 pub async fn run(State(state): State<AppState>, who: SignedIn, Path(name): Path<String>) -> Result<Json<RunList>, Problem> {
     match state.engine.run_connector(&who.caller.principal, &name).await {
@@ -142,7 +142,7 @@ pub struct RunsQuery {
 }
 
 /// A connector's last runs, newest first.
-#[utoipa::path(get, path = "/api/v1/connectors/{name}/runs", tag = "connectors", params(("name" = String, Path), RunsQuery),
+#[utoipa::path(get, path = "/api/v1/connectors/{name}/runs", operation_id = "connector_runs", tag = "connectors", params(("name" = String, Path), RunsQuery),
     responses((status = 200, description = "Its runs", body = RunList)), security(("bearer" = [])))]
 pub async fn runs(
     State(state): State<AppState>,
