@@ -675,7 +675,7 @@ test('an employee makes an API token on a page, sees it once, uses it and revoke
 });
 
 test('a steward makes a connector on a page, runs it, and sees its failure on the front page and the dataset page', async () => {
-  const folder = join(dropRoot, 'barnehager');
+  const folder = join(dropRoot, 'hamar', 'oppvekst', 'barnehager');
   mkdirSync(folder, { recursive: true });
   // A delivery with a column the dataset does not have: the run fails and changes nothing.
   const columns = JSON.parse(server.cli('dataset', 'show', 'hamar/barnehager', '--json')).columns.map((c) => c.name);

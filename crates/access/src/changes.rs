@@ -6,16 +6,30 @@
 
 use std::sync::Arc;
 
-use datafusion::prelude::{DataFrame, lit};
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use tverr_core::DatasetRef;
 use tverr_policy::Principal;
 
 use crate::{Channel, Engine, QueryError, Released, execution, secure};
 
+/// `batch` with `_change` = `kind` and `_version` = `version` added.
+fn with_change(batch: &RecordBatch, kind: &str, version: i64) -> Result<RecordBatch, QueryError> {
+    let n = batch.num_rows();
+    let mut fields: Vec<arrow::datatypes::FieldRef> = batch.schema().fields().iter().cloned().collect();
+    fields.push(Arc::new(arrow::datatypes::Field::new(CHANGE_COLUMN, arrow::datatypes::DataType::Utf8, false)));
+    fields.push(Arc::new(arrow::datatypes::Field::new(VERSION_COLUMN, arrow::datatypes::DataType::Int64, false)));
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(arrow::array::StringArray::from(vec![kind; n])));
+    columns.push(Arc::new(arrow::array::Int64Array::from(vec![version; n])));
+    RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns).map_err(|e| QueryError::Execution(e.to_string()))
+}
+
 /// The most rows one request of the change feed reads (the files the versions added and
 /// removed, before the rows both held are taken out).
-pub const MAX_CHANGE_ROWS: usize = 5_000_000;
+pub const MAX_CHANGE_ROWS: usize = 1_000_000;
 
 /// The column that says what happened to a row.
 pub const CHANGE_COLUMN: &str = "_change";
@@ -23,6 +37,28 @@ pub const CHANGE_COLUMN: &str = "_change";
 pub const VERSION_COLUMN: &str = "_version";
 
 impl Engine {
+    /// Raw rows of a change as the grant releases them, in the secure scan's order, with the
+    /// released schema.
+    async fn released_change(
+        &self,
+        ctx: &SessionContext,
+        grant: &tverr_policy::Grant,
+        schema: &SchemaRef,
+        batches: Vec<RecordBatch>,
+        sink: &secure::SubjectSink,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+        let inner = Arc::new(datafusion::datasource::MemTable::try_new(schema.clone(), vec![batches])?);
+        let secure = Arc::new(self.secure_table(ctx, grant, inner, sink)?);
+        let df = ctx.read_table(secure)?;
+        let released: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let mut stream = execution::execute(df).await?;
+        let mut out = Vec::new();
+        while let Some(b) = stream.next().await {
+            out.push(b?);
+        }
+        Ok((released, out))
+    }
+
     /// The rows versions `from + 1 ..= to` inserted and deleted (`to`: the latest when `None`),
     /// as `who` may see them for `purpose`, oldest version first and within a version deleted
     /// rows before inserted ones. An upsert's changed row is its old form deleted and its new
@@ -50,40 +86,34 @@ impl Engine {
         }
         let ctx = self.context()?;
         let sink = secure::SubjectSink::new(self.named_limit);
-        let mut parts: Vec<DataFrame> = Vec::new();
-        let mut groups: Vec<(i64, &str, Vec<arrow::array::RecordBatch>)> = Vec::new();
+        // Each version's rows through the secure scan, then the pairs that read the same once
+        // the policy is applied taken out: a change only to a value the caller may not see (an
+        // ungranted or masked column, a withheld address) is no change to them.
+        let mut released_schema = None;
+        let mut out: Vec<arrow::array::RecordBatch> = Vec::new();
         for c in changes {
-            if c.deleted.iter().any(|b| b.num_rows() > 0) {
-                groups.push((c.version, "delete", c.deleted));
+            let deleted = self.released_change(&ctx, &grant, &schema, c.deleted, &sink).await?;
+            let inserted = self.released_change(&ctx, &grant, &schema, c.inserted, &sink).await?;
+            let seen = deleted.0.clone();
+            released_schema.get_or_insert(seen.clone());
+            let (deleted, inserted) = tverr_store::row_difference(&seen, &deleted.1, &inserted.1)?;
+            for (kind, batches) in [("delete", deleted), ("insert", inserted)] {
+                for b in batches.into_iter().filter(|b| b.num_rows() > 0) {
+                    out.push(with_change(&b, kind, c.version)?);
+                }
             }
-            if c.inserted.iter().any(|b| b.num_rows() > 0) {
-                groups.push((c.version, "insert", c.inserted));
-            }
         }
-        if groups.is_empty() {
-            // No change: an empty result with the columns a read would have.
-            groups.push((to, "insert", Vec::new()));
-        }
-        let empty = groups.len() == 1 && groups[0].2.is_empty();
-        for (version, kind, batches) in groups {
-            let inner = Arc::new(datafusion::datasource::MemTable::try_new(schema.clone(), vec![batches])?);
-            let secure = Arc::new(self.secure_table(&ctx, &grant, inner, &sink)?);
-            let mut df = ctx.read_table(secure)?;
-            df = df.with_column(CHANGE_COLUMN, lit(kind))?.with_column(VERSION_COLUMN, lit(version))?;
-            if empty {
-                df = df.limit(0, Some(0))?;
-            }
-            parts.push(df);
-        }
-        // One stream after the other, in order: each part keeps the secure scan's own order (rows
-        // with withheld columns last), which a union's interleaving would not.
-        let mut streams = Vec::with_capacity(parts.len());
-        for df in parts {
-            streams.push(execution::execute(df).await?);
-        }
-        let schema = streams[0].schema();
-        let stream: datafusion::execution::SendableRecordBatchStream =
-            Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, futures::stream::iter(streams).flatten()));
+        let seen = match released_schema {
+            Some(s) => s,
+            None => self.released_change(&ctx, &grant, &schema, Vec::new(), &sink).await?.0,
+        };
+        let mut fields: Vec<arrow::datatypes::FieldRef> = seen.fields().iter().cloned().collect();
+        fields.push(Arc::new(arrow::datatypes::Field::new(CHANGE_COLUMN, arrow::datatypes::DataType::Utf8, false)));
+        fields.push(Arc::new(arrow::datatypes::Field::new(VERSION_COLUMN, arrow::datatypes::DataType::Int64, false)));
+        let schema = Arc::new(arrow::datatypes::Schema::new(fields));
+        let stream: datafusion::execution::SendableRecordBatchStream = Box::pin(
+            datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, futures::stream::iter(out.into_iter().map(Ok))),
+        );
         let grants = vec![(grant, Some(to))];
         let intent = self.intent(who, purpose, channel, &format!("changes {r} from version {from} to {to}"), &grants);
         let stream = self.release(stream, intent, sink, started);

@@ -190,7 +190,9 @@ impl Engine {
             Ok((d, _)) => d,
             Err(_) => return Err(missing()),
         };
-        Policy::may(who, Action::Write { org: &row.org, department: &department }).map_err(|_| missing())?;
+        if !matches!(who, Principal::Operator(_)) {
+            Policy::may(who, Action::Write { org: &row.org, department: &department }).map_err(|_| missing())?;
+        }
         Ok((row, settings))
     }
 
@@ -245,6 +247,11 @@ impl Engine {
             if n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
                 return Err(invalid("header", format!("{n:?} is not a header name")));
             }
+            const RESERVED: &[&str] =
+                &["host", "connection", "content-length", "transfer-encoding", "te", "upgrade", "proxy-authorization", "keep-alive"];
+            if RESERVED.contains(&n.to_ascii_lowercase().as_str()) {
+                return Err(invalid("header", format!("{n} is set by Tverr, not by a connector")));
+            }
             if v.bytes().any(|b| b.is_ascii_control()) {
                 return Err(invalid("header", format!("the value of {n} holds a control character")));
             }
@@ -252,16 +259,29 @@ impl Engine {
         }
         options.header_names = headers.iter().map(|(n, _)| n.clone()).collect();
         source.check_options(&options).map_err(connect_error)?;
-        if source.kind == SourceKind::Folder {
-            tverr_connect::folder::check(&runtime.config.fetch, &source.url).map_err(connect_error)?;
-        }
         let schedule = Schedule::parse(&new.schedule).map_err(connect_error)?;
         let mode = new.ingest.clone().request(dataset.clone(), "check".into(), user.username.clone())?.mode;
         if options.incremental.is_some() && !matches!(mode, WriteMode::Upsert { .. }) {
             return Err(invalid("incremental", "an incremental read adds changed rows by their key: use --mode upsert --key COLUMN"));
         }
         let (department, exists) = self.connector_department(&dataset, &new.ingest).await?;
-        Policy::may(who, Action::Write { org: dataset.org.as_str(), department: &department })?;
+        if let Err(e) = Policy::may(who, Action::Write { org: dataset.org.as_str(), department: &department }) {
+            // As for an upload: a dataset the caller may not even see is the 404 of a missing
+            // one, whatever department a request names; one they see, the refusal.
+            let visible = exists
+                && (user.org == dataset.org.as_str()
+                    || !matches!(self.policy.entitle(who, None, &dataset).await, Ok(Err(tverr_policy::Denial::NotFound)) | Err(_)));
+            return Err(if visible { e.into() } else { QueryError::NotFound(dataset.to_string()) });
+        }
+        if source.kind == SourceKind::Folder {
+            tverr_connect::folder::check(&runtime.config.fetch, &source.url, (dataset.org.as_str(), &department)).map_err(connect_error)?;
+            // One folder, one connector: two would take each other's files.
+            for other in self.store.catalog.connectors().await? {
+                if Source::parse(&other.source).is_ok_and(|(s, _)| s.url == source.url) {
+                    return Err(invalid("source", "another connector reads this drop folder"));
+                }
+            }
+        }
         let mut ingest = new.ingest.clone();
         if exists {
             ingest.create = None;
@@ -353,7 +373,13 @@ impl Engine {
         if !claimed {
             return Err(QueryError::Invalid(format!("connector {name} is running on another node; try again when it has finished")));
         }
-        self.run_claimed(name, "manual").await
+        // The run is a task of its own: a caller that goes away (a browser closed, a proxy's
+        // time limit) does not stop it halfway, and it ends, gives up its lease and is recorded.
+        let engine = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move { engine.run_claimed(&name, "manual").await })
+            .await
+            .map_err(|e| QueryError::Invalid(format!("the connector's run failed: {e}")))?
     }
 
     /// Runs every connector that is due and that no other node holds; how many ran.
@@ -403,7 +429,7 @@ impl Engine {
         let renewing = {
             let catalog = self.store.catalog.clone();
             let (name, node) = (name.to_string(), node.clone());
-            tokio::spawn(async move {
+            AbortOnDrop(tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(lease / 3).await;
                     match catalog.renew_connector_lease(&name, &node, later(lease)).await {
@@ -412,11 +438,11 @@ impl Engine {
                         Err(e) => tracing::warn!(connector = %name, error = %e, "cannot renew the connector's lease"),
                     }
                 }
-            })
+            }))
         };
         let mut runs = Vec::new();
         let outcome = self.run_connector_once(&row, &mut run, &mut runs).await;
-        renewing.abort();
+        drop(renewing);
         let schedule = Schedule::parse(&row.schedule).ok();
         let on_schedule = || -> Timestamp {
             schedule
@@ -432,7 +458,9 @@ impl Engine {
             }
             Err(error) => {
                 let failures = row.failures + 1;
-                tracing::warn!(connector = name, failures, error = %error, "connector run failed");
+                // The error may quote the source's values: it is kept with the run, for the
+                // dataset's stewards, not written to the server's log.
+                tracing::warn!(connector = name, failures, "connector run failed");
                 run.status = "failed".into();
                 run.error = Some(error);
                 run.finished_at = Some(Timestamp::now());
@@ -468,8 +496,9 @@ impl Engine {
             .map_err(|e| format!("{} may no longer write {dataset}: {e}", row.owner))?;
         let (source, _) = Source::parse(&row.source).map_err(|e| e.to_string())?;
         let state: SourceState = serde_json::from_str(&row.state).unwrap_or_default();
-        let fetched =
-            tverr_connect::fetch(&runtime.config.fetch, &source, &settings.options, &secrets, &state).await.map_err(|e| e.to_string())?;
+        let fetched = tverr_connect::fetch(&runtime.config.fetch, &source, &settings.options, &secrets, &state, (&row.org, &department))
+            .await
+            .map_err(|e| e.to_string())?;
         let deliveries = match fetched {
             Fetched::Unchanged => {
                 run.status = "unchanged".into();
@@ -503,7 +532,9 @@ impl Engine {
             run.source_name = Some(delivery.name.clone());
             let same = delivery.unchanged
                 || (delivery.state.watermark.is_none() && delivery.state.sha256.is_some() && delivery.state.sha256 == last_sha);
-            let result = if same {
+            let result = if let Some(reason) = &delivery.refused {
+                Err(format!("{}: {reason}", delivery.name))
+            } else if same {
                 run.status = "unchanged".into();
                 Ok(())
             } else {
@@ -558,6 +589,15 @@ impl Engine {
             Some(e) if kept.is_none() => Err(e),
             _ => Ok(kept),
         }
+    }
+}
+
+/// A task stopped when its handle is dropped: a lease is renewed only while its run lives.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -148,6 +148,8 @@ vocabulary! {
         Connector = "connector",
         /// `/api/v1/connectors`.
         HttpConnectors = "http-connectors",
+        /// `/api/v1/datasets/…/changes` (the change feed).
+        HttpChanges = "http-changes",
     }
 }
 

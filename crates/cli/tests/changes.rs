@@ -123,7 +123,11 @@ fn appends_replaces_upserts_and_erasures_as_changes_through_the_door() {
     let masked = rows(&r.json());
     assert!(masked.iter().all(|r| r.2 != 5), "the row filter holds: {masked:?}");
     assert!(masked.iter().all(|r| !r.3.contains("Nordmann") && !r.3.contains("Berg")), "the mask holds: {masked:?}");
-    assert_eq!(masked.len(), 6);
+    // Case 2's upsert changed only its name, which the reader sees masked the same before and
+    // after: to them it is no change, so its pair is not there (it would tell them the hidden
+    // value changed, and when).
+    assert!(masked.iter().all(|r| r.2 != 2), "{masked:?}");
+    assert_eq!(masked.len(), 4, "{masked:?}");
     // Without a purpose, for another purpose, or without a credential: refused like a read.
     assert_eq!(feed(&leser, None, "from_version=0").status, 403);
     assert_eq!(feed(&leser, Some("forvaltning"), "from_version=0").status, 403);
@@ -152,7 +156,7 @@ fn appends_replaces_upserts_and_erasures_as_changes_through_the_door() {
 
     // The reads are in the access log, and the people of the changed rows are named.
     let log = t.ok(&["audit", "search", "--subject", "01817545781"]);
-    assert!(log.contains("changes test/folk") || log.contains("http-rows"), "{log}");
+    assert!(log.contains("\"channel\":\"http-changes\""), "{log}");
 
     // 4: an erasure. Its rows are gone for good: the feed starts after it.
     drop(server);

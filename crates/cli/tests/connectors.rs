@@ -24,6 +24,8 @@ struct Served {
     seen: Vec<(String, HashMap<String, String>)>,
     /// Paths whose body is sent slowly (one chunk, then a pause), to kill a run mid-way.
     slow: Vec<String>,
+    /// The pause, in seconds (default 30).
+    pause: Option<u64>,
 }
 
 struct Source {
@@ -81,10 +83,10 @@ fn serve_one(mut stream: std::net::TcpStream, shared: &Mutex<Served>) {
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
     }
-    let (found, slow) = {
+    let (found, slow, pause) = {
         let mut s = shared.lock().unwrap();
         s.seen.push((path.clone(), headers.clone()));
-        (s.files.get(&path).cloned(), s.slow.contains(&path))
+        (s.files.get(&path).cloned(), s.slow.contains(&path), s.pause.unwrap_or(30))
     };
     let Some((status, content_type, body, etag, extra)) = found else {
         let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
@@ -114,7 +116,9 @@ fn serve_one(mut stream: std::net::TcpStream, shared: &Mutex<Served>) {
     let _ = stream.write_all(head.as_bytes());
     if slow {
         let _ = stream.write_all(&body[..body.len() / 2]);
-        std::thread::sleep(Duration::from_secs(30));
+        std::thread::sleep(Duration::from_secs(pause));
+        let _ = stream.write_all(&body[body.len() / 2..]);
+        return;
     }
     let _ = stream.write_all(&body);
 }
@@ -264,15 +268,48 @@ fn who_may_make_run_and_see_a_connector() {
     // The operator alone makes none: a connector writes in a user's name.
     let (_, err) = t.fail(&["connector", "create", "x", "--dataset", "test/a", "--source", &url, "--schedule", "@daily"]);
     assert!(err.contains("--as"), "{err}");
-    // A steward of another department may not write here.
+    // A steward of another department, or an employee, may not write here: a dataset they may
+    // not write is the same 404 whether it exists or not (nothing tells a hidden one exists).
     let mut other = create_args("x", "test/a", &url, CREATE);
     *other.iter_mut().find(|a| **a == "steward").unwrap() = "other";
-    let (code, err) = t.fail(&other);
-    assert_eq!(code, 77, "{err}");
-    // An employee may not either.
+    let (_, missing) = t.fail(&other);
+    assert!(missing.contains("no dataset test/a"), "{missing}");
     let mut employee = create_args("x", "test/a", &url, CREATE);
     *employee.iter_mut().find(|a| **a == "steward").unwrap() = "employee";
-    assert_eq!(t.fail(&employee).0, 77);
+    assert!(t.fail(&employee).1.contains("no dataset test/a"));
+    t.ok(&["org", "create", "hias", "--name", "Hias IKS", "--orgnr", "971028300"]);
+    t.ok(&["department", "create", "hias/vann", "--name", "Vann"]);
+    t.ok(&["user", "create", "hias/vann/hias-steward", "--role", "steward"]);
+    let hidden = t.dir.path().join("hidden.csv");
+    std::fs::write(&hidden, "a\n1\n").unwrap();
+    t.ok(&[
+        "ingest",
+        "hias/malere",
+        hidden.to_str().unwrap(),
+        "--create",
+        "--department",
+        "vann",
+        "--title",
+        "M",
+        "--classification",
+        "confidential",
+    ]);
+    for dataset in ["hias/malere", "hias/finnes-ikke"] {
+        let mut args =
+            create_args("x", dataset, &url, &["--create", "--department", "data", "--title", "T", "--classification", "internal"]);
+        let (code, err) = t.fail(&args);
+        assert_eq!(code, 1, "{dataset}: {err}");
+        assert!(err.contains(&format!("no dataset {dataset} exists")) && !err.contains("vann"), "{dataset}: {err}");
+        args.truncate(11);
+        assert!(t.fail(&args).1.contains(&format!("no dataset {dataset} exists")), "{dataset} without --create");
+    }
+    // One they see (their own organisation's) is refused as such.
+    let visible = t.dir.path().join("v.csv");
+    std::fs::write(&visible, "a\n1\n").unwrap();
+    t.create("test/synlig", &visible, &[]);
+    let mut args = create_args("x", "test/synlig", &url, &[]);
+    *args.iter_mut().find(|a| **a == "steward").unwrap() = "other";
+    assert_eq!(t.fail(&args).0, 77);
     t.ok(&create_args("a", "test/a", &url, CREATE));
     // The other department's steward does not see it, run it or delete it.
     assert_eq!(t.ok(&["connector", "list", "--json", "--as", "other"]).trim(), "[]");
@@ -285,9 +322,13 @@ fn who_may_make_run_and_see_a_connector() {
         (vec!["--schedule", "hver dag"], "schedule"),
         (vec!["--source", "ftp://x/y"], "source"),
         (vec!["--source", "file:///etc/"], "TVERR_DROP_ROOTS"),
+        (vec!["--source", "file:///tmp/no/such/dir/"], "TVERR_DROP_ROOTS"),
         (vec!["--query", "SELECT 1"], "query"),
         (vec!["--mode", "upsert"], "key"),
         (vec!["--header", "X Bad: 1"], "header"),
+        (vec!["--header", "Host: intern.example"], "header"),
+        (vec!["--source", "postgres://u@8.8.8.8:5432/db?host=/var/run/postgresql", "--query", "SELECT 1"], "parameter"),
+        (vec!["--source", "postgres://u@8.8.8.8/db?password=x", "--query", "SELECT 1"], "parameter"),
     ] {
         let mut args = create_args("bad", "test/b", &url, CREATE);
         for pair in extra.chunks(2) {
@@ -386,7 +427,7 @@ fn a_paged_json_api_is_read_page_by_page() {
 #[test]
 fn a_drop_folder_delivers_each_file_once_and_sets_bad_ones_aside() {
     let t = installation();
-    let drop = t.dir.path().join("drop/skatt");
+    let drop = t.dir.path().join("drop/test/data/skatt");
     std::fs::create_dir_all(&drop).unwrap();
     std::fs::write(drop.join("2026-01.csv"), "gnr;belop\n1;100\n").unwrap();
     std::fs::write(drop.join("2026-02.csv"), "gnr;belop\n2;ikke\n").unwrap();
@@ -627,4 +668,42 @@ fn connectors_over_the_api() {
     assert_eq!(common::send(port, "GET", "/api/v1/connectors", &with(&s), None).json()["connectors"].as_array().unwrap().len(), 1);
     assert_eq!(common::send(port, "DELETE", "/api/v1/connectors/api-kilde", &with(&s), None).status, 204);
     assert_eq!(common::send(port, "GET", "/api/v1/connectors/api-kilde", &with(&s), None).status, 404);
+}
+
+#[test]
+fn a_run_whose_caller_goes_away_still_ends_and_gives_up_its_lease() {
+    let t = installation();
+    let src = Source::start();
+    src.put("/treg.csv", "text/csv", b"nr;verdi\n1;2\n3;4\n", None);
+    {
+        let mut s = src.state.lock().unwrap();
+        s.slow.push("/treg.csv".into());
+        s.pause = Some(3);
+    }
+    let steward = common::token(&t, "steward");
+    t.ok(&create_args("treg", "test/treg", &src.url("/treg.csv"), CREATE));
+    let server = common::start(&t);
+    let auth = format!("Bearer {steward}");
+    // The caller gives up after half a second, while the source is still sending.
+    let gone = common::send_within(
+        server.1,
+        "POST",
+        "/api/v1/connectors/treg/run",
+        &[("authorization", &auth)],
+        None,
+        Some(Duration::from_millis(500)),
+    );
+    assert!(gone.is_none(), "the run answered before the source was done");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let list: serde_json::Value = serde_json::from_str(&t.ok(&["connector", "list", "--json", "--as", "steward"])).unwrap();
+        if list[0]["last_run"]["status"] == "ingested" && list[0]["running"] == false {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run did not end on its own: {list}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    src.state.lock().unwrap().slow.clear();
+    // The lease is free: the next run starts at once.
+    assert!(t.ok(&["connector", "run", "treg", "--as", "steward"]).contains("unchanged"));
 }

@@ -114,12 +114,18 @@ fn is_internal_v4(ip: Ipv4Addr) -> bool {
         || a == 0
         || (a == 100 && (64..128).contains(&b))
         || (a == 192 && b == 0 && ip.octets()[2] == 0)
+        || (a == 198 && (18..20).contains(&b))
         || a >= 240
 }
 
 fn is_internal_v6(ip: Ipv6Addr) -> bool {
     let first = ip.segments()[0];
-    ip.is_loopback()
+    let s = ip.segments();
+    // IPv4-compatible (::a.b.c.d) and IPv4-translated (::ffff:0:a.b.c.d) forms carry an IPv4
+    // address that a stack may reach; they are never a public IPv6 address.
+    let embeds_v4 = (s[..5] == [0; 5] && (s[5] == 0 || s[5] == 0xffff)) || (s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0);
+    embeds_v4
+        || ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
         || (first & 0xfe00) == 0xfc00
@@ -152,6 +158,10 @@ mod tests {
             "64:ff9b::a9fe:a9fe",
             "2002:7f00:1::",
             "224.0.0.1",
+            "198.18.0.1",
+            "198.19.255.1",
+            "::7f00:1",
+            "::ffff:0:7f00:1",
         ] {
             assert!(none.check(bad.parse().unwrap()).is_err(), "{bad}");
         }

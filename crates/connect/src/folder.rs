@@ -10,30 +10,47 @@ use crate::{ConnectError, Delivery, FetchConfig, Fetched, SourceState};
 /// The most files one run takes.
 const MAX_FILES_PER_RUN: usize = 1_000;
 
-fn folder_of(config: &FetchConfig, url: &url::Url) -> Result<PathBuf, ConnectError> {
+/// The drop folder's real path: inside `ROOT/ORG/DEPARTMENT/` of a root the operator allows,
+/// for the department that owns the dataset, so one department cannot take another's
+/// deliveries. The path is checked by its words before anything on disk is looked at (so the
+/// check tells nothing of paths outside the roots), and again once resolved.
+fn folder_of(config: &FetchConfig, url: &url::Url, owner: (&str, &str)) -> Result<PathBuf, ConnectError> {
     let dir = url.to_file_path().map_err(|_| ConnectError::invalid("source", "a drop folder is file:///absolute/dir/"))?;
+    let refused = || {
+        ConnectError::Refused(format!(
+            "{} is not inside {}/{}/ of a directory the operator allows for drop folders (TVERR_DROP_ROOTS)",
+            dir.display(),
+            owner.0,
+            owner.1
+        ))
+    };
+    if dir.components().any(|c| matches!(c, std::path::Component::ParentDir | std::path::Component::CurDir)) {
+        return Err(refused());
+    }
+    let mine = |root: &Path| root.join(owner.0).join(owner.1);
+    if !config.drop_roots.iter().any(|r| dir.starts_with(mine(r))) {
+        return Err(refused());
+    }
     let real = std::fs::canonicalize(&dir).map_err(|e| ConnectError::Source(format!("drop folder {}: {e}", dir.display())))?;
-    let inside = config.drop_roots.iter().filter_map(|r| std::fs::canonicalize(r).ok()).any(|root| real.starts_with(&root));
+    let inside = config.drop_roots.iter().filter_map(|r| std::fs::canonicalize(mine(r)).ok()).any(|root| real.starts_with(&root));
     if !inside {
-        return Err(ConnectError::Refused(format!(
-            "{} is not inside a directory the operator allows for drop folders (TVERR_DROP_ROOTS)",
-            dir.display()
-        )));
+        return Err(refused());
     }
     Ok(real)
 }
 
-/// Checks a drop folder's URL against the operator's roots (at creation, as at every run).
-pub fn check(config: &FetchConfig, url: &url::Url) -> Result<(), ConnectError> {
-    folder_of(config, url).map(|_| ())
+/// Checks a drop folder's URL against the operator's roots for the department `owner` (org,
+/// department), at creation as at every run.
+pub fn check(config: &FetchConfig, url: &url::Url, owner: (&str, &str)) -> Result<(), ConnectError> {
+    folder_of(config, url, owner).map(|_| ())
 }
 
 fn waiting(name: &str) -> bool {
     name.starts_with('.') || name.ends_with(".part") || name.ends_with(".tmp") || name.ends_with(".error.txt")
 }
 
-pub(crate) fn fetch(config: &FetchConfig, url: &url::Url, state: &SourceState) -> Result<Fetched, ConnectError> {
-    let dir = folder_of(config, url)?;
+pub(crate) fn fetch(config: &FetchConfig, url: &url::Url, state: &SourceState, owner: (&str, &str)) -> Result<Fetched, ConnectError> {
+    let dir = folder_of(config, url, owner)?;
     let mut names = Vec::new();
     for entry in std::fs::read_dir(&dir)? {
         let entry = entry?;
@@ -51,33 +68,67 @@ pub(crate) fn fetch(config: &FetchConfig, url: &url::Url, state: &SourceState) -
     let mut deliveries = Vec::with_capacity(names.len());
     for name in names {
         let path = dir.join(&name);
-        // The file's digest: one identical to the last version's source was ingested by a run
-        // that stopped before it could move the file, and is not ingested twice.
-        let sha256 = digest(&path)?;
+        // The file is opened without following a link and read from that descriptor into a
+        // private copy, which is what is ingested: a link swapped in after the listing, or a hard
+        // link to a file elsewhere, is never read.
+        let staging = tempfile::tempdir()?;
+        let copy = staging.path().join(&name);
+        let sha256 = match copy_plain_file(&path, &copy) {
+            Ok(sha) => sha,
+            Err(reason) => {
+                deliveries.push(Delivery {
+                    path: path.clone(),
+                    name,
+                    state: SourceState { watermark: None, ..state.clone() },
+                    unchanged: false,
+                    refused: Some(reason),
+                    dropped: Some((dir.clone(), path)),
+                    _staging: None,
+                });
+                continue;
+            }
+        };
         deliveries.push(Delivery {
-            path,
+            path: copy,
             name,
             state: SourceState { watermark: None, sha256: Some(sha256), ..state.clone() },
             unchanged: false,
-            dropped: Some(dir.clone()),
-            _staging: None,
+            refused: None,
+            dropped: Some((dir.clone(), path)),
+            _staging: Some(staging),
         });
     }
     Ok(Fetched::Deliveries(deliveries))
 }
 
-fn digest(path: &Path) -> Result<String, ConnectError> {
+/// Copies a dropped file that is a plain file with one link, read through a descriptor opened
+/// without following links, to `to`; its SHA-256, or why it is not read.
+fn copy_plain_file(from: &Path, to: &Path) -> Result<String, String> {
     use sha2::Digest;
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
+    use std::io::{Read, Write};
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(from)
+        .map_err(|e| format!("the file could not be opened as a plain file: {e}"))?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.file_type().is_file() {
+        return Err("not a plain file".into());
+    }
+    if meta.nlink() != 1 {
+        return Err("the file has other links to it; deliver a plain file".into());
+    }
+    let mut out = std::fs::File::create(to).map_err(|e| e.to_string())?;
     let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf)?;
+        let n = file.read(&mut buf).map_err(|e| e.to_string())?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(|e| e.to_string())?;
     }
     Ok(hex::encode(hasher.finalize()))
 }
@@ -107,22 +158,52 @@ mod tests {
     #[test]
     fn files_are_taken_in_name_order_and_moved_when_done() {
         let root = tempfile::tempdir().unwrap();
-        let drop = root.path().join("skatt");
+        let drop = root.path().join("hamar/skatt/innbetalinger");
         std::fs::create_dir_all(&drop).unwrap();
         for n in ["b.csv", "a.csv", ".hidden.csv", "c.csv.part"] {
             std::fs::write(drop.join(n), "x\n1\n").unwrap();
         }
         let url = url::Url::from_directory_path(&drop).unwrap();
         let denied = FetchConfig::default();
-        assert!(matches!(fetch(&denied, &url, &SourceState::default()), Err(ConnectError::Refused(_))));
+        assert!(matches!(fetch(&denied, &url, &SourceState::default(), OWNER), Err(ConnectError::Refused(_))));
         let config = FetchConfig { drop_roots: vec![root.path().to_path_buf()], ..FetchConfig::default() };
-        let Fetched::Deliveries(d) = fetch(&config, &url, &SourceState::default()).unwrap() else { panic!("files") };
+        assert!(
+            matches!(fetch(&config, &url, &SourceState::default(), ("hamar", "andre")), Err(ConnectError::Refused(_))),
+            "another department's folder"
+        );
+        let Fetched::Deliveries(d) = fetch(&config, &url, &SourceState::default(), OWNER).unwrap() else { panic!("files") };
         assert_eq!(d.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["a.csv", "b.csv"]);
         d[0].finish(None).unwrap();
         d[1].finish(Some("line 2, column x: not a number")).unwrap();
         assert!(drop.join("processed/a.csv").exists());
+        assert!(!drop.join("a.csv").exists() && !drop.join("b.csv").exists());
         assert!(drop.join("failed/b.csv").exists());
         assert!(std::fs::read_to_string(drop.join("failed/b.csv.error.txt")).unwrap().contains("line 2"));
-        assert!(matches!(fetch(&config, &url, &SourceState::default()).unwrap(), Fetched::Unchanged));
+        assert!(matches!(fetch(&config, &url, &SourceState::default(), OWNER).unwrap(), Fetched::Unchanged));
+    }
+
+    const OWNER: (&str, &str) = ("hamar", "skatt");
+
+    #[test]
+    fn links_and_files_with_other_links_are_not_read() {
+        let root = tempfile::tempdir().unwrap();
+        let drop = root.path().join("hamar/skatt/inn");
+        std::fs::create_dir_all(&drop).unwrap();
+        let secret = root.path().join("hemmelig.csv");
+        std::fs::write(&secret, "a\nHEMMELIG\n").unwrap();
+        std::fs::hard_link(&secret, drop.join("hard.csv")).unwrap();
+        std::os::unix::fs::symlink(&secret, drop.join("soft.csv")).unwrap();
+        // As if a link was swapped in after the listing: the copy is refused, never read.
+        assert!(copy_plain_file(&drop.join("soft.csv"), &root.path().join("out1")).is_err());
+        assert!(copy_plain_file(&drop.join("hard.csv"), &root.path().join("out2")).unwrap_err().contains("other links"));
+        let config = FetchConfig { drop_roots: vec![root.path().to_path_buf()], ..FetchConfig::default() };
+        let url = url::Url::from_directory_path(&drop).unwrap();
+        let Fetched::Deliveries(d) = fetch(&config, &url, &SourceState::default(), OWNER).unwrap() else { panic!("files") };
+        assert_eq!(d.len(), 1, "the symbolic link is not listed");
+        assert!(d[0].refused.is_some(), "the hard link is refused");
+        for bad in ["file:///etc/", "file:///tmp/../etc/"] {
+            let url = url::Url::parse(bad).unwrap();
+            assert!(matches!(fetch(&config, &url, &SourceState::default(), OWNER), Err(ConnectError::Refused(_))), "{bad}");
+        }
     }
 }

@@ -140,6 +140,21 @@ impl Source {
         if kind == SourceKind::Folder && (url.host_str().is_some_and(|h| !h.is_empty()) || !url.path().ends_with('/')) {
             return Err(ConnectError::invalid("source", "a drop folder is file:///absolute/dir/ (ending in /)"));
         }
+        if kind == SourceKind::Postgres {
+            // Only these: any other parameter could name another host, a socket, a password or
+            // server options (`host=/run/postgresql` reaches a local socket past the address check).
+            if let Some((k, _)) = url.query_pairs().find(|(k, _)| !matches!(k.as_ref(), "sslmode" | "application_name")) {
+                return Err(ConnectError::invalid(
+                    "source",
+                    format!(
+                        "a PostgreSQL source takes no parameter {k:?}: give host, port, user and database in the URL, the password apart, and at most sslmode"
+                    ),
+                ));
+            }
+            if url.fragment().is_some() {
+                return Err(ConnectError::invalid("source", "a PostgreSQL source has no #fragment"));
+            }
+        }
         let password = url.password().map(percent_decode);
         if password.is_some() {
             let _ = url.set_password(None);
@@ -180,7 +195,7 @@ impl Source {
     }
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -237,20 +252,23 @@ pub struct Delivery {
     pub state: SourceState,
     /// Whether it holds what the last ingest held (no new version is made).
     pub unchanged: bool,
-    dropped: Option<PathBuf>,
+    /// Why a dropped file is not read (a link, a special file): it goes to `failed/` unread.
+    pub refused: Option<String>,
+    /// The drop folder and the dropped file's own path.
+    dropped: Option<(PathBuf, PathBuf)>,
     _staging: Option<tempfile::TempDir>,
 }
 
 impl Delivery {
     fn staged(dir: tempfile::TempDir, path: PathBuf, name: String, state: SourceState) -> Self {
-        Self { path, name, state, unchanged: false, dropped: None, _staging: Some(dir) }
+        Self { path, name, state, unchanged: false, refused: None, dropped: None, _staging: Some(dir) }
     }
 
     /// Marks a dropped file as done: moved to `processed/`, or to `failed/` with `error` in a
     /// file beside it. Staged files are removed when the delivery is dropped.
     pub fn finish(&self, error: Option<&str>) -> Result<(), ConnectError> {
         match &self.dropped {
-            Some(folder) => folder::finish(folder, &self.path, error),
+            Some((folder, file)) => folder::finish(folder, file, error),
             None => Ok(()),
         }
     }
@@ -265,18 +283,25 @@ pub enum Fetched {
     Deliveries(Vec<Delivery>),
 }
 
-/// Reads `source` as of `state`.
+/// Reads `source` as of `state`, for a dataset of the department `owner` (org, department).
 pub async fn fetch(
     config: &FetchConfig,
     source: &Source,
     options: &SourceOptions,
     secrets: &Secrets,
     state: &SourceState,
+    owner: (&str, &str),
 ) -> Result<Fetched, ConnectError> {
     match source.kind {
         SourceKind::Http => http::fetch(config, &source.url, options, secrets, state).await,
         SourceKind::Postgres => postgres::fetch(config, &source.url, options, secrets, state).await,
-        SourceKind::Folder => folder::fetch(config, &source.url, state),
+        SourceKind::Folder => {
+            let (config, url, state) = (config.clone(), source.url.clone(), state.clone());
+            let (org, department) = (owner.0.to_string(), owner.1.to_string());
+            tokio::task::spawn_blocking(move || folder::fetch(&config, &url, &state, (&org, &department)))
+                .await
+                .map_err(|e| ConnectError::Source(format!("reading the drop folder failed: {e}")))?
+        }
     }
 }
 
@@ -375,7 +400,19 @@ mod tests {
         assert!(!s.url.as_str().contains("hemm"));
         assert_eq!(Source::parse("https://data.hamar.no/x.csv").unwrap().0.kind, SourceKind::Http);
         assert_eq!(Source::parse("file:///srv/drop/skatt/").unwrap().0.kind, SourceKind::Folder);
-        for bad in ["ftp://x/y", "file:///srv/drop", "file://host/dir/", "not a url", "s3://b/p/", "mysql://h/db"] {
+        for bad in [
+            "ftp://x/y",
+            "file:///srv/drop",
+            "file://host/dir/",
+            "not a url",
+            "s3://b/p/",
+            "mysql://h/db",
+            "postgres://u@8.8.8.8:5432/db?host=/var/run/postgresql",
+            "postgres://u@8.8.8.8/db?hostaddr=127.0.0.1",
+            "postgres://u@8.8.8.8/db?password=x",
+            "postgresql://u@8.8.8.8/db?options=-c%20x",
+            "postgres://u@8.8.8.8/db?HOST=%2Ftmp",
+        ] {
             assert!(Source::parse(bad).is_err(), "{bad}");
         }
     }

@@ -42,9 +42,21 @@ async fn connect(config: &FetchConfig, url: &url::Url, secrets: &Secrets) -> Res
     let host = url.host_str().ok_or_else(|| ConnectError::invalid("source", "the URL names no host"))?;
     let port = url.port().unwrap_or(5432);
     let addr = config.addresses.resolve(host, port).await?;
-    let mut options: PgConnectOptions =
-        url.as_str().parse().map_err(|e: sqlx::Error| ConnectError::invalid("source", format!("not a PostgreSQL URL: {e}")))?;
-    options = options.host(&addr.ip().to_string()).port(addr.port()).application_name("tverr-connector");
+    // Built from the URL's parts, never by parsing the URL as a whole: a parameter cannot name
+    // another host or a socket (`Source::parse` refuses every parameter but sslmode).
+    let mut options =
+        PgConnectOptions::new_without_pgpass().host(&addr.ip().to_string()).port(addr.port()).application_name("tverr-connector");
+    if !url.username().is_empty() {
+        options = options.username(&crate::percent_decode(url.username()));
+    }
+    let database = crate::percent_decode(url.path().trim_start_matches('/'));
+    if !database.is_empty() {
+        options = options.database(&database);
+    }
+    if let Some((_, mode)) = url.query_pairs().find(|(k, _)| k == "sslmode") {
+        let mode = mode.parse().map_err(|_| ConnectError::invalid("source", format!("sslmode {mode:?} is not a mode")))?;
+        options = options.ssl_mode(mode);
+    }
     if let Some(p) = &secrets.password {
         options = options.password(p);
     }

@@ -6,7 +6,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Deserialize;
-use tverr_access::{Channel, Engine, ExportFormat, ExportOptions, QueryError};
+use tverr_access::{Channel, Engine, ExportFormat, ExportOptions};
 use tverr_core::DatasetRef;
 
 use crate::auth::Caller;
@@ -14,6 +14,7 @@ use crate::{AppState, Problem};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ChangesQuery {
     /// The changes after this version.
     from_version: i64,
@@ -52,7 +53,7 @@ pub async fn changes(
     let _ = &q.purpose;
     let released = state
         .engine
-        .changes(&caller.principal, caller.purpose.as_deref(), &r, q.from_version, q.to_version, Channel::HttpRows)
+        .changes(&caller.principal, caller.purpose.as_deref(), &r, q.from_version, q.to_version, Channel::HttpChanges)
         .await
         .map_err(Problem::from_query)?;
     let released = state.admit(&caller, released)?.started().await.map_err(Problem::from_query)?;
@@ -68,28 +69,30 @@ pub async fn changes(
         let name = format!("{}-{}-endringer-{}-{to}.{}", r.org, r.dataset, q.from_version, format.extension());
         return Ok(crate::download::file_response(released.stream, options, &name));
     }
-    let mut stream = released.stream;
-    let columns = serde_json::to_string(&tverr_access::result_columns(&stream.schema())).unwrap_or_else(|_| "[]".into());
-    let mut rows: Vec<u8> = Vec::new();
-    let mut count = 0usize;
-    while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|e| Problem::from_query(QueryError::from(e)))?;
-        if batch.num_rows() == 0 {
-            continue;
-        }
-        if count > 0 {
-            rows.push(b',');
-        }
-        count += batch.num_rows();
-        rows.extend(tverr_access::json_objects(&batch, &geometry).map_err(Problem::from_query)?);
-    }
-    let mut body = format!(
-        "{{\"dataset\":{},\"from_version\":{},\"to_version\":{to},\"returned\":{count},\"columns\":{columns},\"rows\":[",
+    // Streamed: the head, each batch's rows as they come, and the count at the end.
+    let columns = serde_json::to_string(&tverr_access::result_columns(&released.stream.schema())).unwrap_or_else(|_| "[]".into());
+    let head = format!(
+        "{{\"dataset\":{},\"from_version\":{},\"to_version\":{to},\"columns\":{columns},\"rows\":[",
         serde_json::to_string(&r.to_string()).unwrap_or_default(),
         q.from_version
-    )
-    .into_bytes();
-    body.extend(rows);
-    body.extend(b"]}");
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    );
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = count.clone();
+    let rows = released.stream.map(move |batch| {
+        let batch = batch.map_err(|e| std::io::Error::other(e.to_string()))?;
+        let mut out = Vec::new();
+        if batch.num_rows() > 0 {
+            if counted.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                out.push(b',');
+            }
+            counted.fetch_add(batch.num_rows(), std::sync::atomic::Ordering::Relaxed);
+            out.extend(tverr_access::json_objects(&batch, &geometry).map_err(|e| std::io::Error::other(e.to_string()))?);
+        }
+        Ok::<_, std::io::Error>(bytes::Bytes::from(out))
+    });
+    let tail = futures::stream::once(async move {
+        Ok::<_, std::io::Error>(bytes::Bytes::from(format!("],\"returned\":{}}}", count.load(std::sync::atomic::Ordering::Relaxed))))
+    });
+    let body = futures::stream::once(async move { Ok::<_, std::io::Error>(bytes::Bytes::from(head)) }).chain(rows).chain(tail);
+    Ok(([(header::CONTENT_TYPE, "application/json")], axum::body::Body::from_stream(body)).into_response())
 }

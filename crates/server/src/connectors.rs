@@ -136,6 +136,7 @@ pub async fn run(State(state): State<AppState>, who: SignedIn, Path(name): Path<
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RunsQuery {
     /// How many (default 20, at most 1,000).
     limit: Option<i64>,

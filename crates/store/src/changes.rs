@@ -41,11 +41,25 @@ impl Store {
     ) -> Result<(SchemaRef, Vec<VersionChange>), StoreError> {
         let versions = self.catalog.versions(r).await?;
         let latest = versions.last().map(|v| v.version).ok_or_else(|| StoreError::NotFound { what: "dataset", name: r.to_string() })?;
-        if from < 0 || from >= to {
-            return Err(StoreError::invalid("from_version", format!("give a version from 0 to {} below to_version", latest.max(1) - 1)));
+        if latest == 0 {
+            return Err(StoreError::invalid("from_version", format!("{r} has one version, 0: there are no changes yet")));
         }
         if to > latest {
             return Err(StoreError::invalid("to_version", format!("{r} has versions 0 to {latest}")));
+        }
+        if from < 0 || from >= to {
+            return Err(StoreError::invalid("from_version", format!("give a version from 0 to {}, below to_version", to - 1)));
+        }
+        // An erasure vacuums every file no longer referenced: no change before it can be read.
+        if let Some(erased) =
+            versions.iter().filter(|v| v.version > from && v.version <= to && v.mode.as_str() == "erase").map(|v| v.version).max()
+        {
+            return Err(StoreError::invalid(
+                "from_version",
+                format!(
+                    "version {erased} is an erasure, which deleted the earlier versions' rows for good; start at from_version={erased}"
+                ),
+            ));
         }
         let schema = self.schema_at(r, to).await?;
         let store = self.object_store_of_table(r).await?;
@@ -141,8 +155,12 @@ async fn read_file(
 }
 
 /// The rows of `old` not in `new` and of `new` not in `old`, as multisets: a row twice in `old`
-/// and once in `new` is deleted once.
-fn difference(schema: &SchemaRef, old: &[RecordBatch], new: &[RecordBatch]) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>), StoreError> {
+/// and once in `new` is deleted once. Each side keeps its rows' order.
+pub fn difference(
+    schema: &SchemaRef,
+    old: &[RecordBatch],
+    new: &[RecordBatch],
+) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>), StoreError> {
     if old.is_empty() || new.is_empty() {
         return Ok((old.to_vec(), new.to_vec()));
     }

@@ -28,7 +28,7 @@ pub use catalog::{
     Catalog, ColumnMeta, DatasetMeta, Department, GENERATION_TABLES, NewDataset, Organization, ProtectionLink, ProtectionRegister,
     RawCatalog, Timestamp, VersionMeta, VersionMode,
 };
-pub use changes::VersionChange;
+pub use changes::{VersionChange, difference as row_difference};
 pub use cluster::{SORT_MEMORY as DEFAULT_SORT_MEMORY, cell_order};
 pub use connectors::{ConnectorRow, ConnectorRun};
 pub use erase::Erasure;
