@@ -274,11 +274,14 @@ impl Engine {
             return Err(if visible { e.into() } else { QueryError::NotFound(dataset.to_string()) });
         }
         if source.kind == SourceKind::Folder {
-            tverr_connect::folder::check(&runtime.config.fetch, &source.url, (dataset.org.as_str(), &department)).map_err(connect_error)?;
-            // One folder, one connector: two would take each other's files.
+            let real = tverr_connect::folder::check(&runtime.config.fetch, &source.url, (dataset.org.as_str(), &department))
+                .map_err(connect_error)?;
+            // One folder, one connector: two would take each other's files, and one inside
+            // another's folder (its processed/ or failed/) would take what that one delivered.
             for other in self.store.catalog.connectors().await? {
-                if Source::parse(&other.source).is_ok_and(|(s, _)| s.url == source.url) {
-                    return Err(invalid("source", "another connector reads this drop folder"));
+                let theirs = Source::parse(&other.source).ok().and_then(|(s, _)| tverr_connect::folder::real_path(&s.url));
+                if theirs.is_some_and(|t| t.starts_with(&real) || real.starts_with(&t)) {
+                    return Err(invalid("source", "another connector reads this drop folder, or one around or inside it"));
                 }
             }
         }

@@ -437,6 +437,23 @@ fn a_drop_folder_delivers_each_file_once_and_sets_bad_ones_aside() {
     let mut args = create_args("mappe", "test/mappe", &url, CREATE);
     args.extend_from_slice(&["--type", "belop=integer"]);
     t.ok(&args);
+    // One folder, one connector, however the folder is spelled; none inside another's folder.
+    std::fs::create_dir_all(drop.join("processed")).unwrap();
+    let root = t.dir.path().join("drop");
+    for other in [
+        format!("file://{}//", drop.display()),
+        format!("file://{}//test/data/skatt/", root.display()),
+        format!("file://{}/test/data/%73katt/", root.display()),
+        format!("file://{}/processed/", drop.display()),
+        format!("file://{}/test/data/", root.display()),
+    ] {
+        let (_, err) = t.fail(&create_args("mappe2", "test/mappe2", &other, CREATE));
+        assert!(err.contains("another connector"), "{other}: {err}");
+    }
+    // Another department's folder is refused.
+    std::fs::create_dir_all(root.join("test/andre/x")).unwrap();
+    let (_, err) = t.fail(&create_args("mappe3", "test/mappe3", &format!("file://{}/test/andre/x/", root.display()), CREATE));
+    assert!(err.contains("test/data/"), "{err}");
     let out = t.run(&["connector", "run", "mappe", "--as", "steward"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("2026-01.csv") && text.contains("2026-03.csv"), "{text}");

@@ -4,6 +4,9 @@
 //! in `.part` or `.tmp` are still being written and wait for the next run.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cap_std::fs::Dir;
 
 use crate::{ConnectError, Delivery, FetchConfig, Fetched, SourceState};
 
@@ -40,19 +43,39 @@ fn folder_of(config: &FetchConfig, url: &url::Url, owner: (&str, &str)) -> Resul
 }
 
 /// Checks a drop folder's URL against the operator's roots for the department `owner` (org,
-/// department), at creation as at every run.
-pub fn check(config: &FetchConfig, url: &url::Url, owner: (&str, &str)) -> Result<(), ConnectError> {
-    folder_of(config, url, owner).map(|_| ())
+/// department), at creation as at every run; its real path.
+pub fn check(config: &FetchConfig, url: &url::Url, owner: (&str, &str)) -> Result<PathBuf, ConnectError> {
+    folder_of(config, url, owner)
+}
+
+/// The real path a drop folder's URL names now, if it exists.
+pub fn real_path(url: &url::Url) -> Option<PathBuf> {
+    url.to_file_path().ok().and_then(|p| std::fs::canonicalize(p).ok())
 }
 
 fn waiting(name: &str) -> bool {
     name.starts_with('.') || name.ends_with(".part") || name.ends_with(".tmp") || name.ends_with(".error.txt")
 }
 
+/// The drop folder opened once, by a descriptor: listing, reading and moving all go through it,
+/// so a folder swapped for a link after the check is never the one read or written to.
+fn open_folder(real: &Path) -> Result<Dir, ConnectError> {
+    let dir = Dir::open_ambient_dir(real, cap_std::ambient_authority())?;
+    let now = std::fs::symlink_metadata(real)?;
+    let opened = dir.dir_metadata()?;
+    let same = std::os::unix::fs::MetadataExt::dev(&now) == cap_fs_ext::MetadataExt::dev(&opened)
+        && std::os::unix::fs::MetadataExt::ino(&now) == cap_fs_ext::MetadataExt::ino(&opened);
+    if now.file_type().is_symlink() || !same {
+        return Err(ConnectError::Refused(format!("{} changed while it was opened", real.display())));
+    }
+    Ok(dir)
+}
+
 pub(crate) fn fetch(config: &FetchConfig, url: &url::Url, state: &SourceState, owner: (&str, &str)) -> Result<Fetched, ConnectError> {
-    let dir = folder_of(config, url, owner)?;
+    let real = folder_of(config, url, owner)?;
+    let dir = Arc::new(open_folder(&real)?);
     let mut names = Vec::new();
-    for entry in std::fs::read_dir(&dir)? {
+    for entry in dir.entries()? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         // Only plain files: a link could point anywhere on the machine.
@@ -67,51 +90,41 @@ pub(crate) fn fetch(config: &FetchConfig, url: &url::Url, state: &SourceState, o
     }
     let mut deliveries = Vec::with_capacity(names.len());
     for name in names {
-        let path = dir.join(&name);
-        // The file is opened without following a link and read from that descriptor into a
-        // private copy, which is what is ingested: a link swapped in after the listing, or a hard
-        // link to a file elsewhere, is never read.
+        // Opened through the folder's descriptor without following a link, checked to be a
+        // plain file with one link, and copied from that descriptor: what is ingested is the
+        // copy, so a link swapped in after the listing, or a hard link to a file elsewhere, is
+        // never read.
         let staging = tempfile::tempdir()?;
         let copy = staging.path().join(&name);
-        let sha256 = match copy_plain_file(&path, &copy) {
-            Ok(sha) => sha,
-            Err(reason) => {
-                deliveries.push(Delivery {
-                    path: path.clone(),
-                    name,
-                    state: SourceState { watermark: None, ..state.clone() },
-                    unchanged: false,
-                    refused: Some(reason),
-                    dropped: Some((dir.clone(), path)),
-                    _staging: None,
-                });
-                continue;
-            }
+        let (refused, sha256) = match copy_plain_file(&dir, &name, &copy) {
+            Ok(sha) => (None, Some(sha)),
+            Err(reason) => (Some(reason), None),
         };
         deliveries.push(Delivery {
             path: copy,
-            name,
-            state: SourceState { watermark: None, sha256: Some(sha256), ..state.clone() },
+            name: name.clone(),
+            state: SourceState { watermark: None, sha256, ..state.clone() },
             unchanged: false,
-            refused: None,
-            dropped: Some((dir.clone(), path)),
+            refused,
+            dropped: Some((dir.clone(), name)),
             _staging: Some(staging),
         });
     }
     Ok(Fetched::Deliveries(deliveries))
 }
 
-/// Copies a dropped file that is a plain file with one link, read through a descriptor opened
-/// without following links, to `to`; its SHA-256, or why it is not read.
-fn copy_plain_file(from: &Path, to: &Path) -> Result<String, String> {
+/// Copies `name` in `dir`, if it is a plain file with one link, opened without following a
+/// link, to `to`; its SHA-256, or why it is not read.
+fn copy_plain_file(dir: &Dir, name: &str, to: &Path) -> Result<String, String> {
+    use cap_fs_ext::{FollowSymlinks, OpenOptionsFollowExt};
+    use cap_std::fs::OpenOptionsExt;
     use sha2::Digest;
     use std::io::{Read, Write};
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(from)
-        .map_err(|e| format!("the file could not be opened as a plain file: {e}"))?;
+    use std::os::unix::fs::MetadataExt;
+    let mut options = cap_std::fs::OpenOptions::new();
+    options.read(true).follow(FollowSymlinks::No).custom_flags(libc::O_NONBLOCK);
+    let file = dir.open_with(name, &options).map_err(|e| format!("the file could not be opened as a plain file: {e}"))?;
+    let mut file = file.into_std();
     let meta = file.metadata().map_err(|e| e.to_string())?;
     if !meta.file_type().is_file() {
         return Err("not a plain file".into());
@@ -133,21 +146,33 @@ fn copy_plain_file(from: &Path, to: &Path) -> Result<String, String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-pub(crate) fn finish(folder: &Path, file: &Path, error: Option<&str>) -> Result<(), ConnectError> {
-    let name = file.file_name().ok_or_else(|| ConnectError::Source("a delivered file has no name".into()))?;
-    let target = folder.join(if error.is_some() { "failed" } else { "processed" });
-    std::fs::create_dir_all(&target)?;
-    let mut to = target.join(name);
-    if to.exists() {
+/// Moves a delivered file to `processed/`, or to `failed/` with `error` in `NAME.error.txt`,
+/// through the folder's descriptor: `processed/` and `failed/` must be directories in the
+/// folder, never links (which could lead anywhere the server may write).
+pub(crate) fn finish(dir: &Dir, name: &str, error: Option<&str>) -> Result<(), ConnectError> {
+    use cap_fs_ext::{DirExt, FollowSymlinks, OpenOptionsFollowExt};
+    use std::io::Write;
+    let sub = if error.is_some() { "failed" } else { "processed" };
+    match dir.create_dir(sub) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e.into()),
+    }
+    let target = dir
+        .open_dir_nofollow(sub)
+        .map_err(|e| ConnectError::Refused(format!("{sub}/ in the drop folder is not a directory of its own: {e}")))?;
+    let mut to = name.to_string();
+    if target.symlink_metadata(&to).is_ok() {
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-        to = target.join(format!("{stamp}-{}", name.to_string_lossy()));
+        to = format!("{stamp}-{name}");
     }
     if let Some(error) = error {
-        let mut note = to.clone().into_os_string();
-        note.push(".error.txt");
-        std::fs::write(&note, format!("{error}\n"))?;
+        let mut options = cap_std::fs::OpenOptions::new();
+        options.write(true).create_new(true).follow(FollowSymlinks::No);
+        let mut note = target.open_with(format!("{to}.error.txt"), &options)?;
+        note.write_all(format!("{error}\n").as_bytes())?;
     }
-    std::fs::rename(file, &to)?;
+    dir.rename(name, &target, &to)?;
     Ok(())
 }
 
@@ -194,13 +219,20 @@ mod tests {
         std::fs::hard_link(&secret, drop.join("hard.csv")).unwrap();
         std::os::unix::fs::symlink(&secret, drop.join("soft.csv")).unwrap();
         // As if a link was swapped in after the listing: the copy is refused, never read.
-        assert!(copy_plain_file(&drop.join("soft.csv"), &root.path().join("out1")).is_err());
-        assert!(copy_plain_file(&drop.join("hard.csv"), &root.path().join("out2")).unwrap_err().contains("other links"));
+        let dir = Dir::open_ambient_dir(&drop, cap_std::ambient_authority()).unwrap();
+        assert!(copy_plain_file(&dir, "soft.csv", &root.path().join("out1")).is_err());
+        assert!(copy_plain_file(&dir, "hard.csv", &root.path().join("out2")).unwrap_err().contains("other links"));
         let config = FetchConfig { drop_roots: vec![root.path().to_path_buf()], ..FetchConfig::default() };
         let url = url::Url::from_directory_path(&drop).unwrap();
         let Fetched::Deliveries(d) = fetch(&config, &url, &SourceState::default(), OWNER).unwrap() else { panic!("files") };
         assert_eq!(d.len(), 1, "the symbolic link is not listed");
         assert!(d[0].refused.is_some(), "the hard link is refused");
+        // processed/ and failed/ that are links to elsewhere are not written through.
+        let outside = root.path().join("utenfor");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, drop.join("failed")).unwrap();
+        assert!(d[0].finish(Some("x")).is_err());
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing written through the link");
         for bad in ["file:///etc/", "file:///tmp/../etc/"] {
             let url = url::Url::parse(bad).unwrap();
             assert!(matches!(fetch(&config, &url, &SourceState::default(), OWNER), Err(ConnectError::Refused(_))), "{bad}");

@@ -254,8 +254,8 @@ pub struct Delivery {
     pub unchanged: bool,
     /// Why a dropped file is not read (a link, a special file): it goes to `failed/` unread.
     pub refused: Option<String>,
-    /// The drop folder and the dropped file's own path.
-    dropped: Option<(PathBuf, PathBuf)>,
+    /// The drop folder, opened, and the dropped file's name in it.
+    dropped: Option<(std::sync::Arc<cap_std::fs::Dir>, String)>,
     _staging: Option<tempfile::TempDir>,
 }
 
@@ -268,7 +268,7 @@ impl Delivery {
     /// file beside it. Staged files are removed when the delivery is dropped.
     pub fn finish(&self, error: Option<&str>) -> Result<(), ConnectError> {
         match &self.dropped {
-            Some((folder, file)) => folder::finish(folder, file, error),
+            Some((folder, name)) => folder::finish(folder, name, error),
             None => Ok(()),
         }
     }

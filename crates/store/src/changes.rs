@@ -3,7 +3,7 @@
 //! the rows both hold in common taken out, so an upsert that rewrote a file shows only the rows
 //! it changed. Rows leave here raw; the access layer puts them behind the grant's secure scan.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, new_null_array};
@@ -63,13 +63,32 @@ impl Store {
         }
         let schema = self.schema_at(r, to).await?;
         let store = self.object_store_of_table(r).await?;
-        let mut previous = self.files_at(r, from).await?;
+        // Every version's files first, with their row counts from the log: a range past the
+        // limit is refused before any row is read.
+        let mut lists = Vec::new();
+        for version in from..=to {
+            lists.push(self.files_at(r, version).await?);
+        }
+        let mut touched = 0u64;
+        for pair in lists.windows(2) {
+            let (before, after) = (&pair[0], &pair[1]);
+            touched += before.iter().filter(|(p, _)| !after.contains_key(*p)).map(|(_, n)| *n).sum::<u64>();
+            touched += after.iter().filter(|(p, _)| !before.contains_key(*p)).map(|(_, n)| *n).sum::<u64>();
+        }
+        if touched > max_rows as u64 {
+            return Err(StoreError::invalid(
+                "to_version",
+                format!(
+                    "the changes from version {from} to {to} touch {touched} rows, more than {max_rows}; ask for fewer versions at a time"
+                ),
+            ));
+        }
         let mut out = Vec::new();
         let mut read = 0usize;
-        for version in from + 1..=to {
-            let files = self.files_at(r, version).await?;
-            let removed: Vec<&String> = previous.difference(&files).collect();
-            let added: Vec<&String> = files.difference(&previous).collect();
+        for (i, version) in (from + 1..=to).enumerate() {
+            let (previous, files) = (&lists[i], &lists[i + 1]);
+            let removed: Vec<&String> = previous.keys().filter(|p| !files.contains_key(*p)).collect();
+            let added: Vec<&String> = files.keys().filter(|p| !previous.contains_key(*p)).collect();
             let erased = versions.iter().any(|v| v.version == version && v.mode.as_str() == "erase");
             let mut old = Vec::new();
             for path in &removed {
@@ -88,17 +107,21 @@ impl Store {
             }
             let (deleted, inserted) = difference(&schema, &old, &new)?;
             out.push(VersionChange { version, deleted, inserted });
-            previous = files;
         }
         Ok((schema, out))
     }
 
-    async fn files_at(&self, r: &DatasetRef, version: i64) -> Result<BTreeSet<String>, StoreError> {
+    /// A version's data files, with the rows the log says each holds.
+    async fn files_at(&self, r: &DatasetRef, version: i64) -> Result<BTreeMap<String, u64>, StoreError> {
         let table = self.lake.open(r, Some(version)).await?;
         let snapshot = table.snapshot()?;
-        let paths: Vec<String> =
-            snapshot.snapshot().file_views(table.log_store().as_ref(), None).map_ok(|v| v.path().to_string()).try_collect().await?;
-        Ok(paths.into_iter().collect())
+        let files: Vec<(String, u64)> = snapshot
+            .snapshot()
+            .file_views(table.log_store().as_ref(), None)
+            .map_ok(|v| (v.path().to_string(), v.num_records().unwrap_or(0) as u64))
+            .try_collect()
+            .await?;
+        Ok(files.into_iter().collect())
     }
 
     async fn object_store_of_table(&self, r: &DatasetRef) -> Result<Arc<dyn object_store::ObjectStore>, StoreError> {
