@@ -21,27 +21,12 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from common import fnr  # noqa: E402
 
 FIRST = ["Åse", "Bjørn", "Kari", "Ola", "Ingrid", "Pål", "Sigrid", "Øyvind", "Marit", "Håkon", "Nora", "Jørgen"]
 LAST = ["Ødegård", "Bøe", "Nygård", "Sæther", "Løken", "Ånestad", "Hansen", "Johansen", "Olsen", "Berg"]
 STREETS = ["Storgata", "Torggata", "Grønnegata", "Strandgata", "Vangsvegen", "Furnesvegen", "Åkersvika"]
-
-
-def fnr(rng: random.Random) -> str:
-    while True:
-        d, m, y, i = rng.randint(1, 28), rng.randint(1, 12) + 80, rng.randint(0, 99), rng.randint(0, 499)
-        s = f"{d:02d}{m:02d}{y:02d}{i:03d}"
-        digits = [int(c) for c in s]
-        k1 = 11 - sum(a * b for a, b in zip(digits, [3, 7, 6, 1, 8, 9, 4, 5, 2])) % 11
-        k1 = 0 if k1 == 11 else k1
-        if k1 == 10:
-            continue
-        digits.append(k1)
-        k2 = 11 - sum(a * b for a, b in zip(digits, [5, 4, 3, 2, 7, 6, 5, 4, 3, 2])) % 11
-        k2 = 0 if k2 == 11 else k2
-        if k2 == 10:
-            continue
-        return s + str(k1) + str(k2)
 
 
 def generate(path: pathlib.Path, rows: int) -> None:

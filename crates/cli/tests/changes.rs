@@ -76,9 +76,7 @@ fn appends_replaces_upserts_and_erasures_as_changes_through_the_door() {
         "--purpose",
         "oppfolging",
     ]);
-    let list: Value = serde_json::from_str(&t.ok(&["agreement", "list", "--json"])).unwrap();
-    let id = list.as_array().unwrap().iter().find(|a| a["state"] == "requested").expect("the request")["id"].to_string();
-    t.ok(&["agreement", "approve", &id, "--as", "eier"]);
+    t.approve_requested("eier");
 
     let server = start(&t);
     let port = server.1;

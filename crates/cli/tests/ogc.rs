@@ -429,9 +429,7 @@ fn box_pages_and_filtered_reads_release_the_same_features_under_an_agreement() {
         "--purpose",
         "kartlegging",
     ]);
-    let list: Value = serde_json::from_str(&t.ok(&["agreement", "list", "--json"])).unwrap();
-    let id = list.as_array().unwrap().iter().find(|a| a["state"] == "requested").expect("the request")["id"].to_string();
-    t.ok(&["agreement", "approve", &id, "--as", "eier"]);
+    t.approve_requested("eier");
     let server = start(&t);
     let port = server.1;
     let leser = token(&t, "leser");

@@ -4,7 +4,7 @@
 use futures::StreamExt;
 use reqwest::header::{CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, LINK};
 
-use crate::{ConnectError, Delivery, FetchConfig, Fetched, Secrets, SourceOptions, SourceState, Staging, extension};
+use crate::{ConnectError, FetchConfig, Fetched, Secrets, SourceOptions, SourceState, Staging, extension};
 
 /// The largest page of a JSON API read into memory.
 const MAX_PAGE_BYTES: usize = 256 << 20;
@@ -133,20 +133,14 @@ pub(crate) async fn fetch(
     let etag = header(&response, ETAG);
     let last_modified = header(&response, LAST_MODIFIED);
     let ext = format_of(options, header(&response, CONTENT_TYPE).as_deref(), url);
-    let dir = tempfile::tempdir()?;
-    let name = file_name(url, ext);
-    let path = dir.path().join(&name);
-    let mut staging = Staging::create(&path, config.max_bytes).await?;
+    let mut staging = Staging::create(file_name(url, ext), config.max_bytes).await?;
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| ConnectError::Source(format!("reading {}: {}", shown(url), reason(&e))))?;
         staging.write(&chunk).await?;
     }
-    let (sha256, _) = staging.finish().await?;
-    let next = SourceState { etag, last_modified, sha256: Some(sha256.clone()), watermark: None };
-    let mut delivery = Delivery::staged(dir, path, name, next);
-    delivery.unchanged = state.sha256.as_deref() == Some(sha256.as_str());
-    Ok(Fetched::Deliveries(vec![delivery]))
+    let next = SourceState { etag, last_modified, ..SourceState::default() };
+    Ok(Fetched::Deliveries(vec![staging.finish(next, state, true).await?]))
 }
 
 /// The `rel="next"` target of a `Link` header.
@@ -173,10 +167,7 @@ async fn fetch_pages(
 ) -> Result<Fetched, ConnectError> {
     let pointer = options.pointer.as_deref().unwrap_or("");
     let client = client(config, first).await?;
-    let dir = tempfile::tempdir()?;
-    let name = file_name(first, "ndjson");
-    let path = dir.path().join(&name);
-    let mut staging = Staging::create(&path, config.max_bytes).await?;
+    let mut staging = Staging::create(file_name(first, "ndjson"), config.max_bytes).await?;
     let mut url = first.clone();
     let mut seen = std::collections::HashSet::new();
     let mut pages = 0usize;
@@ -226,11 +217,7 @@ async fn fetch_pages(
         }
         url = next;
     }
-    let (sha256, _) = staging.finish().await?;
-    let next = SourceState { etag: None, last_modified: None, sha256: Some(sha256.clone()), watermark: None };
-    let mut delivery = Delivery::staged(dir, path, name, next);
-    delivery.unchanged = state.sha256.as_deref() == Some(sha256.as_str());
-    Ok(Fetched::Deliveries(vec![delivery]))
+    Ok(Fetched::Deliveries(vec![staging.finish(SourceState::default(), state, true).await?]))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ mod postgres;
 mod schedule;
 pub mod secret;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub use address::AddressPolicy;
 pub use schedule::Schedule;
@@ -324,6 +324,8 @@ pub(crate) fn extension(format: &str) -> Option<&'static str> {
 /// `COPY` sends one message per row) is read while the previous block is written. The file is
 /// not synced: it is an input that a run killed midway fetches again.
 pub(crate) struct Staging {
+    dir: tempfile::TempDir,
+    name: String,
     block: Vec<u8>,
     bytes: u64,
     max: u64,
@@ -334,8 +336,10 @@ pub(crate) struct Staging {
 const BLOCK: usize = 1 << 20;
 
 impl Staging {
-    pub(crate) async fn create(path: &Path, max: u64) -> Result<Self, ConnectError> {
-        let mut file = std::fs::File::create(path)?;
+    /// A staged file named `name` in a private directory of its own.
+    pub(crate) async fn create(name: String, max: u64) -> Result<Self, ConnectError> {
+        let dir = tempfile::tempdir()?;
+        let mut file = std::fs::File::create(dir.path().join(&name))?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
         let writer = tokio::task::spawn_blocking(move || {
             use sha2::Digest;
@@ -348,7 +352,7 @@ impl Staging {
             file.flush()?;
             Ok(hex::encode(hasher.finalize()))
         });
-        Ok(Self { block: Vec::with_capacity(BLOCK), bytes: 0, max, blocks: Some(tx), writer })
+        Ok(Self { dir, name, block: Vec::with_capacity(BLOCK), bytes: 0, max, blocks: Some(tx), writer })
     }
 
     pub(crate) async fn write(&mut self, chunk: &[u8]) -> Result<(), ConnectError> {
@@ -378,13 +382,21 @@ impl Staging {
         Ok(())
     }
 
-    pub(crate) async fn finish(mut self) -> Result<(String, u64), ConnectError> {
+    /// The staged file as a delivery with `state` and its SHA-256; unchanged when that is the
+    /// SHA-256 `before` recorded (and `compare` says the digest decides).
+    pub(crate) async fn finish(mut self, mut state: SourceState, before: &SourceState, compare: bool) -> Result<Delivery, ConnectError> {
         if !self.block.is_empty() {
             self.send().await?;
         }
         self.blocks = None;
-        let sha256 = self.writer.await.map_err(|e| ConnectError::Source(format!("the staging writer failed: {e}")))??;
-        Ok((sha256, self.bytes))
+        let writer = std::mem::replace(&mut self.writer, tokio::task::spawn_blocking(|| Ok(String::new())));
+        let sha256 = writer.await.map_err(|e| ConnectError::Source(format!("the staging writer failed: {e}")))??;
+        let unchanged = compare && before.sha256.as_deref() == Some(sha256.as_str());
+        state.sha256 = Some(sha256);
+        let path = self.dir.path().join(&self.name);
+        let mut delivery = Delivery::staged(self.dir, path, self.name, state);
+        delivery.unchanged = unchanged;
+        Ok(delivery)
     }
 }
 

@@ -7,7 +7,7 @@ use futures::StreamExt;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Column, Connection, Executor, Row, TypeInfo};
 
-use crate::{ConnectError, Delivery, FetchConfig, Fetched, Secrets, SourceOptions, SourceState, Staging};
+use crate::{ConnectError, FetchConfig, Fetched, Secrets, SourceOptions, SourceState, Staging};
 
 /// Column types an incremental read may use: ordered, and written by PostgreSQL as text that
 /// casts back to the same value.
@@ -114,11 +114,9 @@ pub(crate) async fn fetch(
                 (select, Some(high))
             }
         };
-        let dir = tempfile::tempdir()?;
         let db: String = url.path().trim_start_matches('/').chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(40).collect();
         let name = format!("{}.csv", if db.is_empty() { "sql" } else { db.as_str() });
-        let path = dir.path().join(&name);
-        let mut staging = Staging::create(&path, config.max_bytes).await?;
+        let mut staging = Staging::create(name, config.max_bytes).await?;
         let mut copy = conn
             .copy_out_raw(&format!("COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER true)"))
             .await
@@ -128,12 +126,10 @@ pub(crate) async fn fetch(
             staging.write(&chunk).await?;
         }
         drop(copy);
-        let (sha256, _) = staging.finish().await?;
-        let unchanged = next_state.is_none() && state.sha256.as_deref() == Some(sha256.as_str());
-        let new_state =
-            SourceState { etag: None, last_modified: None, sha256: Some(sha256), watermark: next_state.or(state.watermark.clone()) };
-        let mut delivery = Delivery::staged(dir, path, name, new_state);
-        delivery.unchanged = unchanged;
+        // A full pull is unchanged when its bytes are; an incremental read found new rows.
+        let compare = next_state.is_none();
+        let new_state = SourceState { watermark: next_state.or(state.watermark.clone()), ..SourceState::default() };
+        let delivery = staging.finish(new_state, state, compare).await?;
         Ok(Some(delivery))
     };
     let result = run.await;

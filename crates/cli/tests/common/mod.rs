@@ -175,6 +175,13 @@ impl Tverr {
         self.ok(&["department", "create", "test/data", "--name", "Data"]);
     }
 
+    /// Approves, as `steward`, the agreement that is waiting for a decision.
+    pub fn approve_requested(&self, steward: &str) {
+        let list: serde_json::Value = serde_json::from_str(&self.ok(&["agreement", "list", "--json"])).expect("agreements as JSON");
+        let id = list.as_array().expect("a list").iter().find(|a| a["state"] == "requested").expect("the request")["id"].to_string();
+        self.ok(&["agreement", "approve", &id, "--as", steward]);
+    }
+
     /// `ingest --create` with the usual metadata.
     pub fn create(&self, dataset: &str, file: &Path, extra: &[&str]) -> String {
         let mut args = vec![
