@@ -63,35 +63,50 @@ fn property_key(value: &str) -> String {
     tverr_core::SubjectKind::Property.canonicalise(value).unwrap_or_else(|_| value.trim().to_string())
 }
 
+/// Who is protected, twice: as the registers say now, and as they have ever said (the highest
+/// level each person had in any version read, `protection_history`). The second judges every
+/// earlier version of a dataset, so a protection lifted later does not release the address the
+/// person had while protected. The same `Arc` when the two agree.
+#[derive(Debug)]
+struct Views {
+    now: Arc<Persons>,
+    ever: Arc<Persons>,
+}
+
 /// The engine's current view of who is protected, shared with every compiled scan: a scan kept
 /// between requests reads the view as it is when it runs.
 #[derive(Debug, Default)]
 pub(crate) struct Protected {
-    current: RwLock<Option<Arc<Persons>>>,
+    current: RwLock<Option<Views>>,
     /// The catalogue generation `current` was checked at.
     checked: Mutex<Option<i64>>,
 }
 
 impl Protected {
     /// The function that gives a row's level from its key columns: `persons` person keys, then
-    /// `properties` property keys, then one column per link of `links` (`link_key`s).
+    /// `properties` property keys, then one column per link of `links` (`link_key`s). With
+    /// `historic`, by the highest level each person has ever had (for an earlier version).
     pub(crate) fn level_udf(
         self: &Arc<Self>,
         persons: usize,
         properties: usize,
         links: Vec<String>,
+        historic: bool,
     ) -> datafusion::logical_expr::ScalarUDF {
         datafusion::logical_expr::ScalarUDF::new_from_impl(ProtectionLevel {
             protected: self.clone(),
             persons,
             properties,
             links,
+            historic,
             signature: Signature::variadic(vec![DataType::Utf8], Volatility::Immutable),
         })
     }
 
     /// Brings the view up to date with the catalogue: when its generation moved on, the
-    /// registers and their versions are compared, and a changed register is read again.
+    /// registers and their versions are compared, and a changed register is read again. Every
+    /// register version not yet in the protection history is added to it first (earlier ones
+    /// read by time travel), so no version's protection is lost to a later one.
     pub(crate) async fn refresh(&self, store: &tverr_store::Store) -> Result<(), QueryError> {
         let generation = store.catalog.generation().await?;
         if *self.checked.lock().unwrap_or_else(|p| p.into_inner()) == Some(generation) {
@@ -107,38 +122,132 @@ impl Protected {
             let version = store.catalog.versions(&dataset).await?.last().map_or(-1, |v| v.version);
             versions.push((name.clone(), version));
         }
-        let unchanged = self.current.read().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|p| p.read_from == versions);
+        let unchanged = self.current.read().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|p| p.now.read_from == versions);
         if !unchanged {
-            let mut persons = Persons { levels: HashMap::new(), properties: HashMap::new(), linked: HashMap::new(), read_from: versions };
+            let mut history: HashMap<Box<str>, i8> =
+                store.catalog.protection_history().await?.into_iter().map(|(k, l)| (k.into_boxed_str(), l)).collect();
+            // Earlier versions no one has read yet first, so the latest ones are read knowing
+            // everyone a register has protected.
             for r in &registers {
-                read_register(store, r, &mut persons.levels).await?;
-            }
-            if !persons.levels.is_empty() {
-                for link in links.iter().filter(|l| l.has_rows) {
-                    read_link(store, link, &persons.levels, &mut persons.properties).await?;
-                }
-                for link in &declared {
-                    let map = read_declared(store, link, &persons).await?;
-                    persons.linked.insert(link_key(&link.dataset, &link.column), map);
+                for (key, level) in record_earlier(store, r).await? {
+                    merge_level(&mut history, key, level);
                 }
             }
-            *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(persons));
+            let mut levels = HashMap::new();
+            let mut lifted = std::collections::HashSet::new();
+            for r in &registers {
+                let (latest, ugradert) = record_latest(store, r, &history).await?;
+                for (key, level) in latest {
+                    merge_level(&mut levels, key, level);
+                }
+                lifted.extend(ugradert);
+            }
+            // A person the registers no longer hold at all keeps the level they had: only
+            // `ugradert` lifts a protection.
+            for (key, level) in &history {
+                if !lifted.contains(key) {
+                    merge_level(&mut levels, key.clone(), *level);
+                }
+            }
+            let mut ever = levels.clone();
+            for (key, level) in history {
+                merge_level(&mut ever, key, level);
+            }
+            let same = ever == levels;
+            let now = Arc::new(persons(store, &links, &declared, levels, versions.clone()).await?);
+            let ever = if same { now.clone() } else { Arc::new(persons(store, &links, &declared, ever, versions).await?) };
+            *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Views { now, ever });
         }
         *self.checked.lock().unwrap_or_else(|p| p.into_inner()) = Some(generation);
         Ok(())
     }
 
-    /// The level of one subject key as the registers give it: a person's own, a property's
-    /// from the people linked to it; other keys have none.
+    /// The level of one subject key as the registers give it now: a person's own, a
+    /// property's from the people linked to it; other keys have none.
     pub(crate) fn key_level(&self, kind: tverr_core::SubjectKind, key: &str) -> i8 {
         let current = self.current.read().unwrap_or_else(|p| p.into_inner());
-        let Some(persons) = current.as_ref() else { return NONE };
+        let Some(views) = current.as_ref() else { return NONE };
         match kind {
-            tverr_core::SubjectKind::Person => persons.level(key),
-            tverr_core::SubjectKind::Property => persons.property_level(key),
+            tverr_core::SubjectKind::Person => views.now.level(key),
+            tverr_core::SubjectKind::Property => views.now.property_level(key),
             _ => NONE,
         }
     }
+}
+
+/// Keeps the higher of a person's levels.
+fn merge_level(levels: &mut HashMap<Box<str>, i8>, key: Box<str>, level: i8) {
+    let entry = levels.entry(key).or_insert(level);
+    *entry = (*entry).max(level);
+}
+
+/// The protected people by `levels`, with the properties and linked values they protect.
+async fn persons(
+    store: &tverr_store::Store,
+    links: &[Link],
+    declared: &[tverr_store::ProtectionLink],
+    levels: HashMap<Box<str>, i8>,
+    read_from: Vec<(String, i64)>,
+) -> Result<Persons, QueryError> {
+    let mut persons = Persons { levels, properties: HashMap::new(), linked: HashMap::new(), read_from };
+    if !persons.levels.is_empty() {
+        for link in links.iter().filter(|l| l.has_rows) {
+            read_link(store, link, &persons.levels, &mut persons.properties).await?;
+        }
+        for link in declared {
+            let map = read_declared(store, link, &persons).await?;
+            persons.linked.insert(link_key(&link.dataset, &link.column), map);
+        }
+    }
+    Ok(persons)
+}
+
+/// Records every version of a register but the latest that the protection history has not
+/// seen, oldest first, and gives what they added. A version an erasure's vacuum removed cannot
+/// be read, and is passed over (the erasure read it into the history before it vacuumed).
+async fn record_earlier(
+    store: &tverr_store::Store,
+    register: &tverr_store::ProtectionRegister,
+) -> Result<HashMap<Box<str>, i8>, QueryError> {
+    let r: DatasetRef = register.dataset.parse().map_err(|e: tverr_core::ModelError| QueryError::Invalid(e.to_string()))?;
+    let versions: Vec<i64> = store.catalog.versions(&r).await?.into_iter().map(|v| v.version).collect();
+    let seen = store.catalog.protection_history_version(&register.dataset).await?.unwrap_or(-1);
+    let mut recorded = HashMap::new();
+    let earlier = versions.split_last().map_or(&[][..], |(_, e)| e);
+    for &v in earlier.iter().filter(|&&v| v > seen) {
+        let protected = match read_register(store, register, Some(v), &HashMap::new()).await {
+            Ok((p, _)) => p,
+            Err(e) => {
+                tracing::warn!(register = %register.dataset, version = v, error = %e, "a register version could not be read into the protection history");
+                continue;
+            }
+        };
+        let rows: Vec<(&str, i8)> = protected.iter().map(|(k, l)| (&**k, *l)).collect();
+        store.catalog.record_protection_history(&register.dataset, v, &rows).await?;
+        for (key, level) in protected {
+            merge_level(&mut recorded, key, level);
+        }
+    }
+    Ok(recorded)
+}
+
+/// Reads a register's latest version: its protected people, recorded in the protection history
+/// when it is new to it, and the people of `history` it lists as `ugradert`.
+async fn record_latest(
+    store: &tverr_store::Store,
+    register: &tverr_store::ProtectionRegister,
+    history: &HashMap<Box<str>, i8>,
+) -> Result<(HashMap<Box<str>, i8>, Vec<Box<str>>), QueryError> {
+    let r: DatasetRef = register.dataset.parse().map_err(|e: tverr_core::ModelError| QueryError::Invalid(e.to_string()))?;
+    let Some(latest) = store.catalog.versions(&r).await?.last().map(|v| v.version) else {
+        return Ok((HashMap::new(), Vec::new()));
+    };
+    let (protected, lifted) = read_register(store, register, Some(latest), history).await?;
+    if store.catalog.protection_history_version(&register.dataset).await?.is_none_or(|seen| seen < latest) {
+        let rows: Vec<(&str, i8)> = protected.iter().map(|(k, l)| (&**k, *l)).collect();
+        store.catalog.record_protection_history(&register.dataset, latest, &rows).await?;
+    }
+    Ok((protected, lifted))
 }
 
 /// A dataset that links people to properties: its person and property key columns.
@@ -170,8 +279,8 @@ async fn links(store: &tverr_store::Store) -> Result<Vec<Link>, QueryError> {
 }
 
 /// A dataset's rows as a plain DataFusion frame (no grant: the protection layer's own read).
-async fn raw_frame(store: &tverr_store::Store, r: &DatasetRef) -> Result<datafusion::prelude::DataFrame, QueryError> {
-    let table = store.lake.open_for_reading(r, None).await?;
+async fn raw_frame(store: &tverr_store::Store, r: &DatasetRef, version: Option<i64>) -> Result<datafusion::prelude::DataFrame, QueryError> {
+    let table = store.lake.open_for_reading(r, version).await?;
     let ctx = datafusion::prelude::SessionContext::new();
     table.update_datafusion_session(&ctx.state()).map_err(tverr_store::StoreError::from)?;
     let (url, object_store) = store.lake.reading_store(r)?;
@@ -196,7 +305,7 @@ async fn read_link(
         .chain(&link.properties)
         .map(|c| datafusion::logical_expr::cast(datafusion::prelude::ident(c), DataType::Utf8).alias(c))
         .collect::<Vec<_>>();
-    let mut stream = raw_frame(store, &r).await?.select(columns)?.execute_stream().await?;
+    let mut stream = raw_frame(store, &r, None).await?.select(columns)?.execute_stream().await?;
     let persons = link.persons.len();
     while let Some(batch) = stream.next().await {
         let batch = batch?;
@@ -252,7 +361,7 @@ async fn read_declared(
         .enumerate()
         .map(|(i, e)| e.alias(format!("c{i}")))
         .collect::<Vec<_>>();
-    let mut stream = raw_frame(store, &target).await?.select(selected)?.execute_stream().await?;
+    let mut stream = raw_frame(store, &target, None).await?.select(selected)?.execute_stream().await?;
     while let Some(batch) = stream.next().await {
         let batch = batch?;
         let values = batch.column(0).as_string::<i32>();
@@ -277,14 +386,15 @@ async fn read_declared(
     Ok(out)
 }
 
-/// Reads one register's protected people (every status but `ugradert`, a missing one included)
-/// into `levels`, keeping the highest level a person has in any register.
+/// Reads one register at `version` (the latest when `None`): its protected people (every status
+/// but `ugradert`, a missing one included) at the highest level it gives each, and the people of
+/// `history` it lists as `ugradert`.
 async fn read_register(
     store: &tverr_store::Store,
     register: &tverr_store::ProtectionRegister,
-    levels: &mut HashMap<Box<str>, i8>,
-) -> Result<(), QueryError> {
-    use datafusion::prelude::{col, lit};
+    version: Option<i64>,
+    history: &HashMap<Box<str>, i8>,
+) -> Result<(HashMap<Box<str>, i8>, Vec<Box<str>>), QueryError> {
     use futures::StreamExt;
     let r: DatasetRef = register.dataset.parse().map_err(|e: tverr_core::ModelError| QueryError::Invalid(e.to_string()))?;
     let status =
@@ -292,13 +402,12 @@ async fn read_register(
             datafusion::prelude::ident(&register.status_column),
             DataType::Utf8,
         )]));
-    let df = raw_frame(store, &r)
-        .await?
-        .select(vec![
-            datafusion::logical_expr::cast(datafusion::prelude::ident(&register.key_column), DataType::Utf8).alias("k"),
-            status.alias("s"),
-        ])?
-        .filter(col("s").is_null().or(col("s").not_eq(lit("ugradert"))))?;
+    let df = raw_frame(store, &r, version).await?.select(vec![
+        datafusion::logical_expr::cast(datafusion::prelude::ident(&register.key_column), DataType::Utf8).alias("k"),
+        status.alias("s"),
+    ])?;
+    let mut levels = HashMap::new();
+    let mut lifted = Vec::new();
     let mut stream = df.execute_stream().await?;
     while let Some(batch) = stream.next().await {
         let batch = batch?;
@@ -308,12 +417,21 @@ async fn read_register(
             if keys.is_null(i) {
                 continue;
             }
-            let level = if statuses.is_valid(i) && statuses.value(i) == "fortrolig" { FORTROLIG } else { STRENGT };
-            let entry = levels.entry(keys.value(i).into()).or_insert(level);
-            *entry = (*entry).max(level);
+            let key = keys.value(i);
+            let level = match statuses.is_valid(i).then(|| statuses.value(i)) {
+                Some("ugradert") => {
+                    if history.contains_key(key) {
+                        lifted.push(key.into());
+                    }
+                    continue;
+                }
+                Some("fortrolig") => FORTROLIG,
+                _ => STRENGT,
+            };
+            merge_level(&mut levels, key.into(), level);
         }
     }
-    Ok(())
+    Ok((levels, lifted))
 }
 
 /// `tverr_protection_level(key, …)`: the highest protection level of the people and properties
@@ -325,6 +443,8 @@ struct ProtectionLevel {
     persons: usize,
     properties: usize,
     links: Vec<String>,
+    /// Judged by the highest level each person has ever had.
+    historic: bool,
     signature: Signature,
 }
 
@@ -334,6 +454,7 @@ impl PartialEq for ProtectionLevel {
             && self.persons == other.persons
             && self.properties == other.properties
             && self.links == other.links
+            && self.historic == other.historic
     }
 }
 
@@ -345,6 +466,7 @@ impl std::hash::Hash for ProtectionLevel {
         self.persons.hash(state);
         self.properties.hash(state);
         self.links.hash(state);
+        self.historic.hash(state);
     }
 }
 
@@ -367,7 +489,8 @@ impl ScalarUDFImpl for ProtectionLevel {
             .current
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .as_ref()
+            .map(|v| if self.historic { v.ever.clone() } else { v.now.clone() })
             .ok_or_else(|| datafusion::error::DataFusionError::Execution("who is protected is not known yet".into()))?;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let mut levels = vec![NONE; args.number_rows];

@@ -74,6 +74,11 @@ impl Engine {
             Principal::User(u) => u.username.clone(),
             _ => "operator".to_string(),
         };
+        if self.store.catalog.protection_registers().await?.iter().any(|p| p.dataset == r.to_string()) {
+            // The vacuum removes the register's earlier versions for good: whom they protected
+            // is read into the protection history first.
+            self.protected.refresh(&self.store).await?;
+        }
         match self.store.erase(r, kind, &key, &actor).await {
             Ok(outcome) => {
                 let mut details = serde_json::to_value(&outcome).unwrap_or_default();

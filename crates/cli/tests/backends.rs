@@ -5,20 +5,10 @@ mod common;
 
 use std::process::Command;
 
-use common::{Tverr, data_dir};
+use common::{Tverr, data_dir, fresh_database};
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests with scripts/test, which starts the services"))
-}
-
-/// A fresh database on the test cluster, made with the real psql client.
-fn fresh_database() -> String {
-    let admin = env("TVERR_TEST_POSTGRES_URL");
-    let name = format!("tverr_{}", std::process::id()) + &format!("_{}", rand_suffix());
-    let status = Command::new("psql").arg(&admin).arg("-qc").arg(format!("CREATE DATABASE {name}")).status().expect("psql");
-    assert!(status.success(), "psql could not create {name}");
-    let base = admin.rsplit_once('/').expect("URL with a database").0;
-    format!("{base}/{name}")
 }
 
 fn rand_suffix() -> u128 {

@@ -411,3 +411,97 @@ fn protection_links_are_checked_listed_and_applied() {
     t.ok(&["protection", "unlink", "hias/vannmaler_avlesninger", "--column", "maler_id"]);
     assert_ne!(count(&t), "0", "without the link the readings of protected households are there again");
 }
+
+/// A protection lifted later does not release the address a person had while protected: earlier
+/// versions (`version=`, `as_of=`, the change feed) are judged by the highest protection each
+/// person ever had, also when the register was written twice before anyone read it. A person a
+/// register no longer holds at all keeps their protection (only `ugradert` lifts it).
+#[test]
+fn a_lifted_protection_releases_no_earlier_address() {
+    lifted_protection(&Tverr::new());
+}
+
+/// The same on a PostgreSQL catalogue.
+#[test]
+fn a_lifted_protection_releases_no_earlier_address_on_postgresql() {
+    lifted_protection(&Tverr::with_env(&[("TVERR_CATALOG", &common::fresh_database())]));
+}
+
+fn lifted_protection(t: &Tverr) {
+    use common::{get_as, start, token};
+    t.org();
+    t.ok(&["user", "create", "test/data/eier", "--role", "steward"]);
+    t.ok(&["legal-basis", "create", "test/lov", "--gdpr", "6(1)(e)", "--hjemmel", "folkeregisterloven § 10-1"]);
+    t.ok(&["purpose", "create", "test/forvaltning", "--name", "Forvaltning", "--legal-basis", "lov", "--department", "data"]);
+    let write = |name: &str, text: &str| {
+        let path = t.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (a, b, c) = ("17858012392", "01817545781", "08906906652");
+    let meta = ["--subject", "fnr=person", "--category", "adresse=protected-address"];
+    let v0 = write(
+        "v0.csv",
+        &format!("fnr;adresse;status\n{a};Hemmeligveien 1;strengt_fortrolig\n{b};Torget 2;ugradert\n{c};Skjulestien 3;strengt_fortrolig\n"),
+    );
+    t.create("test/folk", &v0, &meta);
+    t.ok(&["protection", "register", "test/folk", "--key", "fnr", "--status", "status"]);
+    let saker = write("saker.csv", &format!("saksnr;fnr;adresse\n1;{a};Hemmeligveien 1\n2;{c};Skjulestien 3\n3;{b};Torget 2\n"));
+    t.create("test/saker", &saker, &meta);
+    // The register again before anyone reads: A's protection lifted, A moved; C left out.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let between = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let v1 = write("v1.csv", &format!("fnr;adresse;status\n{a};Åpenveien 4;ugradert\n{b};Torget 2;ugradert\n"));
+    t.ok(&["ingest", "test/folk", v1.to_str().unwrap(), "--mode", "replace"]);
+
+    let server = start(t);
+    let port = server.1;
+    let eier = token(t, "eier");
+    let get = |path: &str| {
+        let r = get_as(port, path, Some(&eier), Some("forvaltning"));
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        r.text()
+    };
+    // The latest register: A's new address is A's to show; C, left out, is still protected.
+    let latest = get("/api/v1/datasets/test/folk/rows?format=csv");
+    assert!(latest.contains("Åpenveien 4"), "{latest}");
+    // The earlier version, by number and by time, and the change feed: never A's old address.
+    for path in [
+        "/api/v1/datasets/test/folk/rows?format=csv&version=0".to_string(),
+        format!("/api/v1/datasets/test/folk/rows?format=csv&as_of={between}"),
+        "/api/v1/datasets/test/folk/changes?from_version=0&format=csv".to_string(),
+        "/api/v1/datasets/test/folk/changes?from_version=0".to_string(),
+    ] {
+        let text = get(&path);
+        assert!(!text.contains("Hemmeligveien"), "{path} releases a lifted protection's earlier address:\n{text}");
+        assert!(!text.contains("Skjulestien"), "{path}:\n{text}");
+    }
+    // Another dataset at its latest version: C, whom the register no longer holds, keeps the
+    // protection; A's lifted one is lifted.
+    let saker = get("/api/v1/datasets/test/saker/rows?format=csv");
+    assert!(!saker.contains("Skjulestien"), "a person left out of the register lost their protection:\n{saker}");
+    assert!(saker.contains("Hemmeligveien 1"), "A's protection is lifted today:\n{saker}");
+    assert!(saker.contains("Torget 2"), "{saker}");
+
+    // D protected in one register version and lifted in the next, read by no one in between,
+    // then an erasure from the register vacuums the version that protected D: the erasure reads
+    // it into the history first, so D's address of then stays withheld in the earlier version.
+    let d = "12906032021";
+    let v2 = write(
+        "v2.csv",
+        &format!("fnr;adresse;status\n{a};Åpenveien 4;ugradert\n{b};Torget 2;ugradert\n{d};Gjemmeveien 5;strengt_fortrolig\n"),
+    );
+    t.ok(&["ingest", "test/folk", v2.to_str().unwrap(), "--mode", "replace"]);
+    let s1 = write("s1.csv", &format!("saksnr;fnr;adresse\n4;{d};Gjemmeveien 5\n"));
+    t.ok(&["ingest", "test/saker", s1.to_str().unwrap()]);
+    let v3 = write("v3.csv", &format!("fnr;adresse;status\n{a};Åpenveien 4;ugradert\n{b};Torget 2;ugradert\n{d};Nyveien 6;ugradert\n"));
+    t.ok(&["ingest", "test/folk", v3.to_str().unwrap(), "--mode", "replace"]);
+    let s2 = write("s2.csv", &format!("saksnr;fnr;adresse\n4;{d};Nyveien 6\n"));
+    t.ok(&["ingest", "test/saker", s2.to_str().unwrap(), "--mode", "upsert", "--key", "saksnr"]);
+    t.ok(&["erase", "person", b, "--dataset", "test/folk"]);
+    let then = get("/api/v1/datasets/test/saker/rows?format=csv&version=1");
+    assert!(then.contains(d) && !then.contains("Gjemmeveien"), "a vacuumed register version's protection was lost:\n{then}");
+    let now = get("/api/v1/datasets/test/saker/rows?format=csv");
+    assert!(now.contains("Nyveien 6"), "D's protection is lifted today:\n{now}");
+}

@@ -673,6 +673,51 @@ impl Catalog {
             .collect()
     }
 
+    /// The last version of register `r` read into the protection history, if any.
+    pub async fn protection_history_version(&self, r: &str) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT version FROM protection_history_read WHERE dataset = $1").bind(r).fetch_optional(&self.pool).await?)
+    }
+
+    /// Adds what version `version` of register `r` says to the protection history: each person
+    /// keeps the highest level any version read gave them. One transaction; a version read
+    /// twice (by two nodes) changes nothing the second time.
+    pub async fn record_protection_history(&self, r: &str, version: i64, protected: &[(&str, i8)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in protected.chunks(400) {
+            let values = (0..chunk.len()).map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2)).collect::<Vec<_>>().join(", ");
+            let sql = format!(
+                "INSERT INTO protection_history (person_key, level) VALUES {values} ON CONFLICT (person_key) \
+                 DO UPDATE SET level = excluded.level WHERE protection_history.level < excluded.level"
+            );
+            let mut q = sqlx::query(&sql);
+            for (key, level) in chunk {
+                q = q.bind(key.to_string()).bind(i64::from(*level));
+            }
+            q.execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "INSERT INTO protection_history_read (dataset, version) VALUES ($1, $2) ON CONFLICT (dataset) \
+             DO UPDATE SET version = excluded.version WHERE protection_history_read.version < excluded.version",
+        )
+        .bind(r)
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Everyone the registers have protected, with the highest level they had.
+    pub async fn protection_history(&self) -> Result<Vec<(String, i8)>, StoreError> {
+        let rows = sqlx::query("SELECT person_key, level FROM protection_history").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let level: i64 = row.try_get("level")?;
+                Ok((row.try_get("person_key")?, level.clamp(0, i64::from(i8::MAX)) as i8))
+            })
+            .collect()
+    }
+
     /// Names `r` as a register of parental responsibility: `child` and `parent` are its person
     /// keys, one row per parent and child.
     pub async fn set_guardianship_register(&self, r: &DatasetRef, child: &str, parent: &str, actor: &str) -> Result<(), StoreError> {

@@ -532,3 +532,16 @@ pub fn write_geojson(t: &Tverr, name: &str, features: &[String]) -> PathBuf {
         .expect("write GeoJSON");
     file
 }
+
+/// A fresh database on the test cluster (`TVERR_TEST_POSTGRES_URL`, which `scripts/test` sets),
+/// made with the real psql client.
+pub fn fresh_database() -> String {
+    let admin = std::env::var("TVERR_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| panic!("TVERR_TEST_POSTGRES_URL is not set: run the tests with scripts/test, which starts PostgreSQL"));
+    let suffix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000;
+    let name = format!("tverr_{}_{suffix}", std::process::id());
+    let status = Command::new("psql").arg(&admin).arg("-qc").arg(format!("CREATE DATABASE {name}")).status().expect("psql");
+    assert!(status.success(), "psql could not create {name}");
+    let base = admin.rsplit_once('/').expect("URL with a database").0;
+    format!("{base}/{name}")
+}
