@@ -40,3 +40,16 @@ def fnr(rng):
         if k2 == 10:
             continue
         return s + str(k1) + str(k2)
+
+
+def release_binary(given, root):
+    """The tverr binary to measure: `given`, or the release build under CARGO_TARGET_DIR (default
+    ~/.cache/tverr-target), built first."""
+    import os
+    import pathlib
+    import subprocess
+    if given:
+        return given
+    target = os.environ.get("CARGO_TARGET_DIR", str(pathlib.Path.home() / ".cache" / "tverr-target"))
+    subprocess.run(["cargo", "build", "--release", "-p", "tverr-cli"], cwd=root, check=True, env=dict(os.environ, CARGO_TARGET_DIR=target))
+    return str(pathlib.Path(target) / "release" / "tverr")

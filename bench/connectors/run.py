@@ -32,7 +32,7 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
-from common import fnr, free_port  # noqa: E402
+from common import fnr, free_port, release_binary  # noqa: E402
 
 QUERY = "SELECT saksnr, fodselsnummer, tittel, belop, status, endret FROM saker"
 
@@ -151,10 +151,7 @@ def main():
     ap.add_argument("--tverr", default=None)
     ap.add_argument("--postgres", default=None)
     args = ap.parse_args()
-    target = os.environ.get("CARGO_TARGET_DIR", str(pathlib.Path.home() / ".cache" / "tverr-target"))
-    tverr = args.tverr or str(pathlib.Path(target) / "release" / "tverr")
-    if not args.tverr:
-        subprocess.run(["cargo", "build", "--release", "-p", "tverr-cli"], cwd=ROOT, check=True, env=dict(os.environ, CARGO_TARGET_DIR=target))
+    tverr = release_binary(args.tverr, ROOT)
     work = pathlib.Path(tempfile.mkdtemp(prefix="tverr-bench-conn-"))
     pg = None
     try:

@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { mkdtempSync, mkdirSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:http';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { startServer, startBrowser, login, axe, screenshots, readable } from './harness.mjs';
 
 let server, browser;
@@ -15,7 +17,7 @@ const fixtures = join(import.meta.dirname, 'fixtures');
 const dropRoot = mkdtempSync(join(tmpdir(), 'tverr-drop-'));
 
 before(async () => {
-  server = await startServer([], { TVERR_DROP_ROOTS: dropRoot });
+  server = await startServer([], { TVERR_DROP_ROOTS: dropRoot, TVERR_WEBHOOK_ALLOW: '127.0.0.0/8', TVERR_WEBHOOK_TICK_MS: '200' });
   browser = await startBrowser();
 });
 
@@ -722,4 +724,62 @@ test('a steward makes a connector on a page, runs it, and sees its failure on th
   await page.goto(server.url + '/koblinger?lang=nb');
   await submit(page, 'form[action="/koblinger/leveranse/slett"] button');
   assert.match(await page.locator('.notice').textContent(), /Koblingen leveranse er slettet/);
+});
+
+test('a reader asks for notices of new versions on the dataset page, sees the secret once, and each notice is signed', async () => {
+  const received = [];
+  const rx = createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => { received.push({ headers: req.headers, body: Buffer.concat(chunks) }); res.writeHead(204); res.end(); });
+  });
+  await new Promise((r) => rx.listen(0, '127.0.0.1', r));
+  const hook = `http://127.0.0.1:${rx.address().port}/tverr`;
+  try {
+    const page = await fresh();
+    await login(page, server.url, 'ola');
+    await page.goto(server.url + '/datasett/hamar/barnehagepriser');
+    // A bad address is refused in words, and nothing is made.
+    await page.fill('#sub-url', 'ftp://example.org/x');
+    await submit(page, '#subscribe-form button[type=submit]');
+    assert.match(await page.locator('main').textContent(), /bare adresser som begynner med http/);
+    assert.deepEqual(await readable(page, 'nb'), []);
+    await page.goto(server.url + '/datasett/hamar/barnehagepriser');
+    await page.fill('#sub-url', hook);
+    await submit(page, '#subscribe-form button[type=submit]');
+    const secret = await page.inputValue('#sub-secret');
+    assert.match(secret, /^tverr_whsec_[0-9a-f]{64}$/);
+    await screenshots(page, 'subscription-made');
+    assert.deepEqual(await axe(page), []);
+    assert.deepEqual(await readable(page, 'nb'), []);
+    // A new version is told to the receiver, signed as the README says.
+    const file = join(server.dir, 'priser.csv');
+    server.cli('export', 'hamar/barnehagepriser', '--format', 'csv', '--out', file);
+    server.cli('ingest', 'hamar/barnehagepriser', file, '--mode', 'replace');
+    for (let i = 0; i < 200 && received.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(received.length, 1, 'one notice');
+    const [t, v1] = received[0].headers['tverr-signature'].split(',').map((p) => p.split('=')[1]);
+    const expected = createHmac('sha256', secret).update(`${t}.`).update(received[0].body).digest('hex');
+    assert.ok(timingSafeEqual(Buffer.from(v1), Buffer.from(expected)), 'the signature checks out');
+    assert.equal(JSON.parse(received[0].body).dataset, 'hamar/barnehagepriser');
+    // The page says how it went, in both languages; the secret is not shown again.
+    await page.goto(server.url + '/datasett/hamar/barnehagepriser#abonnementer');
+    assert.match(await page.locator('#subscription-list').textContent(), /siste melding levert/);
+    assert.doesNotMatch(await page.content(), new RegExp(secret));
+    assert.deepEqual(await axe(page), []);
+    assert.deepEqual(await readable(page, 'nb'), []);
+    await page.goto(server.url + '/datasett/hamar/barnehagepriser?lang=en');
+    assert.match(await page.locator('#subscription-list').textContent(), /last message delivered/);
+    assert.deepEqual(await readable(page, 'en'), []);
+    // Another employee sees none of it.
+    const other = await fresh();
+    await login(other, server.url, 'kari');
+    await other.goto(server.url + '/datasett/hamar/barnehagepriser');
+    assert.equal(await other.locator('#subscription-list').count(), 0);
+    await page.goto(server.url + '/datasett/hamar/barnehagepriser?lang=nb');
+    await submit(page, 'form[action^="/abonnement/"] button');
+    assert.equal(await page.locator('#subscription-list').count(), 0, 'stopped');
+  } finally {
+    rx.close();
+  }
 });

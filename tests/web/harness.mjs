@@ -111,7 +111,9 @@ export async function readable(page, lang) {
     return out;
   }, lang);
   const problems = [];
-  for (const [t, other] of texts) {
+  for (const [shown, other] of texts) {
+    // A web address is neither a date nor a number, whatever digits it holds.
+    const t = shown.replace(/\bhttps?:\/\/\S+/g, '');
     // Text marked as another language (the catalogue's bokmål on an English page) is not
     // scanned for words, but its numbers and dates are still the page's.
     const w = other ? null : t.match(FOREIGN[lang]);

@@ -202,7 +202,7 @@ impl Engine {
             .connectors
             .as_deref()
             .and_then(|c| c.secrets.open_sealed(&row.name, &row.secrets).ok())
-            .is_some_and(|s| s.password.is_some());
+            .is_some_and(|s: Secrets| s.password.is_some());
         let running = row.lease_until.is_some_and(|u| u > Timestamp::now());
         ConnectorInfo {
             name: row.name.clone(),
@@ -486,7 +486,7 @@ impl Engine {
     ) -> Result<Option<SourceState>, String> {
         let runtime = self.connector_runtime().map_err(|e| e.to_string())?;
         let settings: Settings = serde_json::from_str(&row.settings).map_err(|e| format!("the connector's settings: {e}"))?;
-        let secrets = runtime.secrets.open_sealed(&row.name, &row.secrets).map_err(|e| e.to_string())?;
+        let secrets: Secrets = runtime.secrets.open_sealed(&row.name, &row.secrets).map_err(|e| e.to_string())?;
         let token = secrets.token.as_deref().ok_or("the connector has no token to write with")?;
         let who = self
             .policy

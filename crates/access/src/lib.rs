@@ -17,6 +17,7 @@ mod property;
 mod protection;
 mod released;
 mod secure;
+mod subscriptions;
 mod text;
 mod wards;
 mod writes;
@@ -57,7 +58,9 @@ pub use export::{
     write_export, write_features,
 };
 pub use feature::{FEATURE_ID_COLUMN, feature_id};
+pub use subscriptions::{CreatedSubscription, DEFAULT_DELIVERIES_LISTED, NewSubscription, SubscriptionConfig, SubscriptionInfo};
 pub use tverr_connect::{FetchConfig, SourceOptions};
+pub use tverr_store::Delivery;
 
 /// The number a [`Engine::count_rows`] stream holds.
 pub async fn count_of(released: Released) -> Result<u64, QueryError> {
@@ -121,6 +124,10 @@ pub struct Engine {
     protected: Arc<protection::Protected>,
     /// The key and settings connectors run with, when this engine runs them.
     connectors: Option<Arc<connectors::Connectors>>,
+    /// The key and settings subscriptions are delivered with, when this engine delivers them.
+    subscriptions: Option<Arc<subscriptions::Subscriptions>>,
+    /// Told when this process commits a version, so events go out at once.
+    deliveries_due: Arc<tokio::sync::Notify>,
 }
 
 /// A REST read of one dataset ([`Engine::rows`]).
@@ -223,6 +230,8 @@ impl Engine {
             memory: memory::MemoryLimits::default(),
             protected: Arc::default(),
             connectors: None,
+            subscriptions: None,
+            deliveries_due: Arc::default(),
         }
     }
 

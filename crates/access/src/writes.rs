@@ -34,6 +34,7 @@ impl Engine {
                     "created": o.created, "sha256": o.report.sha256, "file": o.report.file_name,
                 });
                 self.record_outcome(RecordKind::Ingest, who, channel, details).await;
+                self.wake_deliveries();
                 Ok(o)
             }
             Err(e) => {
@@ -84,6 +85,7 @@ impl Engine {
                 let mut details = serde_json::to_value(&outcome).unwrap_or_default();
                 merge(&mut details, &subject);
                 self.record_outcome(RecordKind::Erasure, who, channel, details).await;
+                self.wake_deliveries();
                 Ok(outcome)
             }
             Err(e) => {

@@ -106,6 +106,8 @@ vocabulary! {
         /// A connector run that ended without a new version (unchanged source, or a failure
         /// before any write).
         ConnectorRun = "connector-run",
+        /// A subscription created or deleted.
+        SubscriptionChange = "subscription-change",
     }
 }
 
@@ -150,6 +152,8 @@ vocabulary! {
         HttpConnectors = "http-connectors",
         /// `/api/v1/datasets/…/changes` (the change feed).
         HttpChanges = "http-changes",
+        /// `/api/v1/subscriptions`.
+        HttpSubscriptions = "http-subscriptions",
     }
 }
 

@@ -104,6 +104,9 @@ enum Command {
     /// drop folders).
     #[command(subcommand)]
     Connector(crate::connectors::ConnectorCommand),
+    /// Subscriptions: webhooks told of every new version of a dataset, signed, at least once.
+    #[command(subcommand)]
+    Subscription(crate::subscriptions::SubscriptionCommand),
     /// Run the HTTP server.
     Serve(ServeArgs),
 }
@@ -607,7 +610,13 @@ async fn open(cli: &Cli) -> Result<Engine> {
     let (per_query, server, sort) = memory_limits()?;
     let engine = Engine::open(&config, audit_config(cli)?).await.context("cannot open the store")?;
     let connectors = crate::connectors::config(&cli.data, cli.connector_key.clone())?;
-    Ok(engine.with_named_limit(named_limit()?).with_memory_limits(per_query, server).with_sort_memory(sort).with_connectors(connectors)?)
+    let subscriptions = crate::subscriptions::config(&connectors)?;
+    Ok(engine
+        .with_named_limit(named_limit()?)
+        .with_memory_limits(per_query, server)
+        .with_sort_memory(sort)
+        .with_connectors(connectors)?
+        .with_subscriptions(subscriptions)?)
 }
 
 /// A whole number from the environment, or the default.
@@ -849,6 +858,7 @@ async fn dispatch(cli: Cli, engine: &Engine) -> Result<()> {
         }
         Command::Ingest(args) => ingest(engine, args).await?,
         Command::Connector(c) => crate::connectors::run(engine, c).await?,
+        Command::Subscription(c) => crate::subscriptions::run(engine, c).await?,
         Command::Datasets(f) => {
             let datasets = catalog.datasets().await?;
             if f.json {
@@ -933,6 +943,10 @@ async fn dispatch(cli: Cli, engine: &Engine) -> Result<()> {
                 let tick = std::time::Duration::from_secs(env_number("TVERR_CONNECTOR_TICK_SECONDS", 10)?.max(1));
                 tokio::spawn(run_connectors(engine.clone(), tick));
             }
+            if std::env::var("TVERR_WEBHOOKS").as_deref() != Ok("off") {
+                let tick = std::time::Duration::from_millis(env_number("TVERR_WEBHOOK_TICK_MS", 1000)?.max(50));
+                tokio::spawn(deliver_events(engine.clone(), tick));
+            }
             tverr_server::serve(listener, state).await?;
         }
     }
@@ -947,6 +961,17 @@ async fn run_connectors(engine: Engine, tick: std::time::Duration) {
         if let Err(e) = engine.run_due_connectors().await {
             tracing::warn!(error = %e, "cannot run the connectors that are due");
         }
+    }
+}
+
+/// Delivers the events of new versions for as long as the server runs: at once after a commit
+/// in this process, and every `tick` for those of other processes and for retries.
+async fn deliver_events(engine: Engine, tick: std::time::Duration) {
+    loop {
+        if let Err(e) = engine.deliver_due_events().await {
+            tracing::warn!(error = %e, "cannot deliver the subscriptions' events");
+        }
+        engine.deliveries_wait(tick).await;
     }
 }
 

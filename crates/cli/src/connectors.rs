@@ -200,18 +200,22 @@ pub async fn run(engine: &Engine, command: ConnectorCommand) -> Result<()> {
         }
         ConnectorCommand::Runs { name, limit, actor, json } => {
             let runs = engine.connector_runs(&actor.principal(policy).await?, &name, limit).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&runs)?);
-            } else {
-                for r in &runs {
-                    print_run(r);
-                }
-            }
+            print_each(&runs, json, print_run)?;
         }
         ConnectorCommand::Delete { name, actor } => {
             engine.delete_connector(&actor.principal(policy).await?, Channel::Cli, &name).await?;
             println!("deleted connector {name}");
         }
+    }
+    Ok(())
+}
+
+/// A list as JSON, or each item as `line` prints it.
+pub(crate) fn print_each<T: serde::Serialize>(items: &[T], json: bool, line: impl Fn(&T)) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(items)?);
+    } else {
+        items.iter().for_each(line);
     }
     Ok(())
 }

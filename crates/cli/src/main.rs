@@ -4,6 +4,7 @@
 mod access;
 mod cli;
 mod connectors;
+mod subscriptions;
 
 use std::process::ExitCode;
 

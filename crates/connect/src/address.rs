@@ -12,20 +12,26 @@ use crate::ConnectError;
 #[derive(Debug, Clone, Default)]
 pub struct AddressPolicy {
     allowed: Vec<(IpAddr, u8)>,
+    /// The setting a refusal names (`TVERR_CONNECTOR_ALLOW` when none is given).
+    setting: Option<&'static str>,
 }
 
 impl AddressPolicy {
     /// From a comma-separated list of CIDRs (`127.0.0.1/32,10.0.0.0/8,::1/128`); an address
     /// without a prefix length is one address.
     pub fn parse(text: &str) -> Result<Self, ConnectError> {
+        Self::parse_setting(text, "TVERR_CONNECTOR_ALLOW")
+    }
+
+    /// The same, read from the operator's `setting`, which errors and refusals name.
+    pub fn parse_setting(text: &str, setting: &'static str) -> Result<Self, ConnectError> {
         let mut allowed = Vec::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (addr, bits) = match part.split_once('/') {
                 Some((a, b)) => (a, Some(b)),
                 None => (part, None),
             };
-            let ip: IpAddr =
-                addr.parse().map_err(|_| ConnectError::invalid("TVERR_CONNECTOR_ALLOW", format!("{part:?} is not an address or CIDR")))?;
+            let ip: IpAddr = addr.parse().map_err(|_| ConnectError::invalid(setting, format!("{part:?} is not an address or CIDR")))?;
             let max = if ip.is_ipv4() { 32 } else { 128 };
             let bits = match bits {
                 None => max,
@@ -33,11 +39,11 @@ impl AddressPolicy {
                     .parse::<u8>()
                     .ok()
                     .filter(|b| *b <= max)
-                    .ok_or_else(|| ConnectError::invalid("TVERR_CONNECTOR_ALLOW", format!("{part:?}: prefix length 0–{max}")))?,
+                    .ok_or_else(|| ConnectError::invalid(setting, format!("{part:?}: prefix length 0–{max}")))?,
             };
             allowed.push((ip, bits));
         }
-        Ok(Self { allowed })
+        Ok(Self { allowed, setting: Some(setting) })
     }
 
     /// Whether the operator allows `ip` explicitly.
@@ -55,7 +61,8 @@ impl AddressPolicy {
             Ok(ip)
         } else {
             Err(ConnectError::Refused(format!(
-                "{ip} is a loopback, private or link-local address; the operator must allow it (TVERR_CONNECTOR_ALLOW)"
+                "{ip} is a loopback, private or link-local address; the operator must allow it ({})",
+                self.setting.unwrap_or("TVERR_CONNECTOR_ALLOW")
             )))
         }
     }

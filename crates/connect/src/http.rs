@@ -4,19 +4,25 @@
 use futures::StreamExt;
 use reqwest::header::{CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, LINK};
 
-use crate::{ConnectError, FetchConfig, Fetched, Secrets, SourceOptions, SourceState, Staging, extension};
+use crate::{AddressPolicy, ConnectError, FetchConfig, Fetched, Secrets, SourceOptions, SourceState, Staging, extension};
 
 /// The largest page of a JSON API read into memory.
 const MAX_PAGE_BYTES: usize = 256 << 20;
 
 async fn client(config: &FetchConfig, url: &url::Url) -> Result<reqwest::Client, ConnectError> {
+    client_for(&config.addresses, url, config.timeout).await
+}
+
+/// A client that reaches `url`'s host only at the address `addresses` checked, follows no
+/// redirect and gives up after `timeout`.
+async fn client_for(addresses: &AddressPolicy, url: &url::Url, timeout: std::time::Duration) -> Result<reqwest::Client, ConnectError> {
     let host = url.host_str().ok_or_else(|| ConnectError::invalid("source", "the URL names no host"))?;
     let port = url.port_or_known_default().unwrap_or(443);
-    let addr = config.addresses.resolve(host, port).await?;
+    let addr = addresses.resolve(host, port).await?;
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .timeout(config.timeout)
+        .connect_timeout(std::time::Duration::from_secs(10).min(timeout))
+        .timeout(timeout)
         .user_agent(concat!("tverr/", env!("CARGO_PKG_VERSION")))
         .resolve(host.trim_start_matches('[').trim_end_matches(']'), addr)
         .build()
@@ -218,6 +224,28 @@ async fn fetch_pages(
         url = next;
     }
     Ok(Fetched::Deliveries(vec![staging.finish(SourceState::default(), state, true).await?]))
+}
+
+/// POSTs `body` as JSON to `url` (a webhook), with `headers`, reaching only an address
+/// `addresses` allows and following no redirect; the receiver's status. The answer's body is
+/// not read.
+pub async fn post_json(
+    addresses: &AddressPolicy,
+    url: &url::Url,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+    timeout: std::time::Duration,
+) -> Result<u16, ConnectError> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ConnectError::invalid("url", "only http and https URLs can receive events"));
+    }
+    let client = client_for(addresses, url, timeout).await?;
+    let mut r = client.post(url.clone()).header(CONTENT_TYPE, "application/json").body(body);
+    for (name, value) in headers {
+        r = r.header(*name, value);
+    }
+    let response = r.send().await.map_err(|e| ConnectError::Source(format!("cannot reach {}: {}", shown(url), reason(&e))))?;
+    Ok(response.status().as_u16())
 }
 
 #[cfg(test)]

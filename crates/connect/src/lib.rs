@@ -10,10 +10,12 @@ mod http;
 mod postgres;
 mod schedule;
 pub mod secret;
+pub mod webhook;
 
 use std::path::PathBuf;
 
 pub use address::AddressPolicy;
+pub use http::post_json;
 pub use schedule::Schedule;
 pub use secret::{SecretBox, Secrets};
 

@@ -69,8 +69,8 @@ impl SecretBox {
         Ok(Self { key: LessSafeKey::new(key), rng })
     }
 
-    /// `secrets` sealed for the connector `name`.
-    pub fn seal(&self, name: &str, secrets: &Secrets) -> Result<String, ConnectError> {
+    /// `secrets` sealed for `name` (a connector's name, or a subscription's `subscription:ID`).
+    pub fn seal<T: serde::Serialize>(&self, name: &str, secrets: &T) -> Result<String, ConnectError> {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng.fill(&mut nonce).map_err(|_| ConnectError::Secret("no randomness".into()))?;
         let mut data = serde_json::to_vec(secrets).map_err(|e| ConnectError::Secret(e.to_string()))?;
@@ -82,10 +82,10 @@ impl SecretBox {
         Ok(format!("{PREFIX}{}", base64::engine::general_purpose::STANDARD.encode(out)))
     }
 
-    /// The secrets sealed for `name`; an error if they were sealed for another connector, under
+    /// The secrets sealed for `name`; an error if they were sealed for another name, under
     /// another key, or changed.
-    pub fn open_sealed(&self, name: &str, sealed: &str) -> Result<Secrets, ConnectError> {
-        let refused = || ConnectError::Secret(format!("the secrets of connector {name} cannot be opened with this key"));
+    pub fn open_sealed<T: serde::de::DeserializeOwned>(&self, name: &str, sealed: &str) -> Result<T, ConnectError> {
+        let refused = || ConnectError::Secret(format!("the secrets of {name} cannot be opened with this key"));
         let text = sealed.strip_prefix(PREFIX).ok_or_else(refused)?;
         let bytes = base64::engine::general_purpose::STANDARD.decode(text).map_err(|_| refused())?;
         if bytes.len() < NONCE_LEN {
@@ -127,15 +127,15 @@ mod tests {
         let secrets = Secrets { password: Some("hemmelig".into()), headers: vec![("X-Api-Key".into(), "abc".into())], token: None };
         let sealed = boxed.seal("skatt", &secrets).unwrap();
         assert!(!sealed.contains("hemmelig") && !sealed.contains("abc"));
-        assert_eq!(boxed.open_sealed("skatt", &sealed).unwrap().password.as_deref(), Some("hemmelig"));
-        assert!(boxed.open_sealed("annen", &sealed).is_err(), "bound to the connector's name");
+        assert_eq!(boxed.open_sealed::<Secrets>("skatt", &sealed).unwrap().password.as_deref(), Some("hemmelig"));
+        assert!(boxed.open_sealed::<Secrets>("annen", &sealed).is_err(), "bound to the connector's name");
         let other = SecretBox::open(&dir.path().join("k2")).unwrap();
-        assert!(other.open_sealed("skatt", &sealed).is_err(), "bound to the key");
+        assert!(other.open_sealed::<Secrets>("skatt", &sealed).is_err(), "bound to the key");
         let mut bytes = base64::engine::general_purpose::STANDARD.decode(&sealed[PREFIX.len()..]).unwrap();
         bytes[NONCE_LEN + 2] ^= 1;
         let tampered = format!("{PREFIX}{}", base64::engine::general_purpose::STANDARD.encode(bytes));
-        assert!(boxed.open_sealed("skatt", &tampered).is_err());
+        assert!(boxed.open_sealed::<Secrets>("skatt", &tampered).is_err());
         assert!(!format!("{secrets:?}").contains("abc"), "Debug shows no secret");
-        assert_eq!(SecretBox::open(&dir.path().join("k")).unwrap().open_sealed("skatt", &sealed).unwrap().headers.len(), 1);
+        assert_eq!(SecretBox::open(&dir.path().join("k")).unwrap().open_sealed::<Secrets>("skatt", &sealed).unwrap().headers.len(), 1);
     }
 }

@@ -76,6 +76,7 @@ mod properties;
 mod rows;
 mod sql;
 mod subjects;
+mod subscriptions;
 #[cfg(test)]
 mod tests;
 mod upload;
@@ -226,6 +227,9 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/connectors/{name}", get(connectors::show).delete(connectors::delete))
         .route("/api/v1/connectors/{name}/runs", get(connectors::runs))
         .route("/api/v1/connectors/{name}/run", post(connectors::run))
+        .route("/api/v1/subscriptions", get(subscriptions::list).post(subscriptions::create))
+        .route("/api/v1/subscriptions/{id}", get(subscriptions::show).delete(subscriptions::delete))
+        .route("/api/v1/subscriptions/{id}/deliveries", get(subscriptions::deliveries))
         .merge(web::upload_routes(state.limits.upload_bytes))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))

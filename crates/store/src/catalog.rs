@@ -682,7 +682,7 @@ impl Catalog {
     /// keeps the highest level any version read gave them. One transaction; a version read
     /// twice (by two nodes) changes nothing the second time.
     pub async fn record_protection_history(&self, r: &str, version: i64, protected: &[(&str, i8)]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for chunk in protected.chunks(400) {
             let values = (0..chunk.len()).map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2)).collect::<Vec<_>>().join(", ");
             let sql = format!(

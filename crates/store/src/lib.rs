@@ -20,6 +20,7 @@ mod quick;
 mod search;
 mod settings;
 mod subjects;
+mod subscriptions;
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +40,7 @@ pub use lake::Lake;
 pub use search::CatalogQuery;
 pub use settings::{CreateSettings, IngestSettings};
 pub use subjects::Place;
+pub use subscriptions::{Attempt, Delivery, SubscriptionRow};
 pub use tverr_ingest;
 
 /// Where the catalogue and the lake live.

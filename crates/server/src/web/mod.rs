@@ -24,6 +24,7 @@ pub(crate) mod ogc_page;
 mod oidc;
 mod pages;
 mod session;
+mod subscriptions;
 mod svg;
 mod tokens;
 mod upload;
@@ -85,6 +86,8 @@ pub fn routes() -> Router<AppState> {
         .route("/koblinger", get(connectors::list).post(connectors::create))
         .route("/koblinger/{name}/kjor", post(connectors::run))
         .route("/koblinger/{name}/slett", post(connectors::delete))
+        .route("/datasett/{org}/{dataset}/abonnement", post(subscriptions::create))
+        .route("/abonnement/{id}/slett", post(subscriptions::delete))
         .route("/mine-nokler/{id}/trekk-tilbake", post(tokens::revoke))
         .route("/logg-inn", get(session::login_page).post(session::login))
         .route("/logg-inn/innbygger", post(session::citizen_login))

@@ -422,6 +422,10 @@ pub(super) struct DatasetPage {
     downloads: Vec<(String, String, bool)>,
     /// The dataset's connectors, for a visitor who may write it.
     connectors: Vec<super::connectors::ConnectorRow>,
+    /// Whether the visitor may have notices of new versions (a signed-in reader).
+    can_subscribe: bool,
+    /// The visitor's subscriptions to this dataset.
+    subscriptions: Vec<super::subscriptions::SubscriptionLine>,
     examples: Vec<Example>,
 }
 
@@ -557,6 +561,13 @@ pub async fn dataset(State(state): State<AppState>, v: Visitor, Path((org, datas
         {
             let all = state.engine.dataset_connectors(&v.principal, &r).await.unwrap_or_default();
             all.iter().map(|c| super::connectors::ConnectorRow::of(c, v.lang)).collect()
+        } else {
+            Vec::new()
+        },
+        can_subscribe: matches!(v.principal, Principal::User(_)) && grant.is_some(),
+        subscriptions: if matches!(v.principal, Principal::User(_)) {
+            let mine = state.engine.subscriptions(&v.principal, Some(&r)).await.unwrap_or_default();
+            mine.iter().map(|s| super::subscriptions::SubscriptionLine::of(s, v.lang)).collect()
         } else {
             Vec::new()
         },
