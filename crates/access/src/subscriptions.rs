@@ -26,6 +26,12 @@ use crate::{Channel, Engine, QueryError, RecordKind};
 /// The deliveries `subscription_deliveries` lists by default.
 pub const DEFAULT_DELIVERIES_LISTED: i64 = 50;
 
+/// The most subscriptions one user may have.
+pub const MAX_SUBSCRIPTIONS_PER_USER: i64 = 100;
+
+/// The longest receiver URL kept.
+const MAX_URL_BYTES: usize = 2000;
+
 /// How a deployment delivers events.
 #[derive(Debug, Clone)]
 pub struct SubscriptionConfig {
@@ -144,6 +150,9 @@ fn later(d: std::time::Duration) -> Timestamp {
 /// Checks a receiver's URL: `http(s)`, a host, no credentials in it, and an address the
 /// operator allows (loopback, private and link-local ranges only when allowed).
 async fn check_url(addresses: &AddressPolicy, text: &str) -> Result<url::Url, QueryError> {
+    if text.len() > MAX_URL_BYTES {
+        return Err(invalid("url", format!("longer than {MAX_URL_BYTES} bytes")));
+    }
     let url = url::Url::parse(text.trim()).map_err(|e| invalid("url", format!("{text:?} is not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(invalid("url", "only http and https URLs can receive events"));
@@ -206,6 +215,12 @@ impl Engine {
         // one they may not see, the same refusal without a purpose).
         self.grant(who, purpose, &dataset, &dataset.to_string(), channel).await?;
         let url = check_url(&runtime.config.addresses, &new.url).await?;
+        if self.store.catalog.subscription_count(&user.username).await? >= MAX_SUBSCRIPTIONS_PER_USER {
+            return Err(QueryError::NotAllowed(format!(
+                "{} has {MAX_SUBSCRIPTIONS_PER_USER} subscriptions, the most one user may have; delete one first",
+                user.username
+            )));
+        }
         let id = uuid::Uuid::new_v4().to_string();
         let intent = serde_json::json!({
             "action": "create", "subscription": id, "dataset": dataset.to_string(), "url": url.as_str(),
@@ -307,13 +322,14 @@ impl Engine {
         self.store.catalog.fan_out_versions(Timestamp::now()).await?;
         let mut tried = 0;
         loop {
-            const BATCH: i64 = 2000;
+            // A batch is sent well within its lease, even to receivers that time out.
+            let batch = (runtime.config.concurrency.max(1) * 4) as i64;
             let claimed =
-                self.store.catalog.claim_deliveries(&runtime.config.node, Timestamp::now(), later(runtime.config.lease), BATCH).await?;
+                self.store.catalog.claim_deliveries(&runtime.config.node, Timestamp::now(), later(runtime.config.lease), batch).await?;
             if claimed.is_empty() {
                 return Ok(tried);
             }
-            let full = claimed.len() as i64 == BATCH;
+            let full = claimed.len() as i64 == batch;
             tried += claimed.len();
             let subscriptions: HashMap<String, SubscriptionRow> =
                 self.store.catalog.subscriptions().await?.into_iter().map(|s| (s.id.clone(), s)).collect();
@@ -347,9 +363,10 @@ impl Engine {
     /// One attempt to deliver `d`.
     async fn attempt(&self, runtime: &Subscriptions, s: &SubscriptionRow, readers: &Readers, d: &Delivery) -> Attempt {
         let (secret, counts) = match readers.get(&s.id) {
-            Some(Ok(r)) => r,
-            Some(Err(why)) => return withheld(why),
-            None => return withheld("the subscriber's access could not be checked"),
+            Some(Reader::May(secret, counts)) => (secret, *counts),
+            Some(Reader::MayNot(why)) => return withheld(why),
+            Some(Reader::Unknown(why)) => return retry(runtime, d, None, format!("the subscriber's access could not be checked: {why}")),
+            None => return retry(runtime, d, None, "the subscriber's access could not be checked".to_string()),
         };
         let dataset = format!("{}/{}", s.org, s.dataset);
         let version = match self.version_meta(s, d.version).await {
@@ -397,14 +414,23 @@ impl Engine {
     }
 }
 
-/// Per subscription of a batch: the signing secret and whether row counts may be shown, or why
-/// the subscriber may no longer have events.
+/// Whether a subscriber may have an event now.
+enum Reader {
+    /// Yes: the signing secret, and whether row counts may be shown.
+    May(String, bool),
+    /// No, and why: the event is withheld.
+    MayNot(String),
+    /// Not known (the catalogue did not answer): tried again later.
+    Unknown(String),
+}
+
+/// Per subscription of a batch: whether its subscriber may have events.
 #[derive(Default)]
-struct Readers(HashMap<String, Result<(String, bool), String>>);
+struct Readers(HashMap<String, Reader>);
 
 impl Readers {
-    fn get(&self, id: &str) -> Option<Result<(&String, bool), &str>> {
-        self.0.get(id).map(|r| r.as_ref().map(|(s, c)| (s, *c)).map_err(String::as_str))
+    fn get(&self, id: &str) -> Option<&Reader> {
+        self.0.get(id)
     }
 
     /// Authenticates the subscriber's token and asks the policy whether they may read the
@@ -414,22 +440,30 @@ impl Readers {
             return;
         }
         let outcome = async {
-            let sealed: Sealed = runtime.secrets.open_sealed(&sealed_name(&s.id), &s.secrets).map_err(|e| e.to_string())?;
-            let who = engine
-                .policy
-                .authenticate_token(&sealed.token)
-                .await
-                .map_err(|e| format!("the subscription can no longer act for {} ({e})", s.subscriber))?;
-            let dataset: DatasetRef = format!("{}/{}", s.org, s.dataset).parse().map_err(|e: tverr_core::ModelError| e.to_string())?;
-            let grant = match engine.policy.entitle(&who, s.purpose.as_deref(), &dataset).await.map_err(|e| e.to_string())? {
-                Ok(g) => g,
-                Err(Denial::NotFound) => return Err(format!("{} may no longer read {dataset}", s.subscriber)),
-                Err(_) => return Err(format!("{} may no longer read {dataset} for this purpose", s.subscriber)),
+            let sealed: Sealed = match runtime.secrets.open_sealed(&sealed_name(&s.id), &s.secrets) {
+                Ok(x) => x,
+                Err(e) => return Reader::MayNot(e.to_string()),
+            };
+            let who = match engine.policy.authenticate_token(&sealed.token).await {
+                Ok(w) => w,
+                Err(e @ tverr_policy::PolicyError::Unauthenticated(_)) => {
+                    return Reader::MayNot(format!("the subscription can no longer act for {} ({e})", s.subscriber));
+                }
+                Err(e) => return Reader::Unknown(e.to_string()),
+            };
+            let Ok(dataset) = format!("{}/{}", s.org, s.dataset).parse::<DatasetRef>() else {
+                return Reader::MayNot(format!("{}/{} is not a dataset", s.org, s.dataset));
+            };
+            let grant = match engine.policy.entitle(&who, s.purpose.as_deref(), &dataset).await {
+                Ok(Ok(g)) => g,
+                Ok(Err(Denial::NotFound)) => return Reader::MayNot(format!("{} may no longer read {dataset}", s.subscriber)),
+                Ok(Err(_)) => return Reader::MayNot(format!("{} may no longer read {dataset} for this purpose", s.subscriber)),
+                Err(e) => return Reader::Unknown(e.to_string()),
             };
             // Row counts as the dataset page shows them: not to a reader from whom protected
             // people's rows are kept (the count would tell how many there are).
             let counts = !matches!(grant.protection(), tverr_policy::Protection::ByPerson { visible: false, .. });
-            Ok((sealed.secret, counts))
+            Reader::May(sealed.secret, counts)
         }
         .await;
         self.0.insert(s.id.clone(), outcome);

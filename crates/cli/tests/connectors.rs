@@ -625,6 +625,128 @@ fn a_postgresql_table_is_pulled_in_full_and_then_incrementally() {
     psql(&admin, &format!("DROP DATABASE {db} WITH (FORCE)"));
 }
 
+/// The MariaDB server `scripts/test` starts: its socket (for the administrator's client) and
+/// its TCP port on loopback (for the connector).
+fn mariadb() -> (String, u16) {
+    let socket = std::env::var("TVERR_TEST_MYSQL_SOCKET")
+        .unwrap_or_else(|_| panic!("TVERR_TEST_MYSQL_SOCKET is not set: run the tests with scripts/test, which starts MariaDB"));
+    let port = std::env::var("TVERR_TEST_MYSQL_PORT").ok().and_then(|p| p.parse().ok()).expect("TVERR_TEST_MYSQL_PORT");
+    (socket, port)
+}
+
+/// Runs SQL as MariaDB's administrator with the real client.
+fn mariadb_sql(socket: &str, sql: &str) -> String {
+    let out =
+        Command::new("mariadb").args(["--no-defaults", "--socket", socket, "-u", "root", "-N", "-B", "-e", sql]).output().expect("mariadb");
+    assert!(out.status.success(), "mariadb: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_mariadb_table_is_pulled_in_full_and_then_incrementally() {
+    let (socket, port) = mariadb();
+    let db = format!("sak_{}", std::process::id());
+    let user = format!("lese_{}", std::process::id());
+    mariadb_sql(
+        &socket,
+        &format!(
+            "CREATE DATABASE {db} CHARACTER SET utf8mb4;
+             CREATE TABLE {db}.saker (saksnr INT PRIMARY KEY, fodselsnummer VARCHAR(11), tittel VARCHAR(200),
+                                      belop DECIMAL(12,2), endret DATETIME(3) NOT NULL);
+             INSERT INTO {db}.saker VALUES (1, '17858012392', 'Byggesøknad, garasje', 1250.50, '2026-11-01 10:00:00'),
+                                           (2, '01817545781', 'Søknad om barnehageplass', NULL, '2026-11-02 11:00:00'),
+                                           (3, '17858012392', 'Klage på \"eiendomsskatt\"', 0.10, '2026-11-03 12:00:00');
+             CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'Lese-passord-77';
+             GRANT SELECT ON {db}.* TO '{user}'@'127.0.0.1';"
+        ),
+    );
+    let url = format!("mysql://{user}@127.0.0.1:{port}/{db}");
+    let mut t = installation();
+    t.env.push(("SAK_PASSORD".into(), "Lese-passord-77".into()));
+    let mut args = create_args("saker", "test/saker", &url, CREATE);
+    args.extend_from_slice(&[
+        "--password-env",
+        "SAK_PASSORD",
+        "--query",
+        "SELECT saksnr, fodselsnummer, tittel, belop, endret FROM saker",
+        "--incremental",
+        "endret",
+        "--mode",
+        "upsert",
+        "--key",
+        "saksnr",
+        "--subject",
+        "fodselsnummer=person",
+    ]);
+    t.ok(&args);
+    let shown = t.ok(&["connector", "show", "saker", "--as", "steward"]);
+    assert!(shown.contains("(mysql)") && shown.contains("kept sealed") && !shown.contains("Lese-passord-77"), "{shown}");
+    assert!(t.ok(&["connector", "run", "saker", "--as", "steward"]).contains("3 rows"));
+    assert!(t.ok(&["connector", "run", "saker", "--as", "steward"]).contains("unchanged"), "nothing past the high-water mark");
+    mariadb_sql(
+        &socket,
+        &format!(
+            "UPDATE {db}.saker SET tittel = 'Byggesøknad, carport', endret = '2026-12-01 09:00:00.250' WHERE saksnr = 1;
+             INSERT INTO {db}.saker VALUES (4, '01817545781', 'Skjenkebevilling', 99.90, '2026-12-02 09:00:00');"
+        ),
+    );
+    let out = t.ok(&["connector", "run", "saker", "--as", "steward"]);
+    assert!(out.contains("2 rows") && out.contains("version 1"), "only the changed rows: {out}");
+    assert_eq!(
+        t.sql_csv("SELECT saksnr, tittel, belop FROM test.saker ORDER BY saksnr"),
+        "saksnr,tittel,belop\n1,\"Byggesøknad, carport\",1250.5\n2,Søknad om barnehageplass,\n3,\"Klage på \"\"eiendomsskatt\"\"\",0.1\n4,Skjenkebevilling,99.9\n"
+    );
+    let found = t.ok(&["lookup", "person", "01817545781", "--purpose", "test"]);
+    assert!(found.contains("Skjenkebevilling"), "{found}");
+
+    // One SELECT, read-only: whatever else a query tries fails and changes nothing.
+    for (name, query) in [
+        ("sletter", "DELETE FROM saker"),
+        ("kjede", "SELECT * FROM saker; DROP TABLE saker"),
+        ("utbrudd", "SELECT * FROM saker) AS q; DROP TABLE saker; SELECT * FROM (SELECT 1"),
+        ("kjorbar", "/*! DROP TABLE saker */ SELECT 1"),
+        ("fil", "SELECT * FROM saker INTO OUTFILE '/tmp/tverr-mysql-pwned'"),
+        ("prosedyre", "CALL mysql.nothing()"),
+    ] {
+        let dataset = format!("test/{name}");
+        let mut args = create_args(name, &dataset, &url, CREATE);
+        args.extend_from_slice(&["--password-env", "SAK_PASSORD", "--query", query]);
+        t.ok(&args);
+        let (_, err) = t.fail(&["connector", "run", name, "--as", "steward"]);
+        assert!(err.contains("query"), "{name}: {err}");
+        assert!(!err.contains("Lese-passord-77"), "{err}");
+    }
+    assert_eq!(mariadb_sql(&socket, &format!("SELECT count(*) FROM {db}.saker")), "4");
+    assert!(!std::path::Path::new("/tmp/tverr-mysql-pwned").exists());
+    // A full pull without a change makes no version; a parameter that could name a socket or
+    // another host is refused when the connector is made.
+    let mut args = create_args("alle", "test/alle", &url, CREATE);
+    args.extend_from_slice(&[
+        "--password-env",
+        "SAK_PASSORD",
+        "--query",
+        "SELECT saksnr, tittel FROM saker ORDER BY saksnr",
+        "--mode",
+        "replace",
+    ]);
+    t.ok(&args);
+    assert!(t.ok(&["connector", "run", "alle", "--as", "steward"]).contains("4 rows"));
+    assert!(t.ok(&["connector", "run", "alle", "--as", "steward"]).contains("unchanged"));
+    assert_eq!(versions(&t, "test/alle"), 1);
+    let bad = format!("{url}?socket=/run/mysqld/mysqld.sock");
+    let (_, err) = t.fail(&create_args("sokkel", "test/sokkel", &bad, CREATE));
+    assert!(err.contains("takes no parameter \"socket\""), "{err}");
+    // A wrong password is the run's error, without the password.
+    let mut t2 = installation();
+    t2.env.push(("SAK_PASSORD".into(), "feil-passord".into()));
+    let mut args = create_args("feil", "test/feil", &url, CREATE);
+    args.extend_from_slice(&["--password-env", "SAK_PASSORD", "--query", "SELECT 1 AS en"]);
+    t2.ok(&args);
+    let (_, err) = t2.fail(&["connector", "run", "feil", "--as", "steward"]);
+    assert!(err.contains("cannot connect") && !err.contains("feil-passord"), "{err}");
+    mariadb_sql(&socket, &format!("DROP DATABASE {db}; DROP USER '{user}'@'127.0.0.1';"));
+}
+
 #[test]
 fn connectors_over_the_api() {
     let t = installation();

@@ -60,11 +60,7 @@ async fn connect(config: &FetchConfig, url: &url::Url, secrets: &Secrets) -> Res
     if let Some(p) = &secrets.password {
         options = options.password(p);
     }
-    let connect = PgConnection::connect_with(&options);
-    tokio::time::timeout(std::time::Duration::from_secs(15), connect)
-        .await
-        .map_err(|_| ConnectError::Source(format!("cannot reach {host}:{port}: no answer in 15 s")))?
-        .map_err(|e| sql_error(&format!("cannot connect to {host}:{port}"), e))
+    crate::connect_within(PgConnection::connect_with(&options), host, port, sql_error).await
 }
 
 pub(crate) async fn fetch(

@@ -112,6 +112,11 @@ pub struct Attempt {
 }
 
 impl Catalog {
+    /// How many subscriptions `subscriber` has.
+    pub async fn subscription_count(&self, subscriber: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM subscriptions WHERE subscriber = $1").bind(subscriber).fetch_one(self.pool()).await?)
+    }
+
     /// Adds a subscription.
     pub async fn insert_subscription(&self, s: &SubscriptionRow) -> Result<(), StoreError> {
         sqlx::query(&format!("INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
@@ -213,7 +218,7 @@ impl Catalog {
     /// held by no other node.
     pub async fn claim_deliveries(&self, node: &str, now: Timestamp, until: Timestamp, limit: i64) -> Result<Vec<Delivery>, StoreError> {
         let (now, until) = (now.to_string(), until.to_string());
-        let mut tx = self.begin_write().await?;
+        // Read first: a node with nothing due takes no write lock.
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM subscription_deliveries WHERE state = 'pending' AND next_attempt_at <= $1 \
              AND (lease_until IS NULL OR lease_until < $2) ORDER BY next_attempt_at, id LIMIT $3",
@@ -221,8 +226,12 @@ impl Catalog {
         .bind(&now)
         .bind(&now)
         .bind(limit)
-        .fetch_all(&mut *tx)
+        .fetch_all(self.pool())
         .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin_write().await?;
         let mut claimed = Vec::new();
         for id in ids {
             // Checked again in the update: of two nodes that chose the same delivery, one wins.

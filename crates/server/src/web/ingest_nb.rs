@@ -8,12 +8,12 @@ pub(super) const INGEST_NB: &[(&str, &str)] = &[
         "tidsplan: {} er ikke en tidsplan: skriv fem felt (minutt time dag måned ukedag), for eksempel «0 2 * * *»",
     ),
     (
-        "source: {}:// is not a source; use https://, postgres:// or file:///",
-        "kilde: {}:// er ikke en kilde; bruk https://, postgres:// eller file:///",
+        "source: {}:// is not a source; use https://, postgres://, mysql:// or file:///",
+        "kilde: {}:// er ikke en kilde; bruk https://, postgres://, mysql:// eller file:///",
     ),
     (
-        "source: {}:// sources are not supported yet; use https://, postgres:// or file:///",
-        "kilde: {}:// støttes ikke ennå; bruk https://, postgres:// eller file:///",
+        "source: {}:// sources are not supported yet; use https://, postgres://, mysql:// or file:///",
+        "kilde: {}:// støttes ikke ennå; bruk https://, postgres://, mysql:// eller file:///",
     ),
     ("source: the URL names no host", "kilde: adressen mangler vertsnavn"),
     (
@@ -46,6 +46,13 @@ pub(super) const INGEST_NB: &[(&str, &str)] = &[
     ),
     ("{} resolves to {}", "{} peker til {}"),
     ("cannot resolve {}: {}", "finner ikke adressen til {}: {}"),
+    ("url: longer than {} bytes", "nettadresse: lengre enn {} byte"),
+    (
+        "{} has {} subscriptions, the most one user may have; delete one first",
+        "{} har {} abonnementer, det meste én bruker kan ha; slett et først",
+    ),
+    ("the subscriber's access could not be checked: {}", "det kunne ikke kontrolleres om abonnenten har tilgang: {}"),
+    ("the subscriber's access could not be checked", "det kunne ikke kontrolleres om abonnenten har tilgang"),
     (
         "url: only http and https URLs can receive events",
         "nettadresse: bare adresser som begynner med http:// eller https://, kan ta imot meldinger",
