@@ -576,8 +576,13 @@ impl Engine {
                     self.store.catalog.finish_connector_run(run).await.map_err(|e| e.to_string())?;
                     runs.push(run.clone());
                 }
-                Err(e) if source.kind == SourceKind::Folder && i + 1 < deliveries.len() => {
-                    // A bad file goes to failed/; the files after it are still delivered.
+                Err(e) if (source.kind == SourceKind::Folder && i + 1 < deliveries.len()) || source.kind == SourceKind::S3 => {
+                    // A bad file goes to failed/; the files after it are still delivered. A bad
+                    // object stays where it is and is passed over: the next run starts after it
+                    // (a new upload of it is a new object).
+                    if source.kind == SourceKind::S3 {
+                        kept = Some(delivery.state.clone());
+                    }
                     run.status = "failed".into();
                     run.error = Some(e.clone());
                     run.finished_at = Some(Timestamp::now());

@@ -747,6 +747,62 @@ fn a_mariadb_table_is_pulled_in_full_and_then_incrementally() {
     mariadb_sql(&socket, &format!("DROP DATABASE {db}; DROP USER '{user}'@'127.0.0.1';"));
 }
 
+/// Puts an object into the test S3 server (moto) with the real curl.
+fn s3_put(endpoint: &str, key: &str, body: &str) {
+    let bucket = std::env::var("TVERR_TEST_S3_BUCKET").unwrap_or_else(|_| "tverr-test".into());
+    let out = Command::new("curl")
+        .args(["-fsS", "-X", "PUT", "-H", "Content-Type: text/csv", "--data-binary", body, &format!("{endpoint}/{bucket}/{key}")])
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "PUT {key}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn an_s3_prefix_delivers_each_new_object_once() {
+    let endpoint = std::env::var("TVERR_TEST_S3_ENDPOINT")
+        .unwrap_or_else(|_| panic!("TVERR_TEST_S3_ENDPOINT is not set: run the tests with scripts/test, which starts the S3 server"));
+    let bucket = std::env::var("TVERR_TEST_S3_BUCKET").unwrap_or_else(|_| "tverr-test".into());
+    let prefix = format!("levering-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos());
+    let mut t = installation();
+    t.env.push(("S3_NOKKEL".into(), "hemmelig-s3-nokkel".into()));
+    let source = format!("s3://tverr-leser@{bucket}/{prefix}/malere/?endpoint={endpoint}&region=eu-north-1");
+    let mut args = create_args("malere", "test/malere", &source, CREATE);
+    args.extend_from_slice(&["--password-env", "S3_NOKKEL", "--mode", "append"]);
+    t.ok(&args);
+    assert!(t.ok(&["connector", "run", "malere", "--as", "steward"]).contains("unchanged"), "an empty prefix");
+    s3_put(&endpoint, &format!("{prefix}/malere/a.csv"), "maler;stand\nM-1;10\nM-2;20\n");
+    // Not right under the prefix, or still being written: not delivered.
+    s3_put(&endpoint, &format!("{prefix}/malere/arkiv/gammel.csv"), "maler;stand\nM-9;90\n");
+    s3_put(&endpoint, &format!("{prefix}/malere/b.csv.part"), "maler;stand\nM-8;80\n");
+    s3_put(&endpoint, &format!("{prefix}/andre.csv"), "maler;stand\nM-7;70\n");
+    let out = t.ok(&["connector", "run", "malere", "--as", "steward"]);
+    assert!(out.contains("a.csv") && out.contains("2 rows"), "{out}");
+    assert!(t.ok(&["connector", "run", "malere", "--as", "steward"]).contains("unchanged"), "each object once");
+    // A bad object is passed over with its error; the next one is delivered; neither again.
+    s3_put(&endpoint, &format!("{prefix}/malere/c.csv"), "maler;stand;ukjent_kolonne\nM-3;30;x\n");
+    s3_put(&endpoint, &format!("{prefix}/malere/d.csv"), "maler;stand\nM-4;40\n");
+    let (_, err) = t.fail(&["connector", "run", "malere", "--as", "steward"]);
+    let list = runs(&t, "malere");
+    assert!(list.iter().any(|r| r["source_name"] == "c.csv" && r["status"] == "failed"), "{err} {list:?}");
+    assert!(list.iter().any(|r| r["source_name"] == "d.csv" && r["status"] == "ingested"), "{list:?}");
+    assert!(t.ok(&["connector", "run", "malere", "--as", "steward"]).contains("unchanged"));
+    assert_eq!(t.sql_csv("SELECT maler FROM test.malere ORDER BY maler"), "maler\nM-1\nM-2\nM-4\n");
+    assert_eq!(versions(&t, "test/malere"), 2);
+    // The secret key is sealed; the URL says which bucket and key id.
+    let shown = t.ok(&["connector", "show", "malere", "--as", "steward"]);
+    assert!(shown.contains("(s3)") && !shown.contains("hemmelig-s3-nokkel"), "{shown}");
+    // An endpoint on an address the operator did not allow is refused when the run reaches it;
+    // a bad URL when the connector is made.
+    let inside = format!("s3://{bucket}/{prefix}/malere/?endpoint=http://10.0.0.1:9");
+    t.ok(&create_args("innsiden", "test/innsiden", &inside, CREATE));
+    let (_, err) = t.fail(&["connector", "run", "innsiden", "--as", "steward"]);
+    assert!(err.contains("loopback, private or link-local"), "{err}");
+    for bad in [format!("s3://{bucket}/{prefix}"), format!("s3://{bucket}/p/?endpoint=file:///etc"), format!("s3://{bucket}/p/?proxy=x")] {
+        let (_, err) = t.fail(&create_args("feil", "test/feil", &bad, CREATE));
+        assert!(err.contains("source"), "{bad}: {err}");
+    }
+}
+
 #[test]
 fn connectors_over_the_api() {
     let t = installation();

@@ -9,6 +9,7 @@ pub mod folder;
 mod http;
 mod mysql;
 mod postgres;
+mod s3;
 mod schedule;
 pub mod secret;
 pub mod webhook;
@@ -62,6 +63,8 @@ pub enum SourceKind {
     Postgres,
     /// `mysql://` or `mariadb://`.
     Mysql,
+    /// `s3://bucket/prefix/`.
+    S3,
     /// `file:///dir/`.
     Folder,
 }
@@ -73,6 +76,7 @@ impl SourceKind {
             SourceKind::Http => "http",
             SourceKind::Postgres => "postgres",
             SourceKind::Mysql => "mysql",
+            SourceKind::S3 => "s3",
             SourceKind::Folder => "folder",
         }
     }
@@ -131,16 +135,11 @@ impl Source {
             "postgres" | "postgresql" => SourceKind::Postgres,
             "mysql" | "mariadb" => SourceKind::Mysql,
             "file" => SourceKind::Folder,
-            "s3" => {
-                return Err(ConnectError::invalid(
-                    "source",
-                    format!("{}:// sources are not supported yet; use https://, postgres://, mysql:// or file:///", url.scheme()),
-                ));
-            }
+            "s3" => SourceKind::S3,
             other => {
                 return Err(ConnectError::invalid(
                     "source",
-                    format!("{other}:// is not a source; use https://, postgres://, mysql:// or file:///"),
+                    format!("{other}:// is not a source; use https://, postgres://, mysql://, s3:// or file:///"),
                 ));
             }
         };
@@ -164,6 +163,9 @@ impl Source {
             if url.fragment().is_some() {
                 return Err(ConnectError::invalid("source", "a PostgreSQL source has no #fragment"));
             }
+        }
+        if kind == SourceKind::S3 {
+            s3::location(&url)?;
         }
         if kind == SourceKind::Mysql {
             if let Some((k, _)) = url.query_pairs().find(|(k, _)| !matches!(k.as_ref(), "ssl-mode" | "sslmode")) {
@@ -333,6 +335,7 @@ pub async fn fetch(
         SourceKind::Http => http::fetch(config, &source.url, options, secrets, state).await,
         SourceKind::Postgres => postgres::fetch(config, &source.url, options, secrets, state).await,
         SourceKind::Mysql => mysql::fetch(config, &source.url, options, secrets, state).await,
+        SourceKind::S3 => s3::fetch(config, &source.url, secrets, state).await,
         SourceKind::Folder => {
             let (config, url, state) = (config.clone(), source.url.clone(), state.clone());
             let (org, department) = (owner.0.to_string(), owner.1.to_string());
@@ -459,7 +462,8 @@ mod tests {
             "file:///srv/drop",
             "file://host/dir/",
             "not a url",
-            "s3://b/p/",
+            "s3://b/p",
+            "s3://b/p/?endpoint=http://h/x",
             "mysql://h/db?socket=/run/mysqld/mysqld.sock",
             "mariadb://u@8.8.8.8/db?host=127.0.0.1",
             "mysql://h/db#x",

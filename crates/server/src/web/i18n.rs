@@ -774,8 +774,8 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("conn_source", "Kilde", "Source"),
     (
         "conn_source_help",
-        "En nettadresse (https://…), en PostgreSQL-database (postgres://…), en MySQL- eller MariaDB-database (mysql://…) eller en leveringsmappe (file:///mappe/).",
-        "A web address (https://…), a PostgreSQL database (postgres://…), a MySQL or MariaDB database (mysql://…) or a drop folder (file:///folder/).",
+        "En nettadresse (https://…), en PostgreSQL-database (postgres://…), en MySQL- eller MariaDB-database (mysql://…), et S3-prefiks (s3://bøtte/prefiks/) eller en leveringsmappe (file:///mappe/).",
+        "A web address (https://…), a PostgreSQL database (postgres://…), a MySQL or MariaDB database (mysql://…), an S3 prefix (s3://bucket/prefix/) or a drop folder (file:///folder/).",
     ),
     ("conn_schedule", "Tidsplan", "Schedule"),
     (
@@ -842,6 +842,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("conn_kind_http", "Nettadresse", "Web address"),
     ("conn_kind_postgres", "PostgreSQL", "PostgreSQL"),
     ("conn_kind_mysql", "MySQL/MariaDB", "MySQL/MariaDB"),
+    ("conn_kind_s3", "S3-prefiks", "S3 prefix"),
     ("conn_kind_folder", "Leveringsmappe", "Drop folder"),
     ("conn_kind_unknown", "Ukjent", "Unknown"),
     ("conn_failing_title", "Koblinger som feiler", "Failing connectors"),

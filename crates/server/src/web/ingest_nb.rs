@@ -8,12 +8,8 @@ pub(super) const INGEST_NB: &[(&str, &str)] = &[
         "tidsplan: {} er ikke en tidsplan: skriv fem felt (minutt time dag måned ukedag), for eksempel «0 2 * * *»",
     ),
     (
-        "source: {}:// is not a source; use https://, postgres://, mysql:// or file:///",
-        "kilde: {}:// er ikke en kilde; bruk https://, postgres://, mysql:// eller file:///",
-    ),
-    (
-        "source: {}:// sources are not supported yet; use https://, postgres://, mysql:// or file:///",
-        "kilde: {}:// støttes ikke ennå; bruk https://, postgres://, mysql:// eller file:///",
+        "source: {}:// is not a source; use https://, postgres://, mysql://, s3:// or file:///",
+        "kilde: {}:// er ikke en kilde; bruk https://, postgres://, mysql://, s3:// eller file:///",
     ),
     ("source: the URL names no host", "kilde: adressen mangler vertsnavn"),
     (
@@ -47,6 +43,14 @@ pub(super) const INGEST_NB: &[(&str, &str)] = &[
     ("{} resolves to {}", "{} peker til {}"),
     ("cannot resolve {}: {}", "finner ikke adressen til {}: {}"),
     ("url: longer than {} bytes", "nettadresse: lengre enn {} byte"),
+    ("source: an S3 source is s3://bucket/prefix/ (ending in /)", "kilde: en S3-kilde skrives s3://bøtte/prefiks/ (med / til slutt)"),
+    ("source: the URL names no bucket", "kilde: adressen mangler bøtte"),
+    (
+        "source: an S3 source takes no parameter {} (or that value): only endpoint and region",
+        "kilde: en S3-kilde tar ikke parameteren {} (eller den verdien): bare endpoint og region",
+    ),
+    ("cannot list {}: {}", "kan ikke liste {}: {}"),
+    ("cannot read {}: {}", "kan ikke lese {}: {}"),
     (
         "{} has {} subscriptions, the most one user may have; delete one first",
         "{} har {} abonnementer, det meste én bruker kan ha; slett et først",
