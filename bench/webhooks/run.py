@@ -2,7 +2,8 @@
 """Webhook fan-out benchmark: how long after a commit every one of --subscriptions subscriptions
 has had its event.
 
-It makes a data directory with one dataset and a reader under an agreement, starts `tverr serve`
+It makes a data directory with one dataset and readers under an agreement (100 subscriptions
+each, the most one user may have), starts `tverr serve`
 (release build) and a receiver on loopback that answers 204 and notes when each event arrived,
 makes --subscriptions subscriptions over the API (all to the receiver, each its own path), and
 then, --runs times, commits a new version with `tverr ingest` (another process, as a connector on
@@ -89,7 +90,10 @@ def main():
     cli("department", "create", "test/andre", "--name", "Andre")
     cli("user", "create", "test/data/eier", "--role", "steward")
     cli("user", "create", "test/andre/leder", "--role", "steward")
-    cli("user", "create", "test/andre/leser", "--role", "employee")
+    # One user may have 100 subscriptions: the consumers are several readers of one department.
+    readers = [f"leser{i}" for i in range((args.subscriptions + 99) // 100)]
+    for r in readers:
+        cli("user", "create", f"test/andre/{r}", "--role", "employee")
     cli("legal-basis", "create", "test/lov", "--gdpr", "6(1)(e)", "--hjemmel", "kommuneloven § 2-1")
     cli("purpose", "create", "test/oppfolging", "--name", "Oppfølging", "--legal-basis", "lov")
     first = work / "v0.csv"
@@ -100,7 +104,7 @@ def main():
         "--purpose", "oppfolging")
     agreement = next(a for a in json.loads(cli("agreement", "list", "--json")) if a["state"] == "requested")["id"]
     cli("agreement", "approve", str(agreement), "--as", "eier")
-    token = cli("token", "create", "--user", "leser").strip()
+    tokens = [cli("token", "create", "--user", r).strip() for r in readers]
 
     rx = Receiver()
     port = free_port()
@@ -113,7 +117,7 @@ def main():
         for i in range(args.subscriptions):
             body = json.dumps({"dataset": "test/folk", "url": f"{rx.url}/s/{i}", "purpose": "oppfolging"}).encode()
             req = urllib.request.Request(base + "/api/v1/subscriptions", data=body, method="POST",
-                                         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+                                         headers={"Authorization": f"Bearer {tokens[i // 100]}", "Content-Type": "application/json"})
             with urllib.request.urlopen(req) as r:
                 answer = json.loads(r.read())
             rx.secrets[answer["subscription"]["id"]] = answer["secret"]

@@ -75,6 +75,7 @@ impl Default for SubscriptionConfig {
 pub(crate) struct Subscriptions {
     secrets: SecretBox,
     config: SubscriptionConfig,
+    poster: tverr_connect::Poster,
 }
 
 /// What a subscription keeps sealed.
@@ -177,7 +178,7 @@ impl Engine {
     /// making) the sealing key.
     pub fn with_subscriptions(mut self, config: SubscriptionConfig) -> Result<Self, QueryError> {
         let secrets = SecretBox::open(&config.key_path).map_err(|e| QueryError::Invalid(e.to_string()))?;
-        self.subscriptions = Some(Arc::new(Subscriptions { secrets, config }));
+        self.subscriptions = Some(Arc::new(Subscriptions { secrets, config, poster: tverr_connect::Poster::default() }));
         Ok(self)
     }
 
@@ -398,7 +399,7 @@ impl Engine {
         let Ok(url) = url::Url::parse(&s.url) else { return withheld("the subscription's URL cannot be read") };
         let signature = tverr_connect::webhook::signature(secret, chrono::Utc::now().timestamp(), &body);
         let headers = [("Tverr-Signature", signature), ("Tverr-Event", d.id.clone())];
-        match tverr_connect::post_json(&runtime.config.addresses, &url, &headers, body, runtime.config.timeout).await {
+        match runtime.poster.post_json(&runtime.config.addresses, &url, &headers, body, runtime.config.timeout).await {
             Ok(status) if (200..300).contains(&status) => {
                 Attempt { state: "delivered".into(), next_attempt_at: Timestamp::now(), status: Some(i64::from(status)), error: None }
             }

@@ -16,9 +16,19 @@ async fn client(config: &FetchConfig, url: &url::Url) -> Result<reqwest::Client,
 /// A client that reaches `url`'s host only at the address `addresses` checked, follows no
 /// redirect and gives up after `timeout`.
 async fn client_for(addresses: &AddressPolicy, url: &url::Url, timeout: std::time::Duration) -> Result<reqwest::Client, ConnectError> {
+    let (host, addr) = checked_address(addresses, url).await?;
+    pinned(&host, addr, timeout)
+}
+
+/// `url`'s host and the address it resolves to, checked.
+async fn checked_address(addresses: &AddressPolicy, url: &url::Url) -> Result<(String, std::net::SocketAddr), ConnectError> {
     let host = url.host_str().ok_or_else(|| ConnectError::invalid("source", "the URL names no host"))?;
     let port = url.port_or_known_default().unwrap_or(443);
-    let addr = addresses.resolve(host, port).await?;
+    Ok((host.to_string(), addresses.resolve(host, port).await?))
+}
+
+/// A client that reaches `host` only at `addr`, follows no redirect and gives up after `timeout`.
+fn pinned(host: &str, addr: std::net::SocketAddr, timeout: std::time::Duration) -> Result<reqwest::Client, ConnectError> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(std::time::Duration::from_secs(10).min(timeout))
@@ -226,20 +236,48 @@ async fn fetch_pages(
     Ok(Fetched::Deliveries(vec![staging.finish(SourceState::default(), state, true).await?]))
 }
 
-/// POSTs `body` as JSON to `url` (a webhook), with `headers`, reaching only an address
-/// `addresses` allows and following no redirect; the receiver's status. The answer's body is
-/// not read.
-pub async fn post_json(
-    addresses: &AddressPolicy,
-    url: &url::Url,
-    headers: &[(&str, String)],
-    body: Vec<u8>,
-    timeout: std::time::Duration,
-) -> Result<u16, ConnectError> {
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(ConnectError::invalid("url", "only http and https URLs can receive events"));
+/// Sends webhooks, keeping one client (and its connections) per receiver host and checked
+/// address.
+#[derive(Debug, Default)]
+pub struct Poster {
+    clients: std::sync::Mutex<std::collections::HashMap<(String, std::net::SocketAddr), reqwest::Client>>,
+}
+
+impl Poster {
+    /// POSTs `body` as JSON to `url` (a webhook), with `headers`, reaching only an address
+    /// `addresses` allows (the name is resolved and checked every time) and following no
+    /// redirect; the receiver's status. The answer's body is not read.
+    pub async fn post_json(
+        &self,
+        addresses: &AddressPolicy,
+        url: &url::Url,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+        timeout: std::time::Duration,
+    ) -> Result<u16, ConnectError> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ConnectError::invalid("url", "only http and https URLs can receive events"));
+        }
+        let (host, addr) = checked_address(addresses, url).await?;
+        let client = {
+            let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+            if clients.len() > 1024 {
+                clients.clear();
+            }
+            match clients.get(&(host.clone(), addr)) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = pinned(&host, addr, timeout)?;
+                    clients.insert((host, addr), c.clone());
+                    c
+                }
+            }
+        };
+        post(&client, url, headers, body).await
     }
-    let client = client_for(addresses, url, timeout).await?;
+}
+
+async fn post(client: &reqwest::Client, url: &url::Url, headers: &[(&str, String)], body: Vec<u8>) -> Result<u16, ConnectError> {
     let mut r = client.post(url.clone()).header(CONTENT_TYPE, "application/json").body(body);
     for (name, value) in headers {
         r = r.header(*name, value);

@@ -17,7 +17,7 @@ pub mod webhook;
 use std::path::PathBuf;
 
 pub use address::AddressPolicy;
-pub use http::post_json;
+pub use http::Poster;
 pub use schedule::Schedule;
 pub use secret::{SecretBox, Secrets};
 
