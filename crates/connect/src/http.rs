@@ -259,31 +259,35 @@ impl Poster {
             return Err(ConnectError::invalid("url", "only http and https URLs can receive events"));
         }
         let (host, addr) = checked_address(addresses, url).await?;
-        let client = {
+        let key = (host.clone(), addr);
+        let kept = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
+        let failed = |e: reqwest::Error| ConnectError::Source(format!("cannot reach {}: {}", shown(url), reason(&e)));
+        if let Some(client) = kept {
+            match post(&client, url, headers, body.clone()).await {
+                Ok(status) => return Ok(status),
+                // A kept connection the receiver closed meanwhile: once more on a new one.
+                Err(e) if !e.is_timeout() => {}
+                Err(e) => return Err(failed(e)),
+            }
+        }
+        let client = pinned(&host, addr, timeout)?;
+        {
             let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
             if clients.len() > 1024 {
                 clients.clear();
             }
-            match clients.get(&(host.clone(), addr)) {
-                Some(c) => c.clone(),
-                None => {
-                    let c = pinned(&host, addr, timeout)?;
-                    clients.insert((host, addr), c.clone());
-                    c
-                }
-            }
-        };
-        post(&client, url, headers, body).await
+            clients.insert(key, client.clone());
+        }
+        post(&client, url, headers, body).await.map_err(failed)
     }
 }
 
-async fn post(client: &reqwest::Client, url: &url::Url, headers: &[(&str, String)], body: Vec<u8>) -> Result<u16, ConnectError> {
+async fn post(client: &reqwest::Client, url: &url::Url, headers: &[(&str, String)], body: Vec<u8>) -> Result<u16, reqwest::Error> {
     let mut r = client.post(url.clone()).header(CONTENT_TYPE, "application/json").body(body);
     for (name, value) in headers {
         r = r.header(*name, value);
     }
-    let response = r.send().await.map_err(|e| ConnectError::Source(format!("cannot reach {}: {}", shown(url), reason(&e))))?;
-    Ok(response.status().as_u16())
+    Ok(r.send().await?.status().as_u16())
 }
 
 #[cfg(test)]
