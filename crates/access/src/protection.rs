@@ -134,29 +134,20 @@ impl Protected {
                 }
             }
             let mut levels = HashMap::new();
-            let mut lifted = std::collections::HashSet::new();
             for r in &registers {
-                let (latest, ugradert) = record_latest(store, r, &history).await?;
-                for (key, level) in latest {
+                for (key, level) in record_latest(store, r).await? {
                     merge_level(&mut levels, key, level);
                 }
-                lifted.extend(ugradert);
             }
-            // A person the registers no longer hold at all keeps the level they had: only
-            // `ugradert` lifts a protection.
-            for (key, level) in &history {
-                if !lifted.contains(key) {
-                    merge_level(&mut levels, key.clone(), *level);
-                }
-            }
-            let mut ever = levels.clone();
+            // A protection once given is kept: a row written while the person was protected
+            // may be carried into any later version of any dataset (a property they still own),
+            // and Tverr does not yet know which rows were written when. So `ugradert`, or
+            // leaving the person out, does not lift it here (see the README).
             for (key, level) in history {
-                merge_level(&mut ever, key, level);
+                merge_level(&mut levels, key, level);
             }
-            let same = ever == levels;
-            let now = Arc::new(persons(store, &links, &declared, levels, versions.clone()).await?);
-            let ever = if same { now.clone() } else { Arc::new(persons(store, &links, &declared, ever, versions).await?) };
-            *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Views { now, ever });
+            let now = Arc::new(persons(store, &links, &declared, levels, versions).await?);
+            *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Views { ever: now.clone(), now });
         }
         *self.checked.lock().unwrap_or_else(|p| p.into_inner()) = Some(generation);
         Ok(())
@@ -215,8 +206,8 @@ async fn record_earlier(
     let mut recorded = HashMap::new();
     let earlier = versions.split_last().map_or(&[][..], |(_, e)| e);
     for &v in earlier.iter().filter(|&&v| v > seen) {
-        let protected = match read_register(store, register, Some(v), &HashMap::new()).await {
-            Ok((p, _)) => p,
+        let protected = match read_register(store, register, Some(v)).await {
+            Ok(p) => p,
             Err(e) => {
                 tracing::warn!(register = %register.dataset, version = v, error = %e, "a register version could not be read into the protection history");
                 continue;
@@ -232,22 +223,21 @@ async fn record_earlier(
 }
 
 /// Reads a register's latest version: its protected people, recorded in the protection history
-/// when it is new to it, and the people of `history` it lists as `ugradert`.
+/// when it is new to it.
 async fn record_latest(
     store: &tverr_store::Store,
     register: &tverr_store::ProtectionRegister,
-    history: &HashMap<Box<str>, i8>,
-) -> Result<(HashMap<Box<str>, i8>, Vec<Box<str>>), QueryError> {
+) -> Result<HashMap<Box<str>, i8>, QueryError> {
     let r: DatasetRef = register.dataset.parse().map_err(|e: tverr_core::ModelError| QueryError::Invalid(e.to_string()))?;
     let Some(latest) = store.catalog.versions(&r).await?.last().map(|v| v.version) else {
-        return Ok((HashMap::new(), Vec::new()));
+        return Ok(HashMap::new());
     };
-    let (protected, lifted) = read_register(store, register, Some(latest), history).await?;
+    let protected = read_register(store, register, Some(latest)).await?;
     if store.catalog.protection_history_version(&register.dataset).await?.is_none_or(|seen| seen < latest) {
         let rows: Vec<(&str, i8)> = protected.iter().map(|(k, l)| (&**k, *l)).collect();
         store.catalog.record_protection_history(&register.dataset, latest, &rows).await?;
     }
-    Ok((protected, lifted))
+    Ok(protected)
 }
 
 /// A dataset that links people to properties: its person and property key columns.
@@ -387,14 +377,12 @@ async fn read_declared(
 }
 
 /// Reads one register at `version` (the latest when `None`): its protected people (every status
-/// but `ugradert`, a missing one included) at the highest level it gives each, and the people of
-/// `history` it lists as `ugradert`.
+/// but `ugradert`, a missing one included) at the highest level it gives each.
 async fn read_register(
     store: &tverr_store::Store,
     register: &tverr_store::ProtectionRegister,
     version: Option<i64>,
-    history: &HashMap<Box<str>, i8>,
-) -> Result<(HashMap<Box<str>, i8>, Vec<Box<str>>), QueryError> {
+) -> Result<HashMap<Box<str>, i8>, QueryError> {
     use futures::StreamExt;
     let r: DatasetRef = register.dataset.parse().map_err(|e: tverr_core::ModelError| QueryError::Invalid(e.to_string()))?;
     let status =
@@ -407,7 +395,6 @@ async fn read_register(
         status.alias("s"),
     ])?;
     let mut levels = HashMap::new();
-    let mut lifted = Vec::new();
     let mut stream = df.execute_stream().await?;
     while let Some(batch) = stream.next().await {
         let batch = batch?;
@@ -417,21 +404,15 @@ async fn read_register(
             if keys.is_null(i) {
                 continue;
             }
-            let key = keys.value(i);
             let level = match statuses.is_valid(i).then(|| statuses.value(i)) {
-                Some("ugradert") => {
-                    if history.contains_key(key) {
-                        lifted.push(key.into());
-                    }
-                    continue;
-                }
+                Some("ugradert") => continue,
                 Some("fortrolig") => FORTROLIG,
                 _ => STRENGT,
             };
-            merge_level(&mut levels, key.into(), level);
+            merge_level(&mut levels, keys.value(i).into(), level);
         }
     }
-    Ok((levels, lifted))
+    Ok(levels)
 }
 
 /// `tverr_protection_level(key, …)`: the highest protection level of the people and properties

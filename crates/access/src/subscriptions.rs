@@ -214,7 +214,9 @@ impl Engine {
         let purpose = new.purpose.as_deref().map(str::trim).filter(|p| !p.is_empty());
         // The subscriber must be able to read the dataset now, as for a read (the same 404 for
         // one they may not see, the same refusal without a purpose).
-        self.grant(who, purpose, &dataset, &dataset.to_string(), channel).await?;
+        let grant = self.grant(who, purpose, &dataset, &dataset.to_string(), channel).await?;
+        // Open data is read for no purpose: none is kept (one given is not checked for it).
+        let purpose = purpose.filter(|_| grant.classification() != tverr_core::Classification::Open);
         let url = check_url(&runtime.config.addresses, &new.url).await?;
         if self.store.catalog.subscription_count(&user.username).await? >= MAX_SUBSCRIPTIONS_PER_USER {
             return Err(QueryError::NotAllowed(format!(

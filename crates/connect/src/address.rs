@@ -81,7 +81,11 @@ impl AddressPolicy {
         let first = *addrs.first().ok_or_else(|| ConnectError::Source(format!("{host} has no address")))?;
         for a in &addrs {
             self.check(a.ip()).map_err(|e| match e {
-                ConnectError::Refused(m) => ConnectError::Refused(format!("{host} resolves to {m}")),
+                // The address is not told: a refusal must not map the inside's names.
+                ConnectError::Refused(_) => ConnectError::Refused(format!(
+                    "{host} is not an address Tverr may reach (loopback, private or link-local); the operator must allow it ({})",
+                    self.setting.unwrap_or("TVERR_CONNECTOR_ALLOW")
+                )),
                 other => other,
             })?;
         }
@@ -120,8 +124,11 @@ fn is_internal_v4(ip: Ipv4Addr) -> bool {
         || ip.is_multicast()
         || a == 0
         || (a == 100 && (64..128).contains(&b))
-        || (a == 192 && b == 0 && ip.octets()[2] == 0)
+        || (a == 192 && b == 0 && matches!(ip.octets()[2], 0 | 2))
+        || (a == 192 && b == 88 && ip.octets()[2] == 99)
         || (a == 198 && (18..20).contains(&b))
+        || (a == 198 && b == 51 && ip.octets()[2] == 100)
+        || (a == 203 && b == 0 && ip.octets()[2] == 113)
         || a >= 240
 }
 
@@ -137,8 +144,14 @@ fn is_internal_v6(ip: Ipv6Addr) -> bool {
         || ip.is_multicast()
         || (first & 0xfe00) == 0xfc00
         || (first & 0xffc0) == 0xfe80
+        // Site-local (deprecated, still routed inside some networks).
+        || (first & 0xffc0) == 0xfec0
         || (first == 0x64 && ip.segments()[1] == 0xff9b)
         || (first == 0x2002)
+        // Teredo, the discard prefix and documentation.
+        || (first == 0x2001 && s[1] == 0)
+        || (first == 0x0100 && s[1..4] == [0; 3])
+        || (first == 0x2001 && s[1] == 0x0db8)
 }
 
 #[cfg(test)]
@@ -149,6 +162,13 @@ mod tests {
     fn internal_addresses_are_refused_unless_allowed() {
         let none = AddressPolicy::default();
         for bad in [
+            "fec0::1",
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",
+            "100::1",
+            "192.88.99.1",
+            "198.51.100.1",
+            "203.0.113.9",
+            "192.0.2.1",
             "127.0.0.1",
             "10.1.2.3",
             "172.16.0.1",

@@ -65,7 +65,17 @@ fn is_select(query: &str) -> bool {
         }
     }
     let word: String = rest.chars().take_while(|c| c.is_ascii_alphabetic()).collect::<String>().to_ascii_uppercase();
-    matches!(word.as_str(), "SELECT" | "WITH")
+    if !matches!(word.as_str(), "SELECT" | "WITH") {
+        return false;
+    }
+    // Anywhere in it: an executable comment is code, and a locking read would hold the source
+    // system's writes for as long as the run lasts.
+    let upper: String = query.to_ascii_uppercase().split_whitespace().collect::<Vec<_>>().join(" ");
+    !(upper.contains("/*!")
+        || upper.contains("/*M!")
+        || upper.contains("FOR UPDATE")
+        || upper.contains("FOR SHARE")
+        || upper.contains("LOCK IN SHARE MODE"))
 }
 
 async fn connect(config: &FetchConfig, url: &url::Url, secrets: &Secrets) -> Result<MySqlConnection, ConnectError> {
@@ -100,7 +110,10 @@ pub(crate) async fn fetch(
 ) -> Result<Fetched, ConnectError> {
     let query = options.query.as_deref().map(str::trim).unwrap_or_default().trim_end_matches(';').trim().to_string();
     if !is_select(&query) {
-        return Err(ConnectError::invalid("query", "a MySQL or MariaDB source reads with one SELECT (or WITH … SELECT)"));
+        return Err(ConnectError::invalid(
+            "query",
+            "a MySQL or MariaDB source reads with one SELECT (or WITH … SELECT), without executable comments or locking reads",
+        ));
     }
     let mut conn = connect(config, url, secrets).await?;
     let run = async {
@@ -223,6 +236,10 @@ mod tests {
             "SELECTX 1",
             "",
             "LOAD DATA INFILE 'x' INTO TABLE t",
+            "SELECT id FROM soknader_v LOCK IN SHARE MODE",
+            "SELECT id FROM t FOR  UPDATE",
+            "select id from t for share",
+            "SELECT 1 AS a /*!50000 , atk.writer('x') */",
         ] {
             assert!(!is_select(q), "{q}");
         }

@@ -40,7 +40,10 @@ pub(super) const INGEST_NB: &[(&str, &str)] = &[
         "refused: {} is a loopback, private or link-local address; the operator must allow it ({})",
         "avvist: {} er en lokal eller privat adresse; driftsansvarlig må åpne for den ({})",
     ),
-    ("{} resolves to {}", "{} peker til {}"),
+    (
+        "refused: {} is not an address Tverr may reach (loopback, private or link-local); the operator must allow it ({})",
+        "avvist: {} er ikke en adresse Tverr kan nå (lokal eller privat); driftsansvarlig må åpne for den ({})",
+    ),
     ("cannot resolve {}: {}", "finner ikke adressen til {}: {}"),
     ("url: longer than {} bytes", "nettadresse: lengre enn {} byte"),
     ("source: an S3 source is s3://bucket/prefix/ (ending in /)", "kilde: en S3-kilde skrives s3://bøtte/prefiks/ (med / til slutt)"),
