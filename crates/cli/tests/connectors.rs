@@ -699,7 +699,8 @@ fn a_mariadb_table_is_pulled_in_full_and_then_incrementally() {
     let found = t.ok(&["lookup", "person", "01817545781", "--purpose", "test"]);
     assert!(found.contains("Skjenkebevilling"), "{found}");
 
-    // One SELECT, read-only: whatever else a query tries fails and changes nothing.
+    // One SELECT, read-only, no locking read and no executable comment: whatever else a query
+    // tries fails and changes nothing.
     for (name, query) in [
         ("sletter", "DELETE FROM saker"),
         ("kjede", "SELECT * FROM saker; DROP TABLE saker"),
@@ -707,6 +708,8 @@ fn a_mariadb_table_is_pulled_in_full_and_then_incrementally() {
         ("kjorbar", "/*! DROP TABLE saker */ SELECT 1"),
         ("fil", "SELECT * FROM saker INTO OUTFILE '/tmp/tverr-mysql-pwned'"),
         ("prosedyre", "CALL mysql.nothing()"),
+        ("las", "SELECT saksnr FROM saker LOCK IN SHARE MODE"),
+        ("kommentar", "SELECT 1 AS a /*!50000 , (SELECT 1) */"),
     ] {
         let dataset = format!("test/{name}");
         let mut args = create_args(name, &dataset, &url, CREATE);
