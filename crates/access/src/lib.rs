@@ -462,35 +462,23 @@ impl Engine {
         }
         let table = self.store.lake.open_for_reading(r, version).await?;
         let opened = table.version().map(|v| v as i64);
-        let historic = version.is_some() && self.is_historic(grant, opened).await?;
         table.update_datafusion_session(&ctx.state()).map_err(StoreError::from)?;
         // The scan reads data files through the session's store for the table's URL.
         let (url, store) = self.store.lake.reading_store(r)?;
         ctx.register_object_store(&url, store);
         let inner = table.table_provider().await.map_err(QueryError::from)?;
-        self.register_provider(ctx, grant, inner, sink, historic)?;
+        self.register_provider(ctx, grant, inner, sink)?;
         Ok(opened)
     }
 
-    /// Whether `version` of the grant's dataset is an earlier one, judged by the highest
-    /// protection each person has ever had (only asked under protection by person).
-    async fn is_historic(&self, grant: &Grant, version: Option<i64>) -> Result<bool, QueryError> {
-        if !matches!(grant.protection(), tverr_policy::Protection::ByPerson { .. }) {
-            return Ok(false);
-        }
-        Ok(self.store.catalog.versions(grant.dataset()).await?.last().map(|v| v.version) != version)
-    }
-
     /// `inner` (the dataset's rows, or some of them) behind the grant's secure scan, with the
-    /// tap that names the people of the rows it releases. `historic` rows (of an earlier
-    /// version) are judged by the highest protection each person has ever had.
+    /// tap that names the people of the rows it releases.
     fn secure_table(
         &self,
         ctx: &SessionContext,
         grant: &Grant,
         inner: Arc<dyn TableProvider>,
         sink: &secure::SubjectSink,
-        historic: bool,
     ) -> Result<secure::SecureTable, QueryError> {
         let r = &grant.dataset();
         // Statistics-only grants release no one's rows, so they name no one.
@@ -507,7 +495,7 @@ impl Engine {
         let level = match &grant.protection() {
             tverr_policy::Protection::ByPerson { keys, properties, links, .. } => {
                 let links = links.iter().map(|c| protection::link_key(&grant.dataset().to_string(), c)).collect();
-                Some(self.protected.level_udf(keys.len(), properties.len(), links, historic))
+                Some(self.protected.level_udf(keys.len(), properties.len(), links))
             }
             _ => None,
         };
@@ -521,10 +509,9 @@ impl Engine {
         grant: &Grant,
         inner: Arc<dyn TableProvider>,
         sink: &secure::SubjectSink,
-        historic: bool,
     ) -> Result<(), QueryError> {
         let r = &grant.dataset();
-        let secure: Arc<dyn TableProvider> = Arc::new(self.secure_table(ctx, grant, inner, sink, historic)?);
+        let secure: Arc<dyn TableProvider> = Arc::new(self.secure_table(ctx, grant, inner, sink)?);
         let catalog = ctx.catalog("datafusion").expect("default catalog");
         let schema = match catalog.schema(r.org.as_str()) {
             Some(s) => s,
@@ -696,8 +683,7 @@ impl Engine {
                     self.protected.refresh(&self.store).await?;
                 }
                 let rows = Arc::new(datafusion::datasource::MemTable::try_new(rows.schema.clone(), vec![rows.batches.clone()])?);
-                let historic = self.is_historic(&grant, Some(version)).await?;
-                self.register_provider(&ctx, &grant, rows, &sink, historic)?;
+                self.register_provider(&ctx, &grant, rows, &sink)?;
                 Some(version)
             }
             None => self.register(&ctx, &grant, q.version, &sink).await?,

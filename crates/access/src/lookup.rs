@@ -577,7 +577,7 @@ impl Engine {
         let ctx = datafusion::prelude::SessionContext::new_with_state(self.lookups.state.clone());
         // The table is only compiled, never scanned, so it needs no rows and no sink of a request.
         let empty = Arc::new(MemTable::try_new(schema, vec![vec![]])?);
-        let table = self.secure_table(&ctx, grant, empty, &SubjectSink::new(0), false)?;
+        let table = self.secure_table(&ctx, grant, empty, &SubjectSink::new(0))?;
         let prepared = Arc::new(PreparedScan::new(&table, &self.lookups.state)?);
         let mut cache = self.lookups.prepared.lock().unwrap_or_else(|p| p.into_inner());
         if cache.values().map(Vec::len).sum::<usize>() >= PREPARED_KEPT {

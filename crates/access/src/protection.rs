@@ -63,42 +63,29 @@ fn property_key(value: &str) -> String {
     tverr_core::SubjectKind::Property.canonicalise(value).unwrap_or_else(|_| value.trim().to_string())
 }
 
-/// Who is protected, twice: as the registers say now, and as they have ever said (the highest
-/// level each person had in any version read, `protection_history`). The second judges every
-/// earlier version of a dataset, so a protection lifted later does not release the address the
-/// person had while protected. The same `Arc` when the two agree.
-#[derive(Debug)]
-struct Views {
-    now: Arc<Persons>,
-    ever: Arc<Persons>,
-}
-
 /// The engine's current view of who is protected, shared with every compiled scan: a scan kept
 /// between requests reads the view as it is when it runs.
 #[derive(Debug, Default)]
 pub(crate) struct Protected {
-    current: RwLock<Option<Views>>,
+    current: RwLock<Option<Arc<Persons>>>,
     /// The catalogue generation `current` was checked at.
     checked: Mutex<Option<i64>>,
 }
 
 impl Protected {
     /// The function that gives a row's level from its key columns: `persons` person keys, then
-    /// `properties` property keys, then one column per link of `links` (`link_key`s). With
-    /// `historic`, by the highest level each person has ever had (for an earlier version).
+    /// `properties` property keys, then one column per link of `links` (`link_key`s).
     pub(crate) fn level_udf(
         self: &Arc<Self>,
         persons: usize,
         properties: usize,
         links: Vec<String>,
-        historic: bool,
     ) -> datafusion::logical_expr::ScalarUDF {
         datafusion::logical_expr::ScalarUDF::new_from_impl(ProtectionLevel {
             protected: self.clone(),
             persons,
             properties,
             links,
-            historic,
             signature: Signature::variadic(vec![DataType::Utf8], Volatility::Immutable),
         })
     }
@@ -122,7 +109,7 @@ impl Protected {
             let version = store.catalog.versions(&dataset).await?.last().map_or(-1, |v| v.version);
             versions.push((name.clone(), version));
         }
-        let unchanged = self.current.read().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|p| p.now.read_from == versions);
+        let unchanged = self.current.read().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|p| p.read_from == versions);
         if !unchanged {
             let mut history: HashMap<Box<str>, i8> =
                 store.catalog.protection_history().await?.into_iter().map(|(k, l)| (k.into_boxed_str(), l)).collect();
@@ -147,20 +134,20 @@ impl Protected {
                 merge_level(&mut levels, key, level);
             }
             let now = Arc::new(persons(store, &links, &declared, levels, versions).await?);
-            *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Views { ever: now.clone(), now });
+            *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(now);
         }
         *self.checked.lock().unwrap_or_else(|p| p.into_inner()) = Some(generation);
         Ok(())
     }
 
-    /// The level of one subject key as the registers give it now: a person's own, a
+    /// The level of one subject key as the registers have ever given it: a person's own, a
     /// property's from the people linked to it; other keys have none.
     pub(crate) fn key_level(&self, kind: tverr_core::SubjectKind, key: &str) -> i8 {
         let current = self.current.read().unwrap_or_else(|p| p.into_inner());
-        let Some(views) = current.as_ref() else { return NONE };
+        let Some(persons) = current.as_ref() else { return NONE };
         match kind {
-            tverr_core::SubjectKind::Person => views.now.level(key),
-            tverr_core::SubjectKind::Property => views.now.property_level(key),
+            tverr_core::SubjectKind::Person => persons.level(key),
+            tverr_core::SubjectKind::Property => persons.property_level(key),
             _ => NONE,
         }
     }
@@ -424,8 +411,6 @@ struct ProtectionLevel {
     persons: usize,
     properties: usize,
     links: Vec<String>,
-    /// Judged by the highest level each person has ever had.
-    historic: bool,
     signature: Signature,
 }
 
@@ -435,7 +420,6 @@ impl PartialEq for ProtectionLevel {
             && self.persons == other.persons
             && self.properties == other.properties
             && self.links == other.links
-            && self.historic == other.historic
     }
 }
 
@@ -447,7 +431,6 @@ impl std::hash::Hash for ProtectionLevel {
         self.persons.hash(state);
         self.properties.hash(state);
         self.links.hash(state);
-        self.historic.hash(state);
     }
 }
 
@@ -470,8 +453,7 @@ impl ScalarUDFImpl for ProtectionLevel {
             .current
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|v| if self.historic { v.ever.clone() } else { v.now.clone() })
+            .clone()
             .ok_or_else(|| datafusion::error::DataFusionError::Execution("who is protected is not known yet".into()))?;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let mut levels = vec![NONE; args.number_rows];

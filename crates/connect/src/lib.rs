@@ -149,36 +149,16 @@ impl Source {
         if kind == SourceKind::Folder && (url.host_str().is_some_and(|h| !h.is_empty()) || !url.path().ends_with('/')) {
             return Err(ConnectError::invalid("source", "a drop folder is file:///absolute/dir/ (ending in /)"));
         }
-        if kind == SourceKind::Postgres {
-            // Only these: any other parameter could name another host, a socket, a password or
-            // server options (`host=/run/postgresql` reaches a local socket past the address check).
-            if let Some((k, _)) = url.query_pairs().find(|(k, _)| !matches!(k.as_ref(), "sslmode" | "application_name")) {
-                return Err(ConnectError::invalid(
-                    "source",
-                    format!(
-                        "a PostgreSQL source takes no parameter {k:?}: give host, port, user and database in the URL, the password apart, and at most sslmode"
-                    ),
-                ));
+        // A database URL takes only these parameters: any other could name another host, a
+        // socket, a password or server options (`host=/run/postgresql` reaches a local socket
+        // past the address check).
+        match kind {
+            SourceKind::Postgres => database_url(&url, "PostgreSQL", &["sslmode", "application_name"], "sslmode")?,
+            SourceKind::Mysql => database_url(&url, "MySQL", &["ssl-mode", "sslmode"], "ssl-mode")?,
+            SourceKind::S3 => {
+                s3::location(&url)?;
             }
-            if url.fragment().is_some() {
-                return Err(ConnectError::invalid("source", "a PostgreSQL source has no #fragment"));
-            }
-        }
-        if kind == SourceKind::S3 {
-            s3::location(&url)?;
-        }
-        if kind == SourceKind::Mysql {
-            if let Some((k, _)) = url.query_pairs().find(|(k, _)| !matches!(k.as_ref(), "ssl-mode" | "sslmode")) {
-                return Err(ConnectError::invalid(
-                    "source",
-                    format!(
-                        "a MySQL source takes no parameter {k:?}: give host, port, user and database in the URL, the password apart, and at most ssl-mode"
-                    ),
-                ));
-            }
-            if url.fragment().is_some() {
-                return Err(ConnectError::invalid("source", "a MySQL source has no #fragment"));
-            }
+            SourceKind::Http | SourceKind::Folder => {}
         }
         let password = url.password().map(percent_decode);
         if password.is_some() {
@@ -218,6 +198,22 @@ impl Source {
         }
         Ok(())
     }
+}
+
+/// Refuses a database URL with a parameter not in `allowed`, or a fragment.
+fn database_url(url: &url::Url, name: &str, allowed: &[&str], shown: &str) -> Result<(), ConnectError> {
+    if let Some((k, _)) = url.query_pairs().find(|(k, _)| !allowed.contains(&k.as_ref())) {
+        return Err(ConnectError::invalid(
+            "source",
+            format!(
+                "a {name} source takes no parameter {k:?}: give host, port, user and database in the URL, the password apart, and at most {shown}"
+            ),
+        ));
+    }
+    if url.fragment().is_some() {
+        return Err(ConnectError::invalid("source", format!("a {name} source has no #fragment")));
+    }
+    Ok(())
 }
 
 /// A database connection made within 15 s, its errors named by `host:port` and told by
