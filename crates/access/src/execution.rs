@@ -11,7 +11,7 @@
 use std::sync::{Arc, LazyLock};
 
 use datafusion::common::stats::Precision;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::TreeNode;
 use datafusion::config::ConfigOptions;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
@@ -153,19 +153,35 @@ fn within_estimate(plan: &Arc<dyn ExecutionPlan>) -> DfResult<()> {
 /// Wraps every operator that has inputs in a [`CooperativeExec`], so each batch it produces
 /// spends a unit of the task's scheduling budget. DataFusion's own rule only wraps sources and
 /// exchanges; a join that emits many batches from one input batch (a cross join) would then
-/// never yield, and could be neither stopped nor timed out.
+/// never yield, and could be neither stopped nor timed out. The inside of a Delta scan is left
+/// as delta-rs planned it: with deletion vectors it checks that its children are only the
+/// Parquet source (it counts rows through them), and a scan yields through that source anyway.
 #[derive(Debug, Default)]
 pub(crate) struct Yielding;
 
+/// The Delta scan that applies deletion vectors to the rows of its Parquet children.
+const DELTA_SCAN: &str = "DeltaScanExec";
+
+fn yielding(node: Arc<dyn ExecutionPlan>) -> DfResult<Arc<dyn ExecutionPlan>> {
+    if node.children().is_empty() {
+        return Ok(node);
+    }
+    let cooperative = (node.as_ref() as &dyn std::any::Any).is::<CooperativeExec>();
+    let node = if node.name() == DELTA_SCAN {
+        node
+    } else {
+        let children = node.children().into_iter().map(|c| yielding(c.clone())).collect::<DfResult<Vec<_>>>()?;
+        datafusion::physical_plan::execution_plan::replace_children_if_necessary(node, children)?
+    };
+    if cooperative {
+        return Ok(node);
+    }
+    Ok(Arc::new(CooperativeExec::new(node)))
+}
+
 impl PhysicalOptimizerRule for Yielding {
     fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _config: &ConfigOptions) -> DfResult<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|node| {
-            if node.children().is_empty() || (node.as_ref() as &dyn std::any::Any).is::<CooperativeExec>() {
-                return Ok(Transformed::no(node));
-            }
-            Ok(Transformed::yes(Arc::new(CooperativeExec::new(node)) as Arc<dyn ExecutionPlan>))
-        })
-        .map(|t| t.data)
+        yielding(plan)
     }
 
     fn name(&self) -> &str {

@@ -166,3 +166,58 @@ fn appends_replaces_upserts_and_erasures_as_changes_through_the_door() {
     assert!(r.text().contains("erasure"), "{}", r.text());
     assert!(!r.text().contains("Åse"), "{}", r.text());
 }
+
+/// An upsert that replaces a few rows of a large file marks them deleted (a deletion vector)
+/// and leaves the file alone; the feed shows exactly the rows marked, also when a later upsert
+/// marks more rows of the same file, and when it marks a row of a file an upsert added.
+#[test]
+fn rows_an_upsert_marks_deleted_are_its_changes() {
+    let t = Tverr::new();
+    t.org();
+    t.ok(&["user", "create", "test/data/eier", "--role", "steward"]);
+    t.ok(&["legal-basis", "create", "test/lov", "--gdpr", "6(1)(e)", "--hjemmel", "kommuneloven § 2-1"]);
+    t.ok(&["purpose", "create", "test/forvaltning", "--name", "Forvaltning", "--legal-basis", "lov", "--department", "data"]);
+    let mut v0 = String::from("nr;fodselsnummer;navn\n");
+    for nr in 1..=10 {
+        v0.push_str(&format!("{nr};17858012392;Navn {nr}\n"));
+    }
+    let v0 = write(&t, "v0.csv", &v0);
+    t.create("test/mange", std::path::Path::new(&v0), &["--subject", "fodselsnummer=person"]);
+    let v1 = write(&t, "v1.csv", "nr;fodselsnummer;navn\n3;17858012392;Tre\n11;17858012392;Elleve\n");
+    assert!(t.ok(&["ingest", "test/mange", &v1, "--mode", "upsert", "--key", "nr"]).contains("1 rows removed"));
+    let v2 = write(&t, "v2.csv", "nr;fodselsnummer;navn\n3;17858012392;Tre igjen\n4;17858012392;Fire\n");
+    assert!(t.ok(&["ingest", "test/mange", &v2, "--mode", "upsert", "--key", "nr"]).contains("2 rows removed"));
+    let log = |v: u32| std::fs::read_to_string(t.lake().join(format!("test/mange/_delta_log/{v:020}.json"))).unwrap();
+    assert!(log(1).contains("\"deletionVector\":{"), "version 1 marks a row: {}", log(1));
+    assert!(log(1).contains("deletionVectors"), "and the table's protocol allows it: {}", log(1));
+    let parquet = std::fs::read_dir(t.lake().join("test/mange"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".parquet"));
+    assert_eq!(parquet.count(), 3, "no file was rewritten: the first, and one per upsert");
+    assert_eq!(t.sql_csv("SELECT count(*) AS n FROM test.mange"), "n\n11\n");
+    assert_eq!(t.sql_csv("SELECT navn FROM test.mange WHERE nr IN (3, 4) ORDER BY nr"), "navn\nTre igjen\nFire\n");
+    let v1_rows = t.ok(&["export", "test/mange", "--format", "csv", "--version", "1", "--where", "nr IN (3, 4, 11)"]);
+    let mut names: Vec<&str> = v1_rows.lines().skip(1).map(|l| l.rsplit(',').next().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["Elleve", "Navn 4", "Tre"], "version 1 as it was: {v1_rows}");
+
+    let server = start(&t);
+    let eier = token(&t, "eier");
+    let feed = |q: &str| get_as(server.1, &format!("/api/v1/datasets/test/mange/changes?{q}"), Some(&eier), Some("forvaltning"));
+    let r = feed("from_version=0");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut all = rows(&r.json());
+    all.sort_by(|a, b| (a.1, &a.0, a.2).cmp(&(b.1, &b.0, b.2)));
+    assert_eq!(
+        all,
+        vec![
+            change("delete", 1, 3, "Navn 3"),
+            change("insert", 1, 3, "Tre"),
+            change("insert", 1, 11, "Elleve"),
+            change("delete", 2, 3, "Tre"),
+            change("delete", 2, 4, "Navn 4"),
+            change("insert", 2, 3, "Tre igjen"),
+            change("insert", 2, 4, "Fire"),
+        ]
+    );
+}

@@ -409,6 +409,26 @@ fn person(i: usize) -> String {
     }
 }
 
+/// Creates `hamar/register` (confidential, `pid` and `guardian` person keys) from a file.
+fn create_register(t: &Tverr, file: &std::path::Path) {
+    t.ok(&[
+        "ingest",
+        "hamar/register",
+        file.to_str().unwrap(),
+        "--create",
+        "--department",
+        "folkeregister",
+        "--title",
+        "Register",
+        "--classification",
+        "confidential",
+        "--subject",
+        "pid=person",
+        "--subject",
+        "guardian=person",
+    ]);
+}
+
 #[test]
 fn the_index_follows_append_replace_upsert_and_erasure() {
     let t = Tverr::new();
@@ -426,22 +446,7 @@ fn the_index_follows_append_replace_upsert_and_erasure() {
         path
     };
     let first_file = write("v0.csv", &mut (0..300_000).map(|i| (i, if i % 10 == 0 { i + 1 } else { usize::MAX }, "v0")));
-    t.ok(&[
-        "ingest",
-        "hamar/register",
-        first_file.to_str().unwrap(),
-        "--create",
-        "--department",
-        "folkeregister",
-        "--title",
-        "Register",
-        "--classification",
-        "confidential",
-        "--subject",
-        "pid=person",
-        "--subject",
-        "guardian=person",
-    ]);
+    create_register(&t, &first_file);
     let keys = [person(0), person(1), person(150_001), person(299_999), person(131_072)];
     let check = |when: &str| {
         for k in &keys {
@@ -483,6 +488,131 @@ fn the_index_follows_append_replace_upsert_and_erasure() {
     assert!(!out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("01010750161"));
     assert!(t.ok(&["erase", "person", &person(9), "--dataset", "hamar/register"]).contains("no rows"));
+}
+
+/// Whether any data file of a table holds a person in `pid` or `guardian`, whatever a deletion
+/// vector says: each file is ingested as it is stored (Parquet) into a dataset of its own and
+/// searched.
+fn stored_anywhere(t: &Tverr, table: &std::path::Path, key: &str) -> bool {
+    let mut files: Vec<_> =
+        std::fs::read_dir(table).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect();
+    files.sort();
+    files.iter().any(|file| {
+        let name = format!("hamar/fysisk-{:x}", sha2_of(file));
+        if t.run(&["dataset", "show", &name]).status.success() {
+            t.ok(&["ingest", &name, file.to_str().unwrap(), "--mode", "replace"]);
+        } else {
+            t.ok(&[
+                "ingest",
+                &name,
+                file.to_str().unwrap(),
+                "--create",
+                "--department",
+                "folkeregister",
+                "--title",
+                "Fysisk",
+                "--classification",
+                "internal",
+            ]);
+        }
+        let table = name.replace('/', ".\"");
+        let sql = format!("SELECT count(*) AS n FROM {table}\" WHERE pid = '{key}' OR guardian = '{key}'");
+        t.sql_csv(&sql) != "n\n0\n"
+    })
+}
+
+/// A short name for a file's path.
+fn sha2_of(path: &std::path::Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish() >> 40
+}
+
+/// An upsert marks the rows it replaces deleted (a Delta deletion vector) instead of rewriting
+/// their file. The index forgets exactly those rows; a look-up, a scan and time travel agree;
+/// a file mostly replaced is rewritten instead; and an erasure removes a person from storage
+/// even where their only row is one an upsert marked (no longer in the index, still in the file).
+#[test]
+fn rows_an_upsert_marks_deleted_leave_the_index_and_are_erased_from_storage() {
+    let t = Tverr::new();
+    t.ok(&["org", "create", "hamar", "--name", "Hamar kommune", "--orgnr", "970540008", "--kommunenummer", "3403"]);
+    t.ok(&["department", "create", "hamar/folkeregister", "--name", "Folkeregister"]);
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, rows: &mut dyn Iterator<Item = (usize, usize, usize, &str)>| {
+        let path = dir.path().join(name);
+        let mut text = String::from("nr;pid;guardian;note\n");
+        for (nr, p, g, note) in rows {
+            text.push_str(&format!("{nr};{};{};{note}\n", person(p), person(g)));
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    // Person i has row i; person i + 1 is their guardian.
+    let first_file = write("v0.csv", &mut (0..20_000).map(|i| (i, i, i + 1, "v0")));
+    create_register(&t, &first_file);
+    let table = t.lake().join("hamar/register");
+    let count = |suffix: &str| {
+        std::fs::read_dir(&table).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(suffix)).count()
+    };
+    // Rows 0..200 move to new people (100,000 + i, guardian 100,000 + i + 1): person 5's rows
+    // (their own, and as guardian of row 4) are both replaced.
+    let moved = write("v1.csv", &mut (0..200).map(|i| (i, 100_000 + i, 100_000 + i + 1, "v1")));
+    let out = t.ok(&["ingest", "hamar/register", moved.to_str().unwrap(), "--mode", "upsert", "--key", "nr"]);
+    assert!(out.contains("200 rows removed"), "{out}");
+    assert_eq!((count(".parquet"), count(".bin")), (2, 1), "one new file and a deletion vector; the first file is kept");
+    assert_eq!(t.sql_csv("SELECT count(*) AS n FROM hamar.register"), "n\n20000\n");
+    for k in [person(5), person(100_005), person(200), person(300), person(19_999)] {
+        let (scanned, looked) = compare(&t, &k);
+        assert_eq!(scanned, looked, "after the upsert: {k}");
+        hops_agree(&t, &k, "after the upsert");
+    }
+    assert!(compare(&t, &person(5)).1.is_empty(), "person 5 has no row now");
+    assert_eq!(compare(&t, &person(100_005)).1.len(), 2, "their own row, and as guardian of row 4");
+    let old = t.ok(&["export", "hamar/register", "--format", "csv", "--version", "0", "--where", "nr < 200 AND note = 'v0'"]);
+    assert_eq!(old.lines().count(), 201, "version 0 as it was");
+
+    // More rows of the first file, and rows of the second: the vectors grow (new ones; the old
+    // stay for version 1).
+    let again = write("v2.csv", &mut (100..300).map(|i| (i, 200_000 + i, 200_000 + i + 1, "v2")));
+    assert!(t.ok(&["ingest", "hamar/register", again.to_str().unwrap(), "--mode", "upsert", "--key", "nr"]).contains("200 rows removed"));
+    assert_eq!((count(".parquet"), count(".bin")), (3, 2));
+    for k in [person(150), person(200_150), person(100_150), person(100_050), person(250), person(100_100)] {
+        let (scanned, looked) = compare(&t, &k);
+        assert_eq!(scanned, looked, "after the second upsert: {k}");
+    }
+    assert_eq!(
+        t.sql_csv("SELECT note, count(*) AS n FROM hamar.register GROUP BY note ORDER BY note"),
+        "note,n\nv0,19700\nv1,100\nv2,200\n"
+    );
+
+    // Person 5's rows are marked deleted: the index does not know them, storage still holds them.
+    assert!(stored_anywhere(&t, &table, &person(5)));
+    let erased = t.ok(&["erase", "person", &person(5), "--dataset", "hamar/register"]);
+    assert!(erased.contains("0 rows erased in version 3"), "a version that takes the marked rows out of storage: {erased}");
+    assert!(!stored_anywhere(&t, &table, &person(5)), "no data file holds person 5");
+    // The vacuum deletes the files versions removed; a vector no version uses any more stays (it
+    // holds row numbers, no data).
+    assert_eq!((count(".parquet"), count(".bin")), (3, 2), "the first file rewritten without its marked rows");
+    assert_eq!(t.sql_csv("SELECT count(*) AS n FROM hamar.register"), "n\n20000\n");
+    for k in [person(300), person(1_000), person(19_999), person(100_050), person(200_150)] {
+        let (scanned, looked) = compare(&t, &k);
+        assert_eq!(scanned, looked, "after the erasure: {k}");
+    }
+
+    // Most of the rewritten file replaced: it is rewritten again without those rows, not marked.
+    let most = write("v4.csv", &mut (300..15_000).map(|i| (i, i, i + 2, "v4")));
+    assert!(t.ok(&["ingest", "hamar/register", most.to_str().unwrap(), "--mode", "upsert", "--key", "nr"]).contains("14700 rows removed"));
+    assert_eq!(count(".parquet"), 5, "v1's, v2's, the file the erasure wrote (kept for version 3), its rewrite and v4's");
+    let log = std::fs::read_to_string(table.join("_delta_log/00000000000000000004.json")).unwrap();
+    assert!(!log.contains("\"deletionVector\":{"), "no vector in version 4: {log}");
+    assert_eq!(t.sql_csv("SELECT count(*) AS n FROM hamar.register"), "n\n20000\n");
+    for k in [person(7), person(14_999), person(15_000), person(15_001), person(200_150)] {
+        let (scanned, looked) = compare(&t, &k);
+        assert_eq!(scanned, looked, "after a rewrite: {k}");
+    }
+    let log = t.ok(&["audit", "verify"]);
+    assert!(!log.is_empty());
 }
 
 /// A server that read a version before an erasure does not serve the erased person from memory:

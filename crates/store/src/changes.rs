@@ -6,12 +6,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, new_null_array};
-use arrow::compute::{cast, interleave_record_batch};
+use arrow::array::{ArrayRef, BooleanArray, RecordBatch, new_null_array};
+use arrow::compute::{cast, filter_record_batch, interleave_record_batch};
 use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, SortField};
+use deltalake::kernel::DeletionVectorDescriptor;
 use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use roaring::RoaringTreemap;
 use tverr_core::DatasetRef;
 
 use crate::files::{FileReader, object_path, read_error};
@@ -72,8 +74,14 @@ impl Store {
         let mut touched = 0u64;
         for pair in lists.windows(2) {
             let (before, after) = (&pair[0], &pair[1]);
-            touched += before.iter().filter(|(p, _)| !after.contains_key(*p)).map(|(_, n)| *n).sum::<u64>();
-            touched += after.iter().filter(|(p, _)| !before.contains_key(*p)).map(|(_, n)| *n).sum::<u64>();
+            for (path, file) in before {
+                match after.get(path) {
+                    None => touched += file.live(),
+                    Some(later) if later.vector != file.vector => touched += later.deleted().abs_diff(file.deleted()),
+                    Some(_) => {}
+                }
+            }
+            touched += after.iter().filter(|(p, _)| !before.contains_key(*p)).map(|(_, f)| f.live()).sum::<u64>();
         }
         if touched > max_rows as u64 {
             return Err(StoreError::invalid(
@@ -87,16 +95,47 @@ impl Store {
         let mut read = 0usize;
         for (i, version) in (from + 1..=to).enumerate() {
             let (previous, files) = (&lists[i], &lists[i + 1]);
-            let removed: Vec<&String> = previous.keys().filter(|p| !files.contains_key(*p)).collect();
-            let added: Vec<&String> = files.keys().filter(|p| !previous.contains_key(*p)).collect();
             let erased = versions.iter().any(|v| v.version == version && v.mode.as_str() == "erase");
-            let mut old = Vec::new();
-            for path in &removed {
-                old.extend(read_file(&store, path, &schema, version, erased).await?);
+            let file = |path: &str, vector: Option<&DeletionVectorDescriptor>, only: Option<RoaringTreemap>| {
+                let store = store.clone();
+                let schema = schema.clone();
+                let (path, vector) = (path.to_string(), vector.cloned());
+                async move {
+                    let deleted = match &vector {
+                        Some(d) => Some(crate::deletions::read(&store, d).await?),
+                        None => None,
+                    };
+                    read_file(&store, &path, &schema, version, erased, deleted.as_ref(), only.as_ref()).await
+                }
+            };
+            let (mut old, mut new) = (Vec::new(), Vec::new());
+            for (path, before) in previous {
+                match files.get(path) {
+                    None => old.extend(file(path, before.vector.as_ref(), None).await?),
+                    Some(after) if after.vector != before.vector => {
+                        // The same file with another deletion vector: the rows it newly marks are
+                        // deleted (a vector only grows; were it ever to shrink, both sides are
+                        // read whole and compared).
+                        let was = match &before.vector {
+                            Some(d) => crate::deletions::read(&store, d).await?,
+                            None => RoaringTreemap::new(),
+                        };
+                        let now = match &after.vector {
+                            Some(d) => crate::deletions::read(&store, d).await?,
+                            None => RoaringTreemap::new(),
+                        };
+                        if was.is_subset(&now) {
+                            old.extend(file(path, None, Some(now - was)).await?);
+                        } else {
+                            old.extend(file(path, before.vector.as_ref(), None).await?);
+                            new.extend(file(path, after.vector.as_ref(), None).await?);
+                        }
+                    }
+                    Some(_) => {}
+                }
             }
-            let mut new = Vec::new();
-            for path in &added {
-                new.extend(read_file(&store, path, &schema, version, erased).await?);
+            for (path, after) in files.iter().filter(|(p, _)| !previous.contains_key(*p)) {
+                new.extend(file(path, after.vector.as_ref(), None).await?);
             }
             read += old.iter().chain(&new).map(RecordBatch::num_rows).sum::<usize>();
             if read > max_rows {
@@ -111,14 +150,16 @@ impl Store {
         Ok((schema, out))
     }
 
-    /// A version's data files, with the rows the log says each holds.
-    async fn files_at(&self, r: &DatasetRef, version: i64) -> Result<BTreeMap<String, u64>, StoreError> {
+    /// A version's data files, with the rows the log says each holds and its deletion vector.
+    async fn files_at(&self, r: &DatasetRef, version: i64) -> Result<BTreeMap<String, LiveFile>, StoreError> {
         let table = self.lake.open(r, Some(version)).await?;
         let snapshot = table.snapshot()?;
-        let files: Vec<(String, u64)> = snapshot
+        let files: Vec<(String, LiveFile)> = snapshot
             .snapshot()
             .file_views(table.log_store().as_ref(), None)
-            .map_ok(|v| (v.path().to_string(), v.num_records().unwrap_or(0) as u64))
+            .map_ok(|v| {
+                (v.path().to_string(), LiveFile { rows: v.num_records().unwrap_or(0) as u64, vector: v.deletion_vector_descriptor() })
+            })
             .try_collect()
             .await?;
         Ok(files.into_iter().collect())
@@ -130,13 +171,33 @@ impl Store {
     }
 }
 
-/// A data file's rows in `schema` (columns by name; a missing one null, another type cast).
+/// A data file in one version: its rows as written and the rows a deletion vector took away.
+#[derive(Debug)]
+struct LiveFile {
+    rows: u64,
+    vector: Option<DeletionVectorDescriptor>,
+}
+
+impl LiveFile {
+    fn deleted(&self) -> u64 {
+        self.vector.as_ref().map_or(0, |d| d.cardinality.max(0) as u64)
+    }
+
+    fn live(&self) -> u64 {
+        self.rows.saturating_sub(self.deleted())
+    }
+}
+
+/// A data file's rows in `schema` (columns by name; a missing one null, another type cast),
+/// without the rows in `deleted`, and only those in `only` when given.
 async fn read_file(
     store: &Arc<dyn object_store::ObjectStore>,
     path: &str,
     schema: &SchemaRef,
     version: i64,
     erased: bool,
+    deleted: Option<&RoaringTreemap>,
+    only: Option<&RoaringTreemap>,
 ) -> Result<Vec<RecordBatch>, StoreError> {
     let gone = || {
         StoreError::invalid(
@@ -161,8 +222,16 @@ async fn read_file(
     };
     let mut stream = builder.with_batch_size(64 * 1024).build().map_err(read_error)?;
     let mut out = Vec::new();
+    let mut row = 0u64;
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(read_error)?;
+        let mut batch = batch.map_err(read_error)?;
+        if deleted.is_some() || only.is_some() {
+            let keep: BooleanArray = (row..row + batch.num_rows() as u64)
+                .map(|r| Some(deleted.is_none_or(|d| !d.contains(r)) && only.is_none_or(|o| o.contains(r))))
+                .collect();
+            row += batch.num_rows() as u64;
+            batch = filter_record_batch(&batch, &keep)?;
+        }
         let columns: Vec<ArrayRef> = schema
             .fields()
             .iter()

@@ -13,7 +13,7 @@ use tverr_core::{DatasetRef, SubjectKind};
 
 use crate::files::{FileReader, object_path, read_error};
 use crate::index::{IndexChange, key_columns, keys_of_files};
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, deletions};
 
 /// An erasure's outcome.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -43,18 +43,23 @@ impl Store {
         let files: std::collections::BTreeSet<String> =
             self.locate(&key).await?.into_iter().filter(|p| &p.dataset == r).map(|p| p.path).collect();
         let mut outcome = Erasure { dataset: r.to_string(), version: None, rows_removed: 0, files_deleted: 0 };
-        if files.is_empty() {
-            return Ok(outcome);
-        }
         let table = self.lake.open(r, None).await?;
         let snapshot = table.snapshot()?;
         let schema: arrow::datatypes::Schema = snapshot.schema().as_ref().try_into_arrow()?;
         let store = table.log_store().object_store(None);
         let views: Vec<_> = snapshot.snapshot().file_views(table.log_store().as_ref(), None).try_collect().await?;
+        // A row an upsert marked deleted is still in its file, and no longer in the index: every
+        // file with a deletion vector is read too, and rewritten if any of its rows holds the key.
+        let vectors = deletions::of_files(&store, views.iter().map(|v| (v.path().to_string(), v.deletion_vector_descriptor()))).await?;
+        if files.is_empty() && vectors.is_empty() {
+            return Ok(outcome);
+        }
         let mut actions = Vec::new();
+        let mut removed = Vec::new();
         let mut writer: Option<deltalake::writer::RecordBatchWriter> = None;
-        for view in views.iter().filter(|v| files.contains(v.path().as_ref())) {
-            let reader = FileReader::new(store.clone(), object_path(view.path().as_ref())?);
+        for view in views.iter().filter(|v| files.contains(v.path().as_ref()) || vectors.contains_key(v.path().as_ref())) {
+            let path = view.path().to_string();
+            let reader = FileReader::new(store.clone(), object_path(&path)?);
             let batches: Vec<RecordBatch> = ParquetRecordBatchStreamBuilder::new(reader)
                 .await
                 .map_err(read_error)?
@@ -63,31 +68,43 @@ impl Store {
                 .try_collect()
                 .await
                 .map_err(read_error)?;
+            let deleted = vectors.get(&path);
+            let (mut kept_batches, mut held, mut row) = (Vec::new(), false, 0u64);
             for batch in batches {
-                let mut keep = vec![true; batch.num_rows()];
+                let mut keep: Vec<bool> = (0..batch.num_rows() as u64).map(|i| deleted.is_none_or(|d| !d.contains(row + i))).collect();
+                row += batch.num_rows() as u64;
                 for c in &columns {
                     let Some(col) = batch.column_by_name(c) else { continue };
                     let text = cast(col, &DataType::Utf8)?;
                     let text = text.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
                     for (i, k) in keep.iter_mut().enumerate() {
                         if text.is_valid(i) && text.value(i) == key {
+                            held = true;
+                            if *k {
+                                outcome.rows_removed += 1;
+                            }
                             *k = false;
                         }
                     }
                 }
-                outcome.rows_removed += keep.iter().filter(|k| !**k).count() as u64;
-                let kept = filter_record_batch(&batch, &BooleanArray::from(keep))?;
-                if kept.num_rows() > 0 {
-                    let w = match &mut writer {
-                        Some(w) => w,
-                        None => writer.insert(crate::ingest::new_writer(self, r, Some(&table), &kept.schema(), Some(&kept))?),
-                    };
-                    deltalake::writer::DeltaWriter::write(w, kept).await?;
-                }
+                kept_batches.push(filter_record_batch(&batch, &BooleanArray::from(keep))?);
+            }
+            if !held {
+                continue;
+            }
+            for kept in kept_batches.into_iter().filter(|b| b.num_rows() > 0) {
+                let w = match &mut writer {
+                    Some(w) => w,
+                    None => writer.insert(crate::ingest::new_writer(self, r, Some(&table), &kept.schema(), Some(&kept))?),
+                };
+                deltalake::writer::DeltaWriter::write(w, kept).await?;
             }
             actions.push(Action::Remove(view.remove_action(true)));
+            removed.push(path);
         }
-        let removed: Vec<String> = files.iter().cloned().collect();
+        if removed.is_empty() {
+            return Ok(outcome);
+        }
         let mut added_paths = Vec::new();
         if let Some(mut w) = writer {
             for add in deltalake::writer::DeltaWriter::flush(&mut w).await? {
@@ -96,7 +113,7 @@ impl Store {
             }
         }
         let subject_cols = key_columns(&schema, &subjects, &self.geometry_columns(r).await?);
-        let added = keys_of_files(store, &added_paths, &subject_cols).await?;
+        let added = keys_of_files(store, &added_paths, &subject_cols, &Default::default()).await?;
         let props = deltalake::kernel::transaction::CommitProperties::default().with_metadata(vec![
             ("tverr.actor".to_string(), serde_json::json!(actor)),
             ("tverr.mode".to_string(), serde_json::json!("erase")),
@@ -119,10 +136,11 @@ impl Store {
             source_sha256: None,
             source_format: None,
         };
-        let change = IndexChange { rebuild: false, removed, added };
+        let change = IndexChange { removed, added, ..IndexChange::default() };
         self.catalog.record_version(r, None, &columns_meta, &meta, &change).await.map_err(|e| StoreError::Config {
             message: format!("version {version} of {r} is committed to storage, but the catalogue could not record it: {e}"),
         })?;
+        self.lake.checkpoint_now_and_then(r, version).await;
         let table = self.lake.open(r, Some(version)).await?;
         let (_, metrics) = table.vacuum().with_retention_period(chrono::Duration::zero()).with_enforce_retention_duration(false).await?;
         outcome.files_deleted = metrics.files_deleted.len();

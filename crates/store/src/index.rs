@@ -83,6 +83,9 @@ pub(crate) struct IndexChange {
     pub removed: Vec<String>,
     /// Files the version adds, with their keys.
     pub added: Vec<FileKeys>,
+    /// Rows the version marks deleted in files it keeps (an upsert's deletion vectors): listed in
+    /// `subject_deleted`, their keys left where they are.
+    pub deleted_rows: Vec<(String, Vec<i64>)>,
 }
 
 /// The id of a data file in the index: the first 63 bits of SHA-256 over dataset and path.
@@ -107,6 +110,11 @@ pub(crate) async fn apply(
 ) -> Result<(), StoreError> {
     let (org, dataset) = (r.org.as_str(), r.dataset.as_str());
     if change.rebuild {
+        sqlx::query("DELETE FROM subject_deleted WHERE file_id IN (SELECT id FROM subject_files WHERE org = $1 AND dataset = $2)")
+            .bind(org)
+            .bind(dataset)
+            .execute(&mut **tx)
+            .await?;
         sqlx::query("DELETE FROM subject_keys WHERE file_id IN (SELECT id FROM subject_files WHERE org = $1 AND dataset = $2)")
             .bind(org)
             .bind(dataset)
@@ -117,7 +125,18 @@ pub(crate) async fn apply(
     for path in &change.removed {
         let id = file_id(r, path);
         sqlx::query("DELETE FROM subject_keys WHERE file_id = $1").bind(id).execute(&mut **tx).await?;
+        sqlx::query("DELETE FROM subject_deleted WHERE file_id = $1").bind(id).execute(&mut **tx).await?;
         sqlx::query("DELETE FROM subject_files WHERE id = $1").bind(id).execute(&mut **tx).await?;
+    }
+    for (path, rows) in &change.deleted_rows {
+        let id = file_id(r, path);
+        let mut sorted = rows.clone();
+        sorted.sort_unstable();
+        for chunk in sorted.chunks(INSERT_CHUNK) {
+            // Numbers only: written into the statement instead of bound one by one.
+            let values = chunk.iter().map(|row| format!("({id}, {row})")).collect::<Vec<_>>().join(",");
+            sqlx::query(&format!("INSERT INTO subject_deleted (file_id, row_no) VALUES {values}")).execute(&mut **tx).await?;
+        }
     }
     let mut keys: Vec<(&str, i64, i64, i64)> = Vec::new();
     for file in change.added.iter().filter(|f| !f.keys.is_empty()) {
@@ -173,15 +192,18 @@ pub(crate) async fn apply(
     Ok(())
 }
 
-/// Reads the subject keys of data files: every non-null value of the key columns, with its row.
-/// `columns` are `(name, position in the table schema)`.
+/// Reads the subject keys of data files: every non-null value of the key columns, with its row,
+/// except in the rows `deleted` marks (by the file's path).
 pub(crate) async fn keys_of_files(
     store: Arc<dyn ObjectStore>,
     paths: &[String],
     columns: &[KeyColumn],
+    deleted: &std::collections::HashMap<String, roaring::RoaringTreemap>,
 ) -> Result<Vec<FileKeys>, StoreError> {
     let mut out = Vec::with_capacity(paths.len());
     for path in paths {
+        let gone = deleted.get(path);
+        let live = |row: i64| gone.is_none_or(|d| !d.contains(row as u64));
         let mut file = FileKeys { path: path.clone(), keys: Vec::new() };
         if columns.is_empty() {
             out.push(file);
@@ -211,6 +233,9 @@ pub(crate) async fn keys_of_files(
                     let values = cast(batch.column(k), &DataType::Binary)?;
                     let values = values.as_any().downcast_ref::<BinaryArray>().expect("cast to Binary");
                     for i in 0..values.len() {
+                        if !live(row + i as i64) {
+                            continue;
+                        }
                         let Some(bbox) = values.is_valid(i).then(|| wkb_bbox(values.value(i))).flatten() else { continue };
                         file.keys.extend(cell_keys(bbox).into_iter().map(|key| (key, row + i as i64, position)));
                     }
@@ -219,7 +244,7 @@ pub(crate) async fn keys_of_files(
                 let text = cast(batch.column(k), &DataType::Utf8)?;
                 let text = text.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
                 for i in 0..text.len() {
-                    if text.is_valid(i) {
+                    if text.is_valid(i) && live(row + i as i64) {
                         file.keys.push((text.value(i).to_string(), row + i as i64, position));
                     }
                 }

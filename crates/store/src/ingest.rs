@@ -11,19 +11,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::array::{Array, BooleanArray, StringArray};
+use arrow::array::{Array, AsArray, BooleanArray, StringArray};
 use arrow::compute::{cast, filter_record_batch};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use deltalake::DeltaTable;
 use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, MetadataExt, StructType};
+use deltalake::kernel::{Action, DeletionVectorDescriptor, MetadataExt, StructType};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode as DeltaWriteMode};
-use futures::TryStreamExt;
-use object_store::ObjectStoreExt;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use futures::{StreamExt, TryStreamExt};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use parquet::file::properties::WriterProperties;
 use tokio::sync::mpsc;
 use tverr_core::{ColumnCategory, DatasetRef, SubjectKind};
@@ -31,6 +31,7 @@ use tverr_ingest::{BatchSink, IngestError, IngestOptions, Problem, SourceReport,
 
 use crate::catalog::{ColumnMeta, NewDataset, VersionMeta, VersionMode};
 use crate::cluster::Clustering;
+use crate::files::{FileReader, object_path, read_error};
 use crate::{Store, StoreError};
 
 /// How a new version relates to the previous one.
@@ -335,6 +336,7 @@ impl Store {
     /// [`Store::ingest`], with the rows sorted by place when `sort` is set and the dataset's
     /// geometry is indexed by cell.
     async fn ingest_sorted(&self, mut req: IngestRequest, sort: bool) -> Result<IngestOutcome, StoreError> {
+        let started = std::time::Instant::now();
         let r = req.dataset.clone();
         self.catalog.org(r.org.as_str()).await?;
         let exists = self.catalog.dataset_exists(&r).await?;
@@ -503,6 +505,7 @@ impl Store {
         // A new key column means every live file must be indexed again, not only the new ones.
         let keys_changed = exists && subjects_after.len() != subjects_before.len();
         let adds = writer.flush().await?;
+        tracing::debug!(dataset = %r, elapsed_ms = started.elapsed().as_millis() as u64, "ingest: rows written");
         let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
         let mut rows_removed = 0u64;
 
@@ -517,7 +520,7 @@ impl Store {
         let index;
         let version: i64 = match &table {
             None => {
-                index = index_change(self, &r, &actions, false, &[], &key_columns).await?;
+                index = index_change(self, &r, &actions, false, &[], &key_columns, &Marked::default()).await?;
                 let schema: StructType = evolved_schema.as_ref().try_into_kernel()?;
                 let created = deltalake::operations::create::CreateBuilder::new()
                     .with_location(self.lake.table_url(&r).as_str())
@@ -531,32 +534,49 @@ impl Store {
             }
             Some(t) => {
                 let snapshot = t.snapshot()?;
+                let mut marked = Marked::default();
                 match &req.mode {
                     WriteMode::Append => {}
                     WriteMode::Replace => {
                         let views: Vec<_> = snapshot.snapshot().file_views(t.log_store().as_ref(), None).try_collect().await?;
                         for v in views {
-                            rows_removed += v.num_records().unwrap_or(0) as u64;
+                            let deleted = v.deletion_vector_descriptor().map_or(0, |d| d.cardinality);
+                            rows_removed += (v.num_records().unwrap_or(0) as i64 - deleted).max(0) as u64;
                             actions.push(Action::Remove(v.remove_action(true)));
                         }
                     }
                     WriteMode::Upsert { key } => {
-                        let (more, removed) = rewrite_without_keys(self, &r, t, key, &keys).await?;
+                        let (more, removed, m) = delete_keys(self, &r, t, key, &keys).await?;
+                        tracing::debug!(dataset = %r, elapsed_ms = started.elapsed().as_millis() as u64, rows = removed, "ingest: replaced rows found");
                         actions.extend(more);
                         rows_removed = removed;
+                        marked = m;
                     }
                 }
-                let live_before: Vec<String> = if keys_changed {
-                    snapshot.snapshot().file_views(t.log_store().as_ref(), None).map_ok(|v| v.path().to_string()).try_collect().await?
+                let live_before: Vec<(String, Option<DeletionVectorDescriptor>)> = if keys_changed {
+                    snapshot
+                        .snapshot()
+                        .file_views(t.log_store().as_ref(), None)
+                        .map_ok(|v| (v.path().to_string(), v.deletion_vector_descriptor()))
+                        .try_collect()
+                        .await?
                 } else {
                     Vec::new()
                 };
                 let rebuild = req.mode == WriteMode::Replace || keys_changed;
-                index = index_change(self, &r, &actions, rebuild, &live_before, &key_columns).await?;
+                index = index_change(self, &r, &actions, rebuild, &live_before, &key_columns, &marked).await?;
+                tracing::debug!(dataset = %r, elapsed_ms = started.elapsed().as_millis() as u64, "ingest: index change read");
                 let base: StructType = snapshot.schema().as_ref().clone();
                 let new_schema: StructType = evolved_schema.as_ref().try_into_kernel()?;
-                if new_schema != base {
-                    let meta = snapshot.metadata().clone().with_schema(&new_schema)?;
+                let mut metadata = (new_schema != base).then(|| snapshot.metadata().clone().with_schema(&new_schema)).transpose()?;
+                if !marked.vectors.is_empty()
+                    && let Some(protocol) = crate::deletions::protocol_with_vectors(snapshot.protocol())?
+                {
+                    actions.push(Action::Protocol(protocol));
+                    let meta = metadata.take().unwrap_or_else(|| snapshot.metadata().clone());
+                    metadata = Some(meta.add_config_key("delta.enableDeletionVectors".into(), "true".into())?);
+                }
+                if let Some(meta) = metadata {
                     actions.push(Action::Metadata(meta));
                 }
                 let operation = DeltaOperation::Write {
@@ -565,6 +585,7 @@ impl Store {
                     predicate: None,
                 };
                 let finalized = CommitBuilder::from(props).with_actions(actions).build(Some(snapshot), t.log_store(), operation).await?;
+                tracing::debug!(dataset = %r, elapsed_ms = started.elapsed().as_millis() as u64, "ingest: committed to the lake");
                 finalized.version() as i64
             }
         };
@@ -604,6 +625,8 @@ impl Store {
         self.catalog.record_version(&r, req.create.as_ref(), &columns, &meta, &index).await.map_err(|e| StoreError::Config {
             message: format!("version {version} of {r} is committed to storage, but the catalogue could not record it: {e}"),
         })?;
+        tracing::debug!(dataset = %r, elapsed_ms = started.elapsed().as_millis() as u64, "ingest: recorded in the catalogue");
+        self.lake.checkpoint_now_and_then(&r, version).await;
         if exists && !req.categories.is_empty() {
             self.catalog.set_categories(&r, &req.categories).await?;
         }
@@ -615,79 +638,165 @@ impl Store {
 }
 
 /// How a version changes the subject index: the keys of the files it adds (of every live file
-/// when `rebuild`), read back from storage before the commit, and the files it removes.
+/// when `rebuild`), read back from storage before the commit, the files it removes, and the rows
+/// an upsert marked deleted in files it keeps (a file re-added with a new deletion vector is
+/// neither removed nor read again).
 async fn index_change(
     store: &Store,
     r: &DatasetRef,
     actions: &[Action],
     rebuild: bool,
-    live_before: &[String],
+    live_before: &[(String, Option<DeletionVectorDescriptor>)],
     key_columns: &[crate::index::KeyColumn],
+    marked: &Marked,
 ) -> Result<crate::index::IndexChange, StoreError> {
-    let added: Vec<String> = actions.iter().filter_map(|a| if let Action::Add(a) = a { Some(a.path.clone()) } else { None }).collect();
-    let removed: Vec<String> = actions.iter().filter_map(|a| if let Action::Remove(a) = a { Some(a.path.clone()) } else { None }).collect();
-    let mut to_read: Vec<String> =
-        if rebuild { live_before.iter().filter(|p| !removed.contains(p)).cloned().collect() } else { Vec::new() };
-    to_read.extend(added);
+    let kept = |p: &String| marked.vectors.contains_key(p);
+    let added: Vec<String> =
+        actions.iter().filter_map(|a| if let Action::Add(a) = a { Some(a.path.clone()) } else { None }).filter(|p| !kept(p)).collect();
+    let removed: Vec<String> =
+        actions.iter().filter_map(|a| if let Action::Remove(a) = a { Some(a.path.clone()) } else { None }).filter(|p| !kept(p)).collect();
     let object_store = store.lake.log_store(r)?.object_store(None);
-    let added = crate::index::keys_of_files(object_store, &to_read, key_columns).await?;
-    Ok(crate::index::IndexChange { rebuild, removed: if rebuild { Vec::new() } else { removed }, added })
+    let mut deleted = HashMap::new();
+    let mut to_read: Vec<String> = Vec::new();
+    if rebuild {
+        let live: Vec<_> = live_before.iter().filter(|(p, _)| !removed.contains(p)).cloned().collect();
+        to_read.extend(live.iter().map(|(p, _)| p.clone()));
+        deleted = crate::deletions::of_files(&object_store, live).await?;
+        deleted.extend(marked.vectors.iter().map(|(p, v)| (p.clone(), v.clone())));
+    }
+    to_read.extend(added);
+    let added = crate::index::keys_of_files(object_store, &to_read, key_columns, &deleted).await?;
+    Ok(crate::index::IndexChange {
+        rebuild,
+        removed: if rebuild { Vec::new() } else { removed },
+        added,
+        deleted_rows: if rebuild { Vec::new() } else { marked.rows.clone() },
+    })
 }
 
-/// For an upsert: every existing file holding one of the new keys is rewritten without those
-/// rows. Returns the remove and add actions and the number of rows removed.
-async fn rewrite_without_keys(
+/// The files an upsert keeps with more rows marked deleted: each one's whole new deletion
+/// vector, and the rows it newly marks.
+#[derive(Debug, Default)]
+struct Marked {
+    vectors: HashMap<String, roaring::RoaringTreemap>,
+    rows: Vec<(String, Vec<i64>)>,
+}
+
+/// A file whose rows would be more than this share deleted is rewritten without them instead.
+const REWRITE_SHARE: u64 = 2;
+
+/// For an upsert: the rows of existing files that hold one of the new keys are marked deleted
+/// with a deletion vector (the file itself is not touched), reading only the key column; a file
+/// that would then have more than half of its rows deleted is rewritten without them. Returns
+/// the actions, the number of rows removed and the files kept with more rows marked.
+async fn delete_keys(
     store: &Store,
     r: &DatasetRef,
     table: &DeltaTable,
     key: &str,
     keys: &HashMap<String, u64>,
-) -> Result<(Vec<Action>, u64), StoreError> {
+) -> Result<(Vec<Action>, u64, Marked), StoreError> {
     let snapshot = table.snapshot()?;
     let views: Vec<_> = snapshot.snapshot().file_views(table.log_store().as_ref(), None).try_collect().await?;
-    let object_store = table.object_store();
+    let object_store = table.log_store().object_store(None);
     let mut actions = Vec::new();
     let mut removed = 0u64;
     let mut rewriter: Option<RecordBatchWriter> = None;
+    let mut marks = Vec::new();
+    let mut integer_keys: Option<std::collections::HashSet<i64>> = None;
     for view in views {
-        let path = deltalake::Path::from(view.path().as_ref());
-        let bytes = object_store
-            .get(&path)
-            .await
-            .map_err(|e| StoreError::Read(e.to_string()))?
-            .bytes()
-            .await
-            .map_err(|e| StoreError::Read(e.to_string()))?;
-        let reader =
-            ParquetRecordBatchReaderBuilder::try_new(bytes).and_then(|b| b.build()).map_err(|e| StoreError::Read(e.to_string()))?;
-        let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().map_err(|e| StoreError::Read(e.to_string()))?;
-        let mut kept = Vec::with_capacity(batches.len());
-        let mut hit = 0u64;
-        for batch in batches {
-            let values = key_strings(&batch, key)?;
-            let keep: BooleanArray = (0..values.len()).map(|i| Some(values.is_null(i) || !keys.contains_key(values.value(i)))).collect();
-            hit += keep.iter().filter(|k| *k == Some(false)).count() as u64;
-            kept.push(filter_record_batch(&batch, &keep).map_err(|e| StoreError::Read(e.to_string()))?);
+        let path = object_path(view.path().as_ref())?;
+        let old = match view.deletion_vector_descriptor() {
+            Some(d) => crate::deletions::read(&object_store, &d).await?,
+            None => roaring::RoaringTreemap::new(),
+        };
+        let builder =
+            ParquetRecordBatchStreamBuilder::new(FileReader::new(object_store.clone(), path.clone())).await.map_err(read_error)?;
+        // A file written before the key column existed holds no key.
+        let Ok(column) = builder.schema().index_of(key) else { continue };
+        let mask = ProjectionMask::roots(builder.parquet_schema(), [column]);
+        let mut stream = builder.with_projection(mask).with_batch_size(64 * 1024).build().map_err(read_error)?;
+        let (mut row, mut hits) = (0u64, Vec::new());
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(read_error)?;
+            let column = batch.column(0);
+            // An integer key is compared as a number: no text made for each stored row.
+            if column.data_type().is_integer() {
+                let numbers = integer_keys.get_or_insert_with(|| keys.keys().filter_map(|k| k.parse::<i64>().ok()).collect());
+                let values = cast(column, &DataType::Int64).map_err(|e| StoreError::Read(e.to_string()))?;
+                let values = values.as_primitive::<arrow::datatypes::Int64Type>();
+                for (i, v) in values.iter().enumerate() {
+                    if v.is_some_and(|v| numbers.contains(&v)) && !old.contains(row + i as u64) {
+                        hits.push(row + i as u64);
+                    }
+                }
+            } else {
+                let values = key_strings(&batch, key)?;
+                for i in 0..values.len() {
+                    if values.is_valid(i) && keys.contains_key(values.value(i)) && !old.contains(row + i as u64) {
+                        hits.push(row + i as u64);
+                    }
+                }
+            }
+            row += batch.num_rows() as u64;
         }
-        if hit == 0 {
+        if hits.is_empty() {
             continue;
         }
-        removed += hit;
+        removed += hits.len() as u64;
+        let mut deleted = old;
+        deleted.extend(hits.iter().copied());
+        if deleted.len() * REWRITE_SHARE <= row {
+            marks.push((view, deleted, hits));
+            continue;
+        }
         actions.push(Action::Remove(view.remove_action(true)));
-        let w = match &mut rewriter {
-            Some(w) => w,
-            None => rewriter.insert(new_writer(store, r, Some(table), &kept[0].schema(), Some(&kept[0]))?),
-        };
-        for batch in kept {
-            if batch.num_rows() > 0 {
-                w.write(batch).await?;
+        let mut stream = ParquetRecordBatchStreamBuilder::new(FileReader::new(object_store.clone(), path))
+            .await
+            .map_err(read_error)?
+            .with_batch_size(64 * 1024)
+            .build()
+            .map_err(read_error)?;
+        let mut row = 0u64;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(read_error)?;
+            let keep: BooleanArray = (0..batch.num_rows() as u64).map(|i| Some(!deleted.contains(row + i))).collect();
+            row += batch.num_rows() as u64;
+            let kept = filter_record_batch(&batch, &keep).map_err(|e| StoreError::Read(e.to_string()))?;
+            if kept.num_rows() == 0 {
+                continue;
             }
+            let w = match &mut rewriter {
+                Some(w) => w,
+                None => rewriter.insert(new_writer(store, r, Some(table), &kept.schema(), Some(&kept))?),
+            };
+            w.write(kept).await?;
+        }
+    }
+    let mut marked = Marked::default();
+    if !marks.is_empty() {
+        let vectors: Vec<&roaring::RoaringTreemap> = marks.iter().map(|(_, d, _)| d).collect();
+        let descriptors = crate::deletions::write(&object_store, &vectors).await?;
+        let now = chrono::Utc::now().timestamp_millis();
+        for ((view, deleted, hits), descriptor) in marks.into_iter().zip(descriptors) {
+            actions.push(Action::Remove(view.remove_action(true)));
+            // The same file again, with its new vector (delta-rs offers no other way to copy an
+            // add action).
+            #[allow(deprecated)]
+            let mut add = view.add_action();
+            add.deletion_vector = Some(descriptor);
+            add.data_change = true;
+            add.modification_time = now;
+            actions.push(Action::Add(add));
+            let path = view.path().to_string();
+            marked.rows.push((path.clone(), hits.into_iter().map(|h| h as i64).collect()));
+            marked.vectors.insert(path, deleted);
         }
     }
     if let Some(mut w) = rewriter {
         actions.extend(w.flush().await?.into_iter().map(Action::Add));
     }
-    Ok((actions, removed))
+    Ok((actions, removed, marked))
 }
 
 #[cfg(test)]

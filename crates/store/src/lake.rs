@@ -9,6 +9,9 @@ use url::Url;
 
 use crate::{CachedRanges, StoreError};
 
+/// A Delta checkpoint is written at every this many versions of a table.
+pub(crate) const CHECKPOINT_EVERY: i64 = 10;
+
 /// The storage root and the options used to reach it.
 #[derive(Debug, Clone)]
 pub struct Lake {
@@ -95,6 +98,22 @@ impl Lake {
     /// Opens a dataset's table at its latest version, or at `version`.
     pub async fn open(&self, r: &DatasetRef, version: Option<i64>) -> Result<DeltaTable, StoreError> {
         self.load(self.builder(r)?, r, version).await
+    }
+
+    /// Writes a Delta checkpoint at every [`CHECKPOINT_EVERY`]th version, so opening a table
+    /// replays at most that many commits. A failure is logged, not returned: the version is
+    /// committed, and a reader without the checkpoint replays the commits instead.
+    pub(crate) async fn checkpoint_now_and_then(&self, r: &DatasetRef, version: i64) {
+        if version <= 0 || version % CHECKPOINT_EVERY != 0 {
+            return;
+        }
+        let written = match self.open(r, Some(version)).await {
+            Ok(table) => deltalake::checkpoints::create_checkpoint(&table, None).await.map_err(StoreError::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            tracing::warn!(dataset = %r, version, error = %e, "no Delta checkpoint written");
+        }
     }
 
     async fn load(&self, mut builder: DeltaTableBuilder, r: &DatasetRef, version: Option<i64>) -> Result<DeltaTable, StoreError> {

@@ -10,6 +10,7 @@ mod catalog;
 mod changes;
 mod cluster;
 mod connectors;
+mod deletions;
 mod erase;
 mod error;
 mod files;

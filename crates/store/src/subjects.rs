@@ -75,8 +75,10 @@ impl Store {
         let marks: Vec<String> = (1..=width).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT k.subject, f.org, f.dataset, f.path, k.row_no, k.position FROM subject_keys k \
-             JOIN subject_files f ON f.id = k.file_id WHERE k.subject IN ({})",
-            marks.join(", ")
+             JOIN subject_files f ON f.id = k.file_id WHERE k.subject IN ({}) \
+             AND (k.subject = '{}' OR NOT EXISTS (SELECT 1 FROM subject_deleted d WHERE d.file_id = k.file_id AND d.row_no = k.row_no))",
+            marks.join(", "),
+            crate::index::CELLS_MARKER
         );
         // (subject, org, dataset, path, row, position)
         type Found = (String, String, String, String, i64, i64);
@@ -159,10 +161,17 @@ impl Store {
         let schema: arrow::datatypes::Schema = snapshot.schema().as_ref().try_into_arrow()?;
         let subjects = self.subject_columns(r).await?;
         let columns = key_columns(&schema, &subjects, &self.geometry_columns(r).await?);
-        let paths: Vec<String> =
-            snapshot.snapshot().file_views(table.log_store().as_ref(), None).map_ok(|v| v.path().to_string()).try_collect().await?;
-        let added = keys_of_files(table.log_store().object_store(None), &paths, &columns).await?;
-        let change = IndexChange { rebuild: true, removed: Vec::new(), added };
+        let files: Vec<(String, Option<deltalake::kernel::DeletionVectorDescriptor>)> = snapshot
+            .snapshot()
+            .file_views(table.log_store().as_ref(), None)
+            .map_ok(|v| (v.path().to_string(), v.deletion_vector_descriptor()))
+            .try_collect()
+            .await?;
+        let store = table.log_store().object_store(None);
+        let paths: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
+        let deleted = crate::deletions::of_files(&store, files).await?;
+        let added = keys_of_files(store, &paths, &columns, &deleted).await?;
+        let change = IndexChange { rebuild: true, added, ..IndexChange::default() };
         let mut tx = self.catalog.begin_write().await?;
         apply(&mut tx, r, version, &change, self.catalog.is_sqlite()).await?;
         tx.commit().await?;
