@@ -455,7 +455,16 @@ impl ScalarUDFImpl for ProtectionLevel {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .ok_or_else(|| datafusion::error::DataFusionError::Execution("who is protected is not known yet".into()))?;
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        // A key the plan made constant (a filter `key = '…'` lets the optimiser put the value in
+        // its place) comes as a scalar: every row has it.
+        let arrays = args.args.iter().map(|a| a.clone().into_array(args.number_rows)).collect::<DfResult<Vec<ArrayRef>>>()?;
+        if let Some(a) = arrays.iter().find(|a| a.len() != args.number_rows) {
+            return Err(datafusion::error::DataFusionError::Execution(format!(
+                "tverr_protection_level: {} values for {} rows",
+                a.len(),
+                args.number_rows
+            )));
+        }
         let mut levels = vec![NONE; args.number_rows];
         for (n, array) in arrays.iter().enumerate() {
             let text = arrow::compute::cast(array, &DataType::Utf8)?;

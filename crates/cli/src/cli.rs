@@ -1225,7 +1225,13 @@ async fn erase(engine: &Engine, a: EraseArgs) -> Result<()> {
     for r in refs {
         let outcome = engine.erase(&crate::operator(), Channel::Cli, &r, kind, &a.id).await?;
         match outcome.version {
-            Some(v) => println!("{r}: {} rows erased in version {v}; {} data files deleted", outcome.rows_removed, outcome.files_deleted),
+            Some(v) => {
+                let replaced = match outcome.replaced_rows_removed {
+                    0 => String::new(),
+                    n => format!(" (and {n} rows an upsert had replaced, removed from storage)"),
+                };
+                println!("{r}: {} rows erased in version {v}{replaced}; {} data files deleted", outcome.rows_removed, outcome.files_deleted)
+            }
             None => println!("{r}: no rows about this subject"),
         }
     }

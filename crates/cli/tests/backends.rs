@@ -33,6 +33,18 @@ fn exercise(t: &Tverr) {
     assert_eq!(show["columns"][1]["category"], "personal");
     let (_, err) = t.fail(&["org", "create", "test", "--name", "X", "--orgnr", "970540008"]);
     assert!(err.contains("already exists"), "{err}");
+    // An upsert marks the row it replaces with a deletion vector (written beside the data, in
+    // S3 too); the index (on PostgreSQL too) forgets the old row, the earlier version keeps it.
+    let up = t.dir.path().join("up.csv");
+    std::fs::write(&up, "fodselsnummer;navn;fodt;belop;aktiv\n17858012392;Åse Ny;17.05.1980;99;nei\n").unwrap();
+    assert!(
+        t.ok(&["ingest", "test/people", up.to_str().unwrap(), "--mode", "upsert", "--key", "fodselsnummer"]).contains("1 rows removed")
+    );
+    assert_eq!(t.sql_csv("SELECT count(*) AS n FROM test.people"), "n\n3\n");
+    assert_eq!(t.sql_csv("SELECT navn FROM test.people WHERE fodselsnummer = '17858012392'"), "navn\nÅse Ny\n");
+    let found = t.ok(&["lookup", "person", "17858012392", "--json"]);
+    assert!(found.contains("Åse Ny") && !found.contains("Ødegård"), "{found}");
+    assert!(t.ok(&["export", "test/people", "--format", "csv", "--version", "1"]).contains("Ødegård"));
 }
 
 #[test]
@@ -46,7 +58,9 @@ fn postgresql_catalogue() {
         .args(["-tAc", "SELECT version, mode, rows_written FROM dataset_versions ORDER BY version"])
         .output()
         .expect("psql");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "0|create|2\n1|append|1\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0|create|2\n1|append|1\n2|upsert|1\n");
+    let marked = Command::new("psql").arg(&url).args(["-tAc", "SELECT count(*) FROM subject_deleted"]).output().expect("psql");
+    assert_eq!(String::from_utf8_lossy(&marked.stdout), "1\n", "the replaced row is listed as deleted in the index");
 }
 
 #[test]

@@ -296,3 +296,58 @@ fn a_guardian_gets_every_row_that_names_them() {
     assert_eq!(rows.len(), expected, "{places}");
     assert!(rows.iter().all(|r| r["foresatt_fnr"] == guardian.as_str() || r["barn_fnr"] == guardian.as_str()));
 }
+
+/// A citizen with two rows in a file of other people's rows gets both: the optimiser puts the
+/// citizen's number in place of the key column (the filter makes it constant), and the
+/// protection check then gets it as one value for all the rows (it panicked on the second).
+#[test]
+fn a_citizen_with_two_rows_among_others_gets_both() {
+    let t = Tverr::new();
+    t.ok(&["demo", "--persons", "300"]);
+    let everyone = t.ok(&[
+        "sql",
+        "--as",
+        "siri",
+        "--purpose",
+        "folkeregisterforvaltning",
+        "--format",
+        "csv",
+        "SELECT fodselsnummer FROM hamar.innbyggere WHERE adressebeskyttelse = 'ugradert' ORDER BY 1",
+    ]);
+    let people: Vec<&str> = everyone.lines().skip(1).collect();
+    let me = people[0];
+    let mut text = String::from("nr;fnr;notat\n");
+    for i in 0..1100 {
+        let who = if i == 10 || i == 20 { me } else { people[1 + i % (people.len() - 1)] };
+        text.push_str(&format!("{i};{who};notat {i}\n"));
+    }
+    let file = t.dir.path().join("saker.csv");
+    std::fs::write(&file, text).unwrap();
+    t.ok(&[
+        "ingest",
+        "hamar/saker",
+        file.to_str().unwrap(),
+        "--create",
+        "--department",
+        "oppvekst",
+        "--title",
+        "Saker",
+        "--classification",
+        "confidential",
+        "--subject",
+        "fnr=person",
+    ]);
+    let token = t.ok(&["token", "create", "--citizen", me]).trim().to_string();
+    let server = common::start(&t);
+    let (status, _, body) = common::request(server.1, "GET", "/api/v1/me/data", &[("Authorization", &format!("Bearer {token}"))], None);
+    assert_eq!(status, 200, "{body}");
+    let data = json(&body);
+    let rows: Vec<&serde_json::Value> = data["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["dataset"] == "hamar/saker")
+        .flat_map(|d| d["rows"].as_array().unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{body}");
+}

@@ -465,6 +465,36 @@ fn evolve_adds_nullable_columns() {
     assert!(show.contains("kommune"), "{show}");
 }
 
+/// Files written before `--evolve` added a column lack it: an upsert that rewrites such a file,
+/// and an erasure, write their rows with the column null instead of failing.
+#[test]
+fn files_written_before_the_schema_grew_are_rewritten_with_the_new_columns_null() {
+    let t = Tverr::new();
+    t.org();
+    let first = t.dir.path().join("first.csv");
+    std::fs::write(&first, "nr;fodselsnummer;navn\n1;17858012392;Åse\n2;01817545781;Bjørn\n3;03891256786;Kari\n4;24929923681;Per\n")
+        .unwrap();
+    t.create("test/folk", &first, &["--subject", "fodselsnummer=person"]);
+    let wider = t.dir.path().join("wider.csv");
+    std::fs::write(&wider, "nr;fodselsnummer;navn;kommune\n5;29828411118;Eva;Hamar\n").unwrap();
+    t.ok(&["ingest", "test/folk", wider.to_str().unwrap(), "--evolve"]);
+    // Three of the first file's four rows replaced: it is rewritten, its last row without `kommune`.
+    let up = t.dir.path().join("up.csv");
+    std::fs::write(&up, "nr;fodselsnummer;navn;kommune\n1;17858012392;Åse;Løten\n2;01817545781;Bjørn;Løten\n3;03891256786;Kari;Løten\n")
+        .unwrap();
+    let out = t.ok(&["ingest", "test/folk", up.to_str().unwrap(), "--mode", "upsert", "--key", "nr"]);
+    assert!(out.contains("3 rows removed"), "{out}");
+    assert_eq!(
+        t.sql_csv("SELECT nr, navn, kommune FROM test.folk ORDER BY nr"),
+        "nr,navn,kommune\n1,Åse,Løten\n2,Bjørn,Løten\n3,Kari,Løten\n4,Per,\n5,Eva,Hamar\n"
+    );
+    // Per's row is in the rewritten file, Eva's in the wider one; erase Per.
+    let erased = t.ok(&["erase", "person", "24929923681", "--dataset", "test/folk"]);
+    assert!(erased.contains("1 rows erased"), "{erased}");
+    assert_eq!(t.sql_csv("SELECT count(*) AS n FROM test.folk WHERE kommune IS NULL"), "n\n0\n");
+    assert_eq!(t.sql_csv("SELECT count(*) AS n FROM test.folk"), "n\n4\n");
+}
+
 #[test]
 fn catalogue_validation() {
     let t = Tverr::new();

@@ -589,11 +589,22 @@ fn rows_an_upsert_marks_deleted_leave_the_index_and_are_erased_from_storage() {
     // Person 5's rows are marked deleted: the index does not know them, storage still holds them.
     assert!(stored_anywhere(&t, &table, &person(5)));
     let erased = t.ok(&["erase", "person", &person(5), "--dataset", "hamar/register"]);
-    assert!(erased.contains("0 rows erased in version 3"), "a version that takes the marked rows out of storage: {erased}");
+    assert!(
+        erased.contains("0 rows erased in version 3 (and 2 rows an upsert had replaced, removed from storage)"),
+        "a version that takes the marked rows (person 5's own, and row 4 naming them as guardian) out of storage: {erased}"
+    );
     assert!(!stored_anywhere(&t, &table, &person(5)), "no data file holds person 5");
-    // The vacuum deletes the files versions removed; a vector no version uses any more stays (it
-    // holds row numbers, no data).
-    assert_eq!((count(".parquet"), count(".bin")), (3, 2), "the first file rewritten without its marked rows");
+    assert_eq!((count(".parquet"), count(".bin")), (3, 1), "the first file rewritten without its marked rows; its vectors deleted");
+    // Nor does the log: it starts again at a checkpoint of the erasure, and its entries keep only
+    // counts, no values.
+    let log: Vec<_> = std::fs::read_dir(table.join("_delta_log")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(!log.iter().any(|p| p.to_string_lossy().contains("00000000000000000002.json")), "{log:?}");
+    for entry in &log {
+        let bytes = std::fs::read(entry).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains(&person(5)), "{entry:?} names person 5");
+    }
+    let (_, err) = t.fail(&["export", "hamar/register", "--format", "csv", "--version", "1"]);
+    assert!(err.contains("version 1"), "a version before the erasure is gone, and the error says which: {err}");
     assert_eq!(t.sql_csv("SELECT count(*) AS n FROM hamar.register"), "n\n20000\n");
     for k in [person(300), person(1_000), person(19_999), person(100_050), person(200_150)] {
         let (scanned, looked) = compare(&t, &k);

@@ -19,6 +19,14 @@ use tverr_core::DatasetRef;
 use crate::files::{FileReader, object_path, read_error};
 use crate::{Store, StoreError};
 
+/// The most memory the rows of one change-feed answer may take (wide rows reach it long before
+/// the row limit).
+const MAX_CHANGE_BYTES: usize = 256 << 20;
+
+/// How many stored rows a change feed may read per row it may give: upserts that mark a few rows
+/// of a large file make the file be read whole for them.
+const STORED_PER_CHANGED: u64 = 8;
+
 /// The rows one version deleted and inserted, in the schema of the last version asked for.
 #[derive(Debug)]
 pub struct VersionChange {
@@ -33,7 +41,8 @@ pub struct VersionChange {
 impl Store {
     /// The changes of versions `from + 1 ..= to` of a dataset, each against the version before
     /// it, with every row in `to`'s schema (a column a version did not have is null). At most
-    /// `max_rows` rows are read (the files each version added and removed).
+    /// `max_rows` rows change, and at most eight times as many stored rows are read to find
+    /// them (the files each version added and removed, and those it marked rows of).
     pub async fn changes(
         &self,
         r: &DatasetRef,
@@ -56,11 +65,11 @@ impl Store {
         if let Some(erased) =
             versions.iter().filter(|v| v.version > from && v.version <= to && v.mode.as_str() == "erase").map(|v| v.version).max()
         {
+            let next =
+                if erased == latest { "there are no versions after it yet".to_string() } else { format!("start at from_version={erased}") };
             return Err(StoreError::invalid(
                 "from_version",
-                format!(
-                    "version {erased} is an erasure, which deleted the earlier versions' rows for good; start at from_version={erased}"
-                ),
+                format!("version {erased} is an erasure, which deleted the earlier versions' rows for good; {next}"),
             ));
         }
         let schema = self.schema_at(r, to).await?;
@@ -71,17 +80,28 @@ impl Store {
         for version in from..=to {
             lists.push(self.files_at(r, version).await?);
         }
-        let mut touched = 0u64;
+        // Rows changed, and rows stored that must be read to find them: a file kept with more
+        // rows marked deleted is read whole for the few it marks.
+        let (mut touched, mut stored) = (0u64, 0u64);
         for pair in lists.windows(2) {
             let (before, after) = (&pair[0], &pair[1]);
             for (path, file) in before {
                 match after.get(path) {
-                    None => touched += file.live(),
-                    Some(later) if later.vector != file.vector => touched += later.deleted().abs_diff(file.deleted()),
+                    None => {
+                        touched += file.live();
+                        stored += file.rows;
+                    }
+                    Some(later) if later.vector != file.vector => {
+                        touched += later.deleted().abs_diff(file.deleted());
+                        stored += file.rows;
+                    }
                     Some(_) => {}
                 }
             }
-            touched += after.iter().filter(|(p, _)| !before.contains_key(*p)).map(|(_, f)| f.live()).sum::<u64>();
+            for (_, file) in after.iter().filter(|(p, _)| !before.contains_key(*p)) {
+                touched += file.live();
+                stored += file.rows;
+            }
         }
         if touched > max_rows as u64 {
             return Err(StoreError::invalid(
@@ -91,8 +111,17 @@ impl Store {
                 ),
             ));
         }
+        let most_stored = (max_rows as u64).saturating_mul(STORED_PER_CHANGED);
+        if stored > most_stored {
+            return Err(StoreError::invalid(
+                "to_version",
+                format!(
+                    "the changes from version {from} to {to} are found by reading {stored} stored rows, more than {most_stored}; ask for fewer versions at a time"
+                ),
+            ));
+        }
         let mut out = Vec::new();
-        let mut read = 0usize;
+        let (mut read, mut held) = (0usize, 0usize);
         for (i, version) in (from + 1..=to).enumerate() {
             let (previous, files) = (&lists[i], &lists[i + 1]);
             let erased = versions.iter().any(|v| v.version == version && v.mode.as_str() == "erase");
@@ -138,6 +167,16 @@ impl Store {
                 new.extend(file(path, after.vector.as_ref(), None).await?);
             }
             read += old.iter().chain(&new).map(RecordBatch::num_rows).sum::<usize>();
+            held += old.iter().chain(&new).map(RecordBatch::get_array_memory_size).sum::<usize>();
+            if held > MAX_CHANGE_BYTES {
+                return Err(StoreError::invalid(
+                    "to_version",
+                    format!(
+                        "the changes up to version {version} hold more than {} MiB; ask for fewer versions at a time",
+                        MAX_CHANGE_BYTES >> 20
+                    ),
+                ));
+            }
             if read > max_rows {
                 return Err(StoreError::invalid(
                     "to_version",

@@ -48,6 +48,14 @@ fn relative_path(descriptor: &DeletionVectorDescriptor) -> Result<Path, StoreErr
     Path::parse(&path).map_err(|e| corrupt(format!("{path:?}: {e}")))
 }
 
+/// The file name of a vector stored beside the data (`deletion_vector_<uuid>.bin`).
+pub(crate) fn file_name(descriptor: &DeletionVectorDescriptor) -> Option<String> {
+    (descriptor.storage_type == StorageType::UuidRelativePath)
+        .then(|| relative_path(descriptor).ok())
+        .flatten()
+        .and_then(|p| p.filename().map(str::to_string))
+}
+
 /// The bitmap of one stored vector: magic, bitmap.
 fn bitmap(bytes: &[u8]) -> Result<RoaringTreemap, StoreError> {
     if bytes.len() < 4 || u32::from_le_bytes(bytes[..4].try_into().expect("four bytes")) != MAGIC {

@@ -11,8 +11,10 @@ use futures::TryStreamExt;
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use tverr_core::{DatasetRef, SubjectKind};
 
-use crate::files::{FileReader, object_path, read_error};
+use crate::files::{FileReader, conform, object_path, read_error};
 use crate::index::{IndexChange, key_columns, keys_of_files};
+use object_store::ObjectStoreExt;
+
 use crate::{Store, StoreError, deletions};
 
 /// An erasure's outcome.
@@ -24,6 +26,9 @@ pub struct Erasure {
     pub version: Option<i64>,
     /// Rows removed.
     pub rows_removed: u64,
+    /// Rows an upsert had replaced (no longer in any version's view, but still in their file)
+    /// that held the key, removed from storage too.
+    pub replaced_rows_removed: u64,
     /// Data files deleted from storage by the vacuum (this and earlier versions' copies).
     pub files_deleted: usize,
 }
@@ -42,10 +47,11 @@ impl Store {
         self.ensure_indexed().await?;
         let files: std::collections::BTreeSet<String> =
             self.locate(&key).await?.into_iter().filter(|p| &p.dataset == r).map(|p| p.path).collect();
-        let mut outcome = Erasure { dataset: r.to_string(), version: None, rows_removed: 0, files_deleted: 0 };
+        let mut outcome = Erasure { dataset: r.to_string(), version: None, rows_removed: 0, replaced_rows_removed: 0, files_deleted: 0 };
         let table = self.lake.open(r, None).await?;
         let snapshot = table.snapshot()?;
         let schema: arrow::datatypes::Schema = snapshot.schema().as_ref().try_into_arrow()?;
+        let table_schema = std::sync::Arc::new(schema.clone());
         let store = table.log_store().object_store(None);
         let views: Vec<_> = snapshot.snapshot().file_views(table.log_store().as_ref(), None).try_collect().await?;
         // A row an upsert marked deleted is still in its file, and no longer in the index: every
@@ -70,8 +76,12 @@ impl Store {
                 .map_err(read_error)?;
             let deleted = vectors.get(&path);
             let (mut kept_batches, mut held, mut row) = (Vec::new(), false, 0u64);
+            let mut counted = std::collections::HashSet::new();
             for batch in batches {
-                let mut keep: Vec<bool> = (0..batch.num_rows() as u64).map(|i| deleted.is_none_or(|d| !d.contains(row + i))).collect();
+                // A file written before the schema grew lacks the newer columns: null there.
+                let batch = conform(&batch, &table_schema)?;
+                let base = row;
+                let mut keep: Vec<bool> = (0..batch.num_rows() as u64).map(|i| deleted.is_none_or(|d| !d.contains(base + i))).collect();
                 row += batch.num_rows() as u64;
                 for c in &columns {
                     let Some(col) = batch.column_by_name(c) else { continue };
@@ -82,6 +92,8 @@ impl Store {
                             held = true;
                             if *k {
                                 outcome.rows_removed += 1;
+                            } else if deleted.is_some_and(|d| d.contains(base + i as u64)) && counted.insert(base + i as u64) {
+                                outcome.replaced_rows_removed += 1;
                             }
                             *k = false;
                         }
@@ -119,6 +131,7 @@ impl Store {
             ("tverr.mode".to_string(), serde_json::json!("erase")),
             ("tverr.rows_removed".to_string(), serde_json::json!(outcome.rows_removed)),
         ]);
+        crate::ingest::counts_only(&mut actions);
         let finalized = deltalake::kernel::transaction::CommitBuilder::from(props)
             .with_actions(actions)
             .build(Some(snapshot), table.log_store(), DeltaOperation::Delete { predicate: None })
@@ -140,11 +153,43 @@ impl Store {
         self.catalog.record_version(r, None, &columns_meta, &meta, &change).await.map_err(|e| StoreError::Config {
             message: format!("version {version} of {r} is committed to storage, but the catalogue could not record it: {e}"),
         })?;
-        self.lake.checkpoint_now_and_then(r, version).await;
         let table = self.lake.open(r, Some(version)).await?;
         let (_, metrics) = table.vacuum().with_retention_period(chrono::Duration::zero()).with_enforce_retention_duration(false).await?;
         outcome.files_deleted = metrics.files_deleted.len();
         outcome.version = Some(version);
+        // The log's earlier entries name the removed files, with statistics written before they
+        // were kept to counts: the table starts again from a checkpoint of this version, and
+        // every entry before it goes, with the deletion vectors no live file uses.
+        let table = self.lake.open(r, Some(version)).await?;
+        deltalake::checkpoints::create_checkpoint(&table, None).await?;
+        forget_before(&table, version).await?;
         Ok(outcome)
     }
+}
+
+/// Deletes the log entries before `version` (a checkpoint of it exists) and the deletion-vector
+/// files no live file of it names.
+async fn forget_before(table: &deltalake::DeltaTable, version: i64) -> Result<(), StoreError> {
+    let store = table.log_store().object_store(None);
+    let failed = |e: object_store::Error| StoreError::Read(e.to_string());
+    let log: Vec<_> = store.list(Some(&object_store::path::Path::from("_delta_log"))).try_collect().await.map_err(failed)?;
+    for entry in log {
+        let Some(name) = entry.location.filename() else { continue };
+        let number = name.split('.').next().and_then(|n| (n.len() == 20).then(|| n.parse::<i64>().ok()).flatten());
+        if number.is_some_and(|n| n < version) {
+            store.delete(&entry.location).await.map_err(failed)?;
+        }
+    }
+    let snapshot = table.snapshot()?;
+    let views: Vec<_> = snapshot.snapshot().file_views(table.log_store().as_ref(), None).try_collect().await?;
+    let used: std::collections::HashSet<String> =
+        views.iter().filter_map(|v| v.deletion_vector_descriptor()).filter_map(|d| deletions::file_name(&d)).collect();
+    let top: Vec<_> = store.list_with_delimiter(None).await.map_err(failed)?.objects;
+    for entry in top {
+        let Some(name) = entry.location.filename() else { continue };
+        if name.starts_with("deletion_vector_") && name.ends_with(".bin") && !used.contains(name) {
+            store.delete(&entry.location).await.map_err(failed)?;
+        }
+    }
+    Ok(())
 }

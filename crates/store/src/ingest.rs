@@ -31,7 +31,7 @@ use tverr_ingest::{BatchSink, IngestError, IngestOptions, Problem, SourceReport,
 
 use crate::catalog::{ColumnMeta, NewDataset, VersionMeta, VersionMode};
 use crate::cluster::Clustering;
-use crate::files::{FileReader, object_path, read_error};
+use crate::files::{FileReader, conform, object_path, read_error};
 use crate::{Store, StoreError};
 
 /// How a new version relates to the previous one.
@@ -520,6 +520,7 @@ impl Store {
         let index;
         let version: i64 = match &table {
             None => {
+                counts_only(&mut actions);
                 index = index_change(self, &r, &actions, false, &[], &key_columns, &Marked::default()).await?;
                 let schema: StructType = evolved_schema.as_ref().try_into_kernel()?;
                 let created = deltalake::operations::create::CreateBuilder::new()
@@ -584,6 +585,7 @@ impl Store {
                     partition_by: None,
                     predicate: None,
                 };
+                counts_only(&mut actions);
                 let finalized = CommitBuilder::from(props).with_actions(actions).build(Some(snapshot), t.log_store(), operation).await?;
                 tracing::debug!(dataset = %r, elapsed_ms = started.elapsed().as_millis() as u64, "ingest: committed to the lake");
                 finalized.version() as i64
@@ -674,6 +676,24 @@ async fn index_change(
     })
 }
 
+/// Takes the column values out of the statistics of the files a version adds, keeping the row
+/// and null counts: the log is kept for as long as the table, and a smallest or largest value can
+/// be a person's number or name, which an erasure must be able to remove from storage. (Files
+/// are not skipped by their values then; the Parquet files' own statistics still skip pages.)
+pub(crate) fn counts_only(actions: &mut [Action]) {
+    for action in actions {
+        let Action::Add(add) = action else { continue };
+        let Some(stats) = add.stats.as_deref().and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()) else { continue };
+        let mut kept = serde_json::Map::new();
+        for key in ["numRecords", "nullCount"] {
+            if let Some(v) = stats.get(key) {
+                kept.insert(key.to_string(), v.clone());
+            }
+        }
+        add.stats = Some(serde_json::Value::Object(kept).to_string());
+    }
+}
+
 /// The files an upsert keeps with more rows marked deleted: each one's whole new deletion
 /// vector, and the rows it newly marks.
 #[derive(Debug, Default)]
@@ -699,6 +719,7 @@ async fn delete_keys(
     let snapshot = table.snapshot()?;
     let views: Vec<_> = snapshot.snapshot().file_views(table.log_store().as_ref(), None).try_collect().await?;
     let object_store = table.log_store().object_store(None);
+    let table_schema: SchemaRef = Arc::new(snapshot.schema().as_ref().try_into_arrow()?);
     let mut actions = Vec::new();
     let mut removed = 0u64;
     let mut rewriter: Option<RecordBatchWriter> = None;
@@ -759,7 +780,8 @@ async fn delete_keys(
             .map_err(read_error)?;
         let mut row = 0u64;
         while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(read_error)?;
+            // A file written before the schema grew lacks the newer columns: null there.
+            let batch = conform(&batch.map_err(read_error)?, &table_schema)?;
             let keep: BooleanArray = (0..batch.num_rows() as u64).map(|i| Some(!deleted.contains(row + i))).collect();
             row += batch.num_rows() as u64;
             let kept = filter_record_batch(&batch, &keep).map_err(|e| StoreError::Read(e.to_string()))?;

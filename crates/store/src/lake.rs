@@ -123,7 +123,21 @@ impl Lake {
             }
             builder = builder.with_version(v as _);
         }
-        builder.load().await.map_err(|e| match e {
+        let first = match version {
+            Some(_) => self.builder(r).ok().and_then(|b| b.build().ok()).map(|t| t.log_store().object_store(None)),
+            None => None,
+        };
+        let loaded = builder.load().await;
+        if let (Err(_), Some(store), Some(v)) = (&loaded, first, version)
+            && let Some(first) = first_logged(&store).await
+            && v < first
+        {
+            return Err(StoreError::invalid(
+                "version",
+                format!("version {v} of {r} can no longer be read: an erasure in version {first} removed the versions before it"),
+            ));
+        }
+        loaded.map_err(|e| match e {
             deltalake::DeltaTableError::NotATable(_) => StoreError::NotFound { what: "table", name: r.to_string() },
             e if version.is_some() && is_missing_version(&e) => {
                 StoreError::NotFound { what: "version", name: format!("{} of {r}", version.unwrap_or_default()) }
@@ -173,4 +187,14 @@ fn is_missing_version(e: &deltalake::DeltaTableError) -> bool {
             || s.contains("does not exist")
             || s.contains("no commit")
             || s.contains("not the same as the specified end version"))
+}
+
+/// The first version the table's log still holds (an erasure deletes the entries before its own).
+async fn first_logged(store: &std::sync::Arc<dyn object_store::ObjectStore>) -> Option<i64> {
+    use futures::TryStreamExt;
+    let log: Vec<_> = store.list(Some(&object_store::path::Path::from("_delta_log"))).try_collect().await.ok()?;
+    log.iter()
+        .filter_map(|e| e.location.filename())
+        .filter_map(|name| name.split('.').next().filter(|n| n.len() == 20).and_then(|n| n.parse::<i64>().ok()))
+        .min()
 }
