@@ -466,9 +466,37 @@ impl Engine {
         // The scan reads data files through the session's store for the table's URL.
         let (url, store) = self.store.lake.reading_store(r)?;
         ctx.register_object_store(&url, store);
-        let inner = table.table_provider().await.map_err(QueryError::from)?;
+        let mut inner = table.table_provider().await.map_err(QueryError::from)?;
+        if version.is_some() {
+            inner = self.widened(r, inner).await?;
+        }
         self.register_provider(ctx, grant, inner, sink)?;
         Ok(opened)
+    }
+
+    /// An earlier version's rows with the dataset's columns of today: a column a later version
+    /// added (`--evolve`) is null in the rows written before it, as it is in the latest version.
+    /// The grant names today's columns, so without them an earlier version could not be read.
+    async fn widened(&self, r: &DatasetRef, inner: Arc<dyn TableProvider>) -> Result<Arc<dyn TableProvider>, QueryError> {
+        use datafusion::logical_expr::{Expr, LogicalPlanBuilder, lit};
+        let Some(latest) = self.store.catalog.versions(r).await?.last().map(|v| v.version) else { return Ok(inner) };
+        let wanted = self.store.schema_at(r, latest).await?;
+        let have = inner.schema();
+        if wanted.fields().iter().all(|f| have.field_with_name(f.name()).is_ok()) {
+            return Ok(inner);
+        }
+        let mut columns = Vec::with_capacity(wanted.fields().len());
+        for f in wanted.fields() {
+            columns.push(if have.field_with_name(f.name()).is_ok() {
+                Expr::Column(datafusion::common::Column::new_unqualified(f.name()))
+            } else {
+                lit(datafusion::common::ScalarValue::try_from(f.data_type())?).alias(f.name())
+            });
+        }
+        let plan = LogicalPlanBuilder::scan("earlier", datafusion::catalog::default_table_source::provider_as_source(inner), None)?
+            .project(columns)?
+            .build()?;
+        Ok(Arc::new(datafusion::catalog::view::ViewTable::new(plan, None)))
     }
 
     /// `inner` (the dataset's rows, or some of them) behind the grant's secure scan, with the

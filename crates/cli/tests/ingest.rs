@@ -463,6 +463,10 @@ fn evolve_adds_nullable_columns() {
     assert_eq!(t.sql_csv("SELECT navn, kommune FROM test.people ORDER BY navn"), "navn,kommune\nBjørn Ærø,\nKari,Hamar\nÅse Ødegård,\n");
     let show = t.ok(&["dataset", "show", "test/people"]);
     assert!(show.contains("kommune"), "{show}");
+    // The version before the column was added reads with it, null.
+    let before = t.ok(&["export", "test/people", "--format", "csv", "--version", "0", "--where", "kommune IS NULL"]);
+    assert!(before.starts_with("fodselsnummer,navn,fodt,belop,aktiv,kommune\n"), "{before}");
+    assert_eq!(before.lines().count(), 3, "{before}");
 }
 
 /// Files written before `--evolve` added a column lack it: an upsert that rewrites such a file,
