@@ -1227,6 +1227,7 @@ async fn erase(engine: &Engine, a: EraseArgs) -> Result<()> {
         match outcome.version {
             Some(v) => {
                 let replaced = match outcome.replaced_rows_removed {
+                    _ if outcome.earlier_versions_only => " (only earlier versions held them: their files are removed)".to_string(),
                     0 => String::new(),
                     n => format!(" (and {n} rows an upsert had replaced, removed from storage)"),
                 };

@@ -221,3 +221,27 @@ fn rows_an_upsert_marks_deleted_are_its_changes() {
         ]
     );
 }
+
+/// A range that ends before a later `--evolve` is given in today's columns (the later ones
+/// null): the grant names today's columns.
+#[test]
+fn changes_before_a_later_evolve_come_with_todays_columns() {
+    let t = Tverr::new();
+    t.org();
+    let v0 = write(&t, "v0.csv", "nr;navn\n1;En\n");
+    t.ok(&["ingest", "test/vokser", &v0, "--create", "--department", "data", "--title", "Vokser", "--classification", "open"]);
+    let v1 = write(&t, "v1.csv", "nr;navn;sted\n2;To;Hamar\n");
+    t.ok(&["ingest", "test/vokser", &v1, "--evolve"]);
+    let v2 = write(&t, "v2.csv", "nr;navn;sted;merknad\n3;Tre;Løten;ny\n");
+    t.ok(&["ingest", "test/vokser", &v2, "--evolve"]);
+    let server = start(&t);
+    let r = get_as(server.1, "/api/v1/datasets/test/vokser/changes?from_version=0&to_version=1", None, None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(rows(&v), vec![change("insert", 1, 2, "To")]);
+    assert!(v["rows"][0]["merknad"].is_null(), "{v}");
+    assert_eq!(v["rows"][0]["sted"], "Hamar");
+    let last = get_as(server.1, "/api/v1/datasets/test/vokser/changes?from_version=2", None, None);
+    assert_eq!(last.status, 400);
+    assert!(last.text().contains("version 2 is the latest"), "{}", last.text());
+}

@@ -499,6 +499,26 @@ fn files_written_before_the_schema_grew_are_rewritten_with_the_new_columns_null(
     assert_eq!(t.sql_csv("SELECT count(*) AS n FROM test.folk"), "n\n4\n");
 }
 
+/// A person only earlier versions hold (a replace left them out) is erased too: an empty
+/// version, then the vacuum removes the files of the versions before it.
+#[test]
+fn an_erasure_reaches_a_person_only_earlier_versions_hold() {
+    let t = Tverr::new();
+    people(&t);
+    let only = t.dir.path().join("only.csv");
+    std::fs::write(&only, "fodselsnummer;navn;fodt;belop;aktiv\n01817545781;Bjørn Ærø;01.01.1975;1;ja\n").unwrap();
+    t.ok(&["ingest", "test/people", only.to_str().unwrap(), "--mode", "replace"]);
+    let old = t.ok(&["export", "test/people", "--format", "csv", "--version", "0", "--where", "fodselsnummer = '17858012392'"]);
+    assert_eq!(old.lines().count(), 2, "version 0 still holds Åse: {old}");
+    let out = t.ok(&["erase", "person", "17858012392", "--dataset", "test/people"]);
+    assert!(out.contains("0 rows erased in version 2 (only earlier versions held them"), "{out}");
+    let (_, err) = t.fail(&["export", "test/people", "--format", "csv", "--version", "0"]);
+    assert!(err.contains("an erasure in version 2 removed the versions before it"), "{err}");
+    assert_eq!(t.sql_csv("SELECT navn FROM test.people"), "navn\nBjørn Ærø\n");
+    // A person no version ever held changes nothing.
+    assert!(t.ok(&["erase", "person", "24929923681", "--dataset", "test/people"]).contains("no rows about this subject"));
+}
+
 #[test]
 fn catalogue_validation() {
     let t = Tverr::new();

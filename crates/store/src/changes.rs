@@ -40,7 +40,8 @@ pub struct VersionChange {
 
 impl Store {
     /// The changes of versions `from + 1 ..= to` of a dataset, each against the version before
-    /// it, with every row in `to`'s schema (a column a version did not have is null). At most
+    /// it, with every row in the latest version's schema (a column a version did not have is
+    /// null). At most
     /// `max_rows` rows change, and at most eight times as many stored rows are read to find
     /// them (the files each version added and removed, and those it marked rows of).
     pub async fn changes(
@@ -59,6 +60,12 @@ impl Store {
             return Err(StoreError::invalid("to_version", format!("{r} has versions 0 to {latest}")));
         }
         if from < 0 || from >= to {
+            if from == latest {
+                return Err(StoreError::invalid(
+                    "from_version",
+                    format!("version {latest} is the latest: there are no changes after it yet"),
+                ));
+            }
             return Err(StoreError::invalid("from_version", format!("give a version from 0 to {}, below to_version", to - 1)));
         }
         // An erasure vacuums every file no longer referenced: no change before it can be read.
@@ -72,7 +79,9 @@ impl Store {
                 format!("version {erased} is an erasure, which deleted the earlier versions' rows for good; {next}"),
             ));
         }
-        let schema = self.schema_at(r, to).await?;
+        // Today's columns, as every read has them (a column added after `to` is null), since
+        // the grant the rows go behind names today's columns.
+        let schema = self.schema_at(r, latest).await?;
         let store = self.object_store_of_table(r).await?;
         // Every version's files first, with their row counts from the log: a range past the
         // limit is refused before any row is read.

@@ -29,6 +29,9 @@ pub struct Erasure {
     /// Rows an upsert had replaced (no longer in any version's view, but still in their file)
     /// that held the key, removed from storage too.
     pub replaced_rows_removed: u64,
+    /// Whether only earlier versions held the key (then the version adds and removes nothing,
+    /// and the vacuum after it removes their files).
+    pub earlier_versions_only: bool,
     /// Data files deleted from storage by the vacuum (this and earlier versions' copies).
     pub files_deleted: usize,
 }
@@ -47,7 +50,14 @@ impl Store {
         self.ensure_indexed().await?;
         let files: std::collections::BTreeSet<String> =
             self.locate(&key).await?.into_iter().filter(|p| &p.dataset == r).map(|p| p.path).collect();
-        let mut outcome = Erasure { dataset: r.to_string(), version: None, rows_removed: 0, replaced_rows_removed: 0, files_deleted: 0 };
+        let mut outcome = Erasure {
+            dataset: r.to_string(),
+            version: None,
+            rows_removed: 0,
+            replaced_rows_removed: 0,
+            earlier_versions_only: false,
+            files_deleted: 0,
+        };
         let table = self.lake.open(r, None).await?;
         let snapshot = table.snapshot()?;
         let schema: arrow::datatypes::Schema = snapshot.schema().as_ref().try_into_arrow()?;
@@ -57,9 +67,6 @@ impl Store {
         // A row an upsert marked deleted is still in its file, and no longer in the index: every
         // file with a deletion vector is read too, and rewritten if any of its rows holds the key.
         let vectors = deletions::of_files(&store, views.iter().map(|v| (v.path().to_string(), v.deletion_vector_descriptor()))).await?;
-        if files.is_empty() && vectors.is_empty() {
-            return Ok(outcome);
-        }
         let mut actions = Vec::new();
         let mut removed = Vec::new();
         let mut writer: Option<deltalake::writer::RecordBatchWriter> = None;
@@ -115,7 +122,13 @@ impl Store {
             removed.push(path);
         }
         if removed.is_empty() {
-            return Ok(outcome);
+            // No live row holds the key: an earlier version's file may (a replace, a rewrite).
+            // Then an empty version and the vacuum after it remove those files.
+            let live: std::collections::HashSet<String> = views.iter().map(|v| v.path().to_string()).collect();
+            if !history_holds(&store, &live, &columns, &key).await? {
+                return Ok(outcome);
+            }
+            outcome.earlier_versions_only = true;
         }
         let mut added_paths = Vec::new();
         if let Some(mut w) = writer {
@@ -165,6 +178,42 @@ impl Store {
         forget_before(&table, version).await?;
         Ok(outcome)
     }
+}
+
+/// Whether a data file no live version uses (kept for time travel) holds `key` in one of
+/// `columns`.
+async fn history_holds(
+    store: &std::sync::Arc<dyn object_store::ObjectStore>,
+    live: &std::collections::HashSet<String>,
+    columns: &[&String],
+    key: &str,
+) -> Result<bool, StoreError> {
+    let top = store.list_with_delimiter(None).await.map_err(|e| StoreError::Read(e.to_string()))?.objects;
+    for entry in top {
+        let path = entry.location.to_string();
+        if !path.ends_with(".parquet") || live.contains(&path) {
+            continue;
+        }
+        let builder =
+            ParquetRecordBatchStreamBuilder::new(FileReader::new(store.clone(), entry.location.clone())).await.map_err(read_error)?;
+        let present: Vec<usize> = columns.iter().filter_map(|c| builder.schema().index_of(c).ok()).collect();
+        if present.is_empty() {
+            continue;
+        }
+        let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), present);
+        let mut stream = builder.with_projection(mask).build().map_err(read_error)?;
+        while let Some(batch) = futures::StreamExt::next(&mut stream).await {
+            let batch = batch.map_err(read_error)?;
+            for column in batch.columns() {
+                let text = cast(column, &DataType::Utf8)?;
+                let text = text.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
+                if text.iter().flatten().any(|v| v == key) {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// Deletes the log entries before `version` (a checkpoint of it exists) and the deletion-vector
