@@ -123,12 +123,10 @@ impl Lake {
             }
             builder = builder.with_version(v as _);
         }
-        let first = match version {
-            Some(_) => self.builder(r).ok().and_then(|b| b.build().ok()).map(|t| t.log_store().object_store(None)),
-            None => None,
-        };
         let loaded = builder.load().await;
-        if let (Err(_), Some(store), Some(v)) = (&loaded, first, version)
+        // Only a failed read of an earlier version looks at the log (an erasure may have cut it).
+        if let (Err(_), Some(v)) = (&loaded, version)
+            && let Some(store) = self.builder(r).ok().and_then(|b| b.build().ok()).map(|t| t.log_store().object_store(None))
             && let Some(first) = first_logged(&store).await
             && v < first
         {
