@@ -37,7 +37,7 @@ use tverr_store::Store;
 pub use tverr_store::{
     Catalog, CatalogQuery, ColumnMeta, CreateSettings, DatasetMeta, Department, Erasure, GENERATION_TABLES, IngestOutcome, IngestRequest,
     IngestSettings, Inspection, NewDataset, Organization, ProtectionLink, ProtectionRegister, StoreConfig, StoreError, Timestamp,
-    VersionMeta, VersionMode, WriteMode,
+    VersionMeta, VersionMode, WriteMode, unavailable,
 };
 
 /// The types of the file readers that write requests and their problems are made of. The readers
@@ -971,10 +971,21 @@ impl Engine {
         &self.store.catalog
     }
 
+    /// The lake: where the tables are stored (for checks that storage answers, never rows).
+    pub fn lake(&self) -> &tverr_store::Lake {
+        &self.store.lake
+    }
+
     /// Indexes the subject keys of every dataset version not yet indexed; returns the datasets
     /// indexed. Look-ups and erasure find a person's rows through this index.
     pub async fn ensure_indexed(&self) -> Result<Vec<String>, QueryError> {
         Ok(self.store.ensure_indexed().await?)
+    }
+
+    /// Finishes the writes a crash of some process interrupted ([`tverr_store::Store::recover_interrupted`]):
+    /// the datasets it found one in.
+    pub async fn recover_interrupted(&self) -> Result<Vec<DatasetRef>, QueryError> {
+        Ok(self.store.recover_interrupted().await?)
     }
 
     /// Reads the head of a file a write would ingest — its format, columns and first `rows`

@@ -662,6 +662,12 @@ impl Audit {
         Ok(c)
     }
 
+    /// The sequence number of the log's last entry (`None` for an empty log): a read that shows
+    /// the log answers.
+    pub async fn last_seq(&self) -> Result<Option<i64>, AuditError> {
+        Ok(sqlx::query_scalar("SELECT max(seq) FROM audit_log").fetch_one(self.catalog.pool()).await?)
+    }
+
     /// Entries, oldest first.
     pub async fn entries(&self) -> Result<Vec<Entry>, AuditError> {
         Ok(sqlx::query_as("SELECT seq, at, kind, payload, prev_hash, hash FROM audit_log ORDER BY seq")

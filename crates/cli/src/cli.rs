@@ -917,6 +917,25 @@ async fn dispatch(cli: Cli, engine: &Engine) -> Result<()> {
             if !indexed.is_empty() {
                 eprintln!("indexed the subject keys of {}", indexed.join(", "));
             }
+            // Writes a crash interrupted are finished in the background: one may wait for the
+            // write lock of a dataset another node is writing.
+            let recovering = engine.clone();
+            let recovered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let done = recovered.clone();
+            tokio::spawn(async move {
+                let outcome = recovering.recover_interrupted().await;
+                done.store(true, std::sync::atomic::Ordering::Release);
+                match outcome {
+                    Ok(found) if !found.is_empty() => {
+                        let names: Vec<String> = found.iter().map(ToString::to_string).collect();
+                        tracing::warn!(datasets = %names.join(", "), "finished writes a crash had interrupted");
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot finish the writes a crash interrupted; the next write of each dataset does")
+                    }
+                }
+            });
             let listener = tokio::net::TcpListener::bind(&a.listen).await.with_context(|| format!("cannot listen on {}", a.listen))?;
             eprintln!("tverr listening on http://{}", listener.local_addr()?);
             let limits = tverr_server::Limits {
@@ -928,7 +947,10 @@ async fn dispatch(cli: Cli, engine: &Engine) -> Result<()> {
                 connections: a.max_connections.max(1),
                 client_time: std::time::Duration::from_secs(a.client_seconds.max(1)),
             };
-            let mut state = tverr_server::AppState::from_engine(engine.clone()).with_limits(limits).with_public_url(a.public_url.clone());
+            let mut state = tverr_server::AppState::from_engine(engine.clone())
+                .with_limits(limits)
+                .with_public_url(a.public_url.clone())
+                .with_recovery(recovered);
             if a.demo {
                 // The demo has no ID-porten: its log-in page lets anyone act as a citizen.
                 let key = tverr_policy::CitizenDemoKey::take().context("the demo's citizen log-in is taken once")?;

@@ -29,6 +29,13 @@ fn open_catalogue_and_hidden_datasets() {
     assert_eq!(status, 200);
     assert!(ctype.starts_with("application/json"));
     assert!(body.contains("\"ok\""));
+    // Ready once the catalogue, storage and the log answer and start-up recovery is done.
+    let ready = common::wait_until(|| {
+        let (status, _, body) = get(server.1, "/ready");
+        (status == 200).then_some(body)
+    });
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(ready, serde_json::json!({"status": "ready", "catalogue": "ok", "storage": "ok", "log": "ok", "recovery": "done"}));
 
     let (status, _, body) = get(server.1, "/api/v1/datasets");
     assert_eq!(status, 200);

@@ -19,7 +19,7 @@ use crate::{geometry, values};
 pub const GEOMETRY_ENCODING_KEY: &str = "tverr.geometry";
 
 /// The column types Tverr stores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ColumnType {
     /// `ja`/`nei`, `true`/`false`.

@@ -130,6 +130,8 @@ pub struct AppState {
     /// The site's public address (`https://data.kommune.no`), for the absolute links of OGC API
     /// Features and DCAT; the request's Host when unset.
     pub public_url: Option<String>,
+    /// Whether the writes a crash interrupted are finished (`/ready` waits for it).
+    pub(crate) recovered: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
@@ -146,6 +148,7 @@ impl AppState {
             oidc_pending: web::OidcPending::default(),
             web_charts: web::Charts::default(),
             ogc_extents: ogc::Extents::default(),
+            recovered: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
             public_url: None,
         }
     }
@@ -153,6 +156,13 @@ impl AppState {
     /// Links made absolute with this public address rather than the request's Host.
     pub fn with_public_url(mut self, url: Option<String>) -> Self {
         self.public_url = url.map(|u| u.trim_end_matches('/').to_string()).filter(|u| !u.is_empty());
+        self
+    }
+
+    /// Not ready (`/ready` answers 503) until `recovered` is set: the node's start-up finishes
+    /// the writes a crash interrupted in the background.
+    pub fn with_recovery(mut self, recovered: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.recovered = recovered;
         self
     }
 
@@ -192,6 +202,7 @@ pub fn app(state: AppState) -> Router {
     let request_time = state.limits.query_time + Duration::from_secs(5);
     Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/api/v1/datasets", get(list_datasets))
         .route("/api/v1/datasets/{org}/{dataset}", get(show_dataset))
         .route("/api/v1/datasets/{org}/{dataset}/rows", get(rows::rows))
@@ -294,10 +305,68 @@ struct Health {
     version: &'static str,
 }
 
-#[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, description = "The service and its catalogue answer", body = Health)))]
-async fn health(State(state): State<AppState>) -> Result<Json<Health>, Problem> {
-    state.engine.catalog().orgs().await.map_err(Problem::from_store)?;
-    Ok(Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") }))
+/// Liveness: the process answers. It reads nothing, so a catalogue or storage that is down does
+/// not make a load balancer restart every node (`/ready` says whether a node can serve).
+#[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, description = "The process answers", body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
+}
+
+/// Whether a node can serve requests, and what it checked.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Readiness {
+    /// `ready` or `unavailable`.
+    status: &'static str,
+    /// The catalogue database answers (`ok` or `unavailable`).
+    catalogue: &'static str,
+    /// The lake's storage answers a listing of its root.
+    storage: &'static str,
+    /// The access log answers (it lives in the catalogue; without it no personal data is released).
+    log: &'static str,
+    /// The writes a crash interrupted are finished (`done`), or not yet (`running`).
+    recovery: &'static str,
+}
+
+/// How long each of `/ready`'s checks may take.
+const READY_CHECK: Duration = Duration::from_secs(5);
+
+/// Readiness: the catalogue, storage and the access log answer, and the writes a crash left are
+/// finished. 503 with `Retry-After` otherwise; what failed is logged, never shown.
+#[utoipa::path(get, path = "/ready", tag = "service", responses(
+    (status = 200, description = "The node can serve requests", body = Readiness),
+    (status = 503, description = "A service the node needs does not answer, or it is still finishing interrupted writes", body = Readiness),
+))]
+async fn ready(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    async fn check<T, E: std::fmt::Display>(what: &str, f: impl std::future::Future<Output = Result<T, E>>) -> &'static str {
+        match tokio::time::timeout(READY_CHECK, f).await {
+            Ok(Ok(_)) => "ok",
+            Ok(Err(e)) => {
+                tracing::warn!(check = what, error = %e, "not ready");
+                "unavailable"
+            }
+            Err(_) => {
+                tracing::warn!(check = what, seconds = READY_CHECK.as_secs(), "not ready: no answer in time");
+                "unavailable"
+            }
+        }
+    }
+    let (catalogue, storage, log) = tokio::join!(
+        check("catalogue", state.engine.catalog().generation()),
+        check("storage", state.engine.lake().reachable()),
+        check("log", state.engine.audit().last_seq()),
+    );
+    let recovery = if state.recovered.load(std::sync::atomic::Ordering::Acquire) { "done" } else { "running" };
+    let ok = catalogue == "ok" && storage == "ok" && log == "ok" && recovery == "done";
+    let body = Readiness { status: if ok { "ready" } else { "unavailable" }, catalogue, storage, log, recovery };
+    if ok {
+        Json(body).into_response()
+    } else {
+        let mut response = (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static(problem::RETRY_AFTER_SECONDS));
+        response.extensions_mut().insert(problem::OwnBody);
+        response
+    }
 }
 
 /// One dataset in the catalogue, and what the caller may do with it.

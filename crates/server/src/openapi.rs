@@ -19,7 +19,7 @@ use crate::Problem;
         license(name = "Apache-2.0"),
     ),
     paths(
-        crate::health, crate::api_index, crate::list_datasets, crate::show_dataset,
+        crate::health, crate::ready, crate::api_index, crate::list_datasets, crate::show_dataset,
         crate::rows::rows, crate::changes::changes, crate::upload::create, crate::upload::add_version, crate::upload::list,
         crate::sql::query, crate::login::login,
         crate::audit::search, crate::audit::verify,
@@ -46,7 +46,7 @@ use crate::Problem;
         (name = "services", description = "Services across departments: a property in a building case, its zoning plans and neighbours"),
         (name = "citizens", description = "Min side: my data and who accessed it"),
         (name = "audit", description = "The access log, for auditors"),
-        (name = "service", description = "Health and this document"),
+        (name = "service", description = "Liveness, readiness and this document"),
     ),
 )]
 struct ApiDoc;

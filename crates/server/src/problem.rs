@@ -94,6 +94,8 @@ problem_kinds! {
     TooManyLogins = ("too-many-logins", TOO_MANY_REQUESTS, "For mange innloggingsforsøk / Too many log-in attempts"),
     /// The server could not complete the request (the cause is in its log).
     Internal = ("internal", INTERNAL_SERVER_ERROR, "Intern feil / Internal error"),
+    /// The catalogue database or storage does not answer; try again later (`Retry-After`).
+    Unavailable = ("unavailable", SERVICE_UNAVAILABLE, "Tjenesten er midlertidig utilgjengelig / Service temporarily unavailable"),
     /// The access log cannot be written, so nothing is released.
     AuditUnavailable = ("audit-unavailable", SERVICE_UNAVAILABLE, "Tilgangsloggen er utilgjengelig / Access log unavailable"),
     /// The query ran past its time limit and was stopped.
@@ -101,6 +103,9 @@ problem_kinds! {
     /// The request took longer than the server allows.
     Timeout = ("timeout", REQUEST_TIMEOUT, "Tidsavbrudd / Timed out"),
 }
+
+/// What a 503 asks the client to wait, in seconds, before it tries again.
+pub(crate) const RETRY_AFTER_SECONDS: &str = "5";
 
 /// A problem response (`application/problem+json`).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -165,6 +170,10 @@ impl Problem {
             }
             StoreError::Invalid { .. } | StoreError::Ingest(_) => Self::new(ProblemKind::InvalidInput, e.to_string()),
             StoreError::Exists { .. } => Self::new(ProblemKind::Exists, e.to_string()),
+            other if other.is_unavailable() => {
+                tracing::warn!(error = %other, "a service does not answer");
+                Self::unavailable()
+            }
             other => {
                 tracing::error!(error = %other, "internal error");
                 Self::internal()
@@ -183,6 +192,10 @@ impl Problem {
             Q::PurposeNotAllowed { .. } => Self::new(ProblemKind::PurposeNotAllowed, e.to_string()),
             Q::NotAllowed(_) => Self::new(ProblemKind::SqlNotAllowed, e.to_string()),
             Q::Invalid(_) => Self::new(ProblemKind::InvalidSql, e.to_string()),
+            Q::Execution(ref text) | Q::Output(ref text) if tverr_access::unavailable(text) => {
+                tracing::warn!(error = %e, "a service does not answer");
+                Self::unavailable()
+            }
             Q::Execution(_) => Self::new(ProblemKind::QueryFailed, e.to_string()),
             Q::Timeout(_) => Self::new(ProblemKind::QueryTimeout, e.to_string()),
             Q::TooManyRows(_) => Self::new(ProblemKind::TooManyRows, e.to_string()),
@@ -207,6 +220,10 @@ impl Problem {
             P::Forbidden(_) => Self::new(ProblemKind::Forbidden, e.to_string()),
             P::Unauthenticated(_) => Self::new(ProblemKind::Unauthenticated, e.to_string()),
             P::Store(s) => Self::from_store(s),
+            other if tverr_access::unavailable(&other.to_string()) => {
+                tracing::warn!(error = %other, "a service does not answer");
+                Self::unavailable()
+            }
             other => {
                 tracing::error!(error = %other, "policy error");
                 Self::internal()
@@ -226,6 +243,14 @@ impl Problem {
         }
     }
 
+    /// A service the request needs does not answer: 503, with `Retry-After`.
+    pub(crate) fn unavailable() -> Self {
+        Self::new(
+            ProblemKind::Unavailable,
+            "the catalogue or storage does not answer at the moment; nothing was changed or released. Try again shortly",
+        )
+    }
+
     pub(crate) fn internal() -> Self {
         Self::new(ProblemKind::Internal, "the server could not complete the request")
     }
@@ -241,12 +266,16 @@ pub fn panicked(cause: Box<dyn std::any::Any + Send + 'static>) -> Response {
     Problem::new(ProblemKind::Internal, "the server could not complete the request").into_response()
 }
 
+/// Marks an error response whose body is its own (`/ready`'s checks), not to be made a problem.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OwnBody;
+
 pub async fn problems_everywhere(response: Response) -> Response {
     let status = response.status();
     let is_problem = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
     // The web pages answer errors with pages of their own.
     let is_page = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
-    if status.as_u16() < 400 || is_problem || is_page {
+    if status.as_u16() < 400 || is_problem || is_page || response.extensions().get::<OwnBody>().is_some() {
         return response;
     }
     let (kind, detail) = match status {
@@ -282,7 +311,11 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self).unwrap_or_default();
-        (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
+        let mut response = (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        }
+        response
     }
 }
 

@@ -187,7 +187,7 @@ impl utoipa::PartialSchema for Timestamp {
 impl utoipa::ToSchema for Timestamp {}
 
 /// How a version came about, as the catalogue records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum VersionMode {
     /// The dataset's first version.
@@ -230,7 +230,7 @@ impl std::fmt::Display for VersionMode {
 }
 
 /// A column's metadata.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ColumnMeta {
     /// Name.
     pub name: String,
@@ -277,6 +277,8 @@ pub const WAL_TRUNCATE_FRAMES: i64 = 16_384;
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pool: AnyPool,
+    /// The URL it was opened with: a write lock on PostgreSQL is a connection of its own.
+    url: String,
     sqlite: bool,
     /// On SQLite, reads on the calling thread for the hot paths ([`crate::quick`]).
     quick: Option<Arc<QuickReader>>,
@@ -285,6 +287,9 @@ pub struct Catalog {
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
+
+/// How long a request waits for a connection to the catalogue database before it fails.
+const CATALOG_WAIT_SECONDS: u64 = 5;
 
 /// On SQLite, the access log's sequence number becomes the table's rowid (`INTEGER PRIMARY KEY`)
 /// instead of a second B-tree beside it: an append then writes one tree, not two. Migration 0003
@@ -394,6 +399,9 @@ impl Catalog {
         }
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 4 } else { 16 })
+            // A database that does not answer fails the request within seconds (503 to the
+            // client) instead of holding it for sqlx's default of 30 seconds.
+            .acquire_timeout(std::time::Duration::from_secs(CATALOG_WAIT_SECONDS))
             // A connection to a local file cannot go stale; the ping before every acquire is a
             // round trip to SQLite's worker thread on every catalogue query and log commit.
             .test_before_acquire(!sqlite)
@@ -416,12 +424,17 @@ impl Catalog {
         }
         generation_triggers(&pool, sqlite).await?;
         let quick = if sqlite { QuickReader::for_url(url).map(Arc::new) } else { None };
-        Ok(Self { pool, sqlite, quick })
+        Ok(Self { pool, url: url.to_string(), sqlite, quick })
     }
 
     /// The reader on the calling thread, on SQLite.
     pub(crate) fn quick(&self) -> Option<&QuickReader> {
         self.quick.as_deref()
+    }
+
+    /// The URL the catalogue was opened with.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
     }
 
     /// The connection pool (inside the store; other crates hold a [`RawCatalog`]).

@@ -48,6 +48,15 @@ impl Store {
             return Err(StoreError::invalid("subject", format!("{r} has no {kind} key column")));
         }
         self.ensure_indexed().await?;
+        let writing = self.begin_write(r, "erase").await?;
+        let erased = self.erase_locked(r, &key, &columns, actor).await;
+        self.end_write(writing, erased.is_ok()).await;
+        erased
+    }
+
+    /// [`Store::erase`], with the dataset's write lock held.
+    async fn erase_locked(&self, r: &DatasetRef, key: &str, columns: &[&String], actor: &str) -> Result<Erasure, StoreError> {
+        let key = key.to_string();
         let files: std::collections::BTreeSet<String> =
             self.locate(&key).await?.into_iter().filter(|p| &p.dataset == r).map(|p| p.path).collect();
         let mut outcome = Erasure {
@@ -90,7 +99,7 @@ impl Store {
                 let base = row;
                 let mut keep: Vec<bool> = (0..batch.num_rows() as u64).map(|i| deleted.is_none_or(|d| !d.contains(base + i))).collect();
                 row += batch.num_rows() as u64;
-                for c in &columns {
+                for c in columns {
                     let Some(col) = batch.column_by_name(c) else { continue };
                     let text = cast(col, &DataType::Utf8)?;
                     let text = text.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
@@ -125,7 +134,7 @@ impl Store {
             // No live row holds the key: an earlier version's file may (a replace, a rewrite).
             // Then an empty version and the vacuum after it remove those files.
             let live: std::collections::HashSet<String> = views.iter().map(|v| v.path().to_string()).collect();
-            if !history_holds(&store, &live, &columns, &key).await? {
+            if !history_holds(&store, &live, columns, &key).await? {
                 return Ok(outcome);
             }
             outcome.earlier_versions_only = true;
@@ -137,12 +146,26 @@ impl Store {
                 actions.push(Action::Add(add));
             }
         }
-        let subject_cols = key_columns(&schema, &subjects, &self.geometry_columns(r).await?);
+        let subject_cols = key_columns(&schema, &self.subject_columns(r).await?, &self.geometry_columns(r).await?);
         let added = keys_of_files(store, &added_paths, &subject_cols, &Default::default()).await?;
+        let columns_meta = self.catalog.columns(r).await?;
+        let recording = crate::writing::Recording {
+            mode: crate::VersionMode::Erase,
+            actor: actor.to_string(),
+            rows_written: 0,
+            rows_removed: outcome.rows_removed as i64,
+            source_name: None,
+            source_sha256: None,
+            source_format: None,
+            columns: columns_meta.clone(),
+            categories: Default::default(),
+            descriptions: Default::default(),
+        };
         let props = deltalake::kernel::transaction::CommitProperties::default().with_metadata(vec![
             ("tverr.actor".to_string(), serde_json::json!(actor)),
             ("tverr.mode".to_string(), serde_json::json!("erase")),
             ("tverr.rows_removed".to_string(), serde_json::json!(outcome.rows_removed)),
+            (crate::writing::RECORDING.to_string(), serde_json::json!(recording)),
         ]);
         crate::ingest::counts_only(&mut actions);
         let finalized = deltalake::kernel::transaction::CommitBuilder::from(props)
@@ -150,7 +173,6 @@ impl Store {
             .build(Some(snapshot), table.log_store(), DeltaOperation::Delete { predicate: None })
             .await?;
         let version = finalized.version() as i64;
-        let columns_meta = self.catalog.columns(r).await?;
         let meta = crate::VersionMeta {
             version,
             committed_at: crate::Timestamp::now(),
@@ -166,17 +188,23 @@ impl Store {
         self.catalog.record_version(r, None, &columns_meta, &meta, &change).await.map_err(|e| StoreError::Config {
             message: format!("version {version} of {r} is committed to storage, but the catalogue could not record it: {e}"),
         })?;
+        outcome.files_deleted = self.finish_erasure(r, version).await?;
+        outcome.version = Some(version);
+        Ok(outcome)
+    }
+
+    /// The clean-up after an erasure's version: the vacuum deletes every file no version from it
+    /// on uses; the log's earlier entries name the removed files, with statistics written before
+    /// they were kept to counts, so the table starts again from a checkpoint of this version, and
+    /// every entry before it goes, with the deletion vectors no live file uses. Returns the data
+    /// files deleted. Run again after a crash, it finishes what is left.
+    pub(crate) async fn finish_erasure(&self, r: &DatasetRef, version: i64) -> Result<usize, StoreError> {
         let table = self.lake.open(r, Some(version)).await?;
         let (_, metrics) = table.vacuum().with_retention_period(chrono::Duration::zero()).with_enforce_retention_duration(false).await?;
-        outcome.files_deleted = metrics.files_deleted.len();
-        outcome.version = Some(version);
-        // The log's earlier entries name the removed files, with statistics written before they
-        // were kept to counts: the table starts again from a checkpoint of this version, and
-        // every entry before it goes, with the deletion vectors no live file uses.
         let table = self.lake.open(r, Some(version)).await?;
         deltalake::checkpoints::create_checkpoint(&table, None).await?;
         forget_before(&table, version).await?;
-        Ok(outcome)
+        Ok(metrics.files_deleted.len())
     }
 }
 

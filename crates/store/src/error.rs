@@ -70,7 +70,84 @@ impl From<datafusion::error::DataFusionError> for StoreError {
 }
 
 impl StoreError {
+    /// Whether the error is a service that does not answer (the catalogue database or object
+    /// storage down, restarting, refusing, slow or answering 503, or a full disk), rather than a
+    /// fault of the request or of the data: the request may succeed if tried again later.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Catalog(e) => sqlx_unavailable(e),
+            StoreError::Lake(_) | StoreError::Read(_) | StoreError::Config { .. } | StoreError::Arrow(_) => unavailable(&self.to_string()),
+            _ => false,
+        }
+    }
+
     pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         StoreError::Invalid { field: field.into(), message: message.into() }
+    }
+}
+
+/// Whether a catalogue error is the database not answering.
+fn sqlx_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        // Class 08: connection exception; 57P01–57P03: shut down, crash, cannot connect now;
+        // 53: out of resources (disk full, too many connections).
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c.starts_with("53")),
+        other => unavailable(&other.to_string()),
+    }
+}
+
+/// Whether an error's text says a service did not answer: what object storage's client, the
+/// database driver and the operating system say when a server is down, slow or full. Errors
+/// reach here as text through Delta and DataFusion, which keep no type for them.
+pub fn unavailable(text: &str) -> bool {
+    const SAID: [&str; 18] = [
+        "connection refused",
+        "connection reset",
+        "broken pipe",
+        "error sending request",
+        "error trying to connect",
+        "operation timed out",
+        "timed out",
+        "deadline has elapsed",
+        "503 service unavailable",
+        "service unavailable",
+        "slowdown",
+        "pool timed out",
+        "pooltimedout",
+        "terminating connection",
+        "the database system is",
+        "no space left on device",
+        "disk quota exceeded",
+        "retry limit exceeded",
+    ];
+    let text = text.to_lowercase();
+    SAID.iter().any(|s| text.contains(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_that_does_not_answer_is_told_from_a_bad_request() {
+        // What object_store, sqlx and the OS say when S3 or PostgreSQL is down, slow or full.
+        for said in [
+            "Generic S3 error: Error after 4 retries in 10.2s, max_retries:4, retry_timeout:10s, source:HTTP error: error sending request",
+            "Generic S3 error: Server returned non-2xx status code: 503 Service Unavailable: <Error><Code>SlowDown</Code></Error>",
+            "error returned from database: terminating connection due to administrator command",
+            "pool timed out while waiting for an open connection",
+            "Connection refused (os error 111)",
+            "No space left on device (os error 28)",
+        ] {
+            assert!(unavailable(said), "{said}");
+            assert!(StoreError::Read(said.to_string()).is_unavailable(), "{said}");
+        }
+        for said in ["no such column fornavn", "invalid value at line 3, column 2", "Object at location x not found"] {
+            assert!(!unavailable(said), "{said}");
+        }
+        assert!(StoreError::Catalog(sqlx::Error::PoolTimedOut).is_unavailable());
+        assert!(!StoreError::Catalog(sqlx::Error::RowNotFound).is_unavailable());
+        assert!(!StoreError::invalid("mode", "timed out").is_unavailable(), "a field's message is the request's fault");
     }
 }

@@ -322,6 +322,14 @@ impl Store {
 
     /// Reads a file and commits it as one new version of a dataset.
     pub async fn ingest(&self, req: IngestRequest) -> Result<IngestOutcome, StoreError> {
+        let writing = self.begin_write(&req.dataset, "ingest").await?;
+        let ingested = self.ingest_locked(req).await;
+        self.end_write(writing, ingested.is_ok()).await;
+        ingested
+    }
+
+    /// [`Store::ingest`], with the dataset's write lock held.
+    async fn ingest_locked(&self, req: IngestRequest) -> Result<IngestOutcome, StoreError> {
         match self.ingest_sorted(req.clone(), true).await {
             // Rows too large for the sort's memory: the file is read again and written as it
             // comes (nothing of the first attempt was committed).
@@ -509,6 +517,40 @@ impl Store {
         let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
         let mut rows_removed = 0u64;
 
+        let columns: Vec<ColumnMeta> = report
+            .columns
+            .iter()
+            .map(|c| ColumnMeta {
+                name: c.name.clone(),
+                column_type: c.column_type,
+                description: req.descriptions.get(&c.name).cloned().unwrap_or_default(),
+                category: req.categories.get(&c.name).copied().unwrap_or(match c.subject {
+                    Some(SubjectKind::Person) => ColumnCategory::PersonId,
+                    _ => ColumnCategory::None,
+                }),
+                subject_key: c.subject,
+                crs: (c.column_type == tverr_ingest::ColumnType::Geometry)
+                    .then(|| report.crs.clone().unwrap_or_else(|| "EPSG:4326".into())),
+            })
+            .collect();
+        let version_mode = match (&req.mode, exists) {
+            (_, false) => VersionMode::Create,
+            (WriteMode::Append, true) => VersionMode::Append,
+            (WriteMode::Replace, true) => VersionMode::Replace,
+            (WriteMode::Upsert { .. }, true) => VersionMode::Upsert,
+        };
+        let recording = crate::writing::Recording {
+            mode: version_mode,
+            actor: req.actor.clone(),
+            rows_written: report.rows as i64,
+            rows_removed: 0,
+            source_name: Some(report.file_name.clone()),
+            source_sha256: Some(report.sha256.clone()),
+            source_format: Some(report.format.clone()),
+            columns: columns.clone(),
+            categories: if exists { req.categories.clone() } else { BTreeMap::new() },
+            descriptions: if exists { req.descriptions.clone() } else { BTreeMap::new() },
+        };
         let app_metadata = vec![
             ("tverr.actor".to_string(), serde_json::json!(req.actor)),
             ("tverr.mode".to_string(), serde_json::json!(if exists { req.mode.label() } else { "create" })),
@@ -516,7 +558,15 @@ impl Store {
             ("tverr.source".to_string(), serde_json::json!(report.file_name)),
             ("tverr.sha256".to_string(), serde_json::json!(report.sha256)),
         ];
-        let props = CommitProperties::default().with_metadata(app_metadata);
+        // The commit says what the catalogue records of it, so a crash between the two is
+        // finished from the lake (`writing`).
+        let props = |removed: u64| {
+            let mut recording = recording.clone();
+            recording.rows_removed = removed as i64;
+            let mut metadata = app_metadata.clone();
+            metadata.push((crate::writing::RECORDING.to_string(), serde_json::json!(recording)));
+            CommitProperties::default().with_metadata(metadata)
+        };
         let index;
         let version: i64 = match &table {
             None => {
@@ -529,7 +579,7 @@ impl Store {
                     .with_table_name(r.dataset.as_str())
                     .with_columns(schema.fields().cloned())
                     .with_actions(actions)
-                    .with_commit_properties(props)
+                    .with_commit_properties(props(0))
                     .await?;
                 created.version().unwrap_or(0) as i64
             }
@@ -586,38 +636,18 @@ impl Store {
                     predicate: None,
                 };
                 counts_only(&mut actions);
-                let finalized = CommitBuilder::from(props).with_actions(actions).build(Some(snapshot), t.log_store(), operation).await?;
+                let finalized =
+                    CommitBuilder::from(props(rows_removed)).with_actions(actions).build(Some(snapshot), t.log_store(), operation).await?;
                 tracing::debug!(dataset = %r, elapsed_ms = started.elapsed().as_millis() as u64, "ingest: committed to the lake");
                 finalized.version() as i64
             }
         };
 
-        let columns: Vec<ColumnMeta> = report
-            .columns
-            .iter()
-            .map(|c| ColumnMeta {
-                name: c.name.clone(),
-                column_type: c.column_type,
-                description: req.descriptions.get(&c.name).cloned().unwrap_or_default(),
-                category: req.categories.get(&c.name).copied().unwrap_or(match c.subject {
-                    Some(SubjectKind::Person) => ColumnCategory::PersonId,
-                    _ => ColumnCategory::None,
-                }),
-                subject_key: c.subject,
-                crs: (c.column_type == tverr_ingest::ColumnType::Geometry)
-                    .then(|| report.crs.clone().unwrap_or_else(|| "EPSG:4326".into())),
-            })
-            .collect();
         let meta = VersionMeta {
             version,
             committed_at: crate::Timestamp::now(),
             actor: req.actor.clone(),
-            mode: match (&req.mode, exists) {
-                (_, false) => VersionMode::Create,
-                (WriteMode::Append, true) => VersionMode::Append,
-                (WriteMode::Replace, true) => VersionMode::Replace,
-                (WriteMode::Upsert { .. }, true) => VersionMode::Upsert,
-            },
+            mode: version_mode,
             rows_written: report.rows as i64,
             rows_removed: rows_removed as i64,
             source_name: Some(report.file_name.clone()),

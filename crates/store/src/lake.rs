@@ -25,6 +25,9 @@ pub struct Lake {
     reads: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<dyn object_store::ObjectStore>>>,
 }
 
+/// The default of `TVERR_STORAGE_RETRY_SECONDS`: how long a request to object storage is retried.
+const STORAGE_RETRY_SECONDS: u64 = 10;
+
 /// The default of `TVERR_READ_CACHE_MB`.
 const READ_CACHE_MB: usize = 256;
 
@@ -33,6 +36,11 @@ impl Lake {
     /// (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
     /// `AWS_ALLOW_HTTP`, …).
     pub fn new(url: &str) -> Result<Self, StoreError> {
+        Self::configured(url, &std::env::vars().collect())
+    }
+
+    /// [`Lake::new`] with the environment given.
+    fn configured(url: &str, env: &HashMap<String, String>) -> Result<Self, StoreError> {
         let mut root = Url::parse(url).map_err(|e| StoreError::Config { message: format!("invalid storage URL {url:?}: {e}") })?;
         match root.scheme() {
             "file" | "s3" | "s3a" | "memory" => {}
@@ -47,15 +55,41 @@ impl Lake {
             root.set_path(&p);
         }
         let options = if root.scheme().starts_with("s3") {
-            std::env::vars().filter(|(k, _)| k.starts_with("AWS_")).collect()
+            let mut options: HashMap<String, String> =
+                env.iter().filter(|(k, _)| k.starts_with("AWS_")).map(|(k, v)| (k.clone(), v.clone())).collect();
+            // delta-rs's old S3 commit mode renames without a lock and can lose a version when
+            // two nodes commit at once; commits must use conditional writes (`If-None-Match`).
+            if options.get("AWS_S3_ALLOW_UNSAFE_RENAME").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+                return Err(StoreError::Config {
+                    message: "AWS_S3_ALLOW_UNSAFE_RENAME=true: Tverr commits to S3 only with conditional writes (If-None-Match); \
+                              unset it, and use a server that supports them (AWS S3, MinIO, Ceph, moto …)"
+                        .into(),
+                });
+            }
+            if options.get("AWS_CONDITIONAL_PUT").is_some_and(|v| v.eq_ignore_ascii_case("disabled")) {
+                return Err(StoreError::Config {
+                    message: "AWS_CONDITIONAL_PUT=disabled: Tverr commits to S3 only with conditional writes (If-None-Match)".into(),
+                });
+            }
+            // A storage server that does not answer fails the request within seconds (503 to
+            // the client) instead of retrying for minutes (object_store's default is 3 minutes).
+            let seconds = match env.get("TVERR_STORAGE_RETRY_SECONDS") {
+                Some(v) => v.trim().parse::<u64>().map_err(|_| StoreError::Config {
+                    message: format!("TVERR_STORAGE_RETRY_SECONDS: expected a whole number of seconds, found {v:?}"),
+                })?,
+                None => STORAGE_RETRY_SECONDS,
+            };
+            options.insert("retry_timeout".into(), format!("{seconds}s"));
+            options.insert("max_retries".into(), "4".into());
+            options
         } else {
             HashMap::new()
         };
-        let read_cache_mb = match std::env::var("TVERR_READ_CACHE_MB") {
-            Ok(v) => v.trim().parse::<usize>().map_err(|_| StoreError::Config {
+        let read_cache_mb = match env.get("TVERR_READ_CACHE_MB") {
+            Some(v) => v.trim().parse::<usize>().map_err(|_| StoreError::Config {
                 message: format!("TVERR_READ_CACHE_MB: expected a whole number of mebibytes, found {v:?}"),
             })?,
-            Err(_) => READ_CACHE_MB,
+            None => READ_CACHE_MB,
         };
         Ok(Self { root, options, cache: Default::default(), read_cache_bytes: read_cache_mb << 20, reads: Default::default() })
     }
@@ -170,6 +204,14 @@ impl Lake {
         Ok((url, root))
     }
 
+    /// Whether storage answers: one listing of the lake's root.
+    pub async fn reachable(&self) -> Result<(), StoreError> {
+        let store =
+            DeltaTableBuilder::from_url(self.root.clone())?.with_storage_options(self.options.clone()).build_storage()?.object_store(None);
+        store.list_with_delimiter(None).await.map_err(|e| StoreError::Read(e.to_string()))?;
+        Ok(())
+    }
+
     /// Whether a dataset's table exists.
     pub async fn exists(&self, r: &DatasetRef) -> Result<bool, StoreError> {
         let table = self.builder(r)?.build()?;
@@ -188,11 +230,30 @@ fn is_missing_version(e: &deltalake::DeltaTableError) -> bool {
 }
 
 /// The first version the table's log still holds (an erasure deletes the entries before its own).
-async fn first_logged(store: &std::sync::Arc<dyn object_store::ObjectStore>) -> Option<i64> {
+pub(crate) async fn first_logged(store: &std::sync::Arc<dyn object_store::ObjectStore>) -> Option<i64> {
     use futures::TryStreamExt;
     let log: Vec<_> = store.list(Some(&object_store::path::Path::from("_delta_log"))).try_collect().await.ok()?;
     log.iter()
         .filter_map(|e| e.location.filename())
         .filter_map(|name| name.split('.').next().filter(|n| n.len() == 20).and_then(|n| n.parse::<i64>().ok()))
         .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_commits_only_with_conditional_writes() {
+        let env = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>();
+        for unsafe_mode in [("AWS_S3_ALLOW_UNSAFE_RENAME", "true"), ("AWS_CONDITIONAL_PUT", "disabled")] {
+            let refused = Lake::configured("s3://bucket/lake", &env(&[unsafe_mode])).unwrap_err().to_string();
+            assert!(refused.contains("conditional writes"), "{refused}");
+        }
+        let lake = Lake::configured("s3://bucket/lake", &env(&[])).unwrap();
+        assert_eq!(lake.storage_options().get("retry_timeout").map(String::as_str), Some("10s"));
+        let lake = Lake::configured("s3://bucket/lake", &env(&[("TVERR_STORAGE_RETRY_SECONDS", "3")])).unwrap();
+        assert_eq!(lake.storage_options().get("retry_timeout").map(String::as_str), Some("3s"));
+        assert!(Lake::configured("s3://bucket/lake", &env(&[("TVERR_STORAGE_RETRY_SECONDS", "soon")])).is_err());
+    }
 }

@@ -22,6 +22,7 @@ mod search;
 mod settings;
 mod subjects;
 mod subscriptions;
+mod writing;
 
 use std::path::{Path, PathBuf};
 
@@ -34,7 +35,7 @@ pub use changes::{VersionChange, difference as row_difference};
 pub use cluster::{SORT_MEMORY as DEFAULT_SORT_MEMORY, cell_order};
 pub use connectors::{ConnectorRow, ConnectorRun};
 pub use erase::Erasure;
-pub use error::StoreError;
+pub use error::{StoreError, unavailable};
 pub use index::{BIG_CELL, CELL_SIZE, CELLS_MARKER, MAX_CELLS, cell_keys, cells_within};
 pub use ingest::{IngestOutcome, IngestRequest, Inspection, WriteMode};
 pub use lake::Lake;

@@ -147,8 +147,16 @@ impl Store {
         Ok(done)
     }
 
-    /// Rebuilds a dataset's index from its latest version.
+    /// Rebuilds a dataset's index from its latest version, under its write lock.
     pub async fn reindex(&self, r: &DatasetRef) -> Result<(), StoreError> {
+        let writing = self.begin_write(r, "reindex").await?;
+        let rebuilt = self.rebuild_index(r).await;
+        self.end_write(writing, rebuilt.is_ok()).await;
+        rebuilt
+    }
+
+    /// Rebuilds a dataset's index from its latest recorded version (the caller holds its lock).
+    pub(crate) async fn rebuild_index(&self, r: &DatasetRef) -> Result<(), StoreError> {
         let version = self
             .catalog
             .versions(r)

@@ -545,3 +545,14 @@ pub fn fresh_database() -> String {
     let base = admin.rsplit_once('/').expect("URL with a database").0;
     format!("{base}/{name}")
 }
+
+/// Asks `f` every 50 ms for up to 30 seconds until it gives a value.
+pub fn wait_until<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..600 {
+        if let Some(v) = f() {
+            return v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("not within 30 seconds");
+}

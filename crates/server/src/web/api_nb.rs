@@ -256,7 +256,20 @@ pub(super) const API_NB: &[(&str, &str)] = &[
     ("The rows about the organisation the caller may see for the purpose", "Radene om virksomheten som du har lov å se for formålet"),
     ("The rows about the person the caller may see for the purpose", "Radene om personen som du har lov å se for formålet"),
     ("The rows about the property the caller may see for the purpose", "Radene om eiendommen som du har lov å se for formålet"),
-    ("The service and its catalogue answer", "Tjenesten og katalogen svarer"),
+    (
+        "Liveness: the process answers. It reads nothing, so a catalogue or storage that is down does\nnot make a load balancer restart every node (`/ready` says whether a node can serve).",
+        "Om prosessen lever: den svarer. Den leser ingenting, så en katalog eller lagring som er nede,\nfår ikke en lastbalanserer til å starte alle nodene på nytt (`/ready` sier om en node kan betjene forespørsler).",
+    ),
+    ("The process answers", "Prosessen svarer"),
+    (
+        "Readiness: the catalogue, storage and the access log answer, and the writes a crash left are\nfinished. 503 with `Retry-After` otherwise; what failed is logged, never shown.",
+        "Om noden er klar: katalogen, lagringen og tilgangsloggen svarer, og skrivinger som et krasj\navbrøt, er fullført. Ellers 503 med `Retry-After`; hva som feilet, logges og vises aldri.",
+    ),
+    ("The node can serve requests", "Noden kan betjene forespørsler"),
+    (
+        "A service the node needs does not answer, or it is still finishing interrupted writes",
+        "En tjeneste noden trenger, svarer ikke, eller noden fullfører fortsatt avbrutte skrivinger",
+    ),
     ("The API's parts and where they are", "Delene av API-et og hvor de er"),
     ("Where the API's parts are.", "Hvor delene av API-et er."),
     ("The API's name.", "Navnet på API-et."),

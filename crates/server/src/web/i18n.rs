@@ -1194,6 +1194,11 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("problem_internal", "Noe gikk galt hos oss. Prøv igjen senere.", "Something went wrong on our side. Try again later."),
     (
+        "problem_unavailable",
+        "Katalogen eller lagringen svarer ikke akkurat nå. Ingenting er endret eller lest. Prøv igjen om litt.",
+        "The catalogue or storage does not answer right now. Nothing was changed or read. Try again shortly.",
+    ),
+    (
         "problem_audit-unavailable",
         "Tilgangsloggen kan ikke skrives til akkurat nå, så ingen data blir lest. Prøv igjen senere.",
         "The access log cannot be written right now, so no data is read. Try again later.",

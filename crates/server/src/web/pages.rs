@@ -45,7 +45,13 @@ pub(super) fn problem_page(v: &Visitor, p: Problem) -> Response {
     }
     let (title, text) = problem_words(v.lang, &p);
     let page = v.chrome(&title);
-    v.page(status, &Message::new(page, &title, text))
+    let mut response = v.page(status, &Message::new(page, &title, text));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static(crate::problem::RETRY_AFTER_SECONDS));
+    }
+    response
 }
 
 /// A problem's title and text in `lang`: the kind's title in that language (the API's title

@@ -1,0 +1,333 @@
+//! Writes of one dataset take turns, and a write a crash interrupted is finished by the next.
+//!
+//! Every write (an ingest of any mode, an erasure, an index rebuild) first takes the dataset's
+//! write lock: on PostgreSQL an advisory lock held by a connection of its own (a node that dies
+//! closes it, and the lock goes with it), on SQLite a lock on a file beside the catalogue (the
+//! CLI and the server of one data directory take turns too). Under the lock it records that a
+//! write is under way (`dataset_writes`, migration 0017) before it writes any file, and removes
+//! that record when it ends. Versions are therefore committed to the lake and recorded in the
+//! catalogue in one order, one at a time: the subject index, which each version changes, never
+//! sees them out of order, and Delta's optimistic commit never has to retry against another node.
+//!
+//! A record left behind means a write stopped halfway. The next writer of the dataset, or a
+//! node that starts ([`Store::recover_interrupted`]), takes the lock and finishes it:
+//! - a dataset the catalogue does not know (an interrupted create): its table is removed, so
+//!   the dataset is as before, absent;
+//! - a version the lake holds and the catalogue does not (the crash came between the commit and
+//!   the record): the version is recorded from what its commit says (`tverr.record`) and the
+//!   subject index is rebuilt, so the dataset is at its next version;
+//! - an erasure recorded but not finished (its vacuum, its checkpoint, the log before it): done;
+//! - data files and deletion vectors no version names (written before the crash): deleted.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use deltalake::kernel::DeletionVectorDescriptor;
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use serde::{Deserialize, Serialize};
+use sqlx::{Connection, Row};
+use tverr_core::{ColumnCategory, DatasetRef};
+
+use crate::{ColumnMeta, Store, StoreError, Timestamp, VersionMeta, VersionMode};
+
+/// What a version's commit says about itself (`tverr.record` in its commit info), so that a
+/// version committed to the lake can be recorded in the catalogue by another process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Recording {
+    pub mode: VersionMode,
+    pub actor: String,
+    pub rows_written: i64,
+    pub rows_removed: i64,
+    pub source_name: Option<String>,
+    pub source_sha256: Option<String>,
+    pub source_format: Option<String>,
+    /// Every column of the dataset after the version.
+    pub columns: Vec<ColumnMeta>,
+    /// Categories and descriptions the version set on existing columns.
+    pub categories: BTreeMap<String, ColumnCategory>,
+    pub descriptions: BTreeMap<String, String>,
+}
+
+/// The commit-info key of a [`Recording`].
+pub(crate) const RECORDING: &str = "tverr.record";
+
+/// A dataset's write lock, held until dropped.
+#[derive(Debug)]
+enum Held {
+    /// A PostgreSQL connection of its own holding `pg_advisory_lock`.
+    Postgres(sqlx::AnyConnection),
+    /// A locked file beside a SQLite catalogue.
+    File { _file: std::fs::File },
+    /// In-process only (a SQLite catalogue in memory).
+    Memory { _guard: tokio::sync::OwnedMutexGuard<()> },
+}
+
+/// A write under way: the lock and the record of it.
+#[derive(Debug)]
+pub(crate) struct Writing {
+    r: DatasetRef,
+    id: String,
+    held: Held,
+}
+
+/// The in-process locks of catalogues without a file.
+static MEMORY_LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
+
+/// The advisory-lock number of a dataset: 64 bits of a hash of its name.
+fn lock_number(r: &DatasetRef) -> i64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("tverr-dataset-write:{r}").as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+impl Store {
+    /// Takes a dataset's write lock, waiting for another writer to finish.
+    async fn lock_dataset(&self, r: &DatasetRef) -> Result<Held, StoreError> {
+        if !self.catalog.is_sqlite() {
+            let mut conn = sqlx::AnyConnection::connect(self.catalog.url()).await?;
+            sqlx::query("SELECT pg_advisory_lock($1)").bind(lock_number(r)).execute(&mut conn).await?;
+            return Ok(Held::Postgres(conn));
+        }
+        match self.catalog.sqlite_file() {
+            Some(db) => {
+                let dir = std::path::PathBuf::from(format!("{}.locks", db.display()));
+                let path = dir.join(format!("{}.{}", r.org, r.dataset));
+                let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+                    std::fs::create_dir_all(&dir)?;
+                    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+                    file.lock()?;
+                    Ok(file)
+                })
+                .await
+                .map_err(|e| StoreError::Config { message: format!("cannot lock {r} for writing: {e}") })?
+                .map_err(|e| StoreError::Config { message: format!("cannot lock {r} for writing: {e}") })?;
+                Ok(Held::File { _file: file })
+            }
+            None => {
+                let lock = MEMORY_LOCKS.lock().unwrap_or_else(|p| p.into_inner()).entry(r.to_string()).or_default().clone();
+                Ok(Held::Memory { _guard: lock.lock_owned().await })
+            }
+        }
+    }
+
+    /// Starts a write of `r`: takes its lock, finishes a write a crash left, and records this one
+    /// as under way.
+    pub(crate) async fn begin_write(&self, r: &DatasetRef, what: &str) -> Result<Writing, StoreError> {
+        let held = self.lock_dataset(r).await?;
+        self.recover_locked(r).await?;
+        let id = uuid::Uuid::new_v4().to_string();
+        sqlx::query("INSERT INTO dataset_writes (id, org, dataset, what, started_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&id)
+            .bind(r.org.as_str())
+            .bind(r.dataset.as_str())
+            .bind(what)
+            .bind(Timestamp::now().to_string())
+            .execute(self.catalog.pool())
+            .await?;
+        Ok(Writing { r: r.clone(), id, held })
+    }
+
+    /// Ends a write: a failed one is cleaned up at once (what it committed is recorded, the
+    /// files it left are deleted); then the record of it goes and the lock is released. A
+    /// cleanup that fails leaves the record for the next writer.
+    pub(crate) async fn end_write(&self, writing: Writing, succeeded: bool) {
+        let Writing { r, id, held } = writing;
+        if succeeded {
+            if let Err(e) = sqlx::query("DELETE FROM dataset_writes WHERE id = $1").bind(&id).execute(self.catalog.pool()).await {
+                tracing::warn!(dataset = %r, error = %e, "the record of a finished write stays; the next write of the dataset removes it");
+            }
+        } else if let Err(e) = self.recover_locked(&r).await {
+            tracing::warn!(dataset = %r, error = %e, "a failed write could not be cleaned up; the next write of the dataset does it");
+        }
+        if let Held::Postgres(conn) = held {
+            let _ = conn.close().await;
+        }
+    }
+
+    /// Finishes every write a crash interrupted (see the module documentation), each under its
+    /// dataset's lock; returns the datasets it found such a write in. A node runs it as it
+    /// starts.
+    pub async fn recover_interrupted(&self) -> Result<Vec<DatasetRef>, StoreError> {
+        let rows = sqlx::query("SELECT DISTINCT org, dataset FROM dataset_writes").fetch_all(self.catalog.pool()).await?;
+        let mut found = Vec::new();
+        for row in rows {
+            let name = format!("{}/{}", row.try_get::<String, _>("org")?, row.try_get::<String, _>("dataset")?);
+            let r: DatasetRef = name.parse().map_err(|e: tverr_core::ModelError| StoreError::Read(e.to_string()))?;
+            let held = self.lock_dataset(&r).await?;
+            let recovered = self.recover_locked(&r).await;
+            if let Held::Postgres(conn) = held {
+                let _ = conn.close().await;
+            }
+            if recovered? {
+                found.push(r);
+            }
+        }
+        Ok(found)
+    }
+
+    /// With the dataset's lock held: finishes an interrupted write of it, if one was left.
+    async fn recover_locked(&self, r: &DatasetRef) -> Result<bool, StoreError> {
+        let left: Vec<String> = sqlx::query_scalar("SELECT id FROM dataset_writes WHERE org = $1 AND dataset = $2")
+            .bind(r.org.as_str())
+            .bind(r.dataset.as_str())
+            .fetch_all(self.catalog.pool())
+            .await?;
+        if left.is_empty() {
+            return Ok(false);
+        }
+        tracing::warn!(dataset = %r, writes = left.len(), "finishing a write that was interrupted");
+        if !self.catalog.dataset_exists(r).await? {
+            if self.lake.exists(r).await? {
+                let store = self.lake.log_store(r)?.object_store(None);
+                let all: Vec<_> = store.list(None).try_collect().await.map_err(storage)?;
+                for object in &all {
+                    store.delete(&object.location).await.map_err(storage)?;
+                }
+                tracing::warn!(dataset = %r, objects = all.len(), "removed the table of a create that did not finish");
+            }
+        } else if self.lake.exists(r).await? {
+            self.finish_versions(r).await?;
+            let removed = self.sweep(r).await?;
+            if removed > 0 {
+                tracing::warn!(dataset = %r, files = removed, "deleted files an interrupted write left");
+            }
+        }
+        for id in left {
+            sqlx::query("DELETE FROM dataset_writes WHERE id = $1").bind(id).execute(self.catalog.pool()).await?;
+        }
+        Ok(true)
+    }
+
+    /// Records the versions the lake committed after the catalogue's latest, and finishes an
+    /// erasure whose clean-up did not run.
+    async fn finish_versions(&self, r: &DatasetRef) -> Result<(), StoreError> {
+        let versions = self.catalog.versions(r).await?;
+        let Some(recorded) = versions.last().map(|v| v.version) else { return Ok(()) };
+        let table = self.lake.open(r, None).await?;
+        let latest = table.version().unwrap_or(0) as i64;
+        let log = table.log_store();
+        let mut rolled = false;
+        let mut erased = versions.iter().filter(|v| v.mode == VersionMode::Erase).map(|v| v.version).max();
+        for version in recorded + 1..=latest {
+            let Some(info) = commit_info(log.as_ref(), version).await? else { continue };
+            let Some(recording) = info.get(RECORDING).cloned() else { continue };
+            let recording: Recording = serde_json::from_value(recording)
+                .map_err(|e| StoreError::Read(format!("version {version} of {r}: its {RECORDING} cannot be read: {e}")))?;
+            let at = info
+                .get("timestamp")
+                .and_then(serde_json::Value::as_i64)
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map(Timestamp::from)
+                .unwrap_or_else(Timestamp::now);
+            let meta = VersionMeta {
+                version,
+                committed_at: at,
+                actor: recording.actor.clone(),
+                mode: recording.mode,
+                rows_written: recording.rows_written,
+                rows_removed: recording.rows_removed,
+                source_name: recording.source_name.clone(),
+                source_sha256: recording.source_sha256.clone(),
+                source_format: recording.source_format.clone(),
+            };
+            self.catalog.record_version(r, None, &recording.columns, &meta, &crate::index::IndexChange::default()).await?;
+            if !recording.categories.is_empty() {
+                self.catalog.set_categories(r, &recording.categories).await?;
+            }
+            if !recording.descriptions.is_empty() {
+                self.catalog.set_descriptions(r, &recording.descriptions).await?;
+            }
+            if recording.mode == VersionMode::Erase {
+                erased = Some(version);
+            }
+            tracing::warn!(dataset = %r, version, "recorded a version committed to storage before the write was interrupted");
+            rolled = true;
+        }
+        if rolled {
+            self.rebuild_index(r).await?;
+        }
+        if let Some(version) = erased {
+            let store = log.object_store(None);
+            if crate::lake::first_logged(&store).await.is_some_and(|first| first < version) {
+                self.finish_erasure(r, version).await?;
+                tracing::warn!(dataset = %r, version, "finished the clean-up of an interrupted erasure");
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the data files and deletion vectors of a table that no version in its log names.
+    async fn sweep(&self, r: &DatasetRef) -> Result<usize, StoreError> {
+        let table = self.lake.open(r, None).await?;
+        let latest = table.version().unwrap_or(0) as i64;
+        let log = table.log_store();
+        let store = log.object_store(None);
+        let first = crate::lake::first_logged(&store).await.unwrap_or(0);
+        let mut named: HashSet<String> = HashSet::new();
+        let oldest = self.lake.open(r, Some(first)).await?;
+        let views: Vec<_> = oldest.snapshot()?.snapshot().file_views(log.as_ref(), None).try_collect().await?;
+        for view in views {
+            named.insert(view.path().to_string());
+            if let Some(name) = view.deletion_vector_descriptor().and_then(|d| crate::deletions::file_name(&d)) {
+                named.insert(name);
+            }
+        }
+        for version in first + 1..=latest {
+            let Some(bytes) = log.read_commit_entry(version as _).await? else { continue };
+            for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                let action: serde_json::Value =
+                    serde_json::from_slice(line).map_err(|e| StoreError::Read(format!("version {version} of {r}: {e}")))?;
+                for kind in ["add", "remove"] {
+                    let Some(a) = action.get(kind) else { continue };
+                    if let Some(path) = a.get("path").and_then(serde_json::Value::as_str) {
+                        named.insert(percent_decoded(path));
+                    }
+                    if let Some(name) = a
+                        .get("deletionVector")
+                        .and_then(|d| serde_json::from_value::<DeletionVectorDescriptor>(d.clone()).ok())
+                        .and_then(|d| crate::deletions::file_name(&d))
+                    {
+                        named.insert(name);
+                    }
+                }
+            }
+        }
+        let all: Vec<_> = store.list(None).try_collect().await.map_err(storage)?;
+        let mut deleted = 0;
+        for object in all {
+            let path = object.location.to_string();
+            let ours = path.ends_with(".parquet") || object.location.filename().is_some_and(|n| n.starts_with("deletion_vector_"));
+            if path.starts_with("_delta_log/") || !ours || named.contains(&path) {
+                continue;
+            }
+            store.delete(&object.location).await.map_err(storage)?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+}
+
+/// The commit info of a version, `None` when its log entry is gone (before an erasure).
+async fn commit_info(log: &dyn deltalake::logstore::LogStore, version: i64) -> Result<Option<serde_json::Value>, StoreError> {
+    let Some(bytes) = log.read_commit_entry(version as _).await? else { return Ok(None) };
+    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let action: serde_json::Value = serde_json::from_slice(line).map_err(|e| StoreError::Read(format!("version {version}: {e}")))?;
+        if let Some(info) = action.get("commitInfo") {
+            return Ok(Some(info.clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// A path as the log writes it (percent-encoded) as the object store lists it.
+fn percent_decoded(path: &str) -> String {
+    url::form_urlencoded::parse(format!("p={}", path.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| path.to_string())
+}
+
+fn storage(e: object_store::Error) -> StoreError {
+    StoreError::Read(e.to_string())
+}
