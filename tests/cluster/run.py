@@ -4,6 +4,7 @@
 Phases (each prints what it checked; any failure ends the run with exit status 1):
   concurrent  appends of one dataset from every node at once: every version accounted for
   revoke      an agreement revoked on one node is refused by every node at the next request
+  shutdown    SIGTERM during a write: the write is answered, then the node exits
   kills       kill -9 of a node (or a CLI process) at a random moment of a write, then the checker
   faults      PostgreSQL down, S3 answering 503 or slowly: 503 with Retry-After, then recovery
 
@@ -277,6 +278,24 @@ class Run:
         print(f"ok kills: {n} kill -9s during writes ({', '.join(f'{k} {v}' for k, v in kinds.items())}); every invariant held after each")
         print(f"   what the nodes finished: {', '.join(f'{k} {v}' for k, v in found.items())}")
 
+    def shutdown(self):
+        """SIGTERM during a write: the write finishes and is answered, then the node exits."""
+        node = self.c.nodes[1]
+        body = csv_rows(self.next_id, 100_000)
+        self.next_id += 100_000
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(node.request, "POST", f"/api/v1/datasets/{DATASET}/versions?mode=append", body,
+                                 {"Authorization": f"Bearer {self.steward}", "Content-Type": "text/csv"}, 120)
+            time.sleep(0.3)
+            node.proc.terminate()
+            status, _, body = answer.result()
+        check(status in (200, 201), f"a write under way when its node got SIGTERM: {status} {body[:300]}")
+        code = node.proc.wait(30)
+        check(code == 0, f"the node ended with {code} after SIGTERM")
+        self.consistent("after a graceful stop")
+        node.start()
+        print("ok shutdown: SIGTERM during a write of 100,000 rows: the write was answered 200, then the node exited 0")
+
     def refused_for_now(self, what: str, answer: tuple[int, dict, bytes]):
         """A request a service fault stopped: 503 with Retry-After and a problem, no rows."""
         status, headers, body = answer
@@ -348,7 +367,7 @@ def main() -> int:
     p.add_argument("--outage", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=int(time.time()))
     p.add_argument("--keep", action="store_true", help="keep the work directory")
-    p.add_argument("--phases", default="concurrent,revoke,kills,faults")
+    p.add_argument("--phases", default="concurrent,revoke,shutdown,kills,faults")
     a = p.parse_args()
     work = pathlib.Path(tempfile.mkdtemp(prefix="tverr-cluster."))
     c = Cluster(work)

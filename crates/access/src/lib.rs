@@ -341,6 +341,7 @@ impl Engine {
             rows: 0,
             started,
             finished: false,
+            request_id: tverr_audit::request_id(),
         }
     }
 

@@ -106,6 +106,9 @@ pub(crate) struct Tracker {
     pub(crate) rows: u64,
     pub(crate) started: std::time::Instant,
     pub(crate) finished: bool,
+    /// The HTTP request it answers: the completion, written when the response's stream ends
+    /// (outside the request's task), names it as the intent does.
+    pub(crate) request_id: Option<String>,
 }
 
 /// The entries that name what a take saw: `(subjects by dataset, new bulk reads, index keys)`.
@@ -193,6 +196,7 @@ impl Tracker {
         }
         self.finished = true;
         let millis = self.started.elapsed().as_millis() as u64;
+        tverr_core::metrics::query(status, self.started.elapsed());
         match self.intent.take() {
             // Nothing was released: one record says what was asked, whose rows it read and how
             // it ended.
@@ -218,10 +222,13 @@ impl Tracker {
                         )
                     })
                     .collect();
-                let record = serde_json::json!({
+                let mut record = serde_json::json!({
                     "access": self.access, "rows": self.rows, "status": status, "millis": millis,
                     "bulk_rows": self.sink.take().bulk,
                 });
+                if let Some(id) = &self.request_id {
+                    record["request_id"] = serde_json::Value::String(id.clone());
+                }
                 out.push((RecordKind::Completion, record, Vec::new(), None));
                 out
             }

@@ -317,6 +317,23 @@ fn bind_checkpoint<'q>(q: AnyQuery<'q>, c: &'q Checkpoint) -> AnyQuery<'q> {
     q.bind(c.seq).bind(c.head_hash.as_str()).bind(c.at.as_str()).bind(c.public_key.as_str()).bind(c.signature.as_str())
 }
 
+tokio::task_local! {
+    /// The id of the HTTP request being answered, which its entries name.
+    static REQUEST_ID: String;
+}
+
+/// Runs `f` as the answer to the HTTP request `id`: every entry it makes names the request
+/// (`request_id`), as the server's own log lines do, so an entry and the node's log of the same
+/// request can be put side by side.
+pub async fn with_request_id<F: std::future::Future>(id: String, f: F) -> F::Output {
+    REQUEST_ID.scope(id, f).await
+}
+
+/// The id of the HTTP request being answered, if any.
+pub fn request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
 /// An entry ready for the writer: its canonical payload, the data subjects it names (each once).
 fn pending(
     kind: RecordKind,
@@ -325,6 +342,16 @@ fn pending(
     access: Option<i64>,
     reply: Option<oneshot::Sender<Result<i64, String>>>,
 ) -> Result<Pending, AuditError> {
+    let with_id;
+    let record = match (REQUEST_ID.try_with(Clone::clone), record) {
+        (Ok(id), serde_json::Value::Object(fields)) if !fields.contains_key("request_id") => {
+            let mut fields = fields.clone();
+            fields.insert("request_id".into(), serde_json::Value::String(id));
+            with_id = serde_json::Value::Object(fields);
+            &with_id
+        }
+        _ => record,
+    };
     // serde_json keeps object keys sorted (no preserve_order), so this is canonical.
     let payload = serde_json::to_string(record).map_err(|e| AuditError::Unavailable(e.to_string()))?;
     subjects.sort_unstable();
@@ -547,6 +574,7 @@ impl Audit {
     /// answers everyone waiting for it.
     async fn write(&self, batch: Vec<Pending>) {
         let mut state = self.state.lock().await;
+        let started = Instant::now();
         // Another server node may take the same sequence numbers first: then the insert fails on
         // the primary key and the group is chained again onto the new head.
         let mut attempts = 0;
@@ -562,6 +590,7 @@ impl Audit {
         drop(state);
         match result {
             Ok(first) => {
+                tverr_core::metrics::log_commit(batch.len(), started.elapsed());
                 for (i, p) in batch.into_iter().enumerate() {
                     if let Some(reply) = p.reply {
                         let _ = reply.send(Ok(first + i as i64));

@@ -950,7 +950,8 @@ async fn dispatch(cli: Cli, engine: &Engine) -> Result<()> {
             let mut state = tverr_server::AppState::from_engine(engine.clone())
                 .with_limits(limits)
                 .with_public_url(a.public_url.clone())
-                .with_recovery(recovered);
+                .with_recovery(recovered)
+                .with_metrics_token(std::env::var("TVERR_METRICS_TOKEN").ok());
             if a.demo {
                 // The demo has no ID-porten: its log-in page lets anyone act as a citizen.
                 let key = tverr_policy::CitizenDemoKey::take().context("the demo's citizen log-in is taken once")?;

@@ -35,12 +35,20 @@ fn main() -> ExitCode {
         let _ = OPERATOR.set(key);
     }
     let args = cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TVERR_LOG").unwrap_or_else(|_| "warn,deltalake_core::writer::stats=error".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("TVERR_LOG").unwrap_or_else(|_| "warn,deltalake_core::writer::stats=error".into());
+    // `TVERR_LOG_FORMAT=json`: one JSON object per line, with the request's id and route.
+    if std::env::var("TVERR_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

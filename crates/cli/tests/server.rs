@@ -425,3 +425,46 @@ time.sleep(30)
     assert_eq!(status, 200, "the slots were still held after {:?}", started.elapsed());
     assert!(started.elapsed() < Duration::from_secs(8), "freed only after {:?}", started.elapsed());
 }
+
+#[test]
+fn a_request_id_names_the_access_log_entries_and_metrics_name_routes_not_paths() {
+    let t = Tverr::with_env(&[("TVERR_METRICS_TOKEN", "skrape-hemmelig")]);
+    t.org();
+    let people = data_dir().join("ingest/people.csv");
+    t.create("test/people", &people, &["--subject", "fodselsnummer=person"]);
+    t.ok(&["user", "create", "test/data/ola", "--role", "employee"]);
+    t.ok(&["legal-basis", "create", "test/lov", "--gdpr", "6(1)(e)", "--hjemmel", "kommuneloven § 1-1"]);
+    t.ok(&["purpose", "create", "test/saksbehandling", "--name", "Saksbehandling", "--department", "data", "--legal-basis", "lov"]);
+    let token = common::token(&t, "ola");
+    let server = start(&t);
+    let auth = format!("Bearer {token}");
+    let headers = [("Authorization", auth.as_str()), ("Tverr-Purpose", "saksbehandling")];
+    let read = common::send(server.1, "POST", "/api/v1/sql", &headers, Some(br#"{"sql": "SELECT navn FROM test.people"}"#));
+    assert_eq!(read.status, 200);
+    let id = read.header("x-request-id").expect("a request id").to_string();
+    assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    // A client's own id is not taken over: it would go into the access log as sent.
+    let other = common::send(server.1, "GET", "/health", &[("X-Request-Id", "17858012392")], None);
+    assert_ne!(other.header("x-request-id"), Some("17858012392"));
+    // A look-up whose path holds a person's number.
+    let found = common::send(server.1, "GET", "/api/v1/subjects/person/17858012392", &headers, None);
+    assert_eq!(found.status, 200, "{}", String::from_utf8_lossy(&found.body));
+    drop(server);
+    // The read's intent and its completion both name the request.
+    let db = t.data().join("catalog.db");
+    let named = common::sqlite(&db, &format!("SELECT kind FROM audit_log WHERE payload LIKE '%\"request_id\":\"{id}\"%' ORDER BY seq"));
+    assert!(named.contains("'access'") && named.contains("'completion'"), "{named}");
+
+    let server = start(&t);
+    common::wait_until(|| (get(server.1, "/ready").0 == 200).then_some(()));
+    common::send(server.1, "GET", "/api/v1/subjects/person/17858012392", &headers, None);
+    assert_eq!(get(server.1, "/metrics").0, 404, "without the token, as if there were no such route");
+    let wrong = common::send(server.1, "GET", "/metrics", &[("Authorization", "Bearer gjett")], None);
+    assert_eq!(wrong.status, 404);
+    let metrics = common::send(server.1, "GET", "/metrics", &[("Authorization", "Bearer skrape-hemmelig")], None);
+    assert_eq!(metrics.status, 200);
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert!(text.contains(r#"tverr_http_requests_total{route="/api/v1/subjects/person/{id}",method="GET",status="200"} 1"#), "{text}");
+    assert!(text.contains("tverr_access_log_commit_seconds_count"), "{text}");
+    assert!(!text.contains("17858012392"), "a person's number in the metrics");
+}

@@ -5,6 +5,7 @@
 //! types is known to be well formed wherever it travels.
 
 pub mod ident;
+pub mod metrics;
 pub mod model;
 
 pub use ident::{Fodselsnummer, IdentError, Matrikkel, Orgnr, canonical_digits};

@@ -161,7 +161,9 @@ impl Policy {
     pub async fn snapshot(&self) -> Result<Arc<PolicySnapshot>, PolicyError> {
         let generation = self.catalog.generation().await?;
         let mut current = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
-        if current.generation == generation {
+        let kept = current.generation == generation;
+        tverr_core::metrics::cache("policy", kept);
+        if kept {
             return Ok(current.clone());
         }
         let fresh = Arc::new(PolicySnapshot { generation, ..Default::default() });

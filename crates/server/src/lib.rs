@@ -71,6 +71,7 @@ mod login;
 mod me;
 mod ogc;
 mod openapi;
+mod ops;
 mod problem;
 mod properties;
 mod rows;
@@ -91,7 +92,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 use tverr_access::Engine;
 use tverr_access::{ColumnMeta, DatasetMeta, VersionMeta};
 use tverr_core::DatasetRef;
@@ -132,6 +132,8 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// Whether the writes a crash interrupted are finished (`/ready` waits for it).
     pub(crate) recovered: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The bearer token `/metrics` asks for (`TVERR_METRICS_TOKEN`); none: open to all.
+    pub(crate) metrics_token: Option<String>,
 }
 
 impl AppState {
@@ -149,6 +151,7 @@ impl AppState {
             web_charts: web::Charts::default(),
             ogc_extents: ogc::Extents::default(),
             recovered: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            metrics_token: None,
             public_url: None,
         }
     }
@@ -163,6 +166,12 @@ impl AppState {
     /// the writes a crash interrupted in the background.
     pub fn with_recovery(mut self, recovered: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
         self.recovered = recovered;
+        self
+    }
+
+    /// `/metrics` only for requests that send this bearer token.
+    pub fn with_metrics_token(mut self, token: Option<String>) -> Self {
+        self.metrics_token = token.filter(|t| !t.is_empty());
         self
     }
 
@@ -203,6 +212,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(ops::metrics))
         .route("/api/v1/datasets", get(list_datasets))
         .route("/api/v1/datasets/{org}/{dataset}", get(show_dataset))
         .route("/api/v1/datasets/{org}/{dataset}/rows", get(rows::rows))
@@ -248,7 +258,7 @@ pub fn app(state: AppState) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(problem::panicked))
         .layer(axum::middleware::map_response(problem::problems_everywhere))
         .layer(axum::middleware::from_fn(api_headers))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(ops::observe))
         .with_state(state)
 }
 

@@ -19,7 +19,7 @@ use crate::Problem;
         license(name = "Apache-2.0"),
     ),
     paths(
-        crate::health, crate::ready, crate::api_index, crate::list_datasets, crate::show_dataset,
+        crate::health, crate::ready, crate::ops::metrics, crate::api_index, crate::list_datasets, crate::show_dataset,
         crate::rows::rows, crate::changes::changes, crate::upload::create, crate::upload::add_version, crate::upload::list,
         crate::sql::query, crate::login::login,
         crate::audit::search, crate::audit::verify,

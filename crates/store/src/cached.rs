@@ -133,6 +133,7 @@ impl ObjectStore for CachedRanges {
         let meta = self.inner.head(location).await?;
         let mut found = self.lookup(location, &meta, ranges);
         let missing: Vec<Range<u64>> = ranges.iter().zip(&found).filter(|(_, b)| b.is_none()).map(|(r, _)| r.clone()).collect();
+        tverr_core::metrics::cache("read_ranges", missing.is_empty());
         if !missing.is_empty() {
             let fetched = self.inner.get_ranges(location, &missing).await?;
             let pairs: Vec<(Range<u64>, Bytes)> = missing.into_iter().zip(fetched).collect();

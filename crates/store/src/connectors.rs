@@ -287,6 +287,7 @@ impl Catalog {
 
     /// Records how a run ended.
     pub async fn finish_connector_run(&self, run: &ConnectorRun) -> Result<(), StoreError> {
+        tverr_core::metrics::connector_run(&run.status);
         sqlx::query(
             "UPDATE connector_runs SET finished_at = $1, status = $2, version = $3, rows_written = $4, source_name = $5, error = $6, \
              problems = $7 WHERE id = $8",

@@ -69,6 +69,8 @@ pub(crate) struct Writing {
     r: DatasetRef,
     id: String,
     held: Held,
+    what: &'static str,
+    started: std::time::Instant,
 }
 
 /// The in-process locks of catalogues without a file.
@@ -113,7 +115,8 @@ impl Store {
 
     /// Starts a write of `r`: takes its lock, finishes a write a crash left, and records this one
     /// as under way.
-    pub(crate) async fn begin_write(&self, r: &DatasetRef, what: &str) -> Result<Writing, StoreError> {
+    pub(crate) async fn begin_write(&self, r: &DatasetRef, what: &'static str) -> Result<Writing, StoreError> {
+        let started = std::time::Instant::now();
         let held = self.lock_dataset(r).await?;
         self.recover_locked(r).await?;
         let id = uuid::Uuid::new_v4().to_string();
@@ -125,14 +128,15 @@ impl Store {
             .bind(Timestamp::now().to_string())
             .execute(self.catalog.pool())
             .await?;
-        Ok(Writing { r: r.clone(), id, held })
+        Ok(Writing { r: r.clone(), id, held, what, started })
     }
 
     /// Ends a write: a failed one is cleaned up at once (what it committed is recorded, the
     /// files it left are deleted); then the record of it goes and the lock is released. A
     /// cleanup that fails leaves the record for the next writer.
     pub(crate) async fn end_write(&self, writing: Writing, succeeded: bool) {
-        let Writing { r, id, held } = writing;
+        let Writing { r, id, held, what, started } = writing;
+        tverr_core::metrics::write(what, if succeeded { "ok" } else { "failed" }, started.elapsed());
         if succeeded {
             if let Err(e) = sqlx::query("DELETE FROM dataset_writes WHERE id = $1").bind(&id).execute(self.catalog.pool()).await {
                 tracing::warn!(dataset = %r, error = %e, "the record of a finished write stays; the next write of the dataset removes it");
@@ -177,6 +181,7 @@ impl Store {
             return Ok(false);
         }
         tracing::warn!(dataset = %r, writes = left.len(), "finishing a write that was interrupted");
+        tverr_core::metrics::recovered();
         if !self.catalog.dataset_exists(r).await? {
             if self.lake.exists(r).await? {
                 let store = self.lake.log_store(r)?.object_store(None);

@@ -261,6 +261,11 @@ pub(super) const API_NB: &[(&str, &str)] = &[
         "Om prosessen lever: den svarer. Den leser ingenting, så en katalog eller lagring som er nede,\nfår ikke en lastbalanserer til å starte alle nodene på nytt (`/ready` sier om en node kan betjene forespørsler).",
     ),
     ("The process answers", "Prosessen svarer"),
+    ("The node's metrics in Prometheus' text format", "Nodens måltall i Prometheus' tekstformat"),
+    (
+        "`GET /metrics`: Prometheus' text format. With `TVERR_METRICS_TOKEN` set, only a request that\nsends it as `Authorization: Bearer …` gets them (404 otherwise, as for a route that is not\nthere).",
+        "`GET /metrics`: Prometheus' tekstformat. Når `TVERR_METRICS_TOKEN` er satt, får bare en forespørsel\nsom sender det som `Authorization: Bearer …`, måltallene (ellers 404, som for en rute som ikke\nfinnes).",
+    ),
     (
         "Readiness: the catalogue, storage and the access log answer, and the writes a crash left are\nfinished. 503 with `Retry-After` otherwise; what failed is logged, never shown.",
         "Om noden er klar: katalogen, lagringen og tilgangsloggen svarer, og skrivinger som et krasj\navbrøt, er fullført. Ellers 503 med `Retry-After`; hva som feilet, logges og vises aldri.",
