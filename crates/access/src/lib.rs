@@ -212,6 +212,7 @@ impl Engine {
     pub async fn open(config: &StoreConfig, audit: tverr_audit::AuditConfig) -> Result<Self, QueryError> {
         let store = Store::open(config).await?;
         let audit = Audit::open(&store.raw_catalog(), audit).map_err(|e| QueryError::AuditUnavailable(e.to_string()))?;
+        audit.check_keys().await.map_err(|e| QueryError::AuditUnavailable(e.to_string()))?;
         Ok(Self::new(store, audit))
     }
 

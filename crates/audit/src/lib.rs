@@ -40,8 +40,8 @@ pub enum AuditError {
     /// The log could not be written or read; reads that need it must be refused.
     #[error("the access log is unavailable: {0}")]
     Unavailable(String),
-    /// The signing key could not be read or made.
-    #[error("the audit key {path}: {message}")]
+    /// A key file (the signing key, the subject key) could not be read or made, or is not the deployment's.
+    #[error("the key file {path}: {message}")]
     Key {
         /// Its path.
         path: PathBuf,
@@ -439,6 +439,48 @@ impl Audit {
     #[cfg(feature = "unaudited")]
     pub fn unaudited_for_benchmarks(catalog: &RawCatalog, config: AuditConfig) -> Result<Self, AuditError> {
         Ok(Self { enabled: false, ..Self::open(catalog, config)? })
+    }
+
+    /// Checks that this process has the deployment's keys: the first process to open the
+    /// catalogue records its public key and a fingerprint of its subject key; every later one
+    /// (another node, the CLI) must have the same, or it would sign checkpoints no verifier
+    /// accepts and name citizens by identifiers no one else computes.
+    pub async fn check_keys(&self) -> Result<(), AuditError> {
+        let public = self.public_key();
+        let fingerprint = subject_id(&self.subject_key, "tverr-deployment-key-check");
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        sqlx::query(
+            "INSERT INTO deployment_keys (id, signing_public_key, subject_key_fingerprint, recorded_at) VALUES (1, $1, $2, $3) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&public)
+        .bind(&fingerprint)
+        .bind(now)
+        .execute(self.catalog.pool())
+        .await?;
+        let row = sqlx::query("SELECT signing_public_key, subject_key_fingerprint FROM deployment_keys WHERE id = 1")
+            .fetch_one(self.catalog.pool())
+            .await?;
+        let (known_public, known_fingerprint): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+        if known_public != public {
+            return Err(AuditError::Key {
+                path: self.config.key_path.clone(),
+                message: format!(
+                    "this is not the key the catalogue's access log is signed with (public key {}…, this one {}…); \
+                     copy audit-key.pk8 and subject-key from a node of this deployment",
+                    &known_public[..16.min(known_public.len())],
+                    &public[..16]
+                ),
+            });
+        }
+        if known_fingerprint != fingerprint {
+            return Err(AuditError::Key {
+                path: self.config.subject_key_path.clone(),
+                message: "this is not the key the deployment names data subjects with; copy subject-key from a node of this deployment"
+                    .into(),
+            });
+        }
+        Ok(())
     }
 
     /// Whether entries are written (always, except in the benchmark-only unaudited build).

@@ -198,3 +198,25 @@ fn a_version_committed_but_not_recorded_is_recorded_by_the_next_write() {
     assert_eq!(t.sql_csv("SELECT count(*) AS n FROM test.people").lines().nth(1), Some("6"));
     assert_eq!(sqlite(&db, "SELECT count(*) FROM dataset_writes"), "[(0,)]");
 }
+
+#[test]
+fn a_process_with_other_key_files_is_refused_before_it_writes() {
+    let t = Tverr::new();
+    t.org();
+    let other = t.data().join("elsewhere");
+    std::fs::create_dir_all(&other).unwrap();
+    let audit_key = other.join("audit-key.pk8");
+    let subject_key = other.join("subject-key");
+    let entries = sqlite(&t.data().join("catalog.db"), "SELECT count(*) FROM audit_log");
+    for (flag, path, what) in [
+        ("--audit-key", &audit_key, "not the key the catalogue's access log is signed with"),
+        ("--subject-key", &subject_key, "not the key the deployment names data subjects with"),
+    ] {
+        let (code, stderr) = t.fail(&[flag, path.to_str().unwrap(), "department", "create", "test/annen", "--name", "Annen"]);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains(what) && stderr.contains("copy"), "{stderr}");
+    }
+    assert_eq!(sqlite(&t.data().join("catalog.db"), "SELECT count(*) FROM audit_log"), entries, "nothing was logged or changed");
+    assert!(!t.ok(&["org", "list"]).contains("annen"));
+    t.ok(&["audit", "verify"]);
+}

@@ -467,4 +467,12 @@ fn a_request_id_names_the_access_log_entries_and_metrics_name_routes_not_paths()
     assert!(text.contains(r#"tverr_http_requests_total{route="/api/v1/subjects/person/{id}",method="GET",status="200"} 1"#), "{text}");
     assert!(text.contains("tverr_access_log_commit_seconds_count"), "{text}");
     assert!(!text.contains("17858012392"), "a person's number in the metrics");
+    // Made-up methods and paths add no series: they count as `other` and `unmatched`.
+    for i in 0..20 {
+        common::send(server.1, &format!("X{i}"), &format!("/finnes-ikke/{i}"), &[], None);
+    }
+    let metrics = common::send(server.1, "GET", "/metrics", &[("Authorization", "Bearer skrape-hemmelig")], None);
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert!(!text.contains("X1") && !text.contains("finnes-ikke"), "{text}");
+    assert!(text.contains(r#"route="unmatched",method="other""#), "{text}");
 }

@@ -28,7 +28,12 @@ pub async fn observe(request: Request, next: Next) -> Response {
     let _in_flight = tverr_core::metrics::request_started();
     let id = request_id();
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
-    let method = request.method().to_string();
+    // A method is a label only when it is one of HTTP's own: any other word would make a new
+    // series, and a visitor could grow the metrics without bound.
+    let method = match request.method().as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "CONNECT" | "TRACE") => m.to_string(),
+        _ => "other".to_string(),
+    };
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
     let mut response = tverr_audit::with_request_id(id.clone(), next.run(request)).instrument(span.clone()).await;
     let status = response.status().as_u16();
