@@ -57,7 +57,9 @@ def wait_for(what: str, check, seconds: float = 30.0, every: float = 0.05):
 
 
 class Faults:
-    """What the S3 proxy does to each request: pass it on, answer 503, or wait first."""
+    """What the S3 proxy does to each request: pass it on, answer 503, or wait first; or
+    `commit503`: pass on the next PUT of a Delta log entry, then answer 503 to everything (storage
+    that stops answering right after a commit landed)."""
 
     def __init__(self):
         self.mode = "pass"
@@ -83,6 +85,11 @@ def s3_proxy(upstream_port: int, faults: Faults) -> tuple[socketserver.Threading
             body = self.rfile.read(length) if length else None
             with faults.lock:
                 mode, delay = faults.mode, faults.delay
+                if mode == "commit503" and self.command == "PUT" and "/_delta_log/" in self.path and ".json" in self.path:
+                    faults.mode = "503"
+                    mode = "pass"
+                elif mode == "commit503":
+                    mode = "pass"
             if mode == "503":
                 payload = b"<Error><Code>SlowDown</Code><Message>injected</Message></Error>"
                 self.send_response(503)

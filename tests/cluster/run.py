@@ -342,6 +342,17 @@ class Run:
         for n in self.c.nodes:
             wait_for(f"node {n.index} to read again after S3 came back", lambda: self.read_count(n)[0] == 200, 60, 0.2)
         self.consistent("after S3 answered 503")
+        # S3 stops answering right after a commit landed: the answer must not say nothing changed.
+        before = len(self.versions())
+        self.c.faults.set("commit503")
+        status, headers, body = self.append(node, 10)
+        self.c.faults.set("pass")
+        check(status == 503 and "Retry-After" in headers, f"an append whose commit landed before S3 stopped: {status} {body[:300]}")
+        check(json.loads(body)["type"] == "/problems/write-outcome-unknown", f"an append whose commit landed: {body[:300]}")
+        check(self.append(node, 10)[0] in (200, 201), "the next append after S3 came back failed")
+        after = self.versions()
+        check(len(after) == before + 2, f"{len(after) - before} new versions for a landed commit and one more append")
+        self.consistent("after a commit that landed while S3 stopped answering")
         # S3 answering every request 0.5 s late: slow, never wrong (a request the server's time
         # limit stops is a 504).
         self.c.faults.set("slow", 0.5)
@@ -353,7 +364,8 @@ class Run:
         if appended not in (200, 201):
             self.next_id -= 10
         self.consistent("after S3 was slow")
-        print(f"ok faults: S3 answering 503: 503 with Retry-After on every node and /ready 503, then served again; "
+        print(f"ok faults: S3 answering 503: 503 with Retry-After on every node and /ready 503, then served again; a commit that "
+              f"landed just before S3 stopped: 503 write-outcome-unknown, then recorded once by the next write; "
               f"S3 0.5 s slow: reads {slow}, an append {appended}")
 
     def latest_agreement(self) -> int:

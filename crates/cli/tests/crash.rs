@@ -220,3 +220,36 @@ fn a_process_with_other_key_files_is_refused_before_it_writes() {
     assert!(!t.ok(&["org", "list"]).contains("annen"));
     t.ok(&["audit", "verify"]);
 }
+
+#[test]
+fn a_write_gives_up_when_another_holds_the_dataset_too_long() {
+    let t = Tverr::with_env(&[("TVERR_WRITE_WAIT_SECONDS", "1")]);
+    t.org();
+    let dir = t.data().join("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let first = dir.join("first.csv");
+    std::fs::write(&first, rows(0, 10)).unwrap();
+    t.create(DATASET, &first, &[]);
+    // Another process holds the dataset's write lock (as a writer that hangs would).
+    let lock = t.data().join("catalog.db.locks/test.hendelser");
+    let mut holder = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(30)",
+        ])
+        .arg(&lock)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.take().unwrap()), &mut said).unwrap();
+    assert_eq!(said.trim(), "held");
+    let (code, stderr) = t.fail(&["ingest", DATASET, first.to_str().unwrap()]);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("another write of test/hendelser has been under way for more than 1 s"), "{stderr}");
+    // Once it lets go, the write goes through.
+    t.ok(&["ingest", DATASET, first.to_str().unwrap()]);
+    check(&t, "after the holder let go");
+}

@@ -96,6 +96,9 @@ problem_kinds! {
     Internal = ("internal", INTERNAL_SERVER_ERROR, "Intern feil / Internal error"),
     /// The catalogue database or storage does not answer; try again later (`Retry-After`).
     Unavailable = ("unavailable", SERVICE_UNAVAILABLE, "Tjenesten er midlertidig utilgjengelig / Service temporarily unavailable"),
+    /// Storage or the catalogue stopped answering while a version was being committed: whether it
+    /// was is not known yet (it is recorded as soon as they answer, if it was).
+    WriteOutcomeUnknown = ("write-outcome-unknown", SERVICE_UNAVAILABLE, "Utfallet av skrivingen er ukjent / Outcome of the write unknown"),
     /// The access log cannot be written, so nothing is released.
     AuditUnavailable = ("audit-unavailable", SERVICE_UNAVAILABLE, "Tilgangsloggen er utilgjengelig / Access log unavailable"),
     /// The query ran past its time limit and was stopped.
@@ -170,6 +173,8 @@ impl Problem {
             }
             StoreError::Invalid { .. } | StoreError::Ingest(_) => Self::new(ProblemKind::InvalidInput, e.to_string()),
             StoreError::Exists { .. } => Self::new(ProblemKind::Exists, e.to_string()),
+            StoreError::OutcomeUnknown { .. } => Self::new(ProblemKind::WriteOutcomeUnknown, e.to_string()),
+            StoreError::Busy { .. } => Self::new(ProblemKind::Unavailable, e.to_string()),
             other if other.is_unavailable() => {
                 tracing::warn!(error = %other, "a service does not answer");
                 Self::unavailable()
@@ -244,7 +249,7 @@ impl Problem {
     }
 
     /// A service the request needs does not answer: 503, with `Retry-After`.
-    pub(crate) fn unavailable() -> Self {
+    pub fn unavailable() -> Self {
         Self::new(
             ProblemKind::Unavailable,
             "the catalogue or storage does not answer at the moment; nothing was changed or released. Try again shortly",

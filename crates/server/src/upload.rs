@@ -121,6 +121,12 @@ fn safe_name(name: Option<&str>, format: Option<&str>) -> String {
 
 /// The upload could not be written to local disk; the cause is logged, not returned.
 fn not_stored(e: &std::io::Error) -> Problem {
+    // A full disk passes: 503, try again later.
+    if matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded) || tverr_access::unavailable(&e.to_string())
+    {
+        tracing::warn!(error = %e, "cannot store an upload: the disk is full");
+        return Problem::unavailable();
+    }
     tracing::error!(error = %e, "cannot store an upload");
     Problem::new(ProblemKind::Internal, "the upload could not be stored")
 }
@@ -300,6 +306,15 @@ pub async fn list(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_is_a_503_and_other_failures_a_500() {
+        for full in [std::io::ErrorKind::StorageFull, std::io::ErrorKind::QuotaExceeded] {
+            assert_eq!(not_stored(&std::io::Error::from(full)).status, 503, "{full:?}");
+        }
+        assert_eq!(not_stored(&std::io::Error::from_raw_os_error(28)).status, 503, "ENOSPC");
+        assert_eq!(not_stored(&std::io::Error::from(std::io::ErrorKind::PermissionDenied)).status, 500);
+    }
 
     #[test]
     fn parameters_are_checked_with_their_names() {

@@ -49,13 +49,48 @@ impl Store {
         }
         self.ensure_indexed().await?;
         let writing = self.begin_write(r, "erase").await?;
-        let erased = self.erase_locked(r, &key, &columns, actor).await;
-        self.end_write(writing, erased.is_ok()).await;
-        erased
+        let write = writing.id.clone();
+        let mut committing = None;
+        match self.erase_locked(r, &key, &columns, actor, &write, &mut committing).await {
+            Ok(outcome) => {
+                self.end_write(writing, true).await;
+                Ok(outcome)
+            }
+            Err(e) => match committing {
+                None => {
+                    self.end_write(writing, false).await;
+                    Err(e)
+                }
+                // The commit was under way: whether it landed decides the answer.
+                Some(mut outcome) => match self.end_failed_write(writing).await {
+                    Ok(recorded) => match recorded.into_iter().find(|(_, w)| *w == write) {
+                        Some((version, _)) => {
+                            tracing::warn!(dataset = %r, version, error = %e, "the erasure was committed after all, and is finished");
+                            outcome.version = Some(version);
+                            Ok(outcome)
+                        }
+                        None => Err(e),
+                    },
+                    Err(later) => {
+                        tracing::warn!(dataset = %r, error = %later, first = %e, "cannot tell whether an interrupted erasure landed");
+                        Err(StoreError::OutcomeUnknown { dataset: r.to_string() })
+                    }
+                },
+            },
+        }
     }
 
     /// [`Store::erase`], with the dataset's write lock held.
-    async fn erase_locked(&self, r: &DatasetRef, key: &str, columns: &[&String], actor: &str) -> Result<Erasure, StoreError> {
+    /// `committing` holds the outcome from the moment the commit starts.
+    async fn erase_locked(
+        &self,
+        r: &DatasetRef,
+        key: &str,
+        columns: &[&String],
+        actor: &str,
+        write: &str,
+        committing: &mut Option<Erasure>,
+    ) -> Result<Erasure, StoreError> {
         let key = key.to_string();
         let files: std::collections::BTreeSet<String> =
             self.locate(&key).await?.into_iter().filter(|p| &p.dataset == r).map(|p| p.path).collect();
@@ -160,6 +195,7 @@ impl Store {
             columns: columns_meta.clone(),
             categories: Default::default(),
             descriptions: Default::default(),
+            write: write.to_string(),
         };
         let props = deltalake::kernel::transaction::CommitProperties::default().with_metadata(vec![
             ("tverr.actor".to_string(), serde_json::json!(actor)),
@@ -168,6 +204,7 @@ impl Store {
             (crate::writing::RECORDING.to_string(), serde_json::json!(recording)),
         ]);
         crate::ingest::counts_only(&mut actions);
+        *committing = Some(outcome.clone());
         let finalized = deltalake::kernel::transaction::CommitBuilder::from(props)
             .with_actions(actions)
             .build(Some(snapshot), table.log_store(), DeltaOperation::Delete { predicate: None })
@@ -185,9 +222,7 @@ impl Store {
             source_format: None,
         };
         let change = IndexChange { removed, added, ..IndexChange::default() };
-        self.catalog.record_version(r, None, &columns_meta, &meta, &change).await.map_err(|e| StoreError::Config {
-            message: format!("version {version} of {r} is committed to storage, but the catalogue could not record it: {e}"),
-        })?;
+        self.catalog.record_version(r, None, &columns_meta, &meta, &change).await?;
         outcome.files_deleted = self.finish_erasure(r, version).await?;
         outcome.version = Some(version);
         Ok(outcome)

@@ -52,6 +52,39 @@ pub enum StoreError {
     /// Reading stored data failed.
     #[error("storage: {0}")]
     Read(String),
+    /// Another write of the dataset held its write lock for longer than a write waits.
+    #[error("another write of {dataset} has been under way for more than {seconds} s; try again later")]
+    Busy {
+        /// The dataset.
+        dataset: String,
+        /// How long this write waited.
+        seconds: u64,
+    },
+    /// Storage or the catalogue stopped answering while a version was being committed, and
+    /// still does not: whether the version was committed is not known. If it was, it is recorded
+    /// as soon as they answer again (the next write of the dataset, or a node that starts).
+    #[error(
+        "storage or the catalogue stopped answering while a version of {dataset} was being committed, and whether it was is not known yet; \
+         if it was, it is recorded as soon as they answer again. Look at the dataset's versions (the file's SHA-256) before you send the file again"
+    )]
+    OutcomeUnknown {
+        /// The dataset.
+        dataset: String,
+    },
+    /// A write failed once its commit was under way (inside the store only: [`crate::Store`]
+    /// finds out whether the commit landed and answers with the outcome or
+    /// [`StoreError::OutcomeUnknown`]).
+    #[error("{source}")]
+    Interrupted {
+        /// What failed.
+        source: Box<StoreError>,
+        /// The file's report, for the outcome if the version turns out to be committed.
+        report: Box<tverr_ingest::SourceReport>,
+        /// Rows the version removed.
+        rows_removed: u64,
+        /// Whether the version created the dataset.
+        created: bool,
+    },
     /// Sorting a write's rows by place failed (an ingest then writes them unsorted).
     #[error("storage: sorting rows by place: {0}")]
     Sort(String),

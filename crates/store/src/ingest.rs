@@ -322,20 +322,43 @@ impl Store {
 
     /// Reads a file and commits it as one new version of a dataset.
     pub async fn ingest(&self, req: IngestRequest) -> Result<IngestOutcome, StoreError> {
-        let writing = self.begin_write(&req.dataset, "ingest").await?;
-        let ingested = self.ingest_locked(req).await;
-        self.end_write(writing, ingested.is_ok()).await;
-        ingested
+        let r = req.dataset.clone();
+        let writing = self.begin_write(&r, "ingest").await?;
+        let write = writing.id.clone();
+        match self.ingest_locked(req, &write).await {
+            Ok(outcome) => {
+                self.end_write(writing, true).await;
+                Ok(outcome)
+            }
+            // The commit was under way: whether it landed decides the answer, never a guess.
+            Err(StoreError::Interrupted { source, report, rows_removed, created }) => match self.end_failed_write(writing).await {
+                Ok(recorded) => match recorded.into_iter().find(|(_, w)| *w == write) {
+                    Some((version, _)) => {
+                        tracing::warn!(dataset = %r, version, error = %source, "the version was committed after all, and is recorded");
+                        Ok(IngestOutcome { version, report: *report, rows_removed, created })
+                    }
+                    None => Err(*source),
+                },
+                Err(e) => {
+                    tracing::warn!(dataset = %r, error = %e, first = %source, "cannot tell whether an interrupted commit landed");
+                    Err(StoreError::OutcomeUnknown { dataset: r.to_string() })
+                }
+            },
+            Err(e) => {
+                self.end_write(writing, false).await;
+                Err(e)
+            }
+        }
     }
 
     /// [`Store::ingest`], with the dataset's write lock held.
-    async fn ingest_locked(&self, req: IngestRequest) -> Result<IngestOutcome, StoreError> {
-        match self.ingest_sorted(req.clone(), true).await {
+    async fn ingest_locked(&self, req: IngestRequest, write: &str) -> Result<IngestOutcome, StoreError> {
+        match self.ingest_sorted(req.clone(), true, write).await {
             // Rows too large for the sort's memory: the file is read again and written as it
             // comes (nothing of the first attempt was committed).
             Err(StoreError::Sort(reason)) => {
                 tracing::warn!(dataset = %req.dataset, %reason, "the rows could not be sorted by place; writing them unsorted");
-                self.ingest_sorted(req, false).await
+                self.ingest_sorted(req, false, write).await
             }
             other => other,
         }
@@ -343,7 +366,7 @@ impl Store {
 
     /// [`Store::ingest`], with the rows sorted by place when `sort` is set and the dataset's
     /// geometry is indexed by cell.
-    async fn ingest_sorted(&self, mut req: IngestRequest, sort: bool) -> Result<IngestOutcome, StoreError> {
+    async fn ingest_sorted(&self, mut req: IngestRequest, sort: bool, write: &str) -> Result<IngestOutcome, StoreError> {
         let started = std::time::Instant::now();
         let r = req.dataset.clone();
         self.catalog.org(r.org.as_str()).await?;
@@ -550,6 +573,15 @@ impl Store {
             columns: columns.clone(),
             categories: if exists { req.categories.clone() } else { BTreeMap::new() },
             descriptions: if exists { req.descriptions.clone() } else { BTreeMap::new() },
+            write: write.to_string(),
+        };
+        // From the commit on, a failure may come after the version landed (delta-rs reads the
+        // log back after writing its entry): `Store::ingest` finds out which.
+        let interrupted = |source: StoreError, rows_removed: u64| StoreError::Interrupted {
+            source: Box::new(source),
+            report: Box::new(report.clone()),
+            rows_removed,
+            created: !exists,
         };
         let app_metadata = vec![
             ("tverr.actor".to_string(), serde_json::json!(req.actor)),
@@ -580,7 +612,8 @@ impl Store {
                     .with_columns(schema.fields().cloned())
                     .with_actions(actions)
                     .with_commit_properties(props(0))
-                    .await?;
+                    .await
+                    .map_err(|e| interrupted(e.into(), 0))?;
                 created.version().unwrap_or(0) as i64
             }
             Some(t) => {
@@ -636,8 +669,11 @@ impl Store {
                     predicate: None,
                 };
                 counts_only(&mut actions);
-                let finalized =
-                    CommitBuilder::from(props(rows_removed)).with_actions(actions).build(Some(snapshot), t.log_store(), operation).await?;
+                let finalized = CommitBuilder::from(props(rows_removed))
+                    .with_actions(actions)
+                    .build(Some(snapshot), t.log_store(), operation)
+                    .await
+                    .map_err(|e| interrupted(e.into(), rows_removed))?;
                 tracing::debug!(dataset = %r, elapsed_ms = started.elapsed().as_millis() as u64, "ingest: committed to the lake");
                 finalized.version() as i64
             }
@@ -654,9 +690,7 @@ impl Store {
             source_sha256: Some(report.sha256.clone()),
             source_format: Some(report.format.clone()),
         };
-        self.catalog.record_version(&r, req.create.as_ref(), &columns, &meta, &index).await.map_err(|e| StoreError::Config {
-            message: format!("version {version} of {r} is committed to storage, but the catalogue could not record it: {e}"),
-        })?;
+        self.catalog.record_version(&r, req.create.as_ref(), &columns, &meta, &index).await.map_err(|e| interrupted(e, rows_removed))?;
         tracing::debug!(dataset = %r, elapsed_ms = started.elapsed().as_millis() as u64, "ingest: recorded in the catalogue");
         self.lake.checkpoint_now_and_then(&r, version).await;
         if exists && !req.categories.is_empty() {

@@ -28,6 +28,9 @@ pub struct Lake {
 /// The default of `TVERR_STORAGE_RETRY_SECONDS`: how long a request to object storage is retried.
 const STORAGE_RETRY_SECONDS: u64 = 10;
 
+/// The default of `TVERR_STORAGE_TIMEOUT_SECONDS`: how long one request to object storage may take.
+const STORAGE_TIMEOUT_SECONDS: u64 = 30;
+
 /// The default of `TVERR_READ_CACHE_MB`.
 const READ_CACHE_MB: usize = 256;
 
@@ -81,6 +84,14 @@ impl Lake {
             };
             options.insert("retry_timeout".into(), format!("{seconds}s"));
             options.insert("max_retries".into(), "4".into());
+            // A request that hangs is cut after this long (object_store's default is 30 s).
+            let timeout = match env.get("TVERR_STORAGE_TIMEOUT_SECONDS") {
+                Some(v) => v.trim().parse::<u64>().map_err(|_| StoreError::Config {
+                    message: format!("TVERR_STORAGE_TIMEOUT_SECONDS: expected a whole number of seconds, found {v:?}"),
+                })?,
+                None => STORAGE_TIMEOUT_SECONDS,
+            };
+            options.insert("timeout".into(), format!("{timeout}s"));
             options
         } else {
             HashMap::new()

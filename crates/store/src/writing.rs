@@ -47,6 +47,9 @@ pub(crate) struct Recording {
     /// Categories and descriptions the version set on existing columns.
     pub categories: BTreeMap<String, ColumnCategory>,
     pub descriptions: BTreeMap<String, String>,
+    /// The write (its `dataset_writes` id) that made the version.
+    #[serde(default)]
+    pub write: String,
 }
 
 /// The commit-info key of a [`Recording`].
@@ -67,7 +70,8 @@ enum Held {
 #[derive(Debug)]
 pub(crate) struct Writing {
     r: DatasetRef,
-    id: String,
+    /// Its id, named by the version it commits (`Recording::write`).
+    pub(crate) id: String,
     held: Held,
     what: &'static str,
     started: std::time::Instant,
@@ -75,6 +79,18 @@ pub(crate) struct Writing {
 
 /// The in-process locks of catalogues without a file.
 static MEMORY_LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
+
+/// How long a write waits for another write of the same dataset (`TVERR_WRITE_WAIT_SECONDS`,
+/// default 60) before it gives up with [`StoreError::Busy`].
+fn write_wait() -> Result<std::time::Duration, StoreError> {
+    let seconds = match std::env::var("TVERR_WRITE_WAIT_SECONDS") {
+        Ok(v) => v.trim().parse::<u64>().map_err(|_| StoreError::Config {
+            message: format!("TVERR_WRITE_WAIT_SECONDS: expected a whole number of seconds, found {v:?}"),
+        })?,
+        Err(_) => 60,
+    };
+    Ok(std::time::Duration::from_secs(seconds.max(1)))
+}
 
 /// The advisory-lock number of a dataset: 64 bits of a hash of its name.
 fn lock_number(r: &DatasetRef) -> i64 {
@@ -86,29 +102,51 @@ fn lock_number(r: &DatasetRef) -> i64 {
 impl Store {
     /// Takes a dataset's write lock, waiting for another writer to finish.
     async fn lock_dataset(&self, r: &DatasetRef) -> Result<Held, StoreError> {
+        let wait = write_wait()?;
+        let busy = || StoreError::Busy { dataset: r.to_string(), seconds: wait.as_secs() };
         if !self.catalog.is_sqlite() {
-            let mut conn = sqlx::AnyConnection::connect(self.catalog.url()).await?;
-            sqlx::query("SELECT pg_advisory_lock($1)").bind(lock_number(r)).execute(&mut conn).await?;
-            return Ok(Held::Postgres(conn));
+            use sqlx::ConnectOptions;
+            use std::str::FromStr;
+            // Waiting for the lock is no slow statement to warn of.
+            let options = sqlx::any::AnyConnectOptions::from_str(self.catalog.url())?
+                .log_statements(tracing::log::LevelFilter::Off)
+                .log_slow_statements(tracing::log::LevelFilter::Off, wait);
+            let mut conn = sqlx::AnyConnection::connect_with(&options).await?;
+            // A writer on a host that is gone (a partition, a power cut) loses the lock when the
+            // server's keepalive probes go unanswered, within about 30 s.
+            let settings = format!(
+                "SET lock_timeout = '{}s'; SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 4",
+                wait.as_secs()
+            );
+            sqlx::Executor::execute(&mut conn, settings.as_str()).await?;
+            return match sqlx::query("SELECT pg_advisory_lock($1)").bind(lock_number(r)).execute(&mut conn).await {
+                Ok(_) => Ok(Held::Postgres(conn)),
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => Err(busy()),
+                Err(e) => Err(e.into()),
+            };
         }
         match self.catalog.sqlite_file() {
             Some(db) => {
                 let dir = std::path::PathBuf::from(format!("{}.locks", db.display()));
                 let path = dir.join(format!("{}.{}", r.org, r.dataset));
-                let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-                    std::fs::create_dir_all(&dir)?;
-                    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
-                    file.lock()?;
-                    Ok(file)
-                })
-                .await
-                .map_err(|e| StoreError::Config { message: format!("cannot lock {r} for writing: {e}") })?
-                .map_err(|e| StoreError::Config { message: format!("cannot lock {r} for writing: {e}") })?;
-                Ok(Held::File { _file: file })
+                let failed = |e: std::io::Error| StoreError::Config { message: format!("cannot lock {r} for writing: {e}") };
+                std::fs::create_dir_all(&dir).map_err(failed)?;
+                let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(failed)?;
+                let deadline = std::time::Instant::now() + wait;
+                loop {
+                    match file.try_lock() {
+                        Ok(()) => return Ok(Held::File { _file: file }),
+                        Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        }
+                        Err(std::fs::TryLockError::WouldBlock) => return Err(busy()),
+                        Err(std::fs::TryLockError::Error(e)) => return Err(failed(e)),
+                    }
+                }
             }
             None => {
                 let lock = MEMORY_LOCKS.lock().unwrap_or_else(|p| p.into_inner()).entry(r.to_string()).or_default().clone();
-                Ok(Held::Memory { _guard: lock.lock_owned().await })
+                tokio::time::timeout(wait, lock.lock_owned()).await.map(|guard| Held::Memory { _guard: guard }).map_err(|_| busy())
             }
         }
     }
@@ -149,6 +187,19 @@ impl Store {
         }
     }
 
+    /// Ends a write that failed once its commit was under way: finishes it as a crash would be
+    /// finished, and says which versions that recorded and which write made each; `Err` when the
+    /// lake or the catalogue still does not answer (whether the commit landed is then unknown).
+    pub(crate) async fn end_failed_write(&self, writing: Writing) -> Result<Vec<(i64, String)>, StoreError> {
+        let Writing { r, held, what, started, .. } = writing;
+        tverr_core::metrics::write(what, "failed", started.elapsed());
+        let recovered = self.recover_locked(&r).await;
+        if let Held::Postgres(conn) = held {
+            let _ = conn.close().await;
+        }
+        Ok(recovered?.unwrap_or_default())
+    }
+
     /// Finishes every write a crash interrupted (see the module documentation), each under its
     /// dataset's lock; returns the datasets it found such a write in. A node runs it as it
     /// starts.
@@ -163,25 +214,27 @@ impl Store {
             if let Held::Postgres(conn) = held {
                 let _ = conn.close().await;
             }
-            if recovered? {
+            if recovered?.is_some() {
                 found.push(r);
             }
         }
         Ok(found)
     }
 
-    /// With the dataset's lock held: finishes an interrupted write of it, if one was left.
-    async fn recover_locked(&self, r: &DatasetRef) -> Result<bool, StoreError> {
+    /// With the dataset's lock held: finishes an interrupted write of it, if one was left
+    /// (`None`: none was), and gives the versions it recorded with the write that made each.
+    async fn recover_locked(&self, r: &DatasetRef) -> Result<Option<Vec<(i64, String)>>, StoreError> {
         let left: Vec<String> = sqlx::query_scalar("SELECT id FROM dataset_writes WHERE org = $1 AND dataset = $2")
             .bind(r.org.as_str())
             .bind(r.dataset.as_str())
             .fetch_all(self.catalog.pool())
             .await?;
         if left.is_empty() {
-            return Ok(false);
+            return Ok(None);
         }
         tracing::warn!(dataset = %r, writes = left.len(), "finishing a write that was interrupted");
         tverr_core::metrics::recovered();
+        let mut recorded = Vec::new();
         if !self.catalog.dataset_exists(r).await? {
             if self.lake.exists(r).await? {
                 let store = self.lake.log_store(r)?.object_store(None);
@@ -192,7 +245,7 @@ impl Store {
                 tracing::warn!(dataset = %r, objects = all.len(), "removed the table of a create that did not finish");
             }
         } else if self.lake.exists(r).await? {
-            self.finish_versions(r).await?;
+            recorded = self.finish_versions(r).await?;
             let removed = self.sweep(r).await?;
             if removed > 0 {
                 tracing::warn!(dataset = %r, files = removed, "deleted files an interrupted write left");
@@ -201,18 +254,18 @@ impl Store {
         for id in left {
             sqlx::query("DELETE FROM dataset_writes WHERE id = $1").bind(id).execute(self.catalog.pool()).await?;
         }
-        Ok(true)
+        Ok(Some(recorded))
     }
 
     /// Records the versions the lake committed after the catalogue's latest, and finishes an
     /// erasure whose clean-up did not run.
-    async fn finish_versions(&self, r: &DatasetRef) -> Result<(), StoreError> {
+    async fn finish_versions(&self, r: &DatasetRef) -> Result<Vec<(i64, String)>, StoreError> {
         let versions = self.catalog.versions(r).await?;
-        let Some(recorded) = versions.last().map(|v| v.version) else { return Ok(()) };
+        let Some(recorded) = versions.last().map(|v| v.version) else { return Ok(Vec::new()) };
         let table = self.lake.open(r, None).await?;
         let latest = table.version().unwrap_or(0) as i64;
         let log = table.log_store();
-        let mut rolled = false;
+        let mut rolled = Vec::new();
         let mut erased = versions.iter().filter(|v| v.mode == VersionMode::Erase).map(|v| v.version).max();
         for version in recorded + 1..=latest {
             let Some(info) = commit_info(log.as_ref(), version).await? else { continue };
@@ -247,9 +300,9 @@ impl Store {
                 erased = Some(version);
             }
             tracing::warn!(dataset = %r, version, "recorded a version committed to storage before the write was interrupted");
-            rolled = true;
+            rolled.push((version, recording.write.clone()));
         }
-        if rolled {
+        if !rolled.is_empty() {
             self.rebuild_index(r).await?;
         }
         if let Some(version) = erased {
@@ -259,7 +312,7 @@ impl Store {
                 tracing::warn!(dataset = %r, version, "finished the clean-up of an interrupted erasure");
             }
         }
-        Ok(())
+        Ok(rolled)
     }
 
     /// Deletes the data files and deletion vectors of a table that no version in its log names.

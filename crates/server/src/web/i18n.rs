@@ -1199,6 +1199,11 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "The catalogue or storage does not answer right now. Nothing was changed or read. Try again shortly.",
     ),
     (
+        "problem_write-outcome-unknown",
+        "Lagringen eller katalogen sluttet å svare mens versjonen ble lagret, og det er ennå ikke kjent om den ble det. Se på datasettets versjoner før du sender filen på nytt.",
+        "Storage or the catalogue stopped answering while the version was being stored, and whether it was is not known yet. Look at the dataset's versions before you send the file again.",
+    ),
+    (
         "problem_audit-unavailable",
         "Tilgangsloggen kan ikke skrives til akkurat nå, så ingen data blir lest. Prøv igjen senere.",
         "The access log cannot be written right now, so no data is read. Try again later.",
