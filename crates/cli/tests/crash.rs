@@ -20,6 +20,18 @@ fn rows(from: u64, n: u64) -> String {
     csv
 }
 
+/// Organisation `test` and the dataset with `n` rows; the directory for more files, and the
+/// first file.
+fn created(t: &Tverr, n: u64) -> (std::path::PathBuf, std::path::PathBuf) {
+    t.org();
+    let dir = t.data().join("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let first = dir.join("first.csv");
+    std::fs::write(&first, rows(0, n)).unwrap();
+    t.create(DATASET, &first, &[]);
+    (dir, first)
+}
+
 /// The versions Tverr wrote that the table's log holds, with their mode, read from the log's
 /// JSON files.
 fn lake_versions(table: &Path) -> BTreeMap<i64, String> {
@@ -84,12 +96,7 @@ fn check(t: &Tverr, what: &str) {
 #[test]
 fn a_write_killed_at_any_moment_leaves_the_previous_or_the_next_version() {
     let t = Tverr::new();
-    t.org();
-    let dir = t.data().join("files");
-    std::fs::create_dir_all(&dir).unwrap();
-    let first = dir.join("first.csv");
-    std::fs::write(&first, rows(0, 1000)).unwrap();
-    t.create(DATASET, &first, &[]);
+    let (dir, _) = created(&t, 1000);
     let mut next = 1000;
     let mut finished = Vec::new();
     let mut recovered = Vec::new();
@@ -136,12 +143,7 @@ fn a_write_killed_at_any_moment_leaves_the_previous_or_the_next_version() {
 #[test]
 fn writers_of_one_dataset_on_one_data_directory_take_turns() {
     let t = Tverr::new();
-    t.org();
-    let dir = t.data().join("files");
-    std::fs::create_dir_all(&dir).unwrap();
-    let first = dir.join("first.csv");
-    std::fs::write(&first, rows(0, 10)).unwrap();
-    t.create(DATASET, &first, &[]);
+    let (dir, _) = created(&t, 10);
     let children: Vec<_> = (0..6u64)
         .map(|i| {
             let file = dir.join(format!("part-{i}.csv"));
@@ -224,12 +226,7 @@ fn a_process_with_other_key_files_is_refused_before_it_writes() {
 #[test]
 fn a_write_gives_up_when_another_holds_the_dataset_too_long() {
     let t = Tverr::with_env(&[("TVERR_WRITE_WAIT_SECONDS", "1")]);
-    t.org();
-    let dir = t.data().join("files");
-    std::fs::create_dir_all(&dir).unwrap();
-    let first = dir.join("first.csv");
-    std::fs::write(&first, rows(0, 10)).unwrap();
-    t.create(DATASET, &first, &[]);
+    let (_, first) = created(&t, 10);
     // Another process holds the dataset's write lock (as a writer that hangs would).
     let lock = t.data().join("catalog.db.locks/test.hendelser");
     let mut holder = std::process::Command::new("python3")

@@ -62,19 +62,12 @@ impl Store {
                     Err(e)
                 }
                 // The commit was under way: whether it landed decides the answer.
-                Some(mut outcome) => match self.end_failed_write(writing).await {
-                    Ok(recorded) => match recorded.into_iter().find(|(_, w)| *w == write) {
-                        Some((version, _)) => {
-                            tracing::warn!(dataset = %r, version, error = %e, "the erasure was committed after all, and is finished");
-                            outcome.version = Some(version);
-                            Ok(outcome)
-                        }
-                        None => Err(e),
-                    },
-                    Err(later) => {
-                        tracing::warn!(dataset = %r, error = %later, first = %e, "cannot tell whether an interrupted erasure landed");
-                        Err(StoreError::OutcomeUnknown { dataset: r.to_string() })
+                Some(mut outcome) => match self.settle_interrupted(writing).await? {
+                    Some(version) => {
+                        outcome.version = Some(version);
+                        Ok(outcome)
                     }
+                    None => Err(e),
                 },
             },
         }

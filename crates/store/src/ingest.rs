@@ -322,8 +322,7 @@ impl Store {
 
     /// Reads a file and commits it as one new version of a dataset.
     pub async fn ingest(&self, req: IngestRequest) -> Result<IngestOutcome, StoreError> {
-        let r = req.dataset.clone();
-        let writing = self.begin_write(&r, "ingest").await?;
+        let writing = self.begin_write(&req.dataset, "ingest").await?;
         let write = writing.id.clone();
         match self.ingest_locked(req, &write).await {
             Ok(outcome) => {
@@ -331,18 +330,9 @@ impl Store {
                 Ok(outcome)
             }
             // The commit was under way: whether it landed decides the answer, never a guess.
-            Err(StoreError::Interrupted { source, report, rows_removed, created }) => match self.end_failed_write(writing).await {
-                Ok(recorded) => match recorded.into_iter().find(|(_, w)| *w == write) {
-                    Some((version, _)) => {
-                        tracing::warn!(dataset = %r, version, error = %source, "the version was committed after all, and is recorded");
-                        Ok(IngestOutcome { version, report: *report, rows_removed, created })
-                    }
-                    None => Err(*source),
-                },
-                Err(e) => {
-                    tracing::warn!(dataset = %r, error = %e, first = %source, "cannot tell whether an interrupted commit landed");
-                    Err(StoreError::OutcomeUnknown { dataset: r.to_string() })
-                }
+            Err(StoreError::Interrupted { source, report, rows_removed, created }) => match self.settle_interrupted(writing).await? {
+                Some(version) => Ok(IngestOutcome { version, report: *report, rows_removed, created }),
+                None => Err(*source),
             },
             Err(e) => {
                 self.end_write(writing, false).await;

@@ -32,7 +32,17 @@ const STORAGE_RETRY_SECONDS: u64 = 10;
 const STORAGE_TIMEOUT_SECONDS: u64 = 30;
 
 /// The default of `TVERR_READ_CACHE_MB`.
-const READ_CACHE_MB: usize = 256;
+const READ_CACHE_MB: u64 = 256;
+
+/// A whole number of `unit` from the environment, or `default`.
+fn number(env: &HashMap<String, String>, name: &str, unit: &str, default: u64) -> Result<u64, StoreError> {
+    match env.get(name) {
+        Some(v) => {
+            v.trim().parse().map_err(|_| StoreError::Config { message: format!("{name}: expected a whole number of {unit}, found {v:?}") })
+        }
+        None => Ok(default),
+    }
+}
 
 impl Lake {
     /// A lake rooted at an object-store URL. For `s3://` the usual `AWS_*` variables apply
@@ -76,33 +86,18 @@ impl Lake {
             }
             // A storage server that does not answer fails the request within seconds (503 to
             // the client) instead of retrying for minutes (object_store's default is 3 minutes).
-            let seconds = match env.get("TVERR_STORAGE_RETRY_SECONDS") {
-                Some(v) => v.trim().parse::<u64>().map_err(|_| StoreError::Config {
-                    message: format!("TVERR_STORAGE_RETRY_SECONDS: expected a whole number of seconds, found {v:?}"),
-                })?,
-                None => STORAGE_RETRY_SECONDS,
-            };
+            let seconds = number(env, "TVERR_STORAGE_RETRY_SECONDS", "seconds", STORAGE_RETRY_SECONDS)?;
             options.insert("retry_timeout".into(), format!("{seconds}s"));
             options.insert("max_retries".into(), "4".into());
             // A request that hangs is cut after this long (object_store's default is 30 s).
-            let timeout = match env.get("TVERR_STORAGE_TIMEOUT_SECONDS") {
-                Some(v) => v.trim().parse::<u64>().map_err(|_| StoreError::Config {
-                    message: format!("TVERR_STORAGE_TIMEOUT_SECONDS: expected a whole number of seconds, found {v:?}"),
-                })?,
-                None => STORAGE_TIMEOUT_SECONDS,
-            };
+            let timeout = number(env, "TVERR_STORAGE_TIMEOUT_SECONDS", "seconds", STORAGE_TIMEOUT_SECONDS)?;
             options.insert("timeout".into(), format!("{timeout}s"));
             options
         } else {
             HashMap::new()
         };
-        let read_cache_mb = match env.get("TVERR_READ_CACHE_MB") {
-            Some(v) => v.trim().parse::<usize>().map_err(|_| StoreError::Config {
-                message: format!("TVERR_READ_CACHE_MB: expected a whole number of mebibytes, found {v:?}"),
-            })?,
-            None => READ_CACHE_MB,
-        };
-        Ok(Self { root, options, cache: Default::default(), read_cache_bytes: read_cache_mb << 20, reads: Default::default() })
+        let read_cache_mb = number(env, "TVERR_READ_CACHE_MB", "mebibytes", READ_CACHE_MB)?;
+        Ok(Self { root, options, cache: Default::default(), read_cache_bytes: (read_cache_mb as usize) << 20, reads: Default::default() })
     }
 
     /// The storage root URL.

@@ -66,6 +66,15 @@ enum Held {
     Memory { _guard: tokio::sync::OwnedMutexGuard<()> },
 }
 
+impl Held {
+    /// Lets go of the lock (on PostgreSQL, by closing its connection; dropping does the rest).
+    async fn release(self) {
+        if let Held::Postgres(conn) = self {
+            let _ = conn.close().await;
+        }
+    }
+}
+
 /// A write under way: the lock and the record of it.
 #[derive(Debug)]
 pub(crate) struct Writing {
@@ -182,22 +191,31 @@ impl Store {
         } else if let Err(e) = self.recover_locked(&r).await {
             tracing::warn!(dataset = %r, error = %e, "a failed write could not be cleaned up; the next write of the dataset does it");
         }
-        if let Held::Postgres(conn) = held {
-            let _ = conn.close().await;
-        }
+        held.release().await;
     }
 
-    /// Ends a write that failed once its commit was under way: finishes it as a crash would be
-    /// finished, and says which versions that recorded and which write made each; `Err` when the
-    /// lake or the catalogue still does not answer (whether the commit landed is then unknown).
-    pub(crate) async fn end_failed_write(&self, writing: Writing) -> Result<Vec<(i64, String)>, StoreError> {
-        let Writing { r, held, what, started, .. } = writing;
+    /// Ends a write that failed once its commit was under way, finishing it as a crash would be
+    /// finished: `Some(version)` when its commit landed (the version is recorded now), `None`
+    /// when the lake holds nothing of it, [`StoreError::OutcomeUnknown`] when the lake or the
+    /// catalogue still does not answer.
+    pub(crate) async fn settle_interrupted(&self, writing: Writing) -> Result<Option<i64>, StoreError> {
+        let Writing { r, id, held, what, started } = writing;
         tverr_core::metrics::write(what, "failed", started.elapsed());
         let recovered = self.recover_locked(&r).await;
-        if let Held::Postgres(conn) = held {
-            let _ = conn.close().await;
+        held.release().await;
+        match recovered {
+            Ok(recorded) => {
+                let version = recorded.unwrap_or_default().into_iter().find(|(_, w)| *w == id).map(|(v, _)| v);
+                if let Some(version) = version {
+                    tracing::warn!(dataset = %r, version, "a write that failed after its commit had landed; its version is recorded");
+                }
+                Ok(version)
+            }
+            Err(e) => {
+                tracing::warn!(dataset = %r, error = %e, "cannot tell whether an interrupted commit landed");
+                Err(StoreError::OutcomeUnknown { dataset: r.to_string() })
+            }
         }
-        Ok(recovered?.unwrap_or_default())
     }
 
     /// Finishes every write a crash interrupted (see the module documentation), each under its
@@ -211,9 +229,7 @@ impl Store {
             let r: DatasetRef = name.parse().map_err(|e: tverr_core::ModelError| StoreError::Read(e.to_string()))?;
             let held = self.lock_dataset(&r).await?;
             let recovered = self.recover_locked(&r).await;
-            if let Held::Postgres(conn) = held {
-                let _ = conn.close().await;
-            }
+            held.release().await;
             if recovered?.is_some() {
                 found.push(r);
             }
