@@ -34,6 +34,7 @@ pub use tverr_audit::{Channel, RecordKind};
 use tverr_core::DatasetRef;
 use tverr_policy::{Denial, Grant, Policy, Principal};
 use tverr_store::Store;
+pub use tverr_store::{BACKUP_FORMAT, DeploymentFile, Manifest, UPLOAD_KEEP, Upload, UploadStep, read_manifest};
 pub use tverr_store::{
     Catalog, CatalogQuery, ColumnMeta, CreateSettings, DatasetMeta, Department, Erasure, GENERATION_TABLES, IngestOutcome, IngestRequest,
     IngestSettings, Inspection, NewDataset, Organization, ProtectionLink, ProtectionRegister, StoreConfig, StoreError, Timestamp,
@@ -206,6 +207,14 @@ pub const MAX_ROW_WINDOW: usize = 1_000_000_000_000;
 
 /// The index key that marks a bulk read of a dataset (`bulk:org/dataset`).
 pub const BULK_PREFIX: &str = "bulk:";
+
+/// Puts a backup into the (empty) store `config` names ([`tverr_store::Store::restore`]), before
+/// an engine is opened over it: the access log's keys come with the backup. The caller then
+/// opens the engine, records the restore and verifies the log.
+pub async fn restore(config: &StoreConfig, from: &std::path::Path, files: &[DeploymentFile]) -> Result<Manifest, QueryError> {
+    let store = Store::open(config).await?;
+    Ok(store.restore(from, files).await?)
+}
 
 impl Engine {
     /// Opens (creating if needed) the store and its access log, and the engine over them.

@@ -5,7 +5,7 @@
 
 use tverr_core::{DatasetRef, SubjectKind};
 use tverr_policy::Principal;
-use tverr_store::{Erasure, IngestOutcome, IngestRequest, StoreError};
+use tverr_store::{DeploymentFile, Erasure, IngestOutcome, IngestRequest, Manifest, StoreError, Upload};
 
 use crate::{Channel, Engine, QueryError, RecordKind};
 
@@ -48,6 +48,51 @@ impl Engine {
                 Err(e.into())
             }
         }
+    }
+
+    /// Keeps a checked web upload where every node finds it: its file in storage, its row in the
+    /// catalogue ([`tverr_store::Store::stage_upload`]). The file is read only by the ingest its
+    /// owner confirms.
+    pub async fn stage_upload(&self, upload: &Upload, file: &std::path::Path) -> Result<(), QueryError> {
+        Ok(self.store.stage_upload(upload, file).await?)
+    }
+
+    /// The web upload `id`, if `owner` started it.
+    pub async fn upload(&self, id: &str, owner: &str) -> Result<Option<Upload>, QueryError> {
+        Ok(self.store.upload(id, owner).await?)
+    }
+
+    /// Takes `owner`'s checked upload `id` for ingesting, once, with its file fetched into `dir`.
+    pub async fn claim_upload(
+        &self,
+        id: &str,
+        owner: &str,
+        dir: &std::path::Path,
+    ) -> Result<Option<(Upload, std::path::PathBuf)>, QueryError> {
+        Ok(self.store.claim_upload(id, owner, dir).await?)
+    }
+
+    /// A running web upload's progress.
+    pub async fn upload_progress(&self, id: &str, bytes_read: u64) -> Result<(), QueryError> {
+        Ok(self.store.upload_progress(id, bytes_read).await?)
+    }
+
+    /// Ends a running web upload: the version and rows, or the problems (JSON).
+    pub async fn finish_upload(&self, id: &str, outcome: Result<(i64, u64), String>) -> Result<(), QueryError> {
+        Ok(self.store.finish_upload(id, outcome).await?)
+    }
+
+    /// Copies the catalogue, `files` (the keys) and every dataset into `dest`, consistent at one
+    /// catalogue generation ([`tverr_store::Store::backup`]). Only the operator may: a backup is a
+    /// copy of everything. It is in the access log before it starts, so the backup holds the
+    /// record of itself.
+    pub async fn backup(&self, who: &Principal, dest: &std::path::Path, files: &[DeploymentFile]) -> Result<Manifest, QueryError> {
+        if !matches!(who, Principal::Operator(_)) {
+            return Err(QueryError::NotAllowed("only the operator takes backups".into()));
+        }
+        let details = serde_json::json!({"action": "backup", "destination": dest.display().to_string()});
+        self.log_event(RecordKind::Backup, who, Channel::Cli, details).await?;
+        Ok(self.store.backup(dest, files).await?)
     }
 
     /// Erases every row about a subject from a dataset (a new version without them, then a

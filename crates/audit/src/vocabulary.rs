@@ -108,6 +108,10 @@ vocabulary! {
         ConnectorRun = "connector-run",
         /// A subscription created or deleted.
         SubscriptionChange = "subscription-change",
+        /// A backup of the whole deployment about to be taken (a copy of every dataset).
+        Backup = "backup",
+        /// A backup put into this deployment (the first record after a restore).
+        Restore = "restore",
     }
 }
 

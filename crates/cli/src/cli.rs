@@ -107,8 +107,25 @@ enum Command {
     /// Subscriptions: webhooks told of every new version of a dataset, signed, at least once.
     #[command(subcommand)]
     Subscription(crate::subscriptions::SubscriptionCommand),
+    /// Copy the catalogue, the key files and every dataset into a new directory, consistent at
+    /// one catalogue generation. Nodes keep serving; a write waits only until its dataset is
+    /// copied. Operator only; the directory holds the keys, so keep it as safe as the servers.
+    Backup(BackupArgs),
+    /// Put a backup into this deployment (the catalogue, storage and key files the options
+    /// name), which must be empty: a catalogue without rows, storage without the backup's
+    /// tables. Every file is checked against the manifest before anything is written.
+    Restore(BackupArgs),
     /// Run the HTTP server.
     Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct BackupArgs {
+    /// The backup directory (for a backup: new or empty).
+    dir: PathBuf,
+    /// Print the manifest's summary as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -619,6 +636,68 @@ async fn open(cli: &Cli) -> Result<Engine> {
         .with_subscriptions(subscriptions)?)
 }
 
+/// The deployment's files outside the catalogue and the lake that a backup holds: the log's
+/// signing key and subject key (required), the connectors' key and the log's witness (when
+/// they exist).
+fn deployment_files(cli: &Cli) -> Result<Vec<tverr_access::DeploymentFile>> {
+    let audit = audit_config(cli)?;
+    let connectors = crate::connectors::config(&cli.data, cli.connector_key.clone())?;
+    let file = |name: &str, path: PathBuf, required: bool| tverr_access::DeploymentFile { name: name.into(), path, required };
+    let mut files = vec![
+        file("audit-key.pk8", audit.key_path, true),
+        file("subject-key", audit.subject_key_path, true),
+        file("connector-key", connectors.key_path, false),
+    ];
+    if let Some(witness) = audit.witness_path {
+        files.push(file("audit-witness.ndjson", witness, false));
+    }
+    Ok(files)
+}
+
+fn print_manifest(m: &tverr_access::Manifest, json: bool, done: &str) -> Result<()> {
+    let versions: Vec<serde_json::Value> =
+        m.datasets.iter().map(|d| serde_json::json!({"dataset": d.dataset, "version": d.version})).collect();
+    if json {
+        let summary = serde_json::json!({
+            "generation": m.generation, "created_at": m.created_at, "datasets": versions,
+            "tables": m.tables.len(), "rows": m.rows(), "files": m.files.len(), "bytes": m.bytes(),
+        });
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "{done}: catalogue generation {}, {} datasets, {} catalogue rows in {} tables, {} files, {} bytes",
+            m.generation,
+            m.datasets.len(),
+            m.rows(),
+            m.tables.len(),
+            m.files.len(),
+            m.bytes()
+        );
+    }
+    Ok(())
+}
+
+/// `tverr restore DIR`: the store is opened without the access log (whose keys the backup
+/// brings), the backup put in, then the log opened, the restore recorded, and the log verified.
+async fn restore(cli: &Cli, a: &BackupArgs) -> Result<()> {
+    let config = StoreConfig { data_dir: cli.data.clone(), catalog_url: cli.catalog.clone(), storage_url: cli.storage.clone() };
+    let files = deployment_files(cli)?;
+    let manifest = tverr_access::restore(&config, &a.dir, &files).await?;
+    let engine = open(cli).await?;
+    let details = serde_json::json!({
+        "action": "restore", "source": a.dir.display().to_string(), "generation": manifest.generation, "created_at": manifest.created_at,
+    });
+    engine.log_event(RecordKind::Restore, &crate::operator(), Channel::Cli, details).await?;
+    let verified = engine.audit().verify(None).await?;
+    engine.audit().flush().await;
+    if let Some(p) = verified.problem {
+        return Err(AuditBroken(format!("after the restore: {p}")).into());
+    }
+    print_manifest(&manifest, a.json, &format!("restored {}", a.dir.display()))?;
+    eprintln!("the access log verifies: {} entries", verified.entries);
+    Ok(())
+}
+
 /// A whole number from the environment, or the default.
 pub fn env_number(name: &str, default: u64) -> Result<u64> {
     match std::env::var(name) {
@@ -811,6 +890,9 @@ async fn protection_command(engine: &Engine, c: ProtectionCommand) -> Result<()>
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<()> {
+    if let Command::Restore(a) = &cli.command {
+        return restore(&cli, a).await;
+    }
     let engine = open(&cli).await?;
     let result = dispatch(cli, &engine).await;
     // Records that gate nothing (completions, token uses) wait for the next group commit: write
@@ -907,6 +989,11 @@ async fn dispatch(cli: Cli, engine: &Engine) -> Result<()> {
             let rows = tverr_demo::create(engine, crate::operator_key(), &config).await?;
             println!("created the demo municipality: {} datasets, {rows} rows", catalog.datasets().await?.len());
         }
+        Command::Backup(ref a) => {
+            let manifest = engine.backup(&crate::operator(), &a.dir, &deployment_files(&cli)?).await?;
+            print_manifest(&manifest, a.json, &format!("backup written to {}", a.dir.display()))?;
+        }
+        Command::Restore(_) => unreachable!("a restore runs before the store is opened"),
         Command::Serve(a) => {
             if a.demo && catalog.orgs().await?.is_empty() {
                 eprintln!("creating the demo municipality ({} persons)…", a.persons);

@@ -250,3 +250,83 @@ fn a_write_gives_up_when_another_holds_the_dataset_too_long() {
     t.ok(&["ingest", DATASET, first.to_str().unwrap()]);
     check(&t, "after the holder let go");
 }
+
+/// A tmpfs mounted over a directory, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// Mounts `size` of memory at `dir` (needs root, as CI runs).
+    fn mount(dir: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tverr-full", dir.to_str().unwrap()])
+            .status()
+            .expect("mount");
+        assert!(status.success(), "mounting a tmpfs needs root: run the tests as CI does (scripts/test as root)");
+        Self(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills a file system: the filler file, which holds everything that was free.
+fn fill(dir: &Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let filler = dir.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let block = vec![7u8; 64 << 10];
+    while f.write_all(&block).is_ok() {}
+    let _ = f.sync_all();
+    filler
+}
+
+/// A full disk: an upload fails closed with 503 and `Retry-After`, whether the disk is full where
+/// the upload's file is received (`TMPDIR`) or where the table is written (the lake, beside the
+/// catalogue); the dataset stays at its version, the log verifies, and once there is room again
+/// the same nodes take the upload without a restart, with nothing left over from the failed ones.
+#[test]
+fn a_full_disk_fails_closed_and_the_node_goes_on_when_there_is_room() {
+    let t = Tverr::new();
+    let _disk = Tmpfs::mount(&t.data(), "40m");
+    let (_, _) = created(&t, 1000);
+    t.ok(&["user", "create", "test/data/steward", "--role", "steward"]);
+    let steward = common::token(&t, "steward");
+    // One node receives uploads on the full disk, the other on a disk with room.
+    let mut on_full = Tverr { dir: tempfile::tempdir().unwrap(), env: t.env.clone() };
+    let tmp = t.data().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    on_full.env.push(("TVERR_DATA".into(), t.data().to_str().unwrap().into()));
+    on_full.env.push(("TMPDIR".into(), tmp.to_str().unwrap().into()));
+    let nodes = [common::start(&on_full), common::start(&t)];
+    let upload = |port: u16, body: &[u8]| {
+        common::send(
+            port,
+            "POST",
+            &format!("/api/v1/datasets/{DATASET}/versions?mode=append"),
+            &[("Authorization", &format!("Bearer {steward}")), ("Content-Type", "text/csv")],
+            Some(body),
+        )
+    };
+    let big = rows(1000, 100_000);
+    let filler = fill(&t.data());
+    for (n, node) in nodes.iter().enumerate() {
+        for attempt in 0..3 {
+            let r = upload(node.1, big.as_bytes());
+            assert_eq!(r.status, 503, "node {n}, attempt {attempt} on a full disk: {}", r.text());
+            assert!(r.header("retry-after").is_some(), "a 503 says when to try again");
+            assert!(r.text().contains("/problems/"), "a problem document: {}", r.text());
+        }
+    }
+    std::fs::remove_file(&filler).unwrap();
+    for (n, node) in nodes.iter().enumerate() {
+        let r = upload(node.1, big.as_bytes());
+        assert_eq!(r.status, 200, "node {n} with room again, without a restart: {}", r.text());
+    }
+    drop(nodes);
+    check(&t, "after the full disk");
+    assert_eq!(t.sql_csv("SELECT count(*) AS n FROM test.hendelser"), "n\n201000\n");
+}

@@ -405,8 +405,10 @@ fn oidc_log_in_with_pkce_signs_in_a_citizen_and_refuses_replays_and_wrong_nonces
         .to_string(),
     )
     .unwrap();
-    let (_t, server, pid, _) = demo(&["--oidc", config.to_str().unwrap()]);
+    let (t, server, pid, _) = demo(&["--oidc", config.to_str().unwrap()]);
     let port = server.1;
+    // A second node on the same catalogue: the issuer may send the browser back to either.
+    let second = start_with(&t, &["--demo", "--oidc", config.to_str().unwrap()]);
     let mut jar = Jar::default();
     let login_page = jar.get(port, "/logg-inn").text();
     assert!(login_page.contains("/logg-inn/oidc/0") && login_page.contains("ID-porten (test)"), "no button:\n{login_page}");
@@ -436,11 +438,12 @@ fn oidc_log_in_with_pkce_signs_in_a_citizen_and_refuses_replays_and_wrong_nonces
     assert_eq!(stranger.status, 400, "{}", stranger.text());
     assert!(set_cookie(&stranger, "tverr_session").is_none());
 
-    // A fresh start; the issuer signs with the right nonce; the session is a citizen's.
+    // A fresh start; the issuer signs with the right nonce and sends the browser back to the
+    // other node; the session is a citizen's.
     let start = jar.get(port, "/logg-inn/oidc/0?next=/min-side");
     let q: BTreeMap<String, String> = url::Url::parse(start.header("location").unwrap()).unwrap().query_pairs().into_owned().collect();
     issuer.codes.lock().unwrap().insert("code-2".into(), (q["code_challenge"].clone(), sign(&q["nonce"])));
-    let back = jar.get(port, &format!("/logg-inn/oidc/tilbake?code=code-2&state={}", q["state"]));
+    let back = jar.get(second.1, &format!("/logg-inn/oidc/tilbake?code=code-2&state={}", q["state"]));
     assert_eq!(back.status, 303, "{}", back.text());
     assert_eq!(back.header("location"), Some("/min-side"));
     let me = jar.get(port, "/min-side");
@@ -451,8 +454,10 @@ fn oidc_log_in_with_pkce_signs_in_a_citizen_and_refuses_replays_and_wrong_nonces
     // Replaying the callback does nothing: the state is gone.
     let mut other = Jar(jar.0.clone());
     other.0.remove("tverr_session");
-    let replay = other.get(port, &format!("/logg-inn/oidc/tilbake?code=code-2&state={}", q["state"]));
-    assert_eq!(replay.status, 400);
+    for node in [port, second.1] {
+        let replay = other.get(node, &format!("/logg-inn/oidc/tilbake?code=code-2&state={}", q["state"]));
+        assert_eq!(replay.status, 400, "a replay on either node");
+    }
 
     // An ID token minted for another log-in (wrong nonce) is refused.
     let mut fresh = Jar::default();
@@ -462,6 +467,65 @@ fn oidc_log_in_with_pkce_signs_in_a_citizen_and_refuses_replays_and_wrong_nonces
     let wrong = fresh.get(port, &format!("/logg-inn/oidc/tilbake?code=code-3&state={}", q["state"]));
     assert_eq!(wrong.status, 401, "{}", wrong.text());
     assert!(!fresh.0.contains_key("tverr_session"));
+}
+
+/// A multipart upload form: the fields, then the file.
+fn multipart(fields: &[(&str, &str)], file_name: &str, file: &str) -> (String, String) {
+    let boundary = "tverrgrense7";
+    let mut body = String::new();
+    for (name, value) in fields {
+        body.push_str(&format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"));
+    }
+    body.push_str(&format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: text/csv\r\n\r\n{file}\r\n--{boundary}--\r\n"
+    ));
+    (body, format!("multipart/form-data; boundary={boundary}"))
+}
+
+/// Behind a load balancer every request may go to another node: a log-in on one node, an
+/// upload checked on it, confirmed on a second and followed on both; a log-in throttled on one
+/// node is throttled on the other.
+#[test]
+fn log_ins_and_uploads_go_on_at_any_node() {
+    let (t, a, _, _) = demo(&[]);
+    let b = start_with(&t, &["--demo"]);
+    let mut jar = login(a.1, "kari");
+    let csrf = csrf_in(&jar.get(b.1, "/last-opp").text());
+    let fields =
+        [("csrf", csrf.as_str()), ("target", "new"), ("slug", "kull-2026"), ("title", "Kull 2026"), ("classification", "internal")];
+    let (body, content_type) = multipart(&fields, "kull.csv", "navn;alder\nKari;5\nOla;6\n");
+    let checked = send(a.1, "POST", "/last-opp", &[("Cookie", &jar.header()), ("Content-Type", &content_type)], Some(body.as_bytes()));
+    assert_eq!(checked.status, 200, "{}", checked.text());
+    let page = checked.text();
+    let at = page.find("action=\"/last-opp/").expect("the confirmation form") + 18;
+    let id = page[at..at + 24].to_string();
+    // Confirmed on the other node; a second confirmation on the first ingests nothing more.
+    let confirmed = jar.post(b.1, &format!("/last-opp/{id}"), &format!("csrf={csrf}"));
+    assert_eq!(confirmed.status, 303, "{}", confirmed.text());
+    let again = jar.post(a.1, &format!("/last-opp/{id}"), &format!("csrf={csrf}"));
+    assert_eq!(again.status, 303);
+    for node in [a.1, b.1] {
+        let done = common::wait_until(|| {
+            let page = jar.get(node, &format!("/last-opp/jobb/{id}")).text();
+            page.contains("id=\"upload-done\"").then_some(page)
+        });
+        assert!(done.contains("versjon 0") && done.contains("2 rader"), "{done}");
+    }
+    let history: serde_json::Value = serde_json::from_str(&t.ok(&["history", "hamar/kull-2026", "--json"])).unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 1, "one version from two confirmations: {history}");
+    // Another steward does not see it on either node.
+    let mut other = login(b.1, "bjorn");
+    for node in [a.1, b.1] {
+        assert_eq!(other.get(node, &format!("/last-opp/jobb/{id}")).status, 404);
+    }
+    // Failed log-ins on one node count on the other.
+    let mut stranger = Jar::default();
+    for i in 0..6 {
+        let node = if i % 2 == 0 { a.1 } else { b.1 };
+        let page = stranger.get(node, "/logg-inn").text();
+        let r = stranger.post(node, "/logg-inn", &format!("csrf={}&username=frode&password=feil", csrf_in(&page)));
+        assert_eq!(r.status, if i < 5 { 401 } else { 429 }, "attempt {i} on node {node}: {}", r.text());
+    }
 }
 
 #[test]

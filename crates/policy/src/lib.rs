@@ -10,6 +10,7 @@ mod bases;
 mod categories;
 mod credentials;
 mod grant;
+mod logins;
 mod model;
 pub mod oidc;
 
@@ -29,6 +30,7 @@ pub use agreements::AgreementRequest;
 pub use categories::{CategoryChange, raises};
 pub use credentials::{NewToken, SESSION_PREFIX, TOKEN_PREFIX, TokenInfo};
 pub use grant::{Basis, ColumnGrant, Denial, Grant, PROTECTION_COLUMN, Protection};
+pub use logins::PendingLogin;
 pub use model::{
     Agreement, AgreementEvent, AgreementState, Citizen, CitizenDemoKey, DatasetTerms, LegalBasis, Mask, OperatorKey, OperatorSeal, Party,
     Principal, Purpose, Role, SignedIn, System, Terms, User,

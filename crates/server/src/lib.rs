@@ -119,10 +119,6 @@ pub struct AppState {
     /// The capability that lets the web log-in act as any citizen by fødselsnummer (the demo
     /// only); without it there is no such log-in.
     pub(crate) citizen_demo: Option<std::sync::Arc<tverr_policy::CitizenDemoKey>>,
-    /// Web uploads between their steps.
-    pub(crate) web_uploads: web::Uploads,
-    /// Browser log-ins sent to an OIDC issuer and not yet back.
-    pub(crate) oidc_pending: web::OidcPending,
     /// The web pages' charts of open datasets.
     pub(crate) web_charts: web::Charts,
     /// The extents of OGC collections, per reader and version.
@@ -144,10 +140,8 @@ impl AppState {
             oidc: None,
             limits: Limits::default(),
             gate: limits::Gate::default(),
-            logins: limits::LoginThrottle::default(),
+            logins: limits::LoginThrottle,
             citizen_demo: None,
-            web_uploads: web::Uploads::default(),
-            oidc_pending: web::OidcPending::default(),
             web_charts: web::Charts::default(),
             ogc_extents: ogc::Extents::default(),
             recovered: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),

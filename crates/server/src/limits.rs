@@ -86,13 +86,15 @@ pub const LOGIN_FAILURES_PER_CLIENT: u32 = 20;
 /// The window log-in failures are counted in.
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(300);
 
-/// Counts log-in attempts per user name and per client address; past the limit, further
-/// attempts are refused without checking the password until the window has passed.
+/// Counts log-in attempts per user name and per client address, in the catalogue (so every
+/// node counts the same attempts); past the limit, further attempts are refused without checking
+/// the password until the window has passed.
 ///
-/// An attempt is counted when it starts, in the same lock as the check, so concurrent attempts
-/// cannot all pass the check before any of them is counted; a successful one is taken back.
-#[derive(Debug, Clone, Default)]
-pub struct LoginThrottle(Arc<Mutex<HashMap<String, (std::time::Instant, u32)>>>);
+/// An attempt is counted when it starts, in the same statement as the check, so concurrent
+/// attempts on any nodes cannot all pass the check before any of them is counted; a successful
+/// one is taken back.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoginThrottle;
 
 impl LoginThrottle {
     fn user_key(username: &str) -> String {
@@ -103,39 +105,48 @@ impl LoginThrottle {
         format!("client:{}", client.map(|a| client_of(a.ip()).to_string()).unwrap_or_default())
     }
 
-    /// Counts an attempt for this user name and client, or `Err(seconds to wait)` when either
-    /// has used its attempts lately (then nothing is counted and the password is not checked).
-    pub fn attempt(&self, username: &str, client: Option<std::net::SocketAddr>) -> Result<(), u64> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 100_000 {
-            map.retain(|_, (since, _)| since.elapsed() < LOGIN_WINDOW);
+    /// Counts an attempt for this user name and client: `Err(seconds to wait)` when either has
+    /// used its attempts lately (the password is then not checked), or a 503 problem when the
+    /// catalogue does not answer (no password is checked uncounted).
+    pub async fn attempt(
+        &self,
+        policy: &tverr_policy::Policy,
+        username: &str,
+        client: Option<std::net::SocketAddr>,
+    ) -> Result<(), Refused> {
+        let (user, client) = (Self::user_key(username), Self::client_key(client));
+        let keys = [(user.as_str(), LOGIN_FAILURES_PER_USER), (client.as_str(), LOGIN_FAILURES_PER_CLIENT)];
+        match policy.count_login_attempt(&keys, LOGIN_WINDOW).await {
+            Ok(None) => Ok(()),
+            Ok(Some(wait)) => Err(Refused::Throttled(wait)),
+            Err(e) => Err(Refused::Unavailable(Problem::from_policy(e))),
         }
-        let keys = [(Self::user_key(username), LOGIN_FAILURES_PER_USER), (Self::client_key(client), LOGIN_FAILURES_PER_CLIENT)];
-        for (key, max) in &keys {
-            if let Some((since, n)) = map.get(key) {
-                let age = since.elapsed();
-                if age < LOGIN_WINDOW && n >= max {
-                    return Err((LOGIN_WINDOW - age).as_secs().max(1));
-                }
-            }
-        }
-        for (key, _) in keys {
-            let entry = map.entry(key).or_insert((std::time::Instant::now(), 0));
-            if entry.0.elapsed() >= LOGIN_WINDOW {
-                *entry = (std::time::Instant::now(), 0);
-            }
-            entry.1 += 1;
-        }
-        Ok(())
     }
 
     /// A successful log-in clears the user name's count and takes its attempt back from the
     /// client's.
-    pub fn succeeded(&self, username: &str, client: Option<std::net::SocketAddr>) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&Self::user_key(username));
-        if let Some((_, n)) = map.get_mut(&Self::client_key(client)) {
-            *n = n.saturating_sub(1);
+    pub async fn succeeded(&self, policy: &tverr_policy::Policy, username: &str, client: Option<std::net::SocketAddr>) {
+        if let Err(e) = policy.login_attempt_succeeded(&Self::user_key(username), &Self::client_key(client)).await {
+            tracing::warn!(error = %e, "a successful log-in could not clear its failed attempts");
+        }
+    }
+}
+
+/// Why a log-in attempt is not let through to the password check.
+#[derive(Debug)]
+pub enum Refused {
+    /// Too many attempts: the seconds to wait.
+    Throttled(u64),
+    /// The count could not be kept.
+    Unavailable(Problem),
+}
+
+impl Refused {
+    /// The API's problem: 429 with the wait, or the catalogue's.
+    pub fn problem(self) -> Problem {
+        match self {
+            Refused::Throttled(wait) => login_throttled(wait),
+            Refused::Unavailable(p) => p,
         }
     }
 }
@@ -499,49 +510,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_user_name_is_locked_after_its_failures_and_a_success_unlocks_it() {
-        let t = LoginThrottle::default();
-        let a: std::net::SocketAddr = "10.0.0.1:1".parse().expect("addr");
-        for _ in 0..LOGIN_FAILURES_PER_USER {
-            assert!(t.attempt("Ola", Some(a)).is_ok());
-        }
-        assert!(t.attempt("ola", Some(a)).is_err(), "locked after the limit, whatever the case");
-        let b: std::net::SocketAddr = "10.0.0.2:1".parse().expect("addr");
-        assert!(t.attempt("ola", Some(b)).is_err(), "the user name stays locked from another address");
-        assert!(t.attempt("kari", Some(b)).is_ok(), "another user from another address is not");
-        t.succeeded("ola", Some(a));
-        assert!(t.attempt("ola", Some(b)).is_ok());
-    }
-
-    #[test]
-    fn one_client_trying_many_user_names_is_locked_too() {
-        let t = LoginThrottle::default();
-        let a: std::net::SocketAddr = "10.0.0.1:1".parse().expect("addr");
-        for i in 0..LOGIN_FAILURES_PER_CLIENT {
-            assert!(t.attempt(&format!("u{i}"), Some(a)).is_ok());
-        }
-        assert!(t.attempt("fresh", Some(a)).is_err());
-    }
-
-    #[test]
-    fn concurrent_attempts_get_no_more_checks_than_the_limit() {
-        let t = LoginThrottle::default();
-        let passed = std::sync::atomic::AtomicU32::new(0);
-        std::thread::scope(|s| {
-            for i in 0..60u8 {
-                let (t, passed) = (&t, &passed);
-                s.spawn(move || {
-                    let client: std::net::SocketAddr = format!("10.0.1.{i}:1").parse().expect("addr");
-                    if t.attempt("ola", Some(client)).is_ok() {
-                        passed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    }
-                });
-            }
-        });
-        assert_eq!(passed.into_inner(), LOGIN_FAILURES_PER_USER, "only the limit's worth of password checks, from any addresses");
-    }
-
-    #[test]
     fn the_addresses_of_one_ipv6_64_are_one_client() {
         let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("address");
         assert_eq!(client_of(ip("2001:db8:1:2::1")), client_of(ip("2001:db8:1:2:ffff:1:2:3")));
@@ -579,16 +547,5 @@ mod tests {
             open.by_client.is_empty() && open.connections.is_empty() && open.total == 0 && open.evicting == 0,
             "nothing is counted once all are closed"
         );
-    }
-
-    #[test]
-    fn successful_log_ins_do_not_lock_an_office_address() {
-        let t = LoginThrottle::default();
-        let office: std::net::SocketAddr = "10.0.0.9:1".parse().expect("addr");
-        for i in 0..(LOGIN_FAILURES_PER_CLIENT * 2) {
-            let user = format!("u{i}");
-            assert!(t.attempt(&user, Some(office)).is_ok(), "attempt {i}");
-            t.succeeded(&user, Some(office));
-        }
     }
 }

@@ -38,15 +38,15 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<(S
         .await
         .map_err(|_| Problem::new(ProblemKind::PayloadTooLarge, "the log-in body is too large"))?;
     let req: LoginRequest = Problem::json_body(&body, "{\"username\": …, \"password\": …}")?;
-    if let Err(wait) = state.logins.attempt(&req.username, client) {
+    let policy = state.engine.policy();
+    if let Err(refused) = state.logins.attempt(policy, &req.username, client).await {
         let details = serde_json::json!({"outcome": "throttled", "username": req.username});
         state.engine.note_event(RecordKind::Login, &Principal::Anonymous, Channel::Http, details);
-        return Err(crate::limits::login_throttled(wait));
+        return Err(refused.problem());
     }
-    let policy = state.engine.policy();
     match policy.login(&req.username, &req.password).await {
         Ok(who) => {
-            state.logins.succeeded(&req.username, client);
+            state.logins.succeeded(policy, &req.username, client).await;
             let token = policy.create_token(&who.name(), Some(1)).await.map_err(Problem::from_policy)?;
             let details = serde_json::json!({"outcome": "ok", "token": token.id});
             state.engine.log_event(RecordKind::Login, &who, Channel::Http, details).await.map_err(Problem::from_query)?;

@@ -143,3 +143,106 @@ async fn the_framework_answers_with_the_same_problem_table() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(is_problem(&body, ProblemKind::DatasetNotFound), "{body}");
 }
+
+/// A second node over the fixture's data directory: its own engine, the same catalogue.
+async fn second_node(f: &Fixture) -> Engine {
+    let dir = f._dir.path();
+    let config = StoreConfig { data_dir: dir.into(), catalog_url: None, storage_url: None };
+    let audit = tverr_audit::AuditConfig {
+        key_path: dir.join("audit-key.pk8"),
+        subject_key_path: dir.join("subject-key"),
+        checkpoint_every: 1000,
+        checkpoint_interval: Duration::from_secs(60),
+        witness_path: None,
+    };
+    Engine::open(&config, audit).await.unwrap()
+}
+
+mod log_ins {
+    use super::*;
+    use crate::limits::{LOGIN_FAILURES_PER_CLIENT, LOGIN_FAILURES_PER_USER, LoginThrottle, Refused};
+
+    fn addr(s: &str) -> Option<std::net::SocketAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_user_name_is_locked_on_every_node_after_its_failures_and_a_success_unlocks_it() {
+        let f = fixture().await;
+        let other = second_node(&f).await;
+        let nodes = [f.state.engine.policy(), other.policy()];
+        let t = LoginThrottle;
+        for i in 0..LOGIN_FAILURES_PER_USER as usize {
+            assert!(t.attempt(nodes[i % 2], "Ola", addr("10.0.0.1:1")).await.is_ok(), "attempt {i}");
+        }
+        for node in nodes {
+            let refused = t.attempt(node, "ola", addr("10.0.0.2:1")).await;
+            assert!(
+                matches!(refused, Err(Refused::Throttled(w)) if w > 0 && w <= 300),
+                "locked on every node, whatever the case and address"
+            );
+        }
+        assert!(t.attempt(nodes[1], "kari", addr("10.0.0.2:1")).await.is_ok(), "another user from another address is not");
+        t.succeeded(nodes[0], "ola", addr("10.0.0.1:1")).await;
+        assert!(t.attempt(nodes[1], "ola", addr("10.0.0.2:1")).await.is_ok(), "a success on one node unlocks on the other");
+    }
+
+    #[tokio::test]
+    async fn one_client_trying_many_user_names_is_locked_too() {
+        let f = fixture().await;
+        let t = LoginThrottle;
+        for i in 0..LOGIN_FAILURES_PER_CLIENT {
+            assert!(t.attempt(f.state.engine.policy(), &format!("u{i}"), addr("10.0.0.1:1")).await.is_ok());
+        }
+        assert!(t.attempt(f.state.engine.policy(), "fresh", addr("10.0.0.1:1")).await.is_err());
+        // The addresses of one IPv6 /64 are one client.
+        for i in 0..LOGIN_FAILURES_PER_CLIENT {
+            assert!(t.attempt(f.state.engine.policy(), &format!("v{i}"), addr(&format!("[2001:db8::{i}]:1"))).await.is_ok());
+        }
+        assert!(t.attempt(f.state.engine.policy(), "fresh2", addr("[2001:db8::ffff]:1")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn concurrent_attempts_on_two_nodes_get_no_more_checks_than_the_limit() {
+        let f = fixture().await;
+        let other = second_node(&f).await;
+        let mut tasks = Vec::new();
+        for i in 0..60u8 {
+            let engine = if i % 2 == 0 { f.state.engine.clone() } else { other.clone() };
+            tasks.push(tokio::spawn(
+                async move { LoginThrottle.attempt(engine.policy(), "ola", addr(&format!("10.0.1.{i}:1"))).await.is_ok() },
+            ));
+        }
+        let mut passed = 0;
+        for task in tasks {
+            passed += u32::from(task.await.unwrap());
+        }
+        assert_eq!(passed, LOGIN_FAILURES_PER_USER, "only the limit's worth of password checks, from any addresses and nodes");
+    }
+
+    #[tokio::test]
+    async fn successful_log_ins_do_not_lock_an_office_address() {
+        let f = fixture().await;
+        let policy = f.state.engine.policy();
+        for i in 0..(LOGIN_FAILURES_PER_CLIENT * 2) {
+            let user = format!("u{i}");
+            assert!(LoginThrottle.attempt(policy, &user, addr("10.0.0.9:1")).await.is_ok(), "attempt {i}");
+            LoginThrottle.succeeded(policy, &user, addr("10.0.0.9:1")).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pending_oidc_log_in_is_taken_once_on_any_node_and_not_when_old() {
+        let f = fixture().await;
+        let other = second_node(&f).await;
+        let pending = tverr_policy::PendingLogin { issuer: 1, verifier: "v".repeat(43), nonce: "n1".into(), next: "/min-side".into() };
+        let keep = Duration::from_secs(600);
+        f.state.engine.policy().start_pending_login("state-1", &pending, keep).await.unwrap();
+        assert_eq!(other.policy().take_pending_login("state-2", keep).await.unwrap(), None, "another state");
+        assert_eq!(other.policy().take_pending_login("state-1", keep).await.unwrap(), Some(pending.clone()), "on the other node");
+        assert_eq!(f.state.engine.policy().take_pending_login("state-1", keep).await.unwrap(), None, "once only");
+        f.state.engine.policy().start_pending_login("state-3", &pending, keep).await.unwrap();
+        assert_eq!(other.policy().take_pending_login("state-3", Duration::ZERO).await.unwrap(), None, "too old");
+        assert_eq!(f.state.engine.policy().take_pending_login("state-3", keep).await.unwrap(), None, "and gone");
+    }
+}

@@ -405,6 +405,21 @@ impl Catalog {
             // A connection to a local file cannot go stale; the ping before every acquire is a
             // round trip to SQLite's worker thread on every catalogue query and log commit.
             .test_before_acquire(!sqlite)
+            // A rollback queued when a transaction was dropped runs before the connection's next
+            // statement, so after one round trip it is out of the transaction, unless that
+            // rollback failed: a COMMIT that failed on a full disk leaves SQLite without the
+            // transaction sqlx still counts, and every later `BEGIN` on the connection would be
+            // refused. Such a connection is closed instead of being handed out.
+            .before_acquire(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Connection;
+                    if !conn.is_in_transaction() {
+                        return Ok(true);
+                    }
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {

@@ -85,6 +85,14 @@ pub enum StoreError {
         /// Whether the version created the dataset.
         created: bool,
     },
+    /// A backup could not be written or read, or a restore was refused: the file and why.
+    #[error("{path}: {message}")]
+    Backup {
+        /// The file or directory.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Sorting a write's rows by place failed (an ingest then writes them unsorted).
     #[error("storage: sorting rows by place: {0}")]
     Sort(String),

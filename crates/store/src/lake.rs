@@ -210,11 +210,14 @@ impl Lake {
         Ok((url, root))
     }
 
+    /// The object store at the lake's root.
+    pub(crate) fn root_store(&self) -> Result<std::sync::Arc<dyn object_store::ObjectStore>, StoreError> {
+        Ok(DeltaTableBuilder::from_url(self.root.clone())?.with_storage_options(self.options.clone()).build_storage()?.object_store(None))
+    }
+
     /// Whether storage answers: one listing of the lake's root.
     pub async fn reachable(&self) -> Result<(), StoreError> {
-        let store =
-            DeltaTableBuilder::from_url(self.root.clone())?.with_storage_options(self.options.clone()).build_storage()?.object_store(None);
-        store.list_with_delimiter(None).await.map_err(|e| StoreError::Read(e.to_string()))?;
+        self.root_store()?.list_with_delimiter(None).await.map_err(|e| StoreError::Read(e.to_string()))?;
         Ok(())
     }
 

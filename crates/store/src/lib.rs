@@ -5,6 +5,7 @@
 //! A dataset's versions are Delta versions; [`Store::ingest`] is the only writer and produces one
 //! new version or nothing.
 
+mod backup;
 mod cached;
 mod catalog;
 mod changes;
@@ -22,10 +23,12 @@ mod search;
 mod settings;
 mod subjects;
 mod subscriptions;
+mod uploads;
 mod writing;
 
 use std::path::{Path, PathBuf};
 
+pub use backup::{BACKUP_FORMAT, BackedUpDataset, BackedUpFile, BackedUpTable, ColumnKind, DeploymentFile, Manifest, read_manifest};
 pub use cached::CachedRanges;
 pub use catalog::{
     Catalog, ColumnMeta, DatasetMeta, Department, GENERATION_TABLES, NewDataset, Organization, ProtectionLink, ProtectionRegister,
@@ -44,6 +47,7 @@ pub use settings::{CreateSettings, IngestSettings};
 pub use subjects::Place;
 pub use subscriptions::{Attempt, Delivery, SubscriptionRow};
 pub use tverr_ingest;
+pub use uploads::{UPLOAD_KEEP, Upload, UploadStep};
 
 /// Where the catalogue and the lake live.
 #[derive(Debug, Clone)]

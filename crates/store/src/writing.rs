@@ -57,7 +57,7 @@ pub(crate) const RECORDING: &str = "tverr.record";
 
 /// A dataset's write lock, held until dropped.
 #[derive(Debug)]
-enum Held {
+pub(crate) enum Held {
     /// A PostgreSQL connection of its own holding `pg_advisory_lock`.
     Postgres(sqlx::AnyConnection),
     /// A locked file beside a SQLite catalogue.
@@ -71,6 +71,49 @@ impl Held {
     async fn release(self) {
         if let Held::Postgres(conn) = self {
             let _ = conn.close().await;
+        }
+    }
+}
+
+/// The write locks of several datasets ([`Store::lock_datasets`]), let go one by one.
+#[derive(Debug)]
+pub(crate) enum Locks {
+    /// Advisory locks on one PostgreSQL connection.
+    Postgres { conn: sqlx::AnyConnection, held: Vec<DatasetRef> },
+    /// One lock each.
+    Each(Vec<(DatasetRef, Held)>),
+}
+
+impl Locks {
+    /// Lets go of one dataset's lock.
+    pub(crate) async fn release(&mut self, r: &DatasetRef) {
+        match self {
+            Locks::Postgres { conn, held } => {
+                if let Some(at) = held.iter().position(|h| h == r) {
+                    held.remove(at);
+                    // If this fails, closing the connection lets go of it.
+                    let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(lock_number(r)).execute(&mut *conn).await;
+                }
+            }
+            Locks::Each(held) => {
+                if let Some(at) = held.iter().position(|(h, _)| h == r) {
+                    held.remove(at).1.release().await;
+                }
+            }
+        }
+    }
+
+    /// Lets go of every lock still held.
+    pub(crate) async fn release_all(self) {
+        match self {
+            Locks::Postgres { conn, .. } => {
+                let _ = conn.close().await;
+            }
+            Locks::Each(held) => {
+                for (_, h) in held {
+                    h.release().await;
+                }
+            }
         }
     }
 }
@@ -109,30 +152,64 @@ fn lock_number(r: &DatasetRef) -> i64 {
 }
 
 impl Store {
+    /// A PostgreSQL connection of its own for advisory locks: it waits `wait` for a lock, and a
+    /// node that is gone loses its locks when the server's keepalive probes go unanswered.
+    async fn lock_connection(&self, wait: std::time::Duration) -> Result<sqlx::AnyConnection, StoreError> {
+        use sqlx::ConnectOptions;
+        use std::str::FromStr;
+        // Waiting for the lock is no slow statement to warn of.
+        let options = sqlx::any::AnyConnectOptions::from_str(self.catalog.url())?
+            .log_statements(tracing::log::LevelFilter::Off)
+            .log_slow_statements(tracing::log::LevelFilter::Off, wait);
+        let mut conn = sqlx::AnyConnection::connect_with(&options).await?;
+        // A writer on a host that is gone (a partition, a power cut) loses the lock when the
+        // server's keepalive probes go unanswered, within about 30 s.
+        let settings = format!(
+            "SET lock_timeout = '{}s'; SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 4",
+            wait.as_secs()
+        );
+        sqlx::Executor::execute(&mut conn, settings.as_str()).await?;
+        Ok(conn)
+    }
+
+    /// Takes a dataset's advisory lock on a lock connection.
+    async fn advisory_lock(conn: &mut sqlx::AnyConnection, r: &DatasetRef, wait: std::time::Duration) -> Result<(), StoreError> {
+        match sqlx::query("SELECT pg_advisory_lock($1)").bind(lock_number(r)).execute(conn).await {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
+                Err(StoreError::Busy { dataset: r.to_string(), seconds: wait.as_secs() })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Takes the write locks of several datasets, in the order given (a backup's: every
+    /// dataset's, in name order; writers take one lock each, so this cannot deadlock with them).
+    /// On PostgreSQL they share one connection.
+    pub(crate) async fn lock_datasets(&self, refs: &[DatasetRef]) -> Result<Locks, StoreError> {
+        if !self.catalog.is_sqlite() {
+            let wait = write_wait()?;
+            let mut conn = self.lock_connection(wait).await?;
+            for r in refs {
+                Self::advisory_lock(&mut conn, r, wait).await?;
+            }
+            return Ok(Locks::Postgres { conn, held: refs.to_vec() });
+        }
+        let mut held = Vec::new();
+        for r in refs {
+            held.push((r.clone(), self.lock_dataset(r).await?));
+        }
+        Ok(Locks::Each(held))
+    }
+
     /// Takes a dataset's write lock, waiting for another writer to finish.
     async fn lock_dataset(&self, r: &DatasetRef) -> Result<Held, StoreError> {
         let wait = write_wait()?;
         let busy = || StoreError::Busy { dataset: r.to_string(), seconds: wait.as_secs() };
         if !self.catalog.is_sqlite() {
-            use sqlx::ConnectOptions;
-            use std::str::FromStr;
-            // Waiting for the lock is no slow statement to warn of.
-            let options = sqlx::any::AnyConnectOptions::from_str(self.catalog.url())?
-                .log_statements(tracing::log::LevelFilter::Off)
-                .log_slow_statements(tracing::log::LevelFilter::Off, wait);
-            let mut conn = sqlx::AnyConnection::connect_with(&options).await?;
-            // A writer on a host that is gone (a partition, a power cut) loses the lock when the
-            // server's keepalive probes go unanswered, within about 30 s.
-            let settings = format!(
-                "SET lock_timeout = '{}s'; SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 4",
-                wait.as_secs()
-            );
-            sqlx::Executor::execute(&mut conn, settings.as_str()).await?;
-            return match sqlx::query("SELECT pg_advisory_lock($1)").bind(lock_number(r)).execute(&mut conn).await {
-                Ok(_) => Ok(Held::Postgres(conn)),
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => Err(busy()),
-                Err(e) => Err(e.into()),
-            };
+            let mut conn = self.lock_connection(wait).await?;
+            Self::advisory_lock(&mut conn, r, wait).await?;
+            return Ok(Held::Postgres(conn));
         }
         match self.catalog.sqlite_file() {
             Some(db) => {
@@ -239,7 +316,7 @@ impl Store {
 
     /// With the dataset's lock held: finishes an interrupted write of it, if one was left
     /// (`None`: none was), and gives the versions it recorded with the write that made each.
-    async fn recover_locked(&self, r: &DatasetRef) -> Result<Option<Vec<(i64, String)>>, StoreError> {
+    pub(crate) async fn recover_locked(&self, r: &DatasetRef) -> Result<Option<Vec<(i64, String)>>, StoreError> {
         let left: Vec<String> = sqlx::query_scalar("SELECT id FROM dataset_writes WHERE org = $1 AND dataset = $2")
             .bind(r.org.as_str())
             .bind(r.dataset.as_str())

@@ -1082,6 +1082,11 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("upload_job_title", "Lagrer", "Storing"),
     ("upload_stored_title", "Lagret", "Stored"),
     ("upload_failed_title", "Ikke lagret", "Not stored"),
+    (
+        "upload_interrupted",
+        "Tjeneren som lagret fila, stoppet underveis. Se datasettets versjoner før du laster opp fila på nytt: hvis den ble lagret, står den der med samme SHA-256.",
+        "The server that was storing the file stopped before it finished. Look at the dataset's versions before you upload the file again: if it was stored, it is there with the same SHA-256.",
+    ),
     ("bytes", "byte", "bytes"),
     ("upload_progress", "Lest av filen", "Read of the file"),
     ("upload_done", "Lagret som versjon", "Stored as version"),

@@ -10,7 +10,8 @@ use tverr_access::StoreError;
 use tverr_access::ingest::{IngestError, Problem};
 
 /// Something a page reports: a located problem in a file, or a message.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub(super) enum Said {
     /// A problem at a place in an uploaded file.
     Located(Problem),

@@ -30,9 +30,7 @@ mod tokens;
 mod upload;
 mod work;
 
-pub use oidc::Pending as OidcPending;
 pub use pages::Charts;
-pub use upload::Uploads;
 
 use askama::Template;
 use axum::Router;

@@ -1,15 +1,14 @@
 //! Log-in with an OIDC issuer in the browser: the authorization code flow with PKCE.
 //!
 //! `GET /logg-inn/oidc/{n}` makes a `state`, a `nonce` and a code verifier, keeps them for ten
-//! minutes, binds `state` to the browser with a cookie, and sends the browser to the issuer with
+//! minutes in the catalogue (so the issuer may send the browser back to any node), binds `state`
+//! to the browser with a cookie, and sends the browser to the issuer with
 //! the S256 code challenge. `GET /logg-inn/oidc/tilbake` takes the code back (once: the pending
 //! log-in is removed whatever happens), redeems it at the token endpoint with the verifier,
 //! checks the ID token as the API checks bearer tokens (signature, issuer, audience, expiry) and
 //! its `nonce`, and starts a session for the principal it maps to.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -26,19 +25,6 @@ use tverr_access::{Channel, RecordKind};
 const STATE_COOKIE: &str = "tverr_oidc";
 /// How long a started log-in may take.
 const PENDING_FOR: Duration = Duration::from_secs(600);
-
-/// Log-ins sent to an issuer and not yet back, by `state`.
-#[derive(Debug, Clone, Default)]
-pub struct Pending(Arc<Mutex<HashMap<String, Started>>>);
-
-#[derive(Debug)]
-struct Started {
-    issuer: usize,
-    verifier: String,
-    nonce: String,
-    next: String,
-    at: Instant,
-}
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -61,10 +47,9 @@ pub async fn start(State(state): State<AppState>, v: Visitor, Path(index): Path<
         b64(&sha2::Sha256::digest(verifier.as_bytes()))
     };
     let next = safe_next(query_value(v.query.as_deref(), "next").as_deref());
-    {
-        let mut map = state.oidc_pending.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, s| s.at.elapsed() < PENDING_FOR);
-        map.insert(state_value.clone(), Started { issuer: index, verifier, nonce: nonce.clone(), next, at: Instant::now() });
+    let pending = tverr_policy::PendingLogin { issuer: index, verifier, nonce: nonce.clone(), next };
+    if let Err(e) = state.engine.policy().start_pending_login(&state_value, &pending, PENDING_FOR).await {
+        return super::pages::problem_page(&v, crate::Problem::from_policy(e));
     }
     let mut url = match url::Url::parse(&login.authorization_endpoint) {
         Ok(u) => u,
@@ -95,8 +80,11 @@ pub async fn callback(State(state): State<AppState>, v: Visitor, headers: axum::
     let get = |k: &str| query_value(q.as_deref(), k);
     let Some(state_value) = get("state") else { return refused(&v, StatusCode::BAD_REQUEST, "the issuer sent no state") };
     // Taken out at once: a code and a state are good for one try.
-    let started = state.oidc_pending.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&state_value);
-    let Some(started) = started.filter(|s| s.at.elapsed() < PENDING_FOR) else {
+    let started = match state.engine.policy().take_pending_login(&state_value, PENDING_FOR).await {
+        Ok(started) => started,
+        Err(e) => return super::pages::problem_page(&v, crate::Problem::from_policy(e)),
+    };
+    let Some(started) = started else {
         return refused(&v, StatusCode::BAD_REQUEST, "this log-in was not started here, has been used, or is too old; start again");
     };
     if cookie_of(&headers, STATE_COOKIE).as_deref() != Some(state_value.as_str()) {

@@ -106,15 +106,19 @@ pub async fn login(State(state): State<AppState>, v: Visitor, body: Bytes) -> Re
     let username = f.get("username").cloned().unwrap_or_default();
     let password = f.get("password").cloned().unwrap_or_default();
     let next = safe_next(f.get("next").map(String::as_str));
-    if state.logins.attempt(&username, v.client).is_err() {
-        let details = serde_json::json!({"outcome": "throttled", "username": username});
-        state.engine.note_event(RecordKind::Login, &Principal::Anonymous, Channel::Web, details);
-        return login_form(&state, &v, StatusCode::TOO_MANY_REQUESTS, Some("login_limited"), None, username, next);
-    }
     let policy = state.engine.policy();
+    match state.logins.attempt(policy, &username, v.client).await {
+        Ok(()) => {}
+        Err(crate::limits::Refused::Throttled(_)) => {
+            let details = serde_json::json!({"outcome": "throttled", "username": username});
+            state.engine.note_event(RecordKind::Login, &Principal::Anonymous, Channel::Web, details);
+            return login_form(&state, &v, StatusCode::TOO_MANY_REQUESTS, Some("login_limited"), None, username, next);
+        }
+        Err(crate::limits::Refused::Unavailable(problem)) => return super::pages::problem_page(&v, problem),
+    }
     match policy.login(&username, &password).await {
         Ok(who) => {
-            state.logins.succeeded(&username, v.client);
+            state.logins.succeeded(policy, &username, v.client).await;
             let token = match policy.create_session(&who, "password", SESSION_HOURS).await {
                 Ok(t) => t,
                 Err(e) => return failure(&v, &e.to_string()),

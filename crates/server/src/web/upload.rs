@@ -5,16 +5,16 @@
 //! `Store::ingest`, the same code as `tverr ingest` and the upload API.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use askama::Template;
 use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use tokio::io::AsyncWriteExt;
-use tverr_access::{CreateSettings, IngestRequest, IngestSettings, StoreError};
+use tverr_access::{CreateSettings, IngestSettings, StoreError, Upload, UploadStep};
 use tverr_core::DatasetRef;
 use tverr_policy::{Principal, User};
 
@@ -25,47 +25,11 @@ use super::{Chrome, Lang, Message, Visitor};
 use crate::AppState;
 use tverr_access::Channel;
 
-/// How long a checked upload waits for its confirmation, and a finished job for its reader.
-const KEEP: Duration = Duration::from_secs(3600);
+/// How often a running upload's node writes its progress (and that it is alive).
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
-/// Uploads between their steps, by id.
-#[derive(Debug, Clone, Default)]
-pub struct Uploads(Arc<Mutex<HashMap<String, Upload>>>);
-
-#[derive(Debug)]
-struct Upload {
-    /// The user who started it; no one else sees it.
-    owner: String,
-    dataset: String,
-    size: u64,
-    at: Instant,
-    state: Step,
-}
-
-#[derive(Debug)]
-enum Step {
-    /// Checked, waiting for confirmation; the directory holds the file.
-    Checked { request: Box<IngestRequest>, _dir: tempfile::TempDir },
-    /// Ingesting: bytes read so far.
-    Running { read: Arc<AtomicU64> },
-    /// Done: the new version and its rows.
-    Done { version: i64, rows: u64 },
-    /// Refused: the problems.
-    Failed { problems: Vec<Said> },
-}
-
-impl Uploads {
-    fn put(&self, id: &str, upload: Upload) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, u| u.at.elapsed() < KEEP || matches!(u.state, Step::Running { .. }));
-        map.insert(id.to_string(), upload);
-    }
-
-    fn with<T>(&self, id: &str, owner: &str, f: impl FnOnce(&mut Upload) -> T) -> Option<T> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get_mut(id).filter(|u| u.owner == owner).map(f)
-    }
-}
+/// A running upload whose node has said nothing for this long was interrupted (its node stopped).
+const SILENT_FOR: u64 = 60;
 
 /// A steward, or the page that says who may upload.
 fn uploader(v: &Visitor) -> Result<User, Response> {
@@ -324,7 +288,12 @@ pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Mul
         }),
         ..IngestSettings::default()
     };
-    let request = match settings.request(r.clone(), path, u.username.clone()) {
+    let saved = match serde_json::to_string(&settings) {
+        Ok(s) => s,
+        Err(e) => return failure(&v, &translate(v.lang, &e.to_string())),
+    };
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let request = match settings.request(r.clone(), path.clone(), u.username.clone()) {
         Ok(req) => req,
         Err(e) => return form_page(&state, &v, StatusCode::BAD_REQUEST, values, problems(&e, v.lang)).await,
     };
@@ -395,16 +364,25 @@ pub async fn check(State(state): State<AppState>, v: Visitor, mut multipart: Mul
         added: rep.added_columns.clone(),
         sample,
     };
-    state.web_uploads.put(
-        &id,
-        Upload {
-            owner: u.username.clone(),
-            dataset: r.to_string(),
-            size,
-            at: Instant::now(),
-            state: Step::Checked { request: Box::new(request), _dir: dir },
-        },
-    );
+    let upload = Upload {
+        id: id.clone(),
+        owner: u.username.clone(),
+        dataset: r.to_string(),
+        size,
+        step: UploadStep::Checked,
+        file_name,
+        settings: saved,
+        bytes_read: 0,
+        version: None,
+        rows: None,
+        problems: None,
+        quiet_for: 0,
+    };
+    // Kept where every node finds it: the confirmation may come to another node.
+    if let Err(e) = state.engine.stage_upload(&upload, &path).await {
+        return super::pages::problem_page(&v, crate::Problem::from_query(e));
+    }
+    drop(dir);
     v.page(StatusCode::OK, &page)
 }
 
@@ -420,35 +398,63 @@ pub async fn confirm(State(state): State<AppState>, v: Visitor, Path(id): Path<S
     if !is_job_id(&id) {
         return not_found(&v);
     }
-    let read = Arc::new(AtomicU64::new(0));
-    let taken =
-        state.web_uploads.with(&id, &u.username, |up| match std::mem::replace(&mut up.state, Step::Running { read: read.clone() }) {
-            Step::Checked { request, _dir } => Some((request, _dir)),
-            other => {
-                up.state = other;
-                None
-            }
-        });
-    let Some(Some((request, dir))) = taken else {
-        return Redirect::to(&format!("/last-opp/jobb/{id}")).into_response();
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => return failure(&v, &translate(v.lang, &e.to_string())),
     };
-    let mut request = *request;
-    let counter = read.clone();
-    request.options.progress = Some(Arc::new(move |bytes| counter.store(bytes, Ordering::Relaxed)));
-    let (uploads, engine, principal, owner) = (state.web_uploads.clone(), state.engine.clone(), v.principal.clone(), u.username.clone());
+    let (upload, path) = match state.engine.claim_upload(&id, &u.username, dir.path()).await {
+        Ok(Some(claimed)) => claimed,
+        // Not waiting (confirmed already, here or on another node) or not this user's.
+        Ok(None) => return Redirect::to(&format!("/last-opp/jobb/{id}")).into_response(),
+        Err(e) => return super::pages::problem_page(&v, crate::Problem::from_query(e)),
+    };
+    let request =
+        serde_json::from_str::<IngestSettings>(&upload.settings).map_err(|e| StoreError::Read(e.to_string())).and_then(|settings| {
+            let r: DatasetRef = upload.dataset.parse().map_err(|e: tverr_core::ModelError| StoreError::Read(e.to_string()))?;
+            settings.request(r, path, u.username.clone())
+        });
+    let read = Arc::new(AtomicU64::new(0));
+    let (engine, principal) = (state.engine.clone(), v.principal.clone());
     let job = id.clone();
     tokio::spawn(async move {
-        let outcome = engine.ingest(&principal, Channel::WebUpload, request).await;
-        drop(dir);
-        let step = match outcome {
-            Ok(o) => Step::Done { version: o.version, rows: o.report.rows },
-            Err(tverr_access::QueryError::Store(e)) => Step::Failed { problems: Said::of(&e) },
-            Err(e) => Step::Failed { problems: vec![Said::Plain(e.to_string())] },
+        let outcome = match request {
+            Ok(mut request) => {
+                let counter = read.clone();
+                request.options.progress = Some(Arc::new(move |bytes| counter.store(bytes, Ordering::Relaxed)));
+                // The progress, every few seconds, for the job page on any node.
+                let done = Arc::new(AtomicBool::new(false));
+                let ticker = {
+                    let (engine, job, read, done) = (engine.clone(), job.clone(), read.clone(), done.clone());
+                    tokio::spawn(async move {
+                        while !done.load(Ordering::Relaxed) {
+                            tokio::time::sleep(PROGRESS_EVERY).await;
+                            if let Err(e) = engine.upload_progress(&job, read.load(Ordering::Relaxed)).await {
+                                tracing::warn!(error = %e, "an upload's progress could not be written");
+                            }
+                        }
+                    })
+                };
+                let outcome = engine.ingest(&principal, Channel::WebUpload, request).await;
+                done.store(true, Ordering::Relaxed);
+                ticker.abort();
+                outcome
+            }
+            Err(e) => Err(tverr_access::QueryError::Store(e)),
         };
-        uploads.with(&job, &owner, |up| {
-            up.state = step;
-            up.at = Instant::now();
-        });
+        drop(dir);
+        let finished = match outcome {
+            Ok(o) => Ok((o.version, o.report.rows)),
+            Err(e) => {
+                let said = match e {
+                    tverr_access::QueryError::Store(e) => Said::of(&e),
+                    e => vec![Said::Plain(e.to_string())],
+                };
+                Err(serde_json::to_string(&said).unwrap_or_else(|_| "[]".into()))
+            }
+        };
+        if let Err(e) = engine.finish_upload(&job, finished).await {
+            tracing::warn!(error = %e, "an upload's outcome could not be recorded");
+        }
     });
     Redirect::to(&format!("/last-opp/jobb/{id}")).into_response()
 }
@@ -476,7 +482,11 @@ pub async fn job(State(state): State<AppState>, v: Visitor, Path(id): Path<Strin
     if !is_job_id(&id) {
         return not_found(&v);
     }
-    let view = state.web_uploads.with(&id, &u.username, |up| {
+    let up = match state.engine.upload(&id, &u.username).await {
+        Ok(up) => up,
+        Err(e) => return super::pages::problem_page(&v, crate::Problem::from_query(e)),
+    };
+    let view = up.map(|up| {
         let mut page = JobPage {
             page: v.chrome(v.lang.t("upload_job_title")),
             dataset: up.dataset.clone(),
@@ -488,20 +498,27 @@ pub async fn job(State(state): State<AppState>, v: Visitor, Path(id): Path<Strin
             rows: 0,
             problems: Vec::new(),
         };
-        match &up.state {
-            Step::Checked { .. } => page.running = false,
-            Step::Running { read } => {
+        match up.step {
+            UploadStep::Checked => page.running = false,
+            UploadStep::Running if up.quiet_for > SILENT_FOR => page.problems = vec![v.lang.t("upload_interrupted").to_string()],
+            UploadStep::Running => {
                 page.running = true;
-                page.read = read.load(Ordering::Relaxed).min(up.size);
+                page.read = up.bytes_read.min(up.size);
                 page.percent = (page.read * 100).checked_div(up.size).unwrap_or(0);
             }
-            Step::Done { version, rows } => {
-                page.version = Some(*version);
-                page.rows = *rows;
+            UploadStep::Done => {
+                page.version = up.version;
+                page.rows = up.rows.unwrap_or_default();
                 page.read = up.size;
                 page.percent = 100;
             }
-            Step::Failed { problems } => page.problems = problems.iter().map(|s| s.text(v.lang)).collect(),
+            UploadStep::Failed => {
+                let said: Vec<Said> = up.problems.as_deref().and_then(|p| serde_json::from_str(p).ok()).unwrap_or_default();
+                page.problems = said.iter().map(|s| s.text(v.lang)).collect();
+                if page.problems.is_empty() {
+                    page.problems.push(v.lang.t("msg_unknown").to_string());
+                }
+            }
         }
         // The heading says where it stands: «Lagrer» while it runs, «Lagret» once it is.
         let title = match (&page.version, page.problems.is_empty()) {
