@@ -25,6 +25,8 @@ import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUCKET = "tverr-cluster"
+# The write lease the nodes run with: short, so the stop phase is quick.
+LEASE_SECONDS = 5
 
 
 def tverr_bin() -> str:
@@ -255,6 +257,7 @@ class Cluster:
             "TVERR_STORAGE": f"s3://{BUCKET}/lake",
             "TVERR_AUDIT_WITNESS": "off",
             "TVERR_ACTOR": "cluster-test",
+            "TVERR_WRITE_LEASE_SECONDS": str(LEASE_SECONDS),
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.proxy_port}",
             "AWS_ACCESS_KEY_ID": "test",
             "AWS_SECRET_ACCESS_KEY": "test",

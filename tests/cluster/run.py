@@ -5,6 +5,10 @@ Phases (each prints what it checked; any failure ends the run with exit status 1
   concurrent  appends of one dataset from every node at once: every version accounted for
   revoke      an agreement revoked on one node is refused by every node at the next request
   shutdown    SIGTERM during a write: the write is answered, then the node exits
+  backup      tverr backup while every node appends; restored into SQLite and local files, the
+              restored dataset is at one version with the rows its history accounts for
+  stop        SIGSTOP of a node holding a write lock: after the lease another node writes; the
+              stopped node, continued, commits nothing and cleans up after itself
   kills       kill -9 of a node (or a CLI process) at a random moment of a write, then the checker
   faults      PostgreSQL down, S3 answering 503 or slowly: 503 with Retry-After, then recovery
 
@@ -17,13 +21,15 @@ import concurrent.futures
 import json
 import pathlib
 import random
+import signal
+import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from cluster import Cluster, wait_for  # noqa: E402
+from cluster import LEASE_SECONDS, Cluster, tverr_bin, wait_for  # noqa: E402
 
 DATASET = "kommune/hendelser"
 PURPOSE = "oppfolging"
@@ -296,6 +302,70 @@ class Run:
         node.start()
         print("ok shutdown: SIGTERM during a write of 100,000 rows: the write was answered 200, then the node exited 0")
 
+    def backup(self):
+        """A backup taken while every node appends is one catalogue generation: restored into an
+        embedded deployment (SQLite, local files), the dataset is at the version the backup names,
+        with exactly the rows its recorded versions wrote, and the log verifies."""
+        target = self.c.work / "backup"
+        with concurrent.futures.ThreadPoolExecutor(len(self.c.nodes) * 2) as pool:
+            jobs = [pool.submit(self.append, node, 2000) for node in self.c.nodes for _ in range(2)]
+            time.sleep(0.3)
+            summary = json.loads(self.c.tverr("backup", str(target), "--json").stdout)
+            results = [j.result() for j in jobs]
+        bad = [(st, b[:200]) for st, _, b in results if st not in (200, 201)]
+        check(not bad, f"appends during the backup failed: {bad}")
+        env = {k: v for k, v in self.c.env().items() if not k.startswith("AWS_")}
+        for k in ("TVERR_CATALOG", "TVERR_STORAGE"):
+            env.pop(k)
+        env["TVERR_DATA"] = str(self.c.work / "restored")
+
+        def tverr(*args):
+            out = subprocess.run([tverr_bin(), *args], env=env, capture_output=True, timeout=300)
+            check(out.returncode == 0, f"restored: tverr {' '.join(args)}: {out.stderr.decode()[-400:]}")
+            return out.stdout.decode()
+
+        tverr("restore", str(target))
+        history = json.loads(tverr("history", DATASET, "--json"))
+        expected = 0
+        for v in history:
+            expected = v["rows_written"] if v["mode"] in ("create", "replace") else expected + v["rows_written"] - v["rows_removed"]
+        got = int(tverr("sql", "--purpose", "kontroll", f"SELECT count(*) AS n FROM {DATASET.replace('/', '.')}", "--format", "csv").splitlines()[-1])
+        check(got == expected, f"restored: {got} rows, the history accounts for {expected}")
+        named = next(d["version"] for d in summary["datasets"] if d["dataset"] == DATASET)
+        check(history[-1]["version"] == named, f"restored at version {history[-1]['version']}, the backup names {named}")
+        tverr("audit", "verify")
+        self.consistent("after the backup")
+        print(f"ok backup: taken while 6 appends ran on 3 nodes, at generation {summary['generation']}; restored into SQLite and "
+              f"local files at version {named} with {got} rows, as its history accounts; the log verifies")
+
+    def stop(self):
+        """SIGSTOP of a node in the middle of a write (a hung host that keeps its connections):
+        the server ends its lock session after the lease, so another node's write of the dataset
+        goes through; the stopped node, continued, finds its lock gone, commits nothing and
+        cleans up what it wrote."""
+        node, other = self.c.nodes[2], self.c.nodes[0]
+        body = csv_rows(self.next_id, 200_000)
+        self.next_id += 200_000
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            stalled = pool.submit(node.request, "POST", f"/api/v1/datasets/{DATASET}/versions?mode=append", body,
+                                  {"Authorization": f"Bearer {self.steward}", "Content-Type": "text/csv"}, 300)
+            wait_for("the write to be under way", lambda: int(self.c.pg("SELECT count(*) FROM dataset_writes")[0][0]) > 0, 60, 0.01)
+            node.proc.send_signal(signal.SIGSTOP)
+            started = time.monotonic()
+            status, _, answer = self.append(other, 10, timeout=120)
+            waited = time.monotonic() - started
+            node.proc.send_signal(signal.SIGCONT)
+            check(status in (200, 201), f"a write while another node is stopped holding the lock: {status} {answer[:300]}")
+            check(waited < LEASE_SECONDS * 3 + 10, f"the other node's write waited {waited:.0f} s for a lease of {LEASE_SECONDS} s")
+            status, _, answer = stalled.result()
+        check(status in (200, 503), f"the stopped node's write, continued: {status} {answer[:300]}")
+        if status == 503:
+            check(b"lost its lock" in answer or b"unavailable" in answer, f"the stopped node's 503 does not say why: {answer[:300]}")
+        wait_for("the stopped node's clean-up", lambda: int(self.c.pg("SELECT count(*) FROM dataset_writes")[0][0]) == 0, 60)
+        self.consistent("after a node was stopped holding the lock")
+        print(f"ok stop: a node stopped mid-write; another node's write went through after {waited:.1f} s "
+              f"(lease {LEASE_SECONDS} s); the stopped node, continued, answered {status} and left nothing")
+
     def refused_for_now(self, what: str, answer: tuple[int, dict, bytes]):
         """A request a service fault stopped: 503 with Retry-After and a problem, no rows."""
         status, headers, body = answer
@@ -379,7 +449,7 @@ def main() -> int:
     p.add_argument("--outage", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=int(time.time()))
     p.add_argument("--keep", action="store_true", help="keep the work directory")
-    p.add_argument("--phases", default="concurrent,revoke,shutdown,kills,faults")
+    p.add_argument("--phases", default="concurrent,revoke,shutdown,backup,stop,kills,faults")
     a = p.parse_args()
     work = pathlib.Path(tempfile.mkdtemp(prefix="tverr-cluster."))
     c = Cluster(work)

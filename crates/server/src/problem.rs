@@ -174,7 +174,7 @@ impl Problem {
             StoreError::Invalid { .. } | StoreError::Ingest(_) => Self::new(ProblemKind::InvalidInput, e.to_string()),
             StoreError::Exists { .. } => Self::new(ProblemKind::Exists, e.to_string()),
             StoreError::OutcomeUnknown { .. } => Self::new(ProblemKind::WriteOutcomeUnknown, e.to_string()),
-            StoreError::Busy { .. } => Self::new(ProblemKind::Unavailable, e.to_string()),
+            StoreError::Busy { .. } | StoreError::LockLost { .. } => Self::new(ProblemKind::Unavailable, e.to_string()),
             other if other.is_unavailable() => {
                 tracing::warn!(error = %other, "a service does not answer");
                 Self::unavailable()

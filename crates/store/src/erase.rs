@@ -49,9 +49,8 @@ impl Store {
         }
         self.ensure_indexed().await?;
         let writing = self.begin_write(r, "erase").await?;
-        let write = writing.id.clone();
         let mut committing = None;
-        match self.erase_locked(r, &key, &columns, actor, &write, &mut committing).await {
+        match self.erase_locked(r, &key, &columns, actor, &writing, &mut committing).await {
             Ok(outcome) => {
                 self.end_write(writing, true).await;
                 Ok(outcome)
@@ -81,7 +80,7 @@ impl Store {
         key: &str,
         columns: &[&String],
         actor: &str,
-        write: &str,
+        write: &crate::writing::Writing,
         committing: &mut Option<Erasure>,
     ) -> Result<Erasure, StoreError> {
         let key = key.to_string();
@@ -188,15 +187,16 @@ impl Store {
             columns: columns_meta.clone(),
             categories: Default::default(),
             descriptions: Default::default(),
-            write: write.to_string(),
+            write: write.id.clone(),
         };
-        let props = deltalake::kernel::transaction::CommitProperties::default().with_metadata(vec![
+        let props = deltalake::kernel::transaction::CommitProperties::default().with_max_retries(0).with_metadata(vec![
             ("tverr.actor".to_string(), serde_json::json!(actor)),
             ("tverr.mode".to_string(), serde_json::json!("erase")),
             ("tverr.rows_removed".to_string(), serde_json::json!(outcome.rows_removed)),
             (crate::writing::RECORDING.to_string(), serde_json::json!(recording)),
         ]);
         crate::ingest::counts_only(&mut actions);
+        write.confirm().await?;
         *committing = Some(outcome.clone());
         let finalized = deltalake::kernel::transaction::CommitBuilder::from(props)
             .with_actions(actions)

@@ -71,6 +71,15 @@ pub enum StoreError {
         /// The dataset.
         dataset: String,
     },
+    /// This node was stopped (or cut off) for longer than the write lease, and the dataset's
+    /// write lock may be another node's now: the write committed nothing.
+    #[error(
+        "the write of {dataset} lost its lock (this server was stopped or cut off for longer than TVERR_WRITE_LEASE_SECONDS) and committed nothing; try again"
+    )]
+    LockLost {
+        /// The dataset.
+        dataset: String,
+    },
     /// A write failed once its commit was under way (inside the store only: [`crate::Store`]
     /// finds out whether the commit landed and answers with the outcome or
     /// [`StoreError::OutcomeUnknown`]).
@@ -117,6 +126,7 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Catalog(e) => sqlx_unavailable(e),
+            StoreError::LockLost { .. } => true,
             StoreError::Lake(_) | StoreError::Read(_) | StoreError::Config { .. } | StoreError::Arrow(_) => unavailable(&self.to_string()),
             _ => false,
         }
@@ -131,18 +141,28 @@ impl StoreError {
 fn sqlx_unavailable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
-        // Class 08: connection exception; 57P01–57P03: shut down, crash, cannot connect now;
-        // 53: out of resources (disk full, too many connections).
-        sqlx::Error::Database(d) => d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c.starts_with("53")),
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| unavailable_code(&c)),
         other => unavailable(&other.to_string()),
     }
+}
+
+/// Whether a database's error code is the database not answering or out of room. PostgreSQL's
+/// are five-character SQLSTATEs: class 08, connection exception; 57P01–57P03, shut down, crash,
+/// cannot connect now; class 53, out of resources (disk full, too many connections). SQLite's
+/// are numbers, an extended code's low byte the primary one: 5 busy, 6 locked, 10 I/O error,
+/// 13 full, 14 cannot open.
+fn unavailable_code(code: &str) -> bool {
+    if code.len() == 5 {
+        return code.starts_with("08") || code.starts_with("57P") || code.starts_with("53");
+    }
+    code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14))
 }
 
 /// Whether an error's text says a service did not answer: what object storage's client, the
 /// database driver and the operating system say when a server is down, slow or full. Errors
 /// reach here as text through Delta and DataFusion, which keep no type for them.
 pub fn unavailable(text: &str) -> bool {
-    const SAID: [&str; 18] = [
+    const SAID: [&str; 19] = [
         "connection refused",
         "connection reset",
         "broken pipe",
@@ -159,6 +179,7 @@ pub fn unavailable(text: &str) -> bool {
         "terminating connection",
         "the database system is",
         "no space left on device",
+        "database or disk is full",
         "disk quota exceeded",
         "retry limit exceeded",
     ];
@@ -190,5 +211,18 @@ mod tests {
         assert!(StoreError::Catalog(sqlx::Error::PoolTimedOut).is_unavailable());
         assert!(!StoreError::Catalog(sqlx::Error::RowNotFound).is_unavailable());
         assert!(!StoreError::invalid("mode", "timed out").is_unavailable(), "a field's message is the request's fault");
+    }
+
+    #[test]
+    fn database_codes_of_a_full_or_gone_database_are_told_from_the_requests_faults() {
+        // PostgreSQL: connection failure, shutting down, disk full; SQLite: full, busy, a write's
+        // I/O error (extended code 778).
+        for code in ["08006", "57P01", "53100", "13", "5", "778"] {
+            assert!(unavailable_code(code), "{code}");
+        }
+        // PostgreSQL: unique violation, syntax error; SQLite: constraint (2067), syntax (1).
+        for code in ["23505", "42601", "2067", "1"] {
+            assert!(!unavailable_code(code), "{code}");
+        }
     }
 }

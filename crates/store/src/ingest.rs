@@ -323,8 +323,7 @@ impl Store {
     /// Reads a file and commits it as one new version of a dataset.
     pub async fn ingest(&self, req: IngestRequest) -> Result<IngestOutcome, StoreError> {
         let writing = self.begin_write(&req.dataset, "ingest").await?;
-        let write = writing.id.clone();
-        match self.ingest_locked(req, &write).await {
+        match self.ingest_locked(req, &writing).await {
             Ok(outcome) => {
                 self.end_write(writing, true).await;
                 Ok(outcome)
@@ -342,7 +341,7 @@ impl Store {
     }
 
     /// [`Store::ingest`], with the dataset's write lock held.
-    async fn ingest_locked(&self, req: IngestRequest, write: &str) -> Result<IngestOutcome, StoreError> {
+    async fn ingest_locked(&self, req: IngestRequest, write: &crate::writing::Writing) -> Result<IngestOutcome, StoreError> {
         match self.ingest_sorted(req.clone(), true, write).await {
             // Rows too large for the sort's memory: the file is read again and written as it
             // comes (nothing of the first attempt was committed).
@@ -356,7 +355,12 @@ impl Store {
 
     /// [`Store::ingest`], with the rows sorted by place when `sort` is set and the dataset's
     /// geometry is indexed by cell.
-    async fn ingest_sorted(&self, mut req: IngestRequest, sort: bool, write: &str) -> Result<IngestOutcome, StoreError> {
+    async fn ingest_sorted(
+        &self,
+        mut req: IngestRequest,
+        sort: bool,
+        write: &crate::writing::Writing,
+    ) -> Result<IngestOutcome, StoreError> {
         let started = std::time::Instant::now();
         let r = req.dataset.clone();
         self.catalog.org(r.org.as_str()).await?;
@@ -563,7 +567,7 @@ impl Store {
             columns: columns.clone(),
             categories: if exists { req.categories.clone() } else { BTreeMap::new() },
             descriptions: if exists { req.descriptions.clone() } else { BTreeMap::new() },
-            write: write.to_string(),
+            write: write.id.clone(),
         };
         // From the commit on, a failure may come after the version landed (delta-rs reads the
         // log back after writing its entry): `Store::ingest` finds out which.
@@ -587,7 +591,9 @@ impl Store {
             recording.rows_removed = removed as i64;
             let mut metadata = app_metadata.clone();
             metadata.push((crate::writing::RECORDING.to_string(), serde_json::json!(recording)));
-            CommitProperties::default().with_metadata(metadata)
+            // Under the write lock no other commit can come first; one that did means the lock
+            // was lost, and the commit must fail rather than be rebased onto it.
+            CommitProperties::default().with_metadata(metadata).with_max_retries(0)
         };
         let index;
         let version: i64 = match &table {
@@ -595,6 +601,7 @@ impl Store {
                 counts_only(&mut actions);
                 index = index_change(self, &r, &actions, false, &[], &key_columns, &Marked::default()).await?;
                 let schema: StructType = evolved_schema.as_ref().try_into_kernel()?;
+                write.confirm().await?;
                 let created = deltalake::operations::create::CreateBuilder::new()
                     .with_location(self.lake.table_url(&r).as_str())
                     .with_storage_options(self.lake.storage_options().clone())
@@ -659,6 +666,7 @@ impl Store {
                     predicate: None,
                 };
                 counts_only(&mut actions);
+                write.confirm().await?;
                 let finalized = CommitBuilder::from(props(rows_removed))
                     .with_actions(actions)
                     .build(Some(snapshot), t.log_store(), operation)

@@ -58,8 +58,8 @@ pub(crate) const RECORDING: &str = "tverr.record";
 /// A dataset's write lock, held until dropped.
 #[derive(Debug)]
 pub(crate) enum Held {
-    /// A PostgreSQL connection of its own holding `pg_advisory_lock`.
-    Postgres(sqlx::AnyConnection),
+    /// Advisory locks on a PostgreSQL connection of its own, kept by a heartbeat.
+    Postgres(Lease),
     /// A locked file beside a SQLite catalogue.
     File { _file: std::fs::File },
     /// In-process only (a SQLite catalogue in memory).
@@ -69,8 +69,81 @@ pub(crate) enum Held {
 impl Held {
     /// Lets go of the lock (on PostgreSQL, by closing its connection; dropping does the rest).
     async fn release(self) {
-        if let Held::Postgres(conn) = self {
-            let _ = conn.close().await;
+        if let Held::Postgres(lease) = self {
+            lease.close().await;
+        }
+    }
+
+    /// Whether the lock is still this process's: on PostgreSQL, one round trip on the lock's
+    /// connection. A node stopped for longer than the lease finds its session ended by the
+    /// server and the lock perhaps another node's; it must then commit nothing.
+    pub(crate) async fn confirm(&self, r: &DatasetRef) -> Result<(), StoreError> {
+        match self {
+            Held::Postgres(lease) => lease.confirm(r).await,
+            Held::File { .. } | Held::Memory { .. } => Ok(()),
+        }
+    }
+
+    fn lost(&self) -> bool {
+        matches!(self, Held::Postgres(lease) if lease.lost.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+/// A lock connection and its heartbeat. The server ends the session after
+/// `TVERR_WRITE_LEASE_SECONDS` without a statement (`idle_session_timeout`), which lets go of its
+/// locks; the heartbeat sends one every third of that while the process runs. A process that is
+/// stopped (SIGSTOP, a hung VM) sends none, and its locks go after the lease.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    conn: Arc<tokio::sync::Mutex<sqlx::AnyConnection>>,
+    lost: Arc<std::sync::atomic::AtomicBool>,
+    beat: tokio::task::JoinHandle<()>,
+}
+
+impl Lease {
+    fn new(conn: sqlx::AnyConnection, lease: std::time::Duration) -> Self {
+        let conn = Arc::new(tokio::sync::Mutex::new(conn));
+        let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let beat = {
+            let (conn, lost) = (conn.clone(), lost.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(lease / 3).await;
+                    let mut c = conn.lock().await;
+                    if sqlx::Executor::execute(&mut *c, "SELECT 1").await.is_err() {
+                        lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                        return;
+                    }
+                }
+            })
+        };
+        Self { conn, lost, beat }
+    }
+
+    async fn confirm(&self, r: &DatasetRef) -> Result<(), StoreError> {
+        let lost = || StoreError::LockLost { dataset: r.to_string() };
+        if self.lost.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(lost());
+        }
+        let mut c = self.conn.lock().await;
+        if sqlx::Executor::execute(&mut *c, "SELECT 1").await.is_err() {
+            self.lost.store(true, std::sync::atomic::Ordering::SeqCst);
+            return Err(lost());
+        }
+        Ok(())
+    }
+
+    async fn execute(&self, sql: &str, number: i64) -> Result<(), sqlx::Error> {
+        let mut c = self.conn.lock().await;
+        sqlx::query(sql).bind(number).execute(&mut *c).await.map(|_| ())
+    }
+
+    async fn close(self) {
+        self.beat.abort();
+        // Once the heartbeat has stopped, the connection is this lease's alone.
+        let _ = self.beat.await;
+        if let Ok(conn) = Arc::try_unwrap(self.conn) {
+            let _ = conn.into_inner().close().await;
         }
     }
 }
@@ -79,7 +152,7 @@ impl Held {
 #[derive(Debug)]
 pub(crate) enum Locks {
     /// Advisory locks on one PostgreSQL connection.
-    Postgres { conn: sqlx::AnyConnection, held: Vec<DatasetRef> },
+    Postgres { lease: Lease, held: Vec<DatasetRef> },
     /// One lock each.
     Each(Vec<(DatasetRef, Held)>),
 }
@@ -88,11 +161,11 @@ impl Locks {
     /// Lets go of one dataset's lock.
     pub(crate) async fn release(&mut self, r: &DatasetRef) {
         match self {
-            Locks::Postgres { conn, held } => {
+            Locks::Postgres { lease, held } => {
                 if let Some(at) = held.iter().position(|h| h == r) {
                     held.remove(at);
                     // If this fails, closing the connection lets go of it.
-                    let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(lock_number(r)).execute(&mut *conn).await;
+                    let _ = lease.execute("SELECT pg_advisory_unlock($1)", lock_number(r)).await;
                 }
             }
             Locks::Each(held) => {
@@ -106,15 +179,21 @@ impl Locks {
     /// Lets go of every lock still held.
     pub(crate) async fn release_all(self) {
         match self {
-            Locks::Postgres { conn, .. } => {
-                let _ = conn.close().await;
-            }
+            Locks::Postgres { lease, .. } => lease.close().await,
             Locks::Each(held) => {
                 for (_, h) in held {
                     h.release().await;
                 }
             }
         }
+    }
+}
+
+impl Writing {
+    /// Right before a commit: whether the lock is still this write's
+    /// ([`StoreError::LockLost`] if not: then nothing may be committed).
+    pub(crate) async fn confirm(&self) -> Result<(), StoreError> {
+        self.held.confirm(&self.r).await
     }
 }
 
@@ -132,16 +211,27 @@ pub(crate) struct Writing {
 /// The in-process locks of catalogues without a file.
 static MEMORY_LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
 
+/// A number of seconds from the environment, at least `least`, or `default`.
+fn seconds_from_env(name: &str, default: u64, least: u64) -> Result<std::time::Duration, StoreError> {
+    let seconds = match std::env::var(name) {
+        Ok(v) => v.trim().parse::<u64>().map_err(|_| StoreError::Config {
+            message: format!("{name}: expected a whole number of seconds, found {v:?}"),
+        })?,
+        Err(_) => default,
+    };
+    Ok(std::time::Duration::from_secs(seconds.max(least)))
+}
+
 /// How long a write waits for another write of the same dataset (`TVERR_WRITE_WAIT_SECONDS`,
 /// default 60) before it gives up with [`StoreError::Busy`].
 fn write_wait() -> Result<std::time::Duration, StoreError> {
-    let seconds = match std::env::var("TVERR_WRITE_WAIT_SECONDS") {
-        Ok(v) => v.trim().parse::<u64>().map_err(|_| StoreError::Config {
-            message: format!("TVERR_WRITE_WAIT_SECONDS: expected a whole number of seconds, found {v:?}"),
-        })?,
-        Err(_) => 60,
-    };
-    Ok(std::time::Duration::from_secs(seconds.max(1)))
+    seconds_from_env("TVERR_WRITE_WAIT_SECONDS", 60, 1)
+}
+
+/// How long a PostgreSQL session holding write locks may say nothing before the server ends it
+/// and its locks go (`TVERR_WRITE_LEASE_SECONDS`, default 30, at least 3).
+fn write_lease() -> Result<std::time::Duration, StoreError> {
+    seconds_from_env("TVERR_WRITE_LEASE_SECONDS", 30, 3)
 }
 
 /// The advisory-lock number of a dataset: 64 bits of a hash of its name.
@@ -154,7 +244,7 @@ fn lock_number(r: &DatasetRef) -> i64 {
 impl Store {
     /// A PostgreSQL connection of its own for advisory locks: it waits `wait` for a lock, and a
     /// node that is gone loses its locks when the server's keepalive probes go unanswered.
-    async fn lock_connection(&self, wait: std::time::Duration) -> Result<sqlx::AnyConnection, StoreError> {
+    async fn lock_connection(&self, wait: std::time::Duration) -> Result<Lease, StoreError> {
         use sqlx::ConnectOptions;
         use std::str::FromStr;
         // Waiting for the lock is no slow statement to warn of.
@@ -164,17 +254,20 @@ impl Store {
         let mut conn = sqlx::AnyConnection::connect_with(&options).await?;
         // A writer on a host that is gone (a partition, a power cut) loses the lock when the
         // server's keepalive probes go unanswered, within about 30 s.
+        let lease = write_lease()?;
         let settings = format!(
-            "SET lock_timeout = '{}s'; SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 4",
-            wait.as_secs()
+            "SET lock_timeout = '{}s'; SET idle_session_timeout = '{}s'; \
+             SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 4",
+            wait.as_secs(),
+            lease.as_secs()
         );
         sqlx::Executor::execute(&mut conn, settings.as_str()).await?;
-        Ok(conn)
+        Ok(Lease::new(conn, lease))
     }
 
     /// Takes a dataset's advisory lock on a lock connection.
-    async fn advisory_lock(conn: &mut sqlx::AnyConnection, r: &DatasetRef, wait: std::time::Duration) -> Result<(), StoreError> {
-        match sqlx::query("SELECT pg_advisory_lock($1)").bind(lock_number(r)).execute(conn).await {
+    async fn advisory_lock(lease: &Lease, r: &DatasetRef, wait: std::time::Duration) -> Result<(), StoreError> {
+        match lease.execute("SELECT pg_advisory_lock($1)", lock_number(r)).await {
             Ok(_) => Ok(()),
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
                 Err(StoreError::Busy { dataset: r.to_string(), seconds: wait.as_secs() })
@@ -189,11 +282,11 @@ impl Store {
     pub(crate) async fn lock_datasets(&self, refs: &[DatasetRef]) -> Result<Locks, StoreError> {
         if !self.catalog.is_sqlite() {
             let wait = write_wait()?;
-            let mut conn = self.lock_connection(wait).await?;
+            let lease = self.lock_connection(wait).await?;
             for r in refs {
-                Self::advisory_lock(&mut conn, r, wait).await?;
+                Self::advisory_lock(&lease, r, wait).await?;
             }
-            return Ok(Locks::Postgres { conn, held: refs.to_vec() });
+            return Ok(Locks::Postgres { lease, held: refs.to_vec() });
         }
         let mut held = Vec::new();
         for r in refs {
@@ -207,9 +300,9 @@ impl Store {
         let wait = write_wait()?;
         let busy = || StoreError::Busy { dataset: r.to_string(), seconds: wait.as_secs() };
         if !self.catalog.is_sqlite() {
-            let mut conn = self.lock_connection(wait).await?;
-            Self::advisory_lock(&mut conn, r, wait).await?;
-            return Ok(Held::Postgres(conn));
+            let lease = self.lock_connection(wait).await?;
+            Self::advisory_lock(&lease, r, wait).await?;
+            return Ok(Held::Postgres(lease));
         }
         match self.catalog.sqlite_file() {
             Some(db) => {
@@ -265,10 +358,40 @@ impl Store {
             if let Err(e) = sqlx::query("DELETE FROM dataset_writes WHERE id = $1").bind(&id).execute(self.catalog.pool()).await {
                 tracing::warn!(dataset = %r, error = %e, "the record of a finished write stays; the next write of the dataset removes it");
             }
-        } else if let Err(e) = self.recover_locked(&r).await {
+            held.release().await;
+            return;
+        }
+        let held = match self.still_held(&r, held).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(dataset = %r, error = %e, "a failed write could not take its lock again to clean up; the next write of the dataset does it");
+                return;
+            }
+        };
+        if let Err(e) = self.recover_locked(&r).await {
             tracing::warn!(dataset = %r, error = %e, "a failed write could not be cleaned up; the next write of the dataset does it");
         }
         held.release().await;
+    }
+
+    /// The lock, or, when it was lost (this node was stopped for longer than the lease), the lock
+    /// taken again, with a record of this write so that what it left is cleaned up under it.
+    async fn still_held(&self, r: &DatasetRef, held: Held) -> Result<Held, StoreError> {
+        if !held.lost() && held.confirm(r).await.is_ok() {
+            return Ok(held);
+        }
+        held.release().await;
+        tracing::warn!(dataset = %r, "this write lost its lock (the node was stopped for longer than the lease); taking it again to clean up");
+        let held = self.lock_dataset(r).await?;
+        sqlx::query("INSERT INTO dataset_writes (id, org, dataset, what, started_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(r.org.as_str())
+            .bind(r.dataset.as_str())
+            .bind("cleanup")
+            .bind(Timestamp::now().to_string())
+            .execute(self.catalog.pool())
+            .await?;
+        Ok(held)
     }
 
     /// Ends a write that failed once its commit was under way, finishing it as a crash would be
@@ -278,8 +401,14 @@ impl Store {
     pub(crate) async fn settle_interrupted(&self, writing: Writing) -> Result<Option<i64>, StoreError> {
         let Writing { r, id, held, what, started } = writing;
         tverr_core::metrics::write(what, "failed", started.elapsed());
-        let recovered = self.recover_locked(&r).await;
-        held.release().await;
+        let recovered = match self.still_held(&r, held).await {
+            Ok(held) => {
+                let recovered = self.recover_locked(&r).await;
+                held.release().await;
+                recovered
+            }
+            Err(e) => Err(e),
+        };
         match recovered {
             Ok(recorded) => {
                 let version = recorded.unwrap_or_default().into_iter().find(|(_, w)| *w == id).map(|(v, _)| v);
