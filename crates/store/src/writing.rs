@@ -214,9 +214,10 @@ static MEMORY_LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>
 /// A number of seconds from the environment, at least `least`, or `default`.
 fn seconds_from_env(name: &str, default: u64, least: u64) -> Result<std::time::Duration, StoreError> {
     let seconds = match std::env::var(name) {
-        Ok(v) => v.trim().parse::<u64>().map_err(|_| StoreError::Config {
-            message: format!("{name}: expected a whole number of seconds, found {v:?}"),
-        })?,
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| StoreError::Config { message: format!("{name}: expected a whole number of seconds, found {v:?}") })?,
         Err(_) => default,
     };
     Ok(std::time::Duration::from_secs(seconds.max(least)))
