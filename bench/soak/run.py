@@ -70,10 +70,11 @@ def pct(values: list[float], p: float) -> float:
 class Load:
     """The requests, made over one kept-alive connection per worker and node."""
 
-    def __init__(self, cluster, steward: str, reader: str, people: int):
+    def __init__(self, cluster, steward: str, readers: list[str], people: int):
         self.c = cluster
         self.steward = steward
-        self.reader = reader
+        # One reader per worker: a principal may run only a few queries at once on a node.
+        self.readers = readers
         self.people = people
         self.next_id = 10_000_000
         self.lock = threading.Lock()
@@ -102,7 +103,7 @@ class Load:
         raise AssertionError("unreachable")
 
     def one(self, kind: str, node, rng: random.Random) -> tuple[int, bool]:
-        read = {"Authorization": f"Bearer {self.reader}", "Tverr-Purpose": PURPOSE}
+        read = {"Authorization": f"Bearer {self.readers[self.local.worker % len(self.readers)]}", "Tverr-Purpose": PURPOSE}
         if kind == "sql":
             q = json.dumps({"sql": f"SELECT count(*) AS n, sum(verdi) AS s FROM {DATASET.replace('/', '.')} WHERE verdi < {rng.randint(1, 96)}"})
             status, _ = self.call(node, "POST", "/api/v1/sql", q.encode(), {**read, "Content-Type": "application/json"})
@@ -139,6 +140,7 @@ def drive(load: Load, nodes: list, mix, seconds: float, clients: int, seed: int,
     stop_at = time.monotonic() + seconds
 
     def worker(w: int):
+        load.local.worker = w
         rng = random.Random(seed * 1000 + w)
         i = w
         while time.monotonic() < stop_at:
@@ -161,17 +163,18 @@ def drive(load: Load, nodes: list, mix, seconds: float, clients: int, seed: int,
     return results
 
 
-def setup(cluster, people: int) -> tuple[str, str]:
+def setup(cluster, people: int, readers: int) -> tuple[str, list[str]]:
     t = cluster.tverr
     t("org", "create", "kommune", "--name", "Testkommune", "--orgnr", "970540008", "--kommunenummer", "3403")
     t("department", "create", "kommune/data", "--name", "Data")
     t("department", "create", "kommune/lesere", "--name", "Lesere")
     t("user", "create", "kommune/data/forvalter", "--role", "steward")
-    t("user", "create", "kommune/lesere/leser", "--role", "employee")
+    for r in range(readers):
+        t("user", "create", f"kommune/lesere/leser{r}", "--role", "employee")
     t("user", "create", "kommune/lesere/soak", "--role", "employee", "--password-stdin", stdin=PASSWORD.encode())
     t("user", "create", "kommune/admin", "--role", "admin")
     steward = t("token", "create", "--user", "forvalter").stdout.decode().strip()
-    reader = t("token", "create", "--user", "leser").stdout.decode().strip()
+    tokens = [t("token", "create", "--user", f"leser{r}").stdout.decode().strip() for r in range(readers)]
     t("legal-basis", "create", "kommune/lov", "--gdpr", "6(1)(e)", "--hjemmel", "kommuneloven § 1-1")
     t("purpose", "create", f"kommune/{PURPOSE}", "--name", "Oppfølging", "--department", "lesere", "--legal-basis", "lov")
     first = cluster.work / "first.csv"
@@ -182,7 +185,7 @@ def setup(cluster, people: int) -> tuple[str, str]:
             "--dataset", DATASET, "--columns", "id,fodselsnummer,verdi", "--purpose", PURPOSE).stdout.decode()
     agreement = next(w for w in out.replace(":", " ").split() if w.isdigit())
     t("agreement", "approve", agreement, "--as", "forvalter")
-    return steward, reader
+    return steward, tokens
 
 
 def soak(cluster, load: Load, minutes: float, clients: int, seed: int) -> dict:
@@ -274,9 +277,9 @@ def main() -> int:
     print(f"soak in {work}: {a.mode}, {a.clients} clients", flush=True)
     try:
         c.start_services()
-        steward, reader = setup(c, a.people)
+        steward, readers = setup(c, a.people, a.clients)
         c.start_nodes()
-        load = Load(c, steward, reader, a.people)
+        load = Load(c, steward, readers, a.people)
         figures = soak(c, load, a.minutes, a.clients, a.seed) if a.mode == "soak" else scaling(c, load, a.seconds, a.clients, a.seed)
         verify = c.tverr("audit", "verify", check=False)
         figures["audit_verifies"] = verify.returncode == 0
